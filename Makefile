@@ -1,0 +1,45 @@
+# The README's two commands are `make figures` and `make test`; both create the environment first.
+PYTHON  ?= python3.11
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+PROFILE ?= mini
+NB      ?=
+PYTEST_ARGS ?=
+
+.PHONY: env test figures bench site clean help
+
+help:
+	@echo "make figures   regenerate every figure on the $(PROFILE) profile (PROFILE=tiny|mini|imagenette|imagenet, NB='02 07' for a subset)"
+	@echo "make test      run the test suite (unit tests + every notebook on the tiny profile)"
+	@echo "make bench     run every benchmark in benchmarks/"
+	@echo "make site      build the static HTML site of the executed notebooks"
+	@echo "make env       create or refresh .venv with the pinned set"
+
+env: $(STAMP)
+
+# (Re)create the virtual environment when it is missing or older than the pinned set.
+$(STAMP): requirements.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+test: env
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+figures: env
+	$(PY) -m zfcore.runner --profile $(PROFILE) $(NB)
+
+bench: env
+	@set -e; for f in benchmarks/[a-z]*.py; do \
+	  m=$$(basename $$f .py); echo "== benchmarks.$$m"; $(PY) -m benchmarks.$$m; done
+
+site: env
+	$(PY) -m zfcore.site --profile $(PROFILE)
+
+clean:
+	rm -rf build .cache

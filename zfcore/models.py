@@ -1,0 +1,370 @@
+"""The paper's networks, with every layer addressable as ``layer1`` ... ``layer7``.
+
+* :func:`zfnet` is exactly Fig. 3 of Zeiler & Fergus (2014): 224x224x3 input; layer 1: 96 filters
+  7x7 stride 2, ReLU, 3x3 max pool stride 2, local contrast normalisation; layer 2: 256 filters 5x5
+  stride 2, ReLU, pool, normalisation; layers 3, 4: 384 filters 3x3; layer 5: 256 filters 3x3, pool
+  to 6x6x256; layers 6, 7: 4096 units, dropout 0.5; a softmax over the classes. Spatial sizes
+  224 > 110 > 55 > 26 > 13 > 13 > 13 > 6.
+* :func:`krizhevsky` is the single-column layout of Krizhevsky et al. (2012) that section 4.1 and
+  Fig. 6 compare against: the first layer is 96 filters 11x11 stride 4.
+* Both scale by ``width`` and ``image_size`` for the ``tiny`` and ``mini`` profiles, keeping the
+  layer structure, and take Table 3's changes (removed layers, resized layers) as parameters:
+  :data:`TABLE3_VARIANTS` names them.
+* :func:`alexnet` and :func:`vgg16` wrap torchvision's pretrained networks behind the same naming.
+
+Layer addressing: every supported model carries ``model.layer_names``, a dict from ``"layer1"``
+... ``"layer7"`` and ``"logits"`` to the qualified name of the module whose output is that layer's
+rectified feature map (the ReLU after the convolution or fully connected layer). The paper's
+deconvnet and top-9 mining look at exactly these maps. :func:`get_layer` returns the module.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+__all__ = [
+    "ZFConfig", "ZFNet", "zfnet", "krizhevsky", "build", "TABLE3_VARIANTS", "alexnet", "vgg16",
+    "get_layer", "layer_names", "conv_layers", "paper_init_", "clip_filters_", "filter_rms",
+    "MissingWeightsError", "LayerError", "load_model_state",
+]
+
+
+class LayerError(KeyError):
+    """An unknown layer name for this model."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain
+        return str(self.args[0])
+
+
+class MissingWeightsError(FileNotFoundError):
+    """Pretrained weights are not on disk and may not (or could not) be downloaded."""
+
+
+@dataclass(frozen=True)
+class ZFConfig:
+    """The layout of a ZF-style network (Fig. 3) with the knobs of Table 3 and Fig. 6.
+
+    ``conv_channels`` and ``fc_units`` are the paper's sizes before ``width`` is applied.
+    ``removed`` lists layers taken out (3, 4, 6 or 7, as in Table 3).
+    """
+
+    first_layer: str = "zf"                     # "zf" (7x7/2) or "krizhevsky" (11x11/4)
+    conv_channels: tuple[int, ...] = (96, 256, 384, 384, 256)
+    fc_units: tuple[int, int] = (4096, 4096)
+    removed: tuple[int, ...] = ()
+    width: float = 1.0
+    image_size: int = 224
+    in_channels: int = 3
+    num_classes: int = 1000
+    dropout: float = 0.5
+
+    def scaled(self, n: int) -> int:
+        return max(1, int(round(n * self.width)))
+
+
+# Table 3 of the paper, as changes to ZFConfig. "zf" is the unchanged Fig. 3 model.
+TABLE3_VARIANTS: dict[str, dict] = {
+    "zf": {},
+    "no_layer7": {"removed": (7,)},
+    "no_layers6_7": {"removed": (6, 7)},
+    "no_layers3_4": {"removed": (3, 4)},
+    "no_layers3_4_6_7": {"removed": (3, 4, 6, 7)},
+    "fc6_7_2048": {"fc_units": (2048, 2048)},
+    "fc6_7_8192": {"fc_units": (8192, 8192)},
+    "conv3_4_5_wide": {"conv_channels": (96, 256, 512, 1024, 512)},
+    "conv3_4_5_wide_fc_8192": {"conv_channels": (96, 256, 512, 1024, 512),
+                               "fc_units": (8192, 8192)},
+}
+
+
+def _pool_out(n: int, k: int = 3, s: int = 2) -> int:
+    return math.ceil((n - k) / s) + 1
+
+
+class ZFNet(nn.Module):
+    """A ZF-style convnet (Fig. 3) built from a :class:`ZFConfig`.
+
+    ``features`` holds ``conv1, relu1, pool1, norm1, conv2, relu2, pool2, norm2, conv3, relu3,
+    conv4, relu4, conv5, relu5, pool5`` (minus removed layers), ``classifier`` holds ``drop6, fc6,
+    relu6, drop7, fc7, relu7, fc8``. Max pools are 3x3 stride 2 with ``ceil_mode`` so that a 224
+    input gives the paper's 110 > 55 > 26 > 13 > 6. Works with any torch code: a plain module.
+    """
+
+    def __init__(self, config: ZFConfig = ZFConfig()):
+        super().__init__()
+        c = config
+        self.config = c
+        for r in c.removed:
+            if r not in (3, 4, 6, 7):
+                raise ValueError(f"Table 3 removes layers 3, 4, 6 or 7, not {r}")
+        ch = [c.scaled(n) for n in c.conv_channels]
+        fc = [c.scaled(n) for n in c.fc_units]
+        if c.first_layer == "zf":
+            k1, s1, p1 = 7, 2, 1
+        elif c.first_layer == "krizhevsky":
+            k1, s1, p1 = 11, 4, 2
+        else:
+            raise ValueError(f"first_layer must be 'zf' or 'krizhevsky', not {c.first_layer!r}")
+
+        f: "OrderedDict[str, nn.Module]" = OrderedDict()
+        names: dict[str, str] = {}
+        f["conv1"] = nn.Conv2d(c.in_channels, ch[0], k1, stride=s1, padding=p1)
+        f["relu1"] = nn.ReLU()
+        f["pool1"] = nn.MaxPool2d(3, 2, ceil_mode=True)
+        f["norm1"] = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)
+        names["layer1"] = "features.relu1"
+        f["conv2"] = nn.Conv2d(ch[0], ch[1], 5, stride=2 if c.first_layer == "zf" else 1,
+                               padding=0 if c.first_layer == "zf" else 2)
+        f["relu2"] = nn.ReLU()
+        f["pool2"] = nn.MaxPool2d(3, 2, ceil_mode=True)
+        f["norm2"] = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)
+        names["layer2"] = "features.relu2"
+        prev = ch[1]
+        for i in (3, 4, 5):
+            if i in c.removed:
+                continue
+            f[f"conv{i}"] = nn.Conv2d(prev, ch[i - 1], 3, padding=1)
+            f[f"relu{i}"] = nn.ReLU()
+            names[f"layer{i}"] = f"features.relu{i}"
+            prev = ch[i - 1]
+        f["pool5"] = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.features = nn.Sequential(f)
+
+        side = self.feature_side(c)
+        if side < 1:
+            raise ValueError(f"image_size {c.image_size} is too small for this layout")
+        n_in = prev * side * side
+        k: "OrderedDict[str, nn.Module]" = OrderedDict()
+        for i, units in zip((6, 7), fc):
+            if i in c.removed:
+                continue
+            k[f"drop{i}"] = nn.Dropout(c.dropout)
+            k[f"fc{i}"] = nn.Linear(n_in, units)
+            k[f"relu{i}"] = nn.ReLU()
+            names[f"layer{i}"] = f"classifier.relu{i}"
+            n_in = units
+        k["fc8"] = nn.Linear(n_in, c.num_classes)
+        names["logits"] = "classifier.fc8"
+        self.classifier = nn.Sequential(k)
+        self.layer_names = names
+        self.input_size = c.image_size
+
+    @staticmethod
+    def feature_side(c: ZFConfig) -> int:
+        """Side of the pooled layer-5 map (6 for the paper's 224 input)."""
+        if c.first_layer == "zf":
+            n = (c.image_size + 2 - 7) // 2 + 1
+            n = _pool_out(n)
+            n = (n - 5) // 2 + 1
+        else:
+            n = (c.image_size + 4 - 11) // 4 + 1
+            n = _pool_out(n)          # conv2 (5x5, padding 2, stride 1) keeps the size
+        n = _pool_out(n)
+        return _pool_out(n)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        return self.classifier(torch.flatten(x, 1))
+
+
+def build(variant: str = "zf", *, first_layer: str = "zf", width: float = 1.0,
+          image_size: int = 224, num_classes: int = 1000, fc_units: int | None = None,
+          dropout: float = 0.5, in_channels: int = 3) -> ZFNet:
+    """Build any network of the paper from one parametrised layout.
+
+    ``variant`` is a key of :data:`TABLE3_VARIANTS`; ``first_layer`` picks ZF (7x7/2) or
+    Krizhevsky (11x11/4); ``fc_units`` overrides the paper's 4096 for layers 6 and 7 (a profile's
+    scaled size) and Table 3's 2048/8192 variants scale with it.
+    """
+    if variant not in TABLE3_VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}: choose one of {sorted(TABLE3_VARIANTS)}")
+    changes = dict(TABLE3_VARIANTS[variant])
+    if fc_units is not None:
+        base = changes.get("fc_units", (4096, 4096))
+        changes["fc_units"] = tuple(int(u * fc_units / 4096) for u in base)
+    cfg = ZFConfig(first_layer=first_layer, width=width, image_size=image_size,
+                   num_classes=num_classes, dropout=dropout, in_channels=in_channels, **changes)
+    return ZFNet(cfg)
+
+
+def zfnet(*, width: float = 1.0, image_size: int = 224, num_classes: int = 1000,
+          fc_units: int | None = None, dropout: float = 0.5, variant: str = "zf") -> ZFNet:
+    """The paper's Fig. 3 network (ZFNet); ``width``/``image_size`` scale it for small profiles."""
+    return build(variant, first_layer="zf", width=width, image_size=image_size,
+                 num_classes=num_classes, fc_units=fc_units, dropout=dropout)
+
+
+def krizhevsky(*, width: float = 1.0, image_size: int = 224, num_classes: int = 1000,
+               fc_units: int | None = None, dropout: float = 0.5, variant: str = "zf") -> ZFNet:
+    """Krizhevsky et al.'s single-column layout: first layer 96 filters 11x11 stride 4 (Fig. 6)."""
+    return build(variant, first_layer="krizhevsky", width=width, image_size=image_size,
+                 num_classes=num_classes, fc_units=fc_units, dropout=dropout)
+
+
+# ---------------------------------------------------------------------------------------------
+# Layer addressing
+# ---------------------------------------------------------------------------------------------
+
+def layer_names(model: nn.Module) -> dict[str, str]:
+    """``{"layer1": "features.relu1", ...}`` for any supported model."""
+    names = getattr(model, "layer_names", None)
+    if not isinstance(names, dict):
+        raise TypeError(f"{type(model).__name__} has no layer_names: build it with zfcore.models "
+                        f"or set model.layer_names = {{'layer1': '<module name>', ...}}")
+    return names
+
+
+def get_layer(model: nn.Module, layer: "str | int") -> nn.Module:
+    """The module whose output is ``layer`` ("layer5", 5 or "logits") of ``model``."""
+    names = layer_names(model)
+    key = f"layer{layer}" if isinstance(layer, int) else layer
+    if key not in names:
+        raise LayerError(f"unknown layer {layer!r} for {type(model).__name__}: this model has "
+                         f"{', '.join(names)}")
+    return model.get_submodule(names[key])
+
+
+def conv_layers(model: nn.Module) -> list[nn.Conv2d]:
+    """All convolutions of ``model`` in order (those that feature-scale clipping renormalises)."""
+    return [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Section 3: initialisation and feature-scale clipping
+# ---------------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def paper_init_(model: nn.Module, weight: float = 1e-2, bias: float = 0.0) -> nn.Module:
+    """The paper's initialisation (section 3): "all weights initialized to 1e-2 and biases to 0".
+
+    The paper's sentence is read, as in every reimplementation, as weights drawn with standard
+    deviation ``weight`` (constant weights would make every filter identical).
+    """
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            m.weight.normal_(0.0, weight)
+            if m.bias is not None:
+                m.bias.fill_(bias)
+    return model
+
+
+def filter_rms(conv: nn.Conv2d) -> torch.Tensor:
+    """Root mean square of each filter of ``conv`` (one value per output channel)."""
+    w = conv.weight.detach()
+    return w.pow(2).flatten(1).mean(1).sqrt()
+
+
+@torch.no_grad()
+def clip_filters_(model: nn.Module, radius: float = 0.1) -> int:
+    """Feature-scale clipping (section 3): renormalise every conv filter whose RMS exceeds
+    ``radius`` to an RMS of exactly ``radius``. Returns how many filters were renormalised."""
+    n = 0
+    for conv in conv_layers(model):
+        rms = filter_rms(conv)
+        over = rms > radius
+        if over.any():
+            scale = torch.where(over, radius / rms, torch.ones_like(rms))
+            conv.weight.mul_(scale.view(-1, *([1] * (conv.weight.dim() - 1))))
+            n += int(over.sum())
+    return n
+
+
+# ---------------------------------------------------------------------------------------------
+# torchvision's pretrained networks behind the same naming
+# ---------------------------------------------------------------------------------------------
+
+def _weights_file(weights) -> Path:
+    url = weights.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+
+
+def _load_pretrained(weights, download: bool):
+    path = _weights_file(weights)
+    if path.is_file():
+        return torch.load(path, map_location="cpu", weights_only=True)
+    if download:
+        try:
+            return weights.get_state_dict(progress=True, check_hash=True)
+        except Exception as e:  # no network, proxy, HTTP error
+            reason = f"the download failed ({type(e).__name__}: {e})"
+    else:
+        reason = "downloads are off (pass download=True or set ZFCORE_DOWNLOAD=1 to allow one)"
+    raise MissingWeightsError(
+        f"pretrained weights {path.name} are not on disk and {reason}.\n"
+        f"Fetch {weights.url}\nand put it at {path}\n"
+        f"(folder: {path.parent}; e.g. mkdir -p {path.parent} && curl -L -o {path} {weights.url})")
+
+
+def _download_default(download: bool | None) -> bool:
+    import os
+    if download is not None:
+        return download
+    return os.environ.get("ZFCORE_DOWNLOAD", "0") == "1"
+
+
+def _unplace_relus(model: nn.Module) -> None:
+    # In-place ReLUs break forward/backward hooks on the layer outputs we address.
+    for m in model.modules():
+        if isinstance(m, nn.ReLU):
+            m.inplace = False
+
+
+def alexnet(pretrained: bool = True, download: bool | None = None) -> nn.Module:
+    """torchvision's AlexNet (single-column Krizhevsky et al.) with ``layer1`` ... ``layer7``.
+
+    With ``pretrained=True`` the ImageNet weights must be on disk (torch hub's checkpoints
+    folder) or downloadable; offline, a :class:`MissingWeightsError` names the file and folder.
+    """
+    from torchvision.models import AlexNet_Weights, alexnet as tv_alexnet
+    m = tv_alexnet(weights=None)
+    if pretrained:
+        m.load_state_dict(_load_pretrained(AlexNet_Weights.IMAGENET1K_V1, _download_default(download)))
+    _unplace_relus(m)
+    m.layer_names = {"layer1": "features.1", "layer2": "features.4", "layer3": "features.7",
+                     "layer4": "features.9", "layer5": "features.11", "layer6": "classifier.2",
+                     "layer7": "classifier.5", "logits": "classifier.6"}
+    m.input_size = 224
+    return m
+
+
+def vgg16(pretrained: bool = True, download: bool | None = None) -> nn.Module:
+    """torchvision's VGG16; ``layer1`` ... ``layer5`` are the last ReLU of each conv block."""
+    from torchvision.models import VGG16_Weights, vgg16 as tv_vgg16
+    m = tv_vgg16(weights=None)
+    if pretrained:
+        m.load_state_dict(_load_pretrained(VGG16_Weights.IMAGENET1K_V1, _download_default(download)))
+    _unplace_relus(m)
+    m.layer_names = {"layer1": "features.3", "layer2": "features.8", "layer3": "features.15",
+                     "layer4": "features.22", "layer5": "features.29", "layer6": "classifier.1",
+                     "layer7": "classifier.4", "logits": "classifier.6"}
+    m.input_size = 224
+    return m
+
+
+def load_model_state(model: nn.Module, state: dict, source: str = "checkpoint") -> nn.Module:
+    """``model.load_state_dict(state)`` with an error that names every mismatch plainly."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in state and hasattr(state[k], "shape")
+              and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if shapes:
+            parts.append("shape mismatch: " + "; ".join(shapes[:5]))
+        if missing:
+            parts.append(f"missing from {source}: {missing[:5]}")
+        if unexpected:
+            parts.append(f"not in the model: {unexpected[:5]}")
+        raise ValueError(f"{source} does not fit {type(model).__name__} "
+                         f"({' | '.join(parts)}): it was saved from another architecture or "
+                         f"profile; rebuild the model with the same settings")
+    model.load_state_dict(state)
+    return model

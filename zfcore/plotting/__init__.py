@@ -1,0 +1,2 @@
+"""Matplotlib figures drawn from result objects (one module per area). Plotting never computes
+an analysis: it is handed results from ``zfcore``'s analysis modules and returns figures."""

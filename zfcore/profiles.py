@@ -1,0 +1,145 @@
+"""One configuration object per profile: data, model and compute behind a single switch.
+
+Every notebook takes ``profile`` (a name) in its papermill ``parameters`` cell and calls
+:func:`get_profile`; nothing else in a notebook hard-codes sizes, counts or paths.
+
+=============  ==========================================  ==========================  ===================
+profile        data                                        model                       compute
+=============  ==========================================  ==========================  ===================
+``tiny``       procedural scenes, a few hundred, 64 px     ZF layout, 1/8 width        seconds / notebook
+``mini``       procedural scenes, 20,000, 112 px           ZF layout, 1/2 width        minutes on 2 cores
+``imagenette`` Imagenette (10 ImageNet classes), 224 px    ZF and Krizhevsky layouts   ~1 h CPU, min GPU
+``imagenet``   the user's ImageNet folder, 224 px          pretrained AlexNet / ZFNet  GPU (torchrun)
+=============  ==========================================  ==========================  ===================
+
+The small profiles deviate from the paper's optimiser (SGD 1e-2, momentum 0.9, weights
+initialised to 1e-2): on a 2-core budget that recipe stays at chance for epochs (see
+``shared/DESIGN.md``), so they use Adam and PyTorch's default initialisation. ``imagenet`` keeps
+the paper's recipe (section 3). ``optimizer``/``init`` switch it back on any profile.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+__all__ = ["Profile", "get_profile", "PROFILES", "ProfileError", "repo_root"]
+
+
+class ProfileError(ValueError):
+    """An unknown profile name or a bad override."""
+
+
+def repo_root() -> Path:
+    """The checkout this package lives in (figures/ and the default cache live there)."""
+    return Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything that changes between ``tiny``, ``mini``, ``imagenette`` and ``imagenet``.
+
+    Sizes follow the paper's Fig. 3 scaled by ``width`` (channels and fully connected units) and
+    ``image_size`` (the input side; 224 in the paper).
+    """
+
+    name: str
+    # --- data -------------------------------------------------------------------------------
+    dataset: str                    # "scenes" (procedural) or a registry name ("imagenette", "imagenet")
+    image_size: int                 # side of the network input (the paper: 224)
+    n_train: int                    # training images (procedural: generated on the fly)
+    n_val: int
+    n_test: int
+    num_classes: int                # classes the main model is trained on
+    data_seed: int = 0
+    # --- model ------------------------------------------------------------------------------
+    arch: str = "zfnet"             # "zfnet", "krizhevsky" or "alexnet_pretrained"
+    width: float = 1.0              # multiplier on every layer's channels / units (paper: 1.0)
+    fc_units: int = 4096            # units of layers 6 and 7 before ``width`` (paper: 4096)
+    # --- training (section 3 of the paper) -------------------------------------------------
+    optimizer: str = "sgd"          # "sgd" (the paper) or "adam"
+    lr: float = 1e-2
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    init: str = "paper"             # "paper" (weights 1e-2, biases 0) or "default" (PyTorch's)
+    clip_rms: float | None = 0.1    # feature-scale clipping of conv filters (section 3)
+    dropout: float = 0.5
+    batch_size: int = 128
+    epochs: int = 70
+    checkpoint_epochs: tuple[int, ...] = (1, 2, 5, 10, 20, 30, 40, 64)  # Fig. 4
+    seed: int = 0
+    # --- compute ----------------------------------------------------------------------------
+    device: str = "cpu"
+    num_workers: int = 0
+    threads: int | None = None      # torch.set_num_threads; None leaves torch's default
+    cache_dir: Path = field(default_factory=lambda: Path(os.environ.get(
+        "ZFCORE_CACHE", repo_root() / ".cache")))
+    figures_root: Path = field(default_factory=lambda: Path(os.environ.get(
+        "ZFCORE_FIGURES", repo_root() / "figures")))
+    data_root: Path = field(default_factory=lambda: Path(os.environ.get(
+        "ZFCORE_DATA", Path.home() / "zfcore-data")))
+
+    @property
+    def figures_dir(self) -> Path:
+        """``figures/<profile>/``: where notebooks save PNGs and their JSON numbers."""
+        return Path(self.figures_root) / self.name
+
+    def replace(self, **changes) -> "Profile":
+        """A copy with some fields changed; unknown field names are an error."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise ProfileError(f"unknown profile field(s) {unknown}; known fields: {sorted(names)}")
+        return replace(self, **changes)
+
+    def model_kwargs(self) -> dict:
+        """Arguments for :func:`zfcore.models.zfnet` / :func:`zfcore.models.krizhevsky`."""
+        return dict(width=self.width, image_size=self.image_size,
+                    num_classes=self.num_classes, fc_units=self.fc_units, dropout=self.dropout)
+
+    def identity(self) -> dict:
+        """The fields that define trained artefacts (used in cache keys); paths excluded."""
+        d = dataclasses.asdict(self)
+        for k in ("cache_dir", "figures_root", "data_root", "device", "num_workers", "threads"):
+            d.pop(k)
+        return d
+
+
+PROFILES: dict[str, Profile] = {
+    "tiny": Profile(
+        name="tiny", dataset="scenes", image_size=64, n_train=640, n_val=128, n_test=128,
+        num_classes=10, width=0.125, fc_units=1024, optimizer="adam", lr=2e-3, init="default",
+        weight_decay=0.0, batch_size=64, epochs=3, checkpoint_epochs=(1, 2, 3), threads=2),
+    "mini": Profile(
+        name="mini", dataset="scenes", image_size=112, n_train=20000, n_val=2000, n_test=2000,
+        num_classes=10, width=0.5, fc_units=2048, optimizer="adam", lr=5e-4, init="default",
+        weight_decay=0.0, batch_size=128, epochs=6, checkpoint_epochs=(1, 2, 3, 4, 5, 6),
+        threads=2),
+    "imagenette": Profile(
+        name="imagenette", dataset="imagenette", image_size=224, n_train=9469, n_val=3925,
+        n_test=3925, num_classes=10, width=1.0, fc_units=4096, optimizer="sgd", lr=1e-2,
+        init="default", batch_size=128, epochs=30,
+        checkpoint_epochs=(1, 2, 4, 6, 10, 15, 20, 30), num_workers=4),
+    "imagenet": Profile(
+        name="imagenet", dataset="imagenet", image_size=224, n_train=1281167, n_val=50000,
+        n_test=50000, num_classes=1000, width=1.0, fc_units=4096, optimizer="sgd", lr=1e-2,
+        init="paper", batch_size=128, epochs=70, num_workers=8, device="cuda"),
+}
+
+
+def get_profile(profile: "str | Profile" = "mini", **overrides) -> Profile:
+    """Return the :class:`Profile` called ``profile`` (a name or a Profile), with overrides.
+
+    >>> get_profile("tiny").image_size
+    64
+    """
+    if isinstance(profile, Profile):
+        p = profile
+    else:
+        if not isinstance(profile, str) or profile not in PROFILES:
+            raise ProfileError(
+                f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)} "
+                f"(set it in the notebook's parameters cell, e.g. profile = 'mini')")
+        p = PROFILES[profile]
+    return p.replace(**overrides) if overrides else p

@@ -1,0 +1,116 @@
+"""Run the notebooks: all of them, or a chosen subset, on any profile.
+
+    python -m zfcore.runner --profile mini                 # every notebook, in paper order
+    python -m zfcore.runner --profile tiny 02 07_occlusion # a subset, by number or name
+
+Executed copies go to ``build/notebooks/<profile>/`` (the notebooks in ``notebooks/`` stay
+without outputs); figures and numbers go to ``figures/<profile>/``. The run stops at the first
+failure and names the notebook and the cell. This is the command labs and course sites put in
+their CI.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .profiles import PROFILES, get_profile, repo_root
+
+__all__ = ["list_notebooks", "run_notebook", "run_all", "promised_figures", "NotebookFailed"]
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised; the message names the notebook, the cell and the error."""
+
+
+def notebooks_dir() -> Path:
+    return repo_root() / "notebooks"
+
+
+def build_dir(profile: str) -> Path:
+    return Path(os.environ.get("ZFCORE_BUILD", repo_root() / "build")) / "notebooks" / profile
+
+
+def list_notebooks(select: "list[str] | None" = None) -> list[Path]:
+    """Notebooks in paper order; ``select`` entries match a number prefix or a name."""
+    paths = sorted(p for p in notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+    if not select:
+        return paths
+    chosen = []
+    for s in select:
+        s = Path(s).stem
+        hits = [p for p in paths if p.stem == s or p.stem.split("_")[0] == s or p.stem.startswith(s)]
+        if not hits:
+            raise SystemExit(f"no notebook matches {s!r}; notebooks: {', '.join(p.stem for p in paths)}")
+        chosen += [h for h in hits if h not in chosen]
+    return chosen
+
+
+def promised_figures(path: Path) -> list[str]:
+    """The figure names a notebook declares in its metadata (``metadata.zfcore.figures``)."""
+    meta = json.loads(Path(path).read_text()).get("metadata", {})
+    return list(meta.get("zfcore", {}).get("figures", []))
+
+
+@dataclass
+class RunResult:
+    notebook: str
+    seconds: float
+    output: Path
+
+
+def run_notebook(path: Path, profile: str, parameters: dict | None = None,
+                 timeout: int = 3600) -> RunResult:
+    """Execute one notebook with papermill; raise :class:`NotebookFailed` naming the cell."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    get_profile(profile)  # a bad profile fails here, before a kernel starts
+    out = build_dir(profile) / Path(path).name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    params = {"profile": profile, **(parameters or {})}
+    t0 = time.perf_counter()
+    try:
+        pm.execute_notebook(str(path), str(out), parameters=params, kernel_name="python3",
+                            cwd=str(Path(path).parent), progress_bar=False,
+                            execution_timeout=timeout, log_output=False)
+    except PapermillExecutionError as e:
+        raise NotebookFailed(f"{Path(path).name} failed in cell {e.exec_count} "
+                             f"({e.ename}: {e.evalue}); executed copy: {out}") from None
+    return RunResult(Path(path).stem, time.perf_counter() - t0, out)
+
+
+def run_all(profile: str, select: "list[str] | None" = None) -> list[RunResult]:
+    from tqdm.auto import tqdm
+    results = []
+    paths = list_notebooks(select)
+    bar = tqdm(paths, desc=f"notebooks ({profile})", unit="nb")
+    for p in bar:
+        bar.set_postfix_str(p.stem)
+        results.append(run_notebook(p, profile))
+    return results
+
+
+def main(argv: "list[str] | None" = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m zfcore.runner", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("notebooks", nargs="*", help="numbers or names; default: all")
+    ap.add_argument("--profile", default="mini", choices=list(PROFILES))
+    args = ap.parse_args(argv)
+    try:
+        results = run_all(args.profile, args.notebooks)
+    except NotebookFailed as e:
+        print(f"FAILED: {e}", file=sys.stderr)
+        return 1
+    for r in results:
+        print(f"{r.notebook:32s} {r.seconds:7.1f} s  -> {r.output}")
+    print(f"figures in {get_profile(args.profile).figures_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
