@@ -25,7 +25,7 @@ import torch
 
 __all__ = ["config_hash", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
            "save_tensors", "load_tensors", "cached", "CacheError", "entry_dir",
-           "atomic_savefig", "sha256_file"]
+           "atomic_savefig", "sha256_file", "entry_lock"]
 
 
 class CacheError(RuntimeError):
@@ -160,20 +160,36 @@ def entry_dir(cache_dir: "str | Path", kind: str, config: Any) -> Path:
     return d
 
 
+@contextlib.contextmanager
+def entry_lock(d: Path):
+    """An exclusive lock on a cache entry, so two processes (pytest workers, notebooks) that
+    need the same artefact build it once: the second waits and then reads the first's result."""
+    import fcntl
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def cached(cache_dir: "str | Path", kind: str, config: Any, build: Callable[[], Any],
            filename: str = "result.pt") -> Any:
     """Return the cached result for ``config`` or ``build()`` it, store it and return it.
 
     A corrupt entry (checksum mismatch, truncation, unsafe content) is rebuilt, not used.
+    Concurrent callers with the same ``config`` build it once (a file lock on the entry).
     """
     d = entry_dir(cache_dir, kind, config)
     path = d / filename
-    if path.is_file():
-        try:
-            return load_tensors(path)
-        except CacheError:
-            pass  # fall through: rebuild
-    result = build()
-    atomic_write_json(d / "config.json", _canonical(config))
-    save_tensors(path, result)
-    return result
+    with entry_lock(d):
+        if path.is_file():
+            try:
+                return load_tensors(path)
+            except CacheError:
+                pass  # fall through: rebuild
+        result = build()
+        atomic_write_json(d / "config.json", _canonical(config))
+        save_tensors(path, result)
+        return result

@@ -1,0 +1,1 @@
+"""Benchmarks: each compares our code with a peer or baseline in the same run; `python -m benchmarks.<name>`."""

@@ -1,0 +1,215 @@
+"""Analytic receptive fields: which input pixels an activation can see.
+
+Section 2.1 and Fig. 2 of Zeiler & Fergus (2014) show each top-9 activation beside "the
+corresponding image patches"; those patches are the activation's receptive field. This module
+computes that field exactly from the layer arithmetic (kernel, stride, padding, dilation) by walking
+the model's modules in forward order, for every supported model (ZFNet and its scaled versions,
+Krizhevsky's layout, the Table 3 variants, torchvision's AlexNet and VGG16) through the common
+``layer1`` ... ``layer7`` naming of :mod:`zfcore.models`.
+
+Convention. Activation ``i`` (0-based, along one axis) of a layer sees the input pixels
+``[offset + i * stride, offset + i * stride + size)`` (end exclusive). ``offset`` is negative when
+padding reaches outside the image; :meth:`ReceptiveField.box` clips to the image. A fully
+connected layer (``layer6``, ``layer7``, ``logits``) sees the whole image: its field is marked
+``is_global``.
+
+The occlusion analysis (Fig. 7) needs the inverse map: which activations an occluder can change
+(:func:`affected_positions`), so it only recomputes that cone.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .models import LayerError, layer_names
+
+__all__ = ["ReceptiveField", "receptive_field", "receptive_fields", "affected_positions",
+           "crop_patch", "crop_patches", "ReceptiveFieldError"]
+
+
+class ReceptiveFieldError(ValueError):
+    """A module whose geometry cannot be composed analytically (or a bad position/box)."""
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """Size, stride (jump between neighbouring activations) and offset of a layer's field, in
+    input pixels. Activation ``(y, x)`` sees rows ``offset + y*stride`` ... ``+ size - 1`` and the
+    same columns. ``is_global`` marks fully connected layers, which see the whole image."""
+
+    size: int
+    stride: int
+    offset: int
+    is_global: bool = False
+
+    def span(self, i: int, image_size: int) -> tuple[int, int]:
+        """``(start, stop)`` of activation ``i``'s field along one axis, clipped to the image."""
+        if self.is_global:
+            return 0, image_size
+        start = self.offset + int(i) * self.stride
+        return max(0, start), min(image_size, start + self.size)
+
+    def box(self, y: int, x: int, image_size: "int | tuple[int, int]") -> tuple[int, int, int, int]:
+        """The image box ``(x0, y0, x1, y1)`` (pixels, end exclusive, clipped to the image) seen
+        by the activation at ``(y, x)``; the same convention as the data sets' object boxes."""
+        h, w = _pair(image_size)
+        y0, y1 = self.span(y, h)
+        x0, x1 = self.span(x, w)
+        if y1 <= y0 or x1 <= x0:
+            raise ReceptiveFieldError(
+                f"activation ({y}, {x}) lies outside a {h}x{w} image for {self}: pass a position "
+                f"inside the layer's output map")
+        return x0, y0, x1, y1
+
+    def centre(self, y: int, x: int) -> tuple[float, float]:
+        """Centre ``(x, y)`` of the (unclipped) field of activation ``(y, x)``, in pixels."""
+        c = (self.size - 1) / 2
+        return self.offset + x * self.stride + c, self.offset + y * self.stride + c
+
+
+def _pair(v) -> tuple[int, int]:
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ReceptiveFieldError(f"expected an int or a pair, got {v!r}")
+        return int(v[0]), int(v[1])
+    return int(v), int(v)
+
+
+def _square(v, what: str, module: nn.Module) -> int:
+    a, b = _pair(v)
+    if a != b:
+        raise ReceptiveFieldError(f"{type(module).__name__} has a non-square {what} {v!r}: "
+                                  f"receptive fields are computed for square geometry only")
+    return a
+
+
+# Modules that do not move or widen the field (elementwise or across channels only).
+_SPATIAL_IDENTITY = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Sigmoid, nn.Tanh, nn.Identity,
+                     nn.Dropout, nn.Dropout2d, nn.LocalResponseNorm, nn.CrossMapLRN2d,
+                     nn.BatchNorm2d, nn.GroupNorm)
+# Modules after which every unit sees the whole image.
+_GLOBALISING = (nn.Linear, nn.Flatten, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+
+
+def _leaf_modules(model: nn.Module):
+    for name, m in model.named_modules():
+        if name and not any(True for _ in m.children()):
+            yield name, m
+
+
+def _compose(rf: ReceptiveField, m: nn.Module) -> ReceptiveField:
+    if rf.is_global or isinstance(m, _SPATIAL_IDENTITY):
+        return rf
+    if isinstance(m, _GLOBALISING):
+        return ReceptiveField(rf.size, rf.stride, rf.offset, is_global=True)
+    if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+        k = _square(m.kernel_size, "kernel", m)
+        s = _square(m.stride if m.stride is not None else k, "stride", m)
+        p = _square(m.padding, "padding", m) if not isinstance(m.padding, str) else None
+        if p is None:
+            if m.padding == "valid":
+                p = 0
+            else:  # "same" with stride 1
+                d = _square(m.dilation, "dilation", m)
+                p = d * (k - 1) // 2
+        d = _square(getattr(m, "dilation", 1), "dilation", m)
+        k_eff = d * (k - 1) + 1
+        return ReceptiveField(size=rf.size + (k_eff - 1) * rf.stride,
+                              stride=rf.stride * s,
+                              offset=rf.offset - p * rf.stride)
+    raise ReceptiveFieldError(
+        f"cannot compose the receptive field through {type(m).__name__}: supported are Conv2d, "
+        f"MaxPool2d, AvgPool2d, elementwise and normalisation layers, and fully connected layers")
+
+
+def receptive_field(model: nn.Module, layer: "str | int") -> ReceptiveField:
+    """The analytic receptive field of ``layer`` ("layer1" ... "layer7", 1 ... 7, "logits").
+
+    Walks ``model``'s leaf modules in registration order, which is forward order for every model
+    of :mod:`zfcore.models`, composing ``size += (kernel-1) * stride_so_far``,
+    ``offset -= padding * stride_so_far``, ``stride *= stride`` up to the module named by
+    ``model.layer_names[layer]``. For ZFNet at 224 px (Fig. 3): layer 1 is 7 px wide with stride 2.
+    """
+    names = layer_names(model)
+    key = f"layer{layer}" if isinstance(layer, int) else layer
+    if key not in names:
+        raise LayerError(f"unknown layer {layer!r} for {type(model).__name__}: this model has "
+                         f"{', '.join(names)}")
+    target = names[key]
+    rf = ReceptiveField(size=1, stride=1, offset=0)
+    for name, m in _leaf_modules(model):
+        rf = _compose(rf, m)
+        if name == target:
+            return rf
+    raise LayerError(f"{type(model).__name__}.layer_names[{key!r}] = {target!r} is not a leaf "
+                     f"module of the model")
+
+
+def receptive_fields(model: nn.Module) -> dict[str, ReceptiveField]:
+    """``{"layer1": ReceptiveField, ...}`` for every named layer of ``model``."""
+    return {k: receptive_field(model, k) for k in layer_names(model)}
+
+
+def affected_positions(rf: ReceptiveField, box: tuple[int, int, int, int],
+                       out_size: "int | tuple[int, int]") -> tuple[int, int, int, int]:
+    """Activations whose field intersects the image box ``(x0, y0, x1, y1)`` (end exclusive).
+
+    Returns ``(y0, y1, x0, x1)``, a slice range of the layer's ``out_size`` map (end exclusive,
+    possibly empty). Everything outside it is unchanged when only the box's pixels change: the
+    cone the occlusion experiment (Fig. 7) needs to recompute.
+    """
+    oh, ow = _pair(out_size)
+    x0, y0, x1, y1 = (int(v) for v in box)
+    if x1 <= x0 or y1 <= y0:
+        raise ReceptiveFieldError(f"empty box {box}: expected (x0, y0, x1, y1) with x1 > x0, y1 > y0")
+    if rf.is_global:
+        return 0, oh, 0, ow
+
+    def axis(a0: int, a1: int, n: int) -> tuple[int, int]:
+        # field of i is [offset + i*s, offset + i*s + size); intersects [a0, a1) iff
+        # offset + i*s < a1 and offset + i*s + size > a0.
+        lo = -((-(a0 - rf.offset - rf.size + 1)) // rf.stride)   # ceil
+        hi = (a1 - 1 - rf.offset) // rf.stride + 1                 # floor + 1
+        return max(0, lo), min(n, hi)
+
+    ya, yb = axis(y0, y1, oh)
+    xa, xb = axis(x0, x1, ow)
+    return ya, max(ya, yb), xa, max(xa, xb)
+
+
+def crop_patch(image: torch.Tensor, rf: ReceptiveField, y: int, x: int,
+               fill: float = 0.0) -> torch.Tensor:
+    """The ``(C, size, size)`` patch of ``image`` (``(C, H, W)``) seen by activation ``(y, x)``.
+
+    Always the full field size, like the patches of Fig. 2; parts of the field outside the image
+    (padding) are ``fill``. For a global field the whole image is returned.
+    """
+    if image.dim() != 3:
+        raise ReceptiveFieldError(f"crop_patch takes one (C, H, W) image, got shape "
+                                  f"{tuple(image.shape)}")
+    c, h, w = image.shape
+    if rf.is_global:
+        return image.clone()
+    size = rf.size
+    out = image.new_full((c, size, size), fill)
+    ys, xs = rf.offset + int(y) * rf.stride, rf.offset + int(x) * rf.stride
+    y0, y1 = max(0, ys), min(h, ys + size)
+    x0, x1 = max(0, xs), min(w, xs + size)
+    if y1 <= y0 or x1 <= x0:
+        raise ReceptiveFieldError(f"activation ({y}, {x}) lies outside a {h}x{w} image")
+    out[:, y0 - ys:y1 - ys, x0 - xs:x1 - xs] = image[:, y0:y1, x0:x1]
+    return out
+
+
+def crop_patches(images: torch.Tensor, rf: ReceptiveField, ys, xs, fill: float = 0.0) -> torch.Tensor:
+    """``(N, C, size, size)``: :func:`crop_patch` of ``images[i]`` at ``(ys[i], xs[i])``."""
+    if images.dim() != 4:
+        raise ReceptiveFieldError(f"crop_patches takes (N, C, H, W) images, got shape "
+                                  f"{tuple(images.shape)}")
+    ys, xs = list(map(int, ys)), list(map(int, xs))
+    if not (len(ys) == len(xs) == len(images)):
+        raise ReceptiveFieldError(f"need one (y, x) per image: got {len(images)} images, "
+                                  f"{len(ys)} ys, {len(xs)} xs")
+    return torch.stack([crop_patch(im, rf, y, x, fill) for im, y, x in zip(images, ys, xs)])
