@@ -18,8 +18,9 @@ help:
 
 env: $(STAMP)
 
-# (Re)create the virtual environment when it is missing or older than the pinned set.
-$(STAMP): requirements.txt pyproject.toml
+# (Re)create the virtual environment when it is missing or older than the pinned set
+# (requirements.txt; pyproject.toml and environment.yml carry the same pins, checked by a test).
+$(STAMP): requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)

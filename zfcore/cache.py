@@ -120,11 +120,32 @@ def save_tensors(path: "str | Path", obj: Any) -> Path:
     buf = io.BytesIO()
     torch.save(obj, buf)
     data = buf.getvalue()
-    # The checksum is written first: a kill between the two writes leaves a checksum that does
-    # not match the old file, which is then rebuilt, never trusted.
-    atomic_write_text(path.with_name(path.name + ".sha256"), hashlib.sha256(data).hexdigest() + "\n")
+    new = hashlib.sha256(data).hexdigest()
+    side = _side_file(path)
+    # Three atomic steps, so that a kill at any moment leaves a file that passes its checksum
+    # (tests/test_reliability_atomic.py kills a writer at every step): the side file first
+    # accepts both the current and the new checksum, then the data is replaced, then the side
+    # file accepts only the new one. (Writing one checksum before the data would leave the
+    # previous, intact file failing its checksum after a kill between the two writes.)
+    old = _accepted_hashes(side)
+    if path.is_file() and len(old) != 1:  # unknown or ambiguous: hash what is there now
+        old = [sha256_file(path)]
+    atomic_write_text(side, "\n".join(dict.fromkeys([new, *old])) + "\n")
     atomic_write_bytes(path, data)
+    atomic_write_text(side, new + "\n")
     return path
+
+
+def _side_file(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _accepted_hashes(side: Path) -> list[str]:
+    """The checksums a ``.sha256`` side file accepts (one per line), or [] when it is missing."""
+    try:
+        return [line.strip() for line in side.read_text().splitlines() if line.strip()]
+    except (FileNotFoundError, UnicodeDecodeError):
+        return []
 
 
 def load_tensors(path: "str | Path", map_location: Any = "cpu", verify: bool = True) -> Any:
@@ -136,11 +157,11 @@ def load_tensors(path: "str | Path", map_location: Any = "cpu", verify: bool = T
     path = Path(path)
     if not path.is_file():
         raise CacheError(f"{path}: no such file")
-    side = path.with_name(path.name + ".sha256")
+    side = _side_file(path)
     if verify and side.is_file():
-        want = side.read_text().strip()
+        want = _accepted_hashes(side)
         got = sha256_file(path)
-        if want != got:
+        if got not in want:
             raise CacheError(f"{path}: checksum mismatch (file truncated or corrupt); delete it "
                              f"and it will be rebuilt")
     try:

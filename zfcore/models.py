@@ -287,7 +287,11 @@ def _weights_file(weights) -> Path:
 def _load_pretrained(weights, download: bool):
     path = _weights_file(weights)
     if path.is_file():
-        return torch.load(path, map_location="cpu", weights_only=True)
+        from .cache import CacheError, load_tensors
+        try:
+            return load_tensors(path)           # weights_only=True: a file cannot run code
+        except CacheError as e:
+            raise CacheError(f"{e}\nDelete it and fetch {weights.url} again into {path}") from None
     if download:
         try:
             return weights.get_state_dict(progress=True, check_hash=True)
@@ -324,7 +328,8 @@ def alexnet(pretrained: bool = True, download: bool | None = None) -> nn.Module:
     from torchvision.models import AlexNet_Weights, alexnet as tv_alexnet
     m = tv_alexnet(weights=None)
     if pretrained:
-        m.load_state_dict(_load_pretrained(AlexNet_Weights.IMAGENET1K_V1, _download_default(download)))
+        w = AlexNet_Weights.IMAGENET1K_V1
+        load_model_state(m, _load_pretrained(w, _download_default(download)), str(_weights_file(w)))
     _unplace_relus(m)
     m.layer_names = {"layer1": "features.1", "layer2": "features.4", "layer3": "features.7",
                      "layer4": "features.9", "layer5": "features.11", "layer6": "classifier.2",
@@ -338,7 +343,8 @@ def vgg16(pretrained: bool = True, download: bool | None = None) -> nn.Module:
     from torchvision.models import VGG16_Weights, vgg16 as tv_vgg16
     m = tv_vgg16(weights=None)
     if pretrained:
-        m.load_state_dict(_load_pretrained(VGG16_Weights.IMAGENET1K_V1, _download_default(download)))
+        w = VGG16_Weights.IMAGENET1K_V1
+        load_model_state(m, _load_pretrained(w, _download_default(download)), str(_weights_file(w)))
     _unplace_relus(m)
     m.layer_names = {"layer1": "features.3", "layer2": "features.8", "layer3": "features.15",
                      "layer4": "features.22", "layer5": "features.29", "layer6": "classifier.1",
@@ -349,6 +355,15 @@ def vgg16(pretrained: bool = True, download: bool | None = None) -> nn.Module:
 
 def load_model_state(model: nn.Module, state: dict, source: str = "checkpoint") -> nn.Module:
     """``model.load_state_dict(state)`` with an error that names every mismatch plainly."""
+    from collections.abc import Mapping
+    if not isinstance(state, Mapping):
+        raise TypeError(f"{source} holds a {type(state).__name__}, not a state_dict (a dict of "
+                        f"parameter name -> tensor)")
+    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        hint = (f"; it looks like a training checkpoint: pass its {bad[0]!r} entry"
+                if len(state) <= 8 and any(isinstance(state[k], Mapping) for k in bad) else "")
+        raise ValueError(f"{source} is not a state_dict: entries {bad[:5]} are not tensors{hint}")
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]

@@ -1,0 +1,70 @@
+"""Top-9 mining of layers 1-5 (Fig. 2) against plain inference over the same batches.
+
+``zfcore.mining.mine_topk`` records the 9 strongest activations (value, image, position) of every
+feature map of layers 1-5 in one streaming pass. Its cost is compared with plain inference
+(``model(x)`` under ``torch.inference_mode``) over the same pre-rendered batches of ZF-mini, in the
+same run, interleaved, best of ``--repeats``. Ends with
+``RESULT mining overhead_vs_inference=... images_per_s=...`` (target: overhead <= 1.3).
+
+    python -m benchmarks.mining [--quick] [--threads 1]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from zfcore.mining import mine_topk
+from zfcore.models import zfnet
+from zfcore.profiles import get_profile
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="2 small batches, one repeat")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--profile", default="mini")
+    ap.add_argument("--batches", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    p = get_profile(args.profile)
+    n_batches, bs = (2, 16) if args.quick else (args.batches, p.batch_size)
+    repeats = 1 if args.quick else args.repeats
+    model = zfnet(**p.model_kwargs()).eval()
+    batches = [torch.randn(bs, 3, p.image_size, p.image_size) for _ in range(n_batches)]
+    n = n_batches * bs
+
+    def inference():
+        with torch.inference_mode():
+            for x in batches:
+                model(x)
+
+    def mining():
+        return mine_topk(model, batches, k=9, progress=False)
+
+    inference()  # warm-up
+    best = {"inference": float("inf"), "mining": float("inf")}
+    for _ in range(repeats):
+        for name, fn in (("inference", inference), ("mining", mining)):
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    res = mining()
+    maps = sum(lt.maps for lt in res.layers.values())
+    print(f"{n} images ({n_batches} x {bs}), profile {p.name} ({p.image_size} px, width "
+          f"{p.width}), {args.threads} thread(s); top-9 of {maps} feature maps in "
+          f"{len(res.layers)} layers")
+    print(f"{'method':34s} {'seconds':>9s} {'images/s':>9s}")
+    print(f"{'plain inference (model(x))':34s} {best['inference']:9.3f} {n / best['inference']:9.1f}")
+    print(f"{'mine_topk, layers 1-5, k=9':34s} {best['mining']:9.3f} {n / best['mining']:9.1f}")
+    overhead = best["mining"] / best["inference"]
+    print(f"overhead vs inference {overhead:.2f}x (target <= 1.3)")
+    print(f"RESULT mining overhead_vs_inference={overhead:.2f} images_per_s={n / best['mining']:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Training throughput of ZF-mini, and the trainer against a bare PyTorch loop (issue 6).
+
+Both train the same freshly initialised model on the same pre-rendered batches with the same
+arithmetic (forward, cross-entropy, backward, the profile's optimiser step, feature-scale
+clipping). The bare loop is nothing else; ``zfcore.train.train`` adds what a user gets: the data
+loader over the shard of each global batch, running metrics, the progress bar, the early
+checkpoints written during the epoch, then validation and the resume/weights files. The runs
+alternate (bare, trainer, bare, ...) and the median of each is compared, since this machine is
+shared and noisy.
+
+    python -m benchmarks.train            # ZF-mini, 16 batches of 128 at 112 px, 3 rounds
+    python -m benchmarks.train --quick    # tiny profile, a smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import TensorDataset
+
+from zfcore import train as T
+from zfcore.data import get_dataset
+from zfcore.models import clip_filters_
+
+
+def bare_loop(spec: T.TrainSpec, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """The same training arithmetic with nothing around it; returns seconds."""
+    p = spec.profile
+    model = T.build_model(spec)
+    opt = (torch.optim.Adam(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+           if p.optimizer == "adam" else
+           torch.optim.SGD(model.parameters(), lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay))
+    model.train()
+    t0 = time.perf_counter()
+    for x, y in batches:
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if p.clip_rms is not None:
+            clip_filters_(model, p.clip_rms)
+    return time.perf_counter() - t0
+
+
+def trainer(spec: T.TrainSpec, train_set, val_set) -> tuple[float, float]:
+    """One epoch of ``zfcore.train.train`` in a fresh cache: (training-loop s, whole call s)."""
+    with tempfile.TemporaryDirectory() as d:
+        s = T.TrainSpec(spec.profile.replace(cache_dir=d), spec.arch, spec.variant, spec.options)
+        t0 = time.perf_counter()
+        run = T.train(s, train_set, val_set, progress=True)
+        return run.final.train_seconds, time.perf_counter() - t0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny profile, 4 batches, 1 round")
+    ap.add_argument("--profile", default=None)
+    ap.add_argument("--batches", type=int, default=None)
+    ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the profile's)")
+    args = ap.parse_args(argv)
+    profile = args.profile or ("tiny" if args.quick else "mini")
+    n_batches = args.batches or (4 if args.quick else 16)
+    rounds = args.rounds or (1 if args.quick else 3)
+    spec = T.make_spec(profile, epochs=1)
+    p = spec.profile
+    threads = args.threads or p.threads
+    if threads:
+        torch.set_num_threads(threads)
+
+    n = n_batches * p.batch_size
+    x, y = get_dataset(p, "train", augment=True, epoch=0).images(list(range(n)))
+    xv, yv = get_dataset(p, "val").images(list(range(p.batch_size)))
+    train_set, val_set = TensorDataset(x, y), TensorDataset(xv, yv)
+    # The trainer visits the set in its epoch-0 order; the bare loop gets the same batches.
+    order = T.epoch_order(n, p.seed, 0)
+    batches = [(x[order[i:i + p.batch_size]], y[order[i:i + p.batch_size]])
+               for i in range(0, n, p.batch_size)]
+
+    bare_loop(spec, batches[:1])                       # warm-up (allocator, kernels)
+    bare_s, loop_s, call_s = [], [], []
+    for _ in range(rounds):
+        bare_s.append(bare_loop(spec, batches))
+        loop, call = trainer(spec, train_set, val_set)
+        loop_s.append(loop)
+        call_s.append(call)
+    bare, loop, call = (statistics.median(v) for v in (bare_s, loop_s, call_s))
+    ips_bare, ips_loop = n / bare, n / loop
+
+    print(f"\nZF-{profile}: {n_batches} batches of {p.batch_size} at {p.image_size} px, "
+          f"{p.optimizer}, clip_rms={p.clip_rms}, {torch.get_num_threads()} threads, "
+          f"median of {rounds} alternating rounds")
+    print(f"{'':34s}{'seconds':>10s}{'images/s':>10s}{'vs bare':>9s}")
+    print(f"{'bare PyTorch loop':34s}{bare:10.2f}{ips_bare:10.0f}{1.0:9.3f}")
+    print(f"{'zfcore.train, training loop':34s}{loop:10.2f}{ips_loop:10.0f}{loop / bare:9.3f}")
+    print(f"{'zfcore.train, whole call':34s}{call:10.2f}{n / call:10.0f}{call / bare:9.3f}")
+    print("(whole call = the loop plus validation on one batch and writing the checkpoints of "
+          "the epoch; per-round seconds: bare " + ", ".join(f"{v:.2f}" for v in bare_s)
+          + "; trainer " + ", ".join(f"{v:.2f}" for v in loop_s) + ")")
+    print(f"RESULT train images_per_s={ips_loop:.1f} overhead_vs_bare_loop={loop / bare:.3f} "
+          f"bare_images_per_s={ips_bare:.1f} whole_call_overhead={call / bare:.3f} profile={profile}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

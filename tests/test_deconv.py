@@ -1,0 +1,314 @@
+"""The deconvnet (section 2.1, Fig. 1) against independent computations: the gradient form with
+hooks, Captum, hand-worked unpooling with switches, a naive per-request loop, the receptive field."""
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zfcore import models
+from zfcore.deconv import (DeconvError, deconv_steps, layer_activations, project, requests,
+                           unpool)
+from zfcore.receptive import receptive_field
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+def _rel(a, b):
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+
+
+def _zf(seed=0, **kw):
+    torch.manual_seed(seed)
+    kw = {"width": 0.125, "image_size": 64, "fc_units": 64, "num_classes": 10, **kw}
+    return models.zfnet(**kw).eval()
+
+
+def _mixed_requests(n_images, shape):
+    c, h, w = shape
+    g = torch.Generator().manual_seed(1)
+    n = 7
+    img = torch.randint(0, n_images, (n,), generator=g)
+    ch = torch.randint(0, c, (n,), generator=g)
+    y = torch.randint(0, h, (n,), generator=g)
+    x = torch.randint(0, w, (n,), generator=g)
+    y[2] = x[2] = -1                        # one whole-map request
+    return requests(img, ch, y, x)
+
+
+# --- hand-worked unpooling with switches -------------------------------------------------------
+
+def test_unpool_1d_shared_switch_adds():
+    # 1-D signal [1, 2, 9, 0, 3], pool 3 stride 2: both windows pick position 2 (the 9).
+    x = torch.tensor([1., 2., 9., 0., 3.]).view(1, 1, 1, 5)
+    pooled, sw = F.max_pool2d(x, (1, 3), (1, 2), return_indices=True)
+    assert pooled.flatten().tolist() == [9., 9.] and sw.flatten().tolist() == [2, 2]
+    out = unpool(torch.tensor([1.5, 2.5]).view(1, 1, 1, 2), sw, (1, 5))
+    assert out.flatten().tolist() == [0., 0., 4.0, 0., 0.]        # 1.5 + 2.5, nothing dropped
+    # the pitfall the paper's overlapping pools expose: max_unpool2d keeps only one of them
+    lossy = F.max_unpool2d(torch.tensor([1.5, 2.5]).view(1, 1, 1, 2), sw, (1, 3), (1, 2),
+                           output_size=(1, 5))
+    assert lossy.sum() < 4.0
+
+
+def test_unpool_1d_distinct_switches():
+    x = torch.tensor([1., 5., 2., 0., 3.]).view(1, 1, 1, 5)
+    _, sw = F.max_pool2d(x, (1, 3), (1, 2), return_indices=True)
+    out = unpool(torch.tensor([7., -2.]).view(1, 1, 1, 2), sw, (1, 5))
+    assert out.flatten().tolist() == [0., 7., 0., 0., -2.]
+
+
+def test_unpool_2d_centre_shared_by_four_windows():
+    # 5x5 map whose maximum sits at the centre: all four 3x3/2 windows switch to (2, 2).
+    x = torch.zeros(1, 1, 5, 5)
+    x[0, 0, 2, 2] = 10.
+    x[0, 0, 0, 0] = 1.
+    _, sw = F.max_pool2d(x, 3, 2, return_indices=True)
+    assert sw.flatten().tolist() == [12, 12, 12, 12]
+    out = unpool(torch.tensor([[1., 2.], [3., 4.]]).view(1, 1, 2, 2), sw, (5, 5))
+    want = torch.zeros(5, 5)
+    want[2, 2] = 10.
+    assert torch.equal(out[0, 0], want)
+
+
+def test_unpool_2d_by_hand_with_ceil_mode():
+    x = torch.tensor([[1., 0., 0., 0.],
+                      [0., 0., 6., 0.],
+                      [0., 2., 0., 0.],
+                      [0., 0., 0., 8.]]).view(1, 1, 4, 4)
+    _, sw = F.max_pool2d(x, 3, 2, ceil_mode=True, return_indices=True)   # 2x2 windows
+    # windows: rows/cols {0-2}x{0-2} -> 6 at (1,2); {0-2}x{2-3} -> 6 at (1,2);
+    #          {2-3}x{0-2} -> 2 at (2,1); {2-3}x{2-3} -> 8 at (3,3)
+    assert sw.flatten().tolist() == [6, 6, 9, 15]
+    out = unpool(torch.tensor([[1., 1.], [1., 1.]]).view(1, 1, 2, 2), sw, (4, 4))
+    want = torch.zeros(4, 4)
+    want[1, 2], want[2, 1], want[3, 3] = 2., 1., 1.
+    assert torch.equal(out[0, 0], want)
+
+
+def test_unpool_equals_max_pool_gradient():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 13, 13, requires_grad=True)
+    y, sw = F.max_pool2d(x, 3, 2, ceil_mode=True, return_indices=True)
+    g = torch.randn_like(y)
+    want, = torch.autograd.grad(y, x, g)
+    assert torch.equal(unpool(g, sw, (13, 13)), want)
+
+
+# --- the two implementations agree -------------------------------------------------------------
+
+MODELS = {
+    "zf": lambda: _zf(),
+    "krizhevsky": lambda: (torch.manual_seed(1), models.krizhevsky(
+        width=0.125, image_size=96, fc_units=64, num_classes=10).eval())[1],
+    "no_layers3_4": lambda: (torch.manual_seed(2), models.build(
+        "no_layers3_4", width=0.125, image_size=64, fc_units=64, num_classes=10).eval())[1],
+}
+
+
+@pytest.mark.parametrize("arch", list(MODELS))
+@pytest.mark.parametrize("rule", ["deconvnet", "guided", "gradient"])
+def test_explicit_equals_gradient_form(arch, rule):
+    model = MODELS[arch]()
+    size = model.input_size
+    torch.manual_seed(3)
+    x = torch.randn(3, 3, size, size)
+    acts = layer_activations(model, x, list(model.layer_names))
+    for layer, a in acts.items():
+        if a.dim() == 4:
+            req = _mixed_requests(3, a.shape[1:])
+        else:
+            req = requests([0, 2, 1], [0, 3, 5])
+        ex = project(model, x, layer, req, rule=rule, method="explicit", batch_size=4)
+        ag = project(model, x, layer, req, rule=rule, method="autograd", batch_size=3)
+        assert _rel(ex.pixels, ag.pixels) < 1e-5, (arch, layer)
+        assert torch.allclose(ex.activation, ag.activation)
+
+
+def test_alexnet_explicit_equals_gradient_form():
+    torch.manual_seed(0)
+    model = models.alexnet(pretrained=False).eval()
+    x = torch.randn(2, 3, 224, 224)
+    req = requests([0, 1, 1], [3, 100, 7], [6, 0, 12], [6, 12, 5])
+    for rule in ("deconvnet", "guided"):
+        ex = project(model, x, "layer5", req, rule=rule)
+        ag = project(model, x, "layer5", req, rule=rule, method="autograd")
+        assert _rel(ex.pixels, ag.pixels) < 1e-5
+
+
+def test_gradient_rule_is_the_plain_input_gradient_times_activation():
+    model = _zf()
+    x = torch.randn(2, 3, 64, 64)
+    xr = x[1:2].clone().requires_grad_(True)
+    a = model.features[:model_index(model, "relu3")](xr)
+    g, = torch.autograd.grad(a[0, 4, 2, 1], xr)
+    p = project(model, x, "layer3", requests(1, 4, 2, 1), rule="gradient")
+    assert _rel(p.pixels[0], g[0] * a[0, 4, 2, 1].detach()) < 1e-5
+
+
+def model_index(model, name):
+    return [n for n, _ in model.features.named_children()].index(name) + 1
+
+
+# --- against Captum ----------------------------------------------------------------------------
+
+def _captum(cls, net, x, flat):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kw = {"abs": False} if cls.__name__ == "Saliency" else {}
+        return cls(net).attribute(x, target=flat.tolist(), **kw)
+
+
+@pytest.mark.parametrize("which", ["zf_without_lrn", "alexnet"])
+def test_matches_captum_times_activation(which):
+    from captum.attr import Deconvolution, GuidedBackprop, Saliency
+    torch.manual_seed(0)
+    if which == "alexnet":
+        model = models.alexnet(pretrained=False).eval()
+        size, cut = 224, 12
+    else:
+        model = _zf()
+        model.features.norm1 = nn.Identity()
+        model.features.norm2 = nn.Identity()
+        size, cut = 64, model_index(model, "relu5")
+    trunc = nn.Sequential(*list(model.features.children())[:cut], nn.Flatten()).eval()
+    x = torch.randn(3, 3, size, size)
+    with torch.no_grad():
+        a = model.features[:cut](x)
+    c, h, w = a.shape[1:]
+    req = requests([0, 1, 2, 2], [0, 5, c - 1, 9], [0, h // 2, h - 1, 1], [0, w // 2, 1, w - 1])
+    flat = req.channel * h * w + req.y * w + req.x
+    unit = a.flatten(1)[req.image, flat]
+    for rule, cls in [("deconvnet", Deconvolution), ("guided", GuidedBackprop),
+                      ("gradient", Saliency)]:
+        theirs = _captum(cls, trunc, x[req.image], flat) * unit.view(-1, 1, 1, 1)
+        ours = project(model, x, "layer5", req, rule=rule)
+        assert _rel(ours.pixels, theirs) < 1e-5, rule
+
+
+# --- batching against a naive loop ---------------------------------------------------------------
+
+def test_batched_equals_one_request_at_a_time():
+    model = _zf()
+    x = torch.randn(4, 3, 64, 64)
+    req = _mixed_requests(4, layer_activations(model, x[:1], ["layer4"])["layer4"].shape[1:])
+    batched = project(model, x, "layer4", req, batch_size=5)
+    for r in range(len(req)):
+        one = project(model, x[req.image[r]][None], "layer4",
+                      requests(0, req.channel[r], req.y[r], req.x[r]) if req.y[r] >= 0
+                      else requests(0, req.channel[r]))
+        assert torch.allclose(batched.pixels[r], one.pixels[0], rtol=1e-5, atol=1e-9)
+        assert float(batched.activation[r]) == pytest.approx(float(one.activation[0]))
+
+
+def test_whole_map_is_the_sum_of_its_activations_for_the_linear_rule():
+    # The gradient rule is linear in the start signal: the whole-map projection is the sum of
+    # the projections of each of its activations.
+    model = _zf()
+    x = torch.randn(1, 3, 64, 64)
+    a = layer_activations(model, x, ["layer2"])["layer2"]
+    h, w = a.shape[-2:]
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    each = project(model, x, "layer2", requests(0, 3, ys.flatten(), xs.flatten()), rule="gradient")
+    whole = project(model, x, "layer2", requests(0, 3), rule="gradient")
+    assert _rel(whole.pixels[0], each.pixels.sum(0)) < 1e-5
+    assert float(whole.activation[0]) == pytest.approx(float(a[0, 3].max()))
+
+
+def test_start_signal_keeps_only_the_unit():
+    model = _zf()
+    x = torch.randn(1, 3, 64, 64)
+    a = layer_activations(model, x, ["layer3"])["layer3"][0]
+    c, y, xx = (a == a.max()).nonzero()[0].tolist()
+    steps = deconv_steps(model, x, "layer3", c, y, xx)
+    start = steps[0].signal
+    assert start[c, y, xx] == a[c, y, xx] and start.abs().sum() == a[c, y, xx]
+    assert steps[-1].signal.shape == (3, 64, 64)
+    p = project(model, x, "layer3", requests(0, c, y, xx))
+    assert torch.allclose(steps[-1].signal, p.pixels[0])
+    ops = [s.op for s in steps]
+    assert ops[0] == "start" and ops.count("unpool") == 2 and ops.count("pass") == 2
+    unpool_step = next(s for s in steps if s.op == "unpool")
+    assert unpool_step.switches is not None and unpool_step.forward.shape == unpool_step.signal.shape
+
+
+# --- the projection stays inside the receptive field ---------------------------------------------
+
+@pytest.mark.parametrize("rule", ["deconvnet", "guided", "gradient"])
+def test_projection_support_inside_receptive_field(rule):
+    model = _zf(image_size=112)
+    x = torch.randn(2, 3, 112, 112)
+    for layer in ("layer1", "layer2", "layer3", "layer5"):
+        rf = receptive_field(model, layer)
+        a = layer_activations(model, x, [layer])[layer]
+        h, w = a.shape[-2:]
+        pos = [(0, 0), (h // 2, w // 2), (h - 1, w - 1)]
+        # strongest map at each position so the projection is not trivially zero
+        chans = [int(a[0, :, y, xx].argmax()) for y, xx in pos]
+        req = requests(0, chans, [p[0] for p in pos], [p[1] for p in pos])
+        proj = project(model, x, layer, req, rule=rule)
+        for r, (y, xx) in enumerate(pos):
+            x0, y0, x1, y1 = rf.box(y, xx, 112)
+            nz = proj.pixels[r].abs().sum(0) > 0
+            inside = torch.zeros_like(nz)
+            inside[y0:y1, x0:x1] = True
+            assert not (nz & ~inside).any(), (layer, y, xx)
+
+
+# --- API behaviour -----------------------------------------------------------------------------
+
+def test_bad_input_gets_clear_errors():
+    model = _zf()
+    x = torch.randn(2, 3, 64, 64)
+    with pytest.raises(DeconvError, match="rule"):
+        project(model, x, "layer2", requests(0, 0), rule="lrp")
+    with pytest.raises(DeconvError, match="feature maps"):
+        project(model, x, "layer2", requests(0, 999))
+    with pytest.raises(DeconvError, match="outside"):
+        project(model, x, "layer2", requests(0, 0, 99, 0))
+    with pytest.raises(DeconvError, match="out of range"):
+        project(model, x, "layer2", requests(5, 0))
+    with pytest.raises(DeconvError, match="fully connected"):
+        project(model, x, "layer6", requests(0, 0, 1, 1))
+    with pytest.raises(DeconvError, match=r"\(N, C, H, W\)"):
+        project(model, x[0], "layer2", requests(0, 0))
+    with pytest.raises(models.LayerError, match="layer9"):
+        project(model, x, "layer9", requests(0, 0))
+    with pytest.raises(DeconvError, match="both"):
+        requests(0, 0, y=1)
+    with pytest.raises(DeconvError, match="entries"):
+        requests([0, 1], [0, 1, 2])
+
+
+def test_tuple_requests_and_train_mode_is_restored():
+    model = _zf()
+    model.train()
+    x = torch.randn(2, 3, 64, 64)
+    a = project(model, x, "layer3", [(0, 1, 2, 2), (1, 0, 1, 1)])
+    b = project(model, x, "layer3", requests([0, 1], [1, 0], [2, 1], [2, 1]))
+    assert torch.equal(a.pixels, b.pixels)
+    assert model.training and model.classifier.drop6.training
+
+
+@pytest.mark.parametrize("rule", ["deconvnet", "guided", "gradient"])
+def test_unit_scale_agrees_across_methods_and_equals_activation_scale_over_value(rule):
+    model = _zf()
+    x = torch.randn(2, 3, 64, 64)
+    a = layer_activations(model, x, ["layer3"])["layer3"]
+    dead = (a[0] == 0).nonzero()[0].tolist()           # an inactive unit: the rules differ here
+    live = (a[1] == a[1].max()).nonzero()[0].tolist()
+    req = requests([0, 1, 1], [dead[0], live[0], 2], [dead[1], live[1], -1], [dead[2], live[2], -1])
+    ex = project(model, x, "layer3", req, rule=rule, scale="unit")
+    ag = project(model, x, "layer3", req, rule=rule, scale="unit", method="autograd")
+    assert _rel(ex.pixels, ag.pixels) < 1e-5
+    act = project(model, x, "layer3", req, rule=rule)
+    assert _rel(ex.pixels[1:] * act.activation[1:, None, None, None], act.pixels[1:]) < 1e-5
+    if rule == "gradient":
+        assert ex.pixels[0].abs().max() == 0       # the gradient of an inactive unit is zero
+    logit = project(model, x, "logits", requests([0, 1], [3, 3]), rule=rule, scale="unit")
+    assert _rel(logit.pixels, project(model, x, "logits", requests([0, 1], [3, 3]), rule=rule,
+                                      scale="unit", method="autograd").pixels) < 1e-5

@@ -1,0 +1,184 @@
+"""Streaming top-k mining against a naive computation over all activations; merging shards."""
+import pytest
+import torch
+
+from zfcore import models
+from zfcore.deconv import layer_activations, project
+from zfcore.mining import (LayerTopK, MiningError, TopK, TopKMiner, chance_majority_share,
+                           gather_merge, majority_share, mine_dataset, mine_topk,
+                           model_fingerprint, top_requests)
+
+LAYERS = ["layer1", "layer2", "layer3", "layer4", "layer5"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = models.zfnet(width=0.0625, image_size=64, fc_units=32, num_classes=4).eval()
+    with torch.no_grad():                       # a dead map: ties everywhere
+        m.features.conv3.weight[1].zero_()
+        m.features.conv3.bias[1] = -1.0
+    return m
+
+
+@pytest.fixture(scope="module")
+def data():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(37, 3, 64, 64, generator=g)
+    y = torch.randint(0, 4, (37,), generator=g)
+    return x, y
+
+
+def naive_topk(model, x, labels, k):
+    """Every activation computed at once, then Python sorting per map."""
+    acts = layer_activations(model, x, LAYERS)
+    out = {}
+    for layer, a in acts.items():
+        n, c, h, w = a.shape
+        rows = []
+        for ch in range(c):
+            entries = []
+            for i in range(n):
+                m = a[i, ch]
+                v = float(m.max())
+                pos = int(torch.nonzero(m == m.max())[0][0] * w + torch.nonzero(m == m.max())[0][1])
+                entries.append((-v, i, pos // w, pos % w, int(labels[i])))
+            entries.sort()
+            rows.append(entries[:k])
+        out[layer] = rows
+    return out
+
+
+def as_rows(lt: LayerTopK):
+    return [[(-float(lt.values[c, j]), int(lt.images[c, j]), int(lt.ys[c, j]), int(lt.xs[c, j]),
+              int(lt.labels[c, j])) for j in range(lt.k)] for c in range(lt.maps)]
+
+
+@pytest.mark.parametrize("batch_size", [5, 16, 37])
+def test_streaming_equals_naive(model, data, batch_size):
+    x, y = data
+    want = naive_topk(model, x, y, 9)
+    got = mine_topk(model, list(zip(x.split(batch_size), y.split(batch_size))), k=9,
+                    progress=False)
+    assert got.n_images == 37 and list(got.layers) == LAYERS
+    for layer in LAYERS:
+        g, w = as_rows(got[layer]), want[layer]
+        for c in range(len(w)):
+            assert [e[1:] for e in g[c]] == [e[1:] for e in w[c]], (layer, c)
+            assert [e[0] for e in g[c]] == pytest.approx([e[0] for e in w[c]], rel=1e-6)
+    dead = got["layer3"]
+    assert dead.values[1].eq(0).all() and dead.images[1].tolist() == list(range(9))
+
+
+def test_merge_of_shards_equals_whole(model, data):
+    x, y = data
+    whole = mine_topk(model, x, k=9, progress=False, batch_size=8)
+    # two shards: a contiguous split, and an interleaved three-way split with explicit indices
+    a = mine_topk(model, x[:20], k=9, progress=False, batch_size=7)
+    b = mine_topk(model, x[20:], k=9, progress=False, start_index=20)
+    b2 = mine_topk(model, [x[20:]], k=9, progress=False, start_index=20)
+    assert b.equal(b2)
+    assert a.merge(b).equal(whole) and b.merge(a).equal(whole)
+    shards = []
+    for r in range(3):
+        idx = torch.arange(r, 37, 3)
+        shards.append(mine_topk(model, [(x[idx], torch.full((len(idx),), -1), idx)], k=9,
+                                progress=False))
+    merged = shards[2].merge(shards[0]).merge(shards[1])
+    assert merged.equal(whole) and merged.n_images == 37
+
+
+def test_fewer_images_than_k_and_values_are_real_activations(model, data):
+    x, y = data
+    small = mine_topk(model, x[:4], k=6, progress=False)
+    lt = small["layer2"]
+    assert (lt.images[:, 4:] == -1).all() and torch.isinf(lt.values[:, 4:]).all()
+    full = mine_topk(model, [(x, y)], k=3, progress=False)
+    acts = layer_activations(model, x, ["layer4"])["layer4"]
+    lt = full["layer4"]
+    c = torch.arange(lt.maps)[:, None].expand(-1, 3)
+    assert torch.equal(acts[lt.images, c, lt.ys, lt.xs], lt.values)
+    assert torch.equal(lt.labels, y[lt.images])
+
+
+def test_memory_does_not_grow_with_data(model):
+    miner = TopKMiner(model, k=4, layers=["layer1", "layer5"])
+    for i in range(5):
+        miner.update(torch.randn(6, 3, 64, 64))
+        assert {l: tuple(t.values.shape) for l, t in miner.state.items()} == {
+            "layer1": (model.features.conv1.out_channels, 4),
+            "layer5": (model.features.conv5.out_channels, 4)}
+    assert miner.result().n_images == 30
+    assert int(miner.result()["layer1"].images.max()) < 30
+
+
+def test_projections_of_mined_entries_reproduce_their_values(model, data):
+    x, _ = data
+    res = mine_topk(model, x, k=3, progress=False)
+    idx, req = top_requests(res, "layer5", channels=[0, 2, 5], ranks=[0, 2])
+    assert len(req) == 6 and torch.equal(idx, torch.unique(idx))
+    proj = project(model, x[idx], "layer5", req)
+    lt = res["layer5"]
+    want = lt.values[[0, 0, 2, 2, 5, 5], [0, 2, 0, 2, 0, 2]]
+    assert torch.allclose(proj.activation, want)
+    assert torch.equal(idx[req.image], lt.images[[0, 0, 2, 2, 5, 5], [0, 2, 0, 2, 0, 2]])
+
+
+def test_majority_share_by_hand_and_chance():
+    s = majority_share(torch.tensor([[1, 1, 2, -1], [0, 1, 2, 3], [5, 5, 5, 5]]))
+    assert s.tolist() == pytest.approx([2 / 3, 0.25, 1.0])
+    # 2 balanced classes, k = 3: the majority holds 2 of 3 w.p. 3/4, all 3 w.p. 1/4 -> 0.75
+    assert chance_majority_share(torch.arange(100) % 2, 3, trials=40000) == pytest.approx(
+        0.75, abs=0.01)
+
+
+def test_errors_and_helpers(model, data):
+    x, y = data
+    with pytest.raises(MiningError, match="k must be"):
+        mine_topk(model, x, k=0, progress=False)
+    with pytest.raises(models.LayerError, match="layer9"):
+        mine_topk(model, x, layers=["layer9"], progress=False)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8,
+                                         shuffle=True)
+    with pytest.raises(MiningError, match="shuffle"):
+        mine_topk(model, loader, progress=False)
+    a = mine_topk(model, x[:5], k=2, progress=False)
+    b = mine_topk(model, x[5:9], k=3, progress=False, start_index=5)
+    with pytest.raises(MiningError, match="same k"):
+        a.merge(b)
+    assert gather_merge(a) is a
+    assert TopK.from_dict(a.to_dict()).equal(a)
+    with pytest.raises(models.LayerError, match="not mined"):
+        a["layer7"]
+    ordered = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
+    assert mine_topk(model, ordered, k=9, progress=False).equal(
+        mine_topk(model, [(x, y)], k=9, progress=False))
+
+
+def test_mine_dataset_is_cached_by_weights(tmp_path, monkeypatch):
+    from zfcore import mining
+    from zfcore.profiles import get_profile
+    p = get_profile("tiny", cache_dir=tmp_path)
+    torch.manual_seed(0)
+    m = models.zfnet(**p.model_kwargs()).eval()
+    first = mine_dataset(m, p, n_images=24, k=3, progress=False)
+    assert first.n_images == 24 and len(list(tmp_path.glob("topk/*/result.pt"))) == 1
+    assert int(first["layer1"].labels.min()) >= 0       # labels come with the scenes
+    calls = []
+    monkeypatch.setattr(mining, "mine_topk", lambda *a, **k: calls.append(1))
+    again = mine_dataset(m, p, n_images=24, k=3, progress=False)
+    assert again.equal(first) and not calls
+    monkeypatch.undo()
+    fp = model_fingerprint(m)
+    with torch.no_grad():
+        m.features.conv1.bias += 1
+    assert model_fingerprint(m) != fp
+    other = mine_dataset(m, p, n_images=24, k=3, progress=False)
+    assert len(list(tmp_path.glob("topk/*/result.pt"))) == 2 and not other.equal(first)
+    with pytest.raises(MiningError, match="n_images"):
+        mine_dataset(m, p, n_images=10 ** 6, progress=False)

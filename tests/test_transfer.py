@@ -1,0 +1,290 @@
+"""Transfer and probes (zfcore.transfer): splits, linear probes against scikit-learn, average
+precision against scikit-learn and a hand-worked VOC example, frozen layers through training,
+the feature path against the network path, and whole studies on a small synthetic pool."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import TensorDataset
+
+from zfcore.features import extract_features
+from zfcore.models import zfnet
+from zfcore.transfer import (LinearProbe, TransferConfig, TransferData, TransferError, TransferNet,
+                             average_precision, batch_schedule, fit_images, fit_probe, make_splits,
+                             mean_class_accuracy, per_class_ap, predict_scores, probe_layers,
+                             run_transfer, scratch_like, transfer_config)
+
+
+def _model(seed=0, classes=5):
+    torch.manual_seed(seed)
+    return zfnet(width=0.125, image_size=64, num_classes=classes, fc_units=512).eval()
+
+
+def _pool(per_class=12, classes=4, seed=0):
+    """A learnable synthetic pool: each class is a bright square at its own place and channel."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(per_class * classes) % classes
+    x = 0.3 * torch.randn(len(y), 3, 64, 64, generator=g)
+    for c in range(classes):
+        x[y == c, c % 3, 10 * c:10 * c + 20, 10 * c:10 * c + 20] += 2.0
+    return x, y
+
+
+# --- splits ------------------------------------------------------------------------------------
+
+def test_splits_reproducible_disjoint_balanced_nested():
+    labels = torch.tensor([c for c in range(5) for _ in range(40)])[torch.randperm(200)]
+    a = make_splits(labels, (5, 10, 15), draws=3, test_per_class=20, seed=7)
+    b = make_splits(labels, (5, 10, 15), draws=3, test_per_class=20, seed=7)
+    c = make_splits(labels, (5, 10, 15), draws=3, test_per_class=20, seed=8)
+    for sa, sb in zip(a, b):
+        assert torch.equal(sa.test, sb.test)
+        assert all(torch.equal(sa.train[n], sb.train[n]) for n in (5, 10, 15))
+    assert not torch.equal(a[0].train[5], c[0].train[5])
+    assert not torch.equal(a[0].train[5], a[1].train[5])  # draws differ
+    for s in a:
+        test = set(s.test.tolist())
+        assert len(test) == 5 * 20
+        assert torch.bincount(labels[s.test], minlength=5).tolist() == [20] * 5
+        prev = set()
+        for n in (5, 10, 15):
+            tr = set(s.train[n].tolist())
+            assert len(tr) == 5 * n and not (tr & test)
+            assert torch.bincount(labels[s.train[n]], minlength=5).tolist() == [n] * 5
+            assert prev <= tr  # nested: a larger n adds images
+            prev = tr
+
+
+def test_splits_all_remaining_and_errors():
+    labels = torch.tensor([0] * 6 + [1] * 9)
+    s = make_splits(labels, (2, 4), draws=1, test_per_class=None)[0]
+    assert len(s.test) == (6 - 4) + (9 - 4)
+    with pytest.raises(TransferError, match="too few images"):
+        make_splits(labels, (6,), draws=1)
+    with pytest.raises(TransferError, match="1-d class indices"):
+        make_splits(torch.zeros(4, 2), (1,), draws=1)
+
+
+def test_config_validation_and_profile_defaults():
+    assert transfer_config("mini").ns == (5, 10, 15, 30)
+    assert transfer_config("imagenet", dataset="caltech256").ns == (15, 30, 45, 60)
+    with pytest.raises(TransferError, match="increasing"):
+        TransferConfig(ns=(10, 5))
+    with pytest.raises(TransferError, match="unknown transfer setting"):
+        transfer_config("tiny", epochs=3)
+    with pytest.raises(TransferError, match="layer must be"):
+        TransferConfig(layer="layer9")
+
+
+# --- probes against scikit-learn ---------------------------------------------------------------
+
+def _blobs(n=60, d=8, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % k
+    X = rng.normal(size=(n, d)) * rng.uniform(0.5, 3, size=d) + rng.normal(size=(k, d))[y] * 1.5 + 4
+    return torch.tensor(X, dtype=torch.float32), torch.tensor(y)
+
+
+def _z(X):
+    m, s = X.mean(0), X.std(0, unbiased=False)
+    return ((X - m) / s).double().numpy()
+
+
+def test_softmax_probe_equals_sklearn_logistic_regression():
+    from sklearn.linear_model import LogisticRegression
+    X, y = _blobs()
+    reg = 0.05
+    probe = fit_probe(X, y, "softmax", reg=reg, max_iter=500)
+    sk = LogisticRegression(C=1.0 / (reg * len(y)), tol=1e-10, max_iter=10000).fit(_z(X), y.numpy())
+    ours = probe.scores(X).softmax(1).double().numpy()
+    np.testing.assert_allclose(ours, sk.predict_proba(_z(X)), atol=2e-4)
+
+
+def test_sigmoid_probe_equals_per_class_logistic_regression():
+    from sklearn.linear_model import LogisticRegression
+    X, y = _blobs(k=3)
+    Y = F.one_hot(y, 3)
+    Y[::5, 0] = 1  # some images carry two labels (multi-label, as in PASCAL VOC)
+    reg = 0.05
+    probe = fit_probe(X, Y, "sigmoid", reg=reg, max_iter=500)
+    for k in range(3):
+        sk = LogisticRegression(C=1.0 / (reg * len(y)), tol=1e-10, max_iter=10000).fit(_z(X), Y[:, k].numpy())
+        np.testing.assert_allclose(torch.sigmoid(probe.scores(X)[:, k]).double().numpy(),
+                                   sk.predict_proba(_z(X))[:, 1], atol=2e-4)
+
+
+def test_svm_probe_equals_linear_svc_on_standardised_features():
+    from sklearn.svm import LinearSVC
+    X, y = _blobs(k=4)
+    probe = fit_probe(X, y, "svm", C=0.1)
+    sk = LinearSVC(C=0.1, random_state=0, max_iter=4000).fit(_z(X), y.numpy())
+    np.testing.assert_allclose(probe.scores(X).double().numpy(), sk.decision_function(_z(X)),
+                               rtol=1e-3, atol=1e-3)
+    assert torch.equal(probe.predict(X), torch.as_tensor(sk.predict(_z(X))))
+
+
+def test_probe_errors():
+    X, y = _blobs()
+    with pytest.raises(TransferError, match="method must be one of"):
+        fit_probe(X, y, "knn")
+    with pytest.raises(TransferError, match="labels"):
+        fit_probe(X, y[:-1])
+    with pytest.raises(TransferError, match="multi-hot labels need"):
+        fit_probe(X, F.one_hot(y), "softmax")
+    with pytest.raises(TransferError, match="do not fit"):
+        fit_probe(X, y).scores(X[:, :3])
+
+
+# --- scores --------------------------------------------------------------------------------------
+
+def test_average_precision_equals_sklearn_on_hand_made_examples():
+    from sklearn.metrics import average_precision_score
+    cases = [
+        ([0.9, 0.8, 0.7, 0.6, 0.5, 0.4], [1, 0, 1, 0, 0, 1]),
+        ([0.5, 0.5, 0.2, 0.9, 0.5, 0.1], [1, 0, 1, 1, 0, 0]),   # ties
+        ([3, 1, 2, 2, 0, 5, 5], [0, 0, 1, 1, 0, 1, 0]),
+        ([0.1, 0.2, 0.3], [1, 1, 1]),
+    ]
+    for s, t in cases:
+        assert average_precision(s, t) == pytest.approx(average_precision_score(t, s), abs=1e-12)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        s = rng.integers(0, 5, 30).astype(float)  # many ties
+        t = rng.integers(0, 2, 30)
+        t[0] = 1
+        assert average_precision(s, t) == pytest.approx(average_precision_score(t, s), abs=1e-12)
+
+
+def test_voc_average_precision_hand_worked():
+    # ranking: + - + - - +  -> precision at the positives 1, 2/3, 1/2; envelope gives 1, 2/3, 1/2
+    s, t = [6, 5, 4, 3, 2, 1], [1, 0, 1, 0, 0, 1]
+    assert average_precision(s, t, "sklearn") == pytest.approx((1 + 2 / 3 + 1 / 2) / 3)
+    assert average_precision(s, t, "voc") == pytest.approx((1 + 2 / 3 + 1 / 2) / 3)
+    # ranking: - + + : precisions 1/2, 2/3; the envelope lifts the first to 2/3
+    assert average_precision([3, 2, 1], [0, 1, 1], "sklearn") == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert average_precision([3, 2, 1], [0, 1, 1], "voc") == pytest.approx(2 / 3)
+    assert np.isnan(average_precision([1, 2], [0, 0]))
+
+
+def test_per_class_ap_and_mean_class_accuracy():
+    from sklearn.metrics import average_precision_score
+    g = torch.Generator().manual_seed(0)
+    scores = torch.rand(20, 3, generator=g)
+    labels = torch.arange(20) % 3
+    ap = per_class_ap(scores, labels)
+    for k in range(3):
+        assert ap[k] == pytest.approx(average_precision_score((labels == k).numpy(), scores[:, k].numpy()))
+    # class 0: 2/2, class 1: 0/1 -> mean of per-class accuracies 0.5 (plain accuracy would be 2/3)
+    assert mean_class_accuracy(torch.tensor([0, 0, 0]), torch.tensor([0, 0, 1])) == pytest.approx(0.5)
+
+
+# --- networks -------------------------------------------------------------------------------------
+
+def test_frozen_layers_stay_bit_identical_and_head_matches_feature_path():
+    model = _model()
+    x, y = _pool(per_class=6)
+    ds = TensorDataset(x, y)
+    idx = torch.arange(len(y))
+    net = TransferNet(model, num_classes=4)
+    before = {k: v.clone() for k, v in net.backbone.state_dict().items()}
+    head0 = {k: v.clone() for k, v in net.head.state_dict().items()}
+    fit_images(net, ds, idx, y, steps=6, lr=1e-2, batch_size=8, seed=3, flip=False, progress=False)
+    after = net.backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "a frozen layer changed"
+    assert not torch.equal(head0["weight"], net.head.weight)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), after.values()))
+
+    # the same head trained by hand on precomputed layer-7 features, same batches and optimiser
+    feats = extract_features(model, ds, ["layer7"], progress=False)["layer7"]
+    head = torch.nn.Linear(feats.shape[1], 4)
+    head.load_state_dict(head0)
+    opt = torch.optim.Adam(head.parameters(), lr=1e-2)
+    for b in batch_schedule(len(idx), 6, 8, 3):
+        loss = F.cross_entropy(head(feats[b]), y[b])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    torch.testing.assert_close(net.head.weight, head.weight, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(net.head.bias, head.bias, rtol=1e-4, atol=1e-5)
+
+
+def test_from_probe_network_equals_probe_on_features():
+    model = _model()
+    x, y = _pool(per_class=5)
+    feats = extract_features(model, (x, y), ["layer7"], progress=False)["layer7"]
+    probe = fit_probe(feats, y, "softmax")
+    net = TransferNet.from_probe(model, probe)
+    net.train()  # the backbone stays in eval mode: dropout never touches the frozen features
+    assert not net.backbone.training
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), probe.scores(feats), rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(predict_scores(net, TensorDataset(x, y), torch.arange(len(y))),
+                               probe.scores(feats), rtol=1e-4, atol=1e-3)
+
+
+def test_fine_tuning_changes_backbone_not_source():
+    model = _model()
+    src = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = _pool(per_class=4)
+    net = TransferNet(model, num_classes=4, fine_tune=True)
+    fit_images(net, TensorDataset(x, y), torch.arange(len(y)), y, steps=2, lr=1e-3, progress=False)
+    assert not torch.equal(net.backbone.features.conv1.weight, src["features.conv1.weight"])
+    assert all(torch.equal(src[k], v) for k, v in model.state_dict().items())
+
+
+def test_scratch_like_same_architecture_fresh_seeded_weights():
+    model = _model()
+    a, b, c = scratch_like(model, 3, seed=1), scratch_like(model, 3, seed=1), scratch_like(model, 3, seed=2)
+    sa, sm = a.state_dict(), model.state_dict()
+    assert list(sa) == list(sm)
+    for k in sa:
+        if k.startswith("classifier.fc8"):
+            assert sa[k].shape[0] == 3
+        else:
+            assert sa[k].shape == sm[k].shape
+    assert not torch.equal(sa["features.conv1.weight"], sm["features.conv1.weight"])
+    assert torch.equal(sa["features.conv1.weight"], b.state_dict()["features.conv1.weight"])
+    assert not torch.equal(sa["features.conv1.weight"], c.state_dict()["features.conv1.weight"])
+    assert a.layer_names == model.layer_names
+
+
+def test_batch_schedule_covers_each_item_once_per_epoch():
+    bs = batch_schedule(10, 6, 4, seed=0)
+    assert [len(b) for b in bs] == [4] * 6
+    first_epoch = torch.cat(bs[:2])
+    assert len(set(first_epoch.tolist())) == 8
+    assert all(torch.equal(p, q) for p, q in zip(bs, batch_schedule(10, 6, 4, seed=0)))
+
+
+# --- whole studies --------------------------------------------------------------------------------
+
+def test_run_transfer_and_probe_layers_on_a_synthetic_pool(tmp_path):
+    model = _model()
+    x, y = _pool(per_class=10)
+    data = TransferData("synthetic", TensorDataset(x, y), ["a", "b", "c", "d"], {"synthetic": 1})
+    cfg = TransferConfig(ns=(2, 5), draws=2, test_per_class=4, scratch_steps=3, train_batch=8,
+                         max_iter=50, fine_tune=True, fine_tune_steps=2)
+    r = run_transfer(model, data, cfg, cache_dir=tmp_path, progress=False)
+    assert r.pretrained.shape == r.scratch.shape == r.fine_tuned.shape == (2, 2)
+    assert r.ap.shape == (2, 2, 4) and r.classes == ["a", "b", "c", "d"]
+    assert r.test_images == 16
+    assert float(r.mean("pretrained")[-1]) > 0.9  # the squares are easy on layer-7 features
+    # 4 classes x 4 test images: every mean of per-class accuracies is a multiple of 1/16
+    assert ((r.pretrained * 16).round() - r.pretrained * 16).abs().max() < 1e-5
+    # recomputed by hand for draw 1, n = 2, from the same splits and the same probe
+    feats = extract_features(model, (x, y), ["layer7"], progress=False)["layer7"]
+    s = make_splits(y, cfg.ns, cfg.draws, cfg.test_per_class, cfg.seed)[1]
+    probe = fit_probe(feats[s.train[2]], y[s.train[2]], reg=cfg.reg, max_iter=cfg.max_iter, num_classes=4)
+    pred = probe.predict(feats[s.test])
+    by_hand = np.mean([(pred[y[s.test] == c] == c).float().mean().item() for c in range(4)])
+    assert float(r.pretrained[1, 0]) == pytest.approx(by_hand)
+    again = run_transfer(model, data, cfg, cache_dir=tmp_path, progress=False)
+    assert torch.equal(again.pretrained, r.pretrained) and torch.equal(again.scratch, r.scratch)
+
+    lp = probe_layers(model, data, cfg, cache_dir=tmp_path, progress=False)
+    assert lp.layers == [f"layer{i}" for i in range(1, 8)] and lp.n == 5
+    assert lp.accuracy["svm"].shape == lp.accuracy["softmax"].shape == (2, 7)
+    # the layer-7 softmax of Table 7 is exactly Table 4's pretrained softmax at the same n
+    torch.testing.assert_close(lp.accuracy["softmax"][:, -1], r.pretrained[:, -1])
+    with pytest.raises(TransferError, match="is not one of config.ns"):
+        probe_layers(model, data, cfg, n=3, cache_dir=tmp_path, progress=False)

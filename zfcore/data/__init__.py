@@ -1,0 +1,31 @@
+"""Data for every profile: procedural scenes with ground truth, real data sets, user photos.
+
+* :func:`get_dataset` ``(profile, split, group="main")``: a torch ``Dataset`` of
+  ``(normalised image, label)``. Procedural profiles (``tiny``, ``mini``) give a
+  :class:`~zfcore.data.scenes.SceneDataset` whose ``.scenes(indices)`` returns a
+  :class:`SceneBatch` with ground truth (boxes, face keypoints) and whose ``.classes`` names the
+  classes; real profiles give torchvision data sets with the paper's preprocessing (section 3.1).
+* :func:`make_loader`: a ``DataLoader`` with the paper's crops and flips when ``augment=True``.
+* :func:`normalize` / :func:`denormalize`, :func:`class_names`.
+* :func:`load_image` / :func:`load_folder`: the user's own photos (``zfcore.data.images``).
+"""
+from .scenes import (GENERATOR_VERSION, GROUPS, KEYPOINT_NAMES, MAIN_CLASSES, TRANSFER_CLASSES,
+                     SceneBatch, SceneDataset, render_scenes)
+from .transforms import denormalize, normalization, normalize, paper_crops
+from .registry import (DataNotFoundError, class_names, get_dataset, make_loader)
+
+__all__ = [
+    "GENERATOR_VERSION", "GROUPS", "KEYPOINT_NAMES", "MAIN_CLASSES", "TRANSFER_CLASSES",
+    "SceneBatch", "SceneDataset", "render_scenes", "normalize", "denormalize", "normalization",
+    "paper_crops", "get_dataset", "make_loader", "class_names", "DataNotFoundError",
+    "load_image", "load_folder",
+]
+
+
+def __getattr__(name):
+    # The user-photo loader lives in zfcore.data.images; import it only when asked for, so the
+    # rest of the package works without it.
+    if name in ("load_image", "load_folder"):
+        from . import images
+        return getattr(images, name)
+    raise AttributeError(f"module 'zfcore.data' has no attribute {name!r}")

@@ -1,0 +1,586 @@
+"""Procedural scenes: the offline stand-in for ImageNet (see ``shared/DESIGN.md``, "The procedural
+data set").
+
+Every class is an *arrangement* of parts drawn from one small vocabulary of primitives (discs,
+rings, bars, triangles, stripes). The same primitives are scattered behind the object as clutter,
+colours are drawn per part (never per class), and texture, lighting, position, scale, small
+rotation and mirroring vary per image. So no single local feature, colour histogram or pixel
+template names the class; only the spatial arrangement of parts does, and a network has to build
+the hierarchy of features that Zeiler & Fergus visualise (sections 4 and 5).
+
+The face class carries ground-truth keypoints ``left_eye``, ``right_eye`` and ``nose`` (the eye on
+the viewer's left is ``left_eye``), used by Table 1's correspondence experiment (section 5.2),
+which occludes the same part in every face image.
+
+Everything is a pure function of ``(seed, group, split, index)``: each image draws its own block
+of uniform numbers from ``numpy.random.default_rng([seed, group, split, index])`` (PCG64, whose
+uniform stream is stable across machines and NumPy versions), so an image does not depend on which
+batch it was rendered in. Rendering is batched with tensor operations: each primitive becomes a
+coverage mask computed from coordinate grids on a small patch around it, composited for the whole
+batch at once (painter's order: background, clutter, object parts).
+
+Geometry is defined in units of the image side, so the same index gives the same scene at any
+``image_size``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+__all__ = [
+    "GENERATOR_VERSION", "SceneBatch", "MAIN_CLASSES", "TRANSFER_CLASSES", "GROUPS",
+    "KEYPOINT_NAMES", "SHAPES", "render_scenes", "scene_labels", "SceneDataset",
+    "transfer_split_sizes",
+]
+
+#: Bump whenever rendering changes: the trainer puts it in its cache key.
+GENERATOR_VERSION = 1
+
+DISC, RING, BAR, TRIANGLE, STRIPES = range(5)
+#: The primitive vocabulary shared by every class and the clutter.
+SHAPES = ("disc", "ring", "bar", "triangle", "stripes")
+_RING_INNER = 0.55  # inner radius of a ring as a fraction of its outer radius
+
+#: Ground-truth keypoints (NaN for images that have no such part).
+KEYPOINT_NAMES = ("left_eye", "right_eye", "nose")
+
+
+def _p(shape, x, y, sx, sy, angle=0.0, name=None):
+    """One part in object coordinates: the object spans [-1, 1]^2, y points down."""
+    return (shape, x, y, sx, sy, angle, name)
+
+
+def _ring_of(shape, n, radius, size, cy=0.0, radial=False, sy=None):
+    """``n`` parts evenly around a circle (petals, sun rays)."""
+    parts = []
+    for k in range(n):
+        a = 2 * math.pi * k / n
+        ang = math.degrees(a) + 90.0 if radial else 0.0
+        parts.append(_p(shape, radius * math.cos(a), cy + radius * math.sin(a), size,
+                        size if sy is None else sy, ang))
+    return parts
+
+
+# Class templates. Each is a list of parts in drawing order (later parts on top).
+_TEMPLATES: dict[str, list] = {
+    # --- main group: the pretraining classes (ImageNet's role) ------------------------------
+    "face": [_p(DISC, 0, 0, .80, 1.0), _p(DISC, -.36, -.22, .16, .16, name="left_eye"),
+             _p(DISC, .36, -.22, .16, .16, name="right_eye"),
+             _p(TRIANGLE, 0, .16, .15, .19, name="nose"), _p(BAR, 0, .58, .34, .07)],
+    "car": [_p(BAR, 0, .05, 1.0, .30), _p(BAR, -.1, -.42, .50, .18),
+            _p(RING, -.55, .45, .28, .28), _p(RING, .55, .45, .28, .28)],
+    "house": [_p(BAR, 0, .35, .72, .60), _p(TRIANGLE, 0, -.55, .95, .42),
+              _p(BAR, .30, .62, .14, .33), _p(STRIPES, -.35, .20, .18, .18)],
+    "flower": [_p(BAR, 0, .45, .06, .55)] + _ring_of(DISC, 6, .40, .20, cy=-.30)
+              + [_p(DISC, 0, -.30, .20, .20)],
+    "fish": [_p(TRIANGLE, .72, 0, .32, .30, -90), _p(DISC, -.12, 0, .72, .45),
+             _p(TRIANGLE, -.10, -.45, .25, .18), _p(DISC, -.55, -.10, .09, .09)],
+    "tree": [_p(BAR, 0, .72, .14, .30), _p(TRIANGLE, 0, .12, .75, .42),
+             _p(TRIANGLE, 0, -.50, .55, .38)],
+    "bicycle": [_p(RING, -.58, .35, .40, .40), _p(RING, .58, .35, .40, .40),
+                _p(BAR, 0, .10, .60, .05, -18), _p(BAR, -.22, -.18, .05, .32),
+                _p(BAR, .45, -.32, .22, .05)],
+    "clock": [_p(DISC, 0, 0, 1.0, 1.0), _p(RING, 0, 0, 1.0, 1.0), _p(BAR, 0, -.30, .05, .32),
+              _p(BAR, .26, 0, .27, .05), _p(DISC, 0, 0, .09, .09)],
+    "snowman": [_p(DISC, 0, .55, .45, .45), _p(DISC, 0, -.05, .33, .33),
+                _p(DISC, 0, -.52, .24, .24), _p(BAR, 0, -.80, .22, .05)],
+    "traffic_light": [_p(BAR, 0, 0, .40, 1.0), _p(DISC, 0, -.60, .25, .25),
+                      _p(DISC, 0, 0, .25, .25), _p(DISC, 0, .60, .25, .25)],
+    # --- transfer group: held-out classes (the Caltech analogue of Tables 4-7) ---------------
+    "butterfly": [_p(TRIANGLE, -.50, -.30, .40, .45, 90), _p(TRIANGLE, .50, -.30, .40, .45, -90),
+                  _p(TRIANGLE, -.40, .40, .28, .30, 90), _p(TRIANGLE, .40, .40, .28, .30, -90),
+                  _p(BAR, 0, 0, .08, .65)],
+    "rocket": [_p(BAR, 0, .10, .25, .70), _p(TRIANGLE, 0, -.80, .25, .20),
+               _p(TRIANGLE, -.35, .65, .15, .25), _p(TRIANGLE, .35, .65, .15, .25),
+               _p(DISC, 0, -.10, .13, .13)],
+    "mushroom": [_p(BAR, 0, .45, .20, .45), _p(DISC, 0, -.20, .90, .45),
+                 _p(DISC, -.40, -.30, .12, .12), _p(DISC, .35, -.35, .10, .10)],
+    "umbrella": [_p(TRIANGLE, 0, -.35, 1.0, .40), _p(BAR, 0, .35, .05, .55),
+                 _p(RING, .13, .88, .15, .15)],
+    "cup": [_p(RING, .62, .10, .30, .35), _p(BAR, 0, .10, .55, .65),
+            _p(STRIPES, 0, -.15, .50, .22)],
+    "sun": [_p(DISC, 0, 0, .45, .45)] + _ring_of(BAR, 8, .78, .05, radial=True, sy=.20),
+    "dumbbell": [_p(BAR, 0, 0, .60, .08), _p(DISC, -.70, 0, .28, .28),
+                 _p(DISC, .70, 0, .28, .28)],
+    "ladder": [_p(STRIPES, 0, 0, .40, .90), _p(BAR, -.42, 0, .07, 1.0), _p(BAR, .42, 0, .07, 1.0)],
+}
+
+MAIN_CLASSES = ("face", "car", "house", "flower", "fish", "tree", "bicycle", "clock", "snowman",
+                "traffic_light")
+TRANSFER_CLASSES = ("butterfly", "rocket", "mushroom", "umbrella", "cup", "sun", "dumbbell",
+                    "ladder")
+GROUPS = {"main": MAIN_CLASSES, "transfer": TRANSFER_CLASSES}
+_GROUP_ID = {"main": 0, "transfer": 1}
+_SPLIT_ID = {"train": 0, "val": 1, "test": 2}
+
+_MAX_PARTS = max(len(t) for t in _TEMPLATES.values())
+_MAX_CLUTTER = 10
+_N_UNIFORMS = 400   # per image; fixed so that the layout of the random block never shifts
+
+
+def _template_arrays(classes):
+    """Templates of ``classes`` padded to ``_MAX_PARTS``: (C, P, 5) geometry, (C, P) shape,
+    (C, P) active, and {keypoint name: (C,) part index or -1}."""
+    C = len(classes)
+    geo = np.zeros((C, _MAX_PARTS, 5))
+    shape = np.zeros((C, _MAX_PARTS), dtype=np.int64)
+    active = np.zeros((C, _MAX_PARTS), dtype=bool)
+    kp = {k: np.full(C, -1) for k in KEYPOINT_NAMES}
+    for c, name in enumerate(classes):
+        for j, (s, x, y, sx, sy, ang, pname) in enumerate(_TEMPLATES[name]):
+            geo[c, j] = (x, y, sx, sy, ang)
+            shape[c, j] = s
+            active[c, j] = True
+            if pname in kp:
+                kp[pname][c] = j
+    return geo, shape, active, kp
+
+
+@dataclass
+class SceneBatch:
+    """Rendered scenes with ground truth.
+
+    ``images`` (N, 3, H, W) float in [0, 1]; ``labels`` (N,) int64 class indices into
+    ``classes``; ``boxes`` (N, 4) object box ``(x0, y0, x1, y1)`` in pixels; ``keypoints``
+    ``{name: (N, 2)}`` ``(x, y)`` in pixels, NaN where the image has no such part (only faces have
+    ``left_eye``, ``right_eye`` and ``nose``); ``indices`` the data set indices rendered.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    boxes: torch.Tensor
+    keypoints: dict[str, torch.Tensor]
+    indices: torch.Tensor
+    classes: tuple[str, ...] = field(default_factory=tuple)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def scene_labels(indices, num_classes: int) -> np.ndarray:
+    """Class of each index: classes cycle with the index, so every split is balanced."""
+    return np.asarray(indices, dtype=np.int64) % num_classes
+
+
+class _Uniforms:
+    """Hands out consecutive columns of the per-image uniform block (a fixed layout)."""
+
+    def __init__(self, u: np.ndarray):
+        self.u, self.pos = u, 0
+
+    def take(self, *shape) -> np.ndarray:
+        n = int(np.prod(shape)) if shape else 1
+        out = self.u[:, self.pos:self.pos + n]
+        self.pos += n
+        if self.pos > self.u.shape[1]:
+            raise RuntimeError("scene generator ran out of per-image random numbers")
+        return out.reshape((self.u.shape[0],) + tuple(shape)) if shape else out[:, 0]
+
+
+def _luminance(rgb):
+    return rgb @ np.array([0.299, 0.587, 0.114])
+
+
+def _contrast_to(rgb, ref, min_diff):
+    """Push ``rgb`` away from ``ref`` in luminance where they are closer than ``min_diff``
+    (so parts stay visible whatever colours were drawn)."""
+    lr, lc = _luminance(ref)[..., None], _luminance(rgb)[..., None]
+    close = np.abs(lc - lr) < min_diff
+    darker = rgb * 0.35
+    lighter = 1 - (1 - rgb) * 0.35
+    pushed = np.where(lr > 0.5, darker, lighter)
+    return np.where(close, pushed, rgb)
+
+
+def _sample(seed: int, group: str, split: str, indices: np.ndarray, classes) -> dict:
+    """Draw every random choice of the scenes ``indices`` (numpy, image units in [0, 1])."""
+    g, s = _GROUP_ID[group], _SPLIT_ID[split]
+    U = np.stack([np.random.default_rng([int(seed), g, s, int(i)]).random(_N_UNIFORMS)
+                  for i in indices]) if len(indices) else np.zeros((0, _N_UNIFORMS))
+    r = _Uniforms(U)
+    N, C = len(indices), len(classes)
+    labels = scene_labels(indices, C)
+    geo, shape, active, kp = _template_arrays(classes)
+
+    # --- the object: position, scale, rotation, aspect, mirroring ---------------------------
+    R = 0.20 + 0.17 * r.take()                       # half size, fraction of the image side
+    cx = R * 0.8 + (1 - 1.6 * R) * r.take()
+    cy = R * 0.8 + (1 - 1.6 * R) * r.take()
+    rot = np.radians(-15 + 30 * r.take())
+    aspect = 0.88 + 0.24 * r.take()
+    flip = r.take() < 0.5
+    # --- its parts: template plus jitter, colour and texture per part -----------------------
+    P = _MAX_PARTS
+    pg = geo[labels].copy()                           # (N, P, 5): x, y, sx, sy, angle
+    pg[..., 0] += 0.07 * (r.take(P) - 0.5) * 2
+    pg[..., 1] += 0.07 * (r.take(P) - 0.5) * 2
+    scale = 0.85 + 0.30 * r.take(P)
+    pg[..., 2] *= scale
+    pg[..., 3] *= scale
+    pg[..., 4] += -10 + 20 * r.take(P)
+    part_rgb = r.take(P, 3)
+    part_tex = r.take(P, 5)
+    # mirror, stretch, rotate, scale, place
+    x = np.where(flip[:, None], -pg[..., 0], pg[..., 0]) * aspect[:, None]
+    y = pg[..., 1] / aspect[:, None]
+    ang = np.where(flip[:, None], -pg[..., 4], pg[..., 4])
+    c, s_ = np.cos(rot)[:, None], np.sin(rot)[:, None]
+    px = cx[:, None] + R[:, None] * (c * x - s_ * y)
+    py = cy[:, None] + R[:, None] * (s_ * x + c * y)
+    psx = R[:, None] * pg[..., 2] * aspect[:, None]
+    psy = R[:, None] * pg[..., 3] / aspect[:, None]
+    pang = ang + np.degrees(rot)[:, None]
+    pshape = shape[labels]
+    pactive = active[labels]
+    # keep details visible against the object's first (largest) part
+    base = part_rgb[:, :1, :]
+    part_rgb[:, 1:] = _contrast_to(part_rgb[:, 1:], np.broadcast_to(base, part_rgb[:, 1:].shape),
+                                   0.25)
+
+    # --- clutter: the same primitives, scattered behind the object --------------------------
+    K = _MAX_CLUTTER
+    n_clutter = 4 + np.floor(7 * r.take()).astype(int)           # 4..10
+    cshape = np.minimum(np.floor(5 * r.take(K)), 4).astype(np.int64)
+    ccx, ccy = r.take(K), r.take(K)
+    csx = 0.035 + 0.11 * r.take(K)
+    csy = csx * (0.3 + 0.7 * r.take(K))
+    bar_like = (cshape == BAR) | (cshape == STRIPES)
+    csy = np.where(bar_like, csx * (0.15 + 0.5 * r.take(K)), np.where(cshape == RING, csx, csy))
+    cang = -90 + 180 * r.take(K)
+    c_rgb = r.take(K, 3)
+    c_tex = r.take(K, 5)
+    cactive = np.arange(K)[None, :] < n_clutter[:, None]
+
+    # --- background and lighting --------------------------------------------------------------
+    bg = dict(rgb=r.take(3), rgb2=r.take(3), grad_dir=r.take() * 2 * np.pi,
+              grating=r.take(4), light=r.take(3), noise=r.take(3))
+    # the object's body must stand out a little from the background
+    part_rgb[:, 0] = _contrast_to(part_rgb[:, 0], bg["rgb"], 0.15)
+
+    # keypoints: the eye on the viewer's left is ``left_eye`` (swap when mirrored)
+    kps = {}
+    for name in KEYPOINT_NAMES:
+        j = kp[name][labels]
+        if name in ("left_eye", "right_eye"):
+            other = kp["right_eye" if name == "left_eye" else "left_eye"][labels]
+            j = np.where(flip, other, j)
+        has = j >= 0
+        jj = np.where(has, j, 0)
+        xy = np.stack([px[np.arange(N), jj], py[np.arange(N), jj]], axis=1)
+        kps[name] = np.where(has[:, None], xy, np.nan)
+
+    # slots in painter's order: clutter first, then the object's parts
+    slots = dict(
+        shape=np.concatenate([cshape, pshape], 1),
+        active=np.concatenate([cactive, pactive], 1),
+        x=np.concatenate([ccx, px], 1), y=np.concatenate([ccy, py], 1),
+        sx=np.concatenate([csx, psx], 1), sy=np.concatenate([csy, psy], 1),
+        angle=np.radians(np.concatenate([cang, pang], 1)),
+        rgb=np.concatenate([c_rgb, part_rgb], 1), tex=np.concatenate([c_tex, part_tex], 1),
+        object_part=np.concatenate([np.zeros((N, K), bool), pactive], 1),
+    )
+    return dict(labels=labels, slots=slots, bg=bg, keypoints=kps)
+
+
+def _object_boxes(sl: dict, size: int) -> np.ndarray:
+    """Tight axis-aligned box of the object's parts, in pixels, clipped to the image."""
+    x, y = sl["x"] * size, sl["y"] * size
+    sx, sy = sl["sx"] * size, sl["sy"] * size
+    c, s = np.abs(np.cos(sl["angle"])), np.abs(np.sin(sl["angle"]))
+    round_ = (sl["shape"] == DISC) | (sl["shape"] == RING)
+    hx = np.where(round_, np.sqrt((sx * c) ** 2 + (sy * s) ** 2), sx * c + sy * s)
+    hy = np.where(round_, np.sqrt((sx * s) ** 2 + (sy * c) ** 2), sx * s + sy * c)
+    # triangles: exact extent of their three vertices
+    cs, sn = np.cos(sl["angle"]), np.sin(sl["angle"])
+    vx = np.stack([0 * sx, -sx, sx], -1)
+    vy = np.stack([-sy, sy, sy], -1)
+    tx = vx * cs[..., None] - vy * sn[..., None]
+    ty = vx * sn[..., None] + vy * cs[..., None]
+    tri = sl["shape"] == TRIANGLE
+    x0 = np.where(tri, x + tx.min(-1), x - hx)
+    x1 = np.where(tri, x + tx.max(-1), x + hx)
+    y0 = np.where(tri, y + ty.min(-1), y - hy)
+    y1 = np.where(tri, y + ty.max(-1), y + hy)
+    m = sl["object_part"]
+    boxes = np.stack([np.where(m, x0, np.inf).min(1), np.where(m, y0, np.inf).min(1),
+                      np.where(m, x1, -np.inf).max(1), np.where(m, y1, -np.inf).max(1)], 1)
+    return np.clip(boxes, 0, size)
+
+
+def _signed_distance(shape, a, b, sx, sy):
+    """Approximate signed distance in pixels (negative inside) of points ``(a, b)`` in each
+    primitive's own frame to its outline. ``shape`` (n, 1, 1) may mix the five shapes; only the
+    formulas of the shapes present are evaluated."""
+    present = set(torch.unique(shape).tolist())
+    m = torch.minimum(sx, sy)
+    d = None
+
+    def put(kind, value):
+        nonlocal d
+        d = value if d is None else torch.where(shape == kind, value, d)
+
+    if present & {DISC, RING}:
+        r = torch.sqrt((a / sx).square_() + (b / sy).square_())
+        if DISC in present:
+            put(DISC, (r - 1) * m)
+        if RING in present:
+            mid, half = (1 + _RING_INNER) / 2, (1 - _RING_INNER) / 2
+            put(RING, ((r - mid).abs_() - half) * m)
+    if present & {BAR, STRIPES}:
+        box = torch.maximum(a.abs() - sx, b.abs() - sy)
+        put(BAR, box)
+        if STRIPES in present:
+            put(STRIPES, box)
+    if TRIANGLE in present:
+        slant = (2 * sy * a.abs() - sx * (b + sy)) / torch.sqrt(4 * sy ** 2 + sx ** 2)
+        put(TRIANGLE, torch.maximum(b - sy, slant))
+    return d
+
+
+_GRAIN_TILES = 16
+_GRAIN: dict = {}
+
+
+def _grain(size: int) -> torch.Tensor:
+    """Fixed grain textures (T, 3, S, S) in [-0.5, 0.5] that scenes pick from (pixel noise that
+    costs a copy, not a random draw)."""
+    g = _GRAIN.get(size)
+    if g is None:
+        rng = np.random.default_rng([20140, size])
+        g = torch.from_numpy(rng.random((_GRAIN_TILES, 3, size, size), dtype=np.float32) - 0.5)
+        _GRAIN[size] = g
+    return g
+
+
+# Patch sides a primitive may be drawn on (geometric steps): grouping instances by patch size
+# keeps the work near each primitive's own area.
+_PATCH_SIZES = torch.unique(torch.tensor(
+    [int(math.ceil(4 * 1.25 ** k)) for k in range(40)] + [1 << 20]))
+
+
+def _half_extent(shape, sx, sy, c, s):
+    """Half side of a square that holds the rotated primitive (pixels)."""
+    round_ = (shape == DISC) | (shape == RING)
+    hx = torch.where(round_, torch.sqrt((sx * c) ** 2 + (sy * s) ** 2), sx * c + sy * s)
+    hy = torch.where(round_, torch.sqrt((sx * s) ** 2 + (sy * c) ** 2), sx * s + sy * c)
+    return torch.maximum(hx, hy)
+
+
+def _draw(flat, rows, k, P, S, slots):
+    """Composite slot ``k`` of images ``rows`` over ``flat`` (the (N*3*S*S,) canvas), each on a
+    P x P patch around the primitive (painter's order: over what is already there)."""
+    n = rows.numel()
+    g = {name: t[rows, k] for name, t in slots.items()}
+    x, y = g["x"].view(n, 1, 1), g["y"].view(n, 1, 1)
+    c, s = g["cos"].view(n, 1, 1), g["sin"].view(n, 1, 1)
+    sx, sy = g["sx"].view(n, 1, 1), g["sy"].view(n, 1, 1)
+    shp = g["shape"].view(n, 1, 1)
+    ar = torch.arange(P)
+    grid = ar.to(torch.float32) + 0.5
+    ox = torch.floor(x - P / 2).clamp_(0, S - P)
+    oy = torch.floor(y - P / 2).clamp_(0, S - P)
+    dx = (ox + grid.view(1, 1, P)) - x                                   # (n, 1, P)
+    dy = (oy + grid.view(1, P, 1)) - y                                   # (n, P, 1)
+    a = dx * c + dy * s
+    b = dy * c - dx * s
+    alpha = (0.5 - _signed_distance(shp, a, b, sx, sy)).clamp_(0, 1)
+    # texture in the part's own frame: a grating of random strength, or stripes
+    t = g["tex"]
+    t_amp = torch.where(t[:, 0] < 0.5, torch.zeros_like(t[:, 0]), 0.45 * t[:, 1]).view(n, 1, 1)
+    t_freq, t_dir = np.pi * (1.5 + 4 * t[:, 2]), t[:, 3] * np.pi
+    u, v = a / sx, b / sy
+    wave = torch.sin(u * (t_freq * torch.cos(t_dir)).view(n, 1, 1)
+                     + v * (t_freq * torch.sin(t_dir)).view(n, 1, 1)
+                     + (t[:, 4] * 2 * np.pi).view(n, 1, 1))
+    shade = wave.mul_(t_amp).add_(1)
+    is_stripes = shp == STRIPES
+    if bool(is_stripes.any()):
+        n_stripes = (np.pi * (2.5 + 3 * t[:, 2])).view(n, 1, 1)
+        stripes = (0.5 + 1.5 * torch.sin(n_stripes * (v + 1))).clamp_(0, 1) * 0.7 + 0.3
+        shade = torch.where(is_stripes, stripes, shade)
+    colour = g["rgb"].view(n, 3, 1) * shade.view(n, 1, P * P)
+    local = (ar.view(P, 1) * S + ar.view(1, P)).view(1, 1, P * P) \
+        + (torch.arange(3) * (S * S)).view(1, 3, 1)
+    start = rows * (3 * S * S) + (oy.view(n) * S + ox.view(n)).to(torch.int64)
+    idx = (start.view(n, 1, 1) + local).view(-1)                         # n * 3 * P * P
+    old = flat.index_select(0, idx).view(n, 3, P * P)
+    flat.index_copy_(0, idx, torch.lerp(old, colour, alpha.view(n, 1, P * P)).view(-1))
+
+
+def _render(sample: dict, size: int) -> torch.Tensor:
+    """Composite the sampled scenes into (N, 3, size, size) images in [0, 1]."""
+    sl, bg = sample["slots"], sample["bg"]
+    N = sl["x"].shape[0]
+    S = size
+    f32 = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)  # noqa: E731
+    coord = torch.arange(S, dtype=torch.float32) + 0.5            # pixel centres
+    xs, ys = coord.view(1, 1, S) / S, coord.view(1, S, 1) / S
+
+    def plane(direction, scale=1.0, offset=0.0):
+        """(N, 1, S, S): ``scale * ((x - .5) cos d + (y - .5) sin d) + offset`` per image."""
+        d = f32(direction).view(N, 1, 1)
+        return ((xs - 0.5) * (torch.cos(d) * scale) + (ys - 0.5) * (torch.sin(d) * scale)
+                + offset).unsqueeze(1)
+
+    # background: two colours blended along a gradient, times a grating
+    rgb1, rgb2 = f32(bg["rgb"]).view(N, 3, 1, 1), f32(bg["rgb2"]).view(N, 3, 1, 1)
+    mix = plane(bg["grad_dir"], 0.7, 0.5).clamp_(0, 1).mul_(0.6)
+    gr = f32(bg["grating"])
+    g_amp, g_freq = 0.15 * gr[:, 0], 2 * np.pi * (2 + 10 * gr[:, 1])
+    wave = torch.sin(plane(gr[:, 2] * np.pi, g_freq.view(N, 1, 1),
+                           (gr[:, 3] * 2 * np.pi + g_freq * 0.5 * (torch.cos(gr[:, 2] * np.pi)
+                                                                   + torch.sin(gr[:, 2] * np.pi))
+                            ).view(N, 1, 1)))
+    img = torch.addcmul(rgb1, mix, rgb2 - rgb1)
+    img.mul_(wave.mul_(g_amp.view(N, 1, 1, 1)).add_(1))
+    flat = img.view(-1)
+
+    # primitives, each on a small patch around it; instances of a slot are grouped by patch size
+    shape = torch.as_tensor(sl["shape"])
+    active = torch.as_tensor(sl["active"])
+    ang = f32(sl["angle"])
+    slots = dict(shape=shape, x=f32(sl["x"]) * S, y=f32(sl["y"]) * S,
+                 sx=(f32(sl["sx"]) * S).clamp(min=0.5), sy=(f32(sl["sy"]) * S).clamp(min=0.5),
+                 cos=torch.cos(ang), sin=torch.sin(ang), rgb=f32(sl["rgb"]), tex=f32(sl["tex"]))
+    half = _half_extent(shape, slots["sx"], slots["sy"], slots["cos"].abs(),
+                        slots["sin"].abs()) + 2.0                  # covers the soft edge
+    need = torch.ceil(2 * half).to(torch.int64) + 1
+    patch = torch.minimum(_PATCH_SIZES[torch.searchsorted(_PATCH_SIZES, need)],
+                          torch.tensor(S))
+    patch = torch.where(active, patch, torch.zeros_like(patch))
+    for k in range(shape.shape[1]):
+        for P in torch.unique(patch[:, k]).tolist():
+            if P > 0:
+                rows = torch.nonzero(patch[:, k] == P).view(-1)
+                _draw(flat, rows, k, int(P), S, slots)
+
+    # lighting: a global gain and a directional gradient, then grain
+    li = f32(bg["light"])
+    gain = (0.7 + 0.5 * li[:, 0]).view(N, 1, 1)
+    light = plane(li[:, 2] * 2 * np.pi, gain * 0.45 * li[:, 1].view(N, 1, 1), gain)
+    img.mul_(light)
+    nz = f32(bg["noise"])
+    tile = torch.minimum((nz[:, 1] * _GRAIN_TILES).to(torch.int64),
+                         torch.tensor(_GRAIN_TILES - 1))
+    img.addcmul_(_grain(S).index_select(0, tile), (0.12 * nz[:, 0]).view(N, 1, 1, 1))
+    return img.clamp_(0, 1)
+
+
+def render_scenes(indices, *, size: int, classes=MAIN_CLASSES, group: str = "main",
+                  split: str = "train", seed: int = 0) -> SceneBatch:
+    """Render the scenes ``indices`` of ``(seed, group, split)`` at ``size`` pixels.
+
+    A pure function of its arguments: the same index always gives the same image, whatever else
+    is in the batch. ``classes`` are the class names of ``group`` (``GROUPS[group]``).
+    """
+    if group not in _GROUP_ID:
+        raise ValueError(f"group must be one of {sorted(_GROUP_ID)}, not {group!r}")
+    if split not in _SPLIT_ID:
+        raise ValueError(f"split must be one of {sorted(_SPLIT_ID)}, not {split!r}")
+    if not isinstance(size, int) or size < 8:
+        raise ValueError(f"size must be an int >= 8 pixels, not {size!r}")
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if (idx < 0).any():
+        raise ValueError("scene indices must be >= 0")
+    sample = _sample(seed, group, split, idx, classes)
+    images = _render(sample, size)
+    boxes = _object_boxes(sample["slots"], size)
+    kps = {k: torch.as_tensor(v * size, dtype=torch.float32)
+           for k, v in sample["keypoints"].items()}
+    return SceneBatch(images=images, labels=torch.as_tensor(sample["labels"]),
+                      boxes=torch.as_tensor(boxes, dtype=torch.float32), keypoints=kps,
+                      indices=torch.as_tensor(idx), classes=tuple(classes))
+
+
+# --------------------------------------------------------------------------------------------
+# The torch Dataset
+# --------------------------------------------------------------------------------------------
+def transfer_split_sizes(profile) -> dict[str, int]:
+    """Images per class of the transfer group: enough for Tables 4-7's n = 5, 10, 15, 30
+    training images per class, plus validation and test images."""
+    per_class_main = max(1, profile.n_train // max(1, profile.num_classes))
+    train = min(60, max(30, per_class_main // 2))
+    test = min(50, max(20, profile.n_test // max(1, profile.num_classes) // 2))
+    return {"train": train, "val": max(10, test // 2), "test": test}
+
+
+class SceneDataset(torch.utils.data.Dataset):
+    """The procedural scenes of a profile as a torch ``Dataset`` of ``(image, label)``.
+
+    Images are normalised for the model (:func:`zfcore.data.normalize`). ``__getitems__`` renders
+    a whole batch at once, so a ``DataLoader`` gets batch-speed rendering for free. With
+    ``augment=True`` every image is one of the paper's 10 training views (five crops, mirrored or
+    not; section 3.1), chosen by ``(seed, epoch, index)``. :meth:`scenes` returns the ground truth
+    (images in [0, 1], boxes, keypoints).
+    """
+
+    def __init__(self, profile, split: str = "train", group: str = "main", *,
+                 augment: bool = False, epoch: int = 0):
+        from ..profiles import get_profile
+        self.profile = get_profile(profile)
+        if split not in _SPLIT_ID:
+            raise ValueError(f"split must be one of 'train', 'val', 'test', not {split!r}")
+        if group not in GROUPS:
+            raise ValueError(f"group must be 'main' (pretraining classes) or 'transfer' "
+                             f"(held-out classes), not {group!r}")
+        self.split, self.group = split, group
+        self.augment, self.epoch = bool(augment), int(epoch)
+        p = self.profile
+        if group == "main":
+            if p.num_classes > len(MAIN_CLASSES):
+                raise ValueError(f"profile {p.name!r} asks for {p.num_classes} classes but the "
+                                 f"procedural set has {len(MAIN_CLASSES)} main classes")
+            self.classes = tuple(MAIN_CLASSES[:p.num_classes])
+            self.length = {"train": p.n_train, "val": p.n_val, "test": p.n_test}[split]
+        else:
+            self.classes = TRANSFER_CLASSES
+            self.length = transfer_split_sizes(p)[split] * len(TRANSFER_CLASSES)
+        self.size = p.image_size
+        self.seed = p.data_seed
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _check(self, indices) -> np.ndarray:
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        bad = idx[(idx < 0) | (idx >= self.length)]
+        if bad.size:
+            raise IndexError(f"index {int(bad[0])} out of range for the {self.group}/{self.split} "
+                             f"split of {self.length} scenes")
+        return idx
+
+    def scenes(self, indices) -> SceneBatch:
+        """Ground truth of ``indices``: images in [0, 1] (un-augmented), labels, boxes, keypoints."""
+        return render_scenes(self._check(indices), size=self.size, classes=self.classes,
+                             group=self.group, split=self.split, seed=self.seed)
+
+    def labels(self) -> torch.Tensor:
+        """Every label of the split, without rendering."""
+        return torch.as_tensor(scene_labels(np.arange(self.length), len(self.classes)))
+
+    def images(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised model inputs ``(N, 3, S, S)`` and labels of ``indices`` (augmented if the
+        data set was made with ``augment=True``)."""
+        from .transforms import crop_choices, normalize, paper_crops
+        batch = self.scenes(indices)
+        x = batch.images
+        if self.augment:
+            pos, flip = crop_choices(self.seed, self.epoch, batch.indices.numpy())
+            x = paper_crops(x, pos, flip)
+        return normalize(x, self.profile), batch.labels
+
+    def __getitem__(self, i):
+        x, y = self.images([int(i)])
+        return x[0], y[0]
+
+    def __getitems__(self, indices):
+        x, y = self.images(list(indices))
+        return list(zip(x, y))
+
+    def __repr__(self) -> str:
+        return (f"SceneDataset(profile={self.profile.name!r}, split={self.split!r}, "
+                f"group={self.group!r}, n={self.length}, size={self.size}, "
+                f"augment={self.augment}, classes={len(self.classes)})")

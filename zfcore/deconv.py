@@ -1,0 +1,637 @@
+"""Projection of activations back to pixel space: the deconvnet of section 2.1 and Fig. 1.
+
+Zeiler & Fergus (2014), section 2.1: "to examine a given convnet activation, we set all other
+activations in the layer to zero and pass the feature maps as input to the attached deconvnet
+layer. Then we successively (i) unpool, (ii) rectify and (iii) filter to reconstruct the activity
+in the layer beneath that gave rise to the chosen activation. This is then repeated until input
+pixel space is reached."
+
+* **Unpool** uses the switches (argmax positions) recorded by each max pool in the forward pass.
+  With overlapping 3x3/2 pools two windows can share a switch, so contributions are *added*
+  (scatter-add, what max pooling's gradient does); ``F.max_unpool2d`` would overwrite one.
+* **Rectify** passes the reconstruction through a ReLU.
+* **Filter** applies the transposed (flipped) filters of the same layer, without bias.
+* Normalisation layers (local response normalisation) are passed through, not inverted.
+
+The same walk with one parameter gives the three rules the literature compares (the ``rule``
+argument): ``"deconvnet"`` (rectify the backward signal, the paper), ``"guided"`` (guided
+backpropagation, Springenberg et al. 2015: rectify the signal *and* keep only units active in the
+forward pass) and ``"gradient"`` (the plain input gradient, Simonyan et al. 2014: keep units active
+in the forward pass, differentiate normalisation layers exactly).
+
+Two independent implementations (``method``):
+
+* ``"explicit"``: the paper's layer-by-layer deconvnet, written out (unpool by scatter-add, ReLU,
+  ``conv_transpose2d``). The forward pass runs once per *distinct* image; requests on the same image
+  share it. The default.
+* ``"autograd"``: the gradient form: a forward pass per request and PyTorch's backward pass, with
+  backward hooks that rectify the signal at every ReLU and pass normalisation layers through.
+
+They agree to float precision (tested), and with Captum's ``Deconvolution`` times the unit's
+activation on networks without normalisation layers.
+
+>>> proj = project(model, images, "layer5", requests(image=[0, 0, 3], channel=[7, 8, 7]))
+>>> proj.pixels.shape      # (3, 3, H, W): one pixel-space projection per request
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .models import LayerError, layer_names
+
+__all__ = ["RULES", "METHODS", "Requests", "requests", "Projection", "DeconvStep", "project",
+           "deconv_steps", "unpool", "layer_activations", "DeconvError"]
+
+RULES = ("deconvnet", "guided", "gradient")
+METHODS = ("explicit", "autograd")
+
+# Normalisation layers the deconvnet passes through (section 2.1: not inverted).
+NORMALISATION = (nn.LocalResponseNorm, nn.CrossMapLRN2d)
+_IDENTITY_IN_EVAL = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
+
+
+class DeconvError(ValueError):
+    """Bad requests, layer, rule or a model the deconvnet cannot walk."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Requests:
+    """What to project: request ``r`` is feature map ``channel[r]`` of image ``image[r]``, either the
+    single activation at ``(y[r], x[r])`` or, where ``y[r] == -1``, the whole feature map.
+
+    For fully connected layers (``layer6``, ``layer7``, ``logits``) ``channel`` is the unit and
+    ``y``/``x`` are ``-1``. Build one with :func:`requests`.
+    """
+
+    image: torch.Tensor
+    channel: torch.Tensor
+    y: torch.Tensor
+    x: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.image.numel())
+
+    @property
+    def whole_map(self) -> torch.Tensor:
+        """``(R,)`` bool: requests that keep the whole feature map rather than one activation."""
+        return self.y < 0
+
+    def select(self, index) -> "Requests":
+        index = torch.as_tensor(index, dtype=torch.long)
+        return Requests(self.image[index], self.channel[index], self.y[index], self.x[index])
+
+    def to_dict(self) -> dict:
+        return {"image": self.image, "channel": self.channel, "y": self.y, "x": self.x}
+
+
+def _long(v, name: str) -> torch.Tensor:
+    try:
+        t = torch.as_tensor(v)
+    except Exception:
+        raise DeconvError(f"requests: {name} must be an int or a sequence of ints, got "
+                          f"{type(v).__name__}") from None
+    if t.is_floating_point() or t.dtype == torch.bool:
+        raise DeconvError(f"requests: {name} must hold integers, got dtype {t.dtype}")
+    return t.to(torch.long).reshape(-1)
+
+
+def requests(image, channel, y=None, x=None) -> Requests:
+    """Build :class:`Requests`, broadcasting scalars: ``requests(image=3, channel=[0, 1, 2])``.
+
+    ``y``/``x`` of ``None`` (or ``-1``) keep the whole feature map, as in Fig. 2's per-map
+    projections; integers pick one activation, as in the top-9 projections.
+    """
+    if (y is None) != (x is None):
+        raise DeconvError("requests: give both y and x (one activation) or neither (whole map)")
+    parts = [_long(image, "image"), _long(channel, "channel")]
+    parts += [_long(-1 if y is None else y, "y"), _long(-1 if x is None else x, "x")]
+    n = max(p.numel() for p in parts)
+    out = []
+    for name, p in zip(("image", "channel", "y", "x"), parts):
+        if p.numel() == 1:
+            p = p.expand(n).clone()
+        elif p.numel() != n:
+            raise DeconvError(f"requests: {name} has {p.numel()} entries, others have {n}; give "
+                              f"one value or one per request")
+        out.append(p)
+    req = Requests(*out)
+    if (req.image < 0).any() or (req.channel < 0).any():
+        raise DeconvError("requests: image and channel indices must be >= 0")
+    if ((req.y < 0) != (req.x < 0)).any():
+        raise DeconvError("requests: y and x must both be >= 0 (one activation) or both -1 "
+                          "(whole map)")
+    return req
+
+
+def _as_requests(req) -> Requests:
+    if isinstance(req, Requests):
+        return req
+    if isinstance(req, dict):
+        return requests(**req)
+    if isinstance(req, (list, tuple)) and req and all(isinstance(r, (list, tuple)) for r in req):
+        lens = {len(r) for r in req}
+        if lens == {2}:
+            return requests([r[0] for r in req], [r[1] for r in req])
+        if lens == {4}:
+            return requests(*[[r[i] for r in req] for i in range(4)])
+        raise DeconvError("requests as tuples must all be (image, channel) or all "
+                          "(image, channel, y, x)")
+    raise DeconvError(f"requests must be a Requests (see zfcore.deconv.requests), a dict or a list "
+                      f"of (image, channel[, y, x]) tuples, got {type(req).__name__}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Projection:
+    """Pixel-space projections, one per request, in the model's input space (normalised pixels).
+
+    ``pixels``: ``(R, C, H, W)``; ``activation``: ``(R,)`` the projected unit's value (for a whole
+    map, its maximum); ``requests``, ``layer``, ``rule`` as asked.
+    """
+
+    pixels: torch.Tensor
+    activation: torch.Tensor
+    requests: Requests
+    layer: str
+    rule: str
+
+    def to_dict(self) -> dict:
+        return {"pixels": self.pixels, "activation": self.activation,
+                "requests": self.requests.to_dict(), "layer": self.layer, "rule": self.rule}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Projection":
+        return cls(d["pixels"], d["activation"], Requests(**d["requests"]), d["layer"], d["rule"])
+
+
+@dataclass
+class DeconvStep:
+    """One operation of the deconvnet walk of Fig. 1 (for drawing it step by step).
+
+    ``op`` is ``"start"`` (the kept activation), ``"unpool"``, ``"rectify"``, ``"filter"``,
+    ``"pass"`` (normalisation passed through) or ``"linear"``; ``module`` the module's name;
+    ``signal`` the reconstruction after the step, ``(C, H, W)``: it lives where the module's
+    input lives, and ``forward`` is the forward pass's map there (what the reconstruction explains);
+    ``switches``, for ``"unpool"`` steps, the pool's argmax positions ``(C, H_out, W_out)`` as flat
+    indices into ``(H, W)``.
+    """
+
+    module: str
+    op: str
+    signal: torch.Tensor
+    forward: torch.Tensor | None = None
+    switches: torch.Tensor | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# The chain of modules from the input to a layer
+# ---------------------------------------------------------------------------------------------
+
+_SUPPORTED = (nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.Linear, nn.Flatten, nn.AvgPool2d,
+              nn.AdaptiveAvgPool2d) + NORMALISATION + _IDENTITY_IN_EVAL
+
+
+def _layer_key(model: nn.Module, layer) -> str:
+    names = layer_names(model)
+    key = f"layer{layer}" if isinstance(layer, int) else layer
+    if key not in names:
+        raise LayerError(f"unknown layer {layer!r} for {type(model).__name__}: this model has "
+                         f"{', '.join(names)}")
+    return key
+
+
+def _chain(model: nn.Module, layer: str) -> list[tuple[str, nn.Module]]:
+    """Leaf modules from the input to ``layer``'s module, in forward (registration) order."""
+    target = layer_names(model)[layer]
+    out = []
+    for name, m in model.named_modules():
+        if not name or any(True for _ in m.children()):
+            continue
+        if not isinstance(m, _SUPPORTED):
+            raise DeconvError(f"the explicit deconvnet cannot walk {name} ({type(m).__name__}); "
+                              f"use method='autograd' for this model")
+        if isinstance(m, nn.Conv2d) and m.padding_mode != "zeros":
+            raise DeconvError(f"{name}: padding_mode {m.padding_mode!r} is not supported; "
+                              f"use method='autograd'")
+        out.append((name, m))
+        if name == target:
+            return out
+    raise LayerError(f"layer_names[{layer!r}] = {target!r} is not a leaf module of the model")
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module):
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, t in modes:
+            m.training = t
+
+
+def _conv_output_padding(m: nn.Conv2d, in_hw, out_hw) -> tuple[int, int]:
+    pads = []
+    for i in range(2):
+        k, s, p, d = m.kernel_size[i], m.stride[i], m.padding[i], m.dilation[i]
+        expected = (out_hw[i] - 1) * s - 2 * p + d * (k - 1) + 1
+        pads.append(in_hw[i] - expected)
+    return tuple(pads)
+
+
+def _conv_padding(m: nn.Conv2d) -> tuple[int, int]:
+    if isinstance(m.padding, str):
+        if m.padding == "valid":
+            return (0, 0)
+        return tuple(d * (k - 1) // 2 for k, d in zip(m.kernel_size, m.dilation))
+    return tuple(m.padding)
+
+
+def _forward_explicit(chain, x: torch.Tensor, rule: str, keep_forward: bool = False):
+    """Run ``x`` through the chain, recording what each backward step needs (and, with
+    ``keep_forward``, every module's input for drawing Fig. 1)."""
+    tape = {}
+    for name, m in chain:
+        if keep_forward:
+            tape[("input", name)] = x
+        if isinstance(m, nn.Conv2d):
+            in_hw = x.shape[-2:]
+            x = m(x)
+            tape[name] = (in_hw, x.shape[-2:])
+        elif isinstance(m, nn.ReLU):
+            x = F.relu(x)
+            if rule != "deconvnet":
+                tape[name] = x > 0
+        elif isinstance(m, nn.MaxPool2d):
+            in_shape = x.shape
+            x, idx = F.max_pool2d(x, m.kernel_size, m.stride, m.padding, m.dilation,
+                                  ceil_mode=m.ceil_mode, return_indices=True)
+            tape[name] = (in_shape, idx)
+        elif isinstance(m, NORMALISATION):
+            if rule == "gradient":
+                tape[name] = x
+            x = m(x)
+        elif isinstance(m, _IDENTITY_IN_EVAL):
+            pass
+        elif isinstance(m, (nn.Linear, nn.Flatten)):
+            in_shape = x.shape
+            if isinstance(m, nn.Linear) and x.dim() > 2:
+                x = torch.flatten(x, 1)
+            x = m(x)
+            tape[name] = in_shape
+        else:  # other linear maps (average pools): differentiated at the backward step
+            tape[name] = x.shape
+            x = m(x)
+    return x, tape
+
+
+def _linear_vjp(m: nn.Module, in_shape, g: torch.Tensor) -> torch.Tensor:
+    z = torch.zeros((g.shape[0],) + tuple(in_shape[1:]), dtype=g.dtype, device=g.device,
+                    requires_grad=True)
+    with torch.enable_grad():
+        out = m(z)
+        gz, = torch.autograd.grad(out, z, g)
+    return gz
+
+
+def _backward_explicit(chain, tape, g: torch.Tensor, rows: torch.Tensor, rule: str,
+                       trace: list | None = None) -> torch.Tensor:
+    """Walk the reconstruction ``g`` (one row per request) from the layer down to pixels.
+
+    ``rows[r]`` is the forward-pass row (distinct image) that request ``r`` belongs to.
+    """
+    for name, m in reversed(chain):
+        if isinstance(m, nn.ReLU):
+            op = "rectify"
+            if rule == "deconvnet":
+                g = F.relu(g)
+            elif rule == "guided":
+                g = F.relu(g) * tape[name][rows]
+            else:
+                g = g * tape[name][rows]
+        elif isinstance(m, nn.MaxPool2d):
+            op = "unpool"
+            in_shape, idx = tape[name]
+            g = unpool(g, idx[rows], in_shape[-2:])
+        elif isinstance(m, nn.Conv2d):
+            op = "filter"
+            in_hw, out_hw = tape[name]
+            g = F.conv_transpose2d(g, m.weight, None, m.stride, _conv_padding(m),
+                                   _conv_output_padding(m, in_hw, out_hw), m.groups, m.dilation)
+        elif isinstance(m, NORMALISATION):
+            op = "pass"
+            if rule == "gradient":
+                x = tape[name][rows].detach().requires_grad_(True)
+                with torch.enable_grad():
+                    g, = torch.autograd.grad(m(x), x, g)
+        elif isinstance(m, _IDENTITY_IN_EVAL):
+            continue
+        elif isinstance(m, nn.Linear):
+            op = "linear"
+            g = (g @ m.weight).reshape((g.shape[0],) + tuple(tape[name][1:]))
+        elif isinstance(m, nn.Flatten):
+            g = g.reshape((g.shape[0],) + tuple(tape[name][1:]))
+            continue
+        else:
+            op = "linear"
+            g = _linear_vjp(m, tape[name], g)
+        if trace is not None:
+            fwd = tape.get(("input", name))
+            step = DeconvStep(name, op, g[0].detach().clone(),
+                              forward=None if fwd is None else fwd[rows[0]].clone())
+            if op == "unpool":
+                step.switches = tape[name][1][rows[0]].clone()
+            trace.append(step)
+    return g
+
+
+def unpool(signal: torch.Tensor, switches: torch.Tensor, size) -> torch.Tensor:
+    """Unpool ``signal`` ``(N, C, h, w)`` to ``(N, C, *size)`` with the max-pool ``switches``
+    (``F.max_pool2d(..., return_indices=True)``: flat positions into ``size``).
+
+    Each value goes back to the position its window's maximum came from; where overlapping
+    windows share a switch their values are *added* (section 2.1, Fig. 1; exactly max pooling's
+    gradient). ``F.max_unpool2d`` would keep only one of them.
+    """
+    if signal.shape != switches.shape:
+        raise DeconvError(f"unpool: signal {tuple(signal.shape)} and switches "
+                          f"{tuple(switches.shape)} must have the same shape")
+    n, c = signal.shape[:2]
+    h, w = int(size[0]), int(size[1])
+    out = signal.new_zeros(n, c, h * w)
+    out.scatter_add_(2, switches.flatten(2), signal.flatten(2))
+    return out.view(n, c, h, w)
+
+
+# ---------------------------------------------------------------------------------------------
+# The starting signal: one kept activation (or map), everything else zero
+# ---------------------------------------------------------------------------------------------
+
+def _check_against_layer(req: Requests, act_shape, layer: str) -> None:
+    c = act_shape[1]
+    if (req.channel >= c).any():
+        bad = int(req.channel.max())
+        raise DeconvError(f"requests: channel {bad} does not exist in {layer}, which has {c} "
+                          f"feature maps (0 ... {c - 1})")
+    if len(act_shape) == 2:
+        if (req.y >= 0).any():
+            raise DeconvError(f"{layer} is fully connected: give channel (the unit) only, no y/x")
+        return
+    h, w = act_shape[-2:]
+    if (req.y >= h).any() or (req.x >= w).any():
+        raise DeconvError(f"requests: position ({int(req.y.max())}, {int(req.x.max())}) is outside "
+                          f"{layer}'s {h}x{w} maps")
+
+
+def _start_signal(act: torch.Tensor, rows: torch.Tensor, req: Requests, scale: str = "activation"):
+    """``(R, ...)`` zeros except the requested activation (or map) of each request, and the
+    projected units' values. ``scale="unit"`` puts 1 at a requested activation (the unit's
+    gradient) and divides a requested map by its maximum."""
+    n = len(req)
+    a = act[rows]                                          # (R, C, ...) forward activations
+    r = torch.arange(n)
+    g = torch.zeros_like(a)
+    if a.dim() == 2:
+        value = a[r, req.channel].detach()
+        g[r, req.channel] = value if scale == "activation" else 1.0
+        return g, value
+    maps = a[r, req.channel]                               # (R, H, W)
+    whole = req.whole_map
+    kept = torch.zeros_like(maps)
+    kept[whole] = maps[whole]
+    pos = ~whole
+    if pos.any():
+        rp = r[pos]
+        kept[rp, req.y[pos], req.x[pos]] = maps[rp, req.y[pos], req.x[pos]]
+    value = torch.where(whole, maps.flatten(1).amax(1),
+                        maps[r, req.y.clamp(min=0), req.x.clamp(min=0)]).detach()
+    if scale == "unit":
+        safe = torch.where(value != 0, value, torch.ones_like(value))
+        kept = kept / safe.view(-1, 1, 1)
+        if pos.any():
+            kept[rp, req.y[pos], req.x[pos]] = 1.0
+    g[r, req.channel] = kept
+    return g, value
+
+
+# ---------------------------------------------------------------------------------------------
+# The gradient form: autograd with backward hooks
+# ---------------------------------------------------------------------------------------------
+
+class _Stop(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _hooks(model: nn.Module, layer: str, rule: str, store: dict):
+    """Hooks for the gradient form: capture ``layer``'s output and stop the forward pass there;
+    rectify the backward signal at every ReLU before it; pass normalisation layers through."""
+    target_name = layer_names(model)[layer]
+    target = model.get_submodule(target_name)
+    handles = []
+
+    def capture(module, inputs, output):
+        store["act"] = output
+        store["input"] = inputs[0]
+        raise _Stop
+
+    def relu_hook(module, grad_input, grad_output):
+        if rule == "deconvnet":   # rectify the signal arriving from above (ignores the forward)
+            return (F.relu(grad_output[0]),)
+        return (F.relu(grad_input[0]),)   # guided: forward mask (in grad_input) and rectify
+
+    def pass_through(module, grad_input, grad_output):
+        return (grad_output[0],)
+
+    try:
+        handles.append(target.register_forward_hook(capture))
+        if rule != "gradient":
+            for name, m in model.named_modules():
+                if m is target:
+                    continue   # its rule is applied to the start signal by _project_autograd
+                if isinstance(m, nn.ReLU):
+                    handles.append(m.register_full_backward_hook(relu_hook))
+                elif isinstance(m, NORMALISATION):
+                    handles.append(m.register_full_backward_hook(pass_through))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _run_to_layer(model, x, layer, rule, store):
+    with _hooks(model, layer, rule, store):
+        try:
+            model(x)
+        except _Stop:
+            pass
+    if "act" not in store:
+        raise DeconvError(f"{layer} was not reached by {type(model).__name__}.forward")
+    return store.pop("act"), store.pop("input")
+
+
+def _project_autograd(model, images, layer, req, rule, scale):
+    x = images[req.image].detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        act, pre = _run_to_layer(model, x, layer, rule, {})
+        _check_against_layer(req, act.shape, layer)
+        g, value = _start_signal(act.detach(), torch.arange(len(req)), req, scale)
+        if isinstance(model.get_submodule(layer_names(model)[layer]), nn.ReLU):
+            # the layer's own ReLU, by the rule (its backward hook could not be set: the forward
+            # pass stopped inside it)
+            alive = pre.detach() > 0
+            g = F.relu(g) if rule == "deconvnet" else (F.relu(g) * alive if rule == "guided"
+                                                       else g * alive)
+            act = pre
+        pixels, = torch.autograd.grad(act, x, g)
+    return pixels, value
+
+
+def _project_explicit(chain, images, layer, req, rule, scale):
+    uniq, rows = torch.unique(req.image, return_inverse=True)
+    with torch.no_grad():
+        act, tape = _forward_explicit(chain, images[uniq], rule)
+        _check_against_layer(req, act.shape, layer)
+        g, value = _start_signal(act, rows, req, scale)
+        pixels = _backward_explicit(chain, tape, g, rows, rule)
+    return pixels, value
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------------------------
+
+def _check_common(model, images, layer, rule, method) -> str:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise DeconvError(f"images must be a (N, C, H, W) tensor of normalised images, got {shape}; "
+                          f"for one image use image[None]")
+    if rule not in RULES:
+        raise DeconvError(f"unknown rule {rule!r}: choose one of {', '.join(RULES)}")
+    if method not in METHODS:
+        raise DeconvError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    return _layer_key(model, layer)
+
+
+def project(model: nn.Module, images: torch.Tensor, layer: "str | int", requests,
+            rule: str = "deconvnet", method: str = "explicit", batch_size: int = 64,
+            scale: str = "activation", progress: bool = False) -> Projection:
+    """Project activations of ``layer`` to pixel space (section 2.1, Fig. 1).
+
+    ``images``: ``(N, C, H, W)`` normalised model inputs. ``requests``: a :class:`Requests` (see
+    :func:`requests`), a dict of its fields, or a list of ``(image, channel)`` /
+    ``(image, channel, y, x)`` tuples; ``image`` indexes ``images``. For each request every
+    activation of the layer is set to zero except the requested one (or the whole requested map),
+    which keeps its value, and the result is walked down to pixels with ``rule``
+    (``"deconvnet"``, ``"guided"``, ``"gradient"``).
+
+    ``scale="activation"`` (the paper) keeps the activation's value; ``scale="unit"`` starts from
+    1 at the requested activation instead (the unit's gradient, as Captum and Adebayo et al. do;
+    a requested map is divided by its maximum).
+
+    Requests are processed ``batch_size`` at a time, grouped by image, so requests on the same
+    image share one forward pass (``method="explicit"``). Returns a :class:`Projection` in request
+    order. The model's train/eval state is left as it was; projections always use eval mode.
+    """
+    key = _check_common(model, images, layer, rule, method)
+    req = _as_requests(requests)
+    if len(req) == 0:
+        raise DeconvError("no requests: give at least one (image, channel)")
+    if (req.image >= len(images)).any():
+        raise DeconvError(f"requests: image index {int(req.image.max())} is out of range for "
+                          f"{len(images)} images")
+    if scale not in ("activation", "unit"):
+        raise DeconvError(f"scale must be 'activation' or 'unit', got {scale!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise DeconvError(f"batch_size must be a positive int, got {batch_size!r}")
+    order = torch.argsort(req.image, stable=True)    # group requests by image
+    pixels = torch.empty((len(req),) + tuple(images.shape[1:]), dtype=images.dtype)
+    values = torch.empty(len(req), dtype=images.dtype)
+    chunks = list(torch.split(order, batch_size))
+    if progress:
+        from tqdm.auto import tqdm
+        chunks = tqdm(chunks, desc=f"projecting {key} ({rule})", unit="batch")
+    with _eval_mode(model):
+        chain = _chain(model, key) if method == "explicit" else None
+        for idx in chunks:
+            sub = req.select(idx)
+            if method == "explicit":
+                p, v = _project_explicit(chain, images, key, sub, rule, scale)
+            else:
+                p, v = _project_autograd(model, images, key, sub, rule, scale)
+            pixels[idx] = p
+            values[idx] = v
+    return Projection(pixels, values, req, key, rule)
+
+
+def deconv_steps(model: nn.Module, image: torch.Tensor, layer: "str | int", channel: int,
+                 y: int | None = None, x: int | None = None,
+                 rule: str = "deconvnet") -> list[DeconvStep]:
+    """The deconvnet of Fig. 1 run step by step on one image (``(C, H, W)`` or ``(1, C, H, W)``).
+
+    Returns the steps from the kept activation (``op="start"``) down to pixels: each unpool (with
+    the switches it used), rectification and filtering, with the reconstruction after it and the
+    forward-pass map at the same place. The last step's signal equals
+    ``project(...).pixels[0]``.
+    """
+    if isinstance(image, torch.Tensor) and image.dim() == 3:
+        image = image[None]
+    key = _check_common(model, image, layer, rule, "explicit")
+    if image.shape[0] != 1:
+        raise DeconvError(f"deconv_steps takes one image, got a batch of {image.shape[0]}")
+    req = requests(0, channel, y, x)
+    with _eval_mode(model), torch.no_grad():
+        chain = _chain(model, key)
+        act, tape = _forward_explicit(chain, image, rule, keep_forward=True)
+        _check_against_layer(req, act.shape, key)
+        rows = torch.zeros(1, dtype=torch.long)
+        g, _ = _start_signal(act, rows, req)
+        trace = [DeconvStep(chain[-1][0], "start", g[0].clone(), forward=act[0].clone())]
+        _backward_explicit(chain, tape, g, rows, rule, trace=trace)
+    return trace
+
+
+def layer_activations(model: nn.Module, images: torch.Tensor, layers: Sequence[str]) -> dict:
+    """``{layer: activations}`` of ``images`` for several layers in one forward pass, stopping
+    after the deepest requested layer (eval mode, no gradients)."""
+    names = layer_names(model)
+    keys = [_layer_key(model, l) for l in layers]
+    out: dict[str, torch.Tensor] = {}
+    handles = []
+    order = [n for n, _ in model.named_modules()]
+    deepest = max((names[k] for k in keys), key=order.index)
+
+    def grab(k):
+        def hook(module, inputs, output):
+            out[k] = output
+            if names[k] == deepest and len(out) == len(set(keys)):
+                raise _Stop
+        return hook
+
+    for k in set(keys):
+        handles.append(model.get_submodule(names[k]).register_forward_hook(grab(k)))
+    try:
+        with _eval_mode(model), torch.no_grad():
+            try:
+                model(images)
+            except _Stop:
+                pass
+    finally:
+        for h in handles:
+            h.remove()
+    return {k: out[k] for k in keys}

@@ -1,0 +1,434 @@
+"""Top-k mining at data-set scale: the strongest activations behind Fig. 2 and Fig. 4.
+
+Fig. 2 of Zeiler & Fergus (2014) shows, "for a given feature map, the top 9 activations" over the
+validation set, each projected to pixel space; Fig. 4 shows "the strongest activation (across all
+training examples) within a given feature map" at several epochs. Both need, for every feature map
+of every layer, the k strongest activations over a whole data set.
+
+:func:`mine_topk` does it in one streaming pass for all maps of layers 1-5 at once: per batch one
+forward pass (stopped after the deepest mined layer), then for each map the strongest activation of
+each image (value and position) merged into a running top-k. As in the paper's figures, the k
+entries of a map come from k distinct images. Memory is ``layers x maps x k`` whatever the data set
+size; no image is kept. Results are mergeable (:meth:`TopK.merge`): mining shards (DataLoader
+workers, processes, machines under ``torchrun``, see :func:`gather_merge`) and merging gives
+exactly the result of one pass over the whole. :func:`mine_dataset` caches results by a hash of
+the model's weights and the data configuration.
+
+Ties are broken deterministically (larger value first, then smaller image index), so results do
+not depend on batch size, order or sharding.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .cache import cached
+from .deconv import Requests, _eval_mode, _Stop, requests
+from .models import LayerError, layer_names
+from .profiles import Profile, get_profile
+
+__all__ = ["LayerTopK", "TopK", "MiningError", "TopKMiner", "mine_topk", "mine_dataset",
+           "gather_merge", "top_requests", "model_fingerprint", "majority_share",
+           "chance_majority_share", "DEFAULT_LAYERS"]
+
+DEFAULT_LAYERS = ("layer1", "layer2", "layer3", "layer4", "layer5")
+MINING_VERSION = 1
+
+
+class MiningError(ValueError):
+    """Bad arguments to the miner, or results that cannot be merged."""
+
+
+@dataclass
+class LayerTopK:
+    """The top-k of every feature map of one layer, strongest first.
+
+    ``values``, ``images`` (data set indices), ``ys``, ``xs`` (position of the activation in the
+    map) and ``labels`` (the image's class, ``-1`` if unknown) are ``(C, k)``. Slots not filled
+    (fewer than k images seen) have value ``-inf`` and image ``-1``.
+    """
+
+    values: torch.Tensor
+    images: torch.Tensor
+    ys: torch.Tensor
+    xs: torch.Tensor
+    labels: torch.Tensor
+
+    @property
+    def maps(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def k(self) -> int:
+        return int(self.values.shape[1])
+
+    def to_dict(self) -> dict:
+        return {"values": self.values, "images": self.images, "ys": self.ys, "xs": self.xs,
+                "labels": self.labels}
+
+    @staticmethod
+    def empty(maps: int, k: int) -> "LayerTopK":
+        neg = torch.full((maps, k), float("-inf"))
+        m1 = torch.full((maps, k), -1, dtype=torch.long)
+        return LayerTopK(neg, m1.clone(), m1.clone(), m1.clone(), m1.clone())
+
+    def merged(self, cand: "LayerTopK") -> "LayerTopK":
+        """Keep the k best of ``self`` and ``cand`` (value descending, then image ascending)."""
+        k = self.k
+        cat = [torch.cat([a, b], 1) for a, b in zip(self._fields(), cand._fields())]
+        values, images = cat[0], cat[1]
+        # two stable sorts: by image ascending, then by value descending
+        o1 = torch.sort(images, dim=1, stable=True).indices
+        v1 = torch.gather(values, 1, o1)
+        o2 = torch.sort(v1, dim=1, descending=True, stable=True).indices[:, :k]
+        order = torch.gather(o1, 1, o2)
+        return LayerTopK(*[torch.gather(t, 1, order) for t in cat])
+
+    def _fields(self):
+        return (self.values, self.images, self.ys, self.xs, self.labels)
+
+
+@dataclass
+class TopK:
+    """Top-k activations of every feature map of several layers (the result of mining).
+
+    ``layers[name]`` is a :class:`LayerTopK`; ``n_images`` how many images were seen.
+    """
+
+    k: int
+    layers: dict[str, LayerTopK]
+    n_images: int = 0
+
+    def __getitem__(self, layer: str) -> LayerTopK:
+        if layer not in self.layers:
+            raise LayerError(f"layer {layer!r} was not mined: mined layers are "
+                             f"{', '.join(self.layers)}")
+        return self.layers[layer]
+
+    def merge(self, other: "TopK") -> "TopK":
+        """The top-k of the union of the two data sets (disjoint image indices expected)."""
+        if not isinstance(other, TopK):
+            raise TypeError(f"can only merge TopK with TopK, got {type(other).__name__}")
+        if other.k != self.k or set(other.layers) != set(self.layers):
+            raise MiningError(f"cannot merge top-{self.k} of {sorted(self.layers)} with top-"
+                              f"{other.k} of {sorted(other.layers)}: mine both with the same k "
+                              f"and layers")
+        for name, lt in self.layers.items():
+            if other.layers[name].maps != lt.maps:
+                raise MiningError(f"{name}: {lt.maps} vs {other.layers[name].maps} feature maps; "
+                                  f"the two results come from different models")
+        return TopK(self.k, {n: lt.merged(other.layers[n]) for n, lt in self.layers.items()},
+                    self.n_images + other.n_images)
+
+    def to_dict(self) -> dict:
+        return {"k": self.k, "n_images": self.n_images, "version": MINING_VERSION,
+                "layers": {n: lt.to_dict() for n, lt in self.layers.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TopK":
+        return cls(int(d["k"]), {n: LayerTopK(**lt) for n, lt in d["layers"].items()},
+                   int(d["n_images"]))
+
+    def equal(self, other: "TopK") -> bool:
+        """Same entries (values, images, positions, labels) for every map."""
+        return (self.k == other.k and list(self.layers) == list(other.layers) and all(
+            all(torch.equal(a, b) for a, b in zip(lt._fields(), other.layers[n]._fields()))
+            for n, lt in self.layers.items()))
+
+
+# ---------------------------------------------------------------------------------------------
+# The streaming miner
+# ---------------------------------------------------------------------------------------------
+
+class TopKMiner:
+    """Streaming top-k over batches: ``miner.update(images, indices, labels)``, then
+    ``miner.result()``. One forward pass per batch, stopped after the deepest mined layer."""
+
+    def __init__(self, model: nn.Module, k: int = 9, layers: Sequence[str] | None = None):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(k, int) or k < 1:
+            raise MiningError(f"k must be a positive int, got {k!r}")
+        names = layer_names(model)
+        if layers is None:
+            layers = [l for l in DEFAULT_LAYERS if l in names]
+        layers = [f"layer{l}" if isinstance(l, int) else l for l in layers]
+        for l in layers:
+            if l not in names:
+                raise LayerError(f"unknown layer {l!r} for {type(model).__name__}: this model "
+                                 f"has {', '.join(names)}")
+        if not layers:
+            raise MiningError("no layers to mine")
+        self.model, self.k, self.layer_list = model, k, list(layers)
+        self.state: dict[str, LayerTopK] = {}
+        self.n_images = 0
+        self._next_index = 0
+        order = [n for n, _ in model.named_modules()]
+        self._modules = {l: names[l] for l in layers}
+        self._deepest = max(self._modules.values(), key=order.index)
+
+    def _activations(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        handles = []
+        wanted = len(set(self._modules.values()))
+
+        def grab(module_name):
+            def hook(module, inputs, output):
+                out[module_name] = output
+                if module_name == self._deepest and len(out) == wanted:
+                    raise _Stop
+            return hook
+
+        for mname in set(self._modules.values()):
+            handles.append(self.model.get_submodule(mname).register_forward_hook(grab(mname)))
+        try:
+            try:
+                self.model(x)
+            except _Stop:
+                pass
+        finally:
+            for h in handles:
+                h.remove()
+        return {l: out[m] for l, m in self._modules.items()}
+
+    @torch.no_grad()
+    def update(self, images: torch.Tensor, indices=None, labels=None) -> None:
+        """Add a batch of normalised images. ``indices``: their data set indices (default: the
+        count of images seen so far, i.e. a sequential pass); ``labels``: their classes."""
+        if not isinstance(images, torch.Tensor) or images.dim() != 4:
+            raise MiningError(f"images must be a (N, C, H, W) tensor, got "
+                              f"{getattr(images, 'shape', type(images).__name__)}")
+        b = images.shape[0]
+        if indices is None:
+            idx = torch.arange(self._next_index, self._next_index + b)
+        else:
+            idx = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
+            if idx.numel() != b:
+                raise MiningError(f"{b} images but {idx.numel()} indices")
+        self._next_index = int(idx.max()) + 1 if b else self._next_index
+        lab = (torch.full((b,), -1, dtype=torch.long) if labels is None
+               else torch.as_tensor(labels, dtype=torch.long).reshape(-1).cpu())
+        with _eval_mode(self.model):
+            acts = self._activations(images)
+        for layer, a in acts.items():
+            a = a.detach().float().cpu()
+            if a.dim() == 2:
+                a = a[:, :, None, None]
+            c, w = a.shape[1], a.shape[-1]
+            v, pos = a.flatten(2).max(2)                       # (B, C): each image's strongest
+            cand = LayerTopK(v.T.contiguous(), idx.expand(c, b).clone(),
+                             (pos // w).T.contiguous(), (pos % w).T.contiguous(),
+                             lab.expand(c, b).clone())
+            cur = self.state.get(layer)
+            if cur is None:
+                cur = LayerTopK.empty(c, self.k)
+            self.state[layer] = cur.merged(cand)
+        self.n_images += b
+
+    def result(self) -> TopK:
+        if not self.state:
+            raise MiningError("no images were mined: the data was empty")
+        return TopK(self.k, {l: self.state[l] for l in self.layer_list}, self.n_images)
+
+
+def _batches(data, batch_size: int, start_index: int = 0):
+    """Yield ``(images, indices or None, labels or None)`` from a Dataset, a DataLoader or any
+    iterable of batches (tensors, ``(images, labels)`` or ``(images, labels, indices)``).
+    A Dataset's (or tensor's) position ``i`` is image ``start_index + i``."""
+    from torch.utils.data import DataLoader, Dataset, SequentialSampler
+    if isinstance(data, torch.Tensor):
+        for s in range(0, len(data), batch_size):
+            e = min(s + batch_size, len(data))
+            yield data[s:e], torch.arange(start_index + s, start_index + e), None
+        return
+    if isinstance(data, Dataset) and not isinstance(data, torch.utils.data.IterableDataset):
+        n = len(data)
+        for s in range(0, n, batch_size):
+            ids = list(range(s, min(s + batch_size, n)))
+            if hasattr(data, "images"):                      # procedural scenes: batch render
+                x, y = data.images(ids)
+            else:
+                items = data.__getitems__(ids) if hasattr(data, "__getitems__") else [data[i] for i in ids]
+                x = torch.stack([it[0] for it in items])
+                y = torch.as_tensor([int(it[1]) for it in items])
+            yield x, torch.as_tensor(ids) + start_index, y
+        return
+    if isinstance(data, DataLoader) and not isinstance(data.sampler, SequentialSampler):
+        raise MiningError("the DataLoader shuffles, so image indices are unknown: mine with "
+                          "shuffle=False or yield (images, labels, indices) batches")
+    for batch in data:
+        if isinstance(batch, torch.Tensor):
+            yield batch, None, None
+        elif isinstance(batch, (list, tuple)) and len(batch) in (2, 3):
+            yield batch[0], (batch[2] if len(batch) == 3 else None), batch[1]
+        else:
+            raise MiningError("each batch must be images, (images, labels) or "
+                              "(images, labels, indices)")
+
+
+def mine_topk(model: nn.Module, data, k: int = 9, layers: Sequence[str] | None = None,
+              batch_size: int = 128, progress: bool = True, start_index: int = 0) -> TopK:
+    """The k strongest activations of every feature map of ``layers`` (default: layers 1-5 that
+    the model has) over ``data``, in one streaming pass (Fig. 2, Fig. 4).
+
+    ``data``: a ``Dataset`` of ``(image, label)`` or a tensor of images (position ``i`` is image
+    ``start_index + i``), a non-shuffling ``DataLoader`` or any iterable of ``images`` /
+    ``(images, labels)`` batches (images counted from ``start_index``), or of
+    ``(images, labels, indices)`` batches. Works on any
+    checkpoint of any supported model; the model's train/eval state is restored afterwards.
+    """
+    miner = TopKMiner(model, k, layers)
+    miner._next_index = int(start_index)
+    it = _batches(data, batch_size, int(start_index))
+    if progress:
+        from tqdm.auto import tqdm
+        total = None
+        try:
+            total = -(-len(data) // batch_size) if not hasattr(data, "batch_size") else len(data)
+        except TypeError:
+            pass
+        it = tqdm(it, total=total, desc=f"mining top-{k}", unit="batch")
+    for x, idx, lab in it:
+        miner.update(x, idx, lab)
+    return miner.result()
+
+
+def gather_merge(result: TopK) -> TopK:
+    """Under ``torch.distributed`` (e.g. ``torchrun``), merge every rank's shard result; every rank
+    gets the whole. Without an initialised process group, returns ``result`` unchanged."""
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()):
+        return result
+    parts = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, result.to_dict())
+    merged = TopK.from_dict(parts[0])
+    for p in parts[1:]:
+        merged = merged.merge(TopK.from_dict(p))
+    return merged
+
+
+# ---------------------------------------------------------------------------------------------
+# Cached mining of a profile's data set
+# ---------------------------------------------------------------------------------------------
+
+def model_fingerprint(model: nn.Module) -> str:
+    """SHA-256 of the model's architecture and weights: the cache key of anything mined from it."""
+    h = hashlib.sha256()
+    h.update(type(model).__name__.encode())
+    h.update(repr(sorted(layer_names(model).items())).encode())
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:24]
+
+
+def mine_dataset(model: nn.Module, profile: "str | Profile" = "mini", split: str = "val",
+                 group: str = "main", k: int = 9, layers: Sequence[str] | None = None,
+                 n_images: int | None = None, batch_size: int | None = None,
+                 progress: bool = True, cache: bool = True) -> TopK:
+    """:func:`mine_topk` over the first ``n_images`` (default: all) of a profile's ``split``,
+    cached under ``<cache_dir>/topk/<hash>/`` by a hash of the model's weights
+    (:func:`model_fingerprint`), the profile's data configuration, split, group, k and layers.
+    Call it on each checkpoint of a training run to follow Fig. 4."""
+    from .data import get_dataset
+    p = get_profile(profile)
+    ds = get_dataset(p, split, group)
+    n = len(ds) if n_images is None else int(n_images)
+    if not 1 <= n <= len(ds):
+        raise MiningError(f"n_images must be between 1 and {len(ds)} (the {split} split of "
+                          f"{p.name}), got {n_images!r}")
+    names = layer_names(model)
+    layer_list = [l for l in DEFAULT_LAYERS if l in names] if layers is None else list(layers)
+    sub = torch.utils.data.Subset(ds, range(n)) if n < len(ds) else ds
+    bs = int(batch_size or p.batch_size)
+
+    def build():
+        data = _SubsetScenes(ds, n) if hasattr(ds, "images") else sub
+        return mine_topk(model, data, k, layer_list, bs, progress).to_dict()
+
+    if not cache:
+        return TopK.from_dict(build())
+    identity = {k_: v for k_, v in p.identity().items()
+                if k_ in ("name", "dataset", "image_size", "data_seed", "num_classes", "n_train",
+                          "n_val", "n_test")}
+    config = {"version": MINING_VERSION, "model": model_fingerprint(model), "data": identity,
+              "split": split, "group": group, "n": n, "k": k, "layers": layer_list}
+    return TopK.from_dict(cached(p.cache_dir, "topk", config, build))
+
+
+class _SubsetScenes(torch.utils.data.Dataset):
+    """The first ``n`` scenes of a procedural data set, keeping its batch renderer."""
+
+    def __init__(self, ds, n):
+        self.ds, self.n = ds, n
+
+    def __len__(self):
+        return self.n
+
+    def images(self, ids):
+        return self.ds.images(ids)
+
+    def __getitem__(self, i):
+        return self.ds[i]
+
+
+# ---------------------------------------------------------------------------------------------
+# From mined entries to projections and measurements
+# ---------------------------------------------------------------------------------------------
+
+def top_requests(result: TopK, layer: str, channels: Sequence[int] | None = None,
+                 ranks: Sequence[int] | None = None) -> tuple[torch.Tensor, Requests]:
+    """Deconvnet requests for the mined entries of ``layer``: ``channels`` (default all) x
+    ``ranks`` (default ``range(k)``; ``[0]`` for the strongest only, as in Fig. 4).
+
+    Returns ``(dataset_indices, requests)``: load the images of ``dataset_indices`` (sorted,
+    distinct) and pass them with ``requests`` to :func:`zfcore.deconv.project`; request order is
+    channel-major, rank-minor. Unfilled slots are skipped.
+    """
+    lt = result[layer]
+    chans = torch.arange(lt.maps) if channels is None else torch.as_tensor(channels, dtype=torch.long)
+    rk = torch.arange(lt.k) if ranks is None else torch.as_tensor(ranks, dtype=torch.long)
+    if (chans < 0).any() or (chans >= lt.maps).any():
+        raise MiningError(f"{layer} has {lt.maps} feature maps; got channels {chans.tolist()}")
+    if (rk < 0).any() or (rk >= lt.k).any():
+        raise MiningError(f"ranks must be in 0 ... {lt.k - 1}, got {rk.tolist()}")
+    c = chans.repeat_interleave(len(rk))
+    r = rk.repeat(len(chans))
+    img = lt.images[c, r]
+    keep = img >= 0
+    c, r, img = c[keep], r[keep], img[keep]
+    uniq, local = torch.unique(img, return_inverse=True)
+    return uniq, requests(local, c, lt.ys[c, r], lt.xs[c, r])
+
+
+def majority_share(labels: torch.Tensor) -> torch.Tensor:
+    """``(C,)``: for each row of ``labels`` ``(C, k)``, the share of its most common class
+    (1 = all k images of one class). Entries ``< 0`` (unknown or unfilled) are ignored; a row with
+    none gives NaN."""
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    if labels.dim() != 2:
+        raise MiningError(f"labels must be (C, k), got shape {tuple(labels.shape)}")
+    valid = labels >= 0
+    n_cls = int(labels.max()) + 1 if valid.any() else 1
+    counts = torch.zeros(labels.shape[0], n_cls).scatter_add_(
+        1, labels.clamp(min=0), valid.float())
+    return counts.amax(1) / valid.sum(1).float()          # 0/0 = NaN for empty rows
+
+
+def chance_majority_share(labels: torch.Tensor, k: int, trials: int = 20000, seed: int = 0) -> float:
+    """The expected :func:`majority_share` of ``k`` images drawn at random from a data set with
+    these ``labels`` (Monte Carlo, with replacement): what class-specificity is without any
+    selectivity. For 10 balanced classes and k = 9 it is about 0.29."""
+    labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+    labels = labels[labels >= 0]
+    if labels.numel() == 0:
+        raise MiningError("chance_majority_share needs at least one known label")
+    g = torch.Generator().manual_seed(seed)
+    picks = labels[torch.randint(0, labels.numel(), (trials, k), generator=g)]
+    return float(majority_share(picks).mean())

@@ -1,0 +1,370 @@
+"""Occlusion sensitivity (section 4.2, Fig. 7 of Zeiler & Fergus, 2014).
+
+"We systematically occlude different portions of the input image with a grey square, and monitor
+the output of the classifier." For every position of the square, :func:`occlude` records the
+quantities of Fig. 7's panels:
+
+* (b) the total activation of one layer-5 feature map: the one with the strongest response in the
+  unoccluded image;
+* (d) the probability of the correct class;
+* (e) the most probable class (the argmax label map).
+
+The positions are batched, and by default only the receptive-field cone of the square is
+recomputed, layer by layer (:mod:`zfcore.incremental`, after Krypton, Nakandala et al. 2019); the
+numbers equal a full forward pass per position to float precision (``incremental=False`` runs
+exactly that, batched). :func:`pointing_game` turns the p(correct class) maps into a localisation
+score: the share of images whose most damaging occluder position falls inside the object's box.
+
+Inputs are the model's normalised tensors. The default fill ``"mean"`` is 0 in that space: the
+data set's mean colour, the paper's grey.
+"""
+from __future__ import annotations
+
+import numbers
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .incremental import IncrementalForward, plan_batches
+from .models import get_layer
+
+__all__ = ["OcclusionError", "OcclusionResult", "occlude", "window_positions", "fill_values",
+           "pixel_attribution", "PointingGameResult", "pointing_game", "FILLS"]
+
+#: Named fills: ``"mean"`` (0 in the normalised input: the data set's mean colour, the paper's
+#: grey square) and ``"image_mean"`` (the image's own mean colour per channel).
+FILLS = ("mean", "image_mean")
+
+
+class OcclusionError(ValueError):
+    """Bad arguments to the occlusion analysis (window, stride, fill, target, image shape)."""
+
+
+def window_positions(size: int, window: int, stride: int) -> torch.Tensor:
+    """Top-left coordinates of the square along one axis: ``0, stride, 2*stride, ...`` and, when
+    the last step falls short of the border, one more flush with it, so every pixel is covered
+    and every square lies wholly inside the image."""
+    if window > size:
+        raise OcclusionError(f"window {window} is larger than the image side {size}")
+    pos = list(range(0, size - window + 1, stride))
+    if pos[-1] != size - window:
+        pos.append(size - window)
+    return torch.tensor(pos, dtype=torch.long)
+
+
+def fill_values(image: torch.Tensor, fill) -> torch.Tensor:
+    """The occluder's colour per channel ``(C,)`` in the model's input space."""
+    C = image.shape[-3]
+    if isinstance(fill, str):
+        if fill == "mean":
+            return torch.zeros(C, dtype=image.dtype)
+        if fill == "image_mean":
+            return image.reshape(C, -1).mean(1) if image.dim() == 3 else image[0].reshape(C, -1).mean(1)
+        raise OcclusionError(f"unknown fill {fill!r}: use one of {FILLS}, a number, or one value "
+                             f"per channel (in the model's normalised input space)")
+    if isinstance(fill, numbers.Real) and not isinstance(fill, bool):
+        return torch.full((C,), float(fill), dtype=image.dtype)
+    try:
+        v = torch.as_tensor(fill, dtype=image.dtype).reshape(-1)
+    except (TypeError, ValueError, RuntimeError):
+        v = None
+    if v is None or v.numel() != C or not torch.isfinite(v).all():
+        raise OcclusionError(f"fill must be one of {FILLS}, a number or {C} finite values "
+                             f"(one per channel), not {fill!r}")
+    return v
+
+
+@dataclass
+class OcclusionResult:
+    """The maps of Fig. 7 for one image, one value per occluder position ``(rows, cols)``.
+
+    ``rows``/``cols`` are the squares' top-left pixel coordinates; ``feature`` is the channel of
+    ``layer`` with the strongest response in the unoccluded image; ``prob_target`` is p(target)
+    and ``log_prob_target`` its logarithm (kept to break ties where p rounds to 1);
+    ``top_class``/``top_prob`` the most probable class and its probability.
+    """
+
+    window: int
+    stride: int
+    fill: list
+    image_size: tuple
+    rows: torch.Tensor
+    cols: torch.Tensor
+    target: int
+    layer: str
+    feature: int
+    feature_total: torch.Tensor
+    feature_total_clean: float
+    prob_target: torch.Tensor
+    log_prob_target: torch.Tensor
+    prob_target_clean: float
+    top_class: torch.Tensor
+    top_prob: torch.Tensor
+    clean_top_class: int
+
+    @property
+    def centres(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Centres ``(y, x)`` of the squares in pixels, one per row / column of the maps."""
+        return self.rows.double() + self.window / 2, self.cols.double() + self.window / 2
+
+    def most_damaging(self) -> tuple[float, float]:
+        """Centre ``(x, y)`` in pixels of the square that lowers p(target) the most."""
+        i = int(torch.argmin(self.log_prob_target))
+        r, c = divmod(i, len(self.cols))
+        cy, cx = self.centres
+        return float(cx[c]), float(cy[r])
+
+    def to_dict(self) -> dict:
+        """Plain data (tensors, numbers, lists) for :func:`zfcore.cache.cached`."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "OcclusionResult":
+        d = dict(d)
+        d["image_size"] = tuple(d["image_size"])
+        return cls(**d)
+
+
+def _check_image(image) -> torch.Tensor:
+    if not isinstance(image, torch.Tensor):
+        raise OcclusionError(f"image must be a torch.Tensor (3, H, W) or (1, 3, H, W) in the "
+                             f"model's normalised input space, not {type(image).__name__}")
+    if image.dim() == 4 and image.shape[0] == 1:
+        image = image[0]
+    if image.dim() != 3:
+        raise OcclusionError(f"occlude takes one image (3, H, W) or (1, 3, H, W), got shape "
+                             f"{tuple(image.shape)}; loop over a batch (see pointing_game)")
+    if not torch.isfinite(image).all():
+        raise OcclusionError("image contains NaN or infinite values")
+    return image.float()
+
+
+def _check_int(name: str, v, lo: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
+        raise OcclusionError(f"{name} must be an integer >= {lo}, not {v!r}")
+    return int(v)
+
+
+@torch.inference_mode()
+def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, *,
+            window: int = 16, stride: int = 4, fill="mean", layer: str = "layer5",
+            feature: "int | None" = None, batch_size: int = 128, incremental: bool = True,
+            progress: bool = False) -> OcclusionResult:
+    """Slide a ``window`` x ``window`` square of colour ``fill`` over ``image`` in steps of
+    ``stride`` pixels and record Fig. 7's maps (see :class:`OcclusionResult`).
+
+    ``target`` is the correct class (default: the unoccluded prediction); ``layer`` the layer
+    whose strongest feature map is tracked (``feature`` picks another channel). With
+    ``incremental=True`` only the square's receptive-field cone is recomputed (exact, see
+    :mod:`zfcore.incremental`); ``incremental=False`` runs every occluded image in full, batched.
+    The model must be in eval mode (dropout would make the maps random).
+    """
+    image = _check_image(image)
+    window = _check_int("window", window, 1)
+    stride = _check_int("stride", stride, 1)
+    batch_size = _check_int("batch_size", batch_size, 1)
+    if model.training:
+        raise OcclusionError("the model is in training mode (dropout would randomise every map): "
+                             "call model.eval() first")
+    C, H, W = image.shape
+    if window > min(H, W):
+        raise OcclusionError(f"window {window} is larger than the {H}x{W} image: choose a window "
+                             f"of at most {min(H, W)} pixels")
+    fill_v = fill_values(image, fill)
+    probe = get_layer(model, layer)
+    rows, cols = window_positions(H, window, stride), window_positions(W, window, stride)
+    ny, nx = len(rows), len(cols)
+    grid_r = rows.repeat_interleave(nx)
+    grid_c = cols.repeat(ny)
+
+    x0 = image[None]
+    store: dict = {}
+    handle = probe.register_forward_hook(lambda m, i, o: store.__setitem__("act", o))
+    try:
+        logits0 = model(x0)
+    finally:
+        handle.remove()
+    act0 = store["act"][0]
+    n_classes = logits0.shape[1]
+    if target is None:
+        target = int(logits0.argmax(1))
+    if isinstance(target, bool) or not isinstance(target, numbers.Integral) or not 0 <= target < n_classes:
+        raise OcclusionError(f"target must be a class index in [0, {n_classes}), not {target!r}")
+    strength = act0.flatten(1).amax(1) if act0.dim() == 3 else act0
+    if feature is None:
+        feature = int(strength.argmax())
+    elif not 0 <= int(feature) < strength.numel():
+        raise OcclusionError(f"feature must be a channel of {layer} in [0, {strength.numel()}), "
+                             f"not {feature!r}")
+    feature = int(feature)
+    total0 = act0.flatten(1).sum(1) if act0.dim() == 3 else act0
+
+    n = ny * nx
+    logp = torch.empty(n)
+    top_p = torch.empty(n)
+    top_c = torch.empty(n, dtype=torch.long)
+    f_total = torch.empty(n)
+    square = fill_v.view(C, 1, 1).expand(C, window, window)
+
+    if incremental:
+        engine = IncrementalForward(model, x0, [probe])
+        batches = plan_batches(engine.geometry, rows, cols, window, batch_size)
+    else:
+        batches = list(torch.arange(n).split(batch_size))
+    bar = _progress(len(batches), progress, "occlusion")
+    for idx in batches:
+        r, c = grid_r[idx], grid_c[idx]
+        if incremental:
+            out = engine.run(square.expand(len(idx), C, window, window), r, c)
+            logits, totals = out.logits, out.probe_totals[probe]
+        else:
+            logits, totals = _full_batch(model, probe, image, square, r, c)
+        lp = torch.log_softmax(logits, 1)
+        logp[idx] = lp[:, target]
+        tp, tc = lp.max(1)
+        top_p[idx], top_c[idx] = tp.exp(), tc
+        f_total[idx] = totals[:, feature]
+        bar.update(1)
+    bar.close()
+    lp0 = torch.log_softmax(logits0, 1)[0]
+    return OcclusionResult(
+        window=window, stride=stride, fill=fill_v.tolist(), image_size=(H, W), rows=rows, cols=cols,
+        target=int(target), layer=layer, feature=feature,
+        feature_total=f_total.view(ny, nx), feature_total_clean=float(total0[feature]),
+        prob_target=logp.exp().view(ny, nx), log_prob_target=logp.view(ny, nx),
+        prob_target_clean=float(lp0[target].exp()), top_class=top_c.view(ny, nx),
+        top_prob=top_p.view(ny, nx), clean_top_class=int(lp0.argmax()))
+
+
+def _full_batch(model, probe, image, square, rows, cols):
+    """Full forward passes of the occluded images at ``rows``/``cols`` (the baseline path)."""
+    w = square.shape[-1]
+    x = image[None].repeat(len(rows), 1, 1, 1)
+    for b, (r, c) in enumerate(zip(rows.tolist(), cols.tolist())):
+        x[b, :, r:r + w, c:c + w] = square
+    store: dict = {}
+    handle = probe.register_forward_hook(lambda m, i, o: store.__setitem__("act", o))
+    try:
+        logits = model(x)
+    finally:
+        handle.remove()
+    a = store["act"]
+    return logits, (a.flatten(2).sum(2) if a.dim() == 4 else a)
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+    return tqdm(total=total, disable=not enabled, desc=desc, leave=False)
+
+
+def pixel_attribution(result: OcclusionResult, which: str = "prob_target") -> torch.Tensor:
+    """Per-pixel attribution ``(H, W)`` in Captum's ``Occlusion`` convention: for every pixel,
+    the mean over the squares covering it of (unoccluded value - occluded value).
+
+    ``which`` is ``"prob_target"`` or ``"feature_total"``. For a stride that divides
+    ``size - window`` this equals ``captum.attr.Occlusion(...).attribute`` with the same window,
+    stride, baseline and target (``benchmarks/occlusion.py`` checks it).
+    """
+    if which not in ("prob_target", "feature_total"):
+        raise OcclusionError(f"which must be 'prob_target' or 'feature_total', not {which!r}")
+    clean = result.prob_target_clean if which == "prob_target" else result.feature_total_clean
+    drop = clean - getattr(result, which).double()
+    H, W = result.image_size
+    w = result.window
+    # Separable box sums: each square adds its drop to a w x w block.
+    acc = torch.zeros(H, W, dtype=torch.float64)
+    count = torch.zeros(H, W, dtype=torch.float64)
+    for i, r in enumerate(result.rows.tolist()):
+        for j, c in enumerate(result.cols.tolist()):
+            acc[r:r + w, c:c + w] += drop[i, j]
+            count[r:r + w, c:c + w] += 1
+    return (acc / count.clamp(min=1)).float()
+
+
+@dataclass
+class PointingGameResult:
+    """Localisation by occlusion over a set of images (Fig. 7's claim, measured).
+
+    For each image, ``points`` is the centre ``(x, y)`` of the square that lowers p(correct class)
+    the most and ``hits`` whether it falls inside the object's box. ``chance_box`` is the box's
+    share of the image (a uniformly random point); ``chance_grid`` the share of square centres
+    inside the box (a uniformly random square position). ``correct`` marks images the model
+    classifies correctly unoccluded.
+    """
+
+    points: torch.Tensor
+    hits: torch.Tensor
+    chance_box: torch.Tensor
+    chance_grid: torch.Tensor
+    correct: torch.Tensor
+    prob_drop: torch.Tensor
+    window: int
+    stride: int
+
+    @property
+    def hit_rate(self) -> float:
+        return float(self.hits.double().mean())
+
+    @property
+    def chance_rate(self) -> float:
+        """The share expected by chance: mean box area / image area."""
+        return float(self.chance_box.double().mean())
+
+    @property
+    def chance_grid_rate(self) -> float:
+        return float(self.chance_grid.double().mean())
+
+    @property
+    def hit_rate_correct(self) -> float:
+        """Hit rate over the images the model classifies correctly (NaN if none)."""
+        m = self.correct.bool()
+        return float(self.hits[m].double().mean()) if m.any() else float("nan")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PointingGameResult":
+        return cls(**d)
+
+
+def pointing_game(model: nn.Module, images: torch.Tensor, labels, boxes, *, window: int = 16,
+                  stride: int = 4, fill="mean", batch_size: int = 128, incremental: bool = True,
+                  progress: bool = True) -> PointingGameResult:
+    """The pointing game (Zhang et al. 2016) for occlusion maps: over ``images`` (N, 3, H, W,
+    normalised), the share whose most damaging square for p(``labels[i]``) has its centre inside
+    ``boxes[i]`` (``(x0, y0, x1, y1)`` pixels), against chance (box area / image area)."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        raise OcclusionError(f"images must be a (N, 3, H, W) tensor, got "
+                             f"{getattr(images, 'shape', type(images).__name__)}")
+    labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+    boxes = torch.as_tensor(boxes, dtype=torch.float64).reshape(-1, 4)
+    N, _, H, W = images.shape
+    if len(labels) != N or len(boxes) != N:
+        raise OcclusionError(f"need one label and one box per image: got {N} images, "
+                             f"{len(labels)} labels, {len(boxes)} boxes")
+    points = torch.empty(N, 2, dtype=torch.float64)
+    hits = torch.empty(N, dtype=torch.bool)
+    chance_grid = torch.empty(N, dtype=torch.float64)
+    correct = torch.empty(N, dtype=torch.bool)
+    drop = torch.empty(N, dtype=torch.float64)
+    from tqdm.auto import tqdm
+    for i in tqdm(range(N), desc="pointing game", disable=not progress, leave=False):
+        res = occlude(model, images[i], int(labels[i]), window=window, stride=stride, fill=fill,
+                      batch_size=batch_size, incremental=incremental)
+        x, y = res.most_damaging()
+        x0, y0, x1, y1 = boxes[i].tolist()
+        points[i] = torch.tensor([x, y])
+        hits[i] = x0 <= x <= x1 and y0 <= y <= y1
+        cy, cx = res.centres
+        inside_y = ((cy >= y0) & (cy <= y1)).double().mean()
+        inside_x = ((cx >= x0) & (cx <= x1)).double().mean()
+        chance_grid[i] = inside_x * inside_y
+        correct[i] = res.clean_top_class == int(labels[i])
+        drop[i] = res.prob_target_clean - float(res.prob_target.min())
+    area = ((boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0))
+    return PointingGameResult(points=points, hits=hits, chance_box=area / (H * W),
+                              chance_grid=chance_grid, correct=correct, prob_drop=drop,
+                              window=window, stride=stride)

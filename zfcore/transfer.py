@@ -1,0 +1,1051 @@
+"""Transfer to new data sets and the per-layer probes of section 5 (Tables 4-7, Fig. 9).
+
+Zeiler & Fergus (2014), section 5: keep layers 1-7 of the ImageNet-trained network fixed and train
+a new softmax on top, with n training images per class (Caltech-101: 15 or 30, Caltech-256: 15,
+30, 45, 60; five random draws of the training images, mean and standard deviation; the average of
+per-class accuracies); compare with the same architecture trained from scratch on those images
+only (Tables 4-5, Fig. 9); PASCAL VOC 2012 is scored by per-class average precision (Table 6);
+Table 7 trains a linear SVM or a softmax on the features of each of layers 1-7.
+
+The pieces, each usable alone:
+
+* :func:`make_splits`: reproducible draws of ``n`` training images per class (nested over ``n``)
+  and a disjoint test set per draw.
+* :func:`fit_probe`: a linear classifier on fixed features: ``"softmax"`` (multinomial
+  logistic regression, full-batch L-BFGS), ``"sigmoid"`` (one-vs-rest logistic, multi-label) or
+  ``"svm"`` (scikit-learn's ``LinearSVC``). Features are standardised on the training rows; the
+  returned :class:`LinearProbe` has the standardisation folded into its weights, so it applies to
+  raw features and drops into a network as its last layer.
+* :class:`TransferNet`: a plain ``nn.Module``: the frozen (or fine-tuned) layers 1-7 of a
+  trained network and a new linear layer. :meth:`TransferNet.from_probe` turns a probe trained
+  on precomputed features (the fast path) into that network; :func:`fit_images` trains it from
+  images (fine-tuning) and also trains the from-scratch baseline (:func:`scratch_like`).
+* :func:`average_precision` / :func:`per_class_ap`: scikit-learn's definition, or the VOC
+  devkit's (precision made monotone) with ``mode="voc"``.
+* :func:`run_transfer` (Tables 4-6, Fig. 9) and :func:`probe_layers` (Table 7) run whole studies
+  and return plain dataclasses (:class:`TransferResult`, :class:`LayerProbeResult`), cached by a
+  hash of the model's weights, the data and the configuration.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from .cache import cached
+from .features import (LAYERS, FeatureError, Features, cached_features, layer_outputs,
+                       model_fingerprint)
+from .models import get_layer, layer_names
+from .profiles import Profile, get_profile
+
+__all__ = [
+    "TransferError", "TransferConfig", "transfer_config", "Split", "make_splits",
+    "LinearProbe", "fit_probe", "PROBE_METHODS", "mean_class_accuracy", "average_precision",
+    "per_class_ap", "TransferNet", "scratch_like", "fit_images", "batch_schedule", "predict_scores",
+    "TransferData", "PooledSplits", "transfer_data", "transfer_studies", "pretrained_model", "TransferResult", "run_transfer", "LayerProbeResult", "probe_layers",
+    "MultiLabelResult", "run_multilabel", "TRANSFER_VERSION", "PAPER_TABLES", "APPROACHES",
+    "summary_rows",
+]
+
+#: Bump when a study's computation changes (part of every cache key).
+TRANSFER_VERSION = 1
+PROBE_METHODS = ("softmax", "sigmoid", "svm")
+
+
+class TransferError(ValueError):
+    """Bad input to a transfer study: too few images per class, unknown method, wrong shapes."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """Settings of one transfer study (section 5). Defaults per profile: :func:`transfer_config`.
+
+    ``ns`` are the training images per class (Fig. 9's x axis); ``draws`` the random draws of
+    those images (the paper: 5); ``test_per_class`` caps the test images per class (the paper's
+    Caltech-101 protocol: up to 50). The softmax is an L2-regularised logistic regression
+    (``reg`` times half the squared weights added to the mean loss). The from-scratch baseline and
+    fine-tuning use Adam for a fixed number of steps.
+    """
+
+    ns: tuple[int, ...] = (5, 10, 15, 30)
+    draws: int = 5
+    test_per_class: int | None = 50
+    seed: int = 0
+    layer: str = "layer7"
+    pooled_side: int | None = 6
+    pool: str = "avg"
+    reg: float = 1e-3
+    svm_C: float = 0.01
+    max_iter: int = 200
+    batch_size: int = 64
+    scratch: bool = True
+    scratch_steps: int = 150
+    scratch_lr: float = 5e-4
+    fine_tune: bool = False
+    fine_tune_steps: int = 60
+    fine_tune_lr: float = 5e-5
+    train_batch: int = 32
+
+    def __post_init__(self):
+        if not self.ns or any((not isinstance(n, int)) or n < 1 for n in self.ns):
+            raise TransferError(f"ns must be positive ints (training images per class), not {self.ns!r}")
+        if list(self.ns) != sorted(set(self.ns)):
+            raise TransferError(f"ns must be increasing without repeats, e.g. (5, 10, 15, 30), not {self.ns!r}")
+        if not isinstance(self.draws, int) or self.draws < 1:
+            raise TransferError(f"draws must be a positive int, not {self.draws!r}")
+        if self.test_per_class is not None and self.test_per_class < 1:
+            raise TransferError(f"test_per_class must be >= 1 or None (all remaining), not {self.test_per_class!r}")
+        if self.layer not in LAYERS:
+            raise TransferError(f"layer must be one of {LAYERS}, not {self.layer!r}")
+
+
+# Per profile: tiny runs in seconds; mini keeps the paper's 5 draws and n = 5, 10, 15, 30;
+# imagenet follows section 5 (Caltech-101: 15/30 per class, 5 draws, up to 50 test images).
+_PROFILE_DEFAULTS: dict[str, dict] = {
+    "tiny": dict(ns=(2, 5), draws=2, test_per_class=10, scratch_steps=15, fine_tune_steps=5,
+                 max_iter=60, train_batch=16),
+    "mini": dict(ns=(5, 10, 15, 30), draws=5, test_per_class=50, scratch_steps=120,
+                 fine_tune_steps=60),
+    "imagenette": dict(ns=(5, 10, 15, 30), draws=5, test_per_class=50, scratch_steps=600),
+    "imagenet": dict(ns=(15, 30), draws=5, test_per_class=50, scratch_steps=3000,
+                     fine_tune_steps=1000, train_batch=64, batch_size=128),
+}
+# Section 5's protocols for the real data sets (imagenet profile).
+DATASET_DEFAULTS: dict[str, dict] = {
+    "caltech101": dict(ns=(15, 30), draws=5, test_per_class=50),
+    "caltech256": dict(ns=(15, 30, 45, 60), draws=5, test_per_class=25),
+}
+
+
+def transfer_config(profile: "str | Profile", dataset: str | None = None, **overrides) -> TransferConfig:
+    """The :class:`TransferConfig` for a profile (and a real data set's protocol), with overrides."""
+    P = get_profile(profile)
+    base = dict(_PROFILE_DEFAULTS.get(P.name, {}))
+    if dataset is not None:
+        base.update(DATASET_DEFAULTS.get(dataset, {}))
+    known = {f.name for f in fields(TransferConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TransferError(f"unknown transfer setting(s) {unknown}; known: {sorted(known)}")
+    base.update(overrides)
+    if "ns" in base:
+        base["ns"] = tuple(int(n) for n in base["ns"])
+    return TransferConfig(**base)
+
+
+# ---------------------------------------------------------------------------------------------
+# Splits: n training images per class, a disjoint test set, several random draws
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Split:
+    """One random draw: ``train[n]`` are pool indices with ``n`` images of every class (nested:
+    the first ``n`` of one shuffled order, so a larger ``n`` adds images), ``test`` the disjoint
+    test indices (the same for every ``n`` of this draw)."""
+
+    draw: int
+    train: dict[int, torch.Tensor]
+    test: torch.Tensor
+
+
+def _class_labels(labels: torch.Tensor) -> torch.Tensor:
+    labels = torch.as_tensor(labels)
+    if labels.dim() != 1:
+        raise TransferError(f"labels must be 1-d class indices (got shape {tuple(labels.shape)}); "
+                            f"multi-label data (PASCAL VOC) uses run_multilabel")
+    return labels.long()
+
+
+def make_splits(labels: "torch.Tensor | Sequence[int]", ns: Sequence[int], draws: int,
+                test_per_class: int | None = 50, seed: int = 0) -> list[Split]:
+    """``draws`` reproducible draws of ``n`` training images per class for every ``n`` in ``ns``.
+
+    For draw ``d`` each class's images are shuffled by ``numpy.random.default_rng([seed, d])``
+    (the same on every machine); the first ``n`` are the training images for ``n``, and the test
+    images are the next ``test_per_class`` after ``max(ns)`` (``None``: all of them), so train and
+    test never overlap and the test set does not change with ``n``. Every class needs at least
+    ``max(ns) + 1`` images.
+    """
+    labels = _class_labels(labels)
+    ns = sorted(int(n) for n in ns)
+    if not ns or ns[0] < 1:
+        raise TransferError(f"ns must be positive training-image counts, not {ns}")
+    n_max = ns[-1]
+    classes, counts = torch.unique(labels, return_counts=True)
+    short = [(int(c), int(k)) for c, k in zip(classes, counts) if k < n_max + 1]
+    if short:
+        raise TransferError(
+            f"{len(short)} class(es) have too few images for n = {n_max} training images plus a "
+            f"test image: (class, images) {short[:5]}; lower ns or add images")
+    lab = labels.numpy()
+    out = []
+    for d in range(draws):
+        rng = np.random.default_rng([seed, d])
+        train = {n: [] for n in ns}
+        test = []
+        for c in classes.tolist():
+            idx = rng.permutation(np.flatnonzero(lab == c))
+            for n in ns:
+                train[n].append(idx[:n])
+            rest = idx[n_max:]
+            test.append(rest if test_per_class is None else rest[:test_per_class])
+        out.append(Split(d, {n: torch.from_numpy(np.sort(np.concatenate(v))) for n, v in train.items()},
+                         torch.from_numpy(np.sort(np.concatenate(test)))))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Linear probes on fixed features (the new softmax of section 5; Table 7's SVM and softmax)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class LinearProbe:
+    """A linear classifier on raw features: ``scores = X @ weight.T + bias`` (``(K, D)``, ``(K,)``).
+
+    The standardisation it was trained with is folded into ``weight`` and ``bias``.
+    """
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    method: str = "softmax"
+
+    def scores(self, X: torch.Tensor) -> torch.Tensor:
+        X = torch.as_tensor(X, dtype=self.weight.dtype)
+        if X.dim() != 2 or X.shape[1] != self.weight.shape[1]:
+            raise TransferError(f"features of shape {tuple(X.shape)} do not fit a probe trained on "
+                                f"{self.weight.shape[1]}-dimensional features")
+        return X @ self.weight.T + self.bias
+
+    def predict(self, X: torch.Tensor) -> torch.Tensor:
+        return self.scores(X).argmax(1)
+
+    def as_linear(self) -> nn.Linear:
+        """The probe as an ``nn.Linear`` (the new last layer of :class:`TransferNet`)."""
+        lin = nn.Linear(self.weight.shape[1], self.weight.shape[0])
+        with torch.no_grad():
+            lin.weight.copy_(self.weight.float())
+            lin.bias.copy_(self.bias.float())
+        return lin
+
+
+def _standardise(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    mean = X.mean(0)
+    std = X.std(0, unbiased=False)
+    std = torch.where(std > 1e-8, std, torch.ones_like(std))  # dead units (ReLU never fires)
+    return mean, std
+
+
+def fit_probe(X: torch.Tensor, y: torch.Tensor, method: str = "softmax", *, num_classes: int | None = None,
+              reg: float = 1e-3, C: float = 0.01, max_iter: int = 200, seed: int = 0) -> LinearProbe:
+    """Train a linear classifier on fixed features ``X`` ``(N, D)``.
+
+    ``method``:
+
+    * ``"softmax"``: multinomial logistic regression, the new softmax layer of section 5:
+      minimises ``mean cross-entropy + reg/2 * ||W||^2`` by full-batch L-BFGS in double
+      precision (deterministic,
+      convex, so it converges to the same solution as scikit-learn's ``LogisticRegression`` with
+      ``C = 1 / (reg * N)``). ``y``: class indices ``(N,)``.
+    * ``"sigmoid"``: one independent logistic regression per class (multi-label, e.g. PASCAL VOC,
+      Table 6). ``y``: multi-hot ``(N, K)`` or class indices (one-vs-rest).
+    * ``"svm"``: scikit-learn's ``LinearSVC`` (squared hinge, one-vs-rest) with penalty ``C``, as in
+      Table 7. ``y``: class indices or multi-hot.
+
+    Features are standardised with the training rows' mean and standard deviation first.
+    """
+    if method not in PROBE_METHODS:
+        raise TransferError(f"method must be one of {PROBE_METHODS}, not {method!r}")
+    X = torch.as_tensor(X).float()
+    y = torch.as_tensor(y)
+    if X.dim() != 2:
+        raise TransferError(f"features must be (N, D), not {tuple(X.shape)}")
+    if y.shape[0] != X.shape[0]:
+        raise TransferError(f"{X.shape[0]} feature rows but {y.shape[0]} labels")
+    if X.shape[0] < 2:
+        raise TransferError("need at least 2 training rows")
+    multilabel = y.dim() == 2
+    if multilabel and method == "softmax":
+        raise TransferError("multi-hot labels need method='sigmoid' or 'svm' (a softmax assumes one class per image)")
+    K = y.shape[1] if multilabel else int(num_classes if num_classes is not None else int(y.max()) + 1)
+    if not multilabel and (int(y.min()) < 0 or int(y.max()) >= K):
+        raise TransferError(f"labels must lie in 0..{K - 1}; got {int(y.min())}..{int(y.max())}")
+    mean, std = _standardise(X)
+    Z = (X - mean) / std
+    if method == "svm":
+        W, b = _fit_svm(Z, y, K, C, max_iter, seed)
+    else:
+        targets = y.float() if multilabel else (F.one_hot(y.long(), K).float() if method == "sigmoid" else y.long())
+        W, b = _fit_logistic(Z, targets, K, reg, max_iter, sigmoid=(method == "sigmoid"))
+    # fold the standardisation into the weights: W (x - m) / s + b = (W / s) x + (b - (W / s) m)
+    Wr = W / std
+    return LinearProbe(Wr, b - Wr @ mean, method)
+
+
+def _fit_logistic(Z: torch.Tensor, targets: torch.Tensor, K: int, reg: float, max_iter: int,
+                  sigmoid: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    # double precision: in float32 the line search stalls before the gradient is small
+    Z, targets = Z.double(), (targets.double() if targets.is_floating_point() else targets)
+    D = Z.shape[1]
+    W = torch.zeros(K, D, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(K, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter, history_size=20,
+                            tolerance_grad=1e-7, tolerance_change=1e-10, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        logits = Z @ W.T + b
+        if sigmoid:
+            loss = F.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / Z.shape[0]
+        else:
+            loss = F.cross_entropy(logits, targets)
+        loss = loss + 0.5 * reg * W.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return W.detach().float(), b.detach().float()
+
+
+def _fit_svm(Z: torch.Tensor, y: torch.Tensor, K: int, C: float, max_iter: int, seed: int):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.svm import LinearSVC
+
+    Zn = Z.double().numpy()
+    if y.dim() == 2:  # multi-label: one binary SVM per class
+        cols = [y[:, k].numpy().astype(int) for k in range(K)]
+    else:
+        cols = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if cols is None:
+            present = np.unique(y.numpy())
+            svm = LinearSVC(C=C, max_iter=max(1000, 20 * max_iter), random_state=seed).fit(Zn, y.numpy())
+            coef, icpt = svm.coef_, svm.intercept_
+            if len(present) == 2:  # scikit-learn returns one row for two classes
+                coef, icpt = np.vstack([-coef, coef]), np.concatenate([-icpt, icpt])
+            W = np.full((K, Zn.shape[1]), 0.0)
+            b = np.full(K, -np.inf)  # classes absent from training are never predicted
+            W[present] = coef
+            b[present] = icpt
+        else:
+            W = np.zeros((K, Zn.shape[1]))
+            b = np.zeros(K)
+            for k, col in enumerate(cols):
+                if col.min() == col.max():  # only one value in training: constant score
+                    b[k] = 1.0 if col[0] else -1.0
+                    continue
+                svm = LinearSVC(C=C, max_iter=max(1000, 20 * max_iter), random_state=seed).fit(Zn, col)
+                W[k], b[k] = svm.coef_[0], svm.intercept_[0]
+    return torch.from_numpy(W).float(), torch.from_numpy(b).float()
+
+
+# ---------------------------------------------------------------------------------------------
+# Scores
+# ---------------------------------------------------------------------------------------------
+
+def mean_class_accuracy(pred: torch.Tensor, labels: torch.Tensor) -> float:
+    """The average of per-class accuracies (section 5: "the average of the per-class accuracies"),
+    over the classes present in ``labels``."""
+    pred, labels = torch.as_tensor(pred).long(), torch.as_tensor(labels).long()
+    if pred.shape != labels.shape or labels.numel() == 0:
+        raise TransferError(f"pred {tuple(pred.shape)} and labels {tuple(labels.shape)} must be equal, non-empty")
+    accs = [(pred[labels == c] == c).float().mean() for c in torch.unique(labels)]
+    return float(torch.stack(accs).mean())
+
+
+def average_precision(scores: "torch.Tensor | Sequence[float]", targets: "torch.Tensor | Sequence[int]",
+                      mode: str = "sklearn") -> float:
+    """Average precision of one class from its scores and binary targets.
+
+    ``mode="sklearn"`` is scikit-learn's ``average_precision_score``: the sum over score
+    thresholds of (increase in recall) x precision, with tied scores forming one threshold.
+    ``mode="voc"`` is the PASCAL VOC 2010+ devkit's (the one behind Table 6): the same sum with
+    each precision replaced by the best precision at any higher recall. NaN if no positives.
+    """
+    if mode not in ("sklearn", "voc"):
+        raise TransferError(f"mode must be 'sklearn' or 'voc', not {mode!r}")
+    s = torch.as_tensor(scores, dtype=torch.float64).flatten()
+    t = torch.as_tensor(targets).flatten().double()
+    if s.shape != t.shape:
+        raise TransferError(f"{s.numel()} scores but {t.numel()} targets")
+    if not bool(((t == 0) | (t == 1)).all()):
+        raise TransferError("targets must be 0 or 1")
+    if t.sum() == 0:
+        return float("nan")
+    order = torch.argsort(s, descending=True, stable=True)
+    s, t = s[order], t[order]
+    tp = torch.cumsum(t, 0)
+    fp = torch.cumsum(1 - t, 0)
+    # one threshold per distinct score: keep the last position of every run of equal scores
+    last = torch.ones_like(s, dtype=torch.bool)
+    last[:-1] = s[1:] != s[:-1]
+    tp, fp = tp[last], fp[last]
+    precision = tp / (tp + fp)
+    recall = tp / tp[-1]
+    if mode == "voc":
+        precision = torch.flip(torch.cummax(torch.flip(precision, [0]), 0).values, [0])
+    d_recall = torch.diff(recall, prepend=torch.zeros(1, dtype=recall.dtype))
+    return float((d_recall * precision).sum())
+
+
+def per_class_ap(scores: torch.Tensor, targets: torch.Tensor, mode: str = "sklearn") -> torch.Tensor:
+    """Per-class AP ``(K,)`` from scores ``(N, K)`` and multi-hot targets ``(N, K)`` or class
+    indices ``(N,)`` (one-vs-rest)."""
+    scores = torch.as_tensor(scores)
+    targets = torch.as_tensor(targets)
+    if targets.dim() == 1:
+        targets = F.one_hot(targets.long(), scores.shape[1])
+    if scores.shape != targets.shape:
+        raise TransferError(f"scores {tuple(scores.shape)} and targets {tuple(targets.shape)} differ")
+    return torch.tensor([average_precision(scores[:, k], targets[:, k], mode) for k in range(scores.shape[1])])
+
+
+# ---------------------------------------------------------------------------------------------
+# Networks: frozen layers 1-7 + a new softmax; the same architecture from scratch
+# ---------------------------------------------------------------------------------------------
+
+class TransferNet(nn.Module):
+    """Layers 1-``layer`` of a trained network topped by a new linear layer (section 5).
+
+    With ``fine_tune=False`` the backbone's parameters are frozen (``requires_grad=False``), so
+    only ``head`` learns. With ``fine_tune=True`` every layer learns. Either way the backbone
+    stays in eval mode when the net is put in training mode: its dropout is off, so its outputs
+    are exactly the precomputed features the head was fitted on (dropout on a few images per
+    class would rescale layers 6-7 under a head fitted without it). The backbone is a deep copy:
+    the source model is never changed.
+    """
+
+    def __init__(self, backbone: nn.Module, num_classes: int, layer: str = "layer7",
+                 fine_tune: bool = False, head: nn.Linear | None = None):
+        super().__init__()
+        layer_names(backbone)  # a clear error for a model without layer addressing
+        self.backbone = copy.deepcopy(backbone)
+        self.layer = layer
+        self.fine_tune = fine_tune
+        self.layer_names = dict(getattr(backbone, "layer_names", {}))
+        get_layer(self.backbone, layer)
+        for p in self.backbone.parameters():
+            p.requires_grad_(fine_tune)
+        if head is None:
+            dim = self._feature_dim()
+            head = nn.Linear(dim, num_classes)
+        elif head.out_features != num_classes:
+            raise TransferError(f"head has {head.out_features} outputs, expected {num_classes}")
+        self.head = head
+        self.train(False)
+
+    def _feature_dim(self) -> int:
+        size = getattr(self.backbone, "input_size", 224)
+        was = self.backbone.training
+        self.backbone.eval()
+        with torch.no_grad():
+            f = layer_outputs(self.backbone, torch.zeros(1, 3, size, size), [self.layer])[self.layer]
+        self.backbone.train(was)
+        return int(f.flatten(1).shape[1])
+
+    @classmethod
+    def from_probe(cls, backbone: nn.Module, probe: LinearProbe, layer: str = "layer7",
+                   fine_tune: bool = False) -> "TransferNet":
+        """The network whose last layer is ``probe`` (trained on precomputed ``layer`` features)."""
+        return cls(backbone, probe.weight.shape[0], layer, fine_tune, head=probe.as_linear())
+
+    def train(self, mode: bool = True) -> "TransferNet":
+        super().train(mode)
+        self.backbone.eval()
+        return self
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return layer_outputs(self.backbone, x, [self.layer])[self.layer].flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def scratch_like(model: nn.Module, num_classes: int, seed: int = 0) -> nn.Module:
+    """The same architecture as ``model`` with fresh weights (PyTorch's default initialisation,
+    seeded) and a ``num_classes``-way last layer: the paper's non-pretrained baseline (Table 4)."""
+    names = layer_names(model)
+    if "logits" not in names:
+        raise TransferError(f"{type(model).__name__}.layer_names has no 'logits' entry to replace")
+    net = copy.deepcopy(model)
+    old = net.get_submodule(names["logits"])
+    if not isinstance(old, nn.Linear):
+        raise TransferError(f"the logits layer {names['logits']} is a {type(old).__name__}, not nn.Linear")
+    parent_name, _, child = names["logits"].rpartition(".")
+    parent = net.get_submodule(parent_name) if parent_name else net
+    g = torch.random.fork_rng()
+    with g:
+        torch.manual_seed(seed)
+        setattr(parent, child, nn.Linear(old.in_features, num_classes))
+        for m in net.modules():
+            if m is not net and hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+    for p in net.parameters():
+        p.requires_grad_(True)
+    net.layer_names = dict(names)
+    if hasattr(model, "input_size"):
+        net.input_size = model.input_size
+    return net
+
+
+def batch_schedule(n_items: int, steps: int, batch_size: int, seed: int) -> list[torch.Tensor]:
+    """The minibatches of :func:`fit_images`: ``steps`` batches of positions ``0..n_items-1``,
+    epoch after epoch of seeded permutations (every item once per epoch)."""
+    if n_items < 1 or steps < 0 or batch_size < 1:
+        raise TransferError(f"bad schedule: {n_items} items, {steps} steps, batch {batch_size}")
+    g = torch.Generator().manual_seed(int(seed))
+    out: list[torch.Tensor] = []
+    perm = torch.randperm(n_items, generator=g)
+    pos = 0
+    bs = min(batch_size, n_items)
+    while len(out) < steps:
+        if pos + bs > n_items:
+            perm = torch.randperm(n_items, generator=g)
+            pos = 0
+        out.append(perm[pos:pos + bs])
+        pos += bs
+    return out
+
+
+def _load(dataset: Dataset, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images and labels of ``dataset`` at ``indices`` (one batched call where the set allows)."""
+    idx = [int(i) for i in indices]
+    getitems = getattr(dataset, "__getitems__", None)
+    items = getitems(idx) if getitems is not None else [dataset[i] for i in idx]
+    if isinstance(items, (tuple, list)) and len(items) == 2 and isinstance(items[0], torch.Tensor) \
+            and items[0].dim() == 4:
+        return items[0], torch.as_tensor(items[1])
+    xs, ys = zip(*items)
+    return torch.stack(list(xs)), torch.as_tensor(ys)
+
+
+class _Preloaded(Dataset):
+    """Some items of a pool held in memory under their pool indices (the images of one draw, so
+    the from-scratch and fine-tuning runs do not decode or render them again at every step)."""
+
+    def __init__(self, dataset: Dataset, indices: torch.Tensor):
+        self.rows = {int(i): k for k, i in enumerate(torch.as_tensor(indices).tolist())}
+        self.x, self.y = _load(dataset, torch.as_tensor(list(self.rows)))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        k = self.rows[int(i)]
+        return self.x[k], self.y[k]
+
+    def __getitems__(self, indices):
+        k = [self.rows[int(i)] for i in indices]
+        return self.x[k], self.y[k]
+
+
+#: Draws whose images fit in this many bytes are held in memory while training.
+PRELOAD_BYTES = 512 * 2 ** 20
+
+
+def _preloaded(dataset: Dataset, indices: torch.Tensor) -> Dataset:
+    x0 = dataset[int(indices[0])][0]
+    fits = x0.numel() * x0.element_size() * len(indices) <= PRELOAD_BYTES
+    return _Preloaded(dataset, indices) if fits else dataset
+
+
+def fit_images(net: nn.Module, dataset: Dataset, indices: torch.Tensor, labels: torch.Tensor, *,
+               steps: int, lr: float, batch_size: int = 32, seed: int = 0, flip: bool = True,
+               device: "str | torch.device" = "cpu", progress: bool = True,
+               desc: str = "training") -> list[float]:
+    """Train ``net`` on the images ``dataset[indices]`` with targets ``labels`` (one per index).
+
+    Adam over the parameters that require gradients, ``steps`` minibatches from
+    :func:`batch_schedule`, random horizontal flips (the paper's augmentation, section 3) when
+    ``flip``. Used for the from-scratch baseline (all layers) and for fine-tuning; a frozen
+    :class:`TransferNet` trains only its head. Returns the loss of every step.
+    """
+    from tqdm.auto import tqdm
+
+    indices = torch.as_tensor(indices).long()
+    labels = torch.as_tensor(labels).long()
+    if indices.shape[0] != labels.shape[0]:
+        raise TransferError(f"{indices.shape[0]} indices but {labels.shape[0]} labels")
+    params = [p for p in net.parameters() if p.requires_grad]
+    if not params:
+        raise TransferError("the network has no trainable parameters")
+    opt = torch.optim.Adam(params, lr=lr)
+    g = torch.Generator().manual_seed(int(seed) + 1)
+    losses = []
+    net.to(device).train()
+    for batch in tqdm(batch_schedule(len(indices), steps, batch_size, seed), desc=desc,
+                      disable=not progress, leave=False):
+        x, _ = _load(dataset, indices[batch])
+        y = labels[batch]
+        if flip:
+            mirror = torch.rand(x.shape[0], generator=g) < 0.5
+            x = torch.where(mirror.view(-1, 1, 1, 1), x.flip(-1), x)
+        loss = F.cross_entropy(net(x.to(device)), y.to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    net.eval()
+    return losses
+
+
+@torch.no_grad()
+def predict_scores(net: nn.Module, dataset: Dataset, indices: torch.Tensor, batch_size: int = 64,
+                   device: "str | torch.device" = "cpu") -> torch.Tensor:
+    """Class scores of ``net`` (eval mode) for ``dataset[indices]``, ``(len(indices), K)``."""
+    net.to(device).eval()
+    indices = torch.as_tensor(indices).long()
+    out = [net(_load(dataset, indices[i:i + batch_size])[0].to(device)).float().cpu()
+           for i in range(0, len(indices), batch_size)]
+    return torch.cat(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# The paper's published numbers (shared/DESIGN.md; shown beside ours, labelled as the paper's)
+# ---------------------------------------------------------------------------------------------
+
+#: Tables 4 and 5 of the paper: accuracy (%) as (mean, std or None) per training images per class.
+PAPER_TABLES: dict[str, dict] = {
+    "caltech101": {"table": "Table 4", "title": "Caltech-101", "ns": (15, 30),
+                   "scratch": ((22.8, 1.5), (46.5, 1.7)),
+                   "pretrained": ((83.8, 0.5), (86.5, 0.5))},
+    "caltech256": {"table": "Table 5", "title": "Caltech-256", "ns": (15, 30, 45, 60),
+                   "scratch": ((9.0, None), (22.5, None), (31.2, None), (38.8, None)),
+                   "pretrained": ((65.7, None), (70.6, None), (72.7, None), (74.2, None))},
+}
+
+APPROACHES = {"scratch": "non-pretrained (from scratch)",
+              "pretrained": "pretrained, layers 1-7 frozen + new softmax",
+              "fine_tuned": "pretrained, fine-tuned"}
+
+
+def summary_rows(results: Sequence["TransferResult"], paper: dict | None = None) -> list[dict]:
+    """Tables 4-5 as long rows ``{source, dataset, approach, n, accuracy_pct, std_pct}``: ours
+    (mean and standard deviation over draws, in %) and, when ``paper`` is given (e.g.
+    :data:`PAPER_TABLES`), the paper's rows labelled ``source="paper"``."""
+    rows = []
+    for r in results:
+        for a in ("scratch", "pretrained", "fine_tuned"):
+            if not r.has(a):
+                continue
+            for n, m, sd in zip(r.ns, r.mean(a).tolist(), r.std(a).tolist()):
+                rows.append({"source": "ours", "dataset": r.dataset, "approach": APPROACHES[a], "n": n,
+                             "accuracy_pct": 100 * m, "std_pct": 100 * sd if r.draws > 1 else None})
+    for name, t in (paper or {}).items():
+        for a in ("scratch", "pretrained"):
+            for n, (m, sd) in zip(t["ns"], t[a]):
+                rows.append({"source": "paper", "dataset": f"{t['title']} ({t['table']})",
+                             "approach": APPROACHES[a].replace("pretrained,", "ImageNet-pretrained,"),
+                             "n": n, "accuracy_pct": m, "std_pct": sd})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Data for a study
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class TransferData:
+    """A labelled pool of images to transfer to: a Dataset of ``(normalised image, label)``.
+
+    ``key`` identifies the pool in cache keys; ``classes`` names the labels 0..K-1;
+    ``test_dataset`` is the separate test split of multi-label sets (PASCAL VOC), else ``None``
+    (single-label pools are split by :func:`make_splits`).
+    """
+
+    name: str
+    dataset: Dataset
+    classes: list[str]
+    key: Any
+    test_dataset: Dataset | None = None
+    test_key: Any = None
+
+
+class PooledSplits(Dataset):
+    """Several data sets as one pool (e.g. the train, val and test splits of the held-out scene
+    classes), with a batched ``__getitems__`` that asks each part for its items in one call."""
+
+    def __init__(self, parts: Sequence[Dataset]):
+        if not parts:
+            raise TransferError("PooledSplits needs at least one data set")
+        self.parts = list(parts)
+        self.offsets = np.cumsum([0] + [len(p) for p in self.parts])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def _locate(self, i: int) -> tuple[int, int]:
+        if not 0 <= i < len(self):
+            raise IndexError(f"index {i} out of range for a pool of {len(self)} images")
+        part = int(np.searchsorted(self.offsets, i, side="right") - 1)
+        return part, i - int(self.offsets[part])
+
+    def __getitem__(self, i):
+        part, j = self._locate(int(i))
+        return self.parts[part][j]
+
+    def __getitems__(self, indices):
+        where = [self._locate(int(i)) for i in indices]
+        out: list = [None] * len(where)
+        for part in sorted({p for p, _ in where}):
+            pos = [k for k, (p, _) in enumerate(where) if p == part]
+            local = [where[k][1] for k in pos]
+            ds = self.parts[part]
+            items = ds.__getitems__(local) if hasattr(ds, "__getitems__") else [ds[j] for j in local]
+            for k, item in zip(pos, items):
+                out[k] = item
+        return out
+
+
+def transfer_data(profile: "str | Profile") -> TransferData:
+    """The held-out classes of a procedural profile (the Caltech analogue): every image of the
+    ``transfer`` group's train, val and test splits as one pool, which :func:`make_splits` divides
+    into ``n`` training images and test images per class, as section 5 does with Caltech."""
+    from . import data as zdata
+
+    P = get_profile(profile)
+    if P.dataset != "scenes":
+        raise TransferError(f"profile {P.name!r} uses real data ({P.dataset}): use "
+                            f"real_transfer_data(profile, 'caltech101' | 'caltech256' | 'voc2012')")
+    splits = ("train", "val", "test")
+    parts = [zdata.get_dataset(P, s, group="transfer") for s in splits]
+    key = {"profile": P.identity(), "group": "transfer", "splits": list(splits),
+           "generator": getattr(zdata, "GENERATOR_VERSION", None)}
+    return TransferData(f"{P.name} held-out classes", PooledSplits(parts),
+                        list(zdata.class_names(P, "transfer")), key)
+
+
+def transfer_studies(profile: "str | Profile", **overrides) -> list[tuple[TransferData, TransferConfig]]:
+    """The single-label transfer targets of a profile, each with its :class:`TransferConfig`:
+    the held-out scene classes on procedural profiles; Caltech-101 and Caltech-256 (those found on
+    disk, with section 5's protocols) on real-data profiles."""
+    P = get_profile(profile)
+    if P.dataset == "scenes":
+        return [(transfer_data(P), transfer_config(P, **overrides))]
+    found, missing = [], []
+    for name in ("caltech101", "caltech256"):
+        try:
+            found.append((real_transfer_data(P, name), transfer_config(P, dataset=name, **overrides)))
+        except FileNotFoundError as e:
+            missing.append(f"{name}: {e}")
+    if not found:
+        raise TransferError(f"no transfer data set for profile {P.name!r} is on disk:\n" + "\n".join(missing))
+    return found
+
+
+def pretrained_model(profile: "str | Profile") -> nn.Module:
+    """The network whose layers 1-7 are transferred: the profile's trained ZF model
+    (:func:`zfcore.train.trained_model`) or, on ``imagenet``, torchvision's pretrained AlexNet
+    (whose ImageNet weights must be on disk, see :func:`zfcore.models.alexnet`)."""
+    P = get_profile(profile)
+    if P.name == "imagenet":
+        from .models import alexnet
+        return alexnet(pretrained=True).eval()
+    from .train import trained_model
+    return trained_model(P).eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables 4-5 and Fig. 9: pretrained vs from scratch, n images per class, several draws
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class TransferResult:
+    """Accuracy (the average of per-class accuracies, in [0, 1]) of each approach, one row per
+    draw and one column per ``ns`` entry; ``ap`` holds the pretrained softmax's per-class
+    average precision, ``(draws, len(ns), K)``. Empty tensors for approaches not run."""
+
+    dataset: str
+    classes: list[str]
+    ns: list[int]
+    pretrained: torch.Tensor
+    scratch: torch.Tensor
+    fine_tuned: torch.Tensor
+    ap: torch.Tensor
+    test_images: int
+    feature_dim: int
+    softmax_seconds: float
+    config: dict = field(default_factory=dict)
+
+    @property
+    def draws(self) -> int:
+        return int(self.pretrained.shape[0])
+
+    def has(self, approach: str) -> bool:
+        return getattr(self, approach).numel() > 0
+
+    def mean(self, approach: str = "pretrained") -> torch.Tensor:
+        """Mean over draws, one value per ``n``."""
+        return getattr(self, approach).mean(0)
+
+    def std(self, approach: str = "pretrained") -> torch.Tensor:
+        """Standard deviation over draws (sample, ``n - 1``; 0 with a single draw)."""
+        t = getattr(self, approach)
+        return t.std(0) if t.shape[0] > 1 else torch.zeros(t.shape[1])
+
+    def advantage(self, approach: str = "scratch") -> torch.Tensor:
+        """Pretrained minus ``approach`` mean accuracy, one value per ``n``."""
+        return self.mean("pretrained") - self.mean(approach)
+
+    def numbers(self, prefix: str = "") -> dict:
+        """Flat, self-describing numbers (accuracy in %) for a notebook's JSON record."""
+        out = {}
+        for a in ("pretrained", "scratch", "fine_tuned"):
+            if self.has(a):
+                for n, m, s in zip(self.ns, self.mean(a).tolist(), self.std(a).tolist()):
+                    out[f"{prefix}{a}_accuracy_pct_n{n}"] = 100 * m
+                    out[f"{prefix}{a}_accuracy_std_pct_n{n}"] = 100 * s
+        if self.has("scratch"):
+            out[f"{prefix}pretrained_advantage_pct_smallest_n"] = 100 * float(self.advantage("scratch")[0])
+        out[f"{prefix}mean_ap_pct_n{self.ns[-1]}"] = 100 * float(torch.nanmean(self.ap[:, -1]))
+        out[f"{prefix}draws"] = self.draws
+        out[f"{prefix}test_images_per_draw"] = self.test_images
+        out[f"{prefix}softmax_fit_seconds"] = self.softmax_seconds
+        return out
+
+    def to_state(self) -> dict:
+        return {k: getattr(self, k) for k in ("dataset", "classes", "ns", "pretrained", "scratch",
+                                              "fine_tuned", "ap", "test_images", "feature_dim",
+                                              "softmax_seconds", "config")}
+
+    @classmethod
+    def from_state(cls, s: dict) -> "TransferResult":
+        return cls(**s)
+
+
+def _remap(labels: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    present = torch.unique(labels)
+    lut = torch.full((int(present.max()) + 1,), -1, dtype=torch.long)
+    lut[present] = torch.arange(len(present))
+    return lut[labels], present.tolist()
+
+
+def _class_names(data: TransferData, present: list[int]) -> list[str]:
+    return [data.classes[c] if c < len(data.classes) else str(c) for c in present]
+
+
+def _config_key(model: nn.Module, data_key: Any, config: TransferConfig, kind: str, **extra) -> dict:
+    return {"version": TRANSFER_VERSION, "kind": kind, "model": model_fingerprint(model),
+            "data": data_key, "config": asdict(config), **extra}
+
+
+def _features(model, data: TransferData, config: TransferConfig, layers, cache_dir, device, progress,
+              test: bool = False) -> Features:
+    return cached_features(model, data.test_dataset if test else data.dataset,
+                           data_key=data.test_key if test else data.key, cache_dir=cache_dir,
+                           layers=layers, pooled_side=config.pooled_side, pool=config.pool,
+                           batch_size=config.batch_size, device=device, progress=progress,
+                           desc=f"{data.name} features")
+
+
+def run_transfer(model: nn.Module, data: TransferData, config: TransferConfig, *, cache_dir,
+                 device: "str | torch.device" = "cpu", progress: bool = True) -> TransferResult:
+    """Tables 4-5 and Fig. 9 on ``data``: for every draw and ``n`` in ``config.ns``, a new softmax
+    on the frozen ``config.layer`` features of ``model`` (trained on the precomputed features),
+    optionally fine-tuned end to end, and the same architecture trained from scratch on the same
+    ``n`` images per class; all scored on the draw's test images. Cached by configuration hash.
+    """
+    from tqdm.auto import tqdm
+
+    def build() -> dict:
+        import time
+        feats = _features(model, data, config, [config.layer], cache_dir, device, progress)
+        y, present = _remap(feats.labels.long())
+        K = len(present)
+        X = feats[config.layer]
+        splits = make_splits(y, config.ns, config.draws, config.test_per_class, config.seed)
+        shape = (config.draws, len(config.ns))
+        pre = torch.zeros(shape)
+        scr = torch.zeros(shape) if config.scratch else torch.zeros(0, len(config.ns))
+        fin = torch.zeros(shape) if config.fine_tune else torch.zeros(0, len(config.ns))
+        ap = torch.zeros(*shape, K)
+        fit_time = 0.0
+        jobs = [(s, j, n) for s in splits for j, n in enumerate(config.ns)]
+        for s, j, n in tqdm(jobs, desc=f"transfer to {data.name}", disable=not progress):
+            tr, te = s.train[n], s.test
+            if j == 0 and (config.scratch or config.fine_tune):
+                images = _preloaded(data.dataset, torch.cat([s.train[max(config.ns)], te]))
+            t0 = time.perf_counter()
+            probe = fit_probe(X[tr], y[tr], "softmax", num_classes=K, reg=config.reg,
+                              max_iter=config.max_iter, seed=config.seed)
+            fit_time += time.perf_counter() - t0
+            scores = probe.scores(X[te])
+            pre[s.draw, j] = mean_class_accuracy(scores.argmax(1), y[te])
+            ap[s.draw, j] = per_class_ap(scores.softmax(1), y[te])
+            run_seed = config.seed * 1000 + s.draw * 100 + j
+            if config.fine_tune:
+                net = TransferNet.from_probe(model, probe, config.layer, fine_tune=True)
+                fit_images(net, images, tr, y[tr], steps=config.fine_tune_steps,
+                           lr=config.fine_tune_lr, batch_size=config.train_batch, seed=run_seed,
+                           device=device, progress=False)
+                fin[s.draw, j] = mean_class_accuracy(
+                    predict_scores(net, images, te, config.batch_size, device).argmax(1), y[te])
+            if config.scratch:
+                net = scratch_like(model, K, seed=run_seed)
+                fit_images(net, images, tr, y[tr], steps=config.scratch_steps,
+                           lr=config.scratch_lr, batch_size=config.train_batch, seed=run_seed,
+                           device=device, progress=False)
+                scr[s.draw, j] = mean_class_accuracy(
+                    predict_scores(net, images, te, config.batch_size, device).argmax(1), y[te])
+        return TransferResult(data.name, _class_names(data, present), list(config.ns), pre, scr, fin,
+                              ap, int(len(splits[0].test)), int(X.shape[1]), fit_time / len(jobs),
+                              asdict(config)).to_state()
+
+    key = _config_key(model, data.key, config, "transfer")
+    return TransferResult.from_state(cached(cache_dir, "transfer", key, build))
+
+
+# ---------------------------------------------------------------------------------------------
+# Table 7: a linear SVM and a softmax on each layer's features
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class LayerProbeResult:
+    """Accuracy per layer (Table 7): ``accuracy[method]`` is ``(draws, len(layers))``, the average
+    of per-class accuracies of that classifier on that layer's features."""
+
+    dataset: str
+    layers: list[str]
+    n: int
+    accuracy: dict[str, torch.Tensor]
+    dims: list[int]
+    test_images: int
+    config: dict = field(default_factory=dict)
+
+    @property
+    def methods(self) -> list[str]:
+        return list(self.accuracy)
+
+    def mean(self, method: str) -> torch.Tensor:
+        return self.accuracy[method].mean(0)
+
+    def std(self, method: str) -> torch.Tensor:
+        t = self.accuracy[method]
+        return t.std(0) if t.shape[0] > 1 else torch.zeros(t.shape[1])
+
+    def monotone(self, method: str) -> bool:
+        """Does the mean accuracy never fall from one layer to the next?"""
+        m = self.mean(method)
+        return bool((m[1:] >= m[:-1]).all())
+
+    def drops(self, method: str) -> list[tuple[str, str, float]]:
+        """``(layer, next layer, fall in mean accuracy)`` wherever it falls with depth."""
+        m = self.mean(method)
+        return [(self.layers[i], self.layers[i + 1], float(m[i] - m[i + 1]))
+                for i in range(len(m) - 1) if m[i + 1] < m[i]]
+
+    def to_state(self) -> dict:
+        return {k: getattr(self, k) for k in ("dataset", "layers", "n", "accuracy", "dims",
+                                              "test_images", "config")}
+
+    @classmethod
+    def from_state(cls, s: dict) -> "LayerProbeResult":
+        return cls(**s)
+
+
+def probe_layers(model: nn.Module, data: TransferData, config: TransferConfig, *, n: int | None = None,
+                 layers: Sequence[str] = LAYERS, methods: Sequence[str] = ("svm", "softmax"),
+                 cache_dir, device: "str | torch.device" = "cpu", progress: bool = True) -> LayerProbeResult:
+    """Table 7: train each of ``methods`` on each layer's features with ``n`` images per class
+    (default ``max(config.ns)``) and score them on the test images, for every draw.
+
+    The draws are :func:`make_splits` with ``config.ns`` and ``config.seed``: exactly the
+    training and test images that :func:`run_transfer` uses for the same ``n``. All layers come
+    from one streaming pass (:func:`zfcore.features.extract_features`).
+    """
+    from tqdm.auto import tqdm
+
+    n = max(config.ns) if n is None else int(n)
+    if n not in config.ns:
+        raise TransferError(f"n = {n} is not one of config.ns = {config.ns}: the splits are shared "
+                            f"with run_transfer, so pick one of those")
+    bad = [m for m in methods if m not in ("svm", "softmax")]
+    if bad:
+        raise TransferError(f"Table 7 methods are 'svm' and 'softmax', not {bad}")
+    layers = list(layers)
+
+    def build() -> dict:
+        feats = _features(model, data, config, layers, cache_dir, device, progress)
+        y, present = _remap(feats.labels.long())
+        splits = make_splits(y, config.ns, config.draws, config.test_per_class, config.seed)
+        acc = {m: torch.zeros(config.draws, len(layers)) for m in methods}
+        jobs = [(s, i, l, m) for s in splits for i, l in enumerate(layers) for m in methods]
+        for s, i, l, m in tqdm(jobs, desc="probing layers", disable=not progress):
+            X = feats[l]
+            tr, te = s.train[n], s.test
+            probe = fit_probe(X[tr], y[tr], m, num_classes=len(present), reg=config.reg,
+                              C=config.svm_C, max_iter=config.max_iter, seed=config.seed)
+            acc[m][s.draw, i] = mean_class_accuracy(probe.predict(X[te]), y[te])
+        return LayerProbeResult(data.name, layers, n, acc, [int(feats[l].shape[1]) for l in layers],
+                                int(len(splits[0].test)), asdict(config)).to_state()
+
+    key = _config_key(model, data.key, config, "layers", layers=layers, n=n, methods=list(methods))
+    return LayerProbeResult.from_state(cached(cache_dir, "transfer", key, build))
+
+
+# ---------------------------------------------------------------------------------------------
+# Table 6: multi-label classification scored by per-class average precision (PASCAL VOC)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class MultiLabelResult:
+    """Per-class average precision (VOC devkit definition) of one-vs-rest classifiers on the
+    frozen ``layer`` features (Table 6's layout: one column per class, and the mean)."""
+
+    dataset: str
+    classes: list[str]
+    ap: torch.Tensor
+    train_images: int
+    test_images: int
+    config: dict = field(default_factory=dict)
+
+    @property
+    def mean_ap(self) -> float:
+        return float(torch.nanmean(self.ap))
+
+    def to_state(self) -> dict:
+        return {k: getattr(self, k) for k in ("dataset", "classes", "ap", "train_images",
+                                              "test_images", "config")}
+
+    @classmethod
+    def from_state(cls, s: dict) -> "MultiLabelResult":
+        return cls(**s)
+
+
+def run_multilabel(model: nn.Module, data: TransferData, config: TransferConfig, *, cache_dir,
+                   method: str = "sigmoid", device: "str | torch.device" = "cpu",
+                   progress: bool = True) -> MultiLabelResult:
+    """Table 6: one-vs-rest classifiers (``"sigmoid"`` logistic or ``"svm"``) on the frozen
+    ``config.layer`` features of every image of ``data.dataset`` (multi-hot labels), scored by
+    per-class AP on ``data.test_dataset``."""
+    if data.test_dataset is None:
+        raise TransferError(f"{data.name} has no test split: multi-label data needs test_dataset")
+    if method not in ("sigmoid", "svm"):
+        raise TransferError(f"method must be 'sigmoid' or 'svm', not {method!r}")
+
+    def build() -> dict:
+        tr = _features(model, data, config, [config.layer], cache_dir, device, progress)
+        te = _features(model, data, config, [config.layer], cache_dir, device, progress, test=True)
+        if tr.labels.dim() != 2:
+            raise TransferError(f"{data.name}: multi-label data needs multi-hot (N, K) labels, got "
+                                f"shape {tuple(tr.labels.shape)}")
+        probe = fit_probe(tr[config.layer], tr.labels, method, reg=config.reg, C=config.svm_C,
+                          max_iter=config.max_iter, seed=config.seed)
+        ap = per_class_ap(probe.scores(te[config.layer]), te.labels, mode="voc")
+        return MultiLabelResult(data.name, list(data.classes), ap, len(tr), len(te), asdict(config)).to_state()
+
+    key = _config_key(model, [data.key, data.test_key], config, "multilabel", method=method)
+    return MultiLabelResult.from_state(cached(cache_dir, "transfer", key, build))
