@@ -124,6 +124,14 @@ def test_freeze_after_stops_a_layer(tmp_path):
     w = {e: run.model(e).state_dict() for e in (1, 2, 3)}
     assert torch.equal(w[1]["features.conv1.weight"], w[3]["features.conv1.weight"])
     assert not torch.equal(w[1]["features.conv2.weight"], w[3]["features.conv2.weight"])
+    # Mid-epoch: 3 steps per epoch, frozen from the step that starts past half an epoch.
+    half = T.train(_spec(tmp_path / "half", epochs=1, freeze_after={"layer1": 0.5}), tr, va,
+                   progress=False)
+    w0, wh, w1 = (T.build_model(half.spec).state_dict(), half.model(0.5).state_dict(),
+                  half.model(1).state_dict())
+    assert not torch.equal(w0["features.conv1.weight"], wh["features.conv1.weight"])
+    assert torch.equal(wh["features.conv1.weight"], w1["features.conv1.weight"])
+    assert not torch.equal(wh["features.conv2.weight"], w1["features.conv2.weight"])
 
 
 def test_layer_parameters_cover_every_weight_once():

@@ -56,7 +56,7 @@ from .profiles import Profile, ProfileError, get_profile
 __all__ = [
     "TRAINER_VERSION", "EARLY_CHECKPOINTS", "TrainOptions", "TrainSpec", "TrainRun", "TrainError",
     "EpochMetrics", "train", "training_run", "trained_model", "build_model", "evaluate",
-    "layer_parameters", "parameter_groups", "RenderedScenes", "epoch_order", "CheckpointStore", "split_overrides",
+    "layer_parameters", "parameter_groups", "RenderedScenes", "rendered_split", "epoch_order", "CheckpointStore", "split_overrides",
     "main",
 ]
 
@@ -107,8 +107,9 @@ class TrainOptions:
     """Trainer settings that are not profile fields (all part of the cache key).
 
     * ``layer_lr``: learning-rate multiplier per layer, e.g. ``{"layer1": 0.1}`` (others 1).
-    * ``freeze_after``: ``{"layer1": 2}`` stops updating layer 1 after epoch 2 (its gradient is
-      no longer computed, so the freeze also saves time).
+    * ``freeze_after``: ``{"layer1": 2}`` stops updating layer 1 after epoch 2 (fractions such
+      as ``0.5`` freeze mid-epoch; its gradient is no longer computed, so the freeze also saves
+      time).
     * ``plateau_patience`` / ``plateau_factor``: the paper anneals the learning rate by hand when
       the validation error plateaus; here it is multiplied by ``plateau_factor`` after
       ``plateau_patience`` epochs without a new best validation error (``0`` turns it off).
@@ -278,9 +279,10 @@ def _optimizer(spec: TrainSpec, model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.Adam(groups, lr=p.lr, weight_decay=p.weight_decay)
 
 
-def _frozen_layers(spec: TrainSpec, epoch: int) -> set[str]:
-    """Layers whose ``freeze_after`` epoch has passed when epoch ``epoch`` (0-based) starts."""
-    return {k for k, e in spec.options.freeze_after if epoch >= e}
+def _frozen_layers(spec: TrainSpec, progress: float) -> set[str]:
+    """Layers whose ``freeze_after`` point (in epochs, fractions allowed) has been reached after
+    ``progress`` epochs of training."""
+    return {k for k, e in spec.options.freeze_after if progress >= e - 1e-9}
 
 
 def _apply_freeze(model: nn.Module, frozen: set[str]) -> None:
@@ -393,6 +395,25 @@ def _train_batches(source, spec: TrainSpec, epoch: int, rank: int, world: int,
                        spec.profile.num_workers)
 
 
+_MEMO: "dict[tuple, RenderedScenes]" = {}
+
+
+def rendered_split(profile: Profile, split: str) -> "RenderedScenes | None":
+    """The process-wide :class:`RenderedScenes` of a procedural split (shared by every training
+    in this process that uses the same data, e.g. a notebook's Table 3 variants), or None."""
+    from . import data
+    ds = data.get_dataset(profile, split)
+    if not RenderedScenes.fits(ds):
+        return None
+    key = (profile.dataset, profile.image_size, profile.data_seed, profile.num_classes,
+           split, len(ds), _generator_version())
+    if key not in _MEMO:
+        if len(_MEMO) >= 2:                      # the train and val split of one data set
+            _MEMO.pop(next(iter(_MEMO)))
+        _MEMO[key] = RenderedScenes(ds)
+    return _MEMO[key]
+
+
 def _default_sources(spec: TrainSpec):
     """The profile's training split (augmented per epoch) and validation split."""
     try:
@@ -401,14 +422,13 @@ def _default_sources(spec: TrainSpec):
         raise TrainError(f"zfcore.data is not available ({e}); pass train_set= and val_set= "
                          f"(torch Datasets of (image, label)) to train()") from None
     p, aug = spec.profile, spec.options.augment
-    plain = data.get_dataset(p, "train")
-    if RenderedScenes.fits(plain):
-        train_source = RenderedScenes(plain)
-    else:
+    train_source = rendered_split(p, "train")
+    if train_source is None:
         def train_source(epoch, _p=p):
             return data.get_dataset(_p, "train", augment=aug, epoch=epoch)
-        train_source.length = len(plain)
-    return train_source, _as_source(data.get_dataset(p, "val"))
+        train_source.length = len(data.get_dataset(p, "train"))
+    val_source = rendered_split(p, "val") or data.get_dataset(p, "val")
+    return train_source, val_source
 
 
 def _length(source) -> int:
@@ -651,11 +671,6 @@ def train(spec: TrainSpec, train_set=None, val_set=None, progress: bool = True) 
     bar_steps = (p.epochs - start) * steps
     bar = _progress(bar_steps, f"train {p.name}/{spec.arch}/{spec.variant}", progress and rank == 0)
     for epoch in range(start, p.epochs):
-        now_frozen = _frozen_layers(spec, epoch)
-        if now_frozen != frozen:
-            frozen = now_frozen
-            _apply_freeze(model, frozen)
-            net = _wrap_ddp(model, device) if world > 1 else model
         torch.manual_seed(_seed("dropout", p.seed, epoch, rank))
         net.train()
         counts = torch.zeros(4, dtype=torch.float64, device=device)
@@ -663,6 +678,12 @@ def train(spec: TrainSpec, train_set=None, val_set=None, progress: bool = True) 
         fractional = {round((e - epoch) * steps): e for e in keep if epoch < e < epoch + 1}
         t0 = time.perf_counter()
         for s, (x, y) in enumerate(_train_batches(train_set, spec, epoch, rank, world, steps), 1):
+            now_frozen = _frozen_layers(spec, epoch + (s - 1) / steps)
+            if now_frozen != frozen:
+                frozen = now_frozen
+                _apply_freeze(model, frozen)
+                net = _wrap_ddp(model, device) if world > 1 else model
+                net.train()
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             out = net(x)
             loss = F.cross_entropy(out, y)

@@ -32,6 +32,7 @@ import copy
 import math
 import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -50,7 +51,8 @@ __all__ = [
     "TransferError", "TransferConfig", "transfer_config", "Split", "make_splits",
     "LinearProbe", "fit_probe", "PROBE_METHODS", "mean_class_accuracy", "average_precision",
     "per_class_ap", "TransferNet", "scratch_like", "fit_images", "batch_schedule", "predict_scores",
-    "TransferData", "PooledSplits", "transfer_data", "transfer_studies", "pretrained_model", "TransferResult", "run_transfer", "LayerProbeResult", "probe_layers",
+    "TransferData", "PooledSplits", "transfer_data", "transfer_studies", "real_transfer_data",
+    "multilabel_study", "REAL_DATASETS", "pretrained_model", "TransferResult", "run_transfer", "LayerProbeResult", "probe_layers",
     "MultiLabelResult", "run_multilabel", "TRANSFER_VERSION", "PAPER_TABLES", "APPROACHES",
     "summary_rows",
 ]
@@ -726,6 +728,57 @@ def transfer_data(profile: "str | Profile") -> TransferData:
            "generator": getattr(zdata, "GENERATOR_VERSION", None)}
     return TransferData(f"{P.name} held-out classes", PooledSplits(parts),
                         list(zdata.class_names(P, "transfer")), key)
+
+
+#: The real data sets of section 5 (read by :mod:`zfcore.data.registry`).
+REAL_DATASETS = {"caltech101": "Caltech-101", "caltech256": "Caltech-256", "voc2012": "PASCAL VOC 2012"}
+
+
+def _samples_key(ds: Dataset, root) -> Any:
+    """Identity of a file-backed data set: its files (relative to ``root``) and targets."""
+    from .cache import config_hash
+    samples = getattr(ds, "samples", None)
+    if samples is None:
+        return {"repr": repr(ds), "n": len(ds)}
+    rel = [(str(p).replace(str(root), "", 1), t.tolist() if hasattr(t, "tolist") else t) for p, t in samples]
+    return {"n": len(rel), "files": config_hash(rel), "transform": repr(getattr(ds, "transform", None))}
+
+
+def real_transfer_data(profile: "str | Profile", name: str, download: bool | None = None) -> TransferData:
+    """Caltech-101, Caltech-256 (one pool of every image, split per draw by :func:`make_splits`,
+    as section 5 does) or PASCAL VOC 2012 (``train`` to train, the official ``val`` to test; its
+    test labels are not public) from ``profile.data_root``, with the paper's preprocessing
+    (:mod:`zfcore.data.registry`). A missing data set raises ``DataNotFoundError`` naming what to
+    fetch and where to put it."""
+    from .data import registry
+
+    P = get_profile(profile)
+    if name not in REAL_DATASETS:
+        raise TransferError(f"unknown transfer data set {name!r}: choose one of {sorted(REAL_DATASETS)}")
+    root = Path(P.data_root)
+    if name == "voc2012":
+        train = registry.voc2012(root, "train", P.image_size, download=download)
+        test = registry.voc2012(root, "val", P.image_size, download=download)
+        return TransferData(REAL_DATASETS[name], train, list(train.classes),
+                            {"name": name, "split": "train", **_samples_key(train, root)}, test,
+                            {"name": name, "split": "val", **_samples_key(test, root)})
+    load = getattr(registry, name)
+    parts = [load(root, s, P.image_size, download=download, seed=P.data_seed) for s in ("train", "val", "test")]
+    key = {"name": name, "splits": [_samples_key(p, root) for p in parts]}
+    return TransferData(REAL_DATASETS[name], PooledSplits(parts), list(parts[0].classes), key)
+
+
+def multilabel_study(profile: "str | Profile", **overrides) -> tuple[TransferData, TransferConfig] | None:
+    """PASCAL VOC 2012 (Table 6) with its config on real-data profiles when it is on disk, else
+    ``None`` (the procedural profiles have no multi-label set)."""
+    P = get_profile(profile)
+    if P.dataset == "scenes":
+        return None
+    try:
+        data = real_transfer_data(P, "voc2012")
+    except FileNotFoundError:
+        return None
+    return data, transfer_config(P, dataset="voc2012", **overrides)
 
 
 def transfer_studies(profile: "str | Profile", **overrides) -> list[tuple[TransferData, TransferConfig]]:
