@@ -2,7 +2,7 @@
 
 Both train the same freshly initialised model on the same pre-rendered batches with the same
 arithmetic (forward, cross-entropy, backward, the profile's optimiser step, feature-scale
-clipping). The bare loop is nothing else; ``zfcore.train.train`` adds what a user gets: the data
+clipping) in the same (channels-last) memory format. The bare loop is nothing else; ``zfcore.train.train`` adds what a user gets: the data
 loader over the shard of each global batch, running metrics, the progress bar, the early
 checkpoints written during the epoch, then validation and the resume/weights files. The runs
 alternate (bare, trainer, bare, ...) and the median of each is compared, since this machine is
@@ -27,10 +27,15 @@ from zfcore.data import get_dataset
 from zfcore.models import clip_filters_
 
 
-def bare_loop(spec: T.TrainSpec, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
-    """The same training arithmetic with nothing around it; returns seconds."""
+def bare_loop(spec: T.TrainSpec, batches: list[tuple[torch.Tensor, torch.Tensor]],
+              channels_last: bool = True) -> float:
+    """The same training arithmetic with nothing around it; returns seconds. The trainer keeps
+    activations channels-last (faster convolutions), so the strict comparison does too;
+    ``channels_last=False`` is the loop as most tutorials write it."""
     p = spec.profile
-    model = T.build_model(spec)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    batches = [(x.contiguous(memory_format=fmt), y) for x, y in batches]
+    model = T.build_model(spec).to(memory_format=fmt)
     opt = (torch.optim.Adam(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
            if p.optimizer == "adam" else
            torch.optim.SGD(model.parameters(), lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay))
@@ -82,13 +87,14 @@ def main(argv=None) -> int:
                for i in range(0, n, p.batch_size)]
 
     bare_loop(spec, batches[:1])                       # warm-up (allocator, kernels)
-    bare_s, loop_s, call_s = [], [], []
+    bare_s, plain_s, loop_s, call_s = [], [], [], []
     for _ in range(rounds):
         bare_s.append(bare_loop(spec, batches))
+        plain_s.append(bare_loop(spec, batches, channels_last=False))
         loop, call = trainer(spec, train_set, val_set)
         loop_s.append(loop)
         call_s.append(call)
-    bare, loop, call = (statistics.median(v) for v in (bare_s, loop_s, call_s))
+    bare, plain, loop, call = (statistics.median(v) for v in (bare_s, plain_s, loop_s, call_s))
     ips_bare, ips_loop = n / bare, n / loop
 
     print(f"\nZF-{profile}: {n_batches} batches of {p.batch_size} at {p.image_size} px, "
@@ -96,13 +102,15 @@ def main(argv=None) -> int:
           f"median of {rounds} alternating rounds")
     print(f"{'':34s}{'seconds':>10s}{'images/s':>10s}{'vs bare':>9s}")
     print(f"{'bare PyTorch loop':34s}{bare:10.2f}{ips_bare:10.0f}{1.0:9.3f}")
+    print(f"{'bare loop, default memory format':34s}{plain:10.2f}{n / plain:10.0f}{plain / bare:9.3f}")
     print(f"{'zfcore.train, training loop':34s}{loop:10.2f}{ips_loop:10.0f}{loop / bare:9.3f}")
     print(f"{'zfcore.train, whole call':34s}{call:10.2f}{n / call:10.0f}{call / bare:9.3f}")
     print("(whole call = the loop plus validation on one batch and writing the checkpoints of "
           "the epoch; per-round seconds: bare " + ", ".join(f"{v:.2f}" for v in bare_s)
           + "; trainer " + ", ".join(f"{v:.2f}" for v in loop_s) + ")")
     print(f"RESULT train images_per_s={ips_loop:.1f} overhead_vs_bare_loop={loop / bare:.3f} "
-          f"bare_images_per_s={ips_bare:.1f} whole_call_overhead={call / bare:.3f} profile={profile}")
+          f"bare_images_per_s={ips_bare:.1f} whole_call_overhead={call / bare:.3f} "
+          f"speedup_vs_default_format_loop={plain / loop:.3f} profile={profile}")
     return 0
 
 

@@ -312,3 +312,35 @@ def test_unit_scale_agrees_across_methods_and_equals_activation_scale_over_value
     logit = project(model, x, "logits", requests([0, 1], [3, 3]), rule=rule, scale="unit")
     assert _rel(logit.pixels, project(model, x, "logits", requests([0, 1], [3, 3]), rule=rule,
                                       scale="unit", method="autograd").pixels) < 1e-5
+
+
+def test_energy_inside_boxes_by_hand():
+    from zfcore.deconv import box_area_share, energy_inside_boxes
+    p = torch.zeros(2, 3, 4, 4)
+    p[0, 0, 1, 1] = 3.0            # energy 9 inside
+    p[0, 2, 3, 3] = 1.0            # energy 1 outside
+    p[1, 1] = 1.0                  # uniform
+    boxes = torch.tensor([[0., 0., 2., 2.], [0., 0., 2., 4.]])
+    assert energy_inside_boxes(p, boxes).tolist() == pytest.approx([0.9, 0.5])
+    assert box_area_share(boxes, 4).tolist() == pytest.approx([0.25, 0.5])
+    assert torch.isnan(energy_inside_boxes(torch.zeros(1, 3, 4, 4), boxes[:1]))[0]
+
+
+def test_shared_switches_and_overwrite_mode_loses_signal():
+    from zfcore.deconv import shared_switch_share
+    x = torch.zeros(1, 1, 5, 5)
+    x[0, 0, 2, 2] = 10.
+    _, sw = F.max_pool2d(x + torch.arange(25.).view(1, 1, 5, 5) * 1e-3, 3, 2, return_indices=True)
+    assert shared_switch_share(sw[0]) == 1.0                    # all four windows pick the centre
+    _, sw = F.max_pool2d(torch.arange(25.).view(1, 1, 5, 5), 3, 2, return_indices=True)
+    assert shared_switch_share(sw) == 0.0                       # distinct corners
+    model = _zf()
+    img = torch.randn(1, 3, 64, 64)
+    add = deconv_steps(model, img, "layer2", 0)
+    over = deconv_steps(model, img, "layer2", 0, unpool_mode="overwrite")
+    sw = next(s for s in add if s.op == "unpool").switches
+    if shared_switch_share(sw) > 0:
+        a, o = add[-1].signal, over[-1].signal
+        assert not torch.allclose(a, o)
+    with pytest.raises(DeconvError, match="unpool_mode"):
+        deconv_steps(model, img, "layer2", 0, unpool_mode="max")

@@ -17,7 +17,7 @@ def _one_thread():
 
 def _model():
     torch.manual_seed(0)
-    return models.zfnet(width=0.0625, image_size=64, fc_units=64, num_classes=5).eval()
+    return models.zfnet(width=0.125, image_size=64, fc_units=512, num_classes=5).eval()
 
 
 def test_spearman_rows_equals_scipy_with_ties():

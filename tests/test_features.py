@@ -166,3 +166,19 @@ def test_bad_arguments_have_clear_errors():
         extract_features(model, [1, 2, 3], progress=False)
     with pytest.raises(FeatureError, match="empty"):
         extract_features(model, TensorDataset(x[:0], y[:0]), progress=False)
+
+
+def test_fingerprint_memo_follows_in_place_changes():
+    model = _model()
+    a = model_fingerprint(model)
+    assert model_fingerprint(model) == a
+    with torch.no_grad():
+        model.features.conv1.weight[0, 0, 0, 0] += 1.0
+    b = model_fingerprint(model)
+    assert b != a
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["classifier.fc8.bias"][0] += 1.0
+    model.load_state_dict(state)
+    assert model_fingerprint(model) not in (a, b)
+    fresh = _model()  # equal weights in another object: equal fingerprint
+    assert model_fingerprint(fresh) == a

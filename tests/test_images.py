@@ -116,6 +116,8 @@ def test_huge_photo_is_shrunk_in_bounded_memory(tmp_path):
         for (r, c), col in {(S // 4, S // 4): RED, (S // 4, 3 * S // 4): GREEN,
                             (3 * S // 4, S // 4): BLUE, (3 * S // 4, 3 * S // 4): YELLOW}.items():
             assert_colour(img, r, c, col, atol=0.05)
+    assert I.load_folder(tmp_path, "tiny").original_sizes == [(2000, 1500)] * 2
+    assert I.open_image(p).size == (2000, 1500)
     # the integer box-reduction of a huge PNG agrees with the exact antialiased resize
     g = gradient(1500, 2000, wavelength=20)
     q.write_bytes(pil_bytes(Image.fromarray(g), "PNG", compress_level=1))
@@ -141,6 +143,8 @@ def test_exif_orientation(tmp_path, orientation, fmt):
     p = tmp_path / f"o{orientation}.{'jpg' if fmt == 'JPEG' else 'png'}"
     p.write_bytes(exif_photo(upright, orientation, fmt))
     x = load01(p)
+    assert I.load_folder(tmp_path, "tiny").original_sizes == [(64, 48)]
+    assert I.open_image(p).size == (64, 48)
     for (r, c), col in {(S // 4, S // 4): RED, (S // 4, 3 * S // 4): GREEN,
                         (3 * S // 4, S // 4): BLUE, (3 * S // 4, 3 * S // 4): YELLOW}.items():
         assert_colour(x, r, c, col, atol=0.06)
@@ -402,6 +406,31 @@ def test_iter_folder_streams_the_same_images(tmp_path):
     assert sum(len(b.skipped) for b in batches) == 6
     with pytest.raises(ValueError, match="batch_size"):
         I.iter_folder(d, "tiny", batch_size=0)
+
+
+def test_photo_stream_feeds_mining_and_feature_extraction(tmp_path):
+    from torch.utils.data import DataLoader
+    from zfcore import models
+    from zfcore.features import extract_features
+    from zfcore.mining import mine_topk
+    d, good = _messy_folder(tmp_path)
+    stream = I.PhotoStream(d, "tiny", batch_size=4)
+    batches = list(stream)
+    assert [len(x) for x, _ in batches] == [4, 4, 3]
+    assert all(bool((y == -1).all()) for _, y in batches)
+    assert [p.name for p in stream.paths] == good and len(stream.skipped) == 6
+    torch.testing.assert_close(torch.cat([x for x, _ in batches]), I.load_folder(d, "tiny").images)
+    model = models.zfnet(**TINY.model_kwargs()).eval()
+    top = mine_topk(model, stream, k=2, progress=False)
+    ref = mine_topk(model, I.load_folder(d, "tiny").images, k=2, progress=False)
+    assert top.n_images == len(good)
+    torch.testing.assert_close(top.layers["layer1"].values, ref.layers["layer1"].values)
+    feats = extract_features(model, DataLoader(stream, batch_size=None), ["layer5"], progress=False)
+    assert len(feats) == len(good)
+    with pytest.raises(I.ImageLoadError, match="no such folder"):
+        I.PhotoStream(tmp_path / "nope", "tiny")
+    with pytest.raises(TypeError, match="unexpected option"):
+        I.PhotoStream(d, "tiny", colour="red")
 
 
 def test_folder_errors(tmp_path):

@@ -182,3 +182,25 @@ def test_mine_dataset_is_cached_by_weights(tmp_path, monkeypatch):
     assert len(list(tmp_path.glob("topk/*/result.pt"))) == 2 and not other.equal(first)
     with pytest.raises(MiningError, match="n_images"):
         mine_dataset(m, p, n_images=10 ** 6, progress=False)
+
+
+def test_class_specificity_pick_maps_and_project_top(model, data):
+    from zfcore.mining import class_specificity, pick_maps, project_top
+    x, y = data
+    res = mine_topk(model, [(x, y)], k=4, progress=False)
+    share, alive = class_specificity(res, "layer3")
+    lt = res["layer3"]
+    fires = lt.values[:, 0] > 0
+    assert alive == int(fires.sum()) and not fires[1]              # the dead map is left out
+    want = [max(lt.labels[c].tolist().count(v) for v in set(lt.labels[c].tolist())) / 4
+            for c in range(lt.maps) if fires[c]]
+    assert share == pytest.approx(sum(want) / len(want))
+    picked = pick_maps(res, "layer3", 3)
+    assert len(picked) == 3 and 1 not in picked
+    assert picked[0] == int(lt.values[:, 0].argmax())
+    tp = project_top(model, res, "layer3", lambda idx: x[idx], channels=picked, ranks=[0, 3])
+    assert tp.pixels.shape == (6, 3, 64, 64)
+    assert torch.allclose(tp.activation, lt.values[tp.channels, tp.ranks])
+    assert torch.equal(tp.labels, y[tp.images])
+    with pytest.raises(MiningError, match="no labels"):
+        class_specificity(mine_topk(model, x, k=2, progress=False), "layer2")

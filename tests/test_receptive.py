@@ -170,3 +170,27 @@ def test_crop_patch_pads_outside_the_image():
         rf.box(20, 0, 10)
     with pytest.raises(ReceptiveFieldError, match="one"):
         crop_patch(img[None], rf, 0, 0)
+
+
+def test_input_problem_matches_what_torch_can_run():
+    from zfcore.receptive import input_problem
+    torch.set_num_threads(1)
+    m = models.zfnet(width=0.0625, image_size=64, fc_units=32).eval()
+    convs = m.features
+    for size in range(20, 72, 3):
+        x = torch.zeros(1, 3, size, size)
+        for layer in ("layer2", "layer5"):
+            idx = [n for n, _ in convs.named_children()].index(m.layer_names[layer].split(".")[1])
+            try:
+                convs[:idx + 1](x)
+                ran = True
+            except RuntimeError:
+                ran = False
+            assert (input_problem(m, layer, x) is None) == ran, (size, layer)
+    msg = input_problem(m, "layer5", torch.zeros(1, 3, 16, 16))
+    assert "16x16" in msg and "at least" in msg
+    assert "channel" in input_problem(m, "layer1", torch.zeros(1, 1, 64, 64))
+    assert "64x64" in input_problem(m, "layer6", torch.zeros(1, 3, 96, 96))
+    assert input_problem(m, "layer6", torch.zeros(1, 3, 64, 64)) is None
+    a = models.alexnet(pretrained=False)            # adaptive pool: any large enough size
+    assert input_problem(a, "layer7", torch.zeros(1, 3, 256, 256)) is None

@@ -69,14 +69,24 @@ def _evil_files(folder: Path, marker: Path) -> dict[str, Path]:
 
 def test_crafted_files_really_run_code_when_unpickled_unsafely(tmp_path):
     """The control: without weights_only the files do create the marker (in another process)."""
-    files = _evil_files(tmp_path / "f", tmp_path / "marker")
-    for kind in ("zip", "pickle2", "swapped_pkl"):
-        marker = tmp_path / "marker"
-        code = (f"import torch, sys; sys.path.insert(0, {str(ROOT / 'tests')!r}); "
-                f"torch.load({str(files[kind])!r}, weights_only=False)")
-        subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, timeout=120)
-        assert marker.is_file(), f"the {kind} attack file is not a real attack"
-        marker.unlink()
+    marker = tmp_path / "marker"
+    files = _evil_files(tmp_path / "f", marker)
+    code = "\n".join([
+        "import os, sys, torch",
+        f"files = {{k: str(v) for k, v in {dict((k, str(v)) for k, v in files.items())!r}.items()}}",
+        "for kind, path in files.items():",
+        "    try:",
+        "        torch.load(path, weights_only=False)",
+        "    except Exception:",
+        "        pass",
+        f"    if os.path.exists({str(marker)!r}):",
+        "        print('RAN', kind)",
+        f"        os.unlink({str(marker)!r})",
+    ])
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300).stdout
+    ran = {line.split()[1] for line in out.splitlines() if line.startswith("RAN")}
+    assert {"zip", "legacy", "pickle0", "pickle2", "pickle5", "swapped_pkl"} <= ran, out
 
 
 def test_load_tensors_refuses_every_malicious_file(tmp_path):
@@ -148,10 +158,11 @@ def _tiny(**kw):
     (lambda: models.zfnet(**get_profile("mini").model_kwargs()),
      r"features\.conv1\.weight: checkpoint \(48, 3, 7, 7\) vs model \(12, 3, 7, 7\)"),
     (lambda: _tiny(num_classes=5), r"classifier\.fc8\.weight: checkpoint \(5, 128\) vs model \(10, 128\)"),
-    (lambda: _tiny(image_size=96), r"classifier\.fc6\.weight: checkpoint \(128, 768\) vs model \(128, 192\)"),
+    (lambda: _tiny(image_size=96), r"classifier\.fc6\.weight: checkpoint \(128, 128\) vs model \(128, 32\)"),
     (lambda: _tiny(variant="no_layers3_4"),
      r"missing from ckpt\.pt: \['features\.conv3\.weight'"),
-    (lambda: models.alexnet(pretrained=False), r"not in the model: \['features\.0\.weight'"),
+    (lambda: __import__("torchvision").models.squeezenet1_1(),
+     r"not in the model: \['features\.0\.weight'"),
 ])
 def test_checkpoint_of_another_model_names_the_mismatch(tmp_path, other, expected):
     model = _tiny()
@@ -222,14 +233,11 @@ def test_corrupt_cache_entry_is_detected_and_rebuilt(tmp_path, how):
     cache.cached(tmp_path, "kind", other_cfg, lambda: {"w": torch.zeros(1000), "n": 99})
     path = cache.entry_dir(tmp_path, "kind", cfg) / "result.pt"
     _damage(path, how, cache.entry_dir(tmp_path, "kind", other_cfg) / "result.pt")
-    if how != "checksum_garbage":
-        with pytest.raises(cache.CacheError, match=str(path).replace(".", r"\.")):
-            cache.load_tensors(path)
+    with pytest.raises(cache.CacheError) as e:
+        cache.load_tensors(path)
+    assert str(path) in str(e.value)
     again = cache.cached(tmp_path, "kind", cfg, build)
-    if how == "checksum_garbage":
-        assert len(calls) == 2, "an unverifiable entry is rebuilt"
-    else:
-        assert len(calls) == 2, f"{how}: the damaged entry was used"
+    assert len(calls) == 2, f"{how}: the damaged entry was used"
     assert again["n"] == 2 and torch.equal(again["w"], torch.arange(1000.0) * 2)
     assert first["n"] == 1
     # the rebuilt entry verifies and is used from now on

@@ -96,6 +96,8 @@ def test_build_site_pages_index_and_figures(tree):
     embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert any(base64.b64decode(e) == tree["figure"] for e in embedded), "figure not inlined"
     assert not (tree["out"] / "08_correspondence.html").exists()
+    for f in [index, tree["out"] / "07_occlusion.html", tree["out"] / m.group(1)]:
+        assert f.stat().st_mode & 0o444 == 0o444, f"{f.name} is not readable by a web server"
 
 
 def test_prev_next_links(tree, tmp_path):
@@ -126,3 +128,12 @@ def test_cli_rejects_unknown_profile(capsys):
     with pytest.raises(SystemExit):
         site.main(["--profile", "enormous"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_summary_is_the_first_sentence_not_an_abbreviation():
+    f = site._first_sentence
+    assert f("Section 3 and Fig. 3: the network. More.") == "Section 3 and Fig. 3: the network."
+    assert f("Adebayo et al. (2018) test it. Then more.") == "Adebayo et al. (2018) test it."
+    assert f("Peers, e.g. Captum, exist. More.") == "Peers, e.g. Captum, exist."
+    assert f("See Figs. 1 and 2. Next.") == "See Figs. 1 and 2."
+    assert f("no full stop") == "no full stop"

@@ -288,3 +288,36 @@ def test_run_transfer_and_probe_layers_on_a_synthetic_pool(tmp_path):
     torch.testing.assert_close(lp.accuracy["softmax"][:, -1], r.pretrained[:, -1])
     with pytest.raises(TransferError, match="is not one of config.ns"):
         probe_layers(model, data, cfg, n=3, cache_dir=tmp_path, progress=False)
+
+
+def test_plots_and_tables_draw_from_results():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import zfcore.plotting.transfer as tplot
+    from zfcore.transfer import PAPER_TABLES, LayerProbeResult, TransferResult, summary_rows
+
+    r = TransferResult("toy", ["a", "b"], [5, 10], torch.tensor([[0.5, 0.7], [0.6, 0.9]]),
+                       torch.tensor([[0.5, 0.5], [0.5, 0.6]]), torch.zeros(0, 2), torch.rand(2, 2, 2),
+                       40, 16, 0.01)
+    rows = summary_rows([r], PAPER_TABLES)
+    ours = [x for x in rows if x["source"] == "ours" and x["n"] == 10 and "frozen" in x["approach"]]
+    # mean of 0.7 and 0.9; sample standard deviation sqrt(2 * 0.1^2 / 1) = 0.1414
+    assert ours[0]["accuracy_pct"] == pytest.approx(80.0) and ours[0]["std_pct"] == pytest.approx(14.142, abs=1e-3)
+    paper = [x for x in rows if x["source"] == "paper" and x["n"] == 15 and "Caltech-101" in x["dataset"]]
+    assert sorted(x["accuracy_pct"] for x in paper) == [22.8, 83.8]
+    text = tplot.format_rows(rows)
+    assert "83.8 ± 0.5" in text and "80.0 ± 14.1" in text
+    assert r.numbers()["pretrained_advantage_pct_smallest_n"] == pytest.approx(5.0)
+    lp = LayerProbeResult("toy", ["layer1", "layer2"], 10, {"svm": torch.tensor([[0.4, 0.6]]),
+                                                           "softmax": torch.tensor([[0.5, 0.45]])},
+                          [8, 4], 20, ["a", "b"])
+    assert lp.monotone("svm") and not lp.monotone("softmax")
+    assert lp.drops("softmax") == [("layer1", "layer2", pytest.approx(0.05))]
+    figs = [tplot.accuracy_table(rows), tplot.accuracy_curve([r], PAPER_TABLES),
+            tplot.ap_table(r.classes, r.ap[:, -1].mean(0), "toy"), tplot.layer_accuracy(lp)]
+    assert all(isinstance(f, plt.Figure) for f in figs)
+    assert "layer2" in tplot.layer_table_text(lp)
+    for f in figs:
+        plt.close(f)

@@ -44,9 +44,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .models import LayerError, layer_names
+from .receptive import input_problem
 
 __all__ = ["RULES", "METHODS", "Requests", "requests", "Projection", "DeconvStep", "project",
-           "deconv_steps", "unpool", "layer_activations", "DeconvError"]
+           "deconv_steps", "unpool", "shared_switch_share", "layer_activations", "energy_inside_boxes", "box_area_share",
+           "DeconvError"]
 
 RULES = ("deconvnet", "guided", "gradient")
 METHODS = ("explicit", "autograd")
@@ -308,7 +310,7 @@ def _linear_vjp(m: nn.Module, in_shape, g: torch.Tensor) -> torch.Tensor:
 
 
 def _backward_explicit(chain, tape, g: torch.Tensor, rows: torch.Tensor, rule: str,
-                       trace: list | None = None) -> torch.Tensor:
+                       trace: list | None = None, unpool_mode: str = "add") -> torch.Tensor:
     """Walk the reconstruction ``g`` (one row per request) from the layer down to pixels.
 
     ``rows[r]`` is the forward-pass row (distinct image) that request ``r`` belongs to.
@@ -325,7 +327,11 @@ def _backward_explicit(chain, tape, g: torch.Tensor, rows: torch.Tensor, rule: s
         elif isinstance(m, nn.MaxPool2d):
             op = "unpool"
             in_shape, idx = tape[name]
-            g = unpool(g, idx[rows], in_shape[-2:])
+            if unpool_mode == "add":
+                g = unpool(g, idx[rows], in_shape[-2:])
+            else:   # the pitfall, for teaching: shared switches keep only one contribution
+                g = F.max_unpool2d(g, idx[rows], m.kernel_size, m.stride, m.padding,
+                                   output_size=in_shape[-2:])
         elif isinstance(m, nn.Conv2d):
             op = "filter"
             in_hw, out_hw = tape[name]
@@ -401,8 +407,11 @@ def _start_signal(act: torch.Tensor, rows: torch.Tensor, req: Requests, scale: s
     projected units' values. ``scale="unit"`` puts 1 at a requested activation (the unit's
     gradient) and divides a requested map by its maximum."""
     n = len(req)
+    dev = act.device
+    rows = rows.to(dev)
+    req = Requests(*(t.to(dev) for t in (req.image, req.channel, req.y, req.x)))
     a = act[rows]                                          # (R, C, ...) forward activations
-    r = torch.arange(n)
+    r = torch.arange(n, device=dev)
     g = torch.zeros_like(a)
     if a.dim() == 2:
         value = a[r, req.channel].detach()
@@ -514,6 +523,11 @@ def _project_explicit(chain, images, layer, req, rule, scale):
 # Public API
 # ---------------------------------------------------------------------------------------------
 
+def _device(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
 def _check_common(model, images, layer, rule, method) -> str:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -525,7 +539,11 @@ def _check_common(model, images, layer, rule, method) -> str:
         raise DeconvError(f"unknown rule {rule!r}: choose one of {', '.join(RULES)}")
     if method not in METHODS:
         raise DeconvError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
-    return _layer_key(model, layer)
+    key = _layer_key(model, layer)
+    problem = input_problem(model, key, images)
+    if problem:
+        raise DeconvError(problem)
+    return key
 
 
 def project(model: nn.Module, images: torch.Tensor, layer: "str | int", requests,
@@ -559,9 +577,11 @@ def project(model: nn.Module, images: torch.Tensor, layer: "str | int", requests
         raise DeconvError(f"scale must be 'activation' or 'unit', got {scale!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise DeconvError(f"batch_size must be a positive int, got {batch_size!r}")
+    images = images.to(_device(model))
     order = torch.argsort(req.image, stable=True)    # group requests by image
-    pixels = torch.empty((len(req),) + tuple(images.shape[1:]), dtype=images.dtype)
-    values = torch.empty(len(req), dtype=images.dtype)
+    pixels = torch.empty((len(req),) + tuple(images.shape[1:]), dtype=images.dtype,
+                         device=images.device)
+    values = torch.empty(len(req), dtype=images.dtype, device=images.device)
     chunks = list(torch.split(order, batch_size))
     if progress:
         from tqdm.auto import tqdm
@@ -580,21 +600,27 @@ def project(model: nn.Module, images: torch.Tensor, layer: "str | int", requests
 
 
 def deconv_steps(model: nn.Module, image: torch.Tensor, layer: "str | int", channel: int,
-                 y: int | None = None, x: int | None = None,
-                 rule: str = "deconvnet") -> list[DeconvStep]:
+                 y: int | None = None, x: int | None = None, rule: str = "deconvnet",
+                 unpool_mode: str = "add") -> list[DeconvStep]:
     """The deconvnet of Fig. 1 run step by step on one image (``(C, H, W)`` or ``(1, C, H, W)``).
 
     Returns the steps from the kept activation (``op="start"``) down to pixels: each unpool (with
     the switches it used), rectification and filtering, with the reconstruction after it and the
     forward-pass map at the same place. The last step's signal equals
     ``project(...).pixels[0]``.
+
+    ``unpool_mode="overwrite"`` unpools with ``F.max_unpool2d`` instead of adding, to show what it
+    loses where overlapping pooling windows share a switch (DESIGN: do not use it).
     """
+    if unpool_mode not in ("add", "overwrite"):
+        raise DeconvError(f"unpool_mode must be 'add' or 'overwrite', got {unpool_mode!r}")
     if isinstance(image, torch.Tensor) and image.dim() == 3:
         image = image[None]
     key = _check_common(model, image, layer, rule, "explicit")
     if image.shape[0] != 1:
         raise DeconvError(f"deconv_steps takes one image, got a batch of {image.shape[0]}")
     req = requests(0, channel, y, x)
+    image = image.to(_device(model))
     with _eval_mode(model), torch.no_grad():
         chain = _chain(model, key)
         act, tape = _forward_explicit(chain, image, rule, keep_forward=True)
@@ -602,8 +628,18 @@ def deconv_steps(model: nn.Module, image: torch.Tensor, layer: "str | int", chan
         rows = torch.zeros(1, dtype=torch.long)
         g, _ = _start_signal(act, rows, req)
         trace = [DeconvStep(chain[-1][0], "start", g[0].clone(), forward=act[0].clone())]
-        _backward_explicit(chain, tape, g, rows, rule, trace=trace)
+        _backward_explicit(chain, tape, g, rows, rule, trace=trace, unpool_mode=unpool_mode)
     return trace
+
+
+def shared_switch_share(switches: torch.Tensor) -> float:
+    """Share of a max pool's outputs whose switch (argmax position) is also the switch of another
+    window of the same map: where overlapping 3x3/2 pooling makes unpooling *add* (section 2.1).
+    ``switches``: ``(C, h, w)`` or ``(N, C, h, w)`` flat indices, as in :class:`DeconvStep`."""
+    sw = switches.reshape(-1, switches.shape[-2] * switches.shape[-1])
+    size = int(sw.max()) + 1
+    counts = torch.zeros(sw.shape[0], size).scatter_add_(1, sw, torch.ones_like(sw, dtype=torch.float32))
+    return float((torch.gather(counts, 1, sw) > 1).float().mean())
 
 
 def layer_activations(model: nn.Module, images: torch.Tensor, layers: Sequence[str]) -> dict:
@@ -628,10 +664,40 @@ def layer_activations(model: nn.Module, images: torch.Tensor, layers: Sequence[s
     try:
         with _eval_mode(model), torch.no_grad():
             try:
-                model(images)
+                model(images.to(_device(model)))
             except _Stop:
                 pass
     finally:
         for h in handles:
             h.remove()
     return {k: out[k] for k in keys}
+
+
+def _box_masks(boxes: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+    ys = torch.arange(h, dtype=torch.float32).view(1, h, 1) + 0.5       # pixel centres
+    xs = torch.arange(w, dtype=torch.float32).view(1, 1, w) + 0.5
+    x0, y0, x1, y1 = (boxes[:, i].view(-1, 1, 1) for i in range(4))
+    return (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
+
+
+def energy_inside_boxes(pixels: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """``(R,)``: the share of each projection's energy (squared values summed over channels) that
+    falls inside its object box ``(x0, y0, x1, y1)`` (pixels whose centre lies in the box).
+    Section 4's reading of Fig. 2 and 7 ("the projections focus on the object") in a number; NaN for
+    an all-zero projection."""
+    if pixels.dim() != 4:
+        raise DeconvError(f"pixels must be (R, C, H, W), got {tuple(pixels.shape)}")
+    e = pixels.detach().float().pow(2).sum(1)
+    mask = _box_masks(boxes, e.shape[-2], e.shape[-1])
+    if mask.shape[0] != e.shape[0]:
+        raise DeconvError(f"{e.shape[0]} projections but {mask.shape[0]} boxes")
+    total = e.flatten(1).sum(1)
+    return (e * mask).flatten(1).sum(1) / total.where(total > 0, torch.tensor(float("nan")))
+
+
+def box_area_share(boxes: torch.Tensor, size) -> torch.Tensor:
+    """``(R,)``: the share of an image of ``size`` (int or (H, W)) covered by each box: the energy
+    share a projection would have if it ignored where the object is."""
+    h, w = (size, size) if isinstance(size, int) else size
+    return _box_masks(boxes, h, w).flatten(1).float().mean(1)

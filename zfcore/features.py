@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -101,19 +101,22 @@ def _check_layers(model: nn.Module, layers: Sequence[str]) -> list[str]:
     return layers
 
 
-def layer_outputs(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+def layer_outputs(model: nn.Module, x: torch.Tensor, layers: Sequence[str],
+                  transform: "Callable[[str, torch.Tensor], Any] | None" = None) -> dict[str, Any]:
     """The outputs of ``layers`` for input ``x`` from ONE forward pass of ``model``.
 
     The pass stops as soon as every requested layer has produced its output, so the cost is that
-    of the deepest requested layer. Gradients flow through the returned tensors (fine-tuning uses
-    this); wrap the call in ``torch.no_grad()`` for extraction.
+    of the deepest requested layer. ``transform(layer, output)``, if given, is applied inside the
+    pass as each output appears (extraction pools there, so a full-size layer-1 map is freed
+    before layer 2 runs). Gradients flow through the returned tensors (fine-tuning uses this);
+    wrap the call in ``torch.no_grad()`` for extraction.
     """
     layers = _check_layers(model, layers)
-    out: dict[str, torch.Tensor] = {}
+    out: dict[str, Any] = {}
 
     def make_hook(name: str):
         def hook(_module, _inputs, output):
-            out[name] = output
+            out[name] = output if transform is None else transform(name, output)
             if len(out) == len(layers):
                 raise _StopForward
         return hook
@@ -192,15 +195,17 @@ def extract_features(model: nn.Module, data: "Dataset | DataLoader | tuple", lay
     shapes: dict[str, tuple[int, ...]] = {}
     filled = 0
     try:
+        def pooled(layer: str, o: torch.Tensor) -> torch.Tensor:
+            if layer not in shapes:
+                shapes[layer] = tuple(pool_map_shape(o, pooled_side)[1:])
+            return pool_map(o, pooled_side, pool).float().cpu()
+
         bar = tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False)
         for batch in bar:
             x, y = batch[0], batch[1]
-            outs = layer_outputs(model, x.to(device), layers)
+            outs = layer_outputs(model, x.to(device), layers, transform=pooled)
             for l in layers:
-                o = outs[l]
-                flat = pool_map(o, pooled_side, pool).float().cpu()
-                if l not in shapes:
-                    shapes[l] = tuple(pool_map_shape(o, pooled_side)[1:])
+                flat = outs[l]
                 if n_total is not None:
                     if l not in store:
                         store[l] = torch.empty(n_total, flat.shape[1], dtype=torch.float32)
@@ -229,7 +234,23 @@ def pool_map_shape(t: torch.Tensor, side: int | None) -> torch.Size:
 
 
 def model_fingerprint(model: nn.Module) -> str:
-    """A hash of a model's class, layer names and every parameter and buffer (its identity in keys)."""
+    """A hash of a model's class, layer names and every parameter and buffer (its identity in keys).
+
+    Hashing AlexNet's 61 M parameters takes a moment, so the hash is remembered on the model
+    together with each tensor's storage address and in-place version counter: any change to the
+    weights (an optimiser step, ``load_state_dict``, ``copy_``) invalidates it.
+    """
+    state = model.state_dict(keep_vars=True)
+    stamp = tuple((k, t.data_ptr(), t._version) for k, t in state.items())
+    memo = getattr(model, "_zfcore_fingerprint", None)
+    if memo is not None and memo[0] == stamp:
+        return memo[1]
+    digest = _hash_state(model)
+    object.__setattr__(model, "_zfcore_fingerprint", (stamp, digest))
+    return digest
+
+
+def _hash_state(model: nn.Module) -> str:
     h = hashlib.sha256()
     h.update(type(model).__name__.encode())
     h.update(repr(sorted(getattr(model, "layer_names", {}).items())).encode())

@@ -29,10 +29,11 @@ of the exact cone, the best any exact incremental scheme can do.
 """
 from __future__ import annotations
 
-import math
+import functools
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -354,7 +355,8 @@ def chain_geometry(model: nn.Module, image_size: "int | tuple[int, int]") -> lis
     """Per-step geometry of ``model``'s forward chain for an input of ``image_size`` pixels."""
     h, w = _pair(image_size)
     ops = linearize(model)
-    x = torch.zeros(1, 3, h, w)
+    first = next((op for op in ops if isinstance(op, nn.Conv2d)), None)
+    x = torch.zeros(1, first.in_channels if first is not None else 3, h, w)
     out = []
     with torch.inference_mode():
         for op in ops:
@@ -430,28 +432,27 @@ def _axis_profile(geometry: Sequence[OpGeometry], coords: torch.Tensor, length: 
     return torch.stack(out, 1) if out else torch.zeros(len(coords), 0, dtype=torch.long)
 
 
-def _group_axis(profile: torch.Tensor, weights: torch.Tensor, groups: int) -> list[torch.Tensor]:
+def _group_axis(profile: np.ndarray, weights: np.ndarray, groups: int) -> list[np.ndarray]:
     """Partition the coordinates of one axis into ``groups`` sets whose batched cost (each op
     computed at the largest run of its set, times ``weights``) is least, by greedy merging of
     the classes of equal profile."""
-    uniq, inverse = torch.unique(profile, dim=0, return_inverse=True)
-    members = [(inverse == u).nonzero()[:, 0] for u in range(len(uniq))]
-    sets = [(m, uniq[u].double()) for u, m in enumerate(members)]
-
-    def cost(ss):
-        return float((weights * sum(len(m) * mx for m, mx in ss)).sum())
-
+    uniq, inverse = np.unique(profile, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    sets = [(np.nonzero(inverse == u)[0], uniq[u].astype(np.float64)) for u in range(len(uniq))]
     while len(sets) > groups:
+        sums = [len(m) * mx for m, mx in sets]
+        total = np.sum(sums, axis=0)
         best = None
         for i in range(len(sets)):
             for j in range(i + 1, len(sets)):
-                merged = (torch.cat([sets[i][0], sets[j][0]]), torch.maximum(sets[i][1], sets[j][1]))
-                trial = [s for k, s in enumerate(sets) if k not in (i, j)] + [merged]
-                c = cost(trial)
+                merged = (len(sets[i][0]) + len(sets[j][0])) * np.maximum(sets[i][1], sets[j][1])
+                c = float(weights @ (total - sums[i] - sums[j] + merged))
                 if best is None or c < best[0]:
-                    best = (c, trial)
-        sets = best[1]
-    return [m for m, _ in sets]
+                    best = (c, i, j)
+        _, i, j = best
+        merged = (np.concatenate([sets[i][0], sets[j][0]]), np.maximum(sets[i][1], sets[j][1]))
+        sets = [s_ for k, s_ in enumerate(sets) if k not in (i, j)] + [merged]
+    return [np.sort(m) for m, _ in sets]
 
 
 def plan_batches(geometry: Sequence[OpGeometry], row_coords, col_coords, window: "int | tuple[int, int]",
@@ -461,20 +462,24 @@ def plan_batches(geometry: Sequence[OpGeometry], row_coords, col_coords, window:
     batch have cones of similar size: a batch computes every op at its widest cone, so mixing a
     border position (small cone) with an interior one wastes work. Each axis is split into at most
     ``groups`` sets; batches are the products of a row set and a column set."""
-    wh, ww = _pair(window)
-    rc = torch.as_tensor(row_coords, dtype=torch.long)
-    cc = torch.as_tensor(col_coords, dtype=torch.long)
-    wgeo = [g for g in geometry if g.kind == "window"]
-    macs = torch.tensor([float(g.macs_per_output) for g in wgeo], dtype=torch.float64)
-    prof_r, prof_c = _axis_profile(geometry, rc, wh, 0), _axis_profile(geometry, cc, ww, 1)
+    key = (tuple(geometry), tuple(int(v) for v in row_coords), tuple(int(v) for v in col_coords),
+           _pair(window), int(batch_size), int(groups))
+    return [torch.from_numpy(b) for b in _plan(*key)]
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(geometry, rc, cc, window, batch_size, groups) -> list[np.ndarray]:
+    rc_t, cc_t = torch.tensor(rc, dtype=torch.long), torch.tensor(cc, dtype=torch.long)
+    prof_r = _axis_profile(geometry, rc_t, window[0], 0).numpy()
+    prof_c = _axis_profile(geometry, cc_t, window[1], 1).numpy()
     if prof_r.shape[1] == 0:      # nothing local: any batching is as good
-        flat = torch.arange(len(rc) * len(cc))
-        return list(flat.split(batch_size))
-    row_sets = _group_axis(prof_r, macs * prof_c.double().sum(0), groups)
-    col_sets = _group_axis(prof_c, macs * prof_r.double().sum(0), groups)
+        return [b.numpy() for b in torch.arange(len(rc) * len(cc)).split(batch_size)]
+    macs = np.array([float(g.macs_per_output) for g in geometry if g.kind == "window"])
+    row_sets = _group_axis(prof_r, macs * prof_c.sum(0), groups)
+    col_sets = _group_axis(prof_c, macs * prof_r.sum(0), groups)
     batches = []
     for rs in row_sets:
         for cs in col_sets:
-            flat = (rs[:, None] * len(cc) + cs[None, :]).flatten().sort().values
-            batches += list(flat.split(batch_size))
+            flat = np.sort((rs[:, None] * len(cc) + cs[None, :]).reshape(-1))
+            batches += [flat[k:k + batch_size] for k in range(0, len(flat), batch_size)]
     return batches

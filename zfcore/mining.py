@@ -30,11 +30,13 @@ from torch import nn
 from .cache import cached
 from .deconv import Requests, _eval_mode, _Stop, requests
 from .models import LayerError, layer_names
+from .receptive import input_problem
 from .profiles import Profile, get_profile
 
 __all__ = ["LayerTopK", "TopK", "MiningError", "TopKMiner", "mine_topk", "mine_dataset",
            "gather_merge", "top_requests", "model_fingerprint", "majority_share",
-           "chance_majority_share", "DEFAULT_LAYERS"]
+           "chance_majority_share", "class_specificity", "pick_maps", "TopProjections",
+           "project_top", "DEFAULT_LAYERS"]
 
 DEFAULT_LAYERS = ("layer1", "layer2", "layer3", "layer4", "layer5")
 MINING_VERSION = 1
@@ -203,6 +205,10 @@ class TopKMiner:
         if not isinstance(images, torch.Tensor) or images.dim() != 4:
             raise MiningError(f"images must be a (N, C, H, W) tensor, got "
                               f"{getattr(images, 'shape', type(images).__name__)}")
+        for layer in self.layer_list:
+            problem = input_problem(self.model, layer, images)
+            if problem:
+                raise MiningError(problem)
         b = images.shape[0]
         if indices is None:
             idx = torch.arange(self._next_index, self._next_index + b)
@@ -213,6 +219,9 @@ class TopKMiner:
         self._next_index = int(idx.max()) + 1 if b else self._next_index
         lab = (torch.full((b,), -1, dtype=torch.long) if labels is None
                else torch.as_tensor(labels, dtype=torch.long).reshape(-1).cpu())
+        p = next(self.model.parameters(), None)
+        if p is not None:
+            images = images.to(p.device)
         with _eval_mode(self.model):
             acts = self._activations(images)
         for layer, a in acts.items():
@@ -288,10 +297,11 @@ def mine_topk(model: nn.Module, data, k: int = 9, layers: Sequence[str] | None =
     if progress:
         from tqdm.auto import tqdm
         total = None
-        try:
-            total = -(-len(data) // batch_size) if not hasattr(data, "batch_size") else len(data)
-        except TypeError:
-            pass
+        if isinstance(data, torch.Tensor) or (isinstance(data, torch.utils.data.Dataset)
+                                              and hasattr(data, "__len__")):
+            total = -(-len(data) // batch_size)
+        elif hasattr(data, "__len__"):
+            total = len(data)                         # a DataLoader or a list of batches
         it = tqdm(it, total=total, desc=f"mining top-{k}", unit="batch")
     for x, idx, lab in it:
         miner.update(x, idx, lab)
@@ -432,3 +442,76 @@ def chance_majority_share(labels: torch.Tensor, k: int, trials: int = 20000, see
     g = torch.Generator().manual_seed(seed)
     picks = labels[torch.randint(0, labels.numel(), (trials, k), generator=g)]
     return float(majority_share(picks).mean())
+
+
+def class_specificity(result: TopK, layer: str) -> tuple[float, int]:
+    """Fig. 2's claim in a number: the mean :func:`majority_share` of the top-k images of
+    ``layer``'s feature maps, over the maps that ever fire (top value > 0); returns
+    ``(mean share, number of such maps)``. Needs mined labels."""
+    lt = result[layer]
+    if (lt.labels[lt.images >= 0] < 0).any():
+        raise MiningError("the mined entries have no labels: mine (images, labels) batches or a "
+                          "labelled Dataset")
+    alive = lt.values[:, 0] > 0
+    if not alive.any():
+        return float("nan"), 0
+    return float(majority_share(lt.labels[alive]).nanmean()), int(alive.sum())
+
+
+def pick_maps(result: TopK, layer: str, n: int) -> list[int]:
+    """``n`` feature maps of ``layer`` to show, spread evenly over the maps that fire ranked by
+    their strongest activation (strongest first), so a figure is neither only the loudest maps nor
+    dead ones."""
+    lt = result[layer]
+    if n < 1:
+        raise MiningError(f"n must be >= 1, got {n}")
+    order = torch.argsort(lt.values[:, 0], descending=True, stable=True)
+    alive = order[lt.values[order, 0] > 0]
+    pool = alive if len(alive) else order
+    if n >= len(pool):
+        return pool.tolist()
+    pick = torch.linspace(0, len(pool) - 1, n).round().long()
+    return pool[pick].tolist()
+
+
+@dataclass
+class TopProjections:
+    """Projections of mined entries (Fig. 2, Fig. 4): request ``r`` is rank ``ranks[r]`` of map
+    ``channels[r]``, at ``(ys[r], xs[r])`` of data set image ``images[r]`` (class ``labels[r]``);
+    ``pixels`` ``(R, C, H, W)`` in the model's input space; ``activation`` the projected values."""
+
+    layer: str
+    rule: str
+    channels: torch.Tensor
+    ranks: torch.Tensor
+    images: torch.Tensor
+    ys: torch.Tensor
+    xs: torch.Tensor
+    labels: torch.Tensor
+    pixels: torch.Tensor
+    activation: torch.Tensor
+
+
+def project_top(model: nn.Module, result: TopK, layer: str, load_images, channels=None,
+                ranks=None, rule: str = "deconvnet", batch_size: int = 64,
+                progress: bool = False) -> TopProjections:
+    """Project mined entries of ``layer`` to pixel space (Fig. 2: ``ranks=range(9)``; Fig. 4:
+    ``ranks=[0]``). ``load_images(indices)`` returns the normalised model inputs of those data set
+    indices (e.g. ``lambda i: dataset.images(i)[0]`` for procedural scenes). Request order is
+    channel-major, rank-minor."""
+    from .deconv import project
+    lt = result[layer]
+    chans = torch.arange(lt.maps) if channels is None else torch.as_tensor(channels, dtype=torch.long)
+    rk = torch.arange(lt.k) if ranks is None else torch.as_tensor(ranks, dtype=torch.long)
+    uniq, req = top_requests(result, layer, chans, rk)
+    c = chans.repeat_interleave(len(rk))
+    r = rk.repeat(len(chans))
+    keep = lt.images[c, r] >= 0
+    c, r = c[keep], r[keep]
+    x = load_images(uniq.tolist())
+    if not isinstance(x, torch.Tensor) or x.shape[0] != len(uniq):
+        raise MiningError(f"load_images returned {getattr(x, 'shape', type(x).__name__)} for "
+                          f"{len(uniq)} indices: it must return one normalised image per index")
+    proj = project(model, x, layer, req, rule=rule, batch_size=batch_size, progress=progress)
+    return TopProjections(layer, rule, c, r, lt.images[c, r], lt.ys[c, r], lt.xs[c, r],
+                          lt.labels[c, r], proj.pixels, proj.activation)

@@ -223,6 +223,9 @@ def layer_names(model: nn.Module) -> dict[str, str]:
 def get_layer(model: nn.Module, layer: "str | int") -> nn.Module:
     """The module whose output is ``layer`` ("layer5", 5 or "logits") of ``model``."""
     names = layer_names(model)
+    if isinstance(layer, bool) or not isinstance(layer, (str, int)):
+        raise TypeError(f"layer must be a name such as 'layer5' or a number such as 5, not "
+                        f"{type(layer).__name__}; this model has {', '.join(names)}")
     key = f"layer{layer}" if isinstance(layer, int) else layer
     if key not in names:
         raise LayerError(f"unknown layer {layer!r} for {type(model).__name__}: this model has "
@@ -319,6 +322,18 @@ def _unplace_relus(model: nn.Module) -> None:
             m.inplace = False
 
 
+def _torchvision(builder, weights, names: dict[str, str], pretrained: bool,
+                 download: bool | None) -> nn.Module:
+    """A torchvision classifier with our layer naming (and its ImageNet weights if asked)."""
+    m = builder(weights=None)
+    if pretrained:
+        m.load_state_dict(_load_pretrained(weights, _download_default(download)))
+    _unplace_relus(m)
+    m.layer_names = dict(names)
+    m.input_size = 224
+    return m
+
+
 def alexnet(pretrained: bool = True, download: bool | None = None) -> nn.Module:
     """torchvision's AlexNet (single-column Krizhevsky et al.) with ``layer1`` ... ``layer7``.
 
@@ -326,31 +341,19 @@ def alexnet(pretrained: bool = True, download: bool | None = None) -> nn.Module:
     folder) or downloadable; offline, a :class:`MissingWeightsError` names the file and folder.
     """
     from torchvision.models import AlexNet_Weights, alexnet as tv_alexnet
-    m = tv_alexnet(weights=None)
-    if pretrained:
-        w = AlexNet_Weights.IMAGENET1K_V1
-        load_model_state(m, _load_pretrained(w, _download_default(download)), str(_weights_file(w)))
-    _unplace_relus(m)
-    m.layer_names = {"layer1": "features.1", "layer2": "features.4", "layer3": "features.7",
-                     "layer4": "features.9", "layer5": "features.11", "layer6": "classifier.2",
-                     "layer7": "classifier.5", "logits": "classifier.6"}
-    m.input_size = 224
-    return m
+    return _torchvision(tv_alexnet, AlexNet_Weights.IMAGENET1K_V1, {
+        "layer1": "features.1", "layer2": "features.4", "layer3": "features.7",
+        "layer4": "features.9", "layer5": "features.11", "layer6": "classifier.2",
+        "layer7": "classifier.5", "logits": "classifier.6"}, pretrained, download)
 
 
 def vgg16(pretrained: bool = True, download: bool | None = None) -> nn.Module:
     """torchvision's VGG16; ``layer1`` ... ``layer5`` are the last ReLU of each conv block."""
     from torchvision.models import VGG16_Weights, vgg16 as tv_vgg16
-    m = tv_vgg16(weights=None)
-    if pretrained:
-        w = VGG16_Weights.IMAGENET1K_V1
-        load_model_state(m, _load_pretrained(w, _download_default(download)), str(_weights_file(w)))
-    _unplace_relus(m)
-    m.layer_names = {"layer1": "features.3", "layer2": "features.8", "layer3": "features.15",
-                     "layer4": "features.22", "layer5": "features.29", "layer6": "classifier.1",
-                     "layer7": "classifier.4", "logits": "classifier.6"}
-    m.input_size = 224
-    return m
+    return _torchvision(tv_vgg16, VGG16_Weights.IMAGENET1K_V1, {
+        "layer1": "features.3", "layer2": "features.8", "layer3": "features.15",
+        "layer4": "features.22", "layer5": "features.29", "layer6": "classifier.1",
+        "layer7": "classifier.4", "logits": "classifier.6"}, pretrained, download)
 
 
 def load_model_state(model: nn.Module, state: dict, source: str = "checkpoint") -> nn.Module:

@@ -20,6 +20,7 @@ data set's mean colour, the paper's grey.
 """
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import asdict, dataclass
 from typing import Sequence
@@ -31,7 +32,11 @@ from .incremental import IncrementalForward, plan_batches
 from .models import get_layer
 
 __all__ = ["OcclusionError", "OcclusionResult", "occlude", "window_positions", "fill_values",
-           "pixel_attribution", "PointingGameResult", "pointing_game", "FILLS"]
+           "pixel_attribution", "PointingGameResult", "pointing_game", "pointing_game_split",
+           "default_window", "FILLS", "OCCLUSION_VERSION"]
+
+#: Bump when what the occlusion analysis computes changes (part of every cache key).
+OCCLUSION_VERSION = 1
 
 #: Named fills: ``"mean"`` (0 in the normalised input: the data set's mean colour, the paper's
 #: grey square) and ``"image_mean"`` (the image's own mean colour per channel).
@@ -64,7 +69,7 @@ def fill_values(image: torch.Tensor, fill) -> torch.Tensor:
             return image.reshape(C, -1).mean(1) if image.dim() == 3 else image[0].reshape(C, -1).mean(1)
         raise OcclusionError(f"unknown fill {fill!r}: use one of {FILLS}, a number, or one value "
                              f"per channel (in the model's normalised input space)")
-    if isinstance(fill, numbers.Real) and not isinstance(fill, bool):
+    if isinstance(fill, numbers.Real) and not isinstance(fill, bool) and math.isfinite(fill):
         return torch.full((C,), float(fill), dtype=image.dtype)
     try:
         v = torch.as_tensor(fill, dtype=image.dtype).reshape(-1)
@@ -288,13 +293,14 @@ class PointingGameResult:
     """Localisation by occlusion over a set of images (Fig. 7's claim, measured).
 
     For each image, ``points`` is the centre ``(x, y)`` of the square that lowers p(correct class)
-    the most and ``hits`` whether it falls inside the object's box. ``chance_box`` is the box's
+    the most and ``hits`` whether it falls inside the object's box (``boxes``, pixels). ``chance_box`` is the box's
     share of the image (a uniformly random point); ``chance_grid`` the share of square centres
     inside the box (a uniformly random square position). ``correct`` marks images the model
     classifies correctly unoccluded.
     """
 
     points: torch.Tensor
+    boxes: torch.Tensor
     hits: torch.Tensor
     chance_box: torch.Tensor
     chance_grid: torch.Tensor
@@ -365,6 +371,52 @@ def pointing_game(model: nn.Module, images: torch.Tensor, labels, boxes, *, wind
         correct[i] = res.clean_top_class == int(labels[i])
         drop[i] = res.prob_target_clean - float(res.prob_target.min())
     area = ((boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0))
-    return PointingGameResult(points=points, hits=hits, chance_box=area / (H * W),
+    return PointingGameResult(points=points, boxes=boxes, hits=hits, chance_box=area / (H * W),
                               chance_grid=chance_grid, correct=correct, prob_drop=drop,
                               window=window, stride=stride)
+
+
+def default_window(image_size: int) -> tuple[int, int]:
+    """``(window, stride)`` for an image side: a seventh of the side (16 px at the ``mini``
+    profile's 112 px, 32 px at 224 px) and a quarter of that."""
+    window = max(2, round(image_size / 7))
+    return window, max(1, window // 4)
+
+
+def pointing_game_split(model: nn.Module, profile, split: str = "test", n: "int | None" = None, *,
+                        window: "int | None" = None, stride: "int | None" = None, fill="mean",
+                        batch_size: int = 128, chunk: int = 64, progress: bool = True) -> PointingGameResult:
+    """:func:`pointing_game` over the first ``n`` images (default: all) of a procedural split,
+    rendered ``chunk`` at a time, cached under ``<cache_dir>/pointing_game/`` by a hash of the
+    model's weights, the profile and the settings."""
+    from .cache import cached
+    from .data import get_dataset, normalize
+    from .features import model_fingerprint
+    from .profiles import get_profile
+
+    P = get_profile(profile)
+    ds = get_dataset(P, split)
+    if not hasattr(ds, "scenes"):
+        raise OcclusionError(f"the pointing game needs object boxes; profile {P.name!r} has real "
+                             f"photos without them (use the tiny or mini profile)")
+    n = len(ds) if n is None else int(n)
+    if not 1 <= n <= len(ds):
+        raise OcclusionError(f"n must be between 1 and the {len(ds)} images of the {split} split")
+    dw, ds_ = default_window(P.image_size)
+    window, stride = window or dw, stride or ds_
+    config = dict(version=OCCLUSION_VERSION, model=model_fingerprint(model), profile=P.identity(),
+                  split=split, n=n, window=window, stride=stride, fill=fill)
+
+    def build():
+        parts = []
+        from tqdm.auto import tqdm
+        for lo in tqdm(range(0, n, chunk), desc="pointing game", disable=not progress):
+            sb = ds.scenes(list(range(lo, min(n, lo + chunk))))
+            parts.append(pointing_game(model, normalize(sb.images, P), sb.labels, sb.boxes,
+                                       window=window, stride=stride, fill=fill,
+                                       batch_size=batch_size, progress=False))
+        d = {k: (torch.cat([getattr(r, k) for r in parts]) if isinstance(v, torch.Tensor) else v)
+             for k, v in parts[0].to_dict().items()}
+        return d
+
+    return PointingGameResult.from_dict(cached(P.cache_dir, "pointing_game", config, build))

@@ -26,7 +26,7 @@ from torch import nn
 from .models import LayerError, layer_names
 
 __all__ = ["ReceptiveField", "receptive_field", "receptive_fields", "affected_positions",
-           "crop_patch", "crop_patches", "ReceptiveFieldError"]
+           "crop_patch", "crop_patches", "ReceptiveFieldError", "input_problem"]
 
 
 class ReceptiveFieldError(ValueError):
@@ -213,3 +213,85 @@ def crop_patches(images: torch.Tensor, rf: ReceptiveField, ys, xs, fill: float =
         raise ReceptiveFieldError(f"need one (y, x) per image: got {len(images)} images, "
                                   f"{len(ys)} ys, {len(xs)} xs")
     return torch.stack([crop_patch(im, rf, y, x, fill) for im, y, x in zip(images, ys, xs)])
+
+
+# ---------------------------------------------------------------------------------------------
+# Which inputs a layer can be computed on
+# ---------------------------------------------------------------------------------------------
+
+def _side_after(m: nn.Module, n: int) -> int:
+    """Output side of ``m`` for an input side ``n`` (PyTorch's arithmetic, ceil_mode included)."""
+    if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+        k = _square(m.kernel_size, "kernel", m)
+        s = _square(m.stride if m.stride is not None else k, "stride", m)
+        if isinstance(m.padding, str):
+            return n if m.padding == "same" else _side_after_plain(n, k, s, 0, 1)
+        p = _square(m.padding, "padding", m)
+        d = _square(getattr(m, "dilation", 1), "dilation", m)
+        span = n + 2 * p - d * (k - 1) - 1
+        if getattr(m, "ceil_mode", False):
+            out = (span + s - 1) // s + 1
+            if (out - 1) * s >= n + p:       # the last window must start inside the input
+                out -= 1
+        else:
+            out = span // s + 1
+        return max(out, 0)
+    return n
+
+
+def _side_after_plain(n, k, s, p, d):
+    span = n + 2 * p - d * (k - 1) - 1
+    return span // s + 1 if span >= 0 else 0
+
+
+def input_problem(model: nn.Module, layer: "str | int", images) -> "str | None":
+    """Why ``images`` (``(N, C, H, W)``) cannot give ``layer`` of ``model``, or ``None`` if they can.
+
+    Checks the channel count against the first convolution, that every convolution and pool up to
+    ``layer`` gets at least one output position (the image is at least as large as the layer
+    needs), and that a fully connected layer reached without an adaptive pool gets exactly
+    ``model.input_size``. The message names the image size and the size needed.
+    """
+    names = layer_names(model)
+    key = f"layer{layer}" if isinstance(layer, int) else layer
+    if key not in names:
+        raise LayerError(f"unknown layer {layer!r} for {type(model).__name__}: this model has "
+                         f"{', '.join(names)}")
+    shape = tuple(images.shape)
+    leaves = list(_leaf_modules(model))
+    first_conv = next((m for _, m in leaves if isinstance(m, nn.Conv2d)), None)
+    if first_conv is not None and shape[1] != first_conv.in_channels:
+        return (f"images have {shape[1]} channel(s) but the model takes {first_conv.in_channels} "
+                f"input channels (give (N, {first_conv.in_channels}, H, W) images)")
+    h, w = shape[-2], shape[-1]
+    target = names[key]
+    adaptive = False
+    for name, m in leaves:
+        if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+            adaptive = True
+        if isinstance(m, nn.Linear) and not adaptive:
+            need = getattr(model, "input_size", None)
+            if need is not None and (shape[-2], shape[-1]) != (need, need):
+                return (f"{key} is fully connected: images must be {need}x{need} "
+                        f"(model.input_size), got {shape[-2]}x{shape[-1]}")
+            break
+        h, w = _side_after(m, h), _side_after(m, w)
+        if h < 1 or w < 1:
+            lo = next(n for n in range(1, 4097) if _reaches(leaves, target, n))
+            return (f"a {shape[-2]}x{shape[-1]} image is too small for {key}: it needs at least "
+                    f"{lo}x{lo} pixels to give {key} one activation")
+        if name == target:
+            break
+    return None
+
+
+def _reaches(leaves, target: str, n: int) -> bool:
+    for name, m in leaves:
+        if isinstance(m, (nn.Linear, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+            return True
+        n = _side_after(m, n)
+        if n < 1:
+            return False
+        if name == target:
+            return True
+    return True

@@ -91,6 +91,7 @@ PAPER_ITEMS: dict[str, PaperRef] = {
     "10": PaperRef("5.2", "Tables 4-6, Fig. 9"),
     "11": PaperRef("5.3", "Table 7"),
     "12": PaperRef("4", "Figs. 1, 2 and 7, interactively"),
+    "13": PaperRef("2.1", "the deconvnet, sanity-checked (Adebayo et al., 2018)"),
 }
 
 
@@ -152,9 +153,20 @@ def _heading_and_summary(nb: dict, stem: str) -> tuple[str, str]:
                 title = m.group(1).strip()
             elif line.strip():
                 prose.append(line.strip())
-        sentence = re.split(r"(?<=[.!?])\s", " ".join(prose), maxsplit=1)[0] if prose else ""
-        return title or stem, _markdown_to_text(sentence)
+        return title or stem, _markdown_to_text(_first_sentence(" ".join(prose)))
     return stem, ""
+
+
+_ABBREVIATIONS = ("Fig.", "Figs.", "al.", "e.g.", "i.e.", "vs.", "Sec.", "cf.", "Eq.", "approx.")
+
+
+def _first_sentence(text: str) -> str:
+    """Up to the first full stop that ends a sentence (not "Fig. 3", "et al. (2012)", "e.g. X")."""
+    for m in re.finditer(r"[.!?](?=\s+[A-Z(\"'*_\[]|$)", text):
+        head = text[:m.end()]
+        if not head.endswith(_ABBREVIATIONS):
+            return head
+    return text
 
 
 def _markdown_to_text(s: str) -> str:
@@ -285,6 +297,13 @@ M. D. Zeiler and R. Fergus, <i>Visualizing and Understanding Convolutional Netwo
 """
 
 
+def _publish(path: Path, text: str) -> Path:
+    """Write ``path`` atomically, readable by a web server (temporary files are created 0600)."""
+    atomic_write_text(path, text)
+    os.chmod(path, 0o644)
+    return path
+
+
 def build_site(profile: "str | Profile" = "mini", out: "str | Path | None" = None,
                notebooks: "list[Path] | None" = None, progress: bool = True) -> Path:
     """Write the site of ``profile``'s executed notebooks to ``out`` and return its index path.
@@ -308,13 +327,14 @@ def build_site(profile: "str | Profile" = "mini", out: "str | Path | None" = Non
         if p.thumbnail is not None:
             thumbs_dir.mkdir(exist_ok=True)
             shutil.copyfile(p.thumbnail, thumbs_dir / p.thumbnail.name)
+            os.chmod(thumbs_dir / p.thumbnail.name, 0o644)
             thumbnails[p.stem] = f"figures/{p.thumbnail.name}"
     exporter = _exporter()
     for i, p in enumerate(tqdm(done, desc=f"site ({P.name})", unit="page", disable=not progress)):
         prev = done[i - 1] if i > 0 else None
         nxt = done[i + 1] if i + 1 < len(done) else None
-        atomic_write_text(out / p.html_name, render_notebook(p, prev, nxt, P.name, exporter))
-    index = atomic_write_text(out / "index.html", render_index(pages, P.name, thumbnails))
+        _publish(out / p.html_name, render_notebook(p, prev, nxt, P.name, exporter))
+    index = _publish(out / "index.html", render_index(pages, P.name, thumbnails))
     return index
 
 

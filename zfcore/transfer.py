@@ -29,21 +29,19 @@ The pieces, each usable alone:
 from __future__ import annotations
 
 import copy
-import math
 import warnings
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset
 
 from .cache import cached
-from .features import (LAYERS, FeatureError, Features, cached_features, layer_outputs,
-                       model_fingerprint)
+from .features import LAYERS, Features, cached_features, layer_outputs, model_fingerprint
 from .models import get_layer, layer_names
 from .profiles import Profile, get_profile
 
@@ -58,7 +56,7 @@ __all__ = [
 ]
 
 #: Bump when a study's computation changes (part of every cache key).
-TRANSFER_VERSION = 1
+TRANSFER_VERSION = 2
 PROBE_METHODS = ("softmax", "sigmoid", "svm")
 
 
@@ -976,6 +974,7 @@ class LayerProbeResult:
     accuracy: dict[str, torch.Tensor]
     dims: list[int]
     test_images: int
+    classes: list[str] = field(default_factory=list)
     config: dict = field(default_factory=dict)
 
     @property
@@ -1002,7 +1001,7 @@ class LayerProbeResult:
 
     def to_state(self) -> dict:
         return {k: getattr(self, k) for k in ("dataset", "layers", "n", "accuracy", "dims",
-                                              "test_images", "config")}
+                                              "test_images", "classes", "config")}
 
     @classmethod
     def from_state(cls, s: dict) -> "LayerProbeResult":
@@ -1043,7 +1042,8 @@ def probe_layers(model: nn.Module, data: TransferData, config: TransferConfig, *
                               C=config.svm_C, max_iter=config.max_iter, seed=config.seed)
             acc[m][s.draw, i] = mean_class_accuracy(probe.predict(X[te]), y[te])
         return LayerProbeResult(data.name, layers, n, acc, [int(feats[l].shape[1]) for l in layers],
-                                int(len(splits[0].test)), asdict(config)).to_state()
+                                int(len(splits[0].test)), _class_names(data, present),
+                                asdict(config)).to_state()
 
     key = _config_key(model, data.key, config, "layers", layers=layers, n=n, methods=list(methods))
     return LayerProbeResult.from_state(cached(cache_dir, "transfer", key, build))

@@ -28,7 +28,9 @@ Launch it in JupyterLab (``notebooks/12_explorer.ipynb``) or as a web app with V
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
 import tempfile
 import time
@@ -101,7 +103,8 @@ class ExplorerSession:
     ``profile.image_size`` inputs; ``dataset`` defaults to ``get_dataset(profile, split)``.
     Every ``select_*`` method validates its argument (raising :class:`ExplorerError` naming the
     allowed values) and returns the new :class:`ExplorerState`; the panel methods return
-    ``(H, W, 3)`` ``uint8`` arrays for the current state.
+    ``(H, W, 3)`` ``uint8`` arrays for the current state. ``mined`` passes results of
+    :meth:`mined` from another session of the same model (``{layer: TopK}``) to reuse.
 
     >>> s = ExplorerSession(trained_model("mini"), "mini")          # doctest: +SKIP
     >>> s.select_layer("layer5"); s.select_unit(s.strongest_unit())  # doctest: +SKIP
@@ -111,11 +114,20 @@ class ExplorerSession:
     def __init__(self, model: nn.Module, profile: "str | Profile" = "mini", *, dataset=None,
                  split: str = "val", class_names: Sequence[str] | None = None,
                  page_size: int = 192, cols: int = 16, cell: int = 30, panel: int = 224,
-                 top_k: int = 9, mine_images: int | None = None):
+                 top_k: int = 9, mine_images: int | None = None, mined: dict | None = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model.eval()
         self.profile = get_profile(profile)
+        size = getattr(model, "input_size", None)
+        if size is not None and size != self.profile.image_size:
+            raise ExplorerError(f"the model takes {size}px inputs but profile "
+                                f"{self.profile.name!r} makes {self.profile.image_size}px images: "
+                                f"pass the profile the model was built for")
+        for name, v in (("page_size", page_size), ("cols", cols), ("cell", cell), ("panel", panel),
+                        ("top_k", top_k)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ExplorerError(f"{name} must be a positive integer, not {v!r}")
         self.split = split
         self._dataset = dataset
         self._class_names = list(class_names) if class_names is not None else None
@@ -131,8 +143,8 @@ class ExplorerSession:
         self._acts = _LRU(8)              # image key -> {layer: activations}
         self._grids = _LRU(32)            # (image key, layer, page) -> grid without highlight
         self._projections = _LRU(256)     # (image key, layer, unit, rule) -> (3, S, S)
-        self._top = _LRU(64)              # (layer, unit, rule) -> (projections, patches)
-        self._mined: dict[str, Any] = {}  # layer -> mining result
+        self._top = _LRU(64)              # (layer, unit, rule) -> top-k patches and projections
+        self._mined: dict[str, Any] = dict(mined or {})  # layer -> mining result (TopK)
         self._occlusions = _LRU(16)       # (image key, layer, unit, size) -> occlusion result
 
     # ------------------------------------------------------------------ construction helpers
@@ -168,7 +180,7 @@ class ExplorerSession:
         return list(SAMPLE_PHOTOS)
 
     def default_occlusion_size(self) -> int:
-        """About a sixth of the image side, like the paper's grey squares (Fig. 7)."""
+        """A square about a sixth of the image side: the size of an object part in the scenes."""
         return max(4, self.profile.image_size // 6)
 
     def occlusion_sizes(self) -> list[int]:
@@ -265,22 +277,27 @@ class ExplorerSession:
     # ------------------------------------------------------------------ the image and its activations
     def image(self) -> tuple[torch.Tensor, int | None]:
         """The current image ``(3, S, S)`` in [0, 1] and its label (``None`` for photos)."""
+        return self._loaded()[:2]
+
+    def _loaded(self) -> tuple[torch.Tensor, int | None, tuple | None]:
         st = self.state
         return self._images.get_or(st.image_key, lambda: self._load_image(st))
 
-    def _load_image(self, st: ExplorerState) -> tuple[torch.Tensor, int | None]:
+    def _load_image(self, st: ExplorerState) -> tuple[torch.Tensor, int | None, tuple | None]:
+        """``(image in [0, 1], label, object box)``; label and box are ``None`` where unknown."""
         if st.source == "dataset":
             ds = self.dataset
             if hasattr(ds, "scenes"):
                 b = ds.scenes([st.index])
-                return b.images[0], int(b.labels[0])
+                box = tuple(int(round(float(v))) for v in b.boxes[0])
+                return b.images[0], int(b.labels[0]), box
             from .data import denormalize
             x, y = ds[st.index]
-            return denormalize(x[None], self.profile)[0].clamp(0, 1), int(y)
+            return denormalize(x[None], self.profile)[0].clamp(0, 1), int(y), None
         if st.source == "sample":
             from .data.images import sample_photos
-            return sample_photos(self.profile, [st.sample], normalized=False).images[0], None
-        return self._uploads[st.upload], None
+            return sample_photos(self.profile, [st.sample], normalized=False).images[0], None, None
+        return self._uploads[st.upload], None, None
 
     def model_input(self) -> torch.Tensor:
         """The current image normalised for the network, ``(1, 3, S, S)``."""
@@ -366,11 +383,7 @@ class ExplorerSession:
     # ------------------------------------------------------------------ ground truth
     def object_box(self) -> tuple[int, int, int, int] | None:
         """The object box ``(x0, y0, x1, y1)`` of the current image (data set scenes only)."""
-        st = self.state
-        if st.source != "dataset" or not hasattr(self.dataset, "scenes"):
-            return None
-        b = self.dataset.scenes([st.index]).boxes[0]
-        return tuple(int(round(float(v))) for v in b)
+        return self._loaded()[2]
 
     def projection_on_object(self) -> tuple[float, float] | None:
         """``(energy share, area share)``: the share of the projection's energy (sum of squares)
@@ -405,6 +418,12 @@ class ExplorerSession:
             for l in group:
                 self._mined[l] = result
         return self._mined[layer]
+
+    def prepare(self) -> None:
+        """Do the heavy work once, up front: mine the top-k of every layer (a pass or two over the
+        validation images; a disk read when cached), so that no later click waits for it."""
+        for layer in self.layers:
+            self.mined(layer)
 
     def top(self) -> dict[str, Any]:
         """The selected map's top-k over the validation set (Fig. 2): for each entry, the image
@@ -462,9 +481,40 @@ class ExplorerSession:
                    f"{float(v.max()):.3g}){common}")
         return proj, patches, caption
 
-    def occlusion_panel(self, progress=None) -> tuple[np.ndarray, str]:
-        blank = np.full((self.panel, self.panel, 3), 235, np.uint8)
-        return blank, "TODO occlusion"
+    def occlusion_stride(self, window: int) -> int:
+        """Step between square positions: about 24 positions per axis, whatever the image size."""
+        return max(1, (self.profile.image_size - window) // 23)
+
+    def occlusion(self, progress: bool = False):
+        """The occlusion maps of the current image (section 4.2, Fig. 7) for the selected map and
+        square size: :func:`zfcore.occlusion.occlude` with the true class as target (the network's
+        own prediction for photos). Cached per (image, layer, map, square)."""
+        from .occlusion import occlude
+
+        st = self.state
+        window = st.occlusion_size
+
+        def run():
+            return occlude(self.model, self.model_input(), self.image()[1], window=window,
+                           stride=self.occlusion_stride(window), layer=st.layer, feature=st.unit,
+                           progress=progress)
+        return self._occlusions.get_or((st.image_key, st.layer, st.unit, window), run)
+
+    def occlusion_panel(self, progress: bool = False) -> tuple[np.ndarray, str]:
+        """Two maps over the image, dark where covering that spot with the grey square lowers the
+        value: the selected map's total activity (Fig. 7b) and p(correct class) (Fig. 7d)."""
+        r = self.occlusion(progress)
+        image = self.image()[0]
+        activity = draw.overlay_heatmap(image, r.feature_total, cmap="magma")
+        prob = draw.overlay_heatmap(image, r.prob_target, cmap="magma", vmin=0.0, vmax=1.0)
+        panel = draw.tile([draw.upscale(activity, self.panel), draw.upscale(prob, self.panel)], cols=2)
+        x, y = r.most_damaging()
+        name = self.class_names[r.target] if r.target < len(self.class_names) else str(r.target)
+        caption = (f"left: {r.layer} map {r.feature} activity ({r.feature_total_clean:.3g} uncovered, "
+                   f"down to {float(r.feature_total.min()):.3g}); right: p({name}) "
+                   f"({r.prob_target_clean:.2f} uncovered, down to {float(r.prob_target.min()):.2f} "
+                   f"with the {r.window} px square at x={x:.0f}, y={y:.0f})")
+        return panel, caption
 
     def snapshot_panels(self, occlusion: bool = True) -> dict[str, np.ndarray]:
         """Every panel of the current state, titled (for :func:`zfcore.plotting.explorer.snapshot_figure`)."""
@@ -515,9 +565,11 @@ class ExplorerSession:
 
 @dataclass
 class Timings:
-    """Seconds per user action (callback), in order: ``(action, seconds)``."""
+    """Seconds per user action (callback), in order: ``(action, seconds)``; ``states`` (filled by
+    :func:`scripted_tour`) holds the session state after each record."""
 
     records: list[tuple[str, float]] = field(default_factory=list)
+    states: list[ExplorerState] = field(default_factory=list)
 
     def add(self, action: str, seconds: float) -> None:
         self.records.append((action, float(seconds)))
@@ -556,7 +608,6 @@ class Explorer:
                  session_factory: Callable[..., ExplorerSession] | None = None):
         import ipywidgets as W
 
-        self.W = W
         self._factory = session_factory or ExplorerSession.for_profile
         self.timings = Timings()
         self._syncing = False
@@ -564,21 +615,24 @@ class Explorer:
         if session is None:
             session = self._factory(profile, arch)
         self.session = session
+        self._arch = arch
         s = session
         profiles = list(dict.fromkeys([*profiles, s.profile.name]))
         archs = list(dict.fromkeys([*archs, arch]))
 
         # --- controls -------------------------------------------------------------------------
         small = W.Layout(width="auto")
+        label = {"description_width": "0px"}
         self.profile_dd = W.Dropdown(options=profiles, value=s.profile.name, description="profile",
                                      layout=W.Layout(width="170px"))
         self.arch_dd = W.Dropdown(options=archs, value=arch, description="model",
                                   layout=W.Layout(width="200px"))
         self.layer_tb = W.ToggleButtons(options=[(k.replace("layer", ""), k) for k in s.layers],
-                                        value=s.state.layer, description="layer",
-                                        style={"button_width": "34px"}, layout=small)
+                                        value=s.state.layer,
+                                        style={**label, "button_width": "34px"}, layout=small)
         self.unit_box = W.BoundedIntText(value=0, min=0, max=s.n_units() - 1, description="map",
-                                         layout=W.Layout(width="150px"))
+                                         style={"description_width": "40px"},
+                                         layout=W.Layout(width="130px"))
         self.strongest_btn = W.Button(description="strongest map", tooltip="select the layer's "
                                       "most active map on this image", layout=W.Layout(width="130px"))
         self.prev_btn = W.Button(description="\u25c0", tooltip="previous page of maps",
@@ -586,16 +640,18 @@ class Explorer:
         self.next_btn = W.Button(description="\u25b6", tooltip="next page of maps",
                                  layout=W.Layout(width="40px"))
         self.rule_tb = W.ToggleButtons(options=list(RULES), value=s.state.rule,
-                                       description="projection", layout=small,
-                                       style={"button_width": "90px"})
+                                       layout=small,
+                                       style={**label, "button_width": "90px"})
         self.source_tb = W.ToggleButtons(options=[("data set", "dataset"), ("sample photo", "sample"),
                                                   ("my file", "upload")], value=s.state.source,
-                                         description="image", layout=small,
-                                         style={"button_width": "100px"})
+                                         layout=small,
+                                         style={**label, "button_width": "100px"})
         self.index_box = W.BoundedIntText(value=s.state.index, min=0, max=max(0, len(s.dataset) - 1),
-                                          description="index", layout=W.Layout(width="150px"))
+                                          description="index", style={"description_width": "40px"},
+                                          layout=W.Layout(width="130px"))
         self.sample_dd = W.Dropdown(options=s.sample_names(), value=s.state.sample,
-                                    description="photo", layout=W.Layout(width="200px"))
+                                    description="photo", style={"description_width": "40px"},
+                                    layout=W.Layout(width="170px"))
         self.upload_w = W.FileUpload(accept="image/*", multiple=False, description="upload")
         self.occ_size_dd = W.Dropdown(options=[(f"{n} px", n) for n in s.occlusion_sizes()],
                                       value=s.state.occlusion_size if s.state.occlusion_size in
@@ -603,8 +659,11 @@ class Explorer:
                                       description="square", layout=W.Layout(width="160px"))
         self.occ_btn = W.Button(description="occlusion map", icon="th",
                                 tooltip="slide a grey square over the image (Fig. 7)")
-        self.occ_progress = W.IntProgress(value=0, min=0, max=1, layout=W.Layout(width="180px"))
+        # tqdm draws its progress bar here while the occlusion map is computed
+        self.occ_progress = W.Output(layout=W.Layout(width="100%"))
         self.status = W.HTML(value="")
+        # tqdm draws progress bars here while another model is loaded (or trained, first time)
+        self.model_progress = W.Output()
 
         # --- panels ---------------------------------------------------------------------------
         p = _px(s.panel)
@@ -613,14 +672,15 @@ class Explorer:
         self.proj_img = W.Image(format="png", layout=W.Layout(width=p, height=p))
         self.top_proj_img = W.Image(format="png", layout=W.Layout(width=p, height=p))
         self.top_patch_img = W.Image(format="png", layout=W.Layout(width=p, height=p))
-        self.occ_img = W.Image(format="png", layout=W.Layout(width=p, height=p))
+        self.occ_img = W.Image(format="png", layout=W.Layout(width=_px(2 * s.panel + 2), height=p))
         self.prediction_html = W.HTML()
-        self.captions = {k: W.HTML(layout=W.Layout(width=p if k != "grid" else "auto"))
+        widths = {"grid": "auto", "occlusion": _px(2 * s.panel + 2)}
+        self.captions = {k: W.HTML(layout=W.Layout(width=widths.get(k, p)))
                          for k in ("image", "grid", "map", "projection", "top9", "occlusion")}
         # The activation grid: the rendered page with a grid of transparent buttons on top (same
         # CSS grid area), one per cell, so a click on a cell selects its map in Voila and
         # JupyterLab without extra packages.
-        self.grid_img = W.Image(format="png", layout=W.Layout(grid_area="cell"))
+        self.grid_img = W.Image(format="png", layout=W.Layout(grid_area="cell", margin="0"))
         cell = _px(s.cell)
         shared_layout = W.Layout(width=cell, height=cell, padding="0", margin="0", border="0")
         shared_style = W.ButtonStyle(button_color="transparent")
@@ -628,11 +688,15 @@ class Explorer:
                              for _ in range(s.page_size)]
         for k, b in enumerate(self.grid_buttons):
             b.on_click(self._cell_handler(k))
-        self.grid_box = W.GridBox(layout=W.Layout(grid_area="cell", grid_gap="0"))
+        self.grid_box = W.GridBox(layout=W.Layout(grid_area="cell", grid_gap="0", margin="0"))
         self.grid_box.add_class("zf-grid-cells")
         self.grid_stack = W.GridBox([self.grid_img, self.grid_box],
                                     layout=W.Layout(grid_template_areas='"cell"'))
         self.grid_stack.add_class("zf-grid")
+
+        def labelled(title, *items):
+            return W.HBox([W.HTML(f"<b>{title}</b>", layout=W.Layout(width="80px")), *items],
+                          layout=W.Layout(align_items="center"))
 
         def column(title, img, cap, *extra):
             return W.VBox([W.HTML(f"<b>{title}</b>"), img, cap, *extra])
@@ -642,22 +706,34 @@ class Explorer:
         rows = [
             header,
             W.HBox([self.profile_dd, self.arch_dd]),
-            W.HBox([self.source_tb, self.index_box, self.sample_dd, self.upload_w]),
-            W.HBox([self.layer_tb, self.unit_box, self.strongest_btn]),
-            W.HBox([self.rule_tb]),
+            labelled("image", self.source_tb, self.index_box, self.sample_dd, self.upload_w),
+            labelled("layer", self.layer_tb, self.unit_box, self.strongest_btn),
+            labelled("projection", self.rule_tb),
             self.status,
+            self.model_progress,
             W.HBox([column("image", self.image_img, self.captions["image"], self.prediction_html),
                     W.VBox([W.HTML("<b>activation grid</b>"), self.grid_stack,
                             W.HBox([self.prev_btn, self.next_btn, self.captions["grid"]])])]),
             W.HBox([column("selected map", self.map_img, self.captions["map"]),
                     column("projection to pixels", self.proj_img, self.captions["projection"]),
-                    column("occlusion (Fig. 7)", self.occ_img, self.captions["occlusion"],
-                           W.HBox([self.occ_size_dd]), W.HBox([self.occ_btn]), self.occ_progress)]),
-            W.HBox([column("top-9 projections (Fig. 2)", self.top_proj_img, self.captions["top9"]),
+                    column("top-9 projections (Fig. 2)", self.top_proj_img, self.captions["top9"]),
                     column("top-9 image patches", self.top_patch_img, W.HTML())]),
+            W.HBox([column("occlusion (Fig. 7): the map's activity and p(class) as a grey square "
+                           "covers each spot", self.occ_img, self.captions["occlusion"],
+                           W.HBox([self.occ_size_dd, self.occ_btn]), self.occ_progress)]),
         ]
         self.widget = W.VBox(rows)
         self.widget.add_class("zf-explorer")
+        # Stable CSS classes: for styling, and for the browser test to find each part.
+        for w, name in ((self.image_img, "zf-image"), (self.grid_img, "zf-grid-image"),
+                        (self.map_img, "zf-map"), (self.proj_img, "zf-projection"),
+                        (self.top_proj_img, "zf-top-projections"),
+                        (self.top_patch_img, "zf-top-patches"), (self.occ_img, "zf-occlusion"),
+                        (self.layer_tb, "zf-layer"), (self.rule_tb, "zf-rule"),
+                        (self.source_tb, "zf-source"), (self.unit_box, "zf-unit"),
+                        (self.upload_w, "zf-upload"), (self.status, "zf-status"),
+                        (self.occ_btn, "zf-occlusion-button")):
+            w.add_class(name)
 
         # --- events ---------------------------------------------------------------------------
         self.layer_tb.observe(self._on_layer, "value")
@@ -675,24 +751,37 @@ class Explorer:
         self.profile_dd.observe(self._on_model, "value")
         self.arch_dd.observe(self._on_model, "value")
 
-        self._act("first draw", lambda: None, ALL_PARTS)
+        self._act("first draw", session.prepare, ALL_PARTS, threads=None)
 
     # ------------------------------------------------------------------ display
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
 
     # ------------------------------------------------------------------ drawing
-    def _act(self, action: str, change: Callable[[], Any], parts: "set[str] | frozenset[str]") -> bool:
+    def _act(self, action: str, change: Callable[[], Any], parts: "set[str] | frozenset[str]",
+             threads: int | None = 1) -> bool:
         """Apply one user action: the session change, then the redraw of ``parts``; the time it
-        took goes to ``timings`` and the status line. Errors are shown, not raised."""
+        took goes to ``timings`` and the status line. Errors are shown, not raised.
+
+        Redraws work on one image at a time, which one thread does fastest: several threads
+        only add synchronisation (on a busy 2-core machine a redraw took ten times longer with
+        two), so torch runs single-threaded inside a callback unless ``threads`` says otherwise.
+        """
         t0 = time.perf_counter()
         self.status.value = f"<span style='color:#666'>\u23f3 {action} ...</span>"
         try:
-            change()
-            self._redraw(parts)
-        except (ExplorerError, ValueError, TypeError) as e:
-            self.status.value = f"<span style='color:#b00020'>\u26a0 {_escape(str(e))}</span>"
-            self._sync_controls()
+            with _torch_threads(threads):
+                change()
+                self._redraw(parts)
+        except Exception as e:  # shown in the app: a callback's exception is otherwise invisible
+            if isinstance(e, (ExplorerError, ValueError, TypeError)):
+                message = str(e)
+            else:
+                logging.getLogger(__name__).exception("explorer: %s failed", action)
+                message = f"{action} failed ({type(e).__name__}: {e})"
+            self.status.value = f"<span style='color:#b00020'>\u26a0 {_escape(message)}</span>"
+            with contextlib.suppress(Exception):
+                self._sync_controls()
             return False
         dt = time.perf_counter() - t0
         self.timings.add(action, dt)
@@ -744,8 +833,7 @@ class Explorer:
 
     def _show_occlusion(self, result_png: bytes | None, caption: str = "") -> None:
         if result_png is None:
-            self.occ_img.value = draw.png_bytes(np.full((8, 8, 3), 235, np.uint8))
-            self.occ_progress.value = 0
+            self.occ_img.value = draw.png_bytes(np.full((8, 16, 3), 235, np.uint8))
             caption = "press 'occlusion map' to slide a grey square over this image"
         else:
             self.occ_img.value = result_png
@@ -836,18 +924,16 @@ class Explorer:
                       lambda: self.session.select_occlusion_size(change["new"]), {"occlusion"})
 
     def _on_occlusion(self, _button=None) -> None:
-        """Compute the occlusion map of the current image (slow: behind the progress bar)."""
-        def progress(done: int, total: int) -> None:
-            self.occ_progress.max = max(1, total)
-            self.occ_progress.value = done
-
+        """Compute the occlusion map of the current image (slow: behind a progress bar)."""
         def change():
             self.session.select_occlusion_size(self.occ_size_dd.value)
-            panel, caption = self.session.occlusion_panel(progress=progress)
+            with self.occ_progress:
+                panel, caption = self.session.occlusion_panel(progress=True)
+            self.occ_progress.clear_output()
             self._show_occlusion(draw.png_bytes(panel), caption)
         self.occ_btn.disabled = True
         try:
-            self._act("occlusion map", change, set())
+            self._act("occlusion map", change, set(), threads=None)  # batches: all threads
         finally:
             self.occ_btn.disabled = False
 
@@ -859,7 +945,9 @@ class Explorer:
                              f"profile {profile} (trained and cached on first use: this can take "
                              f"minutes) ...</span>")
         try:
-            new = self._factory(profile, arch)
+            with self.model_progress:
+                new = self._factory(profile, arch)
+            self.model_progress.clear_output()
         except Exception as e:  # training or data problems: show them, keep the old model
             self.status.value = f"<span style='color:#b00020'>\u26a0 {_escape(str(e))}</span>"
             self._syncing = True
@@ -867,8 +955,6 @@ class Explorer:
             self._syncing = False
             return
         self._replace_session(new, arch)
-
-    _arch = "zfnet"
 
     def _replace_session(self, session: ExplorerSession, arch: str) -> None:
         old = self.session
@@ -883,11 +969,32 @@ class Explorer:
         finally:
             self._syncing = False
         keep = old.state
+
         def change():
+            session.prepare()
             if keep.source == "sample":
                 session.select_sample(keep.sample)
             session.select_layer(keep.layer if keep.layer in session.layers else session.layers[0])
         self._act(f"{session.profile.name} model", change, ALL_PARTS)
+
+
+class _torch_threads:
+    """``with _torch_threads(1):`` runs torch with one intra-op thread, then restores the count."""
+
+    def __init__(self, n: int | None):
+        self.n, self.before = n, None
+
+    def __enter__(self):
+        if self.n is not None:
+            self.before = torch.get_num_threads()
+            if self.before != self.n:
+                torch.set_num_threads(self.n)
+        return self
+
+    def __exit__(self, *exc):
+        if self.before is not None and self.before != self.n:
+            torch.set_num_threads(self.before)
+        return False
 
 
 UNIT_PARTS = frozenset({"grid", "map", "projection", "top9"})
@@ -897,26 +1004,30 @@ ALL_PARTS = UNIT_PARTS | IMAGE_PARTS
 
 def _escape(text: str) -> str:
     import html
-    return html.escape(text)
+    return html.escape(text, quote=False)
 
 
 def _prediction_html(pred: list[tuple[str, float]]) -> str:
-    rows = "".join(f"<tr><td>{_escape(n)}</td><td style='text-align:right'>{100 * p:.1f}%</td></tr>"
+    cell = "style='padding:0 6px;line-height:1.3'"
+    rows = "".join(f"<tr><td {cell}>{_escape(n)}</td><td {cell} align='right'>{100 * p:.1f}%</td></tr>"
                    for n, p in pred)
-    return f"<table style='font-size:12px'><tr><th>predicted</th><th></th></tr>{rows}</table>"
+    return (f"<table style='font-size:12px;border-collapse:collapse'><tr><th {cell} align='left'>"
+            f"predicted</th><th></th></tr>{rows}</table>")
 
 
 def scripted_tour(app: "Explorer", steps: int = 40, seed: int = 0) -> Timings:
     """Drive ``app`` like a user, through its widgets' own callbacks: ``steps`` actions drawn
     (deterministically from ``seed``) from choosing a layer, clicking a cell of the activation
     grid, asking for the strongest map, switching the projection rule, and choosing another data
-    set image or sample photo. Returns the :class:`Timings` of those actions (each from the
-    widget event to the last panel redrawn). The explorer benchmark and notebook 12 use it."""
+    set image or sample photo. Returns the :class:`Timings` of those steps, named by kind
+    (``layer``, ``cell``, ``strongest``, ``rule``, ``image``; each from the widget event to the
+    last panel redrawn), with the state after each. The explorer benchmark and notebook 12 use it."""
     rng = np.random.default_rng(seed)
     s = app.session
-    start = len(app.timings.records)
     kinds = ("layer", "cell", "cell", "strongest", "rule", "image")
+    out = Timings()
     for i in range(steps):
+        start = len(app.timings.records)
         kind = kinds[i % len(kinds)] if i < len(kinds) else kinds[int(rng.integers(len(kinds)))]
         if kind == "layer":
             others = [l for l in s.layers if l != s.state.layer]
@@ -940,7 +1051,11 @@ def scripted_tour(app: "Explorer", steps: int = 40, seed: int = 0) -> Timings:
             names = [n for n in s.sample_names() if n != s.state.sample]
             app.source_tb.value = "sample"
             app.sample_dd.value = names[int(rng.integers(len(names)))]
-    return Timings(list(app.timings.records[start:]))
+        done = app.timings.records[start:]
+        if done:    # one gesture may fire two callbacks (source, then image): one step
+            out.add(kind, sum(t for _, t in done))
+            out.states.append(s.state)
+    return out
 
 
 def object_focus(session: ExplorerSession, indices: Sequence[int], layer: str = "layer5") -> dict:

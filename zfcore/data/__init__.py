@@ -26,6 +26,12 @@ def __getattr__(name):
     # The user-photo loader lives in zfcore.data.images; import it only when asked for, so the
     # rest of the package works without it.
     if name in ("load_image", "load_folder"):
-        from . import images
+        try:
+            from . import images
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.images":
+                raise
+            raise ImportError(f"zfcore.data.{name} needs zfcore/data/images.py (the user-photo "
+                              f"loader), which this checkout does not have") from None
         return getattr(images, name)
     raise AttributeError(f"module 'zfcore.data' has no attribute {name!r}")

@@ -47,6 +47,7 @@ from . import normalize
 __all__ = [
     "ImageLoadError", "ImageTooLargeError", "ImageArrayError", "SkippedFile", "ImageBatch",
     "load_image", "load_folder", "iter_folder", "list_images", "to_model_input", "sample_photos",
+    "PhotoStream",
     "open_image", "SAMPLE_PHOTOS", "SAMPLE_PHOTO_CLASSES", "IMAGE_EXTENSIONS", "DEFAULT_MAX_PIXELS",
     "WHITE",
 ]
@@ -282,10 +283,15 @@ def _decode(path: Path, max_pixels: int, check_extension: bool,
                 scale = 2 * target / min(w, h)
                 img.draft(img.mode, (math.ceil(w * scale), math.ceil(h * scale)))
             img.load()
+        except MemoryError:
+            raise ImageLoadError(path, f"needs more memory than is free to decode its {w}x{h} "
+                                       f"pixels", "shrink it first or lower max_pixels") from None
         except Exception as e:  # OSError("image file is truncated"), EOFError, ValueError, ...
             raise ImageLoadError(path, f"is truncated or corrupt ({_describe(e)})", _REFETCH) from None
+        before = img.size                 # after a JPEG draft: a reduced size, same aspect
         img = _orient(img, path)
-    return img, img.size
+    turned = img.size != before           # EXIF orientations 5-8 swap width and height
+    return img, ((h, w) if turned else (w, h))
 
 
 def _registered_extensions() -> frozenset[str]:
@@ -309,13 +315,18 @@ def _orient(img: Image.Image, path: "Path | None") -> Image.Image:
 
 
 def open_image(path: "str | os.PathLike", *, max_pixels: int = DEFAULT_MAX_PIXELS,
-               check_extension: bool = True) -> Image.Image:
-    """Decode ``path`` safely and EXIF-orient it, at full size, as a Pillow image (for display).
+               check_extension: bool = True, background: Sequence[int] = WHITE) -> Image.Image:
+    """Decode ``path`` safely, EXIF-orient it and convert it to 8-bit sRGB, at full size: the
+    photo as a person sees it (for display beside the model's input).
 
     Raises :class:`ImageLoadError` naming the file on any problem (see the module docstring).
     """
-    img, _ = _decode(_as_path(path), max_pixels, check_extension, target=None)
-    return img
+    p = _as_path(path)
+    img, _ = _decode(p, max_pixels, check_extension, target=None)
+    img = _canonical(img, _check_background(background), p)
+    if img.mode == "F":
+        img = Image.fromarray((np.asarray(img) * 255).round().astype(np.uint8), "L")
+    return img.convert("RGB")
 
 
 def _as_path(path: Any) -> Path:
@@ -546,6 +557,10 @@ def to_model_input(image: Any, profile: "str | Profile" = "mini", *, normalized:
         w, h = image.size
         if w < 1 or h < 1 or w * h > max_pixels:
             raise ImageArrayError(f"image of size {w}x{h}: need between 1 and {max_pixels} pixels")
+        try:
+            image.load()
+        except Exception as e:
+            raise ImageArrayError(f"the PIL image cannot be decoded ({_describe(e)})") from None
         img = _canonical(_orient(image, None), bg, None)
         x01 = _square_resize(_to_rgb(_pil_to_tensor(img, p.image_size), bg), p.image_size)
         return _finish(x01, p, normalized)
@@ -678,37 +693,70 @@ def iter_folder(folder: "str | os.PathLike", profile: "str | Profile" = "mini", 
 def _stream(folder: Path, files: list[Path], skipped: list[SkippedFile], p: Profile,
             batch_size: int, normalized: bool, max_pixels: int, check_extension: bool,
             bg: tuple[int, int, int], progress: bool | None) -> Iterator[ImageBatch]:
+    """Decode ``files`` into preallocated batches of ``batch_size`` (each image normalised as it
+    arrives), so the peak memory is one batch, not one batch plus a copy."""
     from tqdm.auto import tqdm
 
     show = len(files) > 200 if progress is None else bool(progress)
     S = p.image_size
-    buf: list[torch.Tensor] = []
-    names: list[str] = []
-    paths: list[Path | None] = []
-    sizes: list[tuple[int, int]] = []
+    left = len(files)
 
-    def flush() -> ImageBatch:
-        nonlocal buf, names, paths, sizes, skipped
-        x01 = torch.stack(buf) if buf else torch.empty(0, 3, S, S)
-        x = _normalize(x01, p) if (normalized and buf) else x01
-        batch = ImageBatch(x, names, paths, sizes, skipped, normalized)
-        buf, names, paths, sizes, skipped = [], [], [], [], []
-        return batch
+    def fresh():
+        return torch.empty(min(batch_size, max(left, 1)), 3, S, S), [], [], []
 
+    buf, names, paths, sizes = fresh()
     for f in tqdm(files, desc=f"images in {folder.name}", unit="img", disable=not show):
+        left -= 1
         try:
             x01, size = _load_01(f, S, max_pixels, check_extension, bg)
         except ImageLoadError as e:
             skipped.append(SkippedFile(f, e.problem + (f". {e.fix}" if e.fix else "")))
             continue
-        buf.append(x01)
+        buf[len(names)] = _finish(x01, p, normalized)
         names.append(f.name)
         paths.append(f)
         sizes.append(size)
-        if len(buf) == batch_size:
-            yield flush()
-    if buf or skipped:
-        yield flush()
+        if len(names) == len(buf):
+            yield ImageBatch(buf, names, paths, sizes, skipped, normalized)
+            skipped = []
+            buf, names, paths, sizes = fresh()
+    if names or skipped:
+        yield ImageBatch(buf[:len(names)], names, paths, sizes, skipped, normalized)
+
+
+class PhotoStream(torch.utils.data.IterableDataset):
+    """A folder of photos as a stream of ``(images, labels)`` batches, in bounded memory.
+
+    For top-9 mining and feature extraction over a user's folder of any size:
+    ``mine_topk(model, PhotoStream(folder, profile))`` or
+    ``extract_features(model, DataLoader(PhotoStream(folder, profile), batch_size=None))``
+    (keep ``num_workers=0``: each worker would stream the whole folder). ``images`` are
+    ``(B, 3, S, S)`` normalised, ``labels`` are ``-1`` (unknown). Image ``i`` of the stream is
+    ``self.paths[i]``; ``self.skipped`` lists the files left out so far, with reasons. Both are
+    rebuilt on each pass.
+    """
+
+    def __init__(self, folder: "str | os.PathLike", profile: "str | Profile" = "mini", *,
+                 batch_size: int = 64, recursive: bool = False, **options: Any):
+        super().__init__()
+        unknown = set(options) - {"max_pixels", "check_extension", "background", "progress"}
+        if unknown:
+            raise TypeError(f"PhotoStream got unexpected option(s) {sorted(unknown)}")
+        # validates everything now, so a bad argument fails here and not inside a DataLoader
+        iter_folder(folder, profile, batch_size=batch_size, recursive=recursive, **options)
+        self.folder, self.profile, self.batch_size = Path(folder), _resolve(profile), batch_size
+        self.recursive, self.options = recursive, options
+        self.paths: list[Path] = []
+        self.skipped: list[SkippedFile] = []
+
+    def __iter__(self):
+        self.paths, self.skipped = [], []
+        for b in iter_folder(self.folder, self.profile, batch_size=self.batch_size,
+                             recursive=self.recursive, **self.options):
+            self.skipped += b.skipped
+            if len(b):
+                self.paths += b.paths
+                yield b.images, torch.full((len(b),), -1, dtype=torch.long)
 
 
 def load_folder(folder: "str | os.PathLike", profile: "str | Profile" = "mini", *,

@@ -417,6 +417,6 @@ def make_loader(profile, split: str, group: str = "main", shuffle: bool = False,
     if not isinstance(bs, int) or isinstance(bs, bool) or bs < 1:
         raise ValueError(f"batch_size must be a positive int, not {batch_size!r}")
     gen = torch.Generator().manual_seed(int(p.seed) * 1_000_003 + int(epoch))
+    workers = min(int(p.num_workers), os.cpu_count() or 1)   # never more workers than cores
     return torch.utils.data.DataLoader(ds, batch_size=bs, shuffle=bool(shuffle), generator=gen,
-                                       num_workers=p.num_workers, drop_last=drop_last,
-                                       persistent_workers=False)
+                                       num_workers=workers, drop_last=drop_last)

@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 #: Bump whenever rendering changes: the trainer puts it in its cache key.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 DISC, RING, BAR, TRIANGLE, STRIPES = range(5)
 #: The primitive vocabulary shared by every class and the clutter.
@@ -117,7 +117,7 @@ _GROUP_ID = {"main": 0, "transfer": 1}
 _SPLIT_ID = {"train": 0, "val": 1, "test": 2}
 
 _MAX_PARTS = max(len(t) for t in _TEMPLATES.values())
-_MAX_CLUTTER = 10
+_MAX_CLUTTER = 8
 _N_UNIFORMS = 400   # per image; fixed so that the layout of the random block never shifts
 
 
@@ -206,7 +206,7 @@ def _sample(seed: int, group: str, split: str, indices: np.ndarray, classes) -> 
     geo, shape, active, kp = _template_arrays(classes)
 
     # --- the object: position, scale, rotation, aspect, mirroring ---------------------------
-    R = 0.20 + 0.17 * r.take()                       # half size, fraction of the image side
+    R = 0.22 + 0.16 * r.take()                       # half size, fraction of the image side
     cx = R * 0.8 + (1 - 1.6 * R) * r.take()
     cy = R * 0.8 + (1 - 1.6 * R) * r.take()
     rot = np.radians(-15 + 30 * r.take())
@@ -242,10 +242,10 @@ def _sample(seed: int, group: str, split: str, indices: np.ndarray, classes) -> 
 
     # --- clutter: the same primitives, scattered behind the object --------------------------
     K = _MAX_CLUTTER
-    n_clutter = 4 + np.floor(7 * r.take()).astype(int)           # 4..10
+    n_clutter = 3 + np.floor(6 * r.take()).astype(int)           # 3..8
     cshape = np.minimum(np.floor(5 * r.take(K)), 4).astype(np.int64)
     ccx, ccy = r.take(K), r.take(K)
-    csx = 0.035 + 0.11 * r.take(K)
+    csx = 0.03 + 0.08 * r.take(K)
     csy = csx * (0.3 + 0.7 * r.take(K))
     bar_like = (cshape == BAR) | (cshape == STRIPES)
     csy = np.where(bar_like, csx * (0.15 + 0.5 * r.take(K)), np.where(cshape == RING, csx, csy))
@@ -345,12 +345,13 @@ _GRAIN: dict = {}
 
 
 def _grain(size: int) -> torch.Tensor:
-    """Fixed grain textures (T, 3, S, S) in [-0.5, 0.5] that scenes pick from (pixel noise that
+    """Fixed grain textures (T, S, S, 3) in [-0.5, 0.5] that scenes pick from (pixel noise that
     costs a copy, not a random draw)."""
     g = _GRAIN.get(size)
     if g is None:
         rng = np.random.default_rng([20140, size])
         g = torch.from_numpy(rng.random((_GRAIN_TILES, 3, size, size), dtype=np.float32) - 0.5)
+        g = g.permute(0, 2, 3, 1).contiguous()                      # channels last
         _GRAIN[size] = g
     return g
 
@@ -369,9 +370,9 @@ def _half_extent(shape, sx, sy, c, s):
     return torch.maximum(hx, hy)
 
 
-def _draw(flat, rows, k, P, S, slots):
-    """Composite slot ``k`` of images ``rows`` over ``flat`` (the (N*3*S*S,) canvas), each on a
-    P x P patch around the primitive (painter's order: over what is already there)."""
+def _draw(canvas, rows, k, P, S, slots):
+    """Composite slot ``k`` of images ``rows`` over ``canvas`` (channels last, (N*S*S, 3)),
+    each on a P x P patch around the primitive (painter's order: over what is already there)."""
     n = rows.numel()
     g = {name: t[rows, k] for name, t in slots.items()}
     x, y = g["x"].view(n, 1, 1), g["y"].view(n, 1, 1)
@@ -389,25 +390,27 @@ def _draw(flat, rows, k, P, S, slots):
     alpha = (0.5 - _signed_distance(shp, a, b, sx, sy)).clamp_(0, 1)
     # texture in the part's own frame: a grating of random strength, or stripes
     t = g["tex"]
-    t_amp = torch.where(t[:, 0] < 0.5, torch.zeros_like(t[:, 0]), 0.45 * t[:, 1]).view(n, 1, 1)
+    t_amp = torch.where(t[:, 0] < 0.5, torch.zeros_like(t[:, 0]), 0.3 * t[:, 1]).view(n, 1, 1)
     t_freq, t_dir = np.pi * (1.5 + 4 * t[:, 2]), t[:, 3] * np.pi
     u, v = a / sx, b / sy
-    wave = torch.sin(u * (t_freq * torch.cos(t_dir)).view(n, 1, 1)
-                     + v * (t_freq * torch.sin(t_dir)).view(n, 1, 1)
-                     + (t[:, 4] * 2 * np.pi).view(n, 1, 1))
-    shade = wave.mul_(t_amp).add_(1)
+    if bool((t_amp > 0).any()):
+        wave = torch.sin(u * (t_freq * torch.cos(t_dir)).view(n, 1, 1)
+                         + v * (t_freq * torch.sin(t_dir)).view(n, 1, 1)
+                         + (t[:, 4] * 2 * np.pi).view(n, 1, 1))
+        shade = wave.mul_(t_amp).add_(1)
+    else:                                   # no part of this group is textured
+        shade = torch.ones_like(u)
     is_stripes = shp == STRIPES
     if bool(is_stripes.any()):
         n_stripes = (np.pi * (2.5 + 3 * t[:, 2])).view(n, 1, 1)
         stripes = (0.5 + 1.5 * torch.sin(n_stripes * (v + 1))).clamp_(0, 1) * 0.7 + 0.3
         shade = torch.where(is_stripes, stripes, shade)
-    colour = g["rgb"].view(n, 3, 1) * shade.view(n, 1, P * P)
-    local = (ar.view(P, 1) * S + ar.view(1, P)).view(1, 1, P * P) \
-        + (torch.arange(3) * (S * S)).view(1, 3, 1)
-    start = rows * (3 * S * S) + (oy.view(n) * S + ox.view(n)).to(torch.int64)
-    idx = (start.view(n, 1, 1) + local).view(-1)                         # n * 3 * P * P
-    old = flat.index_select(0, idx).view(n, 3, P * P)
-    flat.index_copy_(0, idx, torch.lerp(old, colour, alpha.view(n, 1, P * P)).view(-1))
+    colour = g["rgb"].view(n, 1, 3) * shade.view(n, P * P, 1)
+    local = (ar.view(P, 1) * S + ar.view(1, P)).view(1, P * P)
+    start = rows * (S * S) + (oy.view(n) * S + ox.view(n)).to(torch.int64)
+    idx = (start.view(n, 1) + local).view(-1)                            # n * P * P pixels
+    old = canvas.index_select(0, idx).view(n, P * P, 3)
+    canvas.index_copy_(0, idx, torch.lerp(old, colour, alpha.view(n, P * P, 1)).view(-1, 3))
 
 
 def _render(sample: dict, size: int) -> torch.Tensor:
@@ -420,23 +423,24 @@ def _render(sample: dict, size: int) -> torch.Tensor:
     xs, ys = coord.view(1, 1, S) / S, coord.view(1, S, 1) / S
 
     def plane(direction, scale=1.0, offset=0.0):
-        """(N, 1, S, S): ``scale * ((x - .5) cos d + (y - .5) sin d) + offset`` per image."""
+        """(N, S, S, 1): ``scale * ((x - .5) cos d + (y - .5) sin d) + offset`` per image."""
         d = f32(direction).view(N, 1, 1)
         return ((xs - 0.5) * (torch.cos(d) * scale) + (ys - 0.5) * (torch.sin(d) * scale)
-                + offset).unsqueeze(1)
+                + offset).unsqueeze(-1)
 
     # background: two colours blended along a gradient, times a grating
-    rgb1, rgb2 = f32(bg["rgb"]).view(N, 3, 1, 1), f32(bg["rgb2"]).view(N, 3, 1, 1)
+    # the canvas is channels last, (N, S, S, 3): a pixel's colour is one row of 3 floats
+    rgb1, rgb2 = f32(bg["rgb"]).view(N, 1, 1, 3), f32(bg["rgb2"]).view(N, 1, 1, 3)
     mix = plane(bg["grad_dir"], 0.7, 0.5).clamp_(0, 1).mul_(0.6)
     gr = f32(bg["grating"])
-    g_amp, g_freq = 0.15 * gr[:, 0], 2 * np.pi * (2 + 10 * gr[:, 1])
+    g_amp, g_freq = 0.10 * gr[:, 0], 2 * np.pi * (2 + 10 * gr[:, 1])
     wave = torch.sin(plane(gr[:, 2] * np.pi, g_freq.view(N, 1, 1),
                            (gr[:, 3] * 2 * np.pi + g_freq * 0.5 * (torch.cos(gr[:, 2] * np.pi)
                                                                    + torch.sin(gr[:, 2] * np.pi))
                             ).view(N, 1, 1)))
     img = torch.addcmul(rgb1, mix, rgb2 - rgb1)
     img.mul_(wave.mul_(g_amp.view(N, 1, 1, 1)).add_(1))
-    flat = img.view(-1)
+    canvas = img.view(N * S * S, 3)
 
     # primitives, each on a small patch around it; instances of a slot are grouped by patch size
     shape = torch.as_tensor(sl["shape"])
@@ -455,18 +459,18 @@ def _render(sample: dict, size: int) -> torch.Tensor:
         for P in torch.unique(patch[:, k]).tolist():
             if P > 0:
                 rows = torch.nonzero(patch[:, k] == P).view(-1)
-                _draw(flat, rows, k, int(P), S, slots)
+                _draw(canvas, rows, k, int(P), S, slots)
 
     # lighting: a global gain and a directional gradient, then grain
     li = f32(bg["light"])
     gain = (0.7 + 0.5 * li[:, 0]).view(N, 1, 1)
-    light = plane(li[:, 2] * 2 * np.pi, gain * 0.45 * li[:, 1].view(N, 1, 1), gain)
+    light = plane(li[:, 2] * 2 * np.pi, gain * 0.35 * li[:, 1].view(N, 1, 1), gain)
     img.mul_(light)
     nz = f32(bg["noise"])
     tile = torch.minimum((nz[:, 1] * _GRAIN_TILES).to(torch.int64),
                          torch.tensor(_GRAIN_TILES - 1))
-    img.addcmul_(_grain(S).index_select(0, tile), (0.12 * nz[:, 0]).view(N, 1, 1, 1))
-    return img.clamp_(0, 1)
+    img.addcmul_(_grain(S).index_select(0, tile), (0.08 * nz[:, 0]).view(N, 1, 1, 1))
+    return img.clamp_(0, 1).permute(0, 3, 1, 2).contiguous()
 
 
 def render_scenes(indices, *, size: int, classes=MAIN_CLASSES, group: str = "main",

@@ -55,7 +55,7 @@ def accuracy_table(rows: Sequence[dict], title: str = "Accuracy (%) by training 
     ns, keys, cells = _pivot(rows)
     text = [[f"{src}: {ds}", appr] + [cells.get((k, n), "-") for n in ns]
             for k in keys for (src, ds, appr) in [k]]
-    fig, ax = plt.subplots(figsize=(3.2 + 1.25 * len(ns) + 3.6, 0.5 + 0.36 * (len(keys) + 1)))
+    fig, ax = plt.subplots(figsize=(5.8 + 0.9 * len(ns), 0.9 + 0.3 * (len(keys) + 1)))
     ax.axis("off")
     table = ax.table(cellText=text, colLabels=["source: data set", "approach"] + [f"{n}/class" for n in ns],
                      loc="center", cellLoc="center")
@@ -101,7 +101,7 @@ def accuracy_curve(results: Sequence[TransferResult], paper: dict | None = None)
                  if results else "ours")
     ax.set_ylim(0, 100)
     ax.set_xticks(sorted({n for r in results for n in r.ns}))
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3)
     if paper:
         ax = axes[0, 1]
@@ -159,6 +159,8 @@ def layer_accuracy(result: LayerProbeResult) -> plt.Figure:
         c, mk, name = styles[m]
         ax.errorbar(x, 100 * result.mean(m).numpy(), yerr=100 * result.std(m).numpy(), color=c,
                     marker=mk, capsize=3, label=name)
+    if result.classes:
+        ax.axhline(100 / len(result.classes), color="grey", ls=":", lw=1, label="chance")
     ax.set_xticks(x)
     ax.set_xticklabels([l.replace("layer", "layer ") for l in result.layers])
     ax.set_ylabel("accuracy (%, mean of per-class accuracies)")

@@ -1,0 +1,43 @@
+"""The deconv/top-9/sanity figures draw from result objects (smoke tests; the notebooks check them
+on real results)."""
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+from zfcore import models
+from zfcore.deconv import deconv_steps
+from zfcore.plotting.deconv import (mosaic, plot_deconv_steps, plot_filters, plot_layer_measures,
+                                    plot_sanity_curves, plot_sanity_maps, plot_top9, to_display)
+from zfcore.sanity import cascading_randomization
+
+
+def test_to_display_keeps_zero_grey_and_sign():
+    p = torch.zeros(2, 3, 4, 4)
+    p[0, 0, 0, 0], p[0, 1, 1, 1] = 2.0, -1.0
+    d = to_display(p)
+    assert d.shape == (2, 4, 4, 3)
+    assert d[0, 0, 0, 0] == 1.0 and d[0, 1, 1, 1] == pytest.approx(0.25) and d[1].max() == 0.5
+    m = mosaic(np.ones((5, 2, 2, 3)), ncols=3, pad=1)
+    assert m.shape == (5, 8, 3)
+
+
+def test_figures_draw():
+    torch.manual_seed(0)
+    model = models.zfnet(width=0.125, image_size=64, fc_units=256, num_classes=4).eval()
+    x = torch.randn(3, 3, 64, 64)
+    steps = deconv_steps(model, x[0], "layer5", 2, 1, 1)
+    figs = [plot_deconv_steps(steps, torch.rand(3, 64, 64), title="t"),
+            plot_filters(model.features.conv1.weight),
+            plot_top9("layer2", [{"projections": torch.randn(9, 3, 27, 27),
+                                  "patches": torch.rand(9, 3, 27, 27), "label": "map 0"}] * 3),
+            plot_layer_measures(["layer1", "layer2"], [0.3, 0.5], 0.29, [0.4, 0.6], [0.2, 0.2])]
+    res = cascading_randomization(model, x, show=1, progress=False)
+    figs += [plot_sanity_maps(res, torch.rand(3, 3, 64, 64)), plot_sanity_curves(res)]
+    for f in figs:
+        assert isinstance(f, matplotlib.figure.Figure)
+        plt.close(f)
+    with pytest.raises(ValueError, match="panel"):
+        plot_top9("layer1", [])

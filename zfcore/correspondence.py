@@ -1,0 +1,306 @@
+"""Correspondence analysis (section 4.3, Fig. 8 and Table 1 of Zeiler & Fergus, 2014).
+
+"Deep models differ from many existing recognition approaches in that there is no explicit
+mechanism for establishing correspondence between specific object parts in different images.
+However, an intriguing possibility is that deep models might be implicitly computing them." The
+paper occludes the same part (left eye, right eye, nose) in 5 dog images, and random regions of
+the same size, and for each image ``i`` takes the difference ``eps_i = x_i - x~_i`` of its layer-l
+feature vectors before and after occlusion. The consistency of a part is
+
+    Delta_l = sum_{i != j} H(sign(eps_i), sign(eps_j)),
+
+``H`` the Hamming distance: a lower score means the occlusion changed the representation the same
+way in every image. Table 1 reports it for layers 5 and 7 (mean and spread): the parts score lower
+than random regions at layer 5; at layer 7 the gap is small.
+
+Here the images are the procedural face class, whose ground-truth keypoints (``left_eye``,
+``right_eye``, ``nose``) place each part's square; random squares of the same size are drawn inside
+the face's box. The spread is over random draws (``seeds``) of the image set and of the random
+squares. :func:`consistency_score` is the paper's formula (``normalize=True`` divides by the
+number of ordered pairs and features: the mean fraction of features whose sign change differs
+between two images, comparable across layers and set sizes).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .models import get_layer
+
+__all__ = ["PARTS", "RANDOM", "CorrespondenceError", "hamming_matrix", "consistency_score",
+           "part_squares", "random_squares", "apply_squares", "sign_differences",
+           "CorrespondenceResult", "correspondence_scores", "face_scenes", "correspondence_split",
+           "CORRESPONDENCE_VERSION", "photo_keypoints", "keypoint_boxes"]
+
+#: Bump when what the correspondence analysis computes changes (part of every cache key).
+CORRESPONDENCE_VERSION = 1
+
+#: The face parts occluded in Fig. 8 / Table 1 (the data's keypoint names).
+PARTS = ("left_eye", "right_eye", "nose")
+#: The name of the random-region control in results.
+RANDOM = "random"
+
+
+class CorrespondenceError(ValueError):
+    """Bad arguments to the correspondence analysis (missing keypoints, too few images, ...)."""
+
+
+def hamming_matrix(signs: torch.Tensor) -> torch.Tensor:
+    """``(n, n)`` Hamming distances between the rows of ``signs`` (values in {-1, 0, 1})."""
+    s = signs.to(torch.int8)
+    if s.dim() != 2:
+        raise CorrespondenceError(f"signs must be (n_images, n_features), got {tuple(s.shape)}")
+    equal = torch.zeros(s.shape[0], s.shape[0], dtype=torch.float64)
+    for v in (-1, 0, 1):
+        onehot = (s == v).double()
+        equal += onehot @ onehot.T
+    return s.shape[1] - equal
+
+
+def consistency_score(signs: torch.Tensor, normalize: bool = False) -> float:
+    """The paper's ``Delta = sum over ordered pairs i != j of H(sign_i, sign_j)``; with
+    ``normalize`` divided by ``n (n - 1)`` pairs and the number of features."""
+    n, d = signs.shape
+    if n < 2:
+        raise CorrespondenceError("a consistency score needs at least 2 images")
+    total = float(hamming_matrix(signs).sum())          # the diagonal is zero
+    return total / (n * (n - 1) * d) if normalize else total
+
+
+def _square_from_centre(cx: torch.Tensor, cy: torch.Tensor, side: torch.Tensor,
+                        size: "tuple[int, int]") -> torch.Tensor:
+    """Integer squares ``(N, 4)`` ``(x0, y0, x1, y1)`` of ``side`` pixels around centres,
+    shifted to lie inside the image."""
+    H, W = size
+    side = side.round().long().clamp(1, min(H, W))
+    x0 = (cx - side / 2).round().long()
+    y0 = (cy - side / 2).round().long()
+    x0 = torch.minimum(x0.clamp(min=0), W - side)
+    y0 = torch.minimum(y0.clamp(min=0), H - side)
+    return torch.stack([x0, y0, x0 + side, y0 + side], 1)
+
+
+def _sides(boxes: torch.Tensor, square: float) -> torch.Tensor:
+    b = boxes.double()
+    return square * ((b[:, 2] - b[:, 0]).clamp(min=1) * (b[:, 3] - b[:, 1]).clamp(min=1)).sqrt()
+
+
+def part_squares(keypoints: dict, boxes: torch.Tensor, size: "tuple[int, int]",
+                 square: float = 0.3, parts: Sequence[str] = PARTS) -> dict:
+    """``{part: (N, 4)}`` squares centred on each part's keypoint, of side ``square`` times the
+    face box's geometric-mean side (so the square covers the part at any scale)."""
+    missing = [p for p in parts if p not in keypoints]
+    if missing:
+        raise CorrespondenceError(f"keypoints {missing} are missing: pass the face images' "
+                                  f"keypoints (zfcore.data scenes of the 'face' class)")
+    boxes = torch.as_tensor(boxes).reshape(-1, 4)
+    side = _sides(boxes, square)
+    out = {}
+    for p in parts:
+        kp = torch.as_tensor(keypoints[p]).double().reshape(-1, 2)
+        if kp.isnan().any():
+            raise CorrespondenceError(f"some images have no {p!r} keypoint: use face images only")
+        out[p] = _square_from_centre(kp[:, 0], kp[:, 1], side, size)
+    return out
+
+
+def random_squares(boxes: torch.Tensor, size: "tuple[int, int]", square: float = 0.3,
+                   generator: "torch.Generator | None" = None) -> torch.Tensor:
+    """``(N, 4)`` squares of the same side as :func:`part_squares`, centred uniformly at random
+    inside each object box: random regions of the object (Table 1's control)."""
+    b = torch.as_tensor(boxes).double().reshape(-1, 4)
+    u = torch.rand(len(b), 2, generator=generator, dtype=torch.float64)
+    cx = b[:, 0] + u[:, 0] * (b[:, 2] - b[:, 0])
+    cy = b[:, 1] + u[:, 1] * (b[:, 3] - b[:, 1])
+    return _square_from_centre(cx, cy, _sides(b, square), size)
+
+
+def apply_squares(images: torch.Tensor, squares: torch.Tensor, fill=0.0) -> torch.Tensor:
+    """Copies of ``images`` (N, C, H, W) with ``squares[i]`` filled with ``fill``: a number (0:
+    the data set's mean colour in the normalised input, the paper's grey) or one value per
+    channel (to draw the same grey on images in [0, 1])."""
+    out = images.clone()
+    value = torch.as_tensor(fill, dtype=images.dtype).reshape(-1, 1, 1)
+    for i, (x0, y0, x1, y1) in enumerate(squares.tolist()):
+        out[i, :, y0:y1, x0:x1] = value
+    return out
+
+
+def _features(model: nn.Module, x: torch.Tensor, layers: Sequence[str], batch_size: int) -> dict:
+    store: dict = {l: [] for l in layers}
+    handles = [get_layer(model, l).register_forward_hook(
+        lambda m, i, o, key=l: store[key].append(o.flatten(1))) for l in layers]
+    try:
+        with torch.inference_mode():
+            for lo in range(0, len(x), batch_size):
+                model(x[lo:lo + batch_size])
+    finally:
+        for h in handles:
+            h.remove()
+    return {l: torch.cat(v) for l, v in store.items()}
+
+
+def sign_differences(model: nn.Module, images: torch.Tensor, occluded: torch.Tensor,
+                     layers: Sequence[str] = ("layer5", "layer7"), batch_size: int = 64) -> dict:
+    """``{layer: (N, D) int8}``: ``sign(x_i - x~_i)`` of each layer's feature vector, original
+    minus occluded (the paper's ``eps_i``)."""
+    a = _features(model, images, layers, batch_size)
+    b = _features(model, occluded, layers, batch_size)
+    return {l: torch.sign(a[l] - b[l]).to(torch.int8) for l in layers}
+
+
+@dataclass
+class CorrespondenceResult:
+    """Table 1 for one model: ``scores[f"{part}/{layer}"]`` holds the normalised consistency
+    score (:func:`consistency_score`) of each seed's draw of ``n_images`` images."""
+
+    layers: tuple
+    parts: tuple
+    scores: dict
+    n_images: int
+    n_pool: int
+    square: float
+
+    def mean(self, part: str, layer: str) -> float:
+        return float(self.scores[f"{part}/{layer}"].double().mean())
+
+    def std(self, part: str, layer: str) -> float:
+        return float(self.scores[f"{part}/{layer}"].double().std())
+
+    def gap_in_sd(self, part: str, layer: str) -> float:
+        """How many standard deviations (of the random control) ``part`` scores below random."""
+        sd = self.std(RANDOM, layer)
+        return (self.mean(RANDOM, layer) - self.mean(part, layer)) / sd if sd > 0 else float("nan")
+
+    def rows(self) -> list[dict]:
+        """Table 1's rows: occlusion location, then mean and std per layer."""
+        out = []
+        for part in self.parts:
+            row = {"occlusion": part}
+            for l in self.layers:
+                row[f"{l}_mean"] = self.mean(part, l)
+                row[f"{l}_std"] = self.std(part, l)
+            out.append(row)
+        return out
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CorrespondenceResult":
+        d = dict(d)
+        d["layers"], d["parts"] = tuple(d["layers"]), tuple(d["parts"])
+        return cls(**d)
+
+
+def correspondence_scores(model: nn.Module, images: torch.Tensor, keypoints: dict,
+                          boxes: torch.Tensor, *, layers: Sequence[str] = ("layer5", "layer7"),
+                          parts: Sequence[str] = PARTS, n_images: int = 5, seeds: int = 20,
+                          square: float = 0.3, fill: float = 0.0, seed: int = 0,
+                          batch_size: int = 64, progress: bool = False) -> CorrespondenceResult:
+    """Table 1: for each of ``seeds`` draws of ``n_images`` face images from ``images`` (the
+    pool, normalised, with their ``keypoints`` and ``boxes``), the consistency score of
+    occluding each part and of occluding a random region of the same size, at each layer."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        raise CorrespondenceError(f"images must be a (N, 3, H, W) tensor, got "
+                                  f"{getattr(images, 'shape', type(images).__name__)}")
+    if model.training:
+        raise CorrespondenceError("the model is in training mode (dropout would randomise the "
+                                  "signs): call model.eval() first")
+    N, _, H, W = images.shape
+    if not 2 <= n_images <= N:
+        raise CorrespondenceError(f"n_images must be between 2 and the {N} images given, "
+                                  f"not {n_images}")
+    if seeds < 2:
+        raise CorrespondenceError(f"need at least 2 seeds for a spread, not {seeds}")
+    if not 0 < square <= 1:
+        raise CorrespondenceError(f"square is a fraction of the face size in (0, 1], not {square}")
+    boxes = torch.as_tensor(boxes).reshape(-1, 4)
+    layers, parts = tuple(layers), tuple(parts)
+    sq = part_squares(keypoints, boxes, (H, W), square, parts)
+    signs = {p: sign_differences(model, images, apply_squares(images, sq[p], fill), layers,
+                                 batch_size) for p in parts}
+    g = torch.Generator().manual_seed(seed)
+    scores = {f"{p}/{l}": torch.zeros(seeds, dtype=torch.float64)
+              for p in parts + (RANDOM,) for l in layers}
+    from tqdm.auto import tqdm
+    for s in tqdm(range(seeds), desc="correspondence", disable=not progress, leave=False):
+        pick = torch.randperm(N, generator=g)[:n_images]
+        rnd = random_squares(boxes[pick], (H, W), square, g)
+        rs = sign_differences(model, images[pick], apply_squares(images[pick], rnd, fill),
+                              layers, batch_size)
+        for l in layers:
+            for p in parts:
+                scores[f"{p}/{l}"][s] = consistency_score(signs[p][l][pick], normalize=True)
+            scores[f"{RANDOM}/{l}"][s] = consistency_score(rs[l], normalize=True)
+    return CorrespondenceResult(layers=layers, parts=parts + (RANDOM,), scores=scores,
+                                n_images=n_images, n_pool=N, square=square)
+
+
+def face_scenes(profile, split: str = "test", n: "int | None" = None):
+    """The first ``n`` (default: all) face images of a procedural split as a ``SceneBatch`` (images
+    in [0, 1], boxes, keypoints ``left_eye``, ``right_eye``, ``nose``)."""
+    from .data import get_dataset
+    from .profiles import get_profile
+
+    P = get_profile(profile)
+    ds = get_dataset(P, split)
+    if not hasattr(ds, "scenes") or "face" not in getattr(ds, "classes", ()):
+        raise CorrespondenceError(f"profile {P.name!r} has no procedural face images with keypoints "
+                                  f"(use tiny or mini, or pass your own images and keypoints to "
+                                  f"correspondence_scores)")
+    faces = (ds.labels() == ds.classes.index("face")).nonzero()[:, 0]
+    if n is not None:
+        faces = faces[:int(n)]
+    return ds.scenes(faces.tolist())
+
+
+def correspondence_split(model: nn.Module, profile, split: str = "test", n_pool: "int | None" = None,
+                         **options) -> CorrespondenceResult:
+    """:func:`correspondence_scores` on the face images of a procedural split (the first
+    ``n_pool``), cached under ``<cache_dir>/correspondence/`` by a hash of the model's weights,
+    the profile and the options."""
+    from .cache import cached
+    from .data import normalize
+    from .features import model_fingerprint
+    from .profiles import get_profile
+
+    P = get_profile(profile)
+    sb = face_scenes(P, split, n_pool)
+    progress = options.pop("progress", True)
+    config = dict(version=CORRESPONDENCE_VERSION, model=model_fingerprint(model),
+                  profile=P.identity(), split=split, n_pool=len(sb), options=options)
+
+    def build():
+        return correspondence_scores(model, normalize(sb.images, P), sb.keypoints, sb.boxes,
+                                     progress=progress, **options).to_dict()
+
+    return CorrespondenceResult.from_dict(cached(P.cache_dir, "correspondence", config, build))
+
+
+def photo_keypoints(points: dict, original_size: "tuple[int, int]", image_size: int) -> dict:
+    """Keypoints ``{name: (x, y)}`` given in a photo's own pixels (``original_size`` = (width,
+    height), after EXIF rotation) mapped to the network input that :func:`zfcore.data.load_image`
+    makes of it: the centre square of side ``min(width, height)`` resized to ``image_size``."""
+    w, h = (int(v) for v in original_size)
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    out = {}
+    for name, xy in points.items():
+        x, y = (float(v) for v in xy)
+        out[name] = torch.tensor([(x - left) * image_size / side, (y - top) * image_size / side])
+    return out
+
+
+def keypoint_boxes(keypoints: dict, margin: float = 0.75) -> torch.Tensor:
+    """``(N, 4)`` boxes around each image's keypoints, grown by ``margin`` times their extent on
+    every side: a stand-in for the head's box when only the parts are annotated (photos)."""
+    pts = torch.stack([torch.as_tensor(v, dtype=torch.float64).reshape(-1, 2)
+                       for v in keypoints.values()], 1)                    # (N, K, 2)
+    lo, hi = pts.amin(1), pts.amax(1)
+    ext = (hi - lo).amax(1, keepdim=True).clamp(min=1.0)
+    return torch.cat([lo - margin * ext, hi + margin * ext], 1)

@@ -1,0 +1,375 @@
+"""Feature invariance (section 4.4 and Fig. 5 of Zeiler & Fergus, 2014).
+
+"Fig. 5 shows 5 example images being translated, rotated and scaled by varying degrees while
+looking at the changes in the feature vectors from the top and bottom layers of the model,
+relative to the untransformed feature. Small transformations have a dramatic effect in the first
+layer of the model, but a lesser impact at the top feature layer, being quasi-linear for
+translation & scaling. The network output is stable to translations and scalings. In general, the
+output is not invariant to rotation, except for object with rotational symmetry."
+
+* :func:`transform_scenes` applies a vertical translation, a scaling or a rotation to images and
+  moves their object boxes and keypoints with them. Scaling and rotation are about the object's
+  centre; the pixels the transform exposes take the image's mean colour.
+* :func:`invariance_curves` measures, for each step, the Euclidean distance between the original
+  and transformed feature vectors at chosen layers (layers 1 and 7 in the paper) and p(true
+  class); steps that push the object partly out of view are flagged (``in_view``) so the summaries
+  keep the object in view, as the paper's translations do.
+* :func:`layer_growth` and :func:`mean_true_probability` turn the curves into the two measured
+  claims: the layer-7 distance grows more slowly than the layer-1 distance (each normalised by its
+  largest value), and p(true class) stays higher under translation and scaling than under
+  rotation, except for rotation-symmetric classes (:data:`ROTATION_SYMMETRIC_CLASSES`).
+
+Images may be in [0, 1] or already normalised: every transform here is affine per pixel with
+weights summing to one, and the fill is the image's own mean, so it commutes with the per-channel
+normalisation.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .models import get_layer
+
+__all__ = ["TRANSFORMS", "IDENTITY", "ROTATION_SYMMETRIC_CLASSES", "InvarianceError",
+           "Transformed", "transform_matrix", "transform_scenes", "transform_points",
+           "transform_boxes", "InvarianceCurves", "invariance_curves", "layer_growth",
+           "mean_true_probability", "per_class_true_probability", "default_amounts",
+           "choose_examples", "invariance_split", "INVARIANCE_VERSION"]
+
+#: Bump when what the invariance analysis computes changes (part of every cache key).
+INVARIANCE_VERSION = 1
+
+TRANSFORMS = ("translate_y", "scale", "rotate")
+#: The amount of each transform that leaves the image unchanged.
+IDENTITY = {"translate_y": 0.0, "scale": 1.0, "rotate": 0.0}
+#: Procedural classes whose object looks (almost) the same after any rotation: the clock is a disc
+#: inside a ring; only its two short hands break the symmetry (the paper's example is the
+#: entertainment centre).
+ROTATION_SYMMETRIC_CLASSES = ("clock",)
+
+
+class InvarianceError(ValueError):
+    """Bad arguments to the invariance analysis (transform name, amounts, shapes)."""
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in TRANSFORMS:
+        raise InvarianceError(f"unknown transform {kind!r}: choose one of {TRANSFORMS}")
+
+
+def _check_images(images) -> torch.Tensor:
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        raise InvarianceError(f"images must be a (N, C, H, W) tensor, got "
+                              f"{getattr(images, 'shape', type(images).__name__)}")
+    return images
+
+
+def transform_matrix(kind: str, amount: float, centre: torch.Tensor) -> torch.Tensor:
+    """``(N, 2, 3)`` affine maps ``p_out = A[:, :, :2] @ p_in + A[:, :, 2]`` in pixel coordinates
+    ``(x, y)`` (y down, pixel ``(i, j)`` centred at ``(j + .5, i + .5)``).
+
+    ``translate_y``: ``amount`` pixels down; ``scale``: by ``amount`` about ``centre``;
+    ``rotate``: ``amount`` degrees counter-clockwise (as seen on screen) about ``centre``.
+    """
+    _check_kind(kind)
+    if not isinstance(amount, numbers.Real) or not math.isfinite(amount):
+        raise InvarianceError(f"amount must be a finite number, not {amount!r}")
+    centre = torch.as_tensor(centre, dtype=torch.float64).reshape(-1, 2)
+    N = centre.shape[0]
+    A = torch.zeros(N, 2, 3, dtype=torch.float64)
+    if kind == "translate_y":
+        A[:, 0, 0] = A[:, 1, 1] = 1.0
+        A[:, 1, 2] = float(amount)
+        return A
+    if kind == "scale":
+        if amount <= 0:
+            raise InvarianceError(f"a scale factor must be positive, not {amount}")
+        M = torch.eye(2, dtype=torch.float64) * float(amount)
+    else:
+        t = math.radians(float(amount))
+        # y points down: a counter-clockwise turn on screen maps (1, 0) to (cos t, -sin t).
+        M = torch.tensor([[math.cos(t), math.sin(t)], [-math.sin(t), math.cos(t)]],
+                         dtype=torch.float64)
+    A[:, :, :2] = M
+    A[:, :, 2] = centre - centre @ M.T
+    return A
+
+
+def transform_points(A: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Apply the ``(N, 2, 3)`` maps to ``(N, 2)`` points (NaN stays NaN)."""
+    p = points.double()
+    return (torch.einsum("nij,nj->ni", A[:, :, :2], p) + A[:, :, 2]).to(points.dtype)
+
+
+def transform_boxes(A: torch.Tensor, boxes: torch.Tensor, size: "tuple[int, int]") -> torch.Tensor:
+    """The axis-aligned box around each transformed box's four corners, clipped to the image."""
+    b = boxes.double()
+    corners = torch.stack([b[:, [0, 1]], b[:, [2, 1]], b[:, [0, 3]], b[:, [2, 3]]], 1)  # (N,4,2)
+    moved = torch.einsum("nij,nkj->nki", A[:, :, :2], corners) + A[:, None, :, 2]
+    H, W = size
+    out = torch.stack([moved[..., 0].amin(1), moved[..., 1].amin(1),
+                       moved[..., 0].amax(1), moved[..., 1].amax(1)], 1)
+    out[:, [0, 2]] = out[:, [0, 2]].clamp(0, W)
+    out[:, [1, 3]] = out[:, [1, 3]].clamp(0, H)
+    return out.to(boxes.dtype)
+
+
+def _unclipped_boxes(A: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    b = boxes.double()
+    corners = torch.stack([b[:, [0, 1]], b[:, [2, 1]], b[:, [0, 3]], b[:, [2, 3]]], 1)
+    moved = torch.einsum("nij,nkj->nki", A[:, :, :2], corners) + A[:, None, :, 2]
+    return torch.stack([moved[..., 0].amin(1), moved[..., 1].amin(1),
+                        moved[..., 0].amax(1), moved[..., 1].amax(1)], 1)
+
+
+@dataclass
+class Transformed:
+    """Transformed images with their moved ground truth. ``in_view`` is True where the whole
+    transformed object box lies inside the image."""
+
+    images: torch.Tensor
+    boxes: torch.Tensor
+    keypoints: dict = field(default_factory=dict)
+    in_view: torch.Tensor = None
+
+
+def transform_scenes(images: torch.Tensor, boxes: torch.Tensor, keypoints: "dict | None" = None,
+                     *, kind: str, amount: float, centre: "torch.Tensor | None" = None) -> Transformed:
+    """Translate vertically, scale or rotate ``images`` (N, C, H, W) by ``amount`` (pixels, factor
+    or degrees; see :func:`transform_matrix`), moving ``boxes`` (N, 4) ``(x0, y0, x1, y1)`` and
+    ``keypoints`` ``{name: (N, 2)}`` with them. Scaling and rotation are about ``centre`` (N, 2),
+    by default each object box's centre. Exposed pixels take each image's mean colour; sampling is
+    bilinear."""
+    images = _check_images(images)
+    N, C, H, W = images.shape
+    boxes = torch.as_tensor(boxes).reshape(-1, 4)
+    if boxes.shape[0] != N:
+        raise InvarianceError(f"need one box per image: {N} images, {boxes.shape[0]} boxes")
+    if centre is None:
+        centre = torch.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], 1)
+    A = transform_matrix(kind, amount, centre)
+    if A.shape[0] == 1 and N > 1:
+        A = A.expand(N, 2, 3)
+    # Sample: each output pixel centre maps back through the inverse transform.
+    Minv = torch.linalg.inv(A[:, :, :2])
+    tinv = -torch.einsum("nij,nj->ni", Minv, A[:, :, 2])
+    ys = torch.arange(H, dtype=torch.float64) + 0.5
+    xs = torch.arange(W, dtype=torch.float64) + 0.5
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    pts = torch.stack([gx, gy], -1).reshape(1, -1, 2)                        # (1, HW, 2)
+    src = torch.einsum("nij,nkj->nki", Minv, pts.expand(N, -1, -1)) + tinv[:, None, :]
+    grid = torch.stack([2 * src[..., 0] / W - 1, 2 * src[..., 1] / H - 1], -1)
+    grid = grid.view(N, H, W, 2).to(images.dtype)
+    mean = images.mean((2, 3), keepdim=True)
+    out = F.grid_sample(images - mean, grid, mode="bilinear", padding_mode="zeros",
+                        align_corners=False) + mean
+    moved = _unclipped_boxes(A, boxes)
+    in_view = ((moved[:, 0] >= -1e-6) & (moved[:, 1] >= -1e-6) & (moved[:, 2] <= W + 1e-6)
+               & (moved[:, 3] <= H + 1e-6))
+    kps = {k: transform_points(A, torch.as_tensor(v)) for k, v in (keypoints or {}).items()}
+    return Transformed(images=out, boxes=transform_boxes(A, boxes, (H, W)), keypoints=kps,
+                       in_view=in_view)
+
+
+def default_amounts(kind: str, image_size: int) -> torch.Tensor:
+    """Fig. 5's sweeps at our image size: vertical shifts of up to a quarter of the image in
+    both directions, scale factors 0.7 to 1.5, and a full turn in 15-degree steps."""
+    _check_kind(kind)
+    if kind == "translate_y":
+        q = image_size // 4
+        step = max(1, q // 7)
+        return torch.arange(-q, q + 1, step, dtype=torch.float64)
+    if kind == "scale":
+        return torch.linspace(0.7, 1.5, 17, dtype=torch.float64)
+    return torch.arange(0, 361, 15, dtype=torch.float64)
+
+
+@dataclass
+class InvarianceCurves:
+    """Fig. 5's curves for one transform: ``distances[layer]`` (N, S) is the Euclidean distance
+    between the feature vectors of image ``n`` and of its transform by ``amounts[s]``;
+    ``prob_true`` (N, S) is p(true class), ``top_class`` the prediction; ``in_view`` marks steps
+    that keep the whole object in the image."""
+
+    kind: str
+    amounts: torch.Tensor
+    labels: torch.Tensor
+    distances: dict
+    prob_true: torch.Tensor
+    top_class: torch.Tensor
+    in_view: torch.Tensor
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "InvarianceCurves":
+        return cls(**d)
+
+    @property
+    def identity_step(self) -> torch.Tensor:
+        """Boolean (S,): the untransformed step(s)."""
+        return (self.amounts - IDENTITY[self.kind]).abs() < 1e-9 if self.kind != "rotate" else \
+            (torch.remainder(self.amounts, 360.0).abs() < 1e-9)
+
+    def normalized(self, layer: str) -> torch.Tensor:
+        """``distances[layer]`` divided by each image's largest in-view distance (NaN where the
+        object left the view)."""
+        d = self.distances[layer].double().masked_fill(~self.in_view, float("nan"))
+        peak = torch.nan_to_num(d, nan=0.0).amax(1, keepdim=True).clamp(min=1e-12)
+        return d / peak
+
+
+def _layer_outputs(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) -> tuple[dict, torch.Tensor]:
+    store: dict = {}
+    handles = [get_layer(model, l).register_forward_hook(
+        lambda m, i, o, key=l: store.__setitem__(key, o.flatten(1))) for l in layers]
+    try:
+        logits = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return store, logits
+
+
+@torch.inference_mode()
+def invariance_curves(model: nn.Module, images: torch.Tensor, labels, boxes, *, kind: str,
+                      amounts: "Sequence[float] | torch.Tensor | None" = None,
+                      layers: Sequence[str] = ("layer1", "layer7"), batch_size: int = 64,
+                      progress: bool = False) -> InvarianceCurves:
+    """Transform every image of ``images`` (N, 3, H, W, the model's normalised input) by each of
+    ``amounts`` (default :func:`default_amounts`) and record the feature distances at ``layers``
+    and p(true class). Fig. 5's measurement."""
+    images = _check_images(images)
+    if model.training:
+        raise InvarianceError("the model is in training mode (dropout would add noise to every "
+                              "distance): call model.eval() first")
+    N, _, H, W = images.shape
+    labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+    boxes = torch.as_tensor(boxes, dtype=torch.float64).reshape(-1, 4)
+    if len(labels) != N or len(boxes) != N:
+        raise InvarianceError(f"need one label and one box per image: {N} images, "
+                              f"{len(labels)} labels, {len(boxes)} boxes")
+    _check_kind(kind)
+    amounts = default_amounts(kind, H) if amounts is None else torch.as_tensor(
+        amounts, dtype=torch.float64).reshape(-1)
+    if len(amounts) == 0:
+        raise InvarianceError("amounts is empty: give at least one transform step")
+    layers = tuple(layers)
+    S = len(amounts)
+    dist = {l: torch.zeros(N, S) for l in layers}
+    prob = torch.zeros(N, S)
+    top = torch.zeros(N, S, dtype=torch.long)
+    in_view = torch.zeros(N, S, dtype=torch.bool)
+    from tqdm.auto import tqdm
+    bar = tqdm(total=S * ((N + batch_size - 1) // batch_size), desc=f"invariance: {kind}",
+               disable=not progress, leave=False)
+    for lo in range(0, N, batch_size):
+        sl = slice(lo, min(N, lo + batch_size))
+        ref, _ = _layer_outputs(model, images[sl], layers)
+        for s, a in enumerate(amounts.tolist()):
+            t = transform_scenes(images[sl], boxes[sl], kind=kind, amount=a)
+            feats, logits = _layer_outputs(model, t.images, layers)
+            for l in layers:
+                dist[l][sl, s] = (feats[l] - ref[l]).norm(dim=1)
+            p = torch.softmax(logits, 1)
+            prob[sl, s] = p.gather(1, labels[sl, None])[:, 0]
+            top[sl, s] = p.argmax(1)
+            in_view[sl, s] = t.in_view
+            bar.update(1)
+    bar.close()
+    return InvarianceCurves(kind=kind, amounts=amounts, labels=labels, distances=dist,
+                            prob_true=prob, top_class=top, in_view=in_view)
+
+
+def layer_growth(curves: InvarianceCurves, layer: str, mask: "torch.Tensor | None" = None) -> float:
+    """How fast ``layer``'s distance grows: the mean of its normalised curve
+    (:meth:`InvarianceCurves.normalized`) over the transformed, in-view steps. Near 1: the
+    distance jumps to its maximum at the smallest transform (the paper's layer 1); small: it
+    grows gradually (the paper's quasi-linear layer 7)."""
+    d = curves.normalized(layer)[:, ~curves.identity_step]
+    if mask is not None:
+        d = d[mask]
+    return float(torch.nanmean(d))
+
+
+def mean_true_probability(curves: InvarianceCurves, mask: "torch.Tensor | None" = None) -> float:
+    """Mean p(true class) over the transformed, in-view steps (and the images in ``mask``)."""
+    keep = curves.in_view.clone()
+    keep[:, curves.identity_step] = False
+    if mask is not None:
+        keep &= mask[:, None]
+    if not keep.any():
+        return float("nan")
+    return float(curves.prob_true[keep].double().mean())
+
+
+def choose_examples(labels: torch.Tensor, boxes: torch.Tensor, image_size: int, n: int = 5,
+                    classes: "Sequence[int] | None" = None) -> torch.Tensor:
+    """Indices of ``n`` images of distinct classes (``classes`` first, in order) whose objects
+    have the most vertical room, so Fig. 5's translations keep them in view."""
+    labels = torch.as_tensor(labels).reshape(-1)
+    boxes = torch.as_tensor(boxes, dtype=torch.float64).reshape(-1, 4)
+    room = torch.minimum(boxes[:, 1], image_size - boxes[:, 3])
+    order = list(classes or []) + [int(c) for c in labels.unique().tolist()
+                                   if int(c) not in (classes or [])]
+    chosen = []
+    for c in order:
+        idx = (labels == c).nonzero()[:, 0]
+        if len(idx):
+            chosen.append(int(idx[room[idx].argmax()]))
+        if len(chosen) == n:
+            break
+    return torch.tensor(chosen, dtype=torch.long)
+
+
+def per_class_true_probability(curves: InvarianceCurves, n_classes: int) -> torch.Tensor:
+    """``(n_classes,)`` mean p(true class) over each class's images and transformed, in-view
+    steps (NaN for a class without images)."""
+    out = torch.full((n_classes,), float("nan"), dtype=torch.float64)
+    for c in range(n_classes):
+        m = curves.labels == c
+        if m.any():
+            out[c] = mean_true_probability(curves, m)
+    return out
+
+
+def invariance_split(model: nn.Module, profile, split: str = "test", n: int = 100, *,
+                     kinds: Sequence[str] = TRANSFORMS, layers: Sequence[str] = ("layer1", "layer7"),
+                     batch_size: int = 50, progress: bool = True) -> dict:
+    """``{kind: InvarianceCurves}`` over the first ``n`` images of a procedural split (classes
+    cycle with the index, so any ``n`` is balanced), each transform swept over
+    :func:`default_amounts`; cached under ``<cache_dir>/invariance/`` by a hash of the model's
+    weights, the profile and the settings."""
+    from .cache import cached
+    from .data import get_dataset, normalize
+    from .features import model_fingerprint
+    from .profiles import get_profile
+
+    P = get_profile(profile)
+    ds = get_dataset(P, split)
+    if not hasattr(ds, "scenes"):
+        raise InvarianceError(f"profile {P.name!r} has no object boxes to centre the transforms "
+                              f"on: use invariance_curves on your own images and boxes")
+    if not 1 <= n <= len(ds):
+        raise InvarianceError(f"n must be between 1 and the {len(ds)} images of the {split} split")
+    for k in kinds:
+        _check_kind(k)
+    config = dict(version=INVARIANCE_VERSION, model=model_fingerprint(model), profile=P.identity(),
+                  split=split, n=n, kinds=list(kinds), layers=list(layers))
+
+    def build():
+        sb = ds.scenes(list(range(n)))
+        x = normalize(sb.images, P)
+        return {k: invariance_curves(model, x, sb.labels, sb.boxes, kind=k, layers=layers,
+                                     batch_size=batch_size, progress=progress).to_dict()
+                for k in kinds}
+
+    got = cached(P.cache_dir, "invariance", config, build)
+    return {k: InvarianceCurves.from_dict(v) for k, v in got.items()}

@@ -1,0 +1,251 @@
+"""Figures of the training notebooks: Fig. 4 (feature evolution), per-layer convergence, training
+curves, Fig. 6 (first-layer filters and their numbers) and Tables 2-3 (ablations).
+
+Every function takes result objects (``zfcore.train.TrainRun``, ``zfcore.evolution``'s
+``Convergence`` / ``Fig4Projections``, ``zfcore.firstlayer.FirstLayer``, plain rows) and returns
+a matplotlib figure; nothing here computes an analysis.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+__all__ = ["show_patch", "plot_fig4", "plot_convergence", "plot_training_curves",
+           "plot_side_by_side", "plot_first_layer_filters", "plot_first_layer_numbers",
+           "plot_ablation_table"]
+
+_LAYER_COLOURS = plt.get_cmap("viridis")
+
+
+def show_patch(x: torch.Tensor) -> np.ndarray:
+    """A projection or image patch ``(3, h, w)`` as an RGB array in [0, 1], contrast-stretched
+    around its mean (the paper shows projections this way)."""
+    a = x.detach().double()
+    a = a - a.mean()
+    m = float(a.abs().max())
+    a = a / (2 * m) + 0.5 if m > 0 else a + 0.5
+    return a.clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def _epoch_label(e: float) -> str:
+    return f"{e:g}"
+
+
+def _epoch_axis(axis, epochs: Sequence[float]) -> None:
+    """A log-scaled axis labelled exactly at the checkpoint epochs (no minor labels)."""
+    from matplotlib.ticker import FixedLocator, NullLocator
+    axis.set_major_locator(FixedLocator(list(epochs)))
+    axis.set_minor_locator(NullLocator())
+    axis.set_ticklabels([_epoch_label(e) for e in epochs], fontsize=7)
+
+
+def plot_fig4(fig4, title: str = "") -> plt.Figure:
+    """Fig. 4: one block of rows per layer (its chosen maps), one column per checkpoint; each
+    cell is the deconvnet projection of the map's strongest activation at that epoch."""
+    layers = list(fig4.projections)
+    rows = sum(fig4.projections[l].shape[0] for l in layers)
+    cols = len(fig4.epochs)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.15 * cols + 0.8, 1.15 * rows + 0.6),
+                             squeeze=False)
+    r = 0
+    for l in layers:
+        p = fig4.projections[l]
+        for m in range(p.shape[0]):
+            for c in range(cols):
+                ax = axes[r, c]
+                ax.imshow(show_patch(p[m, c]), interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if r == 0:
+                    ax.set_title(f"epoch {_epoch_label(fig4.epochs[c])}", fontsize=8)
+                if c == 0:
+                    ax.set_ylabel(f"{l}\nmap {fig4.maps[l][m]}", fontsize=7)
+            r += 1
+    fig.suptitle(title or "Fig. 4: strongest activation of each feature map across training, "
+                          "projected to pixels", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_convergence(conv, title: str = "") -> plt.Figure:
+    """Per-layer convergence: similarity to the final checkpoint against epoch (top-k overlap and
+    weight progress), and the convergence epoch of each layer."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for ax, (name, sims, thr) in zip(axes[:2], (
+            ("top-9 images shared with the final model", conv.topk_similarity, conv.topk_threshold),
+            ("weights: share of the way to the final values", conv.weight_similarity,
+             conv.weight_threshold))):
+        layers = list(sims)
+        for i, l in enumerate(layers):
+            ax.plot(conv.epochs, sims[l], "o-", ms=3, label=l,
+                    color=_LAYER_COLOURS(i / max(1, len(layers) - 1)))
+        ax.axhline(thr, color="grey", ls="--", lw=1)
+        ax.set_xscale("log")
+        _epoch_axis(ax.xaxis, conv.epochs)
+        ax.set_xlabel("epoch (log scale)")
+        ax.set_title(name, fontsize=10)
+        ax.set_ylim(min(0, min(min(v) for v in sims.values())), 1.05)
+        ax.legend(fontsize=7, ncol=2)
+    ax = axes[2]
+    layers = list(conv.topk_converged)
+    x = np.arange(len(layers))
+    ax.bar(x - 0.2, [conv.topk_converged[l] for l in layers], 0.4,
+           label=f"top-9 overlap >= {conv.topk_threshold:g}")
+    ax.bar(x + 0.2, [conv.weight_converged.get(l, math.nan) for l in layers], 0.4,
+           label=f"weight progress >= {conv.weight_threshold:g}")
+    ax.set_xticks(x)
+    ax.set_xticklabels(layers)
+    ax.set_yscale("log")
+    _epoch_axis(ax.yaxis, conv.epochs)
+    ax.set_ylabel("convergence epoch")
+    ax.set_title("epoch after which a layer stays converged", fontsize=10)
+    ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_training_curves(runs: Mapping[str, "object"], title: str = "") -> plt.Figure:
+    """Validation and training top-1 error against epoch for named :class:`TrainRun` s."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, (name, run) in enumerate(runs.items()):
+        ep = [h.epoch for h in run.history]
+        c = f"C{i}"
+        ax.plot(ep, [h.val_top1_error for h in run.history], "o-", color=c, label=f"{name} (val)")
+        ax.plot(ep, [h.train_top1_error for h in run.history], "s--", color=c, alpha=0.6,
+                label=f"{name} (train)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("top-1 error (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title or "training curves", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_side_by_side(rows: Sequence[Mapping], metrics: Sequence[tuple[str, str]],
+                      label: str = "name", title: str = "") -> plt.Figure:
+    """One bar panel per ``(key, axis label)`` in ``metrics`` over ``rows`` (dicts), e.g.
+    accuracy and wall time of two training schemes side by side."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
+    names = [str(r[label]) for r in rows]
+    for ax, (key, axis) in zip(axes[0], metrics):
+        vals = [float(r[key]) for r in rows]
+        bars = ax.bar(range(len(rows)), vals, color=[f"C{i}" for i in range(len(rows))])
+        for b, v in zip(bars, vals):
+            ax.text(b.get_x() + b.get_width() / 2, b.get_height(), f"{v:.3g}", ha="center",
+                    va="bottom", fontsize=8)
+        ax.set_xticks(range(len(rows)))
+        ax.set_xticklabels(names, fontsize=8, rotation=10)
+        ax.set_ylabel(axis)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_first_layer_filters(reports: Sequence, cols: int = 16, title: str = "") -> plt.Figure:
+    """Fig. 6 (b)-(c): the first-layer filters of each network (one block of rows per network),
+    each contrast-stretched; dead filters are framed in red."""
+    blocks = [(r, math.ceil(len(r.filters) / cols)) for r in reports]
+    rows = sum(b for _, b in blocks)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.55, rows * 0.6 + 0.5 * len(reports)),
+                             squeeze=False)
+    r0 = 0
+    for rep, nrows in blocks:
+        for i in range(nrows * cols):
+            ax = axes[r0 + i // cols, i % cols]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i >= len(rep.filters):
+                ax.axis("off")
+                continue
+            ax.imshow(show_patch(rep.filters[i]), interpolation="nearest")
+            if bool(rep.dead[i]):
+                for s in ax.spines.values():
+                    s.set_color("red")
+                    s.set_linewidth(2)
+            if i == 0:
+                ax.set_title(f"{rep.name}: {rep.kernel}x{rep.kernel} stride {rep.stride}",
+                             fontsize=8, loc="left", x=0)
+        r0 += nrows
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_first_layer_numbers(reports: Sequence, title: str = "") -> plt.Figure:
+    """The numbers of section 4.1 side by side: dead maps, aliased energy, frequency bands and
+    the norm share of the top filters, one bar per network."""
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
+    names = [r.name for r in reports]
+    x = np.arange(len(reports))
+    colours = [f"C{i}" for i in range(len(reports))]
+
+    def bars(ax, vals, label, fmt="{:.1%}"):
+        b = ax.bar(x, vals, color=colours)
+        for bb, v in zip(b, vals):
+            ax.text(bb.get_x() + bb.get_width() / 2, bb.get_height(), fmt.format(v), ha="center",
+                    va="bottom", fontsize=8)
+        ax.set_xticks(x)
+        ax.set_xticklabels(names, fontsize=8, rotation=10)
+        ax.set_title(label, fontsize=9)
+        ax.set_ylim(0, max(max(vals) * 1.15, 0.05))
+
+    bars(axes[0], [r.dead_fraction for r in reports], "dead first-layer maps")
+    bars(axes[1], [r.mean_aliased for r in reports], "filter energy above the stride's Nyquist\n(aliased)")
+    w = 0.8 / 3
+    for j, band in enumerate(("low", "mid", "high")):
+        axes[2].bar(x + (j - 1) * w, [r.bands[band] for r in reports], w, label=band)
+    axes[2].set_xticks(x)
+    axes[2].set_xticklabels(names, fontsize=8, rotation=10)
+    axes[2].set_title("filter energy by frequency band", fontsize=9)
+    axes[2].legend(fontsize=7)
+    bars(axes[3], [r.top_norm_share for r in reports],
+         f"share of filter norm in the top {reports[0].top} filters")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_ablation_table(rows: Sequence[Mapping], paper_rows: Sequence[Mapping] = (),
+                        title: str = "") -> plt.Figure:
+    """Tables 2-3 in the paper's layout: one line per model, train top-1, val top-1 and val top-5
+    error (%); the paper's published lines (labelled as the paper's) below ours."""
+    cols = ["model", "train top-1", "val top-1", "val top-5"]
+    cells = [[r["model"], f"{r['train_top1_error']:.1f}", f"{r['val_top1_error']:.1f}",
+              f"{r['val_top5_error']:.1f}"] for r in rows]
+    cells += [[f"paper: {r['model']}", "-" if r.get("train_top1_error") is None
+               else f"{r['train_top1_error']:.1f}", f"{r['val_top1_error']:.1f}",
+               f"{r['val_top5_error']:.1f}"] for r in paper_rows]
+    fig, (ax_t, ax_b) = plt.subplots(1, 2, figsize=(15, 0.42 * len(cells) + 1.6),
+                                     gridspec_kw={"width_ratios": [1.25, 1]})
+    ax_t.axis("off")
+    table = ax_t.table(cellText=cells, colLabels=cols, loc="center", cellLoc="center",
+                       colWidths=[0.55, 0.15, 0.15, 0.15])
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    table.scale(1, 1.3)
+    for i in range(len(rows), len(cells)):
+        for j in range(len(cols)):
+            table[i + 1, j].set_facecolor("#eeeeee")
+    y = np.arange(len(rows))
+    ax_b.barh(y - 0.2, [r["train_top1_error"] for r in rows], 0.4, label="train top-1")
+    ax_b.barh(y + 0.2, [r["val_top1_error"] for r in rows], 0.4, label="val top-1")
+    ax_b.set_yticks(y)
+    ax_b.set_yticklabels([r["model"] for r in rows], fontsize=8)
+    ax_b.invert_yaxis()
+    ax_b.set_xlabel("error (%)")
+    ax_b.legend(fontsize=8)
+    ax_b.grid(axis="x", alpha=0.3)
+    fig.suptitle(title or "Tables 2-3: ablations (ours; the paper's ImageNet numbers shaded)",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
