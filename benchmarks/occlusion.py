@@ -161,13 +161,13 @@ def main(argv=None):
     model, image, label, which = zf_mini_setting()
     print(f"zf-mini: {which}; threads={args.threads}, best of {repeats}")
     zf = bench_setting("zf-mini", model, image, label, 16, 8 if args.quick else 4,
-                       [64] if args.quick else [16, 32, 64, 128, 256], True, repeats,
+                       [64] if args.quick else [8, 16, 32, 64, 128], True, repeats,
                        args.batch_size)
     amodel, aimage, atarget, what = alexnet_setting()
     print(f"\nalexnet: torchvision AlexNet (weights=None, He init) on {what}")
     ax = bench_setting("alexnet", amodel, aimage, atarget, 56 if args.quick else 16,
                        56 if args.quick else 8,
-                       [64] if args.quick else [16, 64, 256], False, 1 if args.quick else 2,
+                       [64] if args.quick else [8, 32, 128], False, 1 if args.quick else 2,
                        args.batch_size)
 
     speedup = zf["times"][zf["tuned"]] / zf["times"]["ours"]

@@ -248,7 +248,7 @@ def test_icc_profile_is_applied_without_damage(tmp_path):
     torch.testing.assert_close(load01(tmp_path / "icc.png"),
                                I.to_model_input(a, "tiny", normalized=False), atol=2 / 255, rtol=0)
     Image.fromarray(a).save(tmp_path / "badicc.png", icc_profile=b"not a profile" * 10)
-    with pytest.warns(UserWarning, match="colour profile"):
+    with pytest.warns(UserWarning, match=r"badicc\.png: .*colour profile"):
         x = load01(tmp_path / "badicc.png")
     torch.testing.assert_close(x, I.to_model_input(a, "tiny", normalized=False))
 

@@ -204,3 +204,36 @@ def test_class_specificity_pick_maps_and_project_top(model, data):
     assert torch.equal(tp.labels, y[tp.images])
     with pytest.raises(MiningError, match="no labels"):
         class_specificity(mine_topk(model, x, k=2, progress=False), "layer2")
+
+
+def _rank_worker(rank, world, port, x, out_path):
+    import torch.distributed as dist
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world)
+    try:
+        torch.manual_seed(0)
+        m = models.zfnet(width=0.0625, image_size=64, fc_units=32, num_classes=4).eval()
+        idx = torch.arange(rank, len(x), world)               # this rank's shard
+        part = mine_topk(m, [(x[idx], torch.zeros(len(idx), dtype=torch.long), idx)], k=5,
+                         progress=False)
+        merged = gather_merge(part)
+        if rank == 0:
+            torch.save(merged.to_dict(), out_path)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_gather_merge_across_processes(tmp_path):
+    import socket
+    import torch.multiprocessing as mp
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    x = torch.randn(13, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    out = tmp_path / "merged.pt"
+    mp.spawn(_rank_worker, args=(2, port, x, str(out)), nprocs=2, join=True)
+    torch.manual_seed(0)
+    m = models.zfnet(width=0.0625, image_size=64, fc_units=32, num_classes=4).eval()
+    whole = mine_topk(m, [(x, torch.zeros(13, dtype=torch.long))], k=5, progress=False)
+    assert TopK.from_dict(torch.load(out, weights_only=True)).equal(whole)

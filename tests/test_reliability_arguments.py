@@ -76,17 +76,11 @@ def test_unknown_profile(entry, bad):
     assert isinstance(e, ValueError)
 
 
-_UNVALIDATED_PROFILE = pytest.mark.xfail(
-    reason="missing check: profiles.get_profile/Profile.replace accept any value for a known field "
-           "(types and ranges are not validated: image_size, width, epochs, n_train, ...)",
-    strict=False)
-
-
 @pytest.mark.parametrize("override,value", [
-    pytest.param("image_size", "big", marks=_UNVALIDATED_PROFILE),
-    pytest.param("image_size", 3, marks=_UNVALIDATED_PROFILE),
-    pytest.param("epochs", -1, marks=_UNVALIDATED_PROFILE),
-    pytest.param("width", 0.0, marks=_UNVALIDATED_PROFILE),
+    ("image_size", "big"),
+    ("image_size", 3),
+    ("epochs", -1),
+    ("width", 0.0),
     ("imgsize", 64),
 ])
 def test_bad_profile_override(override, value):

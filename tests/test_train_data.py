@@ -84,3 +84,11 @@ def test_command_line_rejects_bad_overrides(capsys):
         T.main(["--profile", "tiny", "--set", "learning_rate=1"])
     with pytest.raises(SystemExit):
         T.main(["--profile", "tiny", "--set", "epochs"])
+
+
+def test_compare_throughput_measures_each_configuration():
+    ips = T.compare_throughput("tiny", {"global": [], "frozen": ["layer1", "layer2"]}, steps=1,
+                               rounds=1, batch_size=16)
+    assert set(ips) == {"global", "frozen"} and all(v > 0 for v in ips.values())
+    with pytest.raises(T.TrainError, match="unknown layer"):
+        T.compare_throughput("tiny", {"bad": ["layer9"]}, steps=1, rounds=1)

@@ -138,16 +138,11 @@ def _geometry(op: nn.Module, x: torch.Tensor, y: torch.Tensor) -> OpGeometry:
     return dense
 
 
-def _changed_range(start: int, length: int, k: int, s: int, p: int, n_out: int) -> tuple[int, int]:
-    """Outputs ``[lo, hi)`` of a window op whose window overlaps inputs ``[start, start+length)``."""
-    lo = -((-(start + p - k + 1)) // s)          # ceil((start + p - k + 1) / s)
-    hi = (start + length - 1 + p) // s + 1
-    return max(0, lo), min(n_out, hi)
-
-
 def _changed_range_t(start: torch.Tensor, length: torch.Tensor, k: int, s: int, p: int,
                      n_out: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`_changed_range` for tensors of runs; an empty run (length 0) stays empty."""
+    """Outputs ``[lo, hi)`` of a window op (kernel ``k``, stride ``s``, padding ``p``) whose
+    window overlaps the changed inputs ``[start, start + length)``, per run; an empty run stays
+    empty."""
     lo = (-((-(start + p - k + 1)) // s)).clamp(min=0)
     hi = ((start + length - 1 + p) // s + 1).clamp(max=n_out)
     hi = torch.where(length > 0, torch.maximum(hi, lo), lo)

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .cache import cached
-from .deconv import Requests, _eval_mode, _Stop, requests
+from .deconv import Requests, layer_activations, requests
 from .models import LayerError, layer_names
 from .receptive import input_problem
 from .profiles import Profile, get_profile
@@ -170,33 +170,6 @@ class TopKMiner:
         self.state: dict[str, LayerTopK] = {}
         self.n_images = 0
         self._next_index = 0
-        order = [n for n, _ in model.named_modules()]
-        self._modules = {l: names[l] for l in layers}
-        self._deepest = max(self._modules.values(), key=order.index)
-
-    def _activations(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        out: dict[str, torch.Tensor] = {}
-        handles = []
-        wanted = len(set(self._modules.values()))
-
-        def grab(module_name):
-            def hook(module, inputs, output):
-                out[module_name] = output
-                if module_name == self._deepest and len(out) == wanted:
-                    raise _Stop
-            return hook
-
-        for mname in set(self._modules.values()):
-            handles.append(self.model.get_submodule(mname).register_forward_hook(grab(mname)))
-        try:
-            try:
-                self.model(x)
-            except _Stop:
-                pass
-        finally:
-            for h in handles:
-                h.remove()
-        return {l: out[m] for l, m in self._modules.items()}
 
     @torch.no_grad()
     def update(self, images: torch.Tensor, indices=None, labels=None) -> None:
@@ -219,11 +192,7 @@ class TopKMiner:
         self._next_index = int(idx.max()) + 1 if b else self._next_index
         lab = (torch.full((b,), -1, dtype=torch.long) if labels is None
                else torch.as_tensor(labels, dtype=torch.long).reshape(-1).cpu())
-        p = next(self.model.parameters(), None)
-        if p is not None:
-            images = images.to(p.device)
-        with _eval_mode(self.model):
-            acts = self._activations(images)
+        acts = layer_activations(self.model, images, self.layer_list)
         for layer, a in acts.items():
             a = a.detach().float().cpu()
             if a.dim() == 2:

@@ -80,6 +80,39 @@ class Profile:
     data_root: Path = field(default_factory=lambda: Path(os.environ.get(
         "ZFCORE_DATA", Path.home() / "zfcore-data")))
 
+    def __post_init__(self):
+        """Check types and ranges, so a bad override fails here, naming the field and the fix."""
+        def bad(name, want):
+            raise ProfileError(f"profile field {name}={getattr(self, name)!r} is invalid: "
+                               f"expected {want}")
+        positive_ints = ("image_size", "n_train", "n_val", "n_test", "num_classes", "fc_units",
+                         "batch_size", "epochs")
+        for name in positive_ints:
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                bad(name, "a positive integer")
+        if self.image_size < 32:
+            bad("image_size", "at least 32 pixels (the ZF layout needs room for five layers)")
+        for name in ("width", "lr"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
+                bad(name, "a positive number")
+        for name in ("momentum", "dropout", "weight_decay"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < 1:
+                bad(name, "a number in [0, 1)")
+        if self.optimizer not in ("sgd", "adam"):
+            bad("optimizer", "'sgd' (the paper) or 'adam'")
+        if self.init not in ("paper", "default"):
+            bad("init", "'paper' (weights 1e-2, biases 0) or 'default' (PyTorch's)")
+        if self.clip_rms is not None and not (isinstance(self.clip_rms, (int, float)) and self.clip_rms > 0):
+            bad("clip_rms", "a positive number, or None to switch feature-scale clipping off")
+        if not isinstance(self.checkpoint_epochs, tuple) or not all(
+                isinstance(e, (int, float)) and 0 < e for e in self.checkpoint_epochs):
+            bad("checkpoint_epochs", "a tuple of positive epoch numbers")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            bad("threads", "a positive integer or None")
+
     @property
     def figures_dir(self) -> Path:
         """``figures/<profile>/``: where notebooks save PNGs and their JSON numbers."""

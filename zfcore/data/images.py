@@ -27,6 +27,7 @@ reasons (``ImageBatch.skipped``), never silently. Arrays and tensors (for exampl
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -322,8 +323,10 @@ def open_image(path: "str | os.PathLike", *, max_pixels: int = DEFAULT_MAX_PIXEL
     Raises :class:`ImageLoadError` naming the file on any problem (see the module docstring).
     """
     p = _as_path(path)
-    img, _ = _decode(p, max_pixels, check_extension, target=None)
-    img = _canonical(img, _check_background(background), p)
+    bg = _check_background(background)
+    with _warnings_naming(p):
+        img, _ = _decode(p, max_pixels, check_extension, target=None)
+        img = _canonical(img, bg, p)
     if img.mode == "F":
         img = Image.fromarray((np.asarray(img) * 255).round().astype(np.uint8), "L")
     return img.convert("RGB")
@@ -513,9 +516,28 @@ def _check_background(background: Any) -> tuple[int, int, int]:
 
 def _load_01(path: Path, size: int, max_pixels: int, check_extension: bool,
              background: tuple[int, int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
-    img, original = _decode(path, max_pixels, check_extension, target=size)
-    img = _canonical(img, background, path)
+    with _warnings_naming(path):
+        img, original = _decode(path, max_pixels, check_extension, target=size)
+        img = _canonical(img, background, path)
     return _square_resize(_to_rgb(_pil_to_tensor(img, size), background), size), original
+
+
+@contextlib.contextmanager
+def _warnings_naming(path: Path):
+    """Re-issue Pillow's warnings about a file ("Corrupt EXIF data", "Tag data larger than
+    file", ...) with the file's name in front, so a folder's warnings say which file they mean."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            pending = list(caught)
+    for w in pending:
+        msg = str(w.message)
+        if not msg.startswith(str(path)):
+            msg = f"{path}: {msg}"
+        warnings.warn(msg, w.category if issubclass(w.category, UserWarning) else UserWarning,
+                      stacklevel=4)
 
 
 def load_image(path: "str | os.PathLike", profile: "str | Profile" = "mini", *,
