@@ -33,7 +33,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 SCREENSHOTS = Path(os.environ.get("ZFCORE_BUILD", ROOT / "build")) / "screenshots"
 # The notebook's last sentence: once it is on the page the kernel is idle and the widgets respond.
-NOTEBOOK_DONE = "strong layer-5 features respond to the object"
+NOTEBOOK_DONE = "layer-5 features respond to the object"
 
 
 def _require_browser():

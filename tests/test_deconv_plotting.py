@@ -17,9 +17,12 @@ from zfcore.sanity import cascading_randomization
 def test_to_display_keeps_zero_grey_and_sign():
     p = torch.zeros(2, 3, 4, 4)
     p[0, 0, 0, 0], p[0, 1, 1, 1] = 2.0, -1.0
-    d = to_display(p)
+    d = to_display(p, percentile=100)
     assert d.shape == (2, 4, 4, 3)
     assert d[0, 0, 0, 0] == 1.0 and d[0, 1, 1, 1] == pytest.approx(0.25) and d[1].max() == 0.5
+    q = float(torch.quantile(p[0].abs().flatten(), 0.995))
+    d = to_display(p)                                 # robust scale: the extreme pixel clips
+    assert d[0, 0, 0, 0] == 1.0 and d[0, 1, 1, 1] == pytest.approx(0.5 - 1 / (2 * q), abs=1e-6)
     m = mosaic(np.ones((5, 2, 2, 3)), ncols=3, pad=1)
     assert m.shape == (5, 8, 3)
 

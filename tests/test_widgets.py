@@ -228,22 +228,28 @@ def test_top9_against_brute_force(session, model, profile):
     top = session.top()
     assert top["images"].tolist() == [i for _, i in want]
     assert np.allclose(top["values"].numpy(), [v for v, _ in want], atol=1e-5)
-    # each patch is the receptive field of the activation in its image
+    # each patch is the part of the activation's receptive field inside its image
     rf = receptive_field(model, "layer4")
-    assert top["patches"].shape == (9, 3, rf.size, rf.size)
-    i0 = int(top["images"][0])
-    a = _forward_maps(model, normalize(scenes.images[i0:i0 + 1], profile))[0]["layer4"][7]
-    y, x = divmod(int(a.argmax()), a.shape[-1])
-    x0, y0, x1, y1 = rf.box(y, x, profile.image_size)
-    oy, ox = y0 - (rf.offset + y * rf.stride), x0 - (rf.offset + x * rf.stride)
-    assert torch.equal(top["patches"][0][:, oy:oy + y1 - y0, ox:ox + x1 - x0],
-                       scenes.images[i0][:, y0:y1, x0:x1])
+    assert len(top["patches"]) == len(top["projections"]) == 9
+    for k in range(3):
+        i = int(top["images"][k])
+        a = _forward_maps(model, normalize(scenes.images[i:i + 1], profile))[0]["layer4"][7]
+        y, x = divmod(int(a.argmax()), a.shape[-1])
+        lo_y, lo_x = rf.offset + y * rf.stride, rf.offset + x * rf.stride
+        y0, y1 = max(0, lo_y), min(profile.image_size, lo_y + rf.size)
+        x0, x1 = max(0, lo_x), min(profile.image_size, lo_x + rf.size)
+        patch = top["patches"][k]
+        side = max(y1 - y0, x1 - x0)
+        assert patch.shape == (3, side, side)
+        t, l = (side - (y1 - y0)) // 2, (side - (x1 - x0)) // 2
+        assert torch.equal(patch[:, t:t + y1 - y0, l:l + x1 - x0], scenes.images[i][:, y0:y1, x0:x1])
+        assert top["projections"][k].shape == patch.shape
     proj, patches, caption = session.top_panels()
     assert proj.shape == patches.shape and proj.dtype == np.uint8
     assert "its 9 strongest activations over 128 val images" in caption
     # fully connected layers: whole images
     session.select_layer("layer6")
-    assert session.top()["patches"].shape[-1] == profile.image_size
+    assert session.top()["patches"][0].shape[-1] == profile.image_size
 
 
 def test_occlusion_follows_the_selection(session, model):
@@ -373,7 +379,9 @@ def test_occlusion_button(app):
 
 
 def test_scripted_tour_succeeds(app):
+    start, image = app.session.state, app.image_img.value
     tour = scripted_tour(app, steps=12, seed=1)
+    assert app.session.state == start and app.image_img.value == image     # restored
     assert len(tour.records) == len(tour.states) == 12
     assert {k for k, _ in tour.records} == {"layer", "cell", "strongest", "rule", "image"}
     assert "\u26a0" not in app.status.value
@@ -419,3 +427,11 @@ def test_benchmark_quick_run(capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert re.fullmatch(r"RESULT explorer p95_s=[\d.]+ first_s=[\d.]+ .*profile=tiny target_met=(yes|no)",
                         last), last
+
+
+def test_crop_square_letterboxes_without_stretching():
+    img = torch.arange(2 * 4 * 6, dtype=torch.float32).reshape(2, 4, 6)
+    out = draw.crop_square(img, (1, 0, 6, 3), fill=-1.0)       # x0, y0, x1, y1: 5 wide, 3 high
+    assert out.shape == (2, 5, 5)
+    assert torch.equal(out[:, 1:4, :], img[:, 0:3, 1:6])
+    assert torch.all(out[:, 0] == -1) and torch.all(out[:, 4] == -1)

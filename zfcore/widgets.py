@@ -105,6 +105,9 @@ class ExplorerSession:
     allowed values) and returns the new :class:`ExplorerState`; the panel methods return
     ``(H, W, 3)`` ``uint8`` arrays for the current state. ``mined`` passes results of
     :meth:`mined` from another session of the same model (``{layer: TopK}``) to reuse.
+    ``threads`` is the torch thread count for the explorer's work (:meth:`computing`): one, since
+    the work is mostly one image at a time, which one thread does fastest; on a busy machine two
+    threads made it up to sixty times slower here. ``None`` leaves torch's setting alone.
 
     >>> s = ExplorerSession(trained_model("mini"), "mini")          # doctest: +SKIP
     >>> s.select_layer("layer5"); s.select_unit(s.strongest_unit())  # doctest: +SKIP
@@ -114,7 +117,8 @@ class ExplorerSession:
     def __init__(self, model: nn.Module, profile: "str | Profile" = "mini", *, dataset=None,
                  split: str = "val", class_names: Sequence[str] | None = None,
                  page_size: int = 192, cols: int = 16, cell: int = 30, panel: int = 224,
-                 top_k: int = 9, mine_images: int | None = None, mined: dict | None = None):
+                 top_k: int = 9, mine_images: int | None = None, mined: dict | None = None,
+                 threads: int | None = 1):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model.eval()
@@ -137,6 +141,7 @@ class ExplorerSession:
         self.page_size, self.cols, self.cell, self.panel = page_size, cols, cell, panel
         self.top_k = top_k
         self.mine_images = mine_images
+        self.threads = threads
         self.state = ExplorerState(layer=self.layers[0], occlusion_size=self.default_occlusion_size())
         self._uploads: dict[str, torch.Tensor] = {}
         self._images = _LRU(16)           # image key -> (3, S, S) in [0, 1] and its label
@@ -186,6 +191,10 @@ class ExplorerSession:
     def occlusion_sizes(self) -> list[int]:
         s = self.profile.image_size
         return sorted({max(4, s // d) for d in (12, 8, 6, 4)})
+
+    def computing(self) -> "_torch_threads":
+        """``with session.computing():`` runs torch with :attr:`threads` threads, then restores."""
+        return _torch_threads(self.threads)
 
     # ------------------------------------------------------------------ state transitions
     def _set(self, **changes) -> ExplorerState:
@@ -426,13 +435,15 @@ class ExplorerSession:
             self.mined(layer)
 
     def top(self) -> dict[str, Any]:
-        """The selected map's top-k over the validation set (Fig. 2): for each entry, the image
+        """The selected map's top-k over the validation set (Fig. 2): for each entry (lists of
+        ``(3, h, h)`` tensors, ``h`` up to the field's size), the image
         patch its activation sees and the projection of that activation with the current rule,
-        both cut to the layer's receptive field; values, data set indices and labels."""
+        both cut to the part of the receptive field inside the image (made square with a neutral
+        border where the field reaches past the edge); values, data set indices and labels."""
         from .data import normalize
         from .deconv import project, requests
         from .mining import top_requests
-        from .receptive import crop_patches, receptive_field
+        from .receptive import receptive_field
 
         st = self.state
 
@@ -454,9 +465,13 @@ class ExplorerSession:
             pixels = project(self.model, normalize(images01, self.profile), st.layer, req,
                              rule=st.rule).pixels
             rf = receptive_field(self.model, st.layer)
-            ys, xs = req.y.clamp(min=0), req.x.clamp(min=0)
-            patches = crop_patches(images01[req.image], rf, ys, xs, fill=1.0)
-            projections = crop_patches(pixels, rf, ys, xs, fill=0.0)
+            patches, projections = [], []
+            for r in range(len(req)):
+                # the part of the activation's receptive field inside its image (Fig. 2's patch)
+                y, x = max(0, int(req.y[r])), max(0, int(req.x[r]))
+                box = rf.box(y, x, self.profile.image_size)
+                patches.append(draw.crop_square(images01[int(req.image[r])], box, fill=0.5))
+                projections.append(draw.crop_square(pixels[r], box, fill=0.0))
             k = len(req)
             return {"patches": patches, "projections": projections,
                     "values": lt.values[st.unit, :k].clone(), "images": lt.images[st.unit, :k].clone(),
@@ -502,7 +517,8 @@ class ExplorerSession:
 
     def occlusion_panel(self, progress: bool = False) -> tuple[np.ndarray, str]:
         """Two maps over the image, dark where covering that spot with the grey square lowers the
-        value: the selected map's total activity (Fig. 7b) and p(correct class) (Fig. 7d)."""
+        value: the selected map's total activity (Fig. 7b; from its lowest to its highest value)
+        and p(correct class) (Fig. 7d; on the absolute scale 0 to 1)."""
         r = self.occlusion(progress)
         image = self.image()[0]
         activity = draw.overlay_heatmap(image, r.feature_total, cmap="magma")
@@ -518,6 +534,10 @@ class ExplorerSession:
 
     def snapshot_panels(self, occlusion: bool = True) -> dict[str, np.ndarray]:
         """Every panel of the current state, titled (for :func:`zfcore.plotting.explorer.snapshot_figure`)."""
+        with self.computing():
+            return self._snapshot_panels(occlusion)
+
+    def _snapshot_panels(self, occlusion: bool) -> dict[str, np.ndarray]:
         st = self.state
         name, prob = self.prediction(1)[0]
         proj, patches, _ = self.top_panels()
@@ -531,7 +551,8 @@ class ExplorerSession:
         }
         if occlusion:
             panel, _ = self.occlusion_panel()
-            panels[f"occlusion, {st.occlusion_size} px square: map {st.unit} activity"] = panel
+            panels[f"occlusion ({st.occlusion_size} px square): map {st.unit} activity | "
+                   f"p(class)"] = panel
         return panels
 
     # ------------------------------------------------------------------ panel captions
@@ -751,26 +772,29 @@ class Explorer:
         self.profile_dd.observe(self._on_model, "value")
         self.arch_dd.observe(self._on_model, "value")
 
-        self._act("first draw", session.prepare, ALL_PARTS, threads=None)
+        self._act("first draw", session.prepare, ALL_PARTS)
 
     # ------------------------------------------------------------------ display
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
 
-    # ------------------------------------------------------------------ drawing
-    def _act(self, action: str, change: Callable[[], Any], parts: "set[str] | frozenset[str]",
-             threads: int | None = 1) -> bool:
-        """Apply one user action: the session change, then the redraw of ``parts``; the time it
-        took goes to ``timings`` and the status line. Errors are shown, not raised.
+    def show_state(self, state: ExplorerState) -> bool:
+        """Go back to a state of this session (e.g. one saved before a scripted tour)."""
+        def change():
+            if state.source == "upload" and state.upload not in self.session._uploads:
+                raise ExplorerError("that uploaded file is no longer in this session")
+            self.session.state = state
+        return self._act("restore the view", change, ALL_PARTS)
 
-        Redraws work on one image at a time, which one thread does fastest: several threads
-        only add synchronisation (on a busy 2-core machine a redraw took ten times longer with
-        two), so torch runs single-threaded inside a callback unless ``threads`` says otherwise.
-        """
+    # ------------------------------------------------------------------ drawing
+    def _act(self, action: str, change: Callable[[], Any], parts: "set[str] | frozenset[str]") -> bool:
+        """Apply one user action: the session change, then the redraw of ``parts``, with the
+        session's thread count (:meth:`ExplorerSession.computing`); the time it took goes to
+        ``timings`` and the status line. Errors are shown, not raised."""
         t0 = time.perf_counter()
         self.status.value = f"<span style='color:#666'>\u23f3 {action} ...</span>"
         try:
-            with _torch_threads(threads):
+            with self.session.computing():
                 change()
                 self._redraw(parts)
         except Exception as e:  # shown in the app: a callback's exception is otherwise invisible
@@ -805,12 +829,12 @@ class Explorer:
             projections, patches, caption = s.top_panels()
             self.top_proj_img.value = draw.png_bytes(projections)
             self.top_patch_img.value = draw.png_bytes(patches)
-            self.captions["top9"].value = _escape(caption)
+            self.captions["top9"].value = _caption(caption)
         if "occlusion" in parts:
             self._show_occlusion(None)
         caps = s.captions()
         for k in ("image", "grid", "map", "projection"):
-            self.captions[k].value = _escape(caps[k])
+            self.captions[k].value = _caption(caps[k])
         self._sync_controls()
 
     def _layout_grid(self, g: draw.GridGeometry) -> None:
@@ -837,7 +861,7 @@ class Explorer:
             caption = "press 'occlusion map' to slide a grey square over this image"
         else:
             self.occ_img.value = result_png
-        self.captions["occlusion"].value = _escape(caption)
+        self.captions["occlusion"].value = _caption(caption)
 
     def _sync_controls(self) -> None:
         """Make the controls show the session's state (without firing their callbacks)."""
@@ -933,7 +957,7 @@ class Explorer:
             self._show_occlusion(draw.png_bytes(panel), caption)
         self.occ_btn.disabled = True
         try:
-            self._act("occlusion map", change, set(), threads=None)  # batches: all threads
+            self._act("occlusion map", change, set())
         finally:
             self.occ_btn.disabled = False
 
@@ -1007,6 +1031,10 @@ def _escape(text: str) -> str:
     return html.escape(text, quote=False)
 
 
+def _caption(text: str) -> str:
+    return f"<div style='line-height:1.35;font-size:12px;color:#333'>{_escape(text)}</div>"
+
+
 def _prediction_html(pred: list[tuple[str, float]]) -> str:
     cell = "style='padding:0 6px;line-height:1.3'"
     rows = "".join(f"<tr><td {cell}>{_escape(n)}</td><td {cell} align='right'>{100 * p:.1f}%</td></tr>"
@@ -1015,17 +1043,19 @@ def _prediction_html(pred: list[tuple[str, float]]) -> str:
             f"predicted</th><th></th></tr>{rows}</table>")
 
 
-def scripted_tour(app: "Explorer", steps: int = 40, seed: int = 0) -> Timings:
+def scripted_tour(app: "Explorer", steps: int = 40, seed: int = 0, restore: bool = True) -> Timings:
     """Drive ``app`` like a user, through its widgets' own callbacks: ``steps`` actions drawn
     (deterministically from ``seed``) from choosing a layer, clicking a cell of the activation
     grid, asking for the strongest map, switching the projection rule, and choosing another data
     set image or sample photo. Returns the :class:`Timings` of those steps, named by kind
     (``layer``, ``cell``, ``strongest``, ``rule``, ``image``; each from the widget event to the
-    last panel redrawn), with the state after each. The explorer benchmark and notebook 12 use it."""
+    last panel redrawn), with the state after each. With ``restore`` the app returns to the state
+    it started from. The explorer benchmark and notebook 12 use it."""
     rng = np.random.default_rng(seed)
     s = app.session
     kinds = ("layer", "cell", "cell", "strongest", "rule", "image")
     out = Timings()
+    before = s.state
     for i in range(steps):
         start = len(app.timings.records)
         kind = kinds[i % len(kinds)] if i < len(kinds) else kinds[int(rng.integers(len(kinds)))]
@@ -1055,6 +1085,8 @@ def scripted_tour(app: "Explorer", steps: int = 40, seed: int = 0) -> Timings:
         if done:    # one gesture may fire two callbacks (source, then image): one step
             out.add(kind, sum(t for _, t in done))
             out.states.append(s.state)
+    if restore:
+        app.show_state(before)
     return out
 
 
@@ -1065,21 +1097,23 @@ def object_focus(session: ExplorerSession, indices: Sequence[int], layer: str = 
     Returns ``{"energy_share": (N,), "area_share": (N,), "units": (N,)}`` (numpy arrays); the
     session's state is restored afterwards. Section 4.2's reading of Figs. 2 and 7 is that the
     strong layer-5 features are about the object, not the background: ``energy_share`` clearly
-    above ``area_share``.
+    above ``area_share``; measure an untrained network too for the share that contrast alone
+    gives.
     """
     before = session.state
     energy, area, units = [], [], []
     try:
-        for i in indices:
-            session.select_dataset_image(int(i))
-            session.select_layer(layer)
-            session.select_unit(session.strongest_unit())
-            focus = session.projection_on_object()
-            if focus is None:
-                continue
-            energy.append(focus[0])
-            area.append(focus[1])
-            units.append(session.state.unit)
+        with session.computing():
+            for i in indices:
+                session.select_dataset_image(int(i))
+                session.select_layer(layer)
+                session.select_unit(session.strongest_unit())
+                focus = session.projection_on_object()
+                if focus is None:
+                    continue
+                energy.append(focus[0])
+                area.append(focus[1])
+                units.append(session.state.unit)
     finally:
         session.state = before
     return {"energy_share": np.array(energy), "area_share": np.array(area), "units": np.array(units)}

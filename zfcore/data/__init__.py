@@ -18,14 +18,18 @@ __all__ = [
     "GENERATOR_VERSION", "GROUPS", "KEYPOINT_NAMES", "MAIN_CLASSES", "TRANSFER_CLASSES",
     "SceneBatch", "SceneDataset", "render_scenes", "normalize", "denormalize", "normalization",
     "paper_crops", "get_dataset", "make_loader", "class_names", "DataNotFoundError",
-    "load_image", "load_folder",
+    "load_image", "load_folder", "iter_folder", "to_model_input", "sample_photos", "PhotoStream",
+    "ImageLoadError", "ImageTooLargeError",
 ]
+
+_IMAGES = ("load_image", "load_folder", "iter_folder", "to_model_input", "sample_photos",
+           "PhotoStream", "ImageLoadError", "ImageTooLargeError")
 
 
 def __getattr__(name):
     # The user-photo loader lives in zfcore.data.images; import it only when asked for, so the
     # rest of the package works without it.
-    if name in ("load_image", "load_folder"):
+    if name in _IMAGES:
         try:
             from . import images
         except ModuleNotFoundError as e:

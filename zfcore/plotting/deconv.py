@@ -18,15 +18,17 @@ __all__ = ["to_display", "mosaic", "plot_deconv_steps", "plot_filters", "plot_to
            "plot_layer_measures", "plot_sanity_maps", "plot_sanity_curves"]
 
 
-def to_display(pixels: torch.Tensor) -> np.ndarray:
+def to_display(pixels: torch.Tensor, percentile: float = 99.5) -> np.ndarray:
     """Projections ``(N, 3, H, W)`` (or one ``(3, H, W)``) as images in [0, 1], ``(N, H, W, 3)``:
-    each divided by twice its largest absolute value and centred on grey, so zero is grey and the
-    sign of every pixel is kept."""
+    each divided by twice the ``percentile`` of its absolute values (100: its maximum) and centred
+    on grey, so zero is grey, the sign of every pixel is kept, and a few extreme pixels do not
+    wash out the rest (they are clipped)."""
     p = pixels.detach().float()
     single = p.dim() == 3
     if single:
         p = p[None]
-    v = p.abs().flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)
+    v = torch.quantile(p.abs().flatten(1), percentile / 100.0, dim=1)
+    v = torch.where(v > 0, v, p.abs().flatten(1).amax(1)).clamp_min(1e-12).view(-1, 1, 1, 1)
     out = (p / (2 * v) + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
     return out[0] if single else out
 
@@ -95,12 +97,21 @@ def plot_deconv_steps(steps, image01: torch.Tensor, title: str | None = None):
                              f"{tuple(shown.forward.shape[1:])}", fontsize=8)
         for s in group:
             if s.op == "unpool":
-                sw = s.switches
-                active = torch.zeros(sw.shape[0], s.signal.shape[1] * s.signal.shape[2])
-                active.scatter_(1, sw.flatten(1), 1.0)
-                row[1].imshow(active.sum(0).view(s.signal.shape[1:]).numpy(), cmap="gray")
-                row[1].set_title(f"switches of {s.module.split('.')[-1]}\n(positions chosen, all maps)",
-                                 fontsize=7)
+                # the map carrying most of the reconstruction: its forward map (grey) and the
+                # positions its pooling windows chose (red)
+                c = int(s.signal.abs().flatten(1).sum(1).argmax())
+                h, w = s.signal.shape[1:]
+                chosen = torch.zeros(h * w)
+                chosen[s.switches[c].flatten()] = 1.0
+                if s.forward is not None:
+                    row[1].imshow(s.forward[c].clamp(min=0).numpy(), cmap="gray")
+                ys, xs = np.nonzero(chosen.view(h, w).numpy())
+                row[1].plot(xs, ys, "s", color="red", markersize=max(1.0, 60 / h),
+                            markeredgewidth=0, alpha=0.8)
+                row[1].set_xlim(-0.5, w - 0.5)
+                row[1].set_ylim(h - 0.5, -0.5)
+                row[1].set_title(f"switches of {s.module.split('.')[-1]}, map {c}\n(red: positions "
+                                 f"chosen)", fontsize=7)
                 row[2].imshow(_magnitude(s.signal), cmap="viridis")
                 row[2].set_title("unpooled (scatter-add)", fontsize=8)
             elif s.op == "rectify":

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["GridGeometry", "grid_geometry", "colorize", "upscale", "activation_grid",
+__all__ = ["GridGeometry", "grid_geometry", "colorize", "upscale", "crop_square", "activation_grid",
            "highlight_cell", "projection_rgb", "image_rgb", "overlay_heatmap", "tile", "png_bytes",
            "snapshot_figure", "focus_figure"]
 
@@ -192,6 +192,19 @@ def tile(images: "list[np.ndarray]", cols: int = 3, pad: int = 2, size: int | No
     return out
 
 
+def crop_square(image: torch.Tensor, box: tuple[int, int, int, int], fill: float) -> torch.Tensor:
+    """``image[:, y0:y1, x0:x1]`` centred in a square of side ``max(height, width)`` filled with
+    ``fill``: a receptive field clipped at the image edge, without stretching it."""
+    x0, y0, x1, y1 = box
+    crop = image[:, y0:y1, x0:x1]
+    h, w = crop.shape[-2:]
+    side = max(h, w)
+    out = image.new_full((image.shape[0], side, side), fill)
+    top, left = (side - h) // 2, (side - w) // 2
+    out[:, top:top + h, left:left + w] = crop
+    return out
+
+
 def png_bytes(rgb: np.ndarray) -> bytes:
     """PNG-encode an ``(H, W, 3)`` ``uint8`` array (fast: no compression search)."""
     from PIL import Image
@@ -219,14 +232,18 @@ def snapshot_figure(panels: "dict[str, np.ndarray]", title: str = "", cols: int 
     return fig
 
 
-def focus_figure(energy_share: np.ndarray, area_share: np.ndarray, layer: str = "layer5"):
+def focus_figure(results: "dict[str, dict]", layer: str = "layer5"):
     """Per image: the share of the strongest map's projection that lies on the object against the
-    object's share of the image (points above the diagonal: the feature is about the object)."""
+    object's share of the image (points above the diagonal: the feature is about the object), one
+    colour per network. ``results`` maps a label to :func:`zfcore.widgets.object_focus`'s output."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    fig, ax = plt.subplots(figsize=(4.8, 4.4))
     ax.plot([0, 1], [0, 1], color="#999", lw=1, ls="--", label="no preference (energy = area)")
-    ax.scatter(area_share, energy_share, s=28, color="#1d4f91", label="one image")
+    for (label, r), color in zip(results.items(), ("#1d4f91", "#bbbbbb", "#c0392b", "#2e7d32")):
+        e, a = np.asarray(r["energy_share"]), np.asarray(r["area_share"])
+        ax.scatter(a, e, s=26, color=color, alpha=0.85,
+                   label=f"{label}: mean {e.mean():.0%}" if e.size else label)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("object box: share of the image area")
