@@ -6,7 +6,6 @@ These tests train on small random tensors (``TensorDataset``), so they do not de
 procedural data; ``tests/test_train_data.py`` runs the trainer on ``zfcore.data``, through the
 cache and ``torchrun`` (DDP equivalence with 2 gloo processes).
 """
-import os
 import signal
 import subprocess
 import sys

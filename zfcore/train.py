@@ -62,7 +62,7 @@ from .models import TABLE3_VARIANTS, build, clip_filters_, layer_names, load_mod
 from .profiles import Profile, ProfileError, get_profile
 
 __all__ = [
-    "TRAINER_VERSION", "EARLY_CHECKPOINTS", "TrainOptions", "TrainSpec", "TrainRun", "TrainError",
+    "TRAINER_VERSION", "EARLY_CHECKPOINTS", "TrainOptions", "TrainSpec", "make_spec", "TrainRun", "TrainError",
     "EpochMetrics", "train", "training_run", "trained_model", "comparison_overrides", "compare_throughput", "build_model", "evaluate",
     "layer_parameters", "parameter_groups", "RenderedScenes", "rendered_split", "epoch_order", "CheckpointStore", "split_overrides",
     "main",
@@ -144,8 +144,7 @@ _OPTION_FIELDS = {f.name for f in dataclasses.fields(TrainOptions)}
 
 def split_overrides(overrides: Mapping[str, Any]) -> tuple[dict, dict]:
     """Split ``trained_model``'s keyword overrides into profile fields and trainer options."""
-    from .profiles import Profile as _P
-    profile_fields = {f.name for f in dataclasses.fields(_P)}
+    profile_fields = {f.name for f in dataclasses.fields(Profile)}
     prof, opts, unknown = {}, {}, []
     for k, v in overrides.items():
         if k in profile_fields:
