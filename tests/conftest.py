@@ -12,6 +12,9 @@ os.environ.setdefault("ZFCORE_BUILD", str(ROOT / "build"))
 # Never reach the network for weights or data during tests.
 os.environ["ZFCORE_DOWNLOAD"] = "0"
 os.environ.setdefault("MPLBACKEND", "Agg")
+# pytest-xdist runs two workers on this 2-core machine and each notebook kernel inherits this
+# environment: one thread per process avoids oversubscription (which costs 10x and more here).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 

@@ -143,7 +143,7 @@ PROFILES: dict[str, Profile] = {
     "tiny": Profile(
         name="tiny", dataset="scenes", image_size=64, n_train=640, n_val=128, n_test=128,
         num_classes=10, width=0.125, fc_units=1024, optimizer="adam", lr=2e-3, init="default",
-        weight_decay=0.0, batch_size=64, epochs=3, checkpoint_epochs=(1, 2, 3), threads=2),
+        weight_decay=0.0, batch_size=64, epochs=3, checkpoint_epochs=(1, 2, 3), threads=1),
     "mini": Profile(
         name="mini", dataset="scenes", image_size=112, n_train=20000, n_val=2000, n_test=2000,
         num_classes=10, width=0.5, fc_units=2048, optimizer="adam", lr=5e-4, init="default",
