@@ -377,10 +377,10 @@ def pointing_game(model: nn.Module, images: torch.Tensor, labels, boxes, *, wind
 
 
 def default_window(image_size: int) -> tuple[int, int]:
-    """``(window, stride)`` for an image side: a seventh of the side (16 px at the ``mini``
-    profile's 112 px, 32 px at 224 px) and a quarter of that."""
-    window = max(2, round(image_size / 7))
-    return window, max(1, window // 4)
+    """``(window, stride)`` for an image side: a quarter of the side (28 px at the ``mini``
+    profile's 112 px, 56 px at 224 px), large enough to hide a part of an object as Fig. 7's
+    square does, moved in steps of a 28th of the side (4 px at 112 px)."""
+    return max(2, round(image_size / 4)), max(1, round(image_size / 28))
 
 
 def pointing_game_split(model: nn.Module, profile, split: str = "test", n: "int | None" = None, *,

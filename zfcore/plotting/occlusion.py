@@ -73,7 +73,9 @@ def occlusion_figure(images01, results: Sequence[OcclusionResult], class_names: 
             c += 1
             ax = axes[r, c]
             ax.imshow(to_display(projections[r]), extent=[0, W, H, 0])
-            _box(ax, None if projection_boxes is None else projection_boxes[r], colour="k")
+            field = None if projection_boxes is None else projection_boxes[r]
+            if field is not None and (field[2] - field[0]) * (field[3] - field[1]) < 0.8 * H * W:
+                _box(ax, field, colour="k")     # a field covering the image marks nothing
             ax.set_title(f"(c) map {res.feature} projected (deconvnet)", fontsize=9)
         c += 1
         ax = axes[r, c]
