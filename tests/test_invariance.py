@@ -79,6 +79,18 @@ def test_box_leaving_the_view_is_flagged_and_clipped():
     assert bool(t.in_view[0])
 
 
+def test_rotation_keeps_a_wide_object_in_view_until_its_ellipse_leaves():
+    box = torch.tensor([[0.0, 24.0, 64.0, 40.0]])                 # 64 x 16, centred at (32, 32)
+    img = torch.rand(1, 3, S, S)
+    t = transform_scenes(img, box, kind="rotate", amount=10)
+    assert bool(t.in_view[0])                    # the box's corners leave, the ellipse does not
+    assert t.boxes[0, 0] == 0 and t.boxes[0, 2] == S    # the moved box is clipped to the image
+    assert bool(transform_scenes(img, box, kind="rotate", amount=90).in_view[0])
+    corner = torch.tensor([[0.0, 0.0, 40.0, 16.0]])                # near the top edge
+    assert bool(transform_scenes(img, corner, kind="rotate", amount=0).in_view[0])
+    assert not bool(transform_scenes(img, corner, kind="rotate", amount=90).in_view[0])
+
+
 def test_identity_and_exposed_fill():
     img = torch.rand(2, 3, S, S)
     box = torch.tensor([[10.0, 10.0, 30.0, 30.0], [0.0, 0.0, 64.0, 64.0]])
@@ -180,7 +192,7 @@ def test_amounts_and_examples():
     labels = torch.tensor([0, 0, 1, 2, 1])
     boxes = torch.tensor([[0, 0, 10, 60], [0, 20, 10, 40], [0, 5, 10, 50], [0, 30, 10, 34],
                           [0, 10, 10, 30]], dtype=torch.float64)
-    assert choose_examples(labels, boxes, 64, n=2, classes=[2]).tolist() == [3, 1]
+    assert choose_examples(labels, boxes, 64, n=3, classes=[2]).tolist() == [3, 1, 4]
 
 
 def test_invariance_split_is_cached(tmp_path):

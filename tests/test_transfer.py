@@ -262,8 +262,8 @@ def test_run_transfer_and_probe_layers_on_a_synthetic_pool(tmp_path):
     model = _model()
     x, y = _pool(per_class=10)
     data = TransferData("synthetic", TensorDataset(x, y), ["a", "b", "c", "d"], {"synthetic": 1})
-    cfg = TransferConfig(ns=(2, 5), draws=2, test_per_class=4, scratch_steps=3, train_batch=8,
-                         max_iter=50, fine_tune=True, fine_tune_steps=2)
+    cfg = TransferConfig(ns=(2, 5), draws=2, test_per_class=4, scratch_epochs=1, train_batch=8,
+                         max_iter=50, fine_tune=True, fine_tune_epochs=1, min_steps=1, network_draws=None)
     r = run_transfer(model, data, cfg, cache_dir=tmp_path, progress=False)
     assert r.pretrained.shape == r.scratch.shape == r.fine_tuned.shape == (2, 2)
     assert r.ap.shape == (2, 2, 4) and r.classes == ["a", "b", "c", "d"]

@@ -43,7 +43,7 @@ __all__ = ["TRANSFORMS", "IDENTITY", "ROTATION_SYMMETRIC_CLASSES", "InvarianceEr
            "choose_examples", "invariance_split", "INVARIANCE_VERSION"]
 
 #: Bump when what the invariance analysis computes changes (part of every cache key).
-INVARIANCE_VERSION = 1
+INVARIANCE_VERSION = 2
 
 TRANSFORMS = ("translate_y", "scale", "rotate")
 #: The amount of each transform that leaves the image unchanged.
@@ -120,18 +120,28 @@ def transform_boxes(A: torch.Tensor, boxes: torch.Tensor, size: "tuple[int, int]
     return out.to(boxes.dtype)
 
 
-def _unclipped_boxes(A: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+def _ellipse_in_view(A: torch.Tensor, boxes: torch.Tensor, size: "tuple[int, int]") -> torch.Tensor:
+    """Whether the ellipse inscribed in each object box, transformed by ``A``, lies inside the
+    image: for translation and scaling exactly "the box stays in view"; under rotation it does
+    not count the box's empty corners (objects are round-ish, their boxes are not)."""
     b = boxes.double()
-    corners = torch.stack([b[:, [0, 1]], b[:, [2, 1]], b[:, [0, 3]], b[:, [2, 3]]], 1)
-    moved = torch.einsum("nij,nkj->nki", A[:, :, :2], corners) + A[:, None, :, 2]
-    return torch.stack([moved[..., 0].amin(1), moved[..., 1].amin(1),
-                        moved[..., 0].amax(1), moved[..., 1].amax(1)], 1)
+    c = torch.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2], 1)
+    a, e = (b[:, 2] - b[:, 0]) / 2, (b[:, 3] - b[:, 1]) / 2
+    M = A[:, :, :2]
+    centre = torch.einsum("nij,nj->ni", M, c) + A[:, :, 2]
+    hx = ((M[:, 0, 0] * a) ** 2 + (M[:, 0, 1] * e) ** 2).sqrt()
+    hy = ((M[:, 1, 0] * a) ** 2 + (M[:, 1, 1] * e) ** 2).sqrt()
+    H, W = size
+    tol = 1e-6
+    return ((centre[:, 0] - hx >= -tol) & (centre[:, 0] + hx <= W + tol)
+            & (centre[:, 1] - hy >= -tol) & (centre[:, 1] + hy <= H + tol))
 
 
 @dataclass
 class Transformed:
-    """Transformed images with their moved ground truth. ``in_view`` is True where the whole
-    transformed object box lies inside the image."""
+    """Transformed images with their moved ground truth. ``in_view`` is True where the object
+    stays inside the image: the ellipse inscribed in its box, transformed (for translation and
+    scaling, the box itself; under rotation the box's empty corners may leave)."""
 
     images: torch.Tensor
     boxes: torch.Tensor
@@ -169,9 +179,7 @@ def transform_scenes(images: torch.Tensor, boxes: torch.Tensor, keypoints: "dict
     mean = images.mean((2, 3), keepdim=True)
     out = F.grid_sample(images - mean, grid, mode="bilinear", padding_mode="zeros",
                         align_corners=False) + mean
-    moved = _unclipped_boxes(A, boxes)
-    in_view = ((moved[:, 0] >= -1e-6) & (moved[:, 1] >= -1e-6) & (moved[:, 2] <= W + 1e-6)
-               & (moved[:, 3] <= H + 1e-6))
+    in_view = _ellipse_in_view(A, boxes, (H, W))
     kps = {k: transform_points(A, torch.as_tensor(v)) for k, v in (keypoints or {}).items()}
     return Transformed(images=out, boxes=transform_boxes(A, boxes, (H, W)), keypoints=kps,
                        in_view=in_view)
@@ -313,10 +321,13 @@ def mean_true_probability(curves: InvarianceCurves, mask: "torch.Tensor | None" 
 def choose_examples(labels: torch.Tensor, boxes: torch.Tensor, image_size: int, n: int = 5,
                     classes: "Sequence[int] | None" = None) -> torch.Tensor:
     """Indices of ``n`` images of distinct classes (``classes`` first, in order) whose objects
-    have the most vertical room, so Fig. 5's translations keep them in view."""
+    have the most room around them, so Fig. 5's translations, scalings and rotations keep them in
+    view: room is the distance from the circle around the object's ellipse to the image border."""
     labels = torch.as_tensor(labels).reshape(-1)
-    boxes = torch.as_tensor(boxes, dtype=torch.float64).reshape(-1, 4)
-    room = torch.minimum(boxes[:, 1], image_size - boxes[:, 3])
+    b = torch.as_tensor(boxes, dtype=torch.float64).reshape(-1, 4)
+    cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+    radius = torch.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) / 2
+    room = torch.stack([cx, cy, image_size - cx, image_size - cy], 1).amin(1) - radius
     order = list(classes or []) + [int(c) for c in labels.unique().tolist()
                                    if int(c) not in (classes or [])]
     chosen = []

@@ -50,10 +50,9 @@ def table1_figure(result: CorrespondenceResult):
         colours = ["#999999" if p == RANDOM else "#1f77b4" for p in result.parts]
         ax.bar([_LABELS.get(p, p) for p in result.parts], means, yerr=sds, capsize=4,
                color=colours)
-        lo = min(m - s for m, s in zip(means, sds))
-        hi = max(m + s for m, s in zip(means, sds))
-        pad = 0.15 * (hi - lo + 1e-9)
-        ax.set_ylim(max(0.0, lo - pad), hi + pad)
+        ax.set_ylim(0, 1.15 * max(m + s for m, s in zip(means, sds)))
+        for i, m in enumerate(means):
+            ax.text(i, m / 2, f"{m:.3f}", ha="center", fontsize=8, color="w")
         ax.set_title(f"{layer}: sign-change disagreement", fontsize=10)
         ax.set_ylabel("mean Hamming distance / features", fontsize=8)
         ax.tick_params(labelsize=8)
