@@ -5,10 +5,10 @@ arithmetic (forward, cross-entropy, backward, the profile's optimiser step, feat
 clipping) in the same (channels-last) memory format. The bare loop is nothing else; ``zfcore.train.train`` adds what a user gets: the data
 loader over the shard of each global batch, running metrics, the progress bar, the early
 checkpoints written during the epoch, then validation and the resume/weights files. The runs
-alternate (bare, trainer, bare, ...) and the median of each is compared, since this machine is
-shared and noisy.
+alternate (bare, bare in the default memory format, trainer) round after round, and each ratio is
+the median of the per-round ratios, since this machine is shared and its load drifts.
 
-    python -m benchmarks.train            # ZF-mini, 16 batches of 128 at 112 px, 3 rounds
+    python -m benchmarks.train            # ZF-mini, 8 batches of 128 at 112 px, 5 rounds
     python -m benchmarks.train --quick    # tiny profile, a smoke run
 """
 from __future__ import annotations
@@ -69,8 +69,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the profile's)")
     args = ap.parse_args(argv)
     profile = args.profile or ("tiny" if args.quick else "mini")
-    n_batches = args.batches or (4 if args.quick else 16)
-    rounds = args.rounds or (1 if args.quick else 3)
+    n_batches = args.batches or (4 if args.quick else 8)
+    rounds = args.rounds or (1 if args.quick else 5)
     spec = T.make_spec(profile, epochs=1)
     p = spec.profile
     threads = args.threads or p.threads
@@ -96,21 +96,24 @@ def main(argv=None) -> int:
         call_s.append(call)
     bare, plain, loop, call = (statistics.median(v) for v in (bare_s, plain_s, loop_s, call_s))
     ips_bare, ips_loop = n / bare, n / loop
+    ratio = lambda a: statistics.median(x / b for x, b in zip(a, bare_s))     # noqa: E731
+    r_plain, r_loop, r_call = ratio(plain_s), ratio(loop_s), ratio(call_s)
 
     print(f"\nZF-{profile}: {n_batches} batches of {p.batch_size} at {p.image_size} px, "
           f"{p.optimizer}, clip_rms={p.clip_rms}, {torch.get_num_threads()} threads, "
           f"median of {rounds} alternating rounds")
-    print(f"{'':34s}{'seconds':>10s}{'images/s':>10s}{'vs bare':>9s}")
-    print(f"{'bare PyTorch loop':34s}{bare:10.2f}{ips_bare:10.0f}{1.0:9.3f}")
-    print(f"{'bare loop, default memory format':34s}{plain:10.2f}{n / plain:10.0f}{plain / bare:9.3f}")
-    print(f"{'zfcore.train, training loop':34s}{loop:10.2f}{ips_loop:10.0f}{loop / bare:9.3f}")
-    print(f"{'zfcore.train, whole call':34s}{call:10.2f}{n / call:10.0f}{call / bare:9.3f}")
+    print(f"{'':34s}{'seconds':>10s}{'images/s':>10s}{'time vs bare':>14s}")
+    print(f"{'bare PyTorch loop':34s}{bare:10.2f}{ips_bare:10.0f}{1.0:14.3f}")
+    print(f"{'bare loop, default memory format':34s}{plain:10.2f}{n / plain:10.0f}{r_plain:14.3f}")
+    print(f"{'zfcore.train, training loop':34s}{loop:10.2f}{ips_loop:10.0f}{r_loop:14.3f}")
+    print(f"{'zfcore.train, whole call':34s}{call:10.2f}{n / call:10.0f}{r_call:14.3f}")
     print("(whole call = the loop plus validation on one batch and writing the checkpoints of "
-          "the epoch; per-round seconds: bare " + ", ".join(f"{v:.2f}" for v in bare_s)
+          "the epoch; seconds and images/s are medians, ratios medians of per-round ratios; "
+          "per-round seconds: bare " + ", ".join(f"{v:.2f}" for v in bare_s)
           + "; trainer " + ", ".join(f"{v:.2f}" for v in loop_s) + ")")
-    print(f"RESULT train images_per_s={ips_loop:.1f} overhead_vs_bare_loop={loop / bare:.3f} "
-          f"bare_images_per_s={ips_bare:.1f} whole_call_overhead={call / bare:.3f} "
-          f"speedup_vs_default_format_loop={plain / loop:.3f} profile={profile}")
+    print(f"RESULT train images_per_s={ips_loop:.1f} overhead_vs_bare_loop={r_loop:.3f} "
+          f"bare_images_per_s={ips_bare:.1f} whole_call_overhead={r_call:.3f} "
+          f"speedup_vs_default_format_loop={r_plain / r_loop:.3f} profile={profile}")
     return 0
 
 

@@ -182,3 +182,13 @@ def test_fingerprint_memo_follows_in_place_changes():
     assert model_fingerprint(model) not in (a, b)
     fresh = _model()  # equal weights in another object: equal fingerprint
     assert model_fingerprint(fresh) == a
+
+
+def test_benchmark_quick_run_ends_with_result_line(capsys):
+    from benchmarks import features as bench
+    assert bench.main(["--quick", "--images", "8", "--batch-size", "4"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("RESULT features overhead_vs_deepest=")
+    keys = dict(kv.split("=") for kv in last.split()[2:])
+    assert {"images_per_s", "peak_mb", "speedup_vs_each_layer"} <= set(keys)
+    assert float(keys["images_per_s"]) > 0

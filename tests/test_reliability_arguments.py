@@ -149,17 +149,8 @@ def _small_image_entry_points(model):
     }
 
 
-_FIX = ("should call zfcore.receptive.input_problem(model, <deepest layer it runs>, images) "
-        "before the forward pass and raise {err} with its message (as deconv.project and "
-        "mining.mine_topk do): images too small for the layer, the wrong size for layer6/7/logits, "
-        "or the wrong channel count")
-#: Entry points that do not make the check yet -> the exact change they need.
-_MISSING = {
-    "features.extract_features": "features.extract_features (and layer_outputs) "
-                                 + _FIX.format(err="FeatureError"),
-    "occlusion.occlude": "occlusion.occlude (in _check_image, with layer 'logits': it always runs "
-                         "to the logits) " + _FIX.format(err="OcclusionError"),
-}
+#: Entry points that do not make the check yet -> the exact change they need (none left).
+_MISSING: dict[str, str] = {}
 
 
 def _entries(names):

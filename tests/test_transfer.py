@@ -74,6 +74,13 @@ def test_config_validation_and_profile_defaults():
         transfer_config("tiny", epochs=3)
     with pytest.raises(TransferError, match="layer must be"):
         TransferConfig(layer="layer9")
+    cfg = TransferConfig(train_batch=32, min_steps=10)
+    assert cfg.steps(12, 40) == 15 and cfg.steps(1, 40) == 10  # ceil(12 * 40 / 32); the floor
+    assert TransferConfig(draws=5, network_draws=3).trained_draws == 3
+    assert TransferConfig(draws=2, network_draws=3).trained_draws == 2
+    assert TransferConfig(draws=5, network_draws=None).trained_draws == 5
+    with pytest.raises(TransferError, match="network_draws"):
+        TransferConfig(network_draws=0)
 
 
 # --- probes against scikit-learn ---------------------------------------------------------------

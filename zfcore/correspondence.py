@@ -266,7 +266,7 @@ def correspondence_split(model: nn.Module, profile, split: str = "test", n_pool:
     the profile and the options."""
     from .cache import cached
     from .data import normalize
-    from .features import model_fingerprint
+    from .models import model_fingerprint
     from .profiles import get_profile
 
     P = get_profile(profile)

@@ -20,7 +20,6 @@ class and every classifier: the precomputed-feature path that lets a softmax tra
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -30,7 +29,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .cache import cached
-from .models import get_layer, layer_names
+from .models import get_layer, layer_names, model_fingerprint
+from .receptive import input_problem
 
 __all__ = ["LAYERS", "POOL_MODES", "FEATURES_VERSION", "Features", "FeatureError", "layer_outputs",
            "pool_map", "pool_map_shape", "extract_features", "cached_features", "model_fingerprint"]
@@ -112,6 +112,10 @@ def layer_outputs(model: nn.Module, x: torch.Tensor, layers: Sequence[str],
     wrap the call in ``torch.no_grad()`` for extraction.
     """
     layers = _check_layers(model, layers)
+    for layer in layers:  # a wrong size or channel count fails here, not deep inside torch
+        problem = input_problem(model, layer, x)
+        if problem:
+            raise FeatureError(problem)
     out: dict[str, Any] = {}
 
     def make_hook(name: str):
@@ -177,7 +181,8 @@ def extract_features(model: nn.Module, data: "Dataset | DataLoader | tuple", lay
     ``data`` is a Dataset of ``(normalised image, label)``, a DataLoader of such batches or an
     ``(images, labels)`` pair of tensors. The model runs in eval mode (dropout off, as when the
     frozen network is used for transfer, section 5) and is put back in its previous mode after.
-    Labels may be class indices or multi-hot vectors.
+    Labels may be class indices or multi-hot vectors. The model runs on ``device`` (and is moved
+    back afterwards); the features are returned on the CPU.
     """
     from tqdm.auto import tqdm
 
@@ -188,7 +193,8 @@ def extract_features(model: nn.Module, data: "Dataset | DataLoader | tuple", lay
         raise FeatureError(f"pooled_side must be a positive int or None, not {pooled_side!r}")
     loader, n_total = _as_loader(data, batch_size)
     was_training = model.training
-    model.eval()
+    home = next((p.device for p in model.parameters()), torch.device("cpu"))
+    model.eval().to(device)
     store: dict[str, torch.Tensor] = {}
     chunks: dict[str, list[torch.Tensor]] = {l: [] for l in layers}
     label_chunks: list[torch.Tensor] = []
@@ -215,7 +221,7 @@ def extract_features(model: nn.Module, data: "Dataset | DataLoader | tuple", lay
             label_chunks.append(torch.as_tensor(y).cpu())
             filled += x.shape[0]
     finally:
-        model.train(was_training)
+        model.train(was_training).to(home)
     if filled == 0:
         raise FeatureError("the data yielded no batches: nothing to extract")
     if n_total is not None:
@@ -231,36 +237,6 @@ def pool_map_shape(t: torch.Tensor, side: int | None) -> torch.Size:
     if t.dim() != 4 or side is None or (t.shape[-1] <= side and t.shape[-2] <= side):
         return t.shape
     return torch.Size((t.shape[0], t.shape[1], min(side, t.shape[-2]), min(side, t.shape[-1])))
-
-
-def model_fingerprint(model: nn.Module) -> str:
-    """A hash of a model's class, layer names and every parameter and buffer (its identity in keys).
-
-    Hashing AlexNet's 61 M parameters takes a moment, so the hash is remembered on the model
-    together with each tensor's storage address and in-place version counter: any change to the
-    weights (an optimiser step, ``load_state_dict``, ``copy_``) invalidates it.
-    """
-    state = model.state_dict(keep_vars=True)
-    stamp = tuple((k, t.data_ptr(), t._version) for k, t in state.items())
-    memo = getattr(model, "_zfcore_fingerprint", None)
-    if memo is not None and memo[0] == stamp:
-        return memo[1]
-    digest = _hash_state(model)
-    object.__setattr__(model, "_zfcore_fingerprint", (stamp, digest))
-    return digest
-
-
-def _hash_state(model: nn.Module) -> str:
-    h = hashlib.sha256()
-    h.update(type(model).__name__.encode())
-    h.update(repr(sorted(getattr(model, "layer_names", {}).items())).encode())
-    for name, t in model.state_dict().items():
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(str(t.dtype).encode())
-        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()
-                 if t.numel() else b"")
-    return h.hexdigest()[:16]
 
 
 def cached_features(model: nn.Module, data: "Dataset | DataLoader", *, data_key: Any,

@@ -360,7 +360,7 @@ def invariance_split(model: nn.Module, profile, split: str = "test", n: int = 10
     weights, the profile and the settings."""
     from .cache import cached
     from .data import get_dataset, normalize
-    from .features import model_fingerprint
+    from .models import model_fingerprint
     from .profiles import get_profile
 
     P = get_profile(profile)

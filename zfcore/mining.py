@@ -19,7 +19,6 @@ not depend on batch size, order or sharding.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -29,7 +28,7 @@ from torch import nn
 
 from .cache import cached
 from .deconv import Requests, layer_activations, requests
-from .models import LayerError, layer_names
+from .models import LayerError, layer_names, model_fingerprint
 from .receptive import input_problem
 from .profiles import Profile, get_profile
 
@@ -294,18 +293,6 @@ def gather_merge(result: TopK) -> TopK:
 # ---------------------------------------------------------------------------------------------
 # Cached mining of a profile's data set
 # ---------------------------------------------------------------------------------------------
-
-def model_fingerprint(model: nn.Module) -> str:
-    """SHA-256 of the model's architecture and weights: the cache key of anything mined from it."""
-    h = hashlib.sha256()
-    h.update(type(model).__name__.encode())
-    h.update(repr(sorted(layer_names(model).items())).encode())
-    for name, t in model.state_dict().items():
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:24]
-
 
 def mine_dataset(model: nn.Module, profile: "str | Profile" = "mini", split: str = "val",
                  group: str = "main", k: int = 9, layers: Sequence[str] | None = None,

@@ -31,7 +31,7 @@ from torch import nn
 __all__ = [
     "ZFConfig", "ZFNet", "zfnet", "krizhevsky", "build", "TABLE3_VARIANTS", "alexnet", "vgg16",
     "get_layer", "layer_names", "conv_layers", "paper_init_", "clip_filters_", "filter_rms",
-    "MissingWeightsError", "LayerError", "load_model_state",
+    "MissingWeightsError", "LayerError", "load_model_state", "model_fingerprint",
 ]
 
 
@@ -386,3 +386,31 @@ def load_model_state(model: nn.Module, state: dict, source: str = "checkpoint") 
                          f"profile; rebuild the model with the same settings")
     model.load_state_dict(state)
     return model
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """A hash of a model's class, layer names and every parameter and buffer: its identity in the
+    cache keys of everything computed from it (mined top-9, features, occlusion maps, ...).
+
+    Hashing AlexNet's 61 M parameters takes a moment, so the hash is remembered on the model
+    together with each tensor's storage address and in-place version counter: any change to the
+    weights (an optimiser step, ``load_state_dict``, ``copy_``) invalidates it.
+    """
+    state = model.state_dict(keep_vars=True)
+    stamp = tuple((k, t.data_ptr(), t._version) for k, t in state.items())
+    memo = getattr(model, "_zfcore_fingerprint", None)
+    if memo is not None and memo[0] == stamp:
+        return memo[1]
+    import hashlib
+    h = hashlib.sha256()
+    h.update(type(model).__name__.encode())
+    h.update(repr(sorted(getattr(model, "layer_names", {}).items())).encode())
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(str(t.dtype).encode())
+        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()
+                 if t.numel() else b"")
+    digest = h.hexdigest()[:16]
+    object.__setattr__(model, "_zfcore_fingerprint", (stamp, digest))
+    return digest

@@ -29,7 +29,8 @@ import torch
 from torch import nn
 
 from .incremental import IncrementalForward, plan_batches
-from .models import get_layer
+from .models import get_layer, layer_names
+from .receptive import input_problem
 
 __all__ = ["OcclusionError", "OcclusionResult", "occlude", "window_positions", "fill_values",
            "pixel_attribution", "PointingGameResult", "pointing_game", "pointing_game_split",
@@ -167,6 +168,10 @@ def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, 
     The model must be in eval mode (dropout would make the maps random).
     """
     image = _check_image(image)
+    problem = input_problem(model, "logits" if "logits" in layer_names(model) else layer,
+                            image.unsqueeze(0))
+    if problem:
+        raise OcclusionError(problem)
     window = _check_int("window", window, 1)
     stride = _check_int("stride", stride, 1)
     batch_size = _check_int("batch_size", batch_size, 1)
@@ -391,7 +396,7 @@ def pointing_game_split(model: nn.Module, profile, split: str = "test", n: "int 
     model's weights, the profile and the settings."""
     from .cache import cached
     from .data import get_dataset, normalize
-    from .features import model_fingerprint
+    from .models import model_fingerprint
     from .profiles import get_profile
 
     P = get_profile(profile)

@@ -487,8 +487,9 @@ class TransferNet(nn.Module):
         size = getattr(self.backbone, "input_size", 224)
         was = self.backbone.training
         self.backbone.eval()
+        device = next((p.device for p in self.backbone.parameters()), torch.device("cpu"))
         with torch.no_grad():
-            f = layer_outputs(self.backbone, torch.zeros(1, 3, size, size), [self.layer])[self.layer]
+            f = layer_outputs(self.backbone, torch.zeros(1, 3, size, size, device=device), [self.layer])[self.layer]
         self.backbone.train(was)
         return int(f.flatten(1).shape[1])
 
@@ -677,9 +678,11 @@ def summary_rows(results: Sequence["TransferResult"], paper: dict | None = None)
         for a in ("scratch", "pretrained", "fine_tuned"):
             if not r.has(a):
                 continue
+            draws = getattr(r, a).shape[0]
             for n, m, sd in zip(r.ns, r.mean(a).tolist(), r.std(a).tolist()):
-                rows.append({"source": "ours", "dataset": r.dataset, "approach": APPROACHES[a], "n": n,
-                             "accuracy_pct": 100 * m, "std_pct": 100 * sd if r.draws > 1 else None})
+                rows.append({"source": "ours", "dataset": r.dataset, "n": n,
+                             "approach": f"{APPROACHES[a]}, {draws} draw{'s' if draws > 1 else ''}",
+                             "accuracy_pct": 100 * m, "std_pct": 100 * sd if draws > 1 else None})
     for name, t in (paper or {}).items():
         for a in ("scratch", "pretrained"):
             for n, (m, sd) in zip(t["ns"], t[a]):
@@ -849,6 +852,11 @@ def pretrained_model(profile: "str | Profile") -> nn.Module:
 # Tables 4-5 and Fig. 9: pretrained vs from scratch, n images per class, several draws
 # ---------------------------------------------------------------------------------------------
 
+def _std(t: torch.Tensor) -> torch.Tensor:
+    t = t.double()
+    return t.std(0) if t.shape[0] > 1 else torch.zeros(t.shape[1], dtype=torch.float64)
+
+
 @dataclass
 class TransferResult:
     """Accuracy (the average of per-class accuracies, in [0, 1]) of each approach, one row per
@@ -875,13 +883,12 @@ class TransferResult:
         return getattr(self, approach).numel() > 0
 
     def mean(self, approach: str = "pretrained") -> torch.Tensor:
-        """Mean over draws, one value per ``n``."""
-        return getattr(self, approach).mean(0)
+        """Mean over draws, one value per ``n`` (in double precision)."""
+        return getattr(self, approach).double().mean(0)
 
     def std(self, approach: str = "pretrained") -> torch.Tensor:
         """Standard deviation over draws (sample, ``n - 1``; 0 with a single draw)."""
-        t = getattr(self, approach)
-        return t.std(0) if t.shape[0] > 1 else torch.zeros(t.shape[1])
+        return _std(getattr(self, approach))
 
     def advantage(self, approach: str = "scratch") -> torch.Tensor:
         """Pretrained minus ``approach`` mean accuracy, one value per ``n``."""
@@ -1020,11 +1027,12 @@ class LayerProbeResult:
         return list(self.accuracy)
 
     def mean(self, method: str) -> torch.Tensor:
-        return self.accuracy[method].mean(0)
+        """Mean over draws, one value per layer (in double precision)."""
+        return self.accuracy[method].double().mean(0)
 
     def std(self, method: str) -> torch.Tensor:
-        t = self.accuracy[method]
-        return t.std(0) if t.shape[0] > 1 else torch.zeros(t.shape[1])
+        """Standard deviation over draws (sample, ``n - 1``; 0 with a single draw)."""
+        return _std(self.accuracy[method])
 
     def monotone(self, method: str) -> bool:
         """Does the mean accuracy never fall from one layer to the next?"""

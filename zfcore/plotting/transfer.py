@@ -68,9 +68,6 @@ def accuracy_table(rows: Sequence[dict], title: str = "Accuracy (%) by training 
             cell.set_facecolor("#e8e8e8")
         elif keys[r - 1][0] == "paper":
             cell.set_facecolor("#f6f1e4")
-        if c in (0, 1) and r > 0:
-            cell.set_text_props(ha="left")
-            cell._loc = "left"
     table.auto_set_column_width(list(range(len(ns) + 2)))
     ax.set_title(title + "\n(shaded rows: the paper's published numbers, ImageNet-pretrained network "
                  "on Caltech)", fontsize=9)
