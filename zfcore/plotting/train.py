@@ -18,7 +18,18 @@ __all__ = ["show_patch", "plot_fig4", "plot_convergence", "plot_training_curves"
            "plot_side_by_side", "plot_first_layer_filters", "plot_first_layer_numbers",
            "plot_ablation_table"]
 
-_LAYER_COLOURS = plt.get_cmap("viridis")
+_LAYER_ORDER = ("layer1", "layer2", "layer3", "layer4", "layer5", "layer6", "layer7", "logits")
+
+
+def _layer_colour(layer: str):
+    """The same colour for a layer in every panel (dark = low, bright = high)."""
+    i = _LAYER_ORDER.index(layer) if layer in _LAYER_ORDER else 0
+    return plt.get_cmap("viridis")(i / (len(_LAYER_ORDER) - 1))
+
+
+def _title_room(fig) -> tuple[float, float, float, float]:
+    """``tight_layout`` rectangle that leaves half an inch for the suptitle."""
+    return (0, 0, 1, 1 - 0.5 / fig.get_figheight())
 
 
 def show_patch(x: torch.Tensor) -> np.ndarray:
@@ -67,7 +78,7 @@ def plot_fig4(fig4, title: str = "") -> plt.Figure:
             r += 1
     fig.suptitle(title or "Fig. 4: strongest activation of each feature map across training, "
                           "projected to pixels", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=_title_room(fig))
     return fig
 
 
@@ -80,9 +91,8 @@ def plot_convergence(conv, title: str = "") -> plt.Figure:
             ("weights: share of the way to the final values", conv.weight_similarity,
              conv.weight_threshold))):
         layers = list(sims)
-        for i, l in enumerate(layers):
-            ax.plot(conv.epochs, sims[l], "o-", ms=3, label=l,
-                    color=_LAYER_COLOURS(i / max(1, len(layers) - 1)))
+        for l in layers:
+            ax.plot(conv.epochs, sims[l], "o-", ms=3, label=l, color=_layer_colour(l))
         ax.axhline(thr, color="grey", ls="--", lw=1)
         ax.set_xscale("log")
         _epoch_axis(ax.xaxis, conv.epochs)
@@ -106,7 +116,7 @@ def plot_convergence(conv, title: str = "") -> plt.Figure:
     ax.legend(fontsize=7)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=_title_room(fig))
     return fig
 
 
@@ -145,7 +155,7 @@ def plot_side_by_side(rows: Sequence[Mapping], metrics: Sequence[tuple[str, str]
         ax.set_ylabel(axis)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=_title_room(fig))
     return fig
 
 
@@ -176,7 +186,7 @@ def plot_first_layer_filters(reports: Sequence, cols: int = 16, title: str = "")
         r0 += nrows
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=_title_room(fig))
     return fig
 
 
@@ -211,7 +221,7 @@ def plot_first_layer_numbers(reports: Sequence, title: str = "") -> plt.Figure:
          f"share of filter norm in the top {reports[0].top} filters")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=_title_room(fig))
     return fig
 
 
@@ -247,5 +257,5 @@ def plot_ablation_table(rows: Sequence[Mapping], paper_rows: Sequence[Mapping] =
     ax_b.grid(axis="x", alpha=0.3)
     fig.suptitle(title or "Tables 2-3: ablations (ours; the paper's ImageNet numbers shaded)",
                  fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=_title_room(fig))
     return fig
