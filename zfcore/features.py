@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .cache import cached
 from .models import get_layer, layer_names, model_fingerprint
-from .receptive import input_problem
+from .receptive import ReceptiveFieldError, input_problem
 
 __all__ = ["LAYERS", "POOL_MODES", "FEATURES_VERSION", "Features", "FeatureError", "layer_outputs",
            "pool_map", "pool_map_shape", "extract_features", "cached_features", "model_fingerprint"]
@@ -113,7 +113,10 @@ def layer_outputs(model: nn.Module, x: torch.Tensor, layers: Sequence[str],
     """
     layers = _check_layers(model, layers)
     for layer in layers:  # a wrong size or channel count fails here, not deep inside torch
-        problem = input_problem(model, layer, x)
+        try:
+            problem = input_problem(model, layer, x)
+        except ReceptiveFieldError:  # non-square geometry: no check, the forward pass decides
+            problem = None
         if problem:
             raise FeatureError(problem)
     out: dict[str, Any] = {}

@@ -30,7 +30,7 @@ from torch import nn
 
 from .incremental import IncrementalForward, plan_batches
 from .models import get_layer, layer_names
-from .receptive import input_problem
+from .receptive import ReceptiveFieldError, input_problem
 
 __all__ = ["OcclusionError", "OcclusionResult", "occlude", "window_positions", "fill_values",
            "pixel_attribution", "PointingGameResult", "pointing_game", "pointing_game_split",
@@ -168,8 +168,11 @@ def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, 
     The model must be in eval mode (dropout would make the maps random).
     """
     image = _check_image(image)
-    problem = input_problem(model, "logits" if "logits" in layer_names(model) else layer,
-                            image.unsqueeze(0))
+    try:
+        problem = input_problem(model, "logits" if "logits" in layer_names(model) else layer,
+                                image.unsqueeze(0))
+    except ReceptiveFieldError:  # non-square geometry: the check does not apply, occlusion does
+        problem = None
     if problem:
         raise OcclusionError(problem)
     window = _check_int("window", window, 1)
