@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from zfcore.incremental import incremental_flop_bound
-from zfcore.models import alexnet, zfnet
+from zfcore.models import alexnet, he_init_, zfnet
 from zfcore.occlusion import occlude, pixel_attribution, window_positions
 from zfcore.profiles import get_profile
 
@@ -54,15 +54,6 @@ def best_times(fns: dict, repeats: int) -> tuple[dict, dict]:
     return best, out
 
 
-def he_init(model: nn.Module) -> nn.Module:
-    torch.manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.kaiming_normal_(m.weight)
-            nn.init.zeros_(m.bias)
-    return model.eval()
-
-
 def zf_mini_setting():
     """The mini model (trained if cached, never trained here) and a test scene."""
     p = get_profile("mini")
@@ -75,7 +66,7 @@ def zf_mini_setting():
         except Exception as e:  # noqa: BLE001 - fall back to timing on random weights
             which = f"random weights (trained model unavailable: {type(e).__name__})"
     if model is None:
-        model = he_init(zfnet(**p.model_kwargs()))
+        model = he_init_(zfnet(**p.model_kwargs())).eval()
     try:
         from zfcore.data import get_dataset
         ds = get_dataset(p, "test")
@@ -86,7 +77,7 @@ def zf_mini_setting():
 
 
 def alexnet_setting():
-    model = he_init(alexnet(pretrained=False))
+    model = he_init_(alexnet(pretrained=False)).eval()
     try:
         from zfcore.data.images import sample_photos
         image = sample_photos("imagenet", ["cat"]).images[0]

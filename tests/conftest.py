@@ -19,3 +19,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+# Property-based tests: the same examples on every run (CI must not be flaky) and no per-example
+# deadline (this machine is shared; timing is the benchmarks' job, not the tests').
+try:
+    from hypothesis import settings
+
+    settings.register_profile("zfcore", derandomize=True, deadline=None, print_blob=True)
+    settings.load_profile("zfcore")
+except ImportError:  # pragma: no cover
+    pass

@@ -11,14 +11,8 @@ from zfcore.occlusion import (OcclusionError, OcclusionResult, PointingGameResul
 
 
 def sharpened(model: nn.Module) -> nn.Module:
-    """A random network whose output reacts visibly to occlusion: He initialisation keeps the
-    signal's scale through the layers (PyTorch's default shrinks it to almost nothing)."""
-    torch.manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.kaiming_normal_(m.weight)
-            nn.init.zeros_(m.bias)
-    return model.eval()
+    """A random network whose output reacts visibly to occlusion (He initialisation)."""
+    return models.he_init_(model).eval()
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from torch import nn
 
 __all__ = [
     "ZFConfig", "ZFNet", "zfnet", "krizhevsky", "build", "TABLE3_VARIANTS", "alexnet", "vgg16",
-    "get_layer", "layer_names", "conv_layers", "paper_init_", "clip_filters_", "filter_rms",
+    "get_layer", "layer_names", "conv_layers", "paper_init_", "he_init_", "clip_filters_", "filter_rms",
     "MissingWeightsError", "LayerError", "load_model_state", "model_fingerprint",
 ]
 
@@ -254,6 +254,21 @@ def paper_init_(model: nn.Module, weight: float = 1e-2, bias: float = 0.0) -> nn
             m.weight.normal_(0.0, weight)
             if m.bias is not None:
                 m.bias.fill_(bias)
+    return model
+
+
+@torch.no_grad()
+def he_init_(model: nn.Module, seed: int = 0) -> nn.Module:
+    """He (Kaiming) normal weights and zero biases, seeded: a random-weight control whose signal
+    keeps its scale through the layers (PyTorch's default init shrinks it to almost nothing), so
+    outputs react visibly to input changes (used by occlusion tests and benchmarks)."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            fan_in = m.weight[0].numel()
+            m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
+            if m.bias is not None:
+                m.bias.zero_()
     return model
 
 
