@@ -2,15 +2,20 @@
 Convolutional Networks" (ECCV 2014, arXiv:1311.2901).
 
 The package does the work; the notebooks in ``notebooks/`` read beside the paper. Submodules, from
-the ground floor up (arrows only point down):
+the ground floor up (arrows only point down; see CONTRIBUTING.md):
 
-* ``profiles`` (one configuration per profile), ``cache`` (hashes, atomic writes, safe loading),
-  ``report`` (a notebook's figures and numbers on disk)
-* ``models`` (ZFNet, Krizhevsky's layout, Table 3 variants, torchvision's AlexNet/VGG16),
-  ``data`` (procedural scenes, real data sets, user images)
-* analyses: ``receptive``, ``deconv``, ``mining``, ``occlusion``, ``invariance``,
-  ``correspondence``, ``train``, ``transfer``
-* on top: ``plotting``, ``widgets``, ``runner`` (executes the notebooks)
+* ground floor: ``profiles`` (one configuration per profile), ``cache`` (hashes, atomic writes,
+  safe loading), ``report`` (a notebook's figures and numbers on disk)
+* models and data: ``models`` (ZFNet, Krizhevsky's layout, Table 3 variants, torchvision's
+  AlexNet/VGG16), ``summary`` (Fig. 3's layer table), ``data`` (procedural scenes, real data sets,
+  the user's photos)
+* analyses: ``receptive`` (receptive fields), ``deconv`` (section 2.1, Fig. 1), ``mining`` (top-9,
+  Fig. 2), ``sanity`` (model randomisation), ``train`` (section 3, Fig. 4 checkpoints, DDP),
+  ``evolution`` (Fig. 4 convergence), ``firstlayer`` (section 4.1, Fig. 6), ``incremental`` and
+  ``occlusion`` (Fig. 7), ``invariance`` (Fig. 5), ``correspondence`` (Fig. 8, Table 1),
+  ``features`` and ``transfer`` (section 5, Tables 4-7)
+* on top: ``plotting`` (figures from results), ``widgets`` (the explorer), ``runner`` (executes
+  the notebooks), ``site`` (the static HTML site)
 """
 from .profiles import Profile, get_profile, PROFILES
 
