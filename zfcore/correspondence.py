@@ -22,14 +22,13 @@ between two images, comparable across layers and set sizes).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import torch
 from torch import nn
 
-from .models import get_layer
+from .features import layer_outputs
 
 __all__ = ["PARTS", "RANDOM", "CorrespondenceError", "hamming_matrix", "consistency_score",
            "part_squares", "random_squares", "apply_squares", "sign_differences",
@@ -131,16 +130,13 @@ def apply_squares(images: torch.Tensor, squares: torch.Tensor, fill=0.0) -> torc
 
 
 def _features(model: nn.Module, x: torch.Tensor, layers: Sequence[str], batch_size: int) -> dict:
+    """Flattened feature vectors of ``layers`` for ``x``, ``batch_size`` images per pass."""
     store: dict = {l: [] for l in layers}
-    handles = [get_layer(model, l).register_forward_hook(
-        lambda m, i, o, key=l: store[key].append(o.flatten(1))) for l in layers]
-    try:
-        with torch.inference_mode():
-            for lo in range(0, len(x), batch_size):
-                model(x[lo:lo + batch_size])
-    finally:
-        for h in handles:
-            h.remove()
+    with torch.inference_mode():
+        for lo in range(0, len(x), batch_size):
+            out = layer_outputs(model, x[lo:lo + batch_size], layers)
+            for l in layers:
+                store[l].append(out[l].flatten(1))
     return {l: torch.cat(v) for l, v in store.items()}
 
 

@@ -235,6 +235,7 @@ class InvarianceCurves:
 
 
 def _layer_outputs(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) -> tuple[dict, torch.Tensor]:
+    """Flattened feature vectors of ``layers`` and the model's output, from one forward pass."""
     store: dict = {}
     handles = [get_layer(model, l).register_forward_hook(
         lambda m, i, o, key=l: store.__setitem__(key, o.flatten(1))) for l in layers]

@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -193,13 +192,8 @@ def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, 
     grid_c = cols.repeat(ny)
 
     x0 = image[None]
-    store: dict = {}
-    handle = probe.register_forward_hook(lambda m, i, o: store.__setitem__("act", o))
-    try:
-        logits0 = model(x0)
-    finally:
-        handle.remove()
-    act0 = store["act"][0]
+    logits0, act0 = _forward(model, layer, x0)
+    act0 = act0[0]
     n_classes = logits0.shape[1]
     if target is None:
         target = int(logits0.argmax(1))
@@ -233,7 +227,7 @@ def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, 
             out = engine.run(square.expand(len(idx), C, window, window), r, c)
             logits, totals = out.logits, out.probe_totals[probe]
         else:
-            logits, totals = _full_batch(model, probe, image, square, r, c)
+            logits, totals = _full_batch(model, layer, image, square, r, c)
         lp = torch.log_softmax(logits, 1)
         logp[idx] = lp[:, target]
         tp, tc = lp.max(1)
@@ -251,19 +245,26 @@ def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, 
         top_prob=top_p.view(ny, nx), clean_top_class=int(lp0.argmax()))
 
 
-def _full_batch(model, probe, image, square, rows, cols):
+def _forward(model, layer: str, x):
+    """``(model output, activations of layer)`` from one forward pass (the model's own output,
+    so models without a ``"logits"`` entry in ``layer_names`` work too)."""
+    store: dict = {}
+    handle = get_layer(model, layer).register_forward_hook(
+        lambda m, i, o: store.__setitem__("act", o))
+    try:
+        logits = model(x)
+    finally:
+        handle.remove()
+    return logits, store["act"]
+
+
+def _full_batch(model, layer, image, square, rows, cols):
     """Full forward passes of the occluded images at ``rows``/``cols`` (the baseline path)."""
     w = square.shape[-1]
     x = image[None].repeat(len(rows), 1, 1, 1)
     for b, (r, c) in enumerate(zip(rows.tolist(), cols.tolist())):
         x[b, :, r:r + w, c:c + w] = square
-    store: dict = {}
-    handle = probe.register_forward_hook(lambda m, i, o: store.__setitem__("act", o))
-    try:
-        logits = model(x)
-    finally:
-        handle.remove()
-    a = store["act"]
+    logits, a = _forward(model, layer, x)
     return logits, (a.flatten(2).sum(2) if a.dim() == 4 else a)
 
 
