@@ -104,6 +104,20 @@ def test_cached_builds_once_and_rebuilds_corrupt(tmp_path):
     assert json.loads((f.parent / "config.json").read_text()) == {"k": 1}
 
 
+def test_a_killed_writers_temp_file_is_removed_by_the_next_lock_holder(tmp_path):
+    cfg = {"k": 2}
+    d = cache.entry_dir(tmp_path, "thing", cfg)
+    d.mkdir(parents=True)
+    stale = d / ".result.pt.abc123.tmp"      # what atomic_write_bytes leaves when killed
+    stale.write_bytes(b"half a checkpoint")
+    keep = d / "notes.tmp"                    # not one of ours: no leading dot
+    keep.write_text("x")
+    cache.cached(tmp_path, "thing", cfg, lambda: {"x": torch.tensor([1])})
+    assert not stale.exists() and keep.exists()
+    assert sorted(p.name for p in d.iterdir()) == [".lock", "config.json", "notes.tmp", "result.pt",
+                                                   "result.pt.sha256"]
+
+
 def test_atomic_savefig(tmp_path):
     import matplotlib
     matplotlib.use("Agg")

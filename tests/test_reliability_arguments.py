@@ -81,6 +81,8 @@ def test_unknown_profile(entry, bad):
     ("image_size", 3),
     ("epochs", -1),
     ("width", 0.0),
+    ("layer1_init_std", 0.0),
+    ("layer1_init_std", "small"),
     ("imgsize", 64),
 ])
 def test_bad_profile_override(override, value):

@@ -18,6 +18,7 @@ from torch.utils.data import TensorDataset
 from zfcore import cache as zcache
 from zfcore import train as T
 from zfcore.models import conv_layers, filter_rms
+from zfcore.profiles import get_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMING = {"train_seconds", "val_seconds", "images_per_s"}
@@ -131,6 +132,21 @@ def test_freeze_after_stops_a_layer(tmp_path):
     assert not torch.equal(w0["features.conv1.weight"], wh["features.conv1.weight"])
     assert torch.equal(wh["features.conv1.weight"], w1["features.conv1.weight"])
     assert not torch.equal(wh["features.conv2.weight"], w1["features.conv2.weight"])
+
+
+def test_layer1_init_std_draws_only_the_first_layer_afresh():
+    plain = T.build_model(T.make_spec("tiny")).state_dict()
+    small = T.build_model(T.make_spec("tiny", layer1_init_std=1e-3)).state_dict()
+    w = small["features.conv1.weight"]
+    assert abs(w.std().item() - 1e-3) < 1e-4 and abs(w.mean().item()) < 1e-4
+    assert plain["features.conv1.weight"].std() > 10 * w.std()
+    assert not small["features.conv1.bias"].any()            # biases 0, as the paper's
+    assert plain["features.conv1.bias"].any()
+    assert all(torch.equal(small[k], plain[k]) for k in plain if not k.startswith("features.conv1."))
+    again = T.build_model(T.make_spec("tiny", layer1_init_std=1e-3)).state_dict()
+    assert torch.equal(again["features.conv1.weight"], w)  # seeded
+    kriz = T.build_model(T.TrainSpec(get_profile("tiny", layer1_init_std=1e-3), arch="krizhevsky"))
+    assert abs(kriz.features.conv1.weight.std().item() - 1e-3) < 1e-4
 
 
 def test_layer_parameters_cover_every_weight_once():

@@ -191,11 +191,18 @@ def entry_dir(cache_dir: "str | Path", kind: str, config: Any) -> Path:
 @contextlib.contextmanager
 def entry_lock(d: Path):
     """An exclusive lock on a cache entry, so two processes (pytest workers, notebooks) that
-    need the same artefact build it once: the second waits and then reads the first's result."""
+    need the same artefact build it once: the second waits and then reads the first's result.
+
+    Only the lock's holder writes into the entry, so temporary files found there on entry were
+    left by a writer that was killed mid-write (:func:`atomic_write_bytes`): they are removed.
+    """
     import fcntl
     d.mkdir(parents=True, exist_ok=True)
     with open(d / ".lock", "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
+        for stale in d.glob(".*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
         try:
             yield
         finally:

@@ -58,7 +58,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import cache as zcache
-from .models import TABLE3_VARIANTS, build, clip_filters_, layer_names, load_model_state, paper_init_
+from .models import (TABLE3_VARIANTS, build, clip_filters_, conv_layers, layer_names, load_model_state,
+                     paper_init_)
 from .profiles import Profile, ProfileError, get_profile
 
 __all__ = [
@@ -237,6 +238,11 @@ def build_model(spec: TrainSpec) -> nn.Module:
                   fc_units=p.fc_units, dropout=p.dropout)
     if p.init == "paper":
         paper_init_(model)
+    if p.layer1_init_std is not None:  # layer 1 from near zero, biases 0 (section 3's biases)
+        first = conv_layers(model)[0]
+        with torch.no_grad():
+            first.weight.normal_(0.0, p.layer1_init_std)
+            first.bias.zero_()
     return model
 
 
