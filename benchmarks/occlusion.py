@@ -35,7 +35,6 @@ import time
 import warnings
 
 import torch
-from torch import nn
 
 from zfcore.incremental import incremental_flop_bound
 from zfcore.models import alexnet, he_init_, zfnet

@@ -2,7 +2,6 @@
 passes through the model's own submodules and hand-written pooling loops."""
 import pytest
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from zfcore.features import (LAYERS, FeatureError, Features, cached_features, extract_features,

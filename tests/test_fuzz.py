@@ -12,7 +12,6 @@ images, and a few hundred calls of the model, cache and profile API with wrong a
 import sys
 
 import numpy as np
-import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

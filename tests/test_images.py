@@ -5,7 +5,6 @@ Expected values come from independent computations: hand-built test patterns, a 
 that does not use Pillow (tests/helpers/imagefiles.py), the EXIF specification's orientation
 table, the naive CMYK formula and Pillow's own float resize.
 """
-import io
 import os
 import tracemalloc
 

@@ -4,12 +4,11 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from zfcore import models
 from zfcore.invariance import (IDENTITY, InvarianceCurves, InvarianceError, choose_examples,
                                default_amounts, invariance_curves, layer_growth,
-                               mean_true_probability, transform_boxes, transform_matrix,
+                               mean_true_probability, transform_matrix,
                                transform_points, transform_scenes)
 
 S = 64

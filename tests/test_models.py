@@ -174,3 +174,47 @@ def test_load_model_state_names_mismatch():
     c = build("no_layer7", width=0.125, image_size=64, num_classes=10)
     with pytest.raises(ValueError, match="missing from checkpoint"):
         models.load_model_state(a, c.state_dict())
+
+
+def _by_hand(model, x):
+    """Every named layer's output by running the Sequential blocks one module at a time."""
+    names = {v: k for k, v in model.layer_names.items()}
+    out, h = {}, x
+    for block_name, block in (("features", model.features), ("classifier", model.classifier)):
+        if block_name == "classifier":
+            h = torch.flatten(h, 1)
+        for name, m in block.named_children():
+            h = m(h)
+            if f"{block_name}.{name}" in names:
+                out[names[f"{block_name}.{name}"]] = h
+    return out, h
+
+
+def test_forward_layers_matches_running_the_modules_one_by_one():
+    from zfcore.models import capture_layers, forward_layers
+    torch.manual_seed(0)
+    model = zfnet(width=0.125, image_size=64, num_classes=10, fc_units=256).eval()
+    x = torch.randn(3, 3, 64, 64)
+    want, logits = _by_hand(model, x)
+    got = forward_layers(model, x, ["layer3", 1, "layer7", "layer3"])
+    assert list(got) == ["layer3", 1, "layer7"]                 # keyed as given, once each
+    for key, name in (("layer3", "layer3"), (1, "layer1"), ("layer7", "layer7")):
+        torch.testing.assert_close(got[key], want[name], rtol=0, atol=0)
+    with capture_layers(model, ["layer5"], transform=lambda _, o: o.sum()) as seen:
+        out = model(x)                                          # runs to the end
+    torch.testing.assert_close(out, logits, rtol=0, atol=0)
+    torch.testing.assert_close(seen["layer5"], want["layer5"].sum())
+
+
+def test_forward_layers_stops_after_the_deepest_and_leaves_no_hooks():
+    from zfcore.models import forward_layers
+    model = zfnet(width=0.125, image_size=64, num_classes=10, fc_units=256).eval()
+    ran = []
+    spy = get_layer(model, "layer6").register_forward_hook(lambda *a: ran.append(1))
+    forward_layers(model, torch.randn(1, 3, 64, 64), ["layer2", "layer5"])
+    assert ran == []                                            # layers 6-7 never ran
+    spy.remove()
+    assert all(not m._forward_hooks for m in model.modules())
+    with pytest.raises(models.LayerError, match="layer9"):
+        forward_layers(model, torch.randn(1, 3, 64, 64), ["layer9"])
+    assert all(not m._forward_hooks for m in model.modules())

@@ -1,8 +1,6 @@
 """Every notebook in notebooks/ runs on the tiny profile through papermill and leaves the
 figures it promises (its metadata's ``zfcore.figures``) in figures/tiny/."""
 import json
-import os
-from pathlib import Path
 
 import pytest
 

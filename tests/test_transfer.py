@@ -9,7 +9,7 @@ from torch.utils.data import TensorDataset
 
 from zfcore.features import extract_features
 from zfcore.models import zfnet
-from zfcore.transfer import (LinearProbe, TransferConfig, TransferData, TransferError, TransferNet,
+from zfcore.transfer import (TransferConfig, TransferData, TransferError, TransferNet,
                              average_precision, batch_schedule, fit_images, fit_probe, make_splits,
                              mean_class_accuracy, per_class_ap, predict_scores, probe_layers,
                              run_transfer, scratch_like, transfer_config)

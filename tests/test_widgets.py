@@ -219,7 +219,6 @@ def test_top9_against_brute_force(session, model, profile):
     session.select_rule("deconvnet")
     ds = get_dataset(profile, "val")
     scenes = ds.scenes(list(range(len(ds))))
-    maps, _ = [], None
     strongest = []
     for i in range(len(ds)):
         a = _forward_maps(model, normalize(scenes.images[i:i + 1], profile))[0]["layer4"][7]

@@ -36,14 +36,14 @@ activation on networks without normalisation layers.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import LayerError, layer_names
+from .models import LayerError, forward_layers, layer_names
 from .receptive import input_problem
 
 __all__ = ["RULES", "METHODS", "Requests", "requests", "Projection", "DeconvStep", "project",
@@ -644,33 +644,10 @@ def shared_switch_share(switches: torch.Tensor) -> float:
 
 def layer_activations(model: nn.Module, images: torch.Tensor, layers: Sequence[str]) -> dict:
     """``{layer: activations}`` of ``images`` for several layers in one forward pass, stopping
-    after the deepest requested layer (eval mode, no gradients)."""
-    names = layer_names(model)
+    after the deepest requested layer (eval mode, no gradients; :func:`zfcore.models.forward_layers`)."""
     keys = [_layer_key(model, l) for l in layers]
-    out: dict[str, torch.Tensor] = {}
-    handles = []
-    order = [n for n, _ in model.named_modules()]
-    deepest = max((names[k] for k in keys), key=order.index)
-
-    def grab(k):
-        def hook(module, inputs, output):
-            out[k] = output
-            if names[k] == deepest and len(out) == len(set(keys)):
-                raise _Stop
-        return hook
-
-    for k in set(keys):
-        handles.append(model.get_submodule(names[k]).register_forward_hook(grab(k)))
-    try:
-        with _eval_mode(model), torch.no_grad():
-            try:
-                model(images.to(_device(model)))
-            except _Stop:
-                pass
-    finally:
-        for h in handles:
-            h.remove()
-    return {k: out[k] for k in keys}
+    with _eval_mode(model), torch.no_grad():
+        return forward_layers(model, images.to(_device(model)), keys)
 
 
 def _box_masks(boxes: torch.Tensor, h: int, w: int) -> torch.Tensor:

@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .cache import cached
-from .models import get_layer, layer_names, model_fingerprint
+from .models import LayerError, forward_layers, layer_names, model_fingerprint
 from .receptive import ReceptiveFieldError, input_problem
 
 __all__ = ["LAYERS", "POOL_MODES", "FEATURES_VERSION", "Features", "FeatureError", "layer_outputs",
@@ -44,10 +44,6 @@ FEATURES_VERSION = 1
 
 class FeatureError(ValueError):
     """Bad arguments to feature extraction (unknown layer, pooling mode, empty data)."""
-
-
-class _StopForward(Exception):
-    """Raised from a hook once every requested layer has been seen: the rest of the pass is skipped."""
 
 
 @dataclass
@@ -119,27 +115,10 @@ def layer_outputs(model: nn.Module, x: torch.Tensor, layers: Sequence[str],
             problem = None
         if problem:
             raise FeatureError(problem)
-    out: dict[str, Any] = {}
-
-    def make_hook(name: str):
-        def hook(_module, _inputs, output):
-            out[name] = output if transform is None else transform(name, output)
-            if len(out) == len(layers):
-                raise _StopForward
-        return hook
-
-    handles = [get_layer(model, l).register_forward_hook(make_hook(l)) for l in layers]
     try:
-        model(x)
-    except _StopForward:
-        pass
-    finally:
-        for h in handles:
-            h.remove()
-    missing = [l for l in layers if l not in out]
-    if missing:  # a layer whose module was never called (a model whose forward skips it)
-        raise FeatureError(f"the forward pass never reached {missing}; check model.layer_names")
-    return {l: out[l] for l in layers}
+        return forward_layers(model, x, layers, transform=transform)
+    except LayerError as e:  # a layer whose module was never called (its forward skips it)
+        raise FeatureError(str(e)) from None
 
 
 def pool_map(t: torch.Tensor, side: int | None, mode: str = "avg") -> torch.Tensor:

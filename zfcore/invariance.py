@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import get_layer
+from .models import capture_layers
 
 __all__ = ["TRANSFORMS", "IDENTITY", "ROTATION_SYMMETRIC_CLASSES", "InvarianceError",
            "Transformed", "transform_matrix", "transform_scenes", "transform_points",
@@ -236,14 +236,8 @@ class InvarianceCurves:
 
 def _layer_outputs(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) -> tuple[dict, torch.Tensor]:
     """Flattened feature vectors of ``layers`` and the model's output, from one forward pass."""
-    store: dict = {}
-    handles = [get_layer(model, l).register_forward_hook(
-        lambda m, i, o, key=l: store.__setitem__(key, o.flatten(1))) for l in layers]
-    try:
+    with capture_layers(model, layers, transform=lambda _, o: o.flatten(1)) as store:
         logits = model(x)
-    finally:
-        for h in handles:
-            h.remove()
     return store, logits
 
 

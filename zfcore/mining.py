@@ -19,10 +19,9 @@ not depend on batch size, order or sharding.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 

@@ -19,18 +19,19 @@ deconvnet and top-9 mining look at exactly these maps. :func:`get_layer` returns
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
 __all__ = [
     "ZFConfig", "ZFNet", "zfnet", "krizhevsky", "build", "TABLE3_VARIANTS", "alexnet", "vgg16",
-    "get_layer", "layer_names", "conv_layers", "paper_init_", "he_init_", "clip_filters_", "filter_rms",
+    "get_layer", "layer_names", "capture_layers", "forward_layers", "conv_layers", "paper_init_", "he_init_", "clip_filters_", "filter_rms",
     "MissingWeightsError", "LayerError", "load_model_state", "model_fingerprint",
 ]
 
@@ -231,6 +232,60 @@ def get_layer(model: nn.Module, layer: "str | int") -> nn.Module:
         raise LayerError(f"unknown layer {layer!r} for {type(model).__name__}: this model has "
                          f"{', '.join(names)}")
     return model.get_submodule(names[key])
+
+
+class _StopForward(Exception):
+    """Raised from a hook once every requested layer has been seen: the rest of the pass is skipped."""
+
+
+@contextlib.contextmanager
+def capture_layers(model: nn.Module, layers: Sequence["str | int"], *,
+                   transform: "Callable[[str, torch.Tensor], Any] | None" = None,
+                   stop: bool = False) -> Iterator[dict]:
+    """Record the outputs of ``layers`` ("layer5", 5, "logits") of every forward pass of ``model``
+    run inside the block, into the yielded dict (keyed by the layers as given; the last pass wins).
+
+    ``transform(layer, output)``, if given, is applied as each output appears (feature extraction
+    pools there, so a full-size layer-1 map is freed before layer 2 runs). ``stop=True`` ends the
+    pass as soon as every layer has been recorded (use :func:`forward_layers`, which catches it).
+    The one way ``zfcore`` reads a layer's output: mining, deconvnet, occlusion, invariance,
+    correspondence and transfer all go through it.
+    """
+    keys = list(dict.fromkeys(layers))
+    out: dict = {}
+
+    def make_hook(key: str):
+        def hook(_module, _inputs, output):
+            out[key] = output if transform is None else transform(key, output)
+            if stop and len(out) == len(keys):
+                raise _StopForward
+        return hook
+
+    handles = [get_layer(model, k).register_forward_hook(make_hook(k)) for k in keys]
+    try:
+        yield out
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def forward_layers(model: nn.Module, x: torch.Tensor, layers: Sequence["str | int"], *,
+                   transform: "Callable[[str, torch.Tensor], Any] | None" = None) -> dict:
+    """``{layer: output}`` for ``layers`` from ONE forward pass of ``model`` on ``x``, stopping
+    after the deepest of them (asking for layer 5 never runs layers 6 and 7), keyed by the layers
+    as given. Runs in the model's current mode, with
+    gradients unless the caller turns them off (fine-tuning backpropagates through them)."""
+    with capture_layers(model, layers, transform=transform, stop=True) as out:
+        try:
+            model(x)
+        except _StopForward:
+            pass
+    keys = list(dict.fromkeys(layers))
+    missing = [k for k in keys if k not in out]
+    if missing:  # a layer whose module was never called (a model whose forward skips it)
+        raise LayerError(f"the forward pass of {type(model).__name__} never reached {missing}; "
+                         f"check model.layer_names")
+    return {k: out[k] for k in keys}
 
 
 def conv_layers(model: nn.Module) -> list[nn.Conv2d]:

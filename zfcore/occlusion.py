@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .incremental import IncrementalForward, plan_batches
-from .models import get_layer, layer_names
+from .models import capture_layers, get_layer, layer_names
 from .receptive import ReceptiveFieldError, input_problem
 
 __all__ = ["OcclusionError", "OcclusionResult", "occlude", "window_positions", "fill_values",
@@ -248,14 +248,9 @@ def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, 
 def _forward(model, layer: str, x):
     """``(model output, activations of layer)`` from one forward pass (the model's own output,
     so models without a ``"logits"`` entry in ``layer_names`` work too)."""
-    store: dict = {}
-    handle = get_layer(model, layer).register_forward_hook(
-        lambda m, i, o: store.__setitem__("act", o))
-    try:
+    with capture_layers(model, [layer]) as store:
         logits = model(x)
-    finally:
-        handle.remove()
-    return logits, store["act"]
+    return logits, store[layer]
 
 
 def _full_batch(model, layer, image, square, rows, cols):
