@@ -137,3 +137,20 @@ def test_summary_is_the_first_sentence_not_an_abbreviation():
     assert f("Peers, e.g. Captum, exist. More.") == "Peers, e.g. Captum, exist."
     assert f("See Figs. 1 and 2. Next.") == "See Figs. 1 and 2."
     assert f("no full stop") == "no full stop"
+
+
+def test_widget_views_become_a_note_and_nothing_loads_from_a_cdn(tree):
+    """Offline, nbconvert's widget manager (fetched from unpkg.com) would leave a blank area."""
+    nb = nbformat.read(str(tree["out"].parent / "build" / "notebooks" / "tiny" / "07_occlusion.ipynb"),
+                       as_version=4)
+    view = {"model_id": "abc", "version_major": 2, "version_minor": 0}
+    nb.cells[2].outputs.append(nbformat.v4.new_output(
+        "display_data", data={"application/vnd.jupyter.widget-view+json": view, "text/plain": "Explorer()"}))
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}, "version_major": 2,
+                                                                              "version_minor": 0}}
+    nbformat.write(nb, str(tree["out"].parent / "build" / "notebooks" / "tiny" / "07_occlusion.ipynb"))
+    site.build_site(tree["profile"], tree["out"], notebooks=tree["notebooks"], progress=False)
+    html = (tree["out"] / "07_occlusion.html").read_text()
+    assert "An interactive widget stands here" in html
+    assert "unpkg.com" not in html and "widget-view+json" not in html
+    assert "claim held: yes" in html              # the rest of the page is untouched

@@ -198,6 +198,8 @@ def collect_pages(profile: "str | Profile", notebooks: "list[Path] | None" = Non
 
 _STYLE = """
 <style type="text/css">
+.zf-widget-note { padding: 0.6em 1em; border-left: 3px solid #888; background: #f4f4f4;
+  font: 14px/1.4 system-ui, sans-serif; }
 .zf-nav { position: sticky; top: 0; z-index: 10; display: flex; flex-wrap: wrap; gap: 0.4em 1.4em;
   align-items: center; padding: 0.6em 1em; margin: 0 0 1em 0; font: 14px/1.4 system-ui, sans-serif;
   background: #f4f1ea; border-bottom: 1px solid #d8d2c4; }
@@ -234,6 +236,30 @@ def _exporter():
                         template_file="zfcore_page.html.j2")
 
 
+_WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+_WIDGET_NOTE = ('<div class="zf-widget-note">An interactive widget stands here: it needs a running '
+                'Python kernel. Open this notebook in JupyterLab, or serve it with <code>voila</code> '
+                '(see the README); the figures on this page show the same panels.</div>')
+
+
+def _without_live_widgets(nb) -> int:
+    """Replace every widget view in ``nb`` by a note, and drop the saved widget state.
+
+    A static page cannot run the widgets' Python callbacks, and nbconvert would load the widget
+    manager from a CDN (unpkg.com) to draw them, which leaves a blank area offline. Returns the
+    number of views replaced.
+    """
+    replaced = 0
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if _WIDGET_VIEW in data:
+                out["data"] = {"text/html": _WIDGET_NOTE, "text/plain": "[interactive widget]"}
+                replaced += 1
+    nb.metadata.pop("widgets", None)
+    return replaced
+
+
 def render_notebook(page: NotebookPage, prev: NotebookPage | None, nxt: NotebookPage | None,
                     profile: str, exporter=None) -> str:
     """The HTML page of one executed notebook (figures inlined), with the navigation bar."""
@@ -242,6 +268,7 @@ def render_notebook(page: NotebookPage, prev: NotebookPage | None, nxt: Notebook
                         f"python -m zfcore.runner --profile {profile} {page.stem.split('_')[0]}")
     exporter = exporter or _exporter()
     nb = _read_notebook(page.executed)
+    _without_live_widgets(nb)
     nb.metadata["title"] = f"{page.title} - zfcore ({profile})"
     resources = {"zf_nav": _nav_bar(page, prev, nxt, profile), "zf_style": _STYLE,
                  "metadata": {"name": page.stem}}
