@@ -70,7 +70,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a change to this module changes the weights a configuration trains to.
-TRAINER_VERSION = 2
+TRAINER_VERSION = 3  # 3: layer1_init_std also zeroes layer 1's biases
 
 #: Fractional checkpoints saved in the first epoch on top of ``profile.checkpoint_epochs``:
 #: lower layers settle within the first epoch on the small profiles (Fig. 4's point).
