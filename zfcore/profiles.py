@@ -17,11 +17,12 @@ initialised to 1e-2): on a 2-core budget that recipe stays at chance for epochs 
 ``shared/DESIGN.md``), so they use Adam and PyTorch's default initialisation. ``imagenet`` keeps
 the paper's recipe (section 3). ``optimizer``/``init`` switch it back on any profile.
 
-``mini`` also starts layer 1 near zero (``layer1_init_std=5e-4``): Adam without weight decay never
-shrinks the random initial weights, so with PyTorch's default initialisation the layer-1 filters
-of Fig. 2 and Fig. 6 stayed random noise (only 25 % of their energy at low spatial frequencies
-after 6 epochs, 18 % for pure noise); started near zero, what one sees is what training put there
-(73 % after one epoch). Filters that never learn stay near zero, which is what Fig. 6 counts as dead.
+``mini`` also starts layer 1 near zero (``layer1_init_std=5e-4``, biases 0): Adam without weight
+decay never shrinks the random initial weights, so with PyTorch's default initialisation the
+layer-1 filters of Fig. 2 and Fig. 6 stayed random noise after training (25 % of their energy at
+spatial frequencies up to 1/4 cycle per pixel, against 18 % for pure noise); started near zero,
+what one sees is what training put there (81 %: edges and colour blobs). It costs about one epoch
+of learning, so ``mini`` trains 8 epochs (91.5 % validation accuracy, against 93.8 % in 6 before).
 """
 from __future__ import annotations
 

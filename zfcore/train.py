@@ -880,9 +880,9 @@ def comparison_overrides(profile: "str | Profile") -> dict:
 
     Being a prefix of the profile's own schedule, its ``zf`` run *is* the main model's checkpoint
     at that epoch (no extra training), and every variant is compared at the same budget. On
-    ``mini`` that is 4 epochs of 20,000 images (the main model is at MAIN4 % validation accuracy
-    there, past the steep part of its curve): about 4 minutes per variant on 2 quiet cores, so
-    the ten comparison trainings of notebooks 04, 06 and 09 take about COMPMIN minutes the first time.
+    ``mini`` that is 4 epochs of 20,000 images (the main model is at 76 % validation accuracy
+    there, past the steep part of its curve): 3-5 minutes per variant on 2 quiet cores, so
+    the ten comparison trainings of notebooks 04, 06 and 09 took 38 minutes here the first time.
     """
     p = get_profile(profile)
     return {"epochs": max(1, round(p.epochs / 2))}
