@@ -20,6 +20,7 @@ deconvnet and top-9 mining look at exactly these maps. :func:`get_layer` returns
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -471,7 +472,6 @@ def model_fingerprint(model: nn.Module) -> str:
     memo = getattr(model, "_zfcore_fingerprint", None)
     if memo is not None and memo[0] == stamp:
         return memo[1]
-    import hashlib
     h = hashlib.sha256()
     h.update(type(model).__name__.encode())
     h.update(repr(sorted(getattr(model, "layer_names", {}).items())).encode())
