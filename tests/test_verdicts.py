@@ -62,3 +62,14 @@ def test_record_keys_and_rule():
 
 def test_binomial_se():
     assert V.binomial_se(0.24, 2000) == pytest.approx(0.00955, rel=1e-3)
+
+
+def test_unpaired_bootstrap_matches_naive_loop():
+    a = np.array([1.0, 2.0, 3.0, 4.0]); b = np.array([0.0, 0.5, 1.0])
+    v = V.unpaired_bootstrap("x", a, b, n_boot=300, seed=5)
+    r = np.random.default_rng(5)
+    ia = r.integers(0, 4, size=(300, 4)); ib = r.integers(0, 3, size=(300, 3))
+    naive = [a[i].mean() - b[j].mean() for i, j in zip(ia, ib)]
+    assert v.low == pytest.approx(np.quantile(naive, 0.025))
+    assert v.high == pytest.approx(np.quantile(naive, 0.975))
+    assert v.effect == pytest.approx(2.5 - 0.5)

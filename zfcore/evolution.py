@@ -37,7 +37,7 @@ __all__ = ["Convergence", "Fig4Projections", "weight_progress", "topk_overlap",
            "strongest_projections",
            "EvolutionError", "EVOLUTION_VERSION"]
 
-EVOLUTION_VERSION = 1
+EVOLUTION_VERSION = 2  # 2: per-map convergence; Fig. 4 draws among maps that fire
 CONV_LAYERS = ("layer1", "layer2", "layer3", "layer4", "layer5")
 
 
@@ -67,15 +67,20 @@ def weight_progress(model: nn.Module, init: dict, state: dict, final: dict,
     return out
 
 
-def topk_overlap(images_a: torch.Tensor, images_b: torch.Tensor) -> float:
-    """Mean over feature maps of the share of map ``c``'s top-k images (rows of ``(C, k)``
+def topk_overlap_per_map(images_a: torch.Tensor, images_b: torch.Tensor) -> torch.Tensor:
+    """``(C,)``: per feature map, the share of map ``c``'s top-k images (rows of ``(C, k)``
     data-set indices; ``-1`` = unfilled) that are also in its top-k in ``images_b``."""
     a, b = torch.as_tensor(images_a), torch.as_tensor(images_b)
     if a.shape != b.shape or a.dim() != 2:
         raise EvolutionError(f"need two (maps, k) index tables of one shape, got {tuple(a.shape)} "
                              f"and {tuple(b.shape)}")
     hit = (a[:, :, None] == b[:, None, :]) & (a[:, :, None] >= 0)
-    return float(hit.any(2).float().sum(1).div(a.shape[1]).mean())
+    return hit.any(2).float().sum(1).div(a.shape[1])
+
+
+def topk_overlap(images_a: torch.Tensor, images_b: torch.Tensor) -> float:
+    """Mean over feature maps of :func:`topk_overlap_per_map`."""
+    return float(topk_overlap_per_map(images_a, images_b).mean())
 
 
 def convergence_epoch(epochs: Sequence[float], values: Sequence[float], threshold: float) -> float:
@@ -128,6 +133,49 @@ class Convergence:
     topk_converged: dict[str, float]
     n_images: int
     k: int
+
+    #: per layer, the convergence epoch of each map that fires at the final checkpoint
+    map_converged: dict[str, list[float]] = field(default_factory=dict)
+    #: per layer, how many maps fire at the final checkpoint (on the mined images) and how many exist
+    alive_maps: dict[str, int] = field(default_factory=dict)
+    total_maps: dict[str, int] = field(default_factory=dict)
+
+    def spread(self, layer: str) -> tuple[float, float, float]:
+        """Median and interquartile range (25 %, 75 %) of the layer's per-map convergence epochs."""
+        v = torch.tensor(self.map_converged[layer], dtype=torch.float64)
+        v = v[~v.isnan()]
+        if len(v) == 0:
+            return (math.nan, math.nan, math.nan)
+        q = torch.quantile(v, torch.tensor([0.5, 0.25, 0.75], dtype=torch.float64))
+        return tuple(float(x) for x in q)
+
+    def depth_verdict(self, n_boot: int = 2000, seed: int = 0):
+        """Fig. 4's claim as a verdict: the Spearman correlation of depth (layer 1-5) with the
+        per-map convergence epoch over every firing map, with a 95 % bootstrap interval that
+        resamples the maps within each layer (seed variance not included). Positive = deeper
+        layers settle later, as the paper says."""
+        from .verdicts import from_interval
+        layers = [l for l in self.map_converged if self.map_converged[l]]
+        if len(layers) < 2:
+            raise EvolutionError("the depth verdict needs per-map convergence of at least two layers")
+        vals = {l: torch.tensor(self.map_converged[l], dtype=torch.float64) for l in layers}
+        vals = {l: torch.nan_to_num(v, nan=float(self.epochs[-1]) * 2) for l, v in vals.items()}
+
+        def rho(sample):
+            depth = [int(l[len("layer"):]) for l in layers for _ in range(len(sample[l]))]
+            return spearman(depth, torch.cat([sample[l] for l in layers]).tolist())
+        g = torch.Generator().manual_seed(seed)
+        boots = []
+        for _ in range(n_boot):
+            s = {l: v[torch.randint(len(v), (len(v),), generator=g)] for l, v in vals.items()}
+            r = rho(s)
+            boots.append(0.0 if math.isnan(r) else r)
+        b = torch.tensor(boots, dtype=torch.float64)
+        low, high = (float(x) for x in torch.quantile(b, torch.tensor([0.025, 0.975], dtype=torch.float64)))
+        n = sum(len(v) for v in vals.values())
+        return from_interval("fig4_lower_layers_converge_first", rho(vals), low, high,
+                             source=f"bootstrap over {n} firing maps within their layers ({n_boot} resamples; "
+                                    f"seed variance not included)")
 
     def depth_correlation(self, which: str = "topk") -> float:
         """Spearman correlation of layer depth with convergence epoch (> 0: deeper = later)."""
@@ -189,15 +237,24 @@ def layer_convergence(run: TrainRun, n_images: int = 1000, k: int = 9,
                 weight_sim.setdefault(layer, []).append(v)
             res = mine_topk(model, images, k=k, layers=layers, batch_size=250, progress=False)
             tops[e] = {l: res[l].images for l in layers}
+        alive = {l: (res[l].values[:, 0] > 0).tolist() for l in layers}   # res: the final checkpoint
+        per_map = {l: [topk_overlap_per_map(tops[e][l], tops[epochs[-1]][l]).tolist() for e in epochs]
+                   for l in layers}
         topk_sim = {l: [topk_overlap(tops[e][l], tops[epochs[-1]][l]) for e in epochs]
                     for l in layers}
-        return {"epochs": epochs, "weight_similarity": weight_sim, "topk_similarity": topk_sim}
+        return {"epochs": epochs, "weight_similarity": weight_sim, "topk_similarity": topk_sim,
+                "topk_per_map": per_map, "alive": alive}
 
     config = {"version": EVOLUTION_VERSION, "run": run.spec.key_config(), "epochs": epochs,
               "n_images": n_images, "k": k}
     raw = cached(run.spec.profile.cache_dir, "evolution", config, build) if cache else build()
     ws, ts = raw["weight_similarity"], raw["topk_similarity"]
+    map_conv = {l: [convergence_epoch(epochs, [raw["topk_per_map"][l][i][c] for i in range(len(epochs))],
+                                      topk_threshold)
+                    for c, ok in enumerate(raw["alive"][l]) if ok] for l in ts}
     return Convergence(
+        map_converged=map_conv, alive_maps={l: sum(v) for l, v in raw["alive"].items()},
+        total_maps={l: len(v) for l, v in raw["alive"].items()},
         epochs=[float(e) for e in raw["epochs"]], weight_similarity=ws, topk_similarity=ts,
         weight_threshold=weight_threshold, topk_threshold=topk_threshold,
         weight_converged={l: convergence_epoch(epochs, v, weight_threshold) for l, v in ws.items()},
@@ -222,6 +279,10 @@ class Fig4Projections:
     patches: dict[str, torch.Tensor]
     activations: dict[str, torch.Tensor]
     image_index: dict[str, torch.Tensor] = field(default_factory=dict)
+    #: per layer, how many maps fire at the final checkpoint (the shown maps are drawn among
+    #: them, at random) and how many the layer has
+    alive: dict[str, int] = field(default_factory=dict)
+    total: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -259,8 +320,8 @@ def strongest_projections(model: nn.Module, images: torch.Tensor,
 def fig4_projections(run: TrainRun, maps_per_layer: int = 3, n_images: int = 1000,
                      layers: Sequence[str] = CONV_LAYERS, seed: int = 0,
                      progress: bool = True, cache: bool = True) -> Fig4Projections:
-    """Fig. 4 for ``run``: for ``maps_per_layer`` random feature maps of each layer (the same maps
-    at every checkpoint), the strongest activation over the first ``n_images`` training images,
+    """Fig. 4 for ``run``: for ``maps_per_layer`` feature maps of each layer drawn at random among
+    those that fire at the final checkpoint (the same maps at every checkpoint), the strongest activation over the first ``n_images`` training images,
     projected to pixel space with the deconvnet (:func:`zfcore.deconv.project`) and cropped to
     the layer's receptive field (:func:`zfcore.receptive.crop_patch`)."""
     if maps_per_layer < 1:
@@ -272,10 +333,15 @@ def fig4_projections(run: TrainRun, maps_per_layer: int = 3, n_images: int = 100
         images = _training_images(run, n_images)
         final = run.model(epochs[-1])
         use = [l for l in layers if l in final.layer_names]
+        from .mining import mine_topk
         g = torch.Generator().manual_seed(seed)
-        weights = layer_parameters(final)
-        maps = {l: sorted(torch.randperm(weights[l][0].shape[0], generator=g)[:maps_per_layer].tolist())
-                for l in use}
+        top1 = mine_topk(final, images, k=1, layers=use, batch_size=250, progress=False)
+        alive = {l: torch.nonzero(top1[l].values[:, 0] > 0).flatten() for l in use}
+        if any(len(a) == 0 for a in alive.values()):
+            raise EvolutionError(f"no map of {[l for l, a in alive.items() if not len(a)]} fires on the "
+                                 f"{len(images)} mined images at the final checkpoint: the network is dead there")
+        maps = {l: sorted(a[torch.randperm(len(a), generator=g)[:maps_per_layer]].tolist())
+                for l, a in alive.items()}
         per_epoch = []
         it = epochs
         if progress:
@@ -283,7 +349,9 @@ def fig4_projections(run: TrainRun, maps_per_layer: int = 3, n_images: int = 100
             it = tqdm(epochs, desc="Fig. 4 checkpoints", unit="ckpt")
         for e in it:
             per_epoch.append(strongest_projections(run.model(e), images, maps))
-        out = {"epochs": epochs, "maps": maps}
+        out = {"epochs": epochs, "maps": maps,
+               "alive": {l: len(a) for l, a in alive.items()},
+               "total": {l: int(top1[l].values.shape[0]) for l in use}}
         for key in ("projections", "patches", "activations", "image_index"):
             out[key] = {l: torch.stack([r[key][l] for r in per_epoch], 1) for l in use}
         return out

@@ -65,12 +65,14 @@ class Profile:
     width: float = 1.0              # multiplier on every layer's channels / units (paper: 1.0)
     fc_units: int = 4096            # units of layers 6 and 7 before ``width`` (paper: 4096)
     # --- training (section 3 of the paper) -------------------------------------------------
-    optimizer: str = "sgd"          # "sgd" (the paper) or "adam"
+    optimizer: str = "sgd"          # "sgd" (the paper), "adam" or "adamw" (decoupled weight decay)
     lr: float = 1e-2
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    init: str = "paper"             # "paper" (weights 1e-2, biases 0) or "default" (PyTorch's)
+    init: str = "paper"             # "paper" (weights 1e-2, biases 0), "default" (PyTorch's) or "he"
     layer1_init_std: float | None = None  # layer 1's weights drawn N(0, std), biases 0 (see below)
+    bias_init: float | None = None  # biases of layers 2-7 set to this (Krizhevsky: 1); None keeps init's
+    warmup_epochs: float = 0.0      # learning rate ramped linearly from 0 over this many epochs
     clip_rms: float | None = 0.1    # feature-scale clipping of conv filters (section 3)
     dropout: float = 0.5
     batch_size: int = 128
@@ -109,10 +111,16 @@ class Profile:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < 1:
                 bad(name, "a number in [0, 1)")
-        if self.optimizer not in ("sgd", "adam"):
-            bad("optimizer", "'sgd' (the paper) or 'adam'")
-        if self.init not in ("paper", "default"):
-            bad("init", "'paper' (weights 1e-2, biases 0) or 'default' (PyTorch's)")
+        if self.optimizer not in ("sgd", "adam", "adamw"):
+            bad("optimizer", "'sgd' (the paper), 'adam' or 'adamw'")
+        if self.init not in ("paper", "default", "he"):
+            bad("init", "'paper' (weights 1e-2, biases 0), 'default' (PyTorch's) or 'he' (He normal, biases 0)")
+        if self.bias_init is not None and not (isinstance(self.bias_init, (int, float))
+                                               and not isinstance(self.bias_init, bool) and abs(self.bias_init) < 10):
+            bad("bias_init", "a number (e.g. 1, Krizhevsky's), or None to keep the init rule's biases")
+        if not isinstance(self.warmup_epochs, (int, float)) or isinstance(self.warmup_epochs, bool) \
+                or not 0 <= self.warmup_epochs <= self.epochs:
+            bad("warmup_epochs", "a number of epochs in [0, epochs]")
         if self.layer1_init_std is not None and not (
                 isinstance(self.layer1_init_std, (int, float)) and not isinstance(self.layer1_init_std, bool)
                 and self.layer1_init_std > 0):

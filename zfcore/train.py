@@ -58,19 +58,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import cache as zcache
-from .models import (TABLE3_VARIANTS, build, clip_filters_, conv_layers, layer_names, load_model_state,
-                     paper_init_)
+from .health import FireCounter
+from .models import (TABLE3_VARIANTS, build, clip_filters_, conv_layers, filter_rms, he_init_, layer_names,
+                     load_model_state, paper_init_)
 from .profiles import Profile, ProfileError, get_profile
 
 __all__ = [
     "TRAINER_VERSION", "EARLY_CHECKPOINTS", "TrainOptions", "TrainSpec", "make_spec", "TrainRun", "TrainError",
     "EpochMetrics", "train", "training_run", "trained_model", "comparison_overrides", "compare_throughput", "build_model", "evaluate",
-    "layer_parameters", "parameter_groups", "RenderedScenes", "rendered_split", "epoch_order", "CheckpointStore", "split_overrides",
+    "layer_parameters", "parameter_groups", "per_image_correct", "RenderedScenes", "rendered_split", "epoch_order", "CheckpointStore", "split_overrides",
     "main",
 ]
 
 #: Bumped whenever a change to this module changes the weights a configuration trains to.
-TRAINER_VERSION = 3  # 3: layer1_init_std also zeroes layer 1's biases
+TRAINER_VERSION = 4  # 4: warm-up, bias_init, He init, AdamW; dead maps and eval-mode train error in the history
 
 #: Fractional checkpoints saved in the first epoch on top of ``profile.checkpoint_epochs``:
 #: lower layers settle within the first epoch on the small profiles (Fig. 4's point).
@@ -176,10 +177,10 @@ class TrainSpec:
         if self.variant not in TABLE3_VARIANTS:
             raise TrainError(f"unknown variant {self.variant!r}: choose one of {sorted(TABLE3_VARIANTS)}")
         p = self.profile
-        if p.optimizer not in ("sgd", "adam"):
-            raise TrainError(f"profile.optimizer must be 'sgd' or 'adam', not {p.optimizer!r}")
-        if p.init not in ("paper", "default"):
-            raise TrainError(f"profile.init must be 'paper' or 'default', not {p.init!r}")
+        if p.optimizer not in ("sgd", "adam", "adamw"):
+            raise TrainError(f"profile.optimizer must be 'sgd', 'adam' or 'adamw', not {p.optimizer!r}")
+        if p.init not in ("paper", "default", "he"):
+            raise TrainError(f"profile.init must be 'paper', 'default' or 'he', not {p.init!r}")
         if not isinstance(p.epochs, int) or p.epochs < 1:
             raise TrainError(f"epochs must be a positive int, not {p.epochs!r}")
         if p.batch_size < 1 or p.n_train < p.batch_size:
@@ -238,6 +239,16 @@ def build_model(spec: TrainSpec) -> nn.Module:
                   fc_units=p.fc_units, dropout=p.dropout)
     if p.init == "paper":
         paper_init_(model)
+    elif p.init == "he":
+        he_init_(model, seed=p.seed)
+    if p.bias_init is not None:  # Krizhevsky et al. set hidden biases to 1 so ReLUs start alive
+        with torch.no_grad():
+            params = layer_parameters(model)
+            for layer, group in params.items():
+                if layer.startswith("layer") and layer != "layer1":
+                    for q in group:
+                        if q.dim() == 1:
+                            q.fill_(p.bias_init)
     if p.layer1_init_std is not None:  # layer 1 from near zero, biases 0 (section 3's biases)
         first = conv_layers(model)[0]
         with torch.no_grad():
@@ -289,7 +300,18 @@ def _optimizer(spec: TrainSpec, model: nn.Module) -> torch.optim.Optimizer:
     groups = parameter_groups(model, p.lr, dict(spec.options.layer_lr))
     if p.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
+    if p.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=p.lr, weight_decay=p.weight_decay)
     return torch.optim.Adam(groups, lr=p.lr, weight_decay=p.weight_decay)
+
+
+def _set_lr(opt: torch.optim.Optimizer, spec: TrainSpec, scale: float, step: int, steps: int) -> None:
+    """Every group's rate: profile lr x its layer multiplier x plateau annealing x warm-up
+    (linear from 0 over ``warmup_epochs``; a prefix of any longer run, like the rest)."""
+    warm = spec.profile.warmup_epochs * steps
+    ramp = min(1.0, (step + 1) / warm) if warm > 0 else 1.0
+    for g in opt.param_groups:
+        g["lr"] = spec.profile.lr * g["lr_multiplier"] * scale * ramp
 
 
 def _frozen_layers(spec: TrainSpec, progress: float) -> set[str]:
@@ -458,6 +480,14 @@ def _default_sources(spec: TrainSpec):
     return train_source, val_source
 
 
+def _train_eval_source(train_set, spec: TrainSpec):
+    """The training images as evaluated (no augmentation): what eval-mode training error reads."""
+    if isinstance(train_set, RenderedScenes) or hasattr(train_set, "__getitem__"):
+        return train_set
+    from . import data
+    return data.get_dataset(spec.profile, "train")
+
+
 def _length(source) -> int:
     return source.length if hasattr(source, "length") and not hasattr(source, "__len__") else len(source)
 
@@ -483,6 +513,14 @@ class EpochMetrics:
     val_seconds: float
     images_per_s: float
     clipped_filters: int
+    #: top-1/top-5 error (%) in eval mode, no augmentation, on a fixed subset of training images
+    #: as large as the validation set (the gap to validation error measures over-fitting)
+    train_eval_top1_error: float = float("nan")
+    train_eval_top5_error: float = float("nan")
+    #: per layer, the share of maps that fired on no validation image (``zfcore.health``)
+    dead_share: dict = dataclasses.field(default_factory=dict)
+    #: the largest RMS of any convolutional filter at the end of the epoch (clipping at 0.1)
+    max_filter_rms: float = float("nan")
 
     @property
     def val_accuracy(self) -> float:
@@ -504,8 +542,9 @@ def _summarise(c: torch.Tensor) -> tuple[float, float, float]:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset, batch_size: int = 256, device: "str | torch.device" = "cpu",
-             rank: int = 0, world: int = 1, num_workers: int = 0) -> dict[str, float]:
-    """Loss and top-1/top-5 error (%) of ``model`` on ``dataset`` in eval mode.
+             rank: int = 0, world: int = 1, num_workers: int = 0, limit: int | None = None) -> dict[str, float]:
+    """Loss and top-1/top-5 error (%) of ``model`` on ``dataset`` (its first ``limit`` images) in
+    eval mode.
 
     ``dataset`` yields ``(normalised image, label)`` (or is a :class:`RenderedScenes`).
 
@@ -513,15 +552,8 @@ def evaluate(model: nn.Module, dataset, batch_size: int = 256, device: "str | to
     """
     was = model.training
     model.eval()
-    source = _as_source(dataset)
-    idx = list(range(rank, len(source), world))
-    batches = [idx[s:s + batch_size] for s in range(0, len(idx), batch_size)]
-    if isinstance(source, RenderedScenes):
-        stream = (source.batch(b, 0, augment=False) for b in batches)
-    else:
-        stream = _loader(source, batches, num_workers)
     c = torch.zeros(4, dtype=torch.float64, device=device)
-    for x, y in stream:
+    for x, y in _eval_stream(dataset, batch_size, rank, world, num_workers, limit):
         x, y = x.to(device, memory_format=torch.channels_last), y.to(device)
         out = model(x)
         c += _counts(out, y, F.cross_entropy(out, y))
@@ -531,6 +563,34 @@ def evaluate(model: nn.Module, dataset, batch_size: int = 256, device: "str | to
     model.train(was)
     loss, e1, e5 = _summarise(c.cpu())
     return {"loss": loss, "top1_error": e1, "top5_error": e5, "n": int(c[3])}
+
+
+def _eval_stream(dataset, batch_size: int, rank: int = 0, world: int = 1, num_workers: int = 0,
+                 limit: int | None = None):
+    """Batches ``(images, labels)`` of the first ``limit`` images, un-augmented, in order."""
+    source = _as_source(dataset)
+    n = len(source) if limit is None else min(limit, len(source))
+    idx = list(range(rank, n, world))
+    batches = [idx[s:s + batch_size] for s in range(0, len(idx), batch_size)]
+    if isinstance(source, RenderedScenes):
+        return (source.batch(b, 0, augment=False) for b in batches)
+    return _loader(source, batches, num_workers)
+
+
+@torch.no_grad()
+def per_image_correct(model: nn.Module, dataset, batch_size: int = 256, limit: int | None = None) -> torch.Tensor:
+    """``(N,)`` bool: is each image of ``dataset`` (its first ``limit``) classified correctly
+    (top-1, eval mode, restored after)? Two models' vectors on the same images feed a paired
+    bootstrap of their accuracy difference (:func:`zfcore.verdicts.paired_bootstrap`)."""
+    was = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        hits = [model(x.to(device)).argmax(1).cpu() == y
+                for x, y in _eval_stream(dataset, batch_size, limit=limit)]
+    finally:
+        model.train(was)
+    return torch.cat(hits)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -698,6 +758,7 @@ def train(spec: TrainSpec, train_set=None, val_set=None, progress: bool = True) 
     for source in (train_set, val_set):
         if isinstance(source, RenderedScenes) and start < p.epochs:
             source.prefetch(progress=progress and rank == 0)
+    train_eval = _train_eval_source(train_set, spec)
     net, frozen = model, None
     bar_steps = (p.epochs - start) * steps
     bar = _progress(bar_steps, f"train {p.name}/{spec.arch}/{spec.variant}", progress and rank == 0)
@@ -717,6 +778,7 @@ def train(spec: TrainSpec, train_set=None, val_set=None, progress: bool = True) 
                 net.train()
             x = x.to(device, non_blocking=True, memory_format=torch.channels_last)
             y = y.to(device, non_blocking=True)
+            _set_lr(opt, spec, plateau["scale"], epoch * steps + s - 1, steps)
             out = net(x)
             loss = F.cross_entropy(out, y)
             opt.zero_grad(set_to_none=True)
@@ -736,14 +798,22 @@ def train(spec: TrainSpec, train_set=None, val_set=None, progress: bool = True) 
             dist.all_reduce(counts)
         train_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
-        val = evaluate(model, val_set, batch_size=max(p.batch_size, 256), device=device,
-                       rank=rank, world=world, num_workers=p.num_workers)
+        fires = FireCounter(model)
+        with fires.watch(model):
+            val = evaluate(model, val_set, batch_size=max(p.batch_size, 256), device=device,
+                           rank=rank, world=world, num_workers=p.num_workers)
+        fit = evaluate(model, train_eval, batch_size=max(p.batch_size, 256), device=device, rank=rank,
+                       world=world, num_workers=p.num_workers, limit=min(_length(val_set), n_train))
+        dead = fires.result() if world == 1 else None   # per-process counts; only exact unsharded
         tl, t1e, t5e = _summarise(counts.cpu())
         history.append(dataclasses.asdict(EpochMetrics(
             epoch=epoch + 1, lr=p.lr * plateau["scale"], train_loss=tl, train_top1_error=t1e, train_top5_error=t5e,
             val_loss=val["loss"], val_top1_error=val["top1_error"], val_top5_error=val["top5_error"],
             train_seconds=train_seconds, val_seconds=time.perf_counter() - t1,
-            images_per_s=steps * p.batch_size / train_seconds, clipped_filters=clipped)))
+            images_per_s=steps * p.batch_size / train_seconds, clipped_filters=clipped,
+            train_eval_top1_error=fit["top1_error"], train_eval_top5_error=fit["top5_error"],
+            dead_share={k: dead.dead_share(k) for k in dead.fire_counts} if dead else {},
+            max_filter_rms=max(float(filter_rms(c).max()) for c in conv_layers(model)))))
         _anneal_on_plateau(opt, plateau, val["top1_error"], spec.options)
         if bar is not None:
             bar.write(f"epoch {epoch + 1}/{p.epochs}: train loss {tl:.3f} err {t1e:.1f}% | "
@@ -763,7 +833,7 @@ def train(spec: TrainSpec, train_set=None, val_set=None, progress: bool = True) 
     if rank == 0 and float(p.epochs) not in store.weight_epochs():
         store.save_weights(p.epochs, _cpu_state(model))  # resumed exactly at the end
     return TrainRun(spec, store.dir, [EpochMetrics(**h) for h in history[:p.epochs]],
-                    store.weight_epochs())
+                    [x for x in store.weight_epochs() if x <= p.epochs])
 
 
 def _cpu_state(model: nn.Module) -> dict:
@@ -835,7 +905,8 @@ def _cached_run(spec: TrainSpec, store: CheckpointStore) -> TrainRun | None:
         store.load_weights(e)
     except zcache.CacheError:
         return None
-    return TrainRun(spec, store.dir, [EpochMetrics(**h) for h in history[:e]], store.weight_epochs())
+    return TrainRun(spec, store.dir, [EpochMetrics(**h) for h in history[:e]],
+                    [x for x in store.weight_epochs() if x <= e])   # a prefix run sees its own checkpoints
 
 
 def compare_throughput(profile: "str | Profile", frozen: "Mapping[str, Sequence[str]]",

@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["VERDICTS", "Verdict", "decide", "from_interval", "from_samples", "paired_bootstrap",
+__all__ = ["VERDICTS", "Verdict", "decide", "from_interval", "from_samples", "paired_bootstrap", "unpaired_bootstrap",
            "bootstrap", "binomial_se", "VerdictError"]
 
 #: The only three words a verdict may take.
@@ -169,6 +169,28 @@ def paired_bootstrap(claim: str, model: Sequence[float], control: Sequence[float
     low, high = np.quantile(diffs, [0.025, 0.975])
     return from_interval(claim, d, float(low), float(high), margin=margin, unit=unit,
                          source=f"paired bootstrap over {len(a)} items ({n_boot} resamples; seed variance not included)")
+
+
+def unpaired_bootstrap(claim: str, model: Sequence[float], control: Sequence[float], *, n_boot: int = 2000,
+                       seed: int = 0, margin: float = 0.0, unit: str = "", scale: float = 1.0,
+                       stat: Callable[[np.ndarray], np.ndarray] | None = None, what: str = "items") -> Verdict:
+    """A verdict on ``scale * (stat(model) - stat(control))`` where the two are different items
+    (e.g. the first-layer filters of two networks), each resampled on its own. ``stat`` maps a
+    ``(n_boot, n)`` array to ``(n_boot,)`` (default: the mean of each row)."""
+    a, b = np.asarray(model, dtype=float), np.asarray(control, dtype=float)
+    if a.ndim != 1 or b.ndim != 1 or len(a) < 2 or len(b) < 2:
+        raise VerdictError(f"'{claim}': model and control need >= 2 values each, got {a.shape} and {b.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise VerdictError(f"'{claim}': values must be finite")
+    stat = stat or (lambda x: x.mean(axis=-1))
+    rng = np.random.default_rng(seed)
+    diffs = scale * (stat(a[rng.integers(0, len(a), size=(n_boot, len(a)))])
+                     - stat(b[rng.integers(0, len(b), size=(n_boot, len(b)))]))
+    d = scale * float(stat(a[None])[0] - stat(b[None])[0])
+    low, high = np.quantile(diffs, [0.025, 0.975])
+    return from_interval(claim, d, float(low), float(high), margin=margin, unit=unit,
+                         source=f"bootstrap over {len(a)} and {len(b)} {what} ({n_boot} resamples; "
+                                f"seed variance not included)")
 
 
 def bootstrap(claim: str, values: Sequence[float], control: float = 0.0, *, n_boot: int = 2000, seed: int = 0,

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["show_patch", "plot_fig4", "plot_convergence", "plot_training_curves",
+__all__ = ["show_patch", "plot_fig4", "plot_convergence", "plot_training_curves", "plot_dead_maps", "plot_recipes",
            "plot_side_by_side", "plot_first_layer_filters", "plot_first_layer_numbers",
            "plot_ablation_table"]
 
@@ -101,34 +101,87 @@ def plot_convergence(conv, title: str = "") -> plt.Figure:
         ax.set_ylim(min(0, min(min(v) for v in sims.values())), 1.05)
         ax.legend(fontsize=7, ncol=2)
     ax = axes[2]
-    layers = list(conv.topk_converged)
-    x = np.arange(len(layers))
-    ax.bar(x - 0.2, [conv.topk_converged[l] for l in layers], 0.4,
-           label=f"top-9 overlap >= {conv.topk_threshold:g}")
-    ax.bar(x + 0.2, [conv.weight_converged.get(l, math.nan) for l in layers], 0.4,
-           label=f"weight progress >= {conv.weight_threshold:g}")
-    ax.set_xticks(x)
-    ax.set_xticklabels(layers)
+    layers = [l for l in conv.topk_converged if getattr(conv, "map_converged", {}).get(l)]
+    if layers:   # the spread over the maps of each layer (firing maps only)
+        data = [[v if not math.isnan(v) else conv.epochs[-1] * 1.5 for v in conv.map_converged[l]]
+                for l in layers]
+        ax.boxplot(data, positions=np.arange(len(layers)), widths=0.5, showfliers=True)
+        rng = np.random.default_rng(0)
+        for i, d in enumerate(data):
+            ax.scatter(i + rng.uniform(-0.15, 0.15, len(d)), d, s=6, alpha=0.35, color=_layer_colour(layers[i]))
+        ax.set_xticks(np.arange(len(layers)))
+        ax.set_xticklabels([f"{l}\n({conv.alive_maps[l]}/{conv.total_maps[l]})" for l in layers], fontsize=7)
+        ax.set_title(f"per-map epoch from which top-9 overlap >= {conv.topk_threshold:g}\n"
+                     "(firing maps / all maps; above the last epoch: never)", fontsize=9)
     ax.set_yscale("log")
     _epoch_axis(ax.yaxis, conv.epochs)
     ax.set_ylabel("convergence epoch")
-    ax.set_title("epoch after which a layer stays converged", fontsize=10)
-    ax.legend(fontsize=7)
     if title:
         fig.suptitle(title)
     fig.tight_layout(rect=_title_room(fig))
     return fig
 
 
+def plot_recipes(results: Sequence, chosen: "str | None" = None, title: str = "") -> plt.Figure:
+    """The recipe comparison (:func:`zfcore.recipes.compare_recipes`): validation error, dead maps
+    per layer and the layer-1 low-frequency share of each recipe; ``chosen`` is highlighted."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    names = [r.recipe for r in results]
+    x = np.arange(len(names))
+    colours = ["C3" if n == chosen else "C0" for n in names]
+    axes[0].bar(x, [r.val_top1_error for r in results], color=colours)
+    axes[0].set_ylabel("validation top-1 error (%)")
+    layers = [l for l in _LAYER_ORDER if l in results[0].dead_share]
+    w = 0.8 / max(len(layers), 1)
+    for i, l in enumerate(layers):
+        axes[1].bar(x - 0.4 + (i + 0.5) * w, [100 * r.dead_share[l] for r in results], w,
+                    color=_layer_colour(l), label=l)
+    axes[1].set_ylabel("maps that never fire (%)")
+    axes[1].legend(fontsize=6, ncol=2)
+    axes[2].bar(x, [100 * r.layer1_low_frequency_share for r in results], color=colours)
+    axes[2].axhline(18, color="grey", ls="--", lw=1)
+    axes[2].text(len(names) - 0.5, 19, "random filters", fontsize=7, ha="right", color="grey")
+    axes[2].set_ylabel("layer-1 power below 1/4 cycle/px (%)")
+    for ax in axes:
+        ax.set_xticks(x)
+        ax.set_xticklabels([n + (" *" if n == chosen else "") for n in names], fontsize=7, rotation=15)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title or "training recipes on the same budget", fontsize=10)
+    fig.tight_layout(rect=_title_room(fig))
+    return fig
+
+
+def plot_dead_maps(run, title: str = "") -> plt.Figure:
+    """Per layer, the share of maps that fired on no validation image, at every epoch of
+    ``run`` (the trainer records it; :mod:`zfcore.health`)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ep = [h.epoch for h in run.history]
+    layers = [l for l in _LAYER_ORDER if l in run.history[-1].dead_share]
+    for l in layers:
+        ax.plot(ep, [100 * h.dead_share.get(l, math.nan) for h in run.history], "o-", ms=3,
+                label=l, color=_layer_colour(l))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("maps that never fire on validation (%)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(title or "dead maps per layer across training", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def plot_training_curves(runs: Mapping[str, "object"], title: str = "") -> plt.Figure:
-    """Validation and training top-1 error against epoch for named :class:`TrainRun` s."""
+    """Validation, eval-mode training and running training top-1 error against epoch for named
+    :class:`TrainRun` s."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for i, (name, run) in enumerate(runs.items()):
         ep = [h.epoch for h in run.history]
         c = f"C{i}"
         ax.plot(ep, [h.val_top1_error for h in run.history], "o-", color=c, label=f"{name} (val)")
         ax.plot(ep, [h.train_top1_error for h in run.history], "s--", color=c, alpha=0.6,
-                label=f"{name} (train)")
+                label=f"{name} (train, running)")
+        ax.plot(ep, [h.train_eval_top1_error for h in run.history], "^:", color=c, alpha=0.8,
+                label=f"{name} (train, eval mode)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("top-1 error (%)")
     ax.grid(alpha=0.3)
