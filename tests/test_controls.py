@@ -76,11 +76,11 @@ def test_aliasing_controls_compare_like_with_like():
     kr = models.krizhevsky(width=0.125, image_size=64, fc_units=64, num_classes=5).eval()
     out = FL.aliasing_controls(zf, zf)
     assert out["stride"] == 2 and np.array_equal(out["trained"]["own"], out["untrained"]["own"])
-    assert np.allclose(out["trained"]["own"], out["trained"]["above_0.25"])       # stride 2: Nyquist 1/4
+    assert np.allclose(out["trained"]["own"], out["trained"]["above_1_4"])       # stride 2: Nyquist 1/4
     conv = [m for m in kr.modules() if isinstance(m, nn.Conv2d)][0]
     out_k = FL.aliasing_controls(kr, kr)
     assert out_k["stride"] == 4 and np.allclose(out_k["trained"]["own"], FL.aliased_energy(conv).numpy())
-    assert np.allclose(out_k["trained"]["own"], out_k["trained"]["above_0.125"])
+    assert np.allclose(out_k["trained"]["own"], out_k["trained"]["above_1_8"])
     with pytest.raises(FL.FirstLayerError, match="differ"):
         FL.aliasing_controls(zf, kr)
 
