@@ -197,3 +197,55 @@ def test_sanity_per_image_baseline_matches_its_mean():
     assert np.allclose(mid, (1 + res.baseline_rows["spearman_abs"][0].numpy()) / 2)
     with pytest.raises(SanityError, match="unknown"):
         res.change_toward_unrelated("deconvnet")
+
+
+# ---------------------------------------------------------------- box energy (Fig. 2) and object focus
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from zfcore.profiles import get_profile
+    return get_profile("tiny", cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+def test_box_energy_shares_match_a_loop_over_projections(tiny):
+    from zfcore.data import get_dataset, normalize
+    from zfcore.deconv import project
+    from zfcore.mining import mine_dataset
+    torch.manual_seed(0)
+    model = models.zfnet(**tiny.model_kwargs()).eval()
+    top = mine_dataset(model, tiny, "val", k=3, layers=["layer3"], n_images=12, progress=False)
+    got = C.box_energy_shares(model, tiny, top, "layer3", [0, 2])
+    ds, lt = get_dataset(tiny, "val"), top["layer3"]
+    want_e, want_a, want_i = [], [], []
+    for c in (0, 2):
+        for r in range(3):
+            i = int(lt.images[c, r])
+            if i < 0:
+                continue
+            sb = ds.scenes([i])
+            px = project(model, normalize(sb.images, tiny), "layer3",
+                         [(0, c, int(lt.ys[c, r]), int(lt.xs[c, r]))]).pixels[0]
+            e = px.pow(2).sum(0)
+            x0, y0, x1, y1 = sb.boxes[0].tolist()
+            ys, xs = torch.meshgrid(torch.arange(e.shape[0]) + 0.5, torch.arange(e.shape[1]) + 0.5, indexing="ij")
+            inside = (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
+            want_e.append(float(e[inside].sum() / e.sum()) if e.sum() > 0 else float("nan"))
+            want_a.append(float(inside.float().mean()))
+            want_i.append(i)
+    assert got["image"].tolist() == want_i
+    assert np.allclose(got["energy"], want_e, atol=2e-3, equal_nan=True)
+    assert np.allclose(got["area"], want_a, atol=2e-3)
+
+
+def test_paired_object_focus_aligns_images(tiny):
+    from zfcore.widgets import ExplorerSession, object_focus
+    torch.manual_seed(0)
+    model = models.zfnet(**tiny.model_kwargs()).eval()
+    a = ExplorerSession(model, tiny, page_size=16, cols=8, cell=12, panel=64)
+    b = ExplorerSession(C.untrained_model(tiny), tiny, page_size=16, cols=8, cell=12, panel=64)
+    same = C.paired_object_focus({"a": a, "again": a}, [0, 1, 2], "layer5")
+    one = object_focus(a, [0, 1, 2], "layer5")
+    for key in ("energy_share", "area_share", "units"):
+        assert np.allclose(same["a"][key], one[key]) and np.allclose(same["again"][key], one[key])
+    got = C.paired_object_focus({"a": a, "b": b}, [0, 1, 2], "layer5")
+    assert len(got["a"]["energy_share"]) == len(got["b"]["energy_share"]) <= len(one["energy_share"])
+    assert set(got["a"]["units"].tolist()) <= set(one["units"].tolist())
