@@ -18,6 +18,9 @@ bootstrap over images (seed variance is *not* included):
   measured on different items (e.g. the top-9 images of two networks);
 * :func:`paired_object_focus`: notebook 12's "strongest map on the object" measure for two
   explorer sessions on the same images, aligned image by image.
+
+It sits on the top floor (beside :mod:`zfcore.widgets`, whose explorer sessions it measures) and
+computes no analysis of its own: it calls the analyses below and pairs their numbers.
 """
 from __future__ import annotations
 
