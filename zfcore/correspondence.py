@@ -33,7 +33,16 @@ from .features import layer_outputs
 __all__ = ["PARTS", "RANDOM", "CorrespondenceError", "hamming_matrix", "consistency_score",
            "part_squares", "random_squares", "apply_squares", "sign_differences",
            "CorrespondenceResult", "correspondence_scores", "face_scenes", "correspondence_split",
-           "CORRESPONDENCE_VERSION", "photo_keypoints", "keypoint_boxes"]
+           "CORRESPONDENCE_VERSION", "photo_keypoints", "keypoint_boxes", "keypoint_sides",
+           "squares_at", "background_swap", "PairwiseCorrespondence", "pairwise_correspondence",
+           "pair_bootstrap", "KEYPOINT_FRACTION"]
+
+#: Side of the keypoint-sized occluder as a fraction of the smallest offset between two of the
+#: image's keypoints (the larger of its horizontal and vertical components: axis-aligned squares
+#: of a smaller side never overlap). On the procedural faces that offset is eye to nose, 0.38 of
+#: the face's half-width, so the square (0.34) covers a whole eye (diameter 0.32) and most of
+#: the nose (0.30 x 0.38), and the squares of two parts stay disjoint.
+KEYPOINT_FRACTION = 0.9
 
 #: Bump when what the correspondence analysis computes changes (part of every cache key).
 CORRESPONDENCE_VERSION = 1
@@ -108,14 +117,164 @@ def part_squares(keypoints: dict, boxes: torch.Tensor, size: "tuple[int, int]",
 
 
 def random_squares(boxes: torch.Tensor, size: "tuple[int, int]", square: float = 0.3,
-                   generator: "torch.Generator | None" = None) -> torch.Tensor:
-    """``(N, 4)`` squares of the same side as :func:`part_squares`, centred uniformly at random
-    inside each object box: random regions of the object (Table 1's control)."""
+                   generator: "torch.Generator | None" = None,
+                   sides: "torch.Tensor | None" = None) -> torch.Tensor:
+    """``(N, 4)`` squares of the same side as :func:`part_squares` (or of ``sides`` pixels),
+    centred uniformly at random inside each object box: random regions of the object (Table 1's
+    control)."""
     b = torch.as_tensor(boxes).double().reshape(-1, 4)
     u = torch.rand(len(b), 2, generator=generator, dtype=torch.float64)
     cx = b[:, 0] + u[:, 0] * (b[:, 2] - b[:, 0])
     cy = b[:, 1] + u[:, 1] * (b[:, 3] - b[:, 1])
-    return _square_from_centre(cx, cy, _sides(b, square), size)
+    side = _sides(b, square) if sides is None else torch.as_tensor(sides, dtype=torch.float64).reshape(-1)
+    return _square_from_centre(cx, cy, side, size)
+
+
+def keypoint_sides(keypoints: dict, parts: Sequence[str] = PARTS,
+                   fraction: float = KEYPOINT_FRACTION) -> torch.Tensor:
+    """``(N,)`` occluder sides in pixels sized from the parts' keypoints: ``fraction`` times the
+    smallest offset between two of the image's keypoints, measured as the larger of its
+    horizontal and vertical components (:data:`KEYPOINT_FRACTION`), so each square covers its
+    part and no two parts' squares overlap."""
+    if len(parts) < 2:
+        raise CorrespondenceError("keypoint-sized squares need at least 2 parts")
+    if not 0 < fraction <= 1:
+        raise CorrespondenceError(f"fraction must be in (0, 1], not {fraction!r}")
+    missing = [p for p in parts if p not in keypoints]
+    if missing:
+        raise CorrespondenceError(f"keypoints {missing} are missing")
+    pts = torch.stack([torch.as_tensor(keypoints[p], dtype=torch.float64).reshape(-1, 2) for p in parts], 1)
+    if pts.isnan().any():
+        raise CorrespondenceError("some images lack a keypoint: use face images only")
+    d = (pts[:, :, None, :] - pts[:, None, :, :]).abs().amax(-1)     # Chebyshev offsets
+    d = d + torch.diag(torch.full((len(parts),), float("inf"), dtype=torch.float64))
+    return fraction * d.flatten(1).amin(1)
+
+
+def squares_at(keypoints: dict, sides: torch.Tensor, size: "tuple[int, int]",
+               parts: Sequence[str] = PARTS) -> dict:
+    """``{part: (N, 4)}`` squares of ``sides`` pixels centred on each part's keypoint."""
+    side = torch.as_tensor(sides, dtype=torch.float64).reshape(-1)
+    out = {}
+    for p in parts:
+        kp = torch.as_tensor(keypoints[p], dtype=torch.float64).reshape(-1, 2)
+        if len(kp) != len(side):
+            raise CorrespondenceError(f"{len(kp)} {p!r} keypoints but {len(side)} sides")
+        out[p] = _square_from_centre(kp[:, 0], kp[:, 1], side, size)
+    return out
+
+
+def background_swap(base_image: torch.Tensor, base_box, backgrounds: torch.Tensor) -> torch.Tensor:
+    """The positive control of the correspondence measure: ``(N, C, H, W)`` copies of
+    ``backgrounds`` with the pixels inside ``base_box`` (``(x0, y0, x1, y1)``) replaced by those
+    of ``base_image``: the same face, at the same place, in front of N different backgrounds.
+    Occluding a part there must change the representation the same way in every image, far
+    more consistently than a random square."""
+    if base_image.dim() != 3 or backgrounds.dim() != 4 or backgrounds.shape[1:] != base_image.shape:
+        raise CorrespondenceError(f"base_image (C, H, W) and backgrounds (N, C, H, W) must match, got "
+                                  f"{tuple(base_image.shape)} and {tuple(backgrounds.shape)}")
+    H, W = base_image.shape[-2:]
+    x0, y0, x1, y1 = torch.as_tensor(base_box, dtype=torch.float64).reshape(4).tolist()
+    x0, y0 = max(0, int(round(x0))), max(0, int(round(y0)))
+    x1, y1 = min(W, int(round(x1))), min(H, int(round(y1)))
+    out = backgrounds.clone()
+    out[:, :, y0:y1, x0:x1] = base_image[:, y0:y1, x0:x1]
+    return out
+
+
+@dataclass
+class PairwiseCorrespondence:
+    """Table 1's measure pair by pair over a whole pool of images: ``distances[f"{part}/{layer}"]``
+    is the ``(N, N)`` matrix of normalised Hamming distances (fraction of features whose sign
+    change differs) between the sign vectors of images ``i`` and ``j`` when ``part`` is occluded;
+    ``random`` averages ``n_random`` draws of one random square per image. The mean over pairs
+    ``i != j`` is the expected normalised consistency score of a random set of images.
+    ``sides``: the occluders' sides in pixels."""
+
+    layers: tuple
+    parts: tuple
+    distances: dict
+    sides: torch.Tensor
+    n_random: int
+
+    def mean(self, part: str, layer: str) -> float:
+        m = self.distances[f"{part}/{layer}"].double()
+        n = m.shape[0]
+        return float(m.sum() / (n * (n - 1)))
+
+    def verdict(self, claim: str, part: str, layer: str, n_boot: int = 2000, seed: int = 0):
+        """:func:`pair_bootstrap` of ``random - part`` at ``layer`` (``part`` may be ``"parts"``:
+        the mean over the parts)."""
+        if part == "parts":
+            own = [p for p in self.parts if p != RANDOM]
+            pm = sum(self.distances[f"{p}/{layer}"].double() for p in own) / len(own)
+        else:
+            pm = self.distances[f"{part}/{layer}"]
+        return pair_bootstrap(claim, self.distances[f"{RANDOM}/{layer}"], pm, n_boot=n_boot, seed=seed)
+
+
+def pair_bootstrap(claim: str, control: torch.Tensor, model: torch.Tensor, *, n_boot: int = 2000,
+                   seed: int = 0):
+    """A verdict on ``mean_{i != j} control[i, j] - model[i, j]`` (pairwise matrices over the same
+    N images) from a bootstrap over images: each resample draws N images with replacement and
+    averages over the pairs of two different draws (an image is never paired with itself).
+    Positive: ``model`` (a part) is more consistent than ``control`` (random squares), as
+    Table 1 says. Seed variance is not included."""
+    import numpy as np
+    from .verdicts import from_interval
+
+    d = (torch.as_tensor(control).double() - torch.as_tensor(model).double()).numpy()
+    n = d.shape[0]
+    if d.shape != (n, n) or n < 3:
+        raise CorrespondenceError(f"need two (N, N) matrices with N >= 3, got {d.shape}")
+    effect = float((d.sum() - np.trace(d)) / (n * (n - 1)))
+    rng = np.random.default_rng(seed)
+    stats = np.empty(n_boot)
+    for b in range(n_boot):
+        idx = rng.integers(0, n, n)
+        sub = d[np.ix_(idx, idx)]
+        ok = idx[:, None] != idx[None, :]
+        stats[b] = sub[ok].mean()
+    low, high = np.quantile(stats, [0.025, 0.975])
+    return from_interval(claim, effect, float(low), float(high),
+                         source=f"bootstrap over {n} images, pairs of distinct images ({n_boot} resamples; "
+                                f"seed variance not included)")
+
+
+def pairwise_correspondence(model: nn.Module, images: torch.Tensor, keypoints: dict, boxes: torch.Tensor,
+                            *, layers: Sequence[str] = ("layer5", "layer7"), parts: Sequence[str] = PARTS,
+                            fraction: float = KEYPOINT_FRACTION, n_random: int = 5, seed: int = 0,
+                            fill: float = 0.0, batch_size: int = 64) -> PairwiseCorrespondence:
+    """Table 1's sign-change distances for every pair of a pool of images (normalised model
+    inputs with their ``keypoints`` and face ``boxes``); occluders sized from the keypoints
+    (:func:`keypoint_sides`), random squares of the same side inside the face box."""
+    if model.training:
+        raise CorrespondenceError("the model is in training mode (dropout would randomise the "
+                                  "signs): call model.eval() first")
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or len(images) < 3:
+        raise CorrespondenceError("images must be a (N, 3, H, W) tensor with N >= 3")
+    if n_random < 1:
+        raise CorrespondenceError(f"n_random must be >= 1, not {n_random}")
+    N, _, H, W = images.shape
+    layers, parts = tuple(layers), tuple(parts)
+    sides = keypoint_sides(keypoints, parts, fraction)
+    sq = squares_at(keypoints, sides, (H, W), parts)
+    boxes = torch.as_tensor(boxes).reshape(-1, 4)
+    dist = {}
+    for p in parts:
+        signs = sign_differences(model, images, apply_squares(images, sq[p], fill), layers, batch_size)
+        for l in layers:
+            dist[f"{p}/{l}"] = hamming_matrix(signs[l]) / signs[l].shape[1]
+    g = torch.Generator().manual_seed(seed)
+    for l in layers:
+        dist[f"{RANDOM}/{l}"] = torch.zeros(N, N, dtype=torch.float64)
+    for _ in range(n_random):
+        rnd = random_squares(boxes, (H, W), generator=g, sides=sides)
+        signs = sign_differences(model, images, apply_squares(images, rnd, fill), layers, batch_size)
+        for l in layers:
+            dist[f"{RANDOM}/{l}"] += hamming_matrix(signs[l]) / signs[l].shape[1] / n_random
+    return PairwiseCorrespondence(layers=layers, parts=parts + (RANDOM,), distances=dist,
+                                  sides=sides, n_random=n_random)
 
 
 def apply_squares(images: torch.Tensor, squares: torch.Tensor, fill=0.0) -> torch.Tensor:

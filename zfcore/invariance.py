@@ -40,7 +40,8 @@ __all__ = ["TRANSFORMS", "IDENTITY", "ROTATION_SYMMETRIC_CLASSES", "InvarianceEr
            "Transformed", "transform_matrix", "transform_scenes", "transform_points",
            "transform_boxes", "InvarianceCurves", "invariance_curves", "layer_growth",
            "mean_true_probability", "per_class_true_probability", "default_amounts",
-           "choose_examples", "invariance_split", "INVARIANCE_VERSION"]
+           "choose_examples", "invariance_split", "INVARIANCE_VERSION", "per_image_growth",
+           "per_image_true_probability"]
 
 #: Bump when what the invariance analysis computes changes (part of every cache key).
 INVARIANCE_VERSION = 2
@@ -311,6 +312,23 @@ def mean_true_probability(curves: InvarianceCurves, mask: "torch.Tensor | None" 
     if not keep.any():
         return float("nan")
     return float(curves.prob_true[keep].double().mean())
+
+
+def per_image_growth(curves: InvarianceCurves, layer: str) -> torch.Tensor:
+    """``(N,)`` float64: :func:`layer_growth` of each image on its own (the mean of its
+    normalised curve over the transformed, in-view steps; NaN if none is in view). The unit of
+    a bootstrap over images of Fig. 5's "layer 1 changes faster than layer 7"."""
+    d = curves.normalized(layer)[:, ~curves.identity_step]
+    return torch.nanmean(d, dim=1) if d.shape[1] else torch.full((d.shape[0],), float("nan"), dtype=d.dtype)
+
+
+def per_image_true_probability(curves: InvarianceCurves) -> torch.Tensor:
+    """``(N,)`` float64: each image's mean p(true class) over its transformed, in-view steps
+    (NaN if none is in view); :func:`mean_true_probability` per image."""
+    keep = curves.in_view.clone()
+    keep[:, curves.identity_step] = False
+    p = curves.prob_true.double().masked_fill(~keep, float("nan"))
+    return torch.nanmean(p, dim=1)
 
 
 def choose_examples(labels: torch.Tensor, boxes: torch.Tensor, image_size: int, n: int = 5,

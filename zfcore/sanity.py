@@ -60,6 +60,26 @@ class SanityResult:
     maps: torch.Tensor
     images: torch.Tensor
     targets: torch.Tensor
+    #: ``{metric: (rules, images)}``: the baseline per image (image ``i`` against image ``i - 1``)
+    baseline_rows: dict | None = None
+
+    def change_toward_unrelated(self, rule: str, stage: str = "layer6",
+                                metric: str = "spearman_abs") -> tuple[np.ndarray, np.ndarray]:
+        """Per image, ``(midpoint, similarity)``: the midpoint ``(1 + b_i) / 2`` between identical
+        (1) and the different-images level ``b_i`` of image ``i``, and the similarity of its
+        projection after re-initialising the layers from the top down to ``stage`` to the
+        trained one. ``midpoint - similarity > 0``: the picture changed more than halfway to an
+        unrelated one, i.e. it depends on the learned layers (the premise of section 2.1)."""
+        if self.baseline_rows is None:
+            raise SanityError("this result has no per-image baseline: recompute it with "
+                              "cascading_randomization")
+        if rule not in self.rules or stage not in self.stages or metric not in self.baseline_rows:
+            raise SanityError(f"rule {rule!r}, stage {stage!r} or metric {metric!r} unknown: rules "
+                              f"{self.rules}, stages {self.stages}, metrics {list(self.baseline_rows)}")
+        r, s = self.rules.index(rule), self.stages.index(stage)
+        base = self.baseline_rows[metric][r].double().numpy()
+        sim = getattr(self, metric)[r, s].double().numpy()
+        return (1 + base) / 2, sim
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -188,11 +208,11 @@ def cascading_randomization(model: nn.Module, images: torch.Tensor, targets=None
             ss[r, s] = ssim_rows(pixel_maps(ref), pixel_maps(px))
             maps[r, s] = pixel_maps(px[:show])
     perm = torch.roll(torch.arange(n), 1)      # pair each image with a different one
-    b_abs = torch.stack([spearman_rows(pixel_maps(base[r]), pixel_maps(base[r][perm])).mean()
-                         for r in rules])
-    b_sp = torch.stack([spearman_rows(pixel_maps(base[r], False),
-                                      pixel_maps(base[r][perm], False)).mean() for r in rules])
-    b_ss = torch.stack([ssim_rows(pixel_maps(base[r]), pixel_maps(base[r][perm])).mean()
-                        for r in rules])
-    return SanityResult(stages, rules, sp_abs, sp, ss, b_abs, b_sp, b_ss, maps,
-                        images[:show].clone(), targets)
+    rows = {"spearman_abs": torch.stack([spearman_rows(pixel_maps(base[r]), pixel_maps(base[r][perm]))
+                                         for r in rules]),
+            "spearman": torch.stack([spearman_rows(pixel_maps(base[r], False),
+                                                   pixel_maps(base[r][perm], False)) for r in rules]),
+            "ssim": torch.stack([ssim_rows(pixel_maps(base[r]), pixel_maps(base[r][perm])) for r in rules])}
+    return SanityResult(stages, rules, sp_abs, sp, ss, rows["spearman_abs"].mean(1),
+                        rows["spearman"].mean(1), rows["ssim"].mean(1), maps,
+                        images[:show].clone(), targets, rows)

@@ -1,0 +1,251 @@
+"""Controls and per-image measures behind the verdicts of notebooks 03, 05, 06, 07, 08, 12 and 13,
+each against a naive loop, a hand-worked example or a case whose answer is known."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from zfcore import models
+from zfcore import controls as C
+from zfcore import firstlayer as FL
+from zfcore.correspondence import (PARTS, RANDOM, CorrespondenceError, background_swap,
+                                   consistency_score, hamming_matrix, keypoint_sides, pair_bootstrap,
+                                   pairwise_correspondence, sign_differences, squares_at)
+from zfcore.invariance import (InvarianceCurves, layer_growth, mean_true_probability, per_image_growth,
+                               per_image_true_probability)
+from zfcore.verdicts import VerdictError
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+# ---------------------------------------------------------------- bootstraps and per-image means
+def test_two_sample_bootstrap_effect_and_verdicts():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(1.0, 0.1, 50), rng.normal(0.0, 0.1, 80)
+    v = C.two_sample_bootstrap("demo", a, b)
+    assert v.effect == pytest.approx(a.mean() - b.mean())
+    assert v.verdict == "held" and v.low < v.effect < v.high
+    assert "80" in v.source and "seed variance not included" in v.source
+    assert C.two_sample_bootstrap("demo", b, a).verdict == "did not hold"
+    same = rng.normal(0, 1, 40)
+    assert C.two_sample_bootstrap("demo", same, same).verdict == "within noise"
+    # the interval's width matches the normal approximation of two independent means
+    se = math.sqrt(a.var(ddof=1) / 50 + b.var(ddof=1) / 80)
+    assert (v.high - v.low) == pytest.approx(2 * 1.96 * se, rel=0.15)
+    with pytest.raises(VerdictError):
+        C.two_sample_bootstrap("demo", [1.0], b)
+
+
+def test_per_image_mean_matches_a_loop_and_skips_nan():
+    values = [1.0, 3.0, float("nan"), 5.0, float("nan"), 2.0]
+    images = [7, 7, 7, 2, 9, 2]
+    assert C.per_image_mean(values, images).tolist() == [(5 + 2) / 2, (1 + 3) / 2]   # images 2, 7; 9 dropped
+    a, b = C.finite_pairs([1, float("nan"), 3], [4, 5, float("inf")])
+    assert a.tolist() == [1.0] and b.tolist() == [4.0]
+    with pytest.raises(C.ControlError):
+        C.per_image_mean([1.0], [1, 2])
+
+
+# ---------------------------------------------------------------- aliasing (section 4.1, Fig. 6)
+def test_power_above_of_gratings_and_white_noise():
+    k = 16
+    y = torch.arange(k, dtype=torch.float64)
+    grating = lambda f: torch.cos(2 * math.pi * f * y)[None, None, :, None].expand(1, 3, k, k)
+    w = torch.cat([grating(3 / 16), grating(1 / 16)])       # 0.1875 and 0.0625 cycles per pixel
+    assert FL.power_above(w, 1 / 8, pad=k).tolist() == pytest.approx([1.0, 0.0], abs=1e-9)
+    assert FL.power_above(w, 1 / 4, pad=k).tolist() == pytest.approx([0.0, 0.0], abs=1e-9)
+    # white noise: the share of frequency bins with |fx| or |fy| above c (DC removed by the mean)
+    noise = FL.noise_filters(torch.zeros(400, 3, 11, 11), seed=1)
+    for c in (1 / 8, 1 / 4):
+        f = np.abs(np.fft.fftfreq(64))
+        inside = (f <= c + 1e-12).sum()
+        want = 1 - (inside ** 2 - 1) / (64 ** 2 - 1)
+        assert float(FL.power_above(noise, c).mean()) == pytest.approx(want, abs=0.02)
+    with pytest.raises(FL.FirstLayerError, match="cutoff"):
+        FL.power_above(w, 0.7)
+
+
+def test_aliasing_controls_compare_like_with_like():
+    torch.manual_seed(0)
+    zf = models.zfnet(width=0.125, image_size=64, fc_units=64, num_classes=5).eval()
+    kr = models.krizhevsky(width=0.125, image_size=64, fc_units=64, num_classes=5).eval()
+    out = FL.aliasing_controls(zf, zf)
+    assert out["stride"] == 2 and np.array_equal(out["trained"]["own"], out["untrained"]["own"])
+    assert np.allclose(out["trained"]["own"], out["trained"]["above_1_4"])       # stride 2: Nyquist 1/4
+    conv = [m for m in kr.modules() if isinstance(m, nn.Conv2d)][0]
+    out_k = FL.aliasing_controls(kr, kr)
+    assert out_k["stride"] == 4 and np.allclose(out_k["trained"]["own"], FL.aliased_energy(conv).numpy())
+    assert np.allclose(out_k["trained"]["own"], out_k["trained"]["above_1_8"])
+    with pytest.raises(FL.FirstLayerError, match="differ"):
+        FL.aliasing_controls(zf, kr)
+
+
+# ---------------------------------------------------------------- invariance (Fig. 5)
+def _curves():
+    d1 = torch.tensor([[0.0, 2.0, 4.0, 4.0], [0.0, 1.0, 1.0, 2.0], [0.0, 5.0, 5.0, 5.0]])
+    in_view = torch.tensor([[True, True, True, False], [True, True, True, True], [True, False, False, False]])
+    prob = torch.tensor([[0.9, 0.8, 0.6, 0.1], [0.5, 0.4, 0.3, 0.2], [1.0, 0.2, 0.2, 0.2]])
+    return InvarianceCurves(kind="translate_y", amounts=torch.tensor([0.0, 2.0, 4.0, 6.0]),
+                            labels=torch.tensor([0, 1, 2]), distances={"layer1": d1},
+                            prob_true=prob, top_class=torch.zeros(3, 4, dtype=torch.long), in_view=in_view)
+
+
+def test_per_image_growth_and_probability_by_hand():
+    c = _curves()
+    g = per_image_growth(c, "layer1")
+    # image 0: in-view steps 2, 4 of peak 4 -> (0.5 + 1) / 2; image 1: (1 + 1 + 2) / 2 / 3; image 2: none
+    assert g[:2].tolist() == pytest.approx([0.75, 2 / 3]) and math.isnan(g[2])
+    p = per_image_true_probability(c)
+    assert p[:2].tolist() == pytest.approx([0.7, 0.3]) and math.isnan(p[2])
+    # a single image's value is the split-level measure of that image alone
+    for i in range(2):
+        assert g[i] == pytest.approx(layer_growth(c, "layer1", torch.arange(3) == i))
+        assert p[i] == pytest.approx(mean_true_probability(c, torch.arange(3) == i))
+
+
+# ---------------------------------------------------------------- correspondence (Table 1)
+def test_keypoint_sides_and_squares_by_hand():
+    kp = {"left_eye": torch.tensor([[10.0, 10.0]]), "right_eye": torch.tensor([[30.0, 10.0]]),
+          "nose": torch.tensor([[20.0, 20.0]])}
+    side = keypoint_sides(kp, fraction=0.9)           # closest pair: eye to nose, offset (10, 10)
+    assert side.tolist() == pytest.approx([9.0])
+    sq = squares_at(kp, side, (64, 64))
+    assert sq["nose"].tolist() == [[16, 16, 25, 25]]  # 9 px around (20, 20)
+    a, b = sq["left_eye"][0].tolist(), sq["nose"][0].tolist()
+    assert a[2] <= b[0] or a[3] <= b[1]               # the squares of two parts do not overlap
+    with pytest.raises(CorrespondenceError, match="lack"):
+        keypoint_sides({**kp, "nose": torch.tensor([[float("nan"), 1.0]])})
+
+
+def test_background_swap_keeps_the_face_and_changes_the_rest():
+    base = torch.zeros(3, 16, 16)
+    bg = torch.rand(4, 3, 16, 16) + 1
+    out = background_swap(base, [4, 2, 10, 8], bg)
+    assert out[:, :, 2:8, 4:10].eq(0).all()
+    mask = torch.ones(16, 16, dtype=torch.bool)
+    mask[2:8, 4:10] = False
+    assert torch.equal(out[:, :, mask], bg[:, :, mask])
+
+
+def test_pair_bootstrap_effect_is_the_mean_over_distinct_pairs():
+    g = torch.Generator().manual_seed(0)
+    r = torch.rand(6, 6, generator=g, dtype=torch.float64)
+    p = torch.rand(6, 6, generator=g, dtype=torch.float64)
+    r, p = (r + r.T) / 2, (p + p.T) / 2
+    v = pair_bootstrap("demo", r, p, n_boot=200)
+    loop = np.mean([float(r[i, j] - p[i, j]) for i in range(6) for j in range(6) if i != j])
+    assert v.effect == pytest.approx(loop)
+    assert pair_bootstrap("demo", r + 1, r, n_boot=50).verdict == "held"
+
+
+class Pixels(nn.Module):
+    """'layer5' is the image itself and 'layer7' its channel means: the answer is known."""
+
+    def __init__(self):
+        super().__init__()
+        self.l5, self.l7 = nn.Identity(), nn.Identity()
+        self.layer_names = {"layer5": "l5", "layer7": "l7"}
+
+    def forward(self, x):
+        return self.l7(self.l5(x).mean((2, 3)))
+
+
+def test_pairwise_correspondence_agrees_with_the_paper_score_and_detects_a_positive_control():
+    N, g = 8, torch.Generator().manual_seed(0)
+    base = 1 + torch.rand(3, 32, 32, generator=g)
+    images = background_swap(base, [4, 4, 28, 28], 1 + torch.rand(N, 3, 32, 32, generator=g))
+    kp = {"left_eye": torch.tensor([[10.0, 12.0]]).repeat(N, 1), "right_eye": torch.tensor([[22.0, 12.0]]).repeat(N, 1),
+          "nose": torch.tensor([[16.0, 20.0]]).repeat(N, 1)}
+    boxes = torch.tensor([[4.0, 4.0, 28.0, 28.0]]).repeat(N, 1)
+    res = pairwise_correspondence(Pixels().eval(), images, kp, boxes, n_random=3)
+    # the same face at the same place: every part's sign changes agree exactly (score 0)
+    for p in PARTS:
+        assert res.mean(p, "layer5") == 0
+    assert res.mean(RANDOM, "layer5") > 0.01
+    assert res.verdict("positive_control", "parts", "layer5", n_boot=200).verdict == "held"
+    # mean over pairs = the paper's normalised score of the whole pool, for one occlusion
+    sq = squares_at(kp, res.sides, (32, 32))
+    from zfcore.correspondence import apply_squares
+    s = sign_differences(Pixels().eval(), images, apply_squares(images, sq["nose"] + 0, 0.0))
+    assert res.mean("nose", "layer7") == pytest.approx(consistency_score(s["layer7"], normalize=True))
+    assert torch.allclose(res.distances["nose/layer7"], hamming_matrix(s["layer7"]) / s["layer7"].shape[1])
+
+
+# ---------------------------------------------------------------- untrained model, sanity baseline
+def test_untrained_model_is_the_training_start():
+    from zfcore.train import build_model, make_spec
+    a = C.untrained_model("tiny")
+    b = build_model(make_spec("tiny", "zfnet"))
+    assert not a.training
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_sanity_per_image_baseline_matches_its_mean():
+    from zfcore.sanity import SanityError, cascading_randomization
+    torch.manual_seed(0)
+    m = models.zfnet(width=0.125, image_size=64, fc_units=64, num_classes=5).eval()
+    res = cascading_randomization(m, torch.randn(3, 3, 64, 64), rules=["gradient"], show=1, progress=False)
+    assert torch.allclose(res.baseline_rows["spearman_abs"].mean(1), res.baseline_spearman_abs)
+    assert torch.allclose(res.baseline_rows["ssim"].mean(1), res.baseline_ssim)
+    mid, sim = res.change_toward_unrelated("gradient", "trained")
+    assert np.allclose(sim, 1.0, atol=1e-5)                      # the trained stage is itself
+    assert np.allclose(mid, (1 + res.baseline_rows["spearman_abs"][0].numpy()) / 2)
+    with pytest.raises(SanityError, match="unknown"):
+        res.change_toward_unrelated("deconvnet")
+
+
+# ---------------------------------------------------------------- box energy (Fig. 2) and object focus
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from zfcore.profiles import get_profile
+    return get_profile("tiny", cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+def test_box_energy_shares_match_a_loop_over_projections(tiny):
+    from zfcore.data import get_dataset, normalize
+    from zfcore.deconv import project
+    from zfcore.mining import mine_dataset
+    torch.manual_seed(0)
+    model = models.zfnet(**tiny.model_kwargs()).eval()
+    top = mine_dataset(model, tiny, "val", k=3, layers=["layer3"], n_images=12, progress=False)
+    got = C.box_energy_shares(model, tiny, top, "layer3", [0, 2])
+    ds, lt = get_dataset(tiny, "val"), top["layer3"]
+    want_e, want_a, want_i = [], [], []
+    for c in (0, 2):
+        for r in range(3):
+            i = int(lt.images[c, r])
+            if i < 0:
+                continue
+            sb = ds.scenes([i])
+            px = project(model, normalize(sb.images, tiny), "layer3",
+                         [(0, c, int(lt.ys[c, r]), int(lt.xs[c, r]))]).pixels[0]
+            e = px.pow(2).sum(0)
+            x0, y0, x1, y1 = sb.boxes[0].tolist()
+            ys, xs = torch.meshgrid(torch.arange(e.shape[0]) + 0.5, torch.arange(e.shape[1]) + 0.5, indexing="ij")
+            inside = (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
+            want_e.append(float(e[inside].sum() / e.sum()) if e.sum() > 0 else float("nan"))
+            want_a.append(float(inside.float().mean()))
+            want_i.append(i)
+    assert got["image"].tolist() == want_i
+    assert np.allclose(got["energy"], want_e, atol=2e-3, equal_nan=True)
+    assert np.allclose(got["area"], want_a, atol=2e-3)
+
+
+def test_paired_object_focus_aligns_images(tiny):
+    from zfcore.widgets import ExplorerSession, object_focus
+    torch.manual_seed(0)
+    model = models.zfnet(**tiny.model_kwargs()).eval()
+    a = ExplorerSession(model, tiny, page_size=16, cols=8, cell=12, panel=64)
+    b = ExplorerSession(C.untrained_model(tiny), tiny, page_size=16, cols=8, cell=12, panel=64)
+    same = C.paired_object_focus({"a": a, "again": a}, [0, 1, 2], "layer5")
+    one = object_focus(a, [0, 1, 2], "layer5")
+    for key in ("energy_share", "area_share", "units"):
+        assert np.allclose(same["a"][key], one[key]) and np.allclose(same["again"][key], one[key])
+    got = C.paired_object_focus({"a": a, "b": b}, [0, 1, 2], "layer5")
+    assert len(got["a"]["energy_share"]) == len(got["b"]["energy_share"]) <= len(one["energy_share"])
+    assert set(got["a"]["units"].tolist()) <= set(one["units"].tolist())

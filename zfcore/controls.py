@@ -1,0 +1,135 @@
+"""Controls for the paper's readings: the untrained network of the same layout, and bootstraps over images.
+
+Zeiler & Fergus read their figures as evidence of what *training* put in the network: the
+projections of Fig. 2 fall on the object (section 4), the strong layer-5 features respond to the
+object (section 4.2, Figs. 2 and 7), the occluder that hurts most lies on the object (Fig. 7).
+Each such reading is compared here with the same measurement on the **untrained** network of the
+same layout (:func:`untrained_model`: the weights the training started from), on the same images,
+with units chosen the same way; a contrasted object alone already draws a projection's energy.
+
+The numbers come per image so that a verdict (:mod:`zfcore.verdicts`) can be decided with a
+bootstrap over images (seed variance is *not* included):
+
+* :func:`untrained_model`: the untrained network of a profile and layout;
+* :func:`box_energy_shares`: per projection of the mined top-9 of some maps, the share of its
+  energy inside its image's object box, the box's share of the image and the image index;
+* :func:`per_image_mean`: those values averaged per image (the unit of the bootstrap);
+* :func:`two_sample_bootstrap`: a verdict on ``mean(a) - mean(b)`` when ``a`` and ``b`` are
+  measured on different items (e.g. the top-9 images of two networks);
+* :func:`paired_object_focus`: notebook 12's "strongest map on the object" measure for two
+  explorer sessions on the same images, aligned image by image.
+
+It sits on the top floor (beside :mod:`zfcore.widgets`, whose explorer sessions it measures) and
+computes no analysis of its own: it calls the analyses below and pairs their numbers.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .verdicts import Verdict, VerdictError, from_interval
+
+__all__ = ["ControlError", "untrained_model", "box_energy_shares", "per_image_mean",
+           "two_sample_bootstrap", "paired_object_focus", "finite_pairs"]
+
+
+class ControlError(ValueError):
+    """Bad input to a control measurement."""
+
+
+def untrained_model(profile, arch: str = "zfnet", **overrides) -> nn.Module:
+    """The untrained network of ``profile`` and ``arch`` (same layout and initialisation as the
+    training's start, :func:`zfcore.train.build_model`), in eval mode."""
+    from .train import build_model, make_spec
+    return build_model(make_spec(profile, arch, **overrides)).eval()
+
+
+def box_energy_shares(model: nn.Module, profile, top, layer: str, channels: Sequence[int],
+                      rule: str = "deconvnet", split: str = "val") -> dict:
+    """Section 4 / Fig. 2's "the projections fall on the object", per projection.
+
+    For the mined top-k (``top``, a :class:`zfcore.mining.TopK` of ``model`` over ``split``) of
+    ``channels`` of ``layer``: project each entry with ``rule`` and return numpy arrays
+    ``energy`` (share of the projection's energy inside its image's object box, NaN for an
+    all-zero projection), ``area`` (the box's share of the image) and ``image`` (data set index).
+    """
+    from .data import get_dataset, normalize
+    from .deconv import box_area_share, energy_inside_boxes
+    from .mining import project_top
+    from .profiles import get_profile
+
+    P = get_profile(profile)
+    ds = get_dataset(P, split)
+    if not hasattr(ds, "scenes"):
+        raise ControlError(f"profile {P.name!r} has no object boxes: the box-energy share needs "
+                           f"a procedural profile (tiny or mini)")
+    cache: dict = {}
+
+    def load(indices):
+        sb = ds.scenes(list(indices))
+        cache.update({int(i): b for i, b in zip(indices, sb.boxes)})
+        return normalize(sb.images, P)
+
+    tp = project_top(model, top, layer, load, channels=list(channels), rule=rule)
+    boxes = torch.stack([cache[int(i)] for i in tp.images]) if len(tp.images) else torch.zeros(0, 4)
+    return {"energy": energy_inside_boxes(tp.pixels, boxes).double().numpy(),
+            "area": box_area_share(boxes, P.image_size).double().numpy(),
+            "image": tp.images.numpy().astype(int)}
+
+
+def per_image_mean(values, images) -> np.ndarray:
+    """``values`` averaged over the entries of each distinct image in ``images`` (NaN entries
+    left out; images whose entries are all NaN dropped), in increasing image order."""
+    v, im = np.asarray(values, dtype=float), np.asarray(images)
+    if v.shape != im.shape:
+        raise ControlError(f"values {v.shape} and images {im.shape} differ in shape")
+    out = []
+    for i in np.unique(im):
+        x = v[(im == i) & np.isfinite(v)]
+        if len(x):
+            out.append(x.mean())
+    return np.array(out)
+
+
+def finite_pairs(a, b) -> tuple[np.ndarray, np.ndarray]:
+    """``a`` and ``b`` (same items) with the items where either is not finite left out."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape:
+        raise ControlError(f"paired values differ in shape: {a.shape} and {b.shape}")
+    keep = np.isfinite(a) & np.isfinite(b)
+    return a[keep], b[keep]
+
+
+def two_sample_bootstrap(claim: str, model, control, *, n_boot: int = 2000, seed: int = 0,
+                         margin: float = 0.0, unit: str = "", scale: float = 1.0,
+                         what: str = "images") -> Verdict:
+    """A verdict on ``scale * (mean(model) - mean(control))`` when the two are measured on
+    different items: each is resampled on its own. Seed variance is not included."""
+    a, b = np.asarray(model, dtype=float), np.asarray(control, dtype=float)
+    if a.ndim != 1 or b.ndim != 1 or len(a) < 2 or len(b) < 2:
+        raise VerdictError(f"'{claim}' needs at least 2 values on each side, got {a.shape} and {b.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise VerdictError(f"'{claim}': values must be finite")
+    rng = np.random.default_rng(seed)
+    ma = a[rng.integers(0, len(a), size=(n_boot, len(a)))].mean(1)
+    mb = b[rng.integers(0, len(b), size=(n_boot, len(b)))].mean(1)
+    low, high = np.quantile(scale * (ma - mb), [0.025, 0.975])
+    return from_interval(claim, scale * (a.mean() - b.mean()), float(low), float(high), margin=margin,
+                         unit=unit, source=f"bootstrap over {len(a)} vs {len(b)} {what}, each resampled "
+                                           f"({n_boot} resamples; seed variance not included)")
+
+
+def paired_object_focus(sessions: dict, indices: Sequence[int], layer: str = "layer5") -> dict:
+    """Notebook 12's object focus (:func:`zfcore.widgets.object_focus`) for several explorer
+    sessions on the same images, aligned: ``{name: {"energy_share", "area_share", "units"}}``
+    numpy arrays over the images every session could measure (a projection of all zeros or an
+    image without a box is left out for all)."""
+    from .widgets import object_focus
+
+    per = {name: [object_focus(s, [int(i)], layer) for i in indices] for name, s in sessions.items()}
+    ok = [k for k in range(len(indices)) if all(len(per[n][k]["energy_share"]) for n in per)]
+    return {n: {key: np.array([per[n][k][key][0] for k in ok]) for key in ("energy_share", "area_share", "units")}
+            for n in per}
