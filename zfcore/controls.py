@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .verdicts import Verdict, VerdictError, from_interval
+from .verdicts import Verdict, VerdictError, from_interval, unpaired_bootstrap
 
 __all__ = ["ControlError", "untrained_model", "box_energy_shares", "per_image_mean",
            "two_sample_bootstrap", "paired_object_focus", "finite_pairs"]
@@ -103,23 +103,9 @@ def finite_pairs(a, b) -> tuple[np.ndarray, np.ndarray]:
     return a[keep], b[keep]
 
 
-def two_sample_bootstrap(claim: str, model, control, *, n_boot: int = 2000, seed: int = 0,
-                         margin: float = 0.0, unit: str = "", scale: float = 1.0,
-                         what: str = "images") -> Verdict:
-    """A verdict on ``scale * (mean(model) - mean(control))`` when the two are measured on
-    different items: each is resampled on its own. Seed variance is not included."""
-    a, b = np.asarray(model, dtype=float), np.asarray(control, dtype=float)
-    if a.ndim != 1 or b.ndim != 1 or len(a) < 2 or len(b) < 2:
-        raise VerdictError(f"'{claim}' needs at least 2 values on each side, got {a.shape} and {b.shape}")
-    if not (np.isfinite(a).all() and np.isfinite(b).all()):
-        raise VerdictError(f"'{claim}': values must be finite")
-    rng = np.random.default_rng(seed)
-    ma = a[rng.integers(0, len(a), size=(n_boot, len(a)))].mean(1)
-    mb = b[rng.integers(0, len(b), size=(n_boot, len(b)))].mean(1)
-    low, high = np.quantile(scale * (ma - mb), [0.025, 0.975])
-    return from_interval(claim, scale * (a.mean() - b.mean()), float(low), float(high), margin=margin,
-                         unit=unit, source=f"bootstrap over {len(a)} vs {len(b)} {what}, each resampled "
-                                           f"({n_boot} resamples; seed variance not included)")
+#: Model and control measured on different items, each resampled on its own
+#: (:func:`zfcore.verdicts.unpaired_bootstrap`; the mean is the statistic).
+two_sample_bootstrap = unpaired_bootstrap
 
 
 def paired_object_focus(sessions: dict, indices: Sequence[int], layer: str = "layer5") -> dict:
