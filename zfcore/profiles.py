@@ -73,6 +73,8 @@ class Profile:
     layer1_init_std: float | None = None  # layer 1's weights drawn N(0, std), biases 0 (see below)
     bias_init: float | None = None  # biases of layers 2-7 set to this (Krizhevsky: 1); None keeps init's
     warmup_epochs: float = 0.0      # learning rate ramped linearly from 0 over this many epochs
+    lr_drop_epochs: tuple[int, ...] = ()  # learning rate x0.1 after each of these epochs (annealing)
+    comparison_epochs: int | None = None  # schedule of the comparison trainings; None: half of epochs
     clip_rms: float | None = 0.1    # feature-scale clipping of conv filters (section 3)
     dropout: float = 0.5
     batch_size: int = 128
@@ -130,6 +132,12 @@ class Profile:
         if not isinstance(self.checkpoint_epochs, tuple) or not all(
                 isinstance(e, (int, float)) and 0 < e for e in self.checkpoint_epochs):
             bad("checkpoint_epochs", "a tuple of positive epoch numbers")
+        if not isinstance(self.lr_drop_epochs, tuple) or not all(
+                isinstance(e, int) and not isinstance(e, bool) and e > 0 for e in self.lr_drop_epochs):
+            bad("lr_drop_epochs", "a tuple of positive whole epochs, e.g. (8,)")
+        if self.comparison_epochs is not None and (not isinstance(self.comparison_epochs, int)
+                                                   or not 1 <= self.comparison_epochs <= self.epochs):
+            bad("comparison_epochs", "None or a whole number of epochs in [1, epochs]")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             bad("threads", "a positive integer or None")
 
@@ -154,8 +162,11 @@ class Profile:
     def identity(self) -> dict:
         """The fields that define trained artefacts (used in cache keys); paths excluded."""
         d = dataclasses.asdict(self)
-        for k in ("cache_dir", "figures_root", "data_root", "device", "num_workers", "threads"):
+        for k in ("cache_dir", "figures_root", "data_root", "device", "num_workers", "threads",
+                  "comparison_epochs"):
             d.pop(k)
+        if not d["lr_drop_epochs"]:   # absent at its default: older artefacts keep their keys
+            d.pop("lr_drop_epochs")
         return d
 
 
@@ -166,9 +177,10 @@ PROFILES: dict[str, Profile] = {
         weight_decay=0.0, batch_size=64, epochs=3, checkpoint_epochs=(1, 2, 3), threads=1),
     "mini": Profile(
         name="mini", dataset="scenes", image_size=112, n_train=20000, n_val=2000, n_test=2000,
-        num_classes=10, width=0.5, fc_units=2048, optimizer="adam", lr=5e-4, init="default",
-        layer1_init_std=5e-4, weight_decay=0.0, batch_size=128, epochs=8,
-        checkpoint_epochs=(1, 2, 3, 4, 5, 6, 7, 8),
+        num_classes=10, width=0.5, fc_units=2048, optimizer="sgd", lr=1e-2, momentum=0.9,
+        weight_decay=5e-4, init="he", layer1_init_std=1e-2, warmup_epochs=0.5, batch_size=128,
+        epochs=10, lr_drop_epochs=(8,), comparison_epochs=4,
+        checkpoint_epochs=(1, 2, 3, 4, 5, 6, 7, 8, 9, 10),
         threads=2),
     "imagenette": Profile(
         name="imagenette", dataset="imagenette", image_size=224, n_train=9469, n_val=3925,

@@ -25,10 +25,10 @@ RECIPES: dict[str, dict] = {
                           layer1_init_std=5e-4, bias_init=None, warmup_epochs=0.0),
     "adam_bias": dict(optimizer="adam", lr=5e-4, weight_decay=0.0, init="default",
                       layer1_init_std=5e-4, bias_init=0.1, warmup_epochs=0.0),
-    "adam_bias1_warmup": dict(optimizer="adam", lr=5e-4, weight_decay=0.0, init="default",
-                              layer1_init_std=5e-4, bias_init=1.0, warmup_epochs=1.0),
     "sgd_warmup": dict(optimizer="sgd", lr=1e-2, momentum=0.9, weight_decay=5e-4, init="he",
                        layer1_init_std=None, bias_init=None, warmup_epochs=1.0),
+    "sgd_paper_layer1": dict(optimizer="sgd", lr=1e-2, momentum=0.9, weight_decay=5e-4, init="he",
+                             layer1_init_std=1e-2, bias_init=None, warmup_epochs=0.5),
 }
 
 

@@ -313,6 +313,7 @@ def _set_lr(opt: torch.optim.Optimizer, spec: TrainSpec, scale: float, step: int
     (linear from 0 over ``warmup_epochs``; a prefix of any longer run, like the rest)."""
     warm = spec.profile.warmup_epochs * steps
     ramp = min(1.0, (step + 1) / warm) if warm > 0 else 1.0
+    ramp *= 0.1 ** sum(step >= e * steps for e in spec.profile.lr_drop_epochs)
     for g in opt.param_groups:
         g["lr"] = spec.profile.lr * g["lr_multiplier"] * scale * ramp
 
@@ -810,7 +811,8 @@ def train(spec: TrainSpec, train_set=None, val_set=None, progress: bool = True) 
         dead = fires.result() if world == 1 else None   # per-process counts; only exact unsharded
         tl, t1e, t5e = _summarise(counts.cpu())
         history.append(dataclasses.asdict(EpochMetrics(
-            epoch=epoch + 1, lr=p.lr * plateau["scale"], train_loss=tl, train_top1_error=t1e, train_top5_error=t5e,
+            epoch=epoch + 1, lr=p.lr * plateau["scale"] * 0.1 ** sum(epoch >= e for e in p.lr_drop_epochs),
+            train_loss=tl, train_top1_error=t1e, train_top5_error=t5e,
             val_loss=val["loss"], val_top1_error=val["top1_error"], val_top5_error=val["top5_error"],
             train_seconds=train_seconds, val_seconds=time.perf_counter() - t1,
             images_per_s=steps * p.batch_size / train_seconds, clipped_filters=clipped,
@@ -950,7 +952,8 @@ def compare_throughput(profile: "str | Profile", frozen: "Mapping[str, Sequence[
 
 def comparison_overrides(profile: "str | Profile") -> dict:
     """The shorter schedule of the comparison trainings (Fig. 6 variants, Table 3 ablations,
-    per-layer rates): half of the profile's epochs, at least one, on the same data.
+    per-layer rates): ``profile.comparison_epochs`` (4 on ``mini``), else half of the profile's
+    epochs, at least one, on the same data.
 
     Being a prefix of the profile's own schedule, its ``zf`` run *is* the main model's checkpoint
     at that epoch (no extra training), and every variant is compared at the same budget. On
@@ -959,7 +962,7 @@ def comparison_overrides(profile: "str | Profile") -> dict:
     the ten comparison trainings of notebooks 04, 06 and 09 took 38 minutes here the first time.
     """
     p = get_profile(profile)
-    return {"epochs": max(1, round(p.epochs / 2))}
+    return {"epochs": p.comparison_epochs or max(1, round(p.epochs / 2))}
 
 
 def trained_model(profile: "str | Profile" = "mini", arch: str = "zfnet", variant: str = "zf",
