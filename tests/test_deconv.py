@@ -466,3 +466,34 @@ def test_module_called_twice_is_refused():
         project(model, x, "layer3", requests(0, 0, 1, 1))
     model.layer_names["layer3"] = "layer2.1"
     assert project(model, x, "layer3", _active_requests(model, x, "layer3", n=1)).pixels.abs().max() > 0
+
+
+class _Residual(nn.Module):
+    """Supported leaf modules only, but a forward that the registration order does not describe."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.relu1 = nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()
+        self.conv2, self.relu2 = nn.Conv2d(4, 4, 3, padding=1), nn.ReLU()
+        self.layer_names = {"layer1": "relu1", "layer2": "relu2"}
+
+    def forward(self, x):
+        r = self.relu1(self.conv1(x))
+        return self.relu2(self.conv2(r) + r)
+
+
+def test_explicit_walk_refuses_a_forward_it_does_not_reproduce():
+    torch.manual_seed(0)
+    model = _Residual()
+    x = torch.randn(1, 3, 8, 8)
+    with pytest.raises(DeconvError, match="registration order.*method='autograd'"):
+        project(model, x, "layer2", requests(0, 1, 4, 4), method="explicit")
+    a = layer_activations(model, x, ["layer2"])["layer2"]
+    c = int(a[0, :, 4, 4].argmax())
+    auto = project(model, x, "layer2", requests(0, c, 4, 4), rule="gradient")
+    xr = x.clone().requires_grad_(True)
+    g, = torch.autograd.grad(model(xr)[0, c, 4, 4], xr)           # the plain input gradient
+    assert _rel(auto.pixels[0], g[0] * a[0, c, 4, 4]) < 1e-5
+    # the straight part of the same model is walked explicitly, as before
+    assert torch.equal(project(model, x, "layer1", requests(0, 0)).pixels,
+                       project(model, x, "layer1", requests(0, 0), method="explicit").pixels)

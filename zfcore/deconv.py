@@ -23,7 +23,8 @@ Two independent implementations (``method``):
 
 * ``"explicit"``: the paper's layer-by-layer deconvnet, written out (unpool by scatter-add, ReLU,
   ``conv_transpose2d``). The forward pass runs once per *distinct* image; requests on the same image
-  share it. It walks plain chains of convolutions, ReLUs, pools, normalisation and linear layers.
+  share it. It walks plain chains of convolutions, ReLUs, pools, normalisation and linear layers,
+  and refuses a model whose forward the registration order does not reproduce.
 * ``"autograd"``: the gradient form: a forward pass per request and PyTorch's backward pass, with
   backward hooks that rectify the signal at every ReLU and pass normalisation layers through.
   Works on any classifier (torchvision's ResNets, VGG-BN: BatchNorm in eval mode is an affine map
@@ -238,6 +239,18 @@ def _chain(model: nn.Module, layer: str) -> list[tuple[str, nn.Module]]:
         if name == target:
             return out
     raise LayerError(f"layer_names[{layer!r}] = {target!r} is not a leaf module of the model")
+
+
+def _check_walk(model: nn.Module, chain, layer: str, image: torch.Tensor) -> None:
+    """The explicit walk follows modules in registration order; refuse it where that does not
+    reproduce the model's own ``layer`` output (a residual or branching ``forward``)."""
+    with torch.no_grad():
+        walked, _ = _forward_explicit(chain, image, "deconvnet")
+        real = forward_layers(model, image, [layer])[layer]
+    if walked.shape != real.shape or not torch.allclose(walked, real, rtol=1e-4, atol=1e-6):
+        raise DeconvError(f"the explicit deconvnet walks the modules of {type(model).__name__} in "
+                          f"registration order, which does not reproduce its {layer} (its forward "
+                          f"branches or skips); use method='autograd' (or the default 'auto')")
 
 
 @contextlib.contextmanager
@@ -605,8 +618,9 @@ def project(model: nn.Module, images: torch.Tensor, layer: "str | int", requests
 
     Requests are processed ``batch_size`` at a time, grouped by image, so requests on the same
     image share one forward pass (``method="explicit"``). ``method="auto"`` uses the explicit
-    deconvnet where it can walk the model and the gradient form (``"autograd"``) otherwise (BatchNorm,
-    residual blocks). Returns a :class:`Projection` in request order. The model's train/eval state
+    deconvnet where it can walk the model (its modules are supported and, walked in registration
+    order, reproduce the layer's output on the first image) and the gradient form (``"autograd"``)
+    otherwise (BatchNorm, residual blocks). Returns a :class:`Projection` in request order. The model's train/eval state
     and its in-place activations are left as they were; projections always use eval mode.
     """
     key = _check_common(model, images, layer, rule, method)
@@ -635,9 +649,11 @@ def project(model: nn.Module, images: torch.Tensor, layer: "str | int", requests
         if method != "autograd":
             try:
                 chain = _chain(model, key)
+                _check_walk(model, chain, key, images[:1])
             except (DeconvError, LayerError):
                 if method == "explicit":
                     raise
+                chain = None
         if chain is None:
             stack.enter_context(_out_of_place(model))
             _check_called_once(model, key, images[:1])
@@ -676,6 +692,7 @@ def deconv_steps(model: nn.Module, image: torch.Tensor, layer: "str | int", chan
     image = image.to(_device(model))
     with _eval_mode(model), torch.no_grad():
         chain = _chain(model, key)
+        _check_walk(model, chain, key, image)
         act, tape = _forward_explicit(chain, image, rule, keep_forward=True)
         _check_against_layer(req, act.shape, key)
         rows = torch.zeros(1, dtype=torch.long)
