@@ -1,5 +1,6 @@
 """The deconvnet (section 2.1, Fig. 1) against independent computations: the gradient form with
 hooks, Captum, hand-worked unpooling with switches, a naive per-request loop, the receptive field."""
+import functools
 import warnings
 
 import pytest
@@ -163,31 +164,77 @@ def _captum(cls, net, x, flat):
         return cls(net).attribute(x, target=flat.tolist(), **kw)
 
 
+class _UpTo(nn.Module):
+    """``model`` up to ``layer``, flattened: the network whose output unit Captum attributes."""
+
+    def __init__(self, model, layer):
+        super().__init__()
+        self.model, self.layer = model, layer
+
+    def forward(self, x):
+        with models.capture_layers(self.model, [self.layer]) as out:
+            self.model(x)
+        return out[self.layer].flatten(1)
+
+
+def _captum_agreement(model, x, layer, req, **kw):
+    """``project`` (by ``kw``) of each rule against Captum's ``Deconvolution`` / ``GuidedBackprop``
+    / ``Saliency`` of the same unit times its activation: ``{rule: max relative difference}``.
+    Captum runs with ReLUs switched out of place; ``project`` gets ``model`` as given."""
+    from captum.attr import Deconvolution, GuidedBackprop, Saliency
+
+    from zfcore.deconv import _out_of_place
+    up_to = _UpTo(model.eval(), layer)
+    with torch.no_grad():
+        a = up_to(x)
+    shape = layer_activations(model, x[:1], [layer])[layer].shape[1:]
+    flat = req.channel
+    if len(shape) == 3:
+        flat = req.channel * shape[1] * shape[2] + req.y * shape[2] + req.x
+    unit = a[req.image, flat]
+    assert (unit > 0).any(), "no request is on an active unit: the comparison would be 0 == 0"
+    out = {}
+    for rule, cls in [("deconvnet", Deconvolution), ("guided", GuidedBackprop),
+                      ("gradient", Saliency)]:
+        with _out_of_place(model):
+            theirs = _captum(cls, up_to, x[req.image], flat) * unit.view(-1, 1, 1, 1)
+        out[rule] = _rel(project(model, x, layer, req, rule=rule, **kw).pixels, theirs)
+    return out
+
+
+def _active_requests(model, x, layer, n=3):
+    """``n`` requests on the strongest activations of ``layer`` (different images and maps)."""
+    a = layer_activations(model, x, [layer])[layer]
+    img = torch.arange(n) % len(x)
+    if a.dim() == 2:
+        return requests(img, a[img].argmax(1))
+    c, h, w = a.shape[1:]
+    ys, xs = [0, h // 2, h - 1][:n], [0, w // 2, w - 1][:n]
+    ch = [int(a[i, :, y, xx].argmax()) for i, y, xx in zip(img.tolist(), ys, xs)]
+    return requests(img, ch, ys, xs)
+
+
 @pytest.mark.parametrize("which", ["zf_without_lrn", "alexnet"])
 def test_matches_captum_times_activation(which):
-    from captum.attr import Deconvolution, GuidedBackprop, Saliency
     torch.manual_seed(0)
     if which == "alexnet":
         model = models.alexnet(pretrained=False).eval()
-        size, cut = 224, 12
+        size = 224
     else:
         model = _zf()
         model.features.norm1 = nn.Identity()
         model.features.norm2 = nn.Identity()
-        size, cut = 64, model_index(model, "relu5")
-    trunc = nn.Sequential(*list(model.features.children())[:cut], nn.Flatten()).eval()
+        size = 64
     x = torch.randn(3, 3, size, size)
-    with torch.no_grad():
-        a = model.features[:cut](x)
-    c, h, w = a.shape[1:]
-    req = requests([0, 1, 2, 2], [0, 5, c - 1, 9], [0, h // 2, h - 1, 1], [0, w // 2, 1, w - 1])
-    flat = req.channel * h * w + req.y * w + req.x
-    unit = a.flatten(1)[req.image, flat]
-    for rule, cls in [("deconvnet", Deconvolution), ("guided", GuidedBackprop),
-                      ("gradient", Saliency)]:
-        theirs = _captum(cls, trunc, x[req.image], flat) * unit.view(-1, 1, 1, 1)
-        ours = project(model, x, "layer5", req, rule=rule)
-        assert _rel(ours.pixels, theirs) < 1e-5, rule
+    c, h, w = layer_activations(model, x[:1], ["layer5"])["layer5"].shape[1:]
+    # hand-picked units (dead ones among them) and the strongest ones (AlexNet's random layer 5
+    # is mostly dead: hand-picked units alone would compare zeros)
+    picked = requests([0, 1, 2, 2], [0, 5, c - 1, 9], [0, h // 2, h - 1, 1], [0, w // 2, 1, w - 1])
+    strong = _active_requests(model, x, "layer5")
+    req = requests(*(torch.cat([a, b]) for a, b in zip(picked.to_dict().values(),
+                                                      strong.to_dict().values())))
+    for rule, rel in _captum_agreement(model, x, "layer5", req).items():
+        assert rel < 1e-5, rule
 
 
 # --- batching against a naive loop ---------------------------------------------------------------
@@ -344,3 +391,109 @@ def test_shared_switches_and_overwrite_mode_loses_signal():
         assert not torch.allclose(a, o)
     with pytest.raises(DeconvError, match="unpool_mode"):
         deconv_steps(model, img, "layer2", 0, unpool_mode="max")
+
+
+# --- torchvision classifiers as shipped: in-place ReLUs, BatchNorm, residual blocks ------------
+
+def _as_shipped(model):
+    for m in model.modules():          # zfcore's wrappers switch them off; torchvision ships them on
+        if isinstance(m, nn.ReLU):
+            m.inplace = True
+    return model
+
+
+@functools.lru_cache(maxsize=None)
+def _torchvision(arch):
+    """A stock torchvision classifier with random weights (built once: VGG16's 138 M parameters
+    take seconds to initialise) and the input side its tests use."""
+    import torchvision
+    torch.manual_seed(0)
+    if arch == "alexnet":
+        return _as_shipped(models.alexnet(pretrained=False)), 112
+    if arch == "vgg16":
+        return _as_shipped(models.vgg16(pretrained=False)), 64
+    if arch == "vgg16_bn":
+        m = torchvision.models.vgg16_bn(weights=None)
+        m.layer_names = {"layer1": "features.5", "layer2": "features.12", "layer3": "features.22",
+                         "layer4": "features.32", "layer5": "features.42", "logits": "classifier.6"}
+        return m, 64
+    m = torchvision.models.resnet18(weights=None)
+    m.layer_names = {"layer1": "relu", "layer2": "layer1", "layer3": "layer2", "layer4": "layer3",
+                     "layer5": "layer4", "logits": "fc"}
+    return m, 112
+
+
+TORCHVISION_CASES = [("alexnet", "layer2", "autograd"), ("alexnet", "layer5", "autograd"),
+                     ("alexnet", "layer5", "auto"), ("vgg16", "layer3", "autograd"),
+                     ("vgg16", "layer5", "auto"), ("vgg16_bn", "layer5", "auto"),
+                     ("resnet18", "layer1", "autograd"), ("resnet18", "layer4", "auto"),
+                     ("resnet18", "logits", "auto")]
+
+
+@pytest.mark.parametrize("arch,layer,method", TORCHVISION_CASES)
+def test_torchvision_models_match_captum(arch, layer, method):
+    """Stock torchvision classifiers (random weights, in-place ReLUs as shipped, BatchNorm,
+    residual blocks) against Captum, and the model is left as it was."""
+    model, size = _torchvision(arch)
+    model.eval()
+    inplace = [m.inplace for m in model.modules() if isinstance(m, nn.ReLU)]
+    x = torch.randn(2, 3, size, size)
+    req = _active_requests(model, x, layer)
+    for rule, rel in _captum_agreement(model, x, layer, req, method=method).items():
+        assert rel < 1e-5, rule
+    assert [m.inplace for m in model.modules() if isinstance(m, nn.ReLU)] == inplace
+
+
+def test_batchnorm_models_refuse_explicit_and_auto_takes_autograd():
+    model, size = _torchvision("resnet18")
+    x = torch.randn(1, 3, size, size)
+    req = _active_requests(model, x, "layer3", n=1)
+    with pytest.raises(DeconvError, match=r"bn1 \(BatchNorm2d\).*method='autograd'"):
+        project(model, x, "layer3", req, method="explicit")
+    auto = project(model, x, "layer3", req)
+    assert torch.equal(auto.pixels, project(model, x, "layer3", req, method="autograd").pixels)
+    assert auto.pixels.abs().max() > 0
+
+
+def test_module_called_twice_is_refused():
+    # A BasicBlock applies its one `relu` twice: autograd would start from the first call while
+    # capture_layers (mining, features) reads the second. The fix the error names works.
+    import torchvision
+    model, size = torchvision.models.resnet18(weights=None).eval(), 112
+    model.layer_names = {"layer3": "layer2.1.relu"}
+    x = torch.randn(1, 3, size, size)
+    with pytest.raises(DeconvError, match=r"calls 2 times.*'layer2\.1'"):
+        project(model, x, "layer3", requests(0, 0, 1, 1))
+    model.layer_names["layer3"] = "layer2.1"
+    assert project(model, x, "layer3", _active_requests(model, x, "layer3", n=1)).pixels.abs().max() > 0
+
+
+class _Residual(nn.Module):
+    """Supported leaf modules only, but a forward that the registration order does not describe."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.relu1 = nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()
+        self.conv2, self.relu2 = nn.Conv2d(4, 4, 3, padding=1), nn.ReLU()
+        self.layer_names = {"layer1": "relu1", "layer2": "relu2"}
+
+    def forward(self, x):
+        r = self.relu1(self.conv1(x))
+        return self.relu2(self.conv2(r) + r)
+
+
+def test_explicit_walk_refuses_a_forward_it_does_not_reproduce():
+    torch.manual_seed(0)
+    model = _Residual()
+    x = torch.randn(1, 3, 8, 8)
+    with pytest.raises(DeconvError, match="registration order.*method='autograd'"):
+        project(model, x, "layer2", requests(0, 1, 4, 4), method="explicit")
+    a = layer_activations(model, x, ["layer2"])["layer2"]
+    c = int(a[0, :, 4, 4].argmax())
+    auto = project(model, x, "layer2", requests(0, c, 4, 4), rule="gradient")
+    xr = x.clone().requires_grad_(True)
+    g, = torch.autograd.grad(model(xr)[0, c, 4, 4], xr)           # the plain input gradient
+    assert _rel(auto.pixels[0], g[0] * a[0, c, 4, 4]) < 1e-5
+    # the straight part of the same model is walked explicitly, as before
+    assert torch.equal(project(model, x, "layer1", requests(0, 0)).pixels,
+                       project(model, x, "layer1", requests(0, 0), method="explicit").pixels)

@@ -23,12 +23,19 @@ Two independent implementations (``method``):
 
 * ``"explicit"``: the paper's layer-by-layer deconvnet, written out (unpool by scatter-add, ReLU,
   ``conv_transpose2d``). The forward pass runs once per *distinct* image; requests on the same image
-  share it. The default.
+  share it. It walks plain chains of convolutions, ReLUs, pools, normalisation and linear layers,
+  and refuses a model whose forward the registration order does not reproduce.
 * ``"autograd"``: the gradient form: a forward pass per request and PyTorch's backward pass, with
   backward hooks that rectify the signal at every ReLU and pass normalisation layers through.
+  Works on any classifier (torchvision's ResNets, VGG-BN: BatchNorm in eval mode is an affine map
+  and is differentiated). In-place activations are switched off during the call and restored.
+  A layer name pointing at a module the forward pass calls more than once (a ResNet block's shared
+  ``relu``) is refused: name the block instead.
+* ``"auto"`` (the default): ``"explicit"`` where it can walk the model, else ``"autograd"``.
 
-They agree to float precision (tested), and with Captum's ``Deconvolution`` times the unit's
-activation on networks without normalisation layers.
+They agree to float precision (tested), and with Captum's ``Deconvolution`` / ``GuidedBackprop`` /
+``Saliency`` times the unit's activation on networks without normalisation layers (ZF, torchvision's
+AlexNet, VGG16, ResNet-18).
 
 >>> proj = project(model, images, "layer5", requests(image=[0, 0, 3], channel=[7, 8, 7]))
 >>> proj.pixels.shape      # (3, 3, H, W): one pixel-space projection per request
@@ -51,7 +58,7 @@ __all__ = ["RULES", "METHODS", "Requests", "requests", "Projection", "DeconvStep
            "DeconvError"]
 
 RULES = ("deconvnet", "guided", "gradient")
-METHODS = ("explicit", "autograd")
+METHODS = ("auto", "explicit", "autograd")
 
 # Normalisation layers the deconvnet passes through (section 2.1: not inverted).
 NORMALISATION = (nn.LocalResponseNorm, nn.CrossMapLRN2d)
@@ -224,7 +231,7 @@ def _chain(model: nn.Module, layer: str) -> list[tuple[str, nn.Module]]:
             continue
         if not isinstance(m, _SUPPORTED):
             raise DeconvError(f"the explicit deconvnet cannot walk {name} ({type(m).__name__}); "
-                              f"use method='autograd' for this model")
+                              f"use method='autograd' (or the default 'auto') for this model")
         if isinstance(m, nn.Conv2d) and m.padding_mode != "zeros":
             raise DeconvError(f"{name}: padding_mode {m.padding_mode!r} is not supported; "
                               f"use method='autograd'")
@@ -232,6 +239,18 @@ def _chain(model: nn.Module, layer: str) -> list[tuple[str, nn.Module]]:
         if name == target:
             return out
     raise LayerError(f"layer_names[{layer!r}] = {target!r} is not a leaf module of the model")
+
+
+def _check_walk(model: nn.Module, chain, layer: str, image: torch.Tensor) -> None:
+    """The explicit walk follows modules in registration order; refuse it where that does not
+    reproduce the model's own ``layer`` output (a residual or branching ``forward``)."""
+    with torch.no_grad():
+        walked, _ = _forward_explicit(chain, image, "deconvnet")
+        real = forward_layers(model, image, [layer])[layer]
+    if walked.shape != real.shape or not torch.allclose(walked, real, rtol=1e-4, atol=1e-6):
+        raise DeconvError(f"the explicit deconvnet walks the modules of {type(model).__name__} in "
+                          f"registration order, which does not reproduce its {layer} (its forward "
+                          f"branches or skips); use method='autograd' (or the default 'auto')")
 
 
 @contextlib.contextmanager
@@ -492,6 +511,41 @@ def _run_to_layer(model, x, layer, rule, store):
     return store.pop("act"), store.pop("input")
 
 
+@contextlib.contextmanager
+def _out_of_place(model: nn.Module):
+    """Switch every in-place activation (``nn.ReLU(inplace=True)`` as torchvision ships them) to
+    out-of-place for the block and restore it after: backward hooks cannot see a tensor that the
+    next module overwrites. The user's model is left as it was."""
+    flipped = [m for m in model.modules() if getattr(m, "inplace", False) is True]
+    for m in flipped:
+        m.inplace = False
+    try:
+        yield
+    finally:
+        for m in flipped:
+            m.inplace = True
+
+
+def _check_called_once(model: nn.Module, layer: str, image: torch.Tensor) -> None:
+    """Refuse a layer whose module the forward pass calls more than once: the gradient form would
+    start from its first call while :func:`zfcore.models.capture_layers` reads its last."""
+    target = layer_names(model)[layer]
+    calls = []
+    handle = model.get_submodule(target).register_forward_hook(lambda *_: calls.append(1))
+    try:
+        with torch.no_grad():
+            model(image)
+    finally:
+        handle.remove()
+    if len(calls) > 1:
+        parent = target.rsplit(".", 1)[0] if "." in target else "<the enclosing block>"
+        raise DeconvError(
+            f"layer_names[{layer!r}] = {target!r} is a module that {type(model).__name__}.forward "
+            f"calls {len(calls)} times per pass (a shared module, like the relu of a ResNet "
+            f"block), so its output is ambiguous; point {layer!r} at the block instead, e.g. "
+            f"model.layer_names[{layer!r}] = {parent!r}")
+
+
 def _project_autograd(model, images, layer, req, rule, scale):
     x = images[req.image].detach().clone().requires_grad_(True)
     with torch.enable_grad():
@@ -547,7 +601,7 @@ def _check_common(model, images, layer, rule, method) -> str:
 
 
 def project(model: nn.Module, images: torch.Tensor, layer: "str | int", requests,
-            rule: str = "deconvnet", method: str = "explicit", batch_size: int = 64,
+            rule: str = "deconvnet", method: str = "auto", batch_size: int = 64,
             scale: str = "activation", progress: bool = False) -> Projection:
     """Project activations of ``layer`` to pixel space (section 2.1, Fig. 1).
 
@@ -563,8 +617,11 @@ def project(model: nn.Module, images: torch.Tensor, layer: "str | int", requests
     a requested map is divided by its maximum).
 
     Requests are processed ``batch_size`` at a time, grouped by image, so requests on the same
-    image share one forward pass (``method="explicit"``). Returns a :class:`Projection` in request
-    order. The model's train/eval state is left as it was; projections always use eval mode.
+    image share one forward pass (``method="explicit"``). ``method="auto"`` uses the explicit
+    deconvnet where it can walk the model (its modules are supported and, walked in registration
+    order, reproduce the layer's output on the first image) and the gradient form (``"autograd"``)
+    otherwise (BatchNorm, residual blocks). Returns a :class:`Projection` in request order. The model's train/eval state
+    and its in-place activations are left as they were; projections always use eval mode.
     """
     key = _check_common(model, images, layer, rule, method)
     req = _as_requests(requests)
@@ -586,11 +643,23 @@ def project(model: nn.Module, images: torch.Tensor, layer: "str | int", requests
     if progress:
         from tqdm.auto import tqdm
         chunks = tqdm(chunks, desc=f"projecting {key} ({rule})", unit="batch")
-    with _eval_mode(model):
-        chain = _chain(model, key) if method == "explicit" else None
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_eval_mode(model))
+        chain = None
+        if method != "autograd":
+            try:
+                chain = _chain(model, key)
+                _check_walk(model, chain, key, images[:1])
+            except (DeconvError, LayerError):
+                if method == "explicit":
+                    raise
+                chain = None
+        if chain is None:
+            stack.enter_context(_out_of_place(model))
+            _check_called_once(model, key, images[:1])
         for idx in chunks:
             sub = req.select(idx)
-            if method == "explicit":
+            if chain is not None:
                 p, v = _project_explicit(chain, images, key, sub, rule, scale)
             else:
                 p, v = _project_autograd(model, images, key, sub, rule, scale)
@@ -623,6 +692,7 @@ def deconv_steps(model: nn.Module, image: torch.Tensor, layer: "str | int", chan
     image = image.to(_device(model))
     with _eval_mode(model), torch.no_grad():
         chain = _chain(model, key)
+        _check_walk(model, chain, key, image)
         act, tape = _forward_explicit(chain, image, rule, keep_forward=True)
         _check_against_layer(req, act.shape, key)
         rows = torch.zeros(1, dtype=torch.long)

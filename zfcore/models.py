@@ -11,6 +11,9 @@
   layer structure, and take Table 3's changes (removed layers, resized layers) as parameters:
   :data:`TABLE3_VARIANTS` names them.
 * :func:`alexnet` and :func:`vgg16` wrap torchvision's pretrained networks behind the same naming.
+* ``zfnet(weights="imagenet")`` is Fig. 3 itself with ImageNet weights (pytorchcv's ``zfnet``;
+  ``variant="wide"``: Table 3's wider layers 3-5, pytorchcv's ``zfnetb``) and
+  :func:`from_pytorchcv` converts a pytorchcv model object; both live in :mod:`zfcore.pretrained`.
 
 Layer addressing: every supported model carries ``model.layer_names``, a dict from ``"layer1"``
 ... ``"layer7"`` and ``"logits"`` to the qualified name of the module whose output is that layer's
@@ -33,7 +36,7 @@ from torch import nn
 __all__ = [
     "ZFConfig", "ZFNet", "zfnet", "krizhevsky", "build", "TABLE3_VARIANTS", "alexnet", "vgg16",
     "get_layer", "layer_names", "capture_layers", "forward_layers", "conv_layers", "paper_init_", "he_init_", "clip_filters_", "filter_rms",
-    "MissingWeightsError", "LayerError", "load_model_state", "model_fingerprint",
+    "MissingWeightsError", "LayerError", "load_model_state", "model_fingerprint", "from_pytorchcv",
 ]
 
 
@@ -54,6 +57,9 @@ class ZFConfig:
 
     ``conv_channels`` and ``fc_units`` are the paper's sizes before ``width`` is applied.
     ``removed`` lists layers taken out (3, 4, 6 or 7, as in Table 3).
+    ``layout="pytorchcv"`` orders layers 1-2 as conv, ReLU, normalisation, pool (Fig. 3 pools,
+    then normalises) and drops out after the ReLUs of layers 6-7 (not before fc6/fc7): pytorchcv's
+    ``zfnet``, whose ImageNet weights :mod:`zfcore.pretrained` loads. Same parameters and sizes.
     """
 
     first_layer: str = "zf"                     # "zf" (7x7/2) or "krizhevsky" (11x11/4)
@@ -65,6 +71,7 @@ class ZFConfig:
     in_channels: int = 3
     num_classes: int = 1000
     dropout: float = 0.5
+    layout: str = "paper"                       # "paper" (Fig. 3) or "pytorchcv" (see above)
 
     def scaled(self, n: int) -> int:
         return max(1, int(round(n * self.width)))
@@ -105,6 +112,9 @@ class ZFNet(nn.Module):
         for r in c.removed:
             if r not in (3, 4, 6, 7):
                 raise ValueError(f"Table 3 removes layers 3, 4, 6 or 7, not {r}")
+        if c.layout not in ("paper", "pytorchcv"):
+            raise ValueError(f"layout must be 'paper' or 'pytorchcv', not {c.layout!r}")
+        norm_first = c.layout == "pytorchcv"
         ch = [c.scaled(n) for n in c.conv_channels]
         fc = [c.scaled(n) for n in c.fc_units]
         if c.first_layer == "zf":
@@ -118,14 +128,12 @@ class ZFNet(nn.Module):
         names: dict[str, str] = {}
         f["conv1"] = nn.Conv2d(c.in_channels, ch[0], k1, stride=s1, padding=p1)
         f["relu1"] = nn.ReLU()
-        f["pool1"] = nn.MaxPool2d(3, 2, ceil_mode=True)
-        f["norm1"] = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)
+        self._pool_and_norm(f, "1", norm_first)
         names["layer1"] = "features.relu1"
         f["conv2"] = nn.Conv2d(ch[0], ch[1], 5, stride=2 if c.first_layer == "zf" else 1,
                                padding=0 if c.first_layer == "zf" else 2)
         f["relu2"] = nn.ReLU()
-        f["pool2"] = nn.MaxPool2d(3, 2, ceil_mode=True)
-        f["norm2"] = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)
+        self._pool_and_norm(f, "2", norm_first)
         names["layer2"] = "features.relu2"
         prev = ch[1]
         for i in (3, 4, 5):
@@ -146,9 +154,12 @@ class ZFNet(nn.Module):
         for i, units in zip((6, 7), fc):
             if i in c.removed:
                 continue
-            k[f"drop{i}"] = nn.Dropout(c.dropout)
+            if not norm_first:
+                k[f"drop{i}"] = nn.Dropout(c.dropout)
             k[f"fc{i}"] = nn.Linear(n_in, units)
             k[f"relu{i}"] = nn.ReLU()
+            if norm_first:
+                k[f"drop{i}"] = nn.Dropout(c.dropout)
             names[f"layer{i}"] = f"classifier.relu{i}"
             n_in = units
         k["fc8"] = nn.Linear(n_in, c.num_classes)
@@ -156,6 +167,15 @@ class ZFNet(nn.Module):
         self.classifier = nn.Sequential(k)
         self.layer_names = names
         self.input_size = c.image_size
+
+    @staticmethod
+    def _pool_and_norm(f: dict, i: str, norm_first: bool) -> None:
+        """Fig. 3: pool, then normalise; pytorchcv's layout: normalise, then pool."""
+        if not norm_first:
+            f[f"pool{i}"] = nn.MaxPool2d(3, 2, ceil_mode=True)
+        f[f"norm{i}"] = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)
+        if norm_first:
+            f[f"pool{i}"] = nn.MaxPool2d(3, 2, ceil_mode=True)
 
     @staticmethod
     def feature_side(c: ZFConfig) -> int:
@@ -196,8 +216,24 @@ def build(variant: str = "zf", *, first_layer: str = "zf", width: float = 1.0,
 
 
 def zfnet(*, width: float = 1.0, image_size: int = 224, num_classes: int = 1000,
-          fc_units: int | None = None, dropout: float = 0.5, variant: str = "zf") -> ZFNet:
-    """The paper's Fig. 3 network (ZFNet); ``width``/``image_size`` scale it for small profiles."""
+          fc_units: int | None = None, dropout: float = 0.5, variant: str = "zf",
+          weights: str | None = None, download: bool | None = None) -> ZFNet:
+    """The paper's Fig. 3 network (ZFNet); ``width``/``image_size`` scale it for small profiles.
+
+    ``variant="wide"`` is Table 3's ``"conv3_4_5_wide"`` (layers 3, 4, 5 with 512, 1024, 512
+    maps). ``weights="imagenet"`` returns the full-size network with pytorchcv's ImageNet weights
+    (``zfnet``, or ``zfnetb`` for the wide variant) in pytorchcv's layer order
+    (``ZFConfig.layout="pytorchcv"``); the file must be on disk or downloadable (``download``, as
+    in :func:`alexnet`), else a :class:`MissingWeightsError` names it: see
+    :func:`zfcore.pretrained.imagenet_zfnet`.
+    """
+    if variant == "wide":
+        variant = "conv3_4_5_wide"
+    if weights is not None:
+        from .pretrained import imagenet_zfnet
+        return imagenet_zfnet(weights, variant=variant, download=download, width=width,
+                              image_size=image_size, num_classes=num_classes,
+                              fc_units=fc_units, dropout=dropout)
     return build(variant, first_layer="zf", width=width, image_size=image_size,
                  num_classes=num_classes, fc_units=fc_units, dropout=dropout)
 
@@ -475,6 +511,9 @@ def model_fingerprint(model: nn.Module) -> str:
     h = hashlib.sha256()
     h.update(type(model).__name__.encode())
     h.update(repr(sorted(getattr(model, "layer_names", {}).items())).encode())
+    layout = getattr(getattr(model, "config", None), "layout", "paper")
+    if layout != "paper":   # same weights, other layer order: another function
+        h.update(f"layout={layout}".encode())
     for name, t in model.state_dict().items():
         h.update(name.encode())
         h.update(str(tuple(t.shape)).encode())
@@ -484,3 +523,6 @@ def model_fingerprint(model: nn.Module) -> str:
     digest = h.hexdigest()[:16]
     object.__setattr__(model, "_zfcore_fingerprint", (stamp, digest))
     return digest
+
+
+from .pretrained import from_pytorchcv  # noqa: E402  (re-exported; imports models lazily)
