@@ -311,6 +311,7 @@ def test_run_transfer_and_probe_layers_on_a_synthetic_pool(tmp_path):
     assert {x for row in r.scratch_stopped for x in row} <= {"fit", "plateau", "max_steps"}
     nums = r.numbers()
     assert nums["scratch_train_accuracy_pct_n2"] == pytest.approx(100 * float(r.scratch_train[:, 0].mean()))
+    assert set(nums["scratch_stops_n5"].split(",")) == {r.scratch_stopped[d][1] for d in range(2)}
     vs = r.verdicts("scratch")
     assert [v.claim for v in vs] == ["pretrained_beats_scratch_n2", "pretrained_beats_scratch_n5"]
     assert vs[1].effect == pytest.approx(100 * float(r.mean("pretrained")[1] - r.mean("scratch")[1]))

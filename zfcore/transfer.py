@@ -153,12 +153,12 @@ _PROFILE_DEFAULTS: dict[str, dict] = {
     "tiny": dict(ns=(2, 5), draws=2, test_per_class=10, fine_tune_epochs=1, min_steps=4, max_iter=60,
                  train_batch=16, scratch_lr=2e-3, scratch_min_steps=100, scratch_max_steps=200,
                  scratch_check_every=20, scratch_shift=4),
-    # The from-scratch network learns at its profile's own training rate (tiny 2e-3, mini 5e-4).
-    # mini: 5 draws x 4 ns = 20 trainings of 120-300 steps of 32 images (about 0.1 s a step on
-    # 2 quiet cores, estimated from the trainer's 270-440 images/s): at most about 10 minutes,
-    # typically 6-8, for the scratch arm.
-    "mini": dict(ns=(5, 10, 15, 30), draws=5, test_per_class=50, scratch_lr=5e-4, scratch_min_steps=120,
-                 scratch_max_steps=300, scratch_shift=8),
+    # mini: 5 draws x 4 ns = 20 trainings of 100-200 steps of 32 images. Measured here: 0.4
+    # CPU-seconds a step on one heavily shared core (0.02 on tiny), so about 0.15 s a step on 2
+    # quiet cores, and 1.4 CPU-seconds per training-accuracy check of 240 images: about 7
+    # minutes for the scratch arm when the small n fit early, 11 at most (every run at the cap).
+    "mini": dict(ns=(5, 10, 15, 30), draws=5, test_per_class=50, scratch_lr=1e-3, scratch_min_steps=100,
+                 scratch_max_steps=200, scratch_shift=8),
     "imagenette": dict(ns=(5, 10, 15, 30), draws=5, test_per_class=50, scratch_min_steps=300,
                        scratch_max_steps=3000, scratch_check_every=50, scratch_shift=16),
     "imagenet": dict(ns=(15, 30), draws=5, test_per_class=50, scratch_min_steps=500,
@@ -839,6 +839,7 @@ class TransferResult:
                 for j, n in enumerate(self.ns):
                     out[f"{prefix}scratch_train_accuracy_pct_n{n}"] = 100 * float(self.scratch_train[:, j].double().mean())
                     out[f"{prefix}scratch_steps_mean_n{n}"] = float(self.scratch_steps[:, j].double().mean())
+                    out[f"{prefix}scratch_stops_n{n}"] = ",".join(sorted({row[j] for row in self.scratch_stopped}))
         out[f"{prefix}mean_ap_pct_n{self.ns[-1]}"] = 100 * float(torch.nanmean(self.ap[:, -1]))
         out[f"{prefix}draws"] = self.draws
         out[f"{prefix}test_images_per_draw"] = self.test_images
