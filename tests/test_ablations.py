@@ -145,3 +145,18 @@ def test_ablation_verdicts_signs_and_values_by_hand():
     assert v.effect == pytest.approx(-15.0) and v.verdict == "did not hold"
     with pytest.raises(AblationError, match="'zf'"):
         ablations.ablation_verdicts({"no_layer7": evals["zf"]})
+
+
+def test_ablation_table_shows_eval_and_running_training_error():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from zfcore.plotting.train import plot_ablation_table
+    rows = [{"model": "Fig. 3", "train_top1_error": 12.5, "train_running_top1_error": 31.0,
+             "val_top1_error": 20.0, "val_top5_error": 3.0}]
+    fig = plot_ablation_table(rows, [{"model": "paper", "val_top1_error": 38.4, "val_top5_error": 16.5}])
+    texts = [c.get_text().get_text() for c in fig.axes[0].tables[0].get_celld().values()]
+    assert {"train top-1 (eval)", "train top-1 (running)", "12.5", "31.0", "38.4"} <= set(texts)
+    assert texts.count("-") == 2            # the paper's rows give no training errors
+    plt.close(fig)
