@@ -38,6 +38,8 @@ def test_per_image_correct_equals_a_naive_loop_and_the_trainers_evaluation():
     ev = evaluate(net, ds, batch_size=10)
     assert probes.error_pct(probes.per_image_correct(net, ds)) == pytest.approx(ev["top1_error"])
     assert probes.error_pct(probes.per_image_correct(net, ds, k=5)) == pytest.approx(ev["top5_error"])
+    one, five = probes.per_image_correct(net, ds, k=(1, 5))       # one pass, both
+    assert torch.equal(one, probes.per_image_correct(net, ds)) and torch.equal(five, probes.per_image_correct(net, ds, k=5))
     sub = torch.tensor([3, 0, 20])
     assert torch.equal(probes.per_image_correct(net, ds, sub), probes.per_image_correct(net, ds)[sub])
     with pytest.raises(probes.TransferError, match="indices must lie"):

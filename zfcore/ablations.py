@@ -125,9 +125,9 @@ def evaluate_model(model: nn.Module, profile: "str | Profile", *, cache: bool = 
         train_set, val_set = evaluation_sources(P)
         sub = train_eval_indices(P)
         kw = dict(batch_size=batch_size, device=device)
-        return ModelEval(per_image_correct(model, val_set, **kw), per_image_correct(model, val_set, k=5, **kw),
-                         per_image_correct(model, train_set, sub, **kw),
-                         per_image_correct(model, train_set, sub, k=5, **kw)).to_state()
+        v1, v5 = per_image_correct(model, val_set, k=(1, 5), **kw)
+        t1, t5 = per_image_correct(model, train_set, sub, k=(1, 5), **kw)
+        return ModelEval(v1, v5, t1, t5).to_state()
 
     if not cache:
         return ModelEval(**build())

@@ -280,34 +280,38 @@ def load_batch(dataset, indices: "torch.Tensor | Sequence[int]") -> tuple[torch.
 
 @torch.no_grad()
 def per_image_correct(model: nn.Module, dataset, indices: "torch.Tensor | Sequence[int] | None" = None, *,
-                      k: int = 1, batch_size: int = 256,
-                      device: "str | torch.device" = "cpu") -> torch.Tensor:
+                      k: "int | tuple[int, ...]" = 1, batch_size: int = 256,
+                      device: "str | torch.device" = "cpu") -> "torch.Tensor | tuple[torch.Tensor, ...]":
     """Whether ``model`` (in eval mode: no dropout, no augmentation) ranks each image's label in
     its top ``k`` scores: a boolean ``(N,)`` for ``dataset[indices]`` (default: every image).
 
     These are the items of the paired bootstraps behind the verdicts of Tables 2-3 and 7
     (:func:`zfcore.verdicts.paired_bootstrap`: two networks scored on the same images);
     ``100 * (1 - mean)`` is the top-``k`` error (%) that :func:`zfcore.train.evaluate` reports.
-    The model's training/eval mode is restored afterwards.
+    The model's training/eval mode is restored afterwards. A tuple ``k=(1, 5)`` returns one
+    tensor per entry from a single pass.
     """
-    if not isinstance(k, int) or k < 1:
-        raise TransferError(f"k must be a positive int (top-k), not {k!r}")
+    ks = k if isinstance(k, tuple) else (k,)
+    if not ks or any(not isinstance(q, int) or q < 1 for q in ks):
+        raise TransferError(f"k must be a positive int (top-k) or a tuple of them, not {k!r}")
     n = len(dataset)
     idx = torch.arange(n) if indices is None else torch.as_tensor(indices).long().flatten()
     if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
         raise TransferError(f"indices must lie in 0..{n - 1} (the data set has {n} images)")
     was = model.training
     model.eval()
-    out = []
+    out: list[list[torch.Tensor]] = [[] for _ in ks]
     try:
         for s in range(0, len(idx), batch_size):
             x, y = load_batch(dataset, idx[s:s + batch_size])
             scores = model(x.to(device)).float().cpu()
-            top = scores.topk(min(k, scores.shape[1]), dim=1).indices
-            out.append((top == y.long()[:, None]).any(1))
+            for q, acc in zip(ks, out):
+                top = scores.topk(min(q, scores.shape[1]), dim=1).indices
+                acc.append((top == y.long()[:, None]).any(1))
     finally:
         model.train(was)
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
+    res = tuple(torch.cat(a) if a else torch.zeros(0, dtype=torch.bool) for a in out)
+    return res if isinstance(k, tuple) else res[0]
 
 
 def error_pct(correct: torch.Tensor) -> float:
