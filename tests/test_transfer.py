@@ -81,6 +81,14 @@ def test_config_validation_and_profile_defaults():
     assert TransferConfig(draws=5, network_draws=None).trained_draws == 5
     with pytest.raises(TransferError, match="network_draws"):
         TransferConfig(network_draws=0)
+    # the from-scratch budget does not shrink with n: same floor and cap at every profile's ns
+    assert TransferConfig().trained_draws == TransferConfig().draws      # same draws as the softmax
+    with pytest.raises(TransferError, match="scratch_max_steps"):
+        TransferConfig(scratch_min_steps=50, scratch_max_steps=10)
+    with pytest.raises(TransferError, match="scratch_check_every"):
+        TransferConfig(scratch_check_every=0)
+    with pytest.raises(TransferError, match="scratch_shift"):
+        TransferConfig(scratch_shift=-1)
 
 
 # --- probes against scikit-learn ---------------------------------------------------------------
@@ -269,8 +277,9 @@ def test_run_transfer_and_probe_layers_on_a_synthetic_pool(tmp_path):
     model = _model()
     x, y = _pool(per_class=10)
     data = TransferData("synthetic", TensorDataset(x, y), ["a", "b", "c", "d"], {"synthetic": 1})
-    cfg = TransferConfig(ns=(2, 5), draws=2, test_per_class=4, scratch_epochs=1, train_batch=8,
-                         max_iter=50, fine_tune=True, fine_tune_epochs=1, min_steps=1, network_draws=None)
+    cfg = TransferConfig(ns=(2, 5), draws=2, test_per_class=4, scratch_min_steps=2, scratch_max_steps=4,
+                         scratch_check_every=2, scratch_shift=2, train_batch=8, max_iter=50, fine_tune=True,
+                         fine_tune_epochs=1, min_steps=1, network_draws=None)
     r = run_transfer(model, data, cfg, cache_dir=tmp_path, progress=False)
     assert r.pretrained.shape == r.scratch.shape == r.fine_tuned.shape == (2, 2)
     assert r.ap.shape == (2, 2, 4) and r.classes == ["a", "b", "c", "d"]
@@ -287,12 +296,39 @@ def test_run_transfer_and_probe_layers_on_a_synthetic_pool(tmp_path):
     assert float(r.pretrained[1, 0]) == pytest.approx(by_hand)
     again = run_transfer(model, data, cfg, cache_dir=tmp_path, progress=False)
     assert torch.equal(again.pretrained, r.pretrained) and torch.equal(again.scratch, r.scratch)
+    # per-image correctness: its mean class accuracy is the recorded accuracy of every arm
+    assert r.test_labels.shape == (2, 16)
+    for arm in ("pretrained", "scratch", "fine_tuned"):
+        assert r.correct[arm].shape == (2, 2, 16)
+        for d in range(2):
+            for j in range(2):
+                c, lab = r.correct[arm][d, j].float(), r.test_labels[d]
+                by_class = np.mean([c[lab == k].mean().item() for k in range(4)])
+                assert float(getattr(r, arm)[d, j]) == pytest.approx(by_class)
+    assert torch.equal(r.correct["pretrained"][1, 0], pred == y[s.test])
+    assert bool(((r.scratch_train >= 0) & (r.scratch_train <= 1)).all())
+    assert bool(((r.scratch_steps >= 2) & (r.scratch_steps <= 4)).all())
+    assert {x for row in r.scratch_stopped for x in row} <= {"fit", "plateau", "max_steps"}
+    nums = r.numbers()
+    assert nums["scratch_train_accuracy_pct_n2"] == pytest.approx(100 * float(r.scratch_train[:, 0].mean()))
+    assert set(nums["scratch_stops_n5"].split(",")) == {r.scratch_stopped[d][1] for d in range(2)}
+    vs = r.verdicts("scratch")
+    assert [v.claim for v in vs] == ["pretrained_beats_scratch_n2", "pretrained_beats_scratch_n5"]
+    assert vs[1].effect == pytest.approx(100 * float(r.mean("pretrained")[1] - r.mean("scratch")[1]))
 
     lp = probe_layers(model, data, cfg, cache_dir=tmp_path, progress=False)
     assert lp.layers == [f"layer{i}" for i in range(1, 8)] and lp.n == 5
     assert lp.accuracy["svm"].shape == lp.accuracy["softmax"].shape == (2, 7)
     # the layer-7 softmax of Table 7 is exactly Table 4's pretrained softmax at the same n
     torch.testing.assert_close(lp.accuracy["softmax"][:, -1], r.pretrained[:, -1])
+    assert torch.equal(lp.correct["softmax"][:, -1], r.correct["pretrained"][:, -1])
+    assert torch.equal(lp.test_labels, r.test_labels)
+    v = lp.verdict("svm")
+    deep = lp.accuracy["svm"][:, 4:].double().mean()
+    shallow = lp.accuracy["svm"][:, :3].double().mean()
+    assert v.claim == "deeper_layers_better_svm" and v.effect == pytest.approx(100 * float(deep - shallow))
+    with pytest.raises(TransferError, match="were not probed"):
+        lp.verdict("svm", deep=("layer9",))
     with pytest.raises(TransferError, match="is not one of config.ns"):
         probe_layers(model, data, cfg, n=3, cache_dir=tmp_path, progress=False)
 
@@ -328,3 +364,69 @@ def test_plots_and_tables_draw_from_results():
     assert "layer2" in tplot.layer_table_text(lp)
     for f in figs:
         plt.close(f)
+
+
+# --- the from-scratch baseline trained to a plateau; verdicts over draws and images -----------
+
+def test_random_shift_is_a_window_of_the_reflect_padded_image():
+    from zfcore.transfer import random_shift
+    x = torch.randn(6, 3, 9, 9)
+    assert torch.equal(random_shift(x, 0, torch.Generator().manual_seed(0)), x)
+    out = random_shift(x, 2, torch.Generator().manual_seed(0))
+    padded = F.pad(x, (2, 2, 2, 2), mode="reflect")
+    for i in range(6):  # naive: some offset in 0..4 x 0..4 reproduces each output image exactly
+        assert any(torch.equal(out[i], padded[i, :, dy:dy + 9, dx:dx + 9]) for dy in range(5) for dx in range(5))
+    with pytest.raises(TransferError, match="does not fit"):
+        random_shift(x, 9, torch.Generator())
+
+
+def test_plateau_rule_by_hand():
+    from zfcore.transfer import plateau_reached
+    assert not plateau_reached([0.1, 0.2, 0.3], patience=3, min_gain=0.01)      # too few checks
+    assert not plateau_reached([0.1, 0.2, 0.3, 0.4], patience=3, min_gain=0.01)  # still rising
+    assert plateau_reached([0.5, 0.5, 0.505, 0.49], patience=3, min_gain=0.01)   # +0.005 <= 0.01
+    assert not plateau_reached([0.5, 0.2, 0.2, 0.52], patience=3, min_gain=0.01)
+
+
+def test_fit_to_plateau_fits_a_learnable_set_and_stops_on_an_unlearnable_one():
+    from zfcore.transfer import fit_to_plateau
+    x, y = _pool(per_class=6, classes=2)
+    ds = TensorDataset(x, y)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 5, stride=4), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(4 * 15 * 15, 2))
+    idx = torch.arange(len(y))
+    fit = fit_to_plateau(net, ds, idx, y, lr=1e-2, min_steps=4, max_steps=200, check_every=2, batch_size=6)
+    assert fit.stopped == "fit" and fit.train_accuracy == 1.0 and 4 <= fit.steps <= 200
+    # the recorded training accuracy is the eval-mode accuracy of the returned network, by hand
+    assert bool((net(x).argmax(1) == y).all()) and not net.training
+    assert [s for s, _ in fit.checks] == list(range(2, fit.steps + 1, 2))
+    # random labels with a learning rate of 0 cannot be learnt: stops on the plateau rule
+    frozen = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 64 * 64, 2))
+    flat = fit_to_plateau(frozen, ds, idx, y, lr=0.0, min_steps=6, max_steps=100, check_every=2,
+                          patience=2, batch_size=6)
+    assert flat.stopped == "plateau" and flat.steps == 6 and len(flat.losses) == 6
+    capped = fit_to_plateau(frozen, ds, idx, y, lr=0.0, min_steps=5, max_steps=5, check_every=10, batch_size=6)
+    assert capped.stopped == "max_steps" and capped.checks[-1][0] == 5
+
+
+def test_draws_bootstrap_point_and_interval_by_hand():
+    from zfcore.transfer import draws_bootstrap
+    lab = torch.tensor([[0, 0, 1, 1, 2, 2]] * 3)
+    model = torch.tensor([[1, 1, 0, 1, 1, 0], [1, 0, 1, 1, 0, 0], [0, 1, 1, 1, 1, 1]]).float()
+    control = torch.tensor([[0, 1, 0, 0, 1, 0], [1, 0, 0, 0, 0, 0], [0, 0, 1, 0, 0, 1]]).float()
+    v = draws_bootstrap("demo", model, control, lab)
+    naive = np.mean([np.mean([(model[d][lab[d] == c] - control[d][lab[d] == c]).mean().item() for c in range(3)])
+                     for d in range(3)])
+    assert v.effect == pytest.approx(100 * naive) and v.low <= v.effect <= v.high
+    assert "3 draws" in v.source
+    # stratified by class: a model right on all of class 0 only, a control never right, is
+    # exactly 1/3 better in every resample (each resample keeps two class-0 images)
+    only0 = (lab == 0).float()
+    w = draws_bootstrap("demo", only0, torch.zeros_like(only0), lab, n_boot=200)
+    assert w.low == pytest.approx(100 / 3) and w.high == pytest.approx(100 / 3) and w.verdict == "held"
+    same = draws_bootstrap("demo", model, model, lab)
+    assert (same.effect, same.low, same.high, same.verdict) == (0.0, 0.0, 0.0, "within noise")
+    assert draws_bootstrap("demo", control, model, lab).effect == pytest.approx(-v.effect)
+    with pytest.raises(TransferError, match="same"):
+        draws_bootstrap("demo", model[:, :4], control, lab)

@@ -110,8 +110,8 @@ def test_studies_follow_section_5_protocols(tree, tmp_path):
 
 def test_tables_4_5_and_7_on_miniature_caltech(tree, net, tmp_path):
     P = _profile(tree)
-    studies = transfer.transfer_studies(P, ns=(2, 4), draws=2, test_per_class=3, scratch_epochs=0.1,
-                                        min_steps=1, train_batch=4, max_iter=20, network_draws=1)
+    studies = transfer.transfer_studies(P, ns=(2, 4), draws=2, test_per_class=3, scratch_min_steps=1,
+                                        scratch_max_steps=1, min_steps=1, train_batch=4, max_iter=20, network_draws=1)
     for i, (data, cfg) in enumerate(studies):
         if i:  # the from-scratch AlexNet is exercised once (Caltech-101): it is the slow part
             cfg = dataclasses.replace(cfg, scratch=False)

@@ -13,7 +13,8 @@ the ground floor up (arrows only point down; see CONTRIBUTING.md):
   Fig. 2), ``sanity`` (model randomisation), ``train`` (section 3, Fig. 4 checkpoints, DDP),
   ``evolution`` (Fig. 4 convergence), ``firstlayer`` (section 4.1, Fig. 6), ``incremental`` and
   ``occlusion`` (Fig. 7), ``invariance`` (Fig. 5), ``correspondence`` (Fig. 8, Table 1),
-  ``features``, ``probes`` and ``transfer`` (section 5, Tables 4-7)
+  ``ablations`` (section 5.1, Tables 2-3 with verdicts), ``features``, ``probes`` and ``transfer``
+  (section 5, Tables 4-7)
 * on top: ``plotting`` (figures from results), ``widgets`` (the explorer), ``runner`` (executes
   the notebooks), ``site`` (the static HTML site)
 """

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["TransferError", "PROBE_METHODS", "LinearProbe", "fit_probe", "mean_class_accuracy",
-           "average_precision", "per_class_ap"]
+           "average_precision", "per_class_ap", "load_batch", "per_image_correct", "error_pct"]
 
 PROBE_METHODS = ("softmax", "sigmoid", "svm")
 
@@ -254,3 +254,69 @@ def per_class_ap(scores: torch.Tensor, targets: torch.Tensor, mode: str = "sklea
     if scores.shape != targets.shape:
         raise TransferError(f"scores {tuple(scores.shape)} and targets {tuple(targets.shape)} differ")
     return torch.tensor([average_precision(scores[:, k], targets[:, k], mode) for k in range(scores.shape[1])])
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-image correctness of a trained network (the items of a paired bootstrap)
+# ---------------------------------------------------------------------------------------------
+
+def load_batch(dataset, indices: "torch.Tensor | Sequence[int]") -> tuple[torch.Tensor, torch.Tensor]:
+    """Images and labels of ``dataset`` at ``indices``, without augmentation, in one call where
+    the set allows: a rendered procedural split (``dataset.batch(indices, epoch, augment)``, e.g.
+    :func:`zfcore.train.rendered_split`), a batched ``__getitems__``, or item by item."""
+    idx = [int(i) for i in torch.as_tensor(indices).flatten().tolist()]
+    render = getattr(dataset, "batch", None)
+    if callable(render) and hasattr(dataset, "ready"):
+        x, y = render(torch.tensor(idx, dtype=torch.long), 0, False)
+        return x, torch.as_tensor(y)
+    getitems = getattr(dataset, "__getitems__", None)
+    items = getitems(idx) if getitems is not None else [dataset[i] for i in idx]
+    if isinstance(items, (tuple, list)) and len(items) == 2 and isinstance(items[0], torch.Tensor) \
+            and items[0].dim() == 4:
+        return items[0], torch.as_tensor(items[1])
+    xs, ys = zip(*items)
+    return torch.stack(list(xs)), torch.as_tensor(ys)
+
+
+@torch.no_grad()
+def per_image_correct(model: nn.Module, dataset, indices: "torch.Tensor | Sequence[int] | None" = None, *,
+                      k: "int | tuple[int, ...]" = 1, batch_size: int = 256,
+                      device: "str | torch.device" = "cpu") -> "torch.Tensor | tuple[torch.Tensor, ...]":
+    """Whether ``model`` (in eval mode: no dropout, no augmentation) ranks each image's label in
+    its top ``k`` scores: a boolean ``(N,)`` for ``dataset[indices]`` (default: every image).
+
+    These are the items of the paired bootstraps behind the verdicts of Tables 2-3 and 7
+    (:func:`zfcore.verdicts.paired_bootstrap`: two networks scored on the same images);
+    ``100 * (1 - mean)`` is the top-``k`` error (%) that :func:`zfcore.train.evaluate` reports.
+    The model's training/eval mode is restored afterwards. A tuple ``k=(1, 5)`` returns one
+    tensor per entry from a single pass.
+    """
+    ks = k if isinstance(k, tuple) else (k,)
+    if not ks or any(not isinstance(q, int) or q < 1 for q in ks):
+        raise TransferError(f"k must be a positive int (top-k) or a tuple of them, not {k!r}")
+    n = len(dataset)
+    idx = torch.arange(n) if indices is None else torch.as_tensor(indices).long().flatten()
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
+        raise TransferError(f"indices must lie in 0..{n - 1} (the data set has {n} images)")
+    was = model.training
+    model.eval()
+    out: list[list[torch.Tensor]] = [[] for _ in ks]
+    try:
+        for s in range(0, len(idx), batch_size):
+            x, y = load_batch(dataset, idx[s:s + batch_size])
+            scores = model(x.to(device)).float().cpu()
+            for q, acc in zip(ks, out):
+                top = scores.topk(min(q, scores.shape[1]), dim=1).indices
+                acc.append((top == y.long()[:, None]).any(1))
+    finally:
+        model.train(was)
+    res = tuple(torch.cat(a) if a else torch.zeros(0, dtype=torch.bool) for a in out)
+    return res if isinstance(k, tuple) else res[0]
+
+
+def error_pct(correct: torch.Tensor) -> float:
+    """Error (%) from per-image correctness."""
+    c = torch.as_tensor(correct)
+    if c.numel() == 0:
+        raise TransferError("no images: an error rate needs at least one")
+    return 100.0 * (1.0 - float(c.double().mean()))

@@ -46,7 +46,8 @@ from .cache import cached
 from .features import LAYERS, Features, cached_features, layer_outputs, model_fingerprint
 from .models import get_layer, layer_names
 from .probes import (PROBE_METHODS, LinearProbe, TransferError, average_precision, fit_probe,
-                     mean_class_accuracy, per_class_ap)
+                     load_batch, mean_class_accuracy, per_class_ap)
+from .verdicts import Verdict, from_interval
 from .profiles import Profile, get_profile
 
 __all__ = [
@@ -56,11 +57,11 @@ __all__ = [
     "TransferData", "PooledSplits", "transfer_data", "transfer_studies", "real_transfer_data",
     "multilabel_study", "REAL_DATASETS", "pretrained_model", "TransferResult", "run_transfer", "LayerProbeResult", "probe_layers",
     "MultiLabelResult", "run_multilabel", "TRANSFER_VERSION", "PAPER_TABLES", "APPROACHES",
-    "summary_rows",
+    "summary_rows", "random_shift", "PlateauFit", "plateau_reached", "fit_to_plateau", "draws_bootstrap",
 ]
 
 #: Bump when a study's computation changes (part of every cache key).
-TRANSFER_VERSION = 3
+TRANSFER_VERSION = 4  # 4: scratch trained to a plateau; per-image correctness kept
 
 
 # ---------------------------------------------------------------------------------------------
@@ -74,10 +75,16 @@ class TransferConfig:
     ``ns`` are the training images per class (Fig. 9's x axis); ``draws`` the random draws of
     those images (the paper: 5); ``test_per_class`` caps the test images per class (the paper's
     Caltech-101 protocol: up to 50). The softmax is an L2-regularised logistic regression
-    (``reg`` times half the squared weights added to the mean loss). The from-scratch baseline and
-    fine-tuning train through the network with Adam for ``scratch_epochs`` / ``fine_tune_epochs``
-    passes over the ``n`` images per class (at least ``min_steps`` minibatches), on the first
-    ``network_draws`` draws (``None``: all of them) since they cost far more than the softmax.
+    (``reg`` times half the squared weights added to the mean loss).
+
+    The from-scratch baseline is trained to convergence (:func:`fit_to_plateau`): Adam
+    (``scratch_lr``) with random flips and shifts of up to ``scratch_shift`` pixels, at least
+    ``scratch_min_steps`` and at most ``scratch_max_steps`` minibatches whatever ``n`` is, its
+    training accuracy (eval mode, no augmentation) checked every ``scratch_check_every`` steps;
+    it stops once that accuracy reaches ``scratch_fit_accuracy`` or has not risen by more than
+    ``scratch_min_gain`` over ``scratch_patience`` checks. Fine-tuning runs ``fine_tune_epochs``
+    passes over the ``n`` images per class (at least ``min_steps`` minibatches). Both run on the
+    first ``network_draws`` draws (``None``: all of them, as the pretrained softmax).
     """
 
     ns: tuple[int, ...] = (5, 10, 15, 30)
@@ -92,14 +99,20 @@ class TransferConfig:
     max_iter: int = 200
     batch_size: int = 64
     scratch: bool = True
-    scratch_epochs: float = 12.0
     scratch_lr: float = 5e-4
+    scratch_min_steps: int = 150
+    scratch_max_steps: int = 400
+    scratch_check_every: int = 25
+    scratch_patience: int = 3
+    scratch_min_gain: float = 0.01
+    scratch_fit_accuracy: float = 1.0
+    scratch_shift: int = 0
     fine_tune: bool = False
     fine_tune_epochs: float = 4.0
     fine_tune_lr: float = 1e-5
     train_batch: int = 32
     min_steps: int = 10
-    network_draws: int | None = 3
+    network_draws: int | None = None
 
     def steps(self, epochs: float, n_images: int) -> int:
         """Minibatches for ``epochs`` passes over ``n_images`` (at least ``min_steps``)."""
@@ -123,19 +136,34 @@ class TransferConfig:
             raise TransferError(f"network_draws must be a positive int or None (all draws), not {self.network_draws!r}")
         if self.layer not in LAYERS:
             raise TransferError(f"layer must be one of {LAYERS}, not {self.layer!r}")
+        for name in ("scratch_min_steps", "scratch_max_steps", "scratch_check_every", "scratch_patience"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise TransferError(f"{name} must be a positive int, not {v!r}")
+        if self.scratch_max_steps < self.scratch_min_steps:
+            raise TransferError(f"scratch_max_steps ({self.scratch_max_steps}) must be >= scratch_min_steps "
+                                f"({self.scratch_min_steps})")
+        if not isinstance(self.scratch_shift, int) or self.scratch_shift < 0:
+            raise TransferError(f"scratch_shift must be an int >= 0 (pixels), not {self.scratch_shift!r}")
 
 
 # Per profile: tiny runs in seconds; mini keeps the paper's 5 draws and n = 5, 10, 15, 30;
 # imagenet follows section 5 (Caltech-101: 15/30 per class, 5 draws, up to 50 test images).
 _PROFILE_DEFAULTS: dict[str, dict] = {
-    "tiny": dict(ns=(2, 5), draws=2, test_per_class=10, scratch_epochs=4, fine_tune_epochs=1,
-                 min_steps=4, max_iter=60, train_batch=16, network_draws=2),
-    "mini": dict(ns=(5, 10, 15, 30), draws=5, test_per_class=50, scratch_epochs=12,
-                 network_draws=3),
-    "imagenette": dict(ns=(5, 10, 15, 30), draws=5, test_per_class=50, scratch_epochs=30,
-                       network_draws=None),
-    "imagenet": dict(ns=(15, 30), draws=5, test_per_class=50, scratch_epochs=30,
-                     fine_tune_epochs=10, train_batch=64, batch_size=128, network_draws=None),
+    "tiny": dict(ns=(2, 5), draws=2, test_per_class=10, fine_tune_epochs=1, min_steps=4, max_iter=60,
+                 train_batch=16, scratch_lr=2e-3, scratch_min_steps=100, scratch_max_steps=200,
+                 scratch_check_every=20, scratch_shift=4),
+    # mini: 5 draws x 4 ns = 20 trainings of 100-200 steps of 32 images. Measured here: 0.4
+    # CPU-seconds a step on one heavily shared core (0.02 on tiny), so about 0.15 s a step on 2
+    # quiet cores, and 1.4 CPU-seconds per training-accuracy check of 240 images: about 7
+    # minutes for the scratch arm when the small n fit early, 11 at most (every run at the cap).
+    "mini": dict(ns=(5, 10, 15, 30), draws=5, test_per_class=50, scratch_lr=1e-3, scratch_min_steps=100,
+                 scratch_max_steps=200, scratch_shift=8),
+    "imagenette": dict(ns=(5, 10, 15, 30), draws=5, test_per_class=50, scratch_min_steps=300,
+                       scratch_max_steps=3000, scratch_check_every=50, scratch_shift=16),
+    "imagenet": dict(ns=(15, 30), draws=5, test_per_class=50, scratch_min_steps=500,
+                     scratch_max_steps=5000, scratch_check_every=100, scratch_shift=16,
+                     fine_tune_epochs=10, train_batch=64, batch_size=128),
 }
 # Section 5's protocols for the real data sets (imagenet profile).
 DATASET_DEFAULTS: dict[str, dict] = {
@@ -329,16 +357,7 @@ def batch_schedule(n_items: int, steps: int, batch_size: int, seed: int) -> list
     return out
 
 
-def _load(dataset: Dataset, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images and labels of ``dataset`` at ``indices`` (one batched call where the set allows)."""
-    idx = [int(i) for i in indices]
-    getitems = getattr(dataset, "__getitems__", None)
-    items = getitems(idx) if getitems is not None else [dataset[i] for i in idx]
-    if isinstance(items, (tuple, list)) and len(items) == 2 and isinstance(items[0], torch.Tensor) \
-            and items[0].dim() == 4:
-        return items[0], torch.as_tensor(items[1])
-    xs, ys = zip(*items)
-    return torch.stack(list(xs)), torch.as_tensor(ys)
+_load = load_batch  # images and labels at indices, one batched call where the set allows
 
 
 class _Preloaded(Dataset):
@@ -371,19 +390,31 @@ def _preloaded(dataset: Dataset, indices: torch.Tensor) -> Dataset:
     return _Preloaded(dataset, indices) if fits else dataset
 
 
-def fit_images(net: nn.Module, dataset: Dataset, indices: torch.Tensor, labels: torch.Tensor, *,
-               steps: int, lr: float, batch_size: int = 32, seed: int = 0, flip: bool = True,
-               device: "str | torch.device" = "cpu", progress: bool = True,
-               desc: str = "training") -> list[float]:
-    """Train ``net`` on the images ``dataset[indices]`` with targets ``labels`` (one per index).
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Translate each image of ``x`` ``(N, C, H, W)`` by its own random offset of up to
+    ``max_shift`` pixels in each direction, filling the uncovered border by reflection (the
+    translations of the paper's random crops, section 3, without changing the input size)."""
+    if max_shift <= 0:
+        return x
+    n, _, h, w = x.shape
+    if max_shift >= min(h, w):
+        raise TransferError(f"a shift of {max_shift} pixels does not fit {h}x{w} images")
+    padded = F.pad(x, (max_shift,) * 4, mode="reflect")
+    off = torch.randint(0, 2 * max_shift + 1, (n, 2), generator=generator)
+    return torch.stack([padded[i, :, int(off[i, 0]):int(off[i, 0]) + h, int(off[i, 1]):int(off[i, 1]) + w]
+                        for i in range(n)])
 
-    Adam over the parameters that require gradients, ``steps`` minibatches from
-    :func:`batch_schedule`, random horizontal flips (the paper's augmentation, section 3) when
-    ``flip``. Used for the from-scratch baseline (all layers) and for fine-tuning; a frozen
-    :class:`TransferNet` trains only its head. Returns the loss of every step.
-    """
-    from tqdm.auto import tqdm
 
+def _augment(x: torch.Tensor, flip: bool, shift: int, g: torch.Generator) -> torch.Tensor:
+    if flip:
+        mirror = torch.rand(x.shape[0], generator=g) < 0.5
+        x = torch.where(mirror.view(-1, 1, 1, 1), x.flip(-1), x)
+    return random_shift(x, shift, g)
+
+
+def _trainer(net: nn.Module, dataset: Dataset, indices, labels, *, lr: float, flip: bool, shift: int,
+             seed: int, device):
+    """One Adam step per call on the given positions of ``indices``; returns the loss."""
     indices = torch.as_tensor(indices).long()
     labels = torch.as_tensor(labels).long()
     if indices.shape[0] != labels.shape[0]:
@@ -393,22 +424,101 @@ def fit_images(net: nn.Module, dataset: Dataset, indices: torch.Tensor, labels: 
         raise TransferError("the network has no trainable parameters")
     opt = torch.optim.Adam(params, lr=lr)
     g = torch.Generator().manual_seed(int(seed) + 1)
-    losses = []
-    net.to(device).train()
-    for batch in tqdm(batch_schedule(len(indices), steps, batch_size, seed), desc=desc,
-                      disable=not progress, leave=False):
+    net.to(device)
+
+    def step(batch: torch.Tensor) -> float:
+        net.train()
         x, _ = _load(dataset, indices[batch])
-        y = labels[batch]
-        if flip:
-            mirror = torch.rand(x.shape[0], generator=g) < 0.5
-            x = torch.where(mirror.view(-1, 1, 1, 1), x.flip(-1), x)
-        loss = F.cross_entropy(net(x.to(device)), y.to(device))
+        x = _augment(x, flip, shift, g)
+        loss = F.cross_entropy(net(x.to(device)), labels[batch].to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss.detach()))
+        return float(loss.detach())
+    return step
+
+
+def fit_images(net: nn.Module, dataset: Dataset, indices: torch.Tensor, labels: torch.Tensor, *,
+               steps: int, lr: float, batch_size: int = 32, seed: int = 0, flip: bool = True,
+               shift: int = 0, device: "str | torch.device" = "cpu", progress: bool = True,
+               desc: str = "training") -> list[float]:
+    """Train ``net`` on the images ``dataset[indices]`` with targets ``labels`` (one per index).
+
+    Adam over the parameters that require gradients, ``steps`` minibatches from
+    :func:`batch_schedule`, random horizontal flips (the paper's augmentation, section 3) when
+    ``flip`` and random shifts of up to ``shift`` pixels. Used for fine-tuning; a frozen
+    :class:`TransferNet` trains only its head. Returns the loss of every step.
+    """
+    from tqdm.auto import tqdm
+
+    step = _trainer(net, dataset, indices, labels, lr=lr, flip=flip, shift=shift, seed=seed, device=device)
+    losses = [step(b) for b in tqdm(batch_schedule(len(indices), steps, batch_size, seed), desc=desc,
+                                    disable=not progress, leave=False)]
     net.eval()
     return losses
+
+
+@dataclass
+class PlateauFit:
+    """What :func:`fit_to_plateau` did: ``steps`` taken, the training accuracy (eval mode, no
+    augmentation; the mean of per-class accuracies, in [0, 1]) at each check ``(step, accuracy)``,
+    the final one, and why it stopped (``"fit"``, ``"plateau"`` or ``"max_steps"``)."""
+
+    steps: int
+    checks: list[tuple[int, float]]
+    stopped: str
+    losses: list[float]
+
+    @property
+    def train_accuracy(self) -> float:
+        return self.checks[-1][1]
+
+
+def plateau_reached(accuracies: Sequence[float], patience: int, min_gain: float) -> bool:
+    """True when the best of the last ``patience`` checks is not more than ``min_gain`` above the
+    best before them (training accuracy has stopped rising)."""
+    a = list(accuracies)
+    if len(a) <= patience:
+        return False
+    return max(a[-patience:]) <= max(a[:-patience]) + min_gain
+
+
+def fit_to_plateau(net: nn.Module, dataset: Dataset, indices: torch.Tensor, labels: torch.Tensor, *,
+                   lr: float, min_steps: int, max_steps: int, check_every: int = 25, patience: int = 3,
+                   min_gain: float = 0.01, fit_accuracy: float = 1.0, batch_size: int = 32,
+                   seed: int = 0, flip: bool = True, shift: int = 0,
+                   device: "str | torch.device" = "cpu") -> PlateauFit:
+    """Train ``net`` on ``dataset[indices]`` until its training accuracy stops rising: the
+    from-scratch baseline of Tables 4-5 trained to convergence rather than for a number of passes
+    that shrinks with ``n``.
+
+    Adam with flips and shifts (:func:`fit_images`' minibatches and augmentation); every
+    ``check_every`` steps the training accuracy is measured in eval mode without augmentation
+    (:func:`mean_class_accuracy` on the training images). After ``min_steps`` it stops when that
+    accuracy reaches ``fit_accuracy`` or :func:`plateau_reached`; it never exceeds ``max_steps``.
+    """
+    if not (1 <= min_steps <= max_steps) or check_every < 1 or patience < 1:
+        raise TransferError(f"need 1 <= min_steps ({min_steps}) <= max_steps ({max_steps}), "
+                            f"check_every >= 1 ({check_every}) and patience >= 1 ({patience})")
+    labels = torch.as_tensor(labels).long()
+    step = _trainer(net, dataset, indices, labels, lr=lr, flip=flip, shift=shift, seed=seed, device=device)
+    checks: list[tuple[int, float]] = []
+    losses: list[float] = []
+    stopped = "max_steps"
+    for i, batch in enumerate(batch_schedule(len(indices), max_steps, batch_size, seed), start=1):
+        losses.append(step(batch))
+        if i % check_every and i != max_steps:
+            continue
+        pred = predict_scores(net, dataset, indices, device=device).argmax(1)
+        checks.append((i, mean_class_accuracy(pred, labels)))
+        if i >= min_steps and checks[-1][1] >= fit_accuracy:
+            stopped = "fit"
+            break
+        if i >= min_steps and plateau_reached([a for _, a in checks], patience, min_gain):
+            stopped = "plateau"
+            break
+    net.eval()
+    return PlateauFit(len(losses), checks, stopped, losses)
 
 
 @torch.no_grad()
@@ -629,6 +739,46 @@ def _std(t: torch.Tensor) -> torch.Tensor:
     return t.std(0) if t.shape[0] > 1 else torch.zeros(t.shape[1], dtype=torch.float64)
 
 
+def _class_means(values: np.ndarray, labels: np.ndarray, rng: np.random.Generator | None,
+                 n_boot: int) -> np.ndarray:
+    """Mean of per-class means of ``values`` (one draw's test images): ``(n_boot,)`` resampled
+    within each class when ``rng`` is given, else the plain value ``(1,)``."""
+    out = []
+    for c in np.unique(labels):
+        v = values[labels == c]
+        out.append(v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(1) if rng is not None
+                   else np.array([v.mean()]))
+    return np.mean(out, axis=0)
+
+
+def draws_bootstrap(claim: str, model: "torch.Tensor | np.ndarray", control: "torch.Tensor | np.ndarray",
+                    labels: "torch.Tensor | np.ndarray", *, n_boot: int = 2000, seed: int = 0,
+                    scale: float = 100.0, margin: float = 0.0, unit: str = "points") -> Verdict:
+    """A verdict on ``mean over draws of (model - control)`` mean class accuracy (section 5's
+    score), with a 95 % interval from a two-level bootstrap: the draws (random training images
+    and training seeds) resampled with replacement, and within each draw its test images
+    resampled within their class (both arms on the same images, so what they share cancels).
+
+    ``model``/``control`` are ``(draws, test images)`` per-image values (1.0 correct, or the
+    mean over several layers' correctness), ``labels`` the test images' classes per draw.
+    """
+    a, b = np.asarray(model, dtype=float), np.asarray(control, dtype=float)
+    y = np.asarray(labels)
+    if a.shape != b.shape or a.ndim != 2 or y.shape != a.shape or a.shape[1] < 2:
+        raise TransferError(f"'{claim}': model, control and labels need the same (draws, images) shape "
+                            f"with >= 2 images, got {a.shape}, {b.shape}, {y.shape}")
+    rng = np.random.default_rng(seed)
+    D = a.shape[0]
+    point = np.mean([_class_means(a[d] - b[d], y[d], None, 1)[0] for d in range(D)])
+    per_draw = np.stack([_class_means(a[d] - b[d], y[d], rng, n_boot) for d in range(D)])  # (D, B)
+    pick = rng.integers(0, D, size=(n_boot, D))
+    diffs = scale * per_draw[pick, np.arange(n_boot)[:, None]].mean(1)
+    low, high = np.quantile(diffs, [0.025, 0.975])
+    return from_interval(claim, scale * point, float(low), float(high), margin=margin, unit=unit,
+                         source=f"bootstrap over {D} draw{'s' if D > 1 else ''} (training images and seeds) "
+                                f"and, within each, its {a.shape[1]} test images by class ({n_boot} resamples)")
+
+
 @dataclass
 class TransferResult:
     """Accuracy (the average of per-class accuracies, in [0, 1]) of each approach, one row per
@@ -646,6 +796,15 @@ class TransferResult:
     feature_dim: int
     softmax_seconds: float
     config: dict = field(default_factory=dict)
+    #: per test image: ``correct[approach]`` is a bool ``(draws, len(ns), test images)``
+    correct: dict = field(default_factory=dict)
+    #: the test images' classes per draw, ``(draws, test images)``
+    test_labels: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 0, dtype=torch.long))
+    #: the from-scratch network's final training accuracy (eval mode, no augmentation), ``(draws, len(ns))``
+    scratch_train: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    #: the from-scratch network's Adam steps and why it stopped, per draw and ``n``
+    scratch_steps: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    scratch_stopped: list = field(default_factory=list)
 
     @property
     def draws(self) -> int:
@@ -676,16 +835,35 @@ class TransferResult:
                     out[f"{prefix}{a}_accuracy_std_pct_n{n}"] = 100 * s
         if self.has("scratch"):
             out[f"{prefix}pretrained_advantage_pct_smallest_n"] = 100 * float(self.advantage("scratch")[0])
+            if self.scratch_train.numel():
+                for j, n in enumerate(self.ns):
+                    out[f"{prefix}scratch_train_accuracy_pct_n{n}"] = 100 * float(self.scratch_train[:, j].double().mean())
+                    out[f"{prefix}scratch_steps_mean_n{n}"] = float(self.scratch_steps[:, j].double().mean())
+                    out[f"{prefix}scratch_stops_n{n}"] = ",".join(sorted({row[j] for row in self.scratch_stopped}))
         out[f"{prefix}mean_ap_pct_n{self.ns[-1]}"] = 100 * float(torch.nanmean(self.ap[:, -1]))
         out[f"{prefix}draws"] = self.draws
         out[f"{prefix}test_images_per_draw"] = self.test_images
         out[f"{prefix}softmax_fit_seconds"] = self.softmax_seconds
         return out
 
+    def verdicts(self, approach: str = "scratch", *, n_boot: int = 2000, seed: int = 0) -> list[Verdict]:
+        """Tables 4-5's claim at every ``n``: the pretrained network beats ``approach`` (positive
+        effect = pretrained better, in points of mean class accuracy), decided by
+        :func:`draws_bootstrap` over the draws both arms ran on. Claims are named
+        ``pretrained_beats_<approach>_n<n>``."""
+        if not self.has(approach) or approach not in self.correct:
+            raise TransferError(f"no per-image results for {approach!r}: run it (e.g. scratch=True)")
+        other = self.correct[approach]
+        D = other.shape[0]
+        return [draws_bootstrap(f"pretrained_beats_{approach}_n{n}", self.correct["pretrained"][:D, j].float(),
+                                other[:, j].float(), self.test_labels[:D], n_boot=n_boot, seed=seed)
+                for j, n in enumerate(self.ns)]
+
     def to_state(self) -> dict:
         return {k: getattr(self, k) for k in ("dataset", "classes", "ns", "pretrained", "scratch",
                                               "fine_tuned", "ap", "test_images", "feature_dim",
-                                              "softmax_seconds", "config")}
+                                              "softmax_seconds", "config", "correct", "test_labels",
+                                              "scratch_train", "scratch_steps", "scratch_stopped")}
 
     @classmethod
     def from_state(cls, s: dict) -> "TransferResult":
@@ -739,6 +917,16 @@ def run_transfer(model: nn.Module, data: TransferData, config: TransferConfig, *
         scr = torch.zeros(net_shape) if config.scratch else torch.zeros(0, len(config.ns))
         fin = torch.zeros(net_shape) if config.fine_tune else torch.zeros(0, len(config.ns))
         ap = torch.zeros(*shape, K)
+        T = len(splits[0].test)
+        correct = {"pretrained": torch.zeros(*shape, T, dtype=torch.bool)}
+        if config.scratch:
+            correct["scratch"] = torch.zeros(*net_shape, T, dtype=torch.bool)
+        if config.fine_tune:
+            correct["fine_tuned"] = torch.zeros(*net_shape, T, dtype=torch.bool)
+        test_labels = torch.stack([y[s.test] for s in splits])
+        scr_train = torch.zeros(net_shape) if config.scratch else torch.zeros(0)
+        scr_steps = torch.zeros(net_shape, dtype=torch.long) if config.scratch else torch.zeros(0)
+        scr_stopped = [["" for _ in config.ns] for _ in range(config.trained_draws)] if config.scratch else []
         fit_time = 0.0
         jobs = [(s, j, n) for s in splits for j, n in enumerate(config.ns)]
         for s, j, n in tqdm(jobs, desc=f"transfer to {data.name}", disable=not progress):
@@ -749,6 +937,7 @@ def run_transfer(model: nn.Module, data: TransferData, config: TransferConfig, *
             fit_time += time.perf_counter() - t0
             scores = probe.scores(X[te])
             pre[s.draw, j] = mean_class_accuracy(scores.argmax(1), y[te])
+            correct["pretrained"][s.draw, j] = scores.argmax(1) == y[te]
             ap[s.draw, j] = per_class_ap(scores.softmax(1), y[te])
             if s.draw >= config.trained_draws or not (config.scratch or config.fine_tune):
                 continue
@@ -756,21 +945,33 @@ def run_transfer(model: nn.Module, data: TransferData, config: TransferConfig, *
                 images = _preloaded(data.dataset, torch.cat([s.train[max(config.ns)], te]))
             run_seed = config.seed * 1000 + s.draw * 100 + j
 
-            def train_and_score(net: nn.Module, epochs: float, lr: float) -> float:
-                fit_images(net, images, tr, y[tr], steps=config.steps(epochs, len(tr)), lr=lr,
-                           batch_size=config.train_batch, seed=run_seed, device=device, progress=False)
-                return mean_class_accuracy(
-                    predict_scores(net, images, te, config.batch_size, device).argmax(1), y[te])
+            def score(net: nn.Module, arm: str) -> float:
+                pred = predict_scores(net, images, te, config.batch_size, device).argmax(1)
+                correct[arm][s.draw, j] = pred == y[te]
+                return mean_class_accuracy(pred, y[te])
 
             if config.fine_tune:
-                fin[s.draw, j] = train_and_score(TransferNet.from_probe(model, probe, config.layer, fine_tune=True),
-                                                 config.fine_tune_epochs, config.fine_tune_lr)
+                net = TransferNet.from_probe(model, probe, config.layer, fine_tune=True)
+                fit_images(net, images, tr, y[tr], steps=config.steps(config.fine_tune_epochs, len(tr)),
+                           lr=config.fine_tune_lr, batch_size=config.train_batch, seed=run_seed,
+                           device=device, progress=False)
+                fin[s.draw, j] = score(net, "fine_tuned")
             if config.scratch:
-                scr[s.draw, j] = train_and_score(scratch_like(model, K, seed=run_seed),
-                                                 config.scratch_epochs, config.scratch_lr)
+                net = scratch_like(model, K, seed=run_seed)
+                fit = fit_to_plateau(net, images, tr, y[tr], lr=config.scratch_lr,
+                                     min_steps=config.scratch_min_steps, max_steps=config.scratch_max_steps,
+                                     check_every=config.scratch_check_every, patience=config.scratch_patience,
+                                     min_gain=config.scratch_min_gain, fit_accuracy=config.scratch_fit_accuracy,
+                                     batch_size=config.train_batch, seed=run_seed, shift=config.scratch_shift,
+                                     device=device)
+                scr[s.draw, j] = score(net, "scratch")
+                scr_train[s.draw, j] = fit.train_accuracy
+                scr_steps[s.draw, j] = fit.steps
+                scr_stopped[s.draw][j] = fit.stopped
         return TransferResult(data.name, _class_names(data, present), list(config.ns), pre, scr, fin,
                               ap, int(len(splits[0].test)), int(X.shape[1]), fit_time / len(jobs),
-                              asdict(config)).to_state()
+                              asdict(config), correct, test_labels, scr_train, scr_steps,
+                              scr_stopped).to_state()
 
     key = _config_key(model, data.key, config, "transfer")
     return TransferResult.from_state(cached(cache_dir, "transfer", key, build))
@@ -793,6 +994,10 @@ class LayerProbeResult:
     test_images: int
     classes: list[str] = field(default_factory=list)
     config: dict = field(default_factory=dict)
+    #: per test image: ``correct[method]`` is a bool ``(draws, len(layers), test images)``
+    correct: dict = field(default_factory=dict)
+    #: the test images' classes per draw, ``(draws, test images)``
+    test_labels: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 0, dtype=torch.long))
 
     @property
     def methods(self) -> list[str]:
@@ -817,9 +1022,27 @@ class LayerProbeResult:
         return [(self.layers[i], self.layers[i + 1], float(m[i] - m[i + 1]))
                 for i in range(len(m) - 1) if m[i + 1] < m[i]]
 
+    def verdict(self, method: str, deep: Sequence[str] = ("layer5", "layer6", "layer7"),
+                shallow: Sequence[str] = ("layer1", "layer2", "layer3"), *, n_boot: int = 2000,
+                seed: int = 0) -> Verdict:
+        """Table 7's claim ("higher layers generally produce more discriminative features"):
+        the mean accuracy of the ``deep`` layers minus that of the ``shallow`` ones (points),
+        decided by :func:`draws_bootstrap` over the draws and the test images (the same images
+        for every layer). Claim ``deeper_layers_better_<method>``."""
+        missing = [l for l in (*deep, *shallow) if l not in self.layers]
+        if missing or not deep or not shallow:
+            raise TransferError(f"layers {missing} were not probed (probed: {self.layers}); "
+                                f"pass deep=/shallow= from those")
+        if method not in self.correct:
+            raise TransferError(f"no per-image results for {method!r}; methods: {list(self.correct)}")
+        c = self.correct[method].float()
+        pick = lambda ls: c[:, [self.layers.index(l) for l in ls]].mean(1)  # noqa: E731
+        return draws_bootstrap(f"deeper_layers_better_{method}", pick(deep), pick(shallow), self.test_labels,
+                               n_boot=n_boot, seed=seed)
+
     def to_state(self) -> dict:
         return {k: getattr(self, k) for k in ("dataset", "layers", "n", "accuracy", "dims",
-                                              "test_images", "classes", "config")}
+                                              "test_images", "classes", "config", "correct", "test_labels")}
 
     @classmethod
     def from_state(cls, s: dict) -> "LayerProbeResult":
@@ -852,16 +1075,20 @@ def probe_layers(model: nn.Module, data: TransferData, config: TransferConfig, *
         y, present = _remap(feats.labels.long())
         splits = make_splits(y, config.ns, config.draws, config.test_per_class, config.seed)
         acc = {m: torch.zeros(config.draws, len(layers)) for m in methods}
+        T = len(splits[0].test)
+        correct = {m: torch.zeros(config.draws, len(layers), T, dtype=torch.bool) for m in methods}
         jobs = [(s, i, l, m) for s in splits for i, l in enumerate(layers) for m in methods]
         for s, i, l, m in tqdm(jobs, desc="probing layers", disable=not progress):
             X = feats[l]
             tr, te = s.train[n], s.test
             probe = fit_probe(X[tr], y[tr], m, num_classes=len(present), reg=config.reg,
                               C=config.svm_C, max_iter=config.max_iter, seed=config.seed)
-            acc[m][s.draw, i] = mean_class_accuracy(probe.predict(X[te]), y[te])
+            pred = probe.predict(X[te])
+            acc[m][s.draw, i] = mean_class_accuracy(pred, y[te])
+            correct[m][s.draw, i] = pred == y[te]
         return LayerProbeResult(data.name, layers, n, acc, [int(feats[l].shape[1]) for l in layers],
-                                int(len(splits[0].test)), _class_names(data, present),
-                                asdict(config)).to_state()
+                                T, _class_names(data, present), asdict(config), correct,
+                                torch.stack([y[s.test] for s in splits])).to_state()
 
     key = _config_key(model, data.key, config, "layers", layers=layers, n=n, methods=list(methods))
     return LayerProbeResult.from_state(cached(cache_dir, "transfer", key, build))

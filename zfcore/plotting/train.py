@@ -280,19 +280,22 @@ def plot_first_layer_numbers(reports: Sequence, title: str = "") -> plt.Figure:
 
 def plot_ablation_table(rows: Sequence[Mapping], paper_rows: Sequence[Mapping] = (),
                         title: str = "") -> plt.Figure:
-    """Tables 2-3 in the paper's layout: one line per model, train top-1, val top-1 and val top-5
-    error (%); the paper's published lines (labelled as the paper's) below ours."""
-    cols = ["model", "train top-1", "val top-1", "val top-5"]
-    cells = [[r["model"], f"{r['train_top1_error']:.1f}", f"{r['val_top1_error']:.1f}",
-              f"{r['val_top5_error']:.1f}"] for r in rows]
-    cells += [[f"paper: {r['model']}", "-" if r.get("train_top1_error") is None
-               else f"{r['train_top1_error']:.1f}", f"{r['val_top1_error']:.1f}",
-               f"{r['val_top5_error']:.1f}"] for r in paper_rows]
-    fig, (ax_t, ax_b) = plt.subplots(1, 2, figsize=(15, 0.42 * len(cells) + 1.6),
-                                     gridspec_kw={"width_ratios": [1.25, 1]})
+    """Tables 2-3 in the paper's layout: one line per model, train top-1 error (eval mode, on a
+    fixed subset of training images; and, where a row has ``train_running_top1_error``, the
+    running error of the last epoch with dropout and augmentation, labelled as such), val top-1
+    and val top-5 error (%); the paper's published lines (labelled as the paper's) below ours."""
+    def num(r, k):
+        return "-" if r.get(k) is None else f"{r[k]:.1f}"
+
+    cols = ["model", "train top-1 (eval)", "train top-1 (running)", "val top-1", "val top-5"]
+    keys = ["train_top1_error", "train_running_top1_error", "val_top1_error", "val_top5_error"]
+    cells = [[r["model"]] + [num(r, k) for k in keys] for r in rows]
+    cells += [[f"paper: {r['model']}"] + [num(r, k) for k in keys] for r in paper_rows]
+    fig, (ax_t, ax_b) = plt.subplots(1, 2, figsize=(16, 0.42 * len(cells) + 1.6),
+                                     gridspec_kw={"width_ratios": [1.4, 1]})
     ax_t.axis("off")
     table = ax_t.table(cellText=cells, colLabels=cols, loc="center", cellLoc="center",
-                       colWidths=[0.55, 0.15, 0.15, 0.15])
+                       colWidths=[0.48, 0.13, 0.15, 0.11, 0.11])
     table.auto_set_font_size(False)
     table.set_fontsize(8)
     table.scale(1, 1.3)
@@ -300,7 +303,7 @@ def plot_ablation_table(rows: Sequence[Mapping], paper_rows: Sequence[Mapping] =
         for j in range(len(cols)):
             table[i + 1, j].set_facecolor("#eeeeee")
     y = np.arange(len(rows))
-    ax_b.barh(y - 0.2, [r["train_top1_error"] for r in rows], 0.4, label="train top-1")
+    ax_b.barh(y - 0.2, [r["train_top1_error"] for r in rows], 0.4, label="train top-1 (eval mode)")
     ax_b.barh(y + 0.2, [r["val_top1_error"] for r in rows], 0.4, label="val top-1")
     ax_b.set_yticks(y)
     ax_b.set_yticklabels([r["model"] for r in rows], fontsize=8)
