@@ -100,7 +100,8 @@ def test_history_records_health_and_eval_mode_training_error(tmp_path):
     # the eval-mode training error equals an independent evaluation of the same images
     from zfcore.data import get_dataset
     ds = get_dataset(run.spec.profile, "train")
-    correct = train.per_image_correct(run.model(), ds, limit=64)
+    from zfcore.probes import per_image_correct
+    correct = per_image_correct(run.model(), ds, list(range(64)))
     assert 100 * (1 - correct.float().mean().item()) == pytest.approx(h.train_eval_top1_error, abs=1e-6)
 
 

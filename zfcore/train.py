@@ -66,7 +66,7 @@ from .profiles import Profile, ProfileError, get_profile
 __all__ = [
     "TRAINER_VERSION", "EARLY_CHECKPOINTS", "TrainOptions", "TrainSpec", "make_spec", "TrainRun", "TrainError",
     "EpochMetrics", "train", "training_run", "trained_model", "comparison_overrides", "compare_throughput", "build_model", "evaluate",
-    "layer_parameters", "parameter_groups", "per_image_correct", "RenderedScenes", "rendered_split", "epoch_order", "CheckpointStore", "split_overrides",
+    "layer_parameters", "parameter_groups", "RenderedScenes", "rendered_split", "epoch_order", "CheckpointStore", "split_overrides",
     "main",
 ]
 
@@ -579,22 +579,6 @@ def _eval_stream(dataset, batch_size: int, rank: int = 0, world: int = 1, num_wo
     if isinstance(source, RenderedScenes):
         return (source.batch(b, 0, augment=False) for b in batches)
     return _loader(source, batches, num_workers)
-
-
-@torch.no_grad()
-def per_image_correct(model: nn.Module, dataset, batch_size: int = 256, limit: int | None = None) -> torch.Tensor:
-    """``(N,)`` bool: is each image of ``dataset`` (its first ``limit``) classified correctly
-    (top-1, eval mode, restored after)? Two models' vectors on the same images feed a paired
-    bootstrap of their accuracy difference (:func:`zfcore.verdicts.paired_bootstrap`)."""
-    was = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    try:
-        hits = [model(x.to(device)).argmax(1).cpu() == y
-                for x, y in _eval_stream(dataset, batch_size, limit=limit)]
-    finally:
-        model.train(was)
-    return torch.cat(hits)
 
 
 # ---------------------------------------------------------------------------------------------
