@@ -23,6 +23,7 @@ import json
 import math
 import numbers
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -525,8 +526,9 @@ def main(argv: "list[str] | None" = None) -> int:
     if diff:
         print(f"{args.readme} disagrees with {figures}/*.json:")
         print("\n".join(diff))
-        print(f"fix: run `python -m zfcore.report readme{'' if args.profile == 'mini' else ' --profile ' + args.profile}` "
-              f"(then commit README.md)")
+        rest = [a for a in (sys.argv[1:] if argv is None else argv) if a != "check"]
+        print(f"fix: run `{' '.join(['python -m zfcore.report readme', *map(shlex.quote, rest)])}` "
+              f"(then commit {args.readme.name})")
         return 1
     print(f"{args.readme} agrees with {figures}/*.json")
     return 0
