@@ -1,0 +1,183 @@
+"""zfcore.report: the provenance every notebook's JSON carries, and the README's results generated
+from the JSON (``python -m zfcore.report readme``) and checked against it (``... check``)."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import subprocess
+import time
+
+import pytest
+import torch
+
+from zfcore import __version__, report
+from zfcore.cache import config_hash
+from zfcore.models import model_fingerprint, zfnet
+from zfcore.profiles import get_profile, repo_root
+from zfcore.report import Report, ReportError, main
+
+README = """# demo
+
+Intro: **<!-- value:test_accuracy -->99 %<!-- /value --> test accuracy** (hand-typed).
+
+<!-- results:begin -->
+| old | hand-typed | table |
+<!-- results:end -->
+
+Tail text stays.
+"""
+
+
+def _numbers():
+    return {
+        "00_quickstart": {"test_top1_error": 7.95, "test_top5_error": 0.5, "chance_top1_error": 90.0},
+        "02_deconvnet": {"shared_switch_share_pool1": 0.2148776799440384,
+                         "shared_switch_share_pool2": 0.0464409738779068,
+                         "max_unpool2d_relative_change": 0.8446027636528015,
+                         "verdict_switches_matter": "held", "switches_matter_effect": 0.8446,
+                         "switches_matter_ci_low": 0.51, "switches_matter_ci_high": 1.234,
+                         "switches_matter_uncertainty": "bootstrap over 12 items (2000 resamples)"},
+        "11_feature_analysis": {f"svm_accuracy_pct_layer{i}": v for i, v in
+                                enumerate([24.449999034404755, 31.8, 46.55, 48.6, 46.05, 61.55, 58.4], 1)},
+    }
+
+
+def _folder(tmp_path, numbers):
+    figs = tmp_path / "figures" / "mini"
+    figs.mkdir(parents=True)
+    for nb, data in numbers.items():
+        (figs / f"{nb}.json").write_text(json.dumps(data))
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    return readme, figs
+
+
+# --------------------------------------------------------------------------------------------
+# provenance
+# --------------------------------------------------------------------------------------------
+
+def test_save_writes_provenance(tmp_path):
+    P = get_profile("tiny", figures_root=tmp_path)
+    t0 = time.perf_counter()
+    rep = Report("99_demo", P)
+    model = zfnet(**P.model_kwargs()).eval()
+    assert rep.uses_model("zf", model) == model_fingerprint(model)
+    rep.record(x=1)
+    time.sleep(0.05)
+    data = json.loads(rep.save().read_text())
+    elapsed = time.perf_counter() - t0
+    prov = data["provenance"]
+    assert set(prov) == {"commit", "zfcore_version", "profile", "profile_hash", "models", "date",
+                         "wall_time_s"}
+    assert prov["zfcore_version"] == __version__ and prov["profile"] == "tiny"
+    assert prov["profile_hash"] == config_hash(get_profile("tiny").identity())
+    assert prov["profile_hash"] != config_hash(get_profile("mini").identity())
+    assert prov["models"] == {"zf": model_fingerprint(model)}
+    assert 0.05 <= prov["wall_time_s"] <= elapsed + 1e-3
+    when = dt.datetime.fromisoformat(prov["date"])
+    assert when.tzinfo is not None and abs((dt.datetime.now(dt.timezone.utc) - when).total_seconds()) < 60
+    assert prov["commit"] == report.git_commit()
+    assert data["x"] == 1
+
+
+def test_uses_model_accepts_runs_and_fingerprints_and_rejects_the_rest(tmp_path):
+    rep = Report("99_demo", get_profile("tiny", figures_root=tmp_path))
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2))
+
+    class Run:          # what zfcore.train.training_run returns: the network via .model()
+        def model(self):
+            return net
+    assert rep.uses_models({"run": Run()}, given="abc123") == {"run": model_fingerprint(net),
+                                                               "given": "abc123"}
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+    assert rep.uses_model("changed", net) != rep.models["run"]
+    with pytest.raises(ReportError, match="cannot fingerprint list"):
+        rep.uses_model("bad", [1, 2])
+    with pytest.raises(ReportError, match="non-empty"):
+        rep.uses_model("", net)
+    with pytest.raises(ReportError, match="written by Report.save"):
+        rep.record(provenance={"commit": "forged"})
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git to build a test checkout")
+def test_git_commit_clean_dirty_and_not_a_checkout(tmp_path):
+    assert report.git_commit(tmp_path) == "unknown"          # not a git checkout at all
+    repo = tmp_path / "repo"
+    (repo / "figures").mkdir(parents=True)
+    git = lambda *a: subprocess.run(["git", "-C", str(repo), *a], check=True, capture_output=True,
+                                    text=True).stdout.strip()
+    git("init", "-q")
+    (repo / "code.py").write_text("x = 1\n")
+    (repo / "figures" / "a.json").write_text("{}\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "first")
+    head = git("rev-parse", "HEAD")
+    assert report.git_commit(repo) == head
+    (repo / "figures" / "a.json").write_text('{"new": 1}\n')   # outputs being regenerated
+    assert report.git_commit(repo) == head
+    (repo / "code.py").write_text("x = 2\n")                     # the code changed
+    assert report.git_commit(repo) == head + "-dirty"
+    # a folder inside a checkout is not the checkout (e.g. a venv's site-packages)
+    assert report.git_commit(repo / "figures") == "unknown"
+
+
+# --------------------------------------------------------------------------------------------
+# README generation and check
+# --------------------------------------------------------------------------------------------
+
+def test_readme_then_check_on_a_temporary_readme(tmp_path, capsys):
+    readme, figs = _folder(tmp_path, _numbers())
+    args = ["--readme", str(readme), "--figures", str(figs)]
+    assert main(["check", *args]) == 1
+    out = capsys.readouterr().out
+    assert "| old | hand-typed | table |" in out and "99 %" in out      # the differing lines
+    assert "python -m zfcore.report readme" in out                     # and the fix
+    assert main(["readme", *args]) == 0
+    text = readme.read_text()
+    # numbers rounded from the JSON, not typed: 0.8446 -> 84.5 %, 24.4499 -> 24.4, 100 - 7.95
+    assert "would change the projection by 84.5 %" in text
+    assert "21.5 % of pool-1 and 4.6 % of pool-2" in text
+    assert "linear SVM, layers 1-7: 24.4, 31.8, 46.5, 48.6, 46.0, 61.5, 58.4 %" in text
+    assert "**<!-- value:test_accuracy -->92.0 %<!-- /value --> test accuracy**" in text
+    assert "| `switches_matter` (`02`) | +0.845 [+0.51, +1.23] | held | bootstrap over 12 items" in text
+    assert "| old | hand-typed | table |" not in text and text.endswith("Tail text stays.\n")
+    assert "(best: n/a; n/a)" in text                 # missing keys are shown, not invented
+    out = capsys.readouterr().out
+    assert "11_feature_analysis.json has no 'svm_best_layer'" in out
+    assert main(["check", *args]) == 0
+    # one JSON number changes: the check names the line and the fix
+    data = json.loads((figs / "02_deconvnet.json").read_text())
+    data["max_unpool2d_relative_change"] = 0.5
+    (figs / "02_deconvnet.json").write_text(json.dumps(data))
+    capsys.readouterr()
+    assert main(["check", *args]) == 1
+    out = capsys.readouterr().out
+    assert "-| Fig. 1" in out and "by 84.5 %" in out and "+| Fig. 1" in out and "by 50.0 %" in out
+    assert main(["readme", *args]) == 0 and main(["check", *args]) == 0
+
+
+def test_verdict_words_outside_the_three_are_flagged():
+    nums = {"07_occlusion": {"verdict_localises": "yes", "localises_effect": 1.0,
+                             "localises_ci_low": 0.5, "localises_ci_high": 1.5}}
+    block, notes = report.render_block(nums, "mini")
+    assert "'yes' (not one of held, did not hold, within noise)" in block
+    assert "07_occlusion.json has no 'pointing_game_hit_rate' (shown as n/a)" in notes
+
+
+def test_readme_without_markers_or_with_unknown_values_is_an_error(tmp_path, capsys):
+    readme, figs = _folder(tmp_path, _numbers())
+    readme.write_text("# no markers\n")
+    assert main(["readme", "--readme", str(readme), "--figures", str(figs)]) == 2
+    assert "<!-- results:begin -->" in capsys.readouterr().err
+    with pytest.raises(ReportError, match="unknown generated value 'nope'"):
+        report.render_readme(README.replace("value:test_accuracy", "value:nope"), _numbers())
+    with pytest.raises(ReportError, match="not a folder"):
+        report.load_numbers(tmp_path / "absent")
+
+
+def test_committed_readme_agrees_with_committed_figures(capsys):
+    code = main(["check", "--readme", str(repo_root() / "README.md"),
+                 "--figures", str(repo_root() / "figures" / "mini")])
+    assert code == 0, capsys.readouterr().out
