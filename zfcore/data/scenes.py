@@ -435,8 +435,8 @@ def _cover(table, members, image, P: int, shp: int, kinds, S: int):
     by texture kind, ``kinds`` = [(kind, first, stop)]), each on a P x P patch around it.
 
     Returns, for the covered pixels only (alpha > 0; elsewhere compositing would leave the canvas
-    as it is), the instance of each (index into ``members``), its canvas offset (channel 0), its
-    alpha and colour (3, L), and the covered-pixel count of every instance."""
+    as it is), in instance order: their canvas offsets (channel 0), alpha and colour (3, L), and
+    where each instance's pixels start (a list, one more than instances)."""
     m = members.numel()
     prm = table.index_select(0, members)
     col = lambda j: prm[:, j].reshape(m, 1, 1)                     # noqa: E731
@@ -457,64 +457,46 @@ def _cover(table, members, image, P: int, shp: int, kinds, S: int):
     start = (image.index_select(0, members) * (3 * S * S)
              + (oy.view(m) * S + ox.view(m)).to(torch.int64))
     pix = start.index_select(0, inst).add_(py * (S - P)).add_(local)
-    counts = torch.bincount(inst, minlength=m)
+    cum = [0] + torch.bincount(inst, minlength=m).cumsum(0).tolist()
     colour = prm[:, _RGB].t().index_select(1, inst)
-    cum = None
     for kind, i0, i1 in kinds:
-        if kind == _SHADE_NONE:
-            continue
-        if cum is None:
-            cum = [0] + counts.cumsum(0).tolist()
         p0, p1 = cum[i0], cum[i1]
-        if p1 > p0:
+        if kind != _SHADE_NONE and p1 > p0:
             shade = _texture(prm[i0:i1], a[i0:i1], b[i0:i1], kind).view(-1)
             colour[:, p0:p1].mul_(shade.index_select(0, sel[p0:p1] - i0 * P * P))
-    return inst, pix, alpha.index_select(0, sel), colour, counts
+    return pix, alpha.index_select(0, sel), colour, cum
 
 
 def _composite(flat, table, patch, shape, kind, slot, image, S: int, K: int):
     """Draw every instance over the channels-first canvas ``flat`` (flattened) in painter's
     order. Coverage is computed in groups of one patch side and shape (few, large tensor ops);
-    the covered pixels are then laid out slot by slot and each slot is blended in one step
-    (within a slot every image holds at most one primitive, so nothing overlaps)."""
-    M = table.shape[0]
-    key = (patch * 8 + shape) * 4 + kind
+    then slot after slot, the covered pixels of each group are blended over the canvas (within a
+    slot every image holds at most one primitive, so the order inside a slot is free)."""
+    key = ((patch * 8 + shape) * 4 + kind) * K + slot
     order = torch.argsort(key, stable=True)
     keys, runs = torch.unique_consecutive(key[order], return_counts=True)
     groups: dict = {}
     pos = 0
     for kk, r in zip(keys.tolist(), runs.tolist()):
-        groups.setdefault(kk // 4, []).append((kk % 4, pos, pos + r))
+        groups.setdefault(kk // (4 * K), []).append(((kk // K) % 4, kk % K, pos, pos + r))
         pos += r
-    count = torch.zeros(M, dtype=torch.int64)
-    pieces = []
-    for g, kinds in groups.items():
-        g0, g1 = kinds[0][1], kinds[-1][2]
-        members = order[g0:g1]
-        inst, pix, w, colour, counts = _cover(
-            table, members, image, g // 8, g % 8, [(k_, i0 - g0, i1 - g0) for k_, i0, i1 in kinds],
-            S)
-        count.index_copy_(0, members, counts)
-        pieces.append((members, inst, pix, w, colour, counts))
-    # instances are numbered slot-major: prefix sums of their pixel counts place every pixel
-    offsets = torch.cumsum(count, 0) - count
-    total = int(count.sum())
-    all_pix = torch.empty(total, dtype=torch.int64)
-    all_w = torch.empty(total)
-    all_colour = torch.empty(3, total)
-    for members, inst, pix, w, colour, counts in pieces:
-        base = offsets.index_select(0, members) - (torch.cumsum(counts, 0) - counts)
-        at = base.index_select(0, inst).add_(torch.arange(inst.numel()))
-        all_pix.index_copy_(0, at, pix)
-        all_w.index_copy_(0, at, w)
-        all_colour.index_copy_(1, at, colour)
-    bounds = [0] + torch.zeros(K, dtype=torch.int64).index_add_(0, slot, count).cumsum(0).tolist()
+    segments: list = [[] for _ in range(K)]
+    for g, runs_ in groups.items():
+        g0, g1 = runs_[0][2], runs_[-1][3]
+        kinds: dict = {}                     # texture kind: its first and stop instance
+        for kd, _, i0, i1 in runs_:
+            kinds[kd] = (kinds.get(kd, (i0 - g0,))[0], i1 - g0)
+        pix, w, colour, cum = _cover(table, order[g0:g1], image, g // 8, g % 8,
+                                     [(kd, i0, i1) for kd, (i0, i1) in kinds.items()], S)
+        for _, k, i0, i1 in runs_:
+            p0, p1 = cum[i0 - g0], cum[i1 - g0]
+            if p1 > p0:
+                segments[k].append((pix[p0:p1], w[p0:p1], colour[:, p0:p1]))
     for k in range(K):
-        p0, p1 = bounds[k], bounds[k + 1]
-        if p1 > p0:
-            idx = (all_pix[p0:p1].view(1, -1) + _CHANNEL_STEP * (S * S)).view(-1)
+        for pix, w, colour in segments[k]:
+            idx = (pix.view(1, -1) + _CHANNEL_STEP * (S * S)).view(-1)
             old = flat.index_select(0, idx).view(3, -1)
-            flat.index_copy_(0, idx, torch.lerp(old, all_colour[:, p0:p1], all_w[p0:p1]).view(-1))
+            flat.index_copy_(0, idx, torch.lerp(old, colour, w).view(-1))
 
 
 def _render(sample: dict, size: int) -> torch.Tensor:
