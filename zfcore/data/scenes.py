@@ -374,8 +374,8 @@ def _half_extent(shape, sx, sy, c, s):
 
 
 # Columns of the per-instance parameter table (one row per drawn primitive).
-_X, _Y, _COS, _SIN, _SX, _SY, _AMP, _FX, _FY, _PHASE, _NSTRIPES = range(11)
-_RGB = slice(11, 14)
+_X, _Y, _COS, _SIN, _SX, _SY, _AMP, _FX, _FY, _PHASE, _NSTRIPES, _OX, _OY = range(13)
+_RGB = slice(13, 16)
 _SHADE_NONE, _SHADE_WAVE, _SHADE_STRIPES = range(3)
 _CHUNK = 8          # images per whole-frame step (keeps the temporaries in cache)
 
@@ -383,9 +383,9 @@ _CHUNK = 8          # images per whole-frame step (keeps the temporaries in cach
 def _instances(sl: dict, S: int):
     """Every primitive to draw, one row each, in painter's order (slot-major, then image).
 
-    Returns the parameter table (M, 14) (position, rotation, size in pixels, texture,
-    colour), the patch side, shape, texture kind, slot and image of each
-    instance. All values are computed exactly as they are used per pixel, so grouping instances
+    Returns the parameter table (M, 16) (position, rotation, size in pixels, texture, patch
+    origin, colour), the patch side, shape, texture kind, slot and canvas offset of the patch
+    (channel 0) of each instance. All values are computed exactly as they are used per pixel, so grouping instances
     differently never changes a bit."""
     f32 = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)  # noqa: E731
     active = torch.as_tensor(sl["active"])
@@ -404,12 +404,17 @@ def _instances(sl: dict, S: int):
     t_freq, t_dir = np.pi * (1.5 + 4 * t[:, 2]), t[:, 3] * np.pi
     kind = torch.where(shape == STRIPES, _SHADE_STRIPES,
                        torch.where(amp > 0, _SHADE_WAVE, _SHADE_NONE))
+    x, y = take(sl["x"]) * S, take(sl["y"]) * S
+    half_p = patch.to(torch.float32) / 2
+    lim = (S - patch).to(torch.float32)
+    ox = torch.minimum(torch.floor(x - half_p).clamp_(min=0), lim)     # patch origin
+    oy = torch.minimum(torch.floor(y - half_p).clamp_(min=0), lim)
     table = torch.stack([
-        take(sl["x"]) * S, take(sl["y"]) * S, c, s, sx, sy, amp, t_freq * torch.cos(t_dir),
-        t_freq * torch.sin(t_dir), t[:, 4] * 2 * np.pi, np.pi * (2.5 + 3 * t[:, 2]),
-        ], 1)
+        x, y, c, s, sx, sy, amp, t_freq * torch.cos(t_dir), t_freq * torch.sin(t_dir),
+        t[:, 4] * 2 * np.pi, np.pi * (2.5 + 3 * t[:, 2]), ox, oy], 1)
     table = torch.cat([table, f32(sl["rgb"])[n, k]], 1)
-    return table, patch, shape, kind, k, n
+    start = n * (3 * S * S) + (oy * S + ox).to(torch.int64)      # canvas offset of the patch
+    return table, patch, shape, kind, k, start
 
 
 def _texture(prm, a, b, kind: int):
@@ -430,73 +435,89 @@ _GRID = torch.arange(4096, dtype=torch.float32) + 0.5                    # pixel
 _CHANNEL_STEP = torch.arange(3).view(3, 1)
 
 
-def _cover(table, members, image, P: int, shp: int, kinds, S: int):
+_PATCH_OFFSETS: dict = {}
+
+
+def _patch_offsets(P: int, S: int) -> torch.Tensor:
+    """Canvas offset of each pixel of a P x P patch from its top-left pixel, (1, P * P)."""
+    o = _PATCH_OFFSETS.get((P, S))
+    if o is None:
+        ar = torch.arange(P)
+        o = _PATCH_OFFSETS[(P, S)] = (ar.view(P, 1) * S + ar.view(1, P)).view(1, P * P)
+    return o
+
+
+def _cover(table, start, members, P: int, shp: int, kinds, S: int):
     """Coverage and colour of one group of instances (one patch side ``P``, one shape; ordered
-    by texture kind, ``kinds`` = [(kind, first, stop)]), each on a P x P patch around it.
+    by texture kind, ``kinds`` = [(kind, first, stop)]), each on its P x P patch.
 
     Returns, for the covered pixels only (alpha > 0; elsewhere compositing would leave the canvas
     as it is), in instance order: their canvas offsets (channel 0), alpha and colour (3, L), and
-    where each instance's pixels start (a list, one more than instances)."""
+    the number of covered pixels of each instance."""
     m = members.numel()
     prm = table.index_select(0, members)
     col = lambda j: prm[:, j].reshape(m, 1, 1)                     # noqa: E731
     x, y, c, s = col(_X), col(_Y), col(_COS), col(_SIN)
-    ox = torch.floor(x - P / 2).clamp_(0, S - P)
-    oy = torch.floor(y - P / 2).clamp_(0, S - P)
     grid = _GRID[:P]
-    dx = (ox + grid.view(1, 1, P)) - x                                   # (m, 1, P)
-    dy = (oy + grid.view(1, P, 1)) - y                                   # (m, P, 1)
+    dx = (col(_OX) + grid.view(1, 1, P)) - x                             # (m, 1, P)
+    dy = (col(_OY) + grid.view(1, P, 1)) - y                             # (m, P, 1)
     a = torch.add(dx * c, dy * s)
     b = torch.sub(dy * c, dx * s)
     d = _signed_distance(None, a, b, col(_SX), col(_SY), present={shp})
     alpha = torch.rsub(d, 0.5).clamp_(0, 1).view(-1)
     sel = torch.nonzero(alpha).view(-1)
     inst = torch.div(sel, P * P, rounding_mode="floor")
-    local = sel - inst * (P * P)
-    py = torch.div(local, P, rounding_mode="floor")
-    start = (image.index_select(0, members) * (3 * S * S)
-             + (oy.view(m) * S + ox.view(m)).to(torch.int64))
-    pix = start.index_select(0, inst).add_(py * (S - P)).add_(local)
-    cum = [0] + torch.bincount(inst, minlength=m).cumsum(0).tolist()
+    pix = torch.add(start.index_select(0, members).view(m, 1), _patch_offsets(P, S))
+    counts = torch.bincount(inst, minlength=m)
     colour = prm[:, _RGB].t().index_select(1, inst)
+    cum = None
     for kind, i0, i1 in kinds:
+        if kind == _SHADE_NONE:
+            continue
+        if cum is None:
+            cum = [0] + counts.cumsum(0).tolist()
         p0, p1 = cum[i0], cum[i1]
-        if kind != _SHADE_NONE and p1 > p0:
+        if p1 > p0:
             shade = _texture(prm[i0:i1], a[i0:i1], b[i0:i1], kind).view(-1)
             colour[:, p0:p1].mul_(shade.index_select(0, sel[p0:p1] - i0 * P * P))
-    return pix, alpha.index_select(0, sel), colour, cum
+    return pix.view(-1).index_select(0, sel), alpha.index_select(0, sel), colour, counts
 
 
-def _composite(flat, table, patch, shape, kind, slot, image, S: int, K: int):
+def _composite(flat, table, patch, shape, kind, slot, start, S: int, K: int):
     """Draw every instance over the channels-first canvas ``flat`` (flattened) in painter's
-    order. Coverage is computed in groups of one patch side and shape (few, large tensor ops);
-    then slot after slot, the covered pixels of each group are blended over the canvas (within a
-    slot every image holds at most one primitive, so the order inside a slot is free)."""
-    key = ((patch * 8 + shape) * 4 + kind) * K + slot
+    order. Coverage is computed in groups of one patch side and shape (a few large tensor ops
+    each); the covered pixels are then put in slot order and blended one slot at a time (within
+    a slot every image holds at most one primitive, so nothing in a step overlaps)."""
+    M = table.shape[0]
+    key = (patch * 8 + shape) * 4 + kind
     order = torch.argsort(key, stable=True)
     keys, runs = torch.unique_consecutive(key[order], return_counts=True)
     groups: dict = {}
     pos = 0
     for kk, r in zip(keys.tolist(), runs.tolist()):
-        groups.setdefault(kk // (4 * K), []).append(((kk // K) % 4, kk % K, pos, pos + r))
+        groups.setdefault(kk // 4, []).append((kk % 4, pos, pos + r))
         pos += r
-    segments: list = [[] for _ in range(K)]
-    for g, runs_ in groups.items():
-        g0, g1 = runs_[0][2], runs_[-1][3]
-        kinds: dict = {}                     # texture kind: its first and stop instance
-        for kd, _, i0, i1 in runs_:
-            kinds[kd] = (kinds.get(kd, (i0 - g0,))[0], i1 - g0)
-        pix, w, colour, cum = _cover(table, order[g0:g1], image, g // 8, g % 8,
-                                     [(kd, i0, i1) for kd, (i0, i1) in kinds.items()], S)
-        for _, k, i0, i1 in runs_:
-            p0, p1 = cum[i0 - g0], cum[i1 - g0]
-            if p1 > p0:
-                segments[k].append((pix[p0:p1], w[p0:p1], colour[:, p0:p1]))
+    parts = []
+    for g, kinds in groups.items():
+        g0, g1 = kinds[0][1], kinds[-1][2]
+        parts.append(_cover(table, start, order[g0:g1], g // 8, g % 8,
+                            [(kd, i0 - g0, i1 - g0) for kd, i0, i1 in kinds], S))
+    pix, w, colour, counts = (torch.cat([p[j] for p in parts], -1) for j in range(4))
+    # instance i (numbered slot-major) has counts[where[i]] pixels from first[where[i]] on
+    first = torch.cumsum(counts, 0) - counts
+    n_pix = torch.empty_like(counts).index_copy_(0, order, counts)
+    src = torch.empty_like(counts).index_copy_(0, order, first)
+    shift = src - (torch.cumsum(n_pix, 0) - n_pix)
+    perm = torch.repeat_interleave(shift, n_pix).add_(torch.arange(pix.numel()))
+    pix, w, colour = pix.index_select(0, perm), w.index_select(0, perm), colour.index_select(1, perm)
+    bounds = [0] + torch.zeros(K, dtype=torch.int64).index_add_(0, slot, n_pix).cumsum(0).tolist()
+    step = _CHANNEL_STEP * (S * S)
     for k in range(K):
-        for pix, w, colour in segments[k]:
-            idx = (pix.view(1, -1) + _CHANNEL_STEP * (S * S)).view(-1)
+        p0, p1 = bounds[k], bounds[k + 1]
+        if p1 > p0:
+            idx = (pix[p0:p1].view(1, -1) + step).view(-1)
             old = flat.index_select(0, idx).view(3, -1)
-            flat.index_copy_(0, idx, torch.lerp(old, colour, w).view(-1))
+            flat.index_copy_(0, idx, torch.lerp(old, colour[:, p0:p1], w[p0:p1]).view(-1))
 
 
 def _render(sample: dict, size: int) -> torch.Tensor:
@@ -538,8 +559,8 @@ def _render(sample: dict, size: int) -> torch.Tensor:
         part.mul_(grating(i, j).sin_().mul_(g_amp[i:j]).add_(1))
 
     # primitives, each on a small patch around it
-    table, patch, shape, kind, slot, image = _instances(sl, S)
-    _composite(img.view(-1), table, patch, shape, kind, slot, image, S, sl["shape"].shape[1])
+    table, patch, shape, kind, slot, start = _instances(sl, S)
+    _composite(img.view(-1), table, patch, shape, kind, slot, start, S, sl["shape"].shape[1])
 
     # lighting: a global gain and a directional gradient, then grain
     li = f32(bg["light"])
