@@ -27,12 +27,13 @@ import torch
 from torch import nn
 
 from .models import conv_layers
+from .errors import ZFCoreError
 
 __all__ = ["FirstLayer", "dead_filters", "aliased_energy", "frequency_profile", "norm_share",
            "first_layer_report", "FirstLayerError"]
 
 
-class FirstLayerError(ValueError):
+class FirstLayerError(ZFCoreError, ValueError):
     """Bad input to the first-layer measurements."""
 
 

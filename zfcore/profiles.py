@@ -30,11 +30,12 @@ import dataclasses
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from .errors import ZFCoreError
 
 __all__ = ["Profile", "get_profile", "PROFILES", "ProfileError", "repo_root"]
 
 
-class ProfileError(ValueError):
+class ProfileError(ZFCoreError, ValueError):
     """An unknown profile name or a bad override."""
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from .cache import atomic_write_text
 from .profiles import PROFILES, Profile, get_profile, repo_root
 from .runner import build_dir, list_notebooks, promised_figures
+from .errors import ZFCoreError
 
 __all__ = ["PaperRef", "PAPER_ITEMS", "ARXIV_ID", "NotebookPage", "SiteError", "paper_ref",
            "site_dir", "collect_pages", "render_notebook", "render_index", "build_site", "main"]
@@ -42,7 +43,7 @@ ARXIV_ABS = f"https://arxiv.org/abs/{ARXIV_ID}"
 AR5IV_HTML = f"https://ar5iv.labs.arxiv.org/html/{ARXIV_ID}"
 
 
-class SiteError(RuntimeError):
+class SiteError(ZFCoreError, RuntimeError):
     """The site cannot be built (no executed notebooks, a notebook nbconvert cannot read)."""
 
 

@@ -61,6 +61,7 @@ from . import cache as zcache
 from .models import (TABLE3_VARIANTS, build, clip_filters_, conv_layers, layer_names, load_model_state,
                      paper_init_)
 from .profiles import Profile, ProfileError, get_profile
+from .errors import ZFCoreError
 
 __all__ = [
     "TRAINER_VERSION", "EARLY_CHECKPOINTS", "TrainOptions", "TrainSpec", "make_spec", "TrainRun", "TrainError",
@@ -80,7 +81,7 @@ ARCHS = ("zfnet", "krizhevsky")
 LAYER_KEYS = ("layer1", "layer2", "layer3", "layer4", "layer5", "layer6", "layer7", "logits")
 
 
-class TrainError(ValueError):
+class TrainError(ZFCoreError, ValueError):
     """A bad training argument (unknown override, layer, architecture, variant or schedule)."""
 
 
