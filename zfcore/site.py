@@ -15,7 +15,7 @@ executed yet, the command that executes it.
 
 Which part of the paper a notebook reproduces comes from its metadata
 (``metadata.zfcore.paper = {"section": "4.2", "item": "Fig. 7"}``) or, failing that, from
-:data:`PAPER_ITEMS`, the table of ``shared/DESIGN.md``.
+:data:`PAPER_ITEMS` (the notebook map of CONTRIBUTING.md).
 """
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ class PaperRef:
         return ", ".join(b for b in bits if b) or "the paper as a whole"
 
 
-#: The table of ``shared/DESIGN.md``: notebook number -> the part of the paper it reproduces.
+#: The notebook map of CONTRIBUTING.md: notebook number -> the part of the paper it reproduces.
 #: Sections of arXiv:1311.2901v3: 2.1 deconvnet (Fig. 1); 3 training details (Fig. 3); 4 convnet
 #: visualisation (Figs. 2, 4, 5); 4.1 architecture selection (Fig. 6); 4.2 occlusion sensitivity
 #: (Fig. 7); 4.3 correspondence analysis (Fig. 8, Table 1); 5.1 ImageNet 2012 (Tables 2, 3);

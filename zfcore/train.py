@@ -7,7 +7,7 @@ feature-scale clipping of every convolutional filter to RMS 0.1 after every step
 (:func:`zfcore.models.clip_filters_`, off with ``clip_rms=None``), and the paper's crops (the
 centre and four corners, 224 of 256) and their mirror images, scaled to the input side
 (:func:`zfcore.data.paper_crops`). The small profiles use Adam and PyTorch's default initialisation (``profile.optimizer``,
-``profile.init``; see ``shared/DESIGN.md``), and the paper's recipe stays one override away::
+``profile.init``; see CONTRIBUTING.md, "Profiles"), and the paper's recipe stays one override away::
 
     model = trained_model("mini")                                  # cached after the first call
     paper = trained_model("mini", optimizer="sgd", lr=1e-2, init="paper")

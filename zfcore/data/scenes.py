@@ -1,5 +1,5 @@
-"""Procedural scenes: the offline stand-in for ImageNet (see ``shared/DESIGN.md``, "The procedural
-data set").
+"""Procedural scenes: the offline stand-in for ImageNet (CONTRIBUTING.md, "The procedural data
+set").
 
 Every class is an *arrangement* of parts drawn from one small vocabulary of primitives (discs,
 rings, bars, triangles, stripes). The same primitives are scattered behind the object as clutter,
