@@ -377,7 +377,7 @@ def _half_extent(shape, sx, sy, c, s):
 _X, _Y, _COS, _SIN, _SX, _SY, _AMP, _FX, _FY, _PHASE, _NSTRIPES, _OX, _OY = range(13)
 _RGB = slice(13, 16)
 _SHADE_NONE, _SHADE_WAVE, _SHADE_STRIPES = range(3)
-_CHUNK = 8          # images per whole-frame step (keeps the temporaries in cache)
+_CHUNK = 32         # images per whole-frame step (keeps the temporaries in cache)
 
 
 def _instances(sl: dict, S: int):
@@ -554,8 +554,7 @@ def _render(sample: dict, size: int) -> torch.Tensor:
     for i in range(0, N, _CHUNK):
         j = min(N, i + _CHUNK)
         part = img[i:j]
-        part.copy_(rgb1[i:j].expand(j - i, 3, S, S))
-        part.addcmul_(mix(i, j).clamp_(0, 1).mul_(0.6), drgb[i:j])
+        torch.addcmul(rgb1[i:j], mix(i, j).clamp_(0, 1).mul_(0.6), drgb[i:j], out=part)
         part.mul_(grating(i, j).sin_().mul_(g_amp[i:j]).add_(1))
 
     # primitives, each on a small patch around it
