@@ -16,8 +16,13 @@ Everything is a pure function of ``(seed, group, split, index)``: each image dra
 of uniform numbers from ``numpy.random.default_rng([seed, group, split, index])`` (PCG64, whose
 uniform stream is stable across machines and NumPy versions), so an image does not depend on which
 batch it was rendered in. Rendering is batched with tensor operations: each primitive becomes a
-coverage mask computed from coordinate grids on a small patch around it, composited for the whole
-batch at once (painter's order: background, clutter, object parts).
+coverage mask computed from coordinate grids on a small patch around it (all primitives of one
+patch size and shape at once), and the covered pixels are blended for the whole batch, slot by
+slot in painter's order (background, clutter, object parts).
+
+The output is frozen for a given :data:`GENERATOR_VERSION` (models and caches are keyed by it):
+``tests/test_data_scenes_frozen.py`` pins every bit of about a thousand scenes, so a faster
+renderer must compute each pixel with the same float operations in the same order.
 
 Geometry is defined in units of the image side, so the same index gives the same scene at any
 ``image_size``.
@@ -431,20 +436,19 @@ def _texture(prm, a, b, kind: int):
     return stripes.mul_(0.7).add_(0.3)
 
 
-_GRID = torch.arange(4096, dtype=torch.float32) + 0.5                    # pixel centres
 _CHANNEL_STEP = torch.arange(3).view(3, 1)
+_PATCHES: dict = {}
 
 
-_PATCH_OFFSETS: dict = {}
-
-
-def _patch_offsets(P: int, S: int) -> torch.Tensor:
-    """Canvas offset of each pixel of a P x P patch from its top-left pixel, (1, P * P)."""
-    o = _PATCH_OFFSETS.get((P, S))
-    if o is None:
+def _patch(P: int, S: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel centres 0.5 ... P - 0.5 of a P x P patch, and the canvas offset of each of its
+    pixels from its top-left pixel, (1, P * P), on an S x S image."""
+    got = _PATCHES.get((P, S))
+    if got is None:
         ar = torch.arange(P)
-        o = _PATCH_OFFSETS[(P, S)] = (ar.view(P, 1) * S + ar.view(1, P)).view(1, P * P)
-    return o
+        got = _PATCHES[(P, S)] = (ar.to(torch.float32) + 0.5,
+                                  (ar.view(P, 1) * S + ar.view(1, P)).view(1, P * P))
+    return got
 
 
 def _cover(table, start, members, P: int, shp: int, kinds, S: int):
@@ -458,7 +462,7 @@ def _cover(table, start, members, P: int, shp: int, kinds, S: int):
     prm = table.index_select(0, members)
     col = lambda j: prm[:, j].reshape(m, 1, 1)                     # noqa: E731
     x, y, c, s = col(_X), col(_Y), col(_COS), col(_SIN)
-    grid = _GRID[:P]
+    grid, offsets = _patch(P, S)
     dx = (col(_OX) + grid.view(1, 1, P)) - x                             # (m, 1, P)
     dy = (col(_OY) + grid.view(1, P, 1)) - y                             # (m, P, 1)
     a = torch.add(dx * c, dy * s)
@@ -467,7 +471,7 @@ def _cover(table, start, members, P: int, shp: int, kinds, S: int):
     alpha = torch.rsub(d, 0.5).clamp_(0, 1).view(-1)
     sel = torch.nonzero(alpha).view(-1)
     inst = torch.div(sel, P * P, rounding_mode="floor")
-    pix = torch.add(start.index_select(0, members).view(m, 1), _patch_offsets(P, S))
+    pix = torch.add(start.index_select(0, members).view(m, 1), offsets)
     counts = torch.bincount(inst, minlength=m)
     colour = prm[:, _RGB].t().index_select(1, inst)
     cum = None
