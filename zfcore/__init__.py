@@ -4,7 +4,8 @@ Convolutional Networks" (ECCV 2014, arXiv:1311.2901).
 The package does the work; the notebooks in ``notebooks/`` read beside the paper. Submodules, from
 the ground floor up (arrows only point down; see CONTRIBUTING.md):
 
-* ground floor: ``profiles`` (one configuration per profile), ``cache`` (hashes, atomic writes,
+* ground floor: ``errors`` (``ZFCoreError``, the base of every error the package raises),
+  ``profiles`` (one configuration per profile), ``cache`` (hashes, atomic writes,
   safe loading), ``report`` (a notebook's figures and numbers on disk)
 * models and data: ``models`` (ZFNet, Krizhevsky's layout, Table 3 variants, torchvision's
   AlexNet/VGG16), ``summary`` (Fig. 3's layer table), ``data`` (procedural scenes, real data sets,
@@ -18,7 +19,8 @@ the ground floor up (arrows only point down; see CONTRIBUTING.md):
 * on top: ``plotting`` (figures from results), ``widgets`` (the explorer), ``runner`` (executes
   the notebooks), ``site`` (the static HTML site)
 """
+from .errors import ZFCoreError
 from .profiles import Profile, get_profile, PROFILES
 
 __version__ = "0.1.0"
-__all__ = ["Profile", "get_profile", "PROFILES", "__version__"]
+__all__ = ["Profile", "get_profile", "PROFILES", "ZFCoreError", "__version__"]

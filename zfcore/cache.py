@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from .errors import ZFCoreError
 
 __all__ = ["config_hash", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
            "save_tensors", "load_tensors", "cached", "CacheError", "entry_dir",
            "atomic_savefig", "sha256_file", "entry_lock"]
 
 
-class CacheError(RuntimeError):
+class CacheError(ZFCoreError, RuntimeError):
     """A cache entry or checkpoint that is corrupt, unsafe or of the wrong shape."""
 
 

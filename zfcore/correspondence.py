@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from .features import layer_outputs
+from .errors import ZFCoreError
 
 __all__ = ["PARTS", "RANDOM", "CorrespondenceError", "hamming_matrix", "consistency_score",
            "part_squares", "random_squares", "apply_squares", "sign_differences",
@@ -53,7 +54,7 @@ PARTS = ("left_eye", "right_eye", "nose")
 RANDOM = "random"
 
 
-class CorrespondenceError(ValueError):
+class CorrespondenceError(ZFCoreError, ValueError):
     """Bad arguments to the correspondence analysis (missing keypoints, too few images, ...)."""
 
 

@@ -52,6 +52,7 @@ from torch import nn
 
 from .models import LayerError, forward_layers, layer_names
 from .receptive import input_problem
+from .errors import ZFCoreError
 
 __all__ = ["RULES", "METHODS", "Requests", "requests", "Projection", "DeconvStep", "project",
            "deconv_steps", "unpool", "shared_switch_share", "layer_activations", "energy_inside_boxes", "box_area_share",
@@ -65,7 +66,7 @@ NORMALISATION = (nn.LocalResponseNorm, nn.CrossMapLRN2d)
 _IDENTITY_IN_EVAL = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
 
 
-class DeconvError(ValueError):
+class DeconvError(ZFCoreError, ValueError):
     """Bad requests, layer, rule or a model the deconvnet cannot walk."""
 
 

@@ -31,6 +31,7 @@ from torch import nn
 
 from .cache import cached
 from .train import TrainRun, layer_parameters
+from .errors import ZFCoreError
 
 __all__ = ["Convergence", "Fig4Projections", "weight_progress", "topk_overlap",
            "convergence_epoch", "spearman", "layer_convergence", "fig4_projections",
@@ -41,7 +42,7 @@ EVOLUTION_VERSION = 2  # 2: per-map convergence; Fig. 4 draws among maps that fi
 CONV_LAYERS = ("layer1", "layer2", "layer3", "layer4", "layer5")
 
 
-class EvolutionError(ValueError):
+class EvolutionError(ZFCoreError, ValueError):
     """Bad arguments to the evolution analysis (thresholds, layers, too few checkpoints)."""
 
 

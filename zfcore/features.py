@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from .cache import cached
 from .models import LayerError, forward_layers, layer_names, model_fingerprint
 from .receptive import ReceptiveFieldError, input_problem
+from .errors import ZFCoreError
 
 __all__ = ["LAYERS", "POOL_MODES", "FEATURES_VERSION", "Features", "FeatureError", "layer_outputs",
            "pool_map", "pool_map_shape", "extract_features", "cached_features", "model_fingerprint"]
@@ -42,7 +43,7 @@ POOL_MODES = ("avg", "max")
 FEATURES_VERSION = 1
 
 
-class FeatureError(ValueError):
+class FeatureError(ZFCoreError, ValueError):
     """Bad arguments to feature extraction (unknown layer, pooling mode, empty data)."""
 
 

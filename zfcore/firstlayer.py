@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from .models import conv_layers
+from .errors import ZFCoreError
 
 __all__ = ["FirstLayer", "dead_filters", "aliased_energy", "frequency_profile", "norm_share",
            "first_layer_report", "FirstLayerError", "power_above", "noise_filters", "aliasing_controls",
@@ -42,7 +43,7 @@ __all__ = ["FirstLayer", "dead_filters", "aliased_energy", "frequency_profile", 
 ALIASING_CUTOFFS = (1 / 8, 1 / 4)
 
 
-class FirstLayerError(ValueError):
+class FirstLayerError(ZFCoreError, ValueError):
     """Bad input to the first-layer measurements."""
 
 

@@ -37,12 +37,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from .errors import ZFCoreError
 
 __all__ = ["IncrementalError", "linearize", "IncrementalForward", "IncrementalOutput", "OpGeometry",
            "chain_geometry", "cone_macs", "incremental_flop_bound", "FlopCount", "plan_batches"]
 
 
-class IncrementalError(ValueError):
+class IncrementalError(ZFCoreError, ValueError):
     """A model or input the incremental engine cannot handle exactly (use ``incremental=False``)."""
 
 

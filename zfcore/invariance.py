@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .models import capture_layers
+from .errors import ZFCoreError
 
 __all__ = ["TRANSFORMS", "IDENTITY", "ROTATION_SYMMETRIC_CLASSES", "InvarianceError",
            "Transformed", "transform_matrix", "transform_scenes", "transform_points",
@@ -55,7 +56,7 @@ IDENTITY = {"translate_y": 0.0, "scale": 1.0, "rotate": 0.0}
 ROTATION_SYMMETRIC_CLASSES = ("clock",)
 
 
-class InvarianceError(ValueError):
+class InvarianceError(ZFCoreError, ValueError):
     """Bad arguments to the invariance analysis (transform name, amounts, shapes)."""
 
 

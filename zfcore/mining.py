@@ -30,6 +30,7 @@ from .deconv import Requests, layer_activations, requests
 from .models import LayerError, layer_names, model_fingerprint
 from .receptive import input_problem
 from .profiles import Profile, get_profile
+from .errors import ZFCoreError
 
 __all__ = ["LayerTopK", "TopK", "MiningError", "TopKMiner", "mine_topk", "mine_dataset",
            "gather_merge", "top_requests", "model_fingerprint", "majority_share",
@@ -40,7 +41,7 @@ DEFAULT_LAYERS = ("layer1", "layer2", "layer3", "layer4", "layer5")
 MINING_VERSION = 1
 
 
-class MiningError(ValueError):
+class MiningError(ZFCoreError, ValueError):
     """Bad arguments to the miner, or results that cannot be merged."""
 
 

@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
+from .errors import ZFCoreError
 
 __all__ = [
     "ZFConfig", "ZFNet", "zfnet", "krizhevsky", "build", "TABLE3_VARIANTS", "alexnet", "vgg16",
@@ -40,14 +41,14 @@ __all__ = [
 ]
 
 
-class LayerError(KeyError):
+class LayerError(ZFCoreError, KeyError):
     """An unknown layer name for this model."""
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it plain
         return str(self.args[0])
 
 
-class MissingWeightsError(FileNotFoundError):
+class MissingWeightsError(ZFCoreError, FileNotFoundError):
     """Pretrained weights are not on disk and may not (or could not) be downloaded."""
 
 

@@ -30,6 +30,7 @@ from torch import nn
 from .incremental import IncrementalForward, plan_batches
 from .models import capture_layers, get_layer, layer_names
 from .receptive import ReceptiveFieldError, input_problem
+from .errors import ZFCoreError
 
 __all__ = ["OcclusionError", "OcclusionResult", "occlude", "window_positions", "fill_values",
            "pixel_attribution", "PointingGameResult", "pointing_game", "pointing_game_split",
@@ -43,7 +44,7 @@ OCCLUSION_VERSION = 1
 FILLS = ("mean", "image_mean")
 
 
-class OcclusionError(ValueError):
+class OcclusionError(ZFCoreError, ValueError):
     """Bad arguments to the occlusion analysis (window, stride, fill, target, image shape)."""
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from .errors import ZFCoreError
 
 __all__ = ["TransferError", "PROBE_METHODS", "LinearProbe", "fit_probe", "mean_class_accuracy",
            "average_precision", "per_class_ap", "load_batch", "per_image_correct", "error_pct"]
@@ -30,7 +31,7 @@ __all__ = ["TransferError", "PROBE_METHODS", "LinearProbe", "fit_probe", "mean_c
 PROBE_METHODS = ("softmax", "sigmoid", "svm")
 
 
-class TransferError(ValueError):
+class TransferError(ZFCoreError, ValueError):
     """Bad input to section 5's code (probes, transfer studies): too few images per class,
     unknown method, wrong shapes."""
 

@@ -13,8 +13,9 @@ profile        data                                        model                
 =============  ==========================================  ==========================  ===================
 
 The small profiles deviate from the paper's optimiser (SGD 1e-2, momentum 0.9, weights
-initialised to 1e-2): on a 2-core budget that recipe stays at chance for epochs (see
-``shared/DESIGN.md``), so they use Adam and PyTorch's default initialisation. ``imagenet`` keeps
+initialised to 1e-2): on a 2-core budget that recipe stays at chance for epochs (measured on
+``mini``: loss 2.30 for the whole first epoch; CONTRIBUTING.md, "Profiles"), so they use Adam and
+PyTorch's default initialisation. ``imagenet`` keeps
 the paper's recipe (section 3). ``optimizer``/``init`` switch it back on any profile.
 
 ``mini`` also starts layer 1 near zero (``layer1_init_std=5e-4``, biases 0): Adam without weight
@@ -30,11 +31,12 @@ import dataclasses
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from .errors import ZFCoreError
 
 __all__ = ["Profile", "get_profile", "PROFILES", "ProfileError", "repo_root"]
 
 
-class ProfileError(ValueError):
+class ProfileError(ZFCoreError, ValueError):
     """An unknown profile name or a bad override."""
 
 

@@ -24,12 +24,13 @@ import torch
 from torch import nn
 
 from .models import LayerError, layer_names
+from .errors import ZFCoreError
 
 __all__ = ["ReceptiveField", "receptive_field", "receptive_fields", "affected_positions",
            "crop_patch", "crop_patches", "ReceptiveFieldError", "input_problem"]
 
 
-class ReceptiveFieldError(ValueError):
+class ReceptiveFieldError(ZFCoreError, ValueError):
     """A module whose geometry cannot be composed analytically (or a bad position/box)."""
 
 

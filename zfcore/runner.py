@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .profiles import PROFILES, get_profile, repo_root
+from .errors import ZFCoreError
 
 __all__ = ["list_notebooks", "run_notebook", "run_all", "promised_figures", "NotebookFailed"]
 
 
-class NotebookFailed(RuntimeError):
+class NotebookFailed(ZFCoreError, RuntimeError):
     """A notebook raised; the message names the notebook, the cell and the error."""
 
 

@@ -27,12 +27,13 @@ from torch import nn
 
 from .deconv import RULES, project, requests
 from .models import layer_names
+from .errors import ZFCoreError
 
 __all__ = ["SanityResult", "randomization_stages", "randomize_top_down", "cascading_randomization",
            "spearman_rows", "ssim_rows", "pixel_maps", "SanityError"]
 
 
-class SanityError(ValueError):
+class SanityError(ZFCoreError, ValueError):
     """Bad arguments to the randomisation checks."""
 
 

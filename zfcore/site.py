@@ -15,7 +15,7 @@ executed yet, the command that executes it.
 
 Which part of the paper a notebook reproduces comes from its metadata
 (``metadata.zfcore.paper = {"section": "4.2", "item": "Fig. 7"}``) or, failing that, from
-:data:`PAPER_ITEMS`, the table of ``shared/DESIGN.md``.
+:data:`PAPER_ITEMS` (the notebook map of CONTRIBUTING.md).
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from pathlib import Path
 from .cache import atomic_write_text
 from .profiles import PROFILES, Profile, get_profile, repo_root
 from .runner import build_dir, list_notebooks, promised_figures
+from .errors import ZFCoreError
 
 __all__ = ["PaperRef", "PAPER_ITEMS", "ARXIV_ID", "NotebookPage", "SiteError", "paper_ref",
            "site_dir", "collect_pages", "render_notebook", "render_index", "build_site", "main"]
@@ -42,7 +43,7 @@ ARXIV_ABS = f"https://arxiv.org/abs/{ARXIV_ID}"
 AR5IV_HTML = f"https://ar5iv.labs.arxiv.org/html/{ARXIV_ID}"
 
 
-class SiteError(RuntimeError):
+class SiteError(ZFCoreError, RuntimeError):
     """The site cannot be built (no executed notebooks, a notebook nbconvert cannot read)."""
 
 
@@ -72,7 +73,7 @@ class PaperRef:
         return ", ".join(b for b in bits if b) or "the paper as a whole"
 
 
-#: The table of ``shared/DESIGN.md``: notebook number -> the part of the paper it reproduces.
+#: The notebook map of CONTRIBUTING.md: notebook number -> the part of the paper it reproduces.
 #: Sections of arXiv:1311.2901v3: 2.1 deconvnet (Fig. 1); 3 training details (Fig. 3); 4 convnet
 #: visualisation (Figs. 2, 4, 5); 4.1 architecture selection (Fig. 6); 4.2 occlusion sensitivity
 #: (Fig. 7); 4.3 correspondence analysis (Fig. 8, Table 1); 5.1 ImageNet 2012 (Tables 2, 3);

@@ -7,7 +7,7 @@ feature-scale clipping of every convolutional filter to RMS 0.1 after every step
 (:func:`zfcore.models.clip_filters_`, off with ``clip_rms=None``), and the paper's crops (the
 centre and four corners, 224 of 256) and their mirror images, scaled to the input side
 (:func:`zfcore.data.paper_crops`). The small profiles use Adam and PyTorch's default initialisation (``profile.optimizer``,
-``profile.init``; see ``shared/DESIGN.md``), and the paper's recipe stays one override away::
+``profile.init``; see CONTRIBUTING.md, "Profiles"), and the paper's recipe stays one override away::
 
     model = trained_model("mini")                                  # cached after the first call
     paper = trained_model("mini", optimizer="sgd", lr=1e-2, init="paper")
@@ -62,6 +62,7 @@ from .health import FireCounter
 from .models import (TABLE3_VARIANTS, build, clip_filters_, conv_layers, filter_rms, he_init_, layer_names,
                      load_model_state, paper_init_)
 from .profiles import Profile, ProfileError, get_profile
+from .errors import ZFCoreError
 
 __all__ = [
     "TRAINER_VERSION", "EARLY_CHECKPOINTS", "TrainOptions", "TrainSpec", "make_spec", "TrainRun", "TrainError",
@@ -81,7 +82,7 @@ ARCHS = ("zfnet", "krizhevsky")
 LAYER_KEYS = ("layer1", "layer2", "layer3", "layer4", "layer5", "layer6", "layer7", "logits")
 
 
-class TrainError(ValueError):
+class TrainError(ZFCoreError, ValueError):
     """A bad training argument (unknown override, layer, architecture, variant or schedule)."""
 
 

@@ -533,7 +533,7 @@ def predict_scores(net: nn.Module, dataset: Dataset, indices: torch.Tensor, batc
 
 
 # ---------------------------------------------------------------------------------------------
-# The paper's published numbers (shared/DESIGN.md; shown beside ours, labelled as the paper's)
+# The paper's published numbers (its Tables 4-5; shown beside ours, labelled as the paper's)
 # ---------------------------------------------------------------------------------------------
 
 #: Tables 4 and 5 of the paper: accuracy (%) as (mean, std or None) per training images per class.

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from .errors import ZFCoreError
 
 __all__ = ["VERDICTS", "Verdict", "decide", "from_interval", "from_samples", "paired_bootstrap", "unpaired_bootstrap",
            "bootstrap", "binomial_se", "VerdictError"]
@@ -41,7 +42,7 @@ _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
          2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 
 
-class VerdictError(ValueError):
+class VerdictError(ZFCoreError, ValueError):
     """A verdict asked of too few samples, or of numbers that are not finite."""
 
 

@@ -46,6 +46,7 @@ from torch import nn
 from .models import layer_names
 from .plotting import explorer as draw
 from .profiles import Profile, get_profile
+from .errors import ZFCoreError
 
 __all__ = ["ExplorerError", "ExplorerState", "ExplorerSession", "Explorer", "SOURCES", "RULES",
            "Timings", "object_focus", "scripted_tour"]
@@ -54,7 +55,7 @@ SOURCES = ("dataset", "sample", "upload")
 RULES = ("deconvnet", "guided", "gradient")
 
 
-class ExplorerError(ValueError):
+class ExplorerError(ZFCoreError, ValueError):
     """A choice the explorer cannot make (unknown layer or rule, map out of range, bad image)."""
 
 

@@ -44,6 +44,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..profiles import Profile, get_profile
 from . import normalize
+from ..errors import ZFCoreError
 
 __all__ = [
     "ImageLoadError", "ImageTooLargeError", "ImageArrayError", "SkippedFile", "ImageBatch",
@@ -110,7 +111,7 @@ WHITE = (255, 255, 255)
 # Errors and results
 # ---------------------------------------------------------------------------------------------
 
-class ImageLoadError(ValueError):
+class ImageLoadError(ZFCoreError, ValueError):
     """A file that cannot be used as an image. ``str(e)`` is ``"<file>: <problem>. <fix>"``."""
 
     def __init__(self, path: "str | Path | None", problem: str, fix: str = ""):
@@ -128,7 +129,7 @@ class ImageTooLargeError(ImageLoadError):
     """The header declares more pixels than allowed (a decompression bomb or a giant scan)."""
 
 
-class ImageArrayError(ValueError):
+class ImageArrayError(ZFCoreError, ValueError):
     """An array or tensor that is not an image (wrong shape, dtype or value range)."""
 
 

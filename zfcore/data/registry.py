@@ -36,6 +36,7 @@ from torch.utils.data import Dataset
 from ..profiles import get_profile
 from .scenes import GROUPS, SceneDataset
 from .transforms import CROP_FRACTION, IMAGENET_MEAN, IMAGENET_STD
+from ..errors import ZFCoreError
 
 __all__ = ["get_dataset", "make_loader", "class_names", "DataNotFoundError", "imagenette",
            "imagenet", "caltech101", "caltech256", "voc2012", "VOC_CLASSES", "paper_transform",
@@ -49,7 +50,7 @@ VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "
                "sheep", "sofa", "train", "tvmonitor")
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(ZFCoreError, FileNotFoundError):
     """A real data set is not on disk (and may not, or could not, be downloaded)."""
 
 

@@ -1,5 +1,5 @@
-"""Procedural scenes: the offline stand-in for ImageNet (see ``shared/DESIGN.md``, "The procedural
-data set").
+"""Procedural scenes: the offline stand-in for ImageNet (CONTRIBUTING.md, "The procedural data
+set").
 
 Every class is an *arrangement* of parts drawn from one small vocabulary of primitives (discs,
 rings, bars, triangles, stripes). The same primitives are scattered behind the object as clutter,
@@ -16,8 +16,13 @@ Everything is a pure function of ``(seed, group, split, index)``: each image dra
 of uniform numbers from ``numpy.random.default_rng([seed, group, split, index])`` (PCG64, whose
 uniform stream is stable across machines and NumPy versions), so an image does not depend on which
 batch it was rendered in. Rendering is batched with tensor operations: each primitive becomes a
-coverage mask computed from coordinate grids on a small patch around it, composited for the whole
-batch at once (painter's order: background, clutter, object parts).
+coverage mask computed from coordinate grids on a small patch around it (all primitives of one
+patch size and shape at once), and the covered pixels are blended for the whole batch, slot by
+slot in painter's order (background, clutter, object parts).
+
+The output is frozen for a given :data:`GENERATOR_VERSION` (models and caches are keyed by it):
+``tests/test_data_scenes_frozen.py`` pins every bit of about a thousand scenes, so a faster
+renderer must compute each pixel with the same float operations in the same order.
 
 Geometry is defined in units of the image side, so the same index gives the same scene at any
 ``image_size``.
@@ -311,17 +316,23 @@ def _object_boxes(sl: dict, size: int) -> np.ndarray:
     return np.clip(boxes, 0, size)
 
 
-def _signed_distance(shape, a, b, sx, sy):
+def _signed_distance(shape, a, b, sx, sy, present=None):
     """Approximate signed distance in pixels (negative inside) of points ``(a, b)`` in each
     primitive's own frame to its outline. ``shape`` (n, 1, 1) may mix the five shapes; only the
-    formulas of the shapes present are evaluated."""
-    present = set(torch.unique(shape).tolist())
+    formulas of the shapes present are evaluated (``present``: their set, when known; then
+    ``shape`` is only read if there are several)."""
+    if present is None:
+        present = set(torch.unique(shape).tolist())
     m = torch.minimum(sx, sy)
     d = None
 
-    def put(kind, value):
+    def put(kind, value, also=None):
         nonlocal d
-        d = value if d is None else torch.where(shape == kind, value, d)
+        if d is None:
+            d = value
+        else:
+            where = shape == kind if also is None else (shape == kind) | (shape == also)
+            d = torch.where(where, value, d)
 
     if present & {DISC, RING}:
         r = torch.sqrt((a / sx).square_() + (b / sy).square_())
@@ -331,10 +342,7 @@ def _signed_distance(shape, a, b, sx, sy):
             mid, half = (1 + _RING_INNER) / 2, (1 - _RING_INNER) / 2
             put(RING, ((r - mid).abs_() - half) * m)
     if present & {BAR, STRIPES}:
-        box = torch.maximum(a.abs() - sx, b.abs() - sy)
-        put(BAR, box)
-        if STRIPES in present:
-            put(STRIPES, box)
+        put(BAR, torch.maximum(a.abs() - sx, b.abs() - sy), also=STRIPES)   # same outline
     if TRIANGLE in present:
         slant = (2 * sy * a.abs() - sx * (b + sy)) / torch.sqrt(4 * sy ** 2 + sx ** 2)
         put(TRIANGLE, torch.maximum(b - sy, slant))
@@ -346,13 +354,12 @@ _GRAIN: dict = {}
 
 
 def _grain(size: int) -> torch.Tensor:
-    """Fixed grain textures (T, S, S, 3) in [-0.5, 0.5] that scenes pick from (pixel noise that
+    """Fixed grain textures (T, 3, S, S) in [-0.5, 0.5] that scenes pick from (pixel noise that
     costs a copy, not a random draw)."""
     g = _GRAIN.get(size)
     if g is None:
         rng = np.random.default_rng([20140, size])
         g = torch.from_numpy(rng.random((_GRAIN_TILES, 3, size, size), dtype=np.float32) - 0.5)
-        g = g.permute(0, 2, 3, 1).contiguous()                      # channels last
         _GRAIN[size] = g
     return g
 
@@ -371,47 +378,150 @@ def _half_extent(shape, sx, sy, c, s):
     return torch.maximum(hx, hy)
 
 
-def _draw(canvas, rows, k, P, S, slots):
-    """Composite slot ``k`` of images ``rows`` over ``canvas`` (channels last, (N*S*S, 3)),
-    each on a P x P patch around the primitive (painter's order: over what is already there)."""
-    n = rows.numel()
-    g = {name: t[rows, k] for name, t in slots.items()}
-    x, y = g["x"].view(n, 1, 1), g["y"].view(n, 1, 1)
-    c, s = g["cos"].view(n, 1, 1), g["sin"].view(n, 1, 1)
-    sx, sy = g["sx"].view(n, 1, 1), g["sy"].view(n, 1, 1)
-    shp = g["shape"].view(n, 1, 1)
-    ar = torch.arange(P)
-    grid = ar.to(torch.float32) + 0.5
-    ox = torch.floor(x - P / 2).clamp_(0, S - P)
-    oy = torch.floor(y - P / 2).clamp_(0, S - P)
-    dx = (ox + grid.view(1, 1, P)) - x                                   # (n, 1, P)
-    dy = (oy + grid.view(1, P, 1)) - y                                   # (n, P, 1)
-    a = dx * c + dy * s
-    b = dy * c - dx * s
-    alpha = (0.5 - _signed_distance(shp, a, b, sx, sy)).clamp_(0, 1)
-    # texture in the part's own frame: a grating of random strength, or stripes
-    t = g["tex"]
-    t_amp = torch.where(t[:, 0] < 0.5, torch.zeros_like(t[:, 0]), 0.3 * t[:, 1]).view(n, 1, 1)
+# Columns of the per-instance parameter table (one row per drawn primitive).
+_X, _Y, _COS, _SIN, _SX, _SY, _AMP, _FX, _FY, _PHASE, _NSTRIPES, _OX, _OY = range(13)
+_RGB = slice(13, 16)
+_SHADE_NONE, _SHADE_WAVE, _SHADE_STRIPES = range(3)
+_CHUNK = 32         # images per whole-frame step (keeps the temporaries in cache)
+
+
+def _instances(sl: dict, S: int):
+    """Every primitive to draw, one row each, in painter's order (slot-major, then image).
+
+    Returns the parameter table (M, 16) (position, rotation, size in pixels, texture, patch
+    origin, colour), the patch side, shape, texture kind, slot and canvas offset of the patch
+    (channel 0) of each instance. All values are computed exactly as they are used per pixel, so grouping instances
+    differently never changes a bit."""
+    f32 = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)  # noqa: E731
+    active = torch.as_tensor(sl["active"])
+    kn = torch.nonzero(active.t())                                 # (M, 2): slot, image
+    k, n = kn[:, 0], kn[:, 1]
+    take = lambda a: f32(a)[n, k]                                  # noqa: E731
+    shape = torch.as_tensor(sl["shape"])[n, k]
+    ang = take(sl["angle"])
+    c, s = torch.cos(ang), torch.sin(ang)
+    sx, sy = (take(sl["sx"]) * S).clamp(min=0.5), (take(sl["sy"]) * S).clamp(min=0.5)
+    half = _half_extent(shape, sx, sy, c.abs(), s.abs()) + 2.0    # covers the soft edge
+    need = torch.ceil(2 * half).to(torch.int64) + 1
+    patch = torch.minimum(_PATCH_SIZES[torch.searchsorted(_PATCH_SIZES, need)], torch.tensor(S))
+    t = take(sl["tex"])
+    amp = torch.where(t[:, 0] < 0.5, torch.zeros_like(t[:, 0]), 0.3 * t[:, 1])
     t_freq, t_dir = np.pi * (1.5 + 4 * t[:, 2]), t[:, 3] * np.pi
-    u, v = a / sx, b / sy
-    if bool((t_amp > 0).any()):
-        wave = torch.sin(u * (t_freq * torch.cos(t_dir)).view(n, 1, 1)
-                         + v * (t_freq * torch.sin(t_dir)).view(n, 1, 1)
-                         + (t[:, 4] * 2 * np.pi).view(n, 1, 1))
-        shade = wave.mul_(t_amp).add_(1)
-    else:                                   # no part of this group is textured
-        shade = torch.ones_like(u)
-    is_stripes = shp == STRIPES
-    if bool(is_stripes.any()):
-        n_stripes = (np.pi * (2.5 + 3 * t[:, 2])).view(n, 1, 1)
-        stripes = (0.5 + 1.5 * torch.sin(n_stripes * (v + 1))).clamp_(0, 1) * 0.7 + 0.3
-        shade = torch.where(is_stripes, stripes, shade)
-    colour = g["rgb"].view(n, 1, 3) * shade.view(n, P * P, 1)
-    local = (ar.view(P, 1) * S + ar.view(1, P)).view(1, P * P)
-    start = rows * (S * S) + (oy.view(n) * S + ox.view(n)).to(torch.int64)
-    idx = (start.view(n, 1) + local).view(-1)                            # n * P * P pixels
-    old = canvas.index_select(0, idx).view(n, P * P, 3)
-    canvas.index_copy_(0, idx, torch.lerp(old, colour, alpha.view(n, P * P, 1)).view(-1, 3))
+    kind = torch.where(shape == STRIPES, _SHADE_STRIPES,
+                       torch.where(amp > 0, _SHADE_WAVE, _SHADE_NONE))
+    x, y = take(sl["x"]) * S, take(sl["y"]) * S
+    half_p = patch.to(torch.float32) / 2
+    lim = (S - patch).to(torch.float32)
+    ox = torch.minimum(torch.floor(x - half_p).clamp_(min=0), lim)     # patch origin
+    oy = torch.minimum(torch.floor(y - half_p).clamp_(min=0), lim)
+    table = torch.stack([
+        x, y, c, s, sx, sy, amp, t_freq * torch.cos(t_dir), t_freq * torch.sin(t_dir),
+        t[:, 4] * 2 * np.pi, np.pi * (2.5 + 3 * t[:, 2]), ox, oy], 1)
+    table = torch.cat([table, f32(sl["rgb"])[n, k]], 1)
+    start = n * (3 * S * S) + (oy * S + ox).to(torch.int64)      # canvas offset of the patch
+    return table, patch, shape, kind, k, start
+
+
+def _texture(prm, a, b, kind: int):
+    """Shade of the parts in the frame ``(a, b)`` of each (n, P, P): a grating of random
+    strength (``kind`` wave) or stripes."""
+    n = prm.shape[0]
+    col = lambda j: prm[:, j].reshape(n, 1, 1)                     # noqa: E731
+    v = b / col(_SY)
+    if kind == _SHADE_WAVE:
+        u = a / col(_SX)
+        wave = torch.sin(u.mul_(col(_FX)).add_(v.mul_(col(_FY))).add_(col(_PHASE)))
+        return wave.mul_(col(_AMP)).add_(1)
+    stripes = v.add_(1).mul_(col(_NSTRIPES)).sin_().mul_(1.5).add_(0.5).clamp_(0, 1)
+    return stripes.mul_(0.7).add_(0.3)
+
+
+_CHANNEL_STEP = torch.arange(3).view(3, 1)
+_PATCHES: dict = {}
+
+
+def _patch(P: int, S: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel centres 0.5 ... P - 0.5 of a P x P patch, and the canvas offset of each of its
+    pixels from its top-left pixel, (1, P * P), on an S x S image."""
+    got = _PATCHES.get((P, S))
+    if got is None:
+        ar = torch.arange(P)
+        got = _PATCHES[(P, S)] = (ar.to(torch.float32) + 0.5,
+                                  (ar.view(P, 1) * S + ar.view(1, P)).view(1, P * P))
+    return got
+
+
+def _cover(table, start, members, P: int, shp: int, kinds, S: int):
+    """Coverage and colour of one group of instances (one patch side ``P``, one shape; ordered
+    by texture kind, ``kinds`` = [(kind, first, stop)]), each on its P x P patch.
+
+    Returns, for the covered pixels only (alpha > 0; elsewhere compositing would leave the canvas
+    as it is), in instance order: their canvas offsets (channel 0), alpha and colour (3, L), and
+    the number of covered pixels of each instance."""
+    m = members.numel()
+    prm = table.index_select(0, members)
+    col = lambda j: prm[:, j].reshape(m, 1, 1)                     # noqa: E731
+    x, y, c, s = col(_X), col(_Y), col(_COS), col(_SIN)
+    grid, offsets = _patch(P, S)
+    dx = (col(_OX) + grid.view(1, 1, P)) - x                             # (m, 1, P)
+    dy = (col(_OY) + grid.view(1, P, 1)) - y                             # (m, P, 1)
+    a = torch.add(dx * c, dy * s)
+    b = torch.sub(dy * c, dx * s)
+    d = _signed_distance(None, a, b, col(_SX), col(_SY), present={shp})
+    alpha = torch.rsub(d, 0.5).clamp_(0, 1).view(-1)
+    sel = torch.nonzero(alpha).view(-1)
+    inst = torch.div(sel, P * P, rounding_mode="floor")
+    pix = torch.add(start.index_select(0, members).view(m, 1), offsets)
+    counts = torch.bincount(inst, minlength=m)
+    colour = prm[:, _RGB].t().index_select(1, inst)
+    cum = None
+    for kind, i0, i1 in kinds:
+        if kind == _SHADE_NONE:
+            continue
+        if cum is None:
+            cum = [0] + counts.cumsum(0).tolist()
+        p0, p1 = cum[i0], cum[i1]
+        if p1 > p0:
+            shade = _texture(prm[i0:i1], a[i0:i1], b[i0:i1], kind).view(-1)
+            colour[:, p0:p1].mul_(shade.index_select(0, sel[p0:p1] - i0 * P * P))
+    return pix.view(-1).index_select(0, sel), alpha.index_select(0, sel), colour, counts
+
+
+def _composite(flat, table, patch, shape, kind, slot, start, S: int, K: int):
+    """Draw every instance over the channels-first canvas ``flat`` (flattened) in painter's
+    order. Coverage is computed in groups of one patch side and shape (a few large tensor ops
+    each); the covered pixels are then put in slot order and blended one slot at a time (within
+    a slot every image holds at most one primitive, so nothing in a step overlaps)."""
+    M = table.shape[0]
+    key = (patch * 8 + shape) * 4 + kind
+    order = torch.argsort(key, stable=True)
+    keys, runs = torch.unique_consecutive(key[order], return_counts=True)
+    groups: dict = {}
+    pos = 0
+    for kk, r in zip(keys.tolist(), runs.tolist()):
+        groups.setdefault(kk // 4, []).append((kk % 4, pos, pos + r))
+        pos += r
+    parts = []
+    for g, kinds in groups.items():
+        g0, g1 = kinds[0][1], kinds[-1][2]
+        parts.append(_cover(table, start, order[g0:g1], g // 8, g % 8,
+                            [(kd, i0 - g0, i1 - g0) for kd, i0, i1 in kinds], S))
+    pix, w, colour, counts = (torch.cat([p[j] for p in parts], -1) for j in range(4))
+    # instance i (numbered slot-major) has counts[where[i]] pixels from first[where[i]] on
+    first = torch.cumsum(counts, 0) - counts
+    n_pix = torch.empty_like(counts).index_copy_(0, order, counts)
+    src = torch.empty_like(counts).index_copy_(0, order, first)
+    shift = src - (torch.cumsum(n_pix, 0) - n_pix)
+    perm = torch.repeat_interleave(shift, n_pix).add_(torch.arange(pix.numel()))
+    pix, w, colour = pix.index_select(0, perm), w.index_select(0, perm), colour.index_select(1, perm)
+    bounds = [0] + torch.zeros(K, dtype=torch.int64).index_add_(0, slot, n_pix).cumsum(0).tolist()
+    step = _CHANNEL_STEP * (S * S)
+    for k in range(K):
+        p0, p1 = bounds[k], bounds[k + 1]
+        if p1 > p0:
+            idx = (pix[p0:p1].view(1, -1) + step).view(-1)
+            old = flat.index_select(0, idx).view(3, -1)
+            flat.index_copy_(0, idx, torch.lerp(old, colour[:, p0:p1], w[p0:p1]).view(-1))
 
 
 def _render(sample: dict, size: int) -> torch.Tensor:
@@ -421,60 +531,54 @@ def _render(sample: dict, size: int) -> torch.Tensor:
     S = size
     f32 = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)  # noqa: E731
     coord = torch.arange(S, dtype=torch.float32) + 0.5            # pixel centres
-    xs, ys = coord.view(1, 1, S) / S, coord.view(1, S, 1) / S
+    xs, ys = coord.view(1, 1, S) / S - 0.5, coord.view(1, S, 1) / S - 0.5
 
     def plane(direction, scale=1.0, offset=0.0):
-        """(N, S, S, 1): ``scale * ((x - .5) cos d + (y - .5) sin d) + offset`` per image."""
+        """Per image ``scale * ((x - .5) cos d + (y - .5) sin d) + offset``, as a function of a
+        chunk of images ``[i, j)`` that returns (j - i, 1, S, S)."""
         d = f32(direction).view(N, 1, 1)
-        return ((xs - 0.5) * (torch.cos(d) * scale) + (ys - 0.5) * (torch.sin(d) * scale)
-                + offset).unsqueeze(-1)
+        cx, cy = torch.cos(d) * scale, torch.sin(d) * scale
+        if isinstance(offset, torch.Tensor):
+            return lambda i, j: (xs * cx[i:j] + ys * cy[i:j] + offset[i:j]).unsqueeze(1)
+        return lambda i, j: (xs * cx[i:j] + ys * cy[i:j] + offset).unsqueeze(1)
 
-    # background: two colours blended along a gradient, times a grating
-    # the canvas is channels last, (N, S, S, 3): a pixel's colour is one row of 3 floats
-    rgb1, rgb2 = f32(bg["rgb"]).view(N, 1, 1, 3), f32(bg["rgb2"]).view(N, 1, 1, 3)
-    mix = plane(bg["grad_dir"], 0.7, 0.5).clamp_(0, 1).mul_(0.6)
+    # background: two colours blended along a gradient, times a grating.
+    # The canvas is channels first, (N, 3, S, S); whole-frame steps run a few images at a time
+    # so that their temporaries stay in cache.
+    rgb1, rgb2 = f32(bg["rgb"]).view(N, 3, 1, 1), f32(bg["rgb2"]).view(N, 3, 1, 1)
+    drgb = rgb2 - rgb1
+    mix = plane(bg["grad_dir"], 0.7, 0.5)
     gr = f32(bg["grating"])
-    g_amp, g_freq = 0.10 * gr[:, 0], 2 * np.pi * (2 + 10 * gr[:, 1])
-    wave = torch.sin(plane(gr[:, 2] * np.pi, g_freq.view(N, 1, 1),
-                           (gr[:, 3] * 2 * np.pi + g_freq * 0.5 * (torch.cos(gr[:, 2] * np.pi)
-                                                                   + torch.sin(gr[:, 2] * np.pi))
-                            ).view(N, 1, 1)))
-    img = torch.addcmul(rgb1, mix, rgb2 - rgb1)
-    img.mul_(wave.mul_(g_amp.view(N, 1, 1, 1)).add_(1))
-    canvas = img.view(N * S * S, 3)
+    g_amp, g_freq = (0.10 * gr[:, 0]).view(N, 1, 1, 1), 2 * np.pi * (2 + 10 * gr[:, 1])
+    grating = plane(gr[:, 2] * np.pi, g_freq.view(N, 1, 1),
+                    (gr[:, 3] * 2 * np.pi + g_freq * 0.5 * (torch.cos(gr[:, 2] * np.pi)
+                                                            + torch.sin(gr[:, 2] * np.pi))
+                     ).view(N, 1, 1))
+    img = torch.empty(N, 3, S, S)
+    for i in range(0, N, _CHUNK):
+        j = min(N, i + _CHUNK)
+        part = img[i:j]
+        torch.addcmul(rgb1[i:j], mix(i, j).clamp_(0, 1).mul_(0.6), drgb[i:j], out=part)
+        part.mul_(grating(i, j).sin_().mul_(g_amp[i:j]).add_(1))
 
-    # primitives, each on a small patch around it; instances of a slot are grouped by patch size
-    shape = torch.as_tensor(sl["shape"])
-    active = torch.as_tensor(sl["active"])
-    ang = f32(sl["angle"])
-    slots = dict(shape=shape, x=f32(sl["x"]) * S, y=f32(sl["y"]) * S,
-                 sx=(f32(sl["sx"]) * S).clamp(min=0.5), sy=(f32(sl["sy"]) * S).clamp(min=0.5),
-                 cos=torch.cos(ang), sin=torch.sin(ang), rgb=f32(sl["rgb"]), tex=f32(sl["tex"]))
-    half = _half_extent(shape, slots["sx"], slots["sy"], slots["cos"].abs(),
-                        slots["sin"].abs()) + 2.0                  # covers the soft edge
-    need = torch.ceil(2 * half).to(torch.int64) + 1
-    patch = torch.minimum(_PATCH_SIZES[torch.searchsorted(_PATCH_SIZES, need)],
-                          torch.tensor(S))
-    patch = torch.where(active, patch, torch.zeros_like(patch))
-    for k in range(shape.shape[1]):
-        for P in torch.unique(patch[:, k]).tolist():
-            if P > 0:
-                rows = torch.nonzero(patch[:, k] == P).view(-1)
-                _draw(canvas, rows, k, int(P), S, slots)
+    # primitives, each on a small patch around it
+    table, patch, shape, kind, slot, start = _instances(sl, S)
+    _composite(img.view(-1), table, patch, shape, kind, slot, start, S, sl["shape"].shape[1])
 
     # lighting: a global gain and a directional gradient, then grain
     li = f32(bg["light"])
     gain = (0.7 + 0.5 * li[:, 0]).view(N, 1, 1)
     light = plane(li[:, 2] * 2 * np.pi, gain * 0.35 * li[:, 1].view(N, 1, 1), gain)
-    img.mul_(light)
     nz = f32(bg["noise"])
     tile = torch.minimum((nz[:, 1] * _GRAIN_TILES).to(torch.int64),
                          torch.tensor(_GRAIN_TILES - 1))
-    # grain, written straight into the channels-first result (one pass instead of two)
-    out = torch.empty(N, 3, S, S)
-    torch.addcmul(img, _grain(S).index_select(0, tile), (0.08 * nz[:, 0]).view(N, 1, 1, 1),
-                  out=out.permute(0, 2, 3, 1))
-    return out.clamp_(0, 1)
+    grain, g_scale = _grain(S), (0.08 * nz[:, 0]).view(N, 1, 1, 1)
+    for i in range(0, N, _CHUNK):
+        j = min(N, i + _CHUNK)
+        part = img[i:j]
+        part.mul_(light(i, j))
+        part.addcmul_(grain.index_select(0, tile[i:j]), g_scale[i:j]).clamp_(0, 1)
+    return img
 
 
 @contextlib.contextmanager
