@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import ZFCoreError
 from .cache import cached
 from .models import model_fingerprint
 from .probes import error_pct, per_image_correct
@@ -48,7 +49,7 @@ __all__ = ["AblationError", "ModelEval", "train_eval_indices", "evaluation_sourc
 ABLATIONS_VERSION = 1
 
 
-class AblationError(ValueError):
+class AblationError(ZFCoreError, ValueError):
     """Bad input to the Table 2-3 comparisons (missing models, mismatched images)."""
 
 

@@ -30,13 +30,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import ZFCoreError
 from .verdicts import Verdict, VerdictError, from_interval, unpaired_bootstrap
 
 __all__ = ["ControlError", "untrained_model", "box_energy_shares", "per_image_mean",
            "two_sample_bootstrap", "paired_object_focus", "finite_pairs"]
 
 
-class ControlError(ValueError):
+class ControlError(ZFCoreError, ValueError):
     """Bad input to a control measurement."""
 
 

@@ -680,7 +680,7 @@ def deconv_steps(model: nn.Module, image: torch.Tensor, layer: "str | int", chan
     ``project(...).pixels[0]``.
 
     ``unpool_mode="overwrite"`` unpools with ``F.max_unpool2d`` instead of adding, to show what it
-    loses where overlapping pooling windows share a switch (DESIGN: do not use it).
+    loses where overlapping pooling windows share a switch (so it is not used here).
     """
     if unpool_mode not in ("add", "overwrite"):
         raise DeconvError(f"unpool_mode must be 'add' or 'overwrite', got {unpool_mode!r}")

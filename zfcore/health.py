@@ -19,13 +19,14 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
+from .errors import ZFCoreError
 from .firstlayer import frequency_profile
 from .models import capture_layers, conv_layers, layer_names
 
 __all__ = ["FireCounter", "DeadMaps", "dead_maps", "low_frequency_share", "HealthError", "network_layers"]
 
 
-class HealthError(ValueError):
+class HealthError(ZFCoreError, ValueError):
     """A bad argument to the health measures (no images, unknown layer, bad threshold)."""
 
 

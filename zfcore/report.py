@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from .errors import ZFCoreError
 from .cache import atomic_savefig, atomic_write_json, atomic_write_text, config_hash
 from .profiles import Profile, get_profile, repo_root
 from .verdicts import VERDICTS
@@ -55,7 +56,7 @@ def _plain(v: Any) -> Any:
     return v
 
 
-class ReportError(ValueError):
+class ReportError(ZFCoreError, ValueError):
     """A README without its results markers, a reserved key, or a model that cannot be fingerprinted."""
 
 
