@@ -34,7 +34,7 @@ from .profiles import Profile, get_profile
 __all__ = ["ZooError", "NAMES", "WEIGHTS", "get_model", "load_model_file", "model_for_profile",
            "class_names_for", "imagenet_classes", "Int", "Number", "Choice", "Paths", "Folder",
            "check_parameters", "per_profile", "Examples", "photo_examples", "scene_examples",
-           "image_set", "PhotoFolder"]
+           "examples_for_profile", "example_image", "image_set", "PhotoFolder", "mine_images"]
 
 #: Names :func:`get_model` accepts besides a ``.pt`` file.
 NAMES = ("zfnet", "alexnet", "vgg16", "resnet18")
@@ -291,8 +291,10 @@ class Int:
     def problem(self, v) -> "str | None":
         if v is None and self.none_ok:
             return None
-        if isinstance(v, bool) or not isinstance(v, int) or (self.lo is not None and v < self.lo) \
-                or (self.hi is not None and v > self.hi):
+        lo = self.lo if isinstance(self.lo, int) else None
+        hi = self.hi if isinstance(self.hi, int) else None
+        if isinstance(v, bool) or not isinstance(v, int) or (lo is not None and v < lo) \
+                or (hi is not None and v > hi):
             rng = (f"from {self.lo} to {self.hi}" if self.lo is not None and self.hi is not None
                    else f">= {self.lo}" if self.lo is not None else f"<= {self.hi}" if self.hi is not None
                    else "")
@@ -467,6 +469,57 @@ def scene_examples(model: nn.Module, profile: "str | Profile", n: int, split: st
                     scenes.boxes[chosen], titles, titles, names, [])
 
 
+def examples_for_profile(model: nn.Module, profile: "str | Profile", n: int, photos: Sequence = (),
+                         split: str = "test", choose: str = "correct",
+                         photo_boxes: "str | None" = None) -> Examples:
+    """The images a figure is drawn on: the user's ``photos`` first, every one of them, then
+    images of the profile filling up to ``n``: :func:`scene_examples` (with ground truth) on the
+    procedural profiles, scikit-image's sample photos elsewhere (:func:`photo_examples`).
+    ``boxes`` is a tensor when every image has one, else a list with ``None`` for the photos."""
+    P = get_profile(profile)
+    photos = list(photos)
+    if P.dataset != "scenes":
+        return photo_examples(model, P, n, photos, boxes=photo_boxes)
+    fill = max(0, n - len(photos))
+    parts = []
+    if photos:
+        parts.append(photo_examples(model, P, 0, photos, boxes=photo_boxes))
+    if fill or not parts:
+        parts.append(scene_examples(model, P, fill, split, choose))
+    if len(parts) == 1:
+        return parts[0]
+    a, b = parts
+    if a.boxes is not None and b.boxes is not None:
+        boxes = torch.cat([a.boxes.to(b.boxes.dtype), b.boxes])
+    else:
+        boxes = [None] * len(a) + list(b.boxes)
+    return Examples(torch.cat([a.x, b.x]), torch.cat([a.images01, b.images01]),
+                    a.targets + b.targets, boxes, a.titles + b.titles, a.names + b.names,
+                    b.class_names, a.user)
+
+
+def example_image(profile: "str | Profile", index: int = 0,
+                  split: str = "val") -> "tuple[torch.Tensor, torch.Tensor, str]":
+    """One image to look at: ``(image01 (3, S, S), x (1, 3, S, S) normalised, caption)``; image
+    ``index`` of the procedural ``split``, or scikit-image's sample photo ``index`` elsewhere."""
+    from .data import denormalize, get_dataset, normalize
+    P = get_profile(profile)
+    if P.dataset == "scenes":
+        ds = get_dataset(P, split)
+        if not 0 <= index < len(ds):
+            raise ValueError(f"image_index must be below {len(ds)} (the {split} split of {P.name})")
+        scene = ds.scenes([index])
+        return (scene.images[0], normalize(scene.images, P),
+                f"{'validation' if split == 'val' else split} image {index}: "
+                f"{ds.classes[int(scene.labels[0])]}")
+    from .data.images import SAMPLE_PHOTOS, sample_photos
+    names = list(SAMPLE_PHOTOS)
+    if not 0 <= index < len(names):
+        raise ValueError(f"image_index must be below {len(names)} (sample photos {names})")
+    x = sample_photos(P, [names[index]]).images
+    return denormalize(x, P)[0], x, f"sample photo {names[index]!r}"
+
+
 # ---------------------------------------------------------------------------------------------
 # An image set to mine (Fig. 2): a profile's split, or any folder of photos
 # ---------------------------------------------------------------------------------------------
@@ -505,3 +558,18 @@ def image_set(profile: "str | Profile", split: str = "val", folder: "str | os.Pa
     except FileNotFoundError as e:
         raise FileNotFoundError(f"{e}\nOr look at a folder of your own photos instead: set "
                                 f"photo_folder to its path.") from None
+
+
+def mine_images(model: nn.Module, profile: "str | Profile", images, n_images: "int | None" = None,
+                k: int = 9, split: str = "val", layers: "Sequence[str] | None" = None):
+    """Top-``k`` of every map of ``layers`` (default: layers 1-5; Fig. 2): over the profile's
+    ``split`` (:func:`zfcore.mining.mine_dataset`, cached) or, for a :class:`PhotoFolder`, over its
+    first ``n_images`` photos in one streaming pass."""
+    from .mining import mine_dataset, mine_topk
+    if not isinstance(images, PhotoFolder):
+        return mine_dataset(model, profile, split=split, k=k, n_images=n_images, layers=layers)
+    n = len(images) if n_images is None else min(int(n_images), len(images))
+    if n < k:
+        raise ValueError(f"the folder has {len(images)} photos; the top-{k} needs at least {k}")
+    sub = images if n == len(images) else torch.utils.data.Subset(images, range(n))
+    return mine_topk(model, sub, k=k, layers=layers, batch_size=16)
