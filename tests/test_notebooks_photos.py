@@ -55,15 +55,19 @@ def photo_folder(tmp_path_factory):
     names = {"cat": "chelsea", "astronaut": "astronaut", "coffee": "coffee", "rocket": "rocket",
              "camera": "camera", "coins": "coins", "horse": "horse", "moon": "moon",
              "immunohistochemistry": "immunohistochemistry", "retina": "retina"}
+    classes = {"cat": "animal", "horse": "animal", "astronaut": "person", "camera": "person",
+               "coffee": "object", "rocket": "object", "coins": "object", "moon": "science",
+               "immunohistochemistry": "science", "retina": "science"}
     for name, fn in names.items():
         a = getattr(skd, fn)()
         a = (a * 255).astype(np.uint8) if a.dtype == bool else a
-        Image.fromarray(a).save(d / f"{name}.png")
+        (d / classes[name]).mkdir(exist_ok=True)        # labelled by subfolder, as ImageFolder
+        Image.fromarray(a).save(d / classes[name] / f"{name}.png")
     (d.parent / "faces.json").write_text(json.dumps(_FACES))
     faces = d.parent / "faces"
     faces.mkdir(exist_ok=True)
-    for n in _FACES:
-        (faces / n).write_bytes((d / n).read_bytes())
+    for n, c in (("cat.png", "animal"), ("astronaut.png", "person")):
+        (faces / n).write_bytes((d / c / n).read_bytes())
     return d
 
 

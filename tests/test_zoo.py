@@ -144,3 +144,25 @@ def test_explain_cli_errors(tmp_path, capsys):
     assert "not_an_image.jpg" in capsys.readouterr().err
     assert main([str(bad), "--model", "lenet", "--out", str(tmp_path)]) == 2
     assert "unknown model" in capsys.readouterr().err
+
+
+def test_photo_folder_labels_by_subfolder(tmp_path, photo):
+    for rel in ("dogs/a.png", "cats/b.png", "loose.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(photo.read_bytes())
+    (tmp_path / "notes.txt").write_text("not a photo")
+    ds = zoo.PhotoFolder(tmp_path, "tiny")
+    assert ds.classes == ["cats", "dogs"]
+    got = {n: int(l) for n, l in zip(ds.names, ds.labels())}
+    assert got == {"cats/b.png": 0, "dogs/a.png": 1, "loose.png": -1}
+    x, y = ds[ds.names.index("dogs/a.png")]
+    assert y == 1 and torch.equal(x, load_image(photo, "tiny"))
+    assert [s.path.name for s in ds.skipped] == ["notes.txt"]
+    with pytest.raises(ImageLoadError, match="no image"):
+        zoo.PhotoFolder(_empty(tmp_path), "tiny")
+
+
+def _empty(tmp_path):
+    d = tmp_path / "empty"
+    d.mkdir()
+    return d

@@ -525,24 +525,38 @@ def example_image(profile: "str | Profile", index: int = 0,
 # ---------------------------------------------------------------------------------------------
 
 class PhotoFolder(torch.utils.data.Dataset):
-    """A folder of photos as a ``Dataset`` of ``(normalised image, -1)`` (labels unknown), decoded
-    on access, for top-9 mining (:func:`zfcore.mining.mine_topk`) and the explorer. Files that are
-    not images are listed in ``skipped``; ``names[i]`` is image ``i``'s file name."""
+    """A folder of photos as a ``Dataset`` of ``(normalised image, label)``, decoded on access,
+    for top-9 mining (:func:`zfcore.mining.mine_topk`) and the explorer.
+
+    Photos sorted into subfolders (``folder/<class>/*.jpg``, as ImageNet and Imagenette are) are
+    labelled by their subfolder (``classes`` lists them); photos directly in ``folder`` have label
+    ``-1`` (unknown). Files that are not images are listed in ``skipped``; ``names[i]`` is image
+    ``i``'s path inside the folder."""
 
     def __init__(self, folder: "str | os.PathLike", profile: "str | Profile"):
         from .data.images import ImageLoadError, list_images
         self.profile = get_profile(profile)
-        self.paths, self.skipped = list_images(folder)
+        self.root = Path(folder)
+        self.paths, self.skipped = list_images(folder, recursive=True)
         if not self.paths:
-            raise ImageLoadError(Path(folder), "holds no image file", "add JPEG/PNG photos to it")
-        self.names = [p.name for p in self.paths]
+            raise ImageLoadError(self.root, "holds no image file", "add JPEG/PNG photos to it")
+        rel = [p.relative_to(self.root) for p in self.paths]
+        self.names = [str(r) for r in rel]
+        self.classes = sorted({r.parts[0] for r in rel if len(r.parts) > 1})
+        index = {c: i for i, c in enumerate(self.classes)}
+        self._labels = torch.tensor([index[r.parts[0]] if len(r.parts) > 1 else -1 for r in rel],
+                                    dtype=torch.long)
 
     def __len__(self) -> int:
         return len(self.paths)
 
+    def labels(self) -> torch.Tensor:
+        """``(N,)`` class of each photo (its subfolder), ``-1`` where unknown."""
+        return self._labels.clone()
+
     def __getitem__(self, i: int):
         from .data import load_image
-        return load_image(self.paths[i], self.profile), -1
+        return load_image(self.paths[i], self.profile), int(self._labels[i])
 
 
 def image_set(profile: "str | Profile", split: str = "val", folder: "str | os.PathLike | None" = None):
