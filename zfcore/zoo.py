@@ -559,12 +559,32 @@ class PhotoFolder(torch.utils.data.Dataset):
         return load_image(self.paths[i], self.profile), int(self._labels[i])
 
 
-def image_set(profile: "str | Profile", split: str = "val", folder: "str | os.PathLike | None" = None):
+class _Predicted(torch.utils.data.Dataset):
+    """A data set whose label is the model's prediction on the unaltered image."""
+
+    def __init__(self, base, model: nn.Module):
+        self.base, self.model = base, model
+        self.names = getattr(base, "names", None)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    @torch.no_grad()
+    def __getitem__(self, i: int):
+        x = self.base[i][0]
+        return x, int(self.model.eval()(x[None]).argmax(1))
+
+
+def image_set(profile: "str | Profile", split: str = "val", folder: "str | os.PathLike | None" = None,
+              label_by: "nn.Module | None" = None):
     """The images to mine on ``profile``: ``folder`` (a :class:`PhotoFolder`) when given, else the
     profile's ``split`` (:func:`zfcore.data.get_dataset`; ImageNet's must be on disk for
-    ``imagenet``: without it, pass a folder of your photos)."""
+    ``imagenet``: without it, pass a folder of your photos). ``label_by=model`` labels each photo
+    of a folder with the model's prediction on it (what "correct class" means for a photo, as in
+    Fig. 7 on photos) instead of its subfolder."""
     if folder is not None:
-        return PhotoFolder(folder, profile)
+        ds = PhotoFolder(folder, profile)
+        return ds if label_by is None else _Predicted(ds, label_by)
     from .data import get_dataset
     P = get_profile(profile)
     try:
@@ -580,7 +600,7 @@ def mine_images(model: nn.Module, profile: "str | Profile", images, n_images: "i
     ``split`` (:func:`zfcore.mining.mine_dataset`, cached) or, for a :class:`PhotoFolder`, over its
     first ``n_images`` photos in one streaming pass."""
     from .mining import mine_dataset, mine_topk
-    if not isinstance(images, PhotoFolder):
+    if not isinstance(images, (PhotoFolder, _Predicted)):
         return mine_dataset(model, profile, split=split, k=k, n_images=n_images, layers=layers)
     n = len(images) if n_images is None else min(int(n_images), len(images))
     if n < k:
