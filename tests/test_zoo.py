@@ -166,3 +166,28 @@ def _empty(tmp_path):
     d = tmp_path / "empty"
     d.mkdir()
     return d
+
+
+def test_explain_folder_top9_matches_a_direct_search(tmp_path):
+    from zfcore.explain import explain_folder
+    from zfcore.models import he_init_
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(11):
+        Image.fromarray(rng.integers(0, 256, (70, 70, 3), dtype=np.uint8)).save(folder / f"p{i:02d}.png")
+    (folder / "readme.txt").write_text("skip me")
+    m = he_init_(zoo.model_for_profile("tiny", weights="random"), seed=2)
+    n = explain_folder(folder, m, out=tmp_path / "out", profile="tiny", maps=2, progress=False)
+    assert (tmp_path / "out" / "folder_top9.png").is_file() and n["photos"] == 11
+    assert any("readme.txt" in s for s in n["skipped"])
+    x = torch.stack([load_image(folder / f"p{i:02d}.png", "tiny") for i in range(11)])
+    with torch.no_grad():
+        a = forward_layers(m, x, ["layer5"])["layer5"]            # (11, maps, h, w)
+    best = a.flatten(2).amax(2)                                    # each photo's peak per map
+    for rec in n["maps"]:
+        c = rec["map"]
+        want = torch.sort(best[:, c], descending=True).values[:9]
+        assert rec["activations"] == pytest.approx(want.tolist(), rel=1e-4)
+        order = [f"p{int(i):02d}.png" for i in torch.argsort(best[:, c], descending=True)[:9]]
+        assert rec["photos"] == order

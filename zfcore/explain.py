@@ -312,7 +312,7 @@ def explain_folder(folder: "str | os.PathLike", model="zfnet", *, weights: str =
         names = [paths[int(ids[int(i)])].name for i in src]
         panels.append({"projections": pr, "patches": pa, "label": f"map {c}"})
         record.append({"map": int(c), "photos": names,
-                       "activations": [float(v) for v in proj.values[sel]]})
+                       "activations": [float(v) for v in proj.activation[sel]]})
     fig = plot_top9(layer, panels, title=f"{net.name}: top-{k} of {layer} maps over "
                     f"{len(paths)} photos of {Path(folder).name} (projections left, patches right)")
     atomic_savefig(fig, Path(out) / "folder_top9.png", dpi=110)
