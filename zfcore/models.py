@@ -10,7 +10,8 @@
 * Both scale by ``width`` and ``image_size`` for the ``tiny`` and ``mini`` profiles, keeping the
   layer structure, and take Table 3's changes (removed layers, resized layers) as parameters:
   :data:`TABLE3_VARIANTS` names them.
-* :func:`alexnet` and :func:`vgg16` wrap torchvision's pretrained networks behind the same naming.
+* :func:`alexnet`, :func:`vgg16` and :func:`resnet18` wrap torchvision's pretrained networks behind
+  the same naming.
 * ``zfnet(weights="imagenet")`` is Fig. 3 itself with ImageNet weights (pytorchcv's ``zfnet``;
   ``variant="wide"``: Table 3's wider layers 3-5, pytorchcv's ``zfnetb``) and
   :func:`from_pytorchcv` converts a pytorchcv model object; both live in :mod:`zfcore.pretrained`.
@@ -35,7 +36,7 @@ from torch import nn
 from .errors import ZFCoreError
 
 __all__ = [
-    "ZFConfig", "ZFNet", "zfnet", "krizhevsky", "build", "TABLE3_VARIANTS", "alexnet", "vgg16",
+    "ZFConfig", "ZFNet", "zfnet", "krizhevsky", "build", "TABLE3_VARIANTS", "alexnet", "vgg16", "resnet18",
     "get_layer", "layer_names", "capture_layers", "forward_layers", "conv_layers", "paper_init_", "he_init_", "clip_filters_", "filter_rms",
     "MissingWeightsError", "LayerError", "load_model_state", "model_fingerprint", "from_pytorchcv",
 ]
@@ -462,6 +463,22 @@ def vgg16(pretrained: bool = True, download: bool | None = None) -> nn.Module:
         "layer1": "features.3", "layer2": "features.8", "layer3": "features.15",
         "layer4": "features.22", "layer5": "features.29", "layer6": "classifier.1",
         "layer7": "classifier.4", "logits": "classifier.6"}, pretrained, download)
+
+
+def resnet18(pretrained: bool = True, download: bool | None = None) -> nn.Module:
+    """torchvision's ResNet-18 under the same naming, for comparison with the paper's networks.
+
+    A residual network has no ZF-style layers, so the stages are mapped by depth: ``layer1`` is
+    the first convolution's ReLU (112x112), ``layer2`` ... ``layer5`` the outputs of the four
+    residual stages (56, 28, 14 and 7 px; each ends in a ReLU), so ``layer5`` is the deepest
+    convolutional map, as the paper's layer 5 is; there is no ``layer6``/``layer7`` (one fully
+    connected layer, ``logits``). The last block of each stage is addressed (not its ReLU module,
+    which a block calls twice). Project it with ``method="autograd"``.
+    """
+    from torchvision.models import ResNet18_Weights, resnet18 as tv_resnet18
+    return _torchvision(tv_resnet18, ResNet18_Weights.IMAGENET1K_V1, {
+        "layer1": "relu", "layer2": "layer1.1", "layer3": "layer2.1", "layer4": "layer3.1",
+        "layer5": "layer4.1", "logits": "fc"}, pretrained, download)
 
 
 def load_model_state(model: nn.Module, state: dict, source: str = "checkpoint") -> nn.Module:

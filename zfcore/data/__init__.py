@@ -19,11 +19,11 @@ __all__ = [
     "SceneBatch", "SceneDataset", "render_scenes", "normalize", "denormalize", "normalization",
     "paper_crops", "get_dataset", "make_loader", "class_names", "DataNotFoundError",
     "load_image", "load_folder", "iter_folder", "to_model_input", "sample_photos", "PhotoStream",
-    "ImageLoadError", "ImageTooLargeError",
+    "photos_first", "ImageLoadError", "ImageTooLargeError",
 ]
 
 _IMAGES = ("load_image", "load_folder", "iter_folder", "to_model_input", "sample_photos",
-           "PhotoStream", "ImageLoadError", "ImageTooLargeError")
+           "PhotoStream", "photos_first", "ImageLoadError", "ImageTooLargeError")
 
 
 def __getattr__(name):

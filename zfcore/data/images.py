@@ -49,7 +49,7 @@ from ..errors import ZFCoreError
 __all__ = [
     "ImageLoadError", "ImageTooLargeError", "ImageArrayError", "SkippedFile", "ImageBatch",
     "load_image", "load_folder", "iter_folder", "list_images", "to_model_input", "sample_photos",
-    "PhotoStream",
+    "PhotoStream", "photos_first",
     "open_image", "SAMPLE_PHOTOS", "SAMPLE_PHOTO_CLASSES", "IMAGE_EXTENSIONS", "DEFAULT_MAX_PIXELS",
     "WHITE",
 ]
@@ -858,3 +858,41 @@ def sample_photos(profile: "str | Profile" = "mini", names: "Sequence[str] | Non
     x01 = torch.stack(xs)
     images = _normalize(x01, p) if normalized else x01
     return ImageBatch(images, list(names), [None] * len(names), sizes, [], normalized)
+
+
+def photos_first(photos: "Sequence[str | os.PathLike]", profile: "str | Profile" = "mini",
+                 n: int = 5, *, normalized: bool = True) -> ImageBatch:
+    """The user's ``photos`` first, then scikit-image's sample photos filling up to ``n`` images.
+
+    The pretrained-model figures (Fig. 5, Fig. 7) are drawn on "a few images": every photo the
+    user gives is kept, in the order given (so there may be more than ``n``), and the bundled
+    samples only fill the remaining places. ``names`` holds the file names (user photos) and the
+    sample names; ``paths`` is ``None`` for the samples. A photo that cannot be read raises
+    :class:`ImageLoadError` naming it.
+    """
+    if isinstance(photos, (str, os.PathLike)):
+        photos = [photos]
+    if not isinstance(photos, (list, tuple)):
+        raise TypeError(f"photos must be a list of image paths, not {type(photos).__name__}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"n must be a non-negative int (images to show), not {n!r}")
+    p = _resolve(profile)
+    xs, names, paths, sizes = [], [], [], []
+    for path in photos:
+        path = _as_path(path)
+        x01, original = _load_01(path, p.image_size, DEFAULT_MAX_PIXELS, True, WHITE)
+        xs.append(_finish(x01, p, normalized))
+        sizes.append(tuple(original))
+        names.append(path.name)
+        paths.append(path)
+    fill = max(0, n - len(xs))
+    if fill:
+        chosen = list(SAMPLE_PHOTOS)[:fill]
+        samples = sample_photos(p, chosen, normalized=normalized)
+        xs += list(samples.images)
+        names += samples.names
+        paths += samples.paths
+        sizes += samples.original_sizes
+    if not xs:
+        raise ValueError("no images: give photos or n >= 1")
+    return ImageBatch(torch.stack(xs), names, paths, sizes, [], normalized)

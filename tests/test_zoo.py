@@ -1,0 +1,193 @@
+"""zfcore.zoo (one function picks the network), photos_first (the user's photos are never
+dropped) and zfcore.explain (Figs. 1, 5, 7 on one photo), checked against direct computations."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from zfcore import zoo
+from zfcore.data import load_image
+from zfcore.data.images import ImageLoadError, SAMPLE_PHOTOS, photos_first
+from zfcore.models import ZFNet, forward_layers, layer_names
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    p = tmp_path_factory.mktemp("photos") / "my photo.png"
+    Image.fromarray(rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)).save(p)
+    return p
+
+
+def test_photos_first_keeps_every_user_photo_then_fills_with_samples(photo):
+    b = photos_first([photo], "tiny", 3)
+    assert b.names == ["my photo.png"] + list(SAMPLE_PHOTOS)[:2]
+    assert torch.equal(b.images[0], load_image(photo, "tiny"))
+    assert b.original_sizes[0] == (120, 90)
+    many = photos_first([photo] * 4, "tiny", 2)           # more photos than places: all kept
+    assert many.names == ["my photo.png"] * 4
+    with pytest.raises(ImageLoadError, match="nope.png"):
+        photos_first([photo.parent / "nope.png"], "tiny", 2)
+
+
+def test_get_model_names_and_random_weights_download_nothing():
+    m = zoo.get_model("zfnet", weights="random")
+    assert isinstance(m, ZFNet) and not m.training and m.input_size == 224
+    assert m.classifier.fc8.out_features == 1000 and "random" in m.zoo_name
+    r = zoo.get_model("resnet18", weights="random")
+    assert set(layer_names(r)) == {"layer1", "layer2", "layer3", "layer4", "layer5", "logits"}
+    out = forward_layers(r, torch.zeros(1, 3, 224, 224), ["layer5"])["layer5"]
+    assert out.shape == (1, 512, 7, 7) and (out >= 0).all()       # the last stage, rectified
+    with pytest.raises(zoo.ZooError, match="unknown model"):
+        zoo.get_model("lenet")
+    with pytest.raises(zoo.ZooError, match="weights must be"):
+        zoo.get_model("alexnet", weights="pretrained")
+
+
+def test_model_file_round_trip_and_pickles_refused(tmp_path):
+    tiny = zoo.model_for_profile("tiny", weights="random")
+    torch.save(tiny.state_dict(), tmp_path / "tiny.pt")
+    back = zoo.get_model(tmp_path / "tiny.pt")
+    assert back.config.image_size == 64 and back.config.num_classes == 10
+    for k, v in tiny.state_dict().items():
+        assert torch.equal(back.state_dict()[k], v), k
+    torch.save({"model": tiny.state_dict(), "epoch": 3}, tmp_path / "resume.pt")   # a checkpoint
+    assert torch.equal(zoo.get_model(tmp_path / "resume.pt").features.conv1.weight,
+                       tiny.features.conv1.weight)
+    torch.save(tiny, tmp_path / "whole.pt")                 # a pickled module: never unpickled
+    with pytest.raises(zoo.ZooError, match="refused"):
+        zoo.get_model(tmp_path / "whole.pt")
+    with pytest.raises(zoo.ZooError, match="no such model file"):
+        zoo.get_model(tmp_path / "missing.pt")
+
+
+def test_model_for_profile_weights(monkeypatch):
+    a = zoo.model_for_profile("tiny", weights="random")
+    from zfcore.train import build_model, make_spec
+    b = build_model(make_spec("tiny"))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    monkeypatch.setenv("ZFCORE_WEIGHTS", "random")
+    m = zoo.model_for_profile("imagenet")
+    assert isinstance(m, ZFNet) and "random" in m.zoo_name
+    with pytest.raises(zoo.ZooError, match="arch"):
+        zoo.model_for_profile("tiny", arch="vgg16")
+    monkeypatch.setenv("ZFCORE_WEIGHTS", "bogus")
+    with pytest.raises(zoo.ZooError, match="ZFCORE_WEIGHTS"):
+        zoo.model_for_profile("tiny")
+
+
+def test_check_parameters_names_every_bad_one(tmp_path):
+    zoo.check_parameters(n=(3, zoo.Int(1, 8)), w=(None, zoo.Int(2, none_ok=True)),
+                         r=("guided", zoo.Choice(("deconvnet", "guided"))), photos=([], zoo.Paths()),
+                         s=(0.3, zoo.Number(0, 1, lo_open=True)), f=(None, zoo.Folder()))
+    with pytest.raises(ValueError) as e:
+        zoo.check_parameters(n=(9, zoo.Int(1, 8)), r=("x", zoo.Choice(("a",))),
+                             photos=([str(tmp_path / "no.jpg")], zoo.Paths()),
+                             s=(0, zoo.Number(0, 1, lo_open=True)), b=(True, zoo.Int(0)))
+    msg = str(e.value)
+    for part in ("n must be an int from 1 to 8, not 9", "r must be one of 'a'", "no.jpg",
+                 "s must be a number in (0, 1]", "b must be an int >= 0, not True"):
+        assert part in msg, msg
+    assert zoo.per_profile(None, "tiny", 500, tiny=24) == 24
+    assert zoo.per_profile(None, "mini", 500, tiny=24) == 500
+    assert zoo.per_profile(7, "tiny", 500, tiny=24) == 7
+
+
+def test_examples_put_user_photos_first(photo):
+    m = zoo.model_for_profile("tiny", weights="random")
+    ex = zoo.examples_for_profile(m, "tiny", 3, [photo], split="test", choose="correct")
+    assert ex.names[0] == "my photo.png" and ex.user == ["my photo.png"] and len(ex) == 3
+    assert ex.boxes[0] is None and ex.boxes[1] is not None        # no box for a photo
+    with torch.no_grad():
+        assert ex.targets[0] == int(m(ex.x[:1]).argmax())        # its own prediction
+    ex5 = zoo.examples_for_profile(m, "tiny", 2, [photo], choose="room", photo_boxes="centre")
+    assert ex5.boxes.shape == (2, 4) and ex5.boxes[0].tolist() == [16, 16, 48, 48]
+
+
+def test_explain_photo_numbers_match_direct_computation(photo, tmp_path):
+    from zfcore.data import get_dataset  # noqa: F401  (tiny's classes for the titles)
+    from zfcore.explain import explain_photo
+    m = zoo.model_for_profile("tiny", weights="random")
+    from zfcore.models import he_init_
+    he_init_(m, seed=1)
+    n = explain_photo(photo, m, out=tmp_path, profile="tiny", window=16, stride=8, progress=False)
+    folder = tmp_path / "my photo"
+    for f in ("projection.png", "occlusion.png", "invariance.png", "numbers.json"):
+        assert (folder / f).is_file(), f
+    assert json.loads((folder / "numbers.json").read_text())["photo_name"] == "my photo.png"
+    x = load_image(photo, "tiny")[None]
+    with torch.no_grad():
+        p = torch.softmax(m(x), 1)[0]
+        a = forward_layers(m, x, ["layer5"])["layer5"][0]
+    assert n["predicted_index"] == int(p.argmax())
+    assert n["occlusion"]["p_target_unoccluded"] == pytest.approx(float(p.max()), rel=1e-4)
+    u = n["strongest_unit"]
+    assert u["activation"] == pytest.approx(float(a.max()), rel=1e-5)
+    assert float(a[u["map"], u["y"], u["x"]]) == pytest.approx(float(a.max()), rel=1e-6)
+    # translating by 0 px is the photo itself: distance 0, p(predicted) as unoccluded
+    inv = n["invariance"]["translate_y"]
+    i0 = inv["amounts"].index(0.0)
+    assert inv["distance_layer1"][i0] == pytest.approx(0.0, abs=1e-4)
+    assert inv["p_predicted"][i0] == pytest.approx(float(p.max()), rel=1e-4)
+
+
+def test_explain_cli_errors(tmp_path, capsys):
+    from zfcore.explain import main
+    assert main([str(tmp_path / "missing.jpg"), "--model", "zfnet", "--weights", "random",
+                 "--out", str(tmp_path)]) == 2
+    assert "no such photo" in capsys.readouterr().err
+    bad = tmp_path / "not_an_image.jpg"
+    bad.write_text("hello")
+    assert main([str(bad), "--weights", "random", "--out", str(tmp_path)]) == 2
+    assert "not_an_image.jpg" in capsys.readouterr().err
+    assert main([str(bad), "--model", "lenet", "--out", str(tmp_path)]) == 2
+    assert "unknown model" in capsys.readouterr().err
+
+
+def test_photo_folder_labels_by_subfolder(tmp_path, photo):
+    for rel in ("dogs/a.png", "cats/b.png", "loose.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(photo.read_bytes())
+    (tmp_path / "notes.txt").write_text("not a photo")
+    ds = zoo.PhotoFolder(tmp_path, "tiny")
+    assert ds.classes == ["cats", "dogs"]
+    got = {n: int(l) for n, l in zip(ds.names, ds.labels())}
+    assert got == {"cats/b.png": 0, "dogs/a.png": 1, "loose.png": -1}
+    x, y = ds[ds.names.index("dogs/a.png")]
+    assert y == 1 and torch.equal(x, load_image(photo, "tiny"))
+    assert [s.path.name for s in ds.skipped] == ["notes.txt"]
+    with pytest.raises(ImageLoadError, match="no image"):
+        zoo.PhotoFolder(_empty(tmp_path), "tiny")
+
+
+def _empty(tmp_path):
+    d = tmp_path / "empty"
+    d.mkdir()
+    return d
+
+
+def test_explain_folder_top9_matches_a_direct_search(tmp_path):
+    from zfcore.explain import explain_folder
+    from zfcore.models import he_init_
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(11):
+        Image.fromarray(rng.integers(0, 256, (70, 70, 3), dtype=np.uint8)).save(folder / f"p{i:02d}.png")
+    (folder / "readme.txt").write_text("skip me")
+    m = he_init_(zoo.model_for_profile("tiny", weights="random"), seed=2)
+    n = explain_folder(folder, m, out=tmp_path / "out", profile="tiny", maps=2, progress=False)
+    assert (tmp_path / "out" / "folder_top9.png").is_file() and n["photos"] == 11
+    assert any("readme.txt" in s for s in n["skipped"])
+    x = torch.stack([load_image(folder / f"p{i:02d}.png", "tiny") for i in range(11)])
+    with torch.no_grad():
+        a = forward_layers(m, x, ["layer5"])["layer5"]            # (11, maps, h, w)
+    best = a.flatten(2).amax(2)                                    # each photo's peak per map
+    for rec in n["maps"]:
+        c = rec["map"]
+        want = torch.sort(best[:, c], descending=True).values[:9]
+        assert rec["activations"] == pytest.approx(want.tolist(), rel=1e-4)
+        order = [f"p{int(i):02d}.png" for i in torch.argsort(best[:, c], descending=True)[:9]]
+        assert rec["photos"] == order
