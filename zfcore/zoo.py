@@ -20,7 +20,6 @@ Every model comes back in eval mode with ``model.layer_names`` (``layer1`` ... `
 """
 from __future__ import annotations
 
-import inspect
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
