@@ -111,3 +111,8 @@ def test_digest_sees_a_one_ulp_change(monkeypatch):
 if __name__ == "__main__":
     for case, args in CASES.items():
         print(f'    "{case}": "{scenes_digest(*args)}",')
+
+
+def test_an_empty_batch_renders_to_an_empty_tensor():
+    from zfcore.data.scenes import render_scenes
+    assert render_scenes([], size=64).images.shape == (0, 3, 64, 64)

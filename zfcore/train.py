@@ -379,7 +379,7 @@ class RenderedScenes:
     def prefetch(self, progress: bool = False, batch_size: int = 500) -> "RenderedScenes":
         """Render every scene not rendered yet (so that training time excludes rendering)."""
         todo = (~self.ready).nonzero().flatten()
-        chunks = list(torch.split(todo, batch_size))
+        chunks = [c for c in torch.split(todo, batch_size) if len(c)]
         if progress and chunks:
             from tqdm.auto import tqdm
             chunks = tqdm(chunks, desc=f"rendering {self.dataset.split} scenes", unit="batch")

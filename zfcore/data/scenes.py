@@ -493,6 +493,8 @@ def _composite(flat, table, patch, shape, kind, slot, start, S: int, K: int):
     each); the covered pixels are then put in slot order and blended one slot at a time (within
     a slot every image holds at most one primitive, so nothing in a step overlaps)."""
     M = table.shape[0]
+    if M == 0:                      # nothing to draw (an empty batch)
+        return
     key = (patch * 8 + shape) * 4 + kind
     order = torch.argsort(key, stable=True)
     keys, runs = torch.unique_consecutive(key[order], return_counts=True)
