@@ -216,9 +216,9 @@ def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, 
     overridable: ``truncate`` (< 1: cut every layer's changed region to that share of the map's
     side, keeping the rest unoccluded) and adaptive drill-down, ``coarse`` (> 1: compute every
     ``coarse``-th position per axis first, a stride of ``coarse * stride`` pixels) with
-    ``refine`` (the largest share of the other positions then computed, those in the coarse cells
-    whose corners changed the most from the unoccluded values; positions not computed are
-    interpolated bilinearly from the computed ones, see ``OcclusionResult.computed``).
+    ``refine`` (the largest share of the other positions then computed: those where the coarse
+    maps change most between the coarse positions around them, see :func:`drill_down`; the
+    others are interpolated bilinearly from the coarse ones, see ``OcclusionResult.computed``).
     """
     image = _check_image(image)
     truncate, coarse, refine = _approximation(mode, truncate, coarse, refine)
@@ -282,11 +282,16 @@ def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, 
         batches = list(torch.arange(n).split(batch_size))
 
     def evaluate(wanted: torch.Tensor, bar) -> None:
-        """Compute the positions flagged in ``wanted`` (n,), batch by batch."""
+        """Compute the positions flagged in ``wanted`` (n,): the planned batches, filtered, with
+        consecutive remnants merged up to ``batch_size``."""
+        merged: list[torch.Tensor] = []
         for idx in batches:
             idx = idx[wanted[idx]]
-            if len(idx) == 0:
-                continue
+            if len(idx) and merged and len(merged[-1]) + len(idx) <= batch_size:
+                merged[-1] = torch.cat([merged[-1], idx])
+            elif len(idx):
+                merged.append(idx)
+        for idx in merged:
             idx = idx.to(device)
             r, c = grid_r[idx], grid_c[idx]
             if incremental:
@@ -314,9 +319,8 @@ def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, 
         bar = _progress(n, progress, "occlusion")
         evaluate(computed.view(-1), bar)
         sub = {k: v.cpu().view(ny, nx)[ci_r[:, None], ci_c[None, :]] for k, v in maps.items()}
-        change = _change_score(sub["logp"].exp() - float(lp0[target].exp()),
-                               sub["f_total"] - float(total0[feature]))
-        more = drill_down(change, ci_r, ci_c, (ny, nx), refine)
+        more = drill_down(torch.stack([sub["logp"].exp(), sub["f_total"]]), ci_r, ci_c,
+                          (ny, nx), refine)
         evaluate(more.view(-1), bar)
         bar.close()
         computed |= more
@@ -342,16 +346,6 @@ def _coarse_index(n: int, step: int) -> torch.Tensor:
     return torch.tensor(idx, dtype=torch.long)
 
 
-def _change_score(dp: torch.Tensor, df: torch.Tensor) -> torch.Tensor:
-    """How much occlusion changed each coarse position: the larger of |dp(class)| and the
-    feature total's change, each as a share of its largest change over the coarse grid."""
-    def norm(d):
-        d = d.abs().double()
-        m = float(d.max()) if d.numel() else 0.0
-        return d / m if m > 0 else torch.zeros_like(d)
-    return torch.maximum(norm(dp), norm(df))
-
-
 def _bracket(ci: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """For each fine index along one axis, the coarse indices ``(k0, k1)`` (positions in ``ci``)
     its linear interpolation uses and the weight ``t`` of ``k1``; ``k0 == k1`` on the coarse
@@ -365,24 +359,29 @@ def _bracket(ci: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, torc
     return k0, k1, t
 
 
-def drill_down(change: torch.Tensor, ci_r: torch.Tensor, ci_c: torch.Tensor,
+def drill_down(coarse_maps: torch.Tensor, ci_r: torch.Tensor, ci_c: torch.Tensor,
                shape: tuple[int, int], refine: float) -> torch.Tensor:
     """Adaptive drill-down (Krypton): which positions of the fine grid ``shape`` to compute after
-    a coarse pass at grid indices ``ci_r x ci_c`` whose change from the unoccluded values is
-    ``change`` (``(len(ci_r), len(ci_c))``, >= 0).
+    a coarse pass at grid indices ``ci_r x ci_c`` gave ``coarse_maps`` (``(len(ci_r), len(ci_c))``
+    or a stack ``(K, len(ci_r), len(ci_c))`` of maps, e.g. p(class) and the feature total).
 
     A fine position not on the coarse grid is interpolated from two or four coarse positions
-    (two on a coarse row or column); its score is the largest change among them. Positions with a
-    score above zero are refined, highest score first (position by position in row-major order on
-    ties), up to ``refine`` of the positions off the coarse grid. Returns a ``(rows, cols)``
-    boolean mask of the positions to compute.
+    (two on a coarse row or column). Where their values agree the coarse map does not change
+    there and interpolation is safe; the position's score is their spread (largest minus
+    smallest), as a share of the largest spread of its map, the largest over the maps. Positions
+    with a score above zero are refined, highest first (row-major order on ties), up to
+    ``refine`` of the positions off the coarse grid. Returns a ``(rows, cols)`` boolean mask.
     """
     ny, nx = shape
+    v = coarse_maps.double()
+    v = v[None] if v.dim() == 2 else v
     r0, r1, _ = _bracket(ci_r, ny)
     c0, c1, _ = _bracket(ci_c, nx)
     R0, R1, C0, C1 = r0[:, None], r1[:, None], c0[None, :], c1[None, :]
-    score = torch.maximum(torch.maximum(change[R0, C0], change[R0, C1]),
-                          torch.maximum(change[R1, C0], change[R1, C1]))        # (ny, nx)
+    corners = torch.stack([v[:, R0, C0], v[:, R0, C1], v[:, R1, C0], v[:, R1, C1]])
+    spread = corners.amax(0) - corners.amin(0)                                    # (K, ny, nx)
+    top = spread.flatten(1).amax(1).clamp(min=torch.finfo(torch.float64).tiny)
+    score = (spread / top[:, None, None]).amax(0)
     on_coarse = torch.zeros(ny, nx, dtype=torch.bool)
     on_coarse[ci_r[:, None], ci_c[None, :]] = True
     candidates = (~on_coarse & (score > 0)).view(-1).nonzero().view(-1)
