@@ -40,6 +40,7 @@ speedup_alexnet=... flop_bound_alexnet=... speedup_approx_vs_captum=... max_abs_
 speedup_approx_vs_captum_alexnet=... max_abs_err_approx_alexnet=... fast_preset_claim=...``.
 
     python -m benchmarks.occlusion [--quick] [--threads 1] [--repeats 3]
+"""
 from __future__ import annotations
 
 import argparse

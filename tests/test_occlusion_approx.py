@@ -56,7 +56,7 @@ def _delta_net():
 def test_truncation_within_the_preset_bound_by_hand():
     net = _delta_net()
     image = torch.rand(3, 32, 32)
-    tr = PRESETS["fast"]["truncate"]
+    tr = 0.6
     exact = occlude(net, image, 0, window=6, stride=2)
     approx = occlude(net, image, 0, window=6, stride=2, truncate=tr, coarse=1)
     assert exact.prob_target.std() > 0.01, "the test network should react to occlusion"
@@ -65,7 +65,7 @@ def test_truncation_within_the_preset_bound_by_hand():
     rows = exact.rows.repeat_interleave(len(exact.cols))
     cols = exact.cols.repeat(len(exact.rows))
     assert float(cone_macs(geo, rows, cols, 6, tr).sum()) < float(cone_macs(geo, rows, cols, 6).sum())
-    # ... yet keeps the whole true change: the error is float noise, within the preset's 0.01
+    # ... yet keeps the whole true change: the error is float noise, far within 0.01
     assert float((approx.prob_target - exact.prob_target).abs().max()) <= 1e-5
     assert torch.allclose(approx.feature_total, exact.feature_total, rtol=1e-5, atol=1e-4)
     # with a real receptive field (9x9 box kernels) the truncation loses part of the change
@@ -124,6 +124,11 @@ def test_drill_down_by_hand():
     mask = drill_down(change, ci, ci, (8, 8), refine=1.0)
     want[0:2, 0:2] = True
     assert torch.equal(mask, want & ~on)
+    # a coarse map shifted everywhere does not change between positions (nothing to refine)
+    # but differs from the unoccluded value everywhere: with ``clean`` all is refined
+    flat = torch.full((5, 5), 0.4, dtype=torch.float64)
+    assert not drill_down(flat, ci, ci, (8, 8), refine=1.0).any()
+    assert torch.equal(drill_down(flat, ci, ci, (8, 8), 1.0, clean=torch.tensor([0.9])), ~on)
 
 
 class _Spot(nn.Module):
@@ -149,7 +154,8 @@ def test_drill_down_refines_exactly_where_the_coarse_map_changes():
     res = occlude(net, image, 0, window=4, stride=2, incremental=False, coarse=2, refine=1.0)
     n = len(exact.rows)
     ci = list(range(0, n, 2)) + ([n - 1] if (n - 1) % 2 else [])
-    maps = (exact.prob_target, exact.feature_total)
+    maps = ((exact.prob_target, torch.tensor(exact.prob_target_clean).float().item()),
+            (exact.feature_total, exact.feature_total_clean))
     def used(i):        # the coarse indices the interpolation of fine index i uses
         if i in ci:
             return [i]
@@ -160,12 +166,18 @@ def test_drill_down_refines_exactly_where_the_coarse_map_changes():
         for j in range(n):
             corners = [(y, x) for y in used(i) for x in used(j)]
             want[i, j] = (i in ci and j in ci) or any(
-                len({float(m[y, x]) for y, x in corners}) > 1 for m in maps)
+                len({float(m[y, x]) for y, x in corners}) > 1 or
+                any(float(m[y, x]) != clean for y, x in corners) for m, clean in maps)
     assert 0 < int(want.sum()) < n * n
     assert torch.equal(res.computed, want)
-    # computed positions are exact; the others lie between equal coarse values, as do theirs
+    # computed positions are exact; the others lie between equal, unchanged coarse values
     assert torch.allclose(res.prob_target, exact.prob_target, atol=1e-6)
     assert res.most_damaging() == exact.most_damaging()
+    # the fast preset's share covers every changed position here: within its 0.01 claim
+    fast = occlude(net, image, 0, window=4, stride=2, incremental=False,
+                   truncate=1.0, coarse=PRESETS["fast"]["coarse"], refine=PRESETS["fast"]["refine"])
+    assert float((fast.prob_target - exact.prob_target).abs().max()) <= 0.01
+    assert fast.most_damaging() == exact.most_damaging() and not fast.computed.all()
 
 
 def test_bad_approximation_arguments(tiny_zf):
