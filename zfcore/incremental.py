@@ -30,6 +30,7 @@ of the exact cone, the best any exact incremental scheme can do.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -150,6 +151,19 @@ def _changed_range_t(start: torch.Tensor, length: torch.Tensor, k: int, s: int, 
     return lo, hi
 
 
+def _truncate_run(lo: torch.Tensor, hi: torch.Tensor, truncate: float,
+                  n_out: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Krypton's projective-field thresholding along one axis: a changed run ``[lo, hi)`` longer
+    than ``ceil(truncate * n_out)`` outputs is cut to that length around its centre (the change of
+    a deep layer is mostly a core of its theoretical cone); ``truncate >= 1`` leaves it exact."""
+    if truncate >= 1:
+        return lo, hi
+    cap = max(1, math.ceil(truncate * n_out))
+    length = hi - lo
+    lo = lo + (length - cap).clamp(min=0) // 2
+    return lo, lo + length.clamp(max=cap)
+
+
 def _rows_view(x: torch.Tensor) -> torch.Tensor:
     """``(N, C, H, W)`` -> ``(N*H*W, C)``: one row of channels per position (free when ``x`` is
     channels-last, as mkldnn convolutions return it)."""
@@ -168,14 +182,15 @@ def _gather_paste(source_rows: torch.Tensor, source_width: int, patch: torch.Ten
     Returns a channels-last tensor (what mkldnn convolutions prefer).
     """
     B, C, ph, pw = patch.shape
-    i = torch.arange(h)
-    j = torch.arange(w)
+    dev = source_rows.device
+    i = torch.arange(h, device=dev)
+    j = torch.arange(w, device=dev)
     base = ((start_r[:, None, None] + i[None, :, None]) * source_width
             + start_c[:, None, None] + j[None, None, :])                      # (B, h, w)
     pi = i[None, :, None] - patch_r[:, None, None]                           # (B, h, 1)
     pj = j[None, None, :] - patch_c[:, None, None]                           # (B, 1, w)
     inside = (pi >= 0) & (pi < ph) & (pj >= 0) & (pj < pw)
-    from_patch = (source_rows.shape[0] + torch.arange(B)[:, None, None] * (ph * pw)
+    from_patch = (source_rows.shape[0] + torch.arange(B, device=dev)[:, None, None] * (ph * pw)
                   + pi.clamp(0, ph - 1) * pw + pj.clamp(0, pw - 1))
     index = torch.where(inside, from_patch, base).reshape(-1)
     rows = torch.cat([source_rows, _rows_view(patch)]).index_select(0, index)
@@ -279,11 +294,20 @@ class IncrementalForward:
         return F.avg_pool2d(window, g.kernel, g.stride)
 
     @torch.inference_mode()
-    def run(self, patches: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> "IncrementalOutput":
+    def run(self, patches: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+            truncate: float = 1.0) -> "IncrementalOutput":
         """Outputs for ``B`` modified inputs: the unoccluded image with ``patches[b]`` (B, C, h, w)
-        written at rows ``rows[b]:rows[b]+h`` and columns ``cols[b]:cols[b]+w``."""
-        rows = torch.as_tensor(rows, dtype=torch.long)
-        cols = torch.as_tensor(cols, dtype=torch.long)
+        written at rows ``rows[b]:rows[b]+h`` and columns ``cols[b]:cols[b]+w``.
+
+        ``truncate`` < 1 approximates (Krypton's projective-field thresholding): at every window
+        op the changed region is cut to at most ``ceil(truncate * output side)`` per axis around
+        its centre and everything outside it keeps its unoccluded value. 1 (default) is exact."""
+        if not 0 < truncate <= 1:
+            raise IncrementalError(f"truncate must be in (0, 1] (1: exact), not {truncate!r}")
+        device = self.acts[0].device
+        rows = torch.as_tensor(rows, dtype=torch.long, device=device)
+        cols = torch.as_tensor(cols, dtype=torch.long, device=device)
+        patches = patches.to(device)
         B = patches.shape[0]
         H, W = self.acts[0].shape[-2:]
         h, w = patches.shape[-2:]
@@ -302,6 +326,7 @@ class IncrementalForward:
                     start, length = exact[axis]
                     lo, hi = _changed_range_t(start, length, g.kernel[axis], g.stride[axis],
                                               g.padding[axis], g.out_size[axis])
+                    lo, hi = _truncate_run(lo, hi, truncate, g.out_size[axis])
                     exact[axis] = (lo, hi - lo)
                     # Krypton's fixed-size patch, sized for the widest cone of this batch.
                     size = max(1, int((hi - lo).max()))
@@ -381,10 +406,12 @@ def _full_macs(geometry: Sequence[OpGeometry]) -> float:
                      for g in geometry))
 
 
-def cone_macs(geometry: Sequence[OpGeometry], rows, cols, window: "int | tuple[int, int]") -> torch.Tensor:
+def cone_macs(geometry: Sequence[OpGeometry], rows, cols, window: "int | tuple[int, int]",
+              truncate: float = 1.0) -> torch.Tensor:
     """Multiply-adds of the exact cone of occluders of ``window`` pixels at ``rows``/``cols``
     (one value per position): at every convolution, only the outputs whose window overlaps the
-    changed part of its input; after the first non-local step everything, as any exact scheme must."""
+    changed part of its input; after the first non-local step everything, as any exact scheme must.
+    ``truncate`` < 1 counts the truncated cone of :meth:`IncrementalForward.run` instead."""
     wh, ww = _pair(window)
     rows = torch.as_tensor(rows, dtype=torch.long)
     cols = torch.as_tensor(cols, dtype=torch.long)
@@ -399,22 +426,27 @@ def cone_macs(geometry: Sequence[OpGeometry], rows, cols, window: "int | tuple[i
             for axis in (0, 1):
                 lo, hi = _changed_range_t(*runs[axis], g.kernel[axis], g.stride[axis],
                                           g.padding[axis], g.out_size[axis])
+                lo, hi = _truncate_run(lo, hi, truncate, g.out_size[axis])
                 runs[axis] = (lo, hi - lo)
             total += g.macs_per_output * (runs[0][1] * runs[1][1]).double()
     return total
 
 
 def incremental_flop_bound(model: nn.Module, image_size: "int | tuple[int, int]",
-                           rows, cols, window: "int | tuple[int, int]") -> FlopCount:
+                           rows, cols, window: "int | tuple[int, int]",
+                           truncate: float = 1.0) -> FlopCount:
     """Average multiply-adds per occluder position of a full pass and of the exact cone
-    (:func:`cone_macs`) for occluders of ``window`` pixels at ``rows``/``cols`` (top-left corners)."""
+    (:func:`cone_macs`) for occluders of ``window`` pixels at ``rows``/``cols`` (top-left corners);
+    with ``truncate`` < 1, of the truncated cone."""
     geo = chain_geometry(model, image_size)
-    return FlopCount(full=_full_macs(geo), exact_cone=float(cone_macs(geo, rows, cols, window).mean()))
+    return FlopCount(full=_full_macs(geo),
+                     exact_cone=float(cone_macs(geo, rows, cols, window, truncate).mean()))
 
 
-def _axis_profile(geometry: Sequence[OpGeometry], coords: torch.Tensor, length: int, axis: int) -> torch.Tensor:
-    """Exact changed-run lengths (P, L) at each of the L local window ops, for runs of ``length``
-    starting at ``coords`` along ``axis``."""
+def _axis_profile(geometry: Sequence[OpGeometry], coords: torch.Tensor, length: int, axis: int,
+                  truncate: float = 1.0) -> torch.Tensor:
+    """Changed-run lengths (P, L) at each of the L local window ops, for runs of ``length``
+    starting at ``coords`` along ``axis`` (exact, or truncated as :meth:`IncrementalForward.run`)."""
     run = (coords, torch.full_like(coords, length))
     out = []
     for g in geometry:
@@ -423,6 +455,7 @@ def _axis_profile(geometry: Sequence[OpGeometry], coords: torch.Tensor, length: 
         if g.kind == "window":
             lo, hi = _changed_range_t(*run, g.kernel[axis], g.stride[axis], g.padding[axis],
                                       g.out_size[axis])
+            lo, hi = _truncate_run(lo, hi, truncate, g.out_size[axis])
             run = (lo, hi - lo)
             out.append(hi - lo)
     return torch.stack(out, 1) if out else torch.zeros(len(coords), 0, dtype=torch.long)
@@ -452,22 +485,23 @@ def _group_axis(profile: np.ndarray, weights: np.ndarray, groups: int) -> list[n
 
 
 def plan_batches(geometry: Sequence[OpGeometry], row_coords, col_coords, window: "int | tuple[int, int]",
-                 batch_size: int, groups: int = 4) -> list[torch.Tensor]:
+                 batch_size: int, groups: int = 4, truncate: float = 1.0) -> list[torch.Tensor]:
     """Batches of occluder positions for :meth:`IncrementalForward.run` on the grid
     ``row_coords x col_coords`` (flat row-major indices), grouped so that the positions of a
     batch have cones of similar size: a batch computes every op at its widest cone, so mixing a
     border position (small cone) with an interior one wastes work. Each axis is split into at most
-    ``groups`` sets; batches are the products of a row set and a column set."""
+    ``groups`` sets; batches are the products of a row set and a column set. ``truncate`` as
+    in :meth:`IncrementalForward.run` (the cones the batches will compute)."""
     key = (tuple(geometry), tuple(int(v) for v in row_coords), tuple(int(v) for v in col_coords),
-           _pair(window), int(batch_size), int(groups))
+           _pair(window), int(batch_size), int(groups), float(truncate))
     return [torch.from_numpy(b) for b in _plan(*key)]
 
 
 @functools.lru_cache(maxsize=64)
-def _plan(geometry, rc, cc, window, batch_size, groups) -> list[np.ndarray]:
+def _plan(geometry, rc, cc, window, batch_size, groups, truncate) -> list[np.ndarray]:
     rc_t, cc_t = torch.tensor(rc, dtype=torch.long), torch.tensor(cc, dtype=torch.long)
-    prof_r = _axis_profile(geometry, rc_t, window[0], 0).numpy()
-    prof_c = _axis_profile(geometry, cc_t, window[1], 1).numpy()
+    prof_r = _axis_profile(geometry, rc_t, window[0], 0, truncate).numpy()
+    prof_c = _axis_profile(geometry, cc_t, window[1], 1, truncate).numpy()
     if prof_r.shape[1] == 0:      # nothing local: any batching is as good
         return [b.numpy() for b in torch.arange(len(rc) * len(cc)).split(batch_size)]
     macs = np.array([float(g.macs_per_output) for g in geometry if g.kind == "window"])

@@ -899,6 +899,17 @@ def _cached_run(spec: TrainSpec, store: CheckpointStore) -> TrainRun | None:
                     [x for x in store.weight_epochs() if x <= e])   # a prefix run sees its own checkpoints
 
 
+def cached_model(profile: "str | Profile" = "mini", arch: str = "zfnet", variant: str = "zf",
+                 **overrides) -> "nn.Module | None":
+    """The network :func:`trained_model` would return if its run is already in the cache (eval
+    mode, CPU), else ``None``: never trains. For benchmarks that time a trained model when there
+    is one and say which weights they timed."""
+    spec = make_spec(profile, arch, variant, **overrides)
+    store = CheckpointStore(spec.entry())
+    run = _cached_run(spec, store) if store.dir.is_dir() else None
+    return run.model() if run is not None else None
+
+
 def compare_throughput(profile: "str | Profile", frozen: "Mapping[str, Sequence[str]]",
                        steps: int = 3, rounds: int = 2, **overrides) -> dict[str, float]:
     """Training images per second of the profile's model with different sets of frozen layers,

@@ -33,6 +33,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
@@ -501,10 +502,12 @@ class ExplorerSession:
         """Step between square positions: about 24 positions per axis, whatever the image size."""
         return max(1, (self.profile.image_size - window) // 23)
 
-    def occlusion(self, progress: bool = False):
+    def occlusion(self, progress: bool = False, mode: str = "exact"):
         """The occlusion maps of the current image (section 4.2, Fig. 7) for the selected map and
         square size: :func:`zfcore.occlusion.occlude` with the true class as target (the network's
-        own prediction for photos). Cached per (image, layer, map, square)."""
+        own prediction for photos). ``mode`` is ``"exact"`` or ``"fast"`` (Krypton's
+        approximations, :data:`zfcore.occlusion.PRESETS`). Cached per (image, layer, map, square,
+        mode)."""
         from .occlusion import occlude
 
         st = self.state
@@ -513,22 +516,40 @@ class ExplorerSession:
         def run():
             return occlude(self.model, self.model_input(), self.image()[1], window=window,
                            stride=self.occlusion_stride(window), layer=st.layer, feature=st.unit,
-                           progress=progress)
-        return self._occlusions.get_or((st.image_key, st.layer, st.unit, window), run)
+                           progress=progress, mode=mode)
+        return self._occlusions.get_or(self._occlusion_key(mode), run)
 
-    def occlusion_panel(self, progress: bool = False) -> tuple[np.ndarray, str]:
+    def _occlusion_key(self, mode: str) -> tuple:
+        st = self.state
+        return (st.image_key, st.layer, st.unit, st.occlusion_size, mode)
+
+    def occlusion_mode(self) -> str:
+        """The mode the occlusion panel shows first: ``"exact"`` once that map is computed (and
+        cached), else ``"fast"``; :meth:`refine_occlusion` computes the exact one."""
+        return "exact" if self._occlusion_key("exact") in self._occlusions else "fast"
+
+    def refine_occlusion(self, progress: bool = False):
+        """The exact occlusion maps of the current view (what the fast preset approximates)."""
+        return self.occlusion(progress, mode="exact")
+
+    def occlusion_panel(self, progress: bool = False, mode: "str | None" = None) -> tuple[np.ndarray, str]:
         """Two maps over the image, dark where covering that spot with the grey square lowers the
         value: the selected map's total activity (Fig. 7b; from its lowest to its highest value)
-        and p(correct class) (Fig. 7d; on the absolute scale 0 to 1)."""
-        r = self.occlusion(progress)
+        and p(correct class) (Fig. 7d; on the absolute scale 0 to 1). ``mode`` defaults to
+        :meth:`occlusion_mode` (fast first, exact once refined); the caption says which it shows."""
+        mode = self.occlusion_mode() if mode is None else mode
+        r = self.occlusion(progress, mode)
         image = self.image()[0]
         activity = draw.overlay_heatmap(image, r.feature_total, cmap="magma")
         prob = draw.overlay_heatmap(image, r.prob_target, cmap="magma", vmin=0.0, vmax=1.0)
         panel = draw.tile([draw.upscale(activity, self.panel), draw.upscale(prob, self.panel)], cols=2)
         x, y = r.most_damaging()
         name = self.class_names[r.target] if r.target < len(self.class_names) else str(r.target)
-        caption = (f"left: {r.layer} map {r.feature} activity ({r.feature_total_clean:.3g} uncovered, "
-                   f"down to {float(r.feature_total.min()):.3g}); right: p({name}) "
+        shown = ("exact" if r.exact else
+                 f"approximate (fast: {100 * float(r.computed.double().mean()):.0f} % of the "
+                 f"squares computed, cones cut to {r.truncate:g} of each map; exact follows)")
+        caption = (f"{shown}. left: {r.layer} map {r.feature} activity ({r.feature_total_clean:.3g} "
+                   f"uncovered, down to {float(r.feature_total.min()):.3g}); right: p({name}) "
                    f"({r.prob_target_clean:.2f} uncovered, down to {float(r.prob_target.min()):.2f} "
                    f"with the {r.window} px square at x={x:.0f}, y={y:.0f})")
         return panel, caption
@@ -551,7 +572,7 @@ class ExplorerSession:
             "top-9: image patches": patches,
         }
         if occlusion:
-            panel, _ = self.occlusion_panel()
+            panel, _ = self.occlusion_panel(mode="exact")
             panels[f"occlusion ({st.occlusion_size} px square): map {st.unit} activity | "
                    f"p(class)"] = panel
         return panels
@@ -627,10 +648,18 @@ class Explorer:
     def __init__(self, session: ExplorerSession | None = None, *, profile: str = "mini",
                  arch: str = "zfnet", profiles: Sequence[str] = ("tiny", "mini"),
                  archs: Sequence[str] = ("zfnet", "krizhevsky"),
-                 session_factory: Callable[..., ExplorerSession] | None = None):
+                 session_factory: Callable[..., ExplorerSession] | None = None,
+                 refine_delay: "float | None" = 1.0):
         import ipywidgets as W
 
         self._factory = session_factory or ExplorerSession.for_profile
+        # occlusion: the fast map first, the exact one after refine_delay seconds without an
+        # action (None: only on request, a second press of the occlusion button)
+        self.refine_delay = refine_delay
+        self._occ_shown: "tuple | None" = None     # (occlusion key, mode) of the map on show
+        self._actions = 0                          # user actions so far (an idle timer's check)
+        self._refine_timer: "threading.Timer | None" = None
+        self._lock = threading.RLock()             # one action at a time (the timer's included)
         self.timings = Timings()
         self._syncing = False
         self._shown_first = -1
@@ -792,6 +821,13 @@ class Explorer:
         """Apply one user action: the session change, then the redraw of ``parts``, with the
         session's thread count (:meth:`ExplorerSession.computing`); the time it took goes to
         ``timings`` and the status line. Errors are shown, not raised."""
+        with self._lock:
+            self._actions += 1
+            ok = self._act_locked(action, change, parts)
+        self._schedule_refine()
+        return ok
+
+    def _act_locked(self, action: str, change: Callable[[], Any], parts) -> bool:
         t0 = time.perf_counter()
         self.status.value = f"<span style='color:#666'>\u23f3 {action} ...</span>"
         try:
@@ -856,13 +892,47 @@ class Explorer:
                 b.tooltip = f"map {g.first + k}"
             self._shown_first = g.first
 
-    def _show_occlusion(self, result_png: bytes | None, caption: str = "") -> None:
+    def _show_occlusion(self, result_png: bytes | None, caption: str = "",
+                        shown: "tuple | None" = None) -> None:
+        """Show an occlusion panel (``shown``: its occlusion key and mode) or clear it."""
         if result_png is None:
             self.occ_img.value = draw.png_bytes(np.full((8, 16, 3), 235, np.uint8))
             caption = "press 'occlusion map' to slide a grey square over this image"
         else:
             self.occ_img.value = result_png
+        self._occ_shown = shown if result_png is not None else None
+        approximate = self._occ_shown is not None and self._occ_shown[1] != "exact"
+        self.occ_btn.description = "exact occlusion map" if approximate else "occlusion map"
         self.captions["occlusion"].value = _caption(caption)
+
+    def _occlusion_shown(self, mode: str) -> bool:
+        return self._occ_shown == (self.session._occlusion_key(mode), mode)
+
+    def _schedule_refine(self) -> None:
+        """After the fast map is shown, refine it to the exact one once the user has left the
+        controls alone for :attr:`refine_delay` seconds."""
+        if self._refine_timer is not None:
+            self._refine_timer.cancel()
+            self._refine_timer = None
+        if self.refine_delay is None or not self._occlusion_shown("fast"):
+            return
+        self._refine_timer = threading.Timer(self.refine_delay, self._refine_if_idle,
+                                             args=(self._actions,))
+        self._refine_timer.daemon = True
+        self._refine_timer.start()
+
+    def _refine_if_idle(self, actions: int) -> None:
+        with self._lock:
+            if actions == self._actions and self._occlusion_shown("fast"):
+                self._act("exact occlusion map", lambda: self._occlusion_change("exact", False),
+                          set())
+
+    def _occlusion_change(self, mode: str, progress: bool) -> None:
+        s = self.session
+        with self.occ_progress:
+            panel, caption = s.occlusion_panel(progress=progress, mode=mode)
+        self.occ_progress.clear_output()
+        self._show_occlusion(draw.png_bytes(panel), caption, (s._occlusion_key(mode), mode))
 
     def _sync_controls(self) -> None:
         """Make the controls show the session's state (without firing their callbacks)."""
@@ -949,16 +1019,16 @@ class Explorer:
                       lambda: self.session.select_occlusion_size(change["new"]), {"occlusion"})
 
     def _on_occlusion(self, _button=None) -> None:
-        """Compute the occlusion map of the current image (slow: behind a progress bar)."""
+        """Show the occlusion map of the current image: the fast (approximate) one first, the
+        exact one on a second press or once the controls are left alone (behind a progress bar)."""
+        refine = self._occlusion_shown("fast")
+
         def change():
             self.session.select_occlusion_size(self.occ_size_dd.value)
-            with self.occ_progress:
-                panel, caption = self.session.occlusion_panel(progress=True)
-            self.occ_progress.clear_output()
-            self._show_occlusion(draw.png_bytes(panel), caption)
+            self._occlusion_change("exact" if refine else self.session.occlusion_mode(), True)
         self.occ_btn.disabled = True
         try:
-            self._act("occlusion map", change, set())
+            self._act("exact occlusion map" if refine else "occlusion map", change, set())
         finally:
             self.occ_btn.disabled = False
 
