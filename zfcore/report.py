@@ -212,7 +212,7 @@ class Report:
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 #: An inline generated value in the README's prose: ``<!-- value:NAME -->text<!-- /value -->``.
-VALUE_RE = re.compile(r"<!-- value:([A-Za-z0-9_]+) -->(.*?)<!-- /value -->")
+VALUE_RE = re.compile(r"<!-- value:([A-Za-z0-9_]+) -->(.*?)<!-- /value -->", re.DOTALL)
 MISSING = "n/a"
 
 
@@ -378,11 +378,33 @@ HEADLINES: list[tuple[str, str, Callable[[_Nums], str]]] = [
                f"{n.f('deconvnet_spearman_abs_different_images')})"),
 ]
 
+def _recipe_table(n: _Nums) -> str:
+    """Notebook 04's recipe comparison as a markdown table (one row per recipe it recorded)."""
+    names = sorted({k[len("recipe_"):-len("_val_top1_error_pct")] for k in n.data
+                    if k.startswith("recipe_") and k.endswith("_val_top1_error_pct")})
+    if not names:
+        n.missing.append("recipe_<name>_val_top1_error_pct")
+        return MISSING
+    chosen = n.data.get("profile_recipe")
+    head = ("| recipe | val top-1 error | layer-1 power below 1/4 cycle/px | dead maps, layers 1-7 | minutes |\n"
+            "| --- | --- | --- | --- | --- |")
+    rows = [f"| `{r}`{' (chosen)' if r == chosen else ''} | {n.f(f'recipe_{r}_val_top1_error_pct', '.1f', unit=' %')} "
+            f"| {n.pct(f'recipe_{r}_layer1_low_frequency_share')} "
+            f"| {n.seq([f'recipe_{r}_dead_layer{i}' for i in range(1, 8)], '.0f', ' / ', scale=100)} % "
+            f"| {n.f(f'recipe_{r}_train_minutes', '.1f')} |" for r in names]
+    epochs = n.f("layer_lr_schedule_epochs", "g")
+    return "\n".join([head] + rows) + (f"\n\n(after {epochs} epochs each; minutes measured when each was trained, "
+                                        f"on a shared machine)")
+
+
 #: Numbers in the README's prose, outside the block: ``name: (notebook, text(nums))``.
 VALUES: dict[str, tuple[str, Callable[[_Nums], str]]] = {
     "test_accuracy": ("00_quickstart", lambda n: n.calc(lambda e: 100 - e, ["test_top1_error"], ".1f", " %")),
     "chance_accuracy": ("00_quickstart", lambda n: n.calc(lambda e: 100 - e, ["chance_top1_error"], ".0f", " %")),
     "training_epochs": ("04_training_evolution", lambda n: n.f("epochs", "d")),
+    "dead_maps": ("03_feature_visualization",
+                  lambda n: n.seq([f"dead_map_share_layer{i}" for i in range(1, 8)], ".0f", ", ", scale=100) + " %"),
+    "recipe_table": ("04_training_evolution", _recipe_table),
     "training_minutes": ("04_training_evolution", lambda n: n.f("training_seconds", ".0f", scale=1 / 60, unit=" min")),
     "final_val_accuracy": ("04_training_evolution", lambda n: n.f("final_val_accuracy", ".1f", unit=" %")),
 }
