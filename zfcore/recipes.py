@@ -18,11 +18,11 @@ from .profiles import Profile, get_profile
 
 __all__ = ["RECIPES", "RecipeResult", "recipe_overrides", "compare_recipes", "profile_recipe"]
 
-#: Profile overrides of each recipe. ``adam_nearzero`` is the recipe ``mini`` used before
-#: (Adam, PyTorch's default initialisation, layer 1 started near zero).
+#: Profile overrides of each recipe. ``mini`` used Adam with PyTorch's default initialisation and
+#: layer 1 started near zero (std 5e-4) before: over 2,000 validation images 79 % of its layer-2
+#: maps, 35 % of layer 4's and 33 % of layer 7's units never fired. ``adam_bias`` is that recipe
+#: with Krizhevsky's remedy (positive hidden biases).
 RECIPES: dict[str, dict] = {
-    "adam_nearzero": dict(optimizer="adam", lr=5e-4, weight_decay=0.0, init="default",
-                          layer1_init_std=5e-4, bias_init=None, warmup_epochs=0.0),
     "adam_bias": dict(optimizer="adam", lr=5e-4, weight_decay=0.0, init="default",
                       layer1_init_std=5e-4, bias_init=0.1, warmup_epochs=0.0),
     "sgd_warmup": dict(optimizer="sgd", lr=1e-2, momentum=0.9, weight_decay=5e-4, init="he",
