@@ -278,7 +278,8 @@ def _transfer(n: _Nums) -> str:
     lo, hi = sizes[0], sizes[-1]
     text = (f"{lo} training images per class: {n.f(f'pretrained_accuracy_pct_n{lo}', '.1f')} ± "
             f"{n.f(f'pretrained_accuracy_std_pct_n{lo}', '.1f')} % against "
-            f"{n.f(f'scratch_accuracy_pct_n{lo}', '.1f')} ± {n.f(f'scratch_accuracy_std_pct_n{lo}', '.1f')} %")
+            f"{n.f(f'scratch_accuracy_pct_n{lo}', '.1f')} ± {n.f(f'scratch_accuracy_std_pct_n{lo}', '.1f')} % from "
+            f"scratch (which fits its training images: {n.f(f'scratch_train_accuracy_pct_n{lo}', '.1f')} %)")
     if hi != lo:
         text += (f" ({hi} per class: {n.f(f'pretrained_accuracy_pct_n{hi}', '.1f')} % against "
                  f"{n.f(f'scratch_accuracy_pct_n{hi}', '.1f')} %)")
@@ -315,16 +316,19 @@ HEADLINES: list[tuple[str, str, Callable[[_Nums], str]]] = [
      lambda n: f"share of projection energy inside the object box, layers 1-5: "
                f"{n.seq(_layers('', '_projection_energy_in_box'))} (box area "
                f"{n.span(_layers('', '_box_area_share'))})"),
+    ("03_feature_visualization", "a healthy network: every map fires",
+     lambda n: f"maps that never fire on {n.f('dead_maps_images', 'd')} validation images, layers 1-7: "
+               f"{n.seq(_layers('dead_map_share_', '', range(1, 8)), '.0f', ', ', scale=100)} %"),
     ("04_training_evolution", "Fig. 4: lower layers converge first",
-     lambda n: f"epoch after which half of each map's top-9 stay final, layers 1-5: "
-               f"{n.seq(_layers('topk_converged_epoch_', ''), 'g')} (rank correlation with depth "
-               f"{n.f('convergence_depth_spearman_topk', '+.2f')})"),
-    ("04_training_evolution", "per-layer rates: freezing layers 1-2 once their top-9 settle pays",
+     lambda n: f"median epoch from which a firing map's top-9 stay final, layers 1-5: "
+               f"{n.seq(_layers('map_converged_epoch_median_', ''), 'g')} (rank correlation of depth with "
+               f"the per-map epoch {n.f('fig4_lower_layers_converge_first_effect', '+.2f')})"),
+    ("04_training_evolution", "per-layer rates: freezing layers 1-2 once they settle, or slowing them, costs little",
      lambda n: f"{n.f('per_layer_speedup_images_per_s', '.1f', unit='x')} faster steps once frozen; "
-               f"validation accuracy after {n.f('layer_lr_schedule_epochs', 'g')} epochs "
-               f"{n.f('per_layer_val_accuracy', '.1f', unit=' %')} against "
-               f"{n.f('global_rate_val_accuracy', '.1f', unit=' %')} "
-               f"({n.calc(lambda a, b: a - b, ['per_layer_val_accuracy', 'global_rate_val_accuracy'], '+.1f')} points)"),
+               f"validation accuracy after {n.f('layer_lr_schedule_epochs', 'g')} epochs: frozen "
+               f"{n.f('per_layer_val_accuracy', '.1f', unit=' %')}, early layers at 0.1x the rate "
+               f"{n.f('lower_rates_val_accuracy', '.1f', unit=' %')}, one global rate "
+               f"{n.f('global_rate_val_accuracy', '.1f', unit=' %')}"),
     ("05_invariance", "Fig. 5: layer 7 is more invariant than layer 1",
      lambda n: "normalised distance growth, layer 1 / layer 7: " + ", ".join(
          f"{name} {n.f(f'{k}_growth_layer1')} / {n.f(f'{k}_growth_layer7')}"
@@ -343,7 +347,8 @@ HEADLINES: list[tuple[str, str, Callable[[_Nums], str]]] = [
                f"{n.pct('zf_dead_fraction')} (7x7/2)"),
     ("07_occlusion", "Fig. 7: the model localises the object",
      lambda n: f"occlusion minimum of p(correct) inside the object box in {n.pct('pointing_game_hit_rate', 1)} "
-               f"of {n.f('pointing_game_images', 'd')} test images (chance {n.pct('pointing_game_chance_box_area', 1)})"),
+               f"of {n.f('pointing_game_images', 'd')} test images (chance {n.pct('pointing_game_chance_level', 1)}; the "
+               f"untrained network {n.pct('pointing_game_hit_rate_untrained', 1)})"),
     ("08_correspondence", "Table 1: parts correspond at layer 5",
      lambda n: "Hamming consistency, standard deviations below random (positive: the parts correspond), "
                + "; ".join(f"layer {l}: left eye {n.f(f'layer{l}_left_eye{_SD}', '+.2f')}, right eye "
@@ -352,15 +357,12 @@ HEADLINES: list[tuple[str, str, Callable[[_Nums], str]]] = [
     ("09_ablations", "Table 2: the 7x7/2 model beats Krizhevsky's layout",
      lambda n: f"validation top-1 error {n.f('zf_val_top1_error', '.2f', unit=' %')} against "
                f"{n.f('krizhevsky_val_top1_error', '.2f', unit=' %')} ({n.f('schedule_epochs', 'g')}-epoch "
-               f"comparison schedule)"),
+               f"comparison schedule; training error in eval mode {n.f('zf_train_top1_error', '.1f', unit=' %')} "
+               f"against {n.f('krizhevsky_train_top1_error', '.1f', unit=' %')})"),
     ("09_ablations", "Table 3: removing layers 6-7 or 3-4 costs little, both a lot",
      lambda n: f"validation top-1 error minus the full network's: without layers 6-7 "
                f"{n.f('cost_removing_layers6_7', '+.2f')}, without 3-4 {n.f('cost_removing_layers3_4', '+.2f')}, "
                f"without both {n.f('cost_removing_both', '+.2f')} points"),
-    ("09_ablations", "Table 3: wider conv layers 3-5 help; wider fc layers overfit",
-     lambda n: f"wider conv 3-5: {n.f('change_widening_conv3_4_5', '+.2f')} points of validation top-1 "
-               f"error; train minus validation error with fc 6-7 at 8192: "
-               f"{n.f('overfit_gap_fc6_7_8192', '+.1f')} points (full network: {n.f('overfit_gap_zf', '+.1f')})"),
     ("10_transfer", "Tables 4-5, Fig. 9: pretrained features beat training from scratch with few images",
      _transfer),
     ("11_feature_analysis", "Table 7: deeper layers give better features",
