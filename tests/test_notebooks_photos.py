@@ -45,7 +45,9 @@ def test_user_photo_is_in_the_figure(number, user_photo):
 # Rough eye and nose positions in two of scikit-image's photos (pixels of the originals), for
 # notebook 08's part occlusion; only that it runs is checked here.
 _FACES = {"cat.png": {"left_eye": [140, 125], "right_eye": [262, 112], "nose": [205, 185]},
-          "astronaut.png": {"left_eye": [203, 118], "right_eye": [248, 112], "nose": [228, 148]}}
+          "astronaut.png": {"left_eye": [203, 118], "right_eye": [248, 112], "nose": [228, 148]},
+          # the astronaut mirrored (512 px wide): the eyes swap sides
+          "astronaut_mirrored.png": {"left_eye": [263, 112], "right_eye": [308, 118], "nose": [283, 148]}}
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +70,7 @@ def photo_folder(tmp_path_factory):
     faces.mkdir(exist_ok=True)
     for n, c in (("cat.png", "animal"), ("astronaut.png", "person")):
         (faces / n).write_bytes((d / c / n).read_bytes())
+    Image.open(d / "person" / "astronaut.png").transpose(Image.FLIP_LEFT_RIGHT).save(faces / "astronaut_mirrored.png")
     return d
 
 

@@ -41,13 +41,14 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .errors import ZFCoreError
 from .profiles import PROFILES, Profile, get_profile
 
 __all__ = ["explain_photo", "explain_photos", "explain_folder", "ExplainError", "resolve_model",
            "main"]
 
 
-class ExplainError(ValueError):
+class ExplainError(ZFCoreError, ValueError):
     """A bad argument of :func:`explain_photo` / :func:`explain_folder`; the message says the fix."""
 
 

@@ -28,6 +28,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from .errors import ZFCoreError
 from .profiles import Profile, get_profile
 
 __all__ = ["ZooError", "NAMES", "WEIGHTS", "get_model", "load_model_file", "model_for_profile",
@@ -42,7 +43,7 @@ WEIGHTS = ("imagenet", "random", "trained")
 _SUFFIXES = (".pt", ".pth")
 
 
-class ZooError(ValueError):
+class ZooError(ZFCoreError, ValueError):
     """A bad model name, weights choice or model file; the message says what to do."""
 
 
