@@ -47,7 +47,8 @@ def test_user_photo_is_in_the_figure(number, user_photo):
 _FACES = {"cat.png": {"left_eye": [140, 125], "right_eye": [262, 112], "nose": [205, 185]},
           "astronaut.png": {"left_eye": [203, 118], "right_eye": [248, 112], "nose": [228, 148]},
           # the astronaut mirrored (512 px wide): the eyes swap sides
-          "astronaut_mirrored.png": {"left_eye": [263, 112], "right_eye": [308, 118], "nose": [283, 148]}}
+          "astronaut_mirrored.png": {"left_eye": [263, 112], "right_eye": [308, 118], "nose": [283, 148]},
+          "cat_mirrored.png": {"left_eye": [188, 112], "right_eye": [310, 125], "nose": [245, 185]}}
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,8 @@ def photo_folder(tmp_path_factory):
     faces.mkdir(exist_ok=True)
     for n, c in (("cat.png", "animal"), ("astronaut.png", "person")):
         (faces / n).write_bytes((d / c / n).read_bytes())
-    Image.open(d / "person" / "astronaut.png").transpose(Image.FLIP_LEFT_RIGHT).save(faces / "astronaut_mirrored.png")
+    for n, c in (("astronaut", "person"), ("cat", "animal")):   # mirrored: the positive control needs 4 faces
+        Image.open(d / c / f"{n}.png").transpose(Image.FLIP_LEFT_RIGHT).save(faces / f"{n}_mirrored.png")
     return d
 
 

@@ -235,7 +235,8 @@ def pair_bootstrap(claim: str, control: torch.Tensor, model: torch.Tensor, *, n_
         idx = rng.integers(0, n, n)
         sub = d[np.ix_(idx, idx)]
         ok = idx[:, None] != idx[None, :]
-        stats[b] = sub[ok].mean()
+        stats[b] = sub[ok].mean() if ok.any() else np.nan   # a resample of one image has no pair
+    stats = stats[np.isfinite(stats)]
     low, high = np.quantile(stats, [0.025, 0.975])
     return from_interval(claim, effect, float(low), float(high),
                          source=f"bootstrap over {n} images, pairs of distinct images ({n_boot} resamples; "
