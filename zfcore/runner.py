@@ -78,7 +78,8 @@ def run_notebook(path: Path, profile: str, parameters: dict | None = None,
     try:
         pm.execute_notebook(str(path), str(out), parameters=params, kernel_name="python3",
                             cwd=str(Path(path).parent), progress_bar=False,
-                            execution_timeout=timeout, log_output=False)
+                            execution_timeout=timeout, log_output=False,
+                            iopub_timeout=120)   # a busy machine can delay a cell's output
     except PapermillExecutionError as e:
         raise NotebookFailed(f"{Path(path).name} failed in cell {e.exec_count} "
                              f"({e.ename}: {e.evalue}); executed copy: {out}") from None
