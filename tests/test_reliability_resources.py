@@ -48,7 +48,7 @@ def _in_memory(model, folder):
     return mine_topk(model, load_folder(folder, P, progress=False).images, progress=False).n_images
 
 
-def _peaks(work, model, folders, warm, repeats: int = 2):
+def _peaks(work, model, folders, warm, repeats: int = 3):
     """Peak growth per folder size, the lowest of ``repeats`` measurements: the noise of a resident
     set measurement (a page collapsed into a huge page, a heap that cannot shrink) only adds."""
     out = {}

@@ -139,7 +139,7 @@ def pool_map(t: torch.Tensor, side: int | None, mode: str = "avg") -> torch.Tens
 
 def _as_loader(data: "Dataset | DataLoader | Iterable", batch_size: int) -> tuple[Iterable, int | None]:
     if isinstance(data, DataLoader):
-        return data, None  # a sampler may pick any subset: collect chunks, concatenate once
+        return data, None  # a sampler may pick any subset: the rows grow as they come
     if isinstance(data, Dataset):
         if len(data) == 0:
             raise FeatureError("the data set is empty: nothing to extract")
@@ -178,11 +178,9 @@ def extract_features(model: nn.Module, data: "Dataset | DataLoader | tuple", lay
     was_training = model.training
     home = next((p.device for p in model.parameters()), torch.device("cpu"))
     model.eval().to(device)
-    store: dict[str, torch.Tensor] = {}
-    chunks: dict[str, list[torch.Tensor]] = {l: [] for l in layers}
-    label_chunks: list[torch.Tensor] = []
+    rows = {l: _Rows(n_total) for l in layers}
+    labels = _Rows(n_total)
     shapes: dict[str, tuple[int, ...]] = {}
-    filled = 0
     try:
         def pooled(layer: str, o: torch.Tensor) -> torch.Tensor:
             if layer not in shapes:
@@ -194,25 +192,42 @@ def extract_features(model: nn.Module, data: "Dataset | DataLoader | tuple", lay
             x, y = batch[0], batch[1]
             outs = layer_outputs(model, x.to(device), layers, transform=pooled)
             for l in layers:
-                flat = outs[l]
-                if n_total is not None:
-                    if l not in store:
-                        store[l] = torch.empty(n_total, flat.shape[1], dtype=torch.float32)
-                    store[l][filled:filled + flat.shape[0]] = flat
-                else:
-                    chunks[l].append(flat)
-            label_chunks.append(torch.as_tensor(y).cpu())
-            filled += x.shape[0]
+                rows[l].append(outs[l])
+            labels.append(torch.as_tensor(y).cpu())
     finally:
         model.train(was_training).to(home)
-    if filled == 0:
+    if len(labels) == 0:
         raise FeatureError("the data yielded no batches: nothing to extract")
-    if n_total is not None:
-        if filled != n_total:
-            store = {l: v[:filled] for l, v in store.items()}
-    else:
-        store = {l: torch.cat(c) for l, c in chunks.items()}
-    return Features(store, torch.cat(label_chunks), shapes)
+    return Features({l: r.result() for l, r in rows.items()}, labels.result(), shapes)
+
+
+class _Rows:
+    """Rows appended batch by batch into one buffer: preallocated when the total is known, else
+    grown by doubling. One buffer instead of a list of small per-batch tensors keeps the heap from
+    fragmenting between batches and avoids the concatenation's second copy at the end."""
+
+    def __init__(self, capacity: int | None):
+        self.capacity, self.buffer, self.n = capacity, None, 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def append(self, batch: torch.Tensor) -> None:
+        end = self.n + batch.shape[0]
+        if self.buffer is None:
+            size = max(self.capacity or 0, end, 1)
+            self.buffer = torch.empty((size, *batch.shape[1:]), dtype=batch.dtype)
+        elif end > self.buffer.shape[0]:
+            grown = torch.empty((max(end, 2 * self.buffer.shape[0]), *batch.shape[1:]), dtype=batch.dtype)
+            grown[:self.n] = self.buffer[:self.n]
+            self.buffer = grown
+        self.buffer[self.n:end] = batch
+        self.n = end
+
+    def result(self) -> torch.Tensor:
+        if self.n == self.buffer.shape[0]:
+            return self.buffer
+        return self.buffer[:self.n].clone()
 
 
 def pool_map_shape(t: torch.Tensor, side: int | None) -> torch.Size:
