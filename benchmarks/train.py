@@ -25,6 +25,7 @@ from torch.utils.data import TensorDataset
 from zfcore import train as T
 from zfcore.data import get_dataset
 from zfcore.models import clip_filters_
+from zfcore.profiles import get_profile
 
 
 def bare_loop(spec: T.TrainSpec, batches: list[tuple[torch.Tensor, torch.Tensor]],
@@ -111,9 +112,16 @@ def main(argv=None) -> int:
           "the epoch; seconds and images/s are medians, ratios medians of per-round ratios; "
           "per-round seconds: bare " + ", ".join(f"{v:.2f}" for v in bare_s)
           + "; trainer " + ", ".join(f"{v:.2f}" for v in loop_s) + ")")
+    # The main model's schedule at this throughput: every epoch's training images through the
+    # trainer's loop (validation and checkpoints add what "whole call" adds per batch).
+    full = get_profile(profile)
+    main_minutes = full.epochs * full.n_train / ips_loop * r_call / r_loop / 60
+    print(f"main model ({full.epochs} epochs of {full.n_train} images) at this rate: "
+          f"{main_minutes:.1f} min")
     print(f"RESULT train images_per_s={ips_loop:.1f} overhead_vs_bare_loop={r_loop:.3f} "
           f"bare_images_per_s={ips_bare:.1f} whole_call_overhead={r_call:.3f} "
-          f"speedup_vs_default_format_loop={r_plain / r_loop:.3f} profile={profile}")
+          f"speedup_vs_default_format_loop={r_plain / r_loop:.3f} "
+          f"main_model_minutes={main_minutes:.1f} profile={profile}")
     return 0
 
 

@@ -60,3 +60,11 @@ def test_report_writes_figures_and_numbers(tmp_path):
     assert data["figures"] == ["99_demo_panel.png"]
     assert (tmp_path / "tiny" / "99_demo_panel.png").is_file()
     assert (tmp_path / "tiny" / "99_demo_table.csv").read_text().startswith("layer,acc")
+
+
+def test_a_shorter_run_caps_the_comparison_schedule():
+    from zfcore.train import comparison_overrides
+    p = get_profile("mini", epochs=1)           # mini's comparison schedule is 4 epochs
+    assert comparison_overrides(p) == {"epochs": 1}
+    with pytest.raises(ProfileError, match="comparison_epochs"):
+        get_profile("mini", comparison_epochs=0)

@@ -134,8 +134,9 @@ class Profile:
                 isinstance(e, int) and not isinstance(e, bool) and e > 0 for e in self.lr_drop_epochs):
             bad("lr_drop_epochs", "a tuple of positive whole epochs, e.g. (8,)")
         if self.comparison_epochs is not None and (not isinstance(self.comparison_epochs, int)
-                                                   or not 1 <= self.comparison_epochs <= self.epochs):
-            bad("comparison_epochs", "None or a whole number of epochs in [1, epochs]")
+                                                   or isinstance(self.comparison_epochs, bool)
+                                                   or self.comparison_epochs < 1):
+            bad("comparison_epochs", "None or a positive whole number of epochs (capped at epochs)")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             bad("threads", "a positive integer or None")
 

@@ -949,7 +949,7 @@ def compare_throughput(profile: "str | Profile", frozen: "Mapping[str, Sequence[
 def comparison_overrides(profile: "str | Profile") -> dict:
     """The shorter schedule of the comparison trainings (Fig. 6 variants, Table 3 ablations,
     per-layer rates): ``profile.comparison_epochs`` (4 on ``mini``), else half of the profile's
-    epochs, at least one, on the same data.
+    epochs, at least one, never more than the profile's epochs, on the same data.
 
     Being a prefix of the profile's own schedule, its ``zf`` run *is* the main model's checkpoint
     at that epoch (no extra training), and every variant is compared at the same budget. On
@@ -958,7 +958,7 @@ def comparison_overrides(profile: "str | Profile") -> dict:
     the ten comparison trainings of notebooks 04, 06 and 09 took 38 minutes here the first time.
     """
     p = get_profile(profile)
-    return {"epochs": p.comparison_epochs or max(1, round(p.epochs / 2))}
+    return {"epochs": min(p.comparison_epochs or max(1, round(p.epochs / 2)), p.epochs)}
 
 
 def trained_model(profile: "str | Profile" = "mini", arch: str = "zfnet", variant: str = "zf",
