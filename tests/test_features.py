@@ -1,6 +1,8 @@
 """Streaming multi-layer feature extraction (zfcore.features), checked against plain forward
 passes through the model's own submodules and hand-written pooling loops."""
 import pytest
+
+from zfcore.models import LayerError
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -155,7 +157,7 @@ def test_cached_features_reuses_and_keys_on_weights(tmp_path, monkeypatch):
 
 def test_bad_arguments_have_clear_errors():
     model, (x, y) = _model(), _data(2)
-    with pytest.raises(FeatureError, match="unknown layer"):
+    with pytest.raises(LayerError, match="unknown layer"):
         extract_features(model, (x, y), ["layer9"], progress=False)
     with pytest.raises(FeatureError, match="pool must be one of"):
         extract_features(model, (x, y), pool="median", progress=False)

@@ -5,6 +5,8 @@ import io
 
 import numpy as np
 import pytest
+
+from zfcore.models import LayerError
 import torch
 from PIL import Image
 
@@ -168,7 +170,7 @@ def test_selections_validate_and_keep_state_consistent(session):
     session.select_page(1)
     session.select_cell(3)
     assert session.state.unit == 19
-    with pytest.raises(ExplorerError, match="unknown layer 'layer9'.*layer1, layer2"):
+    with pytest.raises(LayerError, match="unknown layer 'layer9'.*layer1, layer2"):
         session.select_layer("layer9")
     with pytest.raises(ExplorerError, match="feature map 32 does not exist: layer2 has maps 0 to 31"):
         session.select_unit(32)

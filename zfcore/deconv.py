@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import LayerError, forward_layers, layer_names
+from .models import LayerError, forward_layers, layer_key, layer_names
 from .receptive import input_problem
 from .errors import ZFCoreError
 
@@ -212,15 +212,6 @@ class DeconvStep:
 
 _SUPPORTED = (nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.Linear, nn.Flatten, nn.AvgPool2d,
               nn.AdaptiveAvgPool2d) + NORMALISATION + _IDENTITY_IN_EVAL
-
-
-def _layer_key(model: nn.Module, layer) -> str:
-    names = layer_names(model)
-    key = f"layer{layer}" if isinstance(layer, int) else layer
-    if key not in names:
-        raise LayerError(f"unknown layer {layer!r} for {type(model).__name__}: this model has "
-                         f"{', '.join(names)}")
-    return key
 
 
 def _chain(model: nn.Module, layer: str) -> list[tuple[str, nn.Module]]:
@@ -594,7 +585,7 @@ def _check_common(model, images, layer, rule, method) -> str:
         raise DeconvError(f"unknown rule {rule!r}: choose one of {', '.join(RULES)}")
     if method not in METHODS:
         raise DeconvError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
-    key = _layer_key(model, layer)
+    key = layer_key(layer, model)
     problem = input_problem(model, key, images)
     if problem:
         raise DeconvError(problem)
@@ -716,7 +707,7 @@ def shared_switch_share(switches: torch.Tensor) -> float:
 def layer_activations(model: nn.Module, images: torch.Tensor, layers: Sequence[str]) -> dict:
     """``{layer: activations}`` of ``images`` for several layers in one forward pass, stopping
     after the deepest requested layer (eval mode, no gradients; :func:`zfcore.models.forward_layers`)."""
-    keys = [_layer_key(model, l) for l in layers]
+    keys = [layer_key(l, model) for l in layers]
     with _eval_mode(model), torch.no_grad():
         return forward_layers(model, images.to(_device(model)), keys)
 

@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .cache import cached
-from .models import LayerError, forward_layers, layer_names, model_fingerprint
+from .models import LayerError, forward_layers, layer_keys, layer_names, model_fingerprint
 from .receptive import ReceptiveFieldError, input_problem
 from .errors import ZFCoreError
 
@@ -85,17 +85,9 @@ class Features:
 
 
 def _check_layers(model: nn.Module, layers: Sequence[str]) -> list[str]:
-    if isinstance(layers, str):
-        layers = [layers]
-    layers = list(dict.fromkeys(layers))
-    if not layers:
+    if not isinstance(layers, (str, int)) and not list(layers):
         raise FeatureError("layers is empty: name at least one, e.g. layers=('layer7',)")
-    known = layer_names(model)
-    unknown = [l for l in layers if l not in known]
-    if unknown:
-        raise FeatureError(f"unknown layer(s) {unknown} for {type(model).__name__}; this model "
-                           f"has {', '.join(known)}")
-    return layers
+    return layer_keys(layers, model)
 
 
 def layer_outputs(model: nn.Module, x: torch.Tensor, layers: Sequence[str],

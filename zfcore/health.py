@@ -21,7 +21,7 @@ from torch import nn
 
 from .errors import ZFCoreError
 from .firstlayer import frequency_profile
-from .models import capture_layers, conv_layers, layer_names
+from .models import capture_layers, conv_layers, hidden_layers, layer_names
 
 __all__ = ["FireCounter", "DeadMaps", "dead_maps", "low_frequency_share", "HealthError", "network_layers"]
 
@@ -32,7 +32,7 @@ class HealthError(ZFCoreError, ValueError):
 
 def network_layers(model: nn.Module) -> list[str]:
     """The rectified hidden layers of ``model`` (``layer1`` ... ``layer7``, those it has)."""
-    return [k for k in layer_names(model) if k.startswith("layer")]
+    return hidden_layers(model)
 
 
 def _fired(output: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ from torch import nn
 
 from .cache import cached
 from .deconv import Requests, layer_activations, requests
-from .models import LayerError, layer_names, model_fingerprint
+from .models import LayerError, layer_keys, layer_names, model_fingerprint
 from .receptive import input_problem
 from .profiles import Profile, get_profile
 from .errors import ZFCoreError
@@ -158,13 +158,9 @@ class TopKMiner:
         names = layer_names(model)
         if layers is None:
             layers = [l for l in DEFAULT_LAYERS if l in names]
-        layers = [f"layer{l}" if isinstance(l, int) else l for l in layers]
-        for l in layers:
-            if l not in names:
-                raise LayerError(f"unknown layer {l!r} for {type(model).__name__}: this model "
-                                 f"has {', '.join(names)}")
         if not layers:
             raise MiningError("no layers to mine")
+        layers = layer_keys(layers, model)
         self.model, self.k, self.layer_list = model, k, list(layers)
         self.state: dict[str, LayerTopK] = {}
         self.n_images = 0

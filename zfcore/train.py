@@ -59,7 +59,7 @@ from torch import nn
 
 from . import cache as zcache
 from .health import FireCounter
-from .models import (TABLE3_VARIANTS, build, clip_filters_, conv_layers, filter_rms, he_init_, layer_names,
+from .models import (TABLE3_VARIANTS, build, clip_filters_, conv_layers, filter_rms, he_init_, LayerError, layer_key, layer_names,
                      load_model_state, paper_init_)
 from .profiles import Profile, ProfileError, get_profile
 from .errors import ZFCoreError
@@ -90,21 +90,14 @@ class TrainError(ZFCoreError, ValueError):
 # Configuration
 # ---------------------------------------------------------------------------------------------
 
-def _layer_key(layer: "str | int") -> str:
-    key = f"layer{layer}" if isinstance(layer, int) else str(layer)
-    if key not in LAYER_KEYS:
-        raise TrainError(f"unknown layer {layer!r}: use one of {', '.join(LAYER_KEYS)} (or 1..7)")
-    return key
-
-
 def _layer_map(value: "Mapping | Sequence | None", what: str) -> tuple[tuple[str, float], ...]:
     if value is None:
         return ()
     items = value.items() if isinstance(value, Mapping) else value
     try:
-        out = {_layer_key(k): float(v) for k, v in items}
+        out = {layer_key(k, LAYER_KEYS): float(v) for k, v in items}
     except (TypeError, ValueError) as e:
-        if isinstance(e, TrainError):
+        if isinstance(e, (TrainError, LayerError)):
             raise
         raise TrainError(f"{what} must map layers to numbers, e.g. {{'layer1': 0.1}}; got {value!r}") from None
     for k, v in out.items():
@@ -932,7 +925,7 @@ def compare_throughput(profile: "str | Profile", frozen: "Mapping[str, Sequence[
     for _ in range(rounds):
         for name, layers in frozen.items():
             model = build_model(spec).to(memory_format=torch.channels_last)
-            _apply_freeze(model, {_layer_key(l) for l in layers})
+            _apply_freeze(model, {layer_key(l, LAYER_KEYS) for l in layers})
             opt = _optimizer(spec, model)
             model.train()
             for i in range(steps + 1):                      # the first step warms up

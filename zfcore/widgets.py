@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .models import layer_names
+from .models import hidden_layers, layer_key, layer_names
 from .plotting import explorer as draw
 from .profiles import Profile, get_profile
 from .errors import ZFCoreError
@@ -137,7 +137,7 @@ class ExplorerSession:
         self.split = split
         self._dataset = dataset
         self._class_names = list(class_names) if class_names is not None else None
-        self.layers = [k for k in layer_names(model) if k.startswith("layer")]
+        self.layers = hidden_layers(model)
         if not self.layers:
             raise ExplorerError(f"{type(model).__name__}.layer_names names no layer1 ... layer7")
         self.page_size, self.cols, self.cell, self.panel = page_size, cols, cell, panel
@@ -204,10 +204,7 @@ class ExplorerSession:
         return self.state
 
     def _check_layer(self, layer: "str | int") -> str:
-        key = f"layer{layer}" if isinstance(layer, int) and not isinstance(layer, bool) else layer
-        if key not in self.layers:
-            raise ExplorerError(f"unknown layer {layer!r}: choose one of {', '.join(self.layers)}")
-        return key
+        return layer_key(layer, self.layers)
 
     def select_layer(self, layer: "str | int") -> ExplorerState:
         """Show ``layer`` ("layer3" or 3). The selected map is kept where the new layer has it."""
