@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from .features import layer_outputs
+from .models import in_eval_mode
 from .errors import ZFCoreError
 
 __all__ = ["PARTS", "RANDOM", "CorrespondenceError", "hamming_matrix", "consistency_score",
@@ -243,6 +244,7 @@ def pair_bootstrap(claim: str, control: torch.Tensor, model: torch.Tensor, *, n_
                                 f"seed variance not included)")
 
 
+@in_eval_mode
 def pairwise_correspondence(model: nn.Module, images: torch.Tensor, keypoints: dict, boxes: torch.Tensor,
                             *, layers: Sequence[str] = ("layer5", "layer7"), parts: Sequence[str] = PARTS,
                             fraction: float = KEYPOINT_FRACTION, n_random: int = 5, seed: int = 0,
@@ -250,9 +252,6 @@ def pairwise_correspondence(model: nn.Module, images: torch.Tensor, keypoints: d
     """Table 1's sign-change distances for every pair of a pool of images (normalised model
     inputs with their ``keypoints`` and face ``boxes``); occluders sized from the keypoints
     (:func:`keypoint_sides`), random squares of the same side inside the face box."""
-    if model.training:
-        raise CorrespondenceError("the model is in training mode (dropout would randomise the "
-                                  "signs): call model.eval() first")
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or len(images) < 3:
         raise CorrespondenceError("images must be a (N, 3, H, W) tensor with N >= 3")
     if n_random < 1:
@@ -354,6 +353,7 @@ class CorrespondenceResult:
         return cls(**d)
 
 
+@in_eval_mode
 def correspondence_scores(model: nn.Module, images: torch.Tensor, keypoints: dict,
                           boxes: torch.Tensor, *, layers: Sequence[str] = ("layer5", "layer7"),
                           parts: Sequence[str] = PARTS, n_images: int = 5, seeds: int = 20,
@@ -365,9 +365,6 @@ def correspondence_scores(model: nn.Module, images: torch.Tensor, keypoints: dic
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
         raise CorrespondenceError(f"images must be a (N, 3, H, W) tensor, got "
                                   f"{getattr(images, 'shape', type(images).__name__)}")
-    if model.training:
-        raise CorrespondenceError("the model is in training mode (dropout would randomise the "
-                                  "signs): call model.eval() first")
     N, _, H, W = images.shape
     if not 2 <= n_images <= N:
         raise CorrespondenceError(f"n_images must be between 2 and the {N} images given, "

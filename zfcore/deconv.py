@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import LayerError, forward_layers, layer_key, layer_names
+from .models import LayerError, eval_mode, forward_layers, layer_key, layer_names
 from .receptive import input_problem
 from .errors import ZFCoreError
 
@@ -244,16 +244,6 @@ def _check_walk(model: nn.Module, chain, layer: str, image: torch.Tensor) -> Non
                           f"registration order, which does not reproduce its {layer} (its forward "
                           f"branches or skips); use method='autograd' (or the default 'auto')")
 
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module):
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, t in modes:
-            m.training = t
 
 
 def _conv_output_padding(m: nn.Conv2d, in_hw, out_hw) -> tuple[int, int]:
@@ -636,7 +626,7 @@ def project(model: nn.Module, images: torch.Tensor, layer: "str | int", requests
         from tqdm.auto import tqdm
         chunks = tqdm(chunks, desc=f"projecting {key} ({rule})", unit="batch")
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_eval_mode(model))
+        stack.enter_context(eval_mode(model))
         chain = None
         if method != "autograd":
             try:
@@ -682,7 +672,7 @@ def deconv_steps(model: nn.Module, image: torch.Tensor, layer: "str | int", chan
         raise DeconvError(f"deconv_steps takes one image, got a batch of {image.shape[0]}")
     req = requests(0, channel, y, x)
     image = image.to(_device(model))
-    with _eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         chain = _chain(model, key)
         _check_walk(model, chain, key, image)
         act, tape = _forward_explicit(chain, image, rule, keep_forward=True)
@@ -708,7 +698,7 @@ def layer_activations(model: nn.Module, images: torch.Tensor, layers: Sequence[s
     """``{layer: activations}`` of ``images`` for several layers in one forward pass, stopping
     after the deepest requested layer (eval mode, no gradients; :func:`zfcore.models.forward_layers`)."""
     keys = [layer_key(l, model) for l in layers]
-    with _eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         return forward_layers(model, images.to(_device(model)), keys)
 
 

@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .cache import cached
-from .models import LayerError, forward_layers, layer_keys, layer_names, model_fingerprint
+from .models import LayerError, eval_mode, forward_layers, layer_keys, layer_names, model_fingerprint
 from .receptive import ReceptiveFieldError, input_problem
 from .errors import ZFCoreError
 
@@ -167,27 +167,27 @@ def extract_features(model: nn.Module, data: "Dataset | DataLoader | tuple", lay
     if pooled_side is not None and (not isinstance(pooled_side, int) or pooled_side < 1):
         raise FeatureError(f"pooled_side must be a positive int or None, not {pooled_side!r}")
     loader, n_total = _as_loader(data, batch_size)
-    was_training = model.training
     home = next((p.device for p in model.parameters()), torch.device("cpu"))
-    model.eval().to(device)
+    model.to(device)
     rows = {l: _Rows(n_total) for l in layers}
     labels = _Rows(n_total)
     shapes: dict[str, tuple[int, ...]] = {}
     try:
-        def pooled(layer: str, o: torch.Tensor) -> torch.Tensor:
-            if layer not in shapes:
-                shapes[layer] = tuple(pool_map_shape(o, pooled_side)[1:])
-            return pool_map(o, pooled_side, pool).float().cpu()
+        with eval_mode(model):
+            def pooled(layer: str, o: torch.Tensor) -> torch.Tensor:
+                if layer not in shapes:
+                    shapes[layer] = tuple(pool_map_shape(o, pooled_side)[1:])
+                return pool_map(o, pooled_side, pool).float().cpu()
 
-        bar = tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False)
-        for batch in bar:
-            x, y = batch[0], batch[1]
-            outs = layer_outputs(model, x.to(device), layers, transform=pooled)
-            for l in layers:
-                rows[l].append(outs[l])
-            labels.append(torch.as_tensor(y).cpu())
+            bar = tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False)
+            for batch in bar:
+                x, y = batch[0], batch[1]
+                outs = layer_outputs(model, x.to(device), layers, transform=pooled)
+                for l in layers:
+                    rows[l].append(outs[l])
+                labels.append(torch.as_tensor(y).cpu())
     finally:
-        model.train(was_training).to(home)
+        model.to(home)
     if len(labels) == 0:
         raise FeatureError("the data yielded no batches: nothing to extract")
     return Features({l: r.result() for l, r in rows.items()}, labels.result(), shapes)

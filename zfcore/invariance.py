@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import capture_layers
+from .models import capture_layers, in_eval_mode
 from .errors import ZFCoreError
 
 __all__ = ["TRANSFORMS", "IDENTITY", "ROTATION_SYMMETRIC_CLASSES", "InvarianceError",
@@ -244,6 +244,7 @@ def _layer_outputs(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) -> 
 
 
 @torch.inference_mode()
+@in_eval_mode
 def invariance_curves(model: nn.Module, images: torch.Tensor, labels, boxes, *, kind: str,
                       amounts: "Sequence[float] | torch.Tensor | None" = None,
                       layers: Sequence[str] = ("layer1", "layer7"), batch_size: int = 64,
@@ -252,9 +253,6 @@ def invariance_curves(model: nn.Module, images: torch.Tensor, labels, boxes, *, 
     ``amounts`` (default :func:`default_amounts`) and record the feature distances at ``layers``
     and p(true class). Fig. 5's measurement."""
     images = _check_images(images)
-    if model.training:
-        raise InvarianceError("the model is in training mode (dropout would add noise to every "
-                              "distance): call model.eval() first")
     N, _, H, W = images.shape
     labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
     boxes = torch.as_tensor(boxes, dtype=torch.float64).reshape(-1, 4)

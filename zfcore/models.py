@@ -24,6 +24,7 @@ deconvnet and top-9 mining look at exactly these maps. :func:`get_layer` returns
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import math
 from collections import OrderedDict
@@ -37,7 +38,7 @@ from .errors import ZFCoreError
 
 __all__ = [
     "ZFConfig", "ZFNet", "zfnet", "krizhevsky", "build", "TABLE3_VARIANTS", "alexnet", "vgg16", "resnet18",
-    "get_layer", "layer_key", "layer_keys", "hidden_layers", "layer_names", "capture_layers", "forward_layers", "conv_layers", "paper_init_", "he_init_", "clip_filters_", "filter_rms",
+    "get_layer", "eval_mode", "in_eval_mode", "layer_key", "layer_keys", "hidden_layers", "layer_names", "capture_layers", "forward_layers", "conv_layers", "paper_init_", "he_init_", "clip_filters_", "filter_rms",
     "MissingWeightsError", "LayerError", "load_model_state", "model_fingerprint", "from_pytorchcv",
 ]
 
@@ -298,6 +299,29 @@ def hidden_layers(model: nn.Module) -> list[str]:
 def get_layer(model: nn.Module, layer: "str | int") -> nn.Module:
     """The module whose output is ``layer`` ("layer5", 5 or "logits") of ``model``."""
     return model.get_submodule(layer_names(model)[layer_key(layer, model)])
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Run the block with ``model`` in eval mode (dropout off, BatchNorm on its running
+    statistics) and give every submodule its own mode back afterwards: the one policy of every
+    analysis in ``zfcore`` (the caller's model is never left changed)."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, t in modes:
+            m.training = t
+
+
+def in_eval_mode(fn: Callable) -> Callable:
+    """Decorate an analysis whose first argument is the model with :func:`eval_mode`."""
+    @functools.wraps(fn)
+    def run(model, *args, **kwargs):
+        with eval_mode(model):
+            return fn(model, *args, **kwargs)
+    return run
 
 
 class _StopForward(Exception):

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .incremental import IncrementalForward, plan_batches
-from .models import capture_layers, get_layer, layer_names
+from .models import capture_layers, get_layer, in_eval_mode, layer_names
 from .receptive import ReceptiveFieldError, input_problem
 from .errors import ZFCoreError
 
@@ -199,6 +199,7 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 @torch.inference_mode()
+@in_eval_mode
 def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, *,
             window: int = 16, stride: int = 4, fill="mean", layer: str = "layer5",
             feature: "int | None" = None, batch_size: int = 128, incremental: bool = True,
@@ -211,7 +212,8 @@ def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, 
     whose strongest feature map is tracked (``feature`` picks another channel). With
     ``incremental=True`` only the square's receptive-field cone is recomputed (exact, see
     :mod:`zfcore.incremental`); ``incremental=False`` runs every occluded image in full, batched.
-    The model must be in eval mode (dropout would make the maps random). The work runs on the
+    The model runs in eval mode (dropout would make the maps random; its mode is restored after).
+    The work runs on the
     model's device; the maps come back on the CPU.
 
     ``mode="exact"`` (default) computes every position exactly. ``mode="fast"`` approximates
@@ -239,9 +241,6 @@ def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, 
     window = _check_int("window", window, 1)
     stride = _check_int("stride", stride, 1)
     batch_size = _check_int("batch_size", batch_size, 1)
-    if model.training:
-        raise OcclusionError("the model is in training mode (dropout would randomise every map): "
-                             "call model.eval() first")
     C, H, W = image.shape
     if window > min(H, W):
         raise OcclusionError(f"window {window} is larger than the {H}x{W} image: choose a window "

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .deconv import RULES, project, requests
-from .models import layer_names
+from .models import in_eval_mode, layer_names
 from .errors import ZFCoreError
 
 __all__ = ["SanityResult", "randomization_stages", "randomize_top_down", "cascading_randomization",
@@ -165,6 +165,7 @@ def pixel_maps(pixels: torch.Tensor, absolute: bool = True) -> torch.Tensor:
     return pixels.abs().sum(1) if absolute else pixels.sum(1)
 
 
+@in_eval_mode
 def cascading_randomization(model: nn.Module, images: torch.Tensor, targets=None,
                             rules=RULES, seed: int = 0, show: int = 3,
                             progress: bool = True) -> SanityResult:
@@ -178,7 +179,6 @@ def cascading_randomization(model: nn.Module, images: torch.Tensor, targets=None
     for r in rules:
         if r not in RULES:
             raise SanityError(f"unknown rule {r!r}: choose from {', '.join(RULES)}")
-    model = model.eval()
     n = images.shape[0]
     if targets is None:
         with torch.no_grad():
