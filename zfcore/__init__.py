@@ -16,6 +16,8 @@ the ground floor up (arrows only point down; see CONTRIBUTING.md):
   ``occlusion`` (Fig. 7), ``invariance`` (Fig. 5), ``correspondence`` (Fig. 8, Table 1),
   ``ablations`` (section 5.1, Tables 2-3 with verdicts), ``features``, ``probes`` and ``transfer``
   (section 5, Tables 4-7)
+* ``attribution``: one verb, ``zfcore.attribute(model, images, target, method=...)``, for the
+  deconvnet, guided backpropagation, the gradient and occlusion
 * on top: ``plotting`` (figures from results), ``widgets`` (the explorer), ``runner`` (executes
   the notebooks), ``site`` (the static HTML site)
 """
@@ -23,4 +25,13 @@ from .errors import ZFCoreError
 from .profiles import Profile, get_profile, PROFILES
 
 __version__ = "0.1.0"
-__all__ = ["Profile", "get_profile", "PROFILES", "ZFCoreError", "__version__"]
+__all__ = ["Profile", "get_profile", "PROFILES", "ZFCoreError", "attribute", "__version__"]
+
+
+def __getattr__(name: str):
+    """``zfcore.attribute`` (:mod:`zfcore.attribution`), imported on first use: ``import zfcore``
+    stays light."""
+    if name == "attribute":
+        from .attribution import attribute
+        return attribute
+    raise AttributeError(f"module 'zfcore' has no attribute {name!r}")

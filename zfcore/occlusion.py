@@ -467,15 +467,21 @@ def pixel_attribution(result: OcclusionResult, which: str = "prob_target") -> to
     clean = result.prob_target_clean if which == "prob_target" else result.feature_total_clean
     drop = clean - getattr(result, which).double()
     H, W = result.image_size
-    w = result.window
-    # Separable box sums: each square adds its drop to a w x w block.
-    acc = torch.zeros(H, W, dtype=torch.float64)
-    count = torch.zeros(H, W, dtype=torch.float64)
-    for i, r in enumerate(result.rows.tolist()):
-        for j, c in enumerate(result.cols.tolist()):
-            acc[r:r + w, c:c + w] += drop[i, j]
-            count[r:r + w, c:c + w] += 1
+    # Separable box sums: cover_y[h, i] = 1 where square row i covers pixel row h, so the sum of
+    # the drops over the squares covering (h, w) is cover_y @ drop @ cover_x^T.
+    cover_y, cover_x = (_coverage(size, result.rows if axis == 0 else result.cols, result.window)
+                        for axis, size in ((0, H), (1, W)))
+    acc = cover_y @ drop @ cover_x.T
+    count = cover_y.sum(1, keepdim=True) * cover_x.sum(1)[None]
     return (acc / count.clamp(min=1)).float()
+
+
+def _coverage(size: int, starts: torch.Tensor, window: int) -> torch.Tensor:
+    """``(size, len(starts))`` float64: 1 where the square starting at ``starts[i]`` covers the
+    pixel."""
+    p = torch.arange(size)[:, None]
+    s = starts.cpu().long()[None]
+    return ((p >= s) & (p < s + window)).double()
 
 
 @dataclass
