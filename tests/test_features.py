@@ -131,7 +131,7 @@ def test_features_subset_and_state_round_trip():
     f = extract_features(model, (x, y), ["layer1", "layer7"], progress=False)
     s = f.subset([5, 1])
     assert torch.equal(s["layer7"], f["layer7"][[5, 1]]) and torch.equal(s.labels, y[[5, 1]])
-    back = Features.from_state(f.to_state())
+    back = Features.from_dict(f.to_dict())
     assert back.shapes == f.shapes and torch.equal(back["layer1"], f["layer1"])
     with pytest.raises(FeatureError, match="no features for 'layer3'"):
         f["layer3"]

@@ -53,6 +53,7 @@ from torch import nn
 from .models import LayerError, eval_mode, forward_layers, layer_key, layer_names
 from .receptive import input_problem
 from .errors import ZFCoreError
+from .study import Result
 
 __all__ = ["RULES", "METHODS", "Requests", "requests", "Projection", "DeconvStep", "project",
            "deconv_steps", "unpool", "shared_switch_share", "layer_activations", "energy_inside_boxes", "box_area_share",
@@ -75,7 +76,7 @@ class DeconvError(ZFCoreError, ValueError):
 # ---------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Requests:
+class Requests(Result):
     """What to project: request ``r`` is feature map ``channel[r]`` of image ``image[r]``, either the
     single activation at ``(y[r], x[r])`` or, where ``y[r] == -1``, the whole feature map.
 
@@ -99,9 +100,6 @@ class Requests:
     def select(self, index) -> "Requests":
         index = torch.as_tensor(index, dtype=torch.long)
         return Requests(self.image[index], self.channel[index], self.y[index], self.x[index])
-
-    def to_dict(self) -> dict:
-        return {"image": self.image, "channel": self.channel, "y": self.y, "x": self.x}
 
 
 def _long(v, name: str) -> torch.Tensor:
@@ -243,7 +241,6 @@ def _check_walk(model: nn.Module, chain, layer: str, image: torch.Tensor) -> Non
         raise DeconvError(f"the explicit deconvnet walks the modules of {type(model).__name__} in "
                           f"registration order, which does not reproduce its {layer} (its forward "
                           f"branches or skips); use method='autograd' (or the default 'auto')")
-
 
 
 def _conv_output_padding(m: nn.Conv2d, in_hw, out_hw) -> tuple[int, int]:

@@ -73,13 +73,13 @@ class Features:
         idx = torch.as_tensor(indices, dtype=torch.long)
         return Features({k: v[idx] for k, v in self.layers.items()}, self.labels[idx], dict(self.shapes))
 
-    def to_state(self) -> dict:
+    def to_dict(self) -> dict:
         """Plain tensors and lists (what :func:`zfcore.cache.save_tensors` stores safely)."""
         return {"layers": dict(self.layers), "labels": self.labels,
                 "shapes": {k: list(v) for k, v in self.shapes.items()}}
 
     @classmethod
-    def from_state(cls, state: dict) -> "Features":
+    def from_dict(cls, state: dict) -> "Features":
         return cls(dict(state["layers"]), state["labels"],
                    {k: tuple(v) for k, v in state.get("shapes", {}).items()})
 
@@ -249,5 +249,5 @@ def cached_features(model: nn.Module, data: "Dataset | DataLoader", *, data_key:
               "data": data_key, "layers": list(layers), "pooled_side": pooled_side, "pool": pool}
     state = cached(cache_dir, "features", config, lambda: extract_features(
         model, data, layers, pooled_side=pooled_side, pool=pool, batch_size=batch_size,
-        device=device, progress=progress, desc=desc).to_state())
-    return Features.from_state(state)
+        device=device, progress=progress, desc=desc).to_dict())
+    return Features.from_dict(state)

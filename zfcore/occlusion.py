@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from .incremental import IncrementalForward, plan_batches
 from .models import capture_layers, get_layer, in_eval_mode, layer_names
+from .study import Result
 from .receptive import ReceptiveFieldError, input_problem
 from .errors import ZFCoreError
 
@@ -83,7 +84,7 @@ def fill_values(image: torch.Tensor, fill) -> torch.Tensor:
 
 
 @dataclass
-class OcclusionResult:
+class OcclusionResult(Result):
     """The maps of Fig. 7 for one image, one value per occluder position ``(rows, cols)``.
 
     ``rows``/``cols`` are the squares' top-left pixel coordinates; ``feature`` is the channel of
@@ -133,16 +134,6 @@ class OcclusionResult:
         r, c = divmod(i, len(self.cols))
         cy, cx = self.centres
         return float(cx[c]), float(cy[r])
-
-    def to_dict(self) -> dict:
-        """Plain data (tensors, numbers, lists) for :func:`zfcore.cache.cached`."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "OcclusionResult":
-        d = dict(d)
-        d["image_size"] = tuple(d["image_size"])
-        return cls(**d)
 
 
 def _check_image(image) -> torch.Tensor:
@@ -485,7 +476,7 @@ def _coverage(size: int, starts: torch.Tensor, window: int) -> torch.Tensor:
 
 
 @dataclass
-class PointingGameResult:
+class PointingGameResult(Result):
     """Localisation by occlusion over a set of images (Fig. 7's claim, measured).
 
     For each image, ``points`` is the centre ``(x, y)`` of the square that lowers p(correct class)
@@ -523,13 +514,6 @@ class PointingGameResult:
         """Hit rate over the images the model classifies correctly (NaN if none)."""
         m = self.correct.bool()
         return float(self.hits[m].double().mean()) if m.any() else float("nan")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PointingGameResult":
-        return cls(**d)
 
 
 def pointing_game(model: nn.Module, images: torch.Tensor, labels, boxes, *, window: int = 16,
@@ -588,10 +572,9 @@ def pointing_game_split(model: nn.Module, profile, split: str = "test", n: "int 
     rendered ``chunk`` at a time, cached under ``<cache_dir>/pointing_game/`` by a hash of the
     model's weights, the profile and the settings. The images go to the model's device a chunk
     at a time; ``mode`` as in :func:`occlude` (committed figures use ``"exact"``)."""
-    from .cache import cached
     from .data import get_dataset, normalize
-    from .models import model_fingerprint
     from .profiles import get_profile
+    from .study import cached_study
 
     P = get_profile(profile)
     ds = get_dataset(P, split)
@@ -603,11 +586,10 @@ def pointing_game_split(model: nn.Module, profile, split: str = "test", n: "int 
         raise OcclusionError(f"n must be between 1 and the {len(ds)} images of the {split} split")
     dw, ds_ = default_window(P.image_size)
     window, stride = window or dw, stride or ds_
-    config = dict(version=OCCLUSION_VERSION, model=model_fingerprint(model), profile=P.identity(),
-                  split=split, n=n, window=window, stride=stride, fill=fill)
+    settings = dict(split=split, n=n, window=window, stride=stride, fill=fill)
     _approximation(mode, None, None, None)            # a bad mode fails before any work
     if mode != "exact":                               # exact keeps the keys of earlier caches
-        config["mode"] = mode
+        settings["mode"] = mode
 
     def build():
         parts = []
@@ -622,4 +604,5 @@ def pointing_game_split(model: nn.Module, profile, split: str = "test", n: "int 
              for k, v in parts[0].to_dict().items()}
         return d
 
-    return PointingGameResult.from_dict(cached(P.cache_dir, "pointing_game", config, build))
+    return PointingGameResult.from_dict(cached_study("pointing_game", OCCLUSION_VERSION, model, P,
+                                                     settings, build))

@@ -27,6 +27,7 @@ from torch import nn
 
 from .deconv import RULES, project, requests
 from .models import in_eval_mode, layer_names
+from .study import Result
 from .errors import ZFCoreError
 
 __all__ = ["SanityResult", "randomization_stages", "randomize_top_down", "cascading_randomization",
@@ -38,7 +39,7 @@ class SanityError(ZFCoreError, ValueError):
 
 
 @dataclass
-class SanityResult:
+class SanityResult(Result):
     """Similarity of projections to the trained model's, as layers are randomised top-down.
 
     ``stages``: ``["trained", "logits", "layer7", ..., "layer1"]`` (stage ``s`` has every layer
@@ -81,13 +82,6 @@ class SanityResult:
         base = self.baseline_rows[metric][r].double().numpy()
         sim = getattr(self, metric)[r, s].double().numpy()
         return (1 + base) / 2, sim
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SanityResult":
-        return cls(**d)
 
 
 def _weighted_module(model: nn.Module, layer: str) -> nn.Module:

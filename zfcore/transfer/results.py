@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..probes import TransferError
+from ..study import Result
 from ..verdicts import Verdict, from_interval
 
 __all__ = ["draws_bootstrap", "TransferResult", "LayerProbeResult", "MultiLabelResult"]
@@ -71,7 +72,7 @@ def draws_bootstrap(claim: str, model: "torch.Tensor | np.ndarray", control: "to
 
 
 @dataclass
-class TransferResult:
+class TransferResult(Result):
     """Accuracy (the average of per-class accuracies, in [0, 1]) of each approach, one row per
     draw and one column per ``ns`` entry; ``ap`` holds the pretrained softmax's per-class
     average precision, ``(draws, len(ns), K)``. Empty tensors for approaches not run."""
@@ -150,23 +151,13 @@ class TransferResult:
                                 other[:, j].float(), self.test_labels[:D], n_boot=n_boot, seed=seed)
                 for j, n in enumerate(self.ns)]
 
-    def to_state(self) -> dict:
-        return {k: getattr(self, k) for k in ("dataset", "classes", "ns", "pretrained", "scratch",
-                                              "fine_tuned", "ap", "test_images", "feature_dim",
-                                              "softmax_seconds", "config", "correct", "test_labels",
-                                              "scratch_train", "scratch_steps", "scratch_stopped")}
-
-    @classmethod
-    def from_state(cls, s: dict) -> "TransferResult":
-        return cls(**s)
-
 
 # ---------------------------------------------------------------------------------------------
 # Table 7: a linear SVM and a softmax on each layer's features
 # ---------------------------------------------------------------------------------------------
 
 @dataclass
-class LayerProbeResult:
+class LayerProbeResult(Result):
     """Accuracy per layer (Table 7): ``accuracy[method]`` is ``(draws, len(layers))``, the average
     of per-class accuracies of that classifier on that layer's features."""
 
@@ -224,21 +215,13 @@ class LayerProbeResult:
         return draws_bootstrap(f"deeper_layers_better_{method}", pick(deep), pick(shallow), self.test_labels,
                                n_boot=n_boot, seed=seed)
 
-    def to_state(self) -> dict:
-        return {k: getattr(self, k) for k in ("dataset", "layers", "n", "accuracy", "dims",
-                                              "test_images", "classes", "config", "correct", "test_labels")}
-
-    @classmethod
-    def from_state(cls, s: dict) -> "LayerProbeResult":
-        return cls(**s)
-
 
 # ---------------------------------------------------------------------------------------------
 # Table 6: multi-label classification scored by per-class average precision (PASCAL VOC)
 # ---------------------------------------------------------------------------------------------
 
 @dataclass
-class MultiLabelResult:
+class MultiLabelResult(Result):
     """Per-class average precision (VOC devkit definition) of one-vs-rest classifiers on the
     frozen ``layer`` features (Table 6's layout: one column per class, and the mean)."""
 
@@ -253,10 +236,3 @@ class MultiLabelResult:
     def mean_ap(self) -> float:
         return float(torch.nanmean(self.ap))
 
-    def to_state(self) -> dict:
-        return {k: getattr(self, k) for k in ("dataset", "classes", "ap", "train_images",
-                                              "test_images", "config")}
-
-    @classmethod
-    def from_state(cls, s: dict) -> "MultiLabelResult":
-        return cls(**s)

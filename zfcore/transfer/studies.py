@@ -140,10 +140,10 @@ def run_transfer(model: nn.Module, data: TransferData, config: TransferConfig, *
         return TransferResult(data.name, _class_names(data, present), list(config.ns), pre, scr, fin,
                               ap, int(len(splits[0].test)), int(X.shape[1]), fit_time / len(jobs),
                               asdict(config), correct, test_labels, scr_train, scr_steps,
-                              scr_stopped).to_state()
+                              scr_stopped).to_dict()
 
     key = _config_key(model, data.key, config, "transfer")
-    return TransferResult.from_state(cached(cache_dir, "transfer", key, build))
+    return TransferResult.from_dict(cached(cache_dir, "transfer", key, build))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,10 +189,10 @@ def probe_layers(model: nn.Module, data: TransferData, config: TransferConfig, *
             correct[m][s.draw, i] = pred == y[te]
         return LayerProbeResult(data.name, layers, n, acc, [int(feats[l].shape[1]) for l in layers],
                                 T, _class_names(data, present), asdict(config), correct,
-                                torch.stack([y[s.test] for s in splits])).to_state()
+                                torch.stack([y[s.test] for s in splits])).to_dict()
 
     key = _config_key(model, data.key, config, "layers", layers=layers, n=n, methods=list(methods))
-    return LayerProbeResult.from_state(cached(cache_dir, "transfer", key, build))
+    return LayerProbeResult.from_dict(cached(cache_dir, "transfer", key, build))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,7 +219,7 @@ def run_multilabel(model: nn.Module, data: TransferData, config: TransferConfig,
         probe = fit_probe(tr[config.layer], tr.labels, method, reg=config.reg, C=config.svm_C,
                           max_iter=config.max_iter, seed=config.seed)
         ap = per_class_ap(probe.scores(te[config.layer]), te.labels, mode="voc")
-        return MultiLabelResult(data.name, list(data.classes), ap, len(tr), len(te), asdict(config)).to_state()
+        return MultiLabelResult(data.name, list(data.classes), ap, len(tr), len(te), asdict(config)).to_dict()
 
     key = _config_key(model, [data.key, data.test_key], config, "multilabel", method=method)
-    return MultiLabelResult.from_state(cached(cache_dir, "transfer", key, build))
+    return MultiLabelResult.from_dict(cached(cache_dir, "transfer", key, build))
