@@ -1,7 +1,7 @@
 """What every epoch measures: loss and top-1/top-5 error (%), as the paper reports them.
 
-Training error is the running error of the epoch with dropout and the crops and flips (section 3,
-as the paper plots it); validation error is measured in eval mode on the un-augmented validation
+Training error is the running error of the epoch with dropout and the crops and flips (as the
+paper reports training error); validation error is measured in eval mode on the un-augmented validation
 split (section 5.1 reports top-1 and top-5, Tables 2-3). Each epoch also records the eval-mode
 error on as many training images (the over-fitting gap), the share of dead maps per layer
 (``zfcore.health``) and the largest filter RMS (the clipping of section 3 holds it at 0.1).
