@@ -43,7 +43,6 @@ class Timings:
         return float(np.percentile(s, q)) if s.size else float("nan")
 
 
-
 def scripted_tour(app: "Explorer", steps: int = 40, seed: int = 0, restore: bool = True) -> Timings:
     """Drive ``app`` like a user, through its widgets' own callbacks: ``steps`` actions drawn
     (deterministically from ``seed``) from choosing a layer, clicking a cell of the activation

@@ -479,7 +479,6 @@ class Explorer:
         self._act(f"{session.profile.name} model", change, ALL_PARTS)
 
 
-
 def _escape(text: str) -> str:
     import html
     return html.escape(text, quote=False)
