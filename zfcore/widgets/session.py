@@ -33,10 +33,10 @@ import torch
 from torch import nn
 
 from ..focus import focus_on_box
-from ..models import hidden_layers, layer_key
+from ..models import eval_mode, hidden_layers, layer_key
 from ..plotting import explorer as draw
 from ..profiles import Profile, get_profile
-from .state import RULES, ExplorerError, ExplorerState, _LRU, _torch_threads, eval_mode
+from .state import RULES, ExplorerError, ExplorerState, _LRU, _torch_threads
 
 __all__ = ["ExplorerSession"]
 

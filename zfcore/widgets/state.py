@@ -6,20 +6,18 @@
 * :class:`ExplorerState`: every choice at once (layer, map, rule, image, page, occlusion square);
   the panels are a function of it and the model;
 * :class:`ExplorerError`: a choice the explorer cannot make, with the allowed values;
-* three small helpers of the session: a least-recently-used cache, a torch thread-count switch
-  and :func:`eval_mode` (the model in eval mode for a computation, the caller's mode restored).
+* two small helpers of the session: a least-recently-used cache and a torch thread-count
+  switch.
 
 Plain Python and torch: no widgets.
 """
 from __future__ import annotations
 
-import contextlib
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
-from torch import nn
 
 from ..errors import ZFCoreError
 
@@ -90,17 +88,3 @@ class _torch_threads:
         if self.before is not None and self.before != self.n:
             torch.set_num_threads(self.before)
         return False
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Run the block with ``model`` in eval mode (dropout off, normalisation on its running
-    statistics) and give every submodule its own mode back afterwards (the caller's model is
-    never left changed)."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, t in modes:
-            m.training = t
