@@ -1,6 +1,8 @@
 """Streaming multi-layer feature extraction (zfcore.features), checked against plain forward
 passes through the model's own submodules and hand-written pooling loops."""
 import pytest
+
+from zfcore.models import LayerError
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -129,7 +131,7 @@ def test_features_subset_and_state_round_trip():
     f = extract_features(model, (x, y), ["layer1", "layer7"], progress=False)
     s = f.subset([5, 1])
     assert torch.equal(s["layer7"], f["layer7"][[5, 1]]) and torch.equal(s.labels, y[[5, 1]])
-    back = Features.from_state(f.to_state())
+    back = Features.from_dict(f.to_dict())
     assert back.shapes == f.shapes and torch.equal(back["layer1"], f["layer1"])
     with pytest.raises(FeatureError, match="no features for 'layer3'"):
         f["layer3"]
@@ -155,7 +157,7 @@ def test_cached_features_reuses_and_keys_on_weights(tmp_path, monkeypatch):
 
 def test_bad_arguments_have_clear_errors():
     model, (x, y) = _model(), _data(2)
-    with pytest.raises(FeatureError, match="unknown layer"):
+    with pytest.raises(LayerError, match="unknown layer"):
         extract_features(model, (x, y), ["layer9"], progress=False)
     with pytest.raises(FeatureError, match="pool must be one of"):
         extract_features(model, (x, y), pool="median", progress=False)

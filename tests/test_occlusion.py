@@ -117,10 +117,14 @@ def test_bad_arguments_are_named(tiny_zf):
         occlude(tiny_zf, img.numpy())
     with pytest.raises(models.LayerError, match="unknown layer"):
         occlude(tiny_zf, img, layer="layer9")
+    # one eval-mode policy: a model in training mode is occluded in eval mode and handed back
+    # in training mode, with the maps of the eval-mode model
+    expected = occlude(tiny_zf, img, window=16, stride=16)
     tiny_zf.train()
     try:
-        with pytest.raises(OcclusionError, match="eval"):
-            occlude(tiny_zf, img)
+        got = occlude(tiny_zf, img, window=16, stride=16)
+        assert tiny_zf.training and all(m.training for m in tiny_zf.modules())
+        assert torch.equal(got.prob_target, expected.prob_target)
     finally:
         tiny_zf.eval()
 

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from zfcore.models import LayerError
 import torch
 from torch.utils.data import TensorDataset
 
@@ -177,7 +179,7 @@ def test_batches_are_the_same_whatever_the_number_of_processes():
 def test_bad_arguments_are_named():
     with pytest.raises(T.TrainError, match="unknown training override"):
         T.make_spec("tiny", learning_rate=0.1)
-    with pytest.raises(T.TrainError, match="unknown layer"):
+    with pytest.raises(LayerError, match="unknown layer"):
         T.make_spec("tiny", layer_lr={"layer9": 0.1})
     with pytest.raises(T.TrainError, match="unknown arch"):
         T.make_spec("tiny", arch="resnet")

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from zfcore.models import LayerError
 import torch
 
 from zfcore import train as T
@@ -90,5 +92,5 @@ def test_compare_throughput_measures_each_configuration():
     ips = T.compare_throughput("tiny", {"global": [], "frozen": ["layer1", "layer2"]}, steps=1,
                                rounds=1, batch_size=16)
     assert set(ips) == {"global", "frozen"} and all(v > 0 for v in ips.values())
-    with pytest.raises(T.TrainError, match="unknown layer"):
+    with pytest.raises(LayerError, match="unknown layer"):
         T.compare_throughput("tiny", {"bad": ["layer9"]}, steps=1, rounds=1)

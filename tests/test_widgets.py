@@ -5,6 +5,8 @@ import io
 
 import numpy as np
 import pytest
+
+from zfcore.models import LayerError
 import torch
 from PIL import Image
 
@@ -168,7 +170,7 @@ def test_selections_validate_and_keep_state_consistent(session):
     session.select_page(1)
     session.select_cell(3)
     assert session.state.unit == 19
-    with pytest.raises(ExplorerError, match="unknown layer 'layer9'.*layer1, layer2"):
+    with pytest.raises(LayerError, match="unknown layer 'layer9'.*layer1, layer2"):
         session.select_layer("layer9")
     with pytest.raises(ExplorerError, match="feature map 32 does not exist: layer2 has maps 0 to 31"):
         session.select_unit(32)
@@ -309,6 +311,61 @@ def test_object_focus_restores_the_state(session):
     assert session.state == before
     assert len(f["energy_share"]) == len(f["area_share"]) <= 3
     assert np.all((0 <= f["energy_share"]) & (f["energy_share"] <= 1))
+
+
+def test_focus_on_box_against_the_box_masks_of_deconv():
+    """zfcore.focus's energy share, against deconv.energy_inside_boxes and box_area_share (a
+    second implementation: pixel-centre masks instead of slices)."""
+    from zfcore.deconv import box_area_share, energy_inside_boxes
+    from zfcore.focus import focus_on_box
+    g = torch.Generator().manual_seed(0)
+    pixels = torch.randn(6, 3, 20, 24, generator=g)
+    boxes = [(0, 0, 24, 20), (3, 4, 10, 9), (23, 19, 24, 20), (5, 0, 6, 20), (2, 2, 22, 18), (7, 11, 19, 12)]
+    want_e = energy_inside_boxes(pixels, torch.tensor(boxes, dtype=torch.float32))
+    want_a = box_area_share(torch.tensor(boxes, dtype=torch.float32), (20, 24))
+    for r, box in enumerate(boxes):
+        energy, area = focus_on_box(pixels[r], box)
+        assert energy == pytest.approx(float(want_e[r]), abs=1e-5)
+        assert area == pytest.approx(float(want_a[r]), abs=1e-6)
+    assert focus_on_box(pixels[0], boxes[0])[0] == pytest.approx(1.0)
+    assert focus_on_box(torch.zeros(3, 20, 24), boxes[1]) is None     # no energy to share
+
+
+def test_the_session_runs_in_eval_mode_and_leaves_the_callers_mode(model, profile):
+    """One eval-mode policy: every panel is computed with the network in eval mode (dropout off),
+    and the caller's model keeps its own mode, module by module, after every computation."""
+    import copy
+    caller = copy.deepcopy(model).train()
+    get_layer(caller, "layer6").eval()                 # a mixed mode the caller chose
+    modes = {n: m.training for n, m in caller.named_modules()}
+    ours = ExplorerSession(caller, profile, page_size=16, cols=8, cell=12, panel=64)
+    ref = ExplorerSession(model, profile, page_size=16, cols=8, cell=12, panel=64)
+    for s in (ours, ref):
+        s.select_dataset_image(5)
+        s.select_layer("layer7")                       # after two dropouts: train mode would show
+        s.select_unit(s.strongest_unit())
+        s.select_occlusion_size(60)
+    got, want = ours.snapshot_panels(occlusion=True), ref.snapshot_panels(occlusion=True)
+    assert list(got) == list(want)
+    for title in want:
+        assert np.array_equal(got[title], want[title]), title
+    assert torch.allclose(ours.activations()["logits"], ref.activations()["logits"], atol=1e-6)
+    assert {n: m.training for n, m in caller.named_modules()} == modes
+    assert not model.training                          # the eval model stays in eval mode too
+
+
+def test_the_session_imports_without_a_front_end():
+    """The headless session and the focus analysis import (and compute) without ipywidgets."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    code = ("import sys\n"
+            "import zfcore.widgets, zfcore.widgets.session, zfcore.focus, zfcore.controls\n"
+            "assert 'ipywidgets' not in sys.modules, 'ipywidgets imported at module level'\n")
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
 
 
 # ---------------------------------------------------------------------------------------------

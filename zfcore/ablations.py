@@ -35,8 +35,7 @@ import torch
 from torch import nn
 
 from .errors import ZFCoreError
-from .cache import cached
-from .models import model_fingerprint
+from .study import Result, cached_study
 from .probes import error_pct, per_image_correct
 from .profiles import Profile, get_profile
 from .verdicts import Verdict, from_interval, paired_bootstrap
@@ -70,7 +69,7 @@ TABLE3_CLAIMS: dict[str, tuple[int, str]] = {
 
 
 @dataclass
-class ModelEval:
+class ModelEval(Result):
     """Per-image correctness of one trained network in eval mode: ``val_top1``/``val_top5`` on
     every validation image, ``train_top1``/``train_top5`` on the fixed training subset."""
 
@@ -94,9 +93,6 @@ class ModelEval:
     @property
     def train_top5_error(self) -> float:
         return error_pct(self.train_top5)
-
-    def to_state(self) -> dict:
-        return {k: getattr(self, k) for k in ("val_top1", "val_top5", "train_top1", "train_top5")}
 
 
 def train_eval_indices(profile: "str | Profile") -> torch.Tensor:
@@ -128,13 +124,11 @@ def evaluate_model(model: nn.Module, profile: "str | Profile", *, cache: bool = 
         kw = dict(batch_size=batch_size, device=device)
         v1, v5 = per_image_correct(model, val_set, k=(1, 5), **kw)
         t1, t5 = per_image_correct(model, train_set, sub, k=(1, 5), **kw)
-        return ModelEval(v1, v5, t1, t5).to_state()
+        return ModelEval(v1, v5, t1, t5).to_dict()
 
-    if not cache:
-        return ModelEval(**build())
-    key = {"version": ABLATIONS_VERSION, "model": model_fingerprint(model), "profile": P.identity(),
-           "train_images": len(train_eval_indices(P))}
-    return ModelEval(**cached(P.cache_dir, "ablation_eval", key, build))
+    settings = {"train_images": len(train_eval_indices(P))}
+    return ModelEval.from_dict(cached_study("ablation_eval", ABLATIONS_VERSION, model, P, settings, build,
+                                            cache=cache))
 
 
 def evaluate_run(run, **kw) -> ModelEval:

@@ -19,8 +19,9 @@ bootstrap over images (seed variance is *not* included):
 * :func:`paired_object_focus`: notebook 12's "strongest map on the object" measure for two
   explorer sessions on the same images, aligned image by image.
 
-It sits on the top floor (beside :mod:`zfcore.widgets`, whose explorer sessions it measures) and
-computes no analysis of its own: it calls the analyses below and pairs their numbers.
+It sits on the top floor (it measures explorer sessions, :mod:`zfcore.widgets`, through
+:mod:`zfcore.focus`) and computes no analysis of its own: it calls the analyses below and pairs
+their numbers.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ import torch
 from torch import nn
 
 from .errors import ZFCoreError
+from .focus import object_focus
 from .verdicts import Verdict, VerdictError, from_interval, unpaired_bootstrap
 
 __all__ = ["ControlError", "untrained_model", "box_energy_shares", "per_image_mean",
@@ -110,12 +112,10 @@ two_sample_bootstrap = unpaired_bootstrap
 
 
 def paired_object_focus(sessions: dict, indices: Sequence[int], layer: str = "layer5") -> dict:
-    """Notebook 12's object focus (:func:`zfcore.widgets.object_focus`) for several explorer
+    """Notebook 12's object focus (:func:`zfcore.focus.object_focus`) for several explorer
     sessions on the same images, aligned: ``{name: {"energy_share", "area_share", "units"}}``
     numpy arrays over the images every session could measure (a projection of all zeros or an
     image without a box is left out for all)."""
-    from .widgets import object_focus
-
     per = {name: [object_focus(s, [int(i)], layer) for i in indices] for name, s in sessions.items()}
     ok = [k for k in range(len(indices)) if all(len(per[n][k]["energy_share"]) for n in per)]
     return {n: {key: np.array([per[n][k][key][0] for k in ok]) for key in ("energy_share", "area_share", "units")}

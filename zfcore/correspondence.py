@@ -22,13 +22,15 @@ between two images, comparable across layers and set sizes).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from torch import nn
 
 from .features import layer_outputs
+from .models import in_eval_mode
+from .study import Result
 from .errors import ZFCoreError
 
 __all__ = ["PARTS", "RANDOM", "CorrespondenceError", "hamming_matrix", "consistency_score",
@@ -243,6 +245,7 @@ def pair_bootstrap(claim: str, control: torch.Tensor, model: torch.Tensor, *, n_
                                 f"seed variance not included)")
 
 
+@in_eval_mode
 def pairwise_correspondence(model: nn.Module, images: torch.Tensor, keypoints: dict, boxes: torch.Tensor,
                             *, layers: Sequence[str] = ("layer5", "layer7"), parts: Sequence[str] = PARTS,
                             fraction: float = KEYPOINT_FRACTION, n_random: int = 5, seed: int = 0,
@@ -250,9 +253,6 @@ def pairwise_correspondence(model: nn.Module, images: torch.Tensor, keypoints: d
     """Table 1's sign-change distances for every pair of a pool of images (normalised model
     inputs with their ``keypoints`` and face ``boxes``); occluders sized from the keypoints
     (:func:`keypoint_sides`), random squares of the same side inside the face box."""
-    if model.training:
-        raise CorrespondenceError("the model is in training mode (dropout would randomise the "
-                                  "signs): call model.eval() first")
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or len(images) < 3:
         raise CorrespondenceError("images must be a (N, 3, H, W) tensor with N >= 3")
     if n_random < 1:
@@ -311,7 +311,7 @@ def sign_differences(model: nn.Module, images: torch.Tensor, occluded: torch.Ten
 
 
 @dataclass
-class CorrespondenceResult:
+class CorrespondenceResult(Result):
     """Table 1 for one model: ``scores[f"{part}/{layer}"]`` holds the normalised consistency
     score (:func:`consistency_score`) of each seed's draw of ``n_images`` images."""
 
@@ -344,16 +344,6 @@ class CorrespondenceResult:
             out.append(row)
         return out
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CorrespondenceResult":
-        d = dict(d)
-        d["layers"], d["parts"] = tuple(d["layers"]), tuple(d["parts"])
-        return cls(**d)
-
-
 def correspondence_scores(model: nn.Module, images: torch.Tensor, keypoints: dict,
                           boxes: torch.Tensor, *, layers: Sequence[str] = ("layer5", "layer7"),
                           parts: Sequence[str] = PARTS, n_images: int = 5, seeds: int = 20,
@@ -365,9 +355,6 @@ def correspondence_scores(model: nn.Module, images: torch.Tensor, keypoints: dic
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
         raise CorrespondenceError(f"images must be a (N, 3, H, W) tensor, got "
                                   f"{getattr(images, 'shape', type(images).__name__)}")
-    if model.training:
-        raise CorrespondenceError("the model is in training mode (dropout would randomise the "
-                                  "signs): call model.eval() first")
     N, _, H, W = images.shape
     if not 2 <= n_images <= N:
         raise CorrespondenceError(f"n_images must be between 2 and the {N} images given, "
@@ -421,22 +408,21 @@ def correspondence_split(model: nn.Module, profile, split: str = "test", n_pool:
     """:func:`correspondence_scores` on the face images of a procedural split (the first
     ``n_pool``), cached under ``<cache_dir>/correspondence/`` by a hash of the model's weights,
     the profile and the options."""
-    from .cache import cached
     from .data import normalize
-    from .models import model_fingerprint
     from .profiles import get_profile
+    from .study import cached_study
 
     P = get_profile(profile)
     sb = face_scenes(P, split, n_pool)
     progress = options.pop("progress", True)
-    config = dict(version=CORRESPONDENCE_VERSION, model=model_fingerprint(model),
-                  profile=P.identity(), split=split, n_pool=len(sb), options=options)
+    settings = dict(split=split, n_pool=len(sb), options=options)
 
     def build():
         return correspondence_scores(model, normalize(sb.images, P), sb.keypoints, sb.boxes,
                                      progress=progress, **options).to_dict()
 
-    return CorrespondenceResult.from_dict(cached(P.cache_dir, "correspondence", config, build))
+    return CorrespondenceResult.from_dict(cached_study("correspondence", CORRESPONDENCE_VERSION, model, P,
+                                                       settings, build))
 
 
 def photo_keypoints(points: dict, original_size: "tuple[int, int]", image_size: int) -> dict:

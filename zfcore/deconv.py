@@ -50,9 +50,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import LayerError, forward_layers, layer_names
+from .models import LayerError, eval_mode, forward_layers, layer_key, layer_names
 from .receptive import input_problem
 from .errors import ZFCoreError
+from .study import Result
 
 __all__ = ["RULES", "METHODS", "Requests", "requests", "Projection", "DeconvStep", "project",
            "deconv_steps", "unpool", "shared_switch_share", "layer_activations", "energy_inside_boxes", "box_area_share",
@@ -75,7 +76,7 @@ class DeconvError(ZFCoreError, ValueError):
 # ---------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Requests:
+class Requests(Result):
     """What to project: request ``r`` is feature map ``channel[r]`` of image ``image[r]``, either the
     single activation at ``(y[r], x[r])`` or, where ``y[r] == -1``, the whole feature map.
 
@@ -99,9 +100,6 @@ class Requests:
     def select(self, index) -> "Requests":
         index = torch.as_tensor(index, dtype=torch.long)
         return Requests(self.image[index], self.channel[index], self.y[index], self.x[index])
-
-    def to_dict(self) -> dict:
-        return {"image": self.image, "channel": self.channel, "y": self.y, "x": self.x}
 
 
 def _long(v, name: str) -> torch.Tensor:
@@ -214,15 +212,6 @@ _SUPPORTED = (nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.Linear, nn.Flatten, nn.AvgPoo
               nn.AdaptiveAvgPool2d) + NORMALISATION + _IDENTITY_IN_EVAL
 
 
-def _layer_key(model: nn.Module, layer) -> str:
-    names = layer_names(model)
-    key = f"layer{layer}" if isinstance(layer, int) else layer
-    if key not in names:
-        raise LayerError(f"unknown layer {layer!r} for {type(model).__name__}: this model has "
-                         f"{', '.join(names)}")
-    return key
-
-
 def _chain(model: nn.Module, layer: str) -> list[tuple[str, nn.Module]]:
     """Leaf modules from the input to ``layer``'s module, in forward (registration) order."""
     target = layer_names(model)[layer]
@@ -252,17 +241,6 @@ def _check_walk(model: nn.Module, chain, layer: str, image: torch.Tensor) -> Non
         raise DeconvError(f"the explicit deconvnet walks the modules of {type(model).__name__} in "
                           f"registration order, which does not reproduce its {layer} (its forward "
                           f"branches or skips); use method='autograd' (or the default 'auto')")
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module):
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, t in modes:
-            m.training = t
 
 
 def _conv_output_padding(m: nn.Conv2d, in_hw, out_hw) -> tuple[int, int]:
@@ -594,7 +572,7 @@ def _check_common(model, images, layer, rule, method) -> str:
         raise DeconvError(f"unknown rule {rule!r}: choose one of {', '.join(RULES)}")
     if method not in METHODS:
         raise DeconvError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
-    key = _layer_key(model, layer)
+    key = layer_key(layer, model)
     problem = input_problem(model, key, images)
     if problem:
         raise DeconvError(problem)
@@ -645,7 +623,7 @@ def project(model: nn.Module, images: torch.Tensor, layer: "str | int", requests
         from tqdm.auto import tqdm
         chunks = tqdm(chunks, desc=f"projecting {key} ({rule})", unit="batch")
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_eval_mode(model))
+        stack.enter_context(eval_mode(model))
         chain = None
         if method != "autograd":
             try:
@@ -691,7 +669,7 @@ def deconv_steps(model: nn.Module, image: torch.Tensor, layer: "str | int", chan
         raise DeconvError(f"deconv_steps takes one image, got a batch of {image.shape[0]}")
     req = requests(0, channel, y, x)
     image = image.to(_device(model))
-    with _eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         chain = _chain(model, key)
         _check_walk(model, chain, key, image)
         act, tape = _forward_explicit(chain, image, rule, keep_forward=True)
@@ -716,8 +694,8 @@ def shared_switch_share(switches: torch.Tensor) -> float:
 def layer_activations(model: nn.Module, images: torch.Tensor, layers: Sequence[str]) -> dict:
     """``{layer: activations}`` of ``images`` for several layers in one forward pass, stopping
     after the deepest requested layer (eval mode, no gradients; :func:`zfcore.models.forward_layers`)."""
-    keys = [_layer_key(model, l) for l in layers]
-    with _eval_mode(model), torch.no_grad():
+    keys = [layer_key(l, model) for l in layers]
+    with eval_mode(model), torch.no_grad():
         return forward_layers(model, images.to(_device(model)), keys)
 
 

@@ -32,6 +32,7 @@ from torch import nn
 from .cache import cached
 from .train import TrainRun, layer_parameters
 from .errors import ZFCoreError
+from .study import Result
 
 __all__ = ["Convergence", "Fig4Projections", "weight_progress", "topk_overlap",
            "convergence_epoch", "spearman", "layer_convergence", "fig4_projections",
@@ -120,7 +121,7 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
 # ---------------------------------------------------------------------------------------------
 
 @dataclass
-class Convergence:
+class Convergence(Result):
     """Per-layer similarity to the final checkpoint at every checkpoint, and the convergence
     epoch of every layer (see the module docstring). ``*_similarity[layer][i]`` belongs to
     ``epochs[i]``; top-k values exist for the convolutional layers 1-5."""
@@ -184,9 +185,6 @@ class Convergence:
         layers = [l for l in conv if l.startswith("layer") and not math.isnan(conv[l])]
         depth = [int(l[len("layer"):]) for l in layers]
         return spearman(depth, [conv[l] for l in layers])
-
-    def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
 def _training_images(run: TrainRun, n_images: int) -> torch.Tensor:
@@ -268,7 +266,7 @@ def layer_convergence(run: TrainRun, n_images: int = 1000, k: int = 9,
 # ---------------------------------------------------------------------------------------------
 
 @dataclass
-class Fig4Projections:
+class Fig4Projections(Result):
     """``projections[layer]``: ``(maps, checkpoints, 3, s, s)`` deconvnet projections of each
     chosen map's strongest activation over the mined images, cropped to the layer's receptive
     field; ``patches`` the image patches under them; ``maps[layer]`` the chosen map indices;
@@ -284,9 +282,6 @@ class Fig4Projections:
     #: them, at random) and how many the layer has
     alive: dict[str, int] = field(default_factory=dict)
     total: dict[str, int] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
 def strongest_projections(model: nn.Module, images: torch.Tensor,

@@ -142,7 +142,7 @@ def explain_photo(path: "str | os.PathLike", model: "str | os.PathLike | nn.Modu
     from .deconv import layer_activations, project, requests
     from .invariance import TRANSFORMS, invariance_curves, layer_growth, mean_true_probability, \
         transform_scenes
-    from .models import layer_names
+    from .models import hidden_layers, layer_key
     from .occlusion import default_window, occlude
     from .plotting.explain import unit_projection_figure
     from .plotting.invariance import invariance_figure
@@ -150,9 +150,7 @@ def explain_photo(path: "str | os.PathLike", model: "str | os.PathLike | nn.Modu
 
     net = _net or resolve_model(model, weights, profile)
     m, P = net.model, net.profile
-    if layer not in layer_names(m) or not layer.startswith("layer"):
-        raise ExplainError(f"layer must be one of {[l for l in layer_names(m) if l.startswith('layer')]}"
-                           f" for {net.name}, not {layer!r}")
+    layer = layer_key(layer, hidden_layers(m))
     x, name = _load(path, P)
     x = x[None]
     S = P.image_size

@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .cache import cached
-from .models import LayerError, forward_layers, layer_names, model_fingerprint
+from .models import LayerError, eval_mode, forward_layers, layer_keys, layer_names, model_fingerprint
 from .receptive import ReceptiveFieldError, input_problem
 from .errors import ZFCoreError
 
@@ -73,29 +73,21 @@ class Features:
         idx = torch.as_tensor(indices, dtype=torch.long)
         return Features({k: v[idx] for k, v in self.layers.items()}, self.labels[idx], dict(self.shapes))
 
-    def to_state(self) -> dict:
+    def to_dict(self) -> dict:
         """Plain tensors and lists (what :func:`zfcore.cache.save_tensors` stores safely)."""
         return {"layers": dict(self.layers), "labels": self.labels,
                 "shapes": {k: list(v) for k, v in self.shapes.items()}}
 
     @classmethod
-    def from_state(cls, state: dict) -> "Features":
+    def from_dict(cls, state: dict) -> "Features":
         return cls(dict(state["layers"]), state["labels"],
                    {k: tuple(v) for k, v in state.get("shapes", {}).items()})
 
 
 def _check_layers(model: nn.Module, layers: Sequence[str]) -> list[str]:
-    if isinstance(layers, str):
-        layers = [layers]
-    layers = list(dict.fromkeys(layers))
-    if not layers:
+    if not isinstance(layers, (str, int)) and not list(layers):
         raise FeatureError("layers is empty: name at least one, e.g. layers=('layer7',)")
-    known = layer_names(model)
-    unknown = [l for l in layers if l not in known]
-    if unknown:
-        raise FeatureError(f"unknown layer(s) {unknown} for {type(model).__name__}; this model "
-                           f"has {', '.join(known)}")
-    return layers
+    return layer_keys(layers, model)
 
 
 def layer_outputs(model: nn.Module, x: torch.Tensor, layers: Sequence[str],
@@ -175,27 +167,27 @@ def extract_features(model: nn.Module, data: "Dataset | DataLoader | tuple", lay
     if pooled_side is not None and (not isinstance(pooled_side, int) or pooled_side < 1):
         raise FeatureError(f"pooled_side must be a positive int or None, not {pooled_side!r}")
     loader, n_total = _as_loader(data, batch_size)
-    was_training = model.training
     home = next((p.device for p in model.parameters()), torch.device("cpu"))
-    model.eval().to(device)
+    model.to(device)
     rows = {l: _Rows(n_total) for l in layers}
     labels = _Rows(n_total)
     shapes: dict[str, tuple[int, ...]] = {}
     try:
-        def pooled(layer: str, o: torch.Tensor) -> torch.Tensor:
-            if layer not in shapes:
-                shapes[layer] = tuple(pool_map_shape(o, pooled_side)[1:])
-            return pool_map(o, pooled_side, pool).float().cpu()
+        with eval_mode(model):
+            def pooled(layer: str, o: torch.Tensor) -> torch.Tensor:
+                if layer not in shapes:
+                    shapes[layer] = tuple(pool_map_shape(o, pooled_side)[1:])
+                return pool_map(o, pooled_side, pool).float().cpu()
 
-        bar = tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False)
-        for batch in bar:
-            x, y = batch[0], batch[1]
-            outs = layer_outputs(model, x.to(device), layers, transform=pooled)
-            for l in layers:
-                rows[l].append(outs[l])
-            labels.append(torch.as_tensor(y).cpu())
+            bar = tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False)
+            for batch in bar:
+                x, y = batch[0], batch[1]
+                outs = layer_outputs(model, x.to(device), layers, transform=pooled)
+                for l in layers:
+                    rows[l].append(outs[l])
+                labels.append(torch.as_tensor(y).cpu())
     finally:
-        model.train(was_training).to(home)
+        model.to(home)
     if len(labels) == 0:
         raise FeatureError("the data yielded no batches: nothing to extract")
     return Features({l: r.result() for l, r in rows.items()}, labels.result(), shapes)
@@ -257,5 +249,5 @@ def cached_features(model: nn.Module, data: "Dataset | DataLoader", *, data_key:
               "data": data_key, "layers": list(layers), "pooled_side": pooled_side, "pool": pool}
     state = cached(cache_dir, "features", config, lambda: extract_features(
         model, data, layers, pooled_side=pooled_side, pool=pool, batch_size=batch_size,
-        device=device, progress=progress, desc=desc).to_state())
-    return Features.from_state(state)
+        device=device, progress=progress, desc=desc).to_dict())
+    return Features.from_dict(state)

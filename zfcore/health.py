@@ -21,7 +21,7 @@ from torch import nn
 
 from .errors import ZFCoreError
 from .firstlayer import frequency_profile
-from .models import capture_layers, conv_layers, layer_names
+from .models import capture_layers, conv_layers, eval_mode, hidden_layers, layer_names
 
 __all__ = ["FireCounter", "DeadMaps", "dead_maps", "low_frequency_share", "HealthError", "network_layers"]
 
@@ -32,7 +32,7 @@ class HealthError(ZFCoreError, ValueError):
 
 def network_layers(model: nn.Module) -> list[str]:
     """The rectified hidden layers of ``model`` (``layer1`` ... ``layer7``, those it has)."""
-    return [k for k in layer_names(model) if k.startswith("layer")]
+    return hidden_layers(model)
 
 
 def _fired(output: torch.Tensor) -> torch.Tensor:
@@ -145,16 +145,11 @@ def dead_maps(model: nn.Module, images: "torch.Tensor | Iterable", layers: "Sequ
     else:
         batches = images
     counter = FireCounter(model, layers, rare)
-    was = model.training
-    model.eval()
-    try:
-        device = next(model.parameters()).device
-        with counter.watch(model):
-            for b in batches:
-                x = b[0] if isinstance(b, (tuple, list)) else b
-                model(x.to(device))
-    finally:
-        model.train(was)
+    device = next(model.parameters()).device
+    with eval_mode(model), counter.watch(model):
+        for b in batches:
+            x = b[0] if isinstance(b, (tuple, list)) else b
+            model(x.to(device))
     return counter.result()
 
 

@@ -27,14 +27,15 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import capture_layers
+from .models import capture_layers, in_eval_mode
+from .study import Result
 from .errors import ZFCoreError
 
 __all__ = ["TRANSFORMS", "IDENTITY", "ROTATION_SYMMETRIC_CLASSES", "InvarianceError",
@@ -201,7 +202,7 @@ def default_amounts(kind: str, image_size: int) -> torch.Tensor:
 
 
 @dataclass
-class InvarianceCurves:
+class InvarianceCurves(Result):
     """Fig. 5's curves for one transform: ``distances[layer]`` (N, S) is the Euclidean distance
     between the feature vectors of image ``n`` and of its transform by ``amounts[s]``;
     ``prob_true`` (N, S) is p(true class), ``top_class`` the prediction; ``in_view`` marks steps
@@ -214,13 +215,6 @@ class InvarianceCurves:
     prob_true: torch.Tensor
     top_class: torch.Tensor
     in_view: torch.Tensor
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "InvarianceCurves":
-        return cls(**d)
 
     @property
     def identity_step(self) -> torch.Tensor:
@@ -244,6 +238,7 @@ def _layer_outputs(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) -> 
 
 
 @torch.inference_mode()
+@in_eval_mode
 def invariance_curves(model: nn.Module, images: torch.Tensor, labels, boxes, *, kind: str,
                       amounts: "Sequence[float] | torch.Tensor | None" = None,
                       layers: Sequence[str] = ("layer1", "layer7"), batch_size: int = 64,
@@ -252,9 +247,6 @@ def invariance_curves(model: nn.Module, images: torch.Tensor, labels, boxes, *, 
     ``amounts`` (default :func:`default_amounts`) and record the feature distances at ``layers``
     and p(true class). Fig. 5's measurement."""
     images = _check_images(images)
-    if model.training:
-        raise InvarianceError("the model is in training mode (dropout would add noise to every "
-                              "distance): call model.eval() first")
     N, _, H, W = images.shape
     labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
     boxes = torch.as_tensor(boxes, dtype=torch.float64).reshape(-1, 4)
@@ -372,10 +364,9 @@ def invariance_split(model: nn.Module, profile, split: str = "test", n: int = 10
     cycle with the index, so any ``n`` is balanced), each transform swept over
     :func:`default_amounts`; cached under ``<cache_dir>/invariance/`` by a hash of the model's
     weights, the profile and the settings."""
-    from .cache import cached
     from .data import get_dataset, normalize
-    from .models import model_fingerprint
     from .profiles import get_profile
+    from .study import cached_study
 
     P = get_profile(profile)
     ds = get_dataset(P, split)
@@ -386,8 +377,7 @@ def invariance_split(model: nn.Module, profile, split: str = "test", n: int = 10
         raise InvarianceError(f"n must be between 1 and the {len(ds)} images of the {split} split")
     for k in kinds:
         _check_kind(k)
-    config = dict(version=INVARIANCE_VERSION, model=model_fingerprint(model), profile=P.identity(),
-                  split=split, n=n, kinds=list(kinds), layers=list(layers))
+    settings = dict(split=split, n=n, kinds=list(kinds), layers=list(layers))
 
     def build():
         sb = ds.scenes(list(range(n)))
@@ -396,5 +386,5 @@ def invariance_split(model: nn.Module, profile, split: str = "test", n: int = 10
                                      batch_size=batch_size, progress=progress).to_dict()
                 for k in kinds}
 
-    got = cached(P.cache_dir, "invariance", config, build)
+    got = cached_study("invariance", INVARIANCE_VERSION, model, P, settings, build)
     return {k: InvarianceCurves.from_dict(v) for k, v in got.items()}

@@ -25,9 +25,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .cache import cached
+from .study import Result, cached_study
 from .deconv import Requests, layer_activations, requests
-from .models import LayerError, layer_names, model_fingerprint
+from .models import LayerError, layer_keys, layer_names, model_fingerprint
 from .receptive import input_problem
 from .profiles import Profile, get_profile
 from .errors import ZFCoreError
@@ -46,7 +46,7 @@ class MiningError(ZFCoreError, ValueError):
 
 
 @dataclass
-class LayerTopK:
+class LayerTopK(Result):
     """The top-k of every feature map of one layer, strongest first.
 
     ``values``, ``images`` (data set indices), ``ys``, ``xs`` (position of the activation in the
@@ -67,10 +67,6 @@ class LayerTopK:
     @property
     def k(self) -> int:
         return int(self.values.shape[1])
-
-    def to_dict(self) -> dict:
-        return {"values": self.values, "images": self.images, "ys": self.ys, "xs": self.xs,
-                "labels": self.labels}
 
     @staticmethod
     def empty(maps: int, k: int) -> "LayerTopK":
@@ -158,13 +154,9 @@ class TopKMiner:
         names = layer_names(model)
         if layers is None:
             layers = [l for l in DEFAULT_LAYERS if l in names]
-        layers = [f"layer{l}" if isinstance(l, int) else l for l in layers]
-        for l in layers:
-            if l not in names:
-                raise LayerError(f"unknown layer {l!r} for {type(model).__name__}: this model "
-                                 f"has {', '.join(names)}")
         if not layers:
             raise MiningError("no layers to mine")
+        layers = layer_keys(layers, model)
         self.model, self.k, self.layer_list = model, k, list(layers)
         self.state: dict[str, LayerTopK] = {}
         self.n_images = 0
@@ -318,14 +310,12 @@ def mine_dataset(model: nn.Module, profile: "str | Profile" = "mini", split: str
         data = _SubsetScenes(ds, n) if hasattr(ds, "images") else sub
         return mine_topk(model, data, k, layer_list, bs, progress).to_dict()
 
-    if not cache:
-        return TopK.from_dict(build())
-    identity = {k_: v for k_, v in p.identity().items()
-                if k_ in ("name", "dataset", "image_size", "data_seed", "num_classes", "n_train",
-                          "n_val", "n_test")}
-    config = {"version": MINING_VERSION, "model": model_fingerprint(model), "data": identity,
-              "split": split, "group": group, "n": n, "k": k, "layers": layer_list}
-    return TopK.from_dict(cached(p.cache_dir, "topk", config, build))
+    data = {k_: v for k_, v in p.identity().items()
+            if k_ in ("name", "dataset", "image_size", "data_seed", "num_classes", "n_train",
+                      "n_val", "n_test")}
+    settings = {"split": split, "group": group, "n": n, "k": k, "layers": layer_list}
+    return TopK.from_dict(cached_study("topk", MINING_VERSION, model, p, settings, build, data=data,
+                                       cache=cache))
 
 
 class _SubsetScenes(torch.utils.data.Dataset):

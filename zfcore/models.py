@@ -24,12 +24,13 @@ deconvnet and top-9 mining look at exactly these maps. :func:`get_layer` returns
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -37,13 +38,14 @@ from .errors import ZFCoreError
 
 __all__ = [
     "ZFConfig", "ZFNet", "zfnet", "krizhevsky", "build", "TABLE3_VARIANTS", "alexnet", "vgg16", "resnet18",
-    "get_layer", "layer_names", "capture_layers", "forward_layers", "conv_layers", "paper_init_", "he_init_", "clip_filters_", "filter_rms",
+    "get_layer", "eval_mode", "in_eval_mode", "layer_key", "layer_keys", "hidden_layers", "layer_names", "capture_layers", "forward_layers", "conv_layers", "paper_init_", "he_init_", "clip_filters_", "filter_rms",
     "MissingWeightsError", "LayerError", "load_model_state", "model_fingerprint", "from_pytorchcv",
 ]
 
 
-class LayerError(ZFCoreError, KeyError):
-    """An unknown layer name for this model."""
+class LayerError(ZFCoreError, KeyError, TypeError):
+    """An unknown layer for this model, or a layer argument that is not a name or a number: the
+    one error every module raises for a bad layer (a ``KeyError`` and a ``TypeError`` as well)."""
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it plain
         return str(self.args[0])
@@ -260,17 +262,66 @@ def layer_names(model: nn.Module) -> dict[str, str]:
     return names
 
 
-def get_layer(model: nn.Module, layer: "str | int") -> nn.Module:
-    """The module whose output is ``layer`` ("layer5", 5 or "logits") of ``model``."""
-    names = layer_names(model)
+def layer_key(layer: "str | int", among: "nn.Module | Iterable[str]") -> str:
+    """The name of ``layer`` ("layer5", 5 or "logits") among the layers of a model (its
+    ``layer_names``) or a given list of names: the one place a layer argument is checked.
+
+    A number ``n`` means ``"layer<n>"``; anything unknown, a bool or another type raises
+    :class:`LayerError` naming the layers there are.
+    """
+    names = list(layer_names(among) if isinstance(among, nn.Module) else among)
+    owner = f" for {type(among).__name__}" if isinstance(among, nn.Module) else ""
     if isinstance(layer, bool) or not isinstance(layer, (str, int)):
-        raise TypeError(f"layer must be a name such as 'layer5' or a number such as 5, not "
-                        f"{type(layer).__name__}; this model has {', '.join(names)}")
+        raise LayerError(f"layer must be a name such as 'layer5' or a number such as 5, not "
+                         f"{type(layer).__name__}; the layers{owner} are {', '.join(names)}")
     key = f"layer{layer}" if isinstance(layer, int) else layer
     if key not in names:
-        raise LayerError(f"unknown layer {layer!r} for {type(model).__name__}: this model has "
-                         f"{', '.join(names)}")
-    return model.get_submodule(names[key])
+        raise LayerError(f"unknown layer {layer!r}{owner}: the layers are {', '.join(names)}")
+    return key
+
+
+def layer_keys(layers: "str | int | Iterable[str | int]", among: "nn.Module | Iterable[str]") -> list[str]:
+    """:func:`layer_key` for each of ``layers`` (one layer or several), in order, repeats dropped;
+    an empty list raises :class:`LayerError`."""
+    if isinstance(layers, (str, int)):
+        layers = [layers]
+    keys = list(dict.fromkeys(layer_key(l, among) for l in layers))
+    if not keys:
+        raise LayerError("no layers given: name at least one, e.g. ['layer5']")
+    return keys
+
+
+def hidden_layers(model: nn.Module) -> list[str]:
+    """The model's numbered layers (``layer1`` ...), without ``logits``."""
+    return [k for k in layer_names(model) if k.startswith("layer")]
+
+
+def get_layer(model: nn.Module, layer: "str | int") -> nn.Module:
+    """The module whose output is ``layer`` ("layer5", 5 or "logits") of ``model``."""
+    return model.get_submodule(layer_names(model)[layer_key(layer, model)])
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Run the block with ``model`` in eval mode (dropout off, BatchNorm on its running
+    statistics) and give every submodule its own mode back afterwards: the one policy of every
+    analysis in ``zfcore`` (the caller's model is never left changed)."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, t in modes:
+            m.training = t
+
+
+def in_eval_mode(fn: Callable) -> Callable:
+    """Decorate an analysis whose first argument is the model with :func:`eval_mode`."""
+    @functools.wraps(fn)
+    def run(model, *args, **kwargs):
+        with eval_mode(model):
+            return fn(model, *args, **kwargs)
+    return run
 
 
 class _StopForward(Exception):

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from .incremental import IncrementalForward, plan_batches
-from .models import capture_layers, get_layer, layer_names
+from .models import capture_layers, get_layer, in_eval_mode, layer_names
+from .study import Result
 from .receptive import ReceptiveFieldError, input_problem
 from .errors import ZFCoreError
 
@@ -83,7 +84,7 @@ def fill_values(image: torch.Tensor, fill) -> torch.Tensor:
 
 
 @dataclass
-class OcclusionResult:
+class OcclusionResult(Result):
     """The maps of Fig. 7 for one image, one value per occluder position ``(rows, cols)``.
 
     ``rows``/``cols`` are the squares' top-left pixel coordinates; ``feature`` is the channel of
@@ -133,16 +134,6 @@ class OcclusionResult:
         r, c = divmod(i, len(self.cols))
         cy, cx = self.centres
         return float(cx[c]), float(cy[r])
-
-    def to_dict(self) -> dict:
-        """Plain data (tensors, numbers, lists) for :func:`zfcore.cache.cached`."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "OcclusionResult":
-        d = dict(d)
-        d["image_size"] = tuple(d["image_size"])
-        return cls(**d)
 
 
 def _check_image(image) -> torch.Tensor:
@@ -199,6 +190,7 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 @torch.inference_mode()
+@in_eval_mode
 def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, *,
             window: int = 16, stride: int = 4, fill="mean", layer: str = "layer5",
             feature: "int | None" = None, batch_size: int = 128, incremental: bool = True,
@@ -211,7 +203,8 @@ def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, 
     whose strongest feature map is tracked (``feature`` picks another channel). With
     ``incremental=True`` only the square's receptive-field cone is recomputed (exact, see
     :mod:`zfcore.incremental`); ``incremental=False`` runs every occluded image in full, batched.
-    The model must be in eval mode (dropout would make the maps random). The work runs on the
+    The model runs in eval mode (dropout would make the maps random; its mode is restored after).
+    The work runs on the
     model's device; the maps come back on the CPU.
 
     ``mode="exact"`` (default) computes every position exactly. ``mode="fast"`` approximates
@@ -239,9 +232,6 @@ def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, 
     window = _check_int("window", window, 1)
     stride = _check_int("stride", stride, 1)
     batch_size = _check_int("batch_size", batch_size, 1)
-    if model.training:
-        raise OcclusionError("the model is in training mode (dropout would randomise every map): "
-                             "call model.eval() first")
     C, H, W = image.shape
     if window > min(H, W):
         raise OcclusionError(f"window {window} is larger than the {H}x{W} image: choose a window "
@@ -468,19 +458,25 @@ def pixel_attribution(result: OcclusionResult, which: str = "prob_target") -> to
     clean = result.prob_target_clean if which == "prob_target" else result.feature_total_clean
     drop = clean - getattr(result, which).double()
     H, W = result.image_size
-    w = result.window
-    # Separable box sums: each square adds its drop to a w x w block.
-    acc = torch.zeros(H, W, dtype=torch.float64)
-    count = torch.zeros(H, W, dtype=torch.float64)
-    for i, r in enumerate(result.rows.tolist()):
-        for j, c in enumerate(result.cols.tolist()):
-            acc[r:r + w, c:c + w] += drop[i, j]
-            count[r:r + w, c:c + w] += 1
+    # Separable box sums: cover_y[h, i] = 1 where square row i covers pixel row h, so the sum of
+    # the drops over the squares covering (h, w) is cover_y @ drop @ cover_x^T.
+    cover_y, cover_x = (_coverage(size, result.rows if axis == 0 else result.cols, result.window)
+                        for axis, size in ((0, H), (1, W)))
+    acc = cover_y @ drop @ cover_x.T
+    count = cover_y.sum(1, keepdim=True) * cover_x.sum(1)[None]
     return (acc / count.clamp(min=1)).float()
 
 
+def _coverage(size: int, starts: torch.Tensor, window: int) -> torch.Tensor:
+    """``(size, len(starts))`` float64: 1 where the square starting at ``starts[i]`` covers the
+    pixel."""
+    p = torch.arange(size)[:, None]
+    s = starts.cpu().long()[None]
+    return ((p >= s) & (p < s + window)).double()
+
+
 @dataclass
-class PointingGameResult:
+class PointingGameResult(Result):
     """Localisation by occlusion over a set of images (Fig. 7's claim, measured).
 
     For each image, ``points`` is the centre ``(x, y)`` of the square that lowers p(correct class)
@@ -518,13 +514,6 @@ class PointingGameResult:
         """Hit rate over the images the model classifies correctly (NaN if none)."""
         m = self.correct.bool()
         return float(self.hits[m].double().mean()) if m.any() else float("nan")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PointingGameResult":
-        return cls(**d)
 
 
 def pointing_game(model: nn.Module, images: torch.Tensor, labels, boxes, *, window: int = 16,
@@ -583,10 +572,9 @@ def pointing_game_split(model: nn.Module, profile, split: str = "test", n: "int 
     rendered ``chunk`` at a time, cached under ``<cache_dir>/pointing_game/`` by a hash of the
     model's weights, the profile and the settings. The images go to the model's device a chunk
     at a time; ``mode`` as in :func:`occlude` (committed figures use ``"exact"``)."""
-    from .cache import cached
     from .data import get_dataset, normalize
-    from .models import model_fingerprint
     from .profiles import get_profile
+    from .study import cached_study
 
     P = get_profile(profile)
     ds = get_dataset(P, split)
@@ -598,11 +586,10 @@ def pointing_game_split(model: nn.Module, profile, split: str = "test", n: "int 
         raise OcclusionError(f"n must be between 1 and the {len(ds)} images of the {split} split")
     dw, ds_ = default_window(P.image_size)
     window, stride = window or dw, stride or ds_
-    config = dict(version=OCCLUSION_VERSION, model=model_fingerprint(model), profile=P.identity(),
-                  split=split, n=n, window=window, stride=stride, fill=fill)
+    settings = dict(split=split, n=n, window=window, stride=stride, fill=fill)
     _approximation(mode, None, None, None)            # a bad mode fails before any work
     if mode != "exact":                               # exact keeps the keys of earlier caches
-        config["mode"] = mode
+        settings["mode"] = mode
 
     def build():
         parts = []
@@ -617,4 +604,5 @@ def pointing_game_split(model: nn.Module, profile, split: str = "test", n: "int 
              for k, v in parts[0].to_dict().items()}
         return d
 
-    return PointingGameResult.from_dict(cached(P.cache_dir, "pointing_game", config, build))
+    return PointingGameResult.from_dict(cached_study("pointing_game", OCCLUSION_VERSION, model, P,
+                                                     settings, build))

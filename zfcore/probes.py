@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from .errors import ZFCoreError
+from .models import eval_mode
 
 __all__ = ["TransferError", "PROBE_METHODS", "LinearProbe", "fit_probe", "mean_class_accuracy",
            "average_precision", "per_class_ap", "load_batch", "per_image_correct", "error_pct"]
@@ -299,18 +300,14 @@ def per_image_correct(model: nn.Module, dataset, indices: "torch.Tensor | Sequen
     idx = torch.arange(n) if indices is None else torch.as_tensor(indices).long().flatten()
     if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
         raise TransferError(f"indices must lie in 0..{n - 1} (the data set has {n} images)")
-    was = model.training
-    model.eval()
     out: list[list[torch.Tensor]] = [[] for _ in ks]
-    try:
+    with eval_mode(model):
         for s in range(0, len(idx), batch_size):
             x, y = load_batch(dataset, idx[s:s + batch_size])
             scores = model(x.to(device)).float().cpu()
             for q, acc in zip(ks, out):
                 top = scores.topk(min(q, scores.shape[1]), dim=1).indices
                 acc.append((top == y.long()[:, None]).any(1))
-    finally:
-        model.train(was)
     res = tuple(torch.cat(a) if a else torch.zeros(0, dtype=torch.bool) for a in out)
     return res if isinstance(k, tuple) else res[0]
 

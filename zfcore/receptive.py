@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .models import LayerError, layer_names
+from .models import LayerError, layer_key, layer_names
 from .errors import ZFCoreError
 
 __all__ = ["ReceptiveField", "receptive_field", "receptive_fields", "affected_positions",
@@ -133,12 +133,8 @@ def receptive_field(model: nn.Module, layer: "str | int") -> ReceptiveField:
     ``offset -= padding * stride_so_far``, ``stride *= stride`` up to the module named by
     ``model.layer_names[layer]``. For ZFNet at 224 px (Fig. 3): layer 1 is 7 px wide with stride 2.
     """
-    names = layer_names(model)
-    key = f"layer{layer}" if isinstance(layer, int) else layer
-    if key not in names:
-        raise LayerError(f"unknown layer {layer!r} for {type(model).__name__}: this model has "
-                         f"{', '.join(names)}")
-    target = names[key]
+    key = layer_key(layer, model)
+    target = layer_names(model)[key]
     rf = ReceptiveField(size=1, stride=1, offset=0)
     for name, m in _leaf_modules(model):
         rf = _compose(rf, m)
@@ -254,10 +250,7 @@ def input_problem(model: nn.Module, layer: "str | int", images) -> "str | None":
     ``model.input_size``. The message names the image size and the size needed.
     """
     names = layer_names(model)
-    key = f"layer{layer}" if isinstance(layer, int) else layer
-    if key not in names:
-        raise LayerError(f"unknown layer {layer!r} for {type(model).__name__}: this model has "
-                         f"{', '.join(names)}")
+    key = layer_key(layer, model)
     shape = tuple(images.shape)
     leaves = list(_leaf_modules(model))
     first_conv = next((m for _, m in leaves if isinstance(m, nn.Conv2d)), None)

@@ -26,7 +26,8 @@ import torch
 from torch import nn
 
 from .deconv import RULES, project, requests
-from .models import layer_names
+from .models import in_eval_mode, layer_names
+from .study import Result
 from .errors import ZFCoreError
 
 __all__ = ["SanityResult", "randomization_stages", "randomize_top_down", "cascading_randomization",
@@ -38,7 +39,7 @@ class SanityError(ZFCoreError, ValueError):
 
 
 @dataclass
-class SanityResult:
+class SanityResult(Result):
     """Similarity of projections to the trained model's, as layers are randomised top-down.
 
     ``stages``: ``["trained", "logits", "layer7", ..., "layer1"]`` (stage ``s`` has every layer
@@ -81,13 +82,6 @@ class SanityResult:
         base = self.baseline_rows[metric][r].double().numpy()
         sim = getattr(self, metric)[r, s].double().numpy()
         return (1 + base) / 2, sim
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SanityResult":
-        return cls(**d)
 
 
 def _weighted_module(model: nn.Module, layer: str) -> nn.Module:
@@ -165,6 +159,7 @@ def pixel_maps(pixels: torch.Tensor, absolute: bool = True) -> torch.Tensor:
     return pixels.abs().sum(1) if absolute else pixels.sum(1)
 
 
+@in_eval_mode
 def cascading_randomization(model: nn.Module, images: torch.Tensor, targets=None,
                             rules=RULES, seed: int = 0, show: int = 3,
                             progress: bool = True) -> SanityResult:
@@ -178,7 +173,6 @@ def cascading_randomization(model: nn.Module, images: torch.Tensor, targets=None
     for r in rules:
         if r not in RULES:
             raise SanityError(f"unknown rule {r!r}: choose from {', '.join(RULES)}")
-    model = model.eval()
     n = images.shape[0]
     if targets is None:
         with torch.no_grad():

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .models import eval_mode
+
 __all__ = ["LayerRow", "layer_table", "paper_sizes"]
 
 # Fig. 3 of the paper: the spatial side after each stage for a 224x224 input.
@@ -55,12 +57,10 @@ def layer_table(model: nn.Module, image_size: int | None = None) -> list[LayerRo
             rows.append(LayerRow(name.split(".")[-1], _kind(mod), k, s, tuple(out.shape[1:]),
                                  sum(p.numel() for p in mod.parameters())))
         hooks.append(m.register_forward_hook(hook))
-    was_training = model.training
-    model.eval()
     try:
-        model(torch.zeros(1, 3, size, size))
+        with eval_mode(model):
+            model(torch.zeros(1, 3, size, size))
     finally:
         for h in hooks:
             h.remove()
-        model.train(was_training)
     return rows

@@ -1,0 +1,181 @@
+"""The trainer's data: deterministic, shard-invariant batches with the paper's crops and flips.
+
+Section 3.1: every training image is cropped at the centre or one of the four corners (224 of
+256, scaled here to the input side) and mirrored at random (:func:`zfcore.data.paper_crops`); the
+crop and flip are a function of (seed, epoch, index), and the order of an epoch a function of
+(seed, epoch) (:func:`epoch_order`), so training is a function of (configuration, epoch): it
+resumes bit for bit, and a global batch is the same whatever the number of processes sharing it.
+A procedural split is rendered once per process and kept as 8-bit images
+(:class:`RenderedScenes`); real data sets are read through a ``DataLoader``.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import torch
+
+from .. import cache as zcache
+from ..profiles import Profile
+from .spec import TrainError, TrainSpec, _generator_version
+
+
+def _seed(*parts: Any) -> int:
+    return int(zcache.config_hash(list(parts), length=15), 16)
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffled order of the training set in ``epoch`` (a function of seed and epoch)."""
+    g = torch.Generator().manual_seed(_seed("order", seed, epoch))
+    return torch.randperm(n, generator=g)
+
+
+#: Largest procedural split kept in memory by :class:`RenderedScenes` (bytes at 8 bits/channel).
+MEMO_BYTES = 1_500_000_000
+
+
+class RenderedScenes:
+    """A procedural split rendered once and kept in memory as 8-bit images (like photos).
+
+    Rendering a scene costs about as much as a training step of ZF-mini, so every epoch after
+    the first would pay it again; here each scene is rendered the first time it is asked for.
+    :meth:`batch` then applies the paper's crops and flips for ``epoch`` exactly as
+    ``zfcore.data.get_dataset(profile, split, augment=True, epoch=epoch)`` does (the same
+    ``crop_choices`` of (seed, epoch, index) and ``paper_crops``), on the stored images.
+    """
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+        n, s = len(dataset), dataset.size
+        self.images = torch.empty((n, 3, s, s), dtype=torch.uint8)
+        self.ready = torch.zeros(n, dtype=torch.bool)
+        self.labels = dataset.labels()
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    @staticmethod
+    def fits(dataset) -> bool:
+        """Procedural data sets small enough to keep (a rule on sizes only, never on free RAM,
+        so the same configuration always trains on the same pixels)."""
+        return (hasattr(dataset, "scenes") and hasattr(dataset, "labels") and hasattr(dataset, "size")
+                and len(dataset) * 3 * dataset.size ** 2 <= MEMO_BYTES)
+
+    def prefetch(self, progress: bool = False, batch_size: int = 500) -> "RenderedScenes":
+        """Render every scene not rendered yet (so that training time excludes rendering)."""
+        todo = (~self.ready).nonzero().flatten()
+        chunks = [c for c in torch.split(todo, batch_size) if len(c)]
+        if progress and chunks:
+            from tqdm.auto import tqdm
+            chunks = tqdm(chunks, desc=f"rendering {self.dataset.split} scenes", unit="batch")
+        for c in chunks:
+            self._render(c)
+        return self
+
+    def _render(self, todo: torch.Tensor) -> None:
+        rendered = self.dataset.scenes(todo.tolist()).images
+        self.images[todo] = (rendered * 255).round_().clamp_(0, 255).to(torch.uint8)
+        self.ready[todo] = True
+
+    def batch(self, indices: torch.Tensor, epoch: int, augment: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        from ..data import normalize, paper_crops
+        from ..data.transforms import crop_choices
+        indices = torch.as_tensor(indices, dtype=torch.long)
+        todo = indices[~self.ready[indices]]
+        if len(todo):
+            self._render(todo)
+        x = self.images[indices].float().div_(255)
+        if augment:
+            pos, flip = crop_choices(self.dataset.seed, epoch, indices.numpy())
+            x = paper_crops(x, pos, flip)
+        return normalize(x, self.dataset.profile), self.labels[indices]
+
+
+def _as_source(data):
+    """Wrap a procedural split in :class:`RenderedScenes`; other data sets are used as given."""
+    if data is None or isinstance(data, RenderedScenes) or callable(data) and not hasattr(data, "__len__"):
+        return data
+    return RenderedScenes(data) if RenderedScenes.fits(data) else data
+
+
+def _shards(n: int, spec: TrainSpec, epoch: int, rank: int, world: int, steps: int) -> list[list[int]]:
+    """This process's share of every global batch of ``epoch`` (the last partial one dropped).
+
+    Every global batch is the same whatever the number of processes; process ``rank`` takes the
+    ``rank``-th contiguous slice, so DDP with ``world`` processes averages exactly the gradient
+    one process computes on the whole batch.
+    """
+    b = spec.profile.batch_size
+    order = epoch_order(n, spec.profile.seed, epoch)
+    local = b // world
+    return [order[s * b + rank * local: s * b + (rank + 1) * local].tolist() for s in range(steps)]
+
+
+def _loader(dataset, batches: list[list[int]], num_workers: int):
+    from torch.utils.data import DataLoader
+    return DataLoader(dataset, batch_sampler=batches, num_workers=num_workers)
+
+
+def _train_batches(source, spec: TrainSpec, epoch: int, rank: int, world: int,
+                   steps: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The batches this process trains on in ``epoch``.
+
+    ``source`` is a :class:`RenderedScenes`, a ``Dataset`` (used as given: it does its own
+    augmentation, if any), or a function ``epoch -> Dataset`` (real data sets, whose crops and
+    flips depend on the epoch); the latter two are read through a ``DataLoader`` with
+    ``profile.num_workers`` workers.
+    """
+    if isinstance(source, RenderedScenes):
+        for idx in _shards(len(source), spec, epoch, rank, world, steps):
+            yield source.batch(idx, epoch, spec.options.augment)
+        return
+    dataset = source(epoch) if callable(source) and not hasattr(source, "__len__") else source
+    yield from _loader(dataset, _shards(len(dataset), spec, epoch, rank, world, steps),
+                       spec.profile.num_workers)
+
+
+_MEMO: "dict[tuple, RenderedScenes]" = {}
+
+
+def rendered_split(profile: Profile, split: str) -> "RenderedScenes | None":
+    """The process-wide :class:`RenderedScenes` of a procedural split (shared by every training
+    in this process that uses the same data, e.g. a notebook's Table 3 variants), or None."""
+    from .. import data
+    ds = data.get_dataset(profile, split)
+    if not RenderedScenes.fits(ds):
+        return None
+    key = (profile.dataset, profile.image_size, profile.data_seed, profile.num_classes,
+           split, len(ds), _generator_version())
+    if key not in _MEMO:
+        if len(_MEMO) >= 2:                      # the train and val split of one data set
+            _MEMO.pop(next(iter(_MEMO)))
+        _MEMO[key] = RenderedScenes(ds)
+    return _MEMO[key]
+
+
+def _default_sources(spec: TrainSpec):
+    """The profile's training split (augmented per epoch) and validation split."""
+    try:
+        from .. import data
+    except ImportError as e:
+        raise TrainError(f"zfcore.data is not available ({e}); pass train_set= and val_set= "
+                         f"(torch Datasets of (image, label)) to train()") from None
+    p, aug = spec.profile, spec.options.augment
+    train_source = rendered_split(p, "train")
+    if train_source is None:
+        def train_source(epoch, _p=p):
+            return data.get_dataset(_p, "train", augment=aug, epoch=epoch)
+        train_source.length = len(data.get_dataset(p, "train"))
+    val_source = rendered_split(p, "val") or data.get_dataset(p, "val")
+    return train_source, val_source
+
+
+def _train_eval_source(train_set, spec: TrainSpec):
+    """The training images as evaluated (no augmentation): what eval-mode training error reads."""
+    if isinstance(train_set, RenderedScenes) or hasattr(train_set, "__getitem__"):
+        return train_set
+    from .. import data
+    return data.get_dataset(spec.profile, "train")
+
+
+def _length(source) -> int:
+    return source.length if hasattr(source, "length") and not hasattr(source, "__len__") else len(source)

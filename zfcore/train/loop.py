@@ -1,0 +1,253 @@
+"""The training loop of section 3, resumable and distributed.
+
+Section 3: the learning rate is "annealed by hand when the validation error plateaus"; here a
+rule does it (``plateau_patience``, ``plateau_factor``). After every step each convolutional
+filter whose RMS exceeds ``profile.clip_rms`` (the paper's 1e-1) is renormalised to it
+(feature-scale clipping, :func:`zfcore.models.clip_filters_`; off with ``clip_rms=None``).
+
+Properties the tests check: deterministic under ``profile.seed`` on CPU; resumable bit-for-bit
+(training is a function of (configuration, epoch), so stopping after any epoch and resuming
+gives the same weights and metrics); DistributedDataParallel through ``torchrun`` with the same
+entry point reaches the weights of one process with the same global batch (``batch_size`` is the
+global batch, split evenly over the processes; only rank 0 writes files); a checkpoint write
+killed half-way leaves the previous checkpoint in use.
+
+:func:`compare_throughput` times the same steps now, for configurations side by side (e.g.
+per-layer freezing against one global rate), since the wall times recorded in a run's history
+depend on the machine's load when it was trained.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from typing import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import cache as zcache
+from ..health import FireCounter
+from ..models import clip_filters_, conv_layers, filter_rms, layer_key, load_model_state
+from ..profiles import Profile
+from .batches import (RenderedScenes, _as_source, _default_sources, _length, _seed, _train_batches,
+                      _train_eval_source, rendered_split)
+from .checkpoints import CheckpointStore, TrainRun
+from .metrics import EpochMetrics, _counts, _summarise, evaluate
+from .network import _apply_freeze, _frozen_layers, _optimizer, _set_lr, build_model
+from .spec import LAYER_KEYS, TrainError, TrainOptions, TrainSpec, make_spec
+
+
+def _distributed() -> tuple[int, int]:
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _device(profile: Profile) -> torch.device:
+    if profile.device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise TrainError(f"profile {profile.name!r} asks for device {profile.device!r} but CUDA "
+                             f"is not available; pass device='cpu'")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device(profile.device)
+
+
+def train(spec: TrainSpec, train_set=None, val_set=None, progress: bool = True) -> TrainRun:
+    """Train ``spec`` for ``spec.profile.epochs`` epochs, resuming from its cache entry.
+
+    In a process group (``torchrun``) every process calls this; gradients are averaged by
+    DistributedDataParallel and only rank 0 writes files. ``train_set``/``val_set`` default to
+    ``zfcore.data.get_dataset(profile, "train"/"val")``.
+    """
+    p = spec.profile
+    rank, world = _distributed()
+    if p.batch_size % world:
+        raise TrainError(f"batch_size {p.batch_size} is the global batch and must divide by the "
+                         f"{world} processes")
+    if train_set is None or val_set is None:
+        dtrain, dval = _default_sources(spec)
+        train_set = dtrain if train_set is None else _as_source(train_set)
+        val_set = dval if val_set is None else _as_source(val_set)
+    else:
+        train_set, val_set = _as_source(train_set), _as_source(val_set)
+    n_train = _length(train_set)
+    if n_train < p.batch_size:
+        raise TrainError(f"the training set ({n_train} images) is smaller than one batch")
+    store = CheckpointStore(spec.entry())
+    device = _device(p)
+    steps = n_train // p.batch_size
+    keep = spec.checkpoint_epochs()
+
+    # channels_last: the same arithmetic, about 1.4x faster convolutions on CPU (oneDNN) and GPU
+    model = build_model(spec).to(device, memory_format=torch.channels_last)
+    opt = _optimizer(spec, model)
+    history: list[dict] = []
+    plateau = {"best": math.inf, "bad_epochs": 0, "scale": 1.0}
+    start = 0
+    state = store.latest_resume(at_most=p.epochs)
+    if state is not None:
+        load_model_state(model, state["model"], f"resume state in {store.dir}")
+        opt.load_state_dict(state["optimizer"])
+        history, plateau, start = list(state["history"]), dict(state["plateau"]), int(state["epoch"])
+    if rank == 0:
+        zcache.atomic_write_json(store.dir / "config.json", zcache._canonical(spec.key_config()))
+
+    for source in (train_set, val_set):
+        if isinstance(source, RenderedScenes) and start < p.epochs:
+            source.prefetch(progress=progress and rank == 0)
+    train_eval = _train_eval_source(train_set, spec)
+    net, frozen = model, None
+    bar_steps = (p.epochs - start) * steps
+    bar = _progress(bar_steps, f"train {p.name}/{spec.arch}/{spec.variant}", progress and rank == 0)
+    for epoch in range(start, p.epochs):
+        torch.manual_seed(_seed("dropout", p.seed, epoch, rank))
+        net.train()
+        counts = torch.zeros(4, dtype=torch.float64, device=device)
+        clipped = 0
+        fractional = {round((e - epoch) * steps): e for e in keep if epoch < e < epoch + 1}
+        t0 = time.perf_counter()
+        for s, (x, y) in enumerate(_train_batches(train_set, spec, epoch, rank, world, steps), 1):
+            now_frozen = _frozen_layers(spec, epoch + (s - 1) / steps)
+            if now_frozen != frozen:
+                frozen = now_frozen
+                _apply_freeze(model, frozen)
+                net = _wrap_ddp(model, device) if world > 1 else model
+                net.train()
+            x = x.to(device, non_blocking=True, memory_format=torch.channels_last)
+            y = y.to(device, non_blocking=True)
+            _set_lr(opt, spec, plateau["scale"], epoch * steps + s - 1, steps)
+            out = net(x)
+            loss = F.cross_entropy(out, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if p.clip_rms is not None:
+                clipped += clip_filters_(model, p.clip_rms)
+            counts += _counts(out.detach(), y, loss)
+            if s in fractional and rank == 0:
+                store.save_weights(fractional[s], _cpu_state(model))
+            if bar is not None:
+                bar.update(1)
+                if s % 10 == 0 or s == steps:
+                    _postfix(bar, counts, world, p.batch_size * s / (time.perf_counter() - t0))
+        if world > 1:
+            import torch.distributed as dist
+            dist.all_reduce(counts)
+        train_seconds = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        fires = FireCounter(model)
+        with fires.watch(model):
+            val = evaluate(model, val_set, batch_size=max(p.batch_size, 256), device=device,
+                           rank=rank, world=world, num_workers=p.num_workers)
+        fit = evaluate(model, train_eval, batch_size=max(p.batch_size, 256), device=device, rank=rank,
+                       world=world, num_workers=p.num_workers, limit=min(_length(val_set), n_train))
+        dead = fires.result() if world == 1 else None   # per-process counts; only exact unsharded
+        tl, t1e, t5e = _summarise(counts.cpu())
+        history.append(dataclasses.asdict(EpochMetrics(
+            epoch=epoch + 1, lr=p.lr * plateau["scale"] * 0.1 ** sum(epoch >= e for e in p.lr_drop_epochs),
+            train_loss=tl, train_top1_error=t1e, train_top5_error=t5e,
+            val_loss=val["loss"], val_top1_error=val["top1_error"], val_top5_error=val["top5_error"],
+            train_seconds=train_seconds, val_seconds=time.perf_counter() - t1,
+            images_per_s=steps * p.batch_size / train_seconds, clipped_filters=clipped,
+            train_eval_top1_error=fit["top1_error"], train_eval_top5_error=fit["top5_error"],
+            dead_share={k: dead.dead_share(k) for k in dead.fire_counts} if dead else {},
+            max_filter_rms=max(float(filter_rms(c).max()) for c in conv_layers(model)))))
+        _anneal_on_plateau(opt, plateau, val["top1_error"], spec.options)
+        if bar is not None:
+            bar.write(f"epoch {epoch + 1}/{p.epochs}: train loss {tl:.3f} err {t1e:.1f}% | "
+                      f"val loss {val['loss']:.3f} err {val['top1_error']:.1f}% "
+                      f"top5 {val['top5_error']:.1f}% | {history[-1]['images_per_s']:.0f} img/s")
+        if rank == 0:
+            if float(epoch + 1) in keep:
+                store.save_weights(epoch + 1, _cpu_state(model))
+            store.save_resume(epoch + 1, {"model": _cpu_state(model), "optimizer": opt.state_dict(),
+                                          "plateau": plateau, "history": history, "epoch": epoch + 1})
+            store.save_history(history)
+    if bar is not None:
+        bar.close()
+    if world > 1:
+        import torch.distributed as dist
+        dist.barrier()
+    if rank == 0 and float(p.epochs) not in store.weight_epochs():
+        store.save_weights(p.epochs, _cpu_state(model))  # resumed exactly at the end
+    return TrainRun(spec, store.dir, [EpochMetrics(**h) for h in history[:p.epochs]],
+                    [x for x in store.weight_epochs() if x <= p.epochs])
+
+
+def _cpu_state(model: nn.Module) -> dict:
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+
+
+def _wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
+    from torch.nn.parallel import DistributedDataParallel
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
+
+
+def _anneal_on_plateau(opt: torch.optim.Optimizer, plateau: dict, val_error: float,
+                       options: TrainOptions) -> None:
+    """Section 3: "annealed by hand when the validation error plateaus", made a rule."""
+    if options.plateau_patience == 0:
+        return
+    if val_error < plateau["best"] - 1e-9:
+        plateau["best"], plateau["bad_epochs"] = float(val_error), 0
+        return
+    plateau["bad_epochs"] += 1
+    if plateau["bad_epochs"] >= options.plateau_patience:
+        for g in opt.param_groups:
+            g["lr"] *= options.plateau_factor
+        plateau["scale"] *= options.plateau_factor
+        plateau["bad_epochs"] = 0
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    if not enabled or total <= 0:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, unit="batch", leave=True, mininterval=0.5)
+
+
+def _postfix(bar, counts: torch.Tensor, world: int, images_per_s: float) -> None:
+    loss, e1, _ = _summarise(counts.cpu())
+    bar.set_postfix(loss=f"{loss:.3f}", acc=f"{100 - e1:.1f}%", img_s=f"{images_per_s * world:.0f}",
+                    refresh=False)
+
+
+def compare_throughput(profile: "str | Profile", frozen: "Mapping[str, Sequence[str]]",
+                       steps: int = 3, rounds: int = 2, **overrides) -> dict[str, float]:
+    """Training images per second of the profile's model with different sets of frozen layers,
+    measured now, alternating, on one batch of training images (median of ``rounds``).
+
+    Wall times recorded when runs were trained depend on the machine's load at the time; this
+    compares the compute of configurations (e.g. per-layer freezing against one global rate)
+    under the same load.
+    """
+    spec = make_spec(profile, **overrides)
+    p = spec.profile
+    memo = rendered_split(p, "train")
+    idx = list(range(p.batch_size))
+    if memo is None:
+        raise TrainError(f"compare_throughput renders a batch of procedural scenes; profile "
+                         f"{p.name!r} has none (use tiny or mini)")
+    x, y = memo.batch(idx, 0, augment=False)
+    x = x.contiguous(memory_format=torch.channels_last)
+    results: dict[str, list[float]] = {name: [] for name in frozen}
+    for _ in range(rounds):
+        for name, layers in frozen.items():
+            model = build_model(spec).to(memory_format=torch.channels_last)
+            _apply_freeze(model, {layer_key(l, LAYER_KEYS) for l in layers})
+            opt = _optimizer(spec, model)
+            model.train()
+            for i in range(steps + 1):                      # the first step warms up
+                if i == 1:
+                    t0 = time.perf_counter()
+                loss = F.cross_entropy(model(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            results[name].append(steps * len(x) / (time.perf_counter() - t0))
+    return {name: sorted(v)[len(v) // 2] for name, v in results.items()}
