@@ -249,3 +249,27 @@ def test_paired_object_focus_aligns_images(tiny):
     got = C.paired_object_focus({"a": a, "b": b}, [0, 1, 2], "layer5")
     assert len(got["a"]["energy_share"]) == len(got["b"]["energy_share"]) <= len(one["energy_share"])
     assert set(got["a"]["units"].tolist()) <= set(one["units"].tolist())
+
+
+def test_projection_on_object_control_against_its_parts(tiny):
+    """Per layer: the numbers are box_energy_shares of both networks, the effects the per-image
+    excess means (trained against 0, trained minus untrained)."""
+    from zfcore.mining import mine_dataset, pick_maps
+    torch.manual_seed(0)
+    model = models.zfnet(**tiny.model_kwargs()).eval()
+    untrained = C.untrained_model(tiny)
+    top = mine_dataset(model, tiny, "val", k=9, n_images=12, progress=False)
+    measured = {"layer2": pick_maps(top, "layer2", 2)}
+    got = C.projection_on_object_control(model, tiny, top, measured, 2, n_images=12, untrained=untrained)
+    top0 = mine_dataset(untrained, tiny, "val", k=9, n_images=12, progress=False)
+    t = C.box_energy_shares(model, tiny, top, "layer2", measured["layer2"])
+    u = C.box_energy_shares(untrained, tiny, top0, "layer2", pick_maps(top0, "layer2", 2))
+    c = got["layer2"]
+    assert c.numbers == {"box_energy_share_layer2": float(np.nanmean(t["energy"])),
+                         "box_energy_share_untrained_layer2": float(np.nanmean(u["energy"])),
+                         "box_area_share_untrained_layer2": float(np.mean(u["area"]))}
+    ex_t = C.per_image_mean(t["energy"] - t["area"], t["image"])
+    ex_u = C.per_image_mean(u["energy"] - u["area"], u["image"])
+    assert [v.claim for v in c.checks] == ["projection_on_object_layer2", "projection_on_object_vs_untrained_layer2"]
+    assert c.checks[0].effect == pytest.approx(ex_t.mean())
+    assert c.checks[1].effect == pytest.approx(ex_t.mean() - ex_u.mean())

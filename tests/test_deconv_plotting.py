@@ -10,7 +10,8 @@ import torch
 from zfcore import models
 from zfcore.deconv import deconv_steps
 from zfcore.plotting.deconv import (mosaic, plot_deconv_steps, plot_filters, plot_layer_measures,
-                                    plot_sanity_curves, plot_sanity_maps, plot_top9, to_display)
+                                    plot_projection_on_image, plot_sanity_curves, plot_sanity_maps,
+                                    plot_top9, plot_top9_measures, to_display)
 from zfcore.sanity import cascading_randomization
 
 
@@ -44,3 +45,24 @@ def test_figures_draw():
         plt.close(f)
     with pytest.raises(ValueError, match="panel"):
         plot_top9("layer1", [])
+
+
+def test_projection_on_image_and_measures_draw_what_they_are_given():
+    from zfcore.mining import LayerMeasures
+    p = torch.zeros(3, 8, 8)
+    p[0, 1, 1], p[1, 2, 2] = 4.0, -2.0
+    fig = plot_projection_on_image(torch.rand(3, 8, 8), torch.tensor([1, 2, 5, 6]), p, "image", "proj")
+    shown = fig.axes[1].images[0].get_array()
+    assert shown[1, 1, 0] == 1.0 and shown[2, 2, 1] == pytest.approx(0.25) and shown[0, 0, 2] == 0.5
+    rect = fig.axes[0].patches[0]
+    assert (rect.get_x(), rect.get_y(), rect.get_width(), rect.get_height()) == (1, 2, 4, 4)
+    assert [a.get_title() for a in fig.axes] == ["image", "proj"]
+    plt.close(fig)
+    m = LayerMeasures(["layer1", "layer2"], 10, 0.3, {"layer1": 0.4, "layer2": 0.6}, {"layer1": 3, "layer2": 4},
+                      {"layer1": 0.5, "layer2": 0.7}, {"layer1": 0.2, "layer2": 0.2})
+    fig = plot_top9_measures(m, title="t")
+    assert len(fig.axes) == 2 and [b.get_height() for b in fig.axes[0].patches] == [0.4, 0.6]
+    plt.close(fig)
+    fig = plot_top9_measures(LayerMeasures(["layer1"], 10, 0.3, {"layer1": 0.4}, {"layer1": 3}, {}, {}))
+    assert len(fig.axes) == 1
+    plt.close(fig)

@@ -205,3 +205,68 @@ def test_invariance_split_is_cached(tmp_path):
     assert set(a) == {"rotate"} and a["rotate"].prob_true.shape == (4, 25)
     assert torch.equal(a["rotate"].distances["layer7"], b["rotate"].distances["layer7"])
     assert a["rotate"].labels.tolist() == [0, 1, 2, 3]
+
+
+# ---------------------------------------------------------------- the measured readings and verdicts
+def _two_class_curves(kind, shift=0.0):
+    """Eight images (classes 0, 1 alternating), three steps (identity first), all in view."""
+    g = torch.Generator().manual_seed(len(kind) + int(10 * shift))
+    d1 = torch.rand(8, 3, generator=g) + 0.5
+    d7 = torch.rand(8, 3, generator=g) + shift
+    d1[:, 0] = d7[:, 0] = 0.0
+    amounts = torch.tensor([IDENTITY[kind], IDENTITY[kind] + 1.0, IDENTITY[kind] + 2.0], dtype=torch.float64)
+    return InvarianceCurves(kind=kind, amounts=amounts, labels=torch.arange(8) % 2,
+                            distances={"layer1": d1, "layer7": d7},
+                            prob_true=torch.rand(8, 3, generator=g), top_class=torch.zeros(8, 3, dtype=torch.long),
+                            in_view=torch.ones(8, 3, dtype=torch.bool))
+
+
+def test_summary_rows_and_record_against_the_summaries():
+    from zfcore.invariance import TRANSFORMS, class_mask, summarize
+    curves = {k: _two_class_curves(k) for k in TRANSFORMS}
+    sym = class_mask(curves["rotate"].labels, [1])
+    assert sym.tolist() == [False, True] * 4
+    assert not class_mask(torch.tensor([0, 2]), []).any()
+    s = summarize(curves, sym)
+    assert s.n_images == 8 and [r["transform"] for r in s.rows] == list(TRANSFORMS)
+    for r in s.rows:
+        c = curves[r["transform"]]
+        assert r["growth_layer1"] == layer_growth(c, "layer1")
+        assert r["growth_layer7"] == layer_growth(c, "layer7")
+        assert r["p_true_asymmetric"] == mean_true_probability(c, ~sym)
+        assert r["p_true_symmetric"] == mean_true_probability(c, sym)
+    rec = s.as_record()
+    assert len(rec) == 12 and rec["scale_growth_layer7"] == s.by["scale"]["growth_layer7"]
+    assert s.layer7_slower() == [r["transform"] for r in s.rows if r["growth_layer7"] < r["growth_layer1"]]
+    assert s.symmetric_gap() == s.by["rotate"]["p_true_symmetric"] - s.by["rotate"]["p_true_asymmetric"]
+    none = summarize(curves, torch.zeros(8, dtype=torch.bool))
+    assert all(math.isnan(r["p_true_symmetric"]) for r in none.rows)
+    assert len(s.table().splitlines()) == 5
+
+
+def test_invariance_checks_effects_by_hand():
+    import numpy as np
+    from zfcore.invariance import TRANSFORMS, class_mask, invariance_checks, per_image_growth, \
+        per_image_true_probability
+    curves = {k: _two_class_curves(k) for k in TRANSFORMS}
+    control = {k: _two_class_curves(k, shift=0.3) for k in TRANSFORMS}
+    sym = class_mask(curves["rotate"].labels, [1])
+    c = invariance_checks(curves, sym, control)
+    for k in TRANSFORMS:
+        gap = (per_image_growth(curves[k], "layer1") - per_image_growth(curves[k], "layer7")).numpy()
+        gap0 = (per_image_growth(control[k], "layer1") - per_image_growth(control[k], "layer7")).numpy()
+        assert c.growth[k][0].effect == pytest.approx(gap.mean())
+        assert c.growth[k][1].effect == pytest.approx((gap - gap0).mean())
+        assert c.numbers[f"{k}_growth_gap_layer1_minus_layer7_untrained"] == pytest.approx(gap0.mean())
+        assert c.numbers[f"{k}_mean_p_true_asymmetric_classes_untrained"] == mean_true_probability(control[k], ~sym)
+    p = {k: per_image_true_probability(curves[k]).numpy() for k in TRANSFORMS}
+    a = ~sym.numpy()
+    assert c.output[0].effect == pytest.approx((p["translate_y"][a] - p["rotate"][a]).mean())
+    assert c.output[1].effect == pytest.approx((p["scale"][a] - p["rotate"][a]).mean())
+    assert c.output[2].effect == pytest.approx(p["rotate"][~a].mean() - p["rotate"][a].mean())
+    assert len(c.all) == 3 * 2 + 3 and c.all[0] is c.growth["translate_y"][0]
+    from zfcore.invariance import summarize
+    assert "beyond the untrained network" in c.sentences(summarize(curves, sym))
+    alone = invariance_checks(curves, torch.zeros(8, dtype=torch.bool))   # no control, no symmetric class
+    assert alone.numbers == {} and all(len(v) == 1 for v in alone.growth.values()) and len(alone.output) == 2
+    assert np.isfinite(alone.output[0].effect)

@@ -237,3 +237,130 @@ def test_gather_merge_across_processes(tmp_path):
     m = models.zfnet(width=0.0625, image_size=64, fc_units=32, num_classes=4).eval()
     whole = mine_topk(m, [(x, torch.zeros(13, dtype=torch.long))], k=5, progress=False)
     assert TopK.from_dict(torch.load(out, weights_only=True)).equal(whole)
+
+
+# ---------------------------------------------------------------- Fig. 2's panels and measures
+def test_top_panels_equal_a_loop_of_projections_and_crops(model, data):
+    """top_panels against each mined entry projected alone and cut with crop_patch by hand."""
+    from zfcore.mining import TopImages, top_panels
+    from zfcore.receptive import crop_patch, receptive_field
+    x, y = data
+    res = mine_topk(model, [(x, y)], k=3, progress=False)
+    ids = list(range(len(x)))
+    images = TopImages(ids, x, x.sigmoid())                    # any "display" version of the images
+    tp = top_panels(model, res, "layer3", [4, 0], images)
+    lt, rf = res["layer3"], receptive_field(model, "layer3")
+    assert tp.field.size == rf.size
+    row = 0
+    for c in (4, 0):                                           # channel-major, strongest first
+        for r in range(3):
+            i, yy, xx = int(lt.images[c, r]), int(lt.ys[c, r]), int(lt.xs[c, r])
+            px = project(model, x[i:i + 1], "layer3", [(0, c, yy, xx)]).pixels[0]
+            assert torch.allclose(tp.projections[row], crop_patch(px, rf, yy, xx, 0.0), atol=1e-5)
+            assert torch.equal(tp.patches[row], crop_patch(x[i].sigmoid(), rf, yy, xx, 0.5))
+            row += 1
+    assert row == len(tp.projections)
+    whole = top_panels(model, res, "layer3", [4], images, crop=False)
+    assert whole.field is None and whole.projections.shape[-1] == 64
+    assert torch.equal(whole.patches, x.sigmoid()[lt.images[4]])
+
+
+def test_panels_labels_and_top_images_by_hand(model, data):
+    from zfcore.mining import TopImages, TopPanels, TopProjections
+    t = torch.tensor
+    entries = TopProjections("layer1", "deconvnet", t([2, 2, 2, 5]), t([0, 1, 2, 0]), t([7, 3, 9, 3]),
+                             t([0, 0, 0, 0]), t([0, 0, 0, 0]), t([1, 0, 1, 2]), torch.zeros(4, 3, 5, 5),
+                             torch.ones(4))
+    panels = TopPanels(entries, None, torch.arange(4.0).view(4, 1, 1, 1), torch.zeros(4, 1, 1, 1))
+    got = panels.panels([2, 5], ["cat", "dog", "owl"])
+    assert [p["label"] for p in got] == ["map 2: dog x2, cat x1", "map 5: owl x1"]
+    assert got[0]["projections"].flatten().tolist() == [0, 1, 2]
+    assert [p["label"] for p in panels.panels([5])] == ["map 5"]
+    imgs = TopImages([3, 7, 9], torch.arange(3.0).view(3, 1), torch.arange(3.0).view(3, 1) + 10,
+                     torch.arange(12.0).view(3, 4))
+    assert imgs.load([9, 3]).flatten().tolist() == [2, 0]
+    assert imgs.display([7]).flatten().tolist() == [11]
+    assert imgs.boxes_of([9]).tolist() == [[8, 9, 10, 11]]
+    with pytest.raises(MiningError, match="not loaded"):
+        imgs.load([4])
+    with pytest.raises(MiningError, match="no object boxes"):
+        TopImages([0], torch.zeros(1, 1), torch.zeros(1, 1)).boxes_of([0])
+
+
+def test_load_top_images_scenes_and_photos(tmp_path):
+    from zfcore.data import denormalize, get_dataset, normalize
+    from zfcore.mining import load_top_images
+    from zfcore.profiles import get_profile
+    p = get_profile("tiny", cache_dir=tmp_path)
+    torch.manual_seed(0)
+    m = models.zfnet(**p.model_kwargs()).eval()
+    res = mine_dataset(m, p, n_images=20, k=3, layers=["layer2", "layer4"], progress=False)
+    ds = get_dataset(p, "val")
+    imgs = load_top_images(ds, p, res, {"layer2": [0, 1]}, {"layer4": [3], "layer2": [1]})
+    want = sorted({int(i) for l, cs in (("layer2", [0, 1]), ("layer4", [3])) for c in cs
+                   for i in res[l].images[c].tolist()})
+    assert imgs.indices == want
+    sb = ds.scenes(want)
+    assert torch.equal(imgs.images01, sb.images) and torch.equal(imgs.boxes, sb.boxes)
+    assert torch.equal(imgs.inputs, normalize(sb.images, p))
+    photos = [(normalize(sb.images[i], p), 0) for i in range(len(want))]  # a Dataset of (image, label)
+    res_p = TopK(1, {"layer2": LayerTopK(*(torch.tensor([[v]]) for v in (1.0, 2, 0, 0, 0)))}, 3)
+    got = load_top_images(photos, p, res_p, {"layer2": [0]})
+    assert got.indices == [2] and got.boxes is None
+    assert torch.allclose(got.images01, denormalize(photos[2][0][None], p))
+
+
+def test_layer_measures_and_box_energy_against_controls(tmp_path):
+    """The notebook's measures against the per-projection control numbers and class_specificity."""
+    import numpy as np
+    from zfcore.controls import box_energy_shares
+    from zfcore.data import get_dataset
+    from zfcore.mining import (class_specificity, firing_map_shares, layer_measures,
+                               load_top_images)
+    from zfcore.profiles import get_profile
+    p = get_profile("tiny", cache_dir=tmp_path)
+    torch.manual_seed(0)
+    m = models.zfnet(**p.model_kwargs()).eval()
+    res = mine_dataset(m, p, n_images=16, k=3, layers=["layer1", "layer3"], progress=False)
+    ds = get_dataset(p, "val")
+    maps = {"layer1": [0, 2], "layer3": [1, 5]}
+    imgs = load_top_images(ds, p, res, maps)
+    meas = layer_measures(m, res, ["layer1", "layer3"], ds.labels(), maps, imgs)
+    for l in ("layer1", "layer3"):
+        assert (meas.specificity[l], meas.firing[l]) == class_specificity(res, l)
+        shares = box_energy_shares(m, p, res, l, maps[l])
+        assert meas.energy[l] == pytest.approx(float(np.nanmean(shares["energy"])), abs=1e-5)
+        assert meas.area[l] == pytest.approx(float(np.mean(shares["area"])), abs=1e-6)
+        lt = res[l]
+        assert firing_map_shares(res, l).tolist() == pytest.approx(
+            majority_share(lt.labels[lt.values[:, 0] > 0]).tolist())
+    assert meas.chance == chance_majority_share(ds.labels()[:16], 3)
+    rec = meas.as_record()
+    assert list(rec)[:2] == ["n_images_mined", "chance_majority_share"]
+    assert rec["layer3_projection_energy_in_box"] == meas.energy["layer3"] and rec["n_images_mined"] == 16
+    assert "energy in box" in meas.table() and len(meas.table().splitlines()) == 4
+
+
+def test_class_specificity_checks_effects_by_hand():
+    from zfcore.mining import class_specificity_checks
+    lab = torch.tensor([[0, 0, 0], [0, 1, 2], [1, 1, 0], [2, 2, 2]])
+    val = torch.tensor([[3.0, 2, 1], [2.0, 1, 1], [0.0, 0, 0], [1.0, 1, 1]])
+    z = torch.zeros(4, 3, dtype=torch.long)
+    first = LayerTopK(val, z, z, z, torch.tensor([[0, 1, 2], [0, 1, 2], [0, 0, 0], [0, 1, 1]]))
+    last = LayerTopK(val, z, z, z, lab)
+    res = TopK(3, {"layer1": first, "layer5": last}, 10)
+    rises, above = class_specificity_checks(res, ["layer1", "layer5"], chance=0.4)
+    # firing maps 0, 1, 3: deepest shares 1, 1/3, 1 ; first layer 1/3, 1/3, 2/3
+    assert rises.effect == pytest.approx((1 + 1 / 3 + 1) / 3 - (1 / 3 + 1 / 3 + 2 / 3) / 3)
+    assert above.effect == pytest.approx((1 + 1 / 3 + 1) / 3 - 0.4)
+    assert rises.claim == "class_specificity_rises_with_depth"
+
+
+def test_strongest_activation_by_a_loop(model, data):
+    from zfcore.mining import strongest_activation
+    x, _ = data
+    for i in range(3):
+        a = layer_activations(model, x[i:i + 1], ["layer5"])["layer5"][0]
+        best = max(((float(a[c, yy, xx]), -c, -yy, -xx) for c in range(a.shape[0])
+                    for yy in range(a.shape[1]) for xx in range(a.shape[2])))
+        assert strongest_activation(model, x[i:i + 1], "layer5") == (-best[1], -best[2], -best[3])

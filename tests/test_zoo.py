@@ -191,3 +191,14 @@ def test_explain_folder_top9_matches_a_direct_search(tmp_path):
         assert rec["activations"] == pytest.approx(want.tolist(), rel=1e-4)
         order = [f"p{int(i):02d}.png" for i in torch.argsort(best[:, c], descending=True)[:9]]
         assert rec["photos"] == order
+
+
+def test_labels_of_and_first_images():
+    from zfcore.data import get_dataset
+    ds = get_dataset("tiny", "val")
+    assert torch.equal(zoo.labels_of(ds), ds.labels())
+    items = [(torch.zeros(3), 2), (torch.zeros(3), 0)]                 # a plain Dataset of items
+    assert zoo.labels_of(items).tolist() == [2, 0]
+    x, x01 = zoo.first_images("tiny", 3)
+    assert torch.equal(x, ds.images([0, 1, 2])[0]) and torch.equal(x01, ds.scenes([0, 1, 2]).images)
+    assert len(zoo.first_images("tiny", 10 ** 6)[0]) == len(ds)       # no more than the split has

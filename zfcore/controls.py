@@ -16,6 +16,8 @@ bootstrap over images (seed variance is *not* included):
 * :func:`per_image_mean`: those values averaged per image (the unit of the bootstrap);
 * :func:`two_sample_bootstrap`: a verdict on ``mean(a) - mean(b)`` when ``a`` and ``b`` are
   measured on different items (e.g. the top-9 images of two networks);
+* :func:`projection_on_object_control`: Fig. 2's "the projections fall on the object", trained
+  against untrained, per layer, with its verdicts;
 * :func:`paired_object_focus`: notebook 12's "strongest map on the object" measure for two
   explorer sessions on the same images, aligned image by image.
 
@@ -25,6 +27,7 @@ their numbers.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -36,7 +39,8 @@ from .focus import object_focus
 from .verdicts import Verdict, VerdictError, from_interval, unpaired_bootstrap
 
 __all__ = ["ControlError", "untrained_model", "box_energy_shares", "per_image_mean",
-           "two_sample_bootstrap", "paired_object_focus", "finite_pairs"]
+           "two_sample_bootstrap", "paired_object_focus", "finite_pairs", "ObjectControl",
+           "projection_on_object_control"]
 
 
 class ControlError(ZFCoreError, ValueError):
@@ -109,6 +113,54 @@ def finite_pairs(a, b) -> tuple[np.ndarray, np.ndarray]:
 #: Model and control measured on different items, each resampled on its own
 #: (:func:`zfcore.verdicts.unpaired_bootstrap`; the mean is the statistic).
 two_sample_bootstrap = unpaired_bootstrap
+
+
+@dataclass
+class ObjectControl:
+    """One layer of :func:`projection_on_object_control`: ``numbers`` (the mean energy share in
+    the box of the trained and the untrained network's projections, the untrained boxes' area
+    share) and ``checks``, the two verdicts (empty when either network has fewer than 2 images
+    with a non-zero projection)."""
+
+    numbers: dict
+    checks: list = field(default_factory=list)
+
+
+def projection_on_object_control(model: nn.Module, profile, top, measured: dict, n_maps: int,
+                                 rule: str = "deconvnet", n_images: "int | None" = None,
+                                 untrained: "nn.Module | None" = None) -> "dict[str, ObjectControl]":
+    """Section 4 / Fig. 2's "the projections fall on the object", against the untrained network.
+
+    For each layer of ``measured`` (``{layer: maps}`` of ``model``'s top-9 ``top``): the untrained
+    network of the same layout (:func:`untrained_model`, or ``untrained``) is mined over the same
+    first ``n_images`` validation images, ``n_maps`` of its maps are chosen the same way
+    (:func:`zfcore.mining.pick_maps`) and projected with the same ``rule``. The effect is the
+    energy share in excess of the box's area, averaged per image (:func:`box_energy_shares`,
+    :func:`per_image_mean`): trained against zero (a bootstrap over images) and trained minus
+    untrained (:func:`two_sample_bootstrap`)."""
+    from . import verdicts
+    from .mining import mine_dataset, pick_maps
+    from .profiles import get_profile
+    P = get_profile(profile)
+    untrained = untrained_model(P) if untrained is None else untrained
+    top0 = mine_dataset(untrained, P, split="val", k=9, n_images=n_images)
+    out = {}
+    for layer, maps in measured.items():
+        t = box_energy_shares(model, P, top, layer, maps, rule=rule)
+        u = box_energy_shares(untrained, P, top0, layer, pick_maps(top0, layer, n_maps), rule=rule)
+        excess = {"trained": per_image_mean(t["energy"] - t["area"], t["image"]),
+                  "untrained": per_image_mean(u["energy"] - u["area"], u["image"])}
+        nan = float("nan")
+        out[layer] = ObjectControl({
+            f"box_energy_share_{layer}": float(np.nanmean(t["energy"])),
+            f"box_energy_share_untrained_{layer}": float(np.nanmean(u["energy"])) if len(u["energy"]) else nan,
+            f"box_area_share_untrained_{layer}": float(np.mean(u["area"])) if len(u["area"]) else nan})
+        if min(len(excess["trained"]), len(excess["untrained"])) >= 2:
+            out[layer].checks = [
+                verdicts.bootstrap(f"projection_on_object_{layer}", excess["trained"]),
+                two_sample_bootstrap(f"projection_on_object_vs_untrained_{layer}", excess["trained"],
+                                     excess["untrained"])]
+    return out
 
 
 def paired_object_focus(sessions: dict, indices: Sequence[int], layer: str = "layer5") -> dict:

@@ -276,10 +276,8 @@ def explain_folder(folder: "str | os.PathLike", model="zfnet", *, weights: str =
 
     from .cache import atomic_savefig, atomic_write_json
     from .data import PhotoStream, denormalize, load_image
-    from .deconv import project
-    from .mining import mine_topk, pick_maps, top_requests
+    from .mining import TopImages, mine_topk, pick_maps, top_panels, top_requests
     from .plotting.deconv import plot_top9
-    from .receptive import crop_patches
 
     net = resolve_model(model, weights, profile)
     m, P = net.model, net.profile
@@ -293,25 +291,13 @@ def explain_folder(folder: "str | os.PathLike", model="zfnet", *, weights: str =
                            f"least {k}" + (f" (skipped: {', '.join(map(str, stream.skipped[:3]))})"
                                            if stream.skipped else ""))
     chosen = pick_maps(top, layer, maps)
-    ids, req = top_requests(top, layer, chosen)
-    images = torch.stack([load_image(paths[int(i)], P) for i in ids])
-    proj = project(m, images, layer, req, method=_method(m), progress=progress)
-    rf = _field(m, layer)
-    images01 = denormalize(images, P).clamp(0, 1)
-    panels, record = [], []
-    for c in chosen:
-        sel = (req.channel == c).nonzero().flatten()
-        ys, xs = req.y[sel], req.x[sel]
-        src = req.image[sel]
-        if rf is not None:
-            pr = crop_patches(proj.pixels[sel], rf, ys, xs, fill=0.0)
-            pa = crop_patches(images01[src], rf, ys, xs, fill=0.5)
-        else:
-            pr, pa = proj.pixels[sel], images01[src]
-        names = [paths[int(ids[int(i)])].name for i in src]
-        panels.append({"projections": pr, "patches": pa, "label": f"map {c}"})
-        record.append({"map": int(c), "photos": names,
-                       "activations": [float(v) for v in proj.activation[sel]]})
+    ids = top_requests(top, layer, chosen)[0].tolist()
+    images = torch.stack([load_image(paths[i], P) for i in ids])
+    tp = top_panels(m, top, layer, chosen, TopImages(ids, images, denormalize(images, P).clamp(0, 1)),
+                    crop=_field(m, layer) is not None, method=_method(m), progress=progress)
+    panels = tp.panels(chosen)
+    record = [{"map": int(c), "photos": [paths[int(i)].name for i in tp.entries.images[tp.select(c)]],
+               "activations": [float(v) for v in tp.entries.activation[tp.select(c)]]} for c in chosen]
     fig = plot_top9(layer, panels, title=f"{net.name}: top-{k} of {layer} maps over "
                     f"{len(paths)} photos of {Path(folder).name} (projections left, patches right)")
     atomic_savefig(fig, Path(out) / "folder_top9.png", dpi=110)

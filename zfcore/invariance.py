@@ -30,6 +30,7 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -43,7 +44,8 @@ __all__ = ["TRANSFORMS", "IDENTITY", "ROTATION_SYMMETRIC_CLASSES", "InvarianceEr
            "transform_boxes", "InvarianceCurves", "invariance_curves", "layer_growth",
            "mean_true_probability", "per_class_true_probability", "default_amounts",
            "choose_examples", "invariance_split", "INVARIANCE_VERSION", "per_image_growth",
-           "per_image_true_probability"]
+           "per_image_true_probability", "class_mask", "InvarianceSummary", "summarize",
+           "InvarianceChecks", "invariance_checks"]
 
 #: Bump when what the invariance analysis computes changes (part of every cache key).
 INVARIANCE_VERSION = 2
@@ -388,3 +390,151 @@ def invariance_split(model: nn.Module, profile, split: str = "test", n: int = 10
 
     got = cached_study("invariance", INVARIANCE_VERSION, model, P, settings, build)
     return {k: InvarianceCurves.from_dict(v) for k, v in got.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Fig. 5's readings over many images, and their verdicts
+# ---------------------------------------------------------------------------------------------
+
+def class_mask(labels: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
+    """``(N,)`` bool: which ``labels`` are one of ``classes`` (e.g. the rotation-symmetric ones)."""
+    labels = torch.as_tensor(labels)
+    mask = torch.zeros_like(labels, dtype=torch.bool)
+    for c in classes:
+        mask |= labels == c
+    return mask
+
+
+@dataclass
+class InvarianceSummary:
+    """Section 4.4's two readings of Fig. 5 over many images (:func:`summarize`): per transform
+    (``rows``), the growth of the layer-1 and layer-7 distances (:func:`layer_growth`) and the mean
+    p(true class) of the classes without and with rotational symmetry
+    (:func:`mean_true_probability`); ``n_images`` measured."""
+
+    rows: list
+    n_images: int
+
+    @property
+    def by(self) -> dict:
+        """The rows by transform."""
+        return {r["transform"]: r for r in self.rows}
+
+    def as_record(self) -> dict:
+        """Flat JSON keys per transform (notebook 05)."""
+        out = {}
+        for r in self.rows:
+            k = r["transform"]
+            out.update({f"{k}_growth_layer1": r["growth_layer1"], f"{k}_growth_layer7": r["growth_layer7"],
+                        f"{k}_mean_p_true_asymmetric_classes": r["p_true_asymmetric"],
+                        f"{k}_mean_p_true_symmetric_classes": r["p_true_symmetric"]})
+        return out
+
+    def layer7_slower(self) -> list:
+        """The transforms under which layer 7's distance grows more slowly than layer 1's."""
+        return [r["transform"] for r in self.rows if r["growth_layer7"] < r["growth_layer1"]]
+
+    def symmetric_gap(self) -> float:
+        """Mean p(true class) under rotation: rotation-symmetric classes minus the others."""
+        rot = self.by["rotate"]
+        return rot["p_true_symmetric"] - rot["p_true_asymmetric"]
+
+    def table(self) -> str:
+        """The rows as a text table."""
+        lines = [f"{self.n_images} images; growth: mean of distance / its maximum over the "
+                 f"transformed steps",
+                 f"{'transform':12s} {'growth L1':>10s} {'growth L7':>10s} {'p(true) asym.':>14s} "
+                 f"{'p(true) sym.':>13s}"]
+        lines += [f"{r['transform']:12s} {r['growth_layer1']:10.3f} {r['growth_layer7']:10.3f} "
+                  f"{r['p_true_asymmetric']:14.3f} {r['p_true_symmetric']:13.3f}" for r in self.rows]
+        return "\n".join(lines)
+
+
+def summarize(curves: dict, symmetric: torch.Tensor) -> InvarianceSummary:
+    """:class:`InvarianceSummary` of ``{kind: InvarianceCurves}`` (one per transform of
+    :data:`TRANSFORMS`); ``symmetric`` marks the images of rotation-symmetric classes."""
+    rows = []
+    for k in TRANSFORMS:
+        rows.append(dict(transform=k, growth_layer1=layer_growth(curves[k], "layer1"),
+                         growth_layer7=layer_growth(curves[k], "layer7"),
+                         p_true_asymmetric=mean_true_probability(curves[k], ~symmetric),
+                         p_true_symmetric=(mean_true_probability(curves[k], symmetric)
+                                           if symmetric.any() else float("nan"))))
+    return InvarianceSummary(rows, len(curves["rotate"].labels))
+
+
+@dataclass
+class InvarianceChecks:
+    """The verdicts of :func:`invariance_checks`: ``growth[kind]`` (layer 1 faster than layer 7,
+    then the same beyond the untrained network when a control was given), ``output`` (output
+    more stable to translation, to scaling, than to rotation; then the rotation-symmetric class
+    more stable under rotation, when measurable) and the control's ``numbers``."""
+
+    numbers: dict
+    growth: dict
+    output: list
+
+    @property
+    def all(self) -> list:
+        """Every verdict, growth first."""
+        return [v for k in self.growth for v in self.growth[k]] + self.output
+
+    def sentences(self, summary: InvarianceSummary) -> str:
+        """The verdicts in two sentences, with the mean p(true class) of ``summary``."""
+        by, out = summary.by, self.output
+        growth = "; ".join(f"{k} {c[0].verdict}" + (f" (beyond the untrained network: {c[1].verdict})"
+                                                    if len(c) > 1 else "") for k, c in self.growth.items())
+        return (f"Layer 1's distance grows faster than layer 7's: {growth}.\n"
+                f"The output is more stable to translation than to rotation: {out[0].verdict}; to scaling "
+                f"than to rotation: {out[1].verdict} (mean p(true class) "
+                f"{by['translate_y']['p_true_asymmetric']:.2f}, {by['scale']['p_true_asymmetric']:.2f}, "
+                f"{by['rotate']['p_true_asymmetric']:.2f})"
+                + (f"; the rotation-symmetric class keeps p(true class) better under rotation than the "
+                   f"others: {out[2].verdict}." if len(out) > 2 else "."))
+
+
+def _finite(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    keep = np.isfinite(a) & np.isfinite(b)
+    return a[keep], b[keep]
+
+
+def invariance_checks(curves: dict, symmetric: torch.Tensor,
+                      control: "dict | None" = None) -> InvarianceChecks:
+    """Section 4.4's claims as verdicts (:mod:`zfcore.verdicts`), bootstraps over images.
+
+    * "small transformations have a dramatic effect in the first layer ..., but a lesser impact
+      at the top feature layer": per image, :func:`per_image_growth` of layer 1 minus layer 7
+      against zero and, with ``control`` (the same ``{kind: InvarianceCurves}`` of the untrained
+      network on the same images), against the control's gap (paired);
+    * "the network output is stable to translations and scalings ... not invariant to
+      rotation": per image of the classes without rotational symmetry, mean p(true class) under
+      translation (scaling) minus under rotation (paired);
+    * "except for object with rotational symmetry": under rotation, the ``symmetric`` images'
+      mean p(true class) minus the others' (unpaired)."""
+    from . import verdicts
+    numbers, growth = {}, {}
+    for k in TRANSFORMS:
+        gap = (per_image_growth(curves[k], "layer1") - per_image_growth(curves[k], "layer7")).numpy()
+        growth[k] = [verdicts.bootstrap(f"layer1_faster_than_layer7_{k}", gap[np.isfinite(gap)])]
+        if control is not None:
+            gap0 = (per_image_growth(control[k], "layer1") - per_image_growth(control[k], "layer7")).numpy()
+            numbers.update({f"{k}_growth_layer1_untrained": layer_growth(control[k], "layer1"),
+                            f"{k}_growth_layer7_untrained": layer_growth(control[k], "layer7"),
+                            f"{k}_growth_gap_layer1_minus_layer7": float(np.nanmean(gap)),
+                            f"{k}_growth_gap_layer1_minus_layer7_untrained": float(np.nanmean(gap0))})
+            growth[k].append(verdicts.paired_bootstrap(f"layer1_faster_than_layer7_{k}_vs_untrained",
+                                                       *_finite(gap, gap0)))
+    sym = symmetric.numpy()
+    p_true = {k: per_image_true_probability(curves[k]).numpy()[~sym] for k in TRANSFORMS}
+    output = [verdicts.paired_bootstrap(f"output_stable_{k}_vs_rotate", *_finite(p_true[k], p_true["rotate"]))
+              for k in ("translate_y", "scale")]
+    p_rotate = per_image_true_probability(curves["rotate"]).numpy()
+    sym_rot, asym_rot = p_rotate[sym], p_rotate[~sym]
+    if min(np.isfinite(sym_rot).sum(), np.isfinite(asym_rot).sum()) >= 2:
+        output.append(verdicts.unpaired_bootstrap("rotation_symmetric_class_more_stable",
+                                                  sym_rot[np.isfinite(sym_rot)],
+                                                  asym_rot[np.isfinite(asym_rot)]))
+    if control is not None:
+        numbers.update({f"{k}_mean_p_true_asymmetric_classes_untrained":
+                        mean_true_probability(control[k], ~symmetric) for k in TRANSFORMS})
+    return InvarianceChecks(numbers, growth, output)

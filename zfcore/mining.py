@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -35,7 +36,9 @@ from .errors import ZFCoreError
 __all__ = ["LayerTopK", "TopK", "MiningError", "TopKMiner", "mine_topk", "mine_dataset",
            "gather_merge", "top_requests", "model_fingerprint", "majority_share",
            "chance_majority_share", "class_specificity", "pick_maps", "TopProjections",
-           "project_top", "DEFAULT_LAYERS"]
+           "project_top", "DEFAULT_LAYERS", "TopImages", "load_top_images", "TopPanels", "top_panels",
+           "box_energy", "LayerMeasures", "layer_measures", "firing_map_shares",
+           "class_specificity_checks", "strongest_activation"]
 
 DEFAULT_LAYERS = ("layer1", "layer2", "layer3", "layer4", "layer5")
 MINING_VERSION = 1
@@ -440,11 +443,11 @@ class TopProjections:
 
 def project_top(model: nn.Module, result: TopK, layer: str, load_images, channels=None,
                 ranks=None, rule: str = "deconvnet", batch_size: int = 64,
-                progress: bool = False) -> TopProjections:
+                progress: bool = False, method: str = "auto") -> TopProjections:
     """Project mined entries of ``layer`` to pixel space (Fig. 2: ``ranks=range(9)``; Fig. 4:
     ``ranks=[0]``). ``load_images(indices)`` returns the normalised model inputs of those data set
     indices (e.g. ``lambda i: dataset.images(i)[0]`` for procedural scenes). Request order is
-    channel-major, rank-minor."""
+    channel-major, rank-minor. ``method`` goes to :func:`zfcore.deconv.project`."""
     from .deconv import project
     lt = result[layer]
     chans = torch.arange(lt.maps) if channels is None else torch.as_tensor(channels, dtype=torch.long)
@@ -458,6 +461,217 @@ def project_top(model: nn.Module, result: TopK, layer: str, load_images, channel
     if not isinstance(x, torch.Tensor) or x.shape[0] != len(uniq):
         raise MiningError(f"load_images returned {getattr(x, 'shape', type(x).__name__)} for "
                           f"{len(uniq)} indices: it must return one normalised image per index")
-    proj = project(model, x, layer, req, rule=rule, batch_size=batch_size, progress=progress)
+    proj = project(model, x, layer, req, rule=rule, method=method, batch_size=batch_size,
+                   progress=progress)
     return TopProjections(layer, rule, c, r, lt.images[c, r], lt.ys[c, r], lt.xs[c, r],
                           lt.labels[c, r], proj.pixels, proj.activation)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fig. 2's panels: strongest activations -> projections -> crops to the receptive field
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class TopImages:
+    """The images behind mined entries, loaded once (Fig. 2 draws and measures the top-9 of many
+    maps, which share images). Row ``r`` of ``inputs`` (normalised model inputs), ``images01``
+    (for display) and ``boxes`` (object boxes, ``None`` for photos) is data set image
+    ``indices[r]``; :meth:`load` is the ``load_images`` of :func:`project_top`."""
+
+    indices: list
+    inputs: torch.Tensor
+    images01: torch.Tensor
+    boxes: "torch.Tensor | None" = None
+
+    def rows(self, indices) -> torch.Tensor:
+        """The rows of data set images ``indices`` (each must have been loaded)."""
+        where = {int(i): r for r, i in enumerate(self.indices)}
+        missing = [int(i) for i in indices if int(i) not in where]
+        if missing:
+            raise MiningError(f"images {missing[:5]} were not loaded: pass their maps to "
+                              f"load_top_images")
+        return torch.tensor([where[int(i)] for i in indices], dtype=torch.long)
+
+    def load(self, indices) -> torch.Tensor:
+        """Normalised model inputs of data set images ``indices``."""
+        return self.inputs[self.rows(indices)]
+
+    def display(self, indices) -> torch.Tensor:
+        """Images in [0, 1] of data set images ``indices``."""
+        return self.images01[self.rows(indices)]
+
+    def boxes_of(self, indices) -> torch.Tensor:
+        """Object boxes of data set images ``indices``."""
+        if self.boxes is None:
+            raise MiningError("these images have no object boxes (photos): the box measures "
+                              "need a procedural profile")
+        return self.boxes[self.rows(indices)]
+
+
+def load_top_images(dataset, profile: "str | Profile", result: TopK, *maps: dict) -> TopImages:
+    """Load, once, every image among the mined top-k of the maps in ``maps`` (dicts
+    ``{layer: channels}``, e.g. the maps drawn and the maps measured for Fig. 2). Procedural
+    scenes come with their object boxes; a data set of photos (items ``(image, label)``) without."""
+    from .data import denormalize, normalize
+    P = get_profile(profile)
+    needed = sorted({int(i) for m in maps for layer, chans in m.items() for c in chans
+                     for i in result[layer].images[c].tolist() if i >= 0})
+    if hasattr(dataset, "scenes"):                  # procedural scenes: images in [0, 1] and boxes
+        scenes = dataset.scenes(needed)
+        return TopImages(needed, normalize(scenes.images, P), scenes.images, scenes.boxes)
+    inputs = torch.stack([dataset[i][0] for i in needed])
+    return TopImages(needed, inputs, denormalize(inputs, P), None)
+
+
+@dataclass
+class TopPanels:
+    """Fig. 2's panels of one layer: ``entries`` (the :class:`TopProjections`), cut to the
+    receptive field ``field`` around each activation: ``projections`` (grey 0 where the field
+    passes the image border) and the image ``patches`` under them (0.5 there). Without a field
+    (a network with no single one) the whole images."""
+
+    entries: TopProjections
+    field: object
+    projections: torch.Tensor
+    patches: torch.Tensor
+
+    def select(self, channel: int) -> torch.Tensor:
+        """The rows of map ``channel``, strongest first."""
+        return (self.entries.channels == channel).nonzero().flatten()
+
+    def panels(self, channels: Sequence[int], class_names: "Sequence[str] | None" = None) -> list:
+        """:func:`zfcore.plotting.deconv.plot_top9`'s panels for ``channels``, each labelled with
+        the map and, given ``class_names``, the three commonest classes of its images."""
+        out = []
+        for c in channels:
+            sel = self.select(c)
+            labels = [int(l) for l in self.entries.labels[sel]]
+            desc = ""
+            if class_names:
+                counts = {class_names[l]: labels.count(l) for l in set(labels)}
+                desc = ", ".join(f"{k} x{v}" for k, v in
+                                 sorted(counts.items(), key=lambda kv: -kv[1])[:3])
+            out.append({"projections": self.projections[sel], "patches": self.patches[sel],
+                        "label": f"map {c}: {desc}" if class_names is not None else f"map {c}"})
+        return out
+
+
+def top_panels(model: nn.Module, result: TopK, layer: str, channels: Sequence[int],
+               images: TopImages, rule: str = "deconvnet", *, crop: bool = True,
+               method: str = "auto", progress: bool = False) -> TopPanels:
+    """Section 4, Fig. 2: "the top 9 activations, each projected separately down to pixel space
+    ... Alongside these visualizations we show the corresponding image patches". The mined
+    entries of ``channels`` of ``layer`` are projected with ``rule`` (:func:`project_top`), and
+    each projection and its image are cut to the activation's receptive field
+    (:func:`zfcore.receptive.crop_patches`); ``crop=False`` keeps whole images (a residual
+    network has no single field)."""
+    from .receptive import crop_patches, receptive_field
+    tp = project_top(model, result, layer, images.load, channels=channels, rule=rule,
+                     method=method, progress=progress)
+    shown = images.display(tp.images)
+    if not crop:
+        return TopPanels(tp, None, tp.pixels, shown)
+    rf = receptive_field(model, layer)
+    return TopPanels(tp, rf, crop_patches(tp.pixels, rf, tp.ys, tp.xs, fill=0.0),
+                     crop_patches(shown, rf, tp.ys, tp.xs, fill=0.5))
+
+
+# ---------------------------------------------------------------------------------------------
+# Fig. 2's readings measured: class-specificity by layer, projection energy on the object
+# ---------------------------------------------------------------------------------------------
+
+def box_energy(model: nn.Module, result: TopK, layer: str, channels: Sequence[int],
+               images: TopImages, rule: str = "deconvnet") -> tuple[float, float]:
+    """Section 4's "the projections fall on the object" for the top-k of ``channels``: the mean
+    share of each projection's energy inside its image's object box (all-zero projections left
+    out) and the mean share of the image those boxes cover (what a projection blind to the
+    object would get)."""
+    from .deconv import box_area_share, energy_inside_boxes
+    tp = project_top(model, result, layer, images.load, channels=channels, rule=rule)
+    b = images.boxes_of(tp.images)
+    return (float(energy_inside_boxes(tp.pixels, b).nanmean()),
+            float(box_area_share(b, int(images.inputs.shape[-1])).mean()))
+
+
+@dataclass
+class LayerMeasures:
+    """Fig. 2 measured per layer (:func:`layer_measures`): ``specificity`` (mean top-k majority
+    share over the firing maps), ``firing`` (how many maps fire), the ``chance`` share of k random
+    images, and, with object boxes, ``energy`` (projection energy share in the box) and ``area``
+    (the box's share of the image); ``n_images`` mined."""
+
+    layers: list
+    n_images: int
+    chance: float
+    specificity: dict
+    firing: dict
+    energy: dict
+    area: dict
+
+    def as_record(self) -> dict:
+        """The flat JSON keys of notebook 03."""
+        return {"n_images_mined": self.n_images, "chance_majority_share": self.chance,
+                **{f"{l}_top9_majority_share": self.specificity[l] for l in self.layers},
+                **{f"{l}_maps_firing": self.firing[l] for l in self.layers},
+                **{f"{l}_projection_energy_in_box": self.energy[l] for l in self.energy},
+                **{f"{l}_box_area_share": self.area[l] for l in self.area}}
+
+    def table(self) -> str:
+        """The measures as a text table, one row per layer."""
+        head = (f"{'layer':7s} {'maps firing':>11s} {'top-9 majority share':>21s}"
+                + ("  energy in box  box area" if self.energy else ""))
+        rows = [head]
+        for l in self.layers:
+            line = f"{l:7s} {self.firing[l]:11d} {self.specificity[l]:21.3f}"
+            if self.energy:
+                line += f"  {self.energy[l]:13.3f}  {self.area[l]:8.3f}"
+            rows.append(line)
+        rows.append(f"chance majority share of 9 random images: {self.chance:.3f}")
+        return "\n".join(rows)
+
+
+def layer_measures(model: nn.Module, result: TopK, layers: Sequence[str], labels: torch.Tensor,
+                   measured: "dict[str, Sequence[int]]", images: TopImages,
+                   rule: str = "deconvnet") -> LayerMeasures:
+    """Fig. 2's two readings for each of ``layers``: class-specificity (:func:`class_specificity`)
+    against :func:`chance_majority_share` of the first ``result.n_images`` ``labels``, and, when
+    ``images`` have object boxes, :func:`box_energy` of the ``measured`` maps."""
+    chance = chance_majority_share(labels[:result.n_images], result.k)
+    spec, firing, energy, area = {}, {}, {}, {}
+    for l in layers:
+        spec[l], firing[l] = class_specificity(result, l)
+    if images.boxes is not None:
+        for l in layers:
+            energy[l], area[l] = box_energy(model, result, l, measured[l], images, rule)
+    return LayerMeasures(list(layers), result.n_images, chance, spec, firing, energy, area)
+
+
+def firing_map_shares(result: TopK, layer: str) -> np.ndarray:
+    """Per map of ``layer`` that fires (top value > 0), the :func:`majority_share` of its top-k
+    images' classes: the items of a bootstrap of Fig. 2's class-specificity."""
+    lt = result[layer]
+    return majority_share(lt.labels[lt.values[:, 0] > 0]).numpy()
+
+
+def class_specificity_checks(result: TopK, layers: Sequence[str], chance: float) -> list:
+    """Section 4's hierarchy in two verdicts (:mod:`zfcore.verdicts`): the top-k majority share of
+    the deepest layer's firing maps against the first layer's (unpaired bootstrap over maps), and
+    the deepest layer's against ``chance``."""
+    from . import verdicts
+    first, last = layers[0], layers[-1]
+    return [verdicts.unpaired_bootstrap("class_specificity_rises_with_depth",
+                                        firing_map_shares(result, last),
+                                        firing_map_shares(result, first), what="firing maps"),
+            verdicts.bootstrap("class_specificity_above_chance_deepest",
+                               firing_map_shares(result, last), chance)]
+
+
+@torch.no_grad()
+def strongest_activation(model: nn.Module, x: torch.Tensor, layer: str) -> tuple[int, int, int]:
+    """``(map, y, x)`` of the strongest activation of ``layer`` for one image ``x`` (1, C, H, W):
+    the feature map with the largest maximum and the position of that maximum (section 2.1's
+    "pick one activation"; first in raster order on ties)."""
+    a = next(iter(layer_activations(model, x, [layer]).values()))[0]
+    fmap = int(a.flatten(1).max(1).values.argmax())
+    y, xx = divmod(int(a[fmap].argmax()), a.shape[-1])
+    return fmap, y, xx

@@ -34,7 +34,8 @@ from .profiles import Profile, get_profile
 __all__ = ["ZooError", "NAMES", "WEIGHTS", "get_model", "load_model_file", "model_for_profile",
            "class_names_for", "imagenet_classes", "Int", "Number", "Choice", "Paths", "Folder",
            "check_parameters", "per_profile", "Examples", "photo_examples", "scene_examples",
-           "examples_for_profile", "example_image", "image_set", "PhotoFolder", "mine_images"]
+           "examples_for_profile", "example_image", "image_set", "PhotoFolder", "mine_images",
+           "labels_of", "first_images"]
 
 #: Names :func:`get_model` accepts besides a ``.pt`` file.
 NAMES = ("zfnet", "alexnet", "vgg16", "resnet18")
@@ -512,6 +513,22 @@ def example_image(profile: "str | Profile", index: int = 0,
     return denormalize(x, P)[0], x, f"sample photo {names[index]!r}"
 
 
+def first_images(profile: "str | Profile", n: int,
+                 split: str = "val") -> "tuple[torch.Tensor, torch.Tensor]":
+    """``(x, images01)``: the first ``n`` images of a procedural ``split`` (fewer if it is
+    smaller), or the first ``n`` of scikit-image's sample photos elsewhere, as normalised model
+    inputs and in [0, 1] for display (e.g. the images of the sanity checks of notebook 13)."""
+    from .data import denormalize, get_dataset
+    P = get_profile(profile)
+    if P.dataset == "scenes":
+        ds = get_dataset(P, split)
+        ids = list(range(min(n, len(ds))))
+        return ds.images(ids)[0], ds.scenes(ids).images
+    from .data.images import sample_photos
+    x = sample_photos(P).images[:n]
+    return x, denormalize(x, P)
+
+
 # ---------------------------------------------------------------------------------------------
 # An image set to mine (Fig. 2): a profile's split, or any folder of photos
 # ---------------------------------------------------------------------------------------------
@@ -584,6 +601,14 @@ def image_set(profile: "str | Profile", split: str = "val", folder: "str | os.Pa
     except FileNotFoundError as e:
         raise FileNotFoundError(f"{e}\nOr look at a folder of your own photos instead: set "
                                 f"photo_folder to its path.") from None
+
+
+def labels_of(images) -> torch.Tensor:
+    """``(N,)`` the class of every image of a data set: its ``labels()`` where it has one (the
+    procedural scenes, :class:`PhotoFolder`), else each item's label, read in order."""
+    if hasattr(images, "labels"):
+        return images.labels()
+    return torch.tensor([int(images[i][1]) for i in range(len(images))])
 
 
 def mine_images(model: nn.Module, profile: "str | Profile", images, n_images: "int | None" = None,

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 __all__ = ["to_display", "mosaic", "plot_deconv_steps", "plot_filters", "plot_top9",
-           "plot_layer_measures", "plot_sanity_maps", "plot_sanity_curves"]
+           "plot_layer_measures", "plot_top9_measures", "plot_projection_on_image",
+           "plot_sanity_maps", "plot_sanity_curves"]
 
 
 def to_display(pixels: torch.Tensor, percentile: float = 99.5) -> np.ndarray:
@@ -214,6 +215,32 @@ def plot_layer_measures(layers: Sequence[str], specificity: Sequence[float], cha
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def plot_top9_measures(measures, title: str | None = None):
+    """:func:`plot_layer_measures` of a :class:`zfcore.mining.LayerMeasures` (Fig. 2 measured)."""
+    m, layers = measures, measures.layers
+    return plot_layer_measures(layers, [m.specificity[l] for l in layers], m.chance,
+                               [m.energy[l] for l in layers] if m.energy else None,
+                               [m.area[l] for l in layers] if m.energy else None, title=title)
+
+
+def plot_projection_on_image(image01: torch.Tensor, box, pixels: torch.Tensor, image_title: str,
+                             projection_title: str):
+    """Section 2.1 for one activation: the image ``(3, H, W)`` in [0, 1] with its object ``box``
+    ``(x0, y0, x1, y1)`` (yellow) beside the projection ``pixels`` ``(3, H, W)``, scaled by its
+    largest absolute value around a grey zero."""
+    x0, y0, x1, y1 = [float(v) for v in box]
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3.6))
+    axes[0].imshow(image01.permute(1, 2, 0).numpy())
+    axes[0].add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="yellow"))
+    axes[0].set_title(image_title)
+    v = pixels.abs().max()
+    axes[1].imshow((pixels / (2 * v) + 0.5).clamp(0, 1).permute(1, 2, 0).numpy())
+    axes[1].set_title(projection_title)
+    for ax in axes:
+        ax.axis("off")
     return fig
 
 
