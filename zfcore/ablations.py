@@ -24,6 +24,9 @@ overfitting.
   fc layers overfitting; each a :class:`zfcore.verdicts.Verdict`.
 * :func:`joint_bootstrap`: a bootstrap of any statistic of several models' mean correctness on
   the same images (the depth trend and the overfitting gap need more than two models).
+* :func:`ablation_study`: every chosen Table 3 variant and Krizhevsky's layout trained on the
+  comparison schedule and evaluated (an :class:`AblationStudy`: the tables with
+  :data:`TABLE3_LABELS` and the paper's :data:`PAPER_TABLE2`, the recorded numbers, the verdicts).
 """
 from __future__ import annotations
 
@@ -42,7 +45,8 @@ from .verdicts import Verdict, from_interval, paired_bootstrap
 
 __all__ = ["AblationError", "ModelEval", "train_eval_indices", "evaluation_sources", "evaluate_model",
            "evaluate_run", "table_row", "TABLE3_CLAIMS", "joint_bootstrap", "ablation_verdicts",
-           "describe", "verdict_numbers", "ABLATIONS_VERSION"]
+           "describe", "verdict_numbers", "ABLATIONS_VERSION", "TABLE3_LABELS", "PAPER_TABLE2",
+           "check_variants", "AblationStudy", "ablation_study", "tables_text", "verdict_text", "verdict_counts"]
 
 #: Bump when the evaluation changes (part of the cache key).
 ABLATIONS_VERSION = 1
@@ -66,6 +70,27 @@ TABLE3_CLAIMS: dict[str, tuple[int, str]] = {
     "conv3_4_5_wide": (-1, "wider middle convolutional layers: a useful gain"),
     "conv3_4_5_wide_fc_8192": (+1, "wider conv and wider fc layers together: over-fitting"),
 }
+
+#: Each Table 3 variant's row name, in the paper's words (section 5.1, Table 3).
+TABLE3_LABELS: dict[str, str] = {
+    "zf": "Our model (Fig. 3)", "no_layer7": "Removed layer 7",
+    "no_layers6_7": "Removed layers 6, 7", "no_layers3_4": "Removed layers 3, 4",
+    "no_layers3_4_6_7": "Removed layers 3, 4, 6, 7",
+    "fc6_7_2048": "Adjust layers 6, 7: 2048 units", "fc6_7_8192": "Adjust layers 6, 7: 8192 units",
+    "conv3_4_5_wide": "Adjust layers 3, 4, 5: 512, 1024, 512 maps",
+    "conv3_4_5_wide_fc_8192": "Adjust layers 3, 4, 5 (wide) and 6, 7: 8192 units",
+}
+
+#: The paper's Table 2 (ImageNet 2012 validation top-1 / top-5 error, %), quoted from the paper.
+PAPER_TABLE2: list[dict] = [
+    {"model": "Krizhevsky et al., 1 convnet", "val_top1_error": 40.7, "val_top5_error": 18.2},
+    {"model": "Krizhevsky et al. replicated, 1 convnet", "val_top1_error": 40.5, "val_top5_error": 18.1},
+    {"model": "1 convnet as in Fig. 3", "val_top1_error": 38.4, "val_top5_error": 16.5},
+    {"model": "5 convnets as in Fig. 3", "val_top1_error": 36.7, "val_top5_error": 15.3},
+]
+
+#: The depth rows of Table 3 (removing fc layers 6-7, conv layers 3-4, or both).
+DEPTH_VARIANTS = ("zf", "no_layers6_7", "no_layers3_4", "no_layers3_4_6_7")
 
 
 @dataclass
@@ -252,3 +277,113 @@ def verdict_numbers(evals: Mapping[str, ModelEval], krizhevsky: ModelEval | None
         return {"8192-unit val - train gap": w.val_top1_error - w.train_top1_error,
                 "Fig. 3 gap": zf.val_top1_error - zf.train_top1_error}
     return {}
+
+
+def check_variants(variants) -> list[str]:
+    """The Table 3 variants to train: ``"all"`` (every one of
+    :data:`zfcore.models.TABLE3_VARIANTS`) or a non-empty list of their names."""
+    from .models import TABLE3_VARIANTS
+    chosen = list(TABLE3_VARIANTS) if variants == "all" else list(variants)
+    unknown = [v for v in chosen if v not in TABLE3_VARIANTS]
+    if unknown or not chosen:
+        raise AblationError(f"unknown variant(s) {unknown}: choose from {list(TABLE3_VARIANTS)} or 'all'")
+    return chosen
+
+
+@dataclass
+class AblationStudy:
+    """Tables 2-3 on one schedule: ``runs`` the Table 3 variants' :class:`zfcore.train.TrainRun`
+    (by variant), ``krizhevsky`` Krizhevsky's layout, ``main`` the profile's full training (the
+    Fig. 3 model), and their :class:`ModelEval` (``evals``, ``krizhevsky_eval``)."""
+
+    epochs: int
+    runs: dict
+    krizhevsky: object
+    main: object
+    evals: dict
+    krizhevsky_eval: ModelEval
+    train_images: int
+
+    def budget_text(self) -> str:
+        """The Fig. 3 model's validation accuracy at this table's budget and after the full schedule."""
+        m = self.main
+        return (f"Fig. 3 model: {m.history[min(self.epochs, len(m.history)) - 1].val_accuracy:.1f}% validation "
+                f"accuracy after {self.epochs} epoch(s) (this table's budget), {m.final.val_accuracy:.1f}% after "
+                f"the profile's {len(m.history)} epochs.")
+
+    def train_error_text(self) -> str:
+        """The eval-mode training error measured here beside the trainer's own, where recorded."""
+        lines = [f"training error in eval mode on the first {self.train_images} training images"]
+        for v, r in self.runs.items():
+            t = getattr(r.final, "train_eval_top1_error", None)
+            if t is not None:
+                lines.append(f"  {v}: {self.evals[v].train_top1_error:.1f}% here, {t:.1f}% in the trainer's history")
+        return "\n".join(lines)
+
+    def tables(self) -> "tuple[list[dict], list[dict]]":
+        """Table 2 (Krizhevsky's layout, then the Fig. 3 model if trained) and Table 3 (one row
+        per variant, named by :data:`TABLE3_LABELS`), rows of :func:`table_row`."""
+        table2 = [table_row("Krizhevsky et al. layout (11x11/4), 1 convnet", self.krizhevsky, self.krizhevsky_eval)]
+        if "zf" in self.runs:
+            table2.append(table_row("1 convnet as in Fig. 3 (7x7/2)", self.runs["zf"], self.evals["zf"]))
+        table3 = [table_row(TABLE3_LABELS[v], r, self.evals[v]) for v, r in self.runs.items()]
+        return table2, table3
+
+    def numbers(self) -> dict:
+        """The numbers notebook 09 records: the schedule, every model's errors (eval-mode train,
+        running train, val top-1 and top-5) and, with the depth rows, the cost of each removal."""
+        ev, kr = self.evals, self.krizhevsky_eval
+        out = dict(schedule_epochs=self.epochs, train_eval_images=self.train_images,
+                   krizhevsky_val_top1_error=kr.val_top1_error, krizhevsky_train_top1_error=kr.train_top1_error,
+                   **{f"{v}_val_top1_error": e.val_top1_error for v, e in ev.items()},
+                   **{f"{v}_train_top1_error": e.train_top1_error for v, e in ev.items()},
+                   **{f"{v}_train_running_top1_error": r.final.train_top1_error for v, r in self.runs.items()},
+                   **{f"{v}_val_top5_error": e.val_top5_error for v, e in ev.items()})
+        if set(DEPTH_VARIANTS) <= set(ev):
+            out.update({f"cost_removing_{k}": ev[v].val_top1_error - ev["zf"].val_top1_error
+                        for k, v in (("layers6_7", "no_layers6_7"), ("layers3_4", "no_layers3_4"),
+                                     ("both", "no_layers3_4_6_7"))})
+        return out
+
+    def verdicts(self) -> list[Verdict]:
+        """:func:`ablation_verdicts` of these models (none without the Fig. 3 model)."""
+        return ablation_verdicts(self.evals, self.krizhevsky_eval) if "zf" in self.evals else []
+
+
+def ablation_study(profile: "str | Profile", variants, schedule: Mapping) -> AblationStudy:
+    """Train (or load) every Table 3 variant of ``variants`` (:func:`check_variants`) and
+    Krizhevsky's layout on ``schedule``, and the profile's main run; evaluate each in eval mode
+    (:func:`evaluate_run`)."""
+    from .train import training_run
+    chosen = check_variants(variants)
+    runs = {v: training_run(profile, variant=v, **schedule) for v in chosen}
+    kr = training_run(profile, arch="krizhevsky", **schedule)
+    main = training_run(profile)
+    return AblationStudy(schedule["epochs"], runs, kr, main, {v: evaluate_run(r) for v, r in runs.items()},
+                         evaluate_run(kr), len(train_eval_indices(get_profile(profile))))
+
+
+def tables_text(table2: list[dict], table3: list[dict], paper: list[dict] = PAPER_TABLE2) -> str:
+    """Tables 2 and 3 as printed text, the paper's Table 2 rows last (labelled "paper:")."""
+    lines = [f"{'model':52s} {'train top-1':>11s} {'(running)':>9s} {'val top-1':>9s} {'val top-5':>9s}"]
+    for r in table2 + table3:
+        lines.append(f"{r['model']:52s} {r['train_top1_error']:11.1f} {r['train_running_top1_error']:9.1f} "
+                     f"{r['val_top1_error']:9.1f} {r['val_top5_error']:9.1f}")
+    for r in paper:
+        lines.append(f"{'paper: ' + r['model']:52s} {'-':>11s} {'-':>9s} {r['val_top1_error']:9.1f} "
+                     f"{r['val_top5_error']:9.1f}")
+    return "\n".join(lines)
+
+
+def verdict_text(verdict: Verdict, evals: Mapping[str, ModelEval], krizhevsky: ModelEval | None) -> str:
+    """A verdict of :func:`ablation_verdicts` as printed: its rule, the verdict with the numbers
+    beside it (:func:`verdict_numbers`) and, for a Table 3 row, the paper's words."""
+    lines = [verdict.rule, "   " + describe(verdict, verdict_numbers(evals, krizhevsky, verdict.claim))]
+    if verdict.claim.startswith("table3_"):
+        lines.append("   the paper: " + TABLE3_CLAIMS[verdict.claim[len("table3_"):]][1])
+    return "\n".join(lines)
+
+
+def verdict_counts(verdicts) -> dict[str, int]:
+    """How many verdicts came out "held", "did not hold" and "within noise"."""
+    return {w: sum(v.verdict == w for v in verdicts) for w in ("held", "did not hold", "within noise")}

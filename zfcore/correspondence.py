@@ -19,6 +19,11 @@ the face's box. The spread is over random draws (``seeds``) of the image set and
 squares. :func:`consistency_score` is the paper's formula (``normalize=True`` divides by the
 number of ordered pairs and features: the mean fraction of features whose sign change differs
 between two images, comparable across layers and set sizes).
+
+Notebook 08 reads its images from :func:`face_images` (the procedural faces, or the user's dog
+photos with their annotated keypoints), reads Table 1's trend with :meth:`CorrespondenceResult.trend`
+and checks the measure on a positive control (:func:`positive_control`) before the per-part
+verdicts (:meth:`PairwiseCorrespondence.part_verdicts`).
 """
 from __future__ import annotations
 
@@ -38,7 +43,8 @@ __all__ = ["PARTS", "RANDOM", "CorrespondenceError", "hamming_matrix", "consiste
            "CorrespondenceResult", "correspondence_scores", "face_scenes", "correspondence_split",
            "CORRESPONDENCE_VERSION", "photo_keypoints", "keypoint_boxes", "keypoint_sides",
            "squares_at", "background_swap", "PairwiseCorrespondence", "pairwise_correspondence",
-           "pair_bootstrap", "KEYPOINT_FRACTION"]
+           "pair_bootstrap", "KEYPOINT_FRACTION", "FaceImages", "check_photo_inputs", "face_images",
+           "positive_control"]
 
 #: Side of the keypoint-sized occluder as a fraction of the smallest offset between two of the
 #: image's keypoints (the larger of its horizontal and vertical components: axis-aligned squares
@@ -215,6 +221,24 @@ class PairwiseCorrespondence:
             pm = self.distances[f"{part}/{layer}"]
         return pair_bootstrap(claim, self.distances[f"{RANDOM}/{layer}"], pm, n_boot=n_boot, seed=seed)
 
+    def parts_mean(self, layer: str) -> float:
+        """The mean over :data:`PARTS` of :meth:`mean` at ``layer``."""
+        return sum(self.mean(p, layer) for p in PARTS) / len(PARTS)
+
+    def part_verdicts(self, layers: Sequence[str]) -> dict:
+        """``{(layer, part): verdict}``: each part of :data:`PARTS` more consistent than random
+        occlusion at each layer (Table 1's reading), claim ``<layer>_<part>_more_consistent_than_random``."""
+        return {(l, p): self.verdict(f"{l}_{p}_more_consistent_than_random", p, l) for l in layers for p in PARTS}
+
+    def numbers(self, layers: Sequence[str]) -> dict:
+        """The mean pair distances per layer: ``<layer>_random_pair_distance`` and
+        ``<layer>_<part>_pair_distance``."""
+        out = {}
+        for l in layers:
+            out[f"{l}_random_pair_distance"] = self.mean(RANDOM, l)
+            out.update({f"{l}_{p}_pair_distance": self.mean(p, l) for p in PARTS})
+        return out
+
 
 def pair_bootstrap(claim: str, control: torch.Tensor, model: torch.Tensor, *, n_boot: int = 2000,
                    seed: int = 0):
@@ -344,6 +368,37 @@ class CorrespondenceResult(Result):
             out.append(row)
         return out
 
+    def table1_numbers(self) -> dict:
+        """Table 1 as recorded numbers: ``table1_<occlusion>_<layer>_mean`` and ``..._std``."""
+        return {f"table1_{row['occlusion']}_{k}": v for row in self.rows() for k, v in row.items() if k != "occlusion"}
+
+    def gaps(self, layer: str) -> dict:
+        """``{part: gap_in_sd(part, layer)}`` for the parts of :data:`PARTS`."""
+        return {p: self.gap_in_sd(p, layer) for p in PARTS}
+
+    def trend_numbers(self) -> dict:
+        """``layer5_<part>_below_random_in_sd`` and ``layer7_...``: Table 1's gaps, recorded."""
+        return {**{f"layer5_{p}_below_random_in_sd": g for p, g in self.gaps("layer5").items()},
+                **{f"layer7_{p}_below_random_in_sd": g for p, g in self.gaps("layer7").items()}}
+
+    def trend(self) -> str:
+        """Table 1's trend read from this result: every part scores below random at layer 5, and
+        the summed gap (in standard deviations of the random score) is smaller at layer 7.
+        Returns "holds here", "holds in part here: ..." or "does not hold here: ..."."""
+        g5, g7 = self.gaps("layer5"), self.gaps("layer7")
+        if not all(self.mean(p, "layer5") < self.mean(RANDOM, "layer5") for p in PARTS):
+            return "does not hold here: at layer 5 not every part scores below random occlusion"
+        if sum(g7.values()) < sum(g5.values()):
+            return "holds here"
+        return "holds in part here: the parts score below random at layer 5, but the gap at layer 7 is not smaller"
+
+    def gaps_text(self) -> str:
+        """The gaps of layers 5 and 7 as a printed sentence."""
+        return ("Parts below random, in standard deviations of the random score (left eye, right eye, nose): "
+                "layer 5: " + ", ".join(f"{g:+.1f}" for g in self.gaps("layer5").values())
+                + "; layer 7: " + ", ".join(f"{g:+.1f}" for g in self.gaps("layer7").values())
+                + " (negative: above random).")
+
 def correspondence_scores(model: nn.Module, images: torch.Tensor, keypoints: dict,
                           boxes: torch.Tensor, *, layers: Sequence[str] = ("layer5", "layer7"),
                           parts: Sequence[str] = PARTS, n_images: int = 5, seeds: int = 20,
@@ -447,3 +502,67 @@ def keypoint_boxes(keypoints: dict, margin: float = 0.75) -> torch.Tensor:
     lo, hi = pts.amin(1), pts.amax(1)
     ext = (hi - lo).amax(1, keepdim=True).clamp(min=1.0)
     return torch.cat([lo - margin * ext, hi + margin * ext], 1)
+
+
+@dataclass
+class FaceImages:
+    """The images of Fig. 8 and Table 1: ``images01`` in [0, 1], ``x`` the model's normalised
+    input, ``keypoints[part]`` ``(N, 2)`` pixel positions, ``boxes`` ``(N, 4)`` the faces' boxes."""
+
+    images01: torch.Tensor
+    x: torch.Tensor
+    keypoints: dict
+    boxes: torch.Tensor
+
+
+def check_photo_inputs(profile, photos, keypoints_file) -> None:
+    """A profile without procedural faces needs the user's dog photos and their keypoints."""
+    from .profiles import get_profile
+    P = get_profile(profile)
+    if P.dataset != "scenes" and (photos is None or keypoints_file is None):
+        raise CorrespondenceError(f"the {P.name} profile has no procedural faces: set dog_photos to a folder of "
+                                  f"your dog photos and dog_keypoints to a JSON file mapping each file name to "
+                                  f'{{"left_eye": [x, y], "right_eye": [x, y], "nose": [x, y]}} in the photo\'s pixels')
+
+
+def face_images(profile, pool: "int | None" = None, n_images: int = 5, photos=None,
+                keypoints_file=None) -> FaceImages:
+    """The images section 4.3 occludes: on the procedural profiles the first ``pool`` (default:
+    all) faces of the test split with their keypoints and boxes; elsewhere the photos of the
+    folder ``photos`` that ``keypoints_file`` (JSON ``{"photo.jpg": {"left_eye": [x, y], ...}}``
+    in the photos' pixels) annotates, at least ``n_images`` of them, boxed around their keypoints."""
+    import json
+    from .data import denormalize, load_folder, normalize
+    from .profiles import get_profile
+    P = get_profile(profile)
+    check_photo_inputs(P, photos, keypoints_file)
+    if P.dataset == "scenes":
+        faces = face_scenes(P, "test", pool)
+        return FaceImages(faces.images, normalize(faces.images, P), faces.keypoints, faces.boxes)
+    with open(keypoints_file) as f:
+        notes = json.loads(f.read())
+    batch = load_folder(photos, P)
+    keep = [i for i, n in enumerate(batch.names) if n in notes]
+    if len(keep) < n_images:
+        raise CorrespondenceError(f"only {len(keep)} photos in {photos} have keypoints in {keypoints_file}; "
+                                  f"need at least n_images = {n_images}")
+    x = batch.images[keep]
+    mapped = [photo_keypoints(notes[batch.names[i]], batch.original_sizes[i], P.image_size) for i in keep]
+    keypoints = {p: torch.stack([m[p] for m in mapped]) for p in PARTS}
+    return FaceImages(denormalize(x, P), x, keypoints, keypoint_boxes(keypoints))
+
+
+def positive_control(model: nn.Module, images: torch.Tensor, keypoints: dict, boxes: torch.Tensor,
+                     layers: Sequence[str] = ("layer5", "layer7"),
+                     fraction: float = KEYPOINT_FRACTION) -> PairwiseCorrespondence:
+    """A positive control of Table 1's measure: the first face pasted at the same place over the
+    backgrounds of the other images (:func:`background_swap`), so that occluding the same part
+    must change the representation the same way in every image; measured with
+    :func:`pairwise_correspondence` and keypoint-sized occluders."""
+    others = torch.arange(len(images)) != 0
+    swapped = background_swap(images[0], boxes[0], images[others])
+
+    def same(t):
+        return t[:1].repeat(len(swapped), *[1] * (t.dim() - 1))
+    return pairwise_correspondence(model, swapped, {p: same(keypoints[p]) for p in PARTS}, same(boxes),
+                                   layers=layers, fraction=fraction)

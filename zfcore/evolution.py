@@ -36,7 +36,7 @@ from .study import Result
 
 __all__ = ["Convergence", "Fig4Projections", "weight_progress", "topk_overlap",
            "convergence_epoch", "spearman", "layer_convergence", "fig4_projections",
-           "strongest_projections",
+           "strongest_projections", "history_text", "run_numbers",
            "EvolutionError", "EVOLUTION_VERSION"]
 
 EVOLUTION_VERSION = 2  # 2: per-map convergence; Fig. 4 draws among maps that fire
@@ -186,6 +186,56 @@ class Convergence(Result):
         depth = [int(l[len("layer"):]) for l in layers]
         return spearman(depth, [conv[l] for l in layers])
 
+    def table_text(self) -> str:
+        """Per layer: firing maps, the median and IQR of the per-map convergence epochs, and the
+        layer-mean top-9 and weight convergence epochs, as printed text."""
+        lines = [f"{'layer':8s} {'firing maps':>11s} {'median epoch':>12s} {'IQR':>13s} "
+                 f"{'layer mean top-9 at':>20s} {'weights at':>11s}"]
+        for l in self.map_converged:
+            med, q1, q3 = self.spread(l)
+            lines.append(f"{l:8s} {self.alive_maps[l]:5d}/{self.total_maps[l]:<5d} {med:12g} "
+                         f"{f'{q1:g}-{q3:g}':>13s} {self.topk_converged[l]:20g} {self.weight_converged[l]:11g}")
+        return "\n".join(lines)
+
+    def numbers(self) -> dict:
+        """The numbers notebook 04 records for Fig. 4's convergence reading: per layer the
+        convergence epochs (top-9, weights, per-map median and IQR), the depth correlations, the
+        thresholds and the number of mined images."""
+        return {**{f"topk_converged_epoch_{l}": x for l, x in self.topk_converged.items()},
+                **{f"weight_converged_epoch_{l}": x for l, x in self.weight_converged.items()},
+                **{f"map_converged_epoch_median_{l}": self.spread(l)[0] for l in self.map_converged},
+                **{f"map_converged_epoch_iqr_{l}": [self.spread(l)[1], self.spread(l)[2]] for l in self.map_converged},
+                "convergence_depth_spearman_topk": self.depth_correlation("topk"),
+                "convergence_depth_spearman_weights": self.depth_correlation("weights"),
+                "topk_threshold": self.topk_threshold, "weight_threshold": self.weight_threshold,
+                "mined_images": self.n_images}
+
+
+def history_text(run: TrainRun) -> str:
+    """A training run per epoch as printed text (loss, running and eval-mode training error,
+    validation top-1 and top-5 error, images/s; the paper reports the running error, section 3),
+    the checkpoint epochs (Fig. 4's columns) and the dead-map share per layer at the end."""
+    lines = [f"{'epoch':>5s} {'train loss':>10s} {'train err':>9s} {'train err (eval)':>16s} {'val err':>8s} "
+             f"{'val top-5':>9s} {'img/s':>6s}"]
+    for h in run.history:
+        lines.append(f"{h.epoch:5d} {h.train_loss:10.3f} {h.train_top1_error:8.1f}% {h.train_eval_top1_error:15.1f}% "
+                     f"{h.val_top1_error:7.1f}% {h.val_top5_error:8.1f}% {h.images_per_s:6.0f}")
+    lines.append(f"checkpoints kept at epochs {[f'{e:g}' for e in run.checkpoint_epochs]}")
+    lines.append("dead maps at the end: " + ", ".join(f"{l} {v:.0%}" for l, v in run.final.dead_share.items()))
+    return "\n".join(lines)
+
+
+def run_numbers(run: TrainRun) -> dict:
+    """The numbers notebook 04 records for the main training run: final validation accuracy and
+    top-5 error, eval-mode training error, training time, epochs, checkpoint epochs and the
+    share of dead maps per layer at the end."""
+    f = run.final
+    return dict(final_val_accuracy=f.val_accuracy, final_val_top5_error=f.val_top5_error,
+                final_train_eval_top1_error=f.train_eval_top1_error, training_seconds=run.train_seconds,
+                training_minutes=run.train_seconds / 60, epochs=len(run.history),
+                checkpoint_epochs=run.checkpoint_epochs,
+                **{f"dead_map_share_{l}": v for l, v in f.dead_share.items()})
+
 
 def _training_images(run: TrainRun, n_images: int) -> torch.Tensor:
     """The first ``n_images`` training images of the run's data (un-augmented, normalised)."""
@@ -282,6 +332,15 @@ class Fig4Projections(Result):
     #: them, at random) and how many the layer has
     alive: dict[str, int] = field(default_factory=dict)
     total: dict[str, int] = field(default_factory=dict)
+
+    def alive_text(self) -> str:
+        """How many maps of each layer fire at the final checkpoint, as a printed sentence."""
+        return ("maps that fire at the final checkpoint (on the mined images): "
+                + ", ".join(f"{l} {self.alive[l]}/{self.total[l]}" for l in self.alive))
+
+    def numbers(self) -> dict:
+        """``fig4_firing_maps_<layer>``: the maps Fig. 4's rows are drawn among."""
+        return {f"fig4_firing_maps_{l}": v for l, v in self.alive.items()}
 
 
 def strongest_projections(model: nn.Module, images: torch.Tensor,

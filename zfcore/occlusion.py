@@ -13,7 +13,10 @@ The positions are batched, and by default only the receptive-field cone of the s
 recomputed, layer by layer (:mod:`zfcore.incremental`, after Krypton, Nakandala et al. 2019); the
 numbers equal a full forward pass per position to float precision (``incremental=False`` runs
 exactly that, batched). :func:`pointing_game` turns the p(correct class) maps into a localisation
-score: the share of images whose most damaging occluder position falls inside the object's box.
+score: the share of images whose most damaging occluder position falls inside the object's box,
+decided against chance and the untrained network by :func:`pointing_verdicts`.
+:func:`strongest_map_projections` gives Fig. 7 (c), :func:`example_numbers` and
+:func:`examples_text` the numbers under Fig. 7's panels.
 
 Inputs are the model's normalised tensors. The default fill ``"mean"`` is 0 in that space: the
 data set's mean colour, the paper's grey.
@@ -32,10 +35,16 @@ from .models import capture_layers, get_layer, in_eval_mode, layer_names
 from .study import Result
 from .receptive import ReceptiveFieldError, input_problem
 from .errors import ZFCoreError
+from .verdicts import Verdict, paired_bootstrap
 
 __all__ = ["OcclusionError", "OcclusionResult", "occlude", "window_positions", "fill_values",
            "pixel_attribution", "PointingGameResult", "pointing_game", "pointing_game_split",
-           "default_window", "drill_down", "FILLS", "PRESETS", "OCCLUSION_VERSION"]
+           "default_window", "drill_down", "FILLS", "PRESETS", "OCCLUSION_VERSION", "POINTING_TARGET",
+           "strongest_map_projections", "example_numbers", "examples_text", "prob_drops", "pointing_verdicts"]
+
+#: The pointing game's target hit rate on ``mini`` (the share of test images whose most damaging
+#: square lies on the object), recorded beside the measured one.
+POINTING_TARGET = 0.8
 
 #: Bump when what the occlusion analysis computes changes (part of every cache key).
 OCCLUSION_VERSION = 1
@@ -514,6 +523,77 @@ class PointingGameResult(Result):
         """Hit rate over the images the model classifies correctly (NaN if none)."""
         m = self.correct.bool()
         return float(self.hits[m].double().mean()) if m.any() else float("nan")
+
+    def numbers(self) -> dict:
+        """The numbers notebook 07 records for the pointing game (``pointing_game_*``): hit rates,
+        both chance levels, the image count, window, stride and :data:`POINTING_TARGET`."""
+        return dict(pointing_game_hit_rate=self.hit_rate, pointing_game_chance_box_area=self.chance_rate,
+                    pointing_game_chance_square_grid=self.chance_grid_rate,
+                    pointing_game_hit_rate_correctly_classified=self.hit_rate_correct,
+                    pointing_game_images=len(self.hits), pointing_game_window_px=self.window,
+                    pointing_game_stride_px=self.stride, pointing_game_target=POINTING_TARGET)
+
+    def summary(self) -> str:
+        """One sentence: the hit rate overall and on the correctly classified images, beside chance."""
+        return (f"Pointing game over {len(self.hits)} test images: the most damaging square falls inside the "
+                f"object's box in {100 * self.hit_rate:.0f} % of them ({100 * self.hit_rate_correct:.0f} % of the "
+                f"correctly classified); chance level (a random position of the square on its grid): "
+                f"{100 * self.chance_grid_rate:.0f} % (box area: {100 * self.chance_rate:.0f} %).")
+
+
+def pointing_verdicts(result: PointingGameResult, untrained: PointingGameResult) -> list[Verdict]:
+    """Fig. 7's claim that the network localises the object rather than using context, decided
+    twice from the per-image hits (paired bootstraps over the images, percentage points; seed
+    variance not included): against chance (the share of the square's grid positions inside
+    the box, per image) and against the untrained network of the same layout on the same images."""
+    if len(untrained.hits) != len(result.hits):
+        raise OcclusionError(f"the untrained network's pointing game needs the same {len(result.hits)} images, "
+                             f"got {len(untrained.hits)}")
+    hits = result.hits.double().numpy()
+    return [paired_bootstrap("pointing_game_above_chance", hits, result.chance_grid.numpy(), scale=100, unit="pp"),
+            paired_bootstrap("pointing_game_above_untrained", hits, untrained.hits.double().numpy(),
+                             scale=100, unit="pp")]
+
+
+def strongest_map_projections(model: nn.Module, x: torch.Tensor, results, layer: str = "layer5"):
+    """Fig. 7 (c): for each image ``x[i]`` and its :class:`OcclusionResult`, the strongest
+    activation (in the unoccluded image) of the map the result follows, projected to pixels with
+    the deconvnet (section 2.1). Returns ``(pixels (N, 3, H, W), boxes)``, ``boxes[i]`` the
+    receptive field ``(x0, y0, x1, y1)`` of that activation."""
+    from .deconv import layer_activations, project
+    from .receptive import receptive_field
+    acts = layer_activations(model, x, [layer])[layer]
+    field = receptive_field(model, layer)
+    req, fields = [], []
+    for i, res in enumerate(results):
+        fmap = acts[i, res.feature]
+        y, xx = divmod(int(fmap.argmax()), fmap.shape[1])
+        req.append((i, res.feature, y, xx))
+        fields.append(field.box(y, xx, tuple(x.shape[-2:])))
+    return project(model, x, layer, req).pixels, fields
+
+
+def example_numbers(results) -> dict:
+    """Per Fig. 7 example: p(correct class) unoccluded and at worst, the layer-5 map followed and
+    the share of its total activation the worst square removes."""
+    return dict(example_prob_correct_unoccluded=[r.prob_target_clean for r in results],
+                example_prob_correct_min=[float(r.prob_target.min()) for r in results],
+                example_layer5_feature=[r.feature for r in results],
+                example_layer5_total_drop_fraction=[1 - float(r.feature_total.min()) / max(r.feature_total_clean, 1e-9)
+                                                    for r in results])
+
+
+def examples_text(titles, results) -> str:
+    """One printed line per Fig. 7 example: p(correct) unoccluded and at worst, the layer-5 map's
+    total activation unoccluded and at least."""
+    return "\n".join(f"{t}: p(correct) {res.prob_target_clean:.3f} unoccluded, {float(res.prob_target.min()):.3f} "
+                     f"at worst; layer-5 map {res.feature}: total {res.feature_total_clean:.1f} unoccluded, "
+                     f"{float(res.feature_total.min()):.1f} at least" for t, res in zip(titles, results))
+
+
+def prob_drops(results) -> list[float]:
+    """Per result, how much the worst square lowers p(target): unoccluded minus minimum."""
+    return [r.prob_target_clean - float(r.prob_target.min()) for r in results]
 
 
 def pointing_game(model: nn.Module, images: torch.Tensor, labels, boxes, *, window: int = 16,

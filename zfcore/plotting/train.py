@@ -16,7 +16,7 @@ import torch
 
 __all__ = ["show_patch", "plot_fig4", "plot_convergence", "plot_training_curves", "plot_dead_maps", "plot_recipes",
            "plot_side_by_side", "plot_first_layer_filters", "plot_first_layer_numbers",
-           "plot_ablation_table"]
+           "plot_ablation_table", "plot_layer_schedules", "plot_layer2_features"]
 
 _LAYER_ORDER = ("layer1", "layer2", "layer3", "layer4", "layer5", "layer6", "layer7", "logits")
 
@@ -212,6 +212,15 @@ def plot_side_by_side(rows: Sequence[Mapping], metrics: Sequence[tuple[str, str]
     return fig
 
 
+def plot_layer_schedules(study, title: str = "") -> plt.Figure:
+    """Notebook 04's per-layer schedules (a :class:`zfcore.recipes.LayerSchedules`; section 4.2's
+    reading of Fig. 4): validation accuracy, training time when trained and step throughput
+    once frozen, one bar per arm."""
+    return plot_side_by_side(study.rows(), [("val accuracy (%)", "validation accuracy (%)"),
+                                            ("training time (s)", "training time when trained (s)"),
+                                            ("images/s", "images/s once frozen (measured now)")], title=title)
+
+
 def plot_first_layer_filters(reports: Sequence, cols: int = 16, title: str = "") -> plt.Figure:
     """Fig. 6 (b)-(c): the first-layer filters of each network (one block of rows per network),
     each contrast-stretched; dead filters are framed in red."""
@@ -240,6 +249,23 @@ def plot_first_layer_filters(reports: Sequence, cols: int = 16, title: str = "")
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=_title_room(fig))
+    return fig
+
+
+def plot_layer2_features(features: Mapping[str, Mapping], layer: str = "layer2",
+                         title: str = "layer-2 features: strongest activation per map, projected to pixels") -> plt.Figure:
+    """Fig. 6 (d)-(e): one row per network (``features[name]`` as returned by
+    :func:`zfcore.evolution.strongest_projections`), one column per chosen map of ``layer``: its
+    strongest activation projected to pixels and cropped to the receptive field."""
+    cols = max(len(res["projections"][layer]) for res in features.values())
+    fig, axes = plt.subplots(len(features), cols, figsize=(1.4 * cols, 1.7 * len(features)), squeeze=False)
+    for row, (name, res) in enumerate(features.items()):
+        for c in range(cols):
+            axes[row, c].imshow(show_patch(res["projections"][layer][c]))
+            axes[row, c].set_xticks([]); axes[row, c].set_yticks([])
+        axes[row, 0].set_ylabel(name, fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     return fig
 
 
