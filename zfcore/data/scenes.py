@@ -436,7 +436,6 @@ def _texture(prm, a, b, kind: int):
     return stripes.mul_(0.7).add_(0.3)
 
 
-_CHANNEL_STEP = torch.arange(3).view(3, 1)
 _PATCHES: dict = {}
 
 
@@ -490,8 +489,9 @@ def _cover(table, start, members, P: int, shp: int, kinds, S: int):
 def _composite(flat, table, patch, shape, kind, slot, start, S: int, K: int):
     """Draw every instance over the channels-first canvas ``flat`` (flattened) in painter's
     order. Coverage is computed in groups of one patch side and shape (a few large tensor ops
-    each); the covered pixels are then put in slot order and blended one slot at a time (within
-    a slot every image holds at most one primitive, so nothing in a step overlaps)."""
+    each); the covered pixels are then blended one slot at a time (within a slot every image
+    holds at most one primitive, so no pixel occurs twice in a step and the order of the
+    pixels inside a step does not matter)."""
     M = table.shape[0]
     if M == 0:                      # nothing to draw (an empty batch)
         return
@@ -500,30 +500,48 @@ def _composite(flat, table, patch, shape, kind, slot, start, S: int, K: int):
     keys, runs = torch.unique_consecutive(key[order], return_counts=True)
     groups: dict = {}
     pos = 0
+    run_bounds = [0]
     for kk, r in zip(keys.tolist(), runs.tolist()):
         groups.setdefault(kk // 4, []).append((kk % 4, pos, pos + r))
         pos += r
-    parts = []
+        run_bounds.append(pos)
+    parts, group_first = [], []
     for g, kinds in groups.items():
         g0, g1 = kinds[0][1], kinds[-1][2]
+        group_first.append(g0)
         parts.append(_cover(table, start, order[g0:g1], g // 8, g % 8,
                             [(kd, i0 - g0, i1 - g0) for kd, i0, i1 in kinds], S))
-    pix, w, colour, counts = (torch.cat([p[j] for p in parts], -1) for j in range(4))
-    # instance i (numbered slot-major) has counts[where[i]] pixels from first[where[i]] on
-    first = torch.cumsum(counts, 0) - counts
-    n_pix = torch.empty_like(counts).index_copy_(0, order, counts)
-    src = torch.empty_like(counts).index_copy_(0, order, first)
-    shift = src - (torch.cumsum(n_pix, 0) - n_pix)
-    perm = torch.repeat_interleave(shift, n_pix).add_(torch.arange(pix.numel()))
-    pix, w, colour = pix.index_select(0, perm), w.index_select(0, perm), colour.index_select(1, perm)
-    bounds = [0] + torch.zeros(K, dtype=torch.int64).index_add_(0, slot, n_pix).cumsum(0).tolist()
-    step = _CHANNEL_STEP * (S * S)
-    for k in range(K):
-        p0, p1 = bounds[k], bounds[k + 1]
+    # Each run (one patch side, shape and texture kind) lists its instances in slot order, so
+    # the pixels of one slot are a few contiguous pieces of the groups' outputs.
+    slot_o = slot.index_select(0, order)
+    changes = torch.nonzero(slot_o[1:] != slot_o[:-1]).view(-1).add_(1).tolist()
+    bounds = sorted(set(changes).union(run_bounds))
+    slots = slot_o.tolist()
+    cum = [0] + torch.cat([p[3] for p in parts]).cumsum(0).tolist()   # pixels before instance
+    pieces: list = [[] for _ in range(K)]
+    g = 0
+    for i0, i1 in zip(bounds[:-1], bounds[1:]):
+        while g + 1 < len(group_first) and group_first[g + 1] <= i0:
+            g += 1
+        base = cum[group_first[g]]
+        p0, p1 = cum[i0] - base, cum[i1] - base
         if p1 > p0:
-            idx = (pix[p0:p1].view(1, -1) + step).view(-1)
-            old = flat.index_select(0, idx).view(3, -1)
-            flat.index_copy_(0, idx, torch.lerp(old, colour[:, p0:p1], w[p0:p1]).view(-1))
+            pieces[slots[i0]].append((g, p0, p1))
+    channels = [flat.narrow(0, c * S * S, flat.numel() - c * S * S) for c in range(3)]
+    for k in range(K):
+        got = pieces[k]
+        if not got:
+            continue
+        if len(got) == 1:
+            g, p0, p1 = got[0]
+            pix, w, colour = parts[g][0][p0:p1], parts[g][1][p0:p1], parts[g][2][:, p0:p1]
+        else:
+            pix = torch.cat([parts[g][0][p0:p1] for g, p0, p1 in got])
+            w = torch.cat([parts[g][1][p0:p1] for g, p0, p1 in got])
+            colour = torch.cat([parts[g][2][:, p0:p1] for g, p0, p1 in got], 1)
+        for c, canvas in enumerate(channels):
+            old = canvas.index_select(0, pix)
+            canvas.index_copy_(0, pix, torch.lerp(old, colour[c], w))
 
 
 def _render(sample: dict, size: int) -> torch.Tensor:
