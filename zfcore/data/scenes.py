@@ -578,7 +578,10 @@ def _render(sample: dict, size: int) -> torch.Tensor:
     for i in range(0, N, _CHUNK):
         j = min(N, i + _CHUNK)
         part = img[i:j]
-        torch.addcmul(rgb1[i:j], mix(i, j).clamp_(0, 1).mul_(0.6), drgb[i:j], out=part)
+        # rgb1 + mix * drgb, with addcmul's own rounding; filling the part with rgb1 first lets
+        # the op run vectorised (only one operand broadcast)
+        part.copy_(rgb1[i:j].expand_as(part))
+        part.addcmul_(mix(i, j).clamp_(0, 1).mul_(0.6), drgb[i:j])
         part.mul_(grating(i, j).sin_().mul_(g_amp[i:j]).add_(1))
 
     # primitives, each on a small patch around it
@@ -593,11 +596,14 @@ def _render(sample: dict, size: int) -> torch.Tensor:
     tile = torch.minimum((nz[:, 1] * _GRAIN_TILES).to(torch.int64),
                          torch.tensor(_GRAIN_TILES - 1))
     grain, g_scale = _grain(S), (0.08 * nz[:, 0]).view(N, 1, 1, 1)
+    tiles = tile.tolist()
     for i in range(0, N, _CHUNK):
         j = min(N, i + _CHUNK)
         part = img[i:j]
         part.mul_(light(i, j))
-        part.addcmul_(grain.index_select(0, tile[i:j]), g_scale[i:j]).clamp_(0, 1)
+        for n, t in enumerate(tiles[i:j], i):     # the tile itself, not a gathered copy
+            img[n].addcmul_(grain[t], g_scale[n])
+        part.clamp_(0, 1)
     return img
 
 
