@@ -457,9 +457,10 @@ def _cover(table, start, members, P: int, shp: int, kinds, S: int):
     Returns, for the covered pixels only (alpha > 0; elsewhere compositing would leave the canvas
     as it is), in instance order: their canvas offsets (channel 0), alpha and colour (3, L), and
     the number of covered pixels of each instance."""
-    m = members.numel()
+    m, PP = members.numel(), P * P
     prm = table.index_select(0, members)
-    col = lambda j: prm[:, j].reshape(m, 1, 1)                     # noqa: E731
+    cols = prm.t().contiguous()                                    # (16, m): one row a column
+    col = lambda j: cols[j].view(m, 1, 1)                          # noqa: E731
     x, y, c, s = col(_X), col(_Y), col(_COS), col(_SIN)
     grid, offsets = _patch(P, S)
     dx = (col(_OX) + grid.view(1, 1, P)) - x                             # (m, 1, P)
@@ -467,22 +468,25 @@ def _cover(table, start, members, P: int, shp: int, kinds, S: int):
     a = torch.add(dx * c, dy * s)
     b = torch.sub(dy * c, dx * s)
     d = _signed_distance(None, a, b, col(_SX), col(_SY), present={shp})
-    alpha = torch.rsub(d, 0.5).clamp_(0, 1).view(-1)
+    alpha = d.neg_().add_(0.5).clamp_(0, 1).view(-1)                   # 0.5 - d, in place
     sel = torch.nonzero(alpha).view(-1)
-    inst = torch.div(sel, P * P, rounding_mode="floor")
+    # sel is sorted, so each instance's covered pixels are one run of it: find the run ends
+    # (no per-pixel division or histogram)
+    ends = torch.searchsorted(sel, torch.arange(0, (m + 1) * PP, PP))
+    counts = ends[1:] - ends[:-1]
+    inst = torch.repeat_interleave(counts, output_size=sel.numel())
     pix = torch.add(start.index_select(0, members).view(m, 1), offsets)
-    counts = torch.bincount(inst, minlength=m)
-    colour = prm[:, _RGB].t().index_select(1, inst)
+    colour = cols[_RGB].index_select(1, inst)
     cum = None
     for kind, i0, i1 in kinds:
         if kind == _SHADE_NONE:
             continue
         if cum is None:
-            cum = [0] + counts.cumsum(0).tolist()
+            cum = ends.tolist()
         p0, p1 = cum[i0], cum[i1]
         if p1 > p0:
             shade = _texture(prm[i0:i1], a[i0:i1], b[i0:i1], kind).view(-1)
-            colour[:, p0:p1].mul_(shade.index_select(0, sel[p0:p1] - i0 * P * P))
+            colour[:, p0:p1].mul_(shade.index_select(0, sel[p0:p1] - i0 * PP))
     return pix.view(-1).index_select(0, sel), alpha.index_select(0, sel), colour, counts
 
 
