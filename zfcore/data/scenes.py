@@ -335,17 +335,18 @@ def _signed_distance(shape, a, b, sx, sy, present=None):
             d = torch.where(where, value, d)
 
     if present & {DISC, RING}:
-        r = torch.sqrt((a / sx).square_() + (b / sy).square_())
+        r = torch.div(a, sx).square_().add_(torch.div(b, sy).square_()).sqrt_()
+        mid, half = (1 + _RING_INNER) / 2, (1 - _RING_INNER) / 2
         if DISC in present:
-            put(DISC, (r - 1) * m)
+            put(DISC, (r - 1).mul_(m) if RING in present else r.sub_(1).mul_(m))
         if RING in present:
-            mid, half = (1 + _RING_INNER) / 2, (1 - _RING_INNER) / 2
-            put(RING, ((r - mid).abs_() - half) * m)
+            put(RING, r.sub_(mid).abs_().sub_(half).mul_(m))
     if present & {BAR, STRIPES}:
-        put(BAR, torch.maximum(a.abs() - sx, b.abs() - sy), also=STRIPES)   # same outline
+        ex = a.abs().sub_(sx)
+        put(BAR, torch.maximum(ex, b.abs().sub_(sy), out=ex), also=STRIPES)   # same outline
     if TRIANGLE in present:
-        slant = (2 * sy * a.abs() - sx * (b + sy)) / torch.sqrt(4 * sy ** 2 + sx ** 2)
-        put(TRIANGLE, torch.maximum(b - sy, slant))
+        slant = a.abs().mul_(2 * sy).sub_((b + sy).mul_(sx)).div_(torch.sqrt(4 * sy ** 2 + sx ** 2))
+        put(TRIANGLE, torch.maximum(b - sy, slant, out=slant))
     return d
 
 
@@ -422,15 +423,15 @@ def _instances(sl: dict, S: int):
     return table, patch, shape, kind, k, start
 
 
-def _texture(prm, a, b, kind: int):
+def _texture(cols, a, b, kind: int):
     """Shade of the parts in the frame ``(a, b)`` of each (n, P, P): a grating of random
-    strength (``kind`` wave) or stripes."""
-    n = prm.shape[0]
-    col = lambda j: prm[:, j].reshape(n, 1, 1)                     # noqa: E731
+    strength (``kind`` wave) or stripes. ``cols`` is their parameter table transposed, (16, n)."""
+    n = cols.shape[1]
+    col = lambda j: cols[j].view(n, 1, 1)                          # noqa: E731
     v = b / col(_SY)
     if kind == _SHADE_WAVE:
         u = a / col(_SX)
-        wave = torch.sin(u.mul_(col(_FX)).add_(v.mul_(col(_FY))).add_(col(_PHASE)))
+        wave = u.mul_(col(_FX)).add_(v.mul_(col(_FY))).add_(col(_PHASE)).sin_()
         return wave.mul_(col(_AMP)).add_(1)
     stripes = v.add_(1).mul_(col(_NSTRIPES)).sin_().mul_(1.5).add_(0.5).clamp_(0, 1)
     return stripes.mul_(0.7).add_(0.3)
@@ -485,7 +486,7 @@ def _cover(table, start, members, P: int, shp: int, kinds, S: int):
             cum = ends.tolist()
         p0, p1 = cum[i0], cum[i1]
         if p1 > p0:
-            shade = _texture(prm[i0:i1], a[i0:i1], b[i0:i1], kind).view(-1)
+            shade = _texture(cols[:, i0:i1], a[i0:i1], b[i0:i1], kind).view(-1)
             colour[:, p0:p1].mul_(shade.index_select(0, sel[p0:p1] - i0 * PP))
     return pix.view(-1).index_select(0, sel), alpha.index_select(0, sel), colour, counts
 
@@ -545,7 +546,7 @@ def _composite(flat, table, patch, shape, kind, slot, start, S: int, K: int):
             colour = torch.cat([parts[g][2][:, p0:p1] for g, p0, p1 in got], 1)
         for c, canvas in enumerate(channels):
             old = canvas.index_select(0, pix)
-            canvas.index_copy_(0, pix, torch.lerp(old, colour[c], w))
+            canvas.scatter_(0, pix, torch.lerp(old, colour[c], w))
 
 
 def _render(sample: dict, size: int) -> torch.Tensor:
