@@ -201,11 +201,80 @@ def _contrast_to(rgb, ref, min_diff):
     return np.where(close, pushed, rgb)
 
 
+# NumPy's SeedSequence (pool of 4 words) and PCG64 seeding, vectorised over the images: the
+# per-image ``default_rng([seed, group, split, index])`` spends most of its time there.
+_SS_INIT_A, _SS_MULT_A = 0x43B0D7E5, 0x931E8875
+_SS_INIT_B, _SS_MULT_B = 0x8B51F9DD, 0x58F38DED
+_SS_MIX_L, _SS_MIX_R = 0xCA01F9DD, 0x4973F715
+_PCG_MULT = (2549297995355413924 << 64) + 4865540595714422341
+_MASK128 = (1 << 128) - 1
+
+
+def _seed_states(words: np.ndarray) -> list[tuple[int, int]]:
+    """PCG64 ``(state, inc)`` that ``default_rng(list(row))`` starts from, for each row of
+    ``words`` (n, 4), every entry in [0, 2**32): NumPy's ``SeedSequence`` entropy mixing and
+    ``generate_state(4, uint64)``, then PCG64's ``set_seed``, done for all rows at once."""
+    u32 = np.uint32
+    with np.errstate(over="ignore"):
+        const = [u32(_SS_INIT_A)]
+
+        def hashmix(v):
+            v = v ^ const[0]
+            const[0] = const[0] * u32(_SS_MULT_A)
+            v = v * const[0]
+            return v ^ (v >> u32(16))
+
+        def mix(x, y):
+            r = u32(_SS_MIX_L) * x - u32(_SS_MIX_R) * y
+            return r ^ (r >> u32(16))
+
+        pool = [hashmix(words[:, i].astype(u32)) for i in range(4)]
+        for i_src in range(4):
+            for i_dst in range(4):
+                if i_src != i_dst:
+                    pool[i_dst] = mix(pool[i_dst], hashmix(pool[i_src]))
+        out, hc = [], u32(_SS_INIT_B)
+        for i in range(8):
+            v = pool[i % 4] ^ hc
+            hc = hc * u32(_SS_MULT_B)
+            v = v * hc
+            out.append((v ^ (v >> u32(16))).astype(np.uint64))
+    w = [(out[2 * k] | (out[2 * k + 1] << np.uint64(32))).tolist() for k in range(4)]
+    states = []
+    for s0, s1, i0, i1 in zip(*w):
+        inc = ((((i0 << 64) | i1) << 1) | 1) & _MASK128
+        state = (inc * 1) & _MASK128                        # step from state 0: 0 * mult + inc
+        state = (state + ((s0 << 64) | s1)) & _MASK128
+        states.append(((state * _PCG_MULT + inc) & _MASK128, inc))
+    return states
+
+
+def _uniform_block(seed: int, g: int, s: int, indices: np.ndarray, n: int) -> np.ndarray:
+    """(len(indices), n) uniforms: row i is ``default_rng([seed, g, s, indices[i]]).random(n)``."""
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if not len(idx):
+        return np.zeros((0, n))
+    if not (0 <= seed < 2**32 and 0 <= idx.min() and idx.max() < 2**32):   # one word each
+        return np.stack([np.random.default_rng([int(seed), g, s, int(i)]).random(n)
+                         for i in idx])
+    words = np.empty((len(idx), 4), dtype=np.int64)
+    words[:, 0], words[:, 1], words[:, 2], words[:, 3] = seed, g, s, idx
+    bit = np.random.PCG64()
+    gen = np.random.Generator(bit)
+    out = np.empty((len(idx), n))
+    st = {"bit_generator": "PCG64", "state": {"state": 0, "inc": 0}, "has_uint32": 0,
+          "uinteger": 0}
+    for row, (state, inc) in zip(out, _seed_states(words)):
+        st["state"]["state"], st["state"]["inc"] = state, inc
+        bit.state = st
+        gen.random(out=row)
+    return out
+
+
 def _sample(seed: int, group: str, split: str, indices: np.ndarray, classes) -> dict:
     """Draw every random choice of the scenes ``indices`` (numpy, image units in [0, 1])."""
     g, s = _GROUP_ID[group], _SPLIT_ID[split]
-    U = np.stack([np.random.default_rng([int(seed), g, s, int(i)]).random(_N_UNIFORMS)
-                  for i in indices]) if len(indices) else np.zeros((0, _N_UNIFORMS))
+    U = _uniform_block(int(seed), g, s, indices, _N_UNIFORMS)
     r = _Uniforms(U)
     N, C = len(indices), len(classes)
     labels = scene_labels(indices, C)
