@@ -12,13 +12,14 @@ The face class carries ground-truth keypoints ``left_eye``, ``right_eye`` and ``
 the viewer's left is ``left_eye``), used by Table 1's correspondence experiment (section 5.2),
 which occludes the same part in every face image.
 
-Everything is a pure function of ``(seed, group, split, index)``: each image draws its own block
-of uniform numbers from ``numpy.random.default_rng([seed, group, split, index])`` (PCG64, whose
+Everything is a pure function of ``(seed, group, split, index)``: each image draws its own block of
+uniform numbers from ``numpy.random.default_rng([seed, group, split, index])`` (PCG64, whose
 uniform stream is stable across machines and NumPy versions), so an image does not depend on which
-batch it was rendered in. Rendering is batched with tensor operations: each primitive becomes a
-coverage mask computed from coordinate grids on a small patch around it (all primitives of one
-patch size and shape at once), and the covered pixels are blended for the whole batch, slot by
-slot in painter's order (background, clutter, object parts).
+batch it was rendered in (the generators of a batch are seeded in one vectorised pass that
+reproduces NumPy's seeding, :func:`_uniform_block`). Rendering is batched with tensor operations:
+each primitive becomes a coverage mask computed from coordinate grids on a small patch around it
+(all primitives of one patch size and shape at once), and the covered pixels are blended for the
+whole batch, slot by slot in painter's order (background, clutter, object parts).
 
 The output is frozen for a given :data:`GENERATOR_VERSION` (models and caches are keyed by it):
 ``tests/test_data_scenes_frozen.py`` pins every bit of about a thousand scenes, so a faster
