@@ -672,12 +672,13 @@ def _render(sample: dict, size: int) -> torch.Tensor:
                          torch.tensor(_GRAIN_TILES - 1))
     grain, g_scale = _grain(S), (0.08 * nz[:, 0]).view(N, 1, 1, 1)
     tiles = tile.tolist()
+    images, grains, scales = img.unbind(0), grain.unbind(0), g_scale.unbind(0)
     for i in range(0, N, _CHUNK):
         j = min(N, i + _CHUNK)
         part = img[i:j]
         part.mul_(light(i, j))
         for n, t in enumerate(tiles[i:j], i):     # the tile itself, not a gathered copy
-            img[n].addcmul_(grain[t], g_scale[n])
+            images[n].addcmul_(grains[t], scales[n])
         part.clamp_(0, 1)
     return img
 
