@@ -12,13 +12,14 @@ The face class carries ground-truth keypoints ``left_eye``, ``right_eye`` and ``
 the viewer's left is ``left_eye``), used by Table 1's correspondence experiment (section 5.2),
 which occludes the same part in every face image.
 
-Everything is a pure function of ``(seed, group, split, index)``: each image draws its own block
-of uniform numbers from ``numpy.random.default_rng([seed, group, split, index])`` (PCG64, whose
+Everything is a pure function of ``(seed, group, split, index)``: each image draws its own block of
+uniform numbers from ``numpy.random.default_rng([seed, group, split, index])`` (PCG64, whose
 uniform stream is stable across machines and NumPy versions), so an image does not depend on which
-batch it was rendered in. Rendering is batched with tensor operations: each primitive becomes a
-coverage mask computed from coordinate grids on a small patch around it (all primitives of one
-patch size and shape at once), and the covered pixels are blended for the whole batch, slot by
-slot in painter's order (background, clutter, object parts).
+batch it was rendered in (the generators of a batch are seeded in one vectorised pass that
+reproduces NumPy's seeding, :func:`_uniform_block`). Rendering is batched with tensor operations:
+each primitive becomes a coverage mask computed from coordinate grids on a small patch around it
+(all primitives of one patch size and shape at once), and the covered pixels are blended for the
+whole batch, slot by slot in painter's order (background, clutter, object parts).
 
 The output is frozen for a given :data:`GENERATOR_VERSION` (models and caches are keyed by it):
 ``tests/test_data_scenes_frozen.py`` pins every bit of about a thousand scenes, so a faster
@@ -201,11 +202,80 @@ def _contrast_to(rgb, ref, min_diff):
     return np.where(close, pushed, rgb)
 
 
+# NumPy's SeedSequence (pool of 4 words) and PCG64 seeding, vectorised over the images: the
+# per-image ``default_rng([seed, group, split, index])`` spends most of its time there.
+_SS_INIT_A, _SS_MULT_A = 0x43B0D7E5, 0x931E8875
+_SS_INIT_B, _SS_MULT_B = 0x8B51F9DD, 0x58F38DED
+_SS_MIX_L, _SS_MIX_R = 0xCA01F9DD, 0x4973F715
+_PCG_MULT = (2549297995355413924 << 64) + 4865540595714422341
+_MASK128 = (1 << 128) - 1
+
+
+def _seed_states(words: np.ndarray) -> list[tuple[int, int]]:
+    """PCG64 ``(state, inc)`` that ``default_rng(list(row))`` starts from, for each row of
+    ``words`` (n, 4), every entry in [0, 2**32): NumPy's ``SeedSequence`` entropy mixing and
+    ``generate_state(4, uint64)``, then PCG64's ``set_seed``, done for all rows at once."""
+    u32 = np.uint32
+    with np.errstate(over="ignore"):
+        const = [u32(_SS_INIT_A)]
+
+        def hashmix(v):
+            v = v ^ const[0]
+            const[0] = const[0] * u32(_SS_MULT_A)
+            v = v * const[0]
+            return v ^ (v >> u32(16))
+
+        def mix(x, y):
+            r = u32(_SS_MIX_L) * x - u32(_SS_MIX_R) * y
+            return r ^ (r >> u32(16))
+
+        pool = [hashmix(words[:, i].astype(u32)) for i in range(4)]
+        for i_src in range(4):
+            for i_dst in range(4):
+                if i_src != i_dst:
+                    pool[i_dst] = mix(pool[i_dst], hashmix(pool[i_src]))
+        out, hc = [], u32(_SS_INIT_B)
+        for i in range(8):
+            v = pool[i % 4] ^ hc
+            hc = hc * u32(_SS_MULT_B)
+            v = v * hc
+            out.append((v ^ (v >> u32(16))).astype(np.uint64))
+    w = [(out[2 * k] | (out[2 * k + 1] << np.uint64(32))).tolist() for k in range(4)]
+    states = []
+    for s0, s1, i0, i1 in zip(*w):
+        inc = ((((i0 << 64) | i1) << 1) | 1) & _MASK128
+        state = (inc * 1) & _MASK128                        # step from state 0: 0 * mult + inc
+        state = (state + ((s0 << 64) | s1)) & _MASK128
+        states.append(((state * _PCG_MULT + inc) & _MASK128, inc))
+    return states
+
+
+def _uniform_block(seed: int, g: int, s: int, indices: np.ndarray, n: int) -> np.ndarray:
+    """(len(indices), n) uniforms: row i is ``default_rng([seed, g, s, indices[i]]).random(n)``."""
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if not len(idx):
+        return np.zeros((0, n))
+    if not (0 <= seed < 2**32 and 0 <= idx.min() and idx.max() < 2**32):   # one word each
+        return np.stack([np.random.default_rng([int(seed), g, s, int(i)]).random(n)
+                         for i in idx])
+    words = np.empty((len(idx), 4), dtype=np.int64)
+    words[:, 0], words[:, 1], words[:, 2], words[:, 3] = seed, g, s, idx
+    bit = np.random.PCG64()
+    gen = np.random.Generator(bit)
+    out = np.empty((len(idx), n))
+    st = {"bit_generator": "PCG64", "state": {"state": 0, "inc": 0}, "has_uint32": 0,
+          "uinteger": 0}
+    for row, (state, inc) in zip(out, _seed_states(words)):
+        st["state"]["state"], st["state"]["inc"] = state, inc
+        bit.state = st
+        gen.random(out=row)
+    return out
+
+
 def _sample(seed: int, group: str, split: str, indices: np.ndarray, classes) -> dict:
     """Draw every random choice of the scenes ``indices`` (numpy, image units in [0, 1])."""
     g, s = _GROUP_ID[group], _SPLIT_ID[split]
-    U = np.stack([np.random.default_rng([int(seed), g, s, int(i)]).random(_N_UNIFORMS)
-                  for i in indices]) if len(indices) else np.zeros((0, _N_UNIFORMS))
+    U = _uniform_block(int(seed), g, s, indices, _N_UNIFORMS)
     r = _Uniforms(U)
     N, C = len(indices), len(classes)
     labels = scene_labels(indices, C)
@@ -335,17 +405,18 @@ def _signed_distance(shape, a, b, sx, sy, present=None):
             d = torch.where(where, value, d)
 
     if present & {DISC, RING}:
-        r = torch.sqrt((a / sx).square_() + (b / sy).square_())
+        r = torch.div(a, sx).square_().add_(torch.div(b, sy).square_()).sqrt_()
+        mid, half = (1 + _RING_INNER) / 2, (1 - _RING_INNER) / 2
         if DISC in present:
-            put(DISC, (r - 1) * m)
+            put(DISC, (r - 1).mul_(m) if RING in present else r.sub_(1).mul_(m))
         if RING in present:
-            mid, half = (1 + _RING_INNER) / 2, (1 - _RING_INNER) / 2
-            put(RING, ((r - mid).abs_() - half) * m)
+            put(RING, r.sub_(mid).abs_().sub_(half).mul_(m))
     if present & {BAR, STRIPES}:
-        put(BAR, torch.maximum(a.abs() - sx, b.abs() - sy), also=STRIPES)   # same outline
+        ex = a.abs().sub_(sx)
+        put(BAR, torch.maximum(ex, b.abs().sub_(sy), out=ex), also=STRIPES)   # same outline
     if TRIANGLE in present:
-        slant = (2 * sy * a.abs() - sx * (b + sy)) / torch.sqrt(4 * sy ** 2 + sx ** 2)
-        put(TRIANGLE, torch.maximum(b - sy, slant))
+        slant = a.abs().mul_(2 * sy).sub_((b + sy).mul_(sx)).div_(torch.sqrt(4 * sy ** 2 + sx ** 2))
+        put(TRIANGLE, torch.maximum(b - sy, slant, out=slant))
     return d
 
 
@@ -422,21 +493,20 @@ def _instances(sl: dict, S: int):
     return table, patch, shape, kind, k, start
 
 
-def _texture(prm, a, b, kind: int):
+def _texture(cols, a, b, kind: int):
     """Shade of the parts in the frame ``(a, b)`` of each (n, P, P): a grating of random
-    strength (``kind`` wave) or stripes."""
-    n = prm.shape[0]
-    col = lambda j: prm[:, j].reshape(n, 1, 1)                     # noqa: E731
+    strength (``kind`` wave) or stripes. ``cols`` is their parameter table transposed, (16, n)."""
+    n = cols.shape[1]
+    col = lambda j: cols[j].view(n, 1, 1)                          # noqa: E731
     v = b / col(_SY)
     if kind == _SHADE_WAVE:
         u = a / col(_SX)
-        wave = torch.sin(u.mul_(col(_FX)).add_(v.mul_(col(_FY))).add_(col(_PHASE)))
+        wave = u.mul_(col(_FX)).add_(v.mul_(col(_FY))).add_(col(_PHASE)).sin_()
         return wave.mul_(col(_AMP)).add_(1)
     stripes = v.add_(1).mul_(col(_NSTRIPES)).sin_().mul_(1.5).add_(0.5).clamp_(0, 1)
     return stripes.mul_(0.7).add_(0.3)
 
 
-_CHANNEL_STEP = torch.arange(3).view(3, 1)
 _PATCHES: dict = {}
 
 
@@ -458,9 +528,10 @@ def _cover(table, start, members, P: int, shp: int, kinds, S: int):
     Returns, for the covered pixels only (alpha > 0; elsewhere compositing would leave the canvas
     as it is), in instance order: their canvas offsets (channel 0), alpha and colour (3, L), and
     the number of covered pixels of each instance."""
-    m = members.numel()
+    m, PP = members.numel(), P * P
     prm = table.index_select(0, members)
-    col = lambda j: prm[:, j].reshape(m, 1, 1)                     # noqa: E731
+    cols = prm.t().contiguous()                                    # (16, m): one row a column
+    col = lambda j: cols[j].view(m, 1, 1)                          # noqa: E731
     x, y, c, s = col(_X), col(_Y), col(_COS), col(_SIN)
     grid, offsets = _patch(P, S)
     dx = (col(_OX) + grid.view(1, 1, P)) - x                             # (m, 1, P)
@@ -468,30 +539,34 @@ def _cover(table, start, members, P: int, shp: int, kinds, S: int):
     a = torch.add(dx * c, dy * s)
     b = torch.sub(dy * c, dx * s)
     d = _signed_distance(None, a, b, col(_SX), col(_SY), present={shp})
-    alpha = torch.rsub(d, 0.5).clamp_(0, 1).view(-1)
+    alpha = d.neg_().add_(0.5).clamp_(0, 1).view(-1)                   # 0.5 - d, in place
     sel = torch.nonzero(alpha).view(-1)
-    inst = torch.div(sel, P * P, rounding_mode="floor")
+    # sel is sorted, so each instance's covered pixels are one run of it: find the run ends
+    # (no per-pixel division or histogram)
+    ends = torch.searchsorted(sel, torch.arange(0, (m + 1) * PP, PP))
+    counts = ends[1:] - ends[:-1]
+    inst = torch.repeat_interleave(counts, output_size=sel.numel())
     pix = torch.add(start.index_select(0, members).view(m, 1), offsets)
-    counts = torch.bincount(inst, minlength=m)
-    colour = prm[:, _RGB].t().index_select(1, inst)
+    colour = cols[_RGB].index_select(1, inst)
     cum = None
     for kind, i0, i1 in kinds:
         if kind == _SHADE_NONE:
             continue
         if cum is None:
-            cum = [0] + counts.cumsum(0).tolist()
+            cum = ends.tolist()
         p0, p1 = cum[i0], cum[i1]
         if p1 > p0:
-            shade = _texture(prm[i0:i1], a[i0:i1], b[i0:i1], kind).view(-1)
-            colour[:, p0:p1].mul_(shade.index_select(0, sel[p0:p1] - i0 * P * P))
+            shade = _texture(cols[:, i0:i1], a[i0:i1], b[i0:i1], kind).view(-1)
+            colour[:, p0:p1].mul_(shade.index_select(0, sel[p0:p1] - i0 * PP))
     return pix.view(-1).index_select(0, sel), alpha.index_select(0, sel), colour, counts
 
 
 def _composite(flat, table, patch, shape, kind, slot, start, S: int, K: int):
     """Draw every instance over the channels-first canvas ``flat`` (flattened) in painter's
     order. Coverage is computed in groups of one patch side and shape (a few large tensor ops
-    each); the covered pixels are then put in slot order and blended one slot at a time (within
-    a slot every image holds at most one primitive, so nothing in a step overlaps)."""
+    each); the covered pixels are then blended one slot at a time (within a slot every image
+    holds at most one primitive, so no pixel occurs twice in a step and the order of the
+    pixels inside a step does not matter)."""
     M = table.shape[0]
     if M == 0:                      # nothing to draw (an empty batch)
         return
@@ -500,30 +575,48 @@ def _composite(flat, table, patch, shape, kind, slot, start, S: int, K: int):
     keys, runs = torch.unique_consecutive(key[order], return_counts=True)
     groups: dict = {}
     pos = 0
+    run_bounds = [0]
     for kk, r in zip(keys.tolist(), runs.tolist()):
         groups.setdefault(kk // 4, []).append((kk % 4, pos, pos + r))
         pos += r
-    parts = []
+        run_bounds.append(pos)
+    parts, group_first = [], []
     for g, kinds in groups.items():
         g0, g1 = kinds[0][1], kinds[-1][2]
+        group_first.append(g0)
         parts.append(_cover(table, start, order[g0:g1], g // 8, g % 8,
                             [(kd, i0 - g0, i1 - g0) for kd, i0, i1 in kinds], S))
-    pix, w, colour, counts = (torch.cat([p[j] for p in parts], -1) for j in range(4))
-    # instance i (numbered slot-major) has counts[where[i]] pixels from first[where[i]] on
-    first = torch.cumsum(counts, 0) - counts
-    n_pix = torch.empty_like(counts).index_copy_(0, order, counts)
-    src = torch.empty_like(counts).index_copy_(0, order, first)
-    shift = src - (torch.cumsum(n_pix, 0) - n_pix)
-    perm = torch.repeat_interleave(shift, n_pix).add_(torch.arange(pix.numel()))
-    pix, w, colour = pix.index_select(0, perm), w.index_select(0, perm), colour.index_select(1, perm)
-    bounds = [0] + torch.zeros(K, dtype=torch.int64).index_add_(0, slot, n_pix).cumsum(0).tolist()
-    step = _CHANNEL_STEP * (S * S)
-    for k in range(K):
-        p0, p1 = bounds[k], bounds[k + 1]
+    # Each run (one patch side, shape and texture kind) lists its instances in slot order, so
+    # the pixels of one slot are a few contiguous pieces of the groups' outputs.
+    slot_o = slot.index_select(0, order)
+    changes = torch.nonzero(slot_o[1:] != slot_o[:-1]).view(-1).add_(1).tolist()
+    bounds = sorted(set(changes).union(run_bounds))
+    slots = slot_o.tolist()
+    cum = [0] + torch.cat([p[3] for p in parts]).cumsum(0).tolist()   # pixels before instance
+    pieces: list = [[] for _ in range(K)]
+    g = 0
+    for i0, i1 in zip(bounds[:-1], bounds[1:]):
+        while g + 1 < len(group_first) and group_first[g + 1] <= i0:
+            g += 1
+        base = cum[group_first[g]]
+        p0, p1 = cum[i0] - base, cum[i1] - base
         if p1 > p0:
-            idx = (pix[p0:p1].view(1, -1) + step).view(-1)
-            old = flat.index_select(0, idx).view(3, -1)
-            flat.index_copy_(0, idx, torch.lerp(old, colour[:, p0:p1], w[p0:p1]).view(-1))
+            pieces[slots[i0]].append((g, p0, p1))
+    channels = [flat.narrow(0, c * S * S, flat.numel() - c * S * S) for c in range(3)]
+    for k in range(K):
+        got = pieces[k]
+        if not got:
+            continue
+        if len(got) == 1:
+            g, p0, p1 = got[0]
+            pix, w, colour = parts[g][0][p0:p1], parts[g][1][p0:p1], parts[g][2][:, p0:p1]
+        else:
+            pix = torch.cat([parts[g][0][p0:p1] for g, p0, p1 in got])
+            w = torch.cat([parts[g][1][p0:p1] for g, p0, p1 in got])
+            colour = torch.cat([parts[g][2][:, p0:p1] for g, p0, p1 in got], 1)
+        for c, canvas in enumerate(channels):
+            old = canvas.index_select(0, pix)
+            canvas.scatter_(0, pix, torch.lerp(old, colour[c], w))
 
 
 def _render(sample: dict, size: int) -> torch.Tensor:
@@ -560,7 +653,10 @@ def _render(sample: dict, size: int) -> torch.Tensor:
     for i in range(0, N, _CHUNK):
         j = min(N, i + _CHUNK)
         part = img[i:j]
-        torch.addcmul(rgb1[i:j], mix(i, j).clamp_(0, 1).mul_(0.6), drgb[i:j], out=part)
+        # rgb1 + mix * drgb, with addcmul's own rounding; filling the part with rgb1 first lets
+        # the op run vectorised (only one operand broadcast)
+        part.copy_(rgb1[i:j].expand_as(part))
+        part.addcmul_(mix(i, j).clamp_(0, 1).mul_(0.6), drgb[i:j])
         part.mul_(grating(i, j).sin_().mul_(g_amp[i:j]).add_(1))
 
     # primitives, each on a small patch around it
@@ -575,11 +671,15 @@ def _render(sample: dict, size: int) -> torch.Tensor:
     tile = torch.minimum((nz[:, 1] * _GRAIN_TILES).to(torch.int64),
                          torch.tensor(_GRAIN_TILES - 1))
     grain, g_scale = _grain(S), (0.08 * nz[:, 0]).view(N, 1, 1, 1)
+    tiles = tile.tolist()
+    images, grains, scales = img.unbind(0), grain.unbind(0), g_scale.unbind(0)
     for i in range(0, N, _CHUNK):
         j = min(N, i + _CHUNK)
         part = img[i:j]
         part.mul_(light(i, j))
-        part.addcmul_(grain.index_select(0, tile[i:j]), g_scale[i:j]).clamp_(0, 1)
+        for n, t in enumerate(tiles[i:j], i):     # the tile itself, not a gathered copy
+            images[n].addcmul_(grains[t], scales[n])
+        part.clamp_(0, 1)
     return img
 
 
