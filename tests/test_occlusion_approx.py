@@ -6,7 +6,7 @@ from torch import nn
 
 from zfcore import models
 from zfcore.incremental import IncrementalError, IncrementalForward, cone_macs, chain_geometry
-from zfcore.occlusion import (PRESETS, OcclusionError, OcclusionResult, drill_down, occlude,
+from zfcore.occlusion import (PRESETS, OcclusionError, OcclusionResult, drill_down, drill_steps, occlude,
                               pointing_game)
 
 
@@ -192,6 +192,9 @@ def test_bad_approximation_arguments(tiny_zf):
         occlude(tiny_zf, img, coarse=0)
     with pytest.raises(OcclusionError, match="incremental"):
         occlude(tiny_zf, img, truncate=0.5, incremental=False)
+    for bad in (-0.1, float("nan"), "0.01", True):
+        with pytest.raises(OcclusionError, match="tol"):
+            occlude(tiny_zf, img, coarse=4, tol=bad)
 
 
 def test_fast_result_roundtrip_and_pointing_game(tiny_zf):
@@ -204,3 +207,121 @@ def test_fast_result_roundtrip_and_pointing_game(tiny_zf):
                        mode="fast", progress=False)
     one = occlude(tiny_zf, img[1], 1, window=16, stride=4, mode="fast")
     assert pg.points[1].tolist() == list(one.most_damaging())
+
+
+def test_error_driven_tol_zero_equals_exact(tiny_zf):
+    torch.manual_seed(4)
+    image = torch.randn(3, 64, 64)
+    exact = occlude(tiny_zf, image, 2, window=12, stride=4)
+    res = occlude(tiny_zf, image, 2, window=12, stride=4, coarse=4, tol=0.0)
+    assert res.mode == "custom" and res.tol == 0.0 and res.exact and bool(res.computed.all())
+    for k in ("prob_target", "feature_total", "top_prob"):
+        assert torch.allclose(getattr(res, k), getattr(exact, k), atol=1e-6, rtol=0), k
+    # a tolerance above any spread p can have (1) still follows the layer-5 map and the minimum
+    loose = occlude(tiny_zf, image, 2, window=12, stride=4, coarse=4, tol=1.0)
+    assert not loose.computed.all() and loose.computed.any()
+
+
+def test_drill_steps():
+    assert drill_steps(8) == [8, 4, 2, 1] and drill_steps(6) == [6, 3, 1]
+    assert drill_steps(5) == [5, 1] and drill_steps(1) == [1]
+
+
+def test_error_driven_drill_down_by_hand():
+    # coarse grid 0, 2, 4, 6, 7 of an 8 x 8 grid; p is 0.5 except 0.53125 at coarse (1, 3),
+    # i.e. fine (2, 6): the spread is 1/32 exactly where the interpolation uses it, fine rows
+    # 1..3 and columns 5..6 (column 7 is on the coarse grid), less (2, 6) on it
+    ci = torch.tensor([0, 2, 4, 6, 7])
+    p = torch.full((5, 5), 0.5, dtype=torch.float64)
+    p[1, 3] = 0.53125
+    on = torch.zeros(8, 8, dtype=torch.bool)
+    on[ci[:, None], ci[None, :]] = True
+    want = torch.zeros(8, 8, dtype=torch.bool)
+    want[1:4, 5:7] = True
+    want &= ~on
+    assert int(want.sum()) == 5                         # (1, 5) (1, 6) (2, 5) (3, 5) (3, 6)
+    assert torch.equal(drill_down(p, ci, ci, (8, 8), 0.0, tol=0.02), want)
+    assert torch.equal(drill_down(p, ci, ci, (8, 8), 0.0, tol=0.029), want)
+    assert not drill_down(p, ci, ci, (8, 8), 1.0, tol=0.03125).any()   # not above tol: interpolated
+    # a second map in other units, scaled: spread 2 of 100 -> 0.02 > 0.01 at coarse (4, 0)
+    f = torch.zeros(5, 5, dtype=torch.float64)
+    f[4, 0] = 2.0            # fine (7, 0): used by row 7 (on the coarse grid) and columns 0, 1
+    both = drill_down(torch.stack([p, f]), ci, ci, (8, 8), 0.0, tol=0.01,
+                      scale=torch.tensor([1.0, 100.0]))
+    extra = torch.zeros(8, 8, dtype=torch.bool)
+    extra[7, 1] = True
+    assert torch.equal(both, want | extra)
+    assert torch.equal(drill_down(torch.stack([p, f]), ci, ci, (8, 8), 0.0, tol=0.04,
+                                  scale=torch.tensor([1.0, 100.0])), torch.zeros(8, 8, dtype=torch.bool))
+
+
+def _levels_by_loop(p_exact, f_exact, coarse, tol):
+    """The error-driven drill-down written as plain loops over positions, the exact maps as the
+    oracle for computed positions: (computed mask, p map)."""
+    n = p_exact.shape[0]
+    def grid(step):
+        g = list(range(0, n, step))
+        return g + ([n - 1] if g[-1] != n - 1 else [])
+    p, f, known, computed = {}, {}, set(), set()
+    old = grid(coarse)
+    for i in old:
+        for j in old:
+            p[i, j], f[i, j] = float(p_exact[i, j]), float(f_exact[i, j])
+            known.add((i, j)), computed.add((i, j))
+    for step in drill_steps(coarse)[1:]:
+        lowest = min(((i, j) for i in old for j in old), key=lambda ij: (p[ij], ij))
+        fmax = max(abs(f[i, j]) for i in old for j in old) or 1.0
+        def bracket(i):
+            if i in old:
+                return [(i, 0.0)]
+            lo = max(k for k in old if k < i)
+            hi = min(k for k in old if k > i)
+            return [(lo, 1 - (i - lo) / (hi - lo)), (hi, (i - lo) / (hi - lo))]
+        new = grid(step)
+        todo = {}
+        for i in new:
+            for j in new:
+                if (i, j) in known:
+                    continue
+                br, bc = bracket(i), bracket(j)
+                corners = [(y, x) for y, _ in br for x, _ in bc]
+                ps, fs = [p[c] for c in corners], [f[c] for c in corners]
+                if (max(ps) - min(ps) > tol or (max(fs) - min(fs)) / fmax > tol
+                        or lowest in corners):
+                    todo[i, j] = (float(p_exact[i, j]), float(f_exact[i, j]))
+                    computed.add((i, j))
+                else:
+                    w = [(wy if len(br) > 1 else 1.0) * (wx if len(bc) > 1 else 1.0)
+                         for _, wy in br for _, wx in bc]
+                    todo[i, j] = (sum(a * b for a, b in zip(w, ps)), sum(a * b for a, b in zip(w, fs)))
+        for ij, (a, b) in todo.items():
+            p[ij], f[ij] = a, b
+            known.add(ij)
+        old = new
+    mask = torch.zeros(n, n, dtype=torch.bool)
+    for ij in computed:
+        mask[ij] = True
+    return mask, torch.tensor([[p[i, j] for j in range(n)] for i in range(n)], dtype=torch.float64)
+
+
+def test_error_driven_levels_match_a_loop_and_stay_within_tol():
+    image = torch.zeros(3, 48, 48)
+    image[:, 10:16, 26:32] = 1.0
+    net = _Spot(10, 26).eval()
+    exact = occlude(net, image, 0, window=4, stride=2, incremental=False)   # 23 x 23 grid
+    for coarse, tol in ((4, 0.01), (8, 0.002), (3, 0.05)):
+        res = occlude(net, image, 0, window=4, stride=2, incremental=False, coarse=coarse, tol=tol)
+        mask, p = _levels_by_loop(exact.prob_target.double(), exact.feature_total.double(), coarse, tol)
+        assert torch.equal(res.computed, mask), (coarse, tol)
+        assert torch.allclose(res.prob_target.double(), p, atol=1e-6), (coarse, tol)
+        assert 0 < int(mask.sum()) < mask.numel()
+        err = float((res.prob_target - exact.prob_target).abs().max())
+        if coarse * 2 < 4 + 6:
+            # hand-checked bound: the coarse step (2 px per grid step) is shorter than the span of
+            # positions where the square touches the spot (4 + 6 px), so the coarse grid sees the
+            # change and, p being smooth in the overlap, interpolated values stay within tol
+            assert err <= tol and res.most_damaging() == exact.most_damaging(), (coarse, tol)
+        else:
+            # the limit of any drill-down: a 16 px step can miss the whole change (tol is then
+            # no bound)
+            assert err > tol

@@ -36,7 +36,7 @@ __all__ = ["METHODS", "AttributionError", "attribute", "default_targets"]
 METHODS: tuple[str, ...] = RULES + ("occlusion",)
 _PROJECT_OPTIONS = {"scale", "batch_size", "method"}
 _OCCLUDE_OPTIONS = {"window", "stride", "fill", "batch_size", "mode", "truncate", "coarse",
-                    "refine", "incremental"}
+                    "refine", "tol", "incremental"}
 
 
 class AttributionError(ZFCoreError, ValueError):
