@@ -273,3 +273,24 @@ def test_projection_on_object_control_against_its_parts(tiny):
     assert [v.claim for v in c.checks] == ["projection_on_object_layer2", "projection_on_object_vs_untrained_layer2"]
     assert c.checks[0].effect == pytest.approx(ex_t.mean())
     assert c.checks[1].effect == pytest.approx(ex_t.mean() - ex_u.mean())
+
+
+def test_the_control_reuses_the_projections_layer_measures_made(tiny):
+    """``trained=LayerMeasures.items``: the same numbers and verdicts as projecting again."""
+    from zfcore.data import get_dataset
+    from zfcore.mining import layer_measures, load_top_images, mine_dataset, pick_maps
+    from zfcore.zoo import labels_of
+    torch.manual_seed(0)
+    model = models.zfnet(**tiny.model_kwargs()).eval()
+    untrained = C.untrained_model(tiny)
+    top = mine_dataset(model, tiny, "val", k=9, n_images=12, progress=False)
+    measured = {"layer2": pick_maps(top, "layer2", 2)}
+    val = get_dataset(tiny, "val")
+    images = load_top_images(val, tiny, top, measured, measured)
+    m = layer_measures(model, top, ["layer2"], labels_of(val), measured, images)
+    again = C.projection_on_object_control(model, tiny, top, measured, 2, n_images=12, untrained=untrained)
+    reused = C.projection_on_object_control(model, tiny, top, measured, 2, n_images=12, untrained=untrained,
+                                            trained=m.items)
+    assert reused["layer2"].numbers == again["layer2"].numbers
+    assert [(v.effect, v.low, v.high) for v in reused["layer2"].checks] == \
+           [(v.effect, v.low, v.high) for v in again["layer2"].checks]

@@ -128,7 +128,8 @@ class ObjectControl:
 
 def projection_on_object_control(model: nn.Module, profile, top, measured: dict, n_maps: int,
                                  rule: str = "deconvnet", n_images: "int | None" = None,
-                                 untrained: "nn.Module | None" = None) -> "dict[str, ObjectControl]":
+                                 untrained: "nn.Module | None" = None,
+                                 trained: "dict | None" = None) -> "dict[str, ObjectControl]":
     """Section 4 / Fig. 2's "the projections fall on the object", against the untrained network.
 
     For each layer of ``measured`` (``{layer: maps}`` of ``model``'s top-9 ``top``): the untrained
@@ -137,7 +138,9 @@ def projection_on_object_control(model: nn.Module, profile, top, measured: dict,
     (:func:`zfcore.mining.pick_maps`) and projected with the same ``rule``. The effect is the
     energy share in excess of the box's area, averaged per image (:func:`box_energy_shares`,
     :func:`per_image_mean`): trained against zero (a bootstrap over images) and trained minus
-    untrained (:func:`two_sample_bootstrap`)."""
+    untrained (:func:`two_sample_bootstrap`). ``trained``: the trained network's per-projection
+    values already computed (``LayerMeasures.items`` of :func:`zfcore.mining.layer_measures`,
+    ``{layer: {"energy", "area", "image"}}``), so its projections are not made twice."""
     from . import verdicts
     from .mining import mine_dataset, pick_maps
     from .profiles import get_profile
@@ -146,7 +149,9 @@ def projection_on_object_control(model: nn.Module, profile, top, measured: dict,
     top0 = mine_dataset(untrained, P, split="val", k=9, n_images=n_images)
     out = {}
     for layer, maps in measured.items():
-        t = box_energy_shares(model, P, top, layer, maps, rule=rule)
+        t = (box_energy_shares(model, P, top, layer, maps, rule=rule) if trained is None else
+             {k: v.double().numpy() if k != "image" else v.numpy().astype(int)
+              for k, v in trained[layer].items()})
         u = box_energy_shares(untrained, P, top0, layer, pick_maps(top0, layer, n_maps), rule=rule)
         excess = {"trained": per_image_mean(t["energy"] - t["area"], t["image"]),
                   "untrained": per_image_mean(u["energy"] - u["area"], u["image"])}

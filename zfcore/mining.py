@@ -19,7 +19,7 @@ not depend on batch size, order or sharding.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -37,7 +37,7 @@ __all__ = ["LayerTopK", "TopK", "MiningError", "TopKMiner", "mine_topk", "mine_d
            "gather_merge", "top_requests", "model_fingerprint", "majority_share",
            "chance_majority_share", "class_specificity", "pick_maps", "TopProjections",
            "project_top", "DEFAULT_LAYERS", "TopImages", "load_top_images", "TopPanels", "top_panels",
-           "box_energy", "LayerMeasures", "layer_measures", "firing_map_shares",
+           "box_energy", "box_energy_items", "LayerMeasures", "layer_measures", "firing_map_shares",
            "class_specificity_checks", "strongest_activation"]
 
 DEFAULT_LAYERS = ("layer1", "layer2", "layer3", "layer4", "layer5")
@@ -580,17 +580,25 @@ def top_panels(model: nn.Module, result: TopK, layer: str, channels: Sequence[in
 # Fig. 2's readings measured: class-specificity by layer, projection energy on the object
 # ---------------------------------------------------------------------------------------------
 
-def box_energy(model: nn.Module, result: TopK, layer: str, channels: Sequence[int],
-               images: TopImages, rule: str = "deconvnet") -> tuple[float, float]:
-    """Section 4's "the projections fall on the object" for the top-k of ``channels``: the mean
-    share of each projection's energy inside its image's object box (all-zero projections left
-    out) and the mean share of the image those boxes cover (what a projection blind to the
-    object would get)."""
+def box_energy_items(model: nn.Module, result: TopK, layer: str, channels: Sequence[int],
+                     images: TopImages, rule: str = "deconvnet") -> dict:
+    """Section 4's "the projections fall on the object", per projection of the top-k of
+    ``channels``: ``energy`` (share of the projection's energy inside its image's object box, NaN
+    for an all-zero projection), ``area`` (the box's share of the image, what a projection blind
+    to the object would get) and ``image`` (data set index), as tensors."""
     from .deconv import box_area_share, energy_inside_boxes
     tp = project_top(model, result, layer, images.load, channels=channels, rule=rule)
     b = images.boxes_of(tp.images)
-    return (float(energy_inside_boxes(tp.pixels, b).nanmean()),
-            float(box_area_share(b, int(images.inputs.shape[-1])).mean()))
+    return {"energy": energy_inside_boxes(tp.pixels, b),
+            "area": box_area_share(b, int(images.inputs.shape[-1])), "image": tp.images}
+
+
+def box_energy(model: nn.Module, result: TopK, layer: str, channels: Sequence[int],
+               images: TopImages, rule: str = "deconvnet") -> tuple[float, float]:
+    """The means of :func:`box_energy_items`: the energy share inside the box over the
+    projections that are not all zero, and the box's share of the image."""
+    items = box_energy_items(model, result, layer, channels, images, rule)
+    return float(items["energy"].nanmean()), float(items["area"].mean())
 
 
 @dataclass
@@ -598,7 +606,8 @@ class LayerMeasures:
     """Fig. 2 measured per layer (:func:`layer_measures`): ``specificity`` (mean top-k majority
     share over the firing maps), ``firing`` (how many maps fire), the ``chance`` share of k random
     images, and, with object boxes, ``energy`` (projection energy share in the box) and ``area``
-    (the box's share of the image); ``n_images`` mined."""
+    (the box's share of the image), ``items`` the per-projection values behind them
+    (:func:`box_energy_items`, for the controls); ``n_images`` mined."""
 
     layers: list
     n_images: int
@@ -607,6 +616,7 @@ class LayerMeasures:
     firing: dict
     energy: dict
     area: dict
+    items: dict = field(default_factory=dict)
 
     def as_record(self) -> dict:
         """The flat JSON keys of notebook 03."""
@@ -637,13 +647,14 @@ def layer_measures(model: nn.Module, result: TopK, layers: Sequence[str], labels
     against :func:`chance_majority_share` of the first ``result.n_images`` ``labels``, and, when
     ``images`` have object boxes, :func:`box_energy` of the ``measured`` maps."""
     chance = chance_majority_share(labels[:result.n_images], result.k)
-    spec, firing, energy, area = {}, {}, {}, {}
+    spec, firing, energy, area, items = {}, {}, {}, {}, {}
     for l in layers:
         spec[l], firing[l] = class_specificity(result, l)
     if images.boxes is not None:
         for l in layers:
-            energy[l], area[l] = box_energy(model, result, l, measured[l], images, rule)
-    return LayerMeasures(list(layers), result.n_images, chance, spec, firing, energy, area)
+            items[l] = box_energy_items(model, result, l, measured[l], images, rule)
+            energy[l], area[l] = float(items[l]["energy"].nanmean()), float(items[l]["area"].mean())
+    return LayerMeasures(list(layers), result.n_images, chance, spec, firing, energy, area, items)
 
 
 def firing_map_shares(result: TopK, layer: str) -> np.ndarray:
