@@ -29,11 +29,13 @@ from zfcore.profiles import get_profile
 
 
 def bare_loop(spec: T.TrainSpec, batches: list[tuple[torch.Tensor, torch.Tensor]],
-              channels_last: bool = True) -> float:
+              channels_last: bool = True, precision: "str | None" = None) -> float:
     """The same training arithmetic with nothing around it; returns seconds. The trainer keeps
-    activations channels-last (faster convolutions), so the strict comparison does too;
-    ``channels_last=False`` is the loop as most tutorials write it."""
-    p = spec.profile
+    activations channels-last (faster convolutions) and uses the profile's precision, so the
+    strict comparison does too; ``channels_last=False`` is the loop as most tutorials write it,
+    ``precision="fp32"`` the same loop in 32-bit arithmetic."""
+    p = spec.profile if precision is None else spec.profile.replace(precision=precision)
+    autocast = T.training_autocast(p, torch.device("cpu"))
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     batches = [(x.contiguous(memory_format=fmt), y) for x, y in batches]
     model = T.build_model(spec).to(memory_format=fmt)
@@ -43,7 +45,8 @@ def bare_loop(spec: T.TrainSpec, batches: list[tuple[torch.Tensor, torch.Tensor]
     model.train()
     t0 = time.perf_counter()
     for x, y in batches:
-        loss = F.cross_entropy(model(x), y)
+        with autocast:
+            loss = F.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -88,24 +91,27 @@ def main(argv=None) -> int:
                for i in range(0, n, p.batch_size)]
 
     bare_loop(spec, batches[:1])                       # warm-up (allocator, kernels)
-    bare_s, plain_s, loop_s, call_s = [], [], [], []
+    bare_s, plain_s, fp32_s, loop_s, call_s = [], [], [], [], []
     for _ in range(rounds):
         bare_s.append(bare_loop(spec, batches))
         plain_s.append(bare_loop(spec, batches, channels_last=False))
+        fp32_s.append(bare_loop(spec, batches, precision="fp32"))
         loop, call = trainer(spec, train_set, val_set)
         loop_s.append(loop)
         call_s.append(call)
     bare, plain, loop, call = (statistics.median(v) for v in (bare_s, plain_s, loop_s, call_s))
     ips_bare, ips_loop = n / bare, n / loop
     ratio = lambda a: statistics.median(x / b for x, b in zip(a, bare_s))     # noqa: E731
-    r_plain, r_loop, r_call = ratio(plain_s), ratio(loop_s), ratio(call_s)
+    r_plain, r_fp32, r_loop, r_call = ratio(plain_s), ratio(fp32_s), ratio(loop_s), ratio(call_s)
 
     print(f"\nZF-{profile}: {n_batches} batches of {p.batch_size} at {p.image_size} px, "
-          f"{p.optimizer}, clip_rms={p.clip_rms}, {torch.get_num_threads()} threads, "
+          f"{p.optimizer}, clip_rms={p.clip_rms}, {p.precision}, {torch.get_num_threads()} threads, "
           f"median of {rounds} alternating rounds")
     print(f"{'':34s}{'seconds':>10s}{'images/s':>10s}{'time vs bare':>14s}")
     print(f"{'bare PyTorch loop':34s}{bare:10.2f}{ips_bare:10.0f}{1.0:14.3f}")
     print(f"{'bare loop, default memory format':34s}{plain:10.2f}{n / plain:10.0f}{r_plain:14.3f}")
+    print(f"{'bare loop, fp32 arithmetic':34s}{statistics.median(fp32_s):10.2f}"
+          f"{n / statistics.median(fp32_s):10.0f}{r_fp32:14.3f}")
     print(f"{'zfcore.train, training loop':34s}{loop:10.2f}{ips_loop:10.0f}{r_loop:14.3f}")
     print(f"{'zfcore.train, whole call':34s}{call:10.2f}{n / call:10.0f}{r_call:14.3f}")
     print("(whole call = the loop plus validation on one batch and writing the checkpoints of "
@@ -121,6 +127,7 @@ def main(argv=None) -> int:
     print(f"RESULT train images_per_s={ips_loop:.1f} overhead_vs_bare_loop={r_loop:.3f} "
           f"bare_images_per_s={ips_bare:.1f} whole_call_overhead={r_call:.3f} "
           f"speedup_vs_default_format_loop={r_plain / r_loop:.3f} "
+          f"speedup_vs_fp32_loop={r_fp32 / r_loop:.3f} precision={p.precision} "
           f"main_model_minutes={main_minutes:.1f} profile={profile}")
     return 0
 

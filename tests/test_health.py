@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from zfcore import health, train, recipes
+from zfcore.profiles import get_profile
 from zfcore.evolution import Convergence, topk_overlap, topk_overlap_per_map
 from zfcore.models import zfnet
 
@@ -89,6 +90,40 @@ def test_recipe_knobs_shape_the_initial_network_and_the_rate():
     train._set_lr(opt, spec, 0.1, step=50, steps=10)
     assert opt.param_groups[0]["lr"] == pytest.approx(spec.profile.lr * 0.1)
     assert isinstance(train._optimizer(train.make_spec("tiny", optimizer="adamw"), model), torch.optim.AdamW)
+
+
+def test_logits_init_std_and_late_dropout():
+    small = train.build_model(train.make_spec("tiny", init="he"))
+    he = train.build_model(train.make_spec("tiny", init="he", logits_init_std=None))
+    assert small.classifier.fc8.weight.std().item() == pytest.approx(1e-2, rel=0.1)
+    w = he.classifier.fc8.weight
+    assert w.std().item() == pytest.approx(math.sqrt(2 / w.shape[1]), rel=0.1)
+    assert all(torch.equal(a, b) for (k, a), (_, b) in zip(small.state_dict().items(), he.state_dict().items())
+               if not k.startswith("classifier.fc8.weight"))
+    p = get_profile("tiny", dropout_after=1.0)
+    drops = [m for m in small.modules() if isinstance(m, torch.nn.Dropout)]
+    assert len(drops) == 2
+    for progress, rate in ((0.0, 0.0), (0.99, 0.0), (1.0, 0.5), (2.5, 0.5)):
+        train.loop._set_dropout(small, p, progress)
+        assert all(m.p == rate for m in drops)
+
+
+def test_bf16_training_changes_the_arithmetic_not_the_keys_of_fp32_runs(tmp_path):
+    fp32 = train.make_spec("tiny")
+    assert "precision" not in fp32.key_config()["profile"]      # artefacts of fp32 runs keep their keys
+    bf16 = train.make_spec("tiny", precision="bf16")
+    assert bf16.entry() != fp32.entry()
+    kw = dict(progress=False, epochs=1, n_train=128, n_val=64, batch_size=64)
+    a = train.training_run("tiny", cache_dir=tmp_path, **kw).model().state_dict()
+    b = train.training_run("tiny", precision="bf16", cache_dir=tmp_path, **kw).model().state_dict()
+    c = train.training_run("tiny", precision="bf16", cache_dir=tmp_path / "again", **kw).model().state_dict()
+    assert all(v.dtype == torch.float32 for v in b.values())   # weights stay fp32
+    w = "features.conv2.weight"
+    assert not torch.equal(a[w], b[w])                          # the steps really ran in bfloat16
+    assert torch.equal(b[w], c[w])                              # ... deterministically
+    w0 = train.build_model(train.make_spec("tiny", n_train=128, n_val=64, batch_size=64)).state_dict()[w]
+    step_fp32, gap = (a[w] - w0).norm(), (a[w] - b[w]).norm()
+    assert gap < 0.5 * step_fp32                                # ... and close to what fp32 learned
 
 
 def test_history_records_health_and_eval_mode_training_error(tmp_path):

@@ -100,13 +100,15 @@ def test_layer_schedules_freezes_where_the_run_settled(tmp_path):
 
 def test_run_numbers_and_history_text_by_hand():
     h = [NS(epoch=e, train_loss=1.0 / e, train_top1_error=50.0, train_eval_top1_error=40.0, val_top1_error=45.0,
-            val_top5_error=10.0, images_per_s=123.0) for e in (1, 2)]
+            val_top5_error=10.0, images_per_s=123.0, val_seconds=7.0 * e) for e in (1, 2)]
     run = _run(60.0, 120.0, h, val_top5_error=9.0, train_eval_top1_error=30.0,
                dead_share={"layer1": 0.0, "layer2": 0.25})
     run.checkpoint_epochs = [0.5, 1.0, 2.0]
+    run.spec = NS(profile=get_profile("mini"))
     n = E.run_numbers(run)
     assert n == {"final_val_accuracy": 60.0, "final_val_top5_error": 9.0, "final_train_eval_top1_error": 30.0,
                  "training_seconds": 120.0, "training_minutes": 2.0, "epochs": 2, "checkpoint_epochs": [0.5, 1.0, 2.0],
+                 "validation_seconds": 21.0, "lr_drop_epochs": [5], "precision": "bf16",
                  "dead_map_share_layer1": 0.0, "dead_map_share_layer2": 0.25}
     text = E.history_text(run).splitlines()
     assert len(text) == 5 and text[2].split()[:2] == ["2", "0.500"]

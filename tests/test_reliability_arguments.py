@@ -83,6 +83,9 @@ def test_unknown_profile(entry, bad):
     ("width", 0.0),
     ("layer1_init_std", 0.0),
     ("layer1_init_std", "small"),
+    ("logits_init_std", -1.0),
+    ("dropout_after", 9.0),
+    ("precision", "fp16"),
     ("imgsize", 64),
 ])
 def test_bad_profile_override(override, value):

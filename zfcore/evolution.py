@@ -227,12 +227,16 @@ def history_text(run: TrainRun) -> str:
 
 def run_numbers(run: TrainRun) -> dict:
     """The numbers notebook 04 records for the main training run: final validation accuracy and
-    top-5 error, eval-mode training error, training time, epochs, checkpoint epochs and the
-    share of dead maps per layer at the end."""
+    top-5 error, eval-mode training error, training time (the training steps, and the per-epoch
+    validation with its dead-map count), epochs, learning-rate drops, arithmetic, checkpoint
+    epochs and the share of dead maps per layer at the end."""
     f = run.final
     return dict(final_val_accuracy=f.val_accuracy, final_val_top5_error=f.val_top5_error,
                 final_train_eval_top1_error=f.train_eval_top1_error, training_seconds=run.train_seconds,
                 training_minutes=run.train_seconds / 60, epochs=len(run.history),
+                validation_seconds=sum(h.val_seconds for h in run.history),
+                lr_drop_epochs=list(run.spec.profile.lr_drop_epochs),
+                precision=run.spec.profile.precision,
                 checkpoint_epochs=run.checkpoint_epochs,
                 **{f"dead_map_share_{l}": v for l, v in f.dead_share.items()})
 

@@ -407,7 +407,11 @@ VALUES: dict[str, tuple[str, Callable[[_Nums], str]]] = {
     "dead_maps": ("03_feature_visualization",
                   lambda n: n.seq([f"dead_map_share_layer{i}" for i in range(1, 8)], ".0f", ", ", scale=100) + " %"),
     "recipe_table": ("04_training_evolution", _recipe_table),
-    "training_minutes": ("04_training_evolution", lambda n: n.f("training_seconds", ".0f", scale=1 / 60, unit=" min")),
+    "training_minutes": ("04_training_evolution", lambda n: n.f("training_seconds", ".1f", scale=1 / 60, unit=" min")),
+    "training_minutes_with_validation": ("04_training_evolution", lambda n: n.calc(
+        lambda t, v: (t + v) / 60, ["training_seconds", "validation_seconds"], ".1f", " min")),
+    "lr_drop_epoch": ("04_training_evolution", lambda n: ", ".join(str(e) for e in n.get("lr_drop_epochs") or [])
+                      or MISSING),
     "final_val_accuracy": ("04_training_evolution", lambda n: n.f("final_val_accuracy", ".1f", unit=" %")),
 }
 

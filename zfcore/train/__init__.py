@@ -39,7 +39,7 @@ from ..profiles import Profile
 from .batches import MEMO_BYTES, RenderedScenes, _train_batches, epoch_order, rendered_split
 from .checkpoints import CheckpointStore, TrainRun
 from .cli import main
-from .loop import compare_throughput, train
+from .loop import compare_throughput, train, training_autocast
 from .metrics import EpochMetrics, evaluate
 from .network import _optimizer, _set_lr, build_model, layer_parameters, parameter_groups
 from .spec import (ARCHS, EARLY_CHECKPOINTS, LAYER_KEYS, TRAINER_VERSION, TrainError, TrainOptions,
@@ -49,7 +49,7 @@ __all__ = [
     "TRAINER_VERSION", "EARLY_CHECKPOINTS", "TrainOptions", "TrainSpec", "make_spec", "TrainRun", "TrainError",
     "EpochMetrics", "train", "training_run", "trained_model", "comparison_overrides", "compare_throughput", "build_model", "evaluate",
     "layer_parameters", "parameter_groups", "RenderedScenes", "rendered_split", "epoch_order", "CheckpointStore", "split_overrides",
-    "main",
+    "main", "training_autocast",
 ]
 
 

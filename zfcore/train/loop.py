@@ -18,6 +18,7 @@ depend on the machine's load when it was trained.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -101,6 +102,7 @@ def train(spec: TrainSpec, train_set=None, val_set=None, progress: bool = True) 
             source.prefetch(progress=progress and rank == 0)
     train_eval = _train_eval_source(train_set, spec)
     net, frozen = model, None
+    autocast = training_autocast(p, device)
     bar_steps = (p.epochs - start) * steps
     bar = _progress(bar_steps, f"train {p.name}/{spec.arch}/{spec.variant}", progress and rank == 0)
     for epoch in range(start, p.epochs):
@@ -111,6 +113,7 @@ def train(spec: TrainSpec, train_set=None, val_set=None, progress: bool = True) 
         fractional = {round((e - epoch) * steps): e for e in keep if epoch < e < epoch + 1}
         t0 = time.perf_counter()
         for s, (x, y) in enumerate(_train_batches(train_set, spec, epoch, rank, world, steps), 1):
+            _set_dropout(model, p, epoch + (s - 1) / steps)
             now_frozen = _frozen_layers(spec, epoch + (s - 1) / steps)
             if now_frozen != frozen:
                 frozen = now_frozen
@@ -120,8 +123,9 @@ def train(spec: TrainSpec, train_set=None, val_set=None, progress: bool = True) 
             x = x.to(device, non_blocking=True, memory_format=torch.channels_last)
             y = y.to(device, non_blocking=True)
             _set_lr(opt, spec, plateau["scale"], epoch * steps + s - 1, steps)
-            out = net(x)
-            loss = F.cross_entropy(out, y)
+            with autocast:
+                out = net(x)
+                loss = F.cross_entropy(out, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -176,6 +180,27 @@ def train(spec: TrainSpec, train_set=None, val_set=None, progress: bool = True) 
         store.save_weights(p.epochs, _cpu_state(model))  # resumed exactly at the end
     return TrainRun(spec, store.dir, [EpochMetrics(**h) for h in history[:p.epochs]],
                     [x for x in store.weight_epochs() if x <= p.epochs])
+
+
+def _set_dropout(model: nn.Module, profile: Profile, progress: float) -> None:
+    """Late dropout: no dropout for the first ``profile.dropout_after`` epochs, then
+    ``profile.dropout`` (the paper's 0.5 in layers 6 and 7). Dropout slows the escape from the
+    loss plateau at the start (measured on mini at batch 128, rate 2e-2, He logits: the running loss
+    fell below 1.9 after 168 steps without dropout, 336 with it) and is there against overfitting,
+    which comes later."""
+    rate = profile.dropout if progress >= profile.dropout_after - 1e-9 else 0.0
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = rate
+
+
+def training_autocast(profile: Profile, device: torch.device):
+    """The context of a training step's forward pass: bfloat16 autocast when
+    ``profile.precision == "bf16"`` (matrix products and convolutions in bfloat16, about 1.45x
+    faster on a CPU with AVX512-BF16; weights, gradients and the optimiser stay fp32), else none."""
+    if profile.precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def _cpu_state(model: nn.Module) -> dict:
@@ -245,7 +270,8 @@ def compare_throughput(profile: "str | Profile", frozen: "Mapping[str, Sequence[
             for i in range(steps + 1):                      # the first step warms up
                 if i == 1:
                     t0 = time.perf_counter()
-                loss = F.cross_entropy(model(x), y)
+                with training_autocast(p, x.device):
+                    loss = F.cross_entropy(model(x), y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -29,11 +29,12 @@ def build_model(spec: TrainSpec) -> nn.Module:
                   fc_units=p.fc_units, dropout=p.dropout)
     if p.init == "paper":
         paper_init_(model)
-    elif p.init == "he":  # He normal for the hidden layers; the logits start small (std 1e-2, the
-        he_init_(model, seed=p.seed)   # paper's), so the first steps do not just shrink large random logits
-        with torch.no_grad():
-            logits = model.get_submodule(layer_names(model)["logits"])
-            logits.weight.normal_(0.0, 1e-2)
+    elif p.init == "he":  # He normal; the logits start small (profile.logits_init_std, the paper's
+        he_init_(model, seed=p.seed)   # 1e-2) unless it is None
+        if p.logits_init_std is not None:
+            with torch.no_grad():
+                logits = model.get_submodule(layer_names(model)["logits"])
+                logits.weight.normal_(0.0, p.logits_init_std)
     if p.bias_init is not None:  # Krizhevsky et al. set hidden biases to 1 so ReLUs start alive
         with torch.no_grad():
             params = layer_parameters(model)
