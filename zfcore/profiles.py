@@ -123,20 +123,16 @@ class Profile:
         if self.bias_init is not None and not (isinstance(self.bias_init, (int, float))
                                                and not isinstance(self.bias_init, bool) and abs(self.bias_init) < 10):
             bad("bias_init", "a number (e.g. 1, Krizhevsky's), or None to keep the init rule's biases")
-        if not isinstance(self.warmup_epochs, (int, float)) or isinstance(self.warmup_epochs, bool) \
-                or not 0 <= self.warmup_epochs <= self.epochs:
-            bad("warmup_epochs", "a number of epochs in [0, epochs]")
-        if self.layer1_init_std is not None and not (
-                isinstance(self.layer1_init_std, (int, float)) and not isinstance(self.layer1_init_std, bool)
-                and self.layer1_init_std > 0):
-            bad("layer1_init_std", "a positive number, or None to keep the init rule's layer 1")
-        if not isinstance(self.dropout_after, (int, float)) or isinstance(self.dropout_after, bool) \
-                or not 0 <= self.dropout_after <= self.epochs:
-            bad("dropout_after", "a number of epochs in [0, epochs] (0: dropout from the start)")
-        if self.logits_init_std is not None and not (
-                isinstance(self.logits_init_std, (int, float)) and not isinstance(self.logits_init_std, bool)
-                and self.logits_init_std > 0):
-            bad("logits_init_std", "a positive number, or None for He initialisation of the logits")
+        number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)   # noqa: E731
+        for name, meaning in (("warmup_epochs", ""), ("dropout_after", " (0: dropout from the start)")):
+            v = getattr(self, name)
+            if not number(v) or not 0 <= v <= self.epochs:
+                bad(name, f"a number of epochs in [0, epochs]{meaning}")
+        for name, meaning in (("layer1_init_std", "to keep the init rule's layer 1"),
+                              ("logits_init_std", "for He initialisation of the logits")):
+            v = getattr(self, name)
+            if v is not None and not (number(v) and v > 0):
+                bad(name, f"a positive number, or None {meaning}")
         if self.precision not in ("fp32", "bf16"):
             bad("precision", "'fp32' or 'bf16' (bfloat16 autocast of the training steps)")
         if self.clip_rms is not None and not (isinstance(self.clip_rms, (int, float)) and self.clip_rms > 0):
