@@ -158,6 +158,21 @@ def test_readme_then_check_on_a_temporary_readme(tmp_path, capsys):
     assert main(["readme", *args]) == 0 and main(["check", *args]) == 0
 
 
+def test_training_time_values_are_computed_from_the_history_numbers():
+    nums = {"04_training_evolution": {"training_seconds": 502.4, "validation_seconds": 63.8,
+                                      "lr_drop_epochs": [5], "layer_lr_schedule_epochs": 3}}
+    text = ("<!-- value:training_minutes -->?<!-- /value --> / <!-- value:training_minutes_with_validation -->"
+            "?<!-- /value --> / <!-- value:lr_drop_epoch -->?<!-- /value --> / <!-- value:comparison_epochs -->"
+            f"?<!-- /value -->\n{report.BEGIN}\n{report.END}\n")
+    ours = lambda notes: [x for x in notes if "(value " in x]          # noqa: E731
+    out, notes = report.render_readme(text, nums)
+    shown = [m.group(2) for m in report.VALUE_RE.finditer(out)]
+    assert shown == ["8.4 min", "9.4 min", "5", "3"] and not ours(notes)   # 502.4/60, (502.4+63.8)/60
+    out, notes = report.render_readme(text, {"04_training_evolution": {"training_seconds": 60.0}})
+    assert [m.group(2) for m in report.VALUE_RE.finditer(out)] == ["1.0 min", "n/a", "n/a", "n/a"]
+    assert len(ours(notes)) == 3
+
+
 def test_verdict_words_outside_the_three_are_flagged():
     nums = {"07_occlusion": {"verdict_localises": "yes", "localises_effect": 1.0,
                              "localises_ci_low": 0.5, "localises_ci_high": 1.5}}
