@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from zfcore import ablations, correspondence as corr, evolution as E, firstlayer as FL, occlusion as occ
-from zfcore import recipes
+from zfcore import health, recipes
 from zfcore.models import zfnet
 from zfcore.profiles import get_profile
 from zfcore.verdicts import paired_bootstrap
@@ -105,10 +105,13 @@ def test_run_numbers_and_history_text_by_hand():
                dead_share={"layer1": 0.0, "layer2": 0.25})
     run.checkpoint_epochs = [0.5, 1.0, 2.0]
     run.spec = NS(profile=get_profile("mini"))
+    model = _tiny_model()
+    run.model = lambda: model
     n = E.run_numbers(run)
     assert n == {"final_val_accuracy": 60.0, "final_val_top5_error": 9.0, "final_train_eval_top1_error": 30.0,
                  "training_seconds": 120.0, "training_minutes": 2.0, "epochs": 2, "checkpoint_epochs": [0.5, 1.0, 2.0],
                  "validation_seconds": 21.0, "lr_drop_epochs": [5], "precision": "bf16",
+                 "layer1_low_frequency_share": health.low_frequency_share(model),
                  "dead_map_share_layer1": 0.0, "dead_map_share_layer2": 0.25}
     text = E.history_text(run).splitlines()
     assert len(text) == 5 and text[2].split()[:2] == ["2", "0.500"]

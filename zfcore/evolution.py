@@ -32,6 +32,7 @@ from torch import nn
 from .cache import cached
 from .train import TrainRun, layer_parameters
 from .errors import ZFCoreError
+from .health import low_frequency_share
 from .study import Result
 
 __all__ = ["Convergence", "Fig4Projections", "weight_progress", "topk_overlap",
@@ -229,7 +230,8 @@ def run_numbers(run: TrainRun) -> dict:
     """The numbers notebook 04 records for the main training run: final validation accuracy and
     top-5 error, eval-mode training error, training time (the training steps, and the per-epoch
     validation with its dead-map count), epochs, learning-rate drops, arithmetic, checkpoint
-    epochs and the share of dead maps per layer at the end."""
+    epochs, the layer-1 filters' low-frequency share and the share of dead maps per layer at the
+    end."""
     f = run.final
     return dict(final_val_accuracy=f.val_accuracy, final_val_top5_error=f.val_top5_error,
                 final_train_eval_top1_error=f.train_eval_top1_error, training_seconds=run.train_seconds,
@@ -237,6 +239,7 @@ def run_numbers(run: TrainRun) -> dict:
                 validation_seconds=sum(h.val_seconds for h in run.history),
                 lr_drop_epochs=list(run.spec.profile.lr_drop_epochs),
                 precision=run.spec.profile.precision,
+                layer1_low_frequency_share=low_frequency_share(run.model()),
                 checkpoint_epochs=run.checkpoint_epochs,
                 **{f"dead_map_share_{l}": v for l, v in f.dead_share.items()})
 

@@ -410,6 +410,7 @@ VALUES: dict[str, tuple[str, Callable[[_Nums], str]]] = {
     "training_minutes": ("04_training_evolution", lambda n: n.f("training_seconds", ".1f", scale=1 / 60, unit=" min")),
     "training_minutes_with_validation": ("04_training_evolution", lambda n: n.calc(
         lambda t, v: (t + v) / 60, ["training_seconds", "validation_seconds"], ".1f", " min")),
+    "layer1_low_frequency": ("04_training_evolution", lambda n: n.pct("layer1_low_frequency_share")),
     "comparison_epochs": ("04_training_evolution", lambda n: n.f("layer_lr_schedule_epochs", "g")),
     "lr_drop_epoch": ("04_training_evolution", lambda n: ", ".join(str(e) for e in n.get("lr_drop_epochs") or [])
                       or MISSING),
