@@ -119,11 +119,13 @@ def main(argv=None) -> int:
           "per-round seconds: bare " + ", ".join(f"{v:.2f}" for v in bare_s)
           + "; trainer " + ", ".join(f"{v:.2f}" for v in loop_s) + ")")
     # The main model's schedule at this throughput: every epoch's training images through the
-    # trainer's loop (validation and checkpoints add what "whole call" adds per batch).
+    # trainer's loop, i.e. what the training history's training_seconds counts. (The whole call
+    # above adds fixed costs per epoch, amortised over only a few batches here; the per-epoch
+    # validation of the real run is in its history's val_seconds.)
     full = get_profile(profile)
-    main_minutes = full.epochs * full.n_train / ips_loop * r_call / r_loop / 60
-    print(f"main model ({full.epochs} epochs of {full.n_train} images) at this rate: "
-          f"{main_minutes:.1f} min")
+    main_minutes = full.epochs * full.n_train / ips_loop / 60
+    print(f"main model ({full.epochs} epochs of {full.n_train} images): {main_minutes:.1f} min of "
+          f"training steps at this rate")
     print(f"RESULT train images_per_s={ips_loop:.1f} overhead_vs_bare_loop={r_loop:.3f} "
           f"bare_images_per_s={ips_bare:.1f} whole_call_overhead={r_call:.3f} "
           f"speedup_vs_default_format_loop={r_plain / r_loop:.3f} "
