@@ -18,10 +18,11 @@ by the recipe comparison of notebook 04 (:mod:`zfcore.recipes`, ``sgd_late_dropo
 initialisation for layers 2-7 and the logits (the paper's 1e-2 everywhere lets the signal vanish
 through seven layers) with layer 1 at the paper's 1e-2 (so its filters show what training learned,
 not the random start); batches of 64 instead of 128; a quarter-epoch warm-up, the rate divided by
-10 after epoch 5 of 6 (the paper anneals by hand); dropout from the second epoch on (``dropout_after``: dropout doubles
-the loss plateau at the start); bfloat16 training steps (``precision``), which keep it within ten
-minutes on two CPU cores. Adam, which ``mini`` used before, left up to 64 % of the layer-2 maps dead. ``tiny`` keeps Adam
-(three epochs on 640 images, for tests). ``imagenet`` keeps the paper's recipe as written.
+10 after epoch 5 of 6 (the paper anneals by hand); dropout from the second epoch on
+(``dropout_after``: dropout doubles the loss plateau at the start); bfloat16 training steps
+(``precision``), which keep it within ten minutes on two CPU cores. Adam, which ``mini`` used
+before, left up to 64 % of the layer-2 maps dead. ``tiny`` keeps Adam (three epochs on 640
+images, for tests). ``imagenet`` keeps the paper's recipe as written.
 """
 from __future__ import annotations
 
@@ -174,12 +175,15 @@ class Profile:
         for k in ("cache_dir", "figures_root", "data_root", "device", "num_workers", "threads",
                   "comparison_epochs"):
             d.pop(k)
-        if not d["lr_drop_epochs"]:   # absent at its default: older artefacts keep their keys
-            d.pop("lr_drop_epochs")
-        for k, default in (("precision", "fp32"), ("dropout_after", 0.0), ("logits_init_std", 1e-2)):  # likewise
-            if d[k] == default:
+        for k in _KEYED_ONLY_IF_SET:    # absent at their defaults: older artefacts keep their keys
+            if d[k] == _DEFAULTS[k]:
                 d.pop(k)
         return d
+
+
+#: Fields added after artefacts were cached: in a cache key only when they differ from the default.
+_KEYED_ONLY_IF_SET = ("lr_drop_epochs", "precision", "dropout_after", "logits_init_std")
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Profile) if f.name in _KEYED_ONLY_IF_SET}
 
 
 PROFILES: dict[str, Profile] = {
