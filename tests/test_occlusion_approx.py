@@ -6,7 +6,7 @@ from torch import nn
 
 from zfcore import models
 from zfcore.incremental import IncrementalError, IncrementalForward, cone_macs, chain_geometry
-from zfcore.occlusion import (PRESETS, OcclusionError, OcclusionResult, drill_down, drill_steps, occlude,
+from zfcore.occlusion import (OcclusionError, OcclusionResult, drill_down, drill_steps, occlude,
                               pointing_game)
 
 
@@ -21,7 +21,7 @@ def test_truncation_off_equals_exact(tiny_zf):
     torch.manual_seed(1)
     image = torch.randn(3, 64, 64)
     exact = occlude(tiny_zf, image, 3, window=12, stride=4)
-    approx = occlude(tiny_zf, image, 3, window=12, stride=4, mode="fast", truncate=1.0, coarse=1)
+    approx = occlude(tiny_zf, image, 3, window=12, stride=4, mode="fast", precision="fp32")
     assert approx.mode == "custom" and approx.exact and exact.mode == "exact" and exact.exact
     for k in ("prob_target", "log_prob_target", "feature_total", "top_prob"):
         assert torch.allclose(getattr(approx, k), getattr(exact, k), atol=1e-6, rtol=0), k
@@ -173,9 +173,8 @@ def test_drill_down_refines_exactly_where_the_coarse_map_changes():
     # computed positions are exact; the others lie between equal, unchanged coarse values
     assert torch.allclose(res.prob_target, exact.prob_target, atol=1e-6)
     assert res.most_damaging() == exact.most_damaging()
-    # the fast preset's share covers every changed position here: within its 0.01 claim
-    fast = occlude(net, image, 0, window=4, stride=2, incremental=False,
-                   truncate=1.0, coarse=PRESETS["fast"]["coarse"], refine=PRESETS["fast"]["refine"])
+    # half of the other positions, the most changed first, cover every changed position here
+    fast = occlude(net, image, 0, window=4, stride=2, incremental=False, coarse=2, refine=0.5)
     assert float((fast.prob_target - exact.prob_target).abs().max()) <= 0.01
     assert fast.most_damaging() == exact.most_damaging() and not fast.computed.all()
 
@@ -197,12 +196,14 @@ def test_bad_approximation_arguments(tiny_zf):
             occlude(tiny_zf, img, coarse=4, tol=bad)
 
 
-def test_fast_result_roundtrip_and_pointing_game(tiny_zf):
+def test_fast_result_roundtrip_and_pointing_game(tiny_zf, monkeypatch):
+    monkeypatch.setattr("zfcore.occlusion.low_precision_is_fast", lambda device: True)
     img = torch.randn(2, 3, 64, 64)
     r = occlude(tiny_zf, img[0], window=16, stride=4, mode="fast")
-    assert r.mode == "fast" and not r.exact
+    assert r.mode == "fast" and r.precision == "bf16" and not r.exact
     back = OcclusionResult.from_dict(r.to_dict())
     assert back.mode == "fast" and torch.equal(back.computed, r.computed)
+    assert back.precision == "bf16" and torch.equal(back.rechecked, r.rechecked)
     pg = pointing_game(tiny_zf, img, [0, 1], [[0, 0, 32, 32]] * 2, window=16, stride=4,
                        mode="fast", progress=False)
     one = occlude(tiny_zf, img[1], 1, window=16, stride=4, mode="fast")

@@ -23,7 +23,9 @@ def model(profile):
 
 
 @pytest.fixture
-def session(model, profile):
+def session(model, profile, monkeypatch):
+    # the fast preset runs in bfloat16 where that is native (it is on the machines CI uses)
+    monkeypatch.setattr("zfcore.occlusion.low_precision_is_fast", lambda device: True)
     s = ExplorerSession(model, profile, page_size=16, cols=8, cell=12, panel=64)
     s.select_dataset_image(3)
     s.select_layer("layer5")
@@ -35,7 +37,8 @@ def session(model, profile):
 def test_session_shows_fast_then_exact(session, model):
     assert session.occlusion_mode() == "fast"
     panel, caption = session.occlusion_panel()
-    assert caption.startswith("approximate")
+    assert caption.startswith("approximate (each layer's change in bf16, ")
+    assert "rechecked in float32; exact follows" in caption
     fast = session.occlusion(mode="fast")
     want = occlude(model, session.model_input(), session.image()[1], window=16,
                    stride=session.occlusion_stride(16), layer="layer5", feature=1, mode="fast")
@@ -46,6 +49,14 @@ def test_session_shows_fast_then_exact(session, model):
     assert caption.startswith("exact") and "layer5 map 1 activity" in caption
     session.select_unit(2)                                  # a new view starts fast again
     assert session.occlusion_mode() == "fast"
+
+
+def test_fast_that_came_out_exact_is_the_exact_map(session, monkeypatch):
+    monkeypatch.setattr("zfcore.occlusion.low_precision_is_fast", lambda device: False)
+    assert session.occlusion_mode() == "fast"
+    _, caption = session.occlusion_panel()
+    assert caption.startswith("exact") and session.occlusion_mode() == "exact"
+    assert session.refine_occlusion() is session.occlusion(mode="fast")
 
 
 def test_button_refines_on_request(session):

@@ -41,7 +41,27 @@ from torch import nn
 from .errors import ZFCoreError
 
 __all__ = ["IncrementalError", "linearize", "IncrementalForward", "IncrementalOutput", "OpGeometry",
-           "chain_geometry", "cone_macs", "incremental_flop_bound", "FlopCount", "plan_batches"]
+           "chain_geometry", "cone_macs", "incremental_flop_bound", "FlopCount", "plan_batches",
+           "PRECISIONS", "low_precision_is_fast"]
+
+
+#: Precisions of :meth:`IncrementalForward.run`: the dtype the changes are convolved in
+#: (``None``: everything in float32, exact).
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def low_precision_is_fast(device: "torch.device | str") -> bool:
+    """Whether bfloat16 convolutions run natively on ``device`` (a CUDA GPU with bf16, or a CPU
+    whose oneDNN supports bf16), so ``precision="bf16"`` saves time rather than costing it."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 class IncrementalError(ZFCoreError, ValueError):
@@ -197,6 +217,18 @@ def _gather_paste(source_rows: torch.Tensor, source_width: int, patch: torch.Ten
     return rows.view(B, h, w, C).permute(0, 3, 1, 2)
 
 
+def _gather(source_rows: torch.Tensor, source_width: int, start_r: torch.Tensor,
+            start_c: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """``(B, C, h, w)`` windows of a map given as ``(H*W, C)`` rows (width ``source_width``), item
+    ``b`` starting at ``(start_r[b], start_c[b])``; channels-last like :func:`_gather_paste`."""
+    dev = source_rows.device
+    i = torch.arange(h, device=dev)
+    j = torch.arange(w, device=dev)
+    index = ((start_r[:, None, None] + i[None, :, None]) * source_width
+             + start_c[:, None, None] + j[None, None, :]).reshape(-1)
+    return source_rows.index_select(0, index).view(len(start_r), h, w, -1).permute(0, 3, 1, 2)
+
+
 def _region_sums(integral: torch.Tensor, r: torch.Tensor, c: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Per-channel sums ``(B, C)`` of the ``h x w`` regions at ``(r[b], c[b])`` from an integral
     image ``(C, H+1, W+1)`` (double precision, so large maps lose nothing)."""
@@ -284,6 +316,45 @@ class IncrementalForward:
             self._padded[i] = (_rows_view(xp[None]).contiguous(), xp.shape[-1])
         return self._padded[i]
 
+    def _rows(self, i: int) -> tuple[torch.Tensor, int]:
+        """Unoccluded map ``i`` (the chain's input for ``i = 0``) as ``(rows (H*W, C), W)``."""
+        if ("rows", i) not in self._padded:
+            self._padded[("rows", i)] = (_rows_view(self.acts[i]).contiguous(),
+                                         self.acts[i].shape[-1])
+        return self._padded[("rows", i)]
+
+    def _low(self, key, make) -> torch.Tensor:
+        """A reduced-precision tensor made once per engine (weights, a zero canvas)."""
+        if key not in self._padded:
+            self._padded[key] = make()
+        return self._padded[key]
+
+    def _delta_conv(self, i: int, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+                    start_r: torch.Tensor, start_c: torch.Tensor, win: tuple[int, int],
+                    out_r: torch.Tensor, out_c: torch.Tensor, out_size: tuple[int, int],
+                    low: torch.dtype) -> torch.Tensor:
+        """Convolution ``i`` of the changed input, as its unoccluded output plus the convolution
+        of the change: ``conv(x0 + d) = conv(x0) + conv(d)`` (no bias). The unoccluded part is
+        read, exact, from the kept forward pass; only ``conv(d)`` runs in ``low`` precision, so
+        its rounding error scales with the change ``d``, not with the activations."""
+        op, g = self.ops[i], self.geometry[i]
+        in_rows, in_width = self._rows(i)
+        src, src_width = self._padded_input(i)
+        change = (x - _gather(in_rows, in_width, rows, cols, *x.shape[-2:])).to(low)
+        canvas = self._low(("zeros", i, low), lambda: torch.zeros_like(src, dtype=low))
+        d = _gather_paste(canvas, src_width, change, start_r, start_c, *win,
+                          rows + g.padding[0] - start_r, cols + g.padding[1] - start_c)
+        weight = self._low(("weight", i, low), lambda: op.weight.detach().to(low))
+        dy = F.conv2d(d, weight, None, op.stride, 0, 1, op.groups)
+        out_rows, out_width = self._rows(i + 1)
+        return dy.float().add_(_gather(out_rows, out_width, out_r, out_c, *out_size))
+
+    def _delta_linear(self, j: int, x: torch.Tensor, low: torch.dtype) -> torch.Tensor:
+        """Fully connected layer ``j`` as its unoccluded output plus ``W (x - x0)`` in ``low``
+        precision (see :meth:`_delta_conv`)."""
+        weight = self._low(("weight", j, low), lambda: self.ops[j].weight.detach().to(low))
+        return F.linear((x - self.acts[j]).to(low), weight).float().add_(self.acts[j + 1])
+
     def _window_op(self, i: int, window: torch.Tensor) -> torch.Tensor:
         op = self.ops[i]
         if isinstance(op, nn.Conv2d):
@@ -295,7 +366,7 @@ class IncrementalForward:
 
     @torch.inference_mode()
     def run(self, patches: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
-            truncate: float = 1.0) -> "IncrementalOutput":
+            truncate: float = 1.0, precision: str = "fp32") -> "IncrementalOutput":
         """Outputs for ``B`` modified inputs: the unoccluded image with ``patches[b]`` (B, C, h, w)
         written at rows ``rows[b]:rows[b]+h`` and columns ``cols[b]:cols[b]+w``.
 
@@ -304,6 +375,10 @@ class IncrementalForward:
         its centre and everything outside it keeps its unoccluded value. 1 (default) is exact."""
         if not 0 < truncate <= 1:
             raise IncrementalError(f"truncate must be in (0, 1] (1: exact), not {truncate!r}")
+        if precision not in PRECISIONS:
+            raise IncrementalError(f"precision must be one of {sorted(PRECISIONS)}, not "
+                                   f"{precision!r}")
+        low = PRECISIONS[precision]
         device = self.acts[0].device
         rows = torch.as_tensor(rows, dtype=torch.long, device=device)
         cols = torch.as_tensor(cols, dtype=torch.long, device=device)
@@ -335,10 +410,15 @@ class IncrementalForward:
                 win_h = (sizes[0] - 1) * g.stride[0] + g.kernel[0]
                 win_w = (sizes[1] - 1) * g.stride[1] + g.kernel[1]
                 start_r, start_c = offsets[0] * g.stride[0], offsets[1] * g.stride[1]
-                src, src_width = self._padded_input(i)
-                window = _gather_paste(src, src_width, x, start_r, start_c, win_h, win_w,
-                                       rows + g.padding[0] - start_r, cols + g.padding[1] - start_c)
-                x = self._window_op(i, window)
+                if low is not None and isinstance(self.ops[i], nn.Conv2d):
+                    x = self._delta_conv(i, x, rows, cols, start_r, start_c, (win_h, win_w),
+                                         offsets[0], offsets[1], tuple(sizes), low)
+                else:
+                    src, src_width = self._padded_input(i)
+                    window = _gather_paste(src, src_width, x, start_r, start_c, win_h, win_w,
+                                           rows + g.padding[0] - start_r,
+                                           cols + g.padding[1] - start_c)
+                    x = self._window_op(i, window)
                 self.macs_computed += g.macs_per_output * sizes[0] * sizes[1] * B
                 rows, cols = offsets
             elif g.kind == "pointwise":
@@ -360,7 +440,10 @@ class IncrementalForward:
             g = self.geometry[j]
             self.macs_computed += g.macs_per_output * B * (
                 g.out_size[0] * g.out_size[1] if g.kind != "dense" else 1)
-            full = self.ops[j](full)
+            if low is not None and isinstance(self.ops[j], nn.Linear):
+                full = self._delta_linear(j, full, low)
+            else:
+                full = self.ops[j](full)
             if j in self._probe_index.values():
                 totals[self.ops[j]] = full.flatten(2).sum(2) if full.dim() == 4 else full
         return IncrementalOutput(logits=full, probe_totals=totals)

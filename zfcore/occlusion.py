@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .incremental import IncrementalForward, plan_batches
+from .incremental import PRECISIONS, IncrementalForward, low_precision_is_fast, plan_batches
 from .models import capture_layers, get_layer, in_eval_mode, layer_names
 from .study import Result
 from .receptive import ReceptiveFieldError, input_problem
@@ -40,6 +40,7 @@ from .verdicts import Verdict, paired_bootstrap
 __all__ = ["OcclusionError", "OcclusionResult", "occlude", "window_positions", "fill_values",
            "pixel_attribution", "PointingGameResult", "pointing_game", "pointing_game_split",
            "default_window", "drill_down", "drill_steps", "FILLS", "PRESETS", "OCCLUSION_VERSION", "POINTING_TARGET",
+           "low_precision_suspects", "LOW_PRECISION_LOGIT_ERROR", "LOW_PRECISION_MAX_DP",
            "strongest_map_projections", "example_numbers", "examples_text", "prob_drops", "pointing_verdicts"]
 
 #: The pointing game's target hit rate on ``mini`` (the share of test images whose most damaging
@@ -100,8 +101,10 @@ class OcclusionResult(Result):
     ``layer`` with the strongest response in the unoccluded image; ``prob_target`` is p(target)
     and ``log_prob_target`` its logarithm (kept to break ties where p rounds to 1);
     ``top_class``/``top_prob`` the most probable class and its probability.
-    ``mode``/``truncate``/``coarse``/``refine``/``tol`` say how it was computed (:func:`occlude`);
-    ``computed`` marks the positions computed rather than interpolated (drill-down).
+    ``mode``/``truncate``/``coarse``/``refine``/``tol``/``precision`` say how it was computed
+    (:func:`occlude`);
+    ``computed`` marks the positions computed rather than interpolated (drill-down),
+    ``rechecked`` those computed again in float32 after bfloat16 (:func:`low_precision_suspects`).
     """
 
     window: int
@@ -127,11 +130,29 @@ class OcclusionResult(Result):
     refine: float = 1.0
     computed: "torch.Tensor | None" = None
     tol: "float | None" = None
+    precision: str = "fp32"
+    rechecked: "torch.Tensor | None" = None
 
     @property
     def exact(self) -> bool:
-        """Whether every value is exact (no cone truncation, every position computed)."""
-        return self.truncate >= 1 and (self.computed is None or bool(self.computed.all()))
+        """Whether every value is exact (float32 throughout, no cone truncation, every position
+        computed)."""
+        return (self.precision == "fp32" and self.truncate >= 1
+                and (self.computed is None or bool(self.computed.all())))
+
+    def approximation_note(self) -> str:
+        """In words, how these maps depart from exact occlusion (``""`` where they do not)."""
+        parts = []
+        if self.precision != "fp32":
+            share = 0.0 if self.rechecked is None else float(self.rechecked.double().mean())
+            parts.append(f"each layer's change in {self.precision}, {100 * share:.0f} % of the "
+                         f"squares rechecked in float32")
+        if self.computed is not None and not bool(self.computed.all()):
+            parts.append(f"{100 * float(self.computed.double().mean()):.0f} % of the squares "
+                         f"computed, the others interpolated")
+        if self.truncate < 1:
+            parts.append(f"cones cut to {self.truncate:g} of each map")
+        return "; ".join(parts)
 
     @property
     def centres(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -166,27 +187,58 @@ def _check_int(name: str, v, lo: int) -> int:
     return int(v)
 
 
-#: Approximation presets of :func:`occlude` (``mode=``): ``truncate`` is the cone-truncation
-#: ratio (Krypton's projective-field threshold: 1 is exact), ``coarse`` the drill-down step in
-#: grid positions (1: every position computed), ``refine`` the largest share of the remaining
-#: positions computed exactly where the coarse map changes, ``tol`` (``None``: off) the
+#: Presets of :func:`occlude` (``mode=``). ``precision``: ``"bf16"`` convolves and multiplies
+#: each layer's *change* in bfloat16 and adds it to the unoccluded activations, kept exact in
+#: float32 (:meth:`zfcore.incremental.IncrementalForward.run`); the rounding error scales with the
+#: change, which is small in deep layers, instead of with the activations. ``truncate`` is the
+#: cone-truncation ratio (Krypton's projective-field threshold: 1 is exact), ``coarse`` the
+#: drill-down step in grid positions (1: every position computed), ``refine`` the largest share of
+#: the remaining positions computed where the coarse map changes, ``tol`` (``None``: off) the
 #: error-driven drill-down that replaces ``refine``: from the coarse step, halved level by level,
 #: compute every position whose interpolating neighbours' p(class) spread exceeds ``tol`` (or
 #: whose layer-5 map total's spread exceeds ``tol`` of the map's largest value), interpolate the
-#: rest (:func:`drill_down`). ``benchmarks/occlusion.py`` measures ``"fast"`` against exact
-#: occlusion on every run (max and mean |dp(class)| and |d layer-5 map|, whether the most
-#: damaging square moves, pointing-game hits) and says whether its claim, max |dp| <= 0.01 with
-#: the same hits, held. Drill-down alone: cone truncation cost more error per second saved on
-#: AlexNet-layout He weights. The explorer shows it labelled "approximate" and refines to exact.
-#: ``tol`` is no preset: on mini's trained network (60 test scenes, 28 px square, stride 4) no
-#: tolerance measured kept max |dp| <= 0.01 (p falls from ~1 to ~0 within one or two positions
-#: where the square covers a small object, between coarse positions that agree); nor did
-#: ``"fast"`` there (the benchmark reports its claim as not held).
-PRESETS = {"exact": dict(truncate=1.0, coarse=1, refine=1.0, tol=None),
-           "fast": dict(truncate=1.0, coarse=2, refine=0.5, tol=None)}
+#: rest (:func:`drill_down`).
+#:
+#: A setting is a preset only if it keeps its claim, max |dp(class)| <= 0.01 against exact
+#: occlusion and the same pointing-game hits on mini's trained network, which
+#: ``benchmarks/occlusion.py`` checks on every run. ``"fast"`` (bfloat16 changes, every position,
+#: full cones) keeps it: max |dp| about 1e-3 on scikit-image's photos with AlexNet-layout He
+#: weights, 1.8x faster than exact on a CPU with bfloat16 instructions. Where bfloat16 is not native
+#: (:func:`zfcore.incremental.low_precision_is_fast`) or ``incremental=False``, ``"fast"`` runs
+#: in float32 (exact). Truncation and drill-down stay parameters, not presets: no setting of
+#: either kept the claim (max |dp| 0.03 to 0.18 on the photos; on mini's scenes p falls from about
+#: 1 to 0 within one or two positions, between coarse positions that agree).
+PRESETS = {"exact": dict(truncate=1.0, coarse=1, refine=1.0, tol=None, precision="fp32"),
+           "fast": dict(truncate=1.0, coarse=1, refine=1.0, tol=None, precision="bf16")}
 
 
-def _approximation(mode: str, truncate, coarse, refine, tol=None) -> tuple[float, int, float, "float | None"]:
+#: The bfloat16 guard of :func:`low_precision_suspects`: the largest error of the logits of
+#: ``precision="bf16"`` as a share of their change from the unoccluded logits (measured, largest
+#: over every position: 0.017 with AlexNet-layout He weights on scikit-image's photos; on mini's
+#: trained network 0.05 at single positions, 0.019 at the 99th percentile) ...
+LOW_PRECISION_LOGIT_ERROR = 1 / 32
+#: ... and the |dp(class)| the estimate may reach before the position is recomputed in float32.
+LOW_PRECISION_MAX_DP = 0.01
+
+
+def low_precision_suspects(logits: torch.Tensor, clean_logits: torch.Tensor, target: int
+                           ) -> torch.Tensor:
+    """Positions whose p(``target``) bfloat16 may have moved by more than
+    :data:`LOW_PRECISION_MAX_DP`, to be recomputed in float32.
+
+    With logit errors of at most ``E``, p(t) = softmax(z)_t moves by at most ``2 p (1 - p) E`` to
+    first order (dp_t = p_t (dz_t - sum_j p_j dz_j)), and ``E`` is estimated as
+    :data:`LOW_PRECISION_LOGIT_ERROR` times the largest change of a logit from the unoccluded
+    ``clean_logits`` (the rounding error scales with the change, see
+    :meth:`zfcore.incremental.IncrementalForward.run`). A flat map (p near 0 or 1, or little
+    change) is kept; the transitions of a trained network's map are recomputed."""
+    p = torch.softmax(logits.double(), 1)[:, target]
+    change = (logits - clean_logits).abs().amax(1).double()
+    return 2 * p * (1 - p) * LOW_PRECISION_LOGIT_ERROR * change > LOW_PRECISION_MAX_DP
+
+
+def _approximation(mode: str, truncate, coarse, refine, tol=None, precision=None
+                   ) -> tuple[float, int, float, "float | None", str]:
     if mode not in PRESETS:
         raise OcclusionError(f"mode must be one of {sorted(PRESETS)}, not {mode!r}")
     p = PRESETS[mode]
@@ -194,6 +246,7 @@ def _approximation(mode: str, truncate, coarse, refine, tol=None) -> tuple[float
     coarse = p["coarse"] if coarse is None else coarse
     refine = p["refine"] if refine is None else refine
     tol = p.get("tol") if tol is None else tol
+    precision = p["precision"] if precision is None else precision
     if isinstance(truncate, bool) or not isinstance(truncate, numbers.Real) or not 0 < truncate <= 1:
         raise OcclusionError(f"truncate must be a ratio in (0, 1] (1: exact cones), not {truncate!r}")
     coarse = _check_int("coarse", coarse, 1)
@@ -204,7 +257,10 @@ def _approximation(mode: str, truncate, coarse, refine, tol=None) -> tuple[float
         raise OcclusionError(f"tol must be a finite number >= 0 (the largest spread of p(class) "
                              f"left to interpolation; 0 computes every position) or None for the "
                              f"share-based drill-down of refine, not {tol!r}")
-    return float(truncate), coarse, float(refine), (None if tol is None else float(tol))
+    if precision not in PRECISIONS:
+        raise OcclusionError(f"precision must be one of {sorted(PRECISIONS)} (the dtype each "
+                             f"layer's change is computed in), not {precision!r}")
+    return float(truncate), coarse, float(refine), (None if tol is None else float(tol)), precision
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -219,7 +275,7 @@ def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, 
             feature: "int | None" = None, batch_size: int = 128, incremental: bool = True,
             progress: bool = False, mode: str = "exact", truncate: "float | None" = None,
             coarse: "int | None" = None, refine: "float | None" = None,
-            tol: "float | None" = None) -> OcclusionResult:
+            tol: "float | None" = None, precision: "str | None" = None) -> OcclusionResult:
     """Slide a ``window`` x ``window`` square of colour ``fill`` over ``image`` in steps of
     ``stride`` pixels and record Fig. 7's maps (see :class:`OcclusionResult`).
 
@@ -231,9 +287,11 @@ def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, 
     The work runs on the
     model's device; the maps come back on the CPU.
 
-    ``mode="exact"`` (default) computes every position exactly. ``mode="fast"`` approximates
-    with the two ideas of Krypton (Nakandala et al. 2019), its settings in :data:`PRESETS`, each
-    overridable: ``truncate`` (< 1: cut every layer's changed region to that share of the map's
+    ``mode="exact"`` (default) computes every position exactly. ``mode="fast"`` computes each
+    layer's change in bfloat16 (``precision="bf16"``, see :data:`PRESETS`: max |dp| about 1e-3,
+    in float32 where bfloat16 is not native). Each setting of :data:`PRESETS` can be overridden,
+    including the two approximations of Krypton (Nakandala et al. 2019), which no preset uses:
+    ``truncate`` (< 1: cut every layer's changed region to that share of the map's
     side, keeping the rest unoccluded) and adaptive drill-down, ``coarse`` (> 1: compute every
     ``coarse``-th position per axis first, a stride of ``coarse * stride`` pixels) with
     ``refine`` (the largest share of the other positions then computed: those where the coarse
@@ -246,13 +304,20 @@ def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, 
     known positions its interpolation uses spread by more than ``tol`` (or the layer-5 map totals
     by more than ``tol`` of the map's largest absolute value), or where they include the lowest
     p(class) so far (the pointing game's point); smooth regions are interpolated. ``tol=0``
-    computes every position (exact).
+    computes every position (exact). ``precision="bf16"`` (incremental only) computes every
+    layer's change in bfloat16 on top of the exact unoccluded activations; given explicitly it
+    is used even where bfloat16 is slow, while the ``"fast"`` preset then falls back to float32.
     """
     image = _check_image(image)
-    truncate, coarse, refine, tol = _approximation(mode, truncate, coarse, refine, tol)
+    asked = precision
+    truncate, coarse, refine, tol, precision = _approximation(mode, truncate, coarse, refine, tol,
+                                                              precision)
     if not incremental and truncate < 1:
         raise OcclusionError("cone truncation needs incremental=True (full passes have no cone "
                              "to truncate): pass truncate=1 or incremental=True")
+    if not incremental and asked not in (None, "fp32"):
+        raise OcclusionError(f"precision={asked!r} computes each layer's change, which needs "
+                             f"incremental=True: pass incremental=True or precision='fp32'")
     try:
         problem = input_problem(model, "logits" if "logits" in layer_names(model) else layer,
                                 image.unsqueeze(0))
@@ -268,6 +333,9 @@ def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, 
         raise OcclusionError(f"window {window} is larger than the {H}x{W} image: choose a window "
                              f"of at most {min(H, W)} pixels")
     device = _model_device(model)
+    if precision != "fp32" and asked is None and (not incremental
+                                                  or not low_precision_is_fast(device)):
+        precision = "fp32"      # the preset's bfloat16 would not save time here: run exact
     fill_v = fill_values(image, fill)
     image = image.to(device)
     probe = get_layer(model, layer)
@@ -295,6 +363,7 @@ def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, 
     lp0 = torch.log_softmax(logits0, 1)[0].cpu()
 
     n = ny * nx
+    rechecked = torch.zeros(n, dtype=torch.bool, device=device)
     maps = dict(logp=torch.zeros(n, device=device), top_p=torch.zeros(n, device=device),
                 top_c=torch.zeros(n, dtype=torch.long, device=device),
                 f_total=torch.zeros(n, device=device))
@@ -320,8 +389,16 @@ def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, 
             idx = idx.to(device)
             r, c = grid_r[idx], grid_c[idx]
             if incremental:
-                out = engine.run(square.expand(len(idx), C, window, window), r, c, truncate)
+                out = engine.run(square.expand(len(idx), C, window, window), r, c, truncate,
+                                 precision)
                 logits, totals = out.logits, out.probe_totals[probe]
+                if precision != "fp32":
+                    redo = low_precision_suspects(logits, logits0, target)
+                    if redo.any():
+                        exact = engine.run(square.expand(int(redo.sum()), C, window, window),
+                                           r[redo], c[redo], truncate)
+                        logits[redo], totals[redo] = exact.logits, exact.probe_totals[probe]
+                        rechecked[idx[redo]] = True
             else:
                 logits, totals = _full_batch(model, layer, image, square, r, c)
             lp = torch.log_softmax(logits, 1)
@@ -358,8 +435,10 @@ def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, 
         prob_target=out["logp"].exp(), log_prob_target=out["logp"],
         prob_target_clean=float(lp0[target].exp()), top_class=out["top_c"],
         top_prob=out["top_p"], clean_top_class=int(lp0.argmax()),
-        mode=mode if (truncate, coarse, refine, tol) == _approximation(mode, None, None, None)
-        else "custom", truncate=truncate, coarse=coarse, refine=refine, computed=computed, tol=tol)
+        mode=mode if (truncate, coarse, refine, tol) == _approximation(mode, None, None, None)[:4]
+        and asked is None else "custom", truncate=truncate, coarse=coarse, refine=refine,
+        computed=computed, tol=tol, precision=precision,
+        rechecked=rechecked.cpu().view(ny, nx) if precision != "fp32" else None)
 
 
 def _grid_mask(ci_r: torch.Tensor, ci_c: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
@@ -752,6 +831,7 @@ def pointing_game_split(model: nn.Module, profile, split: str = "test", n: "int 
     _approximation(mode, None, None, None)            # a bad mode fails before any work
     if mode != "exact":                               # exact keeps the keys of earlier caches
         settings["mode"] = mode
+        settings["preset"] = PRESETS[mode]            # what the mode meant when cached
 
     def build():
         parts = []

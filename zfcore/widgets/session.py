@@ -448,9 +448,9 @@ class ExplorerSession:
     def occlusion(self, progress: bool = False, mode: str = "exact"):
         """The occlusion maps of the current image (section 4.2, Fig. 7) for the selected map and
         square size: :func:`zfcore.occlusion.occlude` with the true class as target (the network's
-        own prediction for photos). ``mode`` is ``"exact"`` or ``"fast"`` (Krypton's
-        approximations, :data:`zfcore.occlusion.PRESETS`). Cached per (image, layer, map, square,
-        mode)."""
+        own prediction for photos). ``mode`` is ``"exact"`` or ``"fast"`` (each layer's change in
+        bfloat16, :data:`zfcore.occlusion.PRESETS`). Cached per (image, layer, map, square, mode);
+        a fast result that came out exact (no native bfloat16 here) is cached as exact too."""
         from ..occlusion import occlude
 
         st = self.state
@@ -460,7 +460,10 @@ class ExplorerSession:
             return occlude(self.model, self.model_input(), self.image()[1], window=window,
                            stride=self.occlusion_stride(window), layer=st.layer, feature=st.unit,
                            progress=progress, mode=mode)
-        return self._occlusions.get_or(self._occlusion_key(mode), lambda: self._evaluated(run))
+        result = self._occlusions.get_or(self._occlusion_key(mode), lambda: self._evaluated(run))
+        if mode != "exact" and result.exact:
+            self._occlusions.get_or(self._occlusion_key("exact"), lambda: result)
+        return result
 
     def _occlusion_key(self, mode: str) -> tuple:
         st = self.state
@@ -488,9 +491,7 @@ class ExplorerSession:
         panel = draw.tile([draw.upscale(activity, self.panel), draw.upscale(prob, self.panel)], cols=2)
         x, y = r.most_damaging()
         name = self.class_names[r.target] if r.target < len(self.class_names) else str(r.target)
-        shown = ("exact" if r.exact else
-                 f"approximate (fast: {100 * float(r.computed.double().mean()):.0f} % of the "
-                 f"squares computed, cones cut to {r.truncate:g} of each map; exact follows)")
+        shown = "exact" if r.exact else f"approximate ({r.approximation_note()}; exact follows)"
         caption = (f"{shown}. left: {r.layer} map {r.feature} activity ({r.feature_total_clean:.3g} "
                    f"uncovered, down to {float(r.feature_total.min()):.3g}); right: p({name}) "
                    f"({r.prob_target_clean:.2f} uncovered, down to {float(r.prob_target.min()):.2f} "
