@@ -15,8 +15,8 @@ Compared in the same run, interleaved, best of ``--repeats``:
 
 * ``ours``: ``zfcore.occlusion.occlude`` (batched, incremental: only the square's cone is
   recomputed, after Krypton), exact;
-* ``ours_fast``: the same with ``mode="fast"`` (Krypton's approximations: cone truncation and
-  adaptive drill-down, :data:`zfcore.occlusion.PRESETS`);
+* ``ours_fast``: the same with ``mode="fast"`` (:data:`zfcore.occlusion.PRESETS`: each layer's
+  change in bfloat16, positions whose p(class) may have moved by 0.01 rechecked in float32);
 * ``ours_full``: ``incremental=False`` (batched full passes), for reference;
 * ``captum_ppe=N``: ``captum.attr.Occlusion(...).attribute(perturbations_per_eval=N)``; the
   fastest N is "tuned", N=1 is Captum's default (timed on ``zf-mini``).
@@ -27,7 +27,8 @@ Correctness: our exact p(correct class) map, spread to pixels as Captum does
 exact incremental inference (:func:`zfcore.incremental.incremental_flop_bound`).
 
 Error of the approximations, measured against exact occlusion for every setting of a sweep
-(cone-truncation ratio x drill-down step x share refined; the fast preset among them): max and
+(Krypton's cone-truncation ratio x drill-down step x share refined or tolerance, each in float32
+and some with bfloat16 changes; the fast preset among them): max and
 mean |dp(class)|, max and mean |d layer-5 map total| (as a share of the exact map's largest
 absolute value), and whether the most damaging square (the pointing game's point) moved, on the
 timed image of each setting, on scikit-image's astronaut, cat and coffee photos with AlexNet-layout
@@ -55,18 +56,23 @@ from zfcore.models import alexnet, he_init_, zfnet
 from zfcore.occlusion import PRESETS, default_window, occlude, pixel_attribution, window_positions
 from zfcore.profiles import get_profile
 
-#: Approximation settings measured (truncate, coarse, refine, tol); the fast preset is added.
-#: ``tol`` not None: the error-driven drill-down (levels from ``coarse``, ``refine`` unused).
-SWEEP = [(1.0, 2, 0.5, None), (1.0, 2, 0.3, None), (1.0, 3, 0.4, None), (0.8, 1, 1.0, None),
-         (0.6, 1, 1.0, None), (0.8, 2, 0.5, None), (0.5, 2, 0.3, None),
-         (1.0, 2, 1.0, 0.01), (1.0, 4, 1.0, 0.01), (1.0, 4, 1.0, 0.1), (1.0, 8, 1.0, 0.05)]
-FAST = tuple(PRESETS["fast"][k] for k in ("truncate", "coarse", "refine", "tol"))
+#: The arguments of :func:`zfcore.occlusion.occlude` a setting gives, in order.
+KEYS = ("truncate", "coarse", "refine", "tol", "precision")
+#: Approximation settings measured; the fast preset is added. ``tol`` not None: the error-driven
+#: drill-down (levels from ``coarse``, ``refine`` unused).
+SWEEP = [(1.0, 2, 0.5, None, "fp32"), (1.0, 2, 0.3, None, "fp32"), (1.0, 3, 0.4, None, "fp32"),
+         (0.8, 1, 1.0, None, "fp32"), (0.6, 1, 1.0, None, "fp32"), (0.8, 2, 0.5, None, "fp32"),
+         (0.5, 2, 0.3, None, "fp32"), (1.0, 2, 1.0, 0.01, "fp32"), (1.0, 4, 1.0, 0.01, "fp32"),
+         (1.0, 4, 1.0, 0.1, "fp32"), (1.0, 8, 1.0, 0.05, "fp32"),
+         (1.0, 2, 0.5, None, "bf16"), (1.0, 8, 1.0, 0.05, "bf16")]
+FAST = tuple(PRESETS["fast"][k] for k in KEYS)
 
 
 def setting_label(setting) -> str:
     """A setting of :data:`SWEEP` in words."""
-    tr, co, rf, tl = setting
-    return (f"truncate {tr:.2f} coarse {co} " + (f"refine {rf:.2f}" if tl is None else f"tol {tl:g}")
+    tr, co, rf, tl, pr = setting
+    return (f"{pr} truncate {tr:.2f} coarse {co} "
+            + (f"refine {rf:.2f}" if tl is None else f"tol {tl:g}")
             + ("   <- fast preset" if setting == FAST else ""))
 #: The fast preset's claim (issue 16): at most this |dp(class)| and the same pointing-game hits.
 MAX_DP = 0.01
@@ -131,7 +137,8 @@ def errors(approx, exact) -> dict:
     return dict(max_dp=float(dp.max()), mean_dp=float(dp.mean()), max_df=float(df.max()),
                 rel_dp=float(dp.max()) / span if span > 0 else 0.0,
                 mean_df=float(df.mean()), moved=approx.most_damaging() != exact.most_damaging(),
-                computed=float(approx.computed.double().mean()))
+                computed=float(approx.computed.double().mean()),
+                rechecked=0.0 if approx.rechecked is None else float(approx.rechecked.double().mean()))
 
 
 def bench_setting(name, model, image, target, window, stride, ppes, default_ppe, repeats,
@@ -185,7 +192,7 @@ def sweep(name, model, images, targets, window, stride, settings, batch_size) ->
         for x, t, e in zip(images, targets, exact):
             t0 = time.process_time()
             r = occlude(model, x, t, window=window, stride=stride, batch_size=batch_size,
-                        **dict(zip(("truncate", "coarse", "refine", "tol"), st)))
+                        **dict(zip(KEYS, st)))
             t_set += time.process_time() - t0
             errs.append(errors(r, e))
         rows[st] = dict(
@@ -193,18 +200,20 @@ def sweep(name, model, images, targets, window, stride, settings, batch_size) ->
             rel_dp=max(e["rel_dp"] for e in errs),
             mean_dp=sum(e["mean_dp"] for e in errs) / len(errs),
             max_df=max(e["max_df"] for e in errs), mean_df=sum(e["mean_df"] for e in errs) / len(errs),
-            moved=sum(e["moved"] for e in errs), computed=sum(e["computed"] for e in errs) / len(errs))
+            moved=sum(e["moved"] for e in errs), computed=sum(e["computed"] for e in errs) / len(errs),
+            rechecked=sum(e["rechecked"] for e in errs) / len(errs))
     print(f"\n== {name}: approximations against exact occlusion over {len(images)} image(s), "
           f"window {window}, stride {stride}")
-    print(f"{'truncate':>8s} {'coarse':>6s} {'refine':>6s} {'tol':>6s} {'computed':>8s} "
+    print(f"{'prec':>4s} {'truncate':>8s} {'coarse':>6s} {'refine':>6s} {'tol':>6s} "
+          f"{'computed':>8s} {'recheck':>7s} "
           f"{'vs exact':>8s} {'max|dp|':>8s} {'/range':>7s} {'mean|dp|':>9s} {'max|dmap|':>9s} "
           f"{'mean|dmap|':>10s} {'argmin moved':>12s}")
-    for (tr, co, rf, tl), r in rows.items():
-        print(f"{tr:8.2f} {co:6d} {rf:6.2f} {'-' if tl is None else f'{tl:g}':>6s} "
-              f"{r['computed']:8.2f} {r['speed']:7.2f}x "
+    for (tr, co, rf, tl, pr), r in rows.items():
+        print(f"{pr:>4s} {tr:8.2f} {co:6d} {rf:6.2f} {'-' if tl is None else f'{tl:g}':>6s} "
+              f"{r['computed']:8.2f} {r['rechecked']:7.2f} {r['speed']:7.2f}x "
               f"{r['max_dp']:8.4f} {r['rel_dp']:7.3f} {r['mean_dp']:9.5f} {r['max_df']:9.4f} "
               f"{r['mean_df']:10.5f} {r['moved']:>6d}/{len(images)}"
-              + ("   <- fast preset" if (tr, co, rf, tl) == FAST else ""))
+              + ("   <- fast preset" if (tr, co, rf, tl, pr) == FAST else ""))
     return rows
 
 
@@ -245,7 +254,7 @@ def pointing_agreement(n: int, settings, batch_size) -> dict:
             e = exacts[i]
             t0 = time.process_time()
             a = occlude(model, images[i], int(sb.labels[i]), window=window, stride=stride,
-                        batch_size=batch_size, **dict(zip(("truncate", "coarse", "refine", "tol"), st)))
+                        batch_size=batch_size, **dict(zip(KEYS, st)))
             t_set += time.process_time() - t0
             err = errors(a, e)
             dps.append(err["max_dp"])
@@ -301,7 +310,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     repeats = 1 if args.quick else args.repeats
-    settings = ([FAST, (1.0, 4, 1.0, 0.01)] if args.quick
+    settings = ([FAST, (1.0, 4, 1.0, 0.01, "fp32")] if args.quick
                 else [FAST] + [s_ for s_ in SWEEP if s_ != FAST])
 
     model, image, label, which = zf_mini_setting()
@@ -349,8 +358,7 @@ def main(argv=None):
           f"{pg[FAST]['hits_changed']} {pg[FAST]['profile']} scenes: claim (max |dp| <= {MAX_DP}, same hits) "
           f"{'held' if claim else 'did NOT hold'}")
     print("fastest measured setting within the claim on every case: "
-          + (f"truncate {best[0]}, coarse {best[1]}, refine {best[2]} "
-             f"({asw[best]['speed']:.2f}x exact, CPU time)" if best else "none"))
+          + (f"{setting_label(best)} ({asw[best]['speed']:.2f}x exact, CPU time)" if best else "none"))
     fastest = max(asw, key=lambda k: asw[k]["speed"])
     print(f"fastest measured setting on the alexnet photos: {setting_label(fastest)}: "
           f"{asw[fastest]['speed']:.2f}x exact, max |dp| {asw[fastest]['max_dp']:.4f} there "
@@ -364,6 +372,9 @@ def main(argv=None):
           f"max_abs_err_approx_alexnet={err_alex:.2e} "
           f"argmin_moved_alexnet={asw[FAST]['moved']}/{len(names)} "
           f"pointing_hits_changed_tiny={pg[FAST]['hits_changed']} pointing_profile={pg[FAST]['profile']} "
+          f"max_abs_err_approx_pointing={pg[FAST]['max_dp']:.2e} "
+          f"fast_vs_exact_alexnet={ax['times']['ours'] / ax['times']['ours_fast']:.2f} "
+          f"rechecked_alexnet={asw[FAST]['rechecked']:.3f} "
           f"fast_preset_claim={'held' if claim else 'not_held'} "
           f"explorer_panel_fast_s={panel['fast']:.2f} explorer_panel_exact_s={panel['exact']:.2f} "
           f"weights_zf_mini={'trained' if which.startswith('trained') else 'he_random'}")

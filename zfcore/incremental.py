@@ -26,6 +26,14 @@ How one chain step works, for a batch of occluder positions at once:
 The result equals full recomputation up to float summation order (tested to 1e-4 in
 ``tests/test_occlusion_incremental.py``). :func:`incremental_flop_bound` counts the multiply-adds
 of the exact cone, the best any exact incremental scheme can do.
+
+``precision="bf16"`` goes past that bound in time, not in multiply-adds: every convolution and
+fully connected layer is computed as its unoccluded output (kept, exact) plus the layer applied
+to the *change* of its input, ``conv(x0 + d) = conv(x0) + conv(d)``, and only ``conv(d)`` runs in
+bfloat16, twice as fast as float32 on CPUs with bfloat16 instructions (AVX512-BF16, AMX) and on
+GPUs. Its rounding error scales with the change, which is small in deep layers, rather than with
+the activations: on AlexNet's layout the logits' error is about ten times smaller than running
+the occluded pass in bfloat16 autocast (tested).
 """
 from __future__ import annotations
 
@@ -372,7 +380,10 @@ class IncrementalForward:
 
         ``truncate`` < 1 approximates (Krypton's projective-field thresholding): at every window
         op the changed region is cut to at most ``ceil(truncate * output side)`` per axis around
-        its centre and everything outside it keeps its unoccluded value. 1 (default) is exact."""
+        its centre and everything outside it keeps its unoccluded value. 1 (default) is exact.
+        ``precision`` (:data:`PRECISIONS`): ``"fp32"`` (default) is exact; ``"bf16"`` computes each
+        convolution's and fully connected layer's change in bfloat16 (see the module's docstring);
+        pools and pointwise layers stay float32."""
         if not 0 < truncate <= 1:
             raise IncrementalError(f"truncate must be in (0, 1] (1: exact), not {truncate!r}")
         if precision not in PRECISIONS:
