@@ -248,7 +248,7 @@ def pointing_agreement(n: int, settings, batch_size) -> dict:
                       batch_size=batch_size) for i in range(n)]
     t_exact = time.process_time() - t0
     for st in settings:
-        dps, rels, moved, t_set = [], [], 0, 0.0
+        dps, rels, rechecked, moved, t_set = [], [], [], 0, 0.0
         hits = torch.empty(n, dtype=torch.bool)
         for i in range(n):
             e = exacts[i]
@@ -259,17 +259,20 @@ def pointing_agreement(n: int, settings, batch_size) -> dict:
             err = errors(a, e)
             dps.append(err["max_dp"])
             rels.append(err["rel_dp"])
+            rechecked.append(err["rechecked"])
             moved += a.most_damaging() != e.most_damaging()
             x, y = a.most_damaging()
             x0, y0, x1, y1 = sb.boxes[i].tolist()
             hits[i] = x0 <= x <= x1 and y0 <= y <= y1
         changed = int((hits != exact.hits).sum())
         out[st] = dict(max_dp=max(dps), moved=moved, hits_changed=changed,
+                       rechecked=sum(rechecked) / n,
                        hit_rate=float(hits.double().mean()), profile=P.name)
         print(f"  {setting_label(st)}: max|dp| {max(dps):.4f} ({max(rels):.3f} of the range), mean of "
               f"max|dp| {sum(dps) / n:.4f}, argmin moved on {moved}/{n}, hits changed on "
               f"{changed}/{n} (hit rate {float(hits.double().mean()):.3f}), "
-              f"{t_exact / max(t_set, 1e-9):.2f}x exact (CPU time)")
+              + (f"{100 * sum(rechecked) / n:.1f} % rechecked in float32, " if st[4] != "fp32" else "")
+              + f"{t_exact / max(t_set, 1e-9):.2f}x exact (CPU time)")
     return out
 
 
@@ -375,6 +378,7 @@ def main(argv=None):
           f"max_abs_err_approx_pointing={pg[FAST]['max_dp']:.2e} "
           f"fast_vs_exact_alexnet={ax['times']['ours'] / ax['times']['ours_fast']:.2f} "
           f"rechecked_alexnet={asw[FAST]['rechecked']:.3f} "
+          f"rechecked_pointing={pg[FAST]['rechecked']:.3f} "
           f"fast_preset_claim={'held' if claim else 'not_held'} "
           f"explorer_panel_fast_s={panel['fast']:.2f} explorer_panel_exact_s={panel['exact']:.2f} "
           f"weights_zf_mini={'trained' if which.startswith('trained') else 'he_random'}")

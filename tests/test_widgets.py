@@ -313,20 +313,19 @@ def test_object_focus_restores_the_state(session):
     assert np.all((0 <= f["energy_share"]) & (f["energy_share"] <= 1))
 
 
-def test_focus_on_box_against_the_box_masks_of_deconv():
-    """zfcore.focus's energy share, against deconv.energy_inside_boxes and box_area_share (a
-    second implementation: pixel-centre masks instead of slices)."""
-    from zfcore.deconv import box_area_share, energy_inside_boxes
+def test_focus_on_box_against_a_pixel_loop():
+    """zfcore.focus's shares, against a loop over the pixels of whole-pixel boxes."""
     from zfcore.focus import focus_on_box
     g = torch.Generator().manual_seed(0)
     pixels = torch.randn(6, 3, 20, 24, generator=g)
     boxes = [(0, 0, 24, 20), (3, 4, 10, 9), (23, 19, 24, 20), (5, 0, 6, 20), (2, 2, 22, 18), (7, 11, 19, 12)]
-    want_e = energy_inside_boxes(pixels, torch.tensor(boxes, dtype=torch.float32))
-    want_a = box_area_share(torch.tensor(boxes, dtype=torch.float32), (20, 24))
-    for r, box in enumerate(boxes):
-        energy, area = focus_on_box(pixels[r], box)
-        assert energy == pytest.approx(float(want_e[r]), abs=1e-5)
-        assert area == pytest.approx(float(want_a[r]), abs=1e-6)
+    for r, (x0, y0, x1, y1) in enumerate(boxes):
+        e = pixels[r].double().pow(2).sum(0)
+        inside = sum(float(e[y, x]) for y in range(20) for x in range(24)
+                     if x0 <= x < x1 and y0 <= y < y1)
+        energy, area = focus_on_box(pixels[r], (x0, y0, x1, y1))
+        assert energy == pytest.approx(inside / float(e.sum()), abs=1e-5)
+        assert area == pytest.approx((x1 - x0) * (y1 - y0) / (20 * 24), abs=1e-7)
     assert focus_on_box(pixels[0], boxes[0])[0] == pytest.approx(1.0)
     assert focus_on_box(torch.zeros(3, 20, 24), boxes[1]) is None     # no energy to share
 

@@ -133,6 +133,20 @@ def test_explain_photo_numbers_match_direct_computation(photo, tmp_path):
     assert inv["p_predicted"][i0] == pytest.approx(float(p.max()), rel=1e-4)
 
 
+def test_explain_photo_fast_occlusion(photo, tmp_path, monkeypatch):
+    from zfcore.explain import explain_photo
+    from zfcore.models import he_init_
+    monkeypatch.setattr("zfcore.occlusion.low_precision_is_fast", lambda device: True)
+    m = he_init_(zoo.model_for_profile("tiny", weights="random"), seed=1)
+    kw = dict(out=tmp_path, profile="tiny", window=16, stride=8, progress=False)
+    exact = explain_photo(photo, m, **kw)["occlusion"]
+    fast = explain_photo(photo, m, occlusion="fast", **kw)["occlusion"]
+    assert (exact["mode"], exact["precision"], exact["exact"]) == ("exact", "fp32", True)
+    assert (fast["mode"], fast["precision"], fast["exact"]) == ("fast", "bf16", False)
+    assert 0 <= fast["rechecked_in_float32"] <= 1 and exact["rechecked_in_float32"] is None
+    assert fast["p_target_min"] == pytest.approx(exact["p_target_min"], abs=0.01)
+
+
 def test_explain_cli_errors(tmp_path, capsys):
     from zfcore.explain import main
     assert main([str(tmp_path / "missing.jpg"), "--model", "zfnet", "--weights", "random",

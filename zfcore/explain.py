@@ -124,7 +124,8 @@ def explain_photo(path: "str | os.PathLike", model: "str | os.PathLike | nn.Modu
                   weights: str = "imagenet", out: "str | os.PathLike" = "explained",
                   profile: "str | Profile | None" = None, layer: str = "layer5",
                   window: "int | None" = None, stride: "int | None" = None,
-                  progress: bool = True, _net: "_Net | None" = None) -> dict:
+                  occlusion: str = "exact", progress: bool = True,
+                  _net: "_Net | None" = None) -> dict:
     """Figs. 1, 7 and 5 for one photo, written to ``out/<photo name>/`` (see the module
     docstring); returns the numbers also written to ``numbers.json``.
 
@@ -132,6 +133,8 @@ def explain_photo(path: "str | os.PathLike", model: "str | os.PathLike | nn.Modu
     module with ``layer_names``; ``weights``: ``imagenet`` or ``random``. ``layer``: the layer
     whose strongest unit is projected and tracked under occlusion. ``window`` / ``stride``: the
     grey square's side and step in pixels (default: a quarter and a 28th of the image side).
+    ``occlusion``: ``"exact"`` or ``"fast"`` (each layer's change in bfloat16, positions whose
+    p(class) may have moved by 0.01 rechecked in float32: :data:`zfcore.occlusion.PRESETS`).
     """
     import matplotlib
     matplotlib.use("Agg", force=False)
@@ -188,7 +191,7 @@ def explain_photo(path: "str | os.PathLike", model: "str | os.PathLike | nn.Modu
     # --- Fig. 7: occlusion ------------------------------------------------------------------
     bar.set_postfix_str("occlusion")
     res = occlude(m, x[0], pred, window=window, stride=stride, fill="mean", layer=layer,
-                  incremental=hasattr(m, "features"))
+                  incremental=hasattr(m, "features"), mode=occlusion)
     fmap = a[res.feature]
     fy, fx = divmod(int(fmap.argmax()), fmap.shape[1])
     oproj = project(m, x, layer, requests(0, res.feature, fy, fx), method=_method(m))
@@ -228,6 +231,9 @@ def explain_photo(path: "str | os.PathLike", model: "str | os.PathLike | nn.Modu
                            "receptive_field_px": rf.size if rf is not None else None},
         "occlusion": {
             "window_px": window, "stride_px": stride, "target_class": label(pred),
+            "mode": res.mode, "precision": res.precision, "exact": res.exact,
+            "rechecked_in_float32": (None if res.rechecked is None
+                                     else float(res.rechecked.double().mean())),
             "p_target_unoccluded": res.prob_target_clean,
             "p_target_min": float(res.prob_target.min()),
             "most_damaging_centre_yx": [float(cy), float(cx)],
@@ -252,14 +258,14 @@ def explain_photo(path: "str | os.PathLike", model: "str | os.PathLike | nn.Modu
 
 def explain_photos(paths: Sequence, model="zfnet", *, weights: str = "imagenet",
                    out="explained", profile=None, layer: str = "layer5", window=None, stride=None,
-                   progress: bool = True) -> list[dict]:
+                   occlusion: str = "exact", progress: bool = True) -> list[dict]:
     """:func:`explain_photo` for each of ``paths`` with one model (built once)."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     net = resolve_model(model, weights, profile)
     from tqdm.auto import tqdm
     return [explain_photo(p, net.model, out=out, layer=layer, window=window, stride=stride,
-                          progress=progress, _net=net)
+                          occlusion=occlusion, progress=progress, _net=net)
             for p in tqdm(list(paths), desc="photos", unit="photo", disable=not progress)]
 
 
@@ -321,6 +327,9 @@ def main(argv: "list[str] | None" = None) -> int:
     ap.add_argument("--layer", default="layer5", help="layer of the unit to explain (default: layer5)")
     ap.add_argument("--window", type=int, help="occluding square's side in pixels")
     ap.add_argument("--stride", type=int, help="occluding square's step in pixels")
+    ap.add_argument("--occlusion", default="exact", choices=["exact", "fast"],
+                    help="exact, or fast: each layer's change in bfloat16, rechecked in float32 "
+                         "where p(class) may have moved by 0.01 (default: exact)")
     ap.add_argument("--profile", choices=list(PROFILES),
                     help="profile of a FILE.pt model's images (default: from its size and classes)")
     args = ap.parse_args(argv)
@@ -330,9 +339,11 @@ def main(argv: "list[str] | None" = None) -> int:
     from .models import MissingWeightsError
     from .zoo import ZooError
     try:
-        for n in explain_photos(args.photos, args.model, weights=args.weights, out=args.out,
-                                profile=args.profile, layer=args.layer, window=args.window,
-                                stride=args.stride) if args.photos else []:
+        explained = explain_photos(args.photos, args.model, weights=args.weights, out=args.out,
+                                   profile=args.profile, layer=args.layer, window=args.window,
+                                   stride=args.stride, occlusion=args.occlusion
+                                   ) if args.photos else []
+        for n in explained:
             o = n["occlusion"]
             print(f"{n['photo_name']}: {n['predicted_class']} (p {n['top5'][0]['probability']:.2f}); "
                   f"{n['layer']} map {n['strongest_unit']['map']}; the grey square lowers "

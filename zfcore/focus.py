@@ -33,16 +33,18 @@ __all__ = ["focus_on_box", "object_focus"]
 
 def focus_on_box(projection: torch.Tensor, box: "tuple[int, int, int, int]") -> tuple[float, float] | None:
     """``(energy share, area share)`` of a ``(C, H, W)`` projection and an object box
-    ``(x0, y0, x1, y1)`` in whole pixels: the share of the projection's energy (sum of squares
-    over channels) inside the box, and the box's share of the image. ``None`` for a projection of
-    all zeros (it has no energy to share)."""
-    x0, y0, x1, y1 = box
-    e = projection.pow(2).sum(0)
-    total = float(e.sum())
-    if total == 0:
+    ``(x0, y0, x1, y1)`` in pixels: the share of the projection's energy (sum of squares over
+    channels) inside the box, and the box's share of the image, by the pixel-centre convention of
+    :func:`zfcore.deconv.energy_inside_boxes` and :func:`zfcore.deconv.box_area_share` (for a box
+    in whole pixels, the pixels ``[y0:y1, x0:x1]``). ``None`` for a projection of all zeros (it has
+    no energy to share)."""
+    from .deconv import box_area_share, energy_inside_boxes
+
+    boxes = torch.tensor([box], dtype=torch.float32)
+    energy = float(energy_inside_boxes(projection[None], boxes)[0])
+    if energy != energy:                                    # NaN: an all-zero projection
         return None
-    inside = float(e[y0:y1, x0:x1].sum())
-    return inside / total, (y1 - y0) * (x1 - x0) / float(e.numel())
+    return energy, float(box_area_share(boxes, tuple(projection.shape[-2:]))[0])
 
 
 def object_focus(session, indices: Sequence[int], layer: str = "layer5") -> dict:
