@@ -207,14 +207,19 @@ def _gather_paste(source_rows: torch.Tensor, source_width: int, patch: torch.Ten
     ``source_rows`` is the map as ``(H*W, C)`` rows (width ``source_width``). Gathering and
     pasting are one ``index_select`` from the map's rows followed by the patch's rows, so each
     window element is copied once. Parts of the patch outside the window are dropped.
-    Returns a channels-last tensor (what mkldnn convolutions prefer).
+    ``source_width=0`` pastes on a blank canvas instead: ``source_rows`` is its one row (e.g.
+    zeros), repeated wherever the patch is not. Returns a channels-last tensor (what mkldnn
+    convolutions prefer).
     """
     B, C, ph, pw = patch.shape
     dev = source_rows.device
     i = torch.arange(h, device=dev)
     j = torch.arange(w, device=dev)
-    base = ((start_r[:, None, None] + i[None, :, None]) * source_width
-            + start_c[:, None, None] + j[None, None, :])                      # (B, h, w)
+    if source_width == 0:
+        base = torch.zeros(B, h, w, dtype=torch.long, device=dev)
+    else:
+        base = ((start_r[:, None, None] + i[None, :, None]) * source_width
+                + start_c[:, None, None] + j[None, None, :])                  # (B, h, w)
     pi = i[None, :, None] - patch_r[:, None, None]                           # (B, h, 1)
     pj = j[None, None, :] - patch_c[:, None, None]                           # (B, 1, w)
     inside = (pi >= 0) & (pi < ph) & (pj >= 0) & (pj < pw)
@@ -347,10 +352,9 @@ class IncrementalForward:
         its rounding error scales with the change ``d``, not with the activations."""
         op, g = self.ops[i], self.geometry[i]
         in_rows, in_width = self._rows(i)
-        src, src_width = self._padded_input(i)
         change = (x - _gather(in_rows, in_width, rows, cols, *x.shape[-2:])).to(low)
-        canvas = self._low(("zeros", i, low), lambda: torch.zeros_like(src, dtype=low))
-        d = _gather_paste(canvas, src_width, change, start_r, start_c, *win,
+        blank = self._low(("zero", x.shape[1], low), lambda: x.new_zeros(1, x.shape[1], dtype=low))
+        d = _gather_paste(blank, 0, change, start_r, start_c, *win,
                           rows + g.padding[0] - start_r, cols + g.padding[1] - start_c)
         weight = self._low(("weight", i, low), lambda: op.weight.detach().to(low))
         dy = F.conv2d(d, weight, None, op.stride, 0, 1, op.groups)
