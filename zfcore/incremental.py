@@ -359,13 +359,13 @@ class IncrementalForward:
         weight = self._low(("weight", i, low), lambda: op.weight.detach().to(low))
         dy = F.conv2d(d, weight, None, op.stride, 0, 1, op.groups)
         out_rows, out_width = self._rows(i + 1)
-        return dy.float().add_(_gather(out_rows, out_width, out_r, out_c, *out_size))
+        return _gather(out_rows, out_width, out_r, out_c, *out_size).add_(dy)
 
     def _delta_linear(self, j: int, x: torch.Tensor, low: torch.dtype) -> torch.Tensor:
         """Fully connected layer ``j`` as its unoccluded output plus ``W (x - x0)`` in ``low``
         precision (see :meth:`_delta_conv`)."""
         weight = self._low(("weight", j, low), lambda: self.ops[j].weight.detach().to(low))
-        return F.linear((x - self.acts[j]).to(low), weight).float().add_(self.acts[j + 1])
+        return torch.add(self.acts[j + 1], F.linear((x - self.acts[j]).to(low), weight))
 
     def _window_op(self, i: int, window: torch.Tensor) -> torch.Tensor:
         op = self.ops[i]
