@@ -193,17 +193,18 @@ class Explorer:
             w.add_class(name)
 
         # --- events ---------------------------------------------------------------------------
-        self.layer_tb.observe(self._on_layer, "value")
-        self.unit_box.observe(self._on_unit, "value")
+        self.layer_tb.observe(self._follow("select_layer", "show {}", UNIT_PARTS), "value")
+        self.unit_box.observe(self._follow("select_unit", "select map {}", UNIT_PARTS), "value")
         self.strongest_btn.on_click(self._on_strongest)
         self.prev_btn.on_click(lambda _: self._on_page(-1))
         self.next_btn.on_click(lambda _: self._on_page(+1))
-        self.rule_tb.observe(self._on_rule, "value")
+        self.rule_tb.observe(self._follow("select_rule", "{} rule", {"projection", "top9"}), "value")
         self.source_tb.observe(self._on_source, "value")
-        self.index_box.observe(self._on_index, "value")
-        self.sample_dd.observe(self._on_sample, "value")
+        self.index_box.observe(self._follow("select_dataset_image", "image {}", IMAGE_PARTS), "value")
+        self.sample_dd.observe(self._follow("select_sample", "photo {}", IMAGE_PARTS), "value")
         self.upload_w.observe(self._on_upload, "value")
-        self.occ_size_dd.observe(self._on_occlusion_size, "value")
+        self.occ_size_dd.observe(self._follow("select_occlusion_size", "{} px square", {"occlusion"}),
+                                 "value")
         self.occ_btn.on_click(self._on_occlusion)
         self.profile_dd.observe(self._on_model, "value")
         self.arch_dd.observe(self._on_model, "value")
@@ -364,15 +365,16 @@ class Explorer:
                       lambda: self.session.select_cell(k), UNIT_PARTS)
         return handler
 
-    def _on_layer(self, change) -> None:
-        if not self._syncing:
-            self._act(f"show {change['new']}", lambda: self.session.select_layer(change["new"]),
-                      UNIT_PARTS)
-
-    def _on_unit(self, change) -> None:
-        if not self._syncing:
-            self._act(f"select map {change['new']}", lambda: self.session.select_unit(change["new"]),
-                      UNIT_PARTS)
+    def _follow(self, method: str, label: str, parts: set) -> Callable:
+        """The observer of a control whose new value goes to the session's ``method`` as one
+        action named ``label.format(value)`` that redraws ``parts`` (not while the controls are
+        being synced to the session). The session is looked up at each change: a model switch
+        replaces it."""
+        def on_change(change) -> None:
+            if not self._syncing:
+                value = change["new"]
+                self._act(label.format(value), lambda: getattr(self.session, method)(value), parts)
+        return on_change
 
     def _on_strongest(self, _button) -> None:
         self._act("select the strongest map",
@@ -381,11 +383,6 @@ class Explorer:
     def _on_page(self, step: int) -> None:
         self._act("turn the page", lambda: self.session.select_page(self.session.state.page + step),
                   {"grid"})
-
-    def _on_rule(self, change) -> None:
-        if not self._syncing:
-            self._act(f"{change['new']} rule", lambda: self.session.select_rule(change["new"]),
-                      {"projection", "top9"})
 
     def _on_source(self, change) -> None:
         if self._syncing:
@@ -401,16 +398,6 @@ class Explorer:
             self.status.value = ("<span style='color:#666'>choose a photo with the upload button "
                                  "to explore it</span>")
 
-    def _on_index(self, change) -> None:
-        if not self._syncing:
-            self._act(f"image {change['new']}", lambda: self.session.select_dataset_image(change["new"]),
-                      IMAGE_PARTS)
-
-    def _on_sample(self, change) -> None:
-        if not self._syncing:
-            self._act(f"photo {change['new']}", lambda: self.session.select_sample(change["new"]),
-                      IMAGE_PARTS)
-
     def _on_upload(self, change) -> None:
         files = change["new"]
         if not files:
@@ -418,11 +405,6 @@ class Explorer:
         f = files[0] if isinstance(files, (tuple, list)) else next(iter(files.values()))
         self._act(f"upload {f['name']}", lambda: self.session.upload(f["name"], f["content"]),
                   IMAGE_PARTS)
-
-    def _on_occlusion_size(self, change) -> None:
-        if not self._syncing:
-            self._act(f"{change['new']} px square",
-                      lambda: self.session.select_occlusion_size(change["new"]), {"occlusion"})
 
     def _on_occlusion(self, _button=None) -> None:
         """Show the occlusion map of the current image: the fast (approximate) one first, the
