@@ -83,6 +83,17 @@ def test_occlusion_is_captums_in_every_channel(net, images):
     assert torch.allclose(ours, theirs, atol=1e-5)
 
 
+def test_fast_occlusion_through_the_one_call(net, images, monkeypatch):
+    monkeypatch.setattr("zfcore.occlusion.low_precision_is_fast", lambda device: True)
+    t = torch.tensor([2, 5, 9])
+    exact = attribute(net, images, target=t, method="occlusion", window=16, stride=8)
+    fast = attribute(net, images, target=t, method="occlusion", window=16, stride=8, mode="fast")
+    forced = attribute(net, images, target=t, method="occlusion", window=16, stride=8,
+                       precision="bf16")
+    assert float((fast - exact).abs().max()) <= 0.01 and not torch.equal(fast, exact)
+    assert float((forced - exact).abs().max()) <= 0.01
+
+
 def test_a_hidden_layer_target_is_a_feature_map(net, images):
     with torch.no_grad(), models.capture_layers(net, ["layer3"]) as out:
         net(images)

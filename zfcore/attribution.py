@@ -36,7 +36,7 @@ __all__ = ["METHODS", "AttributionError", "attribute", "default_targets"]
 METHODS: tuple[str, ...] = RULES + ("occlusion",)
 _PROJECT_OPTIONS = {"scale", "batch_size", "method"}
 _OCCLUDE_OPTIONS = {"window", "stride", "fill", "batch_size", "mode", "truncate", "coarse",
-                    "refine", "tol", "incremental"}
+                    "refine", "tol", "precision", "incremental"}
 
 
 class AttributionError(ZFCoreError, ValueError):
@@ -96,7 +96,8 @@ def attribute(model: nn.Module, images: torch.Tensor, target: "int | Sequence[in
     default, or ``"unit"``: the unit's gradient, Captum's convention), ``batch_size`` and
     ``method`` (the deconvnet's implementation); for occlusion ``window``/``stride`` (default: a
     quarter of the side in steps of a 28th), ``fill``, ``batch_size`` and the approximation knobs
-    of :func:`zfcore.occlusion.occlude` (``mode``, ``truncate``, ``coarse``, ``refine``).
+    of :func:`zfcore.occlusion.occlude` (``mode="fast"``, ``precision``, ``truncate``,
+    ``coarse``, ``refine``, ``tol``).
     The result lies on the images' device.
     """
     images = _check_images(images)
