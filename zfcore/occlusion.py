@@ -203,9 +203,9 @@ def _check_int(name: str, v, lo: int) -> int:
 #: occlusion and the same pointing-game hits on mini's trained network, which
 #: ``benchmarks/occlusion.py`` checks on every run. ``"fast"`` (bfloat16 changes, every position,
 #: full cones) keeps it: max |dp| 1.0e-3 on scikit-image's photos with AlexNet-layout He
-#: weights, 1.6x (CPU time, three photos) to 2.1x (wall time, one) faster than exact on a CPU with
-#: bfloat16 instructions; 4.2e-3 on 40 of mini's test scenes, where the 21 % of positions it
-#: rechecks make it no faster than exact (0.99x). Where bfloat16 is not native
+#: weights, 1.6-1.7x (CPU time, three photos) to 1.9-2.1x (wall time, one) faster than exact on a
+#: CPU with bfloat16 instructions; 4.2e-3 on 40 of mini's test scenes, where the 21 % of positions
+#: it rechecks leave it about as fast as exact (0.99-1.07x). Where bfloat16 is not native
 #: (:func:`zfcore.incremental.low_precision_is_fast`) or ``incremental=False``, ``"fast"`` runs
 #: in float32 (exact). Truncation and drill-down stay parameters, not presets: no setting of
 #: either kept the claim (max |dp| 0.03 to 0.18 on the photos; on mini's scenes p falls from about
