@@ -63,8 +63,14 @@ MODELS = {
 }
 
 
+@pytest.mark.parametrize("precision", ["fp32", "change_fp32"])
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_incremental_equals_full_recomputation(name):
+def test_incremental_equals_full_recomputation(name, precision, monkeypatch):
+    """Exact cones, and (``change_fp32``) the change formulation of ``precision="bf16"``,
+    conv(x0 + d) = conv(x0) + conv(d) and W(x0 + d) = W x0 + W d, with the change kept in float32:
+    that algebra alone must give the full recomputation (a grouped conv, padding, strides and a
+    resizing pool included)."""
+    monkeypatch.setitem(incremental.PRECISIONS, "change_fp32", torch.float32)
     torch.manual_seed(0)
     model = MODELS[name]().eval()
     image = torch.randn(1, 3, 64, 64)
@@ -76,31 +82,9 @@ def test_incremental_equals_full_recomputation(name):
         cols = torch.randint(0, 64 - w + 1, (9,), generator=g)
         rows[0], cols[0] = 0, 0
         rows[1], cols[1] = 64 - h, 64 - w
+        rows[2], cols[2] = 64 - h, 0
         patches = torch.randn(9, 3, h, w, generator=g)
-        out = engine.run(patches, rows, cols)
-        ref, totals = full_recompute(model, image, patches, rows, cols, probe)
-        assert torch.allclose(out.logits, ref, atol=1e-4, rtol=1e-4), (name, h, w)
-        assert torch.allclose(out.probe_totals[probe], totals, atol=1e-4, rtol=1e-4), (name, h, w)
-
-
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_change_formulation_equals_full_recomputation(name, monkeypatch):
-    """``precision`` other than fp32 computes conv(x0 + d) as conv(x0) + conv(d) and
-    W(x0 + d) as W x0 + W d; with the change kept in float32 that algebra alone must give the
-    full recomputation (a grouped conv, padding, strides and a resizing pool included)."""
-    monkeypatch.setitem(incremental.PRECISIONS, "change_fp32", torch.float32)
-    torch.manual_seed(0)
-    model = MODELS[name]().eval()
-    image = torch.randn(1, 3, 64, 64)
-    probe = models.get_layer(model, "layer5")
-    engine = IncrementalForward(model, image, [probe])
-    g = torch.Generator().manual_seed(2)
-    for h, w in [(16, 16), (5, 9), (64, 64)]:
-        rows = torch.randint(0, 64 - h + 1, (6,), generator=g)
-        cols = torch.randint(0, 64 - w + 1, (6,), generator=g)
-        rows[0], cols[0] = 64 - h, 0
-        patches = torch.randn(6, 3, h, w, generator=g)
-        out = engine.run(patches, rows, cols, precision="change_fp32")
+        out = engine.run(patches, rows, cols, precision=precision)
         ref, totals = full_recompute(model, image, patches, rows, cols, probe)
         assert torch.allclose(out.logits, ref, atol=1e-4, rtol=1e-4), (name, h, w)
         assert torch.allclose(out.probe_totals[probe], totals, atol=1e-4, rtol=1e-4), (name, h, w)

@@ -23,6 +23,7 @@ An analysis: it imports neither widgets nor plotting.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -42,7 +43,7 @@ def focus_on_box(projection: torch.Tensor, box: "tuple[int, int, int, int]") -> 
 
     boxes = torch.tensor([box], dtype=torch.float32)
     energy = float(energy_inside_boxes(projection[None], boxes)[0])
-    if energy != energy:                                    # NaN: an all-zero projection
+    if math.isnan(energy):                                  # an all-zero projection
         return None
     return energy, float(box_area_share(boxes, tuple(projection.shape[-2:]))[0])
 

@@ -215,11 +215,8 @@ def _gather_paste(source_rows: torch.Tensor, source_width: int, patch: torch.Ten
     dev = source_rows.device
     i = torch.arange(h, device=dev)
     j = torch.arange(w, device=dev)
-    if source_width == 0:
-        base = torch.zeros(B, h, w, dtype=torch.long, device=dev)
-    else:
-        base = ((start_r[:, None, None] + i[None, :, None]) * source_width
-                + start_c[:, None, None] + j[None, None, :])                  # (B, h, w)
+    base = (torch.zeros(B, h, w, dtype=torch.long, device=dev) if source_width == 0
+            else _window_index(start_r, start_c, h, w, source_width))
     pi = i[None, :, None] - patch_r[:, None, None]                           # (B, h, 1)
     pj = j[None, None, :] - patch_c[:, None, None]                           # (B, 1, w)
     inside = (pi >= 0) & (pi < ph) & (pj >= 0) & (pj < pw)
@@ -230,15 +227,21 @@ def _gather_paste(source_rows: torch.Tensor, source_width: int, patch: torch.Ten
     return rows.view(B, h, w, C).permute(0, 3, 1, 2)
 
 
+def _window_index(start_r: torch.Tensor, start_c: torch.Tensor, h: int, w: int,
+                  width: int) -> torch.Tensor:
+    """``(B, h, w)`` row indices, in a map of ``width`` columns stored as rows, of the ``h x w``
+    windows starting at ``(start_r[b], start_c[b])``."""
+    i = torch.arange(h, device=start_r.device)
+    j = torch.arange(w, device=start_r.device)
+    return ((start_r[:, None, None] + i[None, :, None]) * width
+            + start_c[:, None, None] + j[None, None, :])
+
+
 def _gather(source_rows: torch.Tensor, source_width: int, start_r: torch.Tensor,
             start_c: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """``(B, C, h, w)`` windows of a map given as ``(H*W, C)`` rows (width ``source_width``), item
     ``b`` starting at ``(start_r[b], start_c[b])``; channels-last like :func:`_gather_paste`."""
-    dev = source_rows.device
-    i = torch.arange(h, device=dev)
-    j = torch.arange(w, device=dev)
-    index = ((start_r[:, None, None] + i[None, :, None]) * source_width
-             + start_c[:, None, None] + j[None, None, :]).reshape(-1)
+    index = _window_index(start_r, start_c, h, w, source_width).reshape(-1)
     return source_rows.index_select(0, index).view(len(start_r), h, w, -1).permute(0, 3, 1, 2)
 
 
@@ -308,10 +311,15 @@ class IncrementalForward:
         """The unoccluded output (1, classes)."""
         return self.acts[-1]
 
+    def _memo(self, key, make):
+        """``make()``, computed once per engine under ``key`` (padded maps, integral images, row
+        views, reduced-precision weights)."""
+        if key not in self._padded:
+            self._padded[key] = make()
+        return self._padded[key]
+
     def _integral(self, i: int) -> torch.Tensor:
-        if ("integral", i) not in self._padded:
-            self._padded[("integral", i)] = _integral(self.acts[i][0])
-        return self._padded[("integral", i)]
+        return self._memo(("integral", i), lambda: _integral(self.acts[i][0]))
 
     def _padded_input(self, i: int) -> tuple[torch.Tensor, int]:
         """Input of window op ``i`` as ``(rows (Hp*Wp, C), Wp)``, padded once so every window the
@@ -331,16 +339,8 @@ class IncrementalForward:
 
     def _rows(self, i: int) -> tuple[torch.Tensor, int]:
         """Unoccluded map ``i`` (the chain's input for ``i = 0``) as ``(rows (H*W, C), W)``."""
-        if ("rows", i) not in self._padded:
-            self._padded[("rows", i)] = (_rows_view(self.acts[i]).contiguous(),
-                                         self.acts[i].shape[-1])
-        return self._padded[("rows", i)]
-
-    def _low(self, key, make) -> torch.Tensor:
-        """A reduced-precision tensor made once per engine (weights, a zero canvas)."""
-        if key not in self._padded:
-            self._padded[key] = make()
-        return self._padded[key]
+        return self._memo(("rows", i), lambda: (_rows_view(self.acts[i]).contiguous(),
+                                                self.acts[i].shape[-1]))
 
     def _delta_conv(self, i: int, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
                     start_r: torch.Tensor, start_c: torch.Tensor, win: tuple[int, int],
@@ -353,10 +353,10 @@ class IncrementalForward:
         op, g = self.ops[i], self.geometry[i]
         in_rows, in_width = self._rows(i)
         change = (x - _gather(in_rows, in_width, rows, cols, *x.shape[-2:])).to(low)
-        blank = self._low(("zero", x.shape[1], low), lambda: x.new_zeros(1, x.shape[1], dtype=low))
+        blank = self._memo(("zero", x.shape[1], low), lambda: x.new_zeros(1, x.shape[1], dtype=low))
         d = _gather_paste(blank, 0, change, start_r, start_c, *win,
                           rows + g.padding[0] - start_r, cols + g.padding[1] - start_c)
-        weight = self._low(("weight", i, low), lambda: op.weight.detach().to(low))
+        weight = self._memo(("weight", i, low), lambda: op.weight.detach().to(low))
         dy = F.conv2d(d, weight, None, op.stride, 0, 1, op.groups)
         out_rows, out_width = self._rows(i + 1)
         return _gather(out_rows, out_width, out_r, out_c, *out_size).add_(dy)
@@ -364,7 +364,7 @@ class IncrementalForward:
     def _delta_linear(self, j: int, x: torch.Tensor, low: torch.dtype) -> torch.Tensor:
         """Fully connected layer ``j`` as its unoccluded output plus ``W (x - x0)`` in ``low``
         precision (see :meth:`_delta_conv`)."""
-        weight = self._low(("weight", j, low), lambda: self.ops[j].weight.detach().to(low))
+        weight = self._memo(("weight", j, low), lambda: self.ops[j].weight.detach().to(low))
         return torch.add(self.acts[j + 1], F.linear((x - self.acts[j]).to(low), weight))
 
     def _window_op(self, i: int, window: torch.Tensor) -> torch.Tensor:
