@@ -31,6 +31,7 @@ import numpy as np
 from .errors import ZFCoreError
 
 __all__ = ["VERDICTS", "Verdict", "decide", "from_interval", "from_samples", "paired_bootstrap", "unpaired_bootstrap",
+           "hierarchical_bootstrap", "equivalence",
            "bootstrap", "binomial_se", "VerdictError"]
 
 #: The only three words a verdict may take.
@@ -212,3 +213,72 @@ def binomial_se(p: float, n: int) -> float:
     if n < 1:
         raise VerdictError(f"n must be >= 1, not {n}")
     return math.sqrt(max(p * (1 - p), 0.0) / n)
+
+
+def hierarchical_bootstrap(claim: str, networks: "dict[str, dict[str, np.ndarray]]",
+                           stat: Callable[[dict], np.ndarray], *, n_boot: int = 2000, seed: int = 0,
+                           margin: float = 0.0, unit: str = "", what: str = "validation images") -> Verdict:
+    """A verdict on ``stat(means)`` over networks trained with several seeds each, whose interval
+    includes the variance between seeds.
+
+    ``networks[name][items]`` is a ``(seeds, n_items)`` array: one row of per-item values (e.g.
+    1.0 where image ``i`` is classified correctly) per training seed of network ``name``, on the
+    item set ``items`` (``"val"``, ``"train"``, ...). Each resample draws, independently for each
+    network, its seeds with replacement, then, once per item set and shared by every network, the
+    items with replacement (the same images for every network, so what they share cancels).
+    ``stat`` maps ``{name: {items: (n_boot,) mean}}`` to ``(n_boot,)`` effects; the effect itself
+    is ``stat`` of the means over every seed and item. A network with one seed contributes no
+    seed variance, and the source then says so.
+    """
+    if not networks:
+        raise VerdictError(f"'{claim}' needs at least one network")
+    rng = np.random.default_rng(seed)
+    sizes: dict[str, int] = {}
+    for name, sets in networks.items():
+        for items, a in sets.items():
+            a = np.asarray(a, dtype=float)
+            if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 2 or not np.isfinite(a).all():
+                raise VerdictError(f"'{claim}': networks[{name!r}][{items!r}] must be a finite (seeds, items) "
+                                   f"array with >= 2 items, got shape {a.shape}")
+            if sizes.setdefault(items, a.shape[1]) != a.shape[1]:
+                raise VerdictError(f"'{claim}': every network needs the same {items!r} items "
+                                   f"({sizes[items]} vs {a.shape[1]} in {name!r})")
+    item_idx = {items: rng.integers(0, n, size=(n_boot, n)) for items, n in sizes.items()}
+    boot, full = {}, {}
+    for name, sets in networks.items():
+        n_seeds = {np.asarray(a).shape[0] for a in sets.values()}
+        if len(n_seeds) != 1:
+            raise VerdictError(f"'{claim}': network {name!r} has different seed counts per item set")
+        s = n_seeds.pop()
+        seed_idx = rng.integers(0, s, size=(n_boot, s))
+        boot[name], full[name] = {}, {}
+        for items, a in sets.items():
+            a = np.asarray(a, dtype=float)
+            per_seed = np.stack([row[item_idx[items]].mean(1) for row in a], axis=1)   # (n_boot, seeds)
+            boot[name][items] = np.take_along_axis(per_seed, seed_idx, axis=1).mean(1)
+            full[name][items] = np.array([a.mean()])
+    values = np.asarray(stat(boot), dtype=float)
+    point = float(np.asarray(stat(full), dtype=float).reshape(-1)[0])
+    low, high = np.quantile(values, [0.025, 0.975])
+    counts = sorted({np.asarray(next(iter(s.values()))).shape[0] for s in networks.values()})
+    seeds_text = "/".join(str(c) for c in counts) + (" seed" if counts == [1] else " seeds")
+    lacking = " (one seed: seed variance not included)" if counts == [1] else (
+        " (a network with one seed adds no seed variance)" if 1 in counts else "")
+    sets_text = " and ".join(f"{n} {what if k == 'val' else k + ' items'}" for k, n in sizes.items())
+    return from_interval(claim, point, float(low), float(high), margin=margin, unit=unit,
+                         source=f"hierarchical bootstrap: {seeds_text} per network resampled, then the "
+                                f"{sets_text}, shared by the networks ({n_boot} resamples){lacking}")
+
+
+def equivalence(claim: str, verdict: Verdict, margin: float) -> Verdict:
+    """The claim "no more than ``margin`` of difference", decided before the numbers are seen:
+    ``margin - |effect|`` with the interval's matching bound. Held when the whole interval of
+    ``verdict``'s effect lies within ``[-margin, margin]``; did not hold when it lies wholly
+    outside; else within noise."""
+    if not margin > 0:
+        raise VerdictError(f"an equivalence margin must be positive, not {margin!r}")
+    worst = max(abs(verdict.low), abs(verdict.high))
+    best = 0.0 if verdict.low <= 0 <= verdict.high else min(abs(verdict.low), abs(verdict.high))
+    return from_interval(claim, margin - abs(verdict.effect), margin - worst, margin - best,
+                         source=f"{verdict.source}; equivalence margin {margin:g}{' ' + verdict.unit if verdict.unit else ''}"
+                                f" fixed in advance: effect = margin - |difference|", unit=verdict.unit)

@@ -172,14 +172,10 @@ def make_spec(profile: "str | Profile" = "mini", arch: str = "zfnet", variant: s
 
 
 def comparison_overrides(profile: "str | Profile") -> dict:
-    """The shorter schedule of the comparison trainings (Fig. 6 variants, Table 3 ablations,
-    per-layer rates): ``profile.comparison_epochs`` if set, else half of the profile's
-    epochs, at least one, never more than the profile's epochs, on the same data.
-
-    Being a prefix of the profile's own schedule, its ``zf`` run *is* the main model's checkpoint
-    at that epoch (no extra training), and every variant is compared at the same budget. On
-    ``mini`` that is 3 epochs of 20,000 images (the main model is at 79 % validation accuracy
-    there, on the steep part of its curve): about 4.5 minutes per variant on 2 quiet cores.
-    """
+    """The schedule of the comparison trainings (Fig. 6 layouts, Table 3 variants, per-layer
+    rates): the profile's whole schedule, annealing included, so that a comparison ranks how well
+    networks end rather than how fast they start (``profile.comparison_epochs`` shortens it, never
+    beyond the profile's epochs). Being the main model's own schedule, its ``zf`` run with seed 0
+    *is* the main model."""
     p = get_profile(profile)
-    return {"epochs": min(p.comparison_epochs or max(1, round(p.epochs / 2)), p.epochs)}
+    return {"epochs": min(p.comparison_epochs or p.epochs, p.epochs)}
