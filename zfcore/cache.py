@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import torch
 from .errors import ZFCoreError
+from .locations import writable_dir
 
 __all__ = ["config_hash", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
            "save_tensors", "load_tensors", "cached", "CacheError", "entry_dir",
@@ -198,7 +199,7 @@ def entry_lock(d: Path):
     left by a writer that was killed mid-write (:func:`atomic_write_bytes`): they are removed.
     """
     import fcntl
-    d.mkdir(parents=True, exist_ok=True)
+    writable_dir(d, "ZFCORE_CACHE")      # a read-only cache names the variable that moves it
     with open(d / ".lock", "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         for stale in d.glob(".*.tmp"):

@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from .errors import ZFCoreError
 from .cache import atomic_savefig, atomic_write_json, atomic_write_text, config_hash
+from .locations import checkout_root, figures_output_dir, writable_dir
 from .profiles import Profile, get_profile, repo_root
 from .verdicts import VERDICTS
 
@@ -120,7 +121,9 @@ def _fingerprint(model: Any) -> str:
 
 
 class Report:
-    """Collects one notebook's figures and numbers under ``figures/<profile>/``.
+    """Collects one notebook's figures and numbers under ``figures/<profile>/`` when the runner
+    (or the reader) asks for the figures of record, else under ``build/figures/<profile>/``
+    (:func:`zfcore.locations.figures_output_dir`; ``rep.dir`` says which).
 
     >>> rep = Report("07_occlusion", "tiny")            # doctest: +SKIP
     >>> rep.savefig(fig, "panels")                       # figures/tiny/07_occlusion_panels.png
@@ -131,7 +134,7 @@ class Report:
     def __init__(self, notebook: str, profile: "str | Profile"):
         self.notebook = notebook
         self.profile = get_profile(profile)
-        self.dir = self.profile.figures_dir
+        self.dir = figures_output_dir(self.profile)
         self.numbers: dict[str, Any] = {"profile": self.profile.name}
         self.figures: list[str] = []
         self.models: dict[str, str] = {}
@@ -140,9 +143,15 @@ class Report:
     def path(self, name: str, suffix: str = ".png") -> Path:
         return self.dir / f"{self.notebook}_{name}{suffix}"
 
+    def _target(self, filename: str) -> Path:
+        """``self.dir / filename``, the folder created and checked writable (a read-only one
+        names the variable that moves it)."""
+        env = "ZFCORE_FIGURES" if self.dir == self.profile.figures_dir else "ZFCORE_BUILD"
+        return writable_dir(self.dir, env) / filename
+
     def savefig(self, fig, name: str, **kwargs) -> Path:
         """Save ``fig`` as ``<notebook>_<name>.png`` (atomically) and return the path."""
-        p = atomic_savefig(fig, self.path(name), **kwargs)
+        p = atomic_savefig(fig, self._target(self.path(name).name), **kwargs)
         if name not in self.figures:
             self.figures.append(name)
         return p
@@ -191,7 +200,7 @@ class Report:
             w = csv.DictWriter(buf, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)
-        return atomic_write_text(self.path(name, ".csv"), buf.getvalue())
+        return atomic_write_text(self._target(self.path(name, ".csv").name), buf.getvalue())
 
     def save(self) -> Path:
         """Write ``<notebook>.json``: every recorded number, the list of figures and the
@@ -199,7 +208,7 @@ class Report:
         data = dict(self.numbers)
         data["figures"] = [self.path(n).name for n in self.figures]
         data["provenance"] = self.provenance()
-        return atomic_write_json(self.dir / f"{self.notebook}.json", data)
+        return atomic_write_json(self._target(f"{self.notebook}.json"), data)
 
     def load(self) -> dict:
         p = self.dir / f"{self.notebook}.json"
@@ -530,11 +539,13 @@ def main(argv: "list[str] | None" = None) -> int:
                                  "figures/<profile>/*.json.")
     ap.add_argument("command", choices=["readme", "check"])
     ap.add_argument("--profile", default="mini")
-    ap.add_argument("--readme", type=Path, default=repo_root() / "README.md")
+    here = checkout_root() or Path.cwd()
+    ap.add_argument("--readme", type=Path, default=here / "README.md")
     ap.add_argument("--figures", type=Path, default=None,
-                    help="folder of <notebook>.json (default: figures/<profile> of the checkout)")
+                    help="folder of <notebook>.json (default: figures/<profile> of the checkout, "
+                         "else of the working directory)")
     args = ap.parse_args(argv)
-    figures = args.figures or repo_root() / "figures" / args.profile
+    figures = args.figures or here / "figures" / args.profile
     try:
         if not args.readme.is_file():
             raise ReportError(f"{args.readme} does not exist; pass --readme PATH")

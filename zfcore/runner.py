@@ -4,36 +4,75 @@
     python -m zfcore.runner --profile tiny 02 07_occlusion # a subset, by number or name
 
 Executed copies go to ``build/notebooks/<profile>/`` (the notebooks in ``notebooks/`` stay
-without outputs); figures and numbers go to ``figures/<profile>/``. The run stops at the first
-failure and names the notebook and the cell. This is the command labs and course sites put in
-their CI.
+without outputs); figures and numbers go to ``figures/<profile>/``: the runner is what writes the
+figures of record (it sets ``ZFCORE_SAVE_FIGURES=1`` for the notebooks it executes; a notebook
+opened in JupyterLab or served by Voila writes to ``build/figures/<profile>/``, see
+:mod:`zfcore.locations`). Before the first notebook it says where the trained network comes from
+(this machine's cache, the shipped weights, or training). The run stops at the first failure and
+names the notebook and the cell. This is the command labs and course sites put in their CI.
+
+Outside a checkout (an installed zfcore) the notebooks are read from ``./notebooks`` and
+everything is written under :func:`zfcore.locations.build_root` and ``./figures``.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .profiles import PROFILES, get_profile, repo_root
 from .errors import ZFCoreError
+from .locations import SAVE_FIGURES_ENV, build_root, checkout_root
+from .profiles import PROFILES, get_profile
 
-__all__ = ["list_notebooks", "run_notebook", "run_all", "promised_figures", "NotebookFailed"]
+__all__ = ["list_notebooks", "run_notebook", "run_all", "promised_figures", "NotebookFailed",
+           "ExtraMissing", "import_extra"]
 
 
 class NotebookFailed(ZFCoreError, RuntimeError):
     """A notebook raised; the message names the notebook, the cell and the error."""
 
 
+class ExtraMissing(ZFCoreError, ImportError):
+    """A package of the ``notebooks`` extra (papermill, nbformat, nbconvert) is not installed."""
+
+
+def import_extra(module: str):
+    """``import module``, or :class:`ExtraMissing` naming the pip line that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ExtraMissing(f"{module} is not installed: the notebook tools are the notebooks extra, "
+                           f'pip install "zfcore[notebooks]"') from None
+
+
 def notebooks_dir() -> Path:
-    return repo_root() / "notebooks"
+    """The checkout's ``notebooks/``, else ``./notebooks`` under the working directory."""
+    return (checkout_root() or Path.cwd()) / "notebooks"
 
 
 def build_dir(profile: str) -> Path:
-    return Path(os.environ.get("ZFCORE_BUILD", repo_root() / "build")) / "notebooks" / profile
+    return build_root() / "notebooks" / profile
+
+
+@contextmanager
+def _environment(**values: str):
+    """``os.environ`` with ``values`` set for the block (the kernels papermill starts inherit it)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def list_notebooks(select: "list[str] | None" = None) -> list[Path]:
@@ -67,7 +106,7 @@ class RunResult:
 def run_notebook(path: Path, profile: str, parameters: dict | None = None,
                  timeout: int = 3600) -> RunResult:
     """Execute one notebook with papermill; raise :class:`NotebookFailed` naming the cell."""
-    import papermill as pm
+    pm = import_extra("papermill")
     from papermill.exceptions import PapermillExecutionError
 
     get_profile(profile)  # a bad profile fails here, before a kernel starts
@@ -76,10 +115,11 @@ def run_notebook(path: Path, profile: str, parameters: dict | None = None,
     params = {"profile": profile, **(parameters or {})}
     t0 = time.perf_counter()
     try:
-        pm.execute_notebook(str(path), str(out), parameters=params, kernel_name="python3",
-                            cwd=str(Path(path).parent), progress_bar=False,
-                            execution_timeout=timeout, log_output=False,
-                            iopub_timeout=120)   # a busy machine can delay a cell's output
+        with _environment(**{SAVE_FIGURES_ENV: "1"}):     # the figures of record
+                pm.execute_notebook(str(path), str(out), parameters=params, kernel_name="python3",
+                                cwd=str(Path(path).parent), progress_bar=False,
+                                execution_timeout=timeout, log_output=False,
+                                iopub_timeout=120)   # a busy machine can delay a cell's output
     except PapermillExecutionError as e:
         raise NotebookFailed(f"{Path(path).name} failed in cell {e.exec_count} "
                              f"({e.ename}: {e.evalue}); executed copy: {out}") from None
@@ -97,12 +137,21 @@ def run_all(profile: str, select: "list[str] | None" = None) -> list[RunResult]:
     return results
 
 
+def network_source(profile: str) -> str:
+    """One line: where the notebooks' trained network comes from on ``profile``."""
+    if get_profile(profile).name == "imagenet":
+        return "imagenet: the pretrained networks (zfcore.zoo), no training"
+    from .train import weights_source
+    return f"{profile}: the trained network: {weights_source(profile)[1]}"
+
+
 def main(argv: "list[str] | None" = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m zfcore.runner", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("notebooks", nargs="*", help="numbers or names; default: all")
     ap.add_argument("--profile", default="mini", choices=list(PROFILES))
     args = ap.parse_args(argv)
+    print(network_source(args.profile), flush=True)
     try:
         results = run_all(args.profile, args.notebooks)
     except NotebookFailed as e:

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .cache import atomic_write_text
-from .profiles import PROFILES, Profile, get_profile, repo_root
-from .runner import build_dir, list_notebooks, promised_figures
+from .locations import build_root
+from .profiles import PROFILES, Profile, get_profile
+from .runner import build_dir, import_extra, list_notebooks, promised_figures
 from .errors import ZFCoreError
 
 __all__ = ["PaperRef", "PAPER_ITEMS", "ARXIV_ID", "NotebookPage", "SiteError", "paper_ref",
@@ -106,8 +107,9 @@ def paper_ref(notebook: "str | Path", metadata: "dict | None" = None) -> PaperRe
 
 
 def site_dir(profile: str) -> Path:
-    """``build/site/<profile>/`` (``$ZFCORE_BUILD/site/<profile>`` when set)."""
-    return Path(os.environ.get("ZFCORE_BUILD", repo_root() / "build")) / "site" / profile
+    """``<build>/site/<profile>/`` (:func:`zfcore.locations.build_root`: ``$ZFCORE_BUILD``, the
+    checkout's ``build/``, else the user cache's)."""
+    return build_root() / "site" / profile
 
 
 @dataclass
@@ -129,7 +131,7 @@ class NotebookPage:
 
 def _read_notebook(path: Path):
     """``path`` as an nbformat v4 node; :class:`SiteError` naming the file when it is unreadable."""
-    import nbformat
+    nbformat = import_extra("nbformat")
 
     try:
         nb = nbformat.read(str(path), as_version=4)
@@ -226,6 +228,7 @@ def _nav_bar(page: NotebookPage, prev: NotebookPage | None, nxt: NotebookPage | 
 
 
 def _exporter():
+    import_extra("nbconvert")
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 

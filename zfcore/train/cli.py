@@ -12,12 +12,21 @@ option; the trained network lands in the same cache entry ``zfcore.train.trained
 ``--profile``'s ``batch_size`` is the global batch (the paper's 128), split evenly over the
 processes. Only rank 0 writes the cache entry; on several nodes point ``ZFCORE_CACHE`` at a shared
 file system (or collect the entry from rank 0's node).
+
+At the end it prints the network's fingerprint and whether it equals the shipped weights' of the
+same configuration (:mod:`zfcore.train.shipped`). ``--retrain`` trains from scratch even when the
+cache holds the run: into a fresh folder ``<cache>/retrain/<id>/`` (the cache itself is left as
+it is; point ``ZFCORE_CACHE`` there to use the retrained network)::
+
+    python -m zfcore.train --profile mini --retrain
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -45,6 +54,9 @@ def main(argv: "list[str] | None" = None) -> int:
                          "else as text), e.g. --set epochs=10 --set optimizer=sgd "
                          "--set init=paper --set clip_rms=null --set layer_lr='{\"layer1\": 0.1}'")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--retrain", action="store_true",
+                    help="train from scratch into a fresh cache folder even when the cache holds the "
+                         "run, and say whether it reproduced the shipped weights' fingerprint")
     args = ap.parse_args(argv)
     overrides = {}
     for item in args.set:
@@ -52,6 +64,10 @@ def main(argv: "list[str] | None" = None) -> int:
             ap.error(f"--set takes KEY=VALUE, got {item!r}")
         k, v = item.split("=", 1)
         overrides[k] = _parse_value(v)
+    if args.retrain:
+        run_id = os.environ.get("TORCHELASTIC_RUN_ID") or time.strftime("%Y%m%d-%H%M%S")
+        base = make_spec(args.profile, args.arch, args.variant, **overrides).profile.cache_dir
+        overrides["cache_dir"] = str(Path(base) / "retrain" / run_id)
     spec = make_spec(args.profile, args.arch, args.variant, **overrides)
     if spec.profile.threads:
         torch.set_num_threads(spec.profile.threads)
@@ -77,4 +93,19 @@ def main(argv: "list[str] | None" = None) -> int:
         print(f"{run.directory}: {len(run.history)} epochs, val top-1 error {f.val_top1_error:.2f}% "
               f"(accuracy {f.val_accuracy:.2f}%), top-5 {f.val_top5_error:.2f}%, "
               f"{run.train_seconds:.0f} s of training")
+        print(_compare_with_shipped(run))
+        if args.retrain:
+            print(f"retrained from scratch; to use this network: ZFCORE_CACHE={spec.profile.cache_dir}")
     return 0
+
+
+def _compare_with_shipped(run) -> str:
+    """The run's fingerprint, and whether it reproduces the shipped weights of its configuration."""
+    from ..models import model_fingerprint
+    from . import shipped
+    got = model_fingerprint(run.model())
+    found = shipped.find(run.spec)
+    if found is None:
+        return f"fingerprint {got} (no shipped weights for this configuration and length)"
+    same = "reproduces" if got == found.fingerprint else "does not reproduce"
+    return f"fingerprint {got}: {same} the shipped weights {found.path.name} ({found.fingerprint})"
