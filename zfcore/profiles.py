@@ -33,6 +33,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from .errors import ZFCoreError
+from .locations import cache_root, figures_root
 
 __all__ = ["Profile", "get_profile", "PROFILES", "ProfileError", "repo_root"]
 
@@ -42,7 +43,8 @@ class ProfileError(ZFCoreError, ValueError):
 
 
 def repo_root() -> Path:
-    """The checkout this package lives in (figures/ and the default cache live there)."""
+    """The folder the package lives in: a checkout, or site-packages when installed (where
+    zfcore writes instead: :mod:`zfcore.locations`)."""
     return Path(__file__).resolve().parent.parent
 
 
@@ -91,10 +93,8 @@ class Profile:
     device: str = "cpu"
     num_workers: int = 0
     threads: int | None = None      # torch.set_num_threads; None leaves torch's default
-    cache_dir: Path = field(default_factory=lambda: Path(os.environ.get(
-        "ZFCORE_CACHE", repo_root() / ".cache")))
-    figures_root: Path = field(default_factory=lambda: Path(os.environ.get(
-        "ZFCORE_FIGURES", repo_root() / "figures")))
+    cache_dir: Path = field(default_factory=cache_root)        # zfcore.locations: checkout or user cache
+    figures_root: Path = field(default_factory=figures_root)  # the figures of record (zfcore.locations)
     data_root: Path = field(default_factory=lambda: Path(os.environ.get(
         "ZFCORE_DATA", Path.home() / "zfcore-data")))
 
@@ -155,7 +155,8 @@ class Profile:
 
     @property
     def figures_dir(self) -> Path:
-        """``figures/<profile>/``: where notebooks save PNGs and their JSON numbers."""
+        """``<figures_root>/<profile>/``: the figures of record (PNGs and their JSON numbers); a
+        notebook writes there when asked (:func:`zfcore.locations.figures_output_dir`)."""
         return Path(self.figures_root) / self.name
 
     def replace(self, **changes) -> "Profile":
