@@ -402,3 +402,45 @@ def test_chromium_is_found_on_the_path_under_either_name(monkeypatch):
     assert find_chromium() == "/opt/bin/chromium-browser"
     where["chromium"] = "/snap/bin/chromium"
     assert find_chromium() == "/snap/bin/chromium"
+
+
+def _figures_state() -> tuple[str, dict]:
+    """``git status --porcelain figures/`` and every ``12_explorer*`` file under figures/ (size, mtime)."""
+    status = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=all",
+                             "figures/"], capture_output=True, text=True, check=True).stdout
+    files = {str(p.relative_to(ROOT)): (p.stat().st_size, p.stat().st_mtime_ns)
+             for p in (ROOT / "figures").rglob("12_explorer*")}
+    return status, files
+
+
+def test_serving_the_explorer_leaves_the_figures_alone(browser, tmp_path):
+    """``voila notebooks/12_explorer.ipynb`` as the README says (no ZFCORE_FIGURES, no
+    ZFCORE_SAVE_FIGURES): the notebook runs in the page and saves its numbers under build/, and
+    the checkout's figures/ stay as they were."""
+    try:
+        import voila  # noqa: F401
+    except ImportError:
+        _missing("voila is not installed: pip install -r requirements.txt")
+    import papermill as pm
+
+    notebook = tmp_path / "12_explorer.ipynb"
+    pm.execute_notebook(str(ROOT / "notebooks" / "12_explorer.ipynb"), str(notebook),
+                        parameters={"profile": "tiny", "focus_images": 4, "tour_steps": 3},
+                        prepare_only=True, progress_bar=False)
+    env = {k: v for k, v in os.environ.items() if k not in ("ZFCORE_FIGURES", "ZFCORE_SAVE_FIGURES")}
+    env.update(MPLBACKEND="Agg", ZFCORE_DOWNLOAD="0", ZFCORE_BUILD=str(tmp_path / "build"))
+    before = _figures_state()
+    with VoilaServer(notebook, tmp_path / "voila.log", env) as server:
+        page = _offline_page(browser)
+        try:
+            page.goto(server.url, wait_until="commit", timeout=60_000)
+            page.get_by_text(NOTEBOOK_DONE).first.wait_for(timeout=LOAD_TIMEOUT_MS)
+        except Exception:
+            _shot(page, "explorer_figures_failure")
+            raise AssertionError(f"the explorer did not finish loading in Voila; voila log:\n"
+                                 f"{server.log()}") from None
+        finally:
+            page.close()
+    drafts = tmp_path / "build" / "figures" / "tiny"
+    assert (drafts / "12_explorer.json").is_file(), f"the notebook saved nothing in {drafts}"
+    assert _figures_state() == before, "serving the explorer changed figures/"

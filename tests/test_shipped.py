@@ -56,6 +56,8 @@ def test_empty_cache_takes_the_shipped_file_without_training(tiny_export, tmp_pa
     assert model_fingerprint(model) == exported.fingerprint
     assert not model.training and model.weights_source.startswith("shipped weights")
     assert ztrain.cached_model(P) is not None
+    from zfcore.runner import network_source
+    assert network_source(P) == f"tiny: the trained network: shipped weights {exported.describe()}"
 
 
 def test_another_configuration_or_length_is_not_served(tiny_export, tmp_path, monkeypatch):

@@ -137,12 +137,14 @@ def run_all(profile: str, select: "list[str] | None" = None) -> list[RunResult]:
     return results
 
 
-def network_source(profile: str) -> str:
-    """One line: where the notebooks' trained network comes from on ``profile``."""
-    if get_profile(profile).name == "imagenet":
+def network_source(profile) -> str:
+    """One line: where the notebooks' trained network comes from on ``profile`` (a name or a
+    :class:`~zfcore.profiles.Profile`): this machine's cache, the shipped weights, or training."""
+    P = get_profile(profile)
+    if P.name == "imagenet":
         return "imagenet: the pretrained networks (zfcore.zoo), no training"
     from .train import weights_source
-    return f"{profile}: the trained network: {weights_source(profile)[1]}"
+    return f"{P.name}: the trained network: {weights_source(P)[1]}"
 
 
 def main(argv: "list[str] | None" = None) -> int:
