@@ -430,3 +430,149 @@ def test_draws_bootstrap_point_and_interval_by_hand():
     assert draws_bootstrap("demo", control, model, lab).effect == pytest.approx(-v.effect)
     with pytest.raises(TransferError, match="same"):
         draws_bootstrap("demo", model[:, :4], control, lab)
+
+
+# --- section 5's "faster training": the cost of each arm's classifier ----------------------------
+
+def test_steps_to_reach_and_checks_made_by_hand():
+    from zfcore.transfer import checks_made, fit_to_plateau, steps_to_reach
+    curve = [0.1, 0.3, 0.25, 0.5, 0.4]
+    # the first step from which the curve stays at or above the target: the crossing at step 2 is
+    # lost again at step 3, so 0.3 is reached from step 4 on
+    assert steps_to_reach(curve, 0.3) == 4 and steps_to_reach(curve, 0.2) == 2
+    assert steps_to_reach(curve, 0.05) == 1 and steps_to_reach(curve, 0.45) is None
+    assert steps_to_reach(curve, 0.4) == 4 and steps_to_reach([], 0.1) is None
+    assert steps_to_reach([0.1, 0.3], float(torch.tensor(0.3))) == 2  # a target stored in float32 is met
+    def naive(c, t):
+        return next((k for k in range(1, len(c) + 1) if all(a >= t for a in c[k - 1:])), None)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        c = rng.integers(0, 5, size=rng.integers(1, 8)) / 4
+        t = rng.integers(0, 5) / 4
+        assert steps_to_reach(list(c), t) == naive(list(c), t)
+    # the checks of fit_to_plateau, counted by the run itself
+    x, y = _pool(per_class=6, classes=2)
+    ds, idx = TensorDataset(x, y), torch.arange(len(y))
+    for min_steps, max_steps, every in ((6, 100, 2), (5, 5, 10), (3, 7, 3), (4, 9, 4)):
+        torch.manual_seed(0)
+        frozen = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 64 * 64, 2))
+        fit = fit_to_plateau(frozen, ds, idx, y, lr=0.0, min_steps=min_steps, max_steps=max_steps,
+                             check_every=every, patience=2, batch_size=6)
+        assert checks_made(fit.steps, every, max_steps) == len(fit.checks)
+    with pytest.raises(TransferError, match="max_steps"):
+        checks_made(8, 2, 5)
+
+
+def _separable_features(seed=0, per_class=6, classes=3, dim=20):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(per_class * classes) % classes
+    X = torch.randn(len(y), dim, generator=g) + 3.0 * F.one_hot(y, dim).float()
+    return X, y
+
+
+def test_train_head_equals_a_hand_written_adam_loop():
+    from zfcore.transfer import steps_to_reach, train_head
+    X, y = _separable_features()
+    Xt, yt = _separable_features(seed=1)
+    run = train_head(X, y, Xt, yt, 3, max_steps=12, lr=1e-2, batch_size=5, seed=4)
+    # by hand: standardise with the training rows, seeded nn.Linear, Adam over the same minibatches
+    Z = (X - X.mean(0)) / X.std(0, unbiased=False)
+    Zt = (Xt - X.mean(0)) / X.std(0, unbiased=False)
+    torch.manual_seed(4)
+    head = torch.nn.Linear(20, 3)
+    opt = torch.optim.Adam(head.parameters(), lr=1e-2)
+    by_hand = []
+    for b in batch_schedule(len(y), 12, 5, seed=4):
+        opt.zero_grad()
+        F.cross_entropy(head(Z[b]), y[b]).backward()
+        opt.step()
+        pred = head(Zt).argmax(1)
+        by_hand.append(np.mean([(pred[yt == c] == c).float().mean().item() for c in range(3)]))
+    assert run.accuracy == pytest.approx(by_hand, abs=1e-6)
+    assert run.steps == 12 and len(run.seconds) == 12
+    assert all(b >= a >= 0 for a, b in zip(run.seconds, run.seconds[1:]))  # cumulative
+    # a rate of 0 never moves: the curve is flat at the starting accuracy
+    flat = train_head(X, y, Xt, yt, 3, max_steps=7, lr=0.0, batch_size=5, seed=4)
+    assert flat.steps == 7 and len(set(flat.accuracy)) == 1
+    assert steps_to_reach(flat.accuracy, flat.accuracy[0] + 0.01) is None
+    with pytest.raises(TransferError, match="same D"):
+        train_head(X, y, Xt[:, :5], yt, 3, max_steps=3, lr=1e-2)
+
+
+def _speed(pre_steps, scr_steps, reached, head_s=None, feat_s=(1.0, 2.0), step_s=(0.5, 0.5), check_s=(0.1, 0.2)):
+    from zfcore.transfer import TrainingSpeedResult
+    pre_steps = torch.tensor(pre_steps)
+    return TrainingSpeedResult(
+        "toy", [5, 10], 100, torch.full(pre_steps.shape, 0.4), torch.tensor(scr_steps),
+        torch.tensor(scr_steps) // 10, pre_steps, torch.tensor(reached),
+        torch.full(pre_steps.shape, 0.01, dtype=torch.float64) if head_s is None else torch.tensor(head_s),
+        torch.tensor(feat_s), torch.tensor(step_s), torch.tensor(check_s), {"train_batch": 32})
+
+
+def test_training_speed_costs_ratios_and_verdicts_by_hand():
+    import math
+    r = _speed([[2, 100], [4, 8], [1, 10]], [[200, 400], [200, 400], [100, 400]],
+               [[True, False], [True, True], [True, True]])
+    # scratch seconds: steps x 0.5 s + (steps // 10) checks x 0.1 s (n = 5) or 0.2 s (n = 10)
+    assert float(r.cost("scratch", "seconds")[0, 0]) == pytest.approx(200 * 0.5 + 20 * 0.1)
+    assert float(r.cost("scratch", "seconds")[2, 1]) == pytest.approx(400 * 0.5 + 40 * 0.2)
+    # pretrained seconds: the one-off features of n = 10 plus the softmax's training
+    assert float(r.cost("pretrained", "seconds")[1, 1]) == pytest.approx(2.0 + 0.01)
+    # steps: ln(200 / 2) etc.; the miss (100 steps against 400) is capped at ratio 1
+    lr = [[math.log(100), 0.0], [math.log(50), math.log(50)], [math.log(100), math.log(40)]]
+    np.testing.assert_allclose(r.log_ratio("steps").numpy(), lr)
+    assert r.speedup("steps") == pytest.approx(math.exp(np.mean(lr)))
+    v = r.verdict("steps", n_boot=500)
+    assert v.claim == "transfer_trains_in_fewer_steps" and v.effect == pytest.approx(np.mean(lr))
+    # the interval: a bootstrap over the draws' own means, by hand with the same generator
+    per_draw = np.mean(lr, axis=1)
+    pick = np.random.default_rng(0).integers(0, 3, size=(500, 3))
+    assert (v.low, v.high) == pytest.approx(tuple(np.quantile(per_draw[pick].mean(1), [0.025, 0.975])))
+    assert v.verdict == "held" and "1 of 6 missed" in v.source and "3 draws" in v.source
+    assert r.verdicts()[0].claim == "transfer_trains_faster" and "extracting" in r.verdicts()[0].source
+    # a miss in seconds still counts as no faster even though the softmax's budget took 1 s only
+    assert float(r.log_ratio("seconds")[0, 1]) == 0.0
+    nums = r.numbers("x_")
+    assert nums["x_pretrained_steps_to_scratch_accuracy_mean_n10"] == pytest.approx((100 + 8 + 10) / 3)
+    assert nums["x_scratch_seconds_to_scratch_accuracy_mean_n5"] == pytest.approx((102 + 102 + 51) / 3)
+    assert nums["x_pretrained_missed_scratch_accuracy_n10"] == 1 and nums["x_pretrained_step_budget"] == 100
+    # slower in every draw: did not hold; the same in every draw: a zero-width interval
+    slow = _speed([[50, 50], [60, 60]], [[10, 20], [10, 20]], [[True, True], [True, True]])
+    assert slow.verdict("steps").verdict == "did not hold"
+    same = _speed([[10, 10], [10, 10]], [[20, 40], [20, 40]], [[True, True], [True, True]])
+    s = same.verdict("steps")
+    assert s.low == pytest.approx(s.effect) and s.high == pytest.approx(s.effect)
+    with pytest.raises(TransferError, match="draws >= 2"):
+        _speed([[1, 1]], [[10, 10]], [[True, True]]).verdict("steps")
+    with pytest.raises(TransferError, match="measure"):
+        r.verdict("minutes")
+
+
+def test_training_speed_study_on_a_synthetic_pool(tmp_path):
+    from zfcore.transfer import steps_to_reach, train_head, training_speed
+    model = _model()
+    x, y = _pool(per_class=10)
+    data = TransferData("synthetic", TensorDataset(x, y), ["a", "b", "c", "d"], {"synthetic": 1})
+    cfg = TransferConfig(ns=(2, 5), draws=2, test_per_class=4, scratch_min_steps=2, scratch_max_steps=6,
+                         scratch_check_every=2, train_batch=8, max_iter=50)
+    r = run_transfer(model, data, cfg, cache_dir=tmp_path, progress=False)
+    sp = training_speed(model, data, cfg, cache_dir=tmp_path, progress=False, timing_steps=2)
+    assert torch.equal(sp.target, r.scratch) and torch.equal(sp.scratch_steps, r.scratch_steps.long())
+    assert sp.budget == 6 and sp.pretrained_steps.shape == (2, 2)
+    # each run by hand: the same features, draws and seed; steps = the first step reaching the target
+    feats = extract_features(model, (x, y), ["layer7"], progress=False)["layer7"]
+    for s in make_splits(y, cfg.ns, cfg.draws, cfg.test_per_class, cfg.seed):
+        for j, n in enumerate(cfg.ns):
+            tr, te = s.train[n], s.test
+            full = train_head(feats[tr], y[tr], feats[te], y[te], 4, max_steps=6, lr=cfg.scratch_lr,
+                              batch_size=8, seed=s.draw * 100 + j)
+            hit = steps_to_reach(full.accuracy, float(r.scratch[s.draw, j]))
+            assert bool(sp.reached[s.draw, j]) == (hit is not None)
+            assert int(sp.pretrained_steps[s.draw, j]) == (6 if hit is None else hit)
+    assert bool((sp.feature_seconds > 0).all() and (sp.scratch_step_seconds > 0).all())
+    assert bool((sp.scratch_check_seconds > 0).all() and (sp.head_seconds > 0).all())
+    again = training_speed(model, data, cfg, cache_dir=tmp_path, progress=False, timing_steps=2)
+    assert torch.equal(again.head_seconds, sp.head_seconds)  # read from the cache, not timed again
+    assert [v.claim for v in sp.verdicts(n_boot=200)] == ["transfer_trains_faster", "transfer_trains_in_fewer_steps"]
+    with pytest.raises(TransferError, match="scratch=True"):
+        training_speed(model, data, TransferConfig(ns=(2,), scratch=False), cache_dir=tmp_path, progress=False)

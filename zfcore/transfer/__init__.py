@@ -22,11 +22,13 @@ One job per module, each usable alone (everything is re-exported here, so
   network and a new linear layer; :meth:`TransferNet.from_probe` turns a probe trained on
   precomputed features, :func:`fit_probe` from :mod:`zfcore.probes`, into that network);
   :func:`fit_images` (fine-tuning); :func:`scratch_like` and :func:`fit_to_plateau` (the
-  from-scratch baseline trained to a plateau); :func:`predict_scores`.
+  from-scratch baseline trained to a plateau); :func:`train_head` (a new softmax on fixed
+  features, trained like the scratch network and scored after every step); :func:`predict_scores`.
 * :mod:`.results`: the plain dataclasses the studies return (:class:`TransferResult`,
-  :class:`LayerProbeResult`, :class:`MultiLabelResult`) and their verdicts
-  (:func:`draws_bootstrap`).
-* :mod:`.studies`: :func:`run_transfer` (Tables 4-5, Fig. 9), :func:`probe_layers` (Table 7) and
+  :class:`LayerProbeResult`, :class:`MultiLabelResult`, :class:`TrainingSpeedResult`) and their
+  verdicts (:func:`draws_bootstrap`).
+* :mod:`.studies`: :func:`run_transfer` (Tables 4-5, Fig. 9), :func:`training_speed` (section 5's
+  "faster training"), :func:`probe_layers` (Table 7) and
   :func:`run_multilabel` (Table 6), cached by a hash of the model's weights, the data and the
   configuration (:data:`TRANSFER_VERSION`).
 * :mod:`.paper`: the paper's published numbers (:data:`PAPER_TABLES`) and :func:`summary_rows`.
@@ -43,10 +45,12 @@ from .config import DATASET_DEFAULTS, TransferConfig, transfer_config
 from .data import (REAL_DATASETS, PooledSplits, Split, TransferData, make_splits, multilabel_study,
                    pretrained_model, real_transfer_data, transfer_data, transfer_studies)
 from .paper import APPROACHES, PAPER_TABLES, summary_rows
-from .results import LayerProbeResult, MultiLabelResult, TransferResult, draws_bootstrap
-from .studies import TRANSFER_VERSION, _features, probe_layers, run_multilabel, run_transfer
-from .training import (PRELOAD_BYTES, PlateauFit, TransferNet, batch_schedule, fit_images, fit_to_plateau,
-                       plateau_reached, predict_scores, random_shift, scratch_like)
+from .results import (SPEED_MEASURES, LayerProbeResult, MultiLabelResult, TrainingSpeedResult, TransferResult,
+                      draws_bootstrap, reaches, steps_to_reach)
+from .studies import (SPEED_VERSION, TRANSFER_VERSION, _features, probe_layers, run_multilabel, run_transfer,
+                      training_speed)
+from .training import (PRELOAD_BYTES, HeadRun, PlateauFit, TransferNet, batch_schedule, checks_made, fit_images,
+                       fit_to_plateau, plateau_reached, predict_scores, random_shift, scratch_like, train_head)
 
 __all__ = [
     "TransferError", "TransferConfig", "transfer_config", "Split", "make_splits",
@@ -56,5 +60,6 @@ __all__ = [
     "multilabel_study", "REAL_DATASETS", "pretrained_model", "TransferResult", "run_transfer",
     "LayerProbeResult", "probe_layers", "MultiLabelResult", "run_multilabel", "TRANSFER_VERSION",
     "PAPER_TABLES", "APPROACHES", "summary_rows", "random_shift", "PlateauFit", "plateau_reached",
-    "fit_to_plateau", "draws_bootstrap",
+    "fit_to_plateau", "draws_bootstrap", "checks_made", "HeadRun", "reaches", "train_head", "steps_to_reach",
+    "SPEED_MEASURES", "TrainingSpeedResult", "training_speed", "SPEED_VERSION",
 ]

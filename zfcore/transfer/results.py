@@ -5,6 +5,8 @@
 * :class:`LayerProbeResult`: Table 7, accuracy of a linear SVM and a softmax on each layer;
   :meth:`LayerProbeResult.verdict`.
 * :class:`MultiLabelResult`: Table 6, per-class average precision on PASCAL VOC.
+* :class:`TrainingSpeedResult`: section 5's "faster training", the cost of each arm's classifier
+  per draw and ``n``; :func:`steps_to_reach`; :meth:`TrainingSpeedResult.verdicts`.
 * :func:`draws_bootstrap`: the verdicts' two-level bootstrap over draws and test images.
 """
 from __future__ import annotations
@@ -17,9 +19,10 @@ import torch
 
 from ..probes import TransferError
 from ..study import Result
-from ..verdicts import Verdict, from_interval
+from ..verdicts import Verdict, bootstrap, from_interval
 
-__all__ = ["draws_bootstrap", "TransferResult", "LayerProbeResult", "MultiLabelResult"]
+__all__ = ["draws_bootstrap", "TransferResult", "LayerProbeResult", "MultiLabelResult", "reaches",
+           "steps_to_reach", "SPEED_MEASURES", "TrainingSpeedResult"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,6 +153,139 @@ class TransferResult(Result):
         return [draws_bootstrap(f"pretrained_beats_{approach}_n{n}", self.correct["pretrained"][:D, j].float(),
                                 other[:, j].float(), self.test_labels[:D], n_boot=n_boot, seed=seed)
                 for j, n in enumerate(self.ns)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Section 5's "faster training": what each arm spends to get its classifier
+# ---------------------------------------------------------------------------------------------
+
+#: Accuracies are means of per-class means stored in single precision: "reached" allows this much.
+REACH_TOLERANCE = 1e-6
+
+
+def reaches(accuracy: float, target: float) -> bool:
+    """Is ``accuracy`` at least ``target`` (up to single-precision rounding, :data:`REACH_TOLERANCE`)?"""
+    return accuracy >= target - REACH_TOLERANCE
+
+
+def steps_to_reach(accuracy: Sequence[float], target: float) -> int | None:
+    """The first step (counted from 1) from which the accuracy :func:`reaches` ``target`` and stays
+    there: ``accuracy[k - 1]`` after step ``k`` and every later entry reach it. ``None`` if the
+    last entry falls short. A lucky crossing that the curve falls back from does not count."""
+    k = len(accuracy)
+    while k > 0 and reaches(float(accuracy[k - 1]), target):
+        k -= 1
+    return None if k == len(accuracy) else k + 1
+
+
+#: The two costs compared, with the claim each verdict is recorded under.
+SPEED_MEASURES = {"seconds": "transfer_trains_faster", "steps": "transfer_trains_in_fewer_steps"}
+
+
+@dataclass
+class TrainingSpeedResult(Result):
+    """Section 5's "faster training" (Tables 4-5), per draw (rows, the draws the scratch network
+    ran on) and ``n`` (columns): what the pretrained arm spends to reach the test accuracy the
+    from-scratch network ends at (``target``), against what the scratch network spent.
+
+    The pretrained arm is a new softmax on the fixed layer-7 features (``config["layer"]``), trained with the
+    scratch network's optimiser, rate and minibatches (:func:`~zfcore.transfer.train_head`) for
+    ``budget`` steps and scored on the test images after every step; ``pretrained_steps`` is the
+    first step from which it reaches ``target`` and stays there (:func:`steps_to_reach`), or
+    ``budget`` where it ends below (``reached`` False).
+    Its seconds are ``head_seconds`` (that training) plus ``feature_seconds[n]``, the one-off pass
+    of the ``n`` x K training images through layers 1-7. The scratch arm's seconds are its
+    ``scratch_steps`` and ``scratch_checks`` (training-accuracy checks of its stopping rule) times
+    the seconds of one step and one check, timed in the same run (``scratch_step_seconds``,
+    ``scratch_check_seconds``, per ``n``).
+    """
+
+    dataset: str
+    ns: list[int]
+    budget: int
+    target: torch.Tensor
+    scratch_steps: torch.Tensor
+    scratch_checks: torch.Tensor
+    pretrained_steps: torch.Tensor
+    reached: torch.Tensor
+    head_seconds: torch.Tensor
+    feature_seconds: torch.Tensor
+    scratch_step_seconds: torch.Tensor
+    scratch_check_seconds: torch.Tensor
+    config: dict = field(default_factory=dict)
+
+    @property
+    def draws(self) -> int:
+        return int(self.target.shape[0])
+
+    def cost(self, arm: str, measure: str) -> torch.Tensor:
+        """``(draws, len(ns))`` steps or seconds of ``arm`` (``"pretrained"`` or ``"scratch"``), in
+        double precision; a pretrained run that missed the target is charged its whole budget."""
+        if arm not in ("pretrained", "scratch") or measure not in SPEED_MEASURES:
+            raise TransferError(f"cost(arm, measure) takes arm 'pretrained' or 'scratch' and measure one of "
+                                f"{list(SPEED_MEASURES)}, not {arm!r}, {measure!r}")
+        if measure == "steps":
+            return getattr(self, f"{arm}_steps").double()
+        if arm == "pretrained":
+            return self.feature_seconds.double()[None] + self.head_seconds.double()
+        return (self.scratch_steps.double() * self.scratch_step_seconds.double()[None]
+                + self.scratch_checks.double() * self.scratch_check_seconds.double()[None])
+
+    def log_ratio(self, measure: str = "seconds") -> torch.Tensor:
+        """``ln(scratch cost / pretrained cost)`` per draw and ``n`` (positive: the pretrained arm
+        got there faster). A run that missed the target counts as no faster: ``min(0, .)``."""
+        r = torch.log(self.cost("scratch", measure) / self.cost("pretrained", measure))
+        return torch.where(self.reached.bool(), r, r.clamp(max=0.0))
+
+    def speedup(self, measure: str = "seconds") -> float:
+        """The geometric mean over draws and ``n`` of ``scratch cost / pretrained cost``."""
+        return float(self.log_ratio(measure).mean().exp())
+
+    def verdict(self, measure: str = "seconds", *, n_boot: int = 2000, seed: int = 0) -> Verdict:
+        """Section 5's "faster training" in ``measure``: the effect is the mean over draws and
+        ``n`` of :meth:`log_ratio`, its 95 % interval a bootstrap over the draws (each draw's
+        mean over ``n`` resampled: the draws are the independent units, training images and
+        seeds); held if the interval lies above 0. Claim :data:`SPEED_MEASURES` ``[measure]``."""
+        claim = SPEED_MEASURES.get(measure)
+        if claim is None:
+            raise TransferError(f"measure must be one of {list(SPEED_MEASURES)}, not {measure!r}")
+        if self.draws < 2:
+            raise TransferError(f"'{claim}' needs the scratch network on >= 2 draws for an interval over "
+                                f"draws, got {self.draws}: run with draws >= 2 (and network_draws >= 2 or None)")
+        v = bootstrap(claim, self.log_ratio(measure).mean(1).numpy(), n_boot=n_boot, seed=seed)
+        misses = int((~self.reached.bool()).sum())
+        if measure == "seconds":
+            cost = (f"seconds on this machine: pretrained = extracting the n x K training images' "
+                    f"{self.config.get('layer', 'layer7')} features once + the softmax's steps; scratch = its "
+                    f"steps and training-accuracy checks, each timed here (timing noise not included)")
+        else:
+            cost = (f"Adam steps on minibatches of {self.config.get('train_batch', '?')} images, the same "
+                    f"optimiser and rate for both arms (feature extraction not counted)")
+        source = (f"bootstrap over {self.draws} draws (training images and seeds; each draw's mean over "
+                  f"n = {', '.join(map(str, self.ns))}; {n_boot} resamples) of ln(scratch / pretrained) in {cost}; "
+                  f"the pretrained cost is to reach the test accuracy the scratch network ends at and stay there "
+                  f"for the rest of {self.budget} steps; a softmax that ends below it counts as no faster, ratio at most 1 "
+                  f"({misses} of {self.reached.numel()} missed)")
+        return from_interval(claim, v.effect, v.low, v.high, source=source, unit="ln ratio")
+
+    def verdicts(self, *, n_boot: int = 2000, seed: int = 0) -> list[Verdict]:
+        """:meth:`verdict` in seconds (the whole cost of getting a classifier) and in steps."""
+        return [self.verdict(m, n_boot=n_boot, seed=seed) for m in SPEED_MEASURES]
+
+    def numbers(self, prefix: str = "") -> dict:
+        """Flat numbers for a notebook's JSON: each arm's steps and seconds (mean over draws) per
+        ``n``, the pretrained arm's misses, and the geometric-mean speed-ups."""
+        out: dict = {}
+        for j, n in enumerate(self.ns):
+            for arm in ("pretrained", "scratch"):
+                for m in ("steps", "seconds"):
+                    out[f"{prefix}{arm}_{m}_to_scratch_accuracy_mean_n{n}"] = float(self.cost(arm, m)[:, j].mean())
+            out[f"{prefix}pretrained_feature_seconds_n{n}"] = float(self.feature_seconds[j])
+            out[f"{prefix}pretrained_missed_scratch_accuracy_n{n}"] = int((~self.reached.bool()[:, j]).sum())
+        out[f"{prefix}pretrained_step_budget"] = self.budget
+        for m in SPEED_MEASURES:
+            out[f"{prefix}training_speedup_{m}_geomean"] = self.speedup(m)
+        return out
 
 
 # ---------------------------------------------------------------------------------------------

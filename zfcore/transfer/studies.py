@@ -4,27 +4,34 @@ the configuration.
 * :func:`run_transfer`: Tables 4-5 and Fig. 9: a new softmax on the frozen layer-7 features
   against the same architecture trained from scratch (and, optionally, fine-tuning), ``n`` images
   per class, several draws.
+* :func:`training_speed`: section 5's "faster training": the cost of reaching the from-scratch
+  network's accuracy with the pretrained features and a new softmax, against the scratch network's.
 * :func:`probe_layers`: Table 7: a linear SVM and a softmax on each of layers 1-7.
 * :func:`run_multilabel`: Table 6: one-vs-rest classifiers on PASCAL VOC 2012, scored by
   per-class average precision.
 """
 from __future__ import annotations
 
+import statistics
+import time
 from dataclasses import asdict
-from typing import Any, Sequence
+from functools import partial
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 
 from ..cache import cached
-from ..features import LAYERS, Features, cached_features, model_fingerprint
-from ..probes import TransferError, fit_probe, mean_class_accuracy, per_class_ap
+from ..features import LAYERS, Features, cached_features, extract_features, model_fingerprint
+from ..probes import TransferError, fit_probe, load_batch, mean_class_accuracy, per_class_ap
 from .config import TransferConfig
 from .data import TransferData, make_splits
-from .results import LayerProbeResult, MultiLabelResult, TransferResult
-from .training import TransferNet, _preloaded, fit_images, fit_to_plateau, predict_scores, scratch_like
+from .results import LayerProbeResult, MultiLabelResult, TrainingSpeedResult, TransferResult, steps_to_reach
+from .training import (TransferNet, _preloaded, _trainer, checks_made, fit_images, fit_to_plateau,
+                       predict_scores, scratch_like, train_head)
 
-__all__ = ["TRANSFER_VERSION", "run_transfer", "probe_layers", "run_multilabel"]
+__all__ = ["TRANSFER_VERSION", "SPEED_VERSION", "run_transfer", "training_speed", "probe_layers",
+           "run_multilabel"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -33,6 +40,8 @@ __all__ = ["TRANSFER_VERSION", "run_transfer", "probe_layers", "run_multilabel"]
 
 #: Bump when a study's computation changes (part of every cache key).
 TRANSFER_VERSION = 4  # 4: scratch trained to a plateau; per-image correctness kept
+#: Bump when :func:`training_speed`'s computation changes (its cache key only).
+SPEED_VERSION = 1
 
 
 def _remap(labels: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
@@ -144,6 +153,87 @@ def run_transfer(model: nn.Module, data: TransferData, config: TransferConfig, *
 
     key = _config_key(model, data.key, config, "transfer")
     return TransferResult.from_dict(cached(cache_dir, "transfer", key, build))
+
+
+# ---------------------------------------------------------------------------------------------
+# Section 5's "faster training": the cost of each arm's classifier
+# ---------------------------------------------------------------------------------------------
+
+def _seconds(work: Callable[[], Any], device, repeats: int = 1) -> float:
+    """Median wall-clock seconds of ``repeats`` calls of ``work`` (after one untimed call)."""
+    def once() -> float:
+        t0 = time.perf_counter()
+        work()
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - t0
+    once()
+    return statistics.median(once() for _ in range(repeats))
+
+
+def training_speed(model: nn.Module, data: TransferData, config: TransferConfig, *, cache_dir,
+                   device: "str | torch.device" = "cpu", progress: bool = True,
+                   timing_steps: int = 5) -> TrainingSpeedResult:
+    """Section 5's "faster training" on :func:`run_transfer`'s draws (cached; its scratch runs
+    are read, not trained again): for every draw the scratch network ran on and every ``n``, a
+    new softmax on the frozen ``config.layer`` features, trained with the scratch network's Adam
+    rate and minibatches (:func:`train_head`, seeded as that scratch run) for
+    ``config.scratch_max_steps`` steps; its cost is the first step from which its test accuracy
+    reaches the one the scratch network ended at and stays there (:func:`steps_to_reach`).
+
+    Seconds, on this machine in this run, per ``n`` on the first draw's training images: the
+    pretrained arm's one-off feature extraction of the ``n`` x K training images
+    (:func:`zfcore.features.extract_features`); the scratch network's Adam step on a minibatch
+    with its flips and shifts (median of ``timing_steps``) and its training-accuracy check (the
+    median of two). Cached by configuration hash.
+    """
+    from tqdm.auto import tqdm
+
+    if not config.scratch:
+        raise TransferError("training_speed compares with the from-scratch network: run with scratch=True")
+
+    def build() -> dict:
+        result = run_transfer(model, data, config, cache_dir=cache_dir, device=device, progress=progress)
+        feats = _features(model, data, config, [config.layer], cache_dir, device, progress)
+        y, present = _remap(feats.labels.long())
+        K, X = len(present), feats[config.layer]
+        splits = make_splits(y, config.ns, config.draws, config.test_per_class, config.seed)[:config.trained_draws]
+        shape = (len(splits), len(config.ns))
+        pre_steps = torch.zeros(shape, dtype=torch.long)
+        reached = torch.zeros(shape, dtype=torch.bool)
+        head_s = torch.zeros(shape, dtype=torch.float64)
+        checks = torch.tensor([[checks_made(int(result.scratch_steps[d, j]), config.scratch_check_every,
+                                            config.scratch_max_steps) for j in range(len(config.ns))]
+                               for d in range(len(splits))], dtype=torch.long)
+        jobs = [(s, j, n) for s in splits for j, n in enumerate(config.ns)]
+        for s, j, n in tqdm(jobs, desc=f"training speed on {data.name}", disable=not progress):
+            tr, te, goal = s.train[n], s.test, float(result.scratch[s.draw, j])
+            run = train_head(X[tr], y[tr], X[te], y[te], K, max_steps=config.scratch_max_steps,
+                             lr=config.scratch_lr, batch_size=config.train_batch,
+                             seed=config.seed * 1000 + s.draw * 100 + j)
+            hit = steps_to_reach(run.accuracy, goal)
+            k = run.steps if hit is None else hit
+            reached[s.draw, j], pre_steps[s.draw, j], head_s[s.draw, j] = hit is not None, k, run.seconds[k - 1]
+        feat_s, step_s, check_s = (torch.zeros(len(config.ns), dtype=torch.float64) for _ in range(3))
+        images = _preloaded(data.dataset, splits[0].train[max(config.ns)])
+        for j, n in enumerate(config.ns):
+            tr = splits[0].train[n]
+            x, _ = load_batch(images, tr)
+            feat_s[j] = _seconds(partial(extract_features, model, (x, y[tr]), [config.layer],
+                                         pooled_side=config.pooled_side, pool=config.pool,
+                                         batch_size=config.batch_size, device=device, progress=False), device)
+            net = scratch_like(model, K, seed=config.seed)
+            step = _trainer(net, images, tr, y[tr], lr=config.scratch_lr, flip=True, shift=config.scratch_shift,
+                            seed=config.seed, device=device)
+            step_s[j] = _seconds(partial(step, torch.arange(min(config.train_batch, len(tr)))), device,
+                                 repeats=timing_steps)
+            check_s[j] = _seconds(partial(predict_scores, net, images, tr, config.batch_size, device), device, 2)
+        return TrainingSpeedResult(data.name, list(config.ns), config.scratch_max_steps,
+                                   result.scratch.clone(), result.scratch_steps.long(), checks, pre_steps,
+                                   reached, head_s, feat_s, step_s, check_s, asdict(config)).to_dict()
+
+    key = _config_key(model, data.key, config, "speed", speed_version=SPEED_VERSION, timing_steps=timing_steps)
+    return TrainingSpeedResult.from_dict(cached(cache_dir, "transfer", key, build))
 
 
 # ---------------------------------------------------------------------------------------------

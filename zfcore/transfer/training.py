@@ -7,11 +7,14 @@
   trains only its head), with the paper's flips (section 3) and random shifts.
 * :func:`scratch_like` and :func:`fit_to_plateau`: the non-pretrained baseline of Table 4 (the
   same architecture with fresh weights), trained until its training accuracy stops rising.
+* :func:`train_head`: a new softmax trained on fixed features with the scratch network's optimiser,
+  scored on test features after every step (the pretrained arm of section 5's "faster training").
 * :func:`predict_scores`: class scores of a network for some images of a pool.
 """
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -22,10 +25,11 @@ from torch.utils.data import Dataset
 
 from ..features import layer_outputs
 from ..models import get_layer, layer_names
-from ..probes import LinearProbe, TransferError, load_batch, mean_class_accuracy
+from ..probes import LinearProbe, TransferError, _one_thread, _standardise, load_batch, mean_class_accuracy
 
 __all__ = ["TransferNet", "scratch_like", "batch_schedule", "PRELOAD_BYTES", "random_shift", "fit_images",
-           "PlateauFit", "plateau_reached", "fit_to_plateau", "predict_scores"]
+           "PlateauFit", "plateau_reached", "fit_to_plateau", "checks_made", "HeadRun", "train_head",
+           "predict_scores"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,6 +306,80 @@ def fit_to_plateau(net: nn.Module, dataset: Dataset, indices: torch.Tensor, labe
             break
     net.eval()
     return PlateauFit(len(losses), checks, stopped, losses)
+
+
+def checks_made(steps: int, check_every: int, max_steps: int) -> int:
+    """How many training-accuracy checks :func:`fit_to_plateau` made in a run of ``steps`` steps:
+    one every ``check_every`` steps and one at ``max_steps``."""
+    if not (0 <= steps <= max_steps) or check_every < 1:
+        raise TransferError(f"need 0 <= steps ({steps}) <= max_steps ({max_steps}) and check_every >= 1 "
+                            f"({check_every})")
+    return steps // check_every + int(steps == max_steps and steps % check_every != 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# A new softmax on fixed features, trained step by step like the scratch network
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class HeadRun:
+    """What :func:`train_head` did: the test accuracy (mean of per-class accuracies, in [0, 1])
+    after each step ``1..len(accuracy)`` and the training seconds spent up to and including each
+    step (the standardisation and the Adam steps; the test evaluations are not counted)."""
+
+    accuracy: list[float]
+    seconds: list[float]
+
+    @property
+    def steps(self) -> int:
+        return len(self.accuracy)
+
+
+def train_head(X: torch.Tensor, y: torch.Tensor, X_test: torch.Tensor, y_test: torch.Tensor, num_classes: int,
+               *, max_steps: int, lr: float, batch_size: int = 32, seed: int = 0) -> HeadRun:
+    """Train a new linear layer on fixed features ``X`` ``(N, D)`` step by step, the way the
+    from-scratch network of Tables 4-5 is trained: Adam at ``lr``, no weight decay, cross-entropy
+    on :func:`batch_schedule`'s minibatches of ``batch_size`` (the same positions, in the same
+    order, as :func:`fit_to_plateau` with the same ``seed``). The layer starts from PyTorch's
+    default initialisation, seeded; features are standardised with the training rows' mean and
+    standard deviation first (as :func:`zfcore.probes.fit_probe`).
+
+    After every one of the ``max_steps`` steps the test accuracy on ``X_test`` is measured. Runs
+    on the CPU, one thread (the matrices are small).
+    """
+    X, X_test = torch.as_tensor(X).float(), torch.as_tensor(X_test).float()
+    y, y_test = torch.as_tensor(y).long(), torch.as_tensor(y_test).long()
+    if X.dim() != 2 or X_test.dim() != 2 or X.shape[1] != X_test.shape[1]:
+        raise TransferError(f"features must be (N, D) with the same D for training and test, got "
+                            f"{tuple(X.shape)} and {tuple(X_test.shape)}")
+    if y.shape[0] != X.shape[0] or y_test.shape[0] != X_test.shape[0]:
+        raise TransferError(f"{X.shape[0]} and {X_test.shape[0]} feature rows but {y.shape[0]} and "
+                            f"{y_test.shape[0]} labels")
+    if max_steps < 1:
+        raise TransferError(f"max_steps must be >= 1, not {max_steps}")
+    accuracy: list[float] = []
+    seconds: list[float] = []
+    with _one_thread():
+        t0 = time.perf_counter()
+        mean, std = _standardise(X)
+        Z = (X - mean) / std
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            head = nn.Linear(X.shape[1], num_classes)
+        opt = torch.optim.Adam(head.parameters(), lr=lr)
+        spent = time.perf_counter() - t0
+        Z_test = (X_test - mean) / std
+        for batch in batch_schedule(len(y), max_steps, batch_size, seed):
+            t0 = time.perf_counter()
+            loss = F.cross_entropy(head(Z[batch]), y[batch])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            spent += time.perf_counter() - t0
+            with torch.no_grad():
+                accuracy.append(mean_class_accuracy(head(Z_test).argmax(1), y_test))
+            seconds.append(spent)
+    return HeadRun(accuracy, seconds)
 
 
 @torch.no_grad()
