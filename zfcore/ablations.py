@@ -37,7 +37,7 @@ from .verdicts import Verdict, equivalence, hierarchical_bootstrap
 
 __all__ = ["AblationError", "TABLE3_CLAIMS", "TABLE3_LABELS", "PAPER_TABLE2", "EQUIVALENCE_MARGIN",
            "check_variants", "network_arrays", "ablation_verdicts", "AblationStudy", "ablation_study",
-           "tables_text", "verdict_text", "verdict_counts"]
+           "tables_text", "verdict_text", "verdict_counts", "study_provenance"]
 
 
 class AblationError(ZFCoreError, ValueError):
@@ -313,3 +313,13 @@ def verdict_text(verdict: Verdict) -> str:
 def verdict_counts(verdicts) -> dict[str, int]:
     """How many verdicts came out "held", "did not hold" and "within noise"."""
     return {w: sum(v.verdict == w for v in verdicts) for w in ("held", "did not hold", "within noise")}
+
+
+def study_provenance(records: Mapping[str, Sequence[NetworkRecord]]) -> "tuple[dict, dict]":
+    """The fingerprints of every recorded network (``{record name: fingerprint}``, for
+    :meth:`zfcore.report.Report.uses_models`) and the numbers naming where they were trained:
+    ``study_devices`` (each device once) and ``study_commits``."""
+    recs = [r for rs in records.values() for r in rs]
+    models = {r.job.name: r.provenance.get("model_fingerprint", "unknown") for r in recs}
+    return models, {"study_devices": sorted({r.provenance.get("device", "unknown") for r in recs}),
+                    "study_commits": sorted({r.provenance.get("commit", "unknown")[:12] for r in recs})}

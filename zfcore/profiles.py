@@ -80,7 +80,8 @@ class Profile:
     bias_init: float | None = None  # biases of layers 2-7 set to this (Krizhevsky: 1); None keeps init's
     warmup_epochs: float = 0.0      # learning rate ramped linearly from 0 over this many epochs
     lr_drop_epochs: tuple[int, ...] = ()  # learning rate x0.1 after each of these epochs (annealing)
-    comparison_epochs: int | None = None  # schedule of the comparison trainings; None: half of epochs
+    comparison_epochs: int | None = None  # schedule of the comparison trainings; None: the whole schedule
+    comparison_seeds: int = 3       # training seeds of every comparison network (Tables 2-3, Fig. 6, rates)
     clip_rms: float | None = 0.1    # feature-scale clipping of conv filters (section 3)
     precision: str = "fp32"         # training arithmetic: "fp32", or "bf16" (autocast; weights stay fp32)
     dropout: float = 0.5
@@ -150,6 +151,9 @@ class Profile:
                                                    or isinstance(self.comparison_epochs, bool)
                                                    or self.comparison_epochs < 1):
             bad("comparison_epochs", "None or a positive whole number of epochs (capped at epochs)")
+        if not isinstance(self.comparison_seeds, int) or isinstance(self.comparison_seeds, bool) \
+                or self.comparison_seeds < 1:
+            bad("comparison_seeds", "a positive whole number of training seeds (3 or more for seed variance)")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             bad("threads", "a positive integer or None")
 
@@ -176,7 +180,7 @@ class Profile:
         """The fields that define trained artefacts (used in cache keys); paths excluded."""
         d = dataclasses.asdict(self)
         for k in ("cache_dir", "figures_root", "data_root", "device", "num_workers", "threads",
-                  "comparison_epochs"):
+                  "comparison_epochs", "comparison_seeds"):
             d.pop(k)
         for k in _KEYED_ONLY_IF_SET:    # absent at their defaults: older artefacts keep their keys
             if d[k] == _DEFAULTS[k]:
@@ -193,7 +197,7 @@ PROFILES: dict[str, Profile] = {
     "tiny": Profile(
         name="tiny", dataset="scenes", image_size=64, n_train=640, n_val=128, n_test=128,
         num_classes=10, width=0.125, fc_units=1024, optimizer="adam", lr=2e-3, init="default",
-        weight_decay=0.0, batch_size=64, epochs=3, checkpoint_epochs=(1, 2, 3), threads=1),
+        weight_decay=0.0, batch_size=64, epochs=3, checkpoint_epochs=(1, 2, 3), comparison_seeds=2, threads=1),
     "mini": Profile(
         name="mini", dataset="scenes", image_size=112, n_train=20000, n_val=2000, n_test=2000,
         num_classes=10, width=0.5, fc_units=2048, optimizer="sgd", lr=1e-2, momentum=0.9,

@@ -309,9 +309,12 @@ def plot_ablation_table(rows: Sequence[Mapping], paper_rows: Sequence[Mapping] =
     """Tables 2-3 in the paper's layout: one line per model, train top-1 error (eval mode, on a
     fixed subset of training images; and, where a row has ``train_running_top1_error``, the
     running error of the last epoch with dropout and augmentation, labelled as such), val top-1
-    and val top-5 error (%); the paper's published lines (labelled as the paper's) below ours."""
+    and val top-5 error (%), each the mean ± standard deviation over seeds where a row has
+    ``<key>_sd``; the paper's published lines (labelled as the paper's) below ours."""
     def num(r, k):
-        return "-" if r.get(k) is None else f"{r[k]:.1f}"
+        if r.get(k) is None:
+            return "-"
+        return f"{r[k]:.1f}" if not r.get(k + "_sd") else f"{r[k]:.1f} ± {r[k + '_sd']:.1f}"
 
     cols = ["model", "train top-1 (eval)", "train top-1 (running)", "val top-1", "val top-5"]
     keys = ["train_top1_error", "train_running_top1_error", "val_top1_error", "val_top5_error"]
@@ -329,8 +332,10 @@ def plot_ablation_table(rows: Sequence[Mapping], paper_rows: Sequence[Mapping] =
         for j in range(len(cols)):
             table[i + 1, j].set_facecolor("#eeeeee")
     y = np.arange(len(rows))
-    ax_b.barh(y - 0.2, [r["train_top1_error"] for r in rows], 0.4, label="train top-1 (eval mode)")
-    ax_b.barh(y + 0.2, [r["val_top1_error"] for r in rows], 0.4, label="val top-1")
+    ax_b.barh(y - 0.2, [r["train_top1_error"] for r in rows], 0.4, label="train top-1 (eval mode)",
+              xerr=[r.get("train_top1_error_sd", 0) for r in rows])
+    ax_b.barh(y + 0.2, [r["val_top1_error"] for r in rows], 0.4, label="val top-1",
+              xerr=[r.get("val_top1_error_sd", 0) for r in rows])
     ax_b.set_yticks(y)
     ax_b.set_yticklabels([r["model"] for r in rows], fontsize=8)
     ax_b.invert_yaxis()
