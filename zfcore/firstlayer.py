@@ -48,7 +48,7 @@ __all__ = ["FirstLayer", "dead_filters", "aliased_energy", "frequency_profile", 
            "largest_filter_rms", "first_layer_reports", "reports_text", "section41_numbers",
            "mid_frequency_verdict", "dead_filter_verdict", "clipping_pair", "clipping_verdict",
            "layer2_features", "aliasing_study", "aliasing_numbers", "aliasing_text", "aliasing_verdicts",
-           "ALIASING_BANDS"]
+           "ALIASING_BANDS", "record_reports", "seed_verdicts", "seed_numbers"]
 
 #: The absolute frequency bands both layouts are compared on (cycles per pixel): above the
 #: Nyquist frequency of a stride-4 sampling (1/8) and of a stride-2 sampling (1/4).
@@ -437,3 +437,95 @@ def aliasing_verdicts(alias: Mapping[str, dict]) -> list[Verdict]:
             unpaired_bootstrap("aliasing_krizhevsky_vs_zf_from_training", learned(kr, "own"), learned(zf, "own"), **kw),
             unpaired_bootstrap("power_above_1_8_krizhevsky_vs_zf_from_training", learned(kr, "above_1_8"),
                                learned(zf, "above_1_8"), **kw)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Fig. 6 across training seeds: the comparison study's records of both layouts
+# ---------------------------------------------------------------------------------------------
+
+def _record_conv(record, untrained: nn.Module) -> "tuple[nn.Conv2d, nn.Conv2d]":
+    """The recorded network's first layer (its filters in a copy of the untrained layout's first
+    convolution, so the stride comes with it) and the untrained one it started from."""
+    import copy
+    start = _first_conv(untrained)
+    conv = copy.deepcopy(start)
+    if tuple(record.layer1_filters.shape) != tuple(conv.weight.shape):
+        raise FirstLayerError(f"record {record.job.name}: filters {tuple(record.layer1_filters.shape)} do not fit "
+                              f"the layout's first layer {tuple(conv.weight.shape)}")
+    with torch.no_grad():
+        conv.weight.copy_(record.layer1_filters)
+    return conv, start
+
+
+def record_reports(profile, records: Sequence, name: str, top: int = 3, rel: float = 0.01,
+                   pad: int = 64) -> "list[tuple[FirstLayer, dict]]":
+    """Per seed of one layout (``records``: :class:`zfcore.comparisons.NetworkRecord` of its
+    seeds), its :class:`FirstLayer` (dead maps from the recorded layer-1 activity: mean below
+    ``rel`` times the median map) and its :func:`aliasing_controls`-style bands beside the
+    untrained network that seed started from."""
+    from .profiles import get_profile
+    from .train import build_model
+    P = get_profile(profile)
+    out = []
+    for rec in records:
+        untrained = build_model(rec.job.spec(P)).eval()
+        conv, start = _record_conv(rec, untrained)
+        act = rec.layer1_activity
+        report = FirstLayer(name=name, kernel=conv.kernel_size[0], stride=conv.stride[0],
+                            filters=conv.weight.detach().clone(), dead=act < rel * act.median().clamp_min(1e-30),
+                            aliased=aliased_energy(conv, pad), bands=frequency_profile(conv, pad),
+                            top_norm_share=norm_share(conv, top), top=top)
+        nyq = 0.5 / conv.stride[0]
+        bands: dict = {"kernel": conv.kernel_size[0], "stride": conv.stride[0]}
+        for which, w in (("trained", conv.weight), ("untrained", start.weight), ("noise", noise_filters(conv.weight))):
+            d = {"own": power_above(w, nyq, pad).numpy()}
+            for c in ALIASING_CUTOFFS:
+                d[f"above_1_{round(1 / c)}"] = power_above(w, c, pad).numpy()
+            bands[which] = d
+        out.append((report, bands))
+    return out
+
+
+def seed_verdicts(seeds: Mapping[str, list]) -> list[Verdict]:
+    """Section 4.1's claims across training seeds (``seeds``: ``{"zf": ..., "krizhevsky": ...}``
+    of :func:`record_reports`), 11x11/4 minus 7x7/2 in percentage points, each a hierarchical
+    bootstrap (each layout's seeds, then its filters): more dead first-layer maps
+    (``fig6_krizhevsky_more_dead_filters``); more power above the own stride's Nyquist frequency
+    as trained; more of it from training (trained minus untrained, filter by filter), on the own
+    Nyquist frequency and above 1/8 cycle per pixel."""
+    from .verdicts import hierarchical_bootstrap
+
+    def arrays(fn):
+        return {k: {f"{k}_filters": np.stack([np.asarray(fn(r, b), dtype=float) for r, b in v])} for k, v in seeds.items()}
+
+    def diff(m):
+        return 100 * (m["krizhevsky"]["krizhevsky_filters"] - m["zf"]["zf_filters"])
+    kw = dict(unit="pp", what="filters")
+    return [hierarchical_bootstrap(claim, arrays(fn), diff, **kw) for claim, fn in (
+        ("fig6_krizhevsky_more_dead_filters", lambda r, b: r.dead.numpy()),
+        ("aliasing_krizhevsky_vs_zf_trained", lambda r, b: b["trained"]["own"]),
+        ("aliasing_krizhevsky_vs_zf_from_training", lambda r, b: b["trained"]["own"] - b["untrained"]["own"]),
+        ("power_above_1_8_krizhevsky_vs_zf_from_training",
+         lambda r, b: b["trained"]["above_1_8"] - b["untrained"]["above_1_8"]))]
+
+
+def seed_numbers(seeds: Mapping[str, list], records: Mapping[str, Sequence]) -> dict:
+    """The numbers notebook 06 records across seeds, per layout (mean over seeds): dead fraction,
+    aliased energy, mid-frequency share, top-filter norm share, validation accuracy, and the
+    mean power shares per filter set and band; plus ``seeds``."""
+    out: dict = {"seeds": min(len(v) for v in seeds.values())}
+    for key, v in seeds.items():
+        reps = [r for r, _ in v]
+        top = reps[0].top
+        out.update({f"{key}_dead_fraction": float(np.mean([r.dead_fraction for r in reps])),
+                    f"{key}_aliased_energy": float(np.mean([r.mean_aliased for r in reps])),
+                    f"{key}_mid_frequency_share": float(np.mean([r.bands["mid"] for r in reps])),
+                    f"{key}_top{top}_norm_share": float(np.mean([r.top_norm_share for r in reps])),
+                    f"{key}_val_accuracy": float(np.mean([100 - x.val_top1_error for x in records[key]])),
+                    f"{key}_val_accuracy_per_seed": [100 - x.val_top1_error for x in records[key]]})
+        for which in ("trained", "untrained", "noise"):
+            out.update({f"{key}_power_{b}_{which}": float(np.mean([bd[which][b].mean() for _, bd in v]))
+                        for b in ALIASING_BANDS})
+        out[f"{key}_aliased_energy_untrained"] = out[f"{key}_power_own_untrained"]
+        out[f"{key}_aliased_energy_noise"] = out[f"{key}_power_own_noise"]
+    return out

@@ -10,27 +10,29 @@ low-frequency share (learned edges and blobs rather than the random start) and w
 notebook 04 shows it.
 
 Section 4.2's reading of Fig. 4 (lower layers settle within a few epochs) suggests training layers
-at different rates: :func:`layer_schedules` trains one global rate, layers 1-2 frozen once they
-settled, and layers 1-2 at a lower rate on the same comparison schedule
-(:func:`comparison_schedule`), and decides with paired bootstraps whether the per-layer
-schedules cost under one point of validation accuracy.
+at different rates: :func:`layer_schedules` compares one global rate, layers 1-2 frozen once they
+settled, and layers 1-2 at a lower rate, each trained with several seeds on the complete schedule
+(the comparison study, :mod:`zfcore.comparisons`), and decides with hierarchical bootstraps (seeds,
+then images) whether the per-layer schedules cost under one point of validation accuracy.
 """
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+import numpy as np
+
+from .comparisons import EARLY_LAYERS, early_layer_freeze, network_records, study_jobs
 from .errors import ZFCoreError
 from .health import low_frequency_share
 from .profiles import Profile, get_profile
-from .verdicts import Verdict, paired_bootstrap
+from .train import compare_throughput, comparison_overrides, training_run
+from .verdicts import Verdict, hierarchical_bootstrap
 
 __all__ = ["RECIPES", "RecipeResult", "recipe_overrides", "compare_recipes", "profile_recipe",
-           "RecipeError", "comparison_schedule", "recipes_text", "recipe_numbers", "LayerSchedules",
+           "RecipeError", "comparison_schedule", "screening_epochs", "recipes_text", "recipe_numbers", "LayerSchedules",
            "layer_schedules", "EARLY_LAYERS"]
-
-#: The layers frozen (or slowed) by :func:`layer_schedules`: the ones Fig. 4 shows settling first.
-EARLY_LAYERS = ("layer1", "layer2")
 
 
 class RecipeError(ZFCoreError, ValueError):
@@ -95,11 +97,10 @@ class RecipeResult:
 
 def compare_recipes(profile: "str | Profile" = "mini", recipes=None, epochs: int | None = None,
                     progress: bool = True) -> list[RecipeResult]:
-    """Train (or load) each recipe for ``epochs`` (default: the comparison schedule, half the
-    profile's) and measure it. The profile's own recipe is a prefix of its main training."""
-    from .train import comparison_overrides, training_run
+    """Train (or load) each recipe for ``epochs`` (default :func:`screening_epochs`) and measure
+    it. The profile's own recipe is a prefix of its main training."""
     p = get_profile(profile)
-    epochs = epochs or comparison_overrides(p)["epochs"]
+    epochs = epochs or screening_epochs(p)
     out = []
     for name in recipes or RECIPES:
         run = training_run(p, progress=progress, epochs=epochs, **recipe_overrides(name))
@@ -110,13 +111,20 @@ def compare_recipes(profile: "str | Profile" = "mini", recipes=None, epochs: int
     return out
 
 
+def screening_epochs(profile: "str | Profile") -> int:
+    """The recipes' screening budget: half the profile's epochs (at least one). A screening
+    compares how far each recipe gets on the same budget, before the learning-rate drop; it
+    picks a recipe, it does not rank architectures (those train on the whole schedule:
+    :func:`zfcore.train.comparison_overrides`)."""
+    return max(1, round(get_profile(profile).epochs / 2))
+
+
 def comparison_schedule(profile: "str | Profile", epochs: "int | None" = None) -> dict:
-    """The schedule of the comparison trainings (Fig. 6 layouts, Table 3 variants, recipes,
-    per-layer rates): ``{"epochs": epochs}``, or :func:`zfcore.train.comparison_overrides` (half
-    the profile's epochs, 4 on ``mini``) when ``epochs`` is None."""
+    """The schedule of the comparison trainings: ``{"epochs": epochs}``, or
+    :func:`zfcore.train.comparison_overrides` (the profile's whole schedule) when ``epochs`` is
+    None."""
     if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
         raise RecipeError(f"schedule_epochs must be None or a positive int, got {epochs!r}")
-    from .train import comparison_overrides
     return comparison_overrides(profile) if epochs is None else {"epochs": epochs}
 
 
@@ -146,84 +154,120 @@ def recipe_numbers(results: Sequence[RecipeResult], chosen: "str | None" = None)
 
 @dataclass
 class LayerSchedules:
-    """One global learning rate against per-layer schedules on the same comparison schedule
-    (section 4.2's reading of Fig. 4: lower layers settle first, so updating them all along may
-    waste compute). ``arms`` maps a label to its :class:`zfcore.train.TrainRun`, in the order
-    global rate, frozen early layers, lower early rates; ``correct`` their per-image top-1
-    correctness on the validation images; ``images_per_s`` the step throughput measured now
-    (``"global"``, ``"frozen"``)."""
+    """One global learning rate against per-layer schedules, each trained with several seeds on
+    the complete schedule (section 4.2's reading of Fig. 4: lower layers settle first, so updating
+    them all along may waste compute). ``records`` maps an arm's label to its seeds'
+    :class:`zfcore.comparisons.NetworkRecord`, in the order global rate (the Fig. 3 networks of
+    Table 3), frozen early layers, lower early rates; ``images_per_s`` the step throughput of the
+    global and the frozen configuration measured now, side by side (``"global"``, ``"frozen"``)."""
 
     epochs: int
     freeze: dict
     layer_lr: dict
-    arms: dict
+    records: dict
     images_per_s: dict
-    correct: dict
+    steps_per_epoch: int
 
     @property
     def names(self) -> list[str]:
-        return list(self.arms)
+        return list(self.records)
+
+    @property
+    def seeds(self) -> int:
+        return min(len(r) for r in self.records.values())
 
     @property
     def speedup(self) -> float:
         """Step throughput with the early layers frozen over that with one global rate."""
         return self.images_per_s["frozen"] / self.images_per_s["global"]
 
+    def _mean(self, name: str, what: str) -> float:
+        return statistics.fmean(getattr(r, what) for r in self.records[name])
+
+    def _sd(self, name: str, what: str) -> float:
+        vals = [getattr(r, what) for r in self.records[name]]
+        return statistics.stdev(vals) if len(vals) > 1 else 0.0
+
+    def epochs_to_reach(self, name: str, target: float) -> "float | None":
+        """The first epoch at which the arm's validation top-1 error (mean over seeds) is at most
+        ``target`` (%), or None if it never is."""
+        curves = [r.val_top1_error_per_epoch for r in self.records[name]]
+        mean = [statistics.fmean(c[e] for c in curves) for e in range(min(len(c) for c in curves))]
+        return next((e + 1.0 for e, v in enumerate(mean) if v <= target), None)
+
+    def seconds_saved_estimate(self) -> float:
+        """Training seconds the freeze saves, from throughput measured side by side now: the
+        global arm's mean training time times the share of steps after the freeze times
+        ``1 - 1 / speedup`` (training times recorded on a shared machine mix in its load)."""
+        after = 1 - min(self.freeze.values()) / self.epochs
+        return self._mean(self.names[0], "train_seconds") * after * (1 - 1 / self.speedup)
+
     def rows(self) -> list[dict]:
-        """One row per arm: validation accuracy, training time when trained, images/s now."""
-        return [{"name": name, "val accuracy (%)": r.final.val_accuracy, "training time (s)": r.train_seconds,
+        """One row per arm: validation accuracy (mean and sd over seeds), mean training time
+        when trained, images/s now."""
+        return [{"name": name, "seeds": len(self.records[name]),
+                 "val accuracy (%)": 100 - self._mean(name, "val_top1_error"),
+                 "val accuracy sd": self._sd(name, "val_top1_error"),
+                 "training time (s)": self._mean(name, "train_seconds"),
                  "images/s": self.images_per_s["frozen"] if name.startswith("freeze") else self.images_per_s["global"]}
-                for name, r in self.arms.items()]
+                for name in self.names]
 
     def verdicts(self) -> "tuple[Verdict, Verdict]":
         """Whether freezing, and lowering the rates of, the early layers each cost under one point
-        of validation accuracy: paired bootstraps over the validation images (margin -1 point;
-        seed variance not included)."""
-        g, f, r = (self.correct[n].float() for n in self.names)
-        kw = dict(scale=100, margin=-1.0, unit="points")
-        return (paired_bootstrap("per_layer_freeze_costs_under_1_point", f, g, **kw),
-                paired_bootstrap("per_layer_rates_cost_under_1_point", r, g, **kw))
+        of validation accuracy (margin -1 point): hierarchical bootstraps over each arm's seeds
+        and the validation images."""
+        g, f, r = self.names
+        arrays = {n: {"val": np.stack([x.val_top1.numpy() for x in self.records[n]]).astype(float)}
+                  for n in self.names}
+        kw = dict(margin=-1.0, unit="points")
+        return tuple(hierarchical_bootstrap(claim, {arm: arrays[arm], g: arrays[g]},
+                                            lambda m, a=arm: 100 * (m[a]["val"] - m[g]["val"]), **kw)
+                     for claim, arm in (("per_layer_freeze_costs_under_1_point", f),
+                                        ("per_layer_rates_cost_under_1_point", r)))
 
     def numbers(self) -> dict:
-        """The numbers notebook 04 records for this comparison (accuracies, times, speed-up)."""
-        g, f, r = self.arms.values()
-        return dict(layer_lr_schedule_epochs=self.epochs, layer_lr_freeze=self.freeze,
-                    layer_lr_multipliers=self.layer_lr, global_rate_val_accuracy=g.final.val_accuracy,
-                    per_layer_val_accuracy=f.final.val_accuracy, lower_rates_val_accuracy=r.final.val_accuracy,
-                    global_rate_train_seconds=g.train_seconds, per_layer_train_seconds=f.train_seconds,
-                    lower_rates_train_seconds=r.train_seconds, per_layer_speedup_images_per_s=self.speedup)
+        """The numbers notebook 04 records for this comparison: accuracies (mean, sd), training
+        times, the freeze's speed-up and the seconds it saves, and each arm's epochs and steps to
+        come within one point of the global rate's final error."""
+        g, f, r = self.names
+        target = self._mean(g, "val_top1_error") + 1.0
+        out = dict(layer_lr_schedule_epochs=self.epochs, layer_lr_freeze=self.freeze, layer_lr_multipliers=self.layer_lr,
+                   seeds=self.seeds, per_layer_speedup_images_per_s=self.speedup,
+                   per_layer_seconds_saved_estimate=self.seconds_saved_estimate())
+        for key, name in (("global_rate", g), ("per_layer", f), ("lower_rates", r)):
+            reach = self.epochs_to_reach(name, target)
+            out.update({f"{key}_val_accuracy": 100 - self._mean(name, "val_top1_error"),
+                        f"{key}_val_accuracy_sd": self._sd(name, "val_top1_error"),
+                        f"{key}_train_seconds": self._mean(name, "train_seconds"),
+                        f"{key}_epochs_to_within_1_point": reach,
+                        f"{key}_steps_to_within_1_point": None if reach is None else int(reach * self.steps_per_epoch)})
+        return out
 
 
 def layer_schedules(profile: "str | Profile", freeze: "Mapping[str, float] | None" = None,
-                    layer_lr: "Mapping[str, float] | None" = None, *, epochs: "int | None" = None,
-                    n_images: int = 1000, topk_threshold: float = 0.5,
-                    weight_threshold: float = 0.9) -> LayerSchedules:
-    """Train (or load) one global rate, the early layers frozen after ``freeze`` epochs, and the
-    early layers' rates multiplied by ``layer_lr``, all on :func:`comparison_schedule`; measure
-    each arm on the validation images and the throughput of the frozen configuration now.
+                    layer_lr: "Mapping[str, float] | None" = None, *, seeds: "int | None" = None,
+                    workers: int = 1, train_missing: bool = True) -> LayerSchedules:
+    """The per-layer arms of the comparison study (:mod:`zfcore.comparisons`), with the Fig. 3
+    networks as the global-rate arm, each with ``seeds`` seeds on the complete schedule (trained
+    first where not recorded), and the throughput of the frozen configuration measured now.
 
-    ``freeze=None`` freezes :data:`EARLY_LAYERS` at the epoch their top-9 settled on this same
-    schedule (:func:`zfcore.evolution.layer_convergence` of the global-rate run, at most half the
-    schedule), so the freeze uses only what the run itself could have known."""
-    from .data import get_dataset
-    from .evolution import layer_convergence
-    from .probes import per_image_correct
-    from .train import compare_throughput, training_run
+    ``freeze=None`` freezes :data:`EARLY_LAYERS` at the epoch their top-9 settled on the main
+    model's own schedule (:func:`zfcore.comparisons.early_layer_freeze`)."""
     p = get_profile(profile)
-    layer_lr = dict(layer_lr if layer_lr is not None else {l: 0.1 for l in EARLY_LAYERS})
-    schedule = comparison_schedule(p, epochs)
-    glob = training_run(profile, **schedule)
-    if freeze is None:
-        conv = layer_convergence(glob, n_images=n_images, topk_threshold=topk_threshold,
-                                 weight_threshold=weight_threshold)
-        freeze = {l: min(conv.topk_converged[l], schedule["epochs"] / 2) for l in EARLY_LAYERS}
-    freeze = dict(freeze)
-    arms = {"one global rate": glob,
-            "freeze " + ", ".join(f"{l}@{e:g}" for l, e in freeze.items()):
-                training_run(profile, freeze_after=freeze, **schedule),
-            "rates " + ", ".join(f"{l} x{m:g}" for l, m in layer_lr.items()):
-                training_run(profile, layer_lr=layer_lr, **schedule)}
-    ips = compare_throughput(profile, {"global": [], "frozen": list(freeze)})
-    val = get_dataset(p, "val")
-    correct = {name: per_image_correct(r.model(), val) for name, r in arms.items()}
-    return LayerSchedules(schedule["epochs"], freeze, layer_lr, arms, ips, correct)
+    freeze = dict(freeze) if freeze is not None else early_layer_freeze(p)
+    layer_lr = dict(layer_lr if layer_lr is not None else {layer: 0.1 for layer in EARLY_LAYERS})
+    jobs = study_jobs(p, ("table3", "per_layer"), ["zf"], seeds, freeze=freeze, layer_lr=layer_lr)
+    recs = network_records(p, jobs, train_missing=train_missing, workers=workers)
+    labels = {"table3": "one global rate",
+              "freeze": "freeze " + ", ".join(f"{layer}@{e:g}" for layer, e in freeze.items()),
+              "rates": "rates " + ", ".join(f"{layer} x{m:g}" for layer, m in layer_lr.items())}
+    arms: dict = {labels["table3"]: [], labels["freeze"]: [], labels["rates"]: []}
+    for j in jobs:
+        if j.name in recs:
+            arms[labels[j.arm or j.group]].append(recs[j.name])
+    empty = [name for name, r in arms.items() if not r]
+    if empty:
+        raise RecipeError(f"no record of the arm(s) {empty}: run the study (python -m zfcore.comparisons "
+                          f"--groups table3,per_layer)")
+    ips = compare_throughput(p, {"global": [], "frozen": list(freeze)})
+    return LayerSchedules(comparison_overrides(p)["epochs"], freeze, layer_lr, arms, ips, p.n_train // p.batch_size)

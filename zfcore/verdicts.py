@@ -264,10 +264,13 @@ def hierarchical_bootstrap(claim: str, networks: "dict[str, dict[str, np.ndarray
     seeds_text = "/".join(str(c) for c in counts) + (" seed" if counts == [1] else " seeds")
     lacking = " (one seed: seed variance not included)" if counts == [1] else (
         " (a network with one seed adds no seed variance)" if 1 in counts else "")
-    sets_text = " and ".join(f"{n} {what if k == 'val' else k + ' items'}" for k, n in sizes.items())
+    users = {k: sum(k in sets for sets in networks.values()) for k in sizes}
+    sets_text = " and ".join(f"{n} {what if k == 'val' else k.replace('_', ' ')}" for k, n in sizes.items())
+    shared = ("shared by the networks" if all(u > 1 for u in users.values()) else
+              "each network's own" if all(u == 1 for u in users.values()) else "shared where common")
     return from_interval(claim, point, float(low), float(high), margin=margin, unit=unit,
                          source=f"hierarchical bootstrap: {seeds_text} per network resampled, then the "
-                                f"{sets_text}, shared by the networks ({n_boot} resamples){lacking}")
+                                f"{sets_text}, {shared} ({n_boot} resamples){lacking}")
 
 
 def equivalence(claim: str, verdict: Verdict, margin: float) -> Verdict:
