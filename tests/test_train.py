@@ -23,7 +23,7 @@ from zfcore.models import conv_layers, filter_rms
 from zfcore.profiles import get_profile
 
 ROOT = Path(__file__).resolve().parent.parent
-TIMING = {"train_seconds", "val_seconds", "images_per_s"}
+TIMING = {"train_seconds", "val_seconds", "images_per_s", "data_seconds"}
 
 
 def _data(n_train=96, n_val=32, size=64, seed=0):

@@ -27,7 +27,7 @@ from torch import nn
 
 from .deconv import RULES, project, requests
 from .errors import ZFCoreError
-from .models import eval_mode, forward_layers, layer_key
+from .models import eval_mode, forward_layers, layer_key, model_device
 from .occlusion import default_window, occlude, pixel_attribution
 
 __all__ = ["METHODS", "AttributionError", "attribute", "default_targets"]
@@ -56,9 +56,8 @@ def default_targets(model: nn.Module, images: torch.Tensor, layer: str = "logits
     """Each image's predicted class (``layer="logits"``) or strongest feature map (its largest
     activation anywhere in the map), as an ``(N,)`` long tensor."""
     key = layer_key(layer, model)
-    device = next((p.device for p in model.parameters()), images.device)
     with eval_mode(model):
-        out = forward_layers(model, images.to(device), [key])[key]
+        out = forward_layers(model, images.to(model_device(model)), [key])[key]
     return out.flatten(2).amax(2).argmax(1).cpu() if out.dim() == 4 else out.argmax(1).cpu()
 
 
@@ -69,7 +68,7 @@ def _targets(model, images, target, layer) -> torch.Tensor:
     if isinstance(target, bool):
         raise AttributionError(f"target must be an int or one int per image, not {target!r}")
     if isinstance(target, int):
-        return torch.full((n,), target, dtype=torch.long)
+        return torch.full((n,), target, dtype=torch.long, device="cpu")
     t = torch.as_tensor(target)
     if t.dim() != 1 or len(t) != n or t.is_floating_point() or t.dtype == torch.bool:
         raise AttributionError(f"target must be an int or one int per image ({n}), got "
@@ -107,7 +106,7 @@ def attribute(model: nn.Module, images: torch.Tensor, target: "int | Sequence[in
     targets = _targets(model, images, target, key)
     if method in RULES:
         opts = _options(options, _PROJECT_OPTIONS, method)
-        req = requests(torch.arange(len(images)), targets)
+        req = requests(torch.arange(len(images), device="cpu"), targets)
         return project(model, images, key, req, rule=method, progress=progress, **opts).pixels
     opts = _options(options, _OCCLUDE_OPTIONS, method)
     side = min(images.shape[-2:])
@@ -124,5 +123,5 @@ def attribute(model: nn.Module, images: torch.Tensor, target: "int | Sequence[in
         res = (occlude(model, images[i], layer=key, feature=t, **opts) if hidden
                else occlude(model, images[i], target=t, **opts))
         pix = pixel_attribution(res, "feature_total" if hidden else "prob_target")
-        out[i] = pix.to(out)[None].expand(images.shape[1], -1, -1)
+        out[i] = pix.to(out, non_blocking=True)[None].expand(images.shape[1], -1, -1)
     return out

@@ -50,7 +50,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import LayerError, eval_mode, forward_layers, layer_key, layer_names
+from .models import (LayerError, eval_mode, forward_layers, layer_key, layer_names, model_device,
+                     to_device)
 from .receptive import input_problem
 from .errors import ZFCoreError
 from .study import Result
@@ -403,11 +404,17 @@ def _check_against_layer(req: Requests, act_shape, layer: str) -> None:
 def _start_signal(act: torch.Tensor, rows: torch.Tensor, req: Requests, scale: str = "activation"):
     """``(R, ...)`` zeros except the requested activation (or map) of each request, and the
     projected units' values. ``scale="unit"`` puts 1 at a requested activation (the unit's
-    gradient) and divides a requested map by its maximum."""
+    gradient) and divides a requested map by its maximum.
+
+    ``req`` is on the host: which requests keep one activation is decided there, and the indices
+    move to the activations' device once (no boolean mask is applied on the device, which would
+    wait for it)."""
     n = len(req)
     dev = act.device
-    rows = rows.to(dev)
-    req = Requests(*(t.to(dev) for t in (req.image, req.channel, req.y, req.x)))
+    one = (req.y >= 0).nonzero().view(-1)                 # requests of one activation (host)
+    at = tuple(to_device(t, dev) for t in (one, req.y[one], req.x[one]))
+    rows = to_device(rows, dev)
+    req = Requests(*(to_device(t, dev) for t in (req.image, req.channel, req.y, req.x)))
     a = act[rows]                                          # (R, C, ...) forward activations
     r = torch.arange(n, device=dev)
     g = torch.zeros_like(a)
@@ -417,19 +424,16 @@ def _start_signal(act: torch.Tensor, rows: torch.Tensor, req: Requests, scale: s
         return g, value
     maps = a[r, req.channel]                               # (R, H, W)
     whole = req.whole_map
-    kept = torch.zeros_like(maps)
-    kept[whole] = maps[whole]
-    pos = ~whole
-    if pos.any():
-        rp = r[pos]
-        kept[rp, req.y[pos], req.x[pos]] = maps[rp, req.y[pos], req.x[pos]]
+    kept = torch.where(whole.view(-1, 1, 1), maps, torch.zeros_like(maps))
+    if len(one):
+        kept[at] = maps[at]
     value = torch.where(whole, maps.flatten(1).amax(1),
                         maps[r, req.y.clamp(min=0), req.x.clamp(min=0)]).detach()
     if scale == "unit":
         safe = torch.where(value != 0, value, torch.ones_like(value))
         kept = kept / safe.view(-1, 1, 1)
-        if pos.any():
-            kept[rp, req.y[pos], req.x[pos]] = 1.0
+        if len(one):
+            kept[at] = 1.0
     g[r, req.channel] = kept
     return g, value
 
@@ -526,11 +530,11 @@ def _check_called_once(model: nn.Module, layer: str, image: torch.Tensor) -> Non
 
 
 def _project_autograd(model, images, layer, req, rule, scale):
-    x = images[req.image].detach().clone().requires_grad_(True)
+    x = images[to_device(req.image, images.device)].detach().clone().requires_grad_(True)
     with torch.enable_grad():
         act, pre = _run_to_layer(model, x, layer, rule, {})
         _check_against_layer(req, act.shape, layer)
-        g, value = _start_signal(act.detach(), torch.arange(len(req)), req, scale)
+        g, value = _start_signal(act.detach(), torch.arange(len(req), device="cpu"), req, scale)
         if isinstance(model.get_submodule(layer_names(model)[layer]), nn.ReLU):
             # the layer's own ReLU, by the rule (its backward hook could not be set: the forward
             # pass stopped inside it)
@@ -544,6 +548,7 @@ def _project_autograd(model, images, layer, req, rule, scale):
 
 def _project_explicit(chain, images, layer, req, rule, scale):
     uniq, rows = torch.unique(req.image, return_inverse=True)
+    uniq, rows = to_device(uniq, images.device), to_device(rows, images.device)
     with torch.no_grad():
         act, tape = _forward_explicit(chain, images[uniq], rule)
         _check_against_layer(req, act.shape, layer)
@@ -555,11 +560,6 @@ def _project_explicit(chain, images, layer, req, rule, scale):
 # ---------------------------------------------------------------------------------------------
 # Public API
 # ---------------------------------------------------------------------------------------------
-
-def _device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
 
 def _check_common(model, images, layer, rule, method) -> str:
     if not isinstance(model, nn.Module):
@@ -613,12 +613,15 @@ def project(model: nn.Module, images: torch.Tensor, layer: "str | int", requests
         raise DeconvError(f"scale must be 'activation' or 'unit', got {scale!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise DeconvError(f"batch_size must be a positive int, got {batch_size!r}")
-    images = images.to(_device(model))
+    images = images.to(model_device(model))
     order = torch.argsort(req.image, stable=True)    # group requests by image
     pixels = torch.empty((len(req),) + tuple(images.shape[1:]), dtype=images.dtype,
                          device=images.device)
     values = torch.empty(len(req), dtype=images.dtype, device=images.device)
-    chunks = list(torch.split(order, batch_size))
+    # each chunk's requests stay on the host (bookkeeping); their rows of the result are written
+    # through a device copy of the same indices, moved once
+    chunks = list(zip(torch.split(order, batch_size),
+                      torch.split(to_device(order, images.device), batch_size)))
     if progress:
         from tqdm.auto import tqdm
         chunks = tqdm(chunks, desc=f"projecting {key} ({rule})", unit="batch")
@@ -636,14 +639,14 @@ def project(model: nn.Module, images: torch.Tensor, layer: "str | int", requests
         if chain is None:
             stack.enter_context(_out_of_place(model))
             _check_called_once(model, key, images[:1])
-        for idx in chunks:
+        for idx, idx_dev in chunks:
             sub = req.select(idx)
             if chain is not None:
                 p, v = _project_explicit(chain, images, key, sub, rule, scale)
             else:
                 p, v = _project_autograd(model, images, key, sub, rule, scale)
-            pixels[idx] = p
-            values[idx] = v
+            pixels[idx_dev] = p
+            values[idx_dev] = v
     return Projection(pixels, values, req, key, rule)
 
 
@@ -668,13 +671,13 @@ def deconv_steps(model: nn.Module, image: torch.Tensor, layer: "str | int", chan
     if image.shape[0] != 1:
         raise DeconvError(f"deconv_steps takes one image, got a batch of {image.shape[0]}")
     req = requests(0, channel, y, x)
-    image = image.to(_device(model))
+    image = image.to(model_device(model))
     with eval_mode(model), torch.no_grad():
         chain = _chain(model, key)
         _check_walk(model, chain, key, image)
         act, tape = _forward_explicit(chain, image, rule, keep_forward=True)
         _check_against_layer(req, act.shape, key)
-        rows = torch.zeros(1, dtype=torch.long)
+        rows = torch.zeros(1, dtype=torch.long, device="cpu")
         g, _ = _start_signal(act, rows, req)
         trace = [DeconvStep(chain[-1][0], "start", g[0].clone(), forward=act[0].clone())]
         _backward_explicit(chain, tape, g, rows, rule, trace=trace, unpool_mode=unpool_mode)
@@ -687,7 +690,8 @@ def shared_switch_share(switches: torch.Tensor) -> float:
     ``switches``: ``(C, h, w)`` or ``(N, C, h, w)`` flat indices, as in :class:`DeconvStep`."""
     sw = switches.reshape(-1, switches.shape[-2] * switches.shape[-1])
     size = int(sw.max()) + 1
-    counts = torch.zeros(sw.shape[0], size).scatter_add_(1, sw, torch.ones_like(sw, dtype=torch.float32))
+    counts = torch.zeros(sw.shape[0], size, device=sw.device).scatter_add_(
+        1, sw, torch.ones_like(sw, dtype=torch.float32))
     return float((torch.gather(counts, 1, sw) > 1).float().mean())
 
 
@@ -696,13 +700,13 @@ def layer_activations(model: nn.Module, images: torch.Tensor, layers: Sequence[s
     after the deepest requested layer (eval mode, no gradients; :func:`zfcore.models.forward_layers`)."""
     keys = [layer_key(l, model) for l in layers]
     with eval_mode(model), torch.no_grad():
-        return forward_layers(model, images.to(_device(model)), keys)
+        return forward_layers(model, images.to(model_device(model)), keys)
 
 
-def _box_masks(boxes: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
-    ys = torch.arange(h, dtype=torch.float32).view(1, h, 1) + 0.5       # pixel centres
-    xs = torch.arange(w, dtype=torch.float32).view(1, 1, w) + 0.5
+def _box_masks(boxes: torch.Tensor, h: int, w: int, device="cpu") -> torch.Tensor:
+    boxes = torch.as_tensor(boxes, dtype=torch.float32, device=device).reshape(-1, 4)
+    ys = torch.arange(h, dtype=torch.float32, device=device).view(1, h, 1) + 0.5   # pixel centres
+    xs = torch.arange(w, dtype=torch.float32, device=device).view(1, 1, w) + 0.5
     x0, y0, x1, y1 = (boxes[:, i].view(-1, 1, 1) for i in range(4))
     return (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
 
@@ -715,11 +719,11 @@ def energy_inside_boxes(pixels: torch.Tensor, boxes: torch.Tensor) -> torch.Tens
     if pixels.dim() != 4:
         raise DeconvError(f"pixels must be (R, C, H, W), got {tuple(pixels.shape)}")
     e = pixels.detach().float().pow(2).sum(1)
-    mask = _box_masks(boxes, e.shape[-2], e.shape[-1])
+    mask = _box_masks(boxes, e.shape[-2], e.shape[-1], e.device)
     if mask.shape[0] != e.shape[0]:
         raise DeconvError(f"{e.shape[0]} projections but {mask.shape[0]} boxes")
     total = e.flatten(1).sum(1)
-    return (e * mask).flatten(1).sum(1) / total.where(total > 0, torch.tensor(float("nan")))
+    return (e * mask).flatten(1).sum(1) / total.where(total > 0, total.new_tensor(float("nan")))
 
 
 def box_area_share(boxes: torch.Tensor, size) -> torch.Tensor:

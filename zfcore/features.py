@@ -29,7 +29,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .cache import cached
-from .models import LayerError, eval_mode, forward_layers, layer_keys, layer_names, model_fingerprint
+from .models import (LayerError, eval_mode, forward_layers, layer_keys, layer_names, model_device,
+                     model_fingerprint)
 from .receptive import ReceptiveFieldError, input_problem
 from .errors import ZFCoreError
 
@@ -149,15 +150,17 @@ def _as_loader(data: "Dataset | DataLoader | Iterable", batch_size: int) -> tupl
 @torch.no_grad()
 def extract_features(model: nn.Module, data: "Dataset | DataLoader | tuple", layers: Sequence[str] = LAYERS,
                      *, pooled_side: int | None = 6, pool: str = "avg", batch_size: int = 64,
-                     device: "str | torch.device" = "cpu", progress: bool = True,
+                     device: "str | torch.device | None" = None, progress: bool = True,
                      desc: str = "features") -> Features:
     """Stream ``data`` through ``model`` once and return :class:`Features` for every layer.
 
     ``data`` is a Dataset of ``(normalised image, label)``, a DataLoader of such batches or an
     ``(images, labels)`` pair of tensors. The model runs in eval mode (dropout off, as when the
     frozen network is used for transfer, section 5) and is put back in its previous mode after.
-    Labels may be class indices or multi-hot vectors. The model runs on ``device`` (and is moved
-    back afterwards); the features are returned on the CPU.
+    Labels may be class indices or multi-hot vectors. The model runs on ``device`` (default: where
+    it is; another device moves it there and back afterwards); the features are returned on the
+    CPU. From a GPU each batch's pooled features are copied into the CPU result asynchronously
+    (pinned memory), so the GPU never waits for the copy; the call synchronises once at the end.
     """
     from tqdm.auto import tqdm
 
@@ -167,9 +170,11 @@ def extract_features(model: nn.Module, data: "Dataset | DataLoader | tuple", lay
     if pooled_side is not None and (not isinstance(pooled_side, int) or pooled_side < 1):
         raise FeatureError(f"pooled_side must be a positive int or None, not {pooled_side!r}")
     loader, n_total = _as_loader(data, batch_size)
-    home = next((p.device for p in model.parameters()), torch.device("cpu"))
-    model.to(device)
-    rows = {l: _Rows(n_total) for l in layers}
+    home = model_device(model)
+    device = home if device is None else torch.device(device)
+    if device != home:
+        model.to(device)
+    rows = {l: _Rows(n_total, pinned=device.type == "cuda") for l in layers}
     labels = _Rows(n_total)
     shapes: dict[str, tuple[int, ...]] = {}
     try:
@@ -177,29 +182,36 @@ def extract_features(model: nn.Module, data: "Dataset | DataLoader | tuple", lay
             def pooled(layer: str, o: torch.Tensor) -> torch.Tensor:
                 if layer not in shapes:
                     shapes[layer] = tuple(pool_map_shape(o, pooled_side)[1:])
-                return pool_map(o, pooled_side, pool).float().cpu()
+                return pool_map(o, pooled_side, pool).float()
 
             bar = tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False)
             for batch in bar:
                 x, y = batch[0], batch[1]
-                outs = layer_outputs(model, x.to(device), layers, transform=pooled)
+                outs = layer_outputs(model, x.to(device, non_blocking=True), layers, transform=pooled)
                 for l in layers:
                     rows[l].append(outs[l])
                 labels.append(torch.as_tensor(y).cpu())
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)          # the asynchronous copies have landed
     finally:
-        model.to(home)
+        if device != home:
+            model.to(home)
     if len(labels) == 0:
         raise FeatureError("the data yielded no batches: nothing to extract")
     return Features({l: r.result() for l, r in rows.items()}, labels.result(), shapes)
 
 
 class _Rows:
-    """Rows appended batch by batch into one buffer: preallocated when the total is known, else
+    """Rows appended batch by batch into one CPU buffer: preallocated when the total is known, else
     grown by doubling. One buffer instead of a list of small per-batch tensors keeps the heap from
-    fragmenting between batches and avoids the concatenation's second copy at the end."""
+    fragmenting between batches and avoids the concatenation's second copy at the end.
 
-    def __init__(self, capacity: int | None):
-        self.capacity, self.buffer, self.n = capacity, None, 0
+    Batches may live on another device: each is copied into its rows asynchronously (``pinned``:
+    the buffer is in page-locked memory, so a GPU's copy does not wait for it); the caller
+    synchronises the device before reading :meth:`result`."""
+
+    def __init__(self, capacity: int | None, pinned: bool = False):
+        self.capacity, self.buffer, self.n, self.pinned = capacity, None, 0, pinned
 
     def __len__(self) -> int:
         return self.n
@@ -208,12 +220,16 @@ class _Rows:
         end = self.n + batch.shape[0]
         if self.buffer is None:
             size = max(self.capacity or 0, end, 1)
-            self.buffer = torch.empty((size, *batch.shape[1:]), dtype=batch.dtype)
+            self.buffer = torch.empty((size, *batch.shape[1:]), dtype=batch.dtype, device="cpu",
+                                      pin_memory=self.pinned)
         elif end > self.buffer.shape[0]:
-            grown = torch.empty((max(end, 2 * self.buffer.shape[0]), *batch.shape[1:]), dtype=batch.dtype)
+            if batch.device.type == "cuda":
+                torch.cuda.synchronize(batch.device)  # earlier copies land before rows move
+            grown = torch.empty((max(end, 2 * self.buffer.shape[0]), *batch.shape[1:]),
+                                dtype=batch.dtype, device="cpu", pin_memory=self.pinned)
             grown[:self.n] = self.buffer[:self.n]
             self.buffer = grown
-        self.buffer[self.n:end] = batch
+        self.buffer[self.n:end].copy_(batch, non_blocking=True)
         self.n = end
 
     def result(self) -> torch.Tensor:
@@ -232,7 +248,7 @@ def pool_map_shape(t: torch.Tensor, side: int | None) -> torch.Size:
 def cached_features(model: nn.Module, data: "Dataset | DataLoader", *, data_key: Any,
                     cache_dir, layers: Sequence[str] = LAYERS, pooled_side: int | None = 6,
                     pool: str = "avg", batch_size: int = 64, model_key: Any = None,
-                    device: "str | torch.device" = "cpu", progress: bool = True,
+                    device: "str | torch.device | None" = None, progress: bool = True,
                     desc: str = "features") -> Features:
     """:func:`extract_features`, cached by configuration hash.
 

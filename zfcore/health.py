@@ -101,7 +101,7 @@ class FireCounter:
         self.rare = rare
 
     def _add(self, key: str, output: torch.Tensor) -> None:
-        fired = _fired(output.detach()).sum(0).to("cpu", torch.int64)
+        fired = _fired(output.detach()).sum(0).to(torch.int64)   # stays on the device
         self.counts[key] = self.counts.get(key, torch.zeros_like(fired)) + fired
 
     def watch(self, model: nn.Module):
@@ -127,7 +127,8 @@ class FireCounter:
     def result(self) -> DeadMaps:
         if self.n == 0:
             raise HealthError("no images were counted: run forward passes inside watch()")
-        return DeadMaps(self.n, {k: self.counts[k] for k in self.layers if k in self.counts}, self.rare)
+        return DeadMaps(self.n, {k: self.counts[k].cpu() for k in self.layers if k in self.counts},
+                        self.rare)
 
 
 @torch.no_grad()

@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from .errors import ZFCoreError
+from .models import model_device, to_device
 
 __all__ = ["IncrementalError", "linearize", "IncrementalForward", "IncrementalOutput", "OpGeometry",
            "chain_geometry", "cone_macs", "incremental_flop_bound", "FlopCount", "plan_batches",
@@ -395,8 +396,11 @@ class IncrementalForward:
                                    f"{precision!r}")
         low = PRECISIONS[precision]
         device = self.acts[0].device
-        rows = torch.as_tensor(rows, dtype=torch.long, device=device)
-        cols = torch.as_tensor(cols, dtype=torch.long, device=device)
+        # Positions are bookkeeping: kept on the host, where the cone of every layer is worked
+        # out before anything runs (reading a patch size back from the GPU at every layer would
+        # stall it), then moved to the device in one copy.
+        rows = torch.as_tensor(rows, dtype=torch.long).to("cpu")
+        cols = torch.as_tensor(cols, dtype=torch.long).to("cpu")
         patches = patches.to(device)
         B = patches.shape[0]
         H, W = self.acts[0].shape[-2:]
@@ -404,24 +408,15 @@ class IncrementalForward:
         if (rows < 0).any() or (cols < 0).any() or (rows + h > H).any() or (cols + w > W).any():
             raise IncrementalError(f"patches of {h}x{w} at the given offsets do not fit the "
                                    f"{H}x{W} image")
+        sizes_at, offsets_at = self._plan_cones(rows, cols, h, w, truncate)
+        moved = iter(to_device(torch.stack([rows, cols, *offsets_at]), device).unbind(0))
+        rows, cols = next(moved), next(moved)
         totals: dict[nn.Module, torch.Tensor] = {}
         x = patches
-        # The exact changed run per axis (start, length), tracked beside the computed patch.
-        exact = [(rows, torch.full_like(rows, h)), (cols, torch.full_like(cols, w))]
         for i in range(self.n_local):
             g = self.geometry[i]
             if g.kind == "window":
-                offsets, sizes = [], []
-                for axis in (0, 1):
-                    start, length = exact[axis]
-                    lo, hi = _changed_range_t(start, length, g.kernel[axis], g.stride[axis],
-                                              g.padding[axis], g.out_size[axis])
-                    lo, hi = _truncate_run(lo, hi, truncate, g.out_size[axis])
-                    exact[axis] = (lo, hi - lo)
-                    # Krypton's fixed-size patch, sized for the widest cone of this batch.
-                    size = max(1, int((hi - lo).max()))
-                    offsets.append(lo.clamp(max=g.out_size[axis] - size))
-                    sizes.append(size)
+                sizes, offsets = sizes_at[i], (next(moved), next(moved))
                 win_h = (sizes[0] - 1) * g.stride[0] + g.kernel[0]
                 win_w = (sizes[1] - 1) * g.stride[1] + g.kernel[1]
                 start_r, start_c = offsets[0] * g.stride[0], offsets[1] * g.stride[1]
@@ -463,6 +458,31 @@ class IncrementalForward:
                 totals[self.ops[j]] = full.flatten(2).sum(2) if full.dim() == 4 else full
         return IncrementalOutput(logits=full, probe_totals=totals)
 
+    def _plan_cones(self, rows: torch.Tensor, cols: torch.Tensor, h: int, w: int,
+                    truncate: float) -> tuple[dict, list]:
+        """On the host, for every window op of the local prefix: the batch's patch size (Krypton's
+        fixed-size patch, sized for the widest cone of the batch) ``{op: (rows, cols)}`` and the
+        per-position output offsets of the patch, two ``(B,)`` tensors per op in chain order."""
+        # The exact changed run per axis (start, length), tracked beside the computed patch.
+        exact = [(rows, torch.full_like(rows, h)), (cols, torch.full_like(cols, w))]
+        sizes_at, offsets_at = {}, []
+        for i in range(self.n_local):
+            g = self.geometry[i]
+            if g.kind != "window":
+                continue
+            sizes = []
+            for axis in (0, 1):
+                start, length = exact[axis]
+                lo, hi = _changed_range_t(start, length, g.kernel[axis], g.stride[axis],
+                                          g.padding[axis], g.out_size[axis])
+                lo, hi = _truncate_run(lo, hi, truncate, g.out_size[axis])
+                exact[axis] = (lo, hi - lo)
+                size = max(1, int((hi - lo).max()))
+                offsets_at.append(lo.clamp(max=g.out_size[axis] - size))
+                sizes.append(size)
+            sizes_at[i] = tuple(sizes)
+        return sizes_at, offsets_at
+
 
 @dataclass
 class IncrementalOutput:
@@ -475,7 +495,8 @@ def chain_geometry(model: nn.Module, image_size: "int | tuple[int, int]") -> lis
     h, w = _pair(image_size)
     ops = linearize(model)
     first = next((op for op in ops if isinstance(op, nn.Conv2d)), None)
-    x = torch.zeros(1, first.in_channels if first is not None else 3, h, w)
+    x = torch.zeros(1, first.in_channels if first is not None else 3, h, w,
+                    device=model_device(model))
     out = []
     with torch.inference_mode():
         for op in ops:

@@ -28,7 +28,7 @@ from torch import nn
 
 from .study import Result, cached_study
 from .deconv import Requests, layer_activations, requests
-from .models import LayerError, layer_keys, layer_names, model_fingerprint
+from .models import LayerError, layer_keys, layer_names, model_fingerprint, to_device
 from .receptive import input_problem
 from .profiles import Profile, get_profile
 from .errors import ZFCoreError
@@ -72,10 +72,13 @@ class LayerTopK(Result):
         return int(self.values.shape[1])
 
     @staticmethod
-    def empty(maps: int, k: int) -> "LayerTopK":
-        neg = torch.full((maps, k), float("-inf"))
-        m1 = torch.full((maps, k), -1, dtype=torch.long)
+    def empty(maps: int, k: int, device: "torch.device | str" = "cpu") -> "LayerTopK":
+        neg = torch.full((maps, k), float("-inf"), device=device)
+        m1 = torch.full((maps, k), -1, dtype=torch.long, device=device)
         return LayerTopK(neg, m1.clone(), m1.clone(), m1.clone(), m1.clone())
+
+    def to(self, device: "torch.device | str") -> "LayerTopK":
+        return LayerTopK(*(t.to(device) for t in self._fields()))
 
     def merged(self, cand: "LayerTopK") -> "LayerTopK":
         """Keep the k best of ``self`` and ``cand`` (value descending, then image ascending)."""
@@ -147,7 +150,10 @@ class TopK:
 
 class TopKMiner:
     """Streaming top-k over batches: ``miner.update(images, indices, labels)``, then
-    ``miner.result()``. One forward pass per batch, stopped after the deepest mined layer."""
+    ``miner.result()``. One forward pass per batch, stopped after the deepest mined layer.
+
+    The running top-k lives on the model's device, where each batch's activations are reduced
+    and merged into it; nothing is read back until :meth:`result` (on the CPU)."""
 
     def __init__(self, model: nn.Module, k: int = 9, layers: Sequence[str] | None = None):
         if not isinstance(model, nn.Module):
@@ -184,11 +190,13 @@ class TopKMiner:
             if idx.numel() != b:
                 raise MiningError(f"{b} images but {idx.numel()} indices")
         self._next_index = int(idx.max()) + 1 if b else self._next_index
-        lab = (torch.full((b,), -1, dtype=torch.long) if labels is None
+        lab = (torch.full((b,), -1, dtype=torch.long, device="cpu") if labels is None
                else torch.as_tensor(labels, dtype=torch.long).reshape(-1).cpu())
         acts = layer_activations(self.model, images, self.layer_list)
+        device = next(iter(acts.values())).device
+        idx, lab = to_device(idx, device), to_device(lab, device)
         for layer, a in acts.items():
-            a = a.detach().float().cpu()
+            a = a.detach().float()
             if a.dim() == 2:
                 a = a[:, :, None, None]
             c, w = a.shape[1], a.shape[-1]
@@ -198,14 +206,15 @@ class TopKMiner:
                              lab.expand(c, b).clone())
             cur = self.state.get(layer)
             if cur is None:
-                cur = LayerTopK.empty(c, self.k)
+                cur = LayerTopK.empty(c, self.k, device)
             self.state[layer] = cur.merged(cand)
         self.n_images += b
 
     def result(self) -> TopK:
+        """The top-k so far, on the CPU."""
         if not self.state:
             raise MiningError("no images were mined: the data was empty")
-        return TopK(self.k, {l: self.state[l] for l in self.layer_list}, self.n_images)
+        return TopK(self.k, {l: self.state[l].to("cpu") for l in self.layer_list}, self.n_images)
 
 
 def _batches(data, batch_size: int, start_index: int = 0):

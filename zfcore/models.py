@@ -40,6 +40,7 @@ __all__ = [
     "ZFConfig", "ZFNet", "zfnet", "krizhevsky", "build", "TABLE3_VARIANTS", "alexnet", "vgg16", "resnet18",
     "get_layer", "eval_mode", "in_eval_mode", "layer_key", "layer_keys", "hidden_layers", "layer_names", "capture_layers", "forward_layers", "conv_layers", "paper_init_", "he_init_", "clip_filters_", "filter_rms",
     "MissingWeightsError", "LayerError", "load_model_state", "model_fingerprint", "from_pytorchcv",
+    "model_device", "to_device", "clip_filters_count_",
 ]
 
 
@@ -378,6 +379,24 @@ def forward_layers(model: nn.Module, x: torch.Tensor, layers: Sequence["str | in
     return {k: out[k] for k in keys}
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """The device ``model`` runs on (that of its first parameter or buffer; the CPU for a model
+    without either). Every analysis of ``zfcore`` runs where the model is: it moves its inputs
+    there once, keeps its working tensors there, and brings results back to the CPU once at the
+    end, never inside a loop."""
+    t = next(model.parameters(), None)
+    if t is None:
+        t = next(model.buffers(), None)
+    return t.device if t is not None else torch.device("cpu")
+
+
+def to_device(t: torch.Tensor, device: "torch.device | str") -> torch.Tensor:
+    """``t`` on ``device``; a host-to-GPU copy is asynchronous (``non_blocking``: it does not
+    wait for the GPU's queue, unlike a plain ``.to``), so loops can hand small index tensors to
+    the device without stalling it."""
+    return t.to(device, non_blocking=True)
+
+
 def conv_layers(model: nn.Module) -> list[nn.Conv2d]:
     """All convolutions of ``model`` in order (those that feature-scale clipping renormalises)."""
     return [m for m in model.modules() if isinstance(m, nn.Conv2d)]
@@ -427,14 +446,22 @@ def filter_rms(conv: nn.Conv2d) -> torch.Tensor:
 def clip_filters_(model: nn.Module, radius: float = 0.1) -> int:
     """Feature-scale clipping (section 3): renormalise every conv filter whose RMS exceeds
     ``radius`` to an RMS of exactly ``radius``. Returns how many filters were renormalised."""
-    n = 0
+    return int(clip_filters_count_(model, radius))
+
+
+@torch.no_grad()
+def clip_filters_count_(model: nn.Module, radius: float = 0.1) -> torch.Tensor:
+    """:func:`clip_filters_` without reading anything back: the count of renormalised filters
+    stays a tensor on the model's device (the trainer adds it up and reads it once per epoch), so
+    a training step never waits for the GPU. Filters within ``radius`` are multiplied by exactly
+    1, which leaves them bit for bit as they were."""
+    n = torch.zeros((), dtype=torch.int64, device=model_device(model))
     for conv in conv_layers(model):
         rms = filter_rms(conv)
         over = rms > radius
-        if over.any():
-            scale = torch.where(over, radius / rms, torch.ones_like(rms))
-            conv.weight.mul_(scale.view(-1, *([1] * (conv.weight.dim() - 1))))
-            n += int(over.sum())
+        scale = torch.where(over, radius / rms, torch.ones_like(rms))
+        conv.weight.mul_(scale.view(-1, *([1] * (conv.weight.dim() - 1))))
+        n += over.sum()
     return n
 
 

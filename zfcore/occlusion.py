@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from .incremental import PRECISIONS, IncrementalForward, low_precision_is_fast, plan_batches
-from .models import capture_layers, get_layer, in_eval_mode, layer_names
+from .models import capture_layers, get_layer, in_eval_mode, layer_names, model_device, to_device
 from .study import Result
 from .receptive import ReceptiveFieldError, input_problem
 from .errors import ZFCoreError
@@ -265,11 +265,6 @@ def _approximation(mode: str, truncate, coarse, refine, tol=None, precision=None
     return float(truncate), coarse, float(refine), (None if tol is None else float(tol)), precision
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
 @torch.inference_mode()
 @in_eval_mode
 def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, *,
@@ -334,7 +329,7 @@ def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, 
     if window > min(H, W):
         raise OcclusionError(f"window {window} is larger than the {H}x{W} image: choose a window "
                              f"of at most {min(H, W)} pixels")
-    device = _model_device(model)
+    device = model_device(model)
     if precision != "fp32" and asked is None and (not incremental
                                                   or not low_precision_is_fast(device)):
         precision = "fp32"      # the preset's bfloat16 would not save time here: run exact
@@ -343,8 +338,8 @@ def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, 
     probe = get_layer(model, layer)
     rows, cols = window_positions(H, window, stride), window_positions(W, window, stride)
     ny, nx = len(rows), len(cols)
-    grid_r = rows.repeat_interleave(nx).to(device)
-    grid_c = cols.repeat(ny).to(device)
+    grid_r = rows.repeat_interleave(nx)          # positions are bookkeeping: on the host
+    grid_c = cols.repeat(ny)
 
     x0 = image[None]
     logits0, act0 = _forward(model, layer, x0)
@@ -365,7 +360,8 @@ def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, 
     lp0 = torch.log_softmax(logits0, 1)[0].cpu()
 
     n = ny * nx
-    rechecked = torch.zeros(n, dtype=torch.bool, device=device)
+    rechecked = torch.zeros(n, dtype=torch.bool, device="cpu")
+    suspect = torch.zeros(n, dtype=torch.bool, device=device)    # bfloat16 values to recheck
     maps = dict(logp=torch.zeros(n, device=device), top_p=torch.zeros(n, device=device),
                 top_c=torch.zeros(n, dtype=torch.long, device=device),
                 f_total=torch.zeros(n, device=device))
@@ -377,9 +373,10 @@ def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, 
     else:
         batches = list(torch.arange(n).split(batch_size))
 
-    def evaluate(wanted: torch.Tensor, bar) -> None:
-        """Compute the positions flagged in ``wanted`` (n,): the planned batches, filtered, with
-        consecutive remnants merged up to ``batch_size``."""
+    def compute(wanted: torch.Tensor, prec: str, bar) -> None:
+        """Compute the positions flagged in ``wanted`` (n,) in ``prec``: the planned batches,
+        filtered, with consecutive remnants merged up to ``batch_size``. Nothing is read back
+        from the device: in bfloat16 the positions to recheck are only flagged (``suspect``)."""
         merged: list[torch.Tensor] = []
         for idx in batches:
             idx = idx[wanted[idx]]
@@ -388,27 +385,33 @@ def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, 
             elif len(idx):
                 merged.append(idx)
         for idx in merged:
-            idx = idx.to(device)
+            at = to_device(idx, device)
             r, c = grid_r[idx], grid_c[idx]
             if incremental:
-                out = engine.run(square.expand(len(idx), C, window, window), r, c, truncate,
-                                 precision)
+                out = engine.run(square.expand(len(idx), C, window, window), r, c, truncate, prec)
                 logits, totals = out.logits, out.probe_totals[probe]
-                if precision != "fp32":
-                    redo = low_precision_suspects(logits, logits0, target)
-                    if redo.any():
-                        exact = engine.run(square.expand(int(redo.sum()), C, window, window),
-                                           r[redo], c[redo], truncate)
-                        logits[redo], totals[redo] = exact.logits, exact.probe_totals[probe]
-                        rechecked[idx[redo]] = True
+                if prec != "fp32":
+                    suspect[at] = low_precision_suspects(logits, logits0, target)
             else:
                 logits, totals = _full_batch(model, layer, image, square, r, c)
             lp = torch.log_softmax(logits, 1)
-            maps["logp"][idx] = lp[:, target]
+            maps["logp"][at] = lp[:, target]
             tp, tc = lp.max(1)
-            maps["top_p"][idx], maps["top_c"][idx] = tp.exp(), tc
-            maps["f_total"][idx] = totals[:, feature]
-            bar.update(len(idx))
+            maps["top_p"][at], maps["top_c"][at] = tp.exp(), tc
+            maps["f_total"][at] = totals[:, feature]
+            if bar is not None:
+                bar.update(len(idx))
+
+    def evaluate(wanted: torch.Tensor, bar) -> None:
+        """:func:`compute` in ``precision``; in bfloat16, then the positions whose p(class) it
+        may have moved by 0.01 (:func:`low_precision_suspects`) again in float32, read back from
+        the device once for all of them."""
+        compute(wanted, precision, bar)
+        if precision != "fp32":
+            redo = suspect.cpu() & wanted
+            if redo.any():
+                compute(redo, "fp32", None)
+                rechecked[redo] = True
 
     bar = _progress(n, progress, "occlusion")
     if coarse == 1 or tol == 0:
@@ -440,7 +443,7 @@ def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, 
         mode=mode if (truncate, coarse, refine, tol) == _approximation(mode, None, None, None)[:4]
         and asked is None else "custom", truncate=truncate, coarse=coarse, refine=refine,
         computed=computed, tol=tol, precision=precision,
-        rechecked=rechecked.cpu().view(ny, nx) if precision != "fp32" else None)
+        rechecked=rechecked.view(ny, nx) if precision != "fp32" else None)
 
 
 def _grid_mask(ci_r: torch.Tensor, ci_c: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
@@ -840,7 +843,7 @@ def pointing_game_split(model: nn.Module, profile, split: str = "test", n: "int 
         from tqdm.auto import tqdm
         for lo in tqdm(range(0, n, chunk), desc="pointing game", disable=not progress):
             sb = ds.scenes(list(range(lo, min(n, lo + chunk))))
-            images = normalize(sb.images, P).to(_model_device(model))
+            images = normalize(sb.images, P).to(model_device(model))
             parts.append(pointing_game(model, images, sb.labels, sb.boxes,
                                        window=window, stride=stride, fill=fill,
                                        batch_size=batch_size, progress=False, mode=mode))

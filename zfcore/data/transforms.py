@@ -97,10 +97,12 @@ def paper_crops(images: torch.Tensor, position, flip, fraction: float = CROP_FRA
     ch, cw = max(1, round(H * fraction)), max(1, round(W * fraction))
     y0 = torch.tensor([(H - ch) // 2, 0, 0, H - ch, H - ch])[pos]
     x0 = torch.tensor([(W - cw) // 2, 0, W - cw, 0, W - cw])[pos]
-    rows = (y0.view(N, 1) + torch.arange(ch).view(1, ch)).view(N, 1, ch, 1)
-    cols = (x0.view(N, 1) + torch.arange(cw).view(1, cw)).view(N, 1, 1, cw)
-    n = torch.arange(N).view(N, 1, 1, 1)
-    c = torch.arange(3).view(1, 3, 1, 1)
+    dev = x.device                   # the crop runs where the images are (a GPU in training)
+    y0, x0, fl = (t.to(dev, non_blocking=True) for t in (y0, x0, fl))
+    rows = (y0.view(N, 1) + torch.arange(ch, device=dev).view(1, ch)).view(N, 1, ch, 1)
+    cols = (x0.view(N, 1) + torch.arange(cw, device=dev).view(1, cw)).view(N, 1, 1, cw)
+    n = torch.arange(N, device=dev).view(N, 1, 1, 1)
+    c = torch.arange(3, device=dev).view(1, 3, 1, 1)
     crops = x[n, c, rows, cols]
     crops = torch.where(fl.view(N, 1, 1, 1), crops.flip(-1), crops)
     if (ch, cw) != (H, W):

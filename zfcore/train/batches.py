@@ -76,18 +76,37 @@ class RenderedScenes:
         self.images[todo] = (rendered * 255).round_().clamp_(0, 255).to(torch.uint8)
         self.ready[todo] = True
 
-    def batch(self, indices: torch.Tensor, epoch: int, augment: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        from ..data import normalize, paper_crops
+    def batch(self, indices: torch.Tensor, epoch: int, augment: bool,
+              device: "torch.device | str | None" = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised images and labels of ``indices`` with ``epoch``'s crops and flips, on
+        ``device`` (default: the CPU)."""
+        return self.finish(self.host_batch(indices, epoch, augment), device)
+
+    def host_batch(self, indices, epoch: int, augment: bool, pin: bool = False) -> tuple:
+        """The CPU's share of :meth:`batch`: the 8-bit images, the labels and the crop choices
+        (in page-locked memory with ``pin``, ready for an asynchronous copy to a GPU)."""
         from ..data.transforms import crop_choices
         indices = torch.as_tensor(indices, dtype=torch.long)
         todo = indices[~self.ready[indices]]
         if len(todo):
             self._render(todo)
-        x = self.images[indices].float().div_(255)
-        if augment:
-            pos, flip = crop_choices(self.dataset.seed, epoch, indices.numpy())
-            x = paper_crops(x, pos, flip)
-        return normalize(x, self.dataset.profile), self.labels[indices]
+        x, y = self.images[indices], self.labels[indices]
+        if pin:
+            x, y = x.pin_memory(), y.pin_memory()
+        return x, y, crop_choices(self.dataset.seed, epoch, indices.numpy()) if augment else None
+
+    def finish(self, host: tuple, device: "torch.device | str | None" = None) -> tuple:
+        """The rest of :meth:`batch` on ``device``: the 8-bit images travel (a quarter of the
+        bytes of floats, without waiting for the GPU), then become floats, are cropped, flipped
+        and normalised there."""
+        from ..data import normalize, paper_crops
+        x, y, choices = host
+        if device is not None and torch.device(device).type != "cpu":
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x = x.float().div_(255)
+        if choices is not None:
+            x = paper_crops(x, *choices)
+        return normalize(x, self.dataset.profile), y
 
 
 def _as_source(data):
@@ -110,27 +129,82 @@ def _shards(n: int, spec: TrainSpec, epoch: int, rank: int, world: int, steps: i
     return [order[s * b + rank * local: s * b + (rank + 1) * local].tolist() for s in range(steps)]
 
 
-def _loader(dataset, batches: list[list[int]], num_workers: int):
+def _loader(dataset, batches: list[list[int]], num_workers: int, pin_memory: bool = False):
     from torch.utils.data import DataLoader
-    return DataLoader(dataset, batch_sampler=batches, num_workers=num_workers)
+    return DataLoader(dataset, batch_sampler=batches, num_workers=num_workers,
+                      pin_memory=pin_memory)
 
 
-def _train_batches(source, spec: TrainSpec, epoch: int, rank: int, world: int,
-                   steps: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def _train_batches(source, spec: TrainSpec, epoch: int, rank: int, world: int, steps: int,
+                   device: "torch.device | str" = "cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """The batches this process trains on in ``epoch``.
 
     ``source`` is a :class:`RenderedScenes`, a ``Dataset`` (used as given: it does its own
     augmentation, if any), or a function ``epoch -> Dataset`` (real data sets, whose crops and
     flips depend on the epoch); the latter two are read through a ``DataLoader`` with
-    ``profile.num_workers`` workers.
+    ``profile.num_workers`` workers (in pinned memory for a GPU).
+
+    For a GPU (``device``), rendered scenes are prepared ahead: a thread does the CPU's share of
+    the next batches (crop choices, 8-bit gather, page-locking) while the GPU trains on the ones
+    before, and the crops and flips run on the GPU (:meth:`RenderedScenes.finish`). On the CPU
+    the batches are made in turn, exactly as before.
     """
+    device = torch.device(device)
     if isinstance(source, RenderedScenes):
-        for idx in _shards(len(source), spec, epoch, rank, world, steps):
-            yield source.batch(idx, epoch, spec.options.augment)
+        shards = _shards(len(source), spec, epoch, rank, world, steps)
+        augment = spec.options.augment
+        if device.type == "cpu":
+            for idx in shards:
+                yield source.batch(idx, epoch, augment)
+            return
+        for host in _ahead(source.host_batch(idx, epoch, augment, pin=True) for idx in shards):
+            yield source.finish(host, device)
         return
     dataset = source(epoch) if callable(source) and not hasattr(source, "__len__") else source
     yield from _loader(dataset, _shards(len(dataset), spec, epoch, rank, world, steps),
-                       spec.profile.num_workers)
+                       spec.profile.num_workers, pin_memory=device.type == "cuda")
+
+
+def _ahead(items: Iterator, depth: int = 3) -> Iterator:
+    """``items``, with up to ``depth`` of them made ahead in a background thread (its exceptions
+    are raised here; leaving the loop early stops it)."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop, end = threading.Event(), object()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work():
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except BaseException as e:  # handed to the consumer, which raises it
+            put((end, e))
+
+    worker = threading.Thread(target=work, name="zfcore-batches", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = q.get()
+            if item is end:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 _MEMO: "dict[tuple, RenderedScenes]" = {}

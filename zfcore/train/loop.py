@@ -27,7 +27,7 @@ import dataclasses
 import math
 import os
 import time
-from typing import Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +35,7 @@ from torch import nn
 
 from .. import cache as zcache
 from ..health import FireCounter
-from ..models import clip_filters_, conv_layers, filter_rms, layer_key, load_model_state
+from ..models import clip_filters_count_, conv_layers, filter_rms, layer_key, load_model_state
 from ..profiles import Profile
 from .batches import (RenderedScenes, _as_source, _default_sources, _length, _seed, _train_batches,
                       _train_eval_source, rendered_split)
@@ -47,9 +47,16 @@ from .spec import LAYER_KEYS, TrainError, TrainOptions, TrainSpec, make_spec
 
 def _distributed() -> tuple[int, int]:
     import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized():
+    if _grouped():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def _grouped() -> bool:
+    """Whether this process is in a process group (``torchrun``): then the model trains wrapped
+    in DistributedDataParallel, even alone (``--nproc_per_node=1``)."""
+    import torch.distributed as dist
+    return dist.is_available() and dist.is_initialized()
 
 
 def _device(profile: Profile) -> torch.device:
@@ -61,12 +68,19 @@ def _device(profile: Profile) -> torch.device:
     return torch.device(profile.device)
 
 
-def train(spec: TrainSpec, train_set=None, val_set=None, progress: bool = True) -> TrainRun:
+def train(spec: TrainSpec, train_set=None, val_set=None, progress: bool = True,
+          on_step: "Callable[[int, torch.Tensor], None] | None" = None) -> TrainRun:
     """Train ``spec`` for ``spec.profile.epochs`` epochs, resuming from its cache entry.
 
     In a process group (``torchrun``) every process calls this; gradients are averaged by
     DistributedDataParallel and only rank 0 writes files. ``train_set``/``val_set`` default to
-    ``zfcore.data.get_dataset(profile, "train"/"val")``.
+    ``zfcore.data.get_dataset(profile, "train"/"val")``. ``on_step(step, loss)``, if given, is
+    called after every optimiser step with the global step (from 1) and the batch's loss, a
+    tensor on the training device (reading it waits for the device: keep it and read later).
+
+    On a GPU (``profile.device="cuda"``) nothing in a step reads a value back from the device,
+    batches are made ahead of it (:func:`zfcore.train.batches._train_batches`), and
+    ``data_seconds`` in the history says how long the loop waited for them.
     """
     p = spec.profile
     rank, world = _distributed()
@@ -113,16 +127,18 @@ def train(spec: TrainSpec, train_set=None, val_set=None, progress: bool = True) 
         torch.manual_seed(_seed("dropout", p.seed, epoch, rank))
         net.train()
         counts = torch.zeros(4, dtype=torch.float64, device=device)
-        clipped = 0
+        clipped = torch.zeros((), dtype=torch.int64, device=device)
         fractional = {round((e - epoch) * steps): e for e in keep if epoch < e < epoch + 1}
+        waited = [0.0]
         t0 = time.perf_counter()
-        for s, (x, y) in enumerate(_train_batches(train_set, spec, epoch, rank, world, steps), 1):
+        batches = _timed(_train_batches(train_set, spec, epoch, rank, world, steps, device), waited)
+        for s, (x, y) in enumerate(batches, 1):
             _set_dropout(model, p, epoch + (s - 1) / steps)
             now_frozen = _frozen_layers(spec, epoch + (s - 1) / steps)
             if now_frozen != frozen:
                 frozen = now_frozen
                 _apply_freeze(model, frozen)
-                net = _wrap_ddp(model, device) if world > 1 else model
+                net = _wrap_ddp(model, device) if _grouped() else model
                 net.train()
             x = x.to(device, non_blocking=True, memory_format=torch.channels_last)
             y = y.to(device, non_blocking=True)
@@ -134,8 +150,10 @@ def train(spec: TrainSpec, train_set=None, val_set=None, progress: bool = True) 
             loss.backward()
             opt.step()
             if p.clip_rms is not None:
-                clipped += clip_filters_(model, p.clip_rms)
+                clipped += clip_filters_count_(model, p.clip_rms)
             counts += _counts(out.detach(), y, loss)
+            if on_step is not None:
+                on_step(epoch * steps + s, loss.detach())
             if s in fractional and rank == 0:
                 store.save_weights(fractional[s], _cpu_state(model))
             if bar is not None:
@@ -145,6 +163,7 @@ def train(spec: TrainSpec, train_set=None, val_set=None, progress: bool = True) 
         if world > 1:
             import torch.distributed as dist
             dist.all_reduce(counts)
+        _synchronize(device)                    # the epoch's steps have run, not only been queued
         train_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
         fires = FireCounter(model)
@@ -160,10 +179,11 @@ def train(spec: TrainSpec, train_set=None, val_set=None, progress: bool = True) 
             train_loss=tl, train_top1_error=t1e, train_top5_error=t5e,
             val_loss=val["loss"], val_top1_error=val["top1_error"], val_top5_error=val["top5_error"],
             train_seconds=train_seconds, val_seconds=time.perf_counter() - t1,
-            images_per_s=steps * p.batch_size / train_seconds, clipped_filters=clipped,
+            images_per_s=steps * p.batch_size / train_seconds, clipped_filters=int(clipped),
             train_eval_top1_error=fit["top1_error"], train_eval_top5_error=fit["top5_error"],
             dead_share={k: dead.dead_share(k) for k in dead.fire_counts} if dead else {},
-            max_filter_rms=max(float(filter_rms(c).max()) for c in conv_layers(model)))))
+            max_filter_rms=max(float(filter_rms(c).max()) for c in conv_layers(model)),
+            data_seconds=waited[0])))
         _anneal_on_plateau(opt, plateau, val["top1_error"], spec.options)
         if bar is not None:
             bar.write(f"epoch {epoch + 1}/{p.epochs}: train loss {tl:.3f} err {t1e:.1f}% | "
@@ -184,6 +204,29 @@ def train(spec: TrainSpec, train_set=None, val_set=None, progress: bool = True) 
         store.save_weights(p.epochs, _cpu_state(model))  # resumed exactly at the end
     return TrainRun(spec, store.dir, [EpochMetrics(**h) for h in history[:p.epochs]],
                     [x for x in store.weight_epochs() if x <= p.epochs])
+
+
+def _synchronize(device: torch.device) -> None:
+    """Wait for ``device`` (a GPU runs queued work asynchronously; the CPU does not)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(items: Iterator, waited: list) -> Iterator:
+    """``items``, adding to ``waited[0]`` the seconds spent waiting for each."""
+    items = iter(items)
+    try:
+        while True:
+            t = time.perf_counter()
+            try:
+                item = next(items)
+            except StopIteration:
+                return
+            waited[0] += time.perf_counter() - t
+            yield item
+    finally:
+        if hasattr(items, "close"):
+            items.close()               # a loop left early stops the batches made ahead
 
 
 def _set_dropout(model: nn.Module, profile: Profile, progress: float) -> None:
@@ -248,9 +291,11 @@ def _postfix(bar, counts: torch.Tensor, world: int, images_per_s: float) -> None
 
 
 def compare_throughput(profile: "str | Profile", frozen: "Mapping[str, Sequence[str]]",
-                       steps: int = 3, rounds: int = 2, **overrides) -> dict[str, float]:
+                       steps: int = 3, rounds: int = 2, device: "str | torch.device" = "cpu",
+                       **overrides) -> dict[str, float]:
     """Training images per second of the profile's model with different sets of frozen layers,
-    measured now, alternating, on one batch of training images (median of ``rounds``).
+    measured now, alternating, on one batch of training images (median of ``rounds``), on
+    ``device`` (the batch is there before the clock starts: the steps' compute alone).
 
     Wall times recorded when runs were trained depend on the machine's load at the time; this
     compares the compute of configurations (e.g. per-layer freezing against one global rate)
@@ -263,22 +308,25 @@ def compare_throughput(profile: "str | Profile", frozen: "Mapping[str, Sequence[
     if memo is None:
         raise TrainError(f"compare_throughput renders a batch of procedural scenes; profile "
                          f"{p.name!r} has none (use tiny or mini)")
-    x, y = memo.batch(idx, 0, augment=False)
+    device = torch.device(device)
+    x, y = memo.batch(idx, 0, augment=False, device=device)
     x = x.contiguous(memory_format=torch.channels_last)
     results: dict[str, list[float]] = {name: [] for name in frozen}
     for _ in range(rounds):
         for name, layers in frozen.items():
-            model = build_model(spec).to(memory_format=torch.channels_last)
+            model = build_model(spec).to(device, memory_format=torch.channels_last)
             _apply_freeze(model, {layer_key(l, LAYER_KEYS) for l in layers})
             opt = _optimizer(spec, model)
             model.train()
             for i in range(steps + 1):                      # the first step warms up
                 if i == 1:
+                    _synchronize(device)
                     t0 = time.perf_counter()
                 with training_autocast(p, x.device):
                     loss = F.cross_entropy(model(x), y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+            _synchronize(device)
             results[name].append(steps * len(x) / (time.perf_counter() - t0))
     return {name: sorted(v)[len(v) // 2] for name, v in results.items()}

@@ -43,6 +43,9 @@ class EpochMetrics:
     dead_share: dict = dataclasses.field(default_factory=dict)
     #: the largest RMS of any convolutional filter at the end of the epoch (clipping at 0.1)
     max_filter_rms: float = float("nan")
+    #: seconds of ``train_seconds`` the loop spent waiting for its next batch (on a GPU, with the
+    #: batches made ahead, near zero when data keeps up)
+    data_seconds: float = float("nan")
 
     @property
     def val_accuracy(self) -> float:
@@ -54,7 +57,7 @@ def _counts(logits: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> torch.
     top = logits.topk(k, dim=1).indices
     hit = top == y[:, None]
     return torch.stack([loss.detach() * len(y), hit[:, 0].sum(), hit.any(1).sum(),
-                        torch.tensor(float(len(y)))]).double()
+                        torch.tensor(float(len(y)), device=loss.device)]).double()
 
 
 def _summarise(c: torch.Tensor) -> tuple[float, float, float]:
@@ -75,8 +78,9 @@ def evaluate(model: nn.Module, dataset, batch_size: int = 256, device: "str | to
     was = model.training
     model.eval()
     c = torch.zeros(4, dtype=torch.float64, device=device)
-    for x, y in _eval_stream(dataset, batch_size, rank, world, num_workers, limit):
-        x, y = x.to(device, memory_format=torch.channels_last), y.to(device)
+    for x, y in _eval_stream(dataset, batch_size, rank, world, num_workers, limit, device):
+        x = x.to(device, non_blocking=True, memory_format=torch.channels_last)
+        y = y.to(device, non_blocking=True)
         out = model(x)
         c += _counts(out, y, F.cross_entropy(out, y))
     if world > 1:
@@ -88,12 +92,13 @@ def evaluate(model: nn.Module, dataset, batch_size: int = 256, device: "str | to
 
 
 def _eval_stream(dataset, batch_size: int, rank: int = 0, world: int = 1, num_workers: int = 0,
-                 limit: int | None = None):
-    """Batches ``(images, labels)`` of the first ``limit`` images, un-augmented, in order."""
+                 limit: int | None = None, device: "str | torch.device" = "cpu"):
+    """Batches ``(images, labels)`` of the first ``limit`` images, un-augmented, in order (on
+    ``device`` when the data is rendered in memory, else on the CPU, in pinned memory for a GPU)."""
     source = _as_source(dataset)
     n = len(source) if limit is None else min(limit, len(source))
     idx = list(range(rank, n, world))
     batches = [idx[s:s + batch_size] for s in range(0, len(idx), batch_size)]
     if isinstance(source, RenderedScenes):
-        return (source.batch(b, 0, augment=False) for b in batches)
-    return _loader(source, batches, num_workers)
+        return (source.batch(b, 0, augment=False, device=device) for b in batches)
+    return _loader(source, batches, num_workers, pin_memory=torch.device(device).type == "cuda")
