@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-# occlusion has its own smoke test in test_occlusion.py
-NAMES = sorted(p.stem for p in (ROOT / "benchmarks").glob("[a-z]*.py") if p.stem != "occlusion")
+# occlusion and gpu have their own smoke tests (test_occlusion.py, test_gpu_benchmark.py)
+NAMES = sorted(p.stem for p in (ROOT / "benchmarks").glob("[a-z]*.py")
+               if p.stem not in ("occlusion", "gpu"))
 
 
 @pytest.mark.parametrize("name", NAMES)
