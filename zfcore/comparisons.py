@@ -33,6 +33,7 @@ import concurrent.futures as cf
 import dataclasses
 import json
 import multiprocessing
+import os
 import platform
 import subprocess
 import time
@@ -50,7 +51,7 @@ from .cache import atomic_write_json, config_hash
 from .errors import ZFCoreError
 from .evolution import layer_convergence
 from .firstlayer import layer1_mean_activation
-from .locations import figures_output_dir
+from .locations import SAVE_FIGURES_ENV, figures_output_dir
 from .models import TABLE3_VARIANTS, model_fingerprint
 from .probes import per_image_correct
 from .profiles import Profile, get_profile
@@ -462,12 +463,25 @@ def main(argv: "list[str] | None" = None) -> int:
     ap.add_argument("--groups", default="table3,krizhevsky,per_layer,small_train",
                     help="comma-separated: table3, krizhevsky, per_layer, small_train")
     ap.add_argument("--seeds", type=int, default=None, help="seeds per network (default: the profile's)")
+    ap.add_argument("--networks", default=None,
+                    help="comma-separated networks to train first and only, e.g. table3-zf,krizhevsky-11x11_4 "
+                         "(a job's name without its seed; --list shows them)")
     ap.add_argument("--workers", type=int, default=2, help="training processes side by side")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
     ap.add_argument("--list", action="store_true", help="print what is recorded and what is missing; train nothing")
+    ap.add_argument("--draft", action="store_true",
+                    help="write the records to the build folder instead of figures/<profile>/study")
     args = ap.parse_args(argv)
+    if not args.draft:        # the study's records are numbers of record, like the figures
+        os.environ[SAVE_FIGURES_ENV] = "1"
     P = get_profile(args.profile)
     jobs = study_jobs(P, args.groups.split(","), seeds=args.seeds)
+    if args.networks:
+        wanted = args.networks.split(",")
+        unknown = sorted(set(wanted) - {j.network for j in jobs})
+        if unknown:
+            ap.error(f"unknown network(s) {unknown}; known: {sorted({j.network for j in jobs})}")
+        jobs = [j for j in jobs if j.network in wanted]
     if args.list:
         missing = {j.name for j in missing_jobs(jobs, P)}
         for j in jobs:
