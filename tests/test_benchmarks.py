@@ -22,3 +22,35 @@ def test_benchmark_quick_run_ends_with_result_line(name):
     last = out.stdout.strip().splitlines()[-1]
     assert re.fullmatch(rf"RESULT {name}( [A-Za-z0-9_]+=[^ =]+)+", last), \
         f"benchmarks.{name} must end with 'RESULT {name} key=value ...', got: {last!r}"
+
+
+def test_train_benchmark_times_the_profiles_own_batches():
+    import torch
+
+    from benchmarks.train import schedule_images, training_batches
+    from zfcore.profiles import get_profile
+
+    p = get_profile("tiny")
+    x, y, batches = training_batches(p, 2)
+    assert [len(by) for _, by in batches] == [p.batch_size] * 2 and len(x) == 2 * p.batch_size
+    assert sorted(torch.cat([by for _, by in batches]).tolist()) == sorted(y.tolist())
+    mini = get_profile("mini")
+    assert schedule_images(mini) == mini.epochs * (mini.n_train - mini.n_train % mini.batch_size)
+
+
+def test_study_benchmark_reports_both_ways_of_training():
+    from zfcore.profiles import get_profile
+
+    out = subprocess.run([sys.executable, "-m", "benchmarks.study", "--quick"], cwd=ROOT, check=False,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, f"benchmarks.study failed:\n{out.stderr[-2000:]}"
+    line = out.stdout.strip().splitlines()[-1].split()
+    assert line[:2] == ["RESULT", "study"]
+    r = {k: float(v) for k, v in (kv.split("=") for kv in line[2:]) if k != "profile"}
+    for key in ("speedup_side_by_side", "images_per_s_side_by_side", "images_per_s_one_process",
+                "study_hours_side_by_side", "study_hours_one_process"):
+        assert r[key] > 0, key
+    assert r["batch_size"] == get_profile("tiny").batch_size
+    # both estimates are the same work (the study's images) at each arm's rate
+    assert r["study_hours_side_by_side"] * r["images_per_s_side_by_side"] == pytest.approx(
+        r["study_hours_one_process"] * r["images_per_s_one_process"], rel=0.02)
