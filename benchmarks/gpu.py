@@ -136,9 +136,7 @@ def best_times(fns: dict, repeats: int, device: torch.device, part: Part) -> dic
         if part.left() <= 0:
             part.stopped(f"timing of {name}")
             break
-        fn()
-        sync(device)
-        best[name] = float("inf")
+        best[name] = timed(fn, device)                   # the warm-up, a first (slow) measure
     for _ in range(repeats):
         for name in list(best):
             if part.left() <= 0:
@@ -149,6 +147,22 @@ def best_times(fns: dict, repeats: int, device: torch.device, part: Part) -> dic
             sync(device)
             best[name] = min(best[name], time.perf_counter() - t0)
     return best
+
+
+def timed(fn, device: torch.device) -> float:
+    """Seconds of one call of ``fn`` on ``device``."""
+    sync(device)
+    t0 = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def fit(n_max: int, unit: int, cost_per_item: float, seconds: float) -> int:
+    """The most items, a multiple of ``unit`` between ``unit`` and ``n_max``, whose estimated
+    cost fits in ``seconds``."""
+    n = int(seconds / max(cost_per_item, 1e-9)) // unit * unit
+    return max(unit, min(n_max, n))
 
 
 def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -380,6 +394,18 @@ def part_projection(rep: Report, part: Part, device: torch.device, quick: bool) 
     torch.manual_seed(0)
     model = he_init_(zfnet(**p.model_kwargs())).eval()
     n_maps, k = (4, 2) if quick else (64, 9)
+    repeats = 1 if quick else 3
+    if not quick:   # size the work from a probe: the gradient rule on 2 x 9 random requests
+        xp = torch.randn(2 * k, 3, p.image_size, p.image_size)
+        rp = requests(torch.arange(2 * k), 0)
+        dm0, xp0 = copy.deepcopy(model).to(device), xp.to(device)
+        per_dev = timed(lambda: project(dm0, xp0, "layer5", rp, rule="gradient"), device) / (2 * k)
+        per_cpu = per_dev if device.type == "cpu" else timed(
+            lambda: project(model, xp, "layer5", rp, rule="gradient"), torch.device("cpu")) / (2 * k)
+        # per request: the CPU references, then on the device the checks (3 rules x 3 calls)
+        # and the timings (3 rules x 5 arms x warm-up and repeats)
+        cost = 3 * per_cpu + 3 * per_dev * (3 + 5 * (1 + repeats))
+        n_maps = fit(n_maps * k, k, cost, 0.8 * part.left()) // k
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n_maps * k, 3, p.image_size, p.image_size, generator=g)
     act = layer_activations(model, x, ["layer5"])["layer5"]
@@ -418,7 +444,6 @@ def part_projection(rep: Report, part: Part, device: torch.device, quick: bool) 
                                   for idx in torch.split(torch.arange(n), chunk)])
         return run
 
-    repeats = 1 if quick else 3
     for rule in ("deconvnet", "guided", "gradient"):
         ours = project(plain, xd, "layer5", req, rule=rule, scale="unit").pixels
         rep.check("projection", f"{rule}: ours vs Captum on {device.type} (max |diff| / max |value|)",
@@ -447,7 +472,7 @@ def part_occlusion(rep: Report, part: Part, device: torch.device, quick: bool) -
     from zfcore.data.images import sample_photos
     from zfcore.incremental import low_precision_is_fast
     from zfcore.models import alexnet, he_init_, zfnet
-    from zfcore.occlusion import occlude, pixel_attribution
+    from zfcore.occlusion import occlude, pixel_attribution, window_positions
     from zfcore.profiles import get_profile
 
     native = low_precision_is_fast(device)
@@ -459,22 +484,36 @@ def part_occlusion(rep: Report, part: Part, device: torch.device, quick: bool) -
     aimg = sample_photos("imagenet", ["cat"]).images[0]
     if quick:                                 # AlexNet's adaptive pool takes a smaller photo
         aimg = torch.nn.functional.interpolate(aimg[None], size=(128, 128), mode="bilinear")[0]
-    settings = [("zf-" + p.name, zf, zimg, 16, 8 if quick else 4, [64] if quick else [16, 64, 128, 256]),
-                ("alexnet", alex, aimg, 32 if quick else 16, 32 if quick else 8,
+    # strides, finest first: the finest whose estimated cost fits the setting's share is taken
+    settings = [("zf-" + p.name, zf, zimg, 16, [8] if quick else [4, 8, 16, 32],
+                 [64] if quick else [16, 64, 128, 256]),
+                ("alexnet", alex, aimg, 32 if quick else 16, [32] if quick else [8, 16, 52, 104],
                  [64] if quick else [16, 64, 128, 256])]
+    repeats, cpu = 1 if quick else 2, torch.device("cpu")
     print(f"\n== occlusion: exact and fast on {device.type} against the CPU's exact map; "
           f"against Captum's Occlusion on {device.type} (bfloat16 native here: "
           f"{'yes' if native else 'no, so the fast preset runs exact'})")
     out = {}
-    for name, model, image, window, stride, ppes in settings:
+    for i, (name, model, image, window, strides, ppes) in enumerate(settings):
         if part.left() <= 0:
             part.stopped(f"occlusion of {name}")
             break
         with torch.no_grad():
             target = int(model(image[None]).argmax())
+        dm, di = copy.deepcopy(model).to(device), image.to(device)
+        stride = strides[-1]
+        if len(strides) > 1:   # per-position costs at the coarsest stride size the work
+            allowance = part.left() * (0.45 if i == 0 else 0.9)
+            count = lambda st: len(window_positions(image.shape[-1], window, st)) ** 2  # noqa: E731
+            coarse = dict(window=window, stride=stride, fill="mean", batch_size=128)
+            n0 = count(stride)
+            c_ref = timed(lambda: occlude(model, image, target, **coarse), cpu) / n0
+            c_dev = timed(lambda: occlude(dm, di, target, **coarse), device) / n0
+            c_cap = timed(captum_runner(dm, di, target, window, stride, ppes[-1]), device) / n0
+            per = c_ref + c_dev * (2 + 2 * (1 + repeats)) + c_cap * (1 + len(ppes) * (1 + repeats))
+            stride = next((st for st in strides if count(st) * per <= allowance), stride)
         kw = dict(window=window, stride=stride, fill="mean", batch_size=128)
         ref = occlude(model, image, target, **kw)
-        dm, di = copy.deepcopy(model).to(device), image.to(device)
         exact = occlude(dm, di, target, **kw)
         fast = occlude(dm, di, target, mode="fast", **kw)
         rep.check("occlusion", f"{name}: exact on {device.type} vs CPU, max |dp|",
@@ -493,7 +532,7 @@ def part_occlusion(rep: Report, part: Part, device: torch.device, quick: bool) -
         fns = {"exact": lambda: occlude(dm, di, target, **kw),
                "fast": lambda: occlude(dm, di, target, mode="fast", **kw),
                **{f"captum_ppe={q}": captum(q) for q in ppes}}
-        t = best_times(fns, 1 if quick else 2, device, part)
+        t = best_times(fns, repeats, device, part)
         cap = {kk: v for kk, v in t.items() if kk.startswith("captum")}
         tuned = min(cap, key=cap.get) if cap else None
         positions = len(ref.rows) * len(ref.cols)
@@ -503,7 +542,7 @@ def part_occlusion(rep: Report, part: Part, device: torch.device, quick: bool) -
         res["speedup_exact"] = res["captum_s"] / res["exact_s"]
         res["speedup_fast"] = res["captum_s"] / res["fast_s"]
         out[name] = res
-        print(f"  {name}: {positions} positions; exact {res['exact_s']:.3f} s, fast "
+        print(f"  {name}: window {window}, stride {stride}, {positions} positions; exact {res['exact_s']:.3f} s, fast "
               f"{res['fast_s']:.3f} s, Captum at its best ({tuned}) {res['captum_s']:.3f} s: "
               f"exact {res['speedup_exact']:.2f}x, fast {res['speedup_fast']:.2f}x Captum")
     a = out.get("alexnet")
@@ -533,9 +572,20 @@ def part_mining(rep: Report, part: Part, device: torch.device, quick: bool) -> d
     model = he_init_(zfnet(**p.model_kwargs())).eval()
     n = 48 if quick else 1024
     bs = 16 if quick else 128
+    repeats = 1 if quick else 3
     x = torch.randn(n, 3, p.image_size, p.image_size, generator=torch.Generator().manual_seed(1))
     y = torch.arange(n) % p.num_classes
-    dm, xd = copy.deepcopy(model).to(device), x.to(device)
+    dm = copy.deepcopy(model).to(device)
+    if not quick:   # size the work from one batch: two CPU references, then on the device two
+        xb, cpu = x[:bs].to(device), torch.device("cpu")     # checks and 4 arms timed
+        c_dev = timed(lambda: extract_features(dm, (xb, y[:bs]), LAYERS, batch_size=bs,
+                                               progress=False), device) / bs
+        c_cpu = c_dev if device.type == "cpu" else timed(
+            lambda: extract_features(model, (x[:bs], y[:bs]), LAYERS, batch_size=bs,
+                                     progress=False), cpu) / bs
+        n = fit(n, bs, 2 * c_cpu + c_dev * (2 + 4 * (1 + repeats)), 0.8 * part.left())
+        x, y = x[:n], y[:n]
+    xd = x.to(device)
     print(f"\n== mining and features: {n} images of {p.name} ({p.image_size} px) on {device.type} "
           f"against the CPU")
     ref = mine_topk(model, x, k=9, batch_size=bs, progress=False)
@@ -560,7 +610,7 @@ def part_mining(rep: Report, part: Part, device: torch.device, quick: bool) -> d
            "features": lambda: extract_features(dm, (xd, y), LAYERS, batch_size=bs, progress=False),
            "inference_full": lambda: [dm(b) for b in batches]}
     with torch.no_grad():
-        t = best_times(fns, 1 if quick else 3, device, part)
+        t = best_times(fns, repeats, device, part)
     rate = {kk: n / v for kk, v in t.items()}
     out = dict(mining_per_s=rate.get("mining", float("nan")),
                features_per_s=rate.get("features", float("nan")),
@@ -629,6 +679,10 @@ def main(argv=None) -> int:
     ap.add_argument("--cache-dir", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")   # deterministic cuBLAS, if asked
+    # exact float32 everywhere (TF32 would move the agreement checks by 1e-3); training's
+    # bfloat16 comes from its recipe's autocast
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     if args.ddp_worker:
         return ddp_worker(args)
     t_start = time.perf_counter()
@@ -642,10 +696,6 @@ def main(argv=None) -> int:
     torch.zeros(1, device=device)
     sync(device)
     init_s = time.perf_counter() - t0
-    # exact float32 everywhere (TF32 would move the agreement checks by 1e-3); training's
-    # bfloat16 comes from its recipe's autocast
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device: {device} ({name}); torch {torch.__version__}; {threads} CPU threads; first "
           f"initialisation {init_s:.1f} s; budget {args.budget_s:.0f} s"
