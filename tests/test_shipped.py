@@ -104,16 +104,19 @@ def test_a_file_whose_network_is_not_the_recorded_one_is_refused(tiny_export, tm
 def test_export_outside_a_checkout_needs_a_folder(tiny_export, monkeypatch):
     from zfcore.locations import LocationError
     monkeypatch.setattr(shipped, "checkout_root", lambda: None)
-    with pytest.raises(LocationError, match="--out"):
+    with pytest.raises(LocationError, match="--export DIR"):
         shipped.export(tiny_export[0])
 
 
-def test_train_cli_compares_with_the_shipped_fingerprint(tiny_export, monkeypatch, capsys):
+def test_train_cli_compares_with_the_shipped_fingerprint_and_exports(tiny_export, monkeypatch, capsys,
+                                                                    tmp_path):
     run, exported = tiny_export
     monkeypatch.setattr(shipped, "WEIGHTS_DIR", exported.path.parent)
-    assert ztrain.main(["--profile", "tiny", "--no-progress"]) == 0
-    assert f"fingerprint {exported.fingerprint}: reproduces the shipped weights tiny.safetensors" \
-        in capsys.readouterr().out
+    assert ztrain.main(["--profile", "tiny", "--no-progress", "--export", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"fingerprint {exported.fingerprint}: reproduces the shipped weights tiny.safetensors" in out
+    again = shipped.read(tmp_path / "tiny.safetensors")
+    assert again.fingerprint == exported.fingerprint and again.config_hash == exported.config_hash
 
 
 def test_mini_ships_the_network_of_the_committed_figures(tmp_path, monkeypatch):
@@ -121,9 +124,12 @@ def test_mini_ships_the_network_of_the_committed_figures(tmp_path, monkeypatch):
     training, and it is the network the committed figures record in their provenance."""
     if not (shipped.WEIGHTS_DIR / "mini.safetensors").is_file():
         pytest.fail("zfcore/weights/mini.safetensors is missing: export the trained mini run with "
-                    "python -m zfcore.train.shipped export --profile mini")
+                    "python -m zfcore.train --profile mini --export")
     _forbid_training(monkeypatch)
     monkeypatch.setenv("ZFCORE_CACHE", str(tmp_path))
     model = model_for_profile(get_profile("mini", cache_dir=tmp_path))
     recorded = json.loads((ROOT / "figures" / "mini" / "03_feature_visualization.json").read_text())
-    assert model_fingerprint(model) == recorded["provenance"]["models"]["model"]
+    want = recorded["provenance"]["models"]["model"]
+    assert model_fingerprint(model) == want, (
+        f"the shipped mini network is {model_fingerprint(model)}, the committed figures were computed "
+        f"from {want}: regenerate the figures (make figures) or ship the network they used")

@@ -19,6 +19,9 @@ cache holds the run: into a fresh folder ``<cache>/retrain/<id>/`` (the cache it
 it is; point ``ZFCORE_CACHE`` there to use the retrained network)::
 
     python -m zfcore.train --profile mini --retrain
+
+``--export`` then writes the run's final network to ``zfcore/weights/<name>.safetensors`` (in a
+checkout; ``--export DIR`` elsewhere), the file :func:`zfcore.train.trained_model` ships with.
 """
 from __future__ import annotations
 
@@ -57,6 +60,9 @@ def main(argv: "list[str] | None" = None) -> int:
     ap.add_argument("--retrain", action="store_true",
                     help="train from scratch into a fresh cache folder even when the cache holds the "
                          "run, and say whether it reproduced the shipped weights' fingerprint")
+    ap.add_argument("--export", nargs="?", const="", default=None, metavar="DIR",
+                    help="write the final network to zfcore/weights/<name>.safetensors (or DIR) with "
+                         "its configuration hash and fingerprint: the shipped weights")
     args = ap.parse_args(argv)
     overrides = {}
     for item in args.set:
@@ -96,6 +102,10 @@ def main(argv: "list[str] | None" = None) -> int:
         print(_compare_with_shipped(run))
         if args.retrain:
             print(f"retrained from scratch; to use this network: ZFCORE_CACHE={spec.profile.cache_dir}")
+        if args.export is not None:
+            from . import shipped
+            written = shipped.export(run, args.export or None)
+            print(f"exported {run.directory} -> {written.path}: {written.describe()}")
     return 0
 
 

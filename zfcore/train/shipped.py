@@ -19,16 +19,14 @@ otherwise. :func:`load` checks the fingerprint after loading. ``ZFCORE_RETRAIN=1
 shipped files; ``python -m zfcore.train --retrain`` trains from scratch and says whether it
 reproduced the shipped fingerprint::
 
-    python -m zfcore.train.shipped export --profile mini    # cached run -> zfcore/weights/mini.safetensors
-    python -m zfcore.train.shipped show                     # what ships, and whether it matches
+    python -m zfcore.train --profile mini --export      # train (or take the cached run), then write
+                                                        # zfcore/weights/mini.safetensors
 """
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import json
 import os
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +39,7 @@ from ..errors import ZFCoreError
 from ..locations import LocationError, checkout_root, package_dir
 from ..models import load_model_state, model_fingerprint
 from .network import build_model
-from .spec import TrainSpec, make_spec
+from .spec import TrainSpec
 
 __all__ = ["ShippedWeights", "ShippedError", "WEIGHTS_DIR", "RETRAIN_ENV", "weights_name",
            "read", "find", "load", "export", "retrain_requested", "differences"]
@@ -112,7 +110,7 @@ def read(path: "str | Path") -> ShippedWeights:
     missing = [k for k in ("format", "fingerprint", "config_hash", "epochs", "profile") if k not in meta]
     if missing or meta.get("format") != _FORMAT:
         raise ShippedError(f"{path}: not a zfcore weight file (metadata lacks {missing or ['format']}); "
-                           f"export one with python -m zfcore.train.shipped export")
+                           f"export one with python -m zfcore.train --profile NAME --export")
     return ShippedWeights(path, meta)
 
 
@@ -166,7 +164,7 @@ def export(run, directory: "str | Path | None" = None) -> ShippedWeights:
     if directory is None:
         if checkout_root() is None:
             raise LocationError(f"{WEIGHTS_DIR} belongs to an installed package: pass an output "
-                                f"folder (--out DIR) to export weights outside a checkout")
+                                f"folder (--export DIR) to export weights outside a checkout")
         directory = WEIGHTS_DIR
     spec: TrainSpec = run.spec
     model = run.model()
@@ -196,42 +194,3 @@ def export(run, directory: "str | Path | None" = None) -> ShippedWeights:
 def _version() -> str:
     from .. import __version__
     return __version__
-
-
-def main(argv: "list[str] | None" = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m zfcore.train.shipped", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["export", "show"])
-    ap.add_argument("--profile", default="mini")
-    ap.add_argument("--arch", default="zfnet")
-    ap.add_argument("--variant", default="zf")
-    ap.add_argument("--out", type=Path, default=None, help="export folder (default: zfcore/weights)")
-    args = ap.parse_args(argv)
-    spec = make_spec(args.profile, args.arch, args.variant)
-    if args.command == "export":
-        from . import cached_run
-        run = cached_run(spec)
-        if run is None:
-            print(f"error: {spec.profile.name} {spec.arch}/{spec.variant} is not trained in "
-                  f"{spec.profile.cache_dir}; train it first: python -m zfcore.train --profile "
-                  f"{spec.profile.name} --arch {spec.arch} --variant {spec.variant}", file=sys.stderr)
-            return 1
-        shipped = export(run, args.out)
-        print(f"exported {run.directory} -> {shipped.path}: {shipped.describe()}")
-        return 0
-    paths = sorted(WEIGHTS_DIR.glob("*.safetensors"))
-    if not paths:
-        print(f"no shipped weights in {WEIGHTS_DIR}")
-    for path in paths:
-        shipped = read(path)
-        print(shipped.describe())
-    mine = next((read(p) for p in paths if p.stem == weights_name(spec)), None)
-    if mine is not None:
-        diff = differences(mine, spec)
-        print(f"{weights_name(spec)}: " + ("matches the profile's training configuration" if not diff
-                                          else f"differs from the profile in {', '.join(diff)}"))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
