@@ -1,14 +1,14 @@
 """Tables 2-3 comparisons (zfcore.ablations, zfcore.probes.per_image_correct): per-image
-correctness against a naive loop and the trainer's evaluation, the eval-mode training error on the
-fixed subset, and the verdicts against hand-computed effects and a second bootstrap."""
+correctness against a naive loop and the trainer's evaluation, the verdicts against hand-computed
+effects, seed variance in the intervals, and the tables' numbers by hand."""
 import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import Subset, TensorDataset
+from torch.utils.data import TensorDataset
 
 from zfcore import ablations, probes
-from zfcore.ablations import AblationError, ModelEval
+from zfcore.ablations import AblationError
 from zfcore.verdicts import paired_bootstrap
 
 
@@ -67,86 +67,98 @@ def test_load_batch_reads_a_rendered_split_unaugmented():
     assert r.calls == [([4, 7], 0, False)] and x[1, 0, 0, 0] == 7 and y.tolist() == [1, 1]
 
 
-def test_evaluate_model_on_tiny_matches_the_trainers_evaluation_on_the_training_subset(tmp_path):
-    from zfcore import data
-    from zfcore.models import zfnet
-    from zfcore.profiles import get_profile
-    from zfcore.train import evaluate
-    P = get_profile("tiny", cache_dir=tmp_path)
-    sub = ablations.train_eval_indices(P)
-    assert torch.equal(sub, torch.arange(min(P.n_val, P.n_train)))
-    torch.manual_seed(0)
-    model = zfnet(**P.model_kwargs()).eval()
-    ev = ablations.evaluate_model(model, P)
-    assert len(ev.val_top1) == P.n_val and len(ev.train_top1) == len(sub)
-    train_set, val_set = data.get_dataset(P, "train"), data.get_dataset(P, "val")
-    assert ev.train_top1_error == pytest.approx(evaluate(model, Subset(train_set, sub.tolist()))["top1_error"])
-    assert ev.val_top5_error == pytest.approx(evaluate(model, val_set)["top5_error"])
-    again = ablations.evaluate_model(model, P)                 # from the cache
-    assert torch.equal(again.val_top1, ev.val_top1)
-
-
-def test_evaluate_run_agrees_with_the_trainers_eval_mode_training_error(tmp_path):
-    """Where the trainer records ``train_eval_top1_error`` (eval mode, the same subset), the
-    independent measurement here must reproduce it."""
-    from zfcore import train
-    run = train.training_run("tiny", progress=False, epochs=1, cache_dir=tmp_path)
-    ev = ablations.evaluate_run(run)
-    row = ablations.table_row("Fig. 3", run, ev)
-    assert row["train_running_top1_error"] == run.final.train_top1_error
-    assert row["val_top1_error"] == pytest.approx(run.final.val_top1_error, abs=1e-6)
-    trainer = getattr(run.final, "train_eval_top1_error", None)
-    if trainer is not None:
-        assert ev.train_top1_error == pytest.approx(trainer, abs=1e-6)
-
-
-def test_joint_bootstrap_of_a_difference_is_the_paired_bootstrap():
-    rng = np.random.default_rng(0)
-    a, b = rng.random(300) < 0.7, rng.random(300) < 0.6
-    v = ablations.joint_bootstrap("demo", {"a": a, "b": b}, lambda m: 100 * (m["a"] - m["b"]))
-    w = paired_bootstrap("demo", a, b, scale=100.0, unit="points")
-    assert (v.effect, v.low, v.high, v.verdict) == pytest.approx((w.effect, w.low, w.high, w.verdict))
-    with pytest.raises(AblationError, match="same"):
-        ablations.joint_bootstrap("demo", {"a": a, "b": b[:10]}, lambda m: m["a"])
-
-
-def _eval(val, train=None):
+def _record(name, val, train=None, seed=0, group="table3", variant=None, arch="zfnet", seconds=60.0):
+    from zfcore.comparisons import Job, NetworkRecord
     val = torch.as_tensor(val, dtype=torch.bool)
     train = val if train is None else torch.as_tensor(train, dtype=torch.bool)
-    return ModelEval(val, val, train, train)
+    job = Job(group, arch, variant or name, seed)
+    return NetworkRecord(job, "key", val, val, train, train, 50.0, [60.0, 40.0], 100, seconds,
+                         torch.zeros(4, 3, 7, 7), torch.ones(4), {"device": "cpu (test)", "model_fingerprint": name})
 
 
 def test_ablation_verdicts_signs_and_values_by_hand():
     n = 400
     idx = torch.arange(n)
     acc = lambda p: idx < int(p * n)      # noqa: E731  the first p*n images right
-    evals = {"zf": _eval(acc(0.80), acc(0.85)), "no_layers6_7": _eval(acc(0.78)), "no_layers3_4": _eval(acc(0.77)),
-             "no_layers3_4_6_7": _eval(acc(0.40)), "conv3_4_5_wide": _eval(acc(0.80)),
-             "fc6_7_8192": _eval(acc(0.75), acc(0.99))}
-    kr = _eval(acc(0.70))
-    vs = {v.claim: v for v in ablations.ablation_verdicts(evals, kr, n_boot=500)}
+    one = lambda name, v, t=None: [_record(name, v, t)]                      # noqa: E731  one seed
+    recs = {"zf": one("zf", acc(0.80), acc(0.85)), "no_layers6_7": one("no_layers6_7", acc(0.78)),
+            "no_layers3_4": one("no_layers3_4", acc(0.77)), "no_layers3_4_6_7": one("no_layers3_4_6_7", acc(0.40)),
+            "conv3_4_5_wide": one("conv3_4_5_wide", acc(0.80)), "fc6_7_2048": one("fc6_7_2048", acc(0.80)),
+            "fc6_7_8192": one("fc6_7_8192", acc(0.75)),
+            "conv3_4_5_wide_fc_8192": one("conv3_4_5_wide_fc_8192", acc(0.75), acc(0.99)),
+            "krizhevsky": one("krizhevsky", acc(0.70))}
+    vs = {v.claim: v for v in ablations.ablation_verdicts(recs, n_boot=500)}
     assert set(vs) == {"zf_layout_beats_krizhevsky", "table3_no_layers6_7", "table3_no_layers3_4",
-                       "table3_no_layers3_4_6_7", "table3_conv3_4_5_wide", "table3_fc6_7_8192",
-                       "removing_both_costs_most", "wider_conv_helps", "wider_fc_overfits"}
+                       "table3_no_layers3_4_6_7", "table3_conv3_4_5_wide", "table3_fc6_7_2048", "table3_fc6_7_8192",
+                       "table3_conv3_4_5_wide_fc_8192", "removing_both_costs_most", "fc_size_makes_little_difference",
+                       "wider_middle_conv_helps", "wider_conv_and_fc_overfits"}
     assert vs["zf_layout_beats_krizhevsky"].effect == pytest.approx(10.0)
     assert vs["zf_layout_beats_krizhevsky"].verdict == "held"
     assert vs["table3_no_layers3_4_6_7"].effect == pytest.approx(40.0)           # paper: worse, +
-    assert vs["table3_conv3_4_5_wide"].effect == pytest.approx(0.0)              # paper: better, sign -1
+    assert vs["table3_conv3_4_5_wide"].effect == pytest.approx(0.0)              # paper: better
     assert vs["table3_conv3_4_5_wide"].verdict == "within noise"
+    # equivalence within 1 point: 2048 units identical to Fig. 3 (effect 1 - 0), 8192 five points off
+    assert vs["table3_fc6_7_2048"].effect == pytest.approx(1.0) and vs["table3_fc6_7_2048"].verdict == "held"
+    assert vs["table3_fc6_7_8192"].effect == pytest.approx(-4.0) and vs["table3_fc6_7_8192"].verdict == "did not hold"
+    assert vs["fc_size_makes_little_difference"].effect == pytest.approx(-4.0)
+    assert vs["fc_size_makes_little_difference"].verdict == "did not hold"
     # error(both) 60 - max(error(6-7) 22, error(3-4) 23) = 37 points
     assert vs["removing_both_costs_most"].effect == pytest.approx(37.0)
     assert vs["removing_both_costs_most"].verdict == "held"
-    # gaps: fc 25 - 1 = 24, Fig. 3: 20 - 15 = 5 -> 19 points
-    assert vs["wider_fc_overfits"].effect == pytest.approx(19.0) and vs["wider_fc_overfits"].verdict == "held"
-    assert "seed variance not included" in vs["wider_fc_overfits"].source
-    nums = ablations.verdict_numbers(evals, kr, "wider_fc_overfits")
-    assert list(nums.values()) == pytest.approx([24.0, 5.0])
+    # gaps (val error - train error): wide conv + fc 25 - 1 = 24, Fig. 3: 20 - 15 = 5 -> 19 points
+    v = vs["wider_conv_and_fc_overfits"]
+    assert v.effect == pytest.approx(19.0) and v.verdict == "held"
+    assert "one seed: seed variance not included" in v.source
     # a variant better than the full model where the paper says worse: did not hold
-    better = dict(evals, no_layer7=_eval(acc(0.95)))
+    better = dict(recs, no_layer7=one("no_layer7", acc(0.95)))
     v = {v.claim: v for v in ablations.ablation_verdicts(better, n_boot=500)}["table3_no_layer7"]
     assert v.effect == pytest.approx(-15.0) and v.verdict == "did not hold"
     with pytest.raises(AblationError, match="'zf'"):
-        ablations.ablation_verdicts({"no_layer7": evals["zf"]})
+        ablations.ablation_verdicts({"no_layer7": recs["zf"]})
+
+
+def test_seed_variance_widens_the_interval_and_is_named():
+    """Two networks whose seeds disagree: the hierarchical interval (seeds, then images) is wider
+    than the one over images alone, and its source names the seeds."""
+    n, rng = 2000, np.random.default_rng(0)
+    seeds = lambda ps, name: [_record(name, rng.random(n) < p, seed=s) for s, p in enumerate(ps)]  # noqa: E731
+    recs = {"zf": seeds((0.80, 0.70, 0.90), "zf"), "krizhevsky": seeds((0.78, 0.68, 0.88), "krizhevsky")}
+    v = ablations.ablation_verdicts(recs, n_boot=1000)[0]
+    flat = paired_bootstrap("x", np.concatenate([r.val_top1.numpy() for r in recs["zf"]]),
+                            np.concatenate([r.val_top1.numpy() for r in recs["krizhevsky"]]), scale=100, n_boot=1000)
+    assert v.claim == "zf_layout_beats_krizhevsky" and v.effect == pytest.approx(flat.effect)
+    assert (v.high - v.low) > 2 * (flat.high - flat.low)
+    assert "3 seeds per network resampled" in v.source and "not included" not in v.source
+
+
+def test_ablation_study_tables_numbers_and_text():
+    n = 200
+    idx = torch.arange(n)
+    recs = {"zf": [_record("zf", idx < 160, seed=0), _record("zf", idx < 150, seed=1)],
+            "krizhevsky": [_record("krizhevsky", idx < 140, seed=0, group="krizhevsky", arch="krizhevsky")],
+            "no_layers6_7": [_record("no_layers6_7", idx < 150), _record("no_layers6_7", idx < 150, seed=1)],
+            "small_zf": [_record("small_zf", idx < 100, idx < 190, group="small_train", variant="zf")]}
+    main = type("Run", (), {"final": type("F", (), {"val_top1_error": 20.0})()})()
+    s = ablations.AblationStudy(6, recs, main, 50)
+    assert s.seeds == 1
+    n_ = s.numbers()
+    assert n_["zf_val_top1_error"] == pytest.approx(22.5) and n_["zf_val_top1_error_sd"] == pytest.approx(3.5355, abs=1e-3)
+    assert n_["zf_val_top1_error_per_seed"] == pytest.approx([20.0, 25.0]) and n_["main_val_top1_error"] == 20.0
+    assert n_["cost_removing_layers6_7"] == pytest.approx(2.5) and n_["krizhevsky_seeds"] == 1
+    t2, t3, small = s.tables()
+    assert [r["model"] for r in t2] == ["Krizhevsky et al. layout (11x11/4), 1 convnet", "1 convnet as in Fig. 3 (7x7/2)"]
+    assert [r["model"] for r in t3] == ["Our model (Fig. 3)", "Removed layers 6, 7"]
+    assert small[0]["val_minus_train_top1"] == pytest.approx(45.0)
+    text = ablations.tables_text(t2 + t3 + small).splitlines()
+    assert "22.5±3.5" in text[2] and text[-1].startswith("paper: 5 convnets")
+    assert "22.50 ± 3.54 %" in s.budget_text() and "main model (seed 0) 20.00 %" in s.budget_text()
+    models, where = ablations.study_provenance(recs)
+    assert models["table3-zf-s1"] == "zf" and where["study_devices"] == ["cpu (test)"]
+    v = s.verdicts()
+    vt = ablations.verdict_text(v[1]).splitlines()
+    assert vt[0] == v[1].rule and vt[2] == "   the paper: " + ablations.TABLE3_CLAIMS["no_layers6_7"][1]
+    counts = ablations.verdict_counts(v)
+    assert sum(counts.values()) == len(v)
 
 
 def test_ablation_table_shows_eval_and_running_training_error():

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from zfcore import ablations, correspondence as corr, evolution as E, firstlayer as FL, occlusion as occ
-from zfcore import health, recipes
+from zfcore import health, recipes, train
 from zfcore.models import zfnet
 from zfcore.profiles import get_profile
 from zfcore.verdicts import paired_bootstrap
@@ -56,42 +56,54 @@ def test_recipe_text_and_numbers_by_hand():
     assert recipes.recipe_numbers(rs, None)["profile_recipe"] == "custom"
 
 
+def _arm_record(name, val, seconds, curve, seed=0):
+    from zfcore.comparisons import Job, NetworkRecord
+    v = torch.as_tensor(val)
+    return NetworkRecord(Job("per_layer", seed=seed, arm=name), "key", v, v, v, v, 50.0, list(curve), 100, seconds,
+                         torch.zeros(2, 3, 7, 7), torch.ones(2), {"model_fingerprint": name})
+
+
 def _schedules():
     g = torch.Generator().manual_seed(3)
-    correct = {n: (torch.rand(60, generator=g) < p) for n, p in
-               (("one global rate", 0.7), ("freeze layer1@1", 0.68), ("rates layer1 x0.1", 0.5))}
-    arms = {"one global rate": _run(70.0, 100.0), "freeze layer1@1": _run(68.0, 80.0),
-            "rates layer1 x0.1": _run(50.0, 90.0)}
-    return recipes.LayerSchedules(2, {"layer1": 1.0}, {"layer1": 0.1}, arms,
-                                  {"global": 200.0, "frozen": 300.0}, correct)
+    recs = {n: [_arm_record(n, torch.rand(60, generator=g) < p, t, c, seed=s) for s in (0, 1)] for n, p, t, c in
+            (("one global rate", 0.7, 100.0, (50.0, 30.0)), ("freeze layer1@1", 0.68, 80.0, (50.0, 40.0)),
+             ("rates layer1 x0.1", 0.5, 90.0, (60.0, 55.0)))}
+    return recipes.LayerSchedules(2, {"layer1": 1.0}, {"layer1": 0.1}, recs, {"global": 200.0, "frozen": 300.0}, 10)
 
 
 def test_layer_schedules_numbers_rows_and_verdicts_by_hand():
     s = _schedules()
-    assert s.speedup == pytest.approx(1.5)
+    assert s.speedup == pytest.approx(1.5) and s.seeds == 2
     assert [r["images/s"] for r in s.rows()] == [200.0, 300.0, 200.0]
-    assert [r["val accuracy (%)"] for r in s.rows()] == [70.0, 68.0, 50.0]
+    acc = {n: 100 * float(torch.cat([r.val_top1 for r in rs]).float().mean()) for n, rs in s.records.items()}
+    assert [r["val accuracy (%)"] for r in s.rows()] == pytest.approx(list(acc.values()))
     n = s.numbers()
-    assert (n["global_rate_val_accuracy"], n["per_layer_val_accuracy"], n["lower_rates_val_accuracy"]) == (70.0, 68.0, 50.0)
+    assert n["per_layer_val_accuracy"] == pytest.approx(acc["freeze layer1@1"])
     assert (n["per_layer_train_seconds"], n["lower_rates_train_seconds"]) == (80.0, 90.0)
-    assert n["layer_lr_freeze"] == {"layer1": 1.0} and n["layer_lr_schedule_epochs"] == 2
+    assert n["layer_lr_freeze"] == {"layer1": 1.0} and n["layer_lr_schedule_epochs"] == 2 and n["seeds"] == 2
+    # global final error 30 -> target 31: global reaches it at epoch 2, frozen never, rates never
+    assert (n["global_rate_epochs_to_within_1_point"], n["per_layer_epochs_to_within_1_point"]) == (2.0, None)
+    assert n["global_rate_steps_to_within_1_point"] == 20
+    # the freeze saves (1 - 1/1.5) of the steps after epoch 1 of 2: 100 s * 0.5 / 3
+    assert n["per_layer_seconds_saved_estimate"] == pytest.approx(100 * 0.5 / 3)
     vf, vr = s.verdicts()
-    c = [t.float().numpy() for t in s.correct.values()]
-    assert vf.effect == pytest.approx(100 * (c[1].mean() - c[0].mean()))
-    assert vr.effect == pytest.approx(100 * (c[2].mean() - c[0].mean()))
+    assert vf.effect == pytest.approx(acc["freeze layer1@1"] - acc["one global rate"])
+    assert vr.effect == pytest.approx(acc["rates layer1 x0.1"] - acc["one global rate"])
     assert vf.margin == -1.0 and vf.claim == "per_layer_freeze_costs_under_1_point"
-    again = paired_bootstrap("x", c[2], c[0], scale=100, margin=-1.0)
-    assert (vr.low, vr.high) == pytest.approx((again.low, again.high))
+    assert "2 seeds per network resampled" in vr.source
 
 
-def test_layer_schedules_freezes_where_the_run_settled(tmp_path):
-    P = get_profile("tiny").replace(n_train=96, n_val=40, epochs=2, cache_dir=tmp_path)
-    s = recipes.layer_schedules(P, None, {"layer1": 0.5}, epochs=2, n_images=48)
-    glob = s.arms["one global rate"]
-    conv = E.layer_convergence(glob, n_images=48)
-    assert s.freeze == {l: min(conv.topk_converged[l], s.epochs / 2) for l in recipes.EARLY_LAYERS}
-    assert list(s.arms)[2] == "rates layer1 x0.5" and len(s.correct[list(s.arms)[1]]) == 40
+def test_layer_schedules_freezes_where_the_main_run_settled(tmp_path):
+    from zfcore import comparisons
+    P = get_profile("tiny").replace(n_train=96, n_val=40, epochs=2, cache_dir=tmp_path, figures_root=tmp_path / "fig")
+    s = recipes.layer_schedules(P, None, {"layer1": 0.5}, seeds=1)
+    conv = E.layer_convergence(train.training_run(P, progress=False), n_images=1000)
+    assert s.freeze == {l: min(conv.topk_converged[l], 1.0) for l in recipes.EARLY_LAYERS}
+    assert s.freeze == comparisons.early_layer_freeze(P)
+    assert list(s.records)[2] == "rates layer1 x0.5" and len(s.records[list(s.records)[1]][0].val_top1) == 40
     assert set(s.images_per_s) == {"global", "frozen"}
+    assert sorted(f.name for f in (tmp_path / "fig" / "tiny" / "study").iterdir()) == [
+        "per_layer-freeze-s0.json", "per_layer-rates-s0.json", "table3-zf-s0.json"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,7 +122,7 @@ def test_run_numbers_and_history_text_by_hand():
     n = E.run_numbers(run)
     assert n == {"final_val_accuracy": 60.0, "final_val_top5_error": 9.0, "final_train_eval_top1_error": 30.0,
                  "training_seconds": 120.0, "training_minutes": 2.0, "epochs": 2, "checkpoint_epochs": [0.5, 1.0, 2.0],
-                 "validation_seconds": 21.0, "lr_drop_epochs": [5], "precision": "bf16",
+                 "validation_seconds": 21.0, "lr_drop_epochs": [5], "precision": "fp32",
                  "layer1_low_frequency_share": health.low_frequency_share(model),
                  "dead_map_share_layer1": 0.0, "dead_map_share_layer2": 0.25}
     text = E.history_text(run).splitlines()
@@ -413,19 +425,6 @@ def test_positive_control_is_the_swapped_pool_measured_pairwise():
 # ablations (notebook 09)
 # ---------------------------------------------------------------------------------------------
 
-def _eval(seed, p=0.6, n=40):
-    g = torch.Generator().manual_seed(seed)
-    return ablations.ModelEval(*(torch.rand(n, generator=g) < q for q in (p, p + 0.2, p + 0.1, p + 0.3)))
-
-
-def _study():
-    variants = ("zf", "no_layers6_7", "no_layers3_4", "no_layers3_4_6_7")
-    runs = {v: _run(train_top1_error=30.0 + i, train_eval_top1_error=20.0) for i, v in enumerate(variants)}
-    evals = {v: _eval(i, 0.7 - 0.1 * i) for i, v in enumerate(variants)}
-    main = _run(80.0, history=[NS(val_accuracy=50.0 + e) for e in range(4)])
-    return ablations.AblationStudy(2, runs, _run(train_top1_error=33.0), main, evals, _eval(9), 40)
-
-
 def test_check_variants():
     from zfcore.models import TABLE3_VARIANTS
     assert ablations.check_variants("all") == list(TABLE3_VARIANTS)
@@ -434,34 +433,6 @@ def test_check_variants():
         with pytest.raises(ValueError, match="unknown variant"):
             ablations.check_variants(bad)
     assert set(ablations.TABLE3_LABELS) == set(TABLE3_VARIANTS)
-
-
-def test_ablation_study_numbers_tables_and_verdicts_by_hand():
-    s = _study()
-    assert s.budget_text().startswith("Fig. 3 model: 51.0% validation accuracy after 2 epoch(s)")
-    assert "80.0% after the profile's 4 epochs" in s.budget_text()
-    assert len(s.train_error_text().splitlines()) == 5
-    n = s.numbers()
-    ev = s.evals
-    assert n["cost_removing_both"] == pytest.approx(ev["no_layers3_4_6_7"].val_top1_error - ev["zf"].val_top1_error)
-    assert n["zf_val_top1_error"] == pytest.approx(100 * (1 - ev["zf"].val_top1.float().mean().item()))
-    assert n["no_layers3_4_train_running_top1_error"] == 32.0 and n["train_eval_images"] == 40
-    assert n["krizhevsky_train_top1_error"] == s.krizhevsky_eval.train_top1_error
-    t2, t3 = s.tables()
-    assert [r["model"] for r in t2] == ["Krizhevsky et al. layout (11x11/4), 1 convnet", "1 convnet as in Fig. 3 (7x7/2)"]
-    assert t3[1] == ablations.table_row("Removed layers 6, 7", s.runs["no_layers6_7"], ev["no_layers6_7"])
-    v = s.verdicts()
-    assert [x.claim for x in v] == [x.claim for x in ablations.ablation_verdicts(ev, s.krizhevsky_eval)]
-    text = ablations.tables_text(t2, t3).splitlines()
-    assert len(text) == 1 + 2 + 4 + len(ablations.PAPER_TABLE2) and text[-1].startswith("paper: 5 convnets")
-    vt = ablations.verdict_text(v[1], ev, s.krizhevsky_eval).splitlines()
-    assert vt[0] == v[1].rule and vt[2] == "   the paper: " + ablations.TABLE3_CLAIMS["no_layers6_7"][1]
-    assert vt[1].startswith("   " + str(v[1]))
-    counts = ablations.verdict_counts(v)
-    assert sum(counts.values()) == len(v)
-    assert counts["held"] == sum(x.verdict == "held" for x in v)
-    without_zf = ablations.AblationStudy(2, {}, s.krizhevsky, s.main, {}, s.krizhevsky_eval, 40)
-    assert without_zf.verdicts() == [] and "cost_removing_both" not in without_zf.numbers()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -475,7 +446,9 @@ def test_layer_schedule_and_layer2_figures():
     from zfcore.plotting import train as tplot
     fig = tplot.plot_layer_schedules(_schedules(), title="t")
     bars = [[p.get_height() for p in ax.patches] for ax in fig.axes]
-    assert bars == [[70.0, 68.0, 50.0], [100.0, 80.0, 90.0], [200.0, 300.0, 200.0]]
+    sched = _schedules()
+    assert bars[0] == pytest.approx([r["val accuracy (%)"] for r in sched.rows()])
+    assert bars[1:] == [[100.0, 80.0, 90.0], [200.0, 300.0, 200.0]]
     plt.close(fig)
     feats = {n: {"projections": {"layer2": torch.rand(4, 3, 5, 5)}} for n in ("a", "b")}
     fig = tplot.plot_layer2_features(feats)

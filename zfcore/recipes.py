@@ -189,8 +189,8 @@ class LayerSchedules:
         return statistics.stdev(vals) if len(vals) > 1 else 0.0
 
     def epochs_to_reach(self, name: str, target: float) -> "float | None":
-        """The first epoch at which the arm's validation top-1 error (mean over seeds) is at most
-        ``target`` (%), or None if it never is."""
+        """The first epoch at which the arm's validation top-1 error after each epoch (the
+        trainer's, mean over seeds) is at most ``target`` (%), or None if it never is."""
         curves = [r.val_top1_error_per_epoch for r in self.records[name]]
         mean = [statistics.fmean(c[e] for c in curves) for e in range(min(len(c) for c in curves))]
         return next((e + 1.0 for e, v in enumerate(mean) if v <= target), None)
@@ -230,7 +230,7 @@ class LayerSchedules:
         times, the freeze's speed-up and the seconds it saves, and each arm's epochs and steps to
         come within one point of the global rate's final error."""
         g, f, r = self.names
-        target = self._mean(g, "val_top1_error") + 1.0
+        target = statistics.fmean(r.val_top1_error_per_epoch[-1] for r in self.records[g]) + 1.0
         out = dict(layer_lr_schedule_epochs=self.epochs, layer_lr_freeze=self.freeze, layer_lr_multipliers=self.layer_lr,
                    seeds=self.seeds, per_layer_speedup_images_per_s=self.speedup,
                    per_layer_seconds_saved_estimate=self.seconds_saved_estimate())
