@@ -27,7 +27,7 @@ from .comparisons import EARLY_LAYERS, early_layer_freeze, network_records, stud
 from .errors import ZFCoreError
 from .health import low_frequency_share
 from .profiles import Profile, get_profile
-from .train import compare_throughput, comparison_overrides, training_run
+from .train import cached_run, compare_throughput, comparison_overrides, make_spec, training_run
 from .verdicts import Verdict, hierarchical_bootstrap
 
 __all__ = ["RECIPES", "RecipeResult", "recipe_overrides", "compare_recipes", "profile_recipe",
@@ -96,14 +96,19 @@ class RecipeResult:
 
 
 def compare_recipes(profile: "str | Profile" = "mini", recipes=None, epochs: int | None = None,
-                    progress: bool = True) -> list[RecipeResult]:
+                    progress: bool = True, train_missing: bool = True) -> list[RecipeResult]:
     """Train (or load) each recipe for ``epochs`` (default :func:`screening_epochs`) and measure
-    it. The profile's own recipe is a prefix of its main training."""
+    it; with ``train_missing=False`` only the recipes already trained on this machine. The
+    profile's own recipe is a prefix of its main training."""
     p = get_profile(profile)
     epochs = epochs or screening_epochs(p)
     out = []
     for name in recipes or RECIPES:
-        run = training_run(p, progress=progress, epochs=epochs, **recipe_overrides(name))
+        over = dict(recipe_overrides(name), epochs=epochs)
+        run = (training_run(p, progress=progress, **over) if train_missing
+               else cached_run(make_spec(p, **over)))
+        if run is None:
+            continue
         last = run.history[-1]
         out.append(RecipeResult(name, epochs, last.val_top1_error, dict(last.dead_share),
                                 low_frequency_share(run.model()),
@@ -246,13 +251,14 @@ class LayerSchedules:
 
 def layer_schedules(profile: "str | Profile", freeze: "Mapping[str, float] | None" = None,
                     layer_lr: "Mapping[str, float] | None" = None, *, seeds: "int | None" = None,
-                    workers: int = 1, train_missing: bool = True) -> LayerSchedules:
+                    workers: int = 1, train_missing: bool = True) -> "LayerSchedules | None":
     """The per-layer arms of the comparison study (:mod:`zfcore.comparisons`), with the Fig. 3
     networks as the global-rate arm, each with ``seeds`` seeds on the complete schedule (trained
     first where not recorded), and the throughput of the frozen configuration measured now.
 
     ``freeze=None`` freezes :data:`EARLY_LAYERS` at the epoch their top-9 settled on the main
-    model's own schedule (:func:`zfcore.comparisons.early_layer_freeze`)."""
+    model's own schedule (:func:`zfcore.comparisons.early_layer_freeze`). With
+    ``train_missing=False`` nothing trains, and an arm without any record gives None."""
     p = get_profile(profile)
     freeze = dict(freeze) if freeze is not None else early_layer_freeze(p)
     layer_lr = dict(layer_lr if layer_lr is not None else {layer: 0.1 for layer in EARLY_LAYERS})
@@ -266,6 +272,8 @@ def layer_schedules(profile: "str | Profile", freeze: "Mapping[str, float] | Non
         if j.name in recs:
             arms[labels[j.arm or j.group]].append(recs[j.name])
     empty = [name for name, r in arms.items() if not r]
+    if empty and not train_missing:
+        return None
     if empty:
         raise RecipeError(f"no record of the arm(s) {empty}: run the study (python -m zfcore.comparisons "
                           f"--groups table3,per_layer)")
