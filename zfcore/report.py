@@ -334,8 +334,8 @@ HEADLINES: list[tuple[str, str, Callable[[_Nums], str]]] = [
                f"the per-map epoch {n.f('fig4_lower_layers_converge_first_effect', '+.2f')})"),
     ("04_training_evolution", "per-layer rates: freezing layers 1-2 once they settle, or slowing them, costs little",
      lambda n: f"{n.f('per_layer_speedup_images_per_s', '.1f', unit='x')} faster steps once frozen; "
-               f"validation accuracy after {n.f('layer_lr_schedule_epochs', 'g')} epochs: frozen "
-               f"{n.f('per_layer_val_accuracy', '.1f', unit=' %')}, early layers at 0.1x the rate "
+               f"validation accuracy after {n.f('layer_lr_schedule_epochs', 'g')} epochs ({n.f('seeds', 'd')} seeds "
+               f"each): frozen {n.f('per_layer_val_accuracy', '.1f', unit=' %')}, early layers at 0.1x the rate "
                f"{n.f('lower_rates_val_accuracy', '.1f', unit=' %')}, one global rate "
                f"{n.f('global_rate_val_accuracy', '.1f', unit=' %')}"),
     ("05_invariance", "Fig. 5: layer 7 is more invariant than layer 1",
@@ -350,7 +350,8 @@ HEADLINES: list[tuple[str, str, Callable[[_Nums], str]]] = [
     ("06_architecture_selection", "Fig. 6: 11x11/4 first layers alias more than 7x7/2",
      lambda n: f"filter energy above the stride's Nyquist frequency: {n.pct('krizhevsky_aliased_energy')} "
                f"(11x11/4) against {n.pct('zf_aliased_energy')} (7x7/2); mid-frequency share "
-               f"{n.pct('krizhevsky_mid_frequency_share')} against {n.pct('zf_mid_frequency_share')}"),
+               f"{n.pct('krizhevsky_mid_frequency_share')} against {n.pct('zf_mid_frequency_share')} "
+               f"(means over {n.f('seeds', 'd')}+ seeds)"),
     ("06_architecture_selection", "Fig. 6: 11x11/4 leaves dead filters",
      lambda n: f"dead first-layer maps: {n.pct('krizhevsky_dead_fraction')} (11x11/4) against "
                f"{n.pct('zf_dead_fraction')} (7x7/2)"),
@@ -364,14 +365,20 @@ HEADLINES: list[tuple[str, str, Callable[[_Nums], str]]] = [
                            f"{n.f(f'layer{l}_right_eye{_SD}', '+.2f')}, nose {n.f(f'layer{l}_nose{_SD}', '+.2f')}"
                            for l in (5, 7))),
     ("09_ablations", "Table 2: the 7x7/2 model beats Krizhevsky's layout",
-     lambda n: f"validation top-1 error {n.f('zf_val_top1_error', '.2f', unit=' %')} against "
-               f"{n.f('krizhevsky_val_top1_error', '.2f', unit=' %')} ({n.f('schedule_epochs', 'g')}-epoch "
-               f"comparison schedule; training error in eval mode {n.f('zf_train_top1_error', '.1f', unit=' %')} "
-               f"against {n.f('krizhevsky_train_top1_error', '.1f', unit=' %')})"),
+     lambda n: f"validation top-1 error {n.f('zf_val_top1_error', '.2f')} ± {n.f('zf_val_top1_error_sd', '.2f')} % "
+               f"against {n.f('krizhevsky_val_top1_error', '.2f')} ± {n.f('krizhevsky_val_top1_error_sd', '.2f')} % "
+               f"(mean ± sd over {n.f('zf_seeds', 'd')} and {n.f('krizhevsky_seeds', 'd')} seeds, the complete "
+               f"{n.f('schedule_epochs', 'g')}-epoch schedule; the main model: "
+               f"{n.f('main_val_top1_error', '.2f', unit=' %')})"),
     ("09_ablations", "Table 3: removing layers 6-7 or 3-4 costs little, both a lot",
      lambda n: f"validation top-1 error minus the full network's: without layers 6-7 "
                f"{n.f('cost_removing_layers6_7', '+.2f')}, without 3-4 {n.f('cost_removing_layers3_4', '+.2f')}, "
                f"without both {n.f('cost_removing_both', '+.2f')} points"),
+    ("09_ablations", "Table 3: fc size makes little difference; wider middle conv layers help",
+     lambda n: f"validation top-1 error: Fig. 3 {n.f('zf_val_top1_error', '.2f', unit=' %')}, fc 2048 "
+               f"{n.f('fc6_7_2048_val_top1_error', '.2f', unit=' %')}, fc 8192 "
+               f"{n.f('fc6_7_8192_val_top1_error', '.2f', unit=' %')}, wide conv 3-5 "
+               f"{n.f('conv3_4_5_wide_val_top1_error', '.2f', unit=' %')}"),
     ("10_transfer", "Tables 4-5, Fig. 9: pretrained features beat training from scratch with few images",
      _transfer),
     ("11_feature_analysis", "Table 7: deeper layers give better features",
