@@ -159,15 +159,15 @@ def test_readme_then_check_on_a_temporary_readme(tmp_path, capsys):
 
 
 def test_training_time_values_are_computed_from_the_history_numbers():
-    nums = {"04_training_evolution": {"training_seconds": 502.4, "validation_seconds": 63.8,
-                                      "lr_drop_epochs": [5], "layer_lr_schedule_epochs": 3}}
+    nums = {"04_training_evolution": {"training_seconds": 502.4, "validation_seconds": 63.8, "lr_drop_epochs": [5]},
+            "09_ablations": {"schedule_epochs": 6}}
     text = ("<!-- value:training_minutes -->?<!-- /value --> / <!-- value:training_minutes_with_validation -->"
             "?<!-- /value --> / <!-- value:lr_drop_epoch -->?<!-- /value --> / <!-- value:comparison_epochs -->"
             f"?<!-- /value -->\n{report.BEGIN}\n{report.END}\n")
     ours = lambda notes: [x for x in notes if "(value " in x]          # noqa: E731
     out, notes = report.render_readme(text, nums)
     shown = [m.group(2) for m in report.VALUE_RE.finditer(out)]
-    assert shown == ["8.4 min", "9.4 min", "5", "3"] and not ours(notes)   # 502.4/60, (502.4+63.8)/60
+    assert shown == ["8.4 min", "9.4 min", "5", "6"] and not ours(notes)   # 502.4/60, (502.4+63.8)/60
     out, notes = report.render_readme(text, {"04_training_evolution": {"training_seconds": 60.0}})
     assert [m.group(2) for m in report.VALUE_RE.finditer(out)] == ["1.0 min", "n/a", "n/a", "n/a"]
     assert len(ours(notes)) == 3

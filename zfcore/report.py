@@ -427,7 +427,8 @@ VALUES: dict[str, tuple[str, Callable[[_Nums], str]]] = {
     "training_minutes_with_validation": ("04_training_evolution", lambda n: n.calc(
         lambda t, v: (t + v) / 60, ["training_seconds", "validation_seconds"], ".1f", " min")),
     "layer1_low_frequency": ("04_training_evolution", lambda n: n.pct("layer1_low_frequency_share")),
-    "comparison_epochs": ("04_training_evolution", lambda n: n.f("layer_lr_schedule_epochs", "g")),
+    "comparison_epochs": ("09_ablations", lambda n: n.f("schedule_epochs", "g")),
+    "comparison_network_minutes": ("09_ablations", lambda n: n.f("zf_train_minutes", ".0f", unit=" min")),
     "lr_drop_epoch": ("04_training_evolution", lambda n: ", ".join(str(e) for e in n.get("lr_drop_epochs") or [])
                       or MISSING),
     "final_val_accuracy": ("04_training_evolution", lambda n: n.f("final_val_accuracy", ".1f", unit=" %")),
