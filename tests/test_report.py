@@ -168,7 +168,7 @@ def test_training_time_values_are_computed_from_the_history_numbers():
     out, notes = report.render_readme(text, nums)
     shown = [m.group(2) for m in report.VALUE_RE.finditer(out)]
     assert shown == ["8.4 min", "9.4 min", "5", "6"] and not ours(notes)   # 502.4/60, (502.4+63.8)/60
-    out, notes = report.render_readme(text, {"04_training_evolution": {"training_seconds": 60.0}})
+    out, notes = report.render_readme(text, {"04_training_evolution": {"training_seconds": 60.0}, "09_ablations": {}})
     assert [m.group(2) for m in report.VALUE_RE.finditer(out)] == ["1.0 min", "n/a", "n/a", "n/a"]
     assert len(ours(notes)) == 3
 
