@@ -14,7 +14,6 @@ from zfcore import ablations, correspondence as corr, evolution as E, firstlayer
 from zfcore import health, recipes, train
 from zfcore.models import zfnet
 from zfcore.profiles import get_profile
-from zfcore.verdicts import paired_bootstrap
 
 
 def _run(val_accuracy=50.0, train_seconds=10.0, history=(), **final):
