@@ -35,7 +35,6 @@ import json
 import multiprocessing
 import os
 import platform
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +54,7 @@ from .locations import SAVE_FIGURES_ENV, figures_output_dir
 from .models import TABLE3_VARIANTS, model_fingerprint
 from .probes import per_image_correct
 from .profiles import Profile, get_profile
+from .report import git_commit
 from .train import CheckpointStore, comparison_overrides, make_spec, rendered_split, training_run
 
 __all__ = ["Job", "NetworkRecord", "ComparisonError", "study_jobs", "early_layer_freeze", "job_cost",
@@ -249,15 +249,6 @@ def _tensor(d: dict) -> torch.Tensor:
                             ).reshape(d["shape"])
 
 
-def _commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def _device_text(device: str) -> str:
     if device.startswith("cuda") and torch.cuda.is_available():
         return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
@@ -373,7 +364,7 @@ def record_network(job: Job, profile: "str | Profile", *, progress: bool = False
         job, job.key(P), v1.cpu(), v5.cpu(), t1.cpu(), t5.cpu(), run.final.train_top1_error,
         [h.val_top1_error for h in run.history], steps, run.train_seconds,
         first.weight.detach().cpu(), layer1_mean_activation(model, images).cpu(),
-        {"commit": _commit(), "device": _device_text(P.device), "torch": torch.__version__,
+        {"commit": git_commit(), "device": _device_text(P.device), "torch": torch.__version__,
          "model_fingerprint": model_fingerprint(model.cpu()), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
          "train_directory": run.directory.name})
     out = figures_output_dir(P) / "study"
@@ -446,14 +437,12 @@ def network_records(profile: "str | Profile", jobs: Sequence[Job], *, train_miss
     """The record of every job, by job name; missing ones are trained first (:func:`run_study`)
     unless ``train_missing`` is False, when they are left out."""
     P = get_profile(profile)
-    if train_missing and missing_jobs(jobs, P):
-        run_study(P, jobs, workers=workers, threads=threads or P.threads or torch.get_num_threads())
-    out = {}
-    for j in jobs:
-        rec = load_record(j, P)
-        if rec is not None:
-            out[j.name] = rec
-    return out
+    found = {j.name: load_record(j, P) for j in jobs}
+    missing = [j for j in jobs if found[j.name] is None]
+    if train_missing and missing:
+        run_study(P, missing, workers=workers, threads=threads or P.threads or torch.get_num_threads())
+        found.update({j.name: load_record(j, P) for j in missing})
+    return {name: rec for name, rec in found.items() if rec is not None}
 
 
 def main(argv: "list[str] | None" = None) -> int:

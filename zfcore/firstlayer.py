@@ -121,9 +121,15 @@ def aliasing_controls(trained: nn.Module, untrained: nn.Module, seed: int = 0,
     if ct.weight.shape != cu.weight.shape or ct.stride != cu.stride:
         raise FirstLayerError(f"trained and untrained first layers differ: {tuple(ct.weight.shape)} "
                               f"stride {ct.stride} vs {tuple(cu.weight.shape)} stride {cu.stride}")
-    nyq = 0.5 / ct.stride[0]
-    out: dict = {"kernel": ct.kernel_size[0], "stride": ct.stride[0]}
-    for name, w in (("trained", ct.weight), ("untrained", cu.weight), ("noise", noise_filters(ct.weight, seed))):
+    return _aliasing_bands(ct, cu, seed, pad)
+
+
+def _aliasing_bands(trained: nn.Conv2d, untrained: nn.Conv2d, seed: int = 0, pad: int = 64) -> dict:
+    """:func:`aliasing_controls` of two first-layer convolutions of one layout."""
+    nyq = 0.5 / trained.stride[0]
+    out: dict = {"kernel": trained.kernel_size[0], "stride": trained.stride[0]}
+    for name, w in (("trained", trained.weight), ("untrained", untrained.weight),
+                    ("noise", noise_filters(trained.weight, seed))):
         d = {"own": power_above(w, nyq, pad).numpy()}
         for c in ALIASING_CUTOFFS:
             d[f"above_1_{round(1 / c)}"] = power_above(w, c, pad).numpy()
@@ -475,14 +481,7 @@ def record_reports(profile, records: Sequence, name: str, top: int = 3, rel: flo
                             filters=conv.weight.detach().clone(), dead=act < rel * act.median().clamp_min(1e-30),
                             aliased=aliased_energy(conv, pad), bands=frequency_profile(conv, pad),
                             top_norm_share=norm_share(conv, top), top=top)
-        nyq = 0.5 / conv.stride[0]
-        bands: dict = {"kernel": conv.kernel_size[0], "stride": conv.stride[0]}
-        for which, w in (("trained", conv.weight), ("untrained", start.weight), ("noise", noise_filters(conv.weight))):
-            d = {"own": power_above(w, nyq, pad).numpy()}
-            for c in ALIASING_CUTOFFS:
-                d[f"above_1_{round(1 / c)}"] = power_above(w, c, pad).numpy()
-            bands[which] = d
-        out.append((report, bands))
+        out.append((report, _aliasing_bands(conv, start, pad=pad)))
     return out
 
 

@@ -21,8 +21,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-import numpy as np
-
+from .ablations import network_arrays
 from .comparisons import EARLY_LAYERS, early_layer_freeze, network_records, study_jobs
 from .errors import ZFCoreError
 from .health import low_frequency_share
@@ -222,8 +221,7 @@ class LayerSchedules:
         of validation accuracy (margin -1 point): hierarchical bootstraps over each arm's seeds
         and the validation images."""
         g, f, r = self.names
-        arrays = {n: {"val": np.stack([x.val_top1.numpy() for x in self.records[n]]).astype(float)}
-                  for n in self.names}
+        arrays = {n: {"val": a["val"]} for n, a in network_arrays(self.records).items()}
         kw = dict(margin=-1.0, unit="points")
         return tuple(hierarchical_bootstrap(claim, {arm: arrays[arm], g: arrays[g]},
                                             lambda m, a=arm: 100 * (m[a]["val"] - m[g]["val"]), **kw)
