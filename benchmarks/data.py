@@ -11,6 +11,7 @@ same run, so the ratio is meaningful on a noisy shared machine.
 Last line: ``RESULT data images_per_s=... ratio_vs_png=... ratio_vs_png_cpu=...`` (target: at least
 as fast as decoding, ratio >= 1; the CPU-time ratio is the one to trust on a loaded machine).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,7 +75,7 @@ def main(argv=None) -> dict:
         def decode():
             for i in range(0, n, bs):
                 arrs = []
-                for p in paths[i:i + bs]:
+                for p in paths[i : i + bs]:
                     with Image.open(p) as im:
                         arrs.append(np.asarray(im.convert("RGB")))
                 torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).float().div_(255)
@@ -82,16 +83,22 @@ def main(argv=None) -> dict:
         t_png, c_png = _best_of(decode, args.repeats)
 
     gen_rate, png_rate = n / t_gen, n / t_png
-    rows = [("procedural (zfcore.data)", t_gen, c_gen, gen_rate),
-            ("decode stored PNGs (PIL)", t_png, c_png, png_rate)]
-    print(f"{n} images of {size}x{size}, batch {bs}, {args.threads} torch threads, best of "
-          f"{args.repeats}; PNG set on disk: {disk_bytes / 2**20:.1f} MiB")
+    rows = [
+        ("procedural (zfcore.data)", t_gen, c_gen, gen_rate),
+        ("decode stored PNGs (PIL)", t_png, c_png, png_rate),
+    ]
+    print(
+        f"{n} images of {size}x{size}, batch {bs}, {args.threads} torch threads, best of "
+        f"{args.repeats}; PNG set on disk: {disk_bytes / 2**20:.1f} MiB"
+    )
     print(f"{'method':<28}{'seconds':>10}{'CPU s':>10}{'images/s':>12}{'per CPU s':>12}")
     for name, t, c, r in rows:
         print(f"{name:<28}{t:>10.3f}{c:>10.3f}{r:>12.0f}{n / c:>12.0f}")
     ratio, ratio_cpu = gen_rate / png_rate, c_png / c_gen
-    print(f"RESULT data images_per_s={gen_rate:.0f} ratio_vs_png={ratio:.2f} "
-          f"ratio_vs_png_cpu={ratio_cpu:.2f} size={size}")
+    print(
+        f"RESULT data images_per_s={gen_rate:.0f} ratio_vs_png={ratio:.2f} "
+        f"ratio_vs_png_cpu={ratio_cpu:.2f} size={size}"
+    )
     return {"images_per_s": gen_rate, "ratio_vs_png": ratio, "ratio_vs_png_cpu": ratio_cpu}
 
 

@@ -26,6 +26,7 @@ speedup_vs_captum >= 1, overhead_vs_same_work_bound <= 1.25).
 
     python -m benchmarks.deconv [--quick] [--threads 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -103,13 +104,16 @@ def build_work(model, n_maps: int, k: int, size: int, seed: int = 0):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="9 x 4 projections, one repeat")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--profile", default="mini")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--batch-size", type=int, default=64, help="requests per chunk (ours and bound)")
+    ap.add_argument(
+        "--batch-size", type=int, default=64, help="requests per chunk (ours and bound)"
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -132,11 +136,12 @@ def main(argv=None):
             g[torch.arange(len(idx)), req.channel[idx], req.y[idx], req.x[idx]] = 1.0
             torch.autograd.grad(a, xr, g)
 
-    passed = pass_normalisation(model).features[:cut]        # LRN passed through, as project does
-    exact = model.features[:cut]                             # LRN differentiated exactly (more work)
+    passed = pass_normalisation(model).features[:cut]  # LRN passed through, as project does
+    exact = model.features[:cut]  # LRN differentiated exactly (more work)
 
     # --- the model without normalisation layers (Captum's and the no-LRN comparison) ----------
     from captum.attr import Deconvolution
+
     plain = zfnet(**p.model_kwargs()).eval()
     plain.load_state_dict(model.state_dict())
     plain.features.norm1 = nn.Identity()
@@ -145,26 +150,34 @@ def main(argv=None):
     with torch.no_grad():
         a = trunc(x)
     c, h, w = plain.features[:cut](x[:1]).shape[1:]
-    flat = (req.channel * h * w + req.y * w + req.x)
+    flat = req.channel * h * w + req.y * w + req.x
     unit = a[torch.arange(n), flat].view(-1, 1, 1, 1)
     deconv = Deconvolution(trunc)
 
     def captum(chunk):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return torch.cat([deconv.attribute(x[req.image[idx]], target=flat[idx].tolist())
-                              for idx in torch.split(torch.arange(n), chunk)])
+            return torch.cat(
+                [
+                    deconv.attribute(x[req.image[idx]], target=flat[idx].tolist())
+                    for idx in torch.split(torch.arange(n), chunk)
+                ]
+            )
 
     def loop():
         for r in range(n):
             project(model, x, "layer5", req.select([r]))
 
     chunks = sorted({min(cs, n) for cs in (16, 64, 256, n)})
-    arms = {"ours": lambda: project(model, x, "layer5", req, batch_size=bs), "loop": loop,
-            "bound": lambda: bound(passed), "bound_exact_lrn": lambda: bound(exact),
-            "ours_plain": lambda: project(plain, x, "layer5", req, batch_size=bs),
-            "bound_plain": lambda: bound(plain.features[:cut]),
-            **{f"captum_{cs}": (lambda cs=cs: captum(cs)) for cs in chunks}}
+    arms = {
+        "ours": lambda: project(model, x, "layer5", req, batch_size=bs),
+        "loop": loop,
+        "bound": lambda: bound(passed),
+        "bound_exact_lrn": lambda: bound(exact),
+        "ours_plain": lambda: project(plain, x, "layer5", req, batch_size=bs),
+        "bound_plain": lambda: bound(plain.features[:cut]),
+        **{f"captum_{cs}": (lambda cs=cs: captum(cs)) for cs in chunks},
+    }
     t = best_times(arms, repeats)
     best_chunk = min(chunks, key=lambda cs: t[f"captum_{cs}"])
     t_captum = t[f"captum_{best_chunk}"]
@@ -172,15 +185,20 @@ def main(argv=None):
     ours_plain = project(plain, x, "layer5", req).pixels
     rel = float((ours_plain - theirs).abs().max() / theirs.abs().max())
 
-    rows_out = [("zfcore project (batched)", t["ours"]), ("python loop of project", t["loop"]),
-                ("bound: fwd+bwd, LRN passed (same work)", t["bound"]),
-                ("fwd+bwd, LRN differentiated (more)", t["bound_exact_lrn"]),
-                ("zfcore project, no LRN", t["ours_plain"]),
-                *[(f"captum Deconvolution, no LRN, {cs}/call", t[f"captum_{cs}"]) for cs in chunks],
-                ("bound: fwd+bwd, no LRN (same work)", t["bound_plain"])]
-    print(f"{n_maps} x {k} = {n} projections of layer5, profile {p.name} "
-          f"({p.image_size} px, width {p.width}), {args.threads} thread(s); every method warmed up, "
-          f"best of {repeats}")
+    rows_out = [
+        ("zfcore project (batched)", t["ours"]),
+        ("python loop of project", t["loop"]),
+        ("bound: fwd+bwd, LRN passed (same work)", t["bound"]),
+        ("fwd+bwd, LRN differentiated (more)", t["bound_exact_lrn"]),
+        ("zfcore project, no LRN", t["ours_plain"]),
+        *[(f"captum Deconvolution, no LRN, {cs}/call", t[f"captum_{cs}"]) for cs in chunks],
+        ("bound: fwd+bwd, no LRN (same work)", t["bound_plain"]),
+    ]
+    print(
+        f"{n_maps} x {k} = {n} projections of layer5, profile {p.name} "
+        f"({p.image_size} px, width {p.width}), {args.threads} thread(s); every method warmed up, "
+        f"best of {repeats}"
+    )
     print(f"{'method':40s} {'seconds':>9s} {'proj/s':>9s}")
     for name, secs in rows_out:
         print(f"{name:40s} {secs:9.3f} {n / secs:9.1f}")
@@ -188,14 +206,18 @@ def main(argv=None):
     speedup_captum = t_captum / t["ours_plain"]
     overhead = t["ours"] / t["bound"]
     overhead_plain = t["ours_plain"] / t["bound_plain"]
-    print(f"speedup vs loop {speedup_loop:.2f}x; vs captum (best chunking: {best_chunk} per call) "
-          f"{speedup_captum:.2f}x (target >= 1); overhead vs the same-work bound {overhead:.2f}x "
-          f"(target <= 1.25; {overhead_plain:.2f}x on the model without LRN; "
-          f"{t['ours'] / t['bound_exact_lrn']:.2f}x of a pass that differentiates LRN, which is not "
-          f"a bound); max rel diff vs captum {rel:.1e}")
-    print(f"RESULT deconv speedup_vs_loop={speedup_loop:.2f} speedup_vs_captum={speedup_captum:.2f} "
-          f"max_rel_diff_captum={rel:.1e} overhead_vs_same_work_bound={overhead:.2f} "
-          f"overhead_vs_same_work_bound_no_lrn={overhead_plain:.2f}")
+    print(
+        f"speedup vs loop {speedup_loop:.2f}x; vs captum (best chunking: {best_chunk} per call) "
+        f"{speedup_captum:.2f}x (target >= 1); overhead vs the same-work bound {overhead:.2f}x "
+        f"(target <= 1.25; {overhead_plain:.2f}x on the model without LRN; "
+        f"{t['ours'] / t['bound_exact_lrn']:.2f}x of a pass that differentiates LRN, which is not "
+        f"a bound); max rel diff vs captum {rel:.1e}"
+    )
+    print(
+        f"RESULT deconv speedup_vs_loop={speedup_loop:.2f} speedup_vs_captum={speedup_captum:.2f} "
+        f"max_rel_diff_captum={rel:.1e} overhead_vs_same_work_bound={overhead:.2f} "
+        f"overhead_vs_same_work_bound_no_lrn={overhead_plain:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ speedup_vs_each_layer=... ratio_vs_torchvision_fx=...`` (target: overhead_vs_dee
 
     python -m benchmarks.features [--quick] [--images 512] [--threads 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +63,19 @@ def peak_mb(fn) -> float:
 
 def peak_in_subprocess(method: str, args) -> float:
     """Run this script with ``--peak-of method`` in a fresh interpreter; it prints one number."""
-    cmd = [sys.executable, "-m", "benchmarks.features", "--peak-of", method, "--images",
-           str(args.images), "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.features",
+        "--peak-of",
+        method,
+        "--images",
+        str(args.images),
+        "--batch-size",
+        str(args.batch_size),
+        "--threads",
+        str(args.threads),
+    ]
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=root).stdout
     return float(out.strip().splitlines()[-1])
@@ -74,21 +86,28 @@ def fx_extract(extractor, x, batch_size, side=6):
     out = {l: [] for l in LAYERS}
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
-            feats = extractor(x[i:i + batch_size])
+            feats = extractor(x[i : i + batch_size])
             for l in LAYERS:
                 out[l].append(pool_map(feats[l], side))
     return {l: torch.cat(v) for l, v in out.items()}
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke run: 48 images, 1 repeat, peak memory measured in this process")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 48 images, 1 repeat, peak memory measured in this process",
+    )
     ap.add_argument("--images", type=int, default=384)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--peak-of", default=None, help=argparse.SUPPRESS)  # internal: one method's peak
+    ap.add_argument(
+        "--peak-of", default=None, help=argparse.SUPPRESS
+    )  # internal: one method's peak
     args = ap.parse_args(argv)
     if args.quick:
         args.images, args.repeats = min(args.images, 48), 1
@@ -102,12 +121,21 @@ def main(argv=None) -> int:
     bs = args.batch_size
 
     from torchvision.models.feature_extraction import create_feature_extractor
-    extractor = create_feature_extractor(model, return_nodes={model.layer_names[l]: l for l in LAYERS}).eval()
+
+    extractor = create_feature_extractor(
+        model, return_nodes={model.layer_names[l]: l for l in LAYERS}
+    ).eval()
 
     methods = {
-        "all_one_pass": lambda: extract_features(model, data, LAYERS, batch_size=bs, progress=False),
-        "deepest_alone": lambda: extract_features(model, data, ["layer7"], batch_size=bs, progress=False),
-        "each_own_pass": lambda: [extract_features(model, data, [l], batch_size=bs, progress=False) for l in LAYERS],
+        "all_one_pass": lambda: extract_features(
+            model, data, LAYERS, batch_size=bs, progress=False
+        ),
+        "deepest_alone": lambda: extract_features(
+            model, data, ["layer7"], batch_size=bs, progress=False
+        ),
+        "each_own_pass": lambda: [
+            extract_features(model, data, [l], batch_size=bs, progress=False) for l in LAYERS
+        ],
         "torchvision_fx": lambda: fx_extract(extractor, x, bs),
     }
     if args.peak_of:
@@ -125,22 +153,32 @@ def main(argv=None) -> int:
             fn()
             best[k] = min(best[k], time.perf_counter() - t0)
     # a smoke run measures in this process (allocator reuse makes that an underestimate)
-    peaks = {k: peak_mb(fn) if args.quick else peak_in_subprocess(k, args) for k, fn in methods.items()}
-    stored_mb = sum(v.numel() * 4 for v in ours.layers.values()) / 2 ** 20
+    peaks = {
+        k: peak_mb(fn) if args.quick else peak_in_subprocess(k, args) for k, fn in methods.items()
+    }
+    stored_mb = sum(v.numel() * 4 for v in ours.layers.values()) / 2**20
 
-    print(f"ZF-mini ({P.image_size} px), {args.images} images, batch {bs}, {args.threads} thread(s), "
-          f"best of {args.repeats}; stored features {stored_mb:.1f} MiB; max |ours - fx| = {max_diff:.2e}")
+    print(
+        f"ZF-mini ({P.image_size} px), {args.images} images, batch {bs}, {args.threads} thread(s), "
+        f"best of {args.repeats}; stored features {stored_mb:.1f} MiB; max |ours - fx| = {max_diff:.2e}"
+    )
     print(f"{'method':16s} {'seconds':>9s} {'images/s':>10s} {'x deepest':>10s} {'peak MiB':>9s}")
     for k in methods:
-        print(f"{k:16s} {best[k]:9.3f} {args.images / best[k]:10.1f} {best[k] / best['deepest_alone']:10.2f} "
-              f"{peaks[k]:9.1f}")
+        print(
+            f"{k:16s} {best[k]:9.3f} {args.images / best[k]:10.1f} {best[k] / best['deepest_alone']:10.2f} "
+            f"{peaks[k]:9.1f}"
+        )
     overhead = best["all_one_pass"] / best["deepest_alone"]
-    print(f"target: all layers in one pass <= 1.3x the deepest layer alone: "
-          f"{'met' if overhead <= 1.3 else 'missed'} ({overhead:.2f}x)")
-    print(f"RESULT features overhead_vs_deepest={overhead:.3f} "
-          f"images_per_s={args.images / best['all_one_pass']:.1f} peak_mb={peaks['all_one_pass']:.1f} "
-          f"speedup_vs_each_layer={best['each_own_pass'] / best['all_one_pass']:.2f} "
-          f"ratio_vs_torchvision_fx={best['all_one_pass'] / best['torchvision_fx']:.3f}")
+    print(
+        f"target: all layers in one pass <= 1.3x the deepest layer alone: "
+        f"{'met' if overhead <= 1.3 else 'missed'} ({overhead:.2f}x)"
+    )
+    print(
+        f"RESULT features overhead_vs_deepest={overhead:.3f} "
+        f"images_per_s={args.images / best['all_one_pass']:.1f} peak_mb={peaks['all_one_pass']:.1f} "
+        f"speedup_vs_each_layer={best['each_own_pass'] / best['all_one_pass']:.2f} "
+        f"ratio_vs_torchvision_fx={best['all_one_pass'] / best['torchvision_fx']:.3f}"
+    )
     return 0
 
 

@@ -6,6 +6,7 @@ what to read (this machine is shared and noisy). Ends with
 
     python -m benchmarks.forward [--quick] [--profiles tiny mini imagenet]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,7 +40,9 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     repeats = 1 if args.quick else 5
-    print(f"{'profile':10s} {'input':>6s} {'batch':>6s} {'ZF img/s':>10s} {'AlexNet img/s':>14s} {'ratio':>7s}")
+    print(
+        f"{'profile':10s} {'input':>6s} {'batch':>6s} {'ZF img/s':>10s} {'AlexNet img/s':>14s} {'ratio':>7s}"
+    )
     result = {}
     for name in args.profiles:
         p = get_profile(name)
@@ -47,7 +50,9 @@ def main(argv=None):
         x = torch.randn(batch, 3, p.image_size, p.image_size)
         ours = images_per_second(zfnet(**p.model_kwargs()), x, repeats)
         peer = images_per_second(tv_alexnet(weights=None, num_classes=p.num_classes), x, repeats)
-        print(f"{name:10s} {p.image_size:6d} {batch:6d} {ours:10.0f} {peer:14.0f} {ours / peer:7.2f}")
+        print(
+            f"{name:10s} {p.image_size:6d} {batch:6d} {ours:10.0f} {peer:14.0f} {ours / peer:7.2f}"
+        )
         result[f"{name}_images_per_s"] = f"{ours:.0f}"
         result[f"{name}_ratio_vs_alexnet"] = f"{ours / peer:.2f}"
     print("RESULT forward " + " ".join(f"{k}={v}" for k, v in result.items()))

@@ -42,6 +42,7 @@ chosen to fit the part's share of ``--budget-s`` (default 480 s, first CUDA init
 included), and a guard stops any part that runs over, saying so. Every check's tolerance is
 printed beside its value. Ends with ``RESULT gpu device=... checks_passed=... ...``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,6 +78,7 @@ TEN_X = 10.0
 # ---------------------------------------------------------------------------------------------
 # Budget, checks, timing
 # ---------------------------------------------------------------------------------------------
+
 
 class OutOfTime(Exception):
     """A part ran past its share of the budget (raised from inside its loops)."""
@@ -118,8 +120,10 @@ class Report:
     def check(self, part, name, value, tolerance, detail="") -> bool:
         ok = bool(value <= tolerance) if math.isfinite(value) else False
         self.checks.append(Check(part, name, float(value), float(tolerance), ok, detail))
-        print(f"  check {name}: {value:.3g} (tolerance {tolerance:g}) {'ok' if ok else 'FAILED'}"
-              + (f"  [{detail}]" if detail else ""))
+        print(
+            f"  check {name}: {value:.3g} (tolerance {tolerance:g}) {'ok' if ok else 'FAILED'}"
+            + (f"  [{detail}]" if detail else "")
+        )
         return ok
 
 
@@ -136,7 +140,7 @@ def best_times(fns: dict, repeats: int, device: torch.device, part: Part) -> dic
         if part.left() <= 0:
             part.stopped(f"timing of {name}")
             break
-        best[name] = timed(fn, device)                   # the warm-up, a first (slow) measure
+        best[name] = timed(fn, device)  # the warm-up, a first (slow) measure
     for _ in range(repeats):
         for name in list(best):
             if part.left() <= 0:
@@ -174,8 +178,11 @@ def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 @contextlib.contextmanager
 def deterministic(device: torch.device):
     """Deterministic kernels for a comparison of weights (not for timing)."""
-    was = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
-           torch.backends.cudnn.benchmark)
+    was = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     try:
@@ -197,14 +204,16 @@ class Utilisation:
             try:
                 torch.cuda.utilization(device)
                 self.available = True
-            except Exception:                     # pynvml missing or NVML unavailable
+            except Exception:  # pynvml missing or NVML unavailable
                 pass
 
     def __enter__(self):
         if self.available:
+
             def sample():
                 while not self._stop.wait(0.2):
                     self.samples.append(torch.cuda.utilization(self.device))
+
             self._thread = threading.Thread(target=sample, daemon=True)
             self._thread.start()
         return self
@@ -223,23 +232,34 @@ class Utilisation:
 # Training
 # ---------------------------------------------------------------------------------------------
 
+
 def train_spec(profile: str, steps: int, device: str, precision: str, cache_dir: str):
     from zfcore import train as T
+
     p = T.make_spec(profile).profile
-    return T.make_spec(profile, epochs=1, n_train=steps * p.batch_size, n_val=p.batch_size,
-                       device=device, precision=precision, cache_dir=cache_dir)
+    return T.make_spec(
+        profile,
+        epochs=1,
+        n_train=steps * p.batch_size,
+        n_val=p.batch_size,
+        device=device,
+        precision=precision,
+        cache_dir=cache_dir,
+    )
 
 
 def run_steps(spec, part: "Part | None" = None) -> tuple[list[float], object]:
     """Train ``spec`` (one epoch in a fresh cache) and return the per-step losses and the run;
     the time guard may end it early (the losses so far, run None)."""
     from zfcore import train as T
+
     losses = []
 
     def on_step(step, loss):
         losses.append(loss)
         if part is not None and step % 5 == 0:
             part.check_time()
+
     try:
         run = T.train(spec, progress=False, on_step=on_step)
     except OutOfTime:
@@ -248,13 +268,14 @@ def run_steps(spec, part: "Part | None" = None) -> tuple[list[float], object]:
 
 
 def smooth(v: list[float], w: int) -> list[float]:
-    return [statistics.mean(v[max(0, i - w + 1):i + 1]) for i in range(len(v))]
+    return [statistics.mean(v[max(0, i - w + 1) : i + 1]) for i in range(len(v))]
 
 
 def step_seconds(spec, device: torch.device, steps: int) -> float:
     """Seconds per training step of ``spec`` on ``device`` over a batch already there (a bare
     loop: the trainer's arithmetic without its data path)."""
     from zfcore import train as T
+
     ips = T.compare_throughput(spec.profile, {"bare": ()}, steps=steps, rounds=1, device=device)
     return spec.profile.batch_size / ips["bare"]
 
@@ -269,7 +290,9 @@ def ddp_worker(args) -> int:
     """Under torchrun: join the process group (NCCL on CUDA, gloo on CPU) and train the run the
     parent trained plainly; the trainer wraps the model in DistributedDataParallel."""
     import torch.distributed as dist
+
     from zfcore import train as T
+
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     backend = "nccl" if device.type == "cuda" else "gloo"
@@ -289,6 +312,7 @@ def ddp_worker(args) -> int:
 def part_train(rep: Report, part: Part, device: torch.device, quick: bool, threads: int) -> dict:
     from zfcore.incremental import low_precision_is_fast
     from zfcore.train import CheckpointStore
+
     profile = "tiny" if quick else "mini"
     precision = "bf16" if low_precision_is_fast(device) else "fp32"
     cpu = torch.device("cpu")
@@ -296,17 +320,22 @@ def part_train(rep: Report, part: Part, device: torch.device, quick: bool, threa
     with tempfile.TemporaryDirectory() as tmp:
         probe = train_spec(profile, 4, device.type, precision, tmp)
         t_dev = step_seconds(probe, device, 2 if quick else 4)
-        t_cpu = t_dev if device == cpu and precision == "fp32" else step_seconds(
-            train_spec(profile, 4, "cpu", "fp32", tmp), cpu, 1 if quick else 2)
+        t_cpu = (
+            t_dev
+            if device == cpu and precision == "fp32"
+            else step_seconds(train_spec(profile, 4, "cpu", "fp32", tmp), cpu, 1 if quick else 2)
+        )
         bare_ips = probe.profile.batch_size / t_dev
         # device run + CPU run of S steps, then two runs of N steps (plain and torchrun), with
         # room for rendering, validation and the torchrun start (about 20 s)
         room = part.left() - (5 if quick else 30)
         steps = 4 if quick else int(max(20, min(300, room * 0.6 / (t_dev + t_cpu))))
         n_ddp = 3 if quick else int(max(5, min(50, room * 0.25 / (2 * t_dev))))
-        print(f"\n== train: {profile}, {precision} on {device.type} against fp32 on the CPU; "
-              f"{steps} steps (warm-up: {t_dev * 1e3:.0f} ms/step on the device, "
-              f"{t_cpu * 1e3:.0f} ms/step on the CPU), DDP check over {n_ddp} steps")
+        print(
+            f"\n== train: {profile}, {precision} on {device.type} against fp32 on the CPU; "
+            f"{steps} steps (warm-up: {t_dev * 1e3:.0f} ms/step on the device, "
+            f"{t_cpu * 1e3:.0f} ms/step on the CPU), DDP check over {n_ddp} steps"
+        )
         spec = train_spec(profile, steps, device.type, precision, tmp + "/device")
         with Utilisation(device) as util:
             dev_losses, run = run_steps(spec, part)
@@ -314,7 +343,10 @@ def part_train(rep: Report, part: Part, device: torch.device, quick: bool, threa
             part.stopped(f"device training after {len(dev_losses)} of {steps} steps")
             ips = wait_share = float("nan")
         else:
-            ips, wait_share = run.final.images_per_s, run.final.data_seconds / run.final.train_seconds
+            ips, wait_share = (
+                run.final.images_per_s,
+                run.final.data_seconds / run.final.train_seconds,
+            )
         ref_losses, _ = run_steps(train_spec(profile, steps, "cpu", "fp32", tmp + "/cpu"), part)
         n = min(len(dev_losses), len(ref_losses))
         if n < len(dev_losses):
@@ -323,23 +355,50 @@ def part_train(rep: Report, part: Part, device: torch.device, quick: bool, threa
         first = abs(dev_losses[0] - ref_losses[0]) / abs(ref_losses[0]) if n else float("nan")
         w = min(SMOOTH, max(1, n // 5))
         a, b = smooth(dev_losses[:n], w), smooth(ref_losses[:n], w)
-        curve = (sum(abs(x - y) for x, y in zip(a, b)) / max(sum(abs(y) for y in b), 1e-30)
-                 if n else float("nan"))
-        rep.check("train", "first-step loss, device vs CPU (relative)", first,
-                  TRAIN_SAME_TOL if same else TRAIN_FIRST_STEP_TOL)
-        rep.check("train", f"loss curve smoothed over {w} steps, mean relative difference", curve,
-                  TRAIN_SAME_TOL if same else TRAIN_CURVE_TOL,
-                  f"{n} steps; loss {ref_losses[0]:.3f} -> {b[-1]:.3f} on the CPU, "
-                  f"{a[-1]:.3f} on the device" if n else "no steps")
+        curve = (
+            sum(abs(x - y) for x, y in zip(a, b)) / max(sum(abs(y) for y in b), 1e-30)
+            if n
+            else float("nan")
+        )
+        rep.check(
+            "train",
+            "first-step loss, device vs CPU (relative)",
+            first,
+            TRAIN_SAME_TOL if same else TRAIN_FIRST_STEP_TOL,
+        )
+        rep.check(
+            "train",
+            f"loss curve smoothed over {w} steps, mean relative difference",
+            curve,
+            TRAIN_SAME_TOL if same else TRAIN_CURVE_TOL,
+            f"{n} steps; loss {ref_losses[0]:.3f} -> {b[-1]:.3f} on the CPU, "
+            f"{a[-1]:.3f} on the device"
+            if n
+            else "no steps",
+        )
         util_mean = util.mean
-        print(f"  trainer: {ips:.0f} images/s on the device; bare loop over batches already there: "
-              f"{bare_ips:.0f} images/s (trainer at {ips / bare_ips:.2f}x of it); waiting for data: "
-              f"{100 * wait_share:.1f} % of the steps' time; GPU utilisation: "
-              + (f"{util_mean:.0f} %" if util_mean is not None else
-                 "not sampled (pynvml not installed)" if device.type == "cuda" else "n/a (CPU)"))
-        out.update(steps=n, images_per_s=ips, bare_images_per_s=bare_ips, wait_share=wait_share,
-                   utilisation=util_mean, first=first, curve=curve, cpu_images_per_s=
-                   probe.profile.batch_size / t_cpu)
+        print(
+            f"  trainer: {ips:.0f} images/s on the device; bare loop over batches already there: "
+            f"{bare_ips:.0f} images/s (trainer at {ips / bare_ips:.2f}x of it); waiting for data: "
+            f"{100 * wait_share:.1f} % of the steps' time; GPU utilisation: "
+            + (
+                f"{util_mean:.0f} %"
+                if util_mean is not None
+                else "not sampled (pynvml not installed)"
+                if device.type == "cuda"
+                else "n/a (CPU)"
+            )
+        )
+        out.update(
+            steps=n,
+            images_per_s=ips,
+            bare_images_per_s=bare_ips,
+            wait_share=wait_share,
+            utilisation=util_mean,
+            first=first,
+            curve=curve,
+            cpu_images_per_s=probe.profile.batch_size / t_cpu,
+        )
 
         # one-process DDP through torchrun against the plain run of the same steps
         if part.left() < (3 if quick else 20):
@@ -350,14 +409,32 @@ def part_train(rep: Report, part: Part, device: torch.device, quick: bool, threa
         with deterministic(device):
             _, plain = run_steps(plain_spec)
         ddp_dir = tmp + "/ddp"
-        cmd = torchrun_command() + ["-m", "benchmarks.gpu", "--ddp-worker", "--profile", profile,
-                                    "--steps", str(n_ddp), "--device", device.type,
-                                    "--precision", precision, "--cache-dir", ddp_dir,
-                                    "--threads", str(threads)]
+        cmd = torchrun_command() + [
+            "-m",
+            "benchmarks.gpu",
+            "--ddp-worker",
+            "--profile",
+            profile,
+            "--steps",
+            str(n_ddp),
+            "--device",
+            device.type,
+            "--precision",
+            precision,
+            "--cache-dir",
+            ddp_dir,
+            "--threads",
+            str(threads),
+        ]
         t0 = time.perf_counter()
         try:
-            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
-                                  timeout=max(10.0, part.left() + (10 if quick else 30)))
+            proc = subprocess.run(
+                cmd,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=max(10.0, part.left() + (10 if quick else 30)),
+            )
             ok = proc.returncode == 0
             if not ok:
                 print(proc.stdout[-1500:], proc.stderr[-3000:])
@@ -372,9 +449,14 @@ def part_train(rep: Report, part: Part, device: torch.device, quick: bool, threa
             diff = max(rel_diff(b_state[k], a_state[k]) for k in a_state)
         else:
             diff = float("nan")
-        rep.check("train", f"torchrun --nproc_per_node=1 ({'nccl' if device.type == 'cuda' else 'gloo'}"
-                  f", DDP) weights after {n_ddp} steps vs the plain run (max |dw| / max |w|)",
-                  diff, DDP_TOL[device.type], f"torchrun run took {took:.0f} s")
+        rep.check(
+            "train",
+            f"torchrun --nproc_per_node=1 ({'nccl' if device.type == 'cuda' else 'gloo'}"
+            f", DDP) weights after {n_ddp} steps vs the plain run (max |dw| / max |w|)",
+            diff,
+            DDP_TOL[device.type],
+            f"torchrun run took {took:.0f} s",
+        )
         out["ddp"] = diff
     return out
 
@@ -383,25 +465,35 @@ def part_train(rep: Report, part: Part, device: torch.device, quick: bool, threa
 # Projection
 # ---------------------------------------------------------------------------------------------
 
+
 def part_projection(rep: Report, part: Part, device: torch.device, quick: bool) -> dict:
     import copy
-    from torch import nn
+
     from captum.attr import Deconvolution, GuidedBackprop, Saliency
+    from torch import nn
+
     from zfcore.deconv import layer_activations, project, requests
     from zfcore.models import he_init_, zfnet
     from zfcore.profiles import get_profile
+
     p = get_profile("tiny" if quick else "mini")
     torch.manual_seed(0)
     model = he_init_(zfnet(**p.model_kwargs())).eval()
     n_maps, k = (4, 2) if quick else (64, 9)
     repeats = 1 if quick else 3
-    if not quick:   # size the work from a probe: the gradient rule on 2 x 9 random requests
+    if not quick:  # size the work from a probe: the gradient rule on 2 x 9 random requests
         xp = torch.randn(2 * k, 3, p.image_size, p.image_size)
         rp = requests(torch.arange(2 * k), 0)
         dm0, xp0 = copy.deepcopy(model).to(device), xp.to(device)
         per_dev = timed(lambda: project(dm0, xp0, "layer5", rp, rule="gradient"), device) / (2 * k)
-        per_cpu = per_dev if device.type == "cpu" else timed(
-            lambda: project(model, xp, "layer5", rp, rule="gradient"), torch.device("cpu")) / (2 * k)
+        per_cpu = (
+            per_dev
+            if device.type == "cpu"
+            else timed(
+                lambda: project(model, xp, "layer5", rp, rule="gradient"), torch.device("cpu")
+            )
+            / (2 * k)
+        )
         # per request: the CPU references, then on the device the checks (3 rules x 3 calls)
         # and the timings (3 rules x 5 arms x warm-up and repeats)
         cost = 3 * per_cpu + 3 * per_dev * (3 + 5 * (1 + repeats))
@@ -416,23 +508,32 @@ def part_projection(rep: Report, part: Part, device: torch.device, quick: bool) 
     req = requests(torch.arange(n), chan, flat_pos // w, flat_pos % w)
     dev_model = copy.deepcopy(model).to(device)
     xd = x.to(device)
-    print(f"\n== projection: {n} layer-5 projections of {p.name} ({p.image_size} px), each rule on "
-          f"{device.type} against the CPU, then against Captum on {device.type}")
+    print(
+        f"\n== projection: {n} layer-5 projections of {p.name} ({p.image_size} px), each rule on "
+        f"{device.type} against the CPU, then against Captum on {device.type}"
+    )
     out = {}
     for rule in ("deconvnet", "guided", "gradient"):
         ref = project(model, x, "layer5", req, rule=rule).pixels
         got = project(dev_model, xd, "layer5", req, rule=rule).pixels
-        rep.check("projection", f"{rule}: device vs CPU (max |diff| / max |value|)",
-                  rel_diff(got, ref), MATCH_TOL)
+        rep.check(
+            "projection",
+            f"{rule}: device vs CPU (max |diff| / max |value|)",
+            rel_diff(got, ref),
+            MATCH_TOL,
+        )
     # Captum on the same device, on the model without normalisation layers
     plain = copy.deepcopy(model)
     plain.features.norm1, plain.features.norm2 = nn.Identity(), nn.Identity()
     plain = plain.to(device).eval()
     cut = [nm for nm, _ in plain.features.named_children()].index("relu5") + 1
     trunc = nn.Sequential(*list(plain.features.children())[:cut], nn.Flatten()).eval()
-    flat = (req.channel * h * w + req.y * w + req.x)
-    peers = {"deconvnet": Deconvolution(trunc), "guided": GuidedBackprop(trunc),
-             "gradient": Saliency(trunc)}
+    flat = req.channel * h * w + req.y * w + req.x
+    peers = {
+        "deconvnet": Deconvolution(trunc),
+        "guided": GuidedBackprop(trunc),
+        "gradient": Saliency(trunc),
+    }
     chunks = sorted({min(c, n) for c in ((8,) if quick else (64, 256, n))})
 
     def captum(rule, chunk):
@@ -440,24 +541,40 @@ def part_projection(rep: Report, part: Part, device: torch.device, quick: bool) 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 kw = {"abs": False} if rule == "gradient" else {}
-                return torch.cat([peers[rule].attribute(xd[idx.to(device)], target=flat[idx].tolist(), **kw)
-                                  for idx in torch.split(torch.arange(n), chunk)])
+                return torch.cat(
+                    [
+                        peers[rule].attribute(xd[idx.to(device)], target=flat[idx].tolist(), **kw)
+                        for idx in torch.split(torch.arange(n), chunk)
+                    ]
+                )
+
         return run
 
     for rule in ("deconvnet", "guided", "gradient"):
         ours = project(plain, xd, "layer5", req, rule=rule, scale="unit").pixels
-        rep.check("projection", f"{rule}: ours vs Captum on {device.type} (max |diff| / max |value|)",
-                  rel_diff(ours, captum(rule, chunks[-1])()), MATCH_TOL)
-        fns = {f"ours_{bs}": (lambda bs=bs: project(plain, xd, "layer5", req, rule=rule,
-                                                     scale="unit", batch_size=bs))
-               for bs in sorted({min(b, n) for b in (64, 256)})}
+        rep.check(
+            "projection",
+            f"{rule}: ours vs Captum on {device.type} (max |diff| / max |value|)",
+            rel_diff(ours, captum(rule, chunks[-1])()),
+            MATCH_TOL,
+        )
+        fns = {
+            f"ours_{bs}": (
+                lambda bs=bs: project(
+                    plain, xd, "layer5", req, rule=rule, scale="unit", batch_size=bs
+                )
+            )
+            for bs in sorted({min(b, n) for b in (64, 256)})
+        }
         fns.update({f"captum_{c}": captum(rule, c) for c in chunks})
         t = best_times(fns, repeats, device, part)
         ours_t = min((v for kk, v in t.items() if kk.startswith("ours")), default=float("nan"))
         theirs_t = min((v for kk, v in t.items() if kk.startswith("captum")), default=float("nan"))
         out[rule] = dict(per_s=n / ours_t, captum_per_s=n / theirs_t, speedup=theirs_t / ours_t)
-        print(f"  {rule}: {n / ours_t:.0f} projections/s, Captum {n / theirs_t:.0f}/s at its best "
-              f"chunking: {theirs_t / ours_t:.2f}x")
+        print(
+            f"  {rule}: {n / ours_t:.0f} projections/s, Captum {n / theirs_t:.0f}/s at its best "
+            f"chunking: {theirs_t / ours_t:.2f}x"
+        )
     return out
 
 
@@ -465,8 +582,10 @@ def part_projection(rep: Report, part: Part, device: torch.device, quick: bool) 
 # Occlusion
 # ---------------------------------------------------------------------------------------------
 
+
 def part_occlusion(rep: Report, part: Part, device: torch.device, quick: bool) -> dict:
     import copy
+
     from benchmarks.occlusion import captum_runner
     from zfcore.data import get_dataset
     from zfcore.data.images import sample_photos
@@ -482,18 +601,32 @@ def part_occlusion(rep: Report, part: Part, device: torch.device, quick: bool) -
     torch.manual_seed(0)
     alex = he_init_(alexnet(pretrained=False)).eval()
     aimg = sample_photos("imagenet", ["cat"]).images[0]
-    if quick:                                 # AlexNet's adaptive pool takes a smaller photo
+    if quick:  # AlexNet's adaptive pool takes a smaller photo
         aimg = torch.nn.functional.interpolate(aimg[None], size=(128, 128), mode="bilinear")[0]
     # (window, stride) pairs, finest first: the finest whose estimated cost fits the setting's
     # share is taken (Captum needs stride <= window and a stride dividing size - window)
-    settings = [("zf-" + p.name, zf, zimg, [(16, 8), (32, 16)] if quick else
-                 [(16, 4), (16, 8), (16, 16), (32, 16)], [64] if quick else [16, 64, 128, 256]),
-                ("alexnet", alex, aimg, [(32, 32), (64, 64)] if quick else
-                 [(16, 8), (16, 16), (32, 32), (56, 56)], [64] if quick else [16, 64, 128, 256])]
+    settings = [
+        (
+            "zf-" + p.name,
+            zf,
+            zimg,
+            [(16, 8), (32, 16)] if quick else [(16, 4), (16, 8), (16, 16), (32, 16)],
+            [64] if quick else [16, 64, 128, 256],
+        ),
+        (
+            "alexnet",
+            alex,
+            aimg,
+            [(32, 32), (64, 64)] if quick else [(16, 8), (16, 16), (32, 32), (56, 56)],
+            [64] if quick else [16, 64, 128, 256],
+        ),
+    ]
     repeats, cpu = 1 if quick else 2, torch.device("cpu")
-    print(f"\n== occlusion: exact and fast on {device.type} against the CPU's exact map; "
-          f"against Captum's Occlusion on {device.type} (bfloat16 native here: "
-          f"{'yes' if native else 'no, so the fast preset runs exact'})")
+    print(
+        f"\n== occlusion: exact and fast on {device.type} against the CPU's exact map; "
+        f"against Captum's Occlusion on {device.type} (bfloat16 native here: "
+        f"{'yes' if native else 'no, so the fast preset runs exact'})"
+    )
     out = {}
     for i, (name, model, image, grids, ppes) in enumerate(settings):
         if part.left() <= 0:
@@ -517,45 +650,80 @@ def part_occlusion(rep: Report, part: Part, device: torch.device, quick: bool) -
         ref = occlude(model, image, target, **kw)
         exact = occlude(dm, di, target, **kw)
         fast = occlude(dm, di, target, mode="fast", **kw)
-        rep.check("occlusion", f"{name}: exact on {device.type} vs CPU, max |dp|",
-                  float((exact.prob_target - ref.prob_target).abs().max()), MATCH_TOL)
-        rep.check("occlusion", f"{name}: layer-5 map total, exact on {device.type} vs CPU (relative)",
-                  rel_diff(exact.feature_total, ref.feature_total), MATCH_TOL)
+        rep.check(
+            "occlusion",
+            f"{name}: exact on {device.type} vs CPU, max |dp|",
+            float((exact.prob_target - ref.prob_target).abs().max()),
+            MATCH_TOL,
+        )
+        rep.check(
+            "occlusion",
+            f"{name}: layer-5 map total, exact on {device.type} vs CPU (relative)",
+            rel_diff(exact.feature_total, ref.feature_total),
+            MATCH_TOL,
+        )
         dp_fast = float((fast.prob_target - ref.prob_target).abs().max())
-        rep.check("occlusion", f"{name}: fast on {device.type} vs CPU exact, max |dp|", dp_fast,
-                  FAST_MAX_DP, f"{fast.precision}; "
-                  + (f"{100 * float(fast.rechecked.double().mean()):.0f} % rechecked in float32"
-                     if fast.rechecked is not None else "exact"))
+        rep.check(
+            "occlusion",
+            f"{name}: fast on {device.type} vs CPU exact, max |dp|",
+            dp_fast,
+            FAST_MAX_DP,
+            f"{fast.precision}; "
+            + (
+                f"{100 * float(fast.rechecked.double().mean()):.0f} % rechecked in float32"
+                if fast.rechecked is not None
+                else "exact"
+            ),
+        )
+
         def captum(ppe):
             return captum_runner(dm, di, target, window, stride, ppe)
-        rep.check("occlusion", f"{name}: our exact map vs Captum's on {device.type} (max |diff|)",
-                  float((captum(ppes[-1])().cpu() - pixel_attribution(exact)).abs().max()), MATCH_TOL)
-        fns = {"exact": lambda: occlude(dm, di, target, **kw),
-               "fast": lambda: occlude(dm, di, target, mode="fast", **kw),
-               **{f"captum_ppe={q}": captum(q) for q in ppes}}
+
+        rep.check(
+            "occlusion",
+            f"{name}: our exact map vs Captum's on {device.type} (max |diff|)",
+            float((captum(ppes[-1])().cpu() - pixel_attribution(exact)).abs().max()),
+            MATCH_TOL,
+        )
+        fns = {
+            "exact": lambda: occlude(dm, di, target, **kw),
+            "fast": lambda: occlude(dm, di, target, mode="fast", **kw),
+            **{f"captum_ppe={q}": captum(q) for q in ppes},
+        }
         t = best_times(fns, repeats, device, part)
         cap = {kk: v for kk, v in t.items() if kk.startswith("captum")}
         tuned = min(cap, key=cap.get) if cap else None
         positions = len(ref.rows) * len(ref.cols)
-        res = dict(positions=positions, exact_s=t.get("exact", float("nan")),
-                   fast_s=t.get("fast", float("nan")), fast_max_dp=dp_fast,
-                   captum_s=cap[tuned] if tuned else float("nan"), tuned=tuned)
+        res = dict(
+            positions=positions,
+            exact_s=t.get("exact", float("nan")),
+            fast_s=t.get("fast", float("nan")),
+            fast_max_dp=dp_fast,
+            captum_s=cap[tuned] if tuned else float("nan"),
+            tuned=tuned,
+        )
         res["speedup_exact"] = res["captum_s"] / res["exact_s"]
         res["speedup_fast"] = res["captum_s"] / res["fast_s"]
         out[name] = res
-        print(f"  {name}: window {window}, stride {stride}, {positions} positions; exact {res['exact_s']:.3f} s, fast "
-              f"{res['fast_s']:.3f} s, Captum at its best ({tuned}) {res['captum_s']:.3f} s: "
-              f"exact {res['speedup_exact']:.2f}x, fast {res['speedup_fast']:.2f}x Captum")
+        print(
+            f"  {name}: window {window}, stride {stride}, {positions} positions; exact {res['exact_s']:.3f} s, fast "
+            f"{res['fast_s']:.3f} s, Captum at its best ({tuned}) {res['captum_s']:.3f} s: "
+            f"exact {res['speedup_exact']:.2f}x, fast {res['speedup_fast']:.2f}x Captum"
+        )
     a = out.get("alexnet")
     if a is None or not math.isfinite(a["speedup_fast"]):
         verdict = "undecided"
     elif not native:
         verdict = "undecided_no_native_bf16"
     else:
-        verdict = "met" if a["speedup_fast"] >= TEN_X and a["fast_max_dp"] <= FAST_MAX_DP else "missed"
+        verdict = (
+            "met" if a["speedup_fast"] >= TEN_X and a["fast_max_dp"] <= FAST_MAX_DP else "missed"
+        )
     out["ten_x"] = verdict
-    print(f"  target 10x tuned Captum within max |dp| {FAST_MAX_DP} on AlexNet: {verdict}"
-          + (f" ({a['speedup_fast']:.2f}x, max |dp| {a['fast_max_dp']:.1e})" if a else ""))
+    print(
+        f"  target 10x tuned Captum within max |dp| {FAST_MAX_DP} on AlexNet: {verdict}"
+        + (f" ({a['speedup_fast']:.2f}x, max |dp| {a['fast_max_dp']:.1e})" if a else "")
+    )
     return out
 
 
@@ -563,12 +731,15 @@ def part_occlusion(rep: Report, part: Part, device: torch.device, quick: bool) -
 # Mining and features
 # ---------------------------------------------------------------------------------------------
 
+
 def part_mining(rep: Report, part: Part, device: torch.device, quick: bool) -> dict:
     import copy
+
     from zfcore.features import LAYERS, extract_features
     from zfcore.mining import mine_topk
     from zfcore.models import forward_layers, he_init_, zfnet
     from zfcore.profiles import get_profile
+
     p = get_profile("tiny" if quick else "mini")
     model = he_init_(zfnet(**p.model_kwargs())).eval()
     n = 48 if quick else 1024
@@ -577,55 +748,84 @@ def part_mining(rep: Report, part: Part, device: torch.device, quick: bool) -> d
     x = torch.randn(n, 3, p.image_size, p.image_size, generator=torch.Generator().manual_seed(1))
     y = torch.arange(n) % p.num_classes
     dm = copy.deepcopy(model).to(device)
-    if not quick:   # size the work from one batch: two CPU references, then on the device two
-        xb, cpu = x[:bs].to(device), torch.device("cpu")     # checks and 4 arms timed
-        c_dev = timed(lambda: extract_features(dm, (xb, y[:bs]), LAYERS, batch_size=bs,
-                                               progress=False), device) / bs
-        c_cpu = c_dev if device.type == "cpu" else timed(
-            lambda: extract_features(model, (x[:bs], y[:bs]), LAYERS, batch_size=bs,
-                                     progress=False), cpu) / bs
+    if not quick:  # size the work from one batch: two CPU references, then on the device two
+        xb, cpu = x[:bs].to(device), torch.device("cpu")  # checks and 4 arms timed
+        c_dev = (
+            timed(
+                lambda: extract_features(dm, (xb, y[:bs]), LAYERS, batch_size=bs, progress=False),
+                device,
+            )
+            / bs
+        )
+        c_cpu = (
+            c_dev
+            if device.type == "cpu"
+            else timed(
+                lambda: extract_features(
+                    model, (x[:bs], y[:bs]), LAYERS, batch_size=bs, progress=False
+                ),
+                cpu,
+            )
+            / bs
+        )
         n = fit(n, bs, 2 * c_cpu + c_dev * (2 + 4 * (1 + repeats)), 0.8 * part.left())
         x, y = x[:n], y[:n]
     xd = x.to(device)
-    print(f"\n== mining and features: {n} images of {p.name} ({p.image_size} px) on {device.type} "
-          f"against the CPU")
+    print(
+        f"\n== mining and features: {n} images of {p.name} ({p.image_size} px) on {device.type} "
+        f"against the CPU"
+    )
     ref = mine_topk(model, x, k=9, batch_size=bs, progress=False)
     got = mine_topk(dm, xd, k=9, batch_size=bs, progress=False)
     vals = max(rel_diff(got[l].values, ref[l].values) for l in ref.layers)
     same = sum(int((got[l].images == ref[l].images).sum()) for l in ref.layers)
     slots = sum(ref[l].images.numel() for l in ref.layers)
     rep.check("mining", "top-9 values, device vs CPU (relative)", vals, MATCH_TOL)
-    rep.check("mining", "top-9 slots whose image differs, device vs CPU (share)", 1 - same / slots, 0.01)
+    rep.check(
+        "mining", "top-9 slots whose image differs, device vs CPU (share)", 1 - same / slots, 0.01
+    )
     fref = extract_features(model, (x, y), LAYERS, batch_size=bs, progress=False)
     fgot = extract_features(dm, (xd, y), LAYERS, batch_size=bs, progress=False)
-    rep.check("mining", "features of layers 1-7, device vs CPU (relative)",
-              max(rel_diff(fgot[l], fref[l]) for l in LAYERS), MATCH_TOL)
+    rep.check(
+        "mining",
+        "features of layers 1-7, device vs CPU (relative)",
+        max(rel_diff(fgot[l], fref[l]) for l in LAYERS),
+        MATCH_TOL,
+    )
     batches = list(torch.split(xd, bs))
 
     def inference():
         with torch.inference_mode():
             for b in batches:
                 forward_layers(dm, b, ["layer5"])
-    fns = {"mining": lambda: mine_topk(dm, batches, k=9, progress=False),
-           "inference_to_layer5": inference,
-           "features": lambda: extract_features(dm, (xd, y), LAYERS, batch_size=bs, progress=False),
-           "inference_full": lambda: [dm(b) for b in batches]}
+
+    fns = {
+        "mining": lambda: mine_topk(dm, batches, k=9, progress=False),
+        "inference_to_layer5": inference,
+        "features": lambda: extract_features(dm, (xd, y), LAYERS, batch_size=bs, progress=False),
+        "inference_full": lambda: [dm(b) for b in batches],
+    }
     with torch.no_grad():
         t = best_times(fns, repeats, device, part)
     rate = {kk: n / v for kk, v in t.items()}
-    out = dict(mining_per_s=rate.get("mining", float("nan")),
-               features_per_s=rate.get("features", float("nan")),
-               mining_overhead=t.get("mining", math.nan) / t.get("inference_to_layer5", math.nan),
-               features_overhead=t.get("features", math.nan) / t.get("inference_full", math.nan))
-    print(f"  mining {out['mining_per_s']:.0f} images/s ({out['mining_overhead']:.2f}x inference "
-          f"to layer 5); features {out['features_per_s']:.0f} images/s "
-          f"({out['features_overhead']:.2f}x the whole forward pass)")
+    out = dict(
+        mining_per_s=rate.get("mining", float("nan")),
+        features_per_s=rate.get("features", float("nan")),
+        mining_overhead=t.get("mining", math.nan) / t.get("inference_to_layer5", math.nan),
+        features_overhead=t.get("features", math.nan) / t.get("inference_full", math.nan),
+    )
+    print(
+        f"  mining {out['mining_per_s']:.0f} images/s ({out['mining_overhead']:.2f}x inference "
+        f"to layer 5); features {out['features_per_s']:.0f} images/s "
+        f"({out['features_overhead']:.2f}x the whole forward pass)"
+    )
     return out
 
 
 # ---------------------------------------------------------------------------------------------
 # The make figures estimate
 # ---------------------------------------------------------------------------------------------
+
 
 def figures_estimate(train: dict, occl: dict, mining: dict) -> tuple[float, str]:
     """Minutes ``make figures`` (the mini profile) would take on this device, from the measured
@@ -636,6 +836,7 @@ def figures_estimate(train: dict, occl: dict, mining: dict) -> tuple[float, str]
     from zfcore.profiles import get_profile
     from zfcore.recipes import RECIPES
     from zfcore.train import EARLY_CHECKPOINTS, comparison_overrides
+
     p = get_profile("mini")
     seeds = getattr(p, "comparison_seeds", 1)
     cmp_epochs = comparison_overrides(p)["epochs"]
@@ -645,41 +846,53 @@ def figures_estimate(train: dict, occl: dict, mining: dict) -> tuple[float, str]
     mined = p.n_val * (2 + len(p.checkpoint_epochs) + len(EARLY_CHECKPOINTS))
     window, stride = default_window(p.image_size)
     per_image = len(window_positions(p.image_size, window, stride)) ** 2
-    occluded = 2 * 500 * per_image            # notebook 07: 500 test images, trained and untrained
+    occluded = 2 * 500 * per_image  # notebook 07: 500 test images, trained and untrained
     zf = next((v for k, v in occl.items() if k.startswith("zf-")), {})
     pos_per_s = zf.get("positions", math.nan) / zf.get("exact_s", math.nan)
     ips = train.get("images_per_s", math.nan)
     seconds = trained / ips + mined / mining.get("mining_per_s", math.nan) + occluded / pos_per_s
-    formula = (f"images trained {trained:,} (mini: {p.epochs} epochs of {p.n_train:,} + {arms} "
-               f"comparison trainings x {cmp_epochs} epochs x {seeds} seed(s)) / {ips:.0f} images/s"
-               f" + images mined {mined:,} (validation split x (trained, untrained, "
-               f"{len(p.checkpoint_epochs) + len(EARLY_CHECKPOINTS)} checkpoints)) / "
-               f"{mining.get('mining_per_s', math.nan):.0f} images/s + occluder positions "
-               f"{occluded:,} (2 x 500 images x {per_image}) / {pos_per_s:.0f} positions/s; left "
-               f"out: rendering the scenes, the transfer studies' small trainings and feature "
-               f"extraction, the CPU-only analyses (probes, bootstraps), notebook start-up and "
-               f"plotting")
+    formula = (
+        f"images trained {trained:,} (mini: {p.epochs} epochs of {p.n_train:,} + {arms} "
+        f"comparison trainings x {cmp_epochs} epochs x {seeds} seed(s)) / {ips:.0f} images/s"
+        f" + images mined {mined:,} (validation split x (trained, untrained, "
+        f"{len(p.checkpoint_epochs) + len(EARLY_CHECKPOINTS)} checkpoints)) / "
+        f"{mining.get('mining_per_s', math.nan):.0f} images/s + occluder positions "
+        f"{occluded:,} (2 x 500 images x {per_image}) / {pos_per_s:.0f} positions/s; left "
+        f"out: rendering the scenes, the transfer studies' small trainings and feature "
+        f"extraction, the CPU-only analyses (probes, bootstraps), notebook start-up and "
+        f"plotting"
+    )
     return seconds / 60, formula
 
 
 # ---------------------------------------------------------------------------------------------
 
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="every part at a tiny size (CI)")
-    ap.add_argument("--budget-s", type=float, default=480.0,
-                    help="seconds for the whole run, first CUDA initialisation included")
+    ap.add_argument(
+        "--budget-s",
+        type=float,
+        default=480.0,
+        help="seconds for the whole run, first CUDA initialisation included",
+    )
     ap.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="CPU threads (default: the mini profile's, else torch's)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads (default: the mini profile's, else torch's)",
+    )
     ap.add_argument("--ddp-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--profile", default="mini", help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     ap.add_argument("--cache-dir", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")   # deterministic cuBLAS, if asked
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS, if asked
     # exact float32 everywhere (TF32 would move the agreement checks by 1e-3); training's
     # bfloat16 comes from its recipe's autocast
     torch.backends.cudnn.allow_tf32 = False
@@ -688,27 +901,35 @@ def main(argv=None) -> int:
         return ddp_worker(args)
     t_start = time.perf_counter()
     from zfcore.profiles import get_profile
+
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     # a GPU machine's CPU is the reference: all of its cores; on a CPU-only machine the profile's
-    threads = args.threads or ((os.cpu_count() if device.type == "cuda" else None)
-                               or get_profile("mini").threads or torch.get_num_threads())
+    threads = args.threads or (
+        (os.cpu_count() if device.type == "cuda" else None)
+        or get_profile("mini").threads
+        or torch.get_num_threads()
+    )
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
     torch.zeros(1, device=device)
     sync(device)
     init_s = time.perf_counter() - t0
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"device: {device} ({name}); torch {torch.__version__}; {threads} CPU threads; first "
-          f"initialisation {init_s:.1f} s; budget {args.budget_s:.0f} s"
-          + ("; quick" if args.quick else ""))
+    print(
+        f"device: {device} ({name}); torch {torch.__version__}; {threads} CPU threads; first "
+        f"initialisation {init_s:.1f} s; budget {args.budget_s:.0f} s"
+        + ("; quick" if args.quick else "")
+    )
     if device.type == "cpu":
         print("no GPU here: the CPU is its own reference (both code paths run and must agree)")
     rep = Report()
     results, notes = {}, []
-    plan = [("train", lambda pt: part_train(rep, pt, device, args.quick, threads)),
-            ("projection", lambda pt: part_projection(rep, pt, device, args.quick)),
-            ("occlusion", lambda pt: part_occlusion(rep, pt, device, args.quick)),
-            ("mining", lambda pt: part_mining(rep, pt, device, args.quick))]
+    plan = [
+        ("train", lambda pt: part_train(rep, pt, device, args.quick, threads)),
+        ("projection", lambda pt: part_projection(rep, pt, device, args.quick)),
+        ("occlusion", lambda pt: part_occlusion(rep, pt, device, args.quick)),
+        ("mining", lambda pt: part_mining(rep, pt, device, args.quick)),
+    ]
     for key, fn in plan:
         now = time.perf_counter()
         share = SHARES[key] * args.budget_s
@@ -719,8 +940,9 @@ def main(argv=None) -> int:
         except OutOfTime:
             part.stopped(key)
             results[key] = {}
-        except Exception as e:        # one broken path must not hide the others' answers
+        except Exception as e:  # one broken path must not hide the others' answers
             import traceback
+
             traceback.print_exc()
             rep.check(key, f"{key} ran to the end ({type(e).__name__}: {e})"[:120], math.inf, 0)
             results[key] = {}
@@ -732,40 +954,54 @@ def main(argv=None) -> int:
     passed = sum(c.passed for c in rep.checks)
     print(f"\n{'part':11s} {'check':78s} {'value':>10s} {'tolerance':>10s}")
     for c in rep.checks:
-        print(f"{c.part:11s} {c.name[:78]:78s} {c.value:10.3g} {c.tolerance:10.3g} "
-              f"{'ok' if c.passed else 'FAILED'}")
+        print(
+            f"{c.part:11s} {c.name[:78]:78s} {c.value:10.3g} {c.tolerance:10.3g} "
+            f"{'ok' if c.passed else 'FAILED'}"
+        )
     for n in notes:
         print(f"note: {n}")
     wall = time.perf_counter() - t_start
-    tr, oc, mi, pr = results["train"], results["occlusion"], results["mining"], results["projection"]
+    tr, oc, mi, pr = (
+        results["train"],
+        results["occlusion"],
+        results["mining"],
+        results["projection"],
+    )
     alex = oc.get("alexnet", {})
     zf = next((v for k, v in oc.items() if k.startswith("zf-")), {})
     util = tr.get("utilisation")
 
     def f(v, fmt=".2f"):
-        return "nan" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, fmt)
+        return (
+            "nan"
+            if v is None or (isinstance(v, float) and not math.isfinite(v))
+            else format(v, fmt)
+        )
+
     print(f"{passed}/{len(rep.checks)} agreement checks passed; {wall:.0f} s in all")
-    print(f"RESULT gpu device={device.type} checks_passed={passed}/{len(rep.checks)} "
-          f"all_agree={'yes' if passed == len(rep.checks) else 'no'} "
-          f"train_precision={tr.get('precision', 'none')} train_steps={tr.get('steps', 0)} "
-          f"train_images_per_s={f(tr.get('images_per_s'), '.0f')} "
-          f"train_vs_bare_loop={f(tr.get('images_per_s', math.nan) / tr.get('bare_images_per_s', math.nan))} "
-          f"data_wait_share={f(tr.get('wait_share'), '.3f')} "
-          f"gpu_utilisation={f(util, '.0f') if util is not None else 'unmeasured'} "
-          f"loss_curve_rel_diff={f(tr.get('curve'), '.2e')} ddp_max_weight_diff={f(tr.get('ddp'), '.1e')} "
-          f"deconvnet_per_s={f(pr.get('deconvnet', {}).get('per_s'), '.0f')} "
-          f"deconvnet_vs_captum={f(pr.get('deconvnet', {}).get('speedup'))} "
-          f"guided_vs_captum={f(pr.get('guided', {}).get('speedup'))} "
-          f"gradient_vs_captum={f(pr.get('gradient', {}).get('speedup'))} "
-          f"occlusion_exact_vs_captum_zf={f(zf.get('speedup_exact'))} "
-          f"occlusion_exact_vs_captum_alexnet={f(alex.get('speedup_exact'))} "
-          f"occlusion_fast_vs_captum_alexnet={f(alex.get('speedup_fast'))} "
-          f"occlusion_fast_max_dp_alexnet={f(alex.get('fast_max_dp'), '.1e')} "
-          f"ten_x_target={oc.get('ten_x', 'undecided')} "
-          f"mining_images_per_s={f(mi.get('mining_per_s'), '.0f')} "
-          f"features_images_per_s={f(mi.get('features_per_s'), '.0f')} "
-          f"figures_estimate_min={f(minutes, '.1f')} stopped_early={len(notes)} "
-          f"init_s={init_s:.1f} wall_s={wall:.0f}")
+    print(
+        f"RESULT gpu device={device.type} checks_passed={passed}/{len(rep.checks)} "
+        f"all_agree={'yes' if passed == len(rep.checks) else 'no'} "
+        f"train_precision={tr.get('precision', 'none')} train_steps={tr.get('steps', 0)} "
+        f"train_images_per_s={f(tr.get('images_per_s'), '.0f')} "
+        f"train_vs_bare_loop={f(tr.get('images_per_s', math.nan) / tr.get('bare_images_per_s', math.nan))} "
+        f"data_wait_share={f(tr.get('wait_share'), '.3f')} "
+        f"gpu_utilisation={f(util, '.0f') if util is not None else 'unmeasured'} "
+        f"loss_curve_rel_diff={f(tr.get('curve'), '.2e')} ddp_max_weight_diff={f(tr.get('ddp'), '.1e')} "
+        f"deconvnet_per_s={f(pr.get('deconvnet', {}).get('per_s'), '.0f')} "
+        f"deconvnet_vs_captum={f(pr.get('deconvnet', {}).get('speedup'))} "
+        f"guided_vs_captum={f(pr.get('guided', {}).get('speedup'))} "
+        f"gradient_vs_captum={f(pr.get('gradient', {}).get('speedup'))} "
+        f"occlusion_exact_vs_captum_zf={f(zf.get('speedup_exact'))} "
+        f"occlusion_exact_vs_captum_alexnet={f(alex.get('speedup_exact'))} "
+        f"occlusion_fast_vs_captum_alexnet={f(alex.get('speedup_fast'))} "
+        f"occlusion_fast_max_dp_alexnet={f(alex.get('fast_max_dp'), '.1e')} "
+        f"ten_x_target={oc.get('ten_x', 'undecided')} "
+        f"mining_images_per_s={f(mi.get('mining_per_s'), '.0f')} "
+        f"features_images_per_s={f(mi.get('features_per_s'), '.0f')} "
+        f"figures_estimate_min={f(minutes, '.1f')} stopped_early={len(notes)} "
+        f"init_s={init_s:.1f} wall_s={wall:.0f}"
+    )
     return 0
 
 

@@ -12,6 +12,7 @@ overhead measured against inference to layer 5.
 
     python -m benchmarks.mining [--quick] [--threads 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,9 @@ from zfcore.profiles import get_profile
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="2 small batches, one repeat")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--profile", default="mini")
@@ -66,18 +68,26 @@ def main(argv=None):
             best[name] = min(best[name], time.perf_counter() - t0)
     res = mining()
     maps = sum(lt.maps for lt in res.layers.values())
-    print(f"{n} images ({n_batches} x {bs}), profile {p.name} ({p.image_size} px, width "
-          f"{p.width}), {args.threads} thread(s); top-9 of {maps} feature maps in "
-          f"{len(res.layers)} layers")
+    print(
+        f"{n} images ({n_batches} x {bs}), profile {p.name} ({p.image_size} px, width "
+        f"{p.width}), {args.threads} thread(s); top-9 of {maps} feature maps in "
+        f"{len(res.layers)} layers"
+    )
     print(f"{'method':40s} {'seconds':>9s} {'images/s':>9s}")
-    for name, label in (("inference", "inference to layer 5 (same work)"),
-                        ("mining", "mine_topk, layers 1-5, k=9"),
-                        ("inference_full", "inference, whole network (reference)")):
+    for name, label in (
+        ("inference", "inference to layer 5 (same work)"),
+        ("mining", "mine_topk, layers 1-5, k=9"),
+        ("inference_full", "inference, whole network (reference)"),
+    ):
         print(f"{label:40s} {best[name]:9.3f} {n / best[name]:9.1f}")
     overhead = best["mining"] / best["inference"]
-    print(f"overhead vs inference to layer 5 {overhead:.2f}x (target <= 1.3); "
-          f"{best['mining'] / best['inference_full']:.2f}x the whole network's forward pass")
-    print(f"RESULT mining overhead_vs_inference={overhead:.2f} images_per_s={n / best['mining']:.1f}")
+    print(
+        f"overhead vs inference to layer 5 {overhead:.2f}x (target <= 1.3); "
+        f"{best['mining'] / best['inference_full']:.2f}x the whole network's forward pass"
+    )
+    print(
+        f"RESULT mining overhead_vs_inference={overhead:.2f} images_per_s={n / best['mining']:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ speedup_approx_vs_captum_alexnet=... max_abs_err_approx_alexnet=... fast_preset_
 
     python -m benchmarks.occlusion [--quick] [--threads 1] [--repeats 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,20 +61,34 @@ from zfcore.profiles import get_profile
 KEYS = ("truncate", "coarse", "refine", "tol", "precision")
 #: Approximation settings measured; the fast preset is added. ``tol`` not None: the error-driven
 #: drill-down (levels from ``coarse``, ``refine`` unused).
-SWEEP = [(1.0, 2, 0.5, None, "fp32"), (1.0, 2, 0.3, None, "fp32"), (1.0, 3, 0.4, None, "fp32"),
-         (0.8, 1, 1.0, None, "fp32"), (0.6, 1, 1.0, None, "fp32"), (0.8, 2, 0.5, None, "fp32"),
-         (0.5, 2, 0.3, None, "fp32"), (1.0, 2, 1.0, 0.01, "fp32"), (1.0, 4, 1.0, 0.01, "fp32"),
-         (1.0, 4, 1.0, 0.1, "fp32"), (1.0, 8, 1.0, 0.05, "fp32"),
-         (1.0, 2, 0.5, None, "bf16"), (1.0, 8, 1.0, 0.05, "bf16")]
+SWEEP = [
+    (1.0, 2, 0.5, None, "fp32"),
+    (1.0, 2, 0.3, None, "fp32"),
+    (1.0, 3, 0.4, None, "fp32"),
+    (0.8, 1, 1.0, None, "fp32"),
+    (0.6, 1, 1.0, None, "fp32"),
+    (0.8, 2, 0.5, None, "fp32"),
+    (0.5, 2, 0.3, None, "fp32"),
+    (1.0, 2, 1.0, 0.01, "fp32"),
+    (1.0, 4, 1.0, 0.01, "fp32"),
+    (1.0, 4, 1.0, 0.1, "fp32"),
+    (1.0, 8, 1.0, 0.05, "fp32"),
+    (1.0, 2, 0.5, None, "bf16"),
+    (1.0, 8, 1.0, 0.05, "bf16"),
+]
 FAST = tuple(PRESETS["fast"][k] for k in KEYS)
 
 
 def setting_label(setting) -> str:
     """A setting of :data:`SWEEP` in words."""
     tr, co, rf, tl, pr = setting
-    return (f"{pr} truncate {tr:.2f} coarse {co} "
-            + (f"refine {rf:.2f}" if tl is None else f"tol {tl:g}")
-            + ("   <- fast preset" if setting == FAST else ""))
+    return (
+        f"{pr} truncate {tr:.2f} coarse {co} "
+        + (f"refine {rf:.2f}" if tl is None else f"tol {tl:g}")
+        + ("   <- fast preset" if setting == FAST else "")
+    )
+
+
 #: The fast preset's claim (issue 16): at most this |dp(class)| and the same pointing-game hits.
 MAX_DP = 0.01
 
@@ -111,18 +126,26 @@ def alexnet_model():
 
 def photos(names):
     from zfcore.data.images import sample_photos
+
     return sample_photos("imagenet", names).images
 
 
 def captum_runner(model, image, target, window, stride, ppe):
     from captum.attr import Occlusion
+
     occ = Occlusion(lambda x: torch.softmax(model(x), 1))
 
     def run():
         with torch.no_grad():
-            return occ.attribute(image[None], sliding_window_shapes=(3, window, window),
-                                 strides=(3, stride, stride), baselines=0.0, target=target,
-                                 perturbations_per_eval=ppe)[0, 0]
+            return occ.attribute(
+                image[None],
+                sliding_window_shapes=(3, window, window),
+                strides=(3, stride, stride),
+                baselines=0.0,
+                target=target,
+                perturbations_per_eval=ppe,
+            )[0, 0]
+
     return run
 
 
@@ -134,22 +157,30 @@ def errors(approx, exact) -> dict:
     span = float(exact.prob_target.max() - exact.prob_target.min())
     scale = float(exact.feature_total.abs().max()) or 1.0
     df = (approx.feature_total - exact.feature_total).abs() / scale
-    return dict(max_dp=float(dp.max()), mean_dp=float(dp.mean()), max_df=float(df.max()),
-                rel_dp=float(dp.max()) / span if span > 0 else 0.0,
-                mean_df=float(df.mean()), moved=approx.most_damaging() != exact.most_damaging(),
-                computed=float(approx.computed.double().mean()),
-                rechecked=0.0 if approx.rechecked is None else float(approx.rechecked.double().mean()))
+    return dict(
+        max_dp=float(dp.max()),
+        mean_dp=float(dp.mean()),
+        max_df=float(df.max()),
+        rel_dp=float(dp.max()) / span if span > 0 else 0.0,
+        mean_df=float(df.mean()),
+        moved=approx.most_damaging() != exact.most_damaging(),
+        computed=float(approx.computed.double().mean()),
+        rechecked=0.0 if approx.rechecked is None else float(approx.rechecked.double().mean()),
+    )
 
 
-def bench_setting(name, model, image, target, window, stride, ppes, default_ppe, repeats,
-                  batch_size):
+def bench_setting(
+    name, model, image, target, window, stride, ppes, default_ppe, repeats, batch_size
+):
     S = image.shape[-1]
     if (S - window) % stride:
         raise SystemExit(f"{name}: stride must divide size - window for Captum's grid to match")
     kw = dict(window=window, stride=stride, fill="mean", batch_size=batch_size)
-    fns = {"ours": lambda: occlude(model, image, target, **kw),
-           "ours_fast": lambda: occlude(model, image, target, mode="fast", **kw),
-           "ours_full": lambda: occlude(model, image, target, incremental=False, **kw)}
+    fns = {
+        "ours": lambda: occlude(model, image, target, **kw),
+        "ours_fast": lambda: occlude(model, image, target, mode="fast", **kw),
+        "ours_full": lambda: occlude(model, image, target, incremental=False, **kw),
+    }
     for ppe in ppes:
         fns[f"captum_ppe={ppe}"] = captum_runner(model, image, target, window, stride, ppe)
     if default_ppe and 1 not in ppes:
@@ -167,15 +198,27 @@ def bench_setting(name, model, image, target, window, stride, ppes, default_ppe,
     print(f"\n== {name}: {S} px, window {window}, stride {stride}, {len(rows)} positions")
     print(f"{'method':18s} {'time s':>8s} {'ours faster by':>15s} {'max |diff| vs ours':>19s}")
     for k in sorted(times, key=times.get):
-        d = diffs.get(k, full_diff if k == "ours_full" else
-                      fast_err["max_dp"] if k == "ours_fast" else 0.0)
-        print(f"{k:18s} {times[k]:8.3f} {times[k] / times['ours']:14.2f}x {d:19.2e}"
-              + ("   <- tuned Captum" if k == tuned else ""))
-    print(f"FLOP bound of exact incremental inference: {flops.bound:.2f}x "
-          f"(full {flops.full / 1e6:.1f} M multiply-adds per position, exact cone "
-          f"{flops.exact_cone / 1e6:.1f} M)")
-    return dict(times=times, tuned=tuned, diffs=diffs, flops=flops, fast_err=fast_err,
-                attr_scale=float(outs[tuned].abs().max()), exact=outs["ours"])
+        d = diffs.get(
+            k, full_diff if k == "ours_full" else fast_err["max_dp"] if k == "ours_fast" else 0.0
+        )
+        print(
+            f"{k:18s} {times[k]:8.3f} {times[k] / times['ours']:14.2f}x {d:19.2e}"
+            + ("   <- tuned Captum" if k == tuned else "")
+        )
+    print(
+        f"FLOP bound of exact incremental inference: {flops.bound:.2f}x "
+        f"(full {flops.full / 1e6:.1f} M multiply-adds per position, exact cone "
+        f"{flops.exact_cone / 1e6:.1f} M)"
+    )
+    return dict(
+        times=times,
+        tuned=tuned,
+        diffs=diffs,
+        flops=flops,
+        fast_err=fast_err,
+        attr_scale=float(outs[tuned].abs().max()),
+        exact=outs["ours"],
+    )
 
 
 def sweep(name, model, images, targets, window, stride, settings, batch_size) -> dict:
@@ -191,29 +234,46 @@ def sweep(name, model, images, targets, window, stride, settings, batch_size) ->
         errs, t_set = [], 0.0
         for x, t, e in zip(images, targets, exact):
             t0 = time.process_time()
-            r = occlude(model, x, t, window=window, stride=stride, batch_size=batch_size,
-                        **dict(zip(KEYS, st)))
+            r = occlude(
+                model,
+                x,
+                t,
+                window=window,
+                stride=stride,
+                batch_size=batch_size,
+                **dict(zip(KEYS, st)),
+            )
             t_set += time.process_time() - t0
             errs.append(errors(r, e))
         rows[st] = dict(
-            speed=t_exact / t_set, max_dp=max(e["max_dp"] for e in errs),
+            speed=t_exact / t_set,
+            max_dp=max(e["max_dp"] for e in errs),
             rel_dp=max(e["rel_dp"] for e in errs),
             mean_dp=sum(e["mean_dp"] for e in errs) / len(errs),
-            max_df=max(e["max_df"] for e in errs), mean_df=sum(e["mean_df"] for e in errs) / len(errs),
-            moved=sum(e["moved"] for e in errs), computed=sum(e["computed"] for e in errs) / len(errs),
-            rechecked=sum(e["rechecked"] for e in errs) / len(errs))
-    print(f"\n== {name}: approximations against exact occlusion over {len(images)} image(s), "
-          f"window {window}, stride {stride}")
-    print(f"{'prec':>4s} {'truncate':>8s} {'coarse':>6s} {'refine':>6s} {'tol':>6s} "
-          f"{'computed':>8s} {'recheck':>7s} "
-          f"{'vs exact':>8s} {'max|dp|':>8s} {'/range':>7s} {'mean|dp|':>9s} {'max|dmap|':>9s} "
-          f"{'mean|dmap|':>10s} {'argmin moved':>12s}")
+            max_df=max(e["max_df"] for e in errs),
+            mean_df=sum(e["mean_df"] for e in errs) / len(errs),
+            moved=sum(e["moved"] for e in errs),
+            computed=sum(e["computed"] for e in errs) / len(errs),
+            rechecked=sum(e["rechecked"] for e in errs) / len(errs),
+        )
+    print(
+        f"\n== {name}: approximations against exact occlusion over {len(images)} image(s), "
+        f"window {window}, stride {stride}"
+    )
+    print(
+        f"{'prec':>4s} {'truncate':>8s} {'coarse':>6s} {'refine':>6s} {'tol':>6s} "
+        f"{'computed':>8s} {'recheck':>7s} "
+        f"{'vs exact':>8s} {'max|dp|':>8s} {'/range':>7s} {'mean|dp|':>9s} {'max|dmap|':>9s} "
+        f"{'mean|dmap|':>10s} {'argmin moved':>12s}"
+    )
     for (tr, co, rf, tl, pr), r in rows.items():
-        print(f"{pr:>4s} {tr:8.2f} {co:6d} {rf:6.2f} {'-' if tl is None else f'{tl:g}':>6s} "
-              f"{r['computed']:8.2f} {r['rechecked']:7.2f} {r['speed']:7.2f}x "
-              f"{r['max_dp']:8.4f} {r['rel_dp']:7.3f} {r['mean_dp']:9.5f} {r['max_df']:9.4f} "
-              f"{r['mean_df']:10.5f} {r['moved']:>6d}/{len(images)}"
-              + ("   <- fast preset" if (tr, co, rf, tl, pr) == FAST else ""))
+        print(
+            f"{pr:>4s} {tr:8.2f} {co:6d} {rf:6.2f} {'-' if tl is None else f'{tl:g}':>6s} "
+            f"{r['computed']:8.2f} {r['rechecked']:7.2f} {r['speed']:7.2f}x "
+            f"{r['max_dp']:8.4f} {r['rel_dp']:7.3f} {r['mean_dp']:9.5f} {r['max_df']:9.4f} "
+            f"{r['mean_df']:10.5f} {r['moved']:>6d}/{len(images)}"
+            + ("   <- fast preset" if (tr, co, rf, tl, pr) == FAST else "")
+        )
     return rows
 
 
@@ -242,10 +302,16 @@ def pointing_agreement(n: int, settings, batch_size) -> dict:
     exact = pointing_game(model, images, sb.labels, sb.boxes, **kw)
     t0 = time.process_time()
     out = {}
-    print(f"\n== pointing game on {P.name}'s trained network, {n} test scenes, window {window}, "
-          f"stride {stride}: exact hit rate {exact.hit_rate:.3f}")
-    exacts = [occlude(model, images[i], int(sb.labels[i]), window=window, stride=stride,
-                      batch_size=batch_size) for i in range(n)]
+    print(
+        f"\n== pointing game on {P.name}'s trained network, {n} test scenes, window {window}, "
+        f"stride {stride}: exact hit rate {exact.hit_rate:.3f}"
+    )
+    exacts = [
+        occlude(
+            model, images[i], int(sb.labels[i]), window=window, stride=stride, batch_size=batch_size
+        )
+        for i in range(n)
+    ]
     t_exact = time.process_time() - t0
     for st in settings:
         dps, rels, rechecked, moved, t_set = [], [], [], 0, 0.0
@@ -253,8 +319,15 @@ def pointing_agreement(n: int, settings, batch_size) -> dict:
         for i in range(n):
             e = exacts[i]
             t0 = time.process_time()
-            a = occlude(model, images[i], int(sb.labels[i]), window=window, stride=stride,
-                        batch_size=batch_size, **dict(zip(KEYS, st)))
+            a = occlude(
+                model,
+                images[i],
+                int(sb.labels[i]),
+                window=window,
+                stride=stride,
+                batch_size=batch_size,
+                **dict(zip(KEYS, st)),
+            )
             t_set += time.process_time() - t0
             err = errors(a, e)
             dps.append(err["max_dp"])
@@ -265,14 +338,25 @@ def pointing_agreement(n: int, settings, batch_size) -> dict:
             x0, y0, x1, y1 = sb.boxes[i].tolist()
             hits[i] = x0 <= x <= x1 and y0 <= y <= y1
         changed = int((hits != exact.hits).sum())
-        out[st] = dict(max_dp=max(dps), moved=moved, hits_changed=changed,
-                       rechecked=sum(rechecked) / n,
-                       hit_rate=float(hits.double().mean()), profile=P.name)
-        print(f"  {setting_label(st)}: max|dp| {max(dps):.4f} ({max(rels):.3f} of the range), mean of "
-              f"max|dp| {sum(dps) / n:.4f}, argmin moved on {moved}/{n}, hits changed on "
-              f"{changed}/{n} (hit rate {float(hits.double().mean()):.3f}), "
-              + (f"{100 * sum(rechecked) / n:.1f} % rechecked in float32, " if st[4] != "fp32" else "")
-              + f"{t_exact / max(t_set, 1e-9):.2f}x exact (CPU time)")
+        out[st] = dict(
+            max_dp=max(dps),
+            moved=moved,
+            hits_changed=changed,
+            rechecked=sum(rechecked) / n,
+            hit_rate=float(hits.double().mean()),
+            profile=P.name,
+        )
+        print(
+            f"  {setting_label(st)}: max|dp| {max(dps):.4f} ({max(rels):.3f} of the range), mean of "
+            f"max|dp| {sum(dps) / n:.4f}, argmin moved on {moved}/{n}, hits changed on "
+            f"{changed}/{n} (hit rate {float(hits.double().mean()):.3f}), "
+            + (
+                f"{100 * sum(rechecked) / n:.1f} % rechecked in float32, "
+                if st[4] != "fp32"
+                else ""
+            )
+            + f"{t_exact / max(t_set, 1e-9):.2f}x exact (CPU time)"
+        )
     return out
 
 
@@ -294,17 +378,23 @@ def explorer_panel(model, repeats: int) -> dict:
                 _, caption = s.occlusion_panel(mode=mode)
             best = min(best, time.perf_counter() - t0)
         out[mode] = best
-    print(f"\n== explorer occlusion panel on a 224 px photo (AlexNet, He weights, "
-          f"{s.state.occlusion_size} px square, stride {s.occlusion_stride(s.state.occlusion_size)}): "
-          f"fast {out['fast']:.2f} s, exact {out['exact']:.2f} s")
+    print(
+        f"\n== explorer occlusion panel on a 224 px photo (AlexNet, He weights, "
+        f"{s.state.occlusion_size} px square, stride {s.occlusion_stride(s.state.occlusion_size)}): "
+        f"fast {out['fast']:.2f} s, exact {out['exact']:.2f} s"
+    )
     return out
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke run: coarser strides, fewer Captum settings and photos, one repeat")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: coarser strides, fewer Captum settings and photos, one repeat",
+    )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=128, help="positions per batch (ours)")
@@ -313,26 +403,55 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     repeats = 1 if args.quick else args.repeats
-    settings = ([FAST, (1.0, 4, 1.0, 0.01, "fp32")] if args.quick
-                else [FAST] + [s_ for s_ in SWEEP if s_ != FAST])
+    settings = (
+        [FAST, (1.0, 4, 1.0, 0.01, "fp32")]
+        if args.quick
+        else [FAST] + [s_ for s_ in SWEEP if s_ != FAST]
+    )
 
     model, image, label, which = zf_mini_setting()
     print(f"zf-mini: timed with {which}; threads={args.threads}, best of {repeats}")
-    zf = bench_setting("zf-mini", model, image, label, 16, 8 if args.quick else 4,
-                       [64] if args.quick else [8, 16, 32, 64, 128], True, repeats,
-                       args.batch_size)
+    zf = bench_setting(
+        "zf-mini",
+        model,
+        image,
+        label,
+        16,
+        8 if args.quick else 4,
+        [64] if args.quick else [8, 16, 32, 64, 128],
+        True,
+        repeats,
+        args.batch_size,
+    )
     amodel = alexnet_model()
     names = ["cat"] if args.quick else ["cat", "astronaut", "coffee"]
     aimages = photos(names)
     with torch.no_grad():
         atargets = [int(t) for t in amodel(aimages).argmax(1)]
-    print(f"\nalexnet: torchvision AlexNet (weights=None, He init) on scikit-image's cat")
+    print("\nalexnet: torchvision AlexNet (weights=None, He init) on scikit-image's cat")
     aw, ast = (56, 56) if args.quick else (16, 8)
-    ax = bench_setting("alexnet", amodel, aimages[0], atargets[0], aw, ast,
-                       [64] if args.quick else [8, 32, 128], False, 1 if args.quick else 2,
-                       args.batch_size)
-    asw = sweep(f"alexnet (He weights) on {', '.join(names)}", amodel, aimages, atargets, aw, ast,
-                settings, args.batch_size)
+    ax = bench_setting(
+        "alexnet",
+        amodel,
+        aimages[0],
+        atargets[0],
+        aw,
+        ast,
+        [64] if args.quick else [8, 32, 128],
+        False,
+        1 if args.quick else 2,
+        args.batch_size,
+    )
+    asw = sweep(
+        f"alexnet (He weights) on {', '.join(names)}",
+        amodel,
+        aimages,
+        atargets,
+        aw,
+        ast,
+        settings,
+        args.batch_size,
+    )
     pg = pointing_agreement(4 if args.quick else args.scenes, settings, args.batch_size)
     panel = explorer_panel(amodel, 1 if args.quick else 2)
 
@@ -344,44 +463,57 @@ def main(argv=None):
     max_diff = max(max(zf["diffs"].values()), max(ax["diffs"].values()))
     err_zf = zf["fast_err"]["max_dp"]
     err_alex = max(asw[FAST]["max_dp"], ax["fast_err"]["max_dp"])
-    claim = (max(err_zf, err_alex, pg[FAST]["max_dp"]) <= MAX_DP and pg[FAST]["hits_changed"] == 0)
+    claim = max(err_zf, err_alex, pg[FAST]["max_dp"]) <= MAX_DP and pg[FAST]["hits_changed"] == 0
     # the fastest measured setting that keeps the claim on the AlexNet photos and on tiny
-    ok = [k for k in asw if asw[k]["max_dp"] <= MAX_DP and pg[k]["max_dp"] <= MAX_DP
-          and pg[k]["hits_changed"] == 0]
+    ok = [
+        k
+        for k in asw
+        if asw[k]["max_dp"] <= MAX_DP and pg[k]["max_dp"] <= MAX_DP and pg[k]["hits_changed"] == 0
+    ]
     best = max(ok, key=lambda k: asw[k]["speed"]) if ok else None
-    print(f"\ntargets: zf-mini >= 2x tuned Captum: {speedup:.2f}x "
-          f"({'met' if speedup >= 2 else 'MISSED'}); alexnet >= 1.5x: {speedup_alex:.2f}x "
-          f"({'met' if speedup_alex >= 1.5 else 'MISSED'}; FLOP bound {ax['flops'].bound:.2f}x); "
-          f"maps equal to 1e-4: {'yes' if max_diff <= 1e-4 else 'NO'} (max {max_diff:.1e}; "
-          f"largest attribution {max(zf['attr_scale'], ax['attr_scale']):.2e})")
-    print(f"fast preset {PRESETS['fast']}: {approx_alex:.2f}x tuned Captum on alexnet (target "
-          f">= 10x: {'met' if approx_alex >= 10 else 'MISSED'}), {approx_zf:.2f}x on zf-mini; "
-          f"max |dp| {err_alex:.4f} (alexnet photos), {err_zf:.4f} (zf-mini), "
-          f"{pg[FAST]['max_dp']:.4f} ({pg[FAST]['profile']} scenes); pointing-game hits changed on "
-          f"{pg[FAST]['hits_changed']} {pg[FAST]['profile']} scenes: claim (max |dp| <= {MAX_DP}, same hits) "
-          f"{'held' if claim else 'did NOT hold'}")
-    print("fastest measured setting within the claim on every case: "
-          + (f"{setting_label(best)} ({asw[best]['speed']:.2f}x exact, CPU time)" if best else "none"))
+    print(
+        f"\ntargets: zf-mini >= 2x tuned Captum: {speedup:.2f}x "
+        f"({'met' if speedup >= 2 else 'MISSED'}); alexnet >= 1.5x: {speedup_alex:.2f}x "
+        f"({'met' if speedup_alex >= 1.5 else 'MISSED'}; FLOP bound {ax['flops'].bound:.2f}x); "
+        f"maps equal to 1e-4: {'yes' if max_diff <= 1e-4 else 'NO'} (max {max_diff:.1e}; "
+        f"largest attribution {max(zf['attr_scale'], ax['attr_scale']):.2e})"
+    )
+    print(
+        f"fast preset {PRESETS['fast']}: {approx_alex:.2f}x tuned Captum on alexnet (target "
+        f">= 10x: {'met' if approx_alex >= 10 else 'MISSED'}), {approx_zf:.2f}x on zf-mini; "
+        f"max |dp| {err_alex:.4f} (alexnet photos), {err_zf:.4f} (zf-mini), "
+        f"{pg[FAST]['max_dp']:.4f} ({pg[FAST]['profile']} scenes); pointing-game hits changed on "
+        f"{pg[FAST]['hits_changed']} {pg[FAST]['profile']} scenes: claim (max |dp| <= {MAX_DP}, same hits) "
+        f"{'held' if claim else 'did NOT hold'}"
+    )
+    print(
+        "fastest measured setting within the claim on every case: "
+        + (f"{setting_label(best)} ({asw[best]['speed']:.2f}x exact, CPU time)" if best else "none")
+    )
     fastest = max(asw, key=lambda k: asw[k]["speed"])
-    print(f"fastest measured setting on the alexnet photos: {setting_label(fastest)}: "
-          f"{asw[fastest]['speed']:.2f}x exact, max |dp| {asw[fastest]['max_dp']:.4f} there "
-          f"({asw[fastest]['rel_dp']:.3f} of the range), {pg[fastest]['max_dp']:.4f} on "
-          f"{pg[fastest]['profile']}'s trained network")
-    print(f"RESULT occlusion speedup_vs_captum={speedup:.2f} "
-          f"speedup_vs_captum_default={speedup_default:.2f} max_abs_diff={max_diff:.2e} "
-          f"speedup_alexnet={speedup_alex:.2f} flop_bound_alexnet={ax['flops'].bound:.2f} "
-          f"speedup_approx_vs_captum={approx_zf:.2f} max_abs_err_approx={err_zf:.2e} "
-          f"speedup_approx_vs_captum_alexnet={approx_alex:.2f} "
-          f"max_abs_err_approx_alexnet={err_alex:.2e} "
-          f"argmin_moved_alexnet={asw[FAST]['moved']}/{len(names)} "
-          f"pointing_hits_changed_tiny={pg[FAST]['hits_changed']} pointing_profile={pg[FAST]['profile']} "
-          f"max_abs_err_approx_pointing={pg[FAST]['max_dp']:.2e} "
-          f"fast_vs_exact_alexnet={ax['times']['ours'] / ax['times']['ours_fast']:.2f} "
-          f"rechecked_alexnet={asw[FAST]['rechecked']:.3f} "
-          f"rechecked_pointing={pg[FAST]['rechecked']:.3f} "
-          f"fast_preset_claim={'held' if claim else 'not_held'} "
-          f"explorer_panel_fast_s={panel['fast']:.2f} explorer_panel_exact_s={panel['exact']:.2f} "
-          f"weights_zf_mini={'trained' if which.startswith('trained') else 'he_random'}")
+    print(
+        f"fastest measured setting on the alexnet photos: {setting_label(fastest)}: "
+        f"{asw[fastest]['speed']:.2f}x exact, max |dp| {asw[fastest]['max_dp']:.4f} there "
+        f"({asw[fastest]['rel_dp']:.3f} of the range), {pg[fastest]['max_dp']:.4f} on "
+        f"{pg[fastest]['profile']}'s trained network"
+    )
+    print(
+        f"RESULT occlusion speedup_vs_captum={speedup:.2f} "
+        f"speedup_vs_captum_default={speedup_default:.2f} max_abs_diff={max_diff:.2e} "
+        f"speedup_alexnet={speedup_alex:.2f} flop_bound_alexnet={ax['flops'].bound:.2f} "
+        f"speedup_approx_vs_captum={approx_zf:.2f} max_abs_err_approx={err_zf:.2e} "
+        f"speedup_approx_vs_captum_alexnet={approx_alex:.2f} "
+        f"max_abs_err_approx_alexnet={err_alex:.2e} "
+        f"argmin_moved_alexnet={asw[FAST]['moved']}/{len(names)} "
+        f"pointing_hits_changed_tiny={pg[FAST]['hits_changed']} pointing_profile={pg[FAST]['profile']} "
+        f"max_abs_err_approx_pointing={pg[FAST]['max_dp']:.2e} "
+        f"fast_vs_exact_alexnet={ax['times']['ours'] / ax['times']['ours_fast']:.2f} "
+        f"rechecked_alexnet={asw[FAST]['rechecked']:.3f} "
+        f"rechecked_pointing={pg[FAST]['rechecked']:.3f} "
+        f"fast_preset_claim={'held' if claim else 'not_held'} "
+        f"explorer_panel_fast_s={panel['fast']:.2f} explorer_panel_exact_s={panel['exact']:.2f} "
+        f"weights_zf_mini={'trained' if which.startswith('trained') else 'he_random'}"
+    )
 
 
 if __name__ == "__main__":

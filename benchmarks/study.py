@@ -28,6 +28,7 @@ whatever the epoch). The side-by-side estimate assumes every worker stays busy t
     python -m benchmarks.study            # mini, 2 networks x 6 steps of 64 at 112 px per arm, 4 rounds
     python -m benchmarks.study --quick    # tiny profile, a smoke run
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,7 +49,9 @@ from zfcore.comparisons import EARLY_LAYERS, job_cost, run_study, study_jobs
 from zfcore.profiles import Profile
 
 #: run_study's own defaults: how the study trains when nobody says otherwise.
-STUDY_DEFAULTS = {k: inspect.signature(run_study).parameters[k].default for k in ("workers", "threads")}
+STUDY_DEFAULTS = {
+    k: inspect.signature(run_study).parameters[k].default for k in ("workers", "threads")
+}
 
 
 def _train(spec: T.TrainSpec, batches: list, networks: int) -> tuple[float, float]:
@@ -64,7 +67,7 @@ def _serve(spec: T.TrainSpec, path: str, threads: int, barrier, commands, result
     one fresh network trained on the saved batches from the barrier on; reports (start, end)."""
     torch.set_num_threads(threads)
     batches = torch.load(path, weights_only=True)
-    bare_loop(spec, batches[:1])                        # warm-up (allocator, kernels)
+    bare_loop(spec, batches[:1])  # warm-up (allocator, kernels)
     results.put("ready")
     while commands.get():
         barrier.wait()
@@ -80,7 +83,9 @@ def _collect(results, n: int, procs: list, timeout: float = 1800.0) -> list:
         except queue.Empty:
             dead = [p for p in procs if p.exitcode is not None]
             if dead or time.perf_counter() - t0 > timeout:
-                raise RuntimeError(f"a benchmark process stopped (exit codes {[p.exitcode for p in procs]})")
+                raise RuntimeError(
+                    f"a benchmark process stopped (exit codes {[p.exitcode for p in procs]})"
+                )
     return out
 
 
@@ -91,10 +96,15 @@ class _SideBySide:
         ctx = multiprocessing.get_context("spawn")
         self.results = ctx.Queue()
         self.commands = [ctx.Queue() for _ in range(processes)]
-        self.barrier = ctx.Barrier(processes)            # kept alive as long as they run
-        self.procs = [ctx.Process(target=_serve, daemon=True,
-                                  args=(spec, path, threads, self.barrier, c, self.results))
-                      for c in self.commands]
+        self.barrier = ctx.Barrier(processes)  # kept alive as long as they run
+        self.procs = [
+            ctx.Process(
+                target=_serve,
+                daemon=True,
+                args=(spec, path, threads, self.barrier, c, self.results),
+            )
+            for c in self.commands
+        ]
         for p in self.procs:
             p.start()
 
@@ -123,29 +133,49 @@ def study_cost(profile: Profile) -> tuple[float, int]:
     seed) and its number of jobs; the per-layer arms freeze after epoch 1 (see the module)."""
     jobs = study_jobs(profile, freeze={layer: 1.0 for layer in EARLY_LAYERS})
     cost: dict[str, float] = {}
-    for j in jobs:                                       # seeds change the weights, not the cost
+    for j in jobs:  # seeds change the weights, not the cost
         if j.network not in cost:
             cost[j.network] = job_cost(j, profile)
     return sum(cost[j.network] for j in jobs), len(jobs)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="tiny profile, 4 steps per network, 1 round")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="tiny profile, 4 steps per network, 1 round"
+    )
     ap.add_argument("--profile", default=None)
-    ap.add_argument("--steps", type=int, default=None, help="training steps per network (default 6; --quick 4)")
+    ap.add_argument(
+        "--steps", type=int, default=None, help="training steps per network (default 6; --quick 4)"
+    )
     ap.add_argument("--rounds", type=int, default=None)
-    ap.add_argument("--workers", type=int, default=STUDY_DEFAULTS["workers"],
-                    help="processes side by side, as run_study (also the number of networks per arm)")
-    ap.add_argument("--threads", type=int, default=STUDY_DEFAULTS["threads"],
-                    help="torch threads per side-by-side process, as run_study")
-    ap.add_argument("--one-threads", type=int, default=None,
-                    help="torch threads of the one-process arm (default: every core)")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=STUDY_DEFAULTS["workers"],
+        help="processes side by side, as run_study (also the number of networks per arm)",
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=STUDY_DEFAULTS["threads"],
+        help="torch threads per side-by-side process, as run_study",
+    )
+    ap.add_argument(
+        "--one-threads",
+        type=int,
+        default=None,
+        help="torch threads of the one-process arm (default: every core)",
+    )
     args = ap.parse_args(argv)
     profile = args.profile or ("tiny" if args.quick else "mini")
     steps = args.steps or (4 if args.quick else 6)
     rounds = args.rounds or (1 if args.quick else 4)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
     one_threads = args.one_threads or cores
     workers = args.workers
     spec = T.make_spec(profile)
@@ -154,15 +184,15 @@ def main(argv=None) -> int:
 
     _, _, batches = training_batches(p, steps)
     batches = [(x.contiguous(memory_format=torch.channels_last), y) for x, y in batches]
-    images = workers * steps * p.batch_size              # per arm and round
+    images = workers * steps * p.batch_size  # per arm and round
     side_s, one_s = [], []
     with tempfile.TemporaryDirectory() as d:
         path = str(Path(d) / "batches.pt")
         torch.save(batches, path)
         side = _SideBySide(spec, path, workers, args.threads)
         try:
-            cost, n_jobs = study_cost(p)                 # while the processes start
-            bare_loop(spec, batches[:1])                 # warm-up (allocator, kernels)
+            cost, n_jobs = study_cost(p)  # while the processes start
+            bare_loop(spec, batches[:1])  # warm-up (allocator, kernels)
             side.ready()
             for r in range(rounds):
                 for arm in ("side", "one") if r % 2 == 0 else ("one", "side"):
@@ -181,27 +211,46 @@ def main(argv=None) -> int:
     hours_side, hours_one = cost * unit / ips_side / 3600, cost * unit / ips_one / 3600
     main_min = schedule_images(p) / ips_one / 60
 
-    print(f"\nZF-{profile}: {workers} networks x {steps} steps of {p.batch_size} at {p.image_size} px per arm, "
-          f"{p.optimizer}, clip_rms={p.clip_rms}, {p.precision}, {cores} cores, median of {rounds} "
-          f"alternating rounds")
+    print(
+        f"\nZF-{profile}: {workers} networks x {steps} steps of {p.batch_size} at {p.image_size} px per arm, "
+        f"{p.optimizer}, clip_rms={p.clip_rms}, {p.precision}, {cores} cores, median of {rounds} "
+        f"alternating rounds"
+    )
     print(f"{'':44s}{'seconds':>10s}{'images/s':>10s}{'speed-up':>10s}")
-    print(f"{'one process, ' + str(one_threads) + ' threads, networks in turn':44s}"
-          f"{statistics.median(one_s):10.2f}{ips_one:10.0f}{1.0:10.3f}")
-    print(f"{str(workers) + ' processes side by side, ' + str(args.threads) + ' thread(s) each':44s}"
-          f"{statistics.median(side_s):10.2f}{ips_side:10.0f}{speedup:10.3f}")
-    print("(seconds and images/s are medians, the speed-up the median of per-round ratios; per-round "
-          "seconds: side by side " + ", ".join(f"{v:.2f}" for v in side_s)
-          + "; one process " + ", ".join(f"{v:.2f}" for v in one_s) + ")")
-    print(f"the study: {n_jobs} trainings = {cost:.1f} main-model trainings of {unit} images; "
-          f"side by side {hours_side:.3g} h, one at a time {hours_one:.3g} h")
-    print(f"main model ({p.epochs} epochs of {p.n_train // p.batch_size} steps of {p.batch_size}) "
-          f"alone in one process: {main_min:.1f} min")
-    print("(estimates count training steps only: rendering the scenes, validation and the records' "
-          "evaluation excluded)")
-    print(f"RESULT study speedup_side_by_side={speedup:.3f} images_per_s_side_by_side={ips_side:.1f} "
-          f"images_per_s_one_process={ips_one:.1f} study_hours_side_by_side={hours_side:.3g} "
-          f"study_hours_one_process={hours_one:.3g} main_model_minutes={main_min:.1f} "
-          f"batch_size={p.batch_size} workers={workers} threads={args.threads} profile={profile}")
+    print(
+        f"{'one process, ' + str(one_threads) + ' threads, networks in turn':44s}"
+        f"{statistics.median(one_s):10.2f}{ips_one:10.0f}{1.0:10.3f}"
+    )
+    print(
+        f"{str(workers) + ' processes side by side, ' + str(args.threads) + ' thread(s) each':44s}"
+        f"{statistics.median(side_s):10.2f}{ips_side:10.0f}{speedup:10.3f}"
+    )
+    print(
+        "(seconds and images/s are medians, the speed-up the median of per-round ratios; per-round "
+        "seconds: side by side "
+        + ", ".join(f"{v:.2f}" for v in side_s)
+        + "; one process "
+        + ", ".join(f"{v:.2f}" for v in one_s)
+        + ")"
+    )
+    print(
+        f"the study: {n_jobs} trainings = {cost:.1f} main-model trainings of {unit} images; "
+        f"side by side {hours_side:.3g} h, one at a time {hours_one:.3g} h"
+    )
+    print(
+        f"main model ({p.epochs} epochs of {p.n_train // p.batch_size} steps of {p.batch_size}) "
+        f"alone in one process: {main_min:.1f} min"
+    )
+    print(
+        "(estimates count training steps only: rendering the scenes, validation and the records' "
+        "evaluation excluded)"
+    )
+    print(
+        f"RESULT study speedup_side_by_side={speedup:.3f} images_per_s_side_by_side={ips_side:.1f} "
+        f"images_per_s_one_process={ips_one:.1f} study_hours_side_by_side={hours_side:.3g} "
+        f"study_hours_one_process={hours_one:.3g} main_model_minutes={main_min:.1f} "
+        f"batch_size={p.batch_size} workers={workers} threads={args.threads} profile={profile}"
+    )
     return 0
 
 

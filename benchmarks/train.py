@@ -18,6 +18,7 @@ size is the profile's.
     python -m benchmarks.train            # ZF-mini, 8 batches of the profile's 64 at 112 px, 5 rounds
     python -m benchmarks.train --quick    # tiny profile, a smoke run
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,11 @@ from zfcore.profiles import Profile, get_profile
 def schedule_images(profile: Profile, epochs: int | None = None) -> int:
     """Images the trainer steps through in ``epochs`` (default: the profile's) epochs: whole
     batches of ``n_train // batch_size`` steps, the last partial batch of each epoch dropped."""
-    return (profile.epochs if epochs is None else epochs) * (profile.n_train // profile.batch_size) \
+    return (
+        (profile.epochs if epochs is None else epochs)
+        * (profile.n_train // profile.batch_size)
         * profile.batch_size
+    )
 
 
 def training_batches(profile: Profile, n_batches: int) -> tuple[torch.Tensor, torch.Tensor, list]:
@@ -49,11 +53,15 @@ def training_batches(profile: Profile, n_batches: int) -> tuple[torch.Tensor, to
     x, y = get_dataset(profile, "train", augment=True, epoch=0).images(list(range(n)))
     order = T.epoch_order(n, profile.seed, 0)
     b = profile.batch_size
-    return x, y, [(x[order[i:i + b]], y[order[i:i + b]]) for i in range(0, n, b)]
+    return x, y, [(x[order[i : i + b]], y[order[i : i + b]]) for i in range(0, n, b)]
 
 
-def bare_loop(spec: T.TrainSpec, batches: list[tuple[torch.Tensor, torch.Tensor]],
-              channels_last: bool = True, precision: "str | None" = None) -> float:
+def bare_loop(
+    spec: T.TrainSpec,
+    batches: list[tuple[torch.Tensor, torch.Tensor]],
+    channels_last: bool = True,
+    precision: "str | None" = None,
+) -> float:
     """The same training arithmetic with nothing around it; returns seconds. The trainer keeps
     activations channels-last (faster convolutions) and uses the profile's precision, so the
     strict comparison does too; ``channels_last=False`` is the loop as most tutorials write it,
@@ -64,7 +72,9 @@ def bare_loop(spec: T.TrainSpec, batches: list[tuple[torch.Tensor, torch.Tensor]
     batches = [(x.contiguous(memory_format=fmt), y) for x, y in batches]
     model = T.build_model(spec).to(memory_format=fmt)
     if p.optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
+        opt = torch.optim.SGD(
+            model.parameters(), lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay
+        )
     else:
         adam = torch.optim.AdamW if p.optimizer == "adamw" else torch.optim.Adam
         opt = adam(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
@@ -91,14 +101,22 @@ def trainer(spec: T.TrainSpec, train_set, val_set) -> tuple[float, float]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="tiny profile, 4 batches, 1 round")
     ap.add_argument("--profile", default=None)
     ap.add_argument("--batches", type=int, default=None)
-    ap.add_argument("--batch-size", type=int, default=None,
-                    help="images per batch (default: the profile's, as its training uses)")
+    ap.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="images per batch (default: the profile's, as its training uses)",
+    )
     ap.add_argument("--rounds", type=int, default=None)
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the profile's)")
+    ap.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: the profile's)"
+    )
     args = ap.parse_args(argv)
     profile = args.profile or ("tiny" if args.quick else "mini")
     n_batches = args.batches or (4 if args.quick else 8)
@@ -117,7 +135,7 @@ def main(argv=None) -> int:
     xv, yv = get_dataset(p, "val").images(list(range(p.batch_size)))
     train_set, val_set = TensorDataset(x, y), TensorDataset(xv, yv)
 
-    bare_loop(spec, batches[:1])                       # warm-up (allocator, kernels)
+    bare_loop(spec, batches[:1])  # warm-up (allocator, kernels)
     bare_s, plain_s, fp32_s, loop_s, call_s = [], [], [], [], []
     for _ in range(rounds):
         bare_s.append(bare_loop(spec, batches))
@@ -128,23 +146,32 @@ def main(argv=None) -> int:
         call_s.append(call)
     bare, plain, loop, call = (statistics.median(v) for v in (bare_s, plain_s, loop_s, call_s))
     ips_bare, ips_loop = n / bare, n / loop
-    ratio = lambda a: statistics.median(x / b for x, b in zip(a, bare_s))     # noqa: E731
+    ratio = lambda a: statistics.median(x / b for x, b in zip(a, bare_s))  # noqa: E731
     r_plain, r_fp32, r_loop, r_call = ratio(plain_s), ratio(fp32_s), ratio(loop_s), ratio(call_s)
 
-    print(f"\nZF-{profile}: {n_batches} batches of {p.batch_size} at {p.image_size} px, "
-          f"{p.optimizer}, clip_rms={p.clip_rms}, {p.precision}, {torch.get_num_threads()} threads, "
-          f"median of {rounds} alternating rounds")
+    print(
+        f"\nZF-{profile}: {n_batches} batches of {p.batch_size} at {p.image_size} px, "
+        f"{p.optimizer}, clip_rms={p.clip_rms}, {p.precision}, {torch.get_num_threads()} threads, "
+        f"median of {rounds} alternating rounds"
+    )
     print(f"{'':34s}{'seconds':>10s}{'images/s':>10s}{'time vs bare':>14s}")
     print(f"{'bare PyTorch loop':34s}{bare:10.2f}{ips_bare:10.0f}{1.0:14.3f}")
     print(f"{'bare loop, default memory format':34s}{plain:10.2f}{n / plain:10.0f}{r_plain:14.3f}")
-    print(f"{'bare loop, fp32 arithmetic':34s}{statistics.median(fp32_s):10.2f}"
-          f"{n / statistics.median(fp32_s):10.0f}{r_fp32:14.3f}")
+    print(
+        f"{'bare loop, fp32 arithmetic':34s}{statistics.median(fp32_s):10.2f}"
+        f"{n / statistics.median(fp32_s):10.0f}{r_fp32:14.3f}"
+    )
     print(f"{'zfcore.train, training loop':34s}{loop:10.2f}{ips_loop:10.0f}{r_loop:14.3f}")
     print(f"{'zfcore.train, whole call':34s}{call:10.2f}{n / call:10.0f}{r_call:14.3f}")
-    print("(whole call = the loop plus validation on one batch and writing the checkpoints of "
-          "the epoch; seconds and images/s are medians, ratios medians of per-round ratios; "
-          "per-round seconds: bare " + ", ".join(f"{v:.2f}" for v in bare_s)
-          + "; trainer " + ", ".join(f"{v:.2f}" for v in loop_s) + ")")
+    print(
+        "(whole call = the loop plus validation on one batch and writing the checkpoints of "
+        "the epoch; seconds and images/s are medians, ratios medians of per-round ratios; "
+        "per-round seconds: bare "
+        + ", ".join(f"{v:.2f}" for v in bare_s)
+        + "; trainer "
+        + ", ".join(f"{v:.2f}" for v in loop_s)
+        + ")"
+    )
     # The main model's schedule at this throughput: every epoch's steps through the trainer's
     # loop, i.e. what the training history's train_seconds counts. (The whole call above adds
     # fixed costs per epoch, amortised over only a few batches here; the per-epoch validation of
@@ -153,17 +180,23 @@ def main(argv=None) -> int:
     if batch_size == full.batch_size:
         steps = full.epochs * (full.n_train // full.batch_size)
         main_minutes = schedule_images(full) / ips_loop / 60
-        print(f"main model ({full.epochs} epochs of {full.n_train // full.batch_size} steps of "
-              f"{full.batch_size} = {steps} steps): {main_minutes:.1f} min of training steps at this "
-              f"rate (training steps only: rendering the scenes and the per-epoch validation excluded)")
+        print(
+            f"main model ({full.epochs} epochs of {full.n_train // full.batch_size} steps of "
+            f"{full.batch_size} = {steps} steps): {main_minutes:.1f} min of training steps at this "
+            f"rate (training steps only: rendering the scenes and the per-epoch validation excluded)"
+        )
         main = f"main_model_minutes={main_minutes:.1f} "
     else:
-        print(f"(no estimate of the main model: it trains on batches of {full.batch_size}, not {batch_size})")
-    print(f"RESULT train images_per_s={ips_loop:.1f} overhead_vs_bare_loop={r_loop:.3f} "
-          f"bare_images_per_s={ips_bare:.1f} whole_call_overhead={r_call:.3f} "
-          f"speedup_vs_default_format_loop={r_plain / r_loop:.3f} "
-          f"speedup_vs_fp32_loop={r_fp32 / r_loop:.3f} precision={p.precision} "
-          f"{main}batch_size={batch_size} profile={profile}")
+        print(
+            f"(no estimate of the main model: it trains on batches of {full.batch_size}, not {batch_size})"
+        )
+    print(
+        f"RESULT train images_per_s={ips_loop:.1f} overhead_vs_bare_loop={r_loop:.3f} "
+        f"bare_images_per_s={ips_bare:.1f} whole_call_overhead={r_call:.3f} "
+        f"speedup_vs_default_format_loop={r_plain / r_loop:.3f} "
+        f"speedup_vs_fp32_loop={r_fp32 / r_loop:.3f} precision={p.precision} "
+        f"{main}batch_size={batch_size} profile={profile}"
+    )
     return 0
 
 

@@ -1,4 +1,5 @@
 """Shared test settings: small thread counts, an isolated figures folder, the repo's cache."""
+
 import os
 import sys
 from pathlib import Path

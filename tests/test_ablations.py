@@ -1,6 +1,7 @@
 """Tables 2-3 comparisons (zfcore.ablations, zfcore.probes.per_image_correct): per-image
 correctness against a naive loop and the trainer's evaluation, the verdicts against hand-computed
 effects, seed variance in the intervals, and the tables' numbers by hand."""
+
 import numpy as np
 import pytest
 import torch
@@ -14,34 +15,48 @@ from zfcore.verdicts import paired_bootstrap
 
 def _net(seed=0, classes=6):
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Dropout(0.5), nn.Flatten(),
-                         nn.Linear(4 * 6 * 6, classes))
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Dropout(0.5), nn.Flatten(), nn.Linear(4 * 6 * 6, classes)
+    )
 
 
 def _data(n=37, classes=6, seed=1):
     g = torch.Generator().manual_seed(seed)
-    return TensorDataset(torch.randn(n, 3, 8, 8, generator=g), torch.randint(0, classes, (n,), generator=g))
+    return TensorDataset(
+        torch.randn(n, 3, 8, 8, generator=g), torch.randint(0, classes, (n,), generator=g)
+    )
 
 
 def test_per_image_correct_equals_a_naive_loop_and_the_trainers_evaluation():
     from zfcore.train import evaluate
+
     net, ds = _net().train(), _data()
     for k in (1, 3):
         got = probes.per_image_correct(net, ds, k=k, batch_size=8)
-        assert net.training                                    # the mode is restored
+        assert net.training  # the mode is restored
         net.eval()
         with torch.no_grad():
-            naive = torch.tensor([int(ds[i][1]) in net(ds[i][0][None])[0].topk(k).indices.tolist()
-                                  for i in range(len(ds))])
+            naive = torch.tensor(
+                [
+                    int(ds[i][1]) in net(ds[i][0][None])[0].topk(k).indices.tolist()
+                    for i in range(len(ds))
+                ]
+            )
         net.train()
         assert torch.equal(got, naive)
     ev = evaluate(net, ds, batch_size=10)
     assert probes.error_pct(probes.per_image_correct(net, ds)) == pytest.approx(ev["top1_error"])
-    assert probes.error_pct(probes.per_image_correct(net, ds, k=5)) == pytest.approx(ev["top5_error"])
-    one, five = probes.per_image_correct(net, ds, k=(1, 5))       # one pass, both
-    assert torch.equal(one, probes.per_image_correct(net, ds)) and torch.equal(five, probes.per_image_correct(net, ds, k=5))
+    assert probes.error_pct(probes.per_image_correct(net, ds, k=5)) == pytest.approx(
+        ev["top5_error"]
+    )
+    one, five = probes.per_image_correct(net, ds, k=(1, 5))  # one pass, both
+    assert torch.equal(one, probes.per_image_correct(net, ds)) and torch.equal(
+        five, probes.per_image_correct(net, ds, k=5)
+    )
     sub = torch.tensor([3, 0, 20])
-    assert torch.equal(probes.per_image_correct(net, ds, sub), probes.per_image_correct(net, ds)[sub])
+    assert torch.equal(
+        probes.per_image_correct(net, ds, sub), probes.per_image_correct(net, ds)[sub]
+    )
     with pytest.raises(probes.TransferError, match="indices must lie"):
         probes.per_image_correct(net, ds, torch.tensor([37]))
     with pytest.raises(probes.TransferError, match="top-k"):
@@ -49,7 +64,7 @@ def test_per_image_correct_equals_a_naive_loop_and_the_trainers_evaluation():
 
 
 def test_load_batch_reads_a_rendered_split_unaugmented():
-    class Rendered:                      # the interface of zfcore.train.RenderedScenes
+    class Rendered:  # the interface of zfcore.train.RenderedScenes
         ready = True
 
         def __init__(self):
@@ -67,39 +82,76 @@ def test_load_batch_reads_a_rendered_split_unaugmented():
     assert r.calls == [([4, 7], 0, False)] and x[1, 0, 0, 0] == 7 and y.tolist() == [1, 1]
 
 
-def _record(name, val, train=None, seed=0, group="table3", variant=None, arch="zfnet", seconds=60.0):
+def _record(
+    name, val, train=None, seed=0, group="table3", variant=None, arch="zfnet", seconds=60.0
+):
     from zfcore.comparisons import Job, NetworkRecord
+
     val = torch.as_tensor(val, dtype=torch.bool)
     train = val if train is None else torch.as_tensor(train, dtype=torch.bool)
     job = Job(group, arch, variant or name, seed)
-    return NetworkRecord(job, "key", val, val, train, train, 50.0, [60.0, 40.0], 100, seconds,
-                         torch.zeros(4, 3, 7, 7), torch.ones(4), {"device": "cpu (test)", "model_fingerprint": name})
+    return NetworkRecord(
+        job,
+        "key",
+        val,
+        val,
+        train,
+        train,
+        50.0,
+        [60.0, 40.0],
+        100,
+        seconds,
+        torch.zeros(4, 3, 7, 7),
+        torch.ones(4),
+        {"device": "cpu (test)", "model_fingerprint": name},
+    )
 
 
 def test_ablation_verdicts_signs_and_values_by_hand():
     n = 400
     idx = torch.arange(n)
-    acc = lambda p: idx < int(p * n)      # noqa: E731  the first p*n images right
-    one = lambda name, v, t=None: [_record(name, v, t)]                      # noqa: E731  one seed
-    recs = {"zf": one("zf", acc(0.80), acc(0.85)), "no_layers6_7": one("no_layers6_7", acc(0.78)),
-            "no_layers3_4": one("no_layers3_4", acc(0.77)), "no_layers3_4_6_7": one("no_layers3_4_6_7", acc(0.40)),
-            "conv3_4_5_wide": one("conv3_4_5_wide", acc(0.80)), "fc6_7_2048": one("fc6_7_2048", acc(0.80)),
-            "fc6_7_8192": one("fc6_7_8192", acc(0.75)),
-            "conv3_4_5_wide_fc_8192": one("conv3_4_5_wide_fc_8192", acc(0.75), acc(0.99)),
-            "krizhevsky": one("krizhevsky", acc(0.70))}
+    acc = lambda p: idx < int(p * n)  # noqa: E731  the first p*n images right
+    one = lambda name, v, t=None: [_record(name, v, t)]  # noqa: E731  one seed
+    recs = {
+        "zf": one("zf", acc(0.80), acc(0.85)),
+        "no_layers6_7": one("no_layers6_7", acc(0.78)),
+        "no_layers3_4": one("no_layers3_4", acc(0.77)),
+        "no_layers3_4_6_7": one("no_layers3_4_6_7", acc(0.40)),
+        "conv3_4_5_wide": one("conv3_4_5_wide", acc(0.80)),
+        "fc6_7_2048": one("fc6_7_2048", acc(0.80)),
+        "fc6_7_8192": one("fc6_7_8192", acc(0.75)),
+        "conv3_4_5_wide_fc_8192": one("conv3_4_5_wide_fc_8192", acc(0.75), acc(0.99)),
+        "krizhevsky": one("krizhevsky", acc(0.70)),
+    }
     vs = {v.claim: v for v in ablations.ablation_verdicts(recs, n_boot=500)}
-    assert set(vs) == {"zf_layout_beats_krizhevsky", "table3_no_layers6_7", "table3_no_layers3_4",
-                       "table3_no_layers3_4_6_7", "table3_conv3_4_5_wide", "table3_fc6_7_2048", "table3_fc6_7_8192",
-                       "table3_conv3_4_5_wide_fc_8192", "removing_both_costs_most", "fc_size_makes_little_difference",
-                       "wider_middle_conv_helps", "wider_conv_and_fc_overfits"}
+    assert set(vs) == {
+        "zf_layout_beats_krizhevsky",
+        "table3_no_layers6_7",
+        "table3_no_layers3_4",
+        "table3_no_layers3_4_6_7",
+        "table3_conv3_4_5_wide",
+        "table3_fc6_7_2048",
+        "table3_fc6_7_8192",
+        "table3_conv3_4_5_wide_fc_8192",
+        "removing_both_costs_most",
+        "fc_size_makes_little_difference",
+        "wider_middle_conv_helps",
+        "wider_conv_and_fc_overfits",
+    }
     assert vs["zf_layout_beats_krizhevsky"].effect == pytest.approx(10.0)
     assert vs["zf_layout_beats_krizhevsky"].verdict == "held"
-    assert vs["table3_no_layers3_4_6_7"].effect == pytest.approx(40.0)           # paper: worse, +
-    assert vs["table3_conv3_4_5_wide"].effect == pytest.approx(0.0)              # paper: better
+    assert vs["table3_no_layers3_4_6_7"].effect == pytest.approx(40.0)  # paper: worse, +
+    assert vs["table3_conv3_4_5_wide"].effect == pytest.approx(0.0)  # paper: better
     assert vs["table3_conv3_4_5_wide"].verdict == "within noise"
     # equivalence within 1 point: 2048 units identical to Fig. 3 (effect 1 - 0), 8192 five points off
-    assert vs["table3_fc6_7_2048"].effect == pytest.approx(1.0) and vs["table3_fc6_7_2048"].verdict == "held"
-    assert vs["table3_fc6_7_8192"].effect == pytest.approx(-4.0) and vs["table3_fc6_7_8192"].verdict == "did not hold"
+    assert (
+        vs["table3_fc6_7_2048"].effect == pytest.approx(1.0)
+        and vs["table3_fc6_7_2048"].verdict == "held"
+    )
+    assert (
+        vs["table3_fc6_7_8192"].effect == pytest.approx(-4.0)
+        and vs["table3_fc6_7_8192"].verdict == "did not hold"
+    )
     assert vs["fc_size_makes_little_difference"].effect == pytest.approx(-4.0)
     assert vs["fc_size_makes_little_difference"].verdict == "did not hold"
     # error(both) 60 - max(error(6-7) 22, error(3-4) 23) = 37 points
@@ -122,10 +174,18 @@ def test_seed_variance_widens_the_interval_and_is_named():
     than the one over images alone, and its source names the seeds."""
     n, rng = 2000, np.random.default_rng(0)
     seeds = lambda ps, name: [_record(name, rng.random(n) < p, seed=s) for s, p in enumerate(ps)]  # noqa: E731
-    recs = {"zf": seeds((0.80, 0.70, 0.90), "zf"), "krizhevsky": seeds((0.78, 0.68, 0.88), "krizhevsky")}
+    recs = {
+        "zf": seeds((0.80, 0.70, 0.90), "zf"),
+        "krizhevsky": seeds((0.78, 0.68, 0.88), "krizhevsky"),
+    }
     v = ablations.ablation_verdicts(recs, n_boot=1000)[0]
-    flat = paired_bootstrap("x", np.concatenate([r.val_top1.numpy() for r in recs["zf"]]),
-                            np.concatenate([r.val_top1.numpy() for r in recs["krizhevsky"]]), scale=100, n_boot=1000)
+    flat = paired_bootstrap(
+        "x",
+        np.concatenate([r.val_top1.numpy() for r in recs["zf"]]),
+        np.concatenate([r.val_top1.numpy() for r in recs["krizhevsky"]]),
+        scale=100,
+        n_boot=1000,
+    )
     assert v.claim == "zf_layout_beats_krizhevsky" and v.effect == pytest.approx(flat.effect)
     assert (v.high - v.low) > 2 * (flat.high - flat.low)
     assert "3 seeds per network resampled" in v.source and "not included" not in v.source
@@ -134,19 +194,34 @@ def test_seed_variance_widens_the_interval_and_is_named():
 def test_ablation_study_tables_numbers_and_text():
     n = 200
     idx = torch.arange(n)
-    recs = {"zf": [_record("zf", idx < 160, seed=0), _record("zf", idx < 150, seed=1)],
-            "krizhevsky": [_record("krizhevsky", idx < 140, seed=0, group="krizhevsky", arch="krizhevsky")],
-            "no_layers6_7": [_record("no_layers6_7", idx < 150), _record("no_layers6_7", idx < 150, seed=1)],
-            "small_zf": [_record("small_zf", idx < 100, idx < 190, group="small_train", variant="zf")]}
+    recs = {
+        "zf": [_record("zf", idx < 160, seed=0), _record("zf", idx < 150, seed=1)],
+        "krizhevsky": [
+            _record("krizhevsky", idx < 140, seed=0, group="krizhevsky", arch="krizhevsky")
+        ],
+        "no_layers6_7": [
+            _record("no_layers6_7", idx < 150),
+            _record("no_layers6_7", idx < 150, seed=1),
+        ],
+        "small_zf": [_record("small_zf", idx < 100, idx < 190, group="small_train", variant="zf")],
+    }
     main = type("Run", (), {"final": type("F", (), {"val_top1_error": 20.0})()})()
     s = ablations.AblationStudy(6, recs, main, 50)
     assert s.seeds == 1
     n_ = s.numbers()
-    assert n_["zf_val_top1_error"] == pytest.approx(22.5) and n_["zf_val_top1_error_sd"] == pytest.approx(3.5355, abs=1e-3)
-    assert n_["zf_val_top1_error_per_seed"] == pytest.approx([20.0, 25.0]) and n_["main_val_top1_error"] == 20.0
+    assert n_["zf_val_top1_error"] == pytest.approx(22.5) and n_[
+        "zf_val_top1_error_sd"
+    ] == pytest.approx(3.5355, abs=1e-3)
+    assert (
+        n_["zf_val_top1_error_per_seed"] == pytest.approx([20.0, 25.0])
+        and n_["main_val_top1_error"] == 20.0
+    )
     assert n_["cost_removing_layers6_7"] == pytest.approx(2.5) and n_["krizhevsky_seeds"] == 1
     t2, t3, small = s.tables()
-    assert [r["model"] for r in t2] == ["Krizhevsky et al. layout (11x11/4), 1 convnet", "1 convnet as in Fig. 3 (7x7/2)"]
+    assert [r["model"] for r in t2] == [
+        "Krizhevsky et al. layout (11x11/4), 1 convnet",
+        "1 convnet as in Fig. 3 (7x7/2)",
+    ]
     assert [r["model"] for r in t3] == ["Our model (Fig. 3)", "Removed layers 6, 7"]
     assert small[0]["val_minus_train_top1"] == pytest.approx(45.0)
     text = ablations.tables_text(t2 + t3 + small).splitlines()
@@ -156,21 +231,35 @@ def test_ablation_study_tables_numbers_and_text():
     assert models["table3-zf-s1"] == "zf" and where["study_devices"] == ["cpu (test)"]
     v = s.verdicts()
     vt = ablations.verdict_text(v[1]).splitlines()
-    assert vt[0] == v[1].rule and vt[2] == "   the paper: " + ablations.TABLE3_CLAIMS["no_layers6_7"][1]
+    assert (
+        vt[0] == v[1].rule
+        and vt[2] == "   the paper: " + ablations.TABLE3_CLAIMS["no_layers6_7"][1]
+    )
     counts = ablations.verdict_counts(v)
     assert sum(counts.values()) == len(v)
 
 
 def test_ablation_table_shows_eval_and_running_training_error():
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from zfcore.plotting.train import plot_ablation_table
-    rows = [{"model": "Fig. 3", "train_top1_error": 12.5, "train_running_top1_error": 31.0,
-             "val_top1_error": 20.0, "val_top5_error": 3.0}]
-    fig = plot_ablation_table(rows, [{"model": "paper", "val_top1_error": 38.4, "val_top5_error": 16.5}])
+
+    rows = [
+        {
+            "model": "Fig. 3",
+            "train_top1_error": 12.5,
+            "train_running_top1_error": 31.0,
+            "val_top1_error": 20.0,
+            "val_top5_error": 3.0,
+        }
+    ]
+    fig = plot_ablation_table(
+        rows, [{"model": "paper", "val_top1_error": 38.4, "val_top5_error": 16.5}]
+    )
     texts = [c.get_text().get_text() for c in fig.axes[0].tables[0].get_celld().values()]
     assert {"train top-1 (eval)", "train top-1 (running)", "12.5", "31.0", "38.4"} <= set(texts)
-    assert texts.count("-") == 2            # the paper's rows give no training errors
+    assert texts.count("-") == 2  # the paper's rows give no training errors
     plt.close(fig)

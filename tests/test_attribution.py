@@ -1,5 +1,6 @@
 """``zfcore.attribute``: one call shape for the deconvnet, guided backpropagation, the gradient
 and occlusion, each checked against an independent computation (autograd, Captum)."""
+
 import warnings
 
 import pytest
@@ -13,7 +14,9 @@ from zfcore.attribution import METHODS, AttributionError, attribute, default_tar
 @pytest.fixture(scope="module")
 def net():
     torch.manual_seed(0)
-    return models.he_init_(models.zfnet(width=0.125, image_size=64, fc_units=128, num_classes=10)).eval()
+    return models.he_init_(
+        models.zfnet(width=0.125, image_size=64, fc_units=128, num_classes=10)
+    ).eval()
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +37,13 @@ def test_the_package_exports_the_verb():
 def test_every_method_has_one_shape_and_restores_the_mode(net, images, method):
     net.train()
     try:
-        out = attribute(net, images, target=[1, 2, 3], method=method, **(
-            {"window": 16, "stride": 16} if method == "occlusion" else {}))
+        out = attribute(
+            net,
+            images,
+            target=[1, 2, 3],
+            method=method,
+            **({"window": 16, "stride": 16} if method == "occlusion" else {}),
+        )
         assert net.training and all(m.training for m in net.modules())
     finally:
         net.eval()
@@ -54,11 +62,15 @@ def test_gradient_is_the_logit_gradient(net, images):
     assert _rel(got, x.grad * logits.view(-1, 1, 1, 1)) < 1e-5
 
 
-@pytest.mark.parametrize("method,cls", [("deconvnet", "Deconvolution"), ("guided", "GuidedBackprop")])
+@pytest.mark.parametrize(
+    "method,cls", [("deconvnet", "Deconvolution"), ("guided", "GuidedBackprop")]
+)
 def test_the_backward_rules_are_captums(net, images, method, cls):
     captum = pytest.importorskip("captum.attr")
     import copy
+
     from zfcore.deconv import _out_of_place
+
     # the deconvnet passes contrast normalisation through (as the paper's does), Captum
     # differentiates it: compare on the same network without it
     net = copy.deepcopy(net)
@@ -76,8 +88,14 @@ def test_occlusion_is_captums_in_every_channel(net, images):
     captum = pytest.importorskip("captum.attr")
     occ = captum.Occlusion(lambda x: torch.softmax(net(x), 1))
     t = torch.tensor([2, 5, 9])
-    theirs = occ.attribute(images, sliding_window_shapes=(3, 16, 16), strides=(3, 8, 8),
-                           baselines=0.0, target=t, perturbations_per_eval=16)
+    theirs = occ.attribute(
+        images,
+        sliding_window_shapes=(3, 16, 16),
+        strides=(3, 8, 8),
+        baselines=0.0,
+        target=t,
+        perturbations_per_eval=16,
+    )
     ours = attribute(net, images, target=t, method="occlusion", window=16, stride=8, fill=0.0)
     assert theirs.abs().max() > 1e-4
     assert torch.allclose(ours, theirs, atol=1e-5)
@@ -88,8 +106,9 @@ def test_fast_occlusion_through_the_one_call(net, images, monkeypatch):
     t = torch.tensor([2, 5, 9])
     exact = attribute(net, images, target=t, method="occlusion", window=16, stride=8)
     fast = attribute(net, images, target=t, method="occlusion", window=16, stride=8, mode="fast")
-    forced = attribute(net, images, target=t, method="occlusion", window=16, stride=8,
-                       precision="bf16")
+    forced = attribute(
+        net, images, target=t, method="occlusion", window=16, stride=8, precision="bf16"
+    )
     assert float((fast - exact).abs().max()) <= 0.01 and not torch.equal(fast, exact)
     assert float((forced - exact).abs().max()) <= 0.01
 

@@ -11,6 +11,7 @@ with ``apt-get install chromium``); Playwright never downloads a browser. Withou
 skipped with the reason on a developer's machine, and FAIL under ``CI=true``, so CI cannot pass
 without ever opening a browser.
 """
+
 from __future__ import annotations
 
 import base64
@@ -33,8 +34,14 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
 INSTALL = "apt-get install chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SCREENSHOTS = Path(os.environ.get("ZFCORE_BUILD", ROOT / "build")) / "screenshots"
 # The notebook's last sentence: once it is on the page the kernel is idle and the widgets respond.
 NOTEBOOK_DONE = "layer-5 features respond to the object"
@@ -43,7 +50,11 @@ LOAD_TIMEOUT_MS = 300_000
 
 def in_ci(env=None) -> bool:
     """``CI`` set to a true value (GitHub Actions, GitLab and .ci/run set ``CI=true``)."""
-    return (env if env is not None else os.environ).get("CI", "").strip().lower() in ("1", "true", "yes")
+    return (env if env is not None else os.environ).get("CI", "").strip().lower() in (
+        "1",
+        "true",
+        "yes",
+    )
 
 
 def find_chromium() -> str | None:
@@ -66,8 +77,10 @@ def _missing(reason: str) -> None:
 def _require_browser() -> str:
     chromium = find_chromium()
     if chromium is None:
-        _missing(f"no Chromium on the PATH (looked for {', '.join(CHROMIUM_NAMES)}): install Debian's "
-                 f"Chromium ({INSTALL}; .ci/run does it) to run the browser tests")
+        _missing(
+            f"no Chromium on the PATH (looked for {', '.join(CHROMIUM_NAMES)}): install Debian's "
+            f"Chromium ({INSTALL}; .ci/run does it) to run the browser tests"
+        )
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
@@ -97,6 +110,7 @@ def _offline_page(browser, **kwargs):
         if host and host.group(1) not in ("127.0.0.1", "localhost"):
             return r.abort()
         return r.continue_()
+
     page.route(re.compile(r"^https?://"), route)
     return page
 
@@ -112,6 +126,7 @@ def _shot(page, name: str) -> Path:
 # Voila server
 # ---------------------------------------------------------------------------------------------
 
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -122,7 +137,12 @@ class VoilaServer:
     """``voila <notebook>`` on 127.0.0.1 and a free port, stopped (with its kernels) on exit."""
 
     def __init__(self, notebook: Path, log: Path, env: dict, start_timeout: float = 60):
-        self.notebook, self.log_path, self.env, self.start_timeout = notebook, log, env, start_timeout
+        self.notebook, self.log_path, self.env, self.start_timeout = (
+            notebook,
+            log,
+            env,
+            start_timeout,
+        )
         self.proc: subprocess.Popen | None = None
         self.url = ""
 
@@ -130,16 +150,29 @@ class VoilaServer:
         return self.log_path.read_text(errors="replace")[-tail:] if self.log_path.is_file() else ""
 
     def __enter__(self) -> "VoilaServer":
-        for _attempt in range(3):          # a port taken between choosing and binding: retry
+        for _attempt in range(3):  # a port taken between choosing and binding: retry
             port = _free_port()
             self.url = f"http://127.0.0.1:{port}/"
-            cmd = [sys.executable, "-m", "voila", str(self.notebook), "--no-browser",
-                   f"--port={port}", "--Voila.ip=127.0.0.1", "--Voila.port_retries=0",
-                   "--show_tracebacks=True"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "voila",
+                str(self.notebook),
+                "--no-browser",
+                f"--port={port}",
+                "--Voila.ip=127.0.0.1",
+                "--Voila.port_retries=0",
+                "--show_tracebacks=True",
+            ]
             with open(self.log_path, "ab") as log:
-                self.proc = subprocess.Popen(cmd, cwd=self.notebook.parent, env=self.env,
-                                             stdout=log, stderr=subprocess.STDOUT,
-                                             start_new_session=True)
+                self.proc = subprocess.Popen(
+                    cmd,
+                    cwd=self.notebook.parent,
+                    env=self.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             deadline = time.monotonic() + self.start_timeout
             while time.monotonic() < deadline and self.proc.poll() is None:
                 with contextlib.suppress(OSError):
@@ -148,14 +181,16 @@ class VoilaServer:
                 time.sleep(0.2)
             if self.proc.poll() is None:
                 self._stop()
-                raise RuntimeError(f"voila did not listen on {self.url} within "
-                                   f"{self.start_timeout:.0f} s; log:\n{self.log()}")
+                raise RuntimeError(
+                    f"voila did not listen on {self.url} within "
+                    f"{self.start_timeout:.0f} s; log:\n{self.log()}"
+                )
         raise RuntimeError(f"voila exited (code {self.proc.returncode}); log:\n{self.log()}")
 
     def _stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        os.killpg(self.proc.pid, signal.SIGTERM)         # voila and the kernels it started
+        os.killpg(self.proc.pid, signal.SIGTERM)  # voila and the kernels it started
         try:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
@@ -178,11 +213,16 @@ def explorer_server(tmp_path_factory):
     work = tmp_path_factory.mktemp("voila")
     notebook = work / "12_explorer.ipynb"
     # The committed notebook with the tiny profile injected (papermill's parameters, not run).
-    pm.execute_notebook(str(ROOT / "notebooks" / "12_explorer.ipynb"), str(notebook),
-                        parameters={"profile": "tiny", "focus_images": 4, "tour_steps": 3},
-                        prepare_only=True, progress_bar=False)
-    env = dict(os.environ, ZFCORE_FIGURES=str(work / "figures"), MPLBACKEND="Agg",
-               ZFCORE_DOWNLOAD="0")
+    pm.execute_notebook(
+        str(ROOT / "notebooks" / "12_explorer.ipynb"),
+        str(notebook),
+        parameters={"profile": "tiny", "focus_images": 4, "tour_steps": 3},
+        prepare_only=True,
+        progress_bar=False,
+    )
+    env = dict(
+        os.environ, ZFCORE_FIGURES=str(work / "figures"), MPLBACKEND="Agg", ZFCORE_DOWNLOAD="0"
+    )
     with VoilaServer(notebook, work / "voila.log", env) as server:
         yield server
 
@@ -198,8 +238,14 @@ _DIGEST_JS = """async (el) => {
         + ':' + data.byteLength;
 }"""
 
-PANELS = ("zf-image", "zf-grid-image", "zf-map", "zf-projection", "zf-top-projections",
-          "zf-top-patches")
+PANELS = (
+    "zf-image",
+    "zf-grid-image",
+    "zf-map",
+    "zf-projection",
+    "zf-top-projections",
+    "zf-top-patches",
+)
 
 
 def _digests(page) -> dict[str, str]:
@@ -216,11 +262,16 @@ def _wait_status(page, pattern: str, timeout: float = 30_000) -> str:
     try:
         page.wait_for_function(
             "([re]) => { const s = document.querySelector('.zf-status');"
-            " return s && new RegExp(re).test(s.innerText); }", arg=[pattern], timeout=timeout)
+            " return s && new RegExp(re).test(s.innerText); }",
+            arg=[pattern],
+            timeout=timeout,
+        )
     except Exception:
         _shot(page, "explorer_failure")
-        raise AssertionError(f"the explorer never reported {pattern!r}; status line: "
-                             f"{_status(page)!r} (screenshot in {SCREENSHOTS})") from None
+        raise AssertionError(
+            f"the explorer never reported {pattern!r}; status line: "
+            f"{_status(page)!r} (screenshot in {SCREENSHOTS})"
+        ) from None
     return _status(page)
 
 
@@ -240,9 +291,11 @@ def test_explorer_in_voila(browser, explorer_server):
             page.get_by_text(NOTEBOOK_DONE).first.wait_for(timeout=LOAD_TIMEOUT_MS)
         except Exception:
             _shot(page, "explorer_failure")
-            raise AssertionError(f"the explorer did not finish loading in Voila; page text:\n"
-                                 f"{page.inner_text('body')[-1500:]}\nvoila log:\n"
-                                 f"{explorer_server.log()}") from None
+            raise AssertionError(
+                f"the explorer did not finish loading in Voila; page text:\n"
+                f"{page.inner_text('body')[-1500:]}\nvoila log:\n"
+                f"{explorer_server.log()}"
+            ) from None
         body = page.inner_text("body")
         assert "Traceback" not in body, f"a notebook cell failed in Voila:\n{body[-2000:]}"
         _shot(page, "explorer_1_loaded")
@@ -252,8 +305,9 @@ def test_explorer_in_voila(browser, explorer_server):
         page.locator(".zf-layer").get_by_role("button", name="3", exact=True).click()
         _wait_status(page, r"show layer3 in")
         d1 = _digests(page)
-        assert {"zf-grid-image", "zf-map", "zf-projection", "zf-top-patches"} <= _changed(d0, d1), \
+        assert {"zf-grid-image", "zf-map", "zf-projection", "zf-top-patches"} <= _changed(d0, d1), (
             f"choosing layer 3 did not redraw the layer's panels: changed {_changed(d0, d1)}"
+        )
         _shot(page, "explorer_2_layer3")
 
         # 2. click cell 5 of the activation grid (the image, where the user sees map 5)
@@ -262,15 +316,17 @@ def test_explorer_in_voila(browser, explorer_server):
         cells = page.locator(".zf-grid-cells button").count()
         assert cells > 5, f"the grid shows only {cells} cells"
         cell = first_cell["width"]
-        assert abs(first_cell["x"] - grid["x"]) < 2 and abs(first_cell["y"] - grid["y"]) < 2, \
+        assert abs(first_cell["x"] - grid["x"]) < 2 and abs(first_cell["y"] - grid["y"]) < 2, (
             f"the clickable cells are not over the grid image: cells at {first_cell}, image at {grid}"
+        )
         target = 5 if page.locator(".zf-unit input").input_value() != "5" else 6
         page.mouse.click(grid["x"] + (target + 0.5) * cell, grid["y"] + 0.5 * cell)
         _wait_status(page, rf"select map {target} in")
         assert page.locator(".zf-unit input").input_value() == str(target)
         d2 = _digests(page)
-        assert {"zf-grid-image", "zf-map", "zf-projection"} <= _changed(d1, d2), \
+        assert {"zf-grid-image", "zf-map", "zf-projection"} <= _changed(d1, d2), (
             f"clicking map {target} did not redraw: changed {_changed(d1, d2)}"
+        )
         _shot(page, "explorer_3_map_clicked")
 
         # 3. switch the projection rule: only the projections change
@@ -286,8 +342,9 @@ def test_explorer_in_voila(browser, explorer_server):
         chooser.value.set_files(str(photo))
         _wait_status(page, r"upload my_photo\.png in", timeout=60_000)
         d4 = _digests(page)
-        assert {"zf-image", "zf-grid-image", "zf-map", "zf-projection"} <= _changed(d3, d4), \
+        assert {"zf-image", "zf-grid-image", "zf-map", "zf-projection"} <= _changed(d3, d4), (
             f"uploading a photo did not redraw: changed {_changed(d3, d4)}"
+        )
         _shot(page, "explorer_4_uploaded")
 
         # 5. a file that is not an image: explained in the status line, panels untouched
@@ -308,6 +365,7 @@ def _photo(path: Path) -> Path:
     """A real photo (scikit-image's astronaut, bundled) saved as PNG for the upload."""
     import skimage.data
     from PIL import Image
+
     Image.fromarray(skimage.data.astronaut()).save(path)
     return path
 
@@ -316,10 +374,13 @@ def _photo(path: Path) -> Path:
 # The static site
 # ---------------------------------------------------------------------------------------------
 
+
 def _figure_png(color: str) -> bytes:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(3, 2))
     ax.plot([0, 1, 2], [0, 1, 0], color=color)
     buf = io.BytesIO()
@@ -344,8 +405,15 @@ def test_site_index_and_page_show_their_figures(browser, tmp_path, monkeypatch):
         nb = nbformat.v4.new_notebook()
         nb.metadata["zfcore"] = {"figures": ["main"]}
         cell = nbformat.v4.new_code_cell("fig")
-        cell.outputs = [nbformat.v4.new_output("display_data", data={
-            "image/png": base64.b64encode(_figure_png(color)).decode(), "text/plain": "<Figure>"})]
+        cell.outputs = [
+            nbformat.v4.new_output(
+                "display_data",
+                data={
+                    "image/png": base64.b64encode(_figure_png(color)).decode(),
+                    "text/plain": "<Figure>",
+                },
+            )
+        ]
         nb.cells = [nbformat.v4.new_markdown_cell(f"# {stem}\n\nA notebook."), cell]
         src = tmp_path / f"{stem}.ipynb"
         nbformat.write(nb, src)
@@ -385,15 +453,23 @@ def test_site_index_and_page_show_their_figures(browser, tmp_path, monkeypatch):
 # No silent skips: a missing browser fails under CI
 # ---------------------------------------------------------------------------------------------
 
+
 def test_missing_chromium_fails_under_ci_and_skips_elsewhere(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match=r"CI=true but no Chromium .*apt-get install chromium"):
+    with pytest.raises(
+        pytest.fail.Exception, match=r"CI=true but no Chromium .*apt-get install chromium"
+    ):
         _require_browser()
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception, match="apt-get install chromium"):
         _require_browser()
-    assert in_ci({"CI": "1"}) and in_ci({"CI": "True"}) and not in_ci({}) and not in_ci({"CI": "false"})
+    assert (
+        in_ci({"CI": "1"})
+        and in_ci({"CI": "True"})
+        and not in_ci({})
+        and not in_ci({"CI": "false"})
+    )
 
 
 def test_chromium_is_found_on_the_path_under_either_name(monkeypatch):
@@ -406,10 +482,16 @@ def test_chromium_is_found_on_the_path_under_either_name(monkeypatch):
 
 def _figures_state() -> tuple[str, dict]:
     """``git status --porcelain figures/`` and every ``12_explorer*`` file under figures/ (size, mtime)."""
-    status = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=all",
-                             "figures/"], capture_output=True, text=True, check=True).stdout
-    files = {str(p.relative_to(ROOT)): (p.stat().st_size, p.stat().st_mtime_ns)
-             for p in (ROOT / "figures").rglob("12_explorer*")}
+    status = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=all", "figures/"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    files = {
+        str(p.relative_to(ROOT)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in (ROOT / "figures").rglob("12_explorer*")
+    }
     return status, files
 
 
@@ -424,10 +506,16 @@ def test_serving_the_explorer_leaves_the_figures_alone(browser, tmp_path):
     import papermill as pm
 
     notebook = tmp_path / "12_explorer.ipynb"
-    pm.execute_notebook(str(ROOT / "notebooks" / "12_explorer.ipynb"), str(notebook),
-                        parameters={"profile": "tiny", "focus_images": 4, "tour_steps": 3},
-                        prepare_only=True, progress_bar=False)
-    env = {k: v for k, v in os.environ.items() if k not in ("ZFCORE_FIGURES", "ZFCORE_SAVE_FIGURES")}
+    pm.execute_notebook(
+        str(ROOT / "notebooks" / "12_explorer.ipynb"),
+        str(notebook),
+        parameters={"profile": "tiny", "focus_images": 4, "tour_steps": 3},
+        prepare_only=True,
+        progress_bar=False,
+    )
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("ZFCORE_FIGURES", "ZFCORE_SAVE_FIGURES")
+    }
     env.update(MPLBACKEND="Agg", ZFCORE_DOWNLOAD="0", ZFCORE_BUILD=str(tmp_path / "build"))
     before = _figures_state()
     with VoilaServer(notebook, tmp_path / "voila.log", env) as server:
@@ -437,8 +525,9 @@ def test_serving_the_explorer_leaves_the_figures_alone(browser, tmp_path):
             page.get_by_text(NOTEBOOK_DONE).first.wait_for(timeout=LOAD_TIMEOUT_MS)
         except Exception:
             _shot(page, "explorer_figures_failure")
-            raise AssertionError(f"the explorer did not finish loading in Voila; voila log:\n"
-                                 f"{server.log()}") from None
+            raise AssertionError(
+                f"the explorer did not finish loading in Voila; voila log:\n{server.log()}"
+            ) from None
         finally:
             page.close()
     drafts = tmp_path / "build" / "figures" / "tiny"

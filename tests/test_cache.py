@@ -1,4 +1,5 @@
 """Configuration hashes, atomic writes, checksummed safe loading (zfcore.cache)."""
+
 import json
 import os
 import pickle
@@ -26,6 +27,7 @@ def test_config_hash_of_dataclass():
     class C:
         x: int = 1
         p: Path = Path("/a")
+
     assert cache.config_hash(C()) == cache.config_hash({"x": 1, "p": "/a"})
 
 
@@ -43,6 +45,7 @@ def test_atomic_write_failure_keeps_previous(tmp_path, monkeypatch):
 
     def boom(*a, **k):
         raise OSError("disk full")
+
     monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError):
         cache.atomic_write_text(p, "new")
@@ -93,6 +96,7 @@ def test_cached_builds_once_and_rebuilds_corrupt(tmp_path):
     def build():
         calls.append(1)
         return {"x": torch.tensor([len(calls)])}
+
     cfg = {"k": 1}
     assert int(cache.cached(tmp_path, "thing", cfg, build)["x"]) == 1
     assert int(cache.cached(tmp_path, "thing", cfg, build)["x"]) == 1
@@ -108,20 +112,27 @@ def test_a_killed_writers_temp_file_is_removed_by_the_next_lock_holder(tmp_path)
     cfg = {"k": 2}
     d = cache.entry_dir(tmp_path, "thing", cfg)
     d.mkdir(parents=True)
-    stale = d / ".result.pt.abc123.tmp"      # what atomic_write_bytes leaves when killed
+    stale = d / ".result.pt.abc123.tmp"  # what atomic_write_bytes leaves when killed
     stale.write_bytes(b"half a checkpoint")
-    keep = d / "notes.tmp"                    # not one of ours: no leading dot
+    keep = d / "notes.tmp"  # not one of ours: no leading dot
     keep.write_text("x")
     cache.cached(tmp_path, "thing", cfg, lambda: {"x": torch.tensor([1])})
     assert not stale.exists() and keep.exists()
-    assert sorted(p.name for p in d.iterdir()) == [".lock", "config.json", "notes.tmp", "result.pt",
-                                                   "result.pt.sha256"]
+    assert sorted(p.name for p in d.iterdir()) == [
+        ".lock",
+        "config.json",
+        "notes.tmp",
+        "result.pt",
+        "result.pt.sha256",
+    ]
 
 
 def test_atomic_savefig(tmp_path):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots()
     ax.plot([0, 1])
     p = cache.atomic_savefig(fig, tmp_path / "a.png")

@@ -1,6 +1,7 @@
 """The comparison study (zfcore.comparisons): the jobs of Tables 2-3, Fig. 6 and the per-layer
 rates, records that round-trip and agree with the trainer's own evaluation, a study that resumes
 instead of retraining, and the hierarchical bootstrap against a naive loop."""
+
 import json
 
 import numpy as np
@@ -15,8 +16,14 @@ from zfcore.verdicts import equivalence, from_interval, hierarchical_bootstrap
 
 @pytest.fixture
 def tiny(tmp_path):
-    return get_profile("tiny").replace(n_train=96, n_val=40, n_test=40, epochs=2, cache_dir=tmp_path / "cache",
-                                       figures_root=tmp_path / "fig")
+    return get_profile("tiny").replace(
+        n_train=96,
+        n_val=40,
+        n_test=40,
+        epochs=2,
+        cache_dir=tmp_path / "cache",
+        figures_root=tmp_path / "fig",
+    )
 
 
 def test_the_study_lists_seed_0_of_every_network_first():
@@ -26,9 +33,18 @@ def test_the_study_lists_seed_0_of_every_network_first():
     names = [j.name for j in jobs]
     assert len(set(names)) == len(names)
     assert names[:2] == ["table3-zf-s0", "table3-no_layer7-s0"]
-    assert {"krizhevsky-11x11_4-s2", "per_layer-freeze-s1", "per_layer-rates-s0", "small_train-zf-s0"} <= set(names)
+    assert {
+        "krizhevsky-11x11_4-s2",
+        "per_layer-freeze-s1",
+        "per_layer-rates-s0",
+        "small_train-zf-s0",
+    } <= set(names)
     P = get_profile("tiny")
-    assert C.Job("table3").training_kwargs(P) == {"arch": "zfnet", "variant": "zf", "epochs": P.epochs}
+    assert C.Job("table3").training_kwargs(P) == {
+        "arch": "zfnet",
+        "variant": "zf",
+        "epochs": P.epochs,
+    }
     small = next(j for j in jobs if j.group == "small_train")
     assert small.spec(P).profile.n_train == max(P.batch_size, int(P.n_train * C.SMALL_TRAIN_SHARE))
     freeze = next(j for j in jobs if j.arm == "freeze")
@@ -36,6 +52,7 @@ def test_the_study_lists_seed_0_of_every_network_first():
     assert jobs[per_seed].spec(P).profile.seed == 1 and jobs[0].network == "table3-zf"
     # seed 0 of the Fig. 3 network is the main model: the same cache entry
     from zfcore.train import make_spec
+
     assert C.Job("table3").spec(P).entry() == make_spec(P).entry()
     for bad in (dict(groups=["nope"]), dict(variants=["zf", "bad"]), dict(seeds=0)):
         with pytest.raises(C.ComparisonError):
@@ -47,23 +64,37 @@ def test_job_cost_counts_images_and_multiply_adds():
     assert C.job_cost(C.Job("table3"), P) == pytest.approx(1.0)
     small = C.Job("small_train", overrides=(("n_train", P.n_train // 4),))
     assert C.job_cost(small, P) == pytest.approx(0.25)
-    assert C.job_cost(C.Job("table3", variant="conv3_4_5_wide"), P) > 1.0 > C.job_cost(C.Job("table3", variant="no_layers3_4"), P)
+    assert (
+        C.job_cost(C.Job("table3", variant="conv3_4_5_wide"), P)
+        > 1.0
+        > C.job_cost(C.Job("table3", variant="no_layers3_4"), P)
+    )
 
 
 def test_a_record_round_trips_and_matches_the_trainers_evaluation(tiny):
     from zfcore.train import training_run
+
     job = C.Job("krizhevsky", arch="krizhevsky")
     rec = C.record_network(job, tiny)
     f = tiny.figures_dir / "study" / "krizhevsky-11x11_4-s0.json"
     assert f.is_file()
     again = C.NetworkRecord.from_json(json.loads(f.read_text()))
-    assert again.job == job and torch.equal(again.val_top5, rec.val_top5) and torch.equal(again.layer1_filters, rec.layer1_filters)
+    assert (
+        again.job == job
+        and torch.equal(again.val_top5, rec.val_top5)
+        and torch.equal(again.layer1_filters, rec.layer1_filters)
+    )
     run = training_run(tiny, arch="krizhevsky", progress=False)
     assert rec.val_top1_error == pytest.approx(run.final.val_top1_error, abs=1e-6)
     assert rec.train_top1_error == pytest.approx(run.final.train_eval_top1_error, abs=1e-6)
     assert rec.val_top1_error_per_epoch == [h.val_top1_error for h in run.history]
-    assert rec.steps == (tiny.n_train // tiny.batch_size) * tiny.epochs and rec.layer1_filters.shape[-1] == 11
-    assert rec.layer1_activity.shape == (rec.layer1_filters.shape[0],) and rec.provenance["device"].startswith("cpu")
+    assert (
+        rec.steps == (tiny.n_train // tiny.batch_size) * tiny.epochs
+        and rec.layer1_filters.shape[-1] == 11
+    )
+    assert rec.layer1_activity.shape == (rec.layer1_filters.shape[0],) and rec.provenance[
+        "device"
+    ].startswith("cpu")
     assert C.load_record(job, tiny).key == job.key(tiny)
     # a record of another training configuration is not this job's
     assert C.load_record(job, tiny.replace(lr=tiny.lr * 2)) is None
@@ -72,10 +103,13 @@ def test_a_record_round_trips_and_matches_the_trainers_evaluation(tiny):
 def test_the_study_resumes_from_its_records(tiny, monkeypatch):
     jobs = C.study_jobs(tiny, ["table3"], ["zf", "no_layers6_7"], seeds=1)
     out = C.run_study(tiny, jobs, workers=1, progress=False)
-    assert out["trained"] == ["table3-zf-s0", "table3-no_layers6_7-s0"] and not C.missing_jobs(jobs, tiny)
+    assert out["trained"] == ["table3-zf-s0", "table3-no_layers6_7-s0"] and not C.missing_jobs(
+        jobs, tiny
+    )
 
     def forbidden(*a, **k):
         raise AssertionError("a recorded network was trained again")
+
     monkeypatch.setattr(C, "record_network", forbidden)
     assert C.run_study(tiny, jobs, workers=2, progress=False)["trained"] == []
     recs = C.network_records(tiny, jobs)
@@ -86,14 +120,20 @@ def test_hierarchical_bootstrap_against_a_naive_loop():
     rng = np.random.default_rng(0)
     a = (rng.random((3, 50)) < 0.8).astype(float)
     b = (rng.random((2, 50)) < 0.6).astype(float)
-    stat = lambda m: 100 * (m["a"]["val"] - m["b"]["val"])   # noqa: E731
+    stat = lambda m: 100 * (m["a"]["val"] - m["b"]["val"])  # noqa: E731
     v = hierarchical_bootstrap("x", {"a": {"val": a}, "b": {"val": b}}, stat, n_boot=300, seed=7)
     # the same draws, one resample at a time: items first (shared), then each network's seeds
     g = np.random.default_rng(7)
     items = g.integers(0, 50, size=(300, 50))
     sa, sb = g.integers(0, 3, size=(300, 3)), g.integers(0, 2, size=(300, 2))
-    naive = [100 * (np.mean([a[s][items[i]].mean() for s in sa[i]]) - np.mean([b[s][items[i]].mean() for s in sb[i]]))
-             for i in range(300)]
+    naive = [
+        100
+        * (
+            np.mean([a[s][items[i]].mean() for s in sa[i]])
+            - np.mean([b[s][items[i]].mean() for s in sb[i]])
+        )
+        for i in range(300)
+    ]
     assert (v.low, v.high) == pytest.approx(tuple(np.quantile(naive, [0.025, 0.975])))
     assert v.effect == pytest.approx(100 * (a.mean() - b.mean()))
     assert "2/3 seeds per network resampled" in v.source and "shared by the networks" in v.source
@@ -103,7 +143,9 @@ def test_hierarchical_bootstrap_against_a_naive_loop():
 
 def test_equivalence_within_a_margin_by_hand():
     inside = equivalence("same", from_interval("d", 0.2, -0.5, 0.8, unit="points"), 1.0)
-    assert (inside.effect, inside.low, inside.high, inside.verdict) == pytest.approx((0.8, 0.2, 1.0, "held"))
+    assert (inside.effect, inside.low, inside.high, inside.verdict) == pytest.approx(
+        (0.8, 0.2, 1.0, "held")
+    )
     outside = equivalence("same", from_interval("d", -3.0, -4.0, -2.0), 1.0)
     assert (outside.low, outside.high, outside.verdict) == (-3.0, -1.0, "did not hold")
     straddles = equivalence("same", from_interval("d", 0.9, 0.3, 1.5), 1.0)

@@ -1,5 +1,6 @@
 """Controls and per-image measures behind the verdicts of notebooks 03, 05, 06, 07, 08, 12 and 13,
 each against a naive loop, a hand-worked example or a case whose answer is known."""
+
 import math
 
 import numpy as np
@@ -7,14 +8,29 @@ import pytest
 import torch
 from torch import nn
 
-from zfcore import models
 from zfcore import controls as C
 from zfcore import firstlayer as FL
-from zfcore.correspondence import (PARTS, RANDOM, CorrespondenceError, background_swap,
-                                   consistency_score, hamming_matrix, keypoint_sides, pair_bootstrap,
-                                   pairwise_correspondence, sign_differences, squares_at)
-from zfcore.invariance import (InvarianceCurves, layer_growth, mean_true_probability, per_image_growth,
-                               per_image_true_probability)
+from zfcore import models
+from zfcore.correspondence import (
+    PARTS,
+    RANDOM,
+    CorrespondenceError,
+    background_swap,
+    consistency_score,
+    hamming_matrix,
+    keypoint_sides,
+    pair_bootstrap,
+    pairwise_correspondence,
+    sign_differences,
+    squares_at,
+)
+from zfcore.invariance import (
+    InvarianceCurves,
+    layer_growth,
+    mean_true_probability,
+    per_image_growth,
+    per_image_true_probability,
+)
 from zfcore.verdicts import VerdictError
 
 
@@ -44,7 +60,10 @@ def test_two_sample_bootstrap_effect_and_verdicts():
 def test_per_image_mean_matches_a_loop_and_skips_nan():
     values = [1.0, 3.0, float("nan"), 5.0, float("nan"), 2.0]
     images = [7, 7, 7, 2, 9, 2]
-    assert C.per_image_mean(values, images).tolist() == [(5 + 2) / 2, (1 + 3) / 2]   # images 2, 7; 9 dropped
+    assert C.per_image_mean(values, images).tolist() == [
+        (5 + 2) / 2,
+        (1 + 3) / 2,
+    ]  # images 2, 7; 9 dropped
     a, b = C.finite_pairs([1, float("nan"), 3], [4, 5, float("inf")])
     assert a.tolist() == [1.0] and b.tolist() == [4.0]
     with pytest.raises(C.ControlError):
@@ -56,7 +75,7 @@ def test_power_above_of_gratings_and_white_noise():
     k = 16
     y = torch.arange(k, dtype=torch.float64)
     grating = lambda f: torch.cos(2 * math.pi * f * y)[None, None, :, None].expand(1, 3, k, k)
-    w = torch.cat([grating(3 / 16), grating(1 / 16)])       # 0.1875 and 0.0625 cycles per pixel
+    w = torch.cat([grating(3 / 16), grating(1 / 16)])  # 0.1875 and 0.0625 cycles per pixel
     assert FL.power_above(w, 1 / 8, pad=k).tolist() == pytest.approx([1.0, 0.0], abs=1e-9)
     assert FL.power_above(w, 1 / 4, pad=k).tolist() == pytest.approx([0.0, 0.0], abs=1e-9)
     # white noise: the share of frequency bins with |fx| or |fy| above c (DC removed by the mean)
@@ -64,7 +83,7 @@ def test_power_above_of_gratings_and_white_noise():
     for c in (1 / 8, 1 / 4):
         f = np.abs(np.fft.fftfreq(64))
         inside = (f <= c + 1e-12).sum()
-        want = 1 - (inside ** 2 - 1) / (64 ** 2 - 1)
+        want = 1 - (inside**2 - 1) / (64**2 - 1)
         assert float(FL.power_above(noise, c).mean()) == pytest.approx(want, abs=0.02)
     with pytest.raises(FL.FirstLayerError, match="cutoff"):
         FL.power_above(w, 0.7)
@@ -76,10 +95,12 @@ def test_aliasing_controls_compare_like_with_like():
     kr = models.krizhevsky(width=0.125, image_size=64, fc_units=64, num_classes=5).eval()
     out = FL.aliasing_controls(zf, zf)
     assert out["stride"] == 2 and np.array_equal(out["trained"]["own"], out["untrained"]["own"])
-    assert np.allclose(out["trained"]["own"], out["trained"]["above_1_4"])       # stride 2: Nyquist 1/4
+    assert np.allclose(out["trained"]["own"], out["trained"]["above_1_4"])  # stride 2: Nyquist 1/4
     conv = [m for m in kr.modules() if isinstance(m, nn.Conv2d)][0]
     out_k = FL.aliasing_controls(kr, kr)
-    assert out_k["stride"] == 4 and np.allclose(out_k["trained"]["own"], FL.aliased_energy(conv).numpy())
+    assert out_k["stride"] == 4 and np.allclose(
+        out_k["trained"]["own"], FL.aliased_energy(conv).numpy()
+    )
     assert np.allclose(out_k["trained"]["own"], out_k["trained"]["above_1_8"])
     with pytest.raises(FL.FirstLayerError, match="differ"):
         FL.aliasing_controls(zf, kr)
@@ -88,11 +109,19 @@ def test_aliasing_controls_compare_like_with_like():
 # ---------------------------------------------------------------- invariance (Fig. 5)
 def _curves():
     d1 = torch.tensor([[0.0, 2.0, 4.0, 4.0], [0.0, 1.0, 1.0, 2.0], [0.0, 5.0, 5.0, 5.0]])
-    in_view = torch.tensor([[True, True, True, False], [True, True, True, True], [True, False, False, False]])
+    in_view = torch.tensor(
+        [[True, True, True, False], [True, True, True, True], [True, False, False, False]]
+    )
     prob = torch.tensor([[0.9, 0.8, 0.6, 0.1], [0.5, 0.4, 0.3, 0.2], [1.0, 0.2, 0.2, 0.2]])
-    return InvarianceCurves(kind="translate_y", amounts=torch.tensor([0.0, 2.0, 4.0, 6.0]),
-                            labels=torch.tensor([0, 1, 2]), distances={"layer1": d1},
-                            prob_true=prob, top_class=torch.zeros(3, 4, dtype=torch.long), in_view=in_view)
+    return InvarianceCurves(
+        kind="translate_y",
+        amounts=torch.tensor([0.0, 2.0, 4.0, 6.0]),
+        labels=torch.tensor([0, 1, 2]),
+        distances={"layer1": d1},
+        prob_true=prob,
+        top_class=torch.zeros(3, 4, dtype=torch.long),
+        in_view=in_view,
+    )
 
 
 def test_per_image_growth_and_probability_by_hand():
@@ -110,14 +139,17 @@ def test_per_image_growth_and_probability_by_hand():
 
 # ---------------------------------------------------------------- correspondence (Table 1)
 def test_keypoint_sides_and_squares_by_hand():
-    kp = {"left_eye": torch.tensor([[10.0, 10.0]]), "right_eye": torch.tensor([[30.0, 10.0]]),
-          "nose": torch.tensor([[20.0, 20.0]])}
-    side = keypoint_sides(kp, fraction=0.9)           # closest pair: eye to nose, offset (10, 10)
+    kp = {
+        "left_eye": torch.tensor([[10.0, 10.0]]),
+        "right_eye": torch.tensor([[30.0, 10.0]]),
+        "nose": torch.tensor([[20.0, 20.0]]),
+    }
+    side = keypoint_sides(kp, fraction=0.9)  # closest pair: eye to nose, offset (10, 10)
     assert side.tolist() == pytest.approx([9.0])
     sq = squares_at(kp, side, (64, 64))
     assert sq["nose"].tolist() == [[16, 16, 25, 25]]  # 9 px around (20, 20)
     a, b = sq["left_eye"][0].tolist(), sq["nose"][0].tolist()
-    assert a[2] <= b[0] or a[3] <= b[1]               # the squares of two parts do not overlap
+    assert a[2] <= b[0] or a[3] <= b[1]  # the squares of two parts do not overlap
     with pytest.raises(CorrespondenceError, match="lack"):
         keypoint_sides({**kp, "nose": torch.tensor([[float("nan"), 1.0]])})
 
@@ -159,8 +191,11 @@ def test_pairwise_correspondence_agrees_with_the_paper_score_and_detects_a_posit
     N, g = 8, torch.Generator().manual_seed(0)
     base = 1 + torch.rand(3, 32, 32, generator=g)
     images = background_swap(base, [4, 4, 28, 28], 1 + torch.rand(N, 3, 32, 32, generator=g))
-    kp = {"left_eye": torch.tensor([[10.0, 12.0]]).repeat(N, 1), "right_eye": torch.tensor([[22.0, 12.0]]).repeat(N, 1),
-          "nose": torch.tensor([[16.0, 20.0]]).repeat(N, 1)}
+    kp = {
+        "left_eye": torch.tensor([[10.0, 12.0]]).repeat(N, 1),
+        "right_eye": torch.tensor([[22.0, 12.0]]).repeat(N, 1),
+        "nose": torch.tensor([[16.0, 20.0]]).repeat(N, 1),
+    }
     boxes = torch.tensor([[4.0, 4.0, 28.0, 28.0]]).repeat(N, 1)
     res = pairwise_correspondence(Pixels().eval(), images, kp, boxes, n_random=3)
     # the same face at the same place: every part's sign changes agree exactly (score 0)
@@ -171,14 +206,20 @@ def test_pairwise_correspondence_agrees_with_the_paper_score_and_detects_a_posit
     # mean over pairs = the paper's normalised score of the whole pool, for one occlusion
     sq = squares_at(kp, res.sides, (32, 32))
     from zfcore.correspondence import apply_squares
+
     s = sign_differences(Pixels().eval(), images, apply_squares(images, sq["nose"] + 0, 0.0))
-    assert res.mean("nose", "layer7") == pytest.approx(consistency_score(s["layer7"], normalize=True))
-    assert torch.allclose(res.distances["nose/layer7"], hamming_matrix(s["layer7"]) / s["layer7"].shape[1])
+    assert res.mean("nose", "layer7") == pytest.approx(
+        consistency_score(s["layer7"], normalize=True)
+    )
+    assert torch.allclose(
+        res.distances["nose/layer7"], hamming_matrix(s["layer7"]) / s["layer7"].shape[1]
+    )
 
 
 # ---------------------------------------------------------------- untrained model, sanity baseline
 def test_untrained_model_is_the_training_start():
     from zfcore.train import build_model, make_spec
+
     a = C.untrained_model("tiny")
     b = build_model(make_spec("tiny", "zfnet"))
     assert not a.training
@@ -187,13 +228,16 @@ def test_untrained_model_is_the_training_start():
 
 def test_sanity_per_image_baseline_matches_its_mean():
     from zfcore.sanity import SanityError, cascading_randomization
+
     torch.manual_seed(0)
     m = models.zfnet(width=0.125, image_size=64, fc_units=64, num_classes=5).eval()
-    res = cascading_randomization(m, torch.randn(3, 3, 64, 64), rules=["gradient"], show=1, progress=False)
+    res = cascading_randomization(
+        m, torch.randn(3, 3, 64, 64), rules=["gradient"], show=1, progress=False
+    )
     assert torch.allclose(res.baseline_rows["spearman_abs"].mean(1), res.baseline_spearman_abs)
     assert torch.allclose(res.baseline_rows["ssim"].mean(1), res.baseline_ssim)
     mid, sim = res.change_toward_unrelated("gradient", "trained")
-    assert np.allclose(sim, 1.0, atol=1e-5)                      # the trained stage is itself
+    assert np.allclose(sim, 1.0, atol=1e-5)  # the trained stage is itself
     assert np.allclose(mid, (1 + res.baseline_rows["spearman_abs"][0].numpy()) / 2)
     with pytest.raises(SanityError, match="unknown"):
         res.change_toward_unrelated("deconvnet")
@@ -203,6 +247,7 @@ def test_sanity_per_image_baseline_matches_its_mean():
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     from zfcore.profiles import get_profile
+
     return get_profile("tiny", cache_dir=tmp_path_factory.mktemp("cache"))
 
 
@@ -210,6 +255,7 @@ def test_box_energy_shares_match_a_loop_over_projections(tiny):
     from zfcore.data import get_dataset, normalize
     from zfcore.deconv import project
     from zfcore.mining import mine_dataset
+
     torch.manual_seed(0)
     model = models.zfnet(**tiny.model_kwargs()).eval()
     top = mine_dataset(model, tiny, "val", k=3, layers=["layer3"], n_images=12, progress=False)
@@ -222,11 +268,17 @@ def test_box_energy_shares_match_a_loop_over_projections(tiny):
             if i < 0:
                 continue
             sb = ds.scenes([i])
-            px = project(model, normalize(sb.images, tiny), "layer3",
-                         [(0, c, int(lt.ys[c, r]), int(lt.xs[c, r]))]).pixels[0]
+            px = project(
+                model,
+                normalize(sb.images, tiny),
+                "layer3",
+                [(0, c, int(lt.ys[c, r]), int(lt.xs[c, r]))],
+            ).pixels[0]
             e = px.pow(2).sum(0)
             x0, y0, x1, y1 = sb.boxes[0].tolist()
-            ys, xs = torch.meshgrid(torch.arange(e.shape[0]) + 0.5, torch.arange(e.shape[1]) + 0.5, indexing="ij")
+            ys, xs = torch.meshgrid(
+                torch.arange(e.shape[0]) + 0.5, torch.arange(e.shape[1]) + 0.5, indexing="ij"
+            )
             inside = (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
             want_e.append(float(e[inside].sum() / e.sum()) if e.sum() > 0 else float("nan"))
             want_a.append(float(inside.float().mean()))
@@ -238,6 +290,7 @@ def test_box_energy_shares_match_a_loop_over_projections(tiny):
 
 def test_paired_object_focus_aligns_images(tiny):
     from zfcore.widgets import ExplorerSession, object_focus
+
     torch.manual_seed(0)
     model = models.zfnet(**tiny.model_kwargs()).eval()
     a = ExplorerSession(model, tiny, page_size=16, cols=8, cell=12, panel=64)
@@ -247,7 +300,9 @@ def test_paired_object_focus_aligns_images(tiny):
     for key in ("energy_share", "area_share", "units"):
         assert np.allclose(same["a"][key], one[key]) and np.allclose(same["again"][key], one[key])
     got = C.paired_object_focus({"a": a, "b": b}, [0, 1, 2], "layer5")
-    assert len(got["a"]["energy_share"]) == len(got["b"]["energy_share"]) <= len(one["energy_share"])
+    assert (
+        len(got["a"]["energy_share"]) == len(got["b"]["energy_share"]) <= len(one["energy_share"])
+    )
     assert set(got["a"]["units"].tolist()) <= set(one["units"].tolist())
 
 
@@ -255,22 +310,30 @@ def test_projection_on_object_control_against_its_parts(tiny):
     """Per layer: the numbers are box_energy_shares of both networks, the effects the per-image
     excess means (trained against 0, trained minus untrained)."""
     from zfcore.mining import mine_dataset, pick_maps
+
     torch.manual_seed(0)
     model = models.zfnet(**tiny.model_kwargs()).eval()
     untrained = C.untrained_model(tiny)
     top = mine_dataset(model, tiny, "val", k=9, n_images=12, progress=False)
     measured = {"layer2": pick_maps(top, "layer2", 2)}
-    got = C.projection_on_object_control(model, tiny, top, measured, 2, n_images=12, untrained=untrained)
+    got = C.projection_on_object_control(
+        model, tiny, top, measured, 2, n_images=12, untrained=untrained
+    )
     top0 = mine_dataset(untrained, tiny, "val", k=9, n_images=12, progress=False)
     t = C.box_energy_shares(model, tiny, top, "layer2", measured["layer2"])
     u = C.box_energy_shares(untrained, tiny, top0, "layer2", pick_maps(top0, "layer2", 2))
     c = got["layer2"]
-    assert c.numbers == {"box_energy_share_layer2": float(np.nanmean(t["energy"])),
-                         "box_energy_share_untrained_layer2": float(np.nanmean(u["energy"])),
-                         "box_area_share_untrained_layer2": float(np.mean(u["area"]))}
+    assert c.numbers == {
+        "box_energy_share_layer2": float(np.nanmean(t["energy"])),
+        "box_energy_share_untrained_layer2": float(np.nanmean(u["energy"])),
+        "box_area_share_untrained_layer2": float(np.mean(u["area"])),
+    }
     ex_t = C.per_image_mean(t["energy"] - t["area"], t["image"])
     ex_u = C.per_image_mean(u["energy"] - u["area"], u["image"])
-    assert [v.claim for v in c.checks] == ["projection_on_object_layer2", "projection_on_object_vs_untrained_layer2"]
+    assert [v.claim for v in c.checks] == [
+        "projection_on_object_layer2",
+        "projection_on_object_vs_untrained_layer2",
+    ]
     assert c.checks[0].effect == pytest.approx(ex_t.mean())
     assert c.checks[1].effect == pytest.approx(ex_t.mean() - ex_u.mean())
 
@@ -280,6 +343,7 @@ def test_the_control_reuses_the_projections_layer_measures_made(tiny):
     from zfcore.data import get_dataset
     from zfcore.mining import layer_measures, load_top_images, mine_dataset, pick_maps
     from zfcore.zoo import labels_of
+
     torch.manual_seed(0)
     model = models.zfnet(**tiny.model_kwargs()).eval()
     untrained = C.untrained_model(tiny)
@@ -288,9 +352,13 @@ def test_the_control_reuses_the_projections_layer_measures_made(tiny):
     val = get_dataset(tiny, "val")
     images = load_top_images(val, tiny, top, measured, measured)
     m = layer_measures(model, top, ["layer2"], labels_of(val), measured, images)
-    again = C.projection_on_object_control(model, tiny, top, measured, 2, n_images=12, untrained=untrained)
-    reused = C.projection_on_object_control(model, tiny, top, measured, 2, n_images=12, untrained=untrained,
-                                            trained=m.items)
+    again = C.projection_on_object_control(
+        model, tiny, top, measured, 2, n_images=12, untrained=untrained
+    )
+    reused = C.projection_on_object_control(
+        model, tiny, top, measured, 2, n_images=12, untrained=untrained, trained=m.items
+    )
     assert reused["layer2"].numbers == again["layer2"].numbers
-    assert [(v.effect, v.low, v.high) for v in reused["layer2"].checks] == \
-           [(v.effect, v.low, v.high) for v in again["layer2"].checks]
+    assert [(v.effect, v.low, v.high) for v in reused["layer2"].checks] == [
+        (v.effect, v.low, v.high) for v in again["layer2"].checks
+    ]

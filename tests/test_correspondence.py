@@ -1,21 +1,30 @@
 """Table 1's consistency score on a hand-worked example; part squares; a model whose answer is
 known in advance."""
+
 import pytest
 import torch
 from torch import nn
 
-from zfcore.correspondence import (PARTS, RANDOM, CorrespondenceError, CorrespondenceResult,
-                                   apply_squares, consistency_score, correspondence_scores,
-                                   hamming_matrix, part_squares, random_squares, sign_differences)
+from zfcore.correspondence import (
+    PARTS,
+    RANDOM,
+    CorrespondenceError,
+    CorrespondenceResult,
+    apply_squares,
+    consistency_score,
+    correspondence_scores,
+    hamming_matrix,
+    part_squares,
+    random_squares,
+    sign_differences,
+)
 
 
 def test_hamming_and_score_by_hand():
-    s = torch.tensor([[1, 0, -1, 1],
-                      [1, 1, -1, -1],
-                      [0, 0, -1, 1]])
+    s = torch.tensor([[1, 0, -1, 1], [1, 1, -1, -1], [0, 0, -1, 1]])
     # pairs: (1,2) differ at features 1 and 3 -> 2; (1,3) at 0 -> 1; (2,3) at 0, 1, 3 -> 3
     assert hamming_matrix(s).tolist() == [[0, 2, 1], [2, 0, 3], [1, 3, 0]]
-    assert consistency_score(s) == 12            # the paper's sum over i != j: 2 * (2 + 1 + 3)
+    assert consistency_score(s) == 12  # the paper's sum over i != j: 2 * (2 + 1 + 3)
     assert consistency_score(s, normalize=True) == pytest.approx(12 / (3 * 2 * 4))
     assert consistency_score(torch.ones(4, 7)) == 0
     with pytest.raises(CorrespondenceError, match="at least 2"):
@@ -30,13 +39,15 @@ def test_hamming_matches_a_loop():
 
 
 def test_part_squares_by_hand():
-    kp = {"left_eye": torch.tensor([[20.0, 30.0], [2.0, 62.0]]),
-          "right_eye": torch.tensor([[40.0, 30.0], [10.0, 10.0]]),
-          "nose": torch.tensor([[30.0, 40.0], [30.0, 30.0]])}
-    boxes = torch.tensor([[10.0, 10.0, 50.0, 50.0], [0.0, 0.0, 20.0, 80.0]])   # sides 40, 40
+    kp = {
+        "left_eye": torch.tensor([[20.0, 30.0], [2.0, 62.0]]),
+        "right_eye": torch.tensor([[40.0, 30.0], [10.0, 10.0]]),
+        "nose": torch.tensor([[30.0, 40.0], [30.0, 30.0]]),
+    }
+    boxes = torch.tensor([[10.0, 10.0, 50.0, 50.0], [0.0, 0.0, 20.0, 80.0]])  # sides 40, 40
     sq = part_squares(kp, boxes, (64, 64), square=0.3)
-    assert sq["left_eye"][0].tolist() == [14, 24, 26, 36]        # 12 px square on the keypoint
-    assert sq["left_eye"][1].tolist() == [0, 52, 12, 64]          # shifted inside the image
+    assert sq["left_eye"][0].tolist() == [14, 24, 26, 36]  # 12 px square on the keypoint
+    assert sq["left_eye"][1].tolist() == [0, 52, 12, 64]  # shifted inside the image
     assert sq["nose"][0].tolist() == [24, 34, 36, 46]
     with pytest.raises(CorrespondenceError, match="missing"):
         part_squares({"nose": kp["nose"]}, boxes, (64, 64))
@@ -52,7 +63,7 @@ def test_random_squares_lie_in_the_object_and_image():
     assert ((sq[:, 2] - sq[:, 0]) == side).all() and ((sq[:, 3] - sq[:, 1]) == side).all()
     cx, cy = (sq[:, 0] + sq[:, 2]) / 2, (sq[:, 1] + sq[:, 3]) / 2
     assert (cx >= 10 - 1).all() and (cx <= 50 + 1).all() and (cy >= 19).all() and (cy <= 41).all()
-    assert cx.std() > 5                                           # spread over the box
+    assert cx.std() > 5  # spread over the box
     assert (sq >= 0).all() and (sq <= 64).all()
 
 
@@ -61,7 +72,7 @@ def test_apply_squares():
     out = apply_squares(imgs, torch.tensor([[1, 2, 3, 5], [0, 0, 8, 1]]), fill=0.5)
     assert out[0, :, 2:5, 1:3].eq(0.5).all() and out[0].eq(0.5).sum() == 3 * 6
     assert out[1, :, 0, :].eq(0.5).all() and out[1].eq(0.5).sum() == 3 * 8
-    assert imgs.eq(1).all()                                       # the input is left alone
+    assert imgs.eq(1).all()  # the input is left alone
 
 
 class PixelFeatures(nn.Module):
@@ -95,12 +106,15 @@ def test_aligned_parts_are_perfectly_consistent():
     N = 12
     g = torch.Generator().manual_seed(0)
     imgs = 1 + torch.rand(N, 3, 32, 32, generator=g)
-    kp = {"left_eye": torch.tensor([[10.0, 12.0]]).repeat(N, 1),
-          "right_eye": torch.tensor([[22.0, 12.0]]).repeat(N, 1),
-          "nose": torch.tensor([[16.0, 20.0]]).repeat(N, 1)}
+    kp = {
+        "left_eye": torch.tensor([[10.0, 12.0]]).repeat(N, 1),
+        "right_eye": torch.tensor([[22.0, 12.0]]).repeat(N, 1),
+        "nose": torch.tensor([[16.0, 20.0]]).repeat(N, 1),
+    }
     boxes = torch.tensor([[4.0, 4.0, 28.0, 28.0]]).repeat(N, 1)
-    res = correspondence_scores(PixelFeatures().eval(), imgs, kp, boxes, n_images=4, seeds=6,
-                                square=0.25)
+    res = correspondence_scores(
+        PixelFeatures().eval(), imgs, kp, boxes, n_images=4, seeds=6, square=0.25
+    )
     for p in PARTS:
         assert res.mean(p, "layer5") == 0 and res.std(p, "layer5") == 0
     assert res.mean(RANDOM, "layer5") > 0.005
@@ -129,6 +143,7 @@ def test_face_scenes_and_cached_split(tmp_path):
     from zfcore import models
     from zfcore.correspondence import correspondence_split, face_scenes
     from zfcore.profiles import get_profile
+
     P = get_profile("tiny", cache_dir=tmp_path)
     faces = face_scenes(P, "test")
     assert len(faces) >= 5 and (faces.labels == 0).all()
@@ -143,9 +158,11 @@ def test_face_scenes_and_cached_split(tmp_path):
 
 def test_photo_keypoints_follow_the_centre_crop():
     from zfcore.correspondence import keypoint_boxes, photo_keypoints
+
     # a 400 x 200 photo: the centre square is x in [100, 300); 200 px -> 100 px input
     kp = photo_keypoints({"nose": (150, 50), "left_eye": (100, 0)}, (400, 200), 100)
     assert kp["nose"].tolist() == [25.0, 25.0] and kp["left_eye"].tolist() == [0.0, 0.0]
-    boxes = keypoint_boxes({"a": torch.tensor([[10.0, 10.0]]), "b": torch.tensor([[20.0, 14.0]])},
-                           margin=0.5)
+    boxes = keypoint_boxes(
+        {"a": torch.tensor([[10.0, 10.0]]), "b": torch.tensor([[20.0, 14.0]])}, margin=0.5
+    )
     assert boxes.tolist() == [[5.0, 5.0, 25.0, 19.0]]

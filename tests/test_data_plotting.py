@@ -1,4 +1,5 @@
 """The data figure (zfcore.plotting.data) and the data benchmark's smoke run."""
+
 from __future__ import annotations
 
 import matplotlib
@@ -21,7 +22,7 @@ def test_sample_grid_draws_every_image_box_and_face_keypoint():
     axes = [ax for ax in fig.axes if ax.images]
     assert len(axes) == 12
     assert [ax.get_title() for ax in axes] == [MAIN_CLASSES[int(y)] for y in batch.labels]
-    assert all(len(ax.patches) == 1 for ax in axes)                 # one box each
+    assert all(len(ax.patches) == 1 for ax in axes)  # one box each
     faces = [i for i, y in enumerate(batch.labels) if MAIN_CLASSES[int(y)] == "face"]
     assert faces
     for i in range(12):
@@ -41,6 +42,7 @@ def test_sample_grid_rejects_what_is_not_a_scene_batch():
 
 def test_benchmark_smoke_run_prints_result_line(capsys):
     from benchmarks import data as bench
+
     out = bench.main(["--quick", "--size", "32", "--threads", "1"])
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1].startswith("RESULT data images_per_s=") and "ratio_vs_png=" in lines[-1]

@@ -1,6 +1,7 @@
 """The real-data registry (zfcore.data.registry) on miniature on-disk trees in each data set's
 own format, made here. Nothing is downloaded: where a loader has a torchvision counterpart,
 torchvision reads the same tree and must agree (an independent reading of the format)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,6 +40,7 @@ def _imagenette_tree(root, wnids=("n01440764", "n02102040"), per_class=3):
 
 def test_imagenette_reads_torchvision_layout_and_agrees_with_torchvision(tmp_path):
     from torchvision.datasets import Imagenette
+
     _imagenette_tree(tmp_path)
     ds = reg.imagenette(tmp_path, "train", image_size=32)
     tv = Imagenette(str(tmp_path), split="train", size="320px")
@@ -47,7 +49,7 @@ def test_imagenette_reads_torchvision_layout_and_agrees_with_torchvision(tmp_pat
     assert [t for _, t in ds.samples] == [t for _, t in tv._samples]
     x, y = ds[4]
     assert x.shape == (3, 32, 32) and y == 1
-    assert len(reg.imagenette(tmp_path, "test", image_size=32)) == 6   # test = val
+    assert len(reg.imagenette(tmp_path, "test", image_size=32)) == 6  # test = val
 
 
 def test_profile_level_api_on_real_data(tmp_path):
@@ -62,6 +64,7 @@ def test_profile_level_api_on_real_data(tmp_path):
 
 def test_imagenet_folder_and_missing_archives(tmp_path):
     from torchvision.datasets import ImageFolder
+
     for split in ("train", "val"):
         for w in ("n01440764", "n01443537", "n01484850"):
             _jpeg(tmp_path / split / w / f"{w}_1.JPEG")
@@ -84,17 +87,20 @@ def _caltech101_tree(root, classes=("accordion", "airplanes", "anchor"), per_cla
 
 def test_caltech101_classes_match_torchvision_and_split_is_disjoint(tmp_path):
     from torchvision.datasets import Caltech101
+
     _caltech101_tree(tmp_path)
     tv = Caltech101(str(tmp_path))
-    parts = {s: reg.caltech101(tmp_path, s, image_size=32, test_per_class=3, val_per_class=1)
-             for s in ("train", "val", "test")}
-    assert list(parts["train"].classes) == tv.categories        # BACKGROUND_Google excluded
+    parts = {
+        s: reg.caltech101(tmp_path, s, image_size=32, test_per_class=3, val_per_class=1)
+        for s in ("train", "val", "test")
+    }
+    assert list(parts["train"].classes) == tv.categories  # BACKGROUND_Google excluded
     paths = {s: {p for p, _ in d.samples} for s, d in parts.items()}
     assert not (paths["train"] & paths["test"]) and not (paths["val"] & paths["test"])
     assert sum(len(v) for v in paths.values()) == len(tv) == 36
     assert np.bincount(parts["test"].targets).tolist() == [3, 3, 3]
     again = reg.caltech101(tmp_path, "test", image_size=32, test_per_class=3, val_per_class=1)
-    assert again.samples == parts["test"].samples               # seeded: same split every time
+    assert again.samples == parts["test"].samples  # seeded: same split every time
     x, y = parts["train"][0]
     assert x.shape == (3, 32, 32)
 
@@ -123,14 +129,17 @@ _OBJ = "<object><name>{name}</name><difficult>{d}</difficult></object>"
 
 def _voc_tree(root):
     base = root / "VOCdevkit" / "VOC2012"
-    images = {"2012_000001": [("dog", 0), ("person", 0), ("dog", 0)],
-              "2012_000002": [("cat", 0), ("bottle", 1)],
-              "2012_000003": [("aeroplane", 0)]}
+    images = {
+        "2012_000001": [("dog", 0), ("person", 0), ("dog", 0)],
+        "2012_000002": [("cat", 0), ("bottle", 1)],
+        "2012_000003": [("aeroplane", 0)],
+    }
     for i, objs in images.items():
         _jpeg(base / "JPEGImages" / f"{i}.jpg")
         (base / "Annotations").mkdir(parents=True, exist_ok=True)
-        (base / "Annotations" / f"{i}.xml").write_text(_XML.format(
-            id=i, objects="".join(_OBJ.format(name=n, d=d) for n, d in objs)))
+        (base / "Annotations" / f"{i}.xml").write_text(
+            _XML.format(id=i, objects="".join(_OBJ.format(name=n, d=d) for n, d in objs))
+        )
     main = base / "ImageSets" / "Main"
     main.mkdir(parents=True)
     (main / "train.txt").write_text("2012_000001\n2012_000002\n")
@@ -140,13 +149,14 @@ def _voc_tree(root):
 
 def test_voc2012_multilabel_targets_agree_with_torchvision_parse(tmp_path):
     from torchvision.datasets import VOCDetection
+
     _voc_tree(tmp_path)
     ds = reg.voc2012(tmp_path, "train", image_size=32)
     tv = VOCDetection(str(tmp_path), year="2012", image_set="train")
     for (_, target), (_, ann) in zip(ds.samples, tv):
         names = {o["name"] for o in ann["annotation"]["object"] if o["difficult"] == "0"}
         assert {reg.VOC_CLASSES[i] for i in torch.nonzero(target).view(-1).tolist()} == names
-    assert ds.samples[1][1][reg.VOC_CLASSES.index("bottle")] == 0          # difficult only
+    assert ds.samples[1][1][reg.VOC_CLASSES.index("bottle")] == 0  # difficult only
     with_difficult = reg.voc2012(tmp_path, "train", image_size=32, include_difficult=True)
     assert with_difficult.samples[1][1][reg.VOC_CLASSES.index("bottle")] == 1
     x, t = reg.voc2012(tmp_path, "val", image_size=32)[0]
@@ -160,7 +170,7 @@ def test_paper_transform_centre_crop_by_hand():
     W, H = 120, 60
     cols = np.tile(np.arange(W, dtype=np.uint8), (H, 1))
     img = Image.fromarray(np.stack([cols] * 3, -1))
-    x = reg.paper_transform(28, train=False, normalize="none")(img)      # big side = 32
+    x = reg.paper_transform(28, train=False, normalize="none")(img)  # big side = 32
     assert x.shape == (3, 28, 28)
     # resize 120x60 -> 64x32; centre 32 crop keeps columns 16..47; centre 28 crop: 18..45
     # (of the 64-wide image), i.e. original columns ~ (18.5 .. 45.5) * 120/64

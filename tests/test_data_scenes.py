@@ -4,6 +4,7 @@ Each property is checked against an independent computation: a naive point-in-sh
 primitives, a full-frame rendering for the patch compositor, manual slicing for the paper's
 crops, re-measured statistics for the normalisation constants.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,8 +13,17 @@ import numpy as np
 import pytest
 import torch
 
-from zfcore.data import (GENERATOR_VERSION, MAIN_CLASSES, TRANSFER_CLASSES, class_names,
-                         denormalize, get_dataset, make_loader, normalize, render_scenes)
+from zfcore.data import (
+    GENERATOR_VERSION,
+    MAIN_CLASSES,
+    TRANSFER_CLASSES,
+    class_names,
+    denormalize,
+    get_dataset,
+    make_loader,
+    normalize,
+    render_scenes,
+)
 from zfcore.data import scenes as sc
 from zfcore.data import transforms as tf
 from zfcore.profiles import ProfileError, get_profile
@@ -44,8 +54,7 @@ def test_image_is_a_pure_function_of_seed_and_index():
     torch.testing.assert_close(part.boxes, full.boxes[[7, 3, 11]])
     again = render_scenes(range(12), size=40)
     assert torch.equal(again.images, full.images)
-    for kw in (dict(seed=1), dict(split="val"), dict(group="transfer",
-                                                     classes=TRANSFER_CLASSES)):
+    for kw in (dict(seed=1), dict(split="val"), dict(group="transfer", classes=TRANSFER_CLASSES)):
         other = render_scenes(range(12), size=40, **kw)
         assert (other.images - full.images).abs().mean() > 0.05, kw
 
@@ -54,8 +63,9 @@ def test_same_scene_at_every_size():
     """Geometry is in image units: boxes and keypoints scale with the image size."""
     a, b = render_scenes(range(10), size=32), render_scenes(range(10), size=96)
     torch.testing.assert_close(a.boxes * 3, b.boxes, atol=1e-3, rtol=0)
-    torch.testing.assert_close(a.keypoints["nose"] * 3, b.keypoints["nose"], atol=1e-3, rtol=0,
-                               equal_nan=True)
+    torch.testing.assert_close(
+        a.keypoints["nose"] * 3, b.keypoints["nose"], atol=1e-3, rtol=0, equal_nan=True
+    )
 
 
 def _inside_naive(shape, a, b, sx, sy):
@@ -65,7 +75,7 @@ def _inside_naive(shape, a, b, sx, sy):
     if shape == sc.DISC:
         return e <= 1
     if shape == sc.RING:
-        return (e <= 1) & (e >= sc._RING_INNER ** 2)
+        return (e <= 1) & (e >= sc._RING_INNER**2)
     if shape in (sc.BAR, sc.STRIPES):
         return (np.abs(a) <= sx) & (np.abs(b) <= sy)
     (x1, y1), (x2, y2), (x3, y3) = (0, -sy), (-sx, sy), (sx, sy)
@@ -82,10 +92,15 @@ def test_signed_distance_sign_matches_point_in_shape(shape):
     a = rng.uniform(-12, 12, 4000)
     b = rng.uniform(-8, 8, 4000)
     t = lambda v: torch.tensor(v, dtype=torch.float32).view(1, 1, -1)  # noqa: E731
-    d = sc._signed_distance(torch.full((1, 1, 1), shape), t(a), t(b), t(np.full_like(a, sx)),
-                            t(np.full_like(a, sy))).view(-1).numpy()
+    d = (
+        sc._signed_distance(
+            torch.full((1, 1, 1), shape), t(a), t(b), t(np.full_like(a, sx)), t(np.full_like(a, sy))
+        )
+        .view(-1)
+        .numpy()
+    )
     inside = _inside_naive(shape, a, b, sx, sy)
-    clear = np.abs(d) > 0.6      # away from the anti-aliased edge
+    clear = np.abs(d) > 0.6  # away from the anti-aliased edge
     assert clear.mean() > 0.6
     np.testing.assert_array_equal(d[clear] < 0, inside[clear])
 
@@ -95,7 +110,7 @@ def test_patch_compositor_equals_full_frame_rendering(monkeypatch):
     drawing every primitive over the whole frame."""
     sample = sc._sample(0, "main", "train", np.arange(24), MAIN_CLASSES)
     fast = sc._render(sample, 56)
-    monkeypatch.setattr(sc, "_PATCH_SIZES", torch.tensor([1 << 20]))   # every patch = frame
+    monkeypatch.setattr(sc, "_PATCH_SIZES", torch.tensor([1 << 20]))  # every patch = frame
     slow = sc._render(sample, 56)
     torch.testing.assert_close(fast, slow, atol=2e-5, rtol=0)
 
@@ -115,8 +130,9 @@ def test_boxes_hold_the_object_and_are_tight():
             c, s = math.cos(sl["angle"][n, k]), math.sin(sl["angle"][n, k])
             dx, dy = xx - sl["x"][n, k] * S, yy - sl["y"][n, k] * S
             a, b = dx * c + dy * s, dy * c - dx * s
-            mask |= _inside_naive(int(sl["shape"][n, k]), a, b, sl["sx"][n, k] * S,
-                                  sl["sy"][n, k] * S)
+            mask |= _inside_naive(
+                int(sl["shape"][n, k]), a, b, sl["sx"][n, k] * S, sl["sy"][n, k] * S
+            )
         ys, xs = np.nonzero(mask)
         ref = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
         np.testing.assert_allclose(boxes[n], ref, atol=1.6)
@@ -128,8 +144,12 @@ def test_face_keypoints_are_consistent_and_only_on_faces():
     le, re, nose = (b.keypoints[k] for k in ("left_eye", "right_eye", "nose"))
     for kp in (le, re, nose):
         assert torch.isnan(kp[~face]).all() and not torch.isnan(kp[face]).any()
-        inside = ((kp[face, 0] >= b.boxes[face, 0]) & (kp[face, 0] <= b.boxes[face, 2])
-                  & (kp[face, 1] >= b.boxes[face, 1]) & (kp[face, 1] <= b.boxes[face, 3]))
+        inside = (
+            (kp[face, 0] >= b.boxes[face, 0])
+            & (kp[face, 0] <= b.boxes[face, 2])
+            & (kp[face, 1] >= b.boxes[face, 1])
+            & (kp[face, 1] <= b.boxes[face, 3])
+        )
         assert inside.all()
     assert (le[face, 0] < re[face, 0]).all(), "left_eye is the eye on the viewer's left"
     eye_mid_y = (le[face, 1] + re[face, 1]) / 2
@@ -153,8 +173,12 @@ def test_dataset_items_batches_and_loader_agree():
 
 def test_augmented_loader_is_reproducible_per_epoch():
     def first(epoch):
-        return next(iter(make_loader("tiny", "train", shuffle=True, augment=True,
-                                     batch_size=16, epoch=epoch)))
+        return next(
+            iter(
+                make_loader("tiny", "train", shuffle=True, augment=True, batch_size=16, epoch=epoch)
+            )
+        )
+
     a0, b0, a1 = first(0), first(0), first(1)
     assert torch.equal(a0[0], b0[0]) and torch.equal(a0[1], b0[1])
     assert not torch.equal(a0[0], a1[0])
@@ -162,14 +186,24 @@ def test_augmented_loader_is_reproducible_per_epoch():
 
 def test_paper_crops_match_manual_slicing():
     x = torch.rand(5, 3, 32, 32)
-    c = round(32 * tf.CROP_FRACTION)   # 28
-    out = tf.paper_crops(x, [0, 1, 2, 3, 4], [False, True, False, False, True],
-                         fraction=tf.CROP_FRACTION)
-    up = lambda t: torch.nn.functional.interpolate(t[None], size=(32, 32), mode="bilinear",  # noqa: E731
-                                                   align_corners=False)[0]
+    c = round(32 * tf.CROP_FRACTION)  # 28
+    out = tf.paper_crops(
+        x, [0, 1, 2, 3, 4], [False, True, False, False, True], fraction=tf.CROP_FRACTION
+    )
+    up = lambda t: torch.nn.functional.interpolate(
+        t[None],
+        size=(32, 32),
+        mode="bilinear",  # noqa: E731
+        align_corners=False,
+    )[0]
     o = (32 - c) // 2
-    want = [x[0, :, o:o + c, o:o + c], x[1, :, :c, :c].flip(-1), x[2, :, :c, 32 - c:],
-            x[3, :, 32 - c:, :c], x[4, :, 32 - c:, 32 - c:].flip(-1)]
+    want = [
+        x[0, :, o : o + c, o : o + c],
+        x[1, :, :c, :c].flip(-1),
+        x[2, :, :c, 32 - c :],
+        x[3, :, 32 - c :, :c],
+        x[4, :, 32 - c :, 32 - c :].flip(-1),
+    ]
     for i, w in enumerate(want):
         torch.testing.assert_close(out[i], up(w))
     with pytest.raises(ValueError, match="one crop position"):
@@ -232,8 +266,13 @@ def test_bad_arguments_get_clear_errors():
 # model under this version, so rendering must not change without a bump. If this fails after an
 # intended change, bump GENERATOR_VERSION in zfcore/data/scenes.py and add its fingerprint here.
 _FINGERPRINTS = {
-    2: dict(mean=0.478293, std=0.23081, box_sums=(116.705, 84.17, 383.837, 351.932),
-            pixel_sum=22.8258, transfer_mean=0.454916),
+    2: dict(
+        mean=0.478293,
+        std=0.23081,
+        box_sums=(116.705, 84.17, 383.837, 351.932),
+        pixel_sum=22.8258,
+        transfer_mean=0.454916,
+    ),
 }
 
 
@@ -241,8 +280,7 @@ def test_rendering_matches_the_fingerprint_of_its_generator_version():
     assert GENERATOR_VERSION in _FINGERPRINTS, "new GENERATOR_VERSION: record its fingerprint"
     want = _FINGERPRINTS[GENERATOR_VERSION]
     b = render_scenes(range(16), size=32)
-    t = render_scenes(range(16), size=32, group="transfer", split="test",
-                      classes=TRANSFER_CLASSES)
+    t = render_scenes(range(16), size=32, group="transfer", split="test", classes=TRANSFER_CLASSES)
     assert b.images.mean().item() == pytest.approx(want["mean"], abs=2e-6)
     assert b.images.std().item() == pytest.approx(want["std"], abs=2e-6)
     np.testing.assert_allclose(b.boxes.sum(0).numpy(), want["box_sums"], atol=2e-3)

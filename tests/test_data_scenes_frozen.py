@@ -12,6 +12,7 @@ uneven batches, so the digests also pin that an image does not depend on its bat
 A deliberate change of the scenes bumps ``GENERATOR_VERSION`` and re-records the digests:
 ``python -m tests.test_data_scenes_frozen`` prints them.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,16 +21,26 @@ import numpy as np
 import pytest
 import torch
 
-from zfcore.data.scenes import (GENERATOR_VERSION, KEYPOINT_NAMES, MAIN_CLASSES,
-                                TRANSFER_CLASSES, render_scenes)
+from zfcore.data.scenes import (
+    GENERATOR_VERSION,
+    KEYPOINT_NAMES,
+    MAIN_CLASSES,
+    TRANSFER_CLASSES,
+    render_scenes,
+)
 
 torch.set_num_threads(1)
 
 #: name: (size, group, split, seed, indices)
 CASES = {
     "tiny_main_train": (64, "main", "train", 0, np.arange(300)),
-    "mini_main_train": (112, "main", "train", 0,
-                        np.r_[np.arange(200), [1234, 5678, 9999, 12345, 19999]]),
+    "mini_main_train": (
+        112,
+        "main",
+        "train",
+        0,
+        np.r_[np.arange(200), [1234, 5678, 9999, 12345, 19999]],
+    ),
     "mini_main_test": (112, "main", "test", 0, np.arange(100)),
     "mini_transfer_val": (112, "transfer", "val", 0, np.arange(100)),
     "tiny_transfer_train": (64, "transfer", "train", 0, np.arange(100)),
@@ -63,8 +74,11 @@ def scenes_digest(size, group, split, seed, indices, batch_seed=0) -> str:
         chunk = indices[order[start:stop]]
         b = render_scenes(chunk, size=size, classes=classes, group=group, split=split, seed=seed)
         for j, i in enumerate(chunk.tolist()):
-            parts = [b.images[j].numpy().tobytes(), b.labels[j].numpy().tobytes(),
-                     b.boxes[j].numpy().tobytes()]
+            parts = [
+                b.images[j].numpy().tobytes(),
+                b.labels[j].numpy().tobytes(),
+                b.boxes[j].numpy().tobytes(),
+            ]
             parts += [b.keypoints[k][j].numpy().tobytes() for k in KEYPOINT_NAMES]
             per_index[i] = b"".join(parts)
         start = stop
@@ -77,14 +91,16 @@ def scenes_digest(size, group, split, seed, indices, batch_seed=0) -> str:
 def test_digests_are_for_this_generator_version():
     assert GENERATOR_VERSION == FROZEN_VERSION, (
         "GENERATOR_VERSION changed: re-record DIGESTS (python -m tests.test_data_scenes_frozen) "
-        "and FROZEN_VERSION together, and say in the commit why the scenes changed")
+        "and FROZEN_VERSION together, and say in the commit why the scenes changed"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_scenes_are_bit_identical_to_the_recorded_renderer(name):
     assert scenes_digest(*CASES[name]) == DIGESTS[name], (
         f"scenes of case {name!r} changed: rendering must stay bit-for-bit identical for a "
-        f"given GENERATOR_VERSION (trained models and caches depend on it)")
+        f"given GENERATOR_VERSION (trained models and caches depend on it)"
+    )
 
 
 def test_digest_does_not_depend_on_the_batching():
@@ -115,4 +131,5 @@ if __name__ == "__main__":
 
 def test_an_empty_batch_renders_to_an_empty_tensor():
     from zfcore.data.scenes import render_scenes
+
     assert render_scenes([], size=64).images.shape == (0, 3, 64, 64)

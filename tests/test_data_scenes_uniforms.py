@@ -2,6 +2,7 @@
 once) must hand every image exactly the stream of ``default_rng([seed, group, split, index])``,
 the per-image generator the module docstring promises (and the frozen digests were recorded
 with)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,8 +27,9 @@ def test_matches_default_rng_per_image(seed, g, s):
 def test_numbers_of_several_words_fall_back_to_numpy():
     idx = np.array([2**32, 2**40 + 3, 5])
     np.testing.assert_array_equal(_uniform_block(1, 0, 2, idx, 17), _reference(1, 0, 2, idx, 17))
-    np.testing.assert_array_equal(_uniform_block(2**33, 1, 1, np.arange(3), 9),
-                                  _reference(2**33, 1, 1, np.arange(3), 9))
+    np.testing.assert_array_equal(
+        _uniform_block(2**33, 1, 1, np.arange(3), 9), _reference(2**33, 1, 1, np.arange(3), 9)
+    )
 
 
 def test_rows_do_not_depend_on_the_batch():

@@ -1,5 +1,6 @@
 """The deconvnet (section 2.1, Fig. 1) against independent computations: the gradient form with
 hooks, Captum, hand-worked unpooling with switches, a naive per-request loop, the receptive field."""
+
 import functools
 import warnings
 
@@ -9,8 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zfcore import models
-from zfcore.deconv import (DeconvError, deconv_steps, layer_activations, project, requests,
-                           unpool)
+from zfcore.deconv import DeconvError, deconv_steps, layer_activations, project, requests, unpool
 from zfcore.receptive import receptive_field
 
 
@@ -37,57 +37,58 @@ def _mixed_requests(n_images, shape):
     ch = torch.randint(0, c, (n,), generator=g)
     y = torch.randint(0, h, (n,), generator=g)
     x = torch.randint(0, w, (n,), generator=g)
-    y[2] = x[2] = -1                        # one whole-map request
+    y[2] = x[2] = -1  # one whole-map request
     return requests(img, ch, y, x)
 
 
 # --- hand-worked unpooling with switches -------------------------------------------------------
 
+
 def test_unpool_1d_shared_switch_adds():
     # 1-D signal [1, 2, 9, 0, 3], pool 3 stride 2: both windows pick position 2 (the 9).
-    x = torch.tensor([1., 2., 9., 0., 3.]).view(1, 1, 1, 5)
+    x = torch.tensor([1.0, 2.0, 9.0, 0.0, 3.0]).view(1, 1, 1, 5)
     pooled, sw = F.max_pool2d(x, (1, 3), (1, 2), return_indices=True)
-    assert pooled.flatten().tolist() == [9., 9.] and sw.flatten().tolist() == [2, 2]
+    assert pooled.flatten().tolist() == [9.0, 9.0] and sw.flatten().tolist() == [2, 2]
     out = unpool(torch.tensor([1.5, 2.5]).view(1, 1, 1, 2), sw, (1, 5))
-    assert out.flatten().tolist() == [0., 0., 4.0, 0., 0.]        # 1.5 + 2.5, nothing dropped
+    assert out.flatten().tolist() == [0.0, 0.0, 4.0, 0.0, 0.0]  # 1.5 + 2.5, nothing dropped
     # the pitfall the paper's overlapping pools expose: max_unpool2d keeps only one of them
-    lossy = F.max_unpool2d(torch.tensor([1.5, 2.5]).view(1, 1, 1, 2), sw, (1, 3), (1, 2),
-                           output_size=(1, 5))
+    lossy = F.max_unpool2d(
+        torch.tensor([1.5, 2.5]).view(1, 1, 1, 2), sw, (1, 3), (1, 2), output_size=(1, 5)
+    )
     assert lossy.sum() < 4.0
 
 
 def test_unpool_1d_distinct_switches():
-    x = torch.tensor([1., 5., 2., 0., 3.]).view(1, 1, 1, 5)
+    x = torch.tensor([1.0, 5.0, 2.0, 0.0, 3.0]).view(1, 1, 1, 5)
     _, sw = F.max_pool2d(x, (1, 3), (1, 2), return_indices=True)
-    out = unpool(torch.tensor([7., -2.]).view(1, 1, 1, 2), sw, (1, 5))
-    assert out.flatten().tolist() == [0., 7., 0., 0., -2.]
+    out = unpool(torch.tensor([7.0, -2.0]).view(1, 1, 1, 2), sw, (1, 5))
+    assert out.flatten().tolist() == [0.0, 7.0, 0.0, 0.0, -2.0]
 
 
 def test_unpool_2d_centre_shared_by_four_windows():
     # 5x5 map whose maximum sits at the centre: all four 3x3/2 windows switch to (2, 2).
     x = torch.zeros(1, 1, 5, 5)
-    x[0, 0, 2, 2] = 10.
-    x[0, 0, 0, 0] = 1.
+    x[0, 0, 2, 2] = 10.0
+    x[0, 0, 0, 0] = 1.0
     _, sw = F.max_pool2d(x, 3, 2, return_indices=True)
     assert sw.flatten().tolist() == [12, 12, 12, 12]
-    out = unpool(torch.tensor([[1., 2.], [3., 4.]]).view(1, 1, 2, 2), sw, (5, 5))
+    out = unpool(torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 1, 2, 2), sw, (5, 5))
     want = torch.zeros(5, 5)
-    want[2, 2] = 10.
+    want[2, 2] = 10.0
     assert torch.equal(out[0, 0], want)
 
 
 def test_unpool_2d_by_hand_with_ceil_mode():
-    x = torch.tensor([[1., 0., 0., 0.],
-                      [0., 0., 6., 0.],
-                      [0., 2., 0., 0.],
-                      [0., 0., 0., 8.]]).view(1, 1, 4, 4)
-    _, sw = F.max_pool2d(x, 3, 2, ceil_mode=True, return_indices=True)   # 2x2 windows
+    x = torch.tensor(
+        [[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 6.0, 0.0], [0.0, 2.0, 0.0, 0.0], [0.0, 0.0, 0.0, 8.0]]
+    ).view(1, 1, 4, 4)
+    _, sw = F.max_pool2d(x, 3, 2, ceil_mode=True, return_indices=True)  # 2x2 windows
     # windows: rows/cols {0-2}x{0-2} -> 6 at (1,2); {0-2}x{2-3} -> 6 at (1,2);
     #          {2-3}x{0-2} -> 2 at (2,1); {2-3}x{2-3} -> 8 at (3,3)
     assert sw.flatten().tolist() == [6, 6, 9, 15]
-    out = unpool(torch.tensor([[1., 1.], [1., 1.]]).view(1, 1, 2, 2), sw, (4, 4))
+    out = unpool(torch.tensor([[1.0, 1.0], [1.0, 1.0]]).view(1, 1, 2, 2), sw, (4, 4))
     want = torch.zeros(4, 4)
-    want[1, 2], want[2, 1], want[3, 3] = 2., 1., 1.
+    want[1, 2], want[2, 1], want[3, 3] = 2.0, 1.0, 1.0
     assert torch.equal(out[0, 0], want)
 
 
@@ -96,7 +97,7 @@ def test_unpool_equals_max_pool_gradient():
     x = torch.randn(2, 3, 13, 13, requires_grad=True)
     y, sw = F.max_pool2d(x, 3, 2, ceil_mode=True, return_indices=True)
     g = torch.randn_like(y)
-    want, = torch.autograd.grad(y, x, g)
+    (want,) = torch.autograd.grad(y, x, g)
     assert torch.equal(unpool(g, sw, (13, 13)), want)
 
 
@@ -104,10 +105,16 @@ def test_unpool_equals_max_pool_gradient():
 
 MODELS = {
     "zf": lambda: _zf(),
-    "krizhevsky": lambda: (torch.manual_seed(1), models.krizhevsky(
-        width=0.125, image_size=96, fc_units=64, num_classes=10).eval())[1],
-    "no_layers3_4": lambda: (torch.manual_seed(2), models.build(
-        "no_layers3_4", width=0.125, image_size=64, fc_units=64, num_classes=10).eval())[1],
+    "krizhevsky": lambda: (
+        torch.manual_seed(1),
+        models.krizhevsky(width=0.125, image_size=96, fc_units=64, num_classes=10).eval(),
+    )[1],
+    "no_layers3_4": lambda: (
+        torch.manual_seed(2),
+        models.build(
+            "no_layers3_4", width=0.125, image_size=64, fc_units=64, num_classes=10
+        ).eval(),
+    )[1],
 }
 
 
@@ -145,8 +152,8 @@ def test_gradient_rule_is_the_plain_input_gradient_times_activation():
     model = _zf()
     x = torch.randn(2, 3, 64, 64)
     xr = x[1:2].clone().requires_grad_(True)
-    a = model.features[:model_index(model, "relu3")](xr)
-    g, = torch.autograd.grad(a[0, 4, 2, 1], xr)
+    a = model.features[: model_index(model, "relu3")](xr)
+    (g,) = torch.autograd.grad(a[0, 4, 2, 1], xr)
     p = project(model, x, "layer3", requests(1, 4, 2, 1), rule="gradient")
     assert _rel(p.pixels[0], g[0] * a[0, 4, 2, 1].detach()) < 1e-5
 
@@ -156,6 +163,7 @@ def model_index(model, name):
 
 
 # --- against Captum ----------------------------------------------------------------------------
+
 
 def _captum(cls, net, x, flat):
     with warnings.catch_warnings():
@@ -184,6 +192,7 @@ def _captum_agreement(model, x, layer, req, **kw):
     from captum.attr import Deconvolution, GuidedBackprop, Saliency
 
     from zfcore.deconv import _out_of_place
+
     up_to = _UpTo(model.eval(), layer)
     with torch.no_grad():
         a = up_to(x)
@@ -194,8 +203,11 @@ def _captum_agreement(model, x, layer, req, **kw):
     unit = a[req.image, flat]
     assert (unit > 0).any(), "no request is on an active unit: the comparison would be 0 == 0"
     out = {}
-    for rule, cls in [("deconvnet", Deconvolution), ("guided", GuidedBackprop),
-                      ("gradient", Saliency)]:
+    for rule, cls in [
+        ("deconvnet", Deconvolution),
+        ("guided", GuidedBackprop),
+        ("gradient", Saliency),
+    ]:
         with _out_of_place(model):
             theirs = _captum(cls, up_to, x[req.image], flat) * unit.view(-1, 1, 1, 1)
         out[rule] = _rel(project(model, x, layer, req, rule=rule, **kw).pixels, theirs)
@@ -231,13 +243,15 @@ def test_matches_captum_times_activation(which):
     # is mostly dead: hand-picked units alone would compare zeros)
     picked = requests([0, 1, 2, 2], [0, 5, c - 1, 9], [0, h // 2, h - 1, 1], [0, w // 2, 1, w - 1])
     strong = _active_requests(model, x, "layer5")
-    req = requests(*(torch.cat([a, b]) for a, b in zip(picked.to_dict().values(),
-                                                      strong.to_dict().values())))
+    req = requests(
+        *(torch.cat([a, b]) for a, b in zip(picked.to_dict().values(), strong.to_dict().values()))
+    )
     for rule, rel in _captum_agreement(model, x, "layer5", req).items():
         assert rel < 1e-5, rule
 
 
 # --- batching against a naive loop ---------------------------------------------------------------
+
 
 def test_batched_equals_one_request_at_a_time():
     model = _zf()
@@ -245,9 +259,14 @@ def test_batched_equals_one_request_at_a_time():
     req = _mixed_requests(4, layer_activations(model, x[:1], ["layer4"])["layer4"].shape[1:])
     batched = project(model, x, "layer4", req, batch_size=5)
     for r in range(len(req)):
-        one = project(model, x[req.image[r]][None], "layer4",
-                      requests(0, req.channel[r], req.y[r], req.x[r]) if req.y[r] >= 0
-                      else requests(0, req.channel[r]))
+        one = project(
+            model,
+            x[req.image[r]][None],
+            "layer4",
+            requests(0, req.channel[r], req.y[r], req.x[r])
+            if req.y[r] >= 0
+            else requests(0, req.channel[r]),
+        )
         assert torch.allclose(batched.pixels[r], one.pixels[0], rtol=1e-5, atol=1e-9)
         assert float(batched.activation[r]) == pytest.approx(float(one.activation[0]))
 
@@ -280,10 +299,13 @@ def test_start_signal_keeps_only_the_unit():
     ops = [s.op for s in steps]
     assert ops[0] == "start" and ops.count("unpool") == 2 and ops.count("pass") == 2
     unpool_step = next(s for s in steps if s.op == "unpool")
-    assert unpool_step.switches is not None and unpool_step.forward.shape == unpool_step.signal.shape
+    assert (
+        unpool_step.switches is not None and unpool_step.forward.shape == unpool_step.signal.shape
+    )
 
 
 # --- the projection stays inside the receptive field ---------------------------------------------
+
 
 @pytest.mark.parametrize("rule", ["deconvnet", "guided", "gradient"])
 def test_projection_support_inside_receptive_field(rule):
@@ -307,6 +329,7 @@ def test_projection_support_inside_receptive_field(rule):
 
 
 # --- API behaviour -----------------------------------------------------------------------------
+
 
 def test_bad_input_gets_clear_errors():
     model = _zf()
@@ -346,7 +369,7 @@ def test_unit_scale_agrees_across_methods_and_equals_activation_scale_over_value
     model = _zf()
     x = torch.randn(2, 3, 64, 64)
     a = layer_activations(model, x, ["layer3"])["layer3"]
-    dead = (a[0] == 0).nonzero()[0].tolist()           # an inactive unit: the rules differ here
+    dead = (a[0] == 0).nonzero()[0].tolist()  # an inactive unit: the rules differ here
     live = (a[1] == a[1].max()).nonzero()[0].tolist()
     req = requests([0, 1, 1], [dead[0], live[0], 2], [dead[1], live[1], -1], [dead[2], live[2], -1])
     ex = project(model, x, "layer3", req, rule=rule, scale="unit")
@@ -355,19 +378,33 @@ def test_unit_scale_agrees_across_methods_and_equals_activation_scale_over_value
     act = project(model, x, "layer3", req, rule=rule)
     assert _rel(ex.pixels[1:] * act.activation[1:, None, None, None], act.pixels[1:]) < 1e-5
     if rule == "gradient":
-        assert ex.pixels[0].abs().max() == 0       # the gradient of an inactive unit is zero
+        assert ex.pixels[0].abs().max() == 0  # the gradient of an inactive unit is zero
     logit = project(model, x, "logits", requests([0, 1], [3, 3]), rule=rule, scale="unit")
-    assert _rel(logit.pixels, project(model, x, "logits", requests([0, 1], [3, 3]), rule=rule,
-                                      scale="unit", method="autograd").pixels) < 1e-5
+    assert (
+        _rel(
+            logit.pixels,
+            project(
+                model,
+                x,
+                "logits",
+                requests([0, 1], [3, 3]),
+                rule=rule,
+                scale="unit",
+                method="autograd",
+            ).pixels,
+        )
+        < 1e-5
+    )
 
 
 def test_energy_inside_boxes_by_hand():
     from zfcore.deconv import box_area_share, energy_inside_boxes
+
     p = torch.zeros(2, 3, 4, 4)
-    p[0, 0, 1, 1] = 3.0            # energy 9 inside
-    p[0, 2, 3, 3] = 1.0            # energy 1 outside
-    p[1, 1] = 1.0                  # uniform
-    boxes = torch.tensor([[0., 0., 2., 2.], [0., 0., 2., 4.]])
+    p[0, 0, 1, 1] = 3.0  # energy 9 inside
+    p[0, 2, 3, 3] = 1.0  # energy 1 outside
+    p[1, 1] = 1.0  # uniform
+    boxes = torch.tensor([[0.0, 0.0, 2.0, 2.0], [0.0, 0.0, 2.0, 4.0]])
     assert energy_inside_boxes(p, boxes).tolist() == pytest.approx([0.9, 0.5])
     assert box_area_share(boxes, 4).tolist() == pytest.approx([0.25, 0.5])
     assert torch.isnan(energy_inside_boxes(torch.zeros(1, 3, 4, 4), boxes[:1]))[0]
@@ -375,12 +412,13 @@ def test_energy_inside_boxes_by_hand():
 
 def test_shared_switches_and_overwrite_mode_loses_signal():
     from zfcore.deconv import shared_switch_share
+
     x = torch.zeros(1, 1, 5, 5)
-    x[0, 0, 2, 2] = 10.
-    _, sw = F.max_pool2d(x + torch.arange(25.).view(1, 1, 5, 5) * 1e-3, 3, 2, return_indices=True)
-    assert shared_switch_share(sw[0]) == 1.0                    # all four windows pick the centre
-    _, sw = F.max_pool2d(torch.arange(25.).view(1, 1, 5, 5), 3, 2, return_indices=True)
-    assert shared_switch_share(sw) == 0.0                       # distinct corners
+    x[0, 0, 2, 2] = 10.0
+    _, sw = F.max_pool2d(x + torch.arange(25.0).view(1, 1, 5, 5) * 1e-3, 3, 2, return_indices=True)
+    assert shared_switch_share(sw[0]) == 1.0  # all four windows pick the centre
+    _, sw = F.max_pool2d(torch.arange(25.0).view(1, 1, 5, 5), 3, 2, return_indices=True)
+    assert shared_switch_share(sw) == 0.0  # distinct corners
     model = _zf()
     img = torch.randn(1, 3, 64, 64)
     add = deconv_steps(model, img, "layer2", 0)
@@ -395,8 +433,9 @@ def test_shared_switches_and_overwrite_mode_loses_signal():
 
 # --- torchvision classifiers as shipped: in-place ReLUs, BatchNorm, residual blocks ------------
 
+
 def _as_shipped(model):
-    for m in model.modules():          # zfcore's wrappers switch them off; torchvision ships them on
+    for m in model.modules():  # zfcore's wrappers switch them off; torchvision ships them on
         if isinstance(m, nn.ReLU):
             m.inplace = True
     return model
@@ -407,6 +446,7 @@ def _torchvision(arch):
     """A stock torchvision classifier with random weights (built once: VGG16's 138 M parameters
     take seconds to initialise) and the input side its tests use."""
     import torchvision
+
     torch.manual_seed(0)
     if arch == "alexnet":
         return _as_shipped(models.alexnet(pretrained=False)), 112
@@ -414,20 +454,38 @@ def _torchvision(arch):
         return _as_shipped(models.vgg16(pretrained=False)), 64
     if arch == "vgg16_bn":
         m = torchvision.models.vgg16_bn(weights=None)
-        m.layer_names = {"layer1": "features.5", "layer2": "features.12", "layer3": "features.22",
-                         "layer4": "features.32", "layer5": "features.42", "logits": "classifier.6"}
+        m.layer_names = {
+            "layer1": "features.5",
+            "layer2": "features.12",
+            "layer3": "features.22",
+            "layer4": "features.32",
+            "layer5": "features.42",
+            "logits": "classifier.6",
+        }
         return m, 64
     m = torchvision.models.resnet18(weights=None)
-    m.layer_names = {"layer1": "relu", "layer2": "layer1", "layer3": "layer2", "layer4": "layer3",
-                     "layer5": "layer4", "logits": "fc"}
+    m.layer_names = {
+        "layer1": "relu",
+        "layer2": "layer1",
+        "layer3": "layer2",
+        "layer4": "layer3",
+        "layer5": "layer4",
+        "logits": "fc",
+    }
     return m, 112
 
 
-TORCHVISION_CASES = [("alexnet", "layer2", "autograd"), ("alexnet", "layer5", "autograd"),
-                     ("alexnet", "layer5", "auto"), ("vgg16", "layer3", "autograd"),
-                     ("vgg16", "layer5", "auto"), ("vgg16_bn", "layer5", "auto"),
-                     ("resnet18", "layer1", "autograd"), ("resnet18", "layer4", "auto"),
-                     ("resnet18", "logits", "auto")]
+TORCHVISION_CASES = [
+    ("alexnet", "layer2", "autograd"),
+    ("alexnet", "layer5", "autograd"),
+    ("alexnet", "layer5", "auto"),
+    ("vgg16", "layer3", "autograd"),
+    ("vgg16", "layer5", "auto"),
+    ("vgg16_bn", "layer5", "auto"),
+    ("resnet18", "layer1", "autograd"),
+    ("resnet18", "layer4", "auto"),
+    ("resnet18", "logits", "auto"),
+]
 
 
 @pytest.mark.parametrize("arch,layer,method", TORCHVISION_CASES)
@@ -459,13 +517,17 @@ def test_module_called_twice_is_refused():
     # A BasicBlock applies its one `relu` twice: autograd would start from the first call while
     # capture_layers (mining, features) reads the second. The fix the error names works.
     import torchvision
+
     model, size = torchvision.models.resnet18(weights=None).eval(), 112
     model.layer_names = {"layer3": "layer2.1.relu"}
     x = torch.randn(1, 3, size, size)
     with pytest.raises(DeconvError, match=r"calls 2 times.*'layer2\.1'"):
         project(model, x, "layer3", requests(0, 0, 1, 1))
     model.layer_names["layer3"] = "layer2.1"
-    assert project(model, x, "layer3", _active_requests(model, x, "layer3", n=1)).pixels.abs().max() > 0
+    assert (
+        project(model, x, "layer3", _active_requests(model, x, "layer3", n=1)).pixels.abs().max()
+        > 0
+    )
 
 
 class _Residual(nn.Module):
@@ -492,8 +554,10 @@ def test_explicit_walk_refuses_a_forward_it_does_not_reproduce():
     c = int(a[0, :, 4, 4].argmax())
     auto = project(model, x, "layer2", requests(0, c, 4, 4), rule="gradient")
     xr = x.clone().requires_grad_(True)
-    g, = torch.autograd.grad(model(xr)[0, c, 4, 4], xr)           # the plain input gradient
+    (g,) = torch.autograd.grad(model(xr)[0, c, 4, 4], xr)  # the plain input gradient
     assert _rel(auto.pixels[0], g[0] * a[0, c, 4, 4]) < 1e-5
     # the straight part of the same model is walked explicitly, as before
-    assert torch.equal(project(model, x, "layer1", requests(0, 0)).pixels,
-                       project(model, x, "layer1", requests(0, 0), method="explicit").pixels)
+    assert torch.equal(
+        project(model, x, "layer1", requests(0, 0)).pixels,
+        project(model, x, "layer1", requests(0, 0), method="explicit").pixels,
+    )

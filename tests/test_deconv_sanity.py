@@ -1,4 +1,5 @@
 """Cascading randomisation (Adebayo et al. 2018) building blocks against independent computations."""
+
 import numpy as np
 import pytest
 import torch
@@ -6,8 +7,15 @@ from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
 
 from zfcore import models
-from zfcore.sanity import (SanityError, cascading_randomization, pixel_maps, randomization_stages,
-                           randomize_top_down, spearman_rows, ssim_rows)
+from zfcore.sanity import (
+    SanityError,
+    cascading_randomization,
+    pixel_maps,
+    randomization_stages,
+    randomize_top_down,
+    spearman_rows,
+    ssim_rows,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -22,14 +30,14 @@ def _model():
 
 def test_spearman_rows_equals_scipy_with_ties():
     g = torch.Generator().manual_seed(0)
-    a = torch.randint(0, 5, (4, 30), generator=g).float()      # many ties
+    a = torch.randint(0, 5, (4, 30), generator=g).float()  # many ties
     b = torch.randn(4, 30, generator=g)
-    b[1] = a[1] * 2 + 1                                          # perfectly monotone
+    b[1] = a[1] * 2 + 1  # perfectly monotone
     got = spearman_rows(a, b)
     want = [spearmanr(x.numpy(), y.numpy()).statistic for x, y in zip(a, b)]
     assert got.numpy() == pytest.approx(np.array(want), abs=1e-6)
     assert float(got[1]) == pytest.approx(1.0)
-    assert float(spearman_rows(torch.ones(1, 5), torch.arange(5.)[None])[0]) == 0.0
+    assert float(spearman_rows(torch.ones(1, 5), torch.arange(5.0)[None])[0]) == 0.0
 
 
 def test_ssim_rows_equals_skimage_on_scaled_maps():
@@ -45,8 +53,16 @@ def test_ssim_rows_equals_skimage_on_scaled_maps():
 
 def test_randomize_top_down_changes_only_the_layers_above():
     m = _model()
-    assert randomization_stages(m) == ["logits", "layer7", "layer6", "layer5", "layer4",
-                                       "layer3", "layer2", "layer1"]
+    assert randomization_stages(m) == [
+        "logits",
+        "layer7",
+        "layer6",
+        "layer5",
+        "layer4",
+        "layer3",
+        "layer2",
+        "layer1",
+    ]
     r = randomize_top_down(m, "layer5", seed=3)
     changed = {n for n, p in m.state_dict().items() if not torch.equal(p, r.state_dict()[n])}
     assert {n.split(".")[1] for n in changed} == {"fc8", "fc7", "fc6", "conv5"}
@@ -71,10 +87,10 @@ def test_cascading_randomization_shapes_and_trained_stage():
     net = randomize_top_down(m, "logits")
     xr = x.clone().requires_grad_(True)
     out = net(xr)
-    g, = torch.autograd.grad(out[torch.arange(4), res.targets].sum(), xr)
+    (g,) = torch.autograd.grad(out[torch.arange(4), res.targets].sum(), xr)
     ref = x.clone().requires_grad_(True)
     out0 = m(ref)
-    g0, = torch.autograd.grad(out0[torch.arange(4), res.targets].sum(), ref)
+    (g0,) = torch.autograd.grad(out0[torch.arange(4), res.targets].sum(), ref)
     want = spearman_rows(pixel_maps(g0), pixel_maps(g))
     assert torch.allclose(res.spearman_abs[1, 1], want, atol=1e-5)
     with pytest.raises(SanityError, match="N >= 2"):
@@ -84,20 +100,37 @@ def test_cascading_randomization_shapes_and_trained_stage():
 def _hand_result():
     """A SanityResult by hand: 3 rules, stages trained/logits/layer6/layer1, 2 images."""
     from zfcore.sanity import SanityResult
+
     rules, stages = ["deconvnet", "guided", "gradient"], ["trained", "logits", "layer6", "layer1"]
-    sim = torch.tensor([[[1, 1], [.9, .7], [.2, .4], [0, 0]],          # deconvnet: changed
-                        [[1, 1], [1, 1], [.95, .85], [.9, .8]],        # guided: kept
-                        [[1, 1], [.5, .5], [.1, .3], [0, .2]]])        # gradient: changed
-    base = torch.tensor([[.1, .3], [.6, .4], [0., .2]])               # per image, per rule
+    sim = torch.tensor(
+        [
+            [[1, 1], [0.9, 0.7], [0.2, 0.4], [0, 0]],  # deconvnet: changed
+            [[1, 1], [1, 1], [0.95, 0.85], [0.9, 0.8]],  # guided: kept
+            [[1, 1], [0.5, 0.5], [0.1, 0.3], [0, 0.2]],
+        ]
+    )  # gradient: changed
+    base = torch.tensor([[0.1, 0.3], [0.6, 0.4], [0.0, 0.2]])  # per image, per rule
     rows = {m: base.clone() for m in ("spearman_abs", "spearman", "ssim")}
     mean = base.mean(1)
-    return SanityResult(stages, rules, sim, sim.clone(), sim.clone() * 0 + 0.99, mean, mean.clone(),
-                        mean.clone(), torch.zeros(3, 4, 1, 2, 2), torch.zeros(1, 3, 2, 2),
-                        torch.tensor([0, 1]), rows)
+    return SanityResult(
+        stages,
+        rules,
+        sim,
+        sim.clone(),
+        sim.clone() * 0 + 0.99,
+        mean,
+        mean.clone(),
+        mean.clone(),
+        torch.zeros(3, 4, 1, 2, 2),
+        torch.zeros(1, 3, 2, 2),
+        torch.tensor([0, 1]),
+        rows,
+    )
 
 
 def test_records_and_survival_by_hand():
     from zfcore.sanity import METRICS, survival
+
     res = _hand_result()
     assert res.checkpoints() == ["layer6", "layer1"]
     rec = res.as_record()
@@ -109,10 +142,12 @@ def test_records_and_survival_by_hand():
     s = survival(res, "layer6")
     # midpoints (1 + b) / 2: deconvnet .6, guided .75, gradient .55
     assert s.similarity["guided", "SSIM"] == pytest.approx(0.99)
-    assert [s.count(r) for r in res.rules] == [1, 3, 1]               # SSIM is kept for all
-    assert s.as_record() == {"deconvnet_unchanged_by_fc_randomization_metrics": 1,
-                             "guided_unchanged_by_fc_randomization_metrics": 3,
-                             "gradient_unchanged_by_fc_randomization_metrics": 1}
+    assert [s.count(r) for r in res.rules] == [1, 3, 1]  # SSIM is kept for all
+    assert s.as_record() == {
+        "deconvnet_unchanged_by_fc_randomization_metrics": 1,
+        "guided_unchanged_by_fc_randomization_metrics": 3,
+        "gradient_unchanged_by_fc_randomization_metrics": 1,
+    }
     assert s.adebayo_reproduced() and s.describe("guided") == "unchanged under all three metrics"
     assert s.describe("gradient") == "unchanged under 1 of 3 metrics" and len(METRICS) == 3
     assert "is reproduced here" in s.sentence() and "passes this check" in s.sentence()
@@ -120,11 +155,16 @@ def test_records_and_survival_by_hand():
 
 def test_fc_reinit_checks_effects_by_hand():
     from zfcore.sanity import fc_reinit_checks
+
     numbers, checks = fc_reinit_checks(_hand_result(), "layer6")
     # deconvnet: midpoints .55, .65 against kept .2, .4 -> effect mean(.35, .25)
     assert numbers["deconvnet_spearman_abs_midpoint_to_unrelated"] == pytest.approx(0.6)
-    assert [c.claim for c in checks] == ["deconvnet_changed_by_fc_reinit", "guided_changed_by_fc_reinit",
-                                        "gradient_changed_by_fc_reinit", "guided_less_sensitive_than_gradient"]
+    assert [c.claim for c in checks] == [
+        "deconvnet_changed_by_fc_reinit",
+        "guided_changed_by_fc_reinit",
+        "gradient_changed_by_fc_reinit",
+        "guided_less_sensitive_than_gradient",
+    ]
     assert checks[0].effect == pytest.approx(0.30)
     assert checks[1].effect == pytest.approx((0.8 - 0.95 + 0.7 - 0.85) / 2)
     assert checks[3].effect == pytest.approx((0.95 - 0.1 + 0.85 - 0.3) / 2)

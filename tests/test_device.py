@@ -8,6 +8,7 @@ runs twice, on the same work cut into few and into many batches: the reads back 
 with the batches (a fixed number per call: the target class, the final maps), and nothing may
 mix. ``python -m benchmarks.gpu`` checks the same paths on a real GPU against the CPU.
 """
+
 import copy
 import tempfile
 
@@ -44,11 +45,13 @@ def test_the_audit_sees_a_read_back_in_a_loop_and_a_host_tensor_mixed_in():
     """The detector itself: code in a zfcore file that reads a device value per iteration and
     adds a tensor made on the host to a device tensor is caught, per iteration."""
     net = torch.nn.Linear(3, 2)
-    source = ("def loop(net, n):\n"
-              "    for _ in range(n):\n"
-              "        y = net(torch.ones(1, 3).to(torch.device('cpu')))\n"
-              "        float(y.detach().sum())\n"
-              "        y + torch.ones(2)\n")
+    source = (
+        "def loop(net, n):\n"
+        "    for _ in range(n):\n"
+        "        y = net(torch.ones(1, 3).to(torch.device('cpu')))\n"
+        "        float(y.detach().sum())\n"
+        "        y + torch.ones(2)\n"
+    )
     scope = {"torch": torch}
     exec(compile(source, "selftest/zfcore/loop.py", "exec"), scope)
     a2, a5 = audited(lambda: scope["loop"](net, 2)), audited(lambda: scope["loop"](net, 5))
@@ -59,25 +62,35 @@ def test_the_audit_sees_a_read_back_in_a_loop_and_a_host_tensor_mixed_in():
 
 def test_model_device_is_where_the_parameters_are(model):
     assert model_device(model) == torch.device("cpu")
-    assert model_device(torch.nn.ReLU()) == torch.device("cpu")       # no parameters: the CPU
+    assert model_device(torch.nn.ReLU()) == torch.device("cpu")  # no parameters: the CPU
     assert model_device(copy.deepcopy(model).to("meta")) == torch.device("meta")
 
 
 CALLS = {
     "deconvnet, one activation": lambda m, x, bs: project(
-        m, x, "layer3", requests(torch.arange(6), torch.arange(6), 1, 2), batch_size=bs),
+        m, x, "layer3", requests(torch.arange(6), torch.arange(6), 1, 2), batch_size=bs
+    ),
     "guided, whole maps": lambda m, x, bs: project(
-        m, x, "layer3", requests(torch.arange(6), torch.arange(6)), rule="guided", batch_size=bs),
+        m, x, "layer3", requests(torch.arange(6), torch.arange(6)), rule="guided", batch_size=bs
+    ),
     "gradient, autograd": lambda m, x, bs: project(
-        m, x, "layer5", requests(torch.arange(6), torch.arange(6)), rule="gradient",
-        method="autograd", batch_size=bs),
+        m,
+        x,
+        "layer5",
+        requests(torch.arange(6), torch.arange(6)),
+        rule="gradient",
+        method="autograd",
+        batch_size=bs,
+    ),
     "attribute": lambda m, x, bs: attribute(m, x, method="deconvnet", batch_size=bs),
     "occlusion, exact": lambda m, x, bs: occlude(m, x[0], window=16, stride=4, batch_size=8 * bs),
-    "occlusion, bfloat16": lambda m, x, bs: occlude(m, x[0], window=16, stride=4,
-                                                    batch_size=8 * bs, precision="bf16"),
+    "occlusion, bfloat16": lambda m, x, bs: occlude(
+        m, x[0], window=16, stride=4, batch_size=8 * bs, precision="bf16"
+    ),
     "mining": lambda m, x, bs: mine_topk(m, x, k=3, batch_size=bs, progress=False),
-    "features": lambda m, x, bs: extract_features(m, (x, torch.arange(6)), batch_size=bs,
-                                                  progress=False),
+    "features": lambda m, x, bs: extract_features(
+        m, (x, torch.arange(6)), batch_size=bs, progress=False
+    ),
 }
 
 
@@ -86,8 +99,9 @@ def test_engine_reads_back_a_fixed_number_of_times_and_never_mixes(name, model, 
     few = audited(lambda: CALLS[name](model, images, 6))
     many = audited(lambda: CALLS[name](model, images, 1))
     assert not many.mixes, many.summary()
-    assert len(many.syncs) == len(few.syncs), \
+    assert len(many.syncs) == len(few.syncs), (
         f"reads back per batch:\nmany batches:\n{many.summary()}\nfew batches:\n{few.summary()}"
+    )
 
 
 def test_training_steps_read_nothing_back(monkeypatch):

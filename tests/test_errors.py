@@ -4,6 +4,7 @@ Walks every module of the package and checks each exception class defined there:
 ``ZFCoreError`` and still from the built-in exception its callers catch. Private control-flow
 signals (a leading underscore, e.g. ``models._StopForward``) are not errors and are exempt.
 """
+
 from __future__ import annotations
 
 import ast
@@ -45,28 +46,38 @@ def test_base_is_exported_and_on_the_ground_floor():
 def test_the_walk_finds_the_known_errors():
     """The check below is only as good as the walk: it must see errors of every floor."""
     found = _exception_classes()
-    for name in ("zfcore.profiles.ProfileError", "zfcore.cache.CacheError",
-                 "zfcore.models.LayerError", "zfcore.data.images.ImageLoadError",
-                 "zfcore.train.TrainError", "zfcore.runner.NotebookFailed",
-                 "zfcore.widgets.ExplorerError"):
+    for name in (
+        "zfcore.profiles.ProfileError",
+        "zfcore.cache.CacheError",
+        "zfcore.models.LayerError",
+        "zfcore.data.images.ImageLoadError",
+        "zfcore.train.TrainError",
+        "zfcore.runner.NotebookFailed",
+        "zfcore.widgets.ExplorerError",
+    ):
         assert name in found, name
     assert len(found) >= 25
 
 
-@pytest.mark.parametrize("name", sorted(n for n in _exception_classes()
-                                        if not n.rsplit(".", 1)[1].startswith("_")))
+@pytest.mark.parametrize(
+    "name", sorted(n for n in _exception_classes() if not n.rsplit(".", 1)[1].startswith("_"))
+)
 def test_every_public_error_derives_from_the_base(name):
     cls = _exception_classes()[name]
     assert issubclass(cls, ZFCoreError), f"{name} must derive from zfcore.errors.ZFCoreError"
     if cls is not ZFCoreError:
         # it keeps a built-in base too, so `except ValueError` (or the like) still catches it
-        builtin = [b for b in cls.__mro__ if b.__module__ == "builtins" and b not in
-                   (object, BaseException, Exception)]
+        builtin = [
+            b
+            for b in cls.__mro__
+            if b.__module__ == "builtins" and b not in (object, BaseException, Exception)
+        ]
         assert builtin, f"{name} lost its built-in base (e.g. ValueError)"
 
 
 def test_a_raised_error_is_caught_by_both_bases():
     from zfcore.profiles import ProfileError, get_profile
+
     with pytest.raises(ZFCoreError):
         get_profile("no-such-profile")
     with pytest.raises(ValueError):

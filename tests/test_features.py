@@ -1,14 +1,21 @@
 """Streaming multi-layer feature extraction (zfcore.features), checked against plain forward
 passes through the model's own submodules and hand-written pooling loops."""
-import pytest
 
-from zfcore.models import LayerError
+import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from zfcore.features import (LAYERS, FeatureError, Features, cached_features, extract_features,
-                             layer_outputs, model_fingerprint, pool_map)
-from zfcore.models import zfnet
+from zfcore.features import (
+    LAYERS,
+    FeatureError,
+    Features,
+    cached_features,
+    extract_features,
+    layer_outputs,
+    model_fingerprint,
+    pool_map,
+)
+from zfcore.models import LayerError, zfnet
 
 
 def _model(seed=0, size=64):
@@ -27,11 +34,11 @@ def _manual_layers(model, x):
     names = list(f._modules)
     out = {}
     for i in range(1, 6):
-        out[f"layer{i}"] = f[:names.index(f"relu{i}") + 1](x)
+        out[f"layer{i}"] = f[: names.index(f"relu{i}") + 1](x)
     flat = torch.flatten(f(x), 1)
     cn = list(c._modules)
-    out["layer6"] = c[:cn.index("relu6") + 1](flat)
-    out["layer7"] = c[:cn.index("relu7") + 1](flat)
+    out["layer6"] = c[: cn.index("relu6") + 1](flat)
+    out["layer7"] = c[: cn.index("relu7") + 1](flat)
     return out
 
 
@@ -69,7 +76,9 @@ def test_pass_stops_after_deepest_requested_layer():
         layer_outputs(model, x, ["layer7"])
     assert called == ["conv3", "fc6"]
     # and no hook is left behind on the model
-    assert all(not m._forward_hooks for n, m in model.named_modules() if n.endswith(("relu1", "relu7")))
+    assert all(
+        not m._forward_hooks for n, m in model.named_modules() if n.endswith(("relu1", "relu7"))
+    )
 
 
 @pytest.mark.parametrize("mode", ["avg", "max"])
@@ -80,8 +89,12 @@ def test_pool_map_matches_naive_loops(mode):
     t = torch.randn(2, 3, 13, 13, generator=g)
     torch.testing.assert_close(pool_map(t, 6, mode), _naive_pool(t, 6, mode))
     # hand-worked 4x4 -> 2x2
-    h = torch.arange(16.).view(1, 1, 4, 4)
-    want = torch.tensor([[2.5, 4.5, 10.5, 12.5]]) if mode == "avg" else torch.tensor([[5., 7., 13., 15.]])
+    h = torch.arange(16.0).view(1, 1, 4, 4)
+    want = (
+        torch.tensor([[2.5, 4.5, 10.5, 12.5]])
+        if mode == "avg"
+        else torch.tensor([[5.0, 7.0, 13.0, 15.0]])
+    )
     torch.testing.assert_close(pool_map(h, 2, mode), want)
     # maps no larger than the grid and fully connected outputs are only flattened
     small = torch.randn(2, 3, 3, 3, generator=g)
@@ -96,8 +109,9 @@ def test_extract_all_layers_in_one_pass_equals_each_layer_alone_and_manual():
     with torch.no_grad():
         manual = _manual_layers(model, x)
     for l in LAYERS:
-        alone = extract_features(model, TensorDataset(x, y), [l], pooled_side=4, batch_size=4,
-                                 progress=False)
+        alone = extract_features(
+            model, TensorDataset(x, y), [l], pooled_side=4, batch_size=4, progress=False
+        )
         assert torch.equal(alone[l], allf[l]) or torch.allclose(alone[l], allf[l], atol=1e-6)
         m = manual[l]
         want = _naive_pool(m, 4, "avg") if m.dim() == 4 and m.shape[-1] > 4 else m.flatten(1)
@@ -139,17 +153,26 @@ def test_features_subset_and_state_round_trip():
 
 def test_cached_features_reuses_and_keys_on_weights(tmp_path, monkeypatch):
     import zfcore.features as features
+
     model, (x, y) = _model(), _data(6)
     calls = []
     real = features.extract_features
-    monkeypatch.setattr(features, "extract_features", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(
+        features, "extract_features", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
     ds = TensorDataset(x, y)
-    a = cached_features(model, ds, data_key={"t": 1}, cache_dir=tmp_path, layers=["layer7"], progress=False)
-    b = cached_features(model, ds, data_key={"t": 1}, cache_dir=tmp_path, layers=["layer7"], progress=False)
+    a = cached_features(
+        model, ds, data_key={"t": 1}, cache_dir=tmp_path, layers=["layer7"], progress=False
+    )
+    b = cached_features(
+        model, ds, data_key={"t": 1}, cache_dir=tmp_path, layers=["layer7"], progress=False
+    )
     assert len(calls) == 1 and torch.equal(a["layer7"], b["layer7"])
     other = _model(seed=5)
     assert model_fingerprint(other) != model_fingerprint(model)
-    cached_features(other, ds, data_key={"t": 1}, cache_dir=tmp_path, layers=["layer7"], progress=False)
+    cached_features(
+        other, ds, data_key={"t": 1}, cache_dir=tmp_path, layers=["layer7"], progress=False
+    )
     assert len(calls) == 2
     with pytest.raises(FeatureError, match="data_key is required"):
         cached_features(model, ds, data_key=None, cache_dir=tmp_path)
@@ -187,6 +210,7 @@ def test_fingerprint_memo_follows_in_place_changes():
 
 def test_benchmark_quick_run_ends_with_result_line(capsys):
     from benchmarks import features as bench
+
     assert bench.main(["--quick", "--images", "8", "--batch-size", "4"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("RESULT features overhead_vs_deepest=")

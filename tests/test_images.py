@@ -5,17 +5,30 @@ Expected values come from independent computations: hand-built test patterns, a 
 that does not use Pillow (tests/helpers/imagefiles.py), the EXIF specification's orientation
 table, the naive CMYK formula and Pillow's own float resize.
 """
+
 import os
 import tracemalloc
 
 import numpy as np
 import pytest
 import torch
+from helpers.imagefiles import (
+    BLUE,
+    GREEN,
+    RED,
+    YELLOW,
+    bomb_png,
+    cmyk_to_rgb,
+    exif_photo,
+    gradient,
+    pil_bytes,
+    png_bytes,
+    quadrants,
+    sample_files,
+    write_png,
+)
 from PIL import Image
 
-from helpers.imagefiles import (BLUE, GREEN, RED, YELLOW, bomb_png, cmyk_to_rgb, exif_photo,
-                                gradient, pil_bytes, png_bytes, quadrants, sample_files,
-                                write_png)
 from zfcore.data import images as I
 from zfcore.data import normalize
 from zfcore.profiles import get_profile
@@ -38,6 +51,7 @@ def assert_colour(x, row, col, rgb255, atol=0.03):
 
 # --- one pipeline -------------------------------------------------------------------------------
 
+
 def test_every_supported_format_loads_to_the_same_input(tmp_path):
     files = sample_files(tmp_path)
     ref = load01(files["rgb.png"])
@@ -48,7 +62,7 @@ def test_every_supported_format_loads_to_the_same_input(tmp_path):
         assert float(x.min()) >= 0 and float(x.max()) <= 1, name
         if name.startswith("rgb"):
             err = (x - ref).abs()
-            if name.endswith(".jpg"):   # lossy: close on average
+            if name.endswith(".jpg"):  # lossy: close on average
                 assert float(err.mean()) < 0.02, name
             else:
                 assert float(err.max()) < 1e-6, name
@@ -56,7 +70,7 @@ def test_every_supported_format_loads_to_the_same_input(tmp_path):
 
 def test_file_and_array_take_exactly_the_same_path(tmp_path):
     a = gradient(50, 80)
-    x_file = load01(write_png(tmp_path / "g.png", a))       # encoded without Pillow
+    x_file = load01(write_png(tmp_path / "g.png", a))  # encoded without Pillow
     x_arr = I.to_model_input(a, "tiny", normalized=False)
     x_pil = I.to_model_input(Image.fromarray(a), "tiny", normalized=False)
     x_t = I.to_model_input(torch.from_numpy(a).permute(2, 0, 1), "tiny", normalized=False)
@@ -76,14 +90,15 @@ def test_centre_crop_by_hand():
     # left quarter red, middle half green, right quarter blue: the centre square is all green
     a = np.zeros((S, 2 * S, 3), np.uint8)
     a[:, : S // 2] = RED
-    a[:, S // 2: 3 * S // 2] = GREEN
-    a[:, 3 * S // 2:] = BLUE
+    a[:, S // 2 : 3 * S // 2] = GREEN
+    a[:, 3 * S // 2 :] = BLUE
     x = I.to_model_input(a, "tiny", normalized=False)
     expected = torch.tensor(GREEN, dtype=torch.float32).view(3, 1, 1) / 255
     torch.testing.assert_close(x, expected.expand(3, S, S))
     # and for a portrait image the centre is taken vertically
-    torch.testing.assert_close(I.to_model_input(a.transpose(1, 0, 2), "tiny", normalized=False),
-                               expected.expand(3, S, S))
+    torch.testing.assert_close(
+        I.to_model_input(a.transpose(1, 0, 2), "tiny", normalized=False), expected.expand(3, S, S)
+    )
 
 
 @pytest.mark.parametrize("h,w", [(200, 300), (30, 45), (7, 5), (640, 480)])
@@ -94,14 +109,18 @@ def test_resize_matches_pillows_float_resize(h, w):
     x = I.to_model_input(a, "tiny", normalized=False)
     s = min(h, w)
     top, left = (h - s) // 2, (w - s) // 2
-    crop = a[top:top + s, left:left + s].astype(np.float32) / 255
-    ref = np.stack([np.asarray(Image.fromarray(crop[..., c], "F").resize((S, S), Image.BILINEAR))
-                    for c in range(3)])
+    crop = a[top : top + s, left : left + s].astype(np.float32) / 255
+    ref = np.stack(
+        [
+            np.asarray(Image.fromarray(crop[..., c], "F").resize((S, S), Image.BILINEAR))
+            for c in range(3)
+        ]
+    )
     np.testing.assert_allclose(x.numpy(), np.clip(ref, 0, 1), atol=2e-3)
 
 
 def test_huge_photo_is_shrunk_in_bounded_memory(tmp_path):
-    a = np.repeat(np.repeat(quadrants(60, 80), 25, 0), 25, 1)       # 2000 x 1500 pixels
+    a = np.repeat(np.repeat(quadrants(60, 80), 25, 0), 25, 1)  # 2000 x 1500 pixels
     p = tmp_path / "big.jpg"
     p.write_bytes(pil_bytes(Image.fromarray(a), "JPEG", quality=90))
     q = tmp_path / "big.png"
@@ -112,8 +131,12 @@ def test_huge_photo_is_shrunk_in_bounded_memory(tmp_path):
     tracemalloc.stop()
     assert peak < a.nbytes / 4, "a 3-megapixel JPEG is decoded at reduced scale (draft)"
     for img in (x, load01(q)):
-        for (r, c), col in {(S // 4, S // 4): RED, (S // 4, 3 * S // 4): GREEN,
-                            (3 * S // 4, S // 4): BLUE, (3 * S // 4, 3 * S // 4): YELLOW}.items():
+        for (r, c), col in {
+            (S // 4, S // 4): RED,
+            (S // 4, 3 * S // 4): GREEN,
+            (3 * S // 4, S // 4): BLUE,
+            (3 * S // 4, 3 * S // 4): YELLOW,
+        }.items():
             assert_colour(img, r, c, col, atol=0.05)
     assert I.load_folder(tmp_path, "tiny").original_sizes == [(2000, 1500)] * 2
     assert I.open_image(p).size == (2000, 1500)
@@ -135,6 +158,7 @@ def test_tiny_images_are_upscaled(tmp_path, h, w):
 
 # --- pixel formats -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("orientation", range(1, 9))
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
 def test_exif_orientation(tmp_path, orientation, fmt):
@@ -144,8 +168,12 @@ def test_exif_orientation(tmp_path, orientation, fmt):
     x = load01(p)
     assert I.load_folder(tmp_path, "tiny").original_sizes == [(64, 48)]
     assert I.open_image(p).size == (64, 48)
-    for (r, c), col in {(S // 4, S // 4): RED, (S // 4, 3 * S // 4): GREEN,
-                        (3 * S // 4, S // 4): BLUE, (3 * S // 4, 3 * S // 4): YELLOW}.items():
+    for (r, c), col in {
+        (S // 4, S // 4): RED,
+        (S // 4, 3 * S // 4): GREEN,
+        (3 * S // 4, S // 4): BLUE,
+        (3 * S // 4, 3 * S // 4): YELLOW,
+    }.items():
         assert_colour(x, r, c, col, atol=0.06)
 
 
@@ -158,7 +186,7 @@ def test_grayscale_bilevel_and_gray_alpha(tmp_path):
     bw.save(tmp_path / "bw.png")
     xb = load01(tmp_path / "bw.png")
     assert set(torch.unique(xb).tolist()) <= {0.0, 1.0}
-    la = Image.fromarray(np.stack([g, np.full_like(g, 0)], -1), "LA")   # fully transparent
+    la = Image.fromarray(np.stack([g, np.full_like(g, 0)], -1), "LA")  # fully transparent
     la.save(tmp_path / "la.png")
     torch.testing.assert_close(load01(tmp_path / "la.png"), torch.ones(3, S, S))
 
@@ -166,8 +194,8 @@ def test_grayscale_bilevel_and_gray_alpha(tmp_path):
 def test_rgba_is_composited_over_the_background(tmp_path):
     a = np.zeros((S, S, 4), np.uint8)
     a[..., :3] = RED
-    a[:, : S // 2, 3] = 0          # left half transparent
-    a[:, S // 2:, 3] = 128         # right half half-transparent
+    a[:, : S // 2, 3] = 0  # left half transparent
+    a[:, S // 2 :, 3] = 128  # right half half-transparent
     Image.fromarray(a, "RGBA").save(tmp_path / "a.png")
     x = load01(tmp_path / "a.png")
     assert_colour(x, 5, 5, (255, 255, 255), atol=1e-6)
@@ -177,14 +205,16 @@ def test_rgba_is_composited_over_the_background(tmp_path):
     xb = load01(tmp_path / "a.png", background=(0, 0, 0))
     assert_colour(xb, 5, 5, (0, 0, 0), atol=1e-6)
     # the same through the array path, in float
-    torch.testing.assert_close(I.to_model_input(a, "tiny", normalized=False), x, atol=1 / 255, rtol=0)
+    torch.testing.assert_close(
+        I.to_model_input(a, "tiny", normalized=False), x, atol=1 / 255, rtol=0
+    )
 
 
 def test_palette_with_transparency(tmp_path):
     img = Image.new("P", (S, S), 0)
     img.putpalette([*RED, *GREEN] + [0] * 762)
     img.paste(1, (0, 0, S // 2, S))
-    img.save(tmp_path / "p.png", transparency=0)       # index 0 (red) is transparent
+    img.save(tmp_path / "p.png", transparency=0)  # index 0 (red) is transparent
     x = load01(tmp_path / "p.png")
     assert_colour(x, 5, 5, GREEN, atol=1e-6)
     assert_colour(x, 5, S - 5, (255, 255, 255), atol=1e-6)
@@ -210,7 +240,7 @@ def test_sixteen_bit_gray_and_rgb_keep_their_values(tmp_path):
     torch.testing.assert_close(x[0], torch.from_numpy(v.astype(np.float32) / 65535))
     # finer than 8 bits: neighbouring 16-bit levels stay distinct
     fine = np.full((S, S), 1000, np.uint16)
-    fine[:, S // 2:] = 1001
+    fine[:, S // 2 :] = 1001
     xf = load01(write_png(tmp_path / "fine.png", fine, 16))
     assert float(xf[0, 0, -1] - xf[0, 0, 0]) == pytest.approx(1 / 65535, rel=1e-3)
     rgb16 = np.zeros((S, S, 3), np.uint16)
@@ -223,10 +253,13 @@ def test_sixteen_bit_gray_and_rgb_keep_their_values(tmp_path):
 
 def test_float_and_16bit_arrays():
     v = np.linspace(0, 1, S * S, dtype=np.float32).reshape(S, S)
-    torch.testing.assert_close(I.to_model_input(v, "tiny", normalized=False)[2], torch.from_numpy(v))
+    torch.testing.assert_close(
+        I.to_model_input(v, "tiny", normalized=False)[2], torch.from_numpy(v)
+    )
     v16 = (v * 65535).round().astype(np.uint16)
-    torch.testing.assert_close(I.to_model_input(v16, "tiny", normalized=False)[0],
-                               torch.from_numpy(v), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        I.to_model_input(v16, "tiny", normalized=False)[0], torch.from_numpy(v), atol=1e-5, rtol=0
+    )
     assert I.to_model_input(np.ones((S, S), bool), "tiny", normalized=False).min() == 1
 
 
@@ -241,11 +274,16 @@ def test_animation_and_multipage_use_the_first_frame(tmp_path):
 
 def test_icc_profile_is_applied_without_damage(tmp_path):
     from PIL import ImageCms
+
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     a = gradient(S, S)
     Image.fromarray(a).save(tmp_path / "icc.png", icc_profile=icc)
-    torch.testing.assert_close(load01(tmp_path / "icc.png"),
-                               I.to_model_input(a, "tiny", normalized=False), atol=2 / 255, rtol=0)
+    torch.testing.assert_close(
+        load01(tmp_path / "icc.png"),
+        I.to_model_input(a, "tiny", normalized=False),
+        atol=2 / 255,
+        rtol=0,
+    )
     Image.fromarray(a).save(tmp_path / "badicc.png", icc_profile=b"not a profile" * 10)
     with pytest.warns(UserWarning, match=r"badicc\.png: .*colour profile"):
         x = load01(tmp_path / "badicc.png")
@@ -253,6 +291,7 @@ def test_icc_profile_is_applied_without_damage(tmp_path):
 
 
 # --- bad files: an error that names the file and the problem ----------------------------------
+
 
 def _bad(path, match, cls=I.ImageLoadError, **kw):
     with pytest.raises(cls, match=match) as e:
@@ -274,8 +313,10 @@ def test_bad_files_are_named_with_the_problem(tmp_path):
         "notes.jpg": (b"shopping list: milk, eggs\n" * 20, "not an image.*text"),
         "page.png": (b"<!DOCTYPE html><html><body>404</body></html>", "not an image.*HTML"),
         "doc.jpg": (b"%PDF-1.4\n" + b"x" * 100, "not an image.*PDF"),
-        "random.webp": (bytes(np.random.default_rng(0).integers(0, 256, 500, dtype=np.uint8)),
-                        "not an image"),
+        "random.webp": (
+            bytes(np.random.default_rng(0).integers(0, 256, 500, dtype=np.uint8)),
+            "not an image",
+        ),
         "really_png.jpg": (png, r"is a PNG image but its name ends in \.jpg.*really_png\.png"),
         "photo.heic": (b"\x00\x00\x00\x18ftypheic" + b"\x00" * 50, "HEIC"),
         "header.png": (png[:40], "truncated|corrupt"),
@@ -285,7 +326,11 @@ def test_bad_files_are_named_with_the_problem(tmp_path):
         p.write_bytes(data)
         _bad(p, match)
     # a wrongly named but valid file loads when the caller accepts it
-    assert I.load_image(tmp_path / "really_png.jpg", "tiny", check_extension=False).shape == (3, S, S)
+    assert I.load_image(tmp_path / "really_png.jpg", "tiny", check_extension=False).shape == (
+        3,
+        S,
+        S,
+    )
 
 
 def test_missing_folder_and_special_files(tmp_path):
@@ -294,7 +339,7 @@ def test_missing_folder_and_special_files(tmp_path):
     _bad(tmp_path / "dir.jpg", "is a folder.*load_folder")
     (tmp_path / "link.jpg").symlink_to(tmp_path / "gone.jpg")
     _bad(tmp_path / "link.jpg", "broken link")
-    os.mkfifo(tmp_path / "pipe.jpg")                       # opening it would block forever
+    os.mkfifo(tmp_path / "pipe.jpg")  # opening it would block forever
     _bad(tmp_path / "pipe.jpg", "not a regular file")
     with pytest.raises(TypeError, match="file path"):
         I.load_image(12, "tiny")
@@ -311,7 +356,7 @@ def test_unreadable_file(tmp_path):
 
 def test_decompression_bomb_is_refused_before_decoding(tmp_path):
     p = tmp_path / "bomb.png"
-    p.write_bytes(bomb_png(60_000, 60_000))                 # 3.6 gigapixels in a few hundred bytes
+    p.write_bytes(bomb_png(60_000, 60_000))  # 3.6 gigapixels in a few hundred bytes
     assert p.stat().st_size < 2000
     tracemalloc.start()
     e = _bad(p, "too many pixels|megapixels", I.ImageTooLargeError)
@@ -320,7 +365,7 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path):
     assert peak < 20e6
     assert "decompression bomb" in str(e) or "decompression" in str(e).lower()
     q = tmp_path / "bomb2.png"
-    q.write_bytes(bomb_png(9000, 9000))                     # under Pillow's limit, over ours
+    q.write_bytes(bomb_png(9000, 9000))  # under Pillow's limit, over ours
     _bad(q, "81.0 megapixels, over the limit of 1.0", I.ImageTooLargeError, max_pixels=1_000_000)
     with pytest.raises(ValueError, match="max_pixels"):
         I.load_image(q, "tiny", max_pixels=0)
@@ -334,19 +379,23 @@ def test_pillow_never_opens_postscript(tmp_path):
 
 # --- arrays at the API boundary ----------------------------------------------------------------
 
-@pytest.mark.parametrize("bad,match", [
-    (np.zeros((3, 40, 40), np.uint8), r"moveaxis"),
-    (np.zeros((40, 40, 5), np.uint8), r"not an image"),
-    (np.zeros((0, 40, 3), np.uint8), r"no pixels"),
-    (np.full((8, 8, 3), 2.0), r"\[0, 1\].*divide by 255|rescale"),
-    (np.full((8, 8, 3), -0.5, np.float32), r"\[0, 1\]"),
-    (np.full((8, 8, 3), np.nan), r"NaN"),
-    (np.zeros((8, 8, 3), np.int64), r"ambiguous"),
-    (np.zeros((8, 8, 3), np.complex64), r"not an image"),
-    (np.zeros((8,), np.uint8), r"not an image"),
-    (torch.zeros(1, 3, 8, 8), r"one image at a time"),
-    (torch.zeros(8, 8, 3), r"channels-last"),
-])
+
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (np.zeros((3, 40, 40), np.uint8), r"moveaxis"),
+        (np.zeros((40, 40, 5), np.uint8), r"not an image"),
+        (np.zeros((0, 40, 3), np.uint8), r"no pixels"),
+        (np.full((8, 8, 3), 2.0), r"\[0, 1\].*divide by 255|rescale"),
+        (np.full((8, 8, 3), -0.5, np.float32), r"\[0, 1\]"),
+        (np.full((8, 8, 3), np.nan), r"NaN"),
+        (np.zeros((8, 8, 3), np.int64), r"ambiguous"),
+        (np.zeros((8, 8, 3), np.complex64), r"not an image"),
+        (np.zeros((8,), np.uint8), r"not an image"),
+        (torch.zeros(1, 3, 8, 8), r"one image at a time"),
+        (torch.zeros(8, 8, 3), r"channels-last"),
+    ],
+)
 def test_bad_arrays(bad, match):
     with pytest.raises(I.ImageArrayError, match=match):
         I.to_model_input(bad, "tiny")
@@ -362,6 +411,7 @@ def test_bad_types_and_options():
 
 
 # --- folders --------------------------------------------------------------------------------------
+
 
 def _messy_folder(root):
     files = sample_files(root / "photos")
@@ -384,7 +434,14 @@ def test_load_folder_keeps_good_images_and_lists_every_skipped_file(tmp_path):
     assert b.paths == [d / n for n in good]
     assert b.original_sizes == [(40, 30)] * len(good)
     skipped = {s.path.name: s.reason for s in b.skipped}
-    assert set(skipped) == {"notes.txt", ".DS_Store", "broken.jpg", "empty.png", "iphone.heic", "sub"}
+    assert set(skipped) == {
+        "notes.txt",
+        ".DS_Store",
+        "broken.jpg",
+        "empty.png",
+        "iphone.heic",
+        "sub",
+    }
     assert "truncated" in skipped["broken.jpg"] and "empty" in skipped["empty.png"]
     assert "recursive=True" in skipped["sub"] and "HEIC" in skipped["iphone.heic"]
     for name in skipped:
@@ -400,8 +457,9 @@ def test_iter_folder_streams_the_same_images(tmp_path):
     d, good = _messy_folder(tmp_path)
     batches = list(I.iter_folder(d, "tiny", batch_size=4))
     assert [len(b) for b in batches] == [4, 4, 3]
-    torch.testing.assert_close(torch.cat([b.images for b in batches]),
-                               I.load_folder(d, "tiny").images)
+    torch.testing.assert_close(
+        torch.cat([b.images for b in batches]), I.load_folder(d, "tiny").images
+    )
     assert sum(len(b.skipped) for b in batches) == 6
     with pytest.raises(ValueError, match="batch_size"):
         I.iter_folder(d, "tiny", batch_size=0)
@@ -409,9 +467,11 @@ def test_iter_folder_streams_the_same_images(tmp_path):
 
 def test_photo_stream_feeds_mining_and_feature_extraction(tmp_path):
     from torch.utils.data import DataLoader
+
     from zfcore import models
     from zfcore.features import extract_features
     from zfcore.mining import mine_topk
+
     d, good = _messy_folder(tmp_path)
     stream = I.PhotoStream(d, "tiny", batch_size=4)
     batches = list(stream)
@@ -455,6 +515,7 @@ def test_folder_errors(tmp_path):
 
 def test_errors_survive_pickling():
     import pickle
+
     e = I.ImageTooLargeError("/x/a.png", "is huge", "shrink it")
     e2 = pickle.loads(pickle.dumps(e))
     assert type(e2) is I.ImageTooLargeError and str(e2) == str(e) and e2.path == e.path
@@ -462,8 +523,10 @@ def test_errors_survive_pickling():
 
 # --- sample photos --------------------------------------------------------------------------------
 
+
 def test_sample_photos_offline():
     import skimage.data as skd
+
     b = I.sample_photos("tiny")
     assert b.names == ["cat", "astronaut", "coffee", "rocket", "motorcycle"]
     assert b.images.shape == (5, 3, S, S)
@@ -474,6 +537,7 @@ def test_sample_photos_offline():
     with pytest.raises(ValueError, match="unknown sample photo"):
         I.sample_photos("tiny", ["dog"])
     from torchvision.models import AlexNet_Weights
+
     cats = AlexNet_Weights.IMAGENET1K_V1.meta["categories"]
     for name, classes in I.SAMPLE_PHOTO_CLASSES.items():
         assert name in I.SAMPLE_PHOTOS and all(c in cats for c in classes)

@@ -2,6 +2,7 @@
 environment, imported from an unrelated folder. Offline: the wheel is built without build
 isolation and installed without dependencies; the fresh environment sees this environment's
 packages (torch, ...) through a ``.pth`` line, as an environment with its own torch would."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,22 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-NOT_BASE = {"pytest", "pytest-xdist", "hypothesis", "playwright", "captum", "ruff", "jupyterlab",
-            "voila", "papermill", "nbconvert", "nbformat", "ipykernel", "notebook", "jupyter-server"}
+NOT_BASE = {
+    "pytest",
+    "pytest-xdist",
+    "hypothesis",
+    "playwright",
+    "captum",
+    "ruff",
+    "jupyterlab",
+    "voila",
+    "papermill",
+    "nbconvert",
+    "nbformat",
+    "ipykernel",
+    "notebook",
+    "jupyter-server",
+}
 
 PROBE = """
 import json, os, sys
@@ -43,25 +58,62 @@ def _run(cmd, **kw):
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("install")
-    src = tmp / "src"          # the sources alone: the build leaves nothing in the checkout
+    src = tmp / "src"  # the sources alone: the build leaves nothing in the checkout
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
-    shutil.copytree(ROOT / "zfcore", src / "zfcore", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-          "-q", "-w", tmp / "wheels", src])
+    shutil.copytree(
+        ROOT / "zfcore", src / "zfcore", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            tmp / "wheels",
+            src,
+        ]
+    )
     wheel = next((tmp / "wheels").glob("zfcore-*.whl"))
     venv = tmp / "venv"
     _run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv])
-    site = Path(_run([venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).strip())
+    site = Path(
+        _run(
+            [
+                venv / "bin" / "python",
+                "-c",
+                "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+            ]
+        ).strip()
+    )
     (site / "zz_checkout_environment.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    _run([sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install", "--no-deps",
-          "--no-index", "-q", wheel])
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            venv / "bin" / "python",
+            "install",
+            "--no-deps",
+            "--no-index",
+            "-q",
+            wheel,
+        ]
+    )
     return tmp, venv, site, wheel
 
 
 def _probe(venv, cwd, **env):
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ZFCORE_") and k != "XDG_CACHE_HOME"}
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith("ZFCORE_") and k != "XDG_CACHE_HOME"
+    }
     out = _run([venv / "bin" / "python", "-c", PROBE], cwd=cwd, env={**clean, **env})
     return json.loads(out.strip().splitlines()[-1])
 
@@ -86,7 +138,13 @@ def test_installed_package_writes_outside_site_packages(installed, tmp_path):
 
 def test_console_scripts_are_installed(installed):
     tmp, venv, site, _ = installed
-    for name in ("zfcore-explain", "zfcore-train", "zfcore-figures", "zfcore-report", "zfcore-site"):
+    for name in (
+        "zfcore-explain",
+        "zfcore-train",
+        "zfcore-figures",
+        "zfcore-report",
+        "zfcore-site",
+    ):
         assert (venv / "bin" / name).is_file(), name
     assert "--retrain" in _run([venv / "bin" / "zfcore-train", "--help"], cwd=tmp)
 
@@ -96,8 +154,11 @@ def test_base_requirements_list_no_test_tool_or_notebook_server(installed):
     meta_file = next(site.glob("zfcore-*.dist-info")) / "METADATA"
     meta = Parser().parsestr(meta_file.read_text())
     requires = meta.get_all("Requires-Dist") or []
-    base = {r.split(";")[0].split("[")[0].split(">")[0].split("=")[0].split("<")[0].strip().lower()
-            for r in requires if "extra ==" not in r}
+    base = {
+        r.split(";")[0].split("[")[0].split(">")[0].split("=")[0].split("<")[0].strip().lower()
+        for r in requires
+        if "extra ==" not in r
+    }
     assert {"torch", "torchvision", "numpy", "safetensors"} <= base
     assert not base & NOT_BASE, f"base requirements include {sorted(base & NOT_BASE)}"
     assert set(meta.get_all("Provides-Extra")) >= {"notebooks", "dev"}

@@ -1,6 +1,7 @@
 """Where zfcore writes: a checkout keeps everything inside it; an installed package writes to the
 user's cache and the working directory, never next to itself; a read-only folder names the
 variable that moves it; notebooks write the figures of record only when asked."""
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,13 @@ from zfcore.profiles import get_profile
 from zfcore.report import Report
 
 ROOT = Path(__file__).resolve().parent.parent
-VARIABLES = ("ZFCORE_CACHE", "ZFCORE_FIGURES", "ZFCORE_BUILD", "ZFCORE_SAVE_FIGURES", "XDG_CACHE_HOME")
+VARIABLES = (
+    "ZFCORE_CACHE",
+    "ZFCORE_FIGURES",
+    "ZFCORE_BUILD",
+    "ZFCORE_SAVE_FIGURES",
+    "XDG_CACHE_HOME",
+)
 
 
 @pytest.fixture
@@ -59,10 +66,14 @@ def test_checkout_detection(tmp_path):
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "pyproject.toml").write_text("not [toml")
     assert locations._is_checkout(tmp_path / "ours") and locations._is_checkout(tmp_path / "git")
-    assert not locations._is_checkout(tmp_path / "other") and not locations._is_checkout(tmp_path / "broken")
+    assert not locations._is_checkout(tmp_path / "other") and not locations._is_checkout(
+        tmp_path / "broken"
+    )
 
 
-def test_installed_writes_to_the_user_cache_and_the_working_directory(installed, clean_env, tmp_path):
+def test_installed_writes_to_the_user_cache_and_the_working_directory(
+    installed, clean_env, tmp_path
+):
     site, work = installed
     assert locations.checkout_root() is None
     assert locations.cache_root() == tmp_path / "home" / ".cache" / "zfcore"
@@ -75,8 +86,11 @@ def test_installed_writes_to_the_user_cache_and_the_working_directory(installed,
 
 
 def test_variables_override_everywhere(installed, tmp_path, monkeypatch):
-    for name, fn in (("ZFCORE_CACHE", locations.cache_root), ("ZFCORE_FIGURES", locations.figures_root),
-                     ("ZFCORE_BUILD", locations.build_root)):
+    for name, fn in (
+        ("ZFCORE_CACHE", locations.cache_root),
+        ("ZFCORE_FIGURES", locations.figures_root),
+        ("ZFCORE_BUILD", locations.build_root),
+    ):
         monkeypatch.setenv(name, str(tmp_path / name))
         assert fn() == tmp_path / name
 
@@ -100,7 +114,7 @@ def test_read_only_folders_name_the_variable(tmp_path, monkeypatch):
 
 def test_report_writes_the_figures_of_record_only_when_asked(clean_env, tmp_path):
     clean_env.setenv("ZFCORE_BUILD", str(tmp_path / "build"))
-    P = get_profile("tiny", figures_root=locations.figures_root())   # the standard folder
+    P = get_profile("tiny", figures_root=locations.figures_root())  # the standard folder
     draft = Report("99_check", P)
     assert draft.dir == tmp_path / "build" / "figures" / "tiny"
     draft.record(x=1)
@@ -126,16 +140,26 @@ def test_report_in_a_read_only_folder_names_the_variable(tmp_path):
 @pytest.mark.notebook
 def test_the_runner_asks_for_the_figures_of_record(tmp_path, clean_env):
     from zfcore.runner import run_notebook
+
     clean_env.setenv("ZFCORE_BUILD", str(tmp_path / "build"))
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     params = nbformat.v4.new_code_cell('profile = "tiny"')
     params.metadata["tags"] = ["parameters"]
     out = tmp_path / "seen.json"
-    nb.cells = [nbformat.v4.new_markdown_cell("# check"), params, nbformat.v4.new_code_cell(
-        f"import json, os\nfrom zfcore.locations import saving_figures\n"
-        f"json.dump({{'save': os.environ.get('ZFCORE_SAVE_FIGURES'), 'saving': saving_figures()}}, "
-        f"open({str(out)!r}, 'w'))")]
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# check"),
+        params,
+        nbformat.v4.new_code_cell(
+            f"import json, os\nfrom zfcore.locations import saving_figures\n"
+            f"json.dump({{'save': os.environ.get('ZFCORE_SAVE_FIGURES'), 'saving': saving_figures()}}, "
+            f"open({str(out)!r}, 'w'))"
+        ),
+    ]
     path = tmp_path / "99_check.ipynb"
     nbformat.write(nb, path)
     run_notebook(path, "tiny")

@@ -1,12 +1,23 @@
 """Streaming top-k mining against a naive computation over all activations; merging shards."""
+
 import pytest
 import torch
 
 from zfcore import models
 from zfcore.deconv import layer_activations, project
-from zfcore.mining import (LayerTopK, MiningError, TopK, TopKMiner, chance_majority_share,
-                           gather_merge, majority_share, mine_dataset, mine_topk,
-                           model_fingerprint, top_requests)
+from zfcore.mining import (
+    LayerTopK,
+    MiningError,
+    TopK,
+    TopKMiner,
+    chance_majority_share,
+    gather_merge,
+    majority_share,
+    mine_dataset,
+    mine_topk,
+    model_fingerprint,
+    top_requests,
+)
 
 LAYERS = ["layer1", "layer2", "layer3", "layer4", "layer5"]
 
@@ -20,7 +31,7 @@ def _one_thread():
 def model():
     torch.manual_seed(0)
     m = models.zfnet(width=0.0625, image_size=64, fc_units=32, num_classes=4).eval()
-    with torch.no_grad():                       # a dead map: ties everywhere
+    with torch.no_grad():  # a dead map: ties everywhere
         m.features.conv3.weight[1].zero_()
         m.features.conv3.bias[1] = -1.0
     return m
@@ -55,16 +66,26 @@ def naive_topk(model, x, labels, k):
 
 
 def as_rows(lt: LayerTopK):
-    return [[(-float(lt.values[c, j]), int(lt.images[c, j]), int(lt.ys[c, j]), int(lt.xs[c, j]),
-              int(lt.labels[c, j])) for j in range(lt.k)] for c in range(lt.maps)]
+    return [
+        [
+            (
+                -float(lt.values[c, j]),
+                int(lt.images[c, j]),
+                int(lt.ys[c, j]),
+                int(lt.xs[c, j]),
+                int(lt.labels[c, j]),
+            )
+            for j in range(lt.k)
+        ]
+        for c in range(lt.maps)
+    ]
 
 
 @pytest.mark.parametrize("batch_size", [5, 16, 37])
 def test_streaming_equals_naive(model, data, batch_size):
     x, y = data
     want = naive_topk(model, x, y, 9)
-    got = mine_topk(model, list(zip(x.split(batch_size), y.split(batch_size))), k=9,
-                    progress=False)
+    got = mine_topk(model, list(zip(x.split(batch_size), y.split(batch_size))), k=9, progress=False)
     assert got.n_images == 37 and list(got.layers) == LAYERS
     for layer in LAYERS:
         g, w = as_rows(got[layer]), want[layer]
@@ -87,8 +108,9 @@ def test_merge_of_shards_equals_whole(model, data):
     shards = []
     for r in range(3):
         idx = torch.arange(r, 37, 3)
-        shards.append(mine_topk(model, [(x[idx], torch.full((len(idx),), -1), idx)], k=9,
-                                progress=False))
+        shards.append(
+            mine_topk(model, [(x[idx], torch.full((len(idx),), -1), idx)], k=9, progress=False)
+        )
     merged = shards[2].merge(shards[0]).merge(shards[1])
     assert merged.equal(whole) and merged.n_images == 37
 
@@ -112,7 +134,8 @@ def test_memory_does_not_grow_with_data(model):
         miner.update(torch.randn(6, 3, 64, 64))
         assert {l: tuple(t.values.shape) for l, t in miner.state.items()} == {
             "layer1": (model.features.conv1.out_channels, 4),
-            "layer5": (model.features.conv5.out_channels, 4)}
+            "layer5": (model.features.conv5.out_channels, 4),
+        }
     assert miner.result().n_images == 30
     assert int(miner.result()["layer1"].images.max()) < 30
 
@@ -134,7 +157,8 @@ def test_majority_share_by_hand_and_chance():
     assert s.tolist() == pytest.approx([2 / 3, 0.25, 1.0])
     # 2 balanced classes, k = 3: the majority holds 2 of 3 w.p. 3/4, all 3 w.p. 1/4 -> 0.75
     assert chance_majority_share(torch.arange(100) % 2, 3, trials=40000) == pytest.approx(
-        0.75, abs=0.01)
+        0.75, abs=0.01
+    )
 
 
 def test_errors_and_helpers(model, data):
@@ -143,8 +167,9 @@ def test_errors_and_helpers(model, data):
         mine_topk(model, x, k=0, progress=False)
     with pytest.raises(models.LayerError, match="layer9"):
         mine_topk(model, x, layers=["layer9"], progress=False)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8,
-                                         shuffle=True)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x, y), batch_size=8, shuffle=True
+    )
     with pytest.raises(MiningError, match="shuffle"):
         mine_topk(model, loader, progress=False)
     a = mine_topk(model, x[:5], k=2, progress=False)
@@ -157,18 +182,20 @@ def test_errors_and_helpers(model, data):
         a["layer7"]
     ordered = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
     assert mine_topk(model, ordered, k=9, progress=False).equal(
-        mine_topk(model, [(x, y)], k=9, progress=False))
+        mine_topk(model, [(x, y)], k=9, progress=False)
+    )
 
 
 def test_mine_dataset_is_cached_by_weights(tmp_path, monkeypatch):
     from zfcore import mining
     from zfcore.profiles import get_profile
+
     p = get_profile("tiny", cache_dir=tmp_path)
     torch.manual_seed(0)
     m = models.zfnet(**p.model_kwargs()).eval()
     first = mine_dataset(m, p, n_images=24, k=3, progress=False)
     assert first.n_images == 24 and len(list(tmp_path.glob("topk/*/result.pt"))) == 1
-    assert int(first["layer1"].labels.min()) >= 0       # labels come with the scenes
+    assert int(first["layer1"].labels.min()) >= 0  # labels come with the scenes
     calls = []
     monkeypatch.setattr(mining, "mine_topk", lambda *a, **k: calls.append(1))
     again = mine_dataset(m, p, n_images=24, k=3, progress=False)
@@ -181,19 +208,23 @@ def test_mine_dataset_is_cached_by_weights(tmp_path, monkeypatch):
     other = mine_dataset(m, p, n_images=24, k=3, progress=False)
     assert len(list(tmp_path.glob("topk/*/result.pt"))) == 2 and not other.equal(first)
     with pytest.raises(MiningError, match="n_images"):
-        mine_dataset(m, p, n_images=10 ** 6, progress=False)
+        mine_dataset(m, p, n_images=10**6, progress=False)
 
 
 def test_class_specificity_pick_maps_and_project_top(model, data):
     from zfcore.mining import class_specificity, pick_maps, project_top
+
     x, y = data
     res = mine_topk(model, [(x, y)], k=4, progress=False)
     share, alive = class_specificity(res, "layer3")
     lt = res["layer3"]
     fires = lt.values[:, 0] > 0
-    assert alive == int(fires.sum()) and not fires[1]              # the dead map is left out
-    want = [max(lt.labels[c].tolist().count(v) for v in set(lt.labels[c].tolist())) / 4
-            for c in range(lt.maps) if fires[c]]
+    assert alive == int(fires.sum()) and not fires[1]  # the dead map is left out
+    want = [
+        max(lt.labels[c].tolist().count(v) for v in set(lt.labels[c].tolist())) / 4
+        for c in range(lt.maps)
+        if fires[c]
+    ]
     assert share == pytest.approx(sum(want) / len(want))
     picked = pick_maps(res, "layer3", 3)
     assert len(picked) == 3 and 1 not in picked
@@ -208,15 +239,18 @@ def test_class_specificity_pick_maps_and_project_top(model, data):
 
 def _rank_worker(rank, world, port, x, out_path):
     import torch.distributed as dist
+
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
     try:
         torch.manual_seed(0)
         m = models.zfnet(width=0.0625, image_size=64, fc_units=32, num_classes=4).eval()
-        idx = torch.arange(rank, len(x), world)               # this rank's shard
-        part = mine_topk(m, [(x[idx], torch.zeros(len(idx), dtype=torch.long), idx)], k=5,
-                         progress=False)
+        idx = torch.arange(rank, len(x), world)  # this rank's shard
+        part = mine_topk(
+            m, [(x[idx], torch.zeros(len(idx), dtype=torch.long), idx)], k=5, progress=False
+        )
         merged = gather_merge(part)
         if rank == 0:
             torch.save(merged.to_dict(), out_path)
@@ -226,7 +260,9 @@ def _rank_worker(rank, world, port, x, out_path):
 
 def test_gather_merge_across_processes(tmp_path):
     import socket
+
     import torch.multiprocessing as mp
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -244,18 +280,19 @@ def test_top_panels_equal_a_loop_of_projections_and_crops(model, data):
     """top_panels against each mined entry projected alone and cut with crop_patch by hand."""
     from zfcore.mining import TopImages, top_panels
     from zfcore.receptive import crop_patch, receptive_field
+
     x, y = data
     res = mine_topk(model, [(x, y)], k=3, progress=False)
     ids = list(range(len(x)))
-    images = TopImages(ids, x, x.sigmoid())                    # any "display" version of the images
+    images = TopImages(ids, x, x.sigmoid())  # any "display" version of the images
     tp = top_panels(model, res, "layer3", [4, 0], images)
     lt, rf = res["layer3"], receptive_field(model, "layer3")
     assert tp.field.size == rf.size
     row = 0
-    for c in (4, 0):                                           # channel-major, strongest first
+    for c in (4, 0):  # channel-major, strongest first
         for r in range(3):
             i, yy, xx = int(lt.images[c, r]), int(lt.ys[c, r]), int(lt.xs[c, r])
-            px = project(model, x[i:i + 1], "layer3", [(0, c, yy, xx)]).pixels[0]
+            px = project(model, x[i : i + 1], "layer3", [(0, c, yy, xx)]).pixels[0]
             assert torch.allclose(tp.projections[row], crop_patch(px, rf, yy, xx, 0.0), atol=1e-5)
             assert torch.equal(tp.patches[row], crop_patch(x[i].sigmoid(), rf, yy, xx, 0.5))
             row += 1
@@ -267,17 +304,31 @@ def test_top_panels_equal_a_loop_of_projections_and_crops(model, data):
 
 def test_panels_labels_and_top_images_by_hand(model, data):
     from zfcore.mining import TopImages, TopPanels, TopProjections
+
     t = torch.tensor
-    entries = TopProjections("layer1", "deconvnet", t([2, 2, 2, 5]), t([0, 1, 2, 0]), t([7, 3, 9, 3]),
-                             t([0, 0, 0, 0]), t([0, 0, 0, 0]), t([1, 0, 1, 2]), torch.zeros(4, 3, 5, 5),
-                             torch.ones(4))
+    entries = TopProjections(
+        "layer1",
+        "deconvnet",
+        t([2, 2, 2, 5]),
+        t([0, 1, 2, 0]),
+        t([7, 3, 9, 3]),
+        t([0, 0, 0, 0]),
+        t([0, 0, 0, 0]),
+        t([1, 0, 1, 2]),
+        torch.zeros(4, 3, 5, 5),
+        torch.ones(4),
+    )
     panels = TopPanels(entries, None, torch.arange(4.0).view(4, 1, 1, 1), torch.zeros(4, 1, 1, 1))
     got = panels.panels([2, 5], ["cat", "dog", "owl"])
     assert [p["label"] for p in got] == ["map 2: dog x2, cat x1", "map 5: owl x1"]
     assert got[0]["projections"].flatten().tolist() == [0, 1, 2]
     assert [p["label"] for p in panels.panels([5])] == ["map 5"]
-    imgs = TopImages([3, 7, 9], torch.arange(3.0).view(3, 1), torch.arange(3.0).view(3, 1) + 10,
-                     torch.arange(12.0).view(3, 4))
+    imgs = TopImages(
+        [3, 7, 9],
+        torch.arange(3.0).view(3, 1),
+        torch.arange(3.0).view(3, 1) + 10,
+        torch.arange(12.0).view(3, 4),
+    )
     assert imgs.load([9, 3]).flatten().tolist() == [2, 0]
     assert imgs.display([7]).flatten().tolist() == [11]
     assert imgs.boxes_of([9]).tolist() == [[8, 9, 10, 11]]
@@ -291,19 +342,28 @@ def test_load_top_images_scenes_and_photos(tmp_path):
     from zfcore.data import denormalize, get_dataset, normalize
     from zfcore.mining import load_top_images
     from zfcore.profiles import get_profile
+
     p = get_profile("tiny", cache_dir=tmp_path)
     torch.manual_seed(0)
     m = models.zfnet(**p.model_kwargs()).eval()
     res = mine_dataset(m, p, n_images=20, k=3, layers=["layer2", "layer4"], progress=False)
     ds = get_dataset(p, "val")
     imgs = load_top_images(ds, p, res, {"layer2": [0, 1]}, {"layer4": [3], "layer2": [1]})
-    want = sorted({int(i) for l, cs in (("layer2", [0, 1]), ("layer4", [3])) for c in cs
-                   for i in res[l].images[c].tolist()})
+    want = sorted(
+        {
+            int(i)
+            for l, cs in (("layer2", [0, 1]), ("layer4", [3]))
+            for c in cs
+            for i in res[l].images[c].tolist()
+        }
+    )
     assert imgs.indices == want
     sb = ds.scenes(want)
     assert torch.equal(imgs.images01, sb.images) and torch.equal(imgs.boxes, sb.boxes)
     assert torch.equal(imgs.inputs, normalize(sb.images, p))
-    photos = [(normalize(sb.images[i], p), 0) for i in range(len(want))]  # a Dataset of (image, label)
+    photos = [
+        (normalize(sb.images[i], p), 0) for i in range(len(want))
+    ]  # a Dataset of (image, label)
     res_p = TopK(1, {"layer2": LayerTopK(*(torch.tensor([[v]]) for v in (1.0, 2, 0, 0, 0)))}, 3)
     got = load_top_images(photos, p, res_p, {"layer2": [0]})
     assert got.indices == [2] and got.boxes is None
@@ -313,11 +373,12 @@ def test_load_top_images_scenes_and_photos(tmp_path):
 def test_layer_measures_and_box_energy_against_controls(tmp_path):
     """The notebook's measures against the per-projection control numbers and class_specificity."""
     import numpy as np
+
     from zfcore.controls import box_energy_shares
     from zfcore.data import get_dataset
-    from zfcore.mining import (class_specificity, firing_map_shares, layer_measures,
-                               load_top_images)
+    from zfcore.mining import class_specificity, firing_map_shares, layer_measures, load_top_images
     from zfcore.profiles import get_profile
+
     p = get_profile("tiny", cache_dir=tmp_path)
     torch.manual_seed(0)
     m = models.zfnet(**p.model_kwargs()).eval()
@@ -333,16 +394,21 @@ def test_layer_measures_and_box_energy_against_controls(tmp_path):
         assert meas.area[l] == pytest.approx(float(np.mean(shares["area"])), abs=1e-6)
         lt = res[l]
         assert firing_map_shares(res, l).tolist() == pytest.approx(
-            majority_share(lt.labels[lt.values[:, 0] > 0]).tolist())
+            majority_share(lt.labels[lt.values[:, 0] > 0]).tolist()
+        )
     assert meas.chance == chance_majority_share(ds.labels()[:16], 3)
     rec = meas.as_record()
     assert list(rec)[:2] == ["n_images_mined", "chance_majority_share"]
-    assert rec["layer3_projection_energy_in_box"] == meas.energy["layer3"] and rec["n_images_mined"] == 16
+    assert (
+        rec["layer3_projection_energy_in_box"] == meas.energy["layer3"]
+        and rec["n_images_mined"] == 16
+    )
     assert "energy in box" in meas.table() and len(meas.table().splitlines()) == 4
 
 
 def test_class_specificity_checks_effects_by_hand():
     from zfcore.mining import class_specificity_checks
+
     lab = torch.tensor([[0, 0, 0], [0, 1, 2], [1, 1, 0], [2, 2, 2]])
     val = torch.tensor([[3.0, 2, 1], [2.0, 1, 1], [0.0, 0, 0], [1.0, 1, 1]])
     z = torch.zeros(4, 3, dtype=torch.long)
@@ -358,9 +424,16 @@ def test_class_specificity_checks_effects_by_hand():
 
 def test_strongest_activation_by_a_loop(model, data):
     from zfcore.mining import strongest_activation
+
     x, _ = data
     for i in range(3):
-        a = layer_activations(model, x[i:i + 1], ["layer5"])["layer5"][0]
-        best = max(((float(a[c, yy, xx]), -c, -yy, -xx) for c in range(a.shape[0])
-                    for yy in range(a.shape[1]) for xx in range(a.shape[2])))
-        assert strongest_activation(model, x[i:i + 1], "layer5") == (-best[1], -best[2], -best[3])
+        a = layer_activations(model, x[i : i + 1], ["layer5"])["layer5"][0]
+        best = max(
+            (
+                (float(a[c, yy, xx]), -c, -yy, -xx)
+                for c in range(a.shape[0])
+                for yy in range(a.shape[1])
+                for xx in range(a.shape[2])
+            )
+        )
+        assert strongest_activation(model, x[i : i + 1], "layer5") == (-best[1], -best[2], -best[3])

@@ -1,5 +1,6 @@
 """Fig. 3's layer sizes and parameter count, Krizhevsky's first layer, Table 3 variants,
 layer addressing, the paper's initialisation and feature-scale clipping (section 3)."""
+
 import math
 
 import pytest
@@ -7,8 +8,16 @@ import torch
 from torch import nn
 
 from zfcore import models
-from zfcore.models import (TABLE3_VARIANTS, build, clip_filters_, filter_rms, get_layer,
-                           krizhevsky, paper_init_, zfnet)
+from zfcore.models import (
+    TABLE3_VARIANTS,
+    build,
+    clip_filters_,
+    filter_rms,
+    get_layer,
+    krizhevsky,
+    paper_init_,
+    zfnet,
+)
 
 
 def _hand_count(chs, fcs, k1, side, classes=1000):
@@ -36,8 +45,16 @@ def _sizes(model, size=224):
 
 def test_zfnet_spatial_sizes_match_fig3():
     s = _sizes(zfnet())
-    assert [s["conv1"], s["pool1"], s["conv2"], s["pool2"], s["conv3"], s["conv4"],
-            s["conv5"], s["pool5"]] == [110, 55, 26, 13, 13, 13, 13, 6]
+    assert [
+        s["conv1"],
+        s["pool1"],
+        s["conv2"],
+        s["pool2"],
+        s["conv3"],
+        s["conv4"],
+        s["conv5"],
+        s["pool5"],
+    ] == [110, 55, 26, 13, 13, 13, 13, 6]
 
 
 def test_zfnet_parameter_count():
@@ -59,8 +76,7 @@ def test_krizhevsky_first_layer_and_sizes():
 @pytest.mark.parametrize("variant", sorted(TABLE3_VARIANTS))
 @pytest.mark.parametrize("first", ["zf", "krizhevsky"])
 def test_table3_variants_build_and_run(variant, first):
-    m = build(variant, first_layer=first, width=0.25, image_size=112, num_classes=7,
-              fc_units=512)
+    m = build(variant, first_layer=first, width=0.25, image_size=112, num_classes=7, fc_units=512)
     assert m(torch.randn(2, 3, 112, 112)).shape == (2, 7)
     removed = TABLE3_VARIANTS[variant].get("removed", ())
     for i in range(1, 8):
@@ -71,8 +87,11 @@ def test_table3_variants_build_and_run(variant, first):
 
 def test_table3_widths():
     m = build("conv3_4_5_wide")
-    assert [m.features.conv3.out_channels, m.features.conv4.out_channels,
-            m.features.conv5.out_channels] == [512, 1024, 512]
+    assert [
+        m.features.conv3.out_channels,
+        m.features.conv4.out_channels,
+        m.features.conv5.out_channels,
+    ] == [512, 1024, 512]
     assert build("fc6_7_8192").classifier.fc6.out_features == 8192
     assert build("fc6_7_2048", fc_units=1024).classifier.fc6.out_features == 512
 
@@ -148,6 +167,7 @@ def test_pretrained_download_failure_names_file(tmp_path, monkeypatch):
 
     def no_network(*a, **k):
         raise OSError("network unreachable")
+
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
     with pytest.raises(models.MissingWeightsError, match="download failed"):
         models.vgg16(pretrained=True, download=True)
@@ -155,6 +175,7 @@ def test_pretrained_download_failure_names_file(tmp_path, monkeypatch):
 
 def test_pretrained_from_disk_and_layer_names(tmp_path, monkeypatch):
     from torchvision.models import AlexNet_Weights
+
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     ref = models.alexnet(pretrained=False)
     path = models._weights_file(AlexNet_Weights.IMAGENET1K_V1)
@@ -192,27 +213,29 @@ def _by_hand(model, x):
 
 def test_forward_layers_matches_running_the_modules_one_by_one():
     from zfcore.models import capture_layers, forward_layers
+
     torch.manual_seed(0)
     model = zfnet(width=0.125, image_size=64, num_classes=10, fc_units=256).eval()
     x = torch.randn(3, 3, 64, 64)
     want, logits = _by_hand(model, x)
     got = forward_layers(model, x, ["layer3", 1, "layer7", "layer3"])
-    assert list(got) == ["layer3", 1, "layer7"]                 # keyed as given, once each
+    assert list(got) == ["layer3", 1, "layer7"]  # keyed as given, once each
     for key, name in (("layer3", "layer3"), (1, "layer1"), ("layer7", "layer7")):
         torch.testing.assert_close(got[key], want[name], rtol=0, atol=0)
     with capture_layers(model, ["layer5"], transform=lambda _, o: o.sum()) as seen:
-        out = model(x)                                          # runs to the end
+        out = model(x)  # runs to the end
     torch.testing.assert_close(out, logits, rtol=0, atol=0)
     torch.testing.assert_close(seen["layer5"], want["layer5"].sum())
 
 
 def test_forward_layers_stops_after_the_deepest_and_leaves_no_hooks():
     from zfcore.models import forward_layers
+
     model = zfnet(width=0.125, image_size=64, num_classes=10, fc_units=256).eval()
     ran = []
     spy = get_layer(model, "layer6").register_forward_hook(lambda *a: ran.append(1))
     forward_layers(model, torch.randn(1, 3, 64, 64), ["layer2", "layer5"])
-    assert ran == []                                            # layers 6-7 never ran
+    assert ran == []  # layers 6-7 never ran
     spy.remove()
     assert all(not m._forward_hooks for m in model.modules())
     with pytest.raises(models.LayerError, match="layer9"):

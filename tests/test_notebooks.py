@@ -2,6 +2,7 @@
 figures it promises (its metadata's ``zfcore.figures``) in figures/tiny/, and a JSON of numbers
 that says where they came from (its ``provenance``) and, for the notebooks that test the paper's
 claims, at least one verdict in the three words of ``zfcore.verdicts``."""
+
 import datetime as dt
 import json
 import re
@@ -23,7 +24,15 @@ CLAIM_NOTEBOOKS = {"03", "04", "05", "06", "07", "08", "09", "10", "11", "13"}
 #: Notebooks whose numbers come from a network they register (Report.uses_model); 01 measures
 #: untrained layouts only.
 MODEL_NOTEBOOKS = {"00", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "12", "13"}
-PROVENANCE_KEYS = {"commit", "zfcore_version", "profile", "profile_hash", "models", "date", "wall_time_s"}
+PROVENANCE_KEYS = {
+    "commit",
+    "zfcore_version",
+    "profile",
+    "profile_hash",
+    "models",
+    "date",
+    "wall_time_s",
+}
 
 
 def numbers_problems(stem: str, data: dict, profile: str) -> list[str]:
@@ -39,8 +48,10 @@ def numbers_problems(stem: str, data: dict, profile: str) -> list[str]:
     if prov.get("zfcore_version") != __version__:
         problems.append(f"zfcore_version {prov.get('zfcore_version')!r}, expected {__version__!r}")
     if prov.get("profile") != profile or prov.get("profile_hash") != profile_hash(profile):
-        problems.append(f"profile {prov.get('profile')!r} / hash {prov.get('profile_hash')!r}, expected "
-                        f"{profile!r} / {profile_hash(profile)!r}")
+        problems.append(
+            f"profile {prov.get('profile')!r} / hash {prov.get('profile_hash')!r}, expected "
+            f"{profile!r} / {profile_hash(profile)!r}"
+        )
     models = prov.get("models")
     if not isinstance(models, dict) or not all(isinstance(v, str) and v for v in models.values()):
         problems.append(f"provenance models {models!r} is not a mapping of names to fingerprints")
@@ -53,10 +64,14 @@ def numbers_problems(stem: str, data: dict, profile: str) -> list[str]:
     if not (isinstance(prov.get("wall_time_s"), (int, float)) and prov["wall_time_s"] >= 0):
         problems.append(f"provenance wall_time_s {prov.get('wall_time_s')!r} is not a duration")
     verdicts = {k: v for k, v in data.items() if k.startswith("verdict_")}
-    problems += [f"{k} = {v!r} is not one of {VERDICTS}" for k, v in verdicts.items() if v not in VERDICTS]
+    problems += [
+        f"{k} = {v!r} is not one of {VERDICTS}" for k, v in verdicts.items() if v not in VERDICTS
+    ]
     if stem[:2] in CLAIM_NOTEBOOKS and not verdicts:
-        problems.append("records no verdict_<claim> (zfcore.verdicts ... .record(rep)) although it "
-                        "tests a claim of the paper")
+        problems.append(
+            "records no verdict_<claim> (zfcore.verdicts ... .record(rep)) although it "
+            "tests a claim of the paper"
+        )
     return problems
 
 
@@ -68,8 +83,9 @@ def test_notebook_runs_on_tiny(path):
     except NotebookFailed as e:  # the failing cell's error, not papermill's traceback soup
         pytest.fail(str(e), pytrace=False)
     fig_dir = get_profile("tiny").figures_dir
-    missing = [f for f in promised_figures(path)
-               if not (fig_dir / f"{path.stem}_{f}.png").is_file()]
+    missing = [
+        f for f in promised_figures(path) if not (fig_dir / f"{path.stem}_{f}.png").is_file()
+    ]
     assert not missing, f"{path.name} did not save {missing} in {fig_dir}"
     numbers = fig_dir / f"{path.stem}.json"
     assert numbers.is_file(), f"{path.name} did not write {numbers}"
@@ -79,17 +95,31 @@ def test_notebook_runs_on_tiny(path):
 
 def test_numbers_check_catches_what_it_should():
     from zfcore.report import git_commit
-    good = {"verdict_a": "held", "provenance": {
-        "commit": git_commit(), "zfcore_version": __version__, "profile": "tiny",
-        "profile_hash": profile_hash("tiny"), "models": {"zf": "0123abcd"},
-        "date": "2026-01-01T00:00:00+00:00", "wall_time_s": 1.5}}
+
+    good = {
+        "verdict_a": "held",
+        "provenance": {
+            "commit": git_commit(),
+            "zfcore_version": __version__,
+            "profile": "tiny",
+            "profile_hash": profile_hash("tiny"),
+            "models": {"zf": "0123abcd"},
+            "date": "2026-01-01T00:00:00+00:00",
+            "wall_time_s": 1.5,
+        },
+    }
     assert numbers_problems("07_occlusion", good, "tiny") == []
     assert numbers_problems("01_architecture", {**good, "verdict_a": "held"}, "tiny") == []
     bad = json.loads(json.dumps(good))
     bad["provenance"].update(commit="abc", models={}, profile_hash="0" * 16)
     bad["verdict_b"] = "yes"
     text = "\n".join(numbers_problems("07_occlusion", bad, "tiny"))
-    for what in ("not a git hash", "no model registered", "hash '0000000000000000'", "'yes' is not one of"):
+    for what in (
+        "not a git hash",
+        "no model registered",
+        "hash '0000000000000000'",
+        "'yes' is not one of",
+    ):
         assert what in text
     no_verdict = {"provenance": good["provenance"]}
     assert "records no verdict_" in "".join(numbers_problems("07_occlusion", no_verdict, "tiny"))
@@ -105,10 +135,13 @@ def test_notebook_is_committed_clean(path):
     assert "profile" in "".join(tagged[0]["source"])
     for c in nb["cells"]:
         if c["cell_type"] == "code":
-            assert not c.get("outputs") and c.get("execution_count") is None, \
+            assert not c.get("outputs") and c.get("execution_count") is None, (
                 f"{path.name} is committed with outputs; clear them"
+            )
     assert nb["cells"][0]["cell_type"] == "markdown"
-    assert "figures" in nb["metadata"].get("zfcore", {}), f"{path.name}: metadata.zfcore.figures missing"
+    assert "figures" in nb["metadata"].get("zfcore", {}), (
+        f"{path.name}: metadata.zfcore.figures missing"
+    )
 
 
 def test_runner_selects_by_number_and_name():
@@ -123,6 +156,7 @@ def test_runner_selects_by_number_and_name():
 
 def test_runner_rejects_bad_profile():
     from zfcore.profiles import ProfileError
+
     if not NOTEBOOKS:
         pytest.skip("no notebooks")
     with pytest.raises(ProfileError, match="unknown profile"):

@@ -1,13 +1,22 @@
 """Occlusion sensitivity (Fig. 7) against a naive per-position loop, Captum's convention, and
 hand-worked pointing-game cases."""
+
 import pytest
 import torch
 from torch import nn
 
 from zfcore import models
-from zfcore.occlusion import (OcclusionError, OcclusionResult, PointingGameResult, fill_values,
-                              occlude, pixel_attribution, pointing_game, pointing_game_split,
-                              window_positions)
+from zfcore.occlusion import (
+    OcclusionError,
+    OcclusionResult,
+    PointingGameResult,
+    fill_values,
+    occlude,
+    pixel_attribution,
+    pointing_game,
+    pointing_game_split,
+    window_positions,
+)
 
 
 def sharpened(model: nn.Module) -> nn.Module:
@@ -45,7 +54,7 @@ def naive_maps(model, image, target, window, stride, fill, layer="layer5", featu
             for j, c in enumerate(cols):
                 x = image.clone()
                 for ch in range(3):
-                    x[ch, r:r + window, c:c + window] = fill[ch]
+                    x[ch, r : r + window, c : c + window] = fill[ch]
                 out = torch.log_softmax(model(x[None]), 1)[0]
                 logp[i, j] = out[target]
                 top[i, j] = out.argmax()
@@ -58,8 +67,16 @@ def naive_maps(model, image, target, window, stride, fill, layer="layer5", featu
 def test_occlude_matches_naive_loop(tiny_zf, incremental):
     torch.manual_seed(1)
     image = torch.randn(3, 64, 64)
-    res = occlude(tiny_zf, image, target=4, window=12, stride=5, fill=0.3,
-                  incremental=incremental, batch_size=16)
+    res = occlude(
+        tiny_zf,
+        image,
+        target=4,
+        window=12,
+        stride=5,
+        fill=0.3,
+        incremental=incremental,
+        batch_size=16,
+    )
     logp, top, total, feature = naive_maps(tiny_zf, image, 4, 12, 5, [0.3] * 3)
     assert res.feature == feature
     assert res.rows.tolist() == [0, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 52]
@@ -78,7 +95,7 @@ def test_clean_values_and_defaults(tiny_zf):
         p = torch.softmax(tiny_zf(image), 1)[0]
     assert res.target == res.clean_top_class == int(p.argmax())
     assert res.prob_target_clean == pytest.approx(float(p.max()), abs=1e-6)
-    assert res.fill == [0.0, 0.0, 0.0]                       # "mean": the data set's mean colour
+    assert res.fill == [0.0, 0.0, 0.0]  # "mean": the data set's mean colour
     assert res.prob_target.shape == res.top_class.shape == (7, 7)
     back = OcclusionResult.from_dict(res.to_dict())
     assert torch.equal(back.prob_target, res.prob_target) and back.image_size == (64, 64)
@@ -97,7 +114,7 @@ def test_fills():
 
 def test_window_positions_cover_the_image():
     assert window_positions(10, 4, 3).tolist() == [0, 3, 6]
-    assert window_positions(11, 4, 3).tolist() == [0, 3, 6, 7]   # last one flush with the border
+    assert window_positions(11, 4, 3).tolist() == [0, 3, 6, 7]  # last one flush with the border
     assert window_positions(4, 4, 1).tolist() == [0]
     with pytest.raises(OcclusionError, match="larger"):
         window_positions(3, 4, 1)
@@ -135,8 +152,14 @@ def test_pixel_attribution_is_captums_occlusion(tiny_zf):
     image = torch.randn(3, 64, 64)
     res = occlude(tiny_zf, image, target=2, window=16, stride=8, fill=0.0)
     occ = captum.Occlusion(lambda x: torch.softmax(tiny_zf(x), 1))
-    attr = occ.attribute(image[None], sliding_window_shapes=(3, 16, 16), strides=(3, 8, 8),
-                         baselines=0.0, target=2, perturbations_per_eval=16)
+    attr = occ.attribute(
+        image[None],
+        sliding_window_shapes=(3, 16, 16),
+        strides=(3, 8, 8),
+        baselines=0.0,
+        target=2,
+        perturbations_per_eval=16,
+    )
     ours = pixel_attribution(res)
     assert attr.abs().max() > 1e-3
     for ch in range(3):
@@ -145,16 +168,28 @@ def test_pixel_attribution_is_captums_occlusion(tiny_zf):
 
 def test_pixel_attribution_by_hand():
     # a 4x4 image, window 2, stride 2: four squares, each pixel covered once
-    res = OcclusionResult(window=2, stride=2, fill=[0.0] * 3, image_size=(4, 4),
-                          rows=torch.tensor([0, 2]), cols=torch.tensor([0, 2]), target=0,
-                          layer="layer5", feature=0, feature_total=torch.zeros(2, 2),
-                          feature_total_clean=0.0,
-                          prob_target=torch.tensor([[0.9, 0.5], [0.2, 1.0]]),
-                          log_prob_target=torch.zeros(2, 2), prob_target_clean=1.0,
-                          top_class=torch.zeros(2, 2, dtype=torch.long), top_prob=torch.ones(2, 2),
-                          clean_top_class=0)
-    want = torch.tensor([[0.1, 0.1, 0.5, 0.5], [0.1, 0.1, 0.5, 0.5],
-                         [0.8, 0.8, 0.0, 0.0], [0.8, 0.8, 0.0, 0.0]])
+    res = OcclusionResult(
+        window=2,
+        stride=2,
+        fill=[0.0] * 3,
+        image_size=(4, 4),
+        rows=torch.tensor([0, 2]),
+        cols=torch.tensor([0, 2]),
+        target=0,
+        layer="layer5",
+        feature=0,
+        feature_total=torch.zeros(2, 2),
+        feature_total_clean=0.0,
+        prob_target=torch.tensor([[0.9, 0.5], [0.2, 1.0]]),
+        log_prob_target=torch.zeros(2, 2),
+        prob_target_clean=1.0,
+        top_class=torch.zeros(2, 2, dtype=torch.long),
+        top_prob=torch.ones(2, 2),
+        clean_top_class=0,
+    )
+    want = torch.tensor(
+        [[0.1, 0.1, 0.5, 0.5], [0.1, 0.1, 0.5, 0.5], [0.8, 0.8, 0.0, 0.0], [0.8, 0.8, 0.0, 0.0]]
+    )
     assert torch.allclose(pixel_attribution(res), want, atol=1e-6)
 
 
@@ -170,7 +205,7 @@ class _Spot(nn.Module):
 
     def forward(self, img):
         a = self.features(img)
-        spot = a[:, :, self.y:self.y + 6, self.x:self.x + 6].mean((1, 2, 3))
+        spot = a[:, :, self.y : self.y + 6, self.x : self.x + 6].mean((1, 2, 3))
         return torch.stack([spot * 5, torch.zeros_like(spot)], 1)
 
 
@@ -178,21 +213,29 @@ def test_pointing_game_by_hand():
     images = torch.zeros(3, 3, 32, 32)
     spots = [(4, 20), (20, 2), (12, 12)]
     for i, (y, x) in enumerate(spots):
-        images[i, :, y:y + 6, x:x + 6] = 1.0
+        images[i, :, y : y + 6, x : x + 6] = 1.0
     boxes = torch.tensor([[18, 2, 30, 12], [0, 18, 10, 28], [0, 0, 8, 8]], dtype=torch.float64)
     hits = []
     for i, (y, x) in enumerate(spots):
-        res = pointing_game(_Spot(y, x).eval(), images[i:i + 1], [0], boxes[i:i + 1], window=8,
-                            stride=2, incremental=False, progress=False)
+        res = pointing_game(
+            _Spot(y, x).eval(),
+            images[i : i + 1],
+            [0],
+            boxes[i : i + 1],
+            window=8,
+            stride=2,
+            incremental=False,
+            progress=False,
+        )
         hits.append(bool(res.hits[0]))
         px, py = res.points[0].tolist()
-        assert abs(px - (x + 3)) <= 2 and abs(py - (y + 3)) <= 2   # the square sits on the spot
-    assert hits == [True, True, False]                            # the third box misses the spot
+        assert abs(px - (x + 3)) <= 2 and abs(py - (y + 3)) <= 2  # the square sits on the spot
+    assert hits == [True, True, False]  # the third box misses the spot
     # chance: box area / image area, and the share of square centres inside the box
     assert float(res.chance_box[0]) == pytest.approx(64 / 1024)
     centres = torch.arange(0, 25, 2).double() + 4
     inside = ((centres >= 0) & (centres <= 8)).double().mean()
-    assert float(res.chance_grid[0]) == pytest.approx(float(inside ** 2))
+    assert float(res.chance_grid[0]) == pytest.approx(float(inside**2))
 
 
 def test_pointing_game_result_roundtrip(tiny_zf):
@@ -209,6 +252,7 @@ def test_pointing_game_result_roundtrip(tiny_zf):
 
 def test_pointing_game_split_is_cached(tmp_path, tiny_zf):
     from zfcore.profiles import get_profile
+
     P = get_profile("tiny", cache_dir=tmp_path)
     a = pointing_game_split(tiny_zf, P, "test", n=5, window=16, stride=16, progress=False)
     assert a.hits.shape == (5,) and a.boxes.shape == (5, 4)
@@ -216,22 +260,33 @@ def test_pointing_game_split_is_cached(tmp_path, tiny_zf):
     b = pointing_game_split(tiny_zf, P, "test", n=5, window=16, stride=16, progress=False)
     assert torch.equal(a.points, b.points) and torch.equal(a.hits, b.hits)
     with pytest.raises(OcclusionError, match="between 1 and"):
-        pointing_game_split(tiny_zf, P, "test", n=10 ** 6, progress=False)
+        pointing_game_split(tiny_zf, P, "test", n=10**6, progress=False)
 
 
 def test_benchmark_quick_runs():
     import subprocess
     import sys
     from pathlib import Path
+
     root = Path(__file__).resolve().parent.parent
-    out = subprocess.run([sys.executable, "-m", "benchmarks.occlusion", "--quick"], cwd=root,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.occlusion", "--quick"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     last = out.stdout.strip().splitlines()[-1]
     assert last.startswith("RESULT occlusion speedup_vs_captum=")
     keys = [kv.split("=")[0] for kv in last.split()[2:]]
-    assert keys[:5] == ["speedup_vs_captum", "speedup_vs_captum_default", "max_abs_diff",
-                        "speedup_alexnet", "flop_bound_alexnet"]
-    assert {"speedup_approx_vs_captum", "max_abs_err_approx"} <= set(keys)   # the approximate arms
+    assert keys[:5] == [
+        "speedup_vs_captum",
+        "speedup_vs_captum_default",
+        "max_abs_diff",
+        "speedup_alexnet",
+        "flop_bound_alexnet",
+    ]
+    assert {"speedup_approx_vs_captum", "max_abs_err_approx"} <= set(keys)  # the approximate arms
     diff = float(last.split("max_abs_diff=")[1].split()[0])
     assert diff <= 1e-4

@@ -1,20 +1,28 @@
 """Approximate occlusion (Krypton's cone truncation and adaptive drill-down) against exact
 occlusion, a hand-built network whose true change is known, and a hand-worked drill-down."""
+
 import pytest
 import torch
 from torch import nn
 
 from zfcore import models
-from zfcore.incremental import IncrementalError, IncrementalForward, cone_macs, chain_geometry
-from zfcore.occlusion import (OcclusionError, OcclusionResult, drill_down, drill_steps, occlude,
-                              pointing_game)
+from zfcore.incremental import IncrementalError, IncrementalForward, chain_geometry, cone_macs
+from zfcore.occlusion import (
+    OcclusionError,
+    OcclusionResult,
+    drill_down,
+    drill_steps,
+    occlude,
+    pointing_game,
+)
 
 
 @pytest.fixture(scope="module")
 def tiny_zf():
     torch.manual_seed(0)
-    return models.he_init_(models.zfnet(width=0.125, image_size=64, fc_units=128,
-                                        num_classes=10)).eval()
+    return models.he_init_(
+        models.zfnet(width=0.125, image_size=64, fc_units=128, num_classes=10)
+    ).eval()
 
 
 def test_truncation_off_equals_exact(tiny_zf):
@@ -46,7 +54,9 @@ def _delta_net():
             k = conv.kernel_size[0] // 2
             conv.weight[:, :, k, k] = torch.randn(conv.out_channels, conv.in_channels)
             conv.bias.zero_()
-    net = nn.Sequential(conv1, nn.ReLU(), conv2, nn.ReLU(), nn.Flatten(1), nn.Linear(4 * 32 * 32, 3))
+    net = nn.Sequential(
+        conv1, nn.ReLU(), conv2, nn.ReLU(), nn.Flatten(1), nn.Linear(4 * 32 * 32, 3)
+    )
     with torch.no_grad():
         net[5].weight.mul_(20)
     net.layer_names = {"layer5": "3", "logits": "5"}
@@ -64,7 +74,9 @@ def test_truncation_within_the_preset_bound_by_hand():
     geo = chain_geometry(net, 32)
     rows = exact.rows.repeat_interleave(len(exact.cols))
     cols = exact.cols.repeat(len(exact.rows))
-    assert float(cone_macs(geo, rows, cols, 6, tr).sum()) < float(cone_macs(geo, rows, cols, 6).sum())
+    assert float(cone_macs(geo, rows, cols, 6, tr).sum()) < float(
+        cone_macs(geo, rows, cols, 6).sum()
+    )
     # ... yet keeps the whole true change: the error is float noise, far within 0.01
     assert float((approx.prob_target - exact.prob_target).abs().max()) <= 1e-5
     assert torch.allclose(approx.feature_total, exact.feature_total, rtol=1e-5, atol=1e-4)
@@ -88,7 +100,7 @@ def test_truncated_engine_matches_a_masked_recomputation():
     eng = IncrementalForward(net, image)
     out = eng.run(patch, torch.tensor([r]), torch.tensor([c]), truncate=0.25)
     occluded = image.clone()
-    occluded[:, :, r:r + 4, c:c + 4] = 0
+    occluded[:, :, r : r + 4, c : c + 4] = 0
     with torch.no_grad():
         a_clean = torch.relu(conv(image))
         a_occ = torch.relu(conv(occluded))
@@ -116,11 +128,11 @@ def test_drill_down_by_hand():
     assert torch.equal(mask, want & ~on)
     assert int(mask.sum()) == 8
     # a smaller share refines the most changed positions first, never an unchanged one
-    change[0, 0] = 0.1                     # fine (0, 0): used by rows 0, 1 and columns 0, 1
+    change[0, 0] = 0.1  # fine (0, 0): used by rows 0, 1 and columns 0, 1
     assert not drill_down(change, ci, ci, (8, 8), refine=0.0).any()
     n_off = int((~on).sum())
     mask = drill_down(change, ci, ci, (8, 8), refine=8 / n_off)
-    assert torch.equal(mask, want & ~on)                                # the 0.7 ones first
+    assert torch.equal(mask, want & ~on)  # the 0.7 ones first
     mask = drill_down(change, ci, ci, (8, 8), refine=1.0)
     want[0:2, 0:2] = True
     assert torch.equal(mask, want & ~on)
@@ -142,7 +154,7 @@ class _Spot(nn.Module):
 
     def forward(self, img):
         a = self.features(img)
-        spot = a[:, :, self.y:self.y + 6, self.x:self.x + 6].mean((1, 2, 3))
+        spot = a[:, :, self.y : self.y + 6, self.x : self.x + 6].mean((1, 2, 3))
         return torch.stack([spot * 5, torch.zeros_like(spot)], 1)
 
 
@@ -154,20 +166,26 @@ def test_drill_down_refines_exactly_where_the_coarse_map_changes():
     res = occlude(net, image, 0, window=4, stride=2, incremental=False, coarse=2, refine=1.0)
     n = len(exact.rows)
     ci = list(range(0, n, 2)) + ([n - 1] if (n - 1) % 2 else [])
-    maps = ((exact.prob_target, torch.tensor(exact.prob_target_clean).float().item()),
-            (exact.feature_total, exact.feature_total_clean))
-    def used(i):        # the coarse indices the interpolation of fine index i uses
+    maps = (
+        (exact.prob_target, torch.tensor(exact.prob_target_clean).float().item()),
+        (exact.feature_total, exact.feature_total_clean),
+    )
+
+    def used(i):  # the coarse indices the interpolation of fine index i uses
         if i in ci:
             return [i]
         lo = max(k for k in ci if k < i)
         return [lo, min(k for k in ci if k > i)]
+
     want = torch.zeros(n, n, dtype=torch.bool)
     for i in range(n):
         for j in range(n):
             corners = [(y, x) for y in used(i) for x in used(j)]
             want[i, j] = (i in ci and j in ci) or any(
-                len({float(m[y, x]) for y, x in corners}) > 1 or
-                any(float(m[y, x]) != clean for y, x in corners) for m, clean in maps)
+                len({float(m[y, x]) for y, x in corners}) > 1
+                or any(float(m[y, x]) != clean for y, x in corners)
+                for m, clean in maps
+            )
     assert 0 < int(want.sum()) < n * n
     assert torch.equal(res.computed, want)
     # computed positions are exact; the others lie between equal, unchanged coarse values
@@ -204,8 +222,9 @@ def test_fast_result_roundtrip_and_pointing_game(tiny_zf, monkeypatch):
     back = OcclusionResult.from_dict(r.to_dict())
     assert back.mode == "fast" and torch.equal(back.computed, r.computed)
     assert back.precision == "bf16" and torch.equal(back.rechecked, r.rechecked)
-    pg = pointing_game(tiny_zf, img, [0, 1], [[0, 0, 32, 32]] * 2, window=16, stride=4,
-                       mode="fast", progress=False)
+    pg = pointing_game(
+        tiny_zf, img, [0, 1], [[0, 0, 32, 32]] * 2, window=16, stride=4, mode="fast", progress=False
+    )
     one = occlude(tiny_zf, img[1], 1, window=16, stride=4, mode="fast")
     assert pg.points[1].tolist() == list(one.most_damaging())
 
@@ -240,29 +259,36 @@ def test_error_driven_drill_down_by_hand():
     want = torch.zeros(8, 8, dtype=torch.bool)
     want[1:4, 5:7] = True
     want &= ~on
-    assert int(want.sum()) == 5                         # (1, 5) (1, 6) (2, 5) (3, 5) (3, 6)
+    assert int(want.sum()) == 5  # (1, 5) (1, 6) (2, 5) (3, 5) (3, 6)
     assert torch.equal(drill_down(p, ci, ci, (8, 8), 0.0, tol=0.02), want)
     assert torch.equal(drill_down(p, ci, ci, (8, 8), 0.0, tol=0.029), want)
-    assert not drill_down(p, ci, ci, (8, 8), 1.0, tol=0.03125).any()   # not above tol: interpolated
+    assert not drill_down(p, ci, ci, (8, 8), 1.0, tol=0.03125).any()  # not above tol: interpolated
     # a second map in other units, scaled: spread 2 of 100 -> 0.02 > 0.01 at coarse (4, 0)
     f = torch.zeros(5, 5, dtype=torch.float64)
-    f[4, 0] = 2.0            # fine (7, 0): used by row 7 (on the coarse grid) and columns 0, 1
-    both = drill_down(torch.stack([p, f]), ci, ci, (8, 8), 0.0, tol=0.01,
-                      scale=torch.tensor([1.0, 100.0]))
+    f[4, 0] = 2.0  # fine (7, 0): used by row 7 (on the coarse grid) and columns 0, 1
+    both = drill_down(
+        torch.stack([p, f]), ci, ci, (8, 8), 0.0, tol=0.01, scale=torch.tensor([1.0, 100.0])
+    )
     extra = torch.zeros(8, 8, dtype=torch.bool)
     extra[7, 1] = True
     assert torch.equal(both, want | extra)
-    assert torch.equal(drill_down(torch.stack([p, f]), ci, ci, (8, 8), 0.0, tol=0.04,
-                                  scale=torch.tensor([1.0, 100.0])), torch.zeros(8, 8, dtype=torch.bool))
+    assert torch.equal(
+        drill_down(
+            torch.stack([p, f]), ci, ci, (8, 8), 0.0, tol=0.04, scale=torch.tensor([1.0, 100.0])
+        ),
+        torch.zeros(8, 8, dtype=torch.bool),
+    )
 
 
 def _levels_by_loop(p_exact, f_exact, coarse, tol):
     """The error-driven drill-down written as plain loops over positions, the exact maps as the
     oracle for computed positions: (computed mask, p map)."""
     n = p_exact.shape[0]
+
     def grid(step):
         g = list(range(0, n, step))
         return g + ([n - 1] if g[-1] != n - 1 else [])
+
     p, f, known, computed = {}, {}, set(), set()
     old = grid(coarse)
     for i in old:
@@ -272,12 +298,14 @@ def _levels_by_loop(p_exact, f_exact, coarse, tol):
     for step in drill_steps(coarse)[1:]:
         lowest = min(((i, j) for i in old for j in old), key=lambda ij: (p[ij], ij))
         fmax = max(abs(f[i, j]) for i in old for j in old) or 1.0
+
         def bracket(i):
             if i in old:
                 return [(i, 0.0)]
             lo = max(k for k in old if k < i)
             hi = min(k for k in old if k > i)
             return [(lo, 1 - (i - lo) / (hi - lo)), (hi, (i - lo) / (hi - lo))]
+
         new = grid(step)
         todo = {}
         for i in new:
@@ -287,14 +315,19 @@ def _levels_by_loop(p_exact, f_exact, coarse, tol):
                 br, bc = bracket(i), bracket(j)
                 corners = [(y, x) for y, _ in br for x, _ in bc]
                 ps, fs = [p[c] for c in corners], [f[c] for c in corners]
-                if (max(ps) - min(ps) > tol or (max(fs) - min(fs)) / fmax > tol
-                        or lowest in corners):
+                if max(ps) - min(ps) > tol or (max(fs) - min(fs)) / fmax > tol or lowest in corners:
                     todo[i, j] = (float(p_exact[i, j]), float(f_exact[i, j]))
                     computed.add((i, j))
                 else:
-                    w = [(wy if len(br) > 1 else 1.0) * (wx if len(bc) > 1 else 1.0)
-                         for _, wy in br for _, wx in bc]
-                    todo[i, j] = (sum(a * b for a, b in zip(w, ps)), sum(a * b for a, b in zip(w, fs)))
+                    w = [
+                        (wy if len(br) > 1 else 1.0) * (wx if len(bc) > 1 else 1.0)
+                        for _, wy in br
+                        for _, wx in bc
+                    ]
+                    todo[i, j] = (
+                        sum(a * b for a, b in zip(w, ps)),
+                        sum(a * b for a, b in zip(w, fs)),
+                    )
         for ij, (a, b) in todo.items():
             p[ij], f[ij] = a, b
             known.add(ij)
@@ -309,10 +342,12 @@ def test_error_driven_levels_match_a_loop_and_stay_within_tol():
     image = torch.zeros(3, 48, 48)
     image[:, 10:16, 26:32] = 1.0
     net = _Spot(10, 26).eval()
-    exact = occlude(net, image, 0, window=4, stride=2, incremental=False)   # 23 x 23 grid
+    exact = occlude(net, image, 0, window=4, stride=2, incremental=False)  # 23 x 23 grid
     for coarse, tol in ((4, 0.01), (8, 0.002), (3, 0.05)):
         res = occlude(net, image, 0, window=4, stride=2, incremental=False, coarse=coarse, tol=tol)
-        mask, p = _levels_by_loop(exact.prob_target.double(), exact.feature_total.double(), coarse, tol)
+        mask, p = _levels_by_loop(
+            exact.prob_target.double(), exact.feature_total.double(), coarse, tol
+        )
         assert torch.equal(res.computed, mask), (coarse, tol)
         assert torch.allclose(res.prob_target.double(), p, atol=1e-6), (coarse, tol)
         assert 0 < int(mask.sum()) < mask.numel()

@@ -1,5 +1,6 @@
 """The explorer's occlusion panel: the fast (approximate) map first, the exact one on request or
 once the controls are left alone, and the panel says which it shows."""
+
 import time
 
 import pytest
@@ -40,14 +41,22 @@ def test_session_shows_fast_then_exact(session, model):
     assert caption.startswith("approximate (each layer's change in bf16, ")
     assert "rechecked in float32; exact follows" in caption
     fast = session.occlusion(mode="fast")
-    want = occlude(model, session.model_input(), session.image()[1], window=16,
-                   stride=session.occlusion_stride(16), layer="layer5", feature=1, mode="fast")
+    want = occlude(
+        model,
+        session.model_input(),
+        session.image()[1],
+        window=16,
+        stride=session.occlusion_stride(16),
+        layer="layer5",
+        feature=1,
+        mode="fast",
+    )
     assert torch.equal(fast.prob_target, want.prob_target) and not fast.exact
     exact = session.refine_occlusion()
     assert exact.exact and session.occlusion_mode() == "exact"
     _, caption = session.occlusion_panel()
     assert caption.startswith("exact") and "layer5 map 1 activity" in caption
-    session.select_unit(2)                                  # a new view starts fast again
+    session.select_unit(2)  # a new view starts fast again
     assert session.occlusion_mode() == "fast"
 
 
@@ -64,7 +73,7 @@ def test_button_refines_on_request(session):
     app.occ_btn.click()
     assert "approximate" in app.captions["occlusion"].value
     assert app.occ_btn.description == "exact occlusion map"
-    app.occ_btn.click()                                     # on request
+    app.occ_btn.click()  # on request
     assert "exact. left" in app.captions["occlusion"].value
     assert app.occ_btn.description == "occlusion map"
 

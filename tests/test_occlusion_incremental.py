@@ -1,12 +1,21 @@
 """Incremental inference (Krypton-style cone recomputation) equals full recomputation to 1e-4."""
+
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from zfcore import incremental, models
-from zfcore.incremental import (IncrementalError, IncrementalForward, chain_geometry, cone_macs,
-                                incremental_flop_bound, linearize, plan_batches)
+from zfcore.incremental import (
+    IncrementalError,
+    IncrementalForward,
+    chain_geometry,
+    cone_macs,
+    incremental_flop_bound,
+    linearize,
+    plan_batches,
+)
 from zfcore.occlusion import occlude
 
 
@@ -14,7 +23,7 @@ def full_recompute(model, image, patches, rows, cols, probe):
     x = image.repeat(len(rows), 1, 1, 1)
     h, w = patches.shape[-2:]
     for b, (r, c) in enumerate(zip(rows.tolist(), cols.tolist())):
-        x[b, :, r:r + h, c:c + w] = patches[b]
+        x[b, :, r : r + h, c : c + w] = patches[b]
     seen = {}
     hook = probe.register_forward_hook(lambda m, i, o: seen.__setitem__("a", o))
     with torch.no_grad():
@@ -31,11 +40,18 @@ class Odd(nn.Module):
     def __init__(self):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 6, (5, 3), stride=(2, 1), padding=(2, 0)), nn.ReLU(),
-            nn.MaxPool2d(3, 2, padding=1), nn.BatchNorm2d(6), nn.LocalResponseNorm(3),
-            nn.Conv2d(6, 8, 3, stride=3, padding=1), nn.LeakyReLU(0.1),
-            nn.MaxPool2d(2, 2, ceil_mode=True), nn.AvgPool2d(2, 1),
-            nn.Conv2d(8, 8, 1), nn.ReLU())
+            nn.Conv2d(3, 6, (5, 3), stride=(2, 1), padding=(2, 0)),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2, padding=1),
+            nn.BatchNorm2d(6),
+            nn.LocalResponseNorm(3),
+            nn.Conv2d(6, 8, 3, stride=3, padding=1),
+            nn.LeakyReLU(0.1),
+            nn.MaxPool2d(2, 2, ceil_mode=True),
+            nn.AvgPool2d(2, 1),
+            nn.Conv2d(8, 8, 1),
+            nn.ReLU(),
+        )
         self.avgpool = nn.AdaptiveAvgPool2d((2, 2))
         self.classifier = nn.Sequential(nn.Linear(32, 5))
         self.layer_names = {"layer5": "features.10", "logits": "classifier.0"}
@@ -55,10 +71,12 @@ def _odd():
 
 MODELS = {
     "zf_tiny": lambda: models.zfnet(width=0.125, image_size=64, fc_units=128, num_classes=10),
-    "krizhevsky_tiny": lambda: models.krizhevsky(width=0.125, image_size=64, fc_units=64,
-                                                 num_classes=10),
-    "no_layers3_4": lambda: models.build("no_layers3_4", width=0.125, image_size=64,
-                                         fc_units=64, num_classes=10),
+    "krizhevsky_tiny": lambda: models.krizhevsky(
+        width=0.125, image_size=64, fc_units=64, num_classes=10
+    ),
+    "no_layers3_4": lambda: models.build(
+        "no_layers3_4", width=0.125, image_size=64, fc_units=64, num_classes=10
+    ),
     "odd": _odd,
 }
 
@@ -104,7 +122,7 @@ def test_bfloat16_change_is_more_accurate_than_bfloat16_activations():
     low = engine.run(patches, rows, cols, precision="bf16").logits
     x = image.repeat(3, 1, 1, 1)
     for b, (r, c) in enumerate(zip(rows.tolist(), cols.tolist())):
-        x[b, :, r:r + 16, c:c + 16] = 0
+        x[b, :, r : r + 16, c : c + 16] = 0
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         autocast = model(x).float()
     err, err_autocast = (low - ref).abs().amax(1), (autocast - ref).abs().amax(1)
@@ -116,8 +134,12 @@ def test_bfloat16_change_is_more_accurate_than_bfloat16_activations():
 
 
 @settings(max_examples=12, deadline=None)
-@given(size=st.integers(40, 56), window=st.integers(1, 20), stride=st.integers(1, 9),
-       fill=st.floats(-2, 2))
+@given(
+    size=st.integers(40, 56),
+    window=st.integers(1, 20),
+    stride=st.integers(1, 9),
+    fill=st.floats(-2, 2),
+)
 def test_occlude_incremental_equals_full_any_geometry(size, window, stride, fill):
     window = min(window, size)
     model = _odd()
@@ -158,7 +180,10 @@ def test_flop_bound_by_hand():
     assert fc.full == per_output * 64 + 256 * 3
     # a 2x2 square at (0,0) changes outputs 0..2 per axis (9); at (3,3) outputs 2..5 (16)
     geo = chain_geometry(model, 8)
-    assert cone_macs(geo, [0, 3], [0, 3], 2).tolist() == [per_output * 9 + 768, per_output * 16 + 768]
+    assert cone_macs(geo, [0, 3], [0, 3], 2).tolist() == [
+        per_output * 9 + 768,
+        per_output * 16 + 768,
+    ]
     assert fc.exact_cone == pytest.approx(per_output * 12.5 + 768)
     assert fc.bound == pytest.approx(fc.full / fc.exact_cone)
 
@@ -177,7 +202,7 @@ def test_unsupported_models_say_what_to_do():
         linearize(Branchy())
 
     class Skip(nn.Sequential):
-        def forward(self, x):          # not the chain of its layers
+        def forward(self, x):  # not the chain of its layers
             return super().forward(x) + 1
 
     m = Skip(nn.Conv2d(3, 2, 3), nn.Flatten(), nn.Linear(2 * 14 * 14, 2)).eval()

@@ -1,6 +1,7 @@
 """The ``fast`` preset: each layer's change in bfloat16, with the positions whose p(class) it may
 have moved by more than 0.01 recomputed in float32; checked by hand, against exact occlusion,
 and for its fallbacks."""
+
 import math
 
 import pytest
@@ -8,15 +9,21 @@ import torch
 
 from zfcore import models, occlusion
 from zfcore.incremental import low_precision_is_fast
-from zfcore.occlusion import (LOW_PRECISION_LOGIT_ERROR, LOW_PRECISION_MAX_DP, OcclusionError,
-                              low_precision_suspects, occlude)
+from zfcore.occlusion import (
+    LOW_PRECISION_LOGIT_ERROR,
+    LOW_PRECISION_MAX_DP,
+    OcclusionError,
+    low_precision_suspects,
+    occlude,
+)
 
 
 @pytest.fixture(scope="module")
 def tiny_zf():
     torch.manual_seed(0)
-    return models.he_init_(models.zfnet(width=0.125, image_size=64, fc_units=128,
-                                        num_classes=10)).eval()
+    return models.he_init_(
+        models.zfnet(width=0.125, image_size=64, fc_units=128, num_classes=10)
+    ).eval()
 
 
 @pytest.fixture
@@ -45,7 +52,7 @@ def test_first_order_bound_on_p_holds():
     p, q = torch.softmax(z, 1)[:, 0], torch.softmax(z + dz, 1)[:, 0]
     bound = 2 * p * (1 - p) * dz.abs().amax(1)
     assert ((q - p).abs() <= bound * (1 + 1e-3) + 1e-15).all()
-    assert float(((q - p).abs() / bound).max()) > 0.5           # and it is not loose by much
+    assert float(((q - p).abs() / bound).max()) > 0.5  # and it is not loose by much
 
 
 def test_fast_is_close_to_exact_and_rechecks_exactly(tiny_zf, bf16_is_fast, monkeypatch):
@@ -56,8 +63,9 @@ def test_fast_is_close_to_exact_and_rechecks_exactly(tiny_zf, bf16_is_fast, monk
     assert fast.mode == "fast" and fast.precision == "bf16" and not fast.exact
     assert fast.rechecked.shape == exact.prob_target.shape
     assert float((fast.prob_target - exact.prob_target).abs().max()) <= 0.01
-    assert float((fast.feature_total - exact.feature_total).abs().max()) <= \
-        1e-2 * float(exact.feature_total.abs().max())
+    assert float((fast.feature_total - exact.feature_total).abs().max()) <= 1e-2 * float(
+        exact.feature_total.abs().max()
+    )
     # an estimate that fears every change recomputes every changed position: exact again
     monkeypatch.setattr(occlusion, "LOW_PRECISION_LOGIT_ERROR", 1e9)
     every = occlude(tiny_zf, image, 3, window=12, stride=4, mode="fast")

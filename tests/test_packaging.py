@@ -1,5 +1,6 @@
 """The pinned set is the same in requirements.txt, pyproject.toml and environment.yml, and CI
 runs exactly the README's test command."""
+
 import re
 import tomllib
 from pathlib import Path
@@ -26,15 +27,19 @@ def pyproject():
     for extra, reqs in [("", data["dependencies"]), *data.get("optional-dependencies", {}).items()]:
         for text in reqs:
             r = Requirement(text)
-            if r.name != "zfcore":          # dev pulls in zfcore[notebooks]
+            if r.name != "zfcore":  # dev pulls in zfcore[notebooks]
                 found[canonicalize_name(r.name)] = (r, extra)
     return found
 
 
 def environment():
     text = (ROOT / "environment.yml").read_text()
-    assert re.search(r"^\s*-\s*python=3\.11\s*$", text, re.M), "environment.yml must pin python=3.11"
-    return _pins([m.group(1) for m in re.finditer(r"^\s*-\s*([A-Za-z0-9_.\-]+==\S+)\s*$", text, re.M)])
+    assert re.search(r"^\s*-\s*python=3\.11\s*$", text, re.M), (
+        "environment.yml must pin python=3.11"
+    )
+    return _pins(
+        [m.group(1) for m in re.finditer(r"^\s*-\s*([A-Za-z0-9_.\-]+==\S+)\s*$", text, re.M)]
+    )
 
 
 def test_torch_pins():
@@ -44,21 +49,37 @@ def test_torch_pins():
 
 def test_pins_agree():
     req, env = requirements(), environment()
-    assert req == env, f"environment.yml differs from requirements.txt: {set(req.items()) ^ set(env.items())}"
-    for name in ("jupyterlab", "ipywidgets", "matplotlib", "papermill", "ipykernel", "tqdm",
-                 "scikit-learn", "scikit-image", "pytest", "ruff", "safetensors"):
+    assert req == env, (
+        f"environment.yml differs from requirements.txt: {set(req.items()) ^ set(env.items())}"
+    )
+    for name in (
+        "jupyterlab",
+        "ipywidgets",
+        "matplotlib",
+        "papermill",
+        "ipykernel",
+        "tqdm",
+        "scikit-learn",
+        "scikit-image",
+        "pytest",
+        "ruff",
+        "safetensors",
+    ):
         assert name in req, f"{name} missing from the pinned set"
 
 
 def test_pyproject_ranges_admit_the_pins():
     req, pyp = requirements(), pyproject()
-    assert set(pyp) == set(req), (f"pyproject.toml and requirements.txt name different packages: "
-                                  f"only in pyproject {sorted(set(pyp) - set(req))}, "
-                                  f"only pinned {sorted(set(req) - set(pyp))}")
+    assert set(pyp) == set(req), (
+        f"pyproject.toml and requirements.txt name different packages: "
+        f"only in pyproject {sorted(set(pyp) - set(req))}, "
+        f"only pinned {sorted(set(req) - set(pyp))}"
+    )
     for name, (r, extra) in pyp.items():
         assert str(r.specifier) and "==" not in str(r.specifier), f"{r}: declare a range, not a pin"
-        assert r.specifier.contains(req[name], prereleases=True), \
+        assert r.specifier.contains(req[name], prereleases=True), (
             f"pyproject.toml's {r} does not admit the tested {name}=={req[name]}"
+        )
 
 
 def test_base_requirements_are_what_zfcore_imports():
@@ -66,12 +87,37 @@ def test_base_requirements_are_what_zfcore_imports():
     pyp = pyproject()
     base = {n for n, (_, extra) in pyp.items() if not extra}
     assert {"torch", "torchvision", "numpy", "safetensors", "scikit-learn"} <= base
-    assert not base & {"pytest", "pytest-xdist", "hypothesis", "playwright", "captum", "ruff",
-                       "jupyterlab", "voila", "papermill", "nbconvert", "nbformat", "ipykernel"}
+    assert not base & {
+        "pytest",
+        "pytest-xdist",
+        "hypothesis",
+        "playwright",
+        "captum",
+        "ruff",
+        "jupyterlab",
+        "voila",
+        "papermill",
+        "nbconvert",
+        "nbformat",
+        "ipykernel",
+    }
     assert {n for n, (_, extra) in pyp.items() if extra == "notebooks"} >= {
-        "jupyterlab", "papermill", "nbformat", "nbconvert", "ipykernel", "ipywidgets", "voila"}
+        "jupyterlab",
+        "papermill",
+        "nbformat",
+        "nbconvert",
+        "ipykernel",
+        "ipywidgets",
+        "voila",
+    }
     assert {n for n, (_, extra) in pyp.items() if extra == "dev"} >= {
-        "pytest", "pytest-xdist", "hypothesis", "playwright", "captum", "ruff"}
+        "pytest",
+        "pytest-xdist",
+        "hypothesis",
+        "playwright",
+        "captum",
+        "ruff",
+    }
 
 
 def test_ci_runs_the_readme_test_command():

@@ -2,6 +2,7 @@
 the conversion reproduces pytorchcv's logits on real photos, loads pytorchcv's weight file, says
 which file is missing, and every analysis runs on the converted network. Offline: pytorchcv's
 models are randomly initialised here; no weights are downloaded."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -21,24 +22,27 @@ def _one_thread():
 def _photo(rgb):
     """pytorchcv's evaluation transform: shorter side to 256, centre 224 crop, ImageNet normalised."""
     x = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255
-    x = F.interpolate(x[None], scale_factor=256 / min(x.shape[1:]), mode="bilinear",
-                      antialias=True)[0]
+    x = F.interpolate(
+        x[None], scale_factor=256 / min(x.shape[1:]), mode="bilinear", antialias=True
+    )[0]
     h, w = x.shape[1:]
-    x = x[:, (h - 224) // 2:(h - 224) // 2 + 224, (w - 224) // 2:(w - 224) // 2 + 224]
+    x = x[:, (h - 224) // 2 : (h - 224) // 2 + 224, (w - 224) // 2 : (w - 224) // 2 + 224]
     return (x - IMAGENET_MEAN) / IMAGENET_STD
 
 
 @pytest.fixture(scope="module")
 def photos():
     from skimage import data
+
     return torch.stack([_photo(f()) for f in (data.astronaut, data.chelsea, data.coffee)])
 
 
 def _pytorchcv(name, seed=0):
     from pytorchcv.models import zfnet as pcv
+
     torch.manual_seed(seed)
     net = getattr(pcv, name)(pretrained=False).eval()
-    with torch.no_grad():   # layer-1 responses of a trained net's size (~100s): LRN is nonlinear
+    with torch.no_grad():  # layer-1 responses of a trained net's size (~100s): LRN is nonlinear
         net.features.stage1.unit1.conv.weight.mul_(30.0)
     return net
 
@@ -77,17 +81,29 @@ def test_converted_wide_variant_is_table3s_zfnetb(photos):
 
 def test_from_pytorchcv_takes_scaled_nets_and_refuses_other_layouts():
     from pytorchcv.models.alexnet import AlexNet
-    kw = dict(kernel_sizes=[[7], [5], [3, 3, 3]], strides=[[2], [2], [1, 1, 1]],
-              paddings=[[1], [0], [1, 1, 1]], use_lrn=True, num_classes=7)
+
+    kw = dict(
+        kernel_sizes=[[7], [5], [3, 3, 3]],
+        strides=[[2], [2], [1, 1, 1]],
+        paddings=[[1], [0], [1, 1, 1]],
+        use_lrn=True,
+        num_classes=7,
+    )
     torch.manual_seed(0)
     small = AlexNet(channels=[[8], [16], [24, 24, 16]], **kw).eval()
     model = models.from_pytorchcv(small)
     x = torch.randn(2, 3, 224, 224) * 20
     with torch.no_grad():
         assert torch.allclose(model(x), small(x), rtol=1e-5, atol=1e-6)
-    kriz = AlexNet(channels=[[8], [16], [24, 24, 16]], **{**kw, "kernel_sizes": [[11], [5], [3, 3, 3]],
-                                                         "strides": [[4], [1], [1, 1, 1]],
-                                                         "paddings": [[0], [2], [1, 1, 1]]})
+    kriz = AlexNet(
+        channels=[[8], [16], [24, 24, 16]],
+        **{
+            **kw,
+            "kernel_sizes": [[11], [5], [3, 3, 3]],
+            "strides": [[4], [1], [1, 1, 1]],
+            "paddings": [[0], [2], [1, 1, 1]],
+        },
+    )
     with pytest.raises(ValueError, match="11x11 stride 4.*Fig. 3 has 7x7 stride 2"):
         models.from_pytorchcv(kriz)
     with pytest.raises(ValueError, match="pytorchcv's zfnet"):
@@ -100,7 +116,9 @@ def test_weight_file_is_read_from_pytorchcvs_folder(zfnet_pair, photos, tmp_path
     path = pretrained.weights_path("zf")
     assert path == tmp_path / ".torch" / "models" / "zfnet-1727-d010ddca.pth"
     path.parent.mkdir(parents=True)
-    torch.save({**net.state_dict(), "extra.step": torch.tensor(3)}, path)   # pytorchcv ignores extras
+    torch.save(
+        {**net.state_dict(), "extra.step": torch.tensor(3)}, path
+    )  # pytorchcv ignores extras
     loaded = models.zfnet(weights="imagenet", download=False)
     assert loaded.config.layout == "pytorchcv"
     want = model.state_dict()
@@ -108,7 +126,7 @@ def test_weight_file_is_read_from_pytorchcvs_folder(zfnet_pair, photos, tmp_path
     assert models.model_fingerprint(loaded) == models.model_fingerprint(model)
     paper = models.ZFNet(models.ZFConfig())
     paper.load_state_dict(model.state_dict())
-    assert models.model_fingerprint(paper) != models.model_fingerprint(model)   # other function
+    assert models.model_fingerprint(paper) != models.model_fingerprint(model)  # other function
 
 
 def test_missing_weights_name_the_file_folder_and_the_fix(tmp_path, monkeypatch):
@@ -116,11 +134,11 @@ def test_missing_weights_name_the_file_folder_and_the_fix(tmp_path, monkeypatch)
     folder = tmp_path / ".torch" / "models"
     for variant, file in (("zf", "zfnet-1727-d010ddca.pth"), ("wide", "zfnetb-1490-f6bec24e.pth")):
         with pytest.raises(models.MissingWeightsError) as e:
-            models.zfnet(weights="imagenet", variant=variant)      # ZFCORE_DOWNLOAD=0 in tests
+            models.zfnet(weights="imagenet", variant=variant)  # ZFCORE_DOWNLOAD=0 in tests
         msg = str(e.value)
         assert file in msg and str(folder) in msg and "ZFCORE_DOWNLOAD=1" in msg
         assert "download=True" in msg and pretrained.weights_url(variant) in msg
-    assert not folder.exists()                                     # nothing was fetched
+    assert not folder.exists()  # nothing was fetched
 
 
 def test_bad_arguments_are_refused_before_any_file_is_read():
@@ -134,6 +152,7 @@ def test_bad_arguments_are_refused_before_any_file_is_read():
 
 def test_file_names_are_pytorchcvs():
     from pytorchcv.models.common.model_store import get_model_name_suffix_data
+
     for variant, (name, file, tag, sha1) in pretrained.PYTORCHCV_WEIGHTS.items():
         error, their_sha1, their_tag = get_model_name_suffix_data(name)
         assert file == f"{name}-{error}-{their_sha1[:8]}.pth"
@@ -151,6 +170,7 @@ def test_zfnet_without_weights_is_unchanged():
 
 # --- every analysis runs on the converted network ----------------------------------------------
 
+
 def test_deconvnet_both_methods_agree_on_pytorchcv_layout(zfnet_pair, photos):
     _, model = zfnet_pair
     a = layer_activations(model, photos[:2], ["layer1", "layer5"])
@@ -167,14 +187,16 @@ def test_mining_occlusion_and_features_run(zfnet_pair, photos):
     from zfcore.features import extract_features
     from zfcore.mining import mine_topk
     from zfcore.occlusion import occlude
+
     _, model = zfnet_pair
     top = mine_topk(model, photos, k=2, layers=["layer2", "layer5"], progress=False)
     acts = layer_activations(model, photos, ["layer5"])["layer5"]
-    best = acts.flatten(2).amax(2)                                # (images, maps)
+    best = acts.flatten(2).amax(2)  # (images, maps)
     assert torch.allclose(top["layer5"].values[:, 0], best.max(0).values)
     occ = occlude(model, photos[1], window=64, stride=48)
     assert occ.prob_target.shape == (len(occ.rows), len(occ.cols)) and len(occ.rows) >= 4
     assert bool((occ.prob_target >= 0).all()) and bool((occ.prob_target <= 1).all())
-    feats = extract_features(model, (photos, torch.tensor([0, 1, 2])), layers=["layer5", "layer7"],
-                             progress=False)
+    feats = extract_features(
+        model, (photos, torch.tensor([0, 1, 2])), layers=["layer5", "layer7"], progress=False
+    )
     assert feats["layer7"].shape == (3, 4096)

@@ -1,4 +1,5 @@
 """Profiles: one configuration object per profile, errors that name the fix."""
+
 import pytest
 
 from zfcore.profiles import PROFILES, ProfileError, get_profile
@@ -7,6 +8,7 @@ from zfcore.report import Report
 
 def test_all_profiles_exist_and_build_models():
     from zfcore.models import zfnet
+
     assert set(PROFILES) == {"tiny", "mini", "imagenette", "imagenet"}
     for name in ("tiny", "mini"):
         p = get_profile(name)
@@ -16,8 +18,15 @@ def test_all_profiles_exist_and_build_models():
 
 def test_paper_recipe_on_imagenet_profile():
     p = get_profile("imagenet")
-    assert (p.optimizer, p.lr, p.momentum, p.init, p.clip_rms, p.batch_size, p.epochs) == \
-        ("sgd", 1e-2, 0.9, "paper", 0.1, 128, 70)
+    assert (p.optimizer, p.lr, p.momentum, p.init, p.clip_rms, p.batch_size, p.epochs) == (
+        "sgd",
+        1e-2,
+        0.9,
+        "paper",
+        0.1,
+        128,
+        70,
+    )
     assert p.checkpoint_epochs == (1, 2, 5, 10, 20, 30, 40, 64)
     assert p.image_size == 224 and p.width == 1.0
 
@@ -27,7 +36,9 @@ def test_default_profile_is_mini():
 
 
 def test_unknown_profile_names_choices():
-    with pytest.raises(ProfileError, match="unknown profile 'huge'.*tiny, mini, imagenette, imagenet"):
+    with pytest.raises(
+        ProfileError, match="unknown profile 'huge'.*tiny, mini, imagenette, imagenet"
+    ):
         get_profile("huge")
 
 
@@ -45,10 +56,13 @@ def test_identity_excludes_paths():
 
 def test_report_writes_figures_and_numbers(tmp_path):
     import matplotlib
+
     matplotlib.use("Agg")
+    import json
+
     import matplotlib.pyplot as plt
     import numpy as np
-    import json
+
     rep = Report("99_demo", get_profile("tiny", figures_root=tmp_path))
     fig = plt.figure()
     rep.savefig(fig, "panel")
@@ -64,7 +78,8 @@ def test_report_writes_figures_and_numbers(tmp_path):
 
 def test_a_shorter_run_caps_the_comparison_schedule():
     from zfcore.train import comparison_overrides
-    p = get_profile("mini", epochs=1)           # mini's comparison schedule is 4 epochs
+
+    p = get_profile("mini", epochs=1)  # mini's comparison schedule is 4 epochs
     assert comparison_overrides(p) == {"epochs": 1}
     with pytest.raises(ProfileError, match="comparison_epochs"):
         get_profile("mini", comparison_epochs=0)

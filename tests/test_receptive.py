@@ -1,4 +1,5 @@
 """Receptive fields against hand-worked values and against the empirical support of gradients."""
+
 import copy
 
 import pytest
@@ -6,15 +7,27 @@ import torch
 from torch import nn
 
 from zfcore import models
-from zfcore.receptive import (ReceptiveField, ReceptiveFieldError, affected_positions, crop_patch,
-                              crop_patches, receptive_field, receptive_fields)
+from zfcore.receptive import (
+    ReceptiveField,
+    ReceptiveFieldError,
+    affected_positions,
+    crop_patch,
+    crop_patches,
+    receptive_field,
+    receptive_fields,
+)
 
 
 def test_zfnet_fields_by_hand():
     # Fig. 3: conv1 7x7/2 pad 1; pool 3/2; conv2 5x5/2; pool 3/2; conv3-5 3x3 pad 1.
     m = models.zfnet(width=0.125, image_size=224, fc_units=64)
-    want = {"layer1": (7, 2, -1), "layer2": (27, 8, -1), "layer3": (75, 16, -17),
-            "layer4": (107, 16, -33), "layer5": (139, 16, -49)}
+    want = {
+        "layer1": (7, 2, -1),
+        "layer2": (27, 8, -1),
+        "layer3": (75, 16, -17),
+        "layer4": (107, 16, -33),
+        "layer5": (139, 16, -49),
+    }
     for k, (size, stride, offset) in want.items():
         assert receptive_field(m, k) == ReceptiveField(size, stride, offset), k
     assert receptive_field(m, 5) == receptive_field(m, "layer5")
@@ -24,10 +37,10 @@ def test_zfnet_fields_by_hand():
 def test_alexnet_and_vgg_fields_by_hand():
     a = models.alexnet(pretrained=False)
     assert receptive_field(a, "layer1") == ReceptiveField(11, 4, -2)
-    assert receptive_field(a, "layer5") == ReceptiveField(163, 16, -66)   # the known 163 px
+    assert receptive_field(a, "layer5") == ReceptiveField(163, 16, -66)  # the known 163 px
     v = models.vgg16(pretrained=False)
     assert receptive_field(v, "layer1") == ReceptiveField(5, 1, -2)
-    assert receptive_field(v, "layer5") == ReceptiveField(196, 16, -90)   # conv5_3: 196 px
+    assert receptive_field(v, "layer5") == ReceptiveField(196, 16, -90)  # conv5_3: 196 px
     assert set(receptive_fields(v)) == set(v.layer_names)
 
 
@@ -53,10 +66,16 @@ def _linearised(model: nn.Module) -> nn.Module:
             if isinstance(child, (nn.ReLU, nn.LocalResponseNorm, nn.Dropout)):
                 setattr(parent, name, nn.Identity())
             elif isinstance(child, nn.MaxPool2d):
-                setattr(parent, name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding,
-                                                   ceil_mode=child.ceil_mode))
+                setattr(
+                    parent,
+                    name,
+                    nn.AvgPool2d(
+                        child.kernel_size, child.stride, child.padding, ceil_mode=child.ceil_mode
+                    ),
+                )
             else:
                 swap(child)
+
     swap(m)
     with torch.no_grad():
         for p in m.parameters():
@@ -96,8 +115,8 @@ def test_field_equals_gradient_support(name, make, size):
         rf = receptive_field(model, layer)
         a = _layer_output(model, x, layer)
         h, w = a.shape[-2:]
-        for (y, xx) in [(h // 2, w // 2), (0, 0), (h - 1, w - 1)]:
-            g, = torch.autograd.grad(a[0, 0, y, xx], x, retain_graph=True)
+        for y, xx in [(h // 2, w // 2), (0, 0), (h - 1, w - 1)]:
+            (g,) = torch.autograd.grad(a[0, 0, y, xx], x, retain_graph=True)
             support = g[0].abs().sum(0) > 0
             x0, y0, x1, y1 = rf.box(y, xx, size)
             want = torch.zeros_like(support)
@@ -116,11 +135,11 @@ def test_vgg16_layer5_centre_field_is_tight():
     x = torch.rand(1, 3, 96, 96, requires_grad=True)
     a = _layer_output(model, x, "layer3")
     y = a.shape[-1] // 2
-    g, = torch.autograd.grad(a[0, 0, y, y], x)
+    (g,) = torch.autograd.grad(a[0, 0, y, y], x)
     ys, xs = torch.nonzero(g[0].abs().sum(0) > 0, as_tuple=True)
     x0, y0, x1, y1 = rf.box(y, y, 96)
     assert (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1) == (y0, y1, x0, x1)
-    assert y1 - y0 == rf.size == 40   # conv3_3 of VGG16: 40 px
+    assert y1 - y0 == rf.size == 40  # conv3_3 of VGG16: 40 px
 
 
 def test_affected_positions_matches_brute_force():
@@ -128,10 +147,18 @@ def test_affected_positions_matches_brute_force():
     out = 12
     for box in [(0, 0, 5, 5), (30, 40, 45, 41), (90, 90, 100, 100), (10, 3, 11, 4)]:
         y0, y1, x0, x1 = affected_positions(rf, box, out)
-        want_y = [i for i in range(out)
-                  if max(box[1], rf.offset + i * rf.stride) < min(box[3], rf.offset + i * rf.stride + rf.size)]
-        want_x = [i for i in range(out)
-                  if max(box[0], rf.offset + i * rf.stride) < min(box[2], rf.offset + i * rf.stride + rf.size)]
+        want_y = [
+            i
+            for i in range(out)
+            if max(box[1], rf.offset + i * rf.stride)
+            < min(box[3], rf.offset + i * rf.stride + rf.size)
+        ]
+        want_x = [
+            i
+            for i in range(out)
+            if max(box[0], rf.offset + i * rf.stride)
+            < min(box[2], rf.offset + i * rf.stride + rf.size)
+        ]
         assert list(range(y0, y1)) == want_y
         assert list(range(x0, x1)) == want_x
     with pytest.raises(ReceptiveFieldError, match="empty box"):
@@ -144,7 +171,7 @@ def test_affected_positions_is_the_cone_that_changes():
     x = torch.rand(1, 3, 64, 64)
     box = (20, 30, 28, 38)
     x2 = x.clone()
-    x2[..., box[1]:box[3], box[0]:box[2]] = 0.5
+    x2[..., box[1] : box[3], box[0] : box[2]] = 0.5
     with torch.no_grad():
         for layer in ("layer1", "layer2", "layer3"):
             a, b = _layer_output(model, x, layer), _layer_output(model, x2, layer)
@@ -174,6 +201,7 @@ def test_crop_patch_pads_outside_the_image():
 
 def test_input_problem_matches_what_torch_can_run():
     from zfcore.receptive import input_problem
+
     torch.set_num_threads(1)
     m = models.zfnet(width=0.0625, image_size=64, fc_units=32).eval()
     convs = m.features
@@ -182,7 +210,7 @@ def test_input_problem_matches_what_torch_can_run():
         for layer in ("layer2", "layer5"):
             idx = [n for n, _ in convs.named_children()].index(m.layer_names[layer].split(".")[1])
             try:
-                convs[:idx + 1](x)
+                convs[: idx + 1](x)
                 ran = True
             except RuntimeError:
                 ran = False
@@ -192,5 +220,5 @@ def test_input_problem_matches_what_torch_can_run():
     assert "channel" in input_problem(m, "layer1", torch.zeros(1, 1, 64, 64))
     assert "64x64" in input_problem(m, "layer6", torch.zeros(1, 3, 96, 96))
     assert input_problem(m, "layer6", torch.zeros(1, 3, 64, 64)) is None
-    a = models.alexnet(pretrained=False)            # adaptive pool: any large enough size
+    a = models.alexnet(pretrained=False)  # adaptive pool: any large enough size
     assert input_problem(a, "layer7", torch.zeros(1, 3, 256, 256)) is None

@@ -7,11 +7,11 @@ and once at every fsync/rename boundary of the write protocol; every
 file must then load, pass its checksum and never go back to an older version. The same harness
 against a naive writer finds broken files, so the check can fail. See tests/helpers/killtest.py.
 """
+
 import os
 import sys
 
 import pytest
-
 from helpers import killtest
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -46,7 +46,9 @@ def test_previous_checksum_protocol_is_what_the_fix_is_for(tmp_path, monkeypatch
     """Kill between 'checksum of the new file written' and 'new file renamed into place':
     the previous checkpoint must still load (it did not before the three-step protocol)."""
     import torch
+
     from zfcore import cache
+
     p = tmp_path / "ckpt.pt"
     cache.save_tensors(p, {"w": torch.zeros(3)})
     real = cache.atomic_write_bytes
@@ -55,6 +57,7 @@ def test_previous_checksum_protocol_is_what_the_fix_is_for(tmp_path, monkeypatch
         if str(path).endswith(".sha256"):
             return real(path, data)
         raise KeyboardInterrupt("killed before the data rename")
+
     monkeypatch.setattr(cache, "atomic_write_bytes", dies)
     with pytest.raises(KeyboardInterrupt):
         cache.save_tensors(p, {"w": torch.ones(3)})
@@ -68,14 +71,20 @@ def test_previous_checksum_protocol_is_what_the_fix_is_for(tmp_path, monkeypatch
 def test_report_writes_go_through_the_atomic_writers(tmp_path, monkeypatch):
     """Report.savefig/save/table must use zfcore.cache's atomic writers (not open(..., 'w'))."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from zfcore import report
+
     calls = []
     for name in ("atomic_savefig", "atomic_write_json", "atomic_write_text"):
         real = getattr(report, name)
-        monkeypatch.setattr(report, name, lambda *a, _r=real, _n=name, **k: (calls.append(_n), _r(*a, **k))[1])
+        monkeypatch.setattr(
+            report, name, lambda *a, _r=real, _n=name, **k: (calls.append(_n), _r(*a, **k))[1]
+        )
     from zfcore.profiles import get_profile
+
     rep = report.Report("99_test", get_profile("tiny", figures_root=tmp_path))
     fig, ax = plt.subplots()
     rep.savefig(fig, "f")
@@ -85,4 +94,7 @@ def test_report_writes_go_through_the_atomic_writers(tmp_path, monkeypatch):
     rep.save()
     assert calls == ["atomic_savefig", "atomic_write_text", "atomic_write_json"]
     assert sorted(p.name for p in (tmp_path / "tiny").iterdir()) == [
-        "99_test.json", "99_test_f.png", "99_test_t.csv"]
+        "99_test.json",
+        "99_test_f.png",
+        "99_test_t.csv",
+    ]

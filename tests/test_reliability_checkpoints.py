@@ -8,6 +8,7 @@
 * A truncated, bit-flipped, extended, swapped or checksum-less corrupt cache entry is detected
   and rebuilt by zfcore.cache.cached, never used.
 """
+
 import io
 import os
 import pickle
@@ -51,8 +52,10 @@ def _evil_files(folder: Path, marker: Path) -> dict[str, Path]:
     good = io.BytesIO()
     torch.save({"w": torch.zeros(2)}, good)
     swapped = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(good.getvalue())) as zin, \
-            zipfile.ZipFile(swapped, "w", zipfile.ZIP_STORED) as zout:
+    with (
+        zipfile.ZipFile(io.BytesIO(good.getvalue())) as zin,
+        zipfile.ZipFile(swapped, "w", zipfile.ZIP_STORED) as zout,
+    ):
         for item in zin.infolist():
             data = zin.read(item.filename)
             if item.filename.endswith("data.pkl"):
@@ -71,20 +74,23 @@ def test_crafted_files_really_run_code_when_unpickled_unsafely(tmp_path):
     """The control: without weights_only the files do create the marker (in another process)."""
     marker = tmp_path / "marker"
     files = _evil_files(tmp_path / "f", marker)
-    code = "\n".join([
-        "import os, sys, torch",
-        f"files = {{k: str(v) for k, v in {dict((k, str(v)) for k, v in files.items())!r}.items()}}",
-        "for kind, path in files.items():",
-        "    try:",
-        "        torch.load(path, weights_only=False)",
-        "    except Exception:",
-        "        pass",
-        f"    if os.path.exists({str(marker)!r}):",
-        "        print('RAN', kind)",
-        f"        os.unlink({str(marker)!r})",
-    ])
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=300).stdout
+    code = "\n".join(
+        [
+            "import os, sys, torch",
+            f"files = {{k: str(v) for k, v in {dict((k, str(v)) for k, v in files.items())!r}.items()}}",
+            "for kind, path in files.items():",
+            "    try:",
+            "        torch.load(path, weights_only=False)",
+            "    except Exception:",
+            "        pass",
+            f"    if os.path.exists({str(marker)!r}):",
+            "        print('RAN', kind)",
+            f"        os.unlink({str(marker)!r})",
+        ]
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    ).stdout
     ran = {line.split()[1] for line in out.splitlines() if line.startswith("RAN")}
     assert {"zip", "legacy", "pickle0", "pickle2", "pickle5", "swapped_pkl"} <= ran, out
 
@@ -108,7 +114,9 @@ def test_cached_rebuilds_a_poisoned_entry_without_running_it(tmp_path):
     d.mkdir(parents=True)
     torch.save({"x": Payload(marker)}, d / "result.pt")
     calls = []
-    out = cache.cached(tmp_path / "cache", "thing", cfg, lambda: calls.append(1) or {"x": torch.ones(2)})
+    out = cache.cached(
+        tmp_path / "cache", "thing", cfg, lambda: calls.append(1) or {"x": torch.ones(2)}
+    )
     assert calls == [1] and torch.equal(out["x"], torch.ones(2))
     assert not marker.exists()
     assert torch.equal(cache.load_tensors(d / "result.pt")["x"], torch.ones(2))
@@ -116,6 +124,7 @@ def test_cached_rebuilds_a_poisoned_entry_without_running_it(tmp_path):
 
 def test_pretrained_weights_file_that_runs_code_is_refused(tmp_path, monkeypatch):
     from torchvision.models import AlexNet_Weights
+
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
     marker = tmp_path / "marker"
     path = models._weights_file(AlexNet_Weights.IMAGENET1K_V1)
@@ -125,7 +134,7 @@ def test_pretrained_weights_file_that_runs_code_is_refused(tmp_path, monkeypatch
         models.alexnet(pretrained=True, download=False)
     assert str(path) in str(e.value) and "fetch" in str(e.value)
     assert not marker.exists()
-    path.write_bytes(path.read_bytes()[:100])                 # a half-finished download
+    path.write_bytes(path.read_bytes()[:100])  # a half-finished download
     with pytest.raises(cache.CacheError, match="corrupt") as e:
         models.alexnet(pretrained=True, download=False)
     assert AlexNet_Weights.IMAGENET1K_V1.url in str(e.value)
@@ -140,30 +149,48 @@ def test_training_checkpoints_are_loaded_safely(tmp_path):
     with pytest.raises(cache.CacheError, match="refused"):
         store.load_weights(1)
     torch.save({"model": Payload(marker)}, store.dir / "resume_e3.pt")
-    store.save_resume(2, {"epoch": 2})           # an older, good one
+    store.save_resume(2, {"epoch": 2})  # an older, good one
     assert store.latest_resume() == {"epoch": 2}  # the poisoned newer one is skipped, not run
     assert not marker.exists()
 
 
 # --- another architecture or shape --------------------------------------------------------------
 
+
 def _tiny(**kw):
     P = get_profile("tiny")
     return models.zfnet(**{**P.model_kwargs(), **kw})
 
 
-@pytest.mark.parametrize("other,expected", [
-    (lambda: models.krizhevsky(**get_profile("tiny").model_kwargs()),
-     r"features\.conv1\.weight: checkpoint \(12, 3, 11, 11\) vs model \(12, 3, 7, 7\)"),
-    (lambda: models.zfnet(**get_profile("mini").model_kwargs()),
-     r"features\.conv1\.weight: checkpoint \(48, 3, 7, 7\) vs model \(12, 3, 7, 7\)"),
-    (lambda: _tiny(num_classes=5), r"classifier\.fc8\.weight: checkpoint \(5, 128\) vs model \(10, 128\)"),
-    (lambda: _tiny(image_size=96), r"classifier\.fc6\.weight: checkpoint \(128, 128\) vs model \(128, 32\)"),
-    (lambda: _tiny(variant="no_layers3_4"),
-     r"missing from ckpt\.pt: \['features\.conv3\.weight'"),
-    (lambda: __import__("torchvision").models.squeezenet1_1(),
-     r"not in the model: \['features\.0\.weight'"),
-])
+@pytest.mark.parametrize(
+    "other,expected",
+    [
+        (
+            lambda: models.krizhevsky(**get_profile("tiny").model_kwargs()),
+            r"features\.conv1\.weight: checkpoint \(12, 3, 11, 11\) vs model \(12, 3, 7, 7\)",
+        ),
+        (
+            lambda: models.zfnet(**get_profile("mini").model_kwargs()),
+            r"features\.conv1\.weight: checkpoint \(48, 3, 7, 7\) vs model \(12, 3, 7, 7\)",
+        ),
+        (
+            lambda: _tiny(num_classes=5),
+            r"classifier\.fc8\.weight: checkpoint \(5, 128\) vs model \(10, 128\)",
+        ),
+        (
+            lambda: _tiny(image_size=96),
+            r"classifier\.fc6\.weight: checkpoint \(128, 128\) vs model \(128, 32\)",
+        ),
+        (
+            lambda: _tiny(variant="no_layers3_4"),
+            r"missing from ckpt\.pt: \['features\.conv3\.weight'",
+        ),
+        (
+            lambda: __import__("torchvision").models.squeezenet1_1(),
+            r"not in the model: \['features\.0\.weight'",
+        ),
+    ],
+)
 def test_checkpoint_of_another_model_names_the_mismatch(tmp_path, other, expected):
     model = _tiny()
     path = tmp_path / "ckpt.pt"
@@ -172,7 +199,7 @@ def test_checkpoint_of_another_model_names_the_mismatch(tmp_path, other, expecte
     with pytest.raises(ValueError, match=expected) as e:
         models.load_model_state(model, cache.load_tensors(path), "ckpt.pt")
     assert "another architecture or profile" in str(e.value)
-    for k, v in model.state_dict().items():                  # nothing half-loaded
+    for k, v in model.state_dict().items():  # nothing half-loaded
         assert torch.equal(v, before[k]), k
 
 
@@ -180,8 +207,12 @@ def test_not_a_state_dict(tmp_path):
     model = _tiny()
     with pytest.raises(TypeError, match="holds a list, not a state_dict"):
         models.load_model_state(model, [1, 2], "ckpt.pt")
-    with pytest.raises(ValueError, match=r"entries \['model'\] are not tensors.*pass its 'model' entry"):
-        models.load_model_state(model, {"model": model.state_dict(), "epoch": torch.tensor(3)}, "ckpt.pt")
+    with pytest.raises(
+        ValueError, match=r"entries \['model'\] are not tensors.*pass its 'model' entry"
+    ):
+        models.load_model_state(
+            model, {"model": model.state_dict(), "epoch": torch.tensor(3)}, "ckpt.pt"
+        )
     state = model.state_dict()
     state["features.conv1.weight"] = "hello"
     with pytest.raises(ValueError, match="features.conv1.weight"):
@@ -189,6 +220,7 @@ def test_not_a_state_dict(tmp_path):
 
 
 # --- corrupt cache entries ---------------------------------------------------------------------
+
 
 def _damage(path: Path, how: str, other: Path) -> None:
     data = path.read_bytes()
@@ -203,7 +235,7 @@ def _damage(path: Path, how: str, other: Path) -> None:
         path.write_bytes(bytes(b))
     elif how == "garbage_appended":
         path.write_bytes(data + b"\x00garbage")
-    elif how == "another_entry":                  # a valid file, but not this entry's
+    elif how == "another_entry":  # a valid file, but not this entry's
         path.write_bytes(other.read_bytes())
     elif how == "truncated_no_checksum":
         side.unlink()
@@ -216,8 +248,16 @@ def _damage(path: Path, how: str, other: Path) -> None:
         raise AssertionError(how)
 
 
-DAMAGE = ["empty", "truncated", "one_byte_flipped", "garbage_appended", "another_entry",
-          "truncated_no_checksum", "checksum_garbage", "random_bytes"]
+DAMAGE = [
+    "empty",
+    "truncated",
+    "one_byte_flipped",
+    "garbage_appended",
+    "another_entry",
+    "truncated_no_checksum",
+    "checksum_garbage",
+    "random_bytes",
+]
 
 
 @pytest.mark.parametrize("how", DAMAGE)
@@ -227,6 +267,7 @@ def test_corrupt_cache_entry_is_detected_and_rebuilt(tmp_path, how):
     def build():
         calls.append(1)
         return {"w": torch.arange(1000.0) * len(calls), "n": len(calls)}
+
     cfg = {"entry": "a"}
     first = cache.cached(tmp_path, "kind", cfg, build)
     other_cfg = {"entry": "b"}
@@ -248,6 +289,7 @@ def test_corrupt_cache_entry_is_detected_and_rebuilt(tmp_path, how):
 def test_cache_never_half_writes_on_a_failing_build(tmp_path):
     def build():
         raise RuntimeError("out of memory")
+
     with pytest.raises(RuntimeError):
         cache.cached(tmp_path, "kind", {"a": 1}, build)
     d = cache.entry_dir(tmp_path, "kind", {"a": 1})

@@ -1,5 +1,6 @@
 """Missing data sets and weights (issue 10): the error names what is missing, where to put it and
 how to fetch it, at once (no download attempt offline) and without a chained traceback."""
+
 import re
 import urllib.error
 from pathlib import Path
@@ -27,29 +28,37 @@ def empty_hub(tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", ["AlexNet_Weights", "VGG16_Weights"])
 def test_missing_pretrained_weights_offline(empty_hub, name):
     import torchvision.models as tvm
+
     weights = getattr(tvm, name).IMAGENET1K_V1
     with pytest.raises(models.MissingWeightsError) as e:
         models._load_pretrained(weights, download=False)
     msg = _clean(e.value)
     path = models._weights_file(weights)
     assert str(empty_hub) in str(path)
-    for what in (path.name, str(path.parent), weights.url, f"curl -L -o {path} {weights.url}",
-                 "ZFCORE_DOWNLOAD=1"):
+    for what in (
+        path.name,
+        str(path.parent),
+        weights.url,
+        f"curl -L -o {path} {weights.url}",
+        "ZFCORE_DOWNLOAD=1",
+    ):
         assert what in msg, f"{what!r} missing from: {msg}"
     assert isinstance(e.value, FileNotFoundError)
 
 
 def test_public_builder_fails_at_once_offline(empty_hub):
     with pytest.raises(models.MissingWeightsError, match="alexnet-owt"):
-        models.alexnet(pretrained=True)            # ZFCORE_DOWNLOAD=0 in tests: no network try
+        models.alexnet(pretrained=True)  # ZFCORE_DOWNLOAD=0 in tests: no network try
 
 
 def test_failed_download_names_the_reason_and_the_manual_route(empty_hub, monkeypatch):
     from torchvision.models import AlexNet_Weights
+
     w = AlexNet_Weights.IMAGENET1K_V1
 
     def offline(*a, **k):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
     monkeypatch.setattr(type(w), "get_state_dict", offline)
     with pytest.raises(models.MissingWeightsError) as e:
         models._load_pretrained(w, download=True)
@@ -59,6 +68,7 @@ def test_failed_download_names_the_reason_and_the_manual_route(empty_hub, monkey
 
 def _missing_data_calls(root: Path):
     from zfcore import data, transfer
+
     imagenet = get_profile("imagenet", data_root=root)
     return {
         "imagenette": lambda: data.get_dataset(get_profile("imagenette", data_root=root), "train"),
@@ -72,6 +82,7 @@ def _missing_data_calls(root: Path):
 @pytest.mark.parametrize("name", ["imagenette", "imagenet", "caltech101", "caltech256", "voc2012"])
 def test_missing_data_set_names_what_where_and_how(tmp_path, name, monkeypatch):
     from zfcore.data import DataNotFoundError
+
     monkeypatch.setenv("ZFCORE_DOWNLOAD", "0")
     root = tmp_path / "no-data-here"
     with pytest.raises(DataNotFoundError) as e:
@@ -79,13 +90,16 @@ def test_missing_data_set_names_what_where_and_how(tmp_path, name, monkeypatch):
     msg = _clean(e.value)
     assert str(root) in msg, f"where to put it: {msg}"
     assert URL.search(msg), f"where to fetch it: {msg}"
-    assert re.search(r"download=True|ZFCORE_DOWNLOAD|curl|wget|tar ", msg), f"how to fetch it: {msg}"
+    assert re.search(r"download=True|ZFCORE_DOWNLOAD|curl|wget|tar ", msg), (
+        f"how to fetch it: {msg}"
+    )
     assert isinstance(e.value, FileNotFoundError)
     assert not root.exists() or not any(root.rglob("*")), "nothing half-downloaded is left behind"
 
 
 def test_missing_user_photo_folder(tmp_path):
     from zfcore.data.images import ImageLoadError, load_folder
+
     with pytest.raises(ImageLoadError) as e:
         load_folder(tmp_path / "my photos", "tiny")
     msg = _clean(e.value)

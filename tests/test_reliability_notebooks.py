@@ -5,6 +5,7 @@ Every notebook is checked statically: the code cell right after the ``parameters
 for real with papermill and a bad parameter: the error must come from that first cell, name the
 bad value, and no later cell may run (nothing half-computed, no traceback soup from deep inside).
 """
+
 import ast
 import json
 from pathlib import Path
@@ -27,8 +28,10 @@ def _parameters(path: Path) -> tuple[list[str], str]:
     tree = ast.parse("".join(cells[i]["source"]))
     names = []
     for node in tree.body:
-        assert isinstance(node, ast.Assign), f"{path.name}: the parameters cell may only assign values"
-        ast.literal_eval(node.value)              # plain values, so papermill can override them
+        assert isinstance(node, ast.Assign), (
+            f"{path.name}: the parameters cell may only assign values"
+        )
+        ast.literal_eval(node.value)  # plain values, so papermill can override them
         names += [t.id for t in node.targets]
     return names, "".join(cells[i + 1]["source"]) if i + 1 < len(cells) else ""
 
@@ -37,8 +40,9 @@ def _parameters(path: Path) -> tuple[list[str], str]:
 def test_first_cell_validates_every_parameter(path):
     names, first = _parameters(path)
     assert "profile" in names, f"{path.name}: no profile parameter"
-    assert "get_profile(profile)" in first.replace(" ", ""), \
+    assert "get_profile(profile)" in first.replace(" ", ""), (
         f"{path.name}: the cell after the parameters must call get_profile(profile)"
+    )
     used = {n.id for n in ast.walk(ast.parse(first)) if isinstance(n, ast.Name)}
     unchecked = [n for n in names if n not in used]
     assert not unchecked, f"{path.name}: parameters {unchecked} are not validated in the first cell"
@@ -47,20 +51,33 @@ def test_first_cell_validates_every_parameter(path):
 def _run_bad(path: Path, tmp_path: Path, parameters: dict):
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
+
     out = tmp_path / path.name
     with pytest.raises(PapermillExecutionError) as e:
-        pm.execute_notebook(str(path), str(out), parameters=parameters, kernel_name="python3",
-                            cwd=str(path.parent), progress_bar=False, log_output=False,
-                            execution_timeout=300)
+        pm.execute_notebook(
+            str(path),
+            str(out),
+            parameters=parameters,
+            kernel_name="python3",
+            cwd=str(path.parent),
+            progress_bar=False,
+            log_output=False,
+            execution_timeout=300,
+        )
     nb = nbformat.read(out, as_version=4)
     cells = _code_cells(nb)
-    injected = next(k for k, c in enumerate(cells)
-                    if "injected-parameters" in c["metadata"].get("tags", []))
-    failed = [k for k, c in enumerate(cells)
-              if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
+    injected = next(
+        k for k, c in enumerate(cells) if "injected-parameters" in c["metadata"].get("tags", [])
+    )
+    failed = [
+        k
+        for k, c in enumerate(cells)
+        if any(o.get("output_type") == "error" for o in c.get("outputs", []))
+    ]
     assert failed == [injected + 1], f"{path.name}: failed in code cell(s) {failed}, not the first"
-    assert all(c.get("execution_count") is None for c in cells[injected + 2:]), \
+    assert all(c.get("execution_count") is None for c in cells[injected + 2 :]), (
         f"{path.name}: cells after the failing one ran"
+    )
     return e.value
 
 

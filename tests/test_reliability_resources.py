@@ -6,11 +6,12 @@ generated photos, each measurement in a fresh fork after an unmeasured warm-up o
 in-memory baseline (the whole folder as one tensor) does grow by the images' size, so the
 measurement is able to see growth.
 """
+
 import pytest
 import torch
+from helpers import memory
 from torch.utils.data import DataLoader
 
-from helpers import memory
 from zfcore import models
 from zfcore.data.images import PhotoStream, load_folder
 from zfcore.profiles import get_profile
@@ -19,13 +20,15 @@ pytestmark = pytest.mark.skipif(not memory.available(), reason="needs Linux /pro
 
 P = get_profile("tiny")
 SMALL, LARGE = 80, 640
-IMAGE_MB = 3 * P.image_size ** 2 * 4 / 2**20
+IMAGE_MB = 3 * P.image_size**2 * 4 / 2**20
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("photos")
-    folders = {n: memory.write_scene_photos(root / f"n{n}", n, P.image_size) for n in (SMALL, LARGE)}
+    folders = {
+        n: memory.write_scene_photos(root / f"n{n}", n, P.image_size) for n in (SMALL, LARGE)
+    }
     warm = memory.write_scene_photos(root / "warm", 32, P.image_size)
     torch.manual_seed(0)
     return models.zfnet(**P.model_kwargs()).eval(), folders, warm
@@ -33,18 +36,23 @@ def setup(tmp_path_factory):
 
 def _mine(model, folder):
     from zfcore.mining import mine_topk
+
     stream = PhotoStream(folder, P, batch_size=16, progress=False)
     return mine_topk(model, stream, progress=False).n_images
 
 
 def _features(model, folder):
     from zfcore.features import extract_features
+
     stream = PhotoStream(folder, P, batch_size=16, progress=False)
-    return len(extract_features(model, DataLoader(stream, batch_size=None), ["layer5"], progress=False))
+    return len(
+        extract_features(model, DataLoader(stream, batch_size=None), ["layer5"], progress=False)
+    )
 
 
 def _in_memory(model, folder):
     from zfcore.mining import mine_topk
+
     return mine_topk(model, load_folder(folder, P, progress=False).images, progress=False).n_images
 
 
@@ -53,8 +61,10 @@ def _peaks(work, model, folders, warm, repeats: int = 3):
     set measurement (a page collapsed into a huge page, a heap that cannot shrink) only adds."""
     out = {}
     for n, folder in folders.items():
-        runs = [memory.peak_growth_mb(lambda: work(model, folder), warmup=lambda: work(model, warm))
-                for _ in range(repeats)]
+        runs = [
+            memory.peak_growth_mb(lambda: work(model, folder), warmup=lambda: work(model, warm))
+            for _ in range(repeats)
+        ]
         assert all(count == n for _, _, count in runs)
         out[n] = min(mb for mb, _, _ in runs)
     return out

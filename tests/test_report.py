@@ -1,5 +1,6 @@
 """zfcore.report: the provenance every notebook's JSON carries, and the README's results generated
 from the JSON (``python -m zfcore.report readme``) and checked against it (``... check``)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -31,15 +32,25 @@ Tail text stays.
 
 def _numbers():
     return {
-        "00_quickstart": {"test_top1_error": 7.95, "test_top5_error": 0.5, "chance_top1_error": 90.0},
-        "02_deconvnet": {"shared_switch_share_pool1": 0.2148776799440384,
-                         "shared_switch_share_pool2": 0.0464409738779068,
-                         "max_unpool2d_relative_change": 0.8446027636528015,
-                         "verdict_switches_matter": "held", "switches_matter_effect": 0.8446,
-                         "switches_matter_ci_low": 0.51, "switches_matter_ci_high": 1.234,
-                         "switches_matter_uncertainty": "bootstrap over 12 items (2000 resamples)"},
-        "11_feature_analysis": {f"svm_accuracy_pct_layer{i}": v for i, v in
-                                enumerate([24.449999034404755, 31.8, 46.55, 48.6, 46.05, 61.55, 58.4], 1)},
+        "00_quickstart": {
+            "test_top1_error": 7.95,
+            "test_top5_error": 0.5,
+            "chance_top1_error": 90.0,
+        },
+        "02_deconvnet": {
+            "shared_switch_share_pool1": 0.2148776799440384,
+            "shared_switch_share_pool2": 0.0464409738779068,
+            "max_unpool2d_relative_change": 0.8446027636528015,
+            "verdict_switches_matter": "held",
+            "switches_matter_effect": 0.8446,
+            "switches_matter_ci_low": 0.51,
+            "switches_matter_ci_high": 1.234,
+            "switches_matter_uncertainty": "bootstrap over 12 items (2000 resamples)",
+        },
+        "11_feature_analysis": {
+            f"svm_accuracy_pct_layer{i}": v
+            for i, v in enumerate([24.449999034404755, 31.8, 46.55, 48.6, 46.05, 61.55, 58.4], 1)
+        },
     }
 
 
@@ -57,6 +68,7 @@ def _folder(tmp_path, numbers):
 # provenance
 # --------------------------------------------------------------------------------------------
 
+
 def test_save_writes_provenance(tmp_path):
     P = get_profile("tiny", figures_root=tmp_path)
     t0 = time.perf_counter()
@@ -68,15 +80,25 @@ def test_save_writes_provenance(tmp_path):
     data = json.loads(rep.save().read_text())
     elapsed = time.perf_counter() - t0
     prov = data["provenance"]
-    assert set(prov) == {"commit", "zfcore_version", "profile", "profile_hash", "models", "date",
-                         "wall_time_s"}
+    assert set(prov) == {
+        "commit",
+        "zfcore_version",
+        "profile",
+        "profile_hash",
+        "models",
+        "date",
+        "wall_time_s",
+    }
     assert prov["zfcore_version"] == __version__ and prov["profile"] == "tiny"
     assert prov["profile_hash"] == config_hash(get_profile("tiny").identity())
     assert prov["profile_hash"] != config_hash(get_profile("mini").identity())
     assert prov["models"] == {"zf": model_fingerprint(model)}
     assert 0.05 <= prov["wall_time_s"] <= elapsed + 1e-3
     when = dt.datetime.fromisoformat(prov["date"])
-    assert when.tzinfo is not None and abs((dt.datetime.now(dt.timezone.utc) - when).total_seconds()) < 60
+    assert (
+        when.tzinfo is not None
+        and abs((dt.datetime.now(dt.timezone.utc) - when).total_seconds()) < 60
+    )
     assert prov["commit"] == report.git_commit()
     assert data["x"] == 1
 
@@ -85,11 +107,14 @@ def test_uses_model_accepts_runs_and_fingerprints_and_rejects_the_rest(tmp_path)
     rep = Report("99_demo", get_profile("tiny", figures_root=tmp_path))
     net = torch.nn.Sequential(torch.nn.Linear(3, 2))
 
-    class Run:          # what zfcore.train.training_run returns: the network via .model()
+    class Run:  # what zfcore.train.training_run returns: the network via .model()
         def model(self):
             return net
-    assert rep.uses_models({"run": Run()}, given="abc123") == {"run": model_fingerprint(net),
-                                                               "given": "abc123"}
+
+    assert rep.uses_models({"run": Run()}, given="abc123") == {
+        "run": model_fingerprint(net),
+        "given": "abc123",
+    }
     with torch.no_grad():
         net[0].weight.add_(1.0)
     assert rep.uses_model("changed", net) != rep.models["run"]
@@ -103,11 +128,12 @@ def test_uses_model_accepts_runs_and_fingerprints_and_rejects_the_rest(tmp_path)
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git to build a test checkout")
 def test_git_commit_clean_dirty_and_not_a_checkout(tmp_path):
-    assert report.git_commit(tmp_path) == "unknown"          # not a git checkout at all
+    assert report.git_commit(tmp_path) == "unknown"  # not a git checkout at all
     repo = tmp_path / "repo"
     (repo / "figures").mkdir(parents=True)
-    git = lambda *a: subprocess.run(["git", "-C", str(repo), *a], check=True, capture_output=True,
-                                    text=True).stdout.strip()
+    git = lambda *a: subprocess.run(
+        ["git", "-C", str(repo), *a], check=True, capture_output=True, text=True
+    ).stdout.strip()
     git("init", "-q")
     (repo / "code.py").write_text("x = 1\n")
     (repo / "figures" / "a.json").write_text("{}\n")
@@ -115,9 +141,9 @@ def test_git_commit_clean_dirty_and_not_a_checkout(tmp_path):
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "first")
     head = git("rev-parse", "HEAD")
     assert report.git_commit(repo) == head
-    (repo / "figures" / "a.json").write_text('{"new": 1}\n')   # outputs being regenerated
+    (repo / "figures" / "a.json").write_text('{"new": 1}\n')  # outputs being regenerated
     assert report.git_commit(repo) == head
-    (repo / "code.py").write_text("x = 2\n")                     # the code changed
+    (repo / "code.py").write_text("x = 2\n")  # the code changed
     assert report.git_commit(repo) == head + "-dirty"
     # a folder inside a checkout is not the checkout (e.g. a venv's site-packages)
     assert report.git_commit(repo / "figures") == "unknown"
@@ -127,13 +153,14 @@ def test_git_commit_clean_dirty_and_not_a_checkout(tmp_path):
 # README generation and check
 # --------------------------------------------------------------------------------------------
 
+
 def test_readme_then_check_on_a_temporary_readme(tmp_path, capsys):
     readme, figs = _folder(tmp_path, _numbers())
     args = ["--readme", str(readme), "--figures", str(figs)]
     assert main(["check", *args]) == 1
     out = capsys.readouterr().out
-    assert "| old | hand-typed | table |" in out and "99 %" in out      # the differing lines
-    assert "python -m zfcore.report readme" in out                     # and the fix
+    assert "| old | hand-typed | table |" in out and "99 %" in out  # the differing lines
+    assert "python -m zfcore.report readme" in out  # and the fix
     assert main(["readme", *args]) == 0
     text = readme.read_text()
     # numbers rounded from the JSON, not typed: 0.8446 -> 84.5 %, 24.4499 -> 24.4, 100 - 7.95
@@ -141,9 +168,12 @@ def test_readme_then_check_on_a_temporary_readme(tmp_path, capsys):
     assert "21.5 % of pool-1 and 4.6 % of pool-2" in text
     assert "linear SVM, layers 1-7: 24.4, 31.8, 46.5, 48.6, 46.0, 61.5, 58.4 %" in text
     assert "**<!-- value:test_accuracy -->92.0 %<!-- /value --> test accuracy**" in text
-    assert "| `switches_matter` (`02`) | +0.845 [+0.51, +1.23] | held | bootstrap over 12 items" in text
+    assert (
+        "| `switches_matter` (`02`) | +0.845 [+0.51, +1.23] | held | bootstrap over 12 items"
+        in text
+    )
     assert "| old | hand-typed | table |" not in text and text.endswith("Tail text stays.\n")
-    assert "(best: n/a; n/a)" in text                 # missing keys are shown, not invented
+    assert "(best: n/a; n/a)" in text  # missing keys are shown, not invented
     out = capsys.readouterr().out
     assert "11_feature_analysis.json has no 'svm_best_layer'" in out
     assert main(["check", *args]) == 0
@@ -159,23 +189,41 @@ def test_readme_then_check_on_a_temporary_readme(tmp_path, capsys):
 
 
 def test_training_time_values_are_computed_from_the_history_numbers():
-    nums = {"04_training_evolution": {"training_seconds": 502.4, "validation_seconds": 63.8, "lr_drop_epochs": [5]},
-            "09_ablations": {"schedule_epochs": 6}}
-    text = ("<!-- value:training_minutes -->?<!-- /value --> / <!-- value:training_minutes_with_validation -->"
-            "?<!-- /value --> / <!-- value:lr_drop_epoch -->?<!-- /value --> / <!-- value:comparison_epochs -->"
-            f"?<!-- /value -->\n{report.BEGIN}\n{report.END}\n")
-    ours = lambda notes: [x for x in notes if "(value " in x]          # noqa: E731
+    nums = {
+        "04_training_evolution": {
+            "training_seconds": 502.4,
+            "validation_seconds": 63.8,
+            "lr_drop_epochs": [5],
+        },
+        "09_ablations": {"schedule_epochs": 6},
+    }
+    text = (
+        "<!-- value:training_minutes -->?<!-- /value --> / <!-- value:training_minutes_with_validation -->"
+        "?<!-- /value --> / <!-- value:lr_drop_epoch -->?<!-- /value --> / <!-- value:comparison_epochs -->"
+        f"?<!-- /value -->\n{report.BEGIN}\n{report.END}\n"
+    )
+    ours = lambda notes: [x for x in notes if "(value " in x]  # noqa: E731
     out, notes = report.render_readme(text, nums)
     shown = [m.group(2) for m in report.VALUE_RE.finditer(out)]
-    assert shown == ["8.4 min", "9.4 min", "5", "6"] and not ours(notes)   # 502.4/60, (502.4+63.8)/60
-    out, notes = report.render_readme(text, {"04_training_evolution": {"training_seconds": 60.0}, "09_ablations": {}})
+    assert shown == ["8.4 min", "9.4 min", "5", "6"] and not ours(
+        notes
+    )  # 502.4/60, (502.4+63.8)/60
+    out, notes = report.render_readme(
+        text, {"04_training_evolution": {"training_seconds": 60.0}, "09_ablations": {}}
+    )
     assert [m.group(2) for m in report.VALUE_RE.finditer(out)] == ["1.0 min", "n/a", "n/a", "n/a"]
     assert len(ours(notes)) == 3
 
 
 def test_verdict_words_outside_the_three_are_flagged():
-    nums = {"07_occlusion": {"verdict_localises": "yes", "localises_effect": 1.0,
-                             "localises_ci_low": 0.5, "localises_ci_high": 1.5}}
+    nums = {
+        "07_occlusion": {
+            "verdict_localises": "yes",
+            "localises_effect": 1.0,
+            "localises_ci_low": 0.5,
+            "localises_ci_high": 1.5,
+        }
+    }
     block, notes = report.render_block(nums, "mini")
     assert "'yes' (not one of held, did not hold, within noise)" in block
     assert "07_occlusion.json has no 'pointing_game_hit_rate' (shown as n/a)" in notes
@@ -193,6 +241,13 @@ def test_readme_without_markers_or_with_unknown_values_is_an_error(tmp_path, cap
 
 
 def test_committed_readme_agrees_with_committed_figures(capsys):
-    code = main(["check", "--readme", str(repo_root() / "README.md"),
-                 "--figures", str(repo_root() / "figures" / "mini")])
+    code = main(
+        [
+            "check",
+            "--readme",
+            str(repo_root() / "README.md"),
+            "--figures",
+            str(repo_root() / "figures" / "mini"),
+        ]
+    )
     assert code == 0, capsys.readouterr().out

@@ -1,6 +1,7 @@
 """Trained networks shipped with the package: exported from a cached run, loaded by training
 configuration with the fingerprint checked, never used for another configuration, and the
 shipped ``mini`` network is the one the committed figures were computed from."""
+
 from __future__ import annotations
 
 import json
@@ -21,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _forbid_training(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("trained although the network should come from the shipped weights")
+
     monkeypatch.setattr(ztrain, "train", refuse)
     monkeypatch.setattr(zfcore.train.loop, "train", refuse)
 
@@ -41,6 +43,7 @@ def test_export_records_what_the_weights_are(tiny_export):
     assert meta["profile"] == "tiny" and meta["arch"] == "zfnet" and meta["variant"] == "zf"
     assert int(meta["epochs"]) == run.spec.profile.epochs
     from zfcore.cache import config_hash
+
     assert exported.config_hash == config_hash(run.spec.key_config())
     assert json.loads(meta["key_config"])["trainer_version"] == ztrain.TRAINER_VERSION
     assert meta["torch"] and meta["zfcore"]
@@ -57,6 +60,7 @@ def test_empty_cache_takes_the_shipped_file_without_training(tiny_export, tmp_pa
     assert not model.training and model.weights_source.startswith("shipped weights")
     assert ztrain.cached_model(P) is not None
     from zfcore.runner import network_source
+
     assert network_source(P) == f"tiny: the trained network: shipped weights {exported.describe()}"
 
 
@@ -86,6 +90,7 @@ def test_retrain_switch_ignores_the_shipped_file(tiny_export, tmp_path, monkeypa
 
 def test_a_file_whose_network_is_not_the_recorded_one_is_refused(tiny_export, tmp_path):
     from safetensors.torch import load_file, save_file
+
     run, exported = tiny_export
     state = load_file(str(exported.path))
     first = next(iter(state))
@@ -103,18 +108,23 @@ def test_a_file_whose_network_is_not_the_recorded_one_is_refused(tiny_export, tm
 
 def test_export_outside_a_checkout_needs_a_folder(tiny_export, monkeypatch):
     from zfcore.locations import LocationError
+
     monkeypatch.setattr(shipped, "checkout_root", lambda: None)
     with pytest.raises(LocationError, match="--export DIR"):
         shipped.export(tiny_export[0])
 
 
-def test_train_cli_compares_with_the_shipped_fingerprint_and_exports(tiny_export, monkeypatch, capsys,
-                                                                    tmp_path):
+def test_train_cli_compares_with_the_shipped_fingerprint_and_exports(
+    tiny_export, monkeypatch, capsys, tmp_path
+):
     run, exported = tiny_export
     monkeypatch.setattr(shipped, "WEIGHTS_DIR", exported.path.parent)
     assert ztrain.main(["--profile", "tiny", "--no-progress", "--export", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert f"fingerprint {exported.fingerprint}: reproduces the shipped weights tiny.safetensors" in out
+    assert (
+        f"fingerprint {exported.fingerprint}: reproduces the shipped weights tiny.safetensors"
+        in out
+    )
     again = shipped.read(tmp_path / "tiny.safetensors")
     assert again.fingerprint == exported.fingerprint and again.config_hash == exported.config_hash
 
@@ -123,8 +133,10 @@ def test_mini_ships_the_network_of_the_committed_figures(tmp_path, monkeypatch):
     """With an empty cache the mini network comes from zfcore/weights/mini.safetensors, without
     training, and it is the network the committed figures record in their provenance."""
     if not (shipped.WEIGHTS_DIR / "mini.safetensors").is_file():
-        pytest.fail("zfcore/weights/mini.safetensors is missing: export the trained mini run with "
-                    "python -m zfcore.train --profile mini --export")
+        pytest.fail(
+            "zfcore/weights/mini.safetensors is missing: export the trained mini run with "
+            "python -m zfcore.train --profile mini --export"
+        )
     _forbid_training(monkeypatch)
     monkeypatch.setenv("ZFCORE_CACHE", str(tmp_path))
     model = model_for_profile(get_profile("mini", cache_dir=tmp_path))
@@ -132,4 +144,5 @@ def test_mini_ships_the_network_of_the_committed_figures(tmp_path, monkeypatch):
     want = recorded["provenance"]["models"]["model"]
     assert model_fingerprint(model) == want, (
         f"the shipped mini network is {model_fingerprint(model)}, the committed figures were computed "
-        f"from {want}: regenerate the figures (make figures) or ship the network they used")
+        f"from {want}: regenerate the figures (make figures) or ship the network they used"
+    )

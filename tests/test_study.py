@@ -1,4 +1,5 @@
 """The study recipe: results round-trip through plain data, studies are keyed and built once."""
+
 from dataclasses import dataclass, field
 
 import pytest
@@ -27,11 +28,16 @@ class _Outer(Result):
 def test_a_result_survives_the_cache_as_plain_data(tmp_path):
     r = _Outer((3, 4), ["a", "b"], {"x": torch.arange(3)}, {"k": 1})
     d = r.to_dict()
-    assert d == {"size": (3, 4), "names": ["a", "b"], "scores": d["scores"], "inner": {"k": 1},
-                 "note": "default"}
+    assert d == {
+        "size": (3, 4),
+        "names": ["a", "b"],
+        "scores": d["scores"],
+        "inner": {"k": 1},
+        "note": "default",
+    }
     save_tensors(tmp_path / "r.pt", d)
     back = _Outer.from_dict(load_tensors(tmp_path / "r.pt"))
-    assert back.size == (3, 4) and isinstance(back.size, tuple)     # the cache stores a list
+    assert back.size == (3, 4) and isinstance(back.size, tuple)  # the cache stores a list
     assert back.names == ["a", "b"] and isinstance(back.names, list)
     assert torch.equal(back.scores["x"], torch.arange(3))
 
@@ -60,6 +66,7 @@ def test_the_key_names_what_decides_the_result():
 
 def test_a_study_is_built_once_and_rebuilt_when_its_settings_change(tmp_path):
     from zfcore.profiles import get_profile
+
     P = get_profile("tiny", cache_dir=tmp_path)
     calls = []
 

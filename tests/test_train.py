@@ -6,20 +6,19 @@ These tests train on small random tensors (``TensorDataset``), so they do not de
 procedural data; ``tests/test_train_data.py`` runs the trainer on ``zfcore.data``, through the
 cache and ``torchrun`` (DDP equivalence with 2 gloo processes).
 """
+
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-from zfcore.models import LayerError
 import torch
 from torch.utils.data import TensorDataset
 
 from zfcore import cache as zcache
 from zfcore import train as T
-from zfcore.models import conv_layers, filter_rms
+from zfcore.models import LayerError, conv_layers, filter_rms
 from zfcore.profiles import get_profile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +29,7 @@ def _data(n_train=96, n_val=32, size=64, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n_train + n_val, 3, size, size, generator=g)
     # A learnable signal: the label is the quadrant of the brightest pixel of channel 0.
-    y = (x[:, 0].flatten(1).argmax(1) % 10)
+    y = x[:, 0].flatten(1).argmax(1) % 10
     return TensorDataset(x[:n_train], y[:n_train]), TensorDataset(x[n_train:], y[n_train:])
 
 
@@ -61,7 +60,9 @@ def test_deterministic_under_seed(tmp_path):
     _assert_same_state(_weights(a), _weights(b))
     assert _untimed(a.history) == _untimed(b.history)
     c = T.train(_spec(tmp_path / "c", seed=1), tr, va, progress=False)
-    assert not torch.equal(_weights(a)["features.conv1.weight"], _weights(c)["features.conv1.weight"])
+    assert not torch.equal(
+        _weights(a)["features.conv1.weight"], _weights(c)["features.conv1.weight"]
+    )
 
 
 def test_resume_is_bit_for_bit(tmp_path):
@@ -101,8 +102,17 @@ def test_feature_scale_clipping_after_every_step(tmp_path):
 
 def test_per_layer_learning_rate_matches_a_hand_computed_step(tmp_path):
     tr, va = _data(n_train=32)
-    over = dict(optimizer="sgd", lr=0.05, momentum=0.0, weight_decay=0.0, dropout=0.0,
-                clip_rms=None, n_train=32, epochs=1, augment=False)
+    over = dict(
+        optimizer="sgd",
+        lr=0.05,
+        momentum=0.0,
+        weight_decay=0.0,
+        dropout=0.0,
+        clip_rms=None,
+        n_train=32,
+        epochs=1,
+        augment=False,
+    )
     spec = _spec(tmp_path, layer_lr={"layer1": 0.5, "layer6": 0.0}, **over)
     run = T.train(spec, tr, va, progress=False)
     # The same step by hand: one batch (the epoch's first 32 images), w <- w - lr * m * grad.
@@ -127,10 +137,14 @@ def test_freeze_after_stops_a_layer(tmp_path):
     assert torch.equal(w[1]["features.conv1.weight"], w[3]["features.conv1.weight"])
     assert not torch.equal(w[1]["features.conv2.weight"], w[3]["features.conv2.weight"])
     # Mid-epoch: 3 steps per epoch, frozen from the step that starts past half an epoch.
-    half = T.train(_spec(tmp_path / "half", epochs=1, freeze_after={"layer1": 0.5}), tr, va,
-                   progress=False)
-    w0, wh, w1 = (T.build_model(half.spec).state_dict(), half.model(0.5).state_dict(),
-                  half.model(1).state_dict())
+    half = T.train(
+        _spec(tmp_path / "half", epochs=1, freeze_after={"layer1": 0.5}), tr, va, progress=False
+    )
+    w0, wh, w1 = (
+        T.build_model(half.spec).state_dict(),
+        half.model(0.5).state_dict(),
+        half.model(1).state_dict(),
+    )
     assert not torch.equal(w0["features.conv1.weight"], wh["features.conv1.weight"])
     assert torch.equal(wh["features.conv1.weight"], w1["features.conv1.weight"])
     assert not torch.equal(wh["features.conv2.weight"], w1["features.conv2.weight"])
@@ -142,9 +156,11 @@ def test_layer1_init_std_draws_only_the_first_layer_afresh():
     w = small["features.conv1.weight"]
     assert abs(w.std().item() - 1e-3) < 1e-4 and abs(w.mean().item()) < 1e-4
     assert plain["features.conv1.weight"].std() > 10 * w.std()
-    assert not small["features.conv1.bias"].any()            # biases 0, as the paper's
+    assert not small["features.conv1.bias"].any()  # biases 0, as the paper's
     assert plain["features.conv1.bias"].any()
-    assert all(torch.equal(small[k], plain[k]) for k in plain if not k.startswith("features.conv1."))
+    assert all(
+        torch.equal(small[k], plain[k]) for k in plain if not k.startswith("features.conv1.")
+    )
     again = T.build_model(T.make_spec("tiny", layer1_init_std=1e-3)).state_dict()
     assert torch.equal(again["features.conv1.weight"], w)  # seeded
     kriz = T.build_model(T.TrainSpec(get_profile("tiny", layer1_init_std=1e-3), arch="krizhevsky"))
@@ -155,7 +171,16 @@ def test_layer_parameters_cover_every_weight_once():
     spec = T.make_spec("tiny")
     model = T.build_model(spec)
     groups = T.layer_parameters(model)
-    assert set(groups) == {"layer1", "layer2", "layer3", "layer4", "layer5", "layer6", "layer7", "logits"}
+    assert set(groups) == {
+        "layer1",
+        "layer2",
+        "layer3",
+        "layer4",
+        "layer5",
+        "layer6",
+        "layer7",
+        "logits",
+    }
     assert groups["layer1"][0] is model.features.conv1.weight
     assert groups["logits"][0] is model.classifier.fc8.weight
     ids = [id(p) for ps in groups.values() for p in ps]
@@ -173,7 +198,9 @@ def test_batches_are_the_same_whatever_the_number_of_processes():
         assert torch.equal(one[s][0], torch.cat([two[0][s][0], two[1][s][0]]))
         assert torch.equal(one[s][1], torch.cat([two[0][s][1], two[1][s][1]]))
     seen = torch.cat([y for _, y in one])
-    assert len(seen) == 96 and not torch.equal(one[0][1], list(T._train_batches(tr, spec, 2, 0, 1, 3))[0][1])
+    assert len(seen) == 96 and not torch.equal(
+        one[0][1], list(T._train_batches(tr, spec, 2, 0, 1, 3))[0][1]
+    )
 
 
 def test_bad_arguments_are_named():
@@ -218,12 +245,14 @@ T.train(tt._spec(Path({cache!r}), epochs=3), tr, va, progress=False)
 
 
 def test_killed_checkpoint_write_leaves_previous_checkpoint(tmp_path):
-    script = _KILLED_RUN.format(root=str(ROOT), tests=str(ROOT / "tests"), cache=str(tmp_path / "k"))
+    script = _KILLED_RUN.format(
+        root=str(ROOT), tests=str(ROOT / "tests"), cache=str(tmp_path / "k")
+    )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     spec = _spec(tmp_path / "k", epochs=3)
     store = T.CheckpointStore(spec.entry())
-    assert store.resume_epochs() == [1]                 # the epoch-2 file never appeared
+    assert store.resume_epochs() == [1]  # the epoch-2 file never appeared
     assert store.latest_resume()["epoch"] == 1
     # A truncated newer file (a non-atomic copy, a full disk) is skipped the same way.
     state = store.latest_resume()

@@ -2,6 +2,7 @@
 PASCAL VOC 2012), run on miniature on-disk trees in each data set's real layout. Pretrained
 weights are not available offline, so an untrained AlexNet (zfcore.models.alexnet(False)) is
 injected: these tests check the plumbing, not the accuracy."""
+
 import dataclasses
 from pathlib import Path
 
@@ -20,7 +21,7 @@ _COLOURS = [(220, 40, 40), (40, 200, 60), (40, 60, 220), (230, 200, 30)]
 def _jpeg(path: Path, cls: int, i: int, size=(48, 40)):
     rng = np.random.default_rng([cls, i])
     a = rng.integers(0, 60, (size[1], size[0], 3), dtype=np.uint8)
-    a[8:30, 8 + 4 * cls:24 + 4 * cls] = _COLOURS[cls % len(_COLOURS)]
+    a[8:30, 8 + 4 * cls : 24 + 4 * cls] = _COLOURS[cls % len(_COLOURS)]
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(a).save(path, "JPEG")
 
@@ -39,10 +40,14 @@ def _caltech256(root, classes=("001.ak47", "002.american-flag", "003.backpack"),
             _jpeg(base / name / f"{name[:3]}_{i + 1:04d}.jpg", c, i)
 
 
-_XML = ("<annotation><filename>{id}.jpg</filename><size><width>48</width><height>40</height>"
-        "<depth>3</depth></size>{objects}</annotation>")
-_OBJ = ("<object><name>{name}</name><difficult>0</difficult><bndbox><xmin>1</xmin><ymin>1</ymin>"
-        "<xmax>20</xmax><ymax>20</ymax></bndbox></object>")
+_XML = (
+    "<annotation><filename>{id}.jpg</filename><size><width>48</width><height>40</height>"
+    "<depth>3</depth></size>{objects}</annotation>"
+)
+_OBJ = (
+    "<object><name>{name}</name><difficult>0</difficult><bndbox><xmin>1</xmin><ymin>1</ymin>"
+    "<xmax>20</xmax><ymax>20</ymax></bndbox></object>"
+)
 
 
 def _voc(root, names=("cat", "dog", "person"), n_train=9, n_val=6):
@@ -55,7 +60,8 @@ def _voc(root, names=("cat", "dog", "person"), n_train=9, n_val=6):
             _jpeg(base / "JPEGImages" / f"{img_id}.jpg", i % len(names), i)
             (base / "Annotations").mkdir(parents=True, exist_ok=True)
             (base / "Annotations" / f"{img_id}.xml").write_text(
-                _XML.format(id=img_id, objects="".join(_OBJ.format(name=o) for o in objs)))
+                _XML.format(id=img_id, objects="".join(_OBJ.format(name=o) for o in objs))
+            )
             ids[split].append(img_id)
     main = base / "ImageSets" / "Main"
     main.mkdir(parents=True, exist_ok=True)
@@ -100,7 +106,11 @@ def test_studies_follow_section_5_protocols(tree, tmp_path):
     P = _profile(tree)
     studies = transfer.transfer_studies(P)
     assert [d.name for d, _ in studies] == ["Caltech-101", "Caltech-256"]
-    assert studies[0][1].ns == (15, 30) and studies[0][1].draws == 5 and studies[0][1].test_per_class == 50
+    assert (
+        studies[0][1].ns == (15, 30)
+        and studies[0][1].draws == 5
+        and studies[0][1].test_per_class == 50
+    )
     assert studies[1][1].ns == (15, 30, 45, 60) and studies[1][1].test_per_class == 25
     empty = _profile(tmp_path)
     with pytest.raises(transfer.TransferError, match="caltech101 not found"):
@@ -110,8 +120,18 @@ def test_studies_follow_section_5_protocols(tree, tmp_path):
 
 def test_tables_4_5_and_7_on_miniature_caltech(tree, net, tmp_path):
     P = _profile(tree)
-    studies = transfer.transfer_studies(P, ns=(2, 4), draws=2, test_per_class=3, scratch_min_steps=1,
-                                        scratch_max_steps=1, min_steps=1, train_batch=4, max_iter=20, network_draws=1)
+    studies = transfer.transfer_studies(
+        P,
+        ns=(2, 4),
+        draws=2,
+        test_per_class=3,
+        scratch_min_steps=1,
+        scratch_max_steps=1,
+        min_steps=1,
+        train_batch=4,
+        max_iter=20,
+        network_draws=1,
+    )
     for i, (data, cfg) in enumerate(studies):
         if i:  # the from-scratch AlexNet is exercised once (Caltech-101): it is the slow part
             cfg = dataclasses.replace(cfg, scratch=False)
@@ -119,7 +139,9 @@ def test_tables_4_5_and_7_on_miniature_caltech(tree, net, tmp_path):
         assert r.pretrained.shape == (2, 2) and r.scratch.shape == ((0, 2) if i else (1, 2))
         assert r.feature_dim == 4096 and r.test_images == 9 and r.classes == data.classes
         assert bool(((r.pretrained >= 0) & (r.pretrained <= 1)).all())
-    lp = transfer.probe_layers(net, studies[0][0], studies[0][1], n=4, cache_dir=tmp_path, progress=False)
+    lp = transfer.probe_layers(
+        net, studies[0][0], studies[0][1], n=4, cache_dir=tmp_path, progress=False
+    )
     assert lp.dims[-1] == 4096 and lp.accuracy["svm"].shape == (2, 7)
     assert lp.dims[0] == 64 * 6 * 6  # AlexNet's layer 1 (64 maps of 15x15) pooled to 6x6
     rows = transfer.summary_rows([r], transfer.PAPER_TABLES)
@@ -139,11 +161,14 @@ def test_table_6_on_miniature_voc(tree, net, tmp_path):
     # the AP of each class is the VOC devkit AP of the probe's scores (recomputed independently)
     feats_tr = transfer._features(net, data, cfg, [cfg.layer], tmp_path, "cpu", False)
     feats_te = transfer._features(net, data, cfg, [cfg.layer], tmp_path, "cpu", False, test=True)
-    probe = transfer.fit_probe(feats_tr[cfg.layer], feats_tr.labels, "sigmoid", reg=cfg.reg, max_iter=30)
+    probe = transfer.fit_probe(
+        feats_tr[cfg.layer], feats_tr.labels, "sigmoid", reg=cfg.reg, max_iter=30
+    )
     scores = probe.scores(feats_te[cfg.layer])
     for k in present:
         assert float(ml.ap[k]) == pytest.approx(
-            transfer.average_precision(scores[:, k], feats_te.labels[:, k], "voc"), abs=1e-6)
+            transfer.average_precision(scores[:, k], feats_te.labels[:, k], "voc"), abs=1e-6
+        )
 
 
 def test_pretrained_alexnet_missing_offline_names_the_file(monkeypatch, tmp_path):

@@ -1,5 +1,6 @@
 """zfcore.zoo (one function picks the network), photos_first (the user's photos are never
 dropped) and zfcore.explain (Figs. 1, 5, 7 on one photo), checked against direct computations."""
+
 import json
 
 import numpy as np
@@ -9,7 +10,7 @@ from PIL import Image
 
 from zfcore import zoo
 from zfcore.data import load_image
-from zfcore.data.images import ImageLoadError, SAMPLE_PHOTOS, photos_first
+from zfcore.data.images import SAMPLE_PHOTOS, ImageLoadError, photos_first
 from zfcore.models import ZFNet, forward_layers, layer_names
 
 
@@ -26,7 +27,7 @@ def test_photos_first_keeps_every_user_photo_then_fills_with_samples(photo):
     assert b.names == ["my photo.png"] + list(SAMPLE_PHOTOS)[:2]
     assert torch.equal(b.images[0], load_image(photo, "tiny"))
     assert b.original_sizes[0] == (120, 90)
-    many = photos_first([photo] * 4, "tiny", 2)           # more photos than places: all kept
+    many = photos_first([photo] * 4, "tiny", 2)  # more photos than places: all kept
     assert many.names == ["my photo.png"] * 4
     with pytest.raises(ImageLoadError, match="nope.png"):
         photos_first([photo.parent / "nope.png"], "tiny", 2)
@@ -39,7 +40,7 @@ def test_get_model_names_and_random_weights_download_nothing():
     r = zoo.get_model("resnet18", weights="random")
     assert set(layer_names(r)) == {"layer1", "layer2", "layer3", "layer4", "layer5", "logits"}
     out = forward_layers(r, torch.zeros(1, 3, 224, 224), ["layer5"])["layer5"]
-    assert out.shape == (1, 512, 7, 7) and (out >= 0).all()       # the last stage, rectified
+    assert out.shape == (1, 512, 7, 7) and (out >= 0).all()  # the last stage, rectified
     with pytest.raises(zoo.ZooError, match="unknown model"):
         zoo.get_model("lenet")
     with pytest.raises(zoo.ZooError, match="weights must be"):
@@ -53,10 +54,11 @@ def test_model_file_round_trip_and_pickles_refused(tmp_path):
     assert back.config.image_size == 64 and back.config.num_classes == 10
     for k, v in tiny.state_dict().items():
         assert torch.equal(back.state_dict()[k], v), k
-    torch.save({"model": tiny.state_dict(), "epoch": 3}, tmp_path / "resume.pt")   # a checkpoint
-    assert torch.equal(zoo.get_model(tmp_path / "resume.pt").features.conv1.weight,
-                       tiny.features.conv1.weight)
-    torch.save(tiny, tmp_path / "whole.pt")                 # a pickled module: never unpickled
+    torch.save({"model": tiny.state_dict(), "epoch": 3}, tmp_path / "resume.pt")  # a checkpoint
+    assert torch.equal(
+        zoo.get_model(tmp_path / "resume.pt").features.conv1.weight, tiny.features.conv1.weight
+    )
+    torch.save(tiny, tmp_path / "whole.pt")  # a pickled module: never unpickled
     with pytest.raises(zoo.ZooError, match="refused"):
         zoo.get_model(tmp_path / "whole.pt")
     with pytest.raises(zoo.ZooError, match="no such model file"):
@@ -66,6 +68,7 @@ def test_model_file_round_trip_and_pickles_refused(tmp_path):
 def test_model_for_profile_weights(monkeypatch):
     a = zoo.model_for_profile("tiny", weights="random")
     from zfcore.train import build_model, make_spec
+
     b = build_model(make_spec("tiny"))
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     monkeypatch.setenv("ZFCORE_WEIGHTS", "random")
@@ -79,16 +82,30 @@ def test_model_for_profile_weights(monkeypatch):
 
 
 def test_check_parameters_names_every_bad_one(tmp_path):
-    zoo.check_parameters(n=(3, zoo.Int(1, 8)), w=(None, zoo.Int(2, none_ok=True)),
-                         r=("guided", zoo.Choice(("deconvnet", "guided"))), photos=([], zoo.Paths()),
-                         s=(0.3, zoo.Number(0, 1, lo_open=True)), f=(None, zoo.Folder()))
+    zoo.check_parameters(
+        n=(3, zoo.Int(1, 8)),
+        w=(None, zoo.Int(2, none_ok=True)),
+        r=("guided", zoo.Choice(("deconvnet", "guided"))),
+        photos=([], zoo.Paths()),
+        s=(0.3, zoo.Number(0, 1, lo_open=True)),
+        f=(None, zoo.Folder()),
+    )
     with pytest.raises(ValueError) as e:
-        zoo.check_parameters(n=(9, zoo.Int(1, 8)), r=("x", zoo.Choice(("a",))),
-                             photos=([str(tmp_path / "no.jpg")], zoo.Paths()),
-                             s=(0, zoo.Number(0, 1, lo_open=True)), b=(True, zoo.Int(0)))
+        zoo.check_parameters(
+            n=(9, zoo.Int(1, 8)),
+            r=("x", zoo.Choice(("a",))),
+            photos=([str(tmp_path / "no.jpg")], zoo.Paths()),
+            s=(0, zoo.Number(0, 1, lo_open=True)),
+            b=(True, zoo.Int(0)),
+        )
     msg = str(e.value)
-    for part in ("n must be an int from 1 to 8, not 9", "r must be one of 'a'", "no.jpg",
-                 "s must be a number in (0, 1]", "b must be an int >= 0, not True"):
+    for part in (
+        "n must be an int from 1 to 8, not 9",
+        "r must be one of 'a'",
+        "no.jpg",
+        "s must be a number in (0, 1]",
+        "b must be an int >= 0, not True",
+    ):
         assert part in msg, msg
     assert zoo.per_profile(None, "tiny", 500, tiny=24) == 24
     assert zoo.per_profile(None, "mini", 500, tiny=24) == 500
@@ -99,9 +116,9 @@ def test_examples_put_user_photos_first(photo):
     m = zoo.model_for_profile("tiny", weights="random")
     ex = zoo.examples_for_profile(m, "tiny", 3, [photo], split="test", choose="correct")
     assert ex.names[0] == "my photo.png" and ex.user == ["my photo.png"] and len(ex) == 3
-    assert ex.boxes[0] is None and ex.boxes[1] is not None        # no box for a photo
+    assert ex.boxes[0] is None and ex.boxes[1] is not None  # no box for a photo
     with torch.no_grad():
-        assert ex.targets[0] == int(m(ex.x[:1]).argmax())        # its own prediction
+        assert ex.targets[0] == int(m(ex.x[:1]).argmax())  # its own prediction
     ex5 = zoo.examples_for_profile(m, "tiny", 2, [photo], choose="room", photo_boxes="centre")
     assert ex5.boxes.shape == (2, 4) and ex5.boxes[0].tolist() == [16, 16, 48, 48]
 
@@ -109,8 +126,10 @@ def test_examples_put_user_photos_first(photo):
 def test_explain_photo_numbers_match_direct_computation(photo, tmp_path):
     from zfcore.data import get_dataset  # noqa: F401  (tiny's classes for the titles)
     from zfcore.explain import explain_photo
+
     m = zoo.model_for_profile("tiny", weights="random")
     from zfcore.models import he_init_
+
     he_init_(m, seed=1)
     n = explain_photo(photo, m, out=tmp_path, profile="tiny", window=16, stride=8, progress=False)
     folder = tmp_path / "my photo"
@@ -136,6 +155,7 @@ def test_explain_photo_numbers_match_direct_computation(photo, tmp_path):
 def test_explain_photo_fast_occlusion(photo, tmp_path, monkeypatch):
     from zfcore.explain import explain_photo
     from zfcore.models import he_init_
+
     monkeypatch.setattr("zfcore.occlusion.low_precision_is_fast", lambda device: True)
     m = he_init_(zoo.model_for_profile("tiny", weights="random"), seed=1)
     kw = dict(out=tmp_path, profile="tiny", window=16, stride=8, progress=False)
@@ -149,8 +169,21 @@ def test_explain_photo_fast_occlusion(photo, tmp_path, monkeypatch):
 
 def test_explain_cli_errors(tmp_path, capsys):
     from zfcore.explain import main
-    assert main([str(tmp_path / "missing.jpg"), "--model", "zfnet", "--weights", "random",
-                 "--out", str(tmp_path)]) == 2
+
+    assert (
+        main(
+            [
+                str(tmp_path / "missing.jpg"),
+                "--model",
+                "zfnet",
+                "--weights",
+                "random",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     assert "no such photo" in capsys.readouterr().err
     bad = tmp_path / "not_an_image.jpg"
     bad.write_text("hello")
@@ -185,11 +218,14 @@ def _empty(tmp_path):
 def test_explain_folder_top9_matches_a_direct_search(tmp_path):
     from zfcore.explain import explain_folder
     from zfcore.models import he_init_
+
     rng = np.random.default_rng(3)
     folder = tmp_path / "photos"
     folder.mkdir()
     for i in range(11):
-        Image.fromarray(rng.integers(0, 256, (70, 70, 3), dtype=np.uint8)).save(folder / f"p{i:02d}.png")
+        Image.fromarray(rng.integers(0, 256, (70, 70, 3), dtype=np.uint8)).save(
+            folder / f"p{i:02d}.png"
+        )
     (folder / "readme.txt").write_text("skip me")
     m = he_init_(zoo.model_for_profile("tiny", weights="random"), seed=2)
     n = explain_folder(folder, m, out=tmp_path / "out", profile="tiny", maps=2, progress=False)
@@ -197,8 +233,8 @@ def test_explain_folder_top9_matches_a_direct_search(tmp_path):
     assert any("readme.txt" in s for s in n["skipped"])
     x = torch.stack([load_image(folder / f"p{i:02d}.png", "tiny") for i in range(11)])
     with torch.no_grad():
-        a = forward_layers(m, x, ["layer5"])["layer5"]            # (11, maps, h, w)
-    best = a.flatten(2).amax(2)                                    # each photo's peak per map
+        a = forward_layers(m, x, ["layer5"])["layer5"]  # (11, maps, h, w)
+    best = a.flatten(2).amax(2)  # each photo's peak per map
     for rec in n["maps"]:
         c = rec["map"]
         want = torch.sort(best[:, c], descending=True).values[:9]
@@ -209,10 +245,11 @@ def test_explain_folder_top9_matches_a_direct_search(tmp_path):
 
 def test_labels_of_and_first_images():
     from zfcore.data import get_dataset
+
     ds = get_dataset("tiny", "val")
     assert torch.equal(zoo.labels_of(ds), ds.labels())
-    items = [(torch.zeros(3), 2), (torch.zeros(3), 0)]                 # a plain Dataset of items
+    items = [(torch.zeros(3), 2), (torch.zeros(3), 0)]  # a plain Dataset of items
     assert zoo.labels_of(items).tolist() == [2, 0]
     x, x01 = zoo.first_images("tiny", 3)
     assert torch.equal(x, ds.images([0, 1, 2])[0]) and torch.equal(x01, ds.scenes([0, 1, 2]).images)
-    assert len(zoo.first_images("tiny", 10 ** 6)[0]) == len(ds)       # no more than the split has
+    assert len(zoo.first_images("tiny", 10**6)[0]) == len(ds)  # no more than the split has

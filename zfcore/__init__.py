@@ -24,8 +24,9 @@ the ground floor up (arrows only point down; see CONTRIBUTING.md):
 * on top: ``plotting`` (figures from results), ``widgets/`` (the explorer: ``session``, ``view``,
   ``tour``), ``runner`` (executes the notebooks), ``site`` (the static HTML site)
 """
+
 from .errors import ZFCoreError
-from .profiles import Profile, get_profile, PROFILES
+from .profiles import PROFILES, Profile, get_profile
 
 __version__ = "0.1.0"
 __all__ = ["Profile", "get_profile", "PROFILES", "ZFCoreError", "attribute", "__version__"]
@@ -36,5 +37,6 @@ def __getattr__(name: str):
     stays light."""
     if name == "attribute":
         from .attribution import attribute
+
         return attribute
     raise AttributeError(f"module 'zfcore' has no attribute {name!r}")

@@ -20,6 +20,7 @@ set is too large for any network to overfit, the same comparison is repeated on 
 margin fixed before the numbers were seen: :data:`EQUIVALENCE_MARGIN` points of validation top-1
 error (:func:`zfcore.verdicts.equivalence`), so that it can fail.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -35,9 +36,22 @@ from .profiles import Profile, get_profile
 from .train import comparison_overrides, training_run
 from .verdicts import Verdict, equivalence, hierarchical_bootstrap
 
-__all__ = ["AblationError", "TABLE3_CLAIMS", "TABLE3_LABELS", "PAPER_TABLE2", "EQUIVALENCE_MARGIN",
-           "check_variants", "network_arrays", "ablation_verdicts", "AblationStudy", "ablation_study",
-           "tables_text", "verdict_text", "verdict_counts", "study_provenance"]
+__all__ = [
+    "AblationError",
+    "TABLE3_CLAIMS",
+    "TABLE3_LABELS",
+    "PAPER_TABLE2",
+    "EQUIVALENCE_MARGIN",
+    "check_variants",
+    "network_arrays",
+    "ablation_verdicts",
+    "AblationStudy",
+    "ablation_study",
+    "tables_text",
+    "verdict_text",
+    "verdict_counts",
+    "study_provenance",
+]
 
 
 class AblationError(ZFCoreError, ValueError):
@@ -64,10 +78,13 @@ TABLE3_CLAIMS: dict[str, tuple[str, str]] = {
 
 #: Each Table 3 variant's row name, in the paper's words (section 5.1, Table 3).
 TABLE3_LABELS: dict[str, str] = {
-    "zf": "Our model (Fig. 3)", "no_layer7": "Removed layer 7",
-    "no_layers6_7": "Removed layers 6, 7", "no_layers3_4": "Removed layers 3, 4",
+    "zf": "Our model (Fig. 3)",
+    "no_layer7": "Removed layer 7",
+    "no_layers6_7": "Removed layers 6, 7",
+    "no_layers3_4": "Removed layers 3, 4",
     "no_layers3_4_6_7": "Removed layers 3, 4, 6, 7",
-    "fc6_7_2048": "Adjust layers 6, 7: 2048 units", "fc6_7_8192": "Adjust layers 6, 7: 8192 units",
+    "fc6_7_2048": "Adjust layers 6, 7: 2048 units",
+    "fc6_7_8192": "Adjust layers 6, 7: 8192 units",
     "conv3_4_5_wide": "Adjust layers 3, 4, 5: 512, 1024, 512 maps",
     "conv3_4_5_wide_fc_8192": "Adjust layers 3, 4, 5 (wide) and 6, 7: 8192 units",
 }
@@ -75,7 +92,11 @@ TABLE3_LABELS: dict[str, str] = {
 #: The paper's Table 2 (ImageNet 2012 validation top-1 / top-5 error, %), quoted from the paper.
 PAPER_TABLE2: list[dict] = [
     {"model": "Krizhevsky et al., 1 convnet", "val_top1_error": 40.7, "val_top5_error": 18.2},
-    {"model": "Krizhevsky et al. replicated, 1 convnet", "val_top1_error": 40.5, "val_top5_error": 18.1},
+    {
+        "model": "Krizhevsky et al. replicated, 1 convnet",
+        "val_top1_error": 40.5,
+        "val_top5_error": 18.1,
+    },
     {"model": "1 convnet as in Fig. 3", "val_top1_error": 38.4, "val_top5_error": 16.5},
     {"model": "5 convnets as in Fig. 3", "val_top1_error": 36.7, "val_top5_error": 15.3},
 ]
@@ -90,9 +111,13 @@ def check_variants(variants) -> list[str]:
     chosen = list(TABLE3_VARIANTS) if variants == "all" else list(variants)
     unknown = [v for v in chosen if v not in TABLE3_VARIANTS]
     if unknown or not chosen:
-        raise AblationError(f"unknown variant(s) {unknown}: choose from {list(TABLE3_VARIANTS)} or 'all'")
+        raise AblationError(
+            f"unknown variant(s) {unknown}: choose from {list(TABLE3_VARIANTS)} or 'all'"
+        )
     if "zf" not in chosen:
-        raise AblationError("the comparisons are against the Fig. 3 model: variants must include 'zf'")
+        raise AblationError(
+            "the comparisons are against the Fig. 3 model: variants must include 'zf'"
+        )
     return chosen
 
 
@@ -103,17 +128,30 @@ def _network_key(rec: NetworkRecord) -> str:
     return (SMALL if j.group == "small_train" else "") + j.variant
 
 
-def network_arrays(records: Mapping[str, Sequence[NetworkRecord]]) -> dict[str, dict[str, np.ndarray]]:
+def network_arrays(
+    records: Mapping[str, Sequence[NetworkRecord]],
+) -> dict[str, dict[str, np.ndarray]]:
     """Per network, its seeds' per-image top-1 correctness as ``(seeds, images)`` arrays on the
     validation images (``"val"``) and the training subset (``"train"``): the input of
     :func:`zfcore.verdicts.hierarchical_bootstrap`."""
-    return {k: {"val": np.stack([r.val_top1.numpy() for r in recs]).astype(float),
-                "train": np.stack([r.train_top1.numpy() for r in recs]).astype(float)}
-            for k, recs in records.items()}
+    return {
+        k: {
+            "val": np.stack([r.val_top1.numpy() for r in recs]).astype(float),
+            "train": np.stack([r.train_top1.numpy() for r in recs]).astype(float),
+        }
+        for k, recs in records.items()
+    }
 
 
-def _boot(claim: str, arrays: dict, names: Sequence[str], stat: Callable, n_boot: int, seed: int,
-          sets: Sequence[str] = ("val",)) -> Verdict:
+def _boot(
+    claim: str,
+    arrays: dict,
+    names: Sequence[str],
+    stat: Callable,
+    n_boot: int,
+    seed: int,
+    sets: Sequence[str] = ("val",),
+) -> Verdict:
     nets = {n: {s: arrays[n][s] for s in sets} for n in names}
     return hierarchical_bootstrap(claim, nets, stat, n_boot=n_boot, seed=seed, unit="points")
 
@@ -128,8 +166,9 @@ def _gap(m: dict, name: str):
     return 100 * (m[name]["train"] - m[name]["val"])
 
 
-def ablation_verdicts(records: Mapping[str, Sequence[NetworkRecord]], *, n_boot: int = 2000,
-                      seed: int = 0) -> list[Verdict]:
+def ablation_verdicts(
+    records: Mapping[str, Sequence[NetworkRecord]], *, n_boot: int = 2000, seed: int = 0
+) -> list[Verdict]:
     """Every comparison of Tables 2-3 the recorded networks allow (``records``: network key ->
     its seeds' records; keys are variants, ``"krizhevsky"`` and ``"small_<variant>"``), each with
     its rule, effects in percentage points, intervals over seeds and images:
@@ -146,13 +185,22 @@ def ablation_verdicts(records: Mapping[str, Sequence[NetworkRecord]], *, n_boot:
       the wide conv + 8192-unit model minus Fig. 3's, on the full (small) training set.
     """
     if "zf" not in records:
-        raise AblationError(f"the comparisons are against the Fig. 3 model: records need 'zf' (got {list(records)})")
+        raise AblationError(
+            f"the comparisons are against the Fig. 3 model: records need 'zf' (got {list(records)})"
+        )
     arrays = network_arrays(records)
     kw = dict(n_boot=n_boot, seed=seed)
     out = []
     if KRIZHEVSKY in arrays:
-        out.append(_boot("zf_layout_beats_krizhevsky", arrays, ("zf", KRIZHEVSKY),
-                         _accuracy_gain("zf", KRIZHEVSKY), **kw))
+        out.append(
+            _boot(
+                "zf_layout_beats_krizhevsky",
+                arrays,
+                ("zf", KRIZHEVSKY),
+                _accuracy_gain("zf", KRIZHEVSKY),
+                **kw,
+            )
+        )
     for v, (reading, _) in TABLE3_CLAIMS.items():
         if v not in arrays:
             continue
@@ -161,29 +209,65 @@ def ablation_verdicts(records: Mapping[str, Sequence[NetworkRecord]], *, n_boot:
             out.append(equivalence(f"table3_{v}", diff, EQUIVALENCE_MARGIN))
         else:
             better, worse = ("zf", v) if reading == "worse" else (v, "zf")
-            out.append(_boot(f"table3_{v}", arrays, (better, worse), _accuracy_gain(better, worse), **kw))
+            out.append(
+                _boot(f"table3_{v}", arrays, (better, worse), _accuracy_gain(better, worse), **kw)
+            )
     depth = ("no_layers6_7", "no_layers3_4", "no_layers3_4_6_7")
     if set(depth) <= set(arrays):
+
         def extra_cost(m):  # error(both) - max(error(6-7), error(3-4)) = min(acc) - acc(both)
-            return 100 * (np.minimum(m["no_layers6_7"]["val"], m["no_layers3_4"]["val"]) - m["no_layers3_4_6_7"]["val"])
+            return 100 * (
+                np.minimum(m["no_layers6_7"]["val"], m["no_layers3_4"]["val"])
+                - m["no_layers3_4_6_7"]["val"]
+            )
+
         out.append(_boot("removing_both_costs_most", arrays, depth, extra_cost, **kw))
     fc = ("fc6_7_2048", "fc6_7_8192")
     if set(fc) <= set(arrays):
+
         def within_margin(m):
-            worst = np.maximum(abs(m[fc[0]]["val"] - m["zf"]["val"]), abs(m[fc[1]]["val"] - m["zf"]["val"]))
+            worst = np.maximum(
+                abs(m[fc[0]]["val"] - m["zf"]["val"]), abs(m[fc[1]]["val"] - m["zf"]["val"])
+            )
             return EQUIVALENCE_MARGIN - 100 * worst
+
         v = _boot("fc_size_makes_little_difference", arrays, ("zf",) + fc, within_margin, **kw)
-        out.append(Verdict(v.claim, v.effect, v.low, v.high, v.verdict,
-                           f"{v.source}; equivalence margin {EQUIVALENCE_MARGIN:g} points fixed in advance: "
-                           f"effect = margin - the larger |difference| of the two resized models", v.margin, v.unit))
+        out.append(
+            Verdict(
+                v.claim,
+                v.effect,
+                v.low,
+                v.high,
+                v.verdict,
+                f"{v.source}; equivalence margin {EQUIVALENCE_MARGIN:g} points fixed in advance: "
+                f"effect = margin - the larger |difference| of the two resized models",
+                v.margin,
+                v.unit,
+            )
+        )
     if "conv3_4_5_wide" in arrays:
-        out.append(_boot("wider_middle_conv_helps", arrays, ("conv3_4_5_wide", "zf"),
-                         _accuracy_gain("conv3_4_5_wide", "zf"), **kw))
+        out.append(
+            _boot(
+                "wider_middle_conv_helps",
+                arrays,
+                ("conv3_4_5_wide", "zf"),
+                _accuracy_gain("conv3_4_5_wide", "zf"),
+                **kw,
+            )
+        )
     for prefix, suffix in (("", ""), (SMALL, "_small_train")):
         wide, base = prefix + "conv3_4_5_wide_fc_8192", prefix + "zf"
         if {wide, base} <= set(arrays):
-            out.append(_boot(f"wider_conv_and_fc_overfits{suffix}", arrays, (wide, base),
-                             lambda m, w=wide, b=base: _gap(m, w) - _gap(m, b), sets=("val", "train"), **kw))
+            out.append(
+                _boot(
+                    f"wider_conv_and_fc_overfits{suffix}",
+                    arrays,
+                    (wide, base),
+                    lambda m, w=wide, b=base: _gap(m, w) - _gap(m, b),
+                    sets=("val", "train"),
+                    **kw,
+                )
+            )
     return out
 
 
@@ -215,7 +299,12 @@ class AblationStudy:
         """One line of Tables 2-3: mean and sd over seeds of the eval-mode and running train
         top-1 error, val top-1 and top-5 error, and the eval-mode gap val - train."""
         out = {"model": label, "seeds": len(self.records[key])}
-        for what in ("train_top1_error", "train_running_top1_error", "val_top1_error", "val_top5_error"):
+        for what in (
+            "train_top1_error",
+            "train_running_top1_error",
+            "val_top1_error",
+            "val_top5_error",
+        ):
             out[what], out[what + "_sd"] = self.stat(key, what)
         gaps = [r.val_top1_error - r.train_top1_error for r in self.records[key]]
         out["val_minus_train_top1"], out["val_minus_train_top1_sd"] = _mean_sd(gaps)
@@ -224,35 +313,59 @@ class AblationStudy:
     def tables(self) -> "tuple[list[dict], list[dict], list[dict]]":
         """Table 2 (Krizhevsky's layout, the Fig. 3 model), Table 3 (one row per variant, named by
         :data:`TABLE3_LABELS`) and the small-training-set rows."""
-        table2 = [self.row(k, label) for k, label in ((KRIZHEVSKY, "Krizhevsky et al. layout (11x11/4), 1 convnet"),
-                                                       ("zf", "1 convnet as in Fig. 3 (7x7/2)")) if k in self.records]
+        table2 = [
+            self.row(k, label)
+            for k, label in (
+                (KRIZHEVSKY, "Krizhevsky et al. layout (11x11/4), 1 convnet"),
+                ("zf", "1 convnet as in Fig. 3 (7x7/2)"),
+            )
+            if k in self.records
+        ]
         table3 = [self.row(v, TABLE3_LABELS[v]) for v in TABLE3_VARIANTS if v in self.records]
-        small = [self.row(SMALL + v, f"{TABLE3_LABELS[v]}, {self.small_train_images} training images")
-                 for v in TABLE3_VARIANTS if SMALL + v in self.records]
+        small = [
+            self.row(SMALL + v, f"{TABLE3_LABELS[v]}, {self.small_train_images} training images")
+            for v in TABLE3_VARIANTS
+            if SMALL + v in self.records
+        ]
         return table2, table3, small
 
     def budget_text(self) -> str:
         """The schedule, and the Fig. 3 model's error on it (mean over seeds) beside the main model's."""
         zf, sd = self.stat("zf", "val_top1_error")
-        return (f"Every network: {self.epochs} epochs (the main model's complete schedule), {self.seeds}+ seeds. "
-                f"Fig. 3 model: validation top-1 error {zf:.2f} ± {sd:.2f} % over seeds; the main model (seed 0) "
-                f"{self.main.final.val_top1_error:.2f} %.")
+        return (
+            f"Every network: {self.epochs} epochs (the main model's complete schedule), {self.seeds}+ seeds. "
+            f"Fig. 3 model: validation top-1 error {zf:.2f} ± {sd:.2f} % over seeds; the main model (seed 0) "
+            f"{self.main.final.val_top1_error:.2f} %."
+        )
 
     def numbers(self) -> dict:
         """The numbers notebook 09 records: the schedule, the seeds, every network's errors (mean,
         sd and per seed), the Fig. 3 model's error on this schedule beside the main model's, and
         the cost of each removal."""
-        out = dict(schedule_epochs=self.epochs, seeds=self.seeds, small_train_images=self.small_train_images,
-                   zf_val_top1_error=self.stat("zf", "val_top1_error")[0],
-                   main_val_top1_error=self.main.final.val_top1_error)
+        out = dict(
+            schedule_epochs=self.epochs,
+            seeds=self.seeds,
+            small_train_images=self.small_train_images,
+            zf_val_top1_error=self.stat("zf", "val_top1_error")[0],
+            main_val_top1_error=self.main.final.val_top1_error,
+        )
         for key, recs in self.records.items():
-            for what in ("val_top1_error", "val_top5_error", "train_top1_error", "train_running_top1_error"):
+            for what in (
+                "val_top1_error",
+                "val_top5_error",
+                "train_top1_error",
+                "train_running_top1_error",
+            ):
                 out[f"{key}_{what}"], out[f"{key}_{what}_sd"] = self.stat(key, what)
             out[f"{key}_val_top1_error_per_seed"] = [r.val_top1_error for r in recs]
             out[f"{key}_seeds"] = len(recs)
             out[f"{key}_train_minutes"] = statistics.fmean(r.train_seconds for r in recs) / 60
         zf = out["zf_val_top1_error"]
-        for k, v in (("layers6_7", "no_layers6_7"), ("layers3_4", "no_layers3_4"), ("both", "no_layers3_4_6_7")):
+        for k, v in (
+            ("layers6_7", "no_layers6_7"),
+            ("layers3_4", "no_layers3_4"),
+            ("both", "no_layers3_4_6_7"),
+        ):
             if v in self.records:
                 out[f"cost_removing_{k}"] = out[f"{v}_val_top1_error"] - zf
         return out
@@ -262,8 +375,14 @@ class AblationStudy:
         return ablation_verdicts(self.records)
 
 
-def ablation_study(profile: "str | Profile", variants="all", *, seeds: "int | None" = None,
-                   train_missing: bool = True, workers: int = 1) -> AblationStudy:
+def ablation_study(
+    profile: "str | Profile",
+    variants="all",
+    *,
+    seeds: "int | None" = None,
+    train_missing: bool = True,
+    workers: int = 1,
+) -> AblationStudy:
     """The records of every chosen Table 3 variant (:func:`check_variants`), Krizhevsky's layout
     and the small-training-set networks, each with ``seeds`` seeds (default the profile's
     ``comparison_seeds``) on the complete schedule, trained first where missing
@@ -277,7 +396,9 @@ def ablation_study(profile: "str | Profile", variants="all", *, seeds: "int | No
         if j.name in recs and (j.group != "small_train" or j.variant in chosen):
             by_network.setdefault(_network_key(recs[j.name]), []).append(recs[j.name])
     if "zf" not in by_network:
-        raise AblationError("no record of the Fig. 3 model: run the study (python -m zfcore.comparisons)")
+        raise AblationError(
+            "no record of the Fig. 3 model: run the study (python -m zfcore.comparisons)"
+        )
     small = next((dict(j.overrides)["n_train"] for j in jobs if j.group == "small_train"), 0)
     return AblationStudy(comparison_overrides(P)["epochs"], by_network, training_run(P), small)
 
@@ -290,14 +411,20 @@ def _cell(r: dict, key: str) -> str:
 def tables_text(rows: Sequence[dict], paper: Sequence[dict] = PAPER_TABLE2) -> str:
     """Tables 2 and 3 as printed text (mean ± sd over seeds), the paper's Table 2 rows last
     (labelled "paper:")."""
-    lines = [f"{'model':62s} {'seeds':>5s} {'train top-1':>11s} {'(running)':>10s} {'val top-1':>10s} {'val top-5':>10s}"]
+    lines = [
+        f"{'model':62s} {'seeds':>5s} {'train top-1':>11s} {'(running)':>10s} {'val top-1':>10s} {'val top-5':>10s}"
+    ]
     for r in rows:
-        lines.append(f"{r['model']:62s} {r.get('seeds', 1):5d} {_cell(r, 'train_top1_error'):>11s} "
-                     f"{_cell(r, 'train_running_top1_error'):>10s} {_cell(r, 'val_top1_error'):>10s} "
-                     f"{_cell(r, 'val_top5_error'):>10s}")
+        lines.append(
+            f"{r['model']:62s} {r.get('seeds', 1):5d} {_cell(r, 'train_top1_error'):>11s} "
+            f"{_cell(r, 'train_running_top1_error'):>10s} {_cell(r, 'val_top1_error'):>10s} "
+            f"{_cell(r, 'val_top5_error'):>10s}"
+        )
     for r in paper:
-        lines.append(f"{'paper: ' + r['model']:62s} {'-':>5s} {'-':>11s} {'-':>10s} {r['val_top1_error']:10.1f} "
-                     f"{r['val_top5_error']:10.1f}")
+        lines.append(
+            f"{'paper: ' + r['model']:62s} {'-':>5s} {'-':>11s} {'-':>10s} {r['val_top1_error']:10.1f} "
+            f"{r['val_top5_error']:10.1f}"
+        )
     return "\n".join(lines)
 
 
@@ -306,13 +433,15 @@ def verdict_text(verdict: Verdict) -> str:
     row, the paper's words."""
     lines = [verdict.rule, "   " + str(verdict)]
     if verdict.claim.startswith("table3_"):
-        lines.append("   the paper: " + TABLE3_CLAIMS[verdict.claim[len("table3_"):]][1])
+        lines.append("   the paper: " + TABLE3_CLAIMS[verdict.claim[len("table3_") :]][1])
     return "\n".join(lines)
 
 
 def verdict_counts(verdicts) -> dict[str, int]:
     """How many verdicts came out "held", "did not hold" and "within noise"."""
-    return {w: sum(v.verdict == w for v in verdicts) for w in ("held", "did not hold", "within noise")}
+    return {
+        w: sum(v.verdict == w for v in verdicts) for w in ("held", "did not hold", "within noise")
+    }
 
 
 def study_provenance(records: Mapping[str, Sequence[NetworkRecord]]) -> "tuple[dict, dict]":
@@ -321,5 +450,7 @@ def study_provenance(records: Mapping[str, Sequence[NetworkRecord]]) -> "tuple[d
     ``study_devices`` (each device once) and ``study_commits``."""
     recs = [r for rs in records.values() for r in rs]
     models = {r.job.name: r.provenance.get("model_fingerprint", "unknown") for r in recs}
-    return models, {"study_devices": sorted({r.provenance.get("device", "unknown") for r in recs}),
-                    "study_commits": sorted({r.provenance.get("commit", "unknown")[:12] for r in recs})}
+    return models, {
+        "study_devices": sorted({r.provenance.get("device", "unknown") for r in recs}),
+        "study_commits": sorted({r.provenance.get("commit", "unknown")[:12] for r in recs}),
+    }

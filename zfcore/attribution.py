@@ -18,6 +18,7 @@ target's output over the pixels each square covered, in Captum's ``Occlusion`` c
 for a hidden layer), the same in every channel. Every method runs the model in eval mode and
 gives it back in the mode it had.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -35,8 +36,19 @@ __all__ = ["METHODS", "AttributionError", "attribute", "default_targets"]
 #: The deconvnet and its two relatives (their ReLU rule), and occlusion.
 METHODS: tuple[str, ...] = RULES + ("occlusion",)
 _PROJECT_OPTIONS = {"scale", "batch_size", "method"}
-_OCCLUDE_OPTIONS = {"window", "stride", "fill", "batch_size", "mode", "truncate", "coarse",
-                    "refine", "tol", "precision", "incremental"}
+_OCCLUDE_OPTIONS = {
+    "window",
+    "stride",
+    "fill",
+    "batch_size",
+    "mode",
+    "truncate",
+    "coarse",
+    "refine",
+    "tol",
+    "precision",
+    "incremental",
+}
 
 
 class AttributionError(ZFCoreError, ValueError):
@@ -46,8 +58,10 @@ class AttributionError(ZFCoreError, ValueError):
 def _check_images(images) -> torch.Tensor:
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or len(images) == 0:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise AttributionError(f"images must be a non-empty (N, C, H, W) tensor of normalised "
-                               f"model inputs, got {shape}; add a batch axis with images[None]")
+        raise AttributionError(
+            f"images must be a non-empty (N, C, H, W) tensor of normalised "
+            f"model inputs, got {shape}; add a batch axis with images[None]"
+        )
     return images
 
 
@@ -71,22 +85,31 @@ def _targets(model, images, target, layer) -> torch.Tensor:
         return torch.full((n,), target, dtype=torch.long, device="cpu")
     t = torch.as_tensor(target)
     if t.dim() != 1 or len(t) != n or t.is_floating_point() or t.dtype == torch.bool:
-        raise AttributionError(f"target must be an int or one int per image ({n}), got "
-                               f"{tuple(t.shape)} of {t.dtype}")
+        raise AttributionError(
+            f"target must be an int or one int per image ({n}), got {tuple(t.shape)} of {t.dtype}"
+        )
     return t.long().cpu()
 
 
 def _options(given: dict, allowed: set, method: str) -> dict:
     unknown = sorted(set(given) - allowed)
     if unknown:
-        raise AttributionError(f"option(s) {unknown} do not apply to method={method!r}; it takes "
-                               f"{sorted(allowed)}")
+        raise AttributionError(
+            f"option(s) {unknown} do not apply to method={method!r}; it takes {sorted(allowed)}"
+        )
     return given
 
 
-def attribute(model: nn.Module, images: torch.Tensor, target: "int | Sequence[int] | torch.Tensor | None" = None,
-              *, method: str = "deconvnet", layer: "str | int" = "logits", progress: bool = False,
-              **options) -> torch.Tensor:
+def attribute(
+    model: nn.Module,
+    images: torch.Tensor,
+    target: "int | Sequence[int] | torch.Tensor | None" = None,
+    *,
+    method: str = "deconvnet",
+    layer: "str | int" = "logits",
+    progress: bool = False,
+    **options,
+) -> torch.Tensor:
     """``(N, C, H, W)`` attributions of ``target`` at ``layer`` for ``images`` by ``method``.
 
     ``method``: ``"deconvnet"`` (the paper's projection, Fig. 1), ``"guided"`` (guided
@@ -117,11 +140,15 @@ def attribute(model: nn.Module, images: torch.Tensor, target: "int | Sequence[in
     items = range(len(images))
     if progress:
         from tqdm.auto import tqdm
+
         items = tqdm(items, desc=f"occlusion ({key})", unit="image")
     for i in items:
         t = int(targets[i])
-        res = (occlude(model, images[i], layer=key, feature=t, **opts) if hidden
-               else occlude(model, images[i], target=t, **opts))
+        res = (
+            occlude(model, images[i], layer=key, feature=t, **opts)
+            if hidden
+            else occlude(model, images[i], target=t, **opts)
+        )
         pix = pixel_attribution(res, "feature_total" if hidden else "prob_target")
         out[i] = pix.to(out, non_blocking=True)[None].expand(images.shape[1], -1, -1)
     return out

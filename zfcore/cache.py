@@ -10,6 +10,7 @@ Each tensor file carries a SHA-256 side file; a truncated or corrupt entry is de
 rebuilt rather than used. Tensors are loaded with ``torch.load(weights_only=True)``, so a file
 cannot run code when it is read.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,12 +23,24 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+
 from .errors import ZFCoreError
 from .locations import writable_dir
 
-__all__ = ["config_hash", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
-           "save_tensors", "load_tensors", "cached", "CacheError", "entry_dir",
-           "atomic_savefig", "sha256_file", "entry_lock"]
+__all__ = [
+    "config_hash",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_write_json",
+    "save_tensors",
+    "load_tensors",
+    "cached",
+    "CacheError",
+    "entry_dir",
+    "atomic_savefig",
+    "sha256_file",
+    "entry_lock",
+]
 
 
 class CacheError(ZFCoreError, RuntimeError):
@@ -37,6 +50,7 @@ class CacheError(ZFCoreError, RuntimeError):
 def _canonical(obj: Any) -> Any:
     """JSON-able canonical form of a configuration (dataclasses, paths, tuples, floats)."""
     import dataclasses
+
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: _canonical(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, dict):
@@ -88,7 +102,9 @@ def atomic_write_text(path: "str | Path", text: str) -> Path:
 
 
 def atomic_write_json(path: "str | Path", obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    return atomic_write_text(
+        path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
+    )
 
 
 def _json_default(o: Any) -> Any:
@@ -171,17 +187,23 @@ def load_tensors(path: "str | Path", map_location: Any = "cpu", verify: bool = T
         want = _accepted_hashes(side)
         got = sha256_file(path)
         if got not in want:
-            raise CacheError(f"{path}: checksum mismatch (file truncated or corrupt); delete it "
-                             f"and it will be rebuilt")
+            raise CacheError(
+                f"{path}: checksum mismatch (file truncated or corrupt); delete it "
+                f"and it will be rebuilt"
+            )
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # pickle.UnpicklingError, RuntimeError (zip), EOFError, ...
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         if "weights_only" in str(e) or "Unsupported global" in str(e) or "GLOBAL" in str(e):
-            raise CacheError(f"{path}: refused to load: the file holds Python objects that "
-                             f"could run code when unpickled (only tensors and plain data are "
-                             f"accepted). Re-save it as a state_dict. ({msg})") from None
-        raise CacheError(f"{path}: unreadable or corrupt checkpoint ({type(e).__name__}: {msg})") from None
+            raise CacheError(
+                f"{path}: refused to load: the file holds Python objects that "
+                f"could run code when unpickled (only tensors and plain data are "
+                f"accepted). Re-save it as a state_dict. ({msg})"
+            ) from None
+        raise CacheError(
+            f"{path}: unreadable or corrupt checkpoint ({type(e).__name__}: {msg})"
+        ) from None
 
 
 def entry_dir(cache_dir: "str | Path", kind: str, config: Any) -> Path:
@@ -199,7 +221,8 @@ def entry_lock(d: Path):
     left by a writer that was killed mid-write (:func:`atomic_write_bytes`): they are removed.
     """
     import fcntl
-    writable_dir(d, "ZFCORE_CACHE")      # a read-only cache names the variable that moves it
+
+    writable_dir(d, "ZFCORE_CACHE")  # a read-only cache names the variable that moves it
     with open(d / ".lock", "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         for stale in d.glob(".*.tmp"):
@@ -211,8 +234,13 @@ def entry_lock(d: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def cached(cache_dir: "str | Path", kind: str, config: Any, build: Callable[[], Any],
-           filename: str = "result.pt") -> Any:
+def cached(
+    cache_dir: "str | Path",
+    kind: str,
+    config: Any,
+    build: Callable[[], Any],
+    filename: str = "result.pt",
+) -> Any:
     """Return the cached result for ``config`` or ``build()`` it, store it and return it.
 
     A corrupt entry (checksum mismatch, truncation, unsafe content) is rebuilt, not used.

@@ -25,6 +25,7 @@ estimated from each network's cost (:func:`job_cost`)::
     python -m zfcore.comparisons --profile mini --workers 2         # the whole study, resumable
     python -m zfcore.comparisons --profile mini --list              # what is recorded, what is missing
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,9 +58,24 @@ from .profiles import Profile, get_profile
 from .report import git_commit
 from .train import CheckpointStore, comparison_overrides, make_spec, rendered_split, training_run
 
-__all__ = ["Job", "NetworkRecord", "ComparisonError", "study_jobs", "early_layer_freeze", "job_cost",
-           "train_eval_indices", "evaluation_sources", "record_network", "load_record", "missing_jobs",
-           "run_study", "network_records", "RECORD_VERSION", "EARLY_LAYERS", "SMALL_TRAIN_VARIANTS"]
+__all__ = [
+    "Job",
+    "NetworkRecord",
+    "ComparisonError",
+    "study_jobs",
+    "early_layer_freeze",
+    "job_cost",
+    "train_eval_indices",
+    "evaluation_sources",
+    "record_network",
+    "load_record",
+    "missing_jobs",
+    "run_study",
+    "network_records",
+    "RECORD_VERSION",
+    "EARLY_LAYERS",
+    "SMALL_TRAIN_VARIANTS",
+]
 
 #: Bump when what a record holds or how it is measured changes (older records are then retrained).
 RECORD_VERSION = 1
@@ -117,30 +133,46 @@ class Job:
     def key(self, profile: Profile) -> str:
         """The training configuration's hash (the cache key of its weights) and the record's
         version: a record made under another key belongs to another study."""
-        return config_hash({"train": self.spec(profile).key_config(), "record_version": RECORD_VERSION})
+        return config_hash(
+            {"train": self.spec(profile).key_config(), "record_version": RECORD_VERSION}
+        )
 
 
 def _pairs(d: dict) -> tuple:
-    return tuple(sorted((k, tuple(sorted(v.items())) if isinstance(v, dict) else v) for k, v in d.items()))
+    return tuple(
+        sorted((k, tuple(sorted(v.items())) if isinstance(v, dict) else v) for k, v in d.items())
+    )
 
 
-def early_layer_freeze(profile: "str | Profile", n_images: int = 1000, topk_threshold: float = 0.5,
-                       weight_threshold: float = 0.9) -> dict:
+def early_layer_freeze(
+    profile: "str | Profile",
+    n_images: int = 1000,
+    topk_threshold: float = 0.5,
+    weight_threshold: float = 0.9,
+) -> dict:
     """The epoch after which the per-layer arm freezes each of :data:`EARLY_LAYERS`: the epoch
     from which its maps' top-9 stay final on the main model's own schedule (Fig. 4, measured by
     :func:`zfcore.evolution.layer_convergence` on the main run), at most the last epoch before
     the end, so that the frozen arm does save steps."""
     P = get_profile(profile)
     main = training_run(P, **comparison_overrides(P))
-    conv = layer_convergence(main, n_images=n_images, topk_threshold=topk_threshold,
-                             weight_threshold=weight_threshold)
+    conv = layer_convergence(
+        main, n_images=n_images, topk_threshold=topk_threshold, weight_threshold=weight_threshold
+    )
     last = comparison_overrides(P)["epochs"]
-    return {layer: float(min(conv.topk_converged[layer], max(last - 1, 0.5))) for layer in EARLY_LAYERS}
+    return {
+        layer: float(min(conv.topk_converged[layer], max(last - 1, 0.5))) for layer in EARLY_LAYERS
+    }
 
 
-def study_jobs(profile: "str | Profile", groups: "Iterable[str] | None" = None,
-               variants: "Sequence[str] | str" = "all", seeds: "int | None" = None,
-               freeze: "dict | None" = None, layer_lr: "dict | None" = None) -> list[Job]:
+def study_jobs(
+    profile: "str | Profile",
+    groups: "Iterable[str] | None" = None,
+    variants: "Sequence[str] | str" = "all",
+    seeds: "int | None" = None,
+    freeze: "dict | None" = None,
+    layer_lr: "dict | None" = None,
+) -> list[Job]:
     """Every training of the study, seed 0 of every network first (so an interrupted study has
     one of each), then seed 1, and so on:
 
@@ -154,12 +186,16 @@ def study_jobs(profile: "str | Profile", groups: "Iterable[str] | None" = None,
     groups = list(groups or ("table3", "krizhevsky", "per_layer", "small_train"))
     unknown = sorted(set(groups) - {"table3", "krizhevsky", "per_layer", "small_train"})
     if unknown:
-        raise ComparisonError(f"unknown study group(s) {unknown}: choose from table3, krizhevsky, per_layer, "
-                              f"small_train")
+        raise ComparisonError(
+            f"unknown study group(s) {unknown}: choose from table3, krizhevsky, per_layer, "
+            f"small_train"
+        )
     chosen = list(TABLE3_VARIANTS) if variants == "all" else list(variants)
     bad = [v for v in chosen if v not in TABLE3_VARIANTS]
     if bad or not chosen:
-        raise ComparisonError(f"unknown variant(s) {bad}: choose from {list(TABLE3_VARIANTS)} or 'all'")
+        raise ComparisonError(
+            f"unknown variant(s) {bad}: choose from {list(TABLE3_VARIANTS)} or 'all'"
+        )
     n_seeds = P.comparison_seeds if seeds is None else seeds
     if not isinstance(n_seeds, int) or n_seeds < 1:
         raise ComparisonError(f"seeds must be a positive int, not {n_seeds!r}")
@@ -175,10 +211,17 @@ def study_jobs(profile: "str | Profile", groups: "Iterable[str] | None" = None,
         if "krizhevsky" in groups:
             jobs.append(Job("krizhevsky", arch="krizhevsky", seed=seed))
         if "per_layer" in groups:
-            jobs += [Job("per_layer", seed=seed, overrides=_pairs({"freeze_after": freeze}), arm="freeze"),
-                     Job("per_layer", seed=seed, overrides=_pairs({"layer_lr": layer_lr}), arm="rates")]
+            jobs += [
+                Job(
+                    "per_layer", seed=seed, overrides=_pairs({"freeze_after": freeze}), arm="freeze"
+                ),
+                Job("per_layer", seed=seed, overrides=_pairs({"layer_lr": layer_lr}), arm="rates"),
+            ]
         if "small_train" in groups:
-            jobs += [Job("small_train", variant=v, seed=seed, overrides=_pairs(small)) for v in SMALL_TRAIN_VARIANTS]
+            jobs += [
+                Job("small_train", variant=v, seed=seed, overrides=_pairs(small))
+                for v in SMALL_TRAIN_VARIANTS
+            ]
     return jobs
 
 
@@ -192,7 +235,12 @@ def _multiply_adds(model: nn.Module, image_size: int) -> int:
             total += output.numel() * k
         elif isinstance(module, nn.Linear):
             total += module.in_features * module.out_features
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+    handles = [
+        m.register_forward_hook(hook)
+        for m in model.modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
     with torch.no_grad():
         model.eval()(torch.zeros(1, 3, image_size, image_size))
     for h in handles:
@@ -204,17 +252,20 @@ def job_cost(job: Job, profile: "str | Profile") -> float:
     """A job's cost relative to training the main model: training images times the network's
     multiply-adds per image (the forward pass; the backward pass scales with it)."""
     from .train import build_model
+
     P = get_profile(profile)
     spec = job.spec(P)
     ref = make_spec(P, **comparison_overrides(P))
-    ratio = (_multiply_adds(build_model(spec), P.image_size)
-             / _multiply_adds(build_model(ref), P.image_size))
+    ratio = _multiply_adds(build_model(spec), P.image_size) / _multiply_adds(
+        build_model(ref), P.image_size
+    )
     return ratio * spec.profile.n_train * spec.profile.epochs / (P.n_train * ref.profile.epochs)
 
 
 # ---------------------------------------------------------------------------------------------
 # One network's record
 # ---------------------------------------------------------------------------------------------
+
 
 def train_eval_indices(profile: "str | Profile") -> torch.Tensor:
     """The fixed training subset whose eval-mode error shows overfitting: the first
@@ -236,17 +287,23 @@ def _pack(mask: torch.Tensor) -> str:
 
 
 def _unpack(text: str, n: int) -> torch.Tensor:
-    return torch.from_numpy(np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))[:n].astype(bool))
+    return torch.from_numpy(
+        np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))[:n].astype(bool)
+    )
 
 
 def _floats(t: torch.Tensor) -> dict:
     t = t.detach().float().cpu().contiguous()
-    return {"shape": list(t.shape), "float32_base64": base64.b64encode(t.numpy().tobytes()).decode()}
+    return {
+        "shape": list(t.shape),
+        "float32_base64": base64.b64encode(t.numpy().tobytes()).decode(),
+    }
 
 
 def _tensor(d: dict) -> torch.Tensor:
-    return torch.from_numpy(np.frombuffer(base64.b64decode(d["float32_base64"]), dtype=np.float32).copy()
-                            ).reshape(d["shape"])
+    return torch.from_numpy(
+        np.frombuffer(base64.b64decode(d["float32_base64"]), dtype=np.float32).copy()
+    ).reshape(d["shape"])
 
 
 def _device_text(device: str) -> str:
@@ -254,7 +311,9 @@ def _device_text(device: str) -> str:
         return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
-        name = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+        name = next(
+            line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         name = platform.processor() or platform.machine()
     return f"cpu ({name}, {torch.get_num_threads()} threads)"
@@ -295,27 +354,58 @@ class NetworkRecord:
         return 100.0 * (1 - float(self.train_top1.float().mean()))
 
     def to_json(self) -> dict:
-        return {"record_version": RECORD_VERSION, "job": dataclasses.asdict(self.job), "name": self.job.name,
-                "key": self.key, "n_val": len(self.val_top1), "n_train_eval": len(self.train_top1),
-                "val_top1": _pack(self.val_top1), "val_top5": _pack(self.val_top5),
-                "train_top1": _pack(self.train_top1), "train_top5": _pack(self.train_top5),
-                "val_top1_error": self.val_top1_error, "train_top1_error": self.train_top1_error,
-                "train_running_top1_error": self.train_running_top1_error,
-                "val_top1_error_per_epoch": self.val_top1_error_per_epoch, "steps": self.steps,
-                "train_seconds": self.train_seconds, "layer1_filters": _floats(self.layer1_filters),
-                "layer1_activity": _floats(self.layer1_activity), "provenance": self.provenance}
+        return {
+            "record_version": RECORD_VERSION,
+            "job": dataclasses.asdict(self.job),
+            "name": self.job.name,
+            "key": self.key,
+            "n_val": len(self.val_top1),
+            "n_train_eval": len(self.train_top1),
+            "val_top1": _pack(self.val_top1),
+            "val_top5": _pack(self.val_top5),
+            "train_top1": _pack(self.train_top1),
+            "train_top5": _pack(self.train_top5),
+            "val_top1_error": self.val_top1_error,
+            "train_top1_error": self.train_top1_error,
+            "train_running_top1_error": self.train_running_top1_error,
+            "val_top1_error_per_epoch": self.val_top1_error_per_epoch,
+            "steps": self.steps,
+            "train_seconds": self.train_seconds,
+            "layer1_filters": _floats(self.layer1_filters),
+            "layer1_activity": _floats(self.layer1_activity),
+            "provenance": self.provenance,
+        }
 
     @classmethod
     def from_json(cls, d: dict) -> "NetworkRecord":
         j = d["job"]
-        job = Job(j["group"], j["arch"], j["variant"], j["seed"],
-                  tuple((k, tuple(tuple(p) for p in v) if isinstance(v, list) else v) for k, v in j["overrides"]),
-                  j.get("arm", ""))
+        job = Job(
+            j["group"],
+            j["arch"],
+            j["variant"],
+            j["seed"],
+            tuple(
+                (k, tuple(tuple(p) for p in v) if isinstance(v, list) else v)
+                for k, v in j["overrides"]
+            ),
+            j.get("arm", ""),
+        )
         nv, nt = d["n_val"], d["n_train_eval"]
-        return cls(job, d["key"], _unpack(d["val_top1"], nv), _unpack(d["val_top5"], nv),
-                   _unpack(d["train_top1"], nt), _unpack(d["train_top5"], nt), d["train_running_top1_error"],
-                   list(d["val_top1_error_per_epoch"]), d["steps"], d["train_seconds"],
-                   _tensor(d["layer1_filters"]), _tensor(d["layer1_activity"]), d.get("provenance", {}))
+        return cls(
+            job,
+            d["key"],
+            _unpack(d["val_top1"], nv),
+            _unpack(d["val_top5"], nv),
+            _unpack(d["train_top1"], nt),
+            _unpack(d["train_top5"], nt),
+            d["train_running_top1_error"],
+            list(d["val_top1_error_per_epoch"]),
+            d["steps"],
+            d["train_seconds"],
+            _tensor(d["layer1_filters"]),
+            _tensor(d["layer1_activity"]),
+            d.get("provenance", {}),
+        )
 
 
 def _record_dirs(P: Profile) -> list[Path]:
@@ -345,8 +435,9 @@ def missing_jobs(jobs: Sequence[Job], profile: "str | Profile") -> list[Job]:
     return [j for j in jobs if load_record(j, profile) is None]
 
 
-def record_network(job: Job, profile: "str | Profile", *, progress: bool = False,
-                   fig6_images: int = 500) -> NetworkRecord:
+def record_network(
+    job: Job, profile: "str | Profile", *, progress: bool = False, fig6_images: int = 500
+) -> NetworkRecord:
     """Train ``job`` (or load it from the cache), evaluate it in eval mode and write its record
     to ``figures/<profile>/study/<job name>.json`` (atomically)."""
     P = get_profile(profile)
@@ -356,17 +447,34 @@ def record_network(job: Job, profile: "str | Profile", *, progress: bool = False
     train_set, val_set = evaluation_sources(P)
     v1, v5 = per_image_correct(model, val_set, k=(1, 5), device=P.device)
     t1, t5 = per_image_correct(model, train_set, train_eval_indices(P), k=(1, 5), device=P.device)
-    images = data.get_dataset(P, "val").images(list(range(min(fig6_images, P.n_val))))[0].to(P.device)
+    images = (
+        data.get_dataset(P, "val").images(list(range(min(fig6_images, P.n_val))))[0].to(P.device)
+    )
     first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
     spec = run.spec
     steps = (spec.profile.n_train // spec.profile.batch_size) * spec.profile.epochs
     rec = NetworkRecord(
-        job, job.key(P), v1.cpu(), v5.cpu(), t1.cpu(), t5.cpu(), run.final.train_top1_error,
-        [h.val_top1_error for h in run.history], steps, run.train_seconds,
-        first.weight.detach().cpu(), layer1_mean_activation(model, images).cpu(),
-        {"commit": git_commit(), "device": _device_text(P.device), "torch": torch.__version__,
-         "model_fingerprint": model_fingerprint(model.cpu()), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-         "train_directory": run.directory.name})
+        job,
+        job.key(P),
+        v1.cpu(),
+        v5.cpu(),
+        t1.cpu(),
+        t5.cpu(),
+        run.final.train_top1_error,
+        [h.val_top1_error for h in run.history],
+        steps,
+        run.train_seconds,
+        first.weight.detach().cpu(),
+        layer1_mean_activation(model, images).cpu(),
+        {
+            "commit": git_commit(),
+            "device": _device_text(P.device),
+            "torch": torch.__version__,
+            "model_fingerprint": model_fingerprint(model.cpu()),
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "train_directory": run.directory.name,
+        },
+    )
     out = figures_output_dir(P) / "study"
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / f"{job.name}.json", rec.to_json())
@@ -389,8 +497,14 @@ def _done_share(job: Job, P: Profile) -> float:
     return max(done, default=0.0) / spec.profile.epochs
 
 
-def run_study(profile: "str | Profile", jobs: "Sequence[Job] | None" = None, *, workers: int = 2,
-              threads: int = 1, progress: bool = True) -> dict:
+def run_study(
+    profile: "str | Profile",
+    jobs: "Sequence[Job] | None" = None,
+    *,
+    workers: int = 2,
+    threads: int = 1,
+    progress: bool = True,
+) -> dict:
     """Train and record every job without a record, ``workers`` processes side by side with
     ``threads`` torch threads each (``workers=1`` trains in this process). One progress bar
     covers the whole study in units of the main model's training (:func:`job_cost`); its rate and
@@ -401,12 +515,18 @@ def run_study(profile: "str | Profile", jobs: "Sequence[Job] | None" = None, *, 
     P = get_profile(profile)
     jobs = list(jobs if jobs is not None else study_jobs(P))
     if not isinstance(workers, int) or workers < 1 or not isinstance(threads, int) or threads < 1:
-        raise ComparisonError(f"workers and threads must be positive ints, not {workers!r}, {threads!r}")
+        raise ComparisonError(
+            f"workers and threads must be positive ints, not {workers!r}, {threads!r}"
+        )
     todo = missing_jobs(jobs, P)
     costs = {j.name: job_cost(j, P) for j in todo}
     t0 = time.perf_counter()
-    bar = tqdm(total=round(sum(costs.values()), 2), unit="model", disable=not progress,
-               desc=f"comparison study {P.name}: {len(todo)} of {len(jobs)} networks to train")
+    bar = tqdm(
+        total=round(sum(costs.values()), 2),
+        unit="model",
+        disable=not progress,
+        desc=f"comparison study {P.name}: {len(todo)} of {len(jobs)} networks to train",
+    )
     done_cost = 0.0
     if workers == 1:
         torch.set_num_threads(threads)
@@ -422,46 +542,76 @@ def run_study(profile: "str | Profile", jobs: "Sequence[Job] | None" = None, *, 
                 finished, _ = cf.wait(pending, timeout=15, return_when=cf.FIRST_COMPLETED)
                 for f in finished:
                     j = pending.pop(f)
-                    f.result()                       # a failed training stops the study, loudly
+                    f.result()  # a failed training stops the study, loudly
                     done_cost += costs[j.name]
                 partial = sum(costs[j.name] * _done_share(j, P) for j in pending.values())
                 bar.n = round(done_cost + partial, 2)
                 bar.refresh()
     bar.close()
-    return {"trained": [j.name for j in todo], "recorded": [j.name for j in jobs],
-            "seconds": time.perf_counter() - t0, "cost": sum(costs.values())}
+    return {
+        "trained": [j.name for j in todo],
+        "recorded": [j.name for j in jobs],
+        "seconds": time.perf_counter() - t0,
+        "cost": sum(costs.values()),
+    }
 
 
-def network_records(profile: "str | Profile", jobs: Sequence[Job], *, train_missing: bool = True,
-                    workers: int = 1, threads: "int | None" = None) -> dict[str, NetworkRecord]:
+def network_records(
+    profile: "str | Profile",
+    jobs: Sequence[Job],
+    *,
+    train_missing: bool = True,
+    workers: int = 1,
+    threads: "int | None" = None,
+) -> dict[str, NetworkRecord]:
     """The record of every job, by job name; missing ones are trained first (:func:`run_study`)
     unless ``train_missing`` is False, when they are left out."""
     P = get_profile(profile)
     found = {j.name: load_record(j, P) for j in jobs}
     missing = [j for j in jobs if found[j.name] is None]
     if train_missing and missing:
-        run_study(P, missing, workers=workers, threads=threads or P.threads or torch.get_num_threads())
+        run_study(
+            P, missing, workers=workers, threads=threads or P.threads or torch.get_num_threads()
+        )
         found.update({j.name: load_record(j, P) for j in missing})
     return {name: rec for name, rec in found.items() if rec is not None}
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m zfcore.comparisons", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m zfcore.comparisons",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--profile", default="mini")
-    ap.add_argument("--groups", default="table3,krizhevsky,per_layer,small_train",
-                    help="comma-separated: table3, krizhevsky, per_layer, small_train")
-    ap.add_argument("--seeds", type=int, default=None, help="seeds per network (default: the profile's)")
-    ap.add_argument("--networks", default=None,
-                    help="comma-separated networks to train first and only, e.g. table3-zf,krizhevsky-11x11_4 "
-                         "(a job's name without its seed; --list shows them)")
+    ap.add_argument(
+        "--groups",
+        default="table3,krizhevsky,per_layer,small_train",
+        help="comma-separated: table3, krizhevsky, per_layer, small_train",
+    )
+    ap.add_argument(
+        "--seeds", type=int, default=None, help="seeds per network (default: the profile's)"
+    )
+    ap.add_argument(
+        "--networks",
+        default=None,
+        help="comma-separated networks to train first and only, e.g. table3-zf,krizhevsky-11x11_4 "
+        "(a job's name without its seed; --list shows them)",
+    )
     ap.add_argument("--workers", type=int, default=2, help="training processes side by side")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    ap.add_argument("--list", action="store_true", help="print what is recorded and what is missing; train nothing")
-    ap.add_argument("--draft", action="store_true",
-                    help="write the records to the build folder instead of figures/<profile>/study")
+    ap.add_argument(
+        "--list",
+        action="store_true",
+        help="print what is recorded and what is missing; train nothing",
+    )
+    ap.add_argument(
+        "--draft",
+        action="store_true",
+        help="write the records to the build folder instead of figures/<profile>/study",
+    )
     args = ap.parse_args(argv)
-    if not args.draft:        # the study's records are numbers of record, like the figures
+    if not args.draft:  # the study's records are numbers of record, like the figures
         os.environ[SAVE_FIGURES_ENV] = "1"
     P = get_profile(args.profile)
     jobs = study_jobs(P, args.groups.split(","), seeds=args.seeds)
@@ -474,12 +624,16 @@ def main(argv: "list[str] | None" = None) -> int:
     if args.list:
         missing = {j.name for j in missing_jobs(jobs, P)}
         for j in jobs:
-            print(f"{'missing ' if j.name in missing else 'recorded'} {j.name}  (cost {job_cost(j, P):.2f} main models)")
+            print(
+                f"{'missing ' if j.name in missing else 'recorded'} {j.name}  (cost {job_cost(j, P):.2f} main models)"
+            )
         print(f"{len(jobs) - len(missing)} of {len(jobs)} recorded")
         return 0
     out = run_study(P, jobs, workers=args.workers, threads=args.threads)
-    print(f"trained {len(out['trained'])} network(s), {out['cost']:.2f} main-model trainings, in "
-          f"{out['seconds'] / 60:.1f} min")
+    print(
+        f"trained {len(out['trained'])} network(s), {out['cost']:.2f} main-model trainings, in "
+        f"{out['seconds'] / 60:.1f} min"
+    )
     return 0
 
 

@@ -25,6 +25,7 @@ It sits on the top floor (it measures explorer sessions, :mod:`zfcore.widgets`, 
 :mod:`zfcore.focus`) and computes no analysis of its own: it calls the analyses below and pairs
 their numbers.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -36,11 +37,19 @@ from torch import nn
 
 from .errors import ZFCoreError
 from .focus import object_focus
-from .verdicts import Verdict, VerdictError, from_interval, unpaired_bootstrap
+from .verdicts import unpaired_bootstrap
 
-__all__ = ["ControlError", "untrained_model", "box_energy_shares", "per_image_mean",
-           "two_sample_bootstrap", "paired_object_focus", "finite_pairs", "ObjectControl",
-           "projection_on_object_control"]
+__all__ = [
+    "ControlError",
+    "untrained_model",
+    "box_energy_shares",
+    "per_image_mean",
+    "two_sample_bootstrap",
+    "paired_object_focus",
+    "finite_pairs",
+    "ObjectControl",
+    "projection_on_object_control",
+]
 
 
 class ControlError(ZFCoreError, ValueError):
@@ -51,11 +60,19 @@ def untrained_model(profile, arch: str = "zfnet", **overrides) -> nn.Module:
     """The untrained network of ``profile`` and ``arch`` (same layout and initialisation as the
     training's start, :func:`zfcore.train.build_model`), in eval mode."""
     from .train import build_model, make_spec
+
     return build_model(make_spec(profile, arch, **overrides)).eval()
 
 
-def box_energy_shares(model: nn.Module, profile, top, layer: str, channels: Sequence[int],
-                      rule: str = "deconvnet", split: str = "val") -> dict:
+def box_energy_shares(
+    model: nn.Module,
+    profile,
+    top,
+    layer: str,
+    channels: Sequence[int],
+    rule: str = "deconvnet",
+    split: str = "val",
+) -> dict:
     """Section 4 / Fig. 2's "the projections fall on the object", per projection.
 
     For the mined top-k (``top``, a :class:`zfcore.mining.TopK` of ``model`` over ``split``) of
@@ -71,8 +88,10 @@ def box_energy_shares(model: nn.Module, profile, top, layer: str, channels: Sequ
     P = get_profile(profile)
     ds = get_dataset(P, split)
     if not hasattr(ds, "scenes"):
-        raise ControlError(f"profile {P.name!r} has no object boxes: the box-energy share needs "
-                           f"a procedural profile (tiny or mini)")
+        raise ControlError(
+            f"profile {P.name!r} has no object boxes: the box-energy share needs "
+            f"a procedural profile (tiny or mini)"
+        )
     cache: dict = {}
 
     def load(indices):
@@ -82,9 +101,11 @@ def box_energy_shares(model: nn.Module, profile, top, layer: str, channels: Sequ
 
     tp = project_top(model, top, layer, load, channels=list(channels), rule=rule)
     boxes = torch.stack([cache[int(i)] for i in tp.images]) if len(tp.images) else torch.zeros(0, 4)
-    return {"energy": energy_inside_boxes(tp.pixels, boxes).double().numpy(),
-            "area": box_area_share(boxes, P.image_size).double().numpy(),
-            "image": tp.images.numpy().astype(int)}
+    return {
+        "energy": energy_inside_boxes(tp.pixels, boxes).double().numpy(),
+        "area": box_area_share(boxes, P.image_size).double().numpy(),
+        "image": tp.images.numpy().astype(int),
+    }
 
 
 def per_image_mean(values, images) -> np.ndarray:
@@ -126,10 +147,17 @@ class ObjectControl:
     checks: list = field(default_factory=list)
 
 
-def projection_on_object_control(model: nn.Module, profile, top, measured: dict, n_maps: int,
-                                 rule: str = "deconvnet", n_images: "int | None" = None,
-                                 untrained: "nn.Module | None" = None,
-                                 trained: "dict | None" = None) -> "dict[str, ObjectControl]":
+def projection_on_object_control(
+    model: nn.Module,
+    profile,
+    top,
+    measured: dict,
+    n_maps: int,
+    rule: str = "deconvnet",
+    n_images: "int | None" = None,
+    untrained: "nn.Module | None" = None,
+    trained: "dict | None" = None,
+) -> "dict[str, ObjectControl]":
     """Section 4 / Fig. 2's "the projections fall on the object", against the untrained network.
 
     For each layer of ``measured`` (``{layer: maps}`` of ``model``'s top-9 ``top``): the untrained
@@ -144,27 +172,46 @@ def projection_on_object_control(model: nn.Module, profile, top, measured: dict,
     from . import verdicts
     from .mining import mine_dataset, pick_maps
     from .profiles import get_profile
+
     P = get_profile(profile)
     untrained = untrained_model(P) if untrained is None else untrained
     top0 = mine_dataset(untrained, P, split="val", k=9, n_images=n_images)
     out = {}
     for layer, maps in measured.items():
-        t = (box_energy_shares(model, P, top, layer, maps, rule=rule) if trained is None else
-             {k: v.double().numpy() if k != "image" else v.numpy().astype(int)
-              for k, v in trained[layer].items()})
+        t = (
+            box_energy_shares(model, P, top, layer, maps, rule=rule)
+            if trained is None
+            else {
+                k: v.double().numpy() if k != "image" else v.numpy().astype(int)
+                for k, v in trained[layer].items()
+            }
+        )
         u = box_energy_shares(untrained, P, top0, layer, pick_maps(top0, layer, n_maps), rule=rule)
-        excess = {"trained": per_image_mean(t["energy"] - t["area"], t["image"]),
-                  "untrained": per_image_mean(u["energy"] - u["area"], u["image"])}
+        excess = {
+            "trained": per_image_mean(t["energy"] - t["area"], t["image"]),
+            "untrained": per_image_mean(u["energy"] - u["area"], u["image"]),
+        }
         nan = float("nan")
-        out[layer] = ObjectControl({
-            f"box_energy_share_{layer}": float(np.nanmean(t["energy"])),
-            f"box_energy_share_untrained_{layer}": float(np.nanmean(u["energy"])) if len(u["energy"]) else nan,
-            f"box_area_share_untrained_{layer}": float(np.mean(u["area"])) if len(u["area"]) else nan})
+        out[layer] = ObjectControl(
+            {
+                f"box_energy_share_{layer}": float(np.nanmean(t["energy"])),
+                f"box_energy_share_untrained_{layer}": float(np.nanmean(u["energy"]))
+                if len(u["energy"])
+                else nan,
+                f"box_area_share_untrained_{layer}": float(np.mean(u["area"]))
+                if len(u["area"])
+                else nan,
+            }
+        )
         if min(len(excess["trained"]), len(excess["untrained"])) >= 2:
             out[layer].checks = [
                 verdicts.bootstrap(f"projection_on_object_{layer}", excess["trained"]),
-                two_sample_bootstrap(f"projection_on_object_vs_untrained_{layer}", excess["trained"],
-                                     excess["untrained"])]
+                two_sample_bootstrap(
+                    f"projection_on_object_vs_untrained_{layer}",
+                    excess["trained"],
+                    excess["untrained"],
+                ),
+            ]
     return out
 
 
@@ -173,7 +220,14 @@ def paired_object_focus(sessions: dict, indices: Sequence[int], layer: str = "la
     sessions on the same images, aligned: ``{name: {"energy_share", "area_share", "units"}}``
     numpy arrays over the images every session could measure (a projection of all zeros or an
     image without a box is left out for all)."""
-    per = {name: [object_focus(s, [int(i)], layer) for i in indices] for name, s in sessions.items()}
+    per = {
+        name: [object_focus(s, [int(i)], layer) for i in indices] for name, s in sessions.items()
+    }
     ok = [k for k in range(len(indices)) if all(len(per[n][k]["energy_share"]) for n in per)]
-    return {n: {key: np.array([per[n][k][key][0] for k in ok]) for key in ("energy_share", "area_share", "units")}
-            for n in per}
+    return {
+        n: {
+            key: np.array([per[n][k][key][0] for k in ok])
+            for key in ("energy_share", "area_share", "units")
+        }
+        for n in per
+    }

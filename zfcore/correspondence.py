@@ -25,6 +25,7 @@ photos with their annotated keypoints), reads Table 1's trend with :meth:`Corres
 and checks the measure on a positive control (:func:`positive_control`) before the per-part
 verdicts (:meth:`PairwiseCorrespondence.part_verdicts`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,18 +34,40 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .errors import ZFCoreError
 from .features import layer_outputs
 from .models import in_eval_mode
 from .study import Result
-from .errors import ZFCoreError
 
-__all__ = ["PARTS", "RANDOM", "CorrespondenceError", "hamming_matrix", "consistency_score",
-           "part_squares", "random_squares", "apply_squares", "sign_differences",
-           "CorrespondenceResult", "correspondence_scores", "face_scenes", "correspondence_split",
-           "CORRESPONDENCE_VERSION", "photo_keypoints", "keypoint_boxes", "keypoint_sides",
-           "squares_at", "background_swap", "PairwiseCorrespondence", "pairwise_correspondence",
-           "pair_bootstrap", "KEYPOINT_FRACTION", "FaceImages", "check_photo_inputs", "face_images",
-           "positive_control"]
+__all__ = [
+    "PARTS",
+    "RANDOM",
+    "CorrespondenceError",
+    "hamming_matrix",
+    "consistency_score",
+    "part_squares",
+    "random_squares",
+    "apply_squares",
+    "sign_differences",
+    "CorrespondenceResult",
+    "correspondence_scores",
+    "face_scenes",
+    "correspondence_split",
+    "CORRESPONDENCE_VERSION",
+    "photo_keypoints",
+    "keypoint_boxes",
+    "keypoint_sides",
+    "squares_at",
+    "background_swap",
+    "PairwiseCorrespondence",
+    "pairwise_correspondence",
+    "pair_bootstrap",
+    "KEYPOINT_FRACTION",
+    "FaceImages",
+    "check_photo_inputs",
+    "face_images",
+    "positive_control",
+]
 
 #: Side of the keypoint-sized occluder as a fraction of the smallest offset between two of the
 #: image's keypoints (the larger of its horizontal and vertical components: axis-aligned squares
@@ -84,12 +107,13 @@ def consistency_score(signs: torch.Tensor, normalize: bool = False) -> float:
     n, d = signs.shape
     if n < 2:
         raise CorrespondenceError("a consistency score needs at least 2 images")
-    total = float(hamming_matrix(signs).sum())          # the diagonal is zero
+    total = float(hamming_matrix(signs).sum())  # the diagonal is zero
     return total / (n * (n - 1) * d) if normalize else total
 
 
-def _square_from_centre(cx: torch.Tensor, cy: torch.Tensor, side: torch.Tensor,
-                        size: "tuple[int, int]") -> torch.Tensor:
+def _square_from_centre(
+    cx: torch.Tensor, cy: torch.Tensor, side: torch.Tensor, size: "tuple[int, int]"
+) -> torch.Tensor:
     """Integer squares ``(N, 4)`` ``(x0, y0, x1, y1)`` of ``side`` pixels around centres,
     shifted to lie inside the image."""
     H, W = size
@@ -106,14 +130,21 @@ def _sides(boxes: torch.Tensor, square: float) -> torch.Tensor:
     return square * ((b[:, 2] - b[:, 0]).clamp(min=1) * (b[:, 3] - b[:, 1]).clamp(min=1)).sqrt()
 
 
-def part_squares(keypoints: dict, boxes: torch.Tensor, size: "tuple[int, int]",
-                 square: float = 0.3, parts: Sequence[str] = PARTS) -> dict:
+def part_squares(
+    keypoints: dict,
+    boxes: torch.Tensor,
+    size: "tuple[int, int]",
+    square: float = 0.3,
+    parts: Sequence[str] = PARTS,
+) -> dict:
     """``{part: (N, 4)}`` squares centred on each part's keypoint, of side ``square`` times the
     face box's geometric-mean side (so the square covers the part at any scale)."""
     missing = [p for p in parts if p not in keypoints]
     if missing:
-        raise CorrespondenceError(f"keypoints {missing} are missing: pass the face images' "
-                                  f"keypoints (zfcore.data scenes of the 'face' class)")
+        raise CorrespondenceError(
+            f"keypoints {missing} are missing: pass the face images' "
+            f"keypoints (zfcore.data scenes of the 'face' class)"
+        )
     boxes = torch.as_tensor(boxes).reshape(-1, 4)
     side = _sides(boxes, square)
     out = {}
@@ -125,9 +156,13 @@ def part_squares(keypoints: dict, boxes: torch.Tensor, size: "tuple[int, int]",
     return out
 
 
-def random_squares(boxes: torch.Tensor, size: "tuple[int, int]", square: float = 0.3,
-                   generator: "torch.Generator | None" = None,
-                   sides: "torch.Tensor | None" = None) -> torch.Tensor:
+def random_squares(
+    boxes: torch.Tensor,
+    size: "tuple[int, int]",
+    square: float = 0.3,
+    generator: "torch.Generator | None" = None,
+    sides: "torch.Tensor | None" = None,
+) -> torch.Tensor:
     """``(N, 4)`` squares of the same side as :func:`part_squares` (or of ``sides`` pixels),
     centred uniformly at random inside each object box: random regions of the object (Table 1's
     control)."""
@@ -135,12 +170,17 @@ def random_squares(boxes: torch.Tensor, size: "tuple[int, int]", square: float =
     u = torch.rand(len(b), 2, generator=generator, dtype=torch.float64)
     cx = b[:, 0] + u[:, 0] * (b[:, 2] - b[:, 0])
     cy = b[:, 1] + u[:, 1] * (b[:, 3] - b[:, 1])
-    side = _sides(b, square) if sides is None else torch.as_tensor(sides, dtype=torch.float64).reshape(-1)
+    side = (
+        _sides(b, square)
+        if sides is None
+        else torch.as_tensor(sides, dtype=torch.float64).reshape(-1)
+    )
     return _square_from_centre(cx, cy, side, size)
 
 
-def keypoint_sides(keypoints: dict, parts: Sequence[str] = PARTS,
-                   fraction: float = KEYPOINT_FRACTION) -> torch.Tensor:
+def keypoint_sides(
+    keypoints: dict, parts: Sequence[str] = PARTS, fraction: float = KEYPOINT_FRACTION
+) -> torch.Tensor:
     """``(N,)`` occluder sides in pixels sized from the parts' keypoints: ``fraction`` times the
     smallest offset between two of the image's keypoints, measured as the larger of its
     horizontal and vertical components (:data:`KEYPOINT_FRACTION`), so each square covers its
@@ -152,16 +192,19 @@ def keypoint_sides(keypoints: dict, parts: Sequence[str] = PARTS,
     missing = [p for p in parts if p not in keypoints]
     if missing:
         raise CorrespondenceError(f"keypoints {missing} are missing")
-    pts = torch.stack([torch.as_tensor(keypoints[p], dtype=torch.float64).reshape(-1, 2) for p in parts], 1)
+    pts = torch.stack(
+        [torch.as_tensor(keypoints[p], dtype=torch.float64).reshape(-1, 2) for p in parts], 1
+    )
     if pts.isnan().any():
         raise CorrespondenceError("some images lack a keypoint: use face images only")
-    d = (pts[:, :, None, :] - pts[:, None, :, :]).abs().amax(-1)     # Chebyshev offsets
+    d = (pts[:, :, None, :] - pts[:, None, :, :]).abs().amax(-1)  # Chebyshev offsets
     d = d + torch.diag(torch.full((len(parts),), float("inf"), dtype=torch.float64))
     return fraction * d.flatten(1).amin(1)
 
 
-def squares_at(keypoints: dict, sides: torch.Tensor, size: "tuple[int, int]",
-               parts: Sequence[str] = PARTS) -> dict:
+def squares_at(
+    keypoints: dict, sides: torch.Tensor, size: "tuple[int, int]", parts: Sequence[str] = PARTS
+) -> dict:
     """``{part: (N, 4)}`` squares of ``sides`` pixels centred on each part's keypoint."""
     side = torch.as_tensor(sides, dtype=torch.float64).reshape(-1)
     out = {}
@@ -180,8 +223,10 @@ def background_swap(base_image: torch.Tensor, base_box, backgrounds: torch.Tenso
     Occluding a part there must change the representation the same way in every image, far
     more consistently than a random square."""
     if base_image.dim() != 3 or backgrounds.dim() != 4 or backgrounds.shape[1:] != base_image.shape:
-        raise CorrespondenceError(f"base_image (C, H, W) and backgrounds (N, C, H, W) must match, got "
-                                  f"{tuple(base_image.shape)} and {tuple(backgrounds.shape)}")
+        raise CorrespondenceError(
+            f"base_image (C, H, W) and backgrounds (N, C, H, W) must match, got "
+            f"{tuple(base_image.shape)} and {tuple(backgrounds.shape)}"
+        )
     H, W = base_image.shape[-2:]
     x0, y0, x1, y1 = torch.as_tensor(base_box, dtype=torch.float64).reshape(4).tolist()
     x0, y0 = max(0, int(round(x0))), max(0, int(round(y0)))
@@ -219,7 +264,9 @@ class PairwiseCorrespondence:
             pm = sum(self.distances[f"{p}/{layer}"].double() for p in own) / len(own)
         else:
             pm = self.distances[f"{part}/{layer}"]
-        return pair_bootstrap(claim, self.distances[f"{RANDOM}/{layer}"], pm, n_boot=n_boot, seed=seed)
+        return pair_bootstrap(
+            claim, self.distances[f"{RANDOM}/{layer}"], pm, n_boot=n_boot, seed=seed
+        )
 
     def parts_mean(self, layer: str) -> float:
         """The mean over :data:`PARTS` of :meth:`mean` at ``layer``."""
@@ -228,7 +275,11 @@ class PairwiseCorrespondence:
     def part_verdicts(self, layers: Sequence[str]) -> dict:
         """``{(layer, part): verdict}``: each part of :data:`PARTS` more consistent than random
         occlusion at each layer (Table 1's reading), claim ``<layer>_<part>_more_consistent_than_random``."""
-        return {(l, p): self.verdict(f"{l}_{p}_more_consistent_than_random", p, l) for l in layers for p in PARTS}
+        return {
+            (l, p): self.verdict(f"{l}_{p}_more_consistent_than_random", p, l)
+            for l in layers
+            for p in PARTS
+        }
 
     def numbers(self, layers: Sequence[str]) -> dict:
         """The mean pair distances per layer: ``<layer>_random_pair_distance`` and
@@ -240,14 +291,16 @@ class PairwiseCorrespondence:
         return out
 
 
-def pair_bootstrap(claim: str, control: torch.Tensor, model: torch.Tensor, *, n_boot: int = 2000,
-                   seed: int = 0):
+def pair_bootstrap(
+    claim: str, control: torch.Tensor, model: torch.Tensor, *, n_boot: int = 2000, seed: int = 0
+):
     """A verdict on ``mean_{i != j} control[i, j] - model[i, j]`` (pairwise matrices over the same
     N images) from a bootstrap over images: each resample draws N images with replacement and
     averages over the pairs of two different draws (an image is never paired with itself).
     Positive: ``model`` (a part) is more consistent than ``control`` (random squares), as
     Table 1 says. Seed variance is not included."""
     import numpy as np
+
     from .verdicts import from_interval
 
     d = (torch.as_tensor(control).double() - torch.as_tensor(model).double()).numpy()
@@ -261,19 +314,34 @@ def pair_bootstrap(claim: str, control: torch.Tensor, model: torch.Tensor, *, n_
         idx = rng.integers(0, n, n)
         sub = d[np.ix_(idx, idx)]
         ok = idx[:, None] != idx[None, :]
-        stats[b] = sub[ok].mean() if ok.any() else np.nan   # a resample of one image has no pair
+        stats[b] = sub[ok].mean() if ok.any() else np.nan  # a resample of one image has no pair
     stats = stats[np.isfinite(stats)]
     low, high = np.quantile(stats, [0.025, 0.975])
-    return from_interval(claim, effect, float(low), float(high),
-                         source=f"bootstrap over {n} images, pairs of distinct images ({n_boot} resamples; "
-                                f"seed variance not included)")
+    return from_interval(
+        claim,
+        effect,
+        float(low),
+        float(high),
+        source=f"bootstrap over {n} images, pairs of distinct images ({n_boot} resamples; "
+        f"seed variance not included)",
+    )
 
 
 @in_eval_mode
-def pairwise_correspondence(model: nn.Module, images: torch.Tensor, keypoints: dict, boxes: torch.Tensor,
-                            *, layers: Sequence[str] = ("layer5", "layer7"), parts: Sequence[str] = PARTS,
-                            fraction: float = KEYPOINT_FRACTION, n_random: int = 5, seed: int = 0,
-                            fill: float = 0.0, batch_size: int = 64) -> PairwiseCorrespondence:
+def pairwise_correspondence(
+    model: nn.Module,
+    images: torch.Tensor,
+    keypoints: dict,
+    boxes: torch.Tensor,
+    *,
+    layers: Sequence[str] = ("layer5", "layer7"),
+    parts: Sequence[str] = PARTS,
+    fraction: float = KEYPOINT_FRACTION,
+    n_random: int = 5,
+    seed: int = 0,
+    fill: float = 0.0,
+    batch_size: int = 64,
+) -> PairwiseCorrespondence:
     """Table 1's sign-change distances for every pair of a pool of images (normalised model
     inputs with their ``keypoints`` and face ``boxes``); occluders sized from the keypoints
     (:func:`keypoint_sides`), random squares of the same side inside the face box."""
@@ -288,7 +356,9 @@ def pairwise_correspondence(model: nn.Module, images: torch.Tensor, keypoints: d
     boxes = torch.as_tensor(boxes).reshape(-1, 4)
     dist = {}
     for p in parts:
-        signs = sign_differences(model, images, apply_squares(images, sq[p], fill), layers, batch_size)
+        signs = sign_differences(
+            model, images, apply_squares(images, sq[p], fill), layers, batch_size
+        )
         for l in layers:
             dist[f"{p}/{l}"] = hamming_matrix(signs[l]) / signs[l].shape[1]
     g = torch.Generator().manual_seed(seed)
@@ -296,11 +366,14 @@ def pairwise_correspondence(model: nn.Module, images: torch.Tensor, keypoints: d
         dist[f"{RANDOM}/{l}"] = torch.zeros(N, N, dtype=torch.float64)
     for _ in range(n_random):
         rnd = random_squares(boxes, (H, W), generator=g, sides=sides)
-        signs = sign_differences(model, images, apply_squares(images, rnd, fill), layers, batch_size)
+        signs = sign_differences(
+            model, images, apply_squares(images, rnd, fill), layers, batch_size
+        )
         for l in layers:
             dist[f"{RANDOM}/{l}"] += hamming_matrix(signs[l]) / signs[l].shape[1] / n_random
-    return PairwiseCorrespondence(layers=layers, parts=parts + (RANDOM,), distances=dist,
-                                  sides=sides, n_random=n_random)
+    return PairwiseCorrespondence(
+        layers=layers, parts=parts + (RANDOM,), distances=dist, sides=sides, n_random=n_random
+    )
 
 
 def apply_squares(images: torch.Tensor, squares: torch.Tensor, fill=0.0) -> torch.Tensor:
@@ -319,14 +392,19 @@ def _features(model: nn.Module, x: torch.Tensor, layers: Sequence[str], batch_si
     store: dict = {l: [] for l in layers}
     with torch.inference_mode():
         for lo in range(0, len(x), batch_size):
-            out = layer_outputs(model, x[lo:lo + batch_size], layers)
+            out = layer_outputs(model, x[lo : lo + batch_size], layers)
             for l in layers:
                 store[l].append(out[l].flatten(1))
     return {l: torch.cat(v) for l, v in store.items()}
 
 
-def sign_differences(model: nn.Module, images: torch.Tensor, occluded: torch.Tensor,
-                     layers: Sequence[str] = ("layer5", "layer7"), batch_size: int = 64) -> dict:
+def sign_differences(
+    model: nn.Module,
+    images: torch.Tensor,
+    occluded: torch.Tensor,
+    layers: Sequence[str] = ("layer5", "layer7"),
+    batch_size: int = 64,
+) -> dict:
     """``{layer: (N, D) int8}``: ``sign(x_i - x~_i)`` of each layer's feature vector, original
     minus occluded (the paper's ``eps_i``)."""
     a = _features(model, images, layers, batch_size)
@@ -370,7 +448,12 @@ class CorrespondenceResult(Result):
 
     def table1_numbers(self) -> dict:
         """Table 1 as recorded numbers: ``table1_<occlusion>_<layer>_mean`` and ``..._std``."""
-        return {f"table1_{row['occlusion']}_{k}": v for row in self.rows() for k, v in row.items() if k != "occlusion"}
+        return {
+            f"table1_{row['occlusion']}_{k}": v
+            for row in self.rows()
+            for k, v in row.items()
+            if k != "occlusion"
+        }
 
     def gaps(self, layer: str) -> dict:
         """``{part: gap_in_sd(part, layer)}`` for the parts of :data:`PARTS`."""
@@ -378,8 +461,10 @@ class CorrespondenceResult(Result):
 
     def trend_numbers(self) -> dict:
         """``layer5_<part>_below_random_in_sd`` and ``layer7_...``: Table 1's gaps, recorded."""
-        return {**{f"layer5_{p}_below_random_in_sd": g for p, g in self.gaps("layer5").items()},
-                **{f"layer7_{p}_below_random_in_sd": g for p, g in self.gaps("layer7").items()}}
+        return {
+            **{f"layer5_{p}_below_random_in_sd": g for p, g in self.gaps("layer5").items()},
+            **{f"layer7_{p}_below_random_in_sd": g for p, g in self.gaps("layer7").items()},
+        }
 
     def trend(self) -> str:
         """Table 1's trend read from this result: every part scores below random at layer 5, and
@@ -394,26 +479,45 @@ class CorrespondenceResult(Result):
 
     def gaps_text(self) -> str:
         """The gaps of layers 5 and 7 as a printed sentence."""
-        return ("Parts below random, in standard deviations of the random score (left eye, right eye, nose): "
-                "layer 5: " + ", ".join(f"{g:+.1f}" for g in self.gaps("layer5").values())
-                + "; layer 7: " + ", ".join(f"{g:+.1f}" for g in self.gaps("layer7").values())
-                + " (negative: above random).")
+        return (
+            "Parts below random, in standard deviations of the random score (left eye, right eye, nose): "
+            "layer 5: "
+            + ", ".join(f"{g:+.1f}" for g in self.gaps("layer5").values())
+            + "; layer 7: "
+            + ", ".join(f"{g:+.1f}" for g in self.gaps("layer7").values())
+            + " (negative: above random)."
+        )
 
-def correspondence_scores(model: nn.Module, images: torch.Tensor, keypoints: dict,
-                          boxes: torch.Tensor, *, layers: Sequence[str] = ("layer5", "layer7"),
-                          parts: Sequence[str] = PARTS, n_images: int = 5, seeds: int = 20,
-                          square: float = 0.3, fill: float = 0.0, seed: int = 0,
-                          batch_size: int = 64, progress: bool = False) -> CorrespondenceResult:
+
+def correspondence_scores(
+    model: nn.Module,
+    images: torch.Tensor,
+    keypoints: dict,
+    boxes: torch.Tensor,
+    *,
+    layers: Sequence[str] = ("layer5", "layer7"),
+    parts: Sequence[str] = PARTS,
+    n_images: int = 5,
+    seeds: int = 20,
+    square: float = 0.3,
+    fill: float = 0.0,
+    seed: int = 0,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> CorrespondenceResult:
     """Table 1: for each of ``seeds`` draws of ``n_images`` face images from ``images`` (the
     pool, normalised, with their ``keypoints`` and ``boxes``), the consistency score of
     occluding each part and of occluding a random region of the same size, at each layer."""
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
-        raise CorrespondenceError(f"images must be a (N, 3, H, W) tensor, got "
-                                  f"{getattr(images, 'shape', type(images).__name__)}")
+        raise CorrespondenceError(
+            f"images must be a (N, 3, H, W) tensor, got "
+            f"{getattr(images, 'shape', type(images).__name__)}"
+        )
     N, _, H, W = images.shape
     if not 2 <= n_images <= N:
-        raise CorrespondenceError(f"n_images must be between 2 and the {N} images given, "
-                                  f"not {n_images}")
+        raise CorrespondenceError(
+            f"n_images must be between 2 and the {N} images given, not {n_images}"
+        )
     if seeds < 2:
         raise CorrespondenceError(f"need at least 2 seeds for a spread, not {seeds}")
     if not 0 < square <= 1:
@@ -421,23 +525,36 @@ def correspondence_scores(model: nn.Module, images: torch.Tensor, keypoints: dic
     boxes = torch.as_tensor(boxes).reshape(-1, 4)
     layers, parts = tuple(layers), tuple(parts)
     sq = part_squares(keypoints, boxes, (H, W), square, parts)
-    signs = {p: sign_differences(model, images, apply_squares(images, sq[p], fill), layers,
-                                 batch_size) for p in parts}
+    signs = {
+        p: sign_differences(model, images, apply_squares(images, sq[p], fill), layers, batch_size)
+        for p in parts
+    }
     g = torch.Generator().manual_seed(seed)
-    scores = {f"{p}/{l}": torch.zeros(seeds, dtype=torch.float64)
-              for p in parts + (RANDOM,) for l in layers}
+    scores = {
+        f"{p}/{l}": torch.zeros(seeds, dtype=torch.float64)
+        for p in parts + (RANDOM,)
+        for l in layers
+    }
     from tqdm.auto import tqdm
+
     for s in tqdm(range(seeds), desc="correspondence", disable=not progress, leave=False):
         pick = torch.randperm(N, generator=g)[:n_images]
         rnd = random_squares(boxes[pick], (H, W), square, g)
-        rs = sign_differences(model, images[pick], apply_squares(images[pick], rnd, fill),
-                              layers, batch_size)
+        rs = sign_differences(
+            model, images[pick], apply_squares(images[pick], rnd, fill), layers, batch_size
+        )
         for l in layers:
             for p in parts:
                 scores[f"{p}/{l}"][s] = consistency_score(signs[p][l][pick], normalize=True)
             scores[f"{RANDOM}/{l}"][s] = consistency_score(rs[l], normalize=True)
-    return CorrespondenceResult(layers=layers, parts=parts + (RANDOM,), scores=scores,
-                                n_images=n_images, n_pool=N, square=square)
+    return CorrespondenceResult(
+        layers=layers,
+        parts=parts + (RANDOM,),
+        scores=scores,
+        n_images=n_images,
+        n_pool=N,
+        square=square,
+    )
 
 
 def face_scenes(profile, split: str = "test", n: "int | None" = None):
@@ -449,17 +566,20 @@ def face_scenes(profile, split: str = "test", n: "int | None" = None):
     P = get_profile(profile)
     ds = get_dataset(P, split)
     if not hasattr(ds, "scenes") or "face" not in getattr(ds, "classes", ()):
-        raise CorrespondenceError(f"profile {P.name!r} has no procedural face images with keypoints "
-                                  f"(use tiny or mini, or pass your own images and keypoints to "
-                                  f"correspondence_scores)")
+        raise CorrespondenceError(
+            f"profile {P.name!r} has no procedural face images with keypoints "
+            f"(use tiny or mini, or pass your own images and keypoints to "
+            f"correspondence_scores)"
+        )
     faces = (ds.labels() == ds.classes.index("face")).nonzero()[:, 0]
     if n is not None:
-        faces = faces[:int(n)]
+        faces = faces[: int(n)]
     return ds.scenes(faces.tolist())
 
 
-def correspondence_split(model: nn.Module, profile, split: str = "test", n_pool: "int | None" = None,
-                         **options) -> CorrespondenceResult:
+def correspondence_split(
+    model: nn.Module, profile, split: str = "test", n_pool: "int | None" = None, **options
+) -> CorrespondenceResult:
     """:func:`correspondence_scores` on the face images of a procedural split (the first
     ``n_pool``), cached under ``<cache_dir>/correspondence/`` by a hash of the model's weights,
     the profile and the options."""
@@ -473,11 +593,13 @@ def correspondence_split(model: nn.Module, profile, split: str = "test", n_pool:
     settings = dict(split=split, n_pool=len(sb), options=options)
 
     def build():
-        return correspondence_scores(model, normalize(sb.images, P), sb.keypoints, sb.boxes,
-                                     progress=progress, **options).to_dict()
+        return correspondence_scores(
+            model, normalize(sb.images, P), sb.keypoints, sb.boxes, progress=progress, **options
+        ).to_dict()
 
-    return CorrespondenceResult.from_dict(cached_study("correspondence", CORRESPONDENCE_VERSION, model, P,
-                                                       settings, build))
+    return CorrespondenceResult.from_dict(
+        cached_study("correspondence", CORRESPONDENCE_VERSION, model, P, settings, build)
+    )
 
 
 def photo_keypoints(points: dict, original_size: "tuple[int, int]", image_size: int) -> dict:
@@ -497,8 +619,9 @@ def photo_keypoints(points: dict, original_size: "tuple[int, int]", image_size: 
 def keypoint_boxes(keypoints: dict, margin: float = 0.75) -> torch.Tensor:
     """``(N, 4)`` boxes around each image's keypoints, grown by ``margin`` times their extent on
     every side: a stand-in for the head's box when only the parts are annotated (photos)."""
-    pts = torch.stack([torch.as_tensor(v, dtype=torch.float64).reshape(-1, 2)
-                       for v in keypoints.values()], 1)                    # (N, K, 2)
+    pts = torch.stack(
+        [torch.as_tensor(v, dtype=torch.float64).reshape(-1, 2) for v in keypoints.values()], 1
+    )  # (N, K, 2)
     lo, hi = pts.amin(1), pts.amax(1)
     ext = (hi - lo).amax(1, keepdim=True).clamp(min=1.0)
     return torch.cat([lo - margin * ext, hi + margin * ext], 1)
@@ -518,22 +641,28 @@ class FaceImages:
 def check_photo_inputs(profile, photos, keypoints_file) -> None:
     """A profile without procedural faces needs the user's dog photos and their keypoints."""
     from .profiles import get_profile
+
     P = get_profile(profile)
     if P.dataset != "scenes" and (photos is None or keypoints_file is None):
-        raise CorrespondenceError(f"the {P.name} profile has no procedural faces: set dog_photos to a folder of "
-                                  f"your dog photos and dog_keypoints to a JSON file mapping each file name to "
-                                  f'{{"left_eye": [x, y], "right_eye": [x, y], "nose": [x, y]}} in the photo\'s pixels')
+        raise CorrespondenceError(
+            f"the {P.name} profile has no procedural faces: set dog_photos to a folder of "
+            f"your dog photos and dog_keypoints to a JSON file mapping each file name to "
+            f'{{"left_eye": [x, y], "right_eye": [x, y], "nose": [x, y]}} in the photo\'s pixels'
+        )
 
 
-def face_images(profile, pool: "int | None" = None, n_images: int = 5, photos=None,
-                keypoints_file=None) -> FaceImages:
+def face_images(
+    profile, pool: "int | None" = None, n_images: int = 5, photos=None, keypoints_file=None
+) -> FaceImages:
     """The images section 4.3 occludes: on the procedural profiles the first ``pool`` (default:
     all) faces of the test split with their keypoints and boxes; elsewhere the photos of the
     folder ``photos`` that ``keypoints_file`` (JSON ``{"photo.jpg": {"left_eye": [x, y], ...}}``
     in the photos' pixels) annotates, at least ``n_images`` of them, boxed around their keypoints."""
     import json
+
     from .data import denormalize, load_folder, normalize
     from .profiles import get_profile
+
     P = get_profile(profile)
     check_photo_inputs(P, photos, keypoints_file)
     if P.dataset == "scenes":
@@ -544,17 +673,26 @@ def face_images(profile, pool: "int | None" = None, n_images: int = 5, photos=No
     batch = load_folder(photos, P)
     keep = [i for i, n in enumerate(batch.names) if n in notes]
     if len(keep) < n_images:
-        raise CorrespondenceError(f"only {len(keep)} photos in {photos} have keypoints in {keypoints_file}; "
-                                  f"need at least n_images = {n_images}")
+        raise CorrespondenceError(
+            f"only {len(keep)} photos in {photos} have keypoints in {keypoints_file}; "
+            f"need at least n_images = {n_images}"
+        )
     x = batch.images[keep]
-    mapped = [photo_keypoints(notes[batch.names[i]], batch.original_sizes[i], P.image_size) for i in keep]
+    mapped = [
+        photo_keypoints(notes[batch.names[i]], batch.original_sizes[i], P.image_size) for i in keep
+    ]
     keypoints = {p: torch.stack([m[p] for m in mapped]) for p in PARTS}
     return FaceImages(denormalize(x, P), x, keypoints, keypoint_boxes(keypoints))
 
 
-def positive_control(model: nn.Module, images: torch.Tensor, keypoints: dict, boxes: torch.Tensor,
-                     layers: Sequence[str] = ("layer5", "layer7"),
-                     fraction: float = KEYPOINT_FRACTION) -> PairwiseCorrespondence:
+def positive_control(
+    model: nn.Module,
+    images: torch.Tensor,
+    keypoints: dict,
+    boxes: torch.Tensor,
+    layers: Sequence[str] = ("layer5", "layer7"),
+    fraction: float = KEYPOINT_FRACTION,
+) -> PairwiseCorrespondence:
     """A positive control of Table 1's measure: the first face pasted at the same place over the
     backgrounds of the other images (:func:`background_swap`), so that occluding the same part
     must change the representation the same way in every image; measured with
@@ -564,5 +702,12 @@ def positive_control(model: nn.Module, images: torch.Tensor, keypoints: dict, bo
 
     def same(t):
         return t[:1].repeat(len(swapped), *[1] * (t.dim() - 1))
-    return pairwise_correspondence(model, swapped, {p: same(keypoints[p]) for p in PARTS}, same(boxes),
-                                   layers=layers, fraction=fraction)
+
+    return pairwise_correspondence(
+        model,
+        swapped,
+        {p: same(keypoints[p]) for p in PARTS},
+        same(boxes),
+        layers=layers,
+        fraction=fraction,
+    )

@@ -40,6 +40,7 @@ AlexNet, VGG16, ResNet-18).
 >>> proj = project(model, images, "layer5", requests(image=[0, 0, 3], channel=[7, 8, 7]))
 >>> proj.pixels.shape      # (3, 3, H, W): one pixel-space projection per request
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -50,15 +51,35 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import (LayerError, eval_mode, forward_layers, layer_key, layer_names, model_device,
-                     to_device)
-from .receptive import input_problem
 from .errors import ZFCoreError
+from .models import (
+    LayerError,
+    eval_mode,
+    forward_layers,
+    layer_key,
+    layer_names,
+    model_device,
+    to_device,
+)
+from .receptive import input_problem
 from .study import Result
 
-__all__ = ["RULES", "METHODS", "Requests", "requests", "Projection", "DeconvStep", "project",
-           "deconv_steps", "unpool", "shared_switch_share", "layer_activations", "energy_inside_boxes", "box_area_share",
-           "DeconvError"]
+__all__ = [
+    "RULES",
+    "METHODS",
+    "Requests",
+    "requests",
+    "Projection",
+    "DeconvStep",
+    "project",
+    "deconv_steps",
+    "unpool",
+    "shared_switch_share",
+    "layer_activations",
+    "energy_inside_boxes",
+    "box_area_share",
+    "DeconvError",
+]
 
 RULES = ("deconvnet", "guided", "gradient")
 METHODS = ("auto", "explicit", "autograd")
@@ -75,6 +96,7 @@ class DeconvError(ZFCoreError, ValueError):
 # ---------------------------------------------------------------------------------------------
 # Requests
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Requests(Result):
@@ -107,8 +129,9 @@ def _long(v, name: str) -> torch.Tensor:
     try:
         t = torch.as_tensor(v)
     except Exception:
-        raise DeconvError(f"requests: {name} must be an int or a sequence of ints, got "
-                          f"{type(v).__name__}") from None
+        raise DeconvError(
+            f"requests: {name} must be an int or a sequence of ints, got {type(v).__name__}"
+        ) from None
     if t.is_floating_point() or t.dtype == torch.bool:
         raise DeconvError(f"requests: {name} must hold integers, got dtype {t.dtype}")
     return t.to(torch.long).reshape(-1)
@@ -130,15 +153,18 @@ def requests(image, channel, y=None, x=None) -> Requests:
         if p.numel() == 1:
             p = p.expand(n).clone()
         elif p.numel() != n:
-            raise DeconvError(f"requests: {name} has {p.numel()} entries, others have {n}; give "
-                              f"one value or one per request")
+            raise DeconvError(
+                f"requests: {name} has {p.numel()} entries, others have {n}; give "
+                f"one value or one per request"
+            )
         out.append(p)
     req = Requests(*out)
     if (req.image < 0).any() or (req.channel < 0).any():
         raise DeconvError("requests: image and channel indices must be >= 0")
     if ((req.y < 0) != (req.x < 0)).any():
-        raise DeconvError("requests: y and x must both be >= 0 (one activation) or both -1 "
-                          "(whole map)")
+        raise DeconvError(
+            "requests: y and x must both be >= 0 (one activation) or both -1 (whole map)"
+        )
     return req
 
 
@@ -153,15 +179,19 @@ def _as_requests(req) -> Requests:
             return requests([r[0] for r in req], [r[1] for r in req])
         if lens == {4}:
             return requests(*[[r[i] for r in req] for i in range(4)])
-        raise DeconvError("requests as tuples must all be (image, channel) or all "
-                          "(image, channel, y, x)")
-    raise DeconvError(f"requests must be a Requests (see zfcore.deconv.requests), a dict or a list "
-                      f"of (image, channel[, y, x]) tuples, got {type(req).__name__}")
+        raise DeconvError(
+            "requests as tuples must all be (image, channel) or all (image, channel, y, x)"
+        )
+    raise DeconvError(
+        f"requests must be a Requests (see zfcore.deconv.requests), a dict or a list "
+        f"of (image, channel[, y, x]) tuples, got {type(req).__name__}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Results
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Projection:
@@ -178,8 +208,13 @@ class Projection:
     rule: str
 
     def to_dict(self) -> dict:
-        return {"pixels": self.pixels, "activation": self.activation,
-                "requests": self.requests.to_dict(), "layer": self.layer, "rule": self.rule}
+        return {
+            "pixels": self.pixels,
+            "activation": self.activation,
+            "requests": self.requests.to_dict(),
+            "layer": self.layer,
+            "rule": self.rule,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> "Projection":
@@ -209,8 +244,11 @@ class DeconvStep:
 # The chain of modules from the input to a layer
 # ---------------------------------------------------------------------------------------------
 
-_SUPPORTED = (nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.Linear, nn.Flatten, nn.AvgPool2d,
-              nn.AdaptiveAvgPool2d) + NORMALISATION + _IDENTITY_IN_EVAL
+_SUPPORTED = (
+    (nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.Linear, nn.Flatten, nn.AvgPool2d, nn.AdaptiveAvgPool2d)
+    + NORMALISATION
+    + _IDENTITY_IN_EVAL
+)
 
 
 def _chain(model: nn.Module, layer: str) -> list[tuple[str, nn.Module]]:
@@ -221,11 +259,14 @@ def _chain(model: nn.Module, layer: str) -> list[tuple[str, nn.Module]]:
         if not name or any(True for _ in m.children()):
             continue
         if not isinstance(m, _SUPPORTED):
-            raise DeconvError(f"the explicit deconvnet cannot walk {name} ({type(m).__name__}); "
-                              f"use method='autograd' (or the default 'auto') for this model")
+            raise DeconvError(
+                f"the explicit deconvnet cannot walk {name} ({type(m).__name__}); "
+                f"use method='autograd' (or the default 'auto') for this model"
+            )
         if isinstance(m, nn.Conv2d) and m.padding_mode != "zeros":
-            raise DeconvError(f"{name}: padding_mode {m.padding_mode!r} is not supported; "
-                              f"use method='autograd'")
+            raise DeconvError(
+                f"{name}: padding_mode {m.padding_mode!r} is not supported; use method='autograd'"
+            )
         out.append((name, m))
         if name == target:
             return out
@@ -239,9 +280,11 @@ def _check_walk(model: nn.Module, chain, layer: str, image: torch.Tensor) -> Non
         walked, _ = _forward_explicit(chain, image, "deconvnet")
         real = forward_layers(model, image, [layer])[layer]
     if walked.shape != real.shape or not torch.allclose(walked, real, rtol=1e-4, atol=1e-6):
-        raise DeconvError(f"the explicit deconvnet walks the modules of {type(model).__name__} in "
-                          f"registration order, which does not reproduce its {layer} (its forward "
-                          f"branches or skips); use method='autograd' (or the default 'auto')")
+        raise DeconvError(
+            f"the explicit deconvnet walks the modules of {type(model).__name__} in "
+            f"registration order, which does not reproduce its {layer} (its forward "
+            f"branches or skips); use method='autograd' (or the default 'auto')"
+        )
 
 
 def _conv_output_padding(m: nn.Conv2d, in_hw, out_hw) -> tuple[int, int]:
@@ -278,8 +321,15 @@ def _forward_explicit(chain, x: torch.Tensor, rule: str, keep_forward: bool = Fa
                 tape[name] = x > 0
         elif isinstance(m, nn.MaxPool2d):
             in_shape = x.shape
-            x, idx = F.max_pool2d(x, m.kernel_size, m.stride, m.padding, m.dilation,
-                                  ceil_mode=m.ceil_mode, return_indices=True)
+            x, idx = F.max_pool2d(
+                x,
+                m.kernel_size,
+                m.stride,
+                m.padding,
+                m.dilation,
+                ceil_mode=m.ceil_mode,
+                return_indices=True,
+            )
             tape[name] = (in_shape, idx)
         elif isinstance(m, NORMALISATION):
             if rule == "gradient":
@@ -300,16 +350,24 @@ def _forward_explicit(chain, x: torch.Tensor, rule: str, keep_forward: bool = Fa
 
 
 def _linear_vjp(m: nn.Module, in_shape, g: torch.Tensor) -> torch.Tensor:
-    z = torch.zeros((g.shape[0],) + tuple(in_shape[1:]), dtype=g.dtype, device=g.device,
-                    requires_grad=True)
+    z = torch.zeros(
+        (g.shape[0],) + tuple(in_shape[1:]), dtype=g.dtype, device=g.device, requires_grad=True
+    )
     with torch.enable_grad():
         out = m(z)
-        gz, = torch.autograd.grad(out, z, g)
+        (gz,) = torch.autograd.grad(out, z, g)
     return gz
 
 
-def _backward_explicit(chain, tape, g: torch.Tensor, rows: torch.Tensor, rule: str,
-                       trace: list | None = None, unpool_mode: str = "add") -> torch.Tensor:
+def _backward_explicit(
+    chain,
+    tape,
+    g: torch.Tensor,
+    rows: torch.Tensor,
+    rule: str,
+    trace: list | None = None,
+    unpool_mode: str = "add",
+) -> torch.Tensor:
     """Walk the reconstruction ``g`` (one row per request) from the layer down to pixels.
 
     ``rows[r]`` is the forward-pass row (distinct image) that request ``r`` belongs to.
@@ -328,20 +386,29 @@ def _backward_explicit(chain, tape, g: torch.Tensor, rows: torch.Tensor, rule: s
             in_shape, idx = tape[name]
             if unpool_mode == "add":
                 g = unpool(g, idx[rows], in_shape[-2:])
-            else:   # the pitfall, for teaching: shared switches keep only one contribution
-                g = F.max_unpool2d(g, idx[rows], m.kernel_size, m.stride, m.padding,
-                                   output_size=in_shape[-2:])
+            else:  # the pitfall, for teaching: shared switches keep only one contribution
+                g = F.max_unpool2d(
+                    g, idx[rows], m.kernel_size, m.stride, m.padding, output_size=in_shape[-2:]
+                )
         elif isinstance(m, nn.Conv2d):
             op = "filter"
             in_hw, out_hw = tape[name]
-            g = F.conv_transpose2d(g, m.weight, None, m.stride, _conv_padding(m),
-                                   _conv_output_padding(m, in_hw, out_hw), m.groups, m.dilation)
+            g = F.conv_transpose2d(
+                g,
+                m.weight,
+                None,
+                m.stride,
+                _conv_padding(m),
+                _conv_output_padding(m, in_hw, out_hw),
+                m.groups,
+                m.dilation,
+            )
         elif isinstance(m, NORMALISATION):
             op = "pass"
             if rule == "gradient":
                 x = tape[name][rows].detach().requires_grad_(True)
                 with torch.enable_grad():
-                    g, = torch.autograd.grad(m(x), x, g)
+                    (g,) = torch.autograd.grad(m(x), x, g)
         elif isinstance(m, _IDENTITY_IN_EVAL):
             continue
         elif isinstance(m, nn.Linear):
@@ -355,8 +422,12 @@ def _backward_explicit(chain, tape, g: torch.Tensor, rows: torch.Tensor, rule: s
             g = _linear_vjp(m, tape[name], g)
         if trace is not None:
             fwd = tape.get(("input", name))
-            step = DeconvStep(name, op, g[0].detach().clone(),
-                              forward=None if fwd is None else fwd[rows[0]].clone())
+            step = DeconvStep(
+                name,
+                op,
+                g[0].detach().clone(),
+                forward=None if fwd is None else fwd[rows[0]].clone(),
+            )
             if op == "unpool":
                 step.switches = tape[name][1][rows[0]].clone()
             trace.append(step)
@@ -372,8 +443,10 @@ def unpool(signal: torch.Tensor, switches: torch.Tensor, size) -> torch.Tensor:
     gradient). ``F.max_unpool2d`` would keep only one of them.
     """
     if signal.shape != switches.shape:
-        raise DeconvError(f"unpool: signal {tuple(signal.shape)} and switches "
-                          f"{tuple(switches.shape)} must have the same shape")
+        raise DeconvError(
+            f"unpool: signal {tuple(signal.shape)} and switches "
+            f"{tuple(switches.shape)} must have the same shape"
+        )
     n, c = signal.shape[:2]
     h, w = int(size[0]), int(size[1])
     out = signal.new_zeros(n, c, h * w)
@@ -385,20 +458,25 @@ def unpool(signal: torch.Tensor, switches: torch.Tensor, size) -> torch.Tensor:
 # The starting signal: one kept activation (or map), everything else zero
 # ---------------------------------------------------------------------------------------------
 
+
 def _check_against_layer(req: Requests, act_shape, layer: str) -> None:
     c = act_shape[1]
     if (req.channel >= c).any():
         bad = int(req.channel.max())
-        raise DeconvError(f"requests: channel {bad} does not exist in {layer}, which has {c} "
-                          f"feature maps (0 ... {c - 1})")
+        raise DeconvError(
+            f"requests: channel {bad} does not exist in {layer}, which has {c} "
+            f"feature maps (0 ... {c - 1})"
+        )
     if len(act_shape) == 2:
         if (req.y >= 0).any():
             raise DeconvError(f"{layer} is fully connected: give channel (the unit) only, no y/x")
         return
     h, w = act_shape[-2:]
     if (req.y >= h).any() or (req.x >= w).any():
-        raise DeconvError(f"requests: position ({int(req.y.max())}, {int(req.x.max())}) is outside "
-                          f"{layer}'s {h}x{w} maps")
+        raise DeconvError(
+            f"requests: position ({int(req.y.max())}, {int(req.x.max())}) is outside "
+            f"{layer}'s {h}x{w} maps"
+        )
 
 
 def _start_signal(act: torch.Tensor, rows: torch.Tensor, req: Requests, scale: str = "activation"):
@@ -411,24 +489,25 @@ def _start_signal(act: torch.Tensor, rows: torch.Tensor, req: Requests, scale: s
     wait for it)."""
     n = len(req)
     dev = act.device
-    one = (req.y >= 0).nonzero().view(-1)                 # requests of one activation (host)
+    one = (req.y >= 0).nonzero().view(-1)  # requests of one activation (host)
     at = tuple(to_device(t, dev) for t in (one, req.y[one], req.x[one]))
     rows = to_device(rows, dev)
     req = Requests(*(to_device(t, dev) for t in (req.image, req.channel, req.y, req.x)))
-    a = act[rows]                                          # (R, C, ...) forward activations
+    a = act[rows]  # (R, C, ...) forward activations
     r = torch.arange(n, device=dev)
     g = torch.zeros_like(a)
     if a.dim() == 2:
         value = a[r, req.channel].detach()
         g[r, req.channel] = value if scale == "activation" else 1.0
         return g, value
-    maps = a[r, req.channel]                               # (R, H, W)
+    maps = a[r, req.channel]  # (R, H, W)
     whole = req.whole_map
     kept = torch.where(whole.view(-1, 1, 1), maps, torch.zeros_like(maps))
     if len(one):
         kept[at] = maps[at]
-    value = torch.where(whole, maps.flatten(1).amax(1),
-                        maps[r, req.y.clamp(min=0), req.x.clamp(min=0)]).detach()
+    value = torch.where(
+        whole, maps.flatten(1).amax(1), maps[r, req.y.clamp(min=0), req.x.clamp(min=0)]
+    ).detach()
     if scale == "unit":
         safe = torch.where(value != 0, value, torch.ones_like(value))
         kept = kept / safe.view(-1, 1, 1)
@@ -441,6 +520,7 @@ def _start_signal(act: torch.Tensor, rows: torch.Tensor, req: Requests, scale: s
 # ---------------------------------------------------------------------------------------------
 # The gradient form: autograd with backward hooks
 # ---------------------------------------------------------------------------------------------
+
 
 class _Stop(Exception):
     pass
@@ -460,9 +540,9 @@ def _hooks(model: nn.Module, layer: str, rule: str, store: dict):
         raise _Stop
 
     def relu_hook(module, grad_input, grad_output):
-        if rule == "deconvnet":   # rectify the signal arriving from above (ignores the forward)
+        if rule == "deconvnet":  # rectify the signal arriving from above (ignores the forward)
             return (F.relu(grad_output[0]),)
-        return (F.relu(grad_input[0]),)   # guided: forward mask (in grad_input) and rectify
+        return (F.relu(grad_input[0]),)  # guided: forward mask (in grad_input) and rectify
 
     def pass_through(module, grad_input, grad_output):
         return (grad_output[0],)
@@ -472,7 +552,7 @@ def _hooks(model: nn.Module, layer: str, rule: str, store: dict):
         if rule != "gradient":
             for name, m in model.named_modules():
                 if m is target:
-                    continue   # its rule is applied to the start signal by _project_autograd
+                    continue  # its rule is applied to the start signal by _project_autograd
                 if isinstance(m, nn.ReLU):
                     handles.append(m.register_full_backward_hook(relu_hook))
                 elif isinstance(m, NORMALISATION):
@@ -526,7 +606,8 @@ def _check_called_once(model: nn.Module, layer: str, image: torch.Tensor) -> Non
             f"layer_names[{layer!r}] = {target!r} is a module that {type(model).__name__}.forward "
             f"calls {len(calls)} times per pass (a shared module, like the relu of a ResNet "
             f"block), so its output is ambiguous; point {layer!r} at the block instead, e.g. "
-            f"model.layer_names[{layer!r}] = {parent!r}")
+            f"model.layer_names[{layer!r}] = {parent!r}"
+        )
 
 
 def _project_autograd(model, images, layer, req, rule, scale):
@@ -539,10 +620,13 @@ def _project_autograd(model, images, layer, req, rule, scale):
             # the layer's own ReLU, by the rule (its backward hook could not be set: the forward
             # pass stopped inside it)
             alive = pre.detach() > 0
-            g = F.relu(g) if rule == "deconvnet" else (F.relu(g) * alive if rule == "guided"
-                                                       else g * alive)
+            g = (
+                F.relu(g)
+                if rule == "deconvnet"
+                else (F.relu(g) * alive if rule == "guided" else g * alive)
+            )
             act = pre
-        pixels, = torch.autograd.grad(act, x, g)
+        (pixels,) = torch.autograd.grad(act, x, g)
     return pixels, value
 
 
@@ -561,13 +645,16 @@ def _project_explicit(chain, images, layer, req, rule, scale):
 # Public API
 # ---------------------------------------------------------------------------------------------
 
+
 def _check_common(model, images, layer, rule, method) -> str:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise DeconvError(f"images must be a (N, C, H, W) tensor of normalised images, got {shape}; "
-                          f"for one image use image[None]")
+        raise DeconvError(
+            f"images must be a (N, C, H, W) tensor of normalised images, got {shape}; "
+            f"for one image use image[None]"
+        )
     if rule not in RULES:
         raise DeconvError(f"unknown rule {rule!r}: choose one of {', '.join(RULES)}")
     if method not in METHODS:
@@ -579,9 +666,17 @@ def _check_common(model, images, layer, rule, method) -> str:
     return key
 
 
-def project(model: nn.Module, images: torch.Tensor, layer: "str | int", requests,
-            rule: str = "deconvnet", method: str = "auto", batch_size: int = 64,
-            scale: str = "activation", progress: bool = False) -> Projection:
+def project(
+    model: nn.Module,
+    images: torch.Tensor,
+    layer: "str | int",
+    requests,
+    rule: str = "deconvnet",
+    method: str = "auto",
+    batch_size: int = 64,
+    scale: str = "activation",
+    progress: bool = False,
+) -> Projection:
     """Project activations of ``layer`` to pixel space (section 2.1, Fig. 1).
 
     ``images``: ``(N, C, H, W)`` normalised model inputs. ``requests``: a :class:`Requests` (see
@@ -607,23 +702,29 @@ def project(model: nn.Module, images: torch.Tensor, layer: "str | int", requests
     if len(req) == 0:
         raise DeconvError("no requests: give at least one (image, channel)")
     if (req.image >= len(images)).any():
-        raise DeconvError(f"requests: image index {int(req.image.max())} is out of range for "
-                          f"{len(images)} images")
+        raise DeconvError(
+            f"requests: image index {int(req.image.max())} is out of range for {len(images)} images"
+        )
     if scale not in ("activation", "unit"):
         raise DeconvError(f"scale must be 'activation' or 'unit', got {scale!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise DeconvError(f"batch_size must be a positive int, got {batch_size!r}")
     images = images.to(model_device(model))
-    order = torch.argsort(req.image, stable=True)    # group requests by image
-    pixels = torch.empty((len(req),) + tuple(images.shape[1:]), dtype=images.dtype,
-                         device=images.device)
+    order = torch.argsort(req.image, stable=True)  # group requests by image
+    pixels = torch.empty(
+        (len(req),) + tuple(images.shape[1:]), dtype=images.dtype, device=images.device
+    )
     values = torch.empty(len(req), dtype=images.dtype, device=images.device)
     # each chunk's requests stay on the host (bookkeeping); their rows of the result are written
     # through a device copy of the same indices, moved once
-    chunks = list(zip(torch.split(order, batch_size),
-                      torch.split(to_device(order, images.device), batch_size)))
+    chunks = list(
+        zip(
+            torch.split(order, batch_size), torch.split(to_device(order, images.device), batch_size)
+        )
+    )
     if progress:
         from tqdm.auto import tqdm
+
         chunks = tqdm(chunks, desc=f"projecting {key} ({rule})", unit="batch")
     with contextlib.ExitStack() as stack:
         stack.enter_context(eval_mode(model))
@@ -650,9 +751,16 @@ def project(model: nn.Module, images: torch.Tensor, layer: "str | int", requests
     return Projection(pixels, values, req, key, rule)
 
 
-def deconv_steps(model: nn.Module, image: torch.Tensor, layer: "str | int", channel: int,
-                 y: int | None = None, x: int | None = None, rule: str = "deconvnet",
-                 unpool_mode: str = "add") -> list[DeconvStep]:
+def deconv_steps(
+    model: nn.Module,
+    image: torch.Tensor,
+    layer: "str | int",
+    channel: int,
+    y: int | None = None,
+    x: int | None = None,
+    rule: str = "deconvnet",
+    unpool_mode: str = "add",
+) -> list[DeconvStep]:
     """The deconvnet of Fig. 1 run step by step on one image (``(C, H, W)`` or ``(1, C, H, W)``).
 
     Returns the steps from the kept activation (``op="start"``) down to pixels: each unpool (with
@@ -691,7 +799,8 @@ def shared_switch_share(switches: torch.Tensor) -> float:
     sw = switches.reshape(-1, switches.shape[-2] * switches.shape[-1])
     size = int(sw.max()) + 1
     counts = torch.zeros(sw.shape[0], size, device=sw.device).scatter_add_(
-        1, sw, torch.ones_like(sw, dtype=torch.float32))
+        1, sw, torch.ones_like(sw, dtype=torch.float32)
+    )
     return float((torch.gather(counts, 1, sw) > 1).float().mean())
 
 
@@ -705,7 +814,7 @@ def layer_activations(model: nn.Module, images: torch.Tensor, layers: Sequence[s
 
 def _box_masks(boxes: torch.Tensor, h: int, w: int, device="cpu") -> torch.Tensor:
     boxes = torch.as_tensor(boxes, dtype=torch.float32, device=device).reshape(-1, 4)
-    ys = torch.arange(h, dtype=torch.float32, device=device).view(1, h, 1) + 0.5   # pixel centres
+    ys = torch.arange(h, dtype=torch.float32, device=device).view(1, h, 1) + 0.5  # pixel centres
     xs = torch.arange(w, dtype=torch.float32, device=device).view(1, 1, w) + 0.5
     x0, y0, x1, y1 = (boxes[:, i].view(-1, 1, 1) for i in range(4))
     return (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)

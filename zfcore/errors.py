@@ -7,6 +7,7 @@ base its callers already catch (``class TrainError(ZFCoreError, ValueError)``), 
 ``deconv._Stop``: they end a forward pass early and never leave the package) are not errors and
 do not derive from it.
 """
+
 from __future__ import annotations
 
 __all__ = ["ZFCoreError"]

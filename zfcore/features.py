@@ -18,6 +18,7 @@ class and every classifier: the precomputed-feature path that lets a softmax tra
   the model's weights, the data's identity and the extraction settings
   (:func:`zfcore.cache.cached`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -29,13 +30,30 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .cache import cached
-from .models import (LayerError, eval_mode, forward_layers, layer_keys, layer_names, model_device,
-                     model_fingerprint)
-from .receptive import ReceptiveFieldError, input_problem
 from .errors import ZFCoreError
+from .models import (
+    LayerError,
+    eval_mode,
+    forward_layers,
+    layer_keys,
+    model_device,
+    model_fingerprint,
+)
+from .receptive import ReceptiveFieldError, input_problem
 
-__all__ = ["LAYERS", "POOL_MODES", "FEATURES_VERSION", "Features", "FeatureError", "layer_outputs",
-           "pool_map", "pool_map_shape", "extract_features", "cached_features", "model_fingerprint"]
+__all__ = [
+    "LAYERS",
+    "POOL_MODES",
+    "FEATURES_VERSION",
+    "Features",
+    "FeatureError",
+    "layer_outputs",
+    "pool_map",
+    "pool_map_shape",
+    "extract_features",
+    "cached_features",
+    "model_fingerprint",
+]
 
 #: The layers of Table 7 (the rectified outputs of layers 1-7, Fig. 3).
 LAYERS: tuple[str, ...] = tuple(f"layer{i}" for i in range(1, 8))
@@ -66,23 +84,33 @@ class Features:
 
     def __getitem__(self, layer: str) -> torch.Tensor:
         if layer not in self.layers:
-            raise FeatureError(f"no features for {layer!r}; extracted layers: {', '.join(self.layers)}")
+            raise FeatureError(
+                f"no features for {layer!r}; extracted layers: {', '.join(self.layers)}"
+            )
         return self.layers[layer]
 
     def subset(self, indices: "torch.Tensor | Sequence[int]") -> "Features":
         """The rows ``indices`` of every layer (for one draw of training or test images)."""
         idx = torch.as_tensor(indices, dtype=torch.long)
-        return Features({k: v[idx] for k, v in self.layers.items()}, self.labels[idx], dict(self.shapes))
+        return Features(
+            {k: v[idx] for k, v in self.layers.items()}, self.labels[idx], dict(self.shapes)
+        )
 
     def to_dict(self) -> dict:
         """Plain tensors and lists (what :func:`zfcore.cache.save_tensors` stores safely)."""
-        return {"layers": dict(self.layers), "labels": self.labels,
-                "shapes": {k: list(v) for k, v in self.shapes.items()}}
+        return {
+            "layers": dict(self.layers),
+            "labels": self.labels,
+            "shapes": {k: list(v) for k, v in self.shapes.items()},
+        }
 
     @classmethod
     def from_dict(cls, state: dict) -> "Features":
-        return cls(dict(state["layers"]), state["labels"],
-                   {k: tuple(v) for k, v in state.get("shapes", {}).items()})
+        return cls(
+            dict(state["layers"]),
+            state["labels"],
+            {k: tuple(v) for k, v in state.get("shapes", {}).items()},
+        )
 
 
 def _check_layers(model: nn.Module, layers: Sequence[str]) -> list[str]:
@@ -91,8 +119,12 @@ def _check_layers(model: nn.Module, layers: Sequence[str]) -> list[str]:
     return layer_keys(layers, model)
 
 
-def layer_outputs(model: nn.Module, x: torch.Tensor, layers: Sequence[str],
-                  transform: "Callable[[str, torch.Tensor], Any] | None" = None) -> dict[str, Any]:
+def layer_outputs(
+    model: nn.Module,
+    x: torch.Tensor,
+    layers: Sequence[str],
+    transform: "Callable[[str, torch.Tensor], Any] | None" = None,
+) -> dict[str, Any]:
     """The outputs of ``layers`` for input ``x`` from ONE forward pass of ``model``.
 
     The pass stops as soon as every requested layer has produced its output, so the cost is that
@@ -130,7 +162,9 @@ def pool_map(t: torch.Tensor, side: int | None, mode: str = "avg") -> torch.Tens
     return t.flatten(1)
 
 
-def _as_loader(data: "Dataset | DataLoader | Iterable", batch_size: int) -> tuple[Iterable, int | None]:
+def _as_loader(
+    data: "Dataset | DataLoader | Iterable", batch_size: int
+) -> tuple[Iterable, int | None]:
     if isinstance(data, DataLoader):
         return data, None  # a sampler may pick any subset: the rows grow as they come
     if isinstance(data, Dataset):
@@ -142,16 +176,28 @@ def _as_loader(data: "Dataset | DataLoader | Iterable", batch_size: int) -> tupl
         if x.shape[0] != torch.as_tensor(y).shape[0]:
             raise FeatureError(f"images ({x.shape[0]}) and labels ({len(y)}) differ in length")
         y = torch.as_tensor(y)
-        return [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)], x.shape[0]
-    raise TypeError(f"data must be a torch Dataset, a DataLoader or an (images, labels) pair of "
-                    f"tensors, not {type(data).__name__}")
+        return [
+            (x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)
+        ], x.shape[0]
+    raise TypeError(
+        f"data must be a torch Dataset, a DataLoader or an (images, labels) pair of "
+        f"tensors, not {type(data).__name__}"
+    )
 
 
 @torch.no_grad()
-def extract_features(model: nn.Module, data: "Dataset | DataLoader | tuple", layers: Sequence[str] = LAYERS,
-                     *, pooled_side: int | None = 6, pool: str = "avg", batch_size: int = 64,
-                     device: "str | torch.device | None" = None, progress: bool = True,
-                     desc: str = "features") -> Features:
+def extract_features(
+    model: nn.Module,
+    data: "Dataset | DataLoader | tuple",
+    layers: Sequence[str] = LAYERS,
+    *,
+    pooled_side: int | None = 6,
+    pool: str = "avg",
+    batch_size: int = 64,
+    device: "str | torch.device | None" = None,
+    progress: bool = True,
+    desc: str = "features",
+) -> Features:
     """Stream ``data`` through ``model`` once and return :class:`Features` for every layer.
 
     ``data`` is a Dataset of ``(normalised image, label)``, a DataLoader of such batches or an
@@ -179,6 +225,7 @@ def extract_features(model: nn.Module, data: "Dataset | DataLoader | tuple", lay
     shapes: dict[str, tuple[int, ...]] = {}
     try:
         with eval_mode(model):
+
             def pooled(layer: str, o: torch.Tensor) -> torch.Tensor:
                 if layer not in shapes:
                     shapes[layer] = tuple(pool_map_shape(o, pooled_side)[1:])
@@ -187,12 +234,14 @@ def extract_features(model: nn.Module, data: "Dataset | DataLoader | tuple", lay
             bar = tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False)
             for batch in bar:
                 x, y = batch[0], batch[1]
-                outs = layer_outputs(model, x.to(device, non_blocking=True), layers, transform=pooled)
+                outs = layer_outputs(
+                    model, x.to(device, non_blocking=True), layers, transform=pooled
+                )
                 for l in layers:
                     rows[l].append(outs[l])
                 labels.append(torch.as_tensor(y).cpu())
         if device.type == "cuda":
-            torch.cuda.synchronize(device)          # the asynchronous copies have landed
+            torch.cuda.synchronize(device)  # the asynchronous copies have landed
     finally:
         if device != home:
             model.to(home)
@@ -220,22 +269,27 @@ class _Rows:
         end = self.n + batch.shape[0]
         if self.buffer is None:
             size = max(self.capacity or 0, end, 1)
-            self.buffer = torch.empty((size, *batch.shape[1:]), dtype=batch.dtype, device="cpu",
-                                      pin_memory=self.pinned)
+            self.buffer = torch.empty(
+                (size, *batch.shape[1:]), dtype=batch.dtype, device="cpu", pin_memory=self.pinned
+            )
         elif end > self.buffer.shape[0]:
             if batch.device.type == "cuda":
                 torch.cuda.synchronize(batch.device)  # earlier copies land before rows move
-            grown = torch.empty((max(end, 2 * self.buffer.shape[0]), *batch.shape[1:]),
-                                dtype=batch.dtype, device="cpu", pin_memory=self.pinned)
-            grown[:self.n] = self.buffer[:self.n]
+            grown = torch.empty(
+                (max(end, 2 * self.buffer.shape[0]), *batch.shape[1:]),
+                dtype=batch.dtype,
+                device="cpu",
+                pin_memory=self.pinned,
+            )
+            grown[: self.n] = self.buffer[: self.n]
             self.buffer = grown
-        self.buffer[self.n:end].copy_(batch, non_blocking=True)
+        self.buffer[self.n : end].copy_(batch, non_blocking=True)
         self.n = end
 
     def result(self) -> torch.Tensor:
         if self.n == self.buffer.shape[0]:
             return self.buffer
-        return self.buffer[:self.n].clone()
+        return self.buffer[: self.n].clone()
 
 
 def pool_map_shape(t: torch.Tensor, side: int | None) -> torch.Size:
@@ -245,11 +299,21 @@ def pool_map_shape(t: torch.Tensor, side: int | None) -> torch.Size:
     return torch.Size((t.shape[0], t.shape[1], min(side, t.shape[-2]), min(side, t.shape[-1])))
 
 
-def cached_features(model: nn.Module, data: "Dataset | DataLoader", *, data_key: Any,
-                    cache_dir, layers: Sequence[str] = LAYERS, pooled_side: int | None = 6,
-                    pool: str = "avg", batch_size: int = 64, model_key: Any = None,
-                    device: "str | torch.device | None" = None, progress: bool = True,
-                    desc: str = "features") -> Features:
+def cached_features(
+    model: nn.Module,
+    data: "Dataset | DataLoader",
+    *,
+    data_key: Any,
+    cache_dir,
+    layers: Sequence[str] = LAYERS,
+    pooled_side: int | None = 6,
+    pool: str = "avg",
+    batch_size: int = 64,
+    model_key: Any = None,
+    device: "str | torch.device | None" = None,
+    progress: bool = True,
+    desc: str = "features",
+) -> Features:
     """:func:`extract_features`, cached by configuration hash.
 
     ``data_key`` names the data (for procedural data: the profile identity, split, group and the
@@ -258,12 +322,33 @@ def cached_features(model: nn.Module, data: "Dataset | DataLoader", *, data_key:
     features.
     """
     if data_key is None:
-        raise FeatureError("data_key is required: something that identifies the data set (e.g. "
-                           "{'profile': ..., 'split': 'train', 'group': 'transfer'})")
+        raise FeatureError(
+            "data_key is required: something that identifies the data set (e.g. "
+            "{'profile': ..., 'split': 'train', 'group': 'transfer'})"
+        )
     layers = _check_layers(model, layers)
-    config = {"version": FEATURES_VERSION, "model": model_key or model_fingerprint(model),
-              "data": data_key, "layers": list(layers), "pooled_side": pooled_side, "pool": pool}
-    state = cached(cache_dir, "features", config, lambda: extract_features(
-        model, data, layers, pooled_side=pooled_side, pool=pool, batch_size=batch_size,
-        device=device, progress=progress, desc=desc).to_dict())
+    config = {
+        "version": FEATURES_VERSION,
+        "model": model_key or model_fingerprint(model),
+        "data": data_key,
+        "layers": list(layers),
+        "pooled_side": pooled_side,
+        "pool": pool,
+    }
+    state = cached(
+        cache_dir,
+        "features",
+        config,
+        lambda: extract_features(
+            model,
+            data,
+            layers,
+            pooled_side=pooled_side,
+            pool=pool,
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+            desc=desc,
+        ).to_dict(),
+    )
     return Features.from_dict(state)

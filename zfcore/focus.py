@@ -21,6 +21,7 @@ layout too, image by image (:func:`zfcore.controls.paired_object_focus`).
 
 An analysis: it imports neither widgets nor plotting.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,7 +33,9 @@ import torch
 __all__ = ["focus_on_box", "object_focus"]
 
 
-def focus_on_box(projection: torch.Tensor, box: "tuple[int, int, int, int]") -> tuple[float, float] | None:
+def focus_on_box(
+    projection: torch.Tensor, box: "tuple[int, int, int, int]"
+) -> tuple[float, float] | None:
     """``(energy share, area share)`` of a ``(C, H, W)`` projection and an object box
     ``(x0, y0, x1, y1)`` in pixels: the share of the projection's energy (sum of squares over
     channels) inside the box, and the box's share of the image, by the pixel-centre convention of
@@ -43,7 +46,7 @@ def focus_on_box(projection: torch.Tensor, box: "tuple[int, int, int, int]") -> 
 
     boxes = torch.tensor([box], dtype=torch.float32)
     energy = float(energy_inside_boxes(projection[None], boxes)[0])
-    if math.isnan(energy):                                  # an all-zero projection
+    if math.isnan(energy):  # an all-zero projection
         return None
     return energy, float(box_area_share(boxes, tuple(projection.shape[-2:]))[0])
 
@@ -75,4 +78,8 @@ def object_focus(session, indices: Sequence[int], layer: str = "layer5") -> dict
                 units.append(session.state.unit)
     finally:
         session.state = before
-    return {"energy_share": np.array(energy), "area_share": np.array(area), "units": np.array(units)}
+    return {
+        "energy_share": np.array(energy),
+        "area_share": np.array(area),
+        "units": np.array(units),
+    }

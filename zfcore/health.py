@@ -11,6 +11,7 @@ problem in the first layer (a few filters dominating); both are read off here.
 feeds it during validation (so every checkpoint of the training history carries
 ``dead_share_layer1..7``) and :func:`dead_maps` runs it over any image set.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -23,7 +24,14 @@ from .errors import ZFCoreError
 from .firstlayer import frequency_profile
 from .models import capture_layers, conv_layers, eval_mode, hidden_layers, layer_names
 
-__all__ = ["FireCounter", "DeadMaps", "dead_maps", "low_frequency_share", "HealthError", "network_layers"]
+__all__ = [
+    "FireCounter",
+    "DeadMaps",
+    "dead_maps",
+    "low_frequency_share",
+    "HealthError",
+    "network_layers",
+]
 
 
 class HealthError(ZFCoreError, ValueError):
@@ -40,7 +48,9 @@ def _fired(output: torch.Tensor) -> torch.Tensor:
     if output.dim() == 4:
         output = output.amax(dim=(2, 3))
     elif output.dim() != 2:
-        raise HealthError(f"expected a (N, C, H, W) or (N, C) layer output, got shape {tuple(output.shape)}")
+        raise HealthError(
+            f"expected a (N, C, H, W) or (N, C) layer output, got shape {tuple(output.shape)}"
+        )
     return output > 0
 
 
@@ -76,8 +86,16 @@ class DeadMaps:
 
     def table(self) -> list[dict]:
         """One row per layer: maps, dead, nearly dead (for printing)."""
-        return [{"layer": k, "maps": len(c), "dead": int((c == 0).sum()), "dead_share": self.dead_share(k),
-                 "rare_share": self.rare_share(k)} for k, c in self.fire_counts.items()]
+        return [
+            {
+                "layer": k,
+                "maps": len(c),
+                "dead": int((c == 0).sum()),
+                "dead_share": self.dead_share(k),
+                "rare_share": self.rare_share(k),
+            }
+            for k, c in self.fire_counts.items()
+        ]
 
 
 class FireCounter:
@@ -101,7 +119,7 @@ class FireCounter:
         self.rare = rare
 
     def _add(self, key: str, output: torch.Tensor) -> None:
-        fired = _fired(output.detach()).sum(0).to(torch.int64)   # stays on the device
+        fired = _fired(output.detach()).sum(0).to(torch.int64)  # stays on the device
         self.counts[key] = self.counts.get(key, torch.zeros_like(fired)) + fired
 
     def watch(self, model: nn.Module):
@@ -122,18 +140,25 @@ class FireCounter:
 
             def __exit__(self, *exc):
                 return self._cm.__exit__(*exc)
+
         return _Watch()
 
     def result(self) -> DeadMaps:
         if self.n == 0:
             raise HealthError("no images were counted: run forward passes inside watch()")
-        return DeadMaps(self.n, {k: self.counts[k].cpu() for k in self.layers if k in self.counts},
-                        self.rare)
+        return DeadMaps(
+            self.n, {k: self.counts[k].cpu() for k in self.layers if k in self.counts}, self.rare
+        )
 
 
 @torch.no_grad()
-def dead_maps(model: nn.Module, images: "torch.Tensor | Iterable", layers: "Sequence[str] | None" = None,
-              rare: float = 0.01, batch_size: int = 256) -> DeadMaps:
+def dead_maps(
+    model: nn.Module,
+    images: "torch.Tensor | Iterable",
+    layers: "Sequence[str] | None" = None,
+    rare: float = 0.01,
+    batch_size: int = 256,
+) -> DeadMaps:
     """Dead and nearly dead maps of ``model`` (eval mode, restored after) on ``images``.
 
     ``images`` is a normalised ``(N, 3, H, W)`` tensor or an iterable of such batches (or of
@@ -141,7 +166,9 @@ def dead_maps(model: nn.Module, images: "torch.Tensor | Iterable", layers: "Sequ
     """
     if isinstance(images, torch.Tensor):
         if images.dim() != 4 or len(images) == 0:
-            raise HealthError(f"images must be a non-empty (N, 3, H, W) tensor, got shape {tuple(images.shape)}")
+            raise HealthError(
+                f"images must be a non-empty (N, 3, H, W) tensor, got shape {tuple(images.shape)}"
+            )
         batches: Iterable = images.split(batch_size)
     else:
         batches = images
@@ -159,7 +186,7 @@ def low_frequency_share(model: nn.Module, cutoff: float = 0.25) -> float:
     ``cutoff`` cycles per pixel. Learned layer-1 filters of the paper (Fig. 2, Fig. 6) are edges
     and colour blobs, mostly below 1/4 cycle per pixel; random noise filters put about 18 % there
     (a 7x7 filter's spectrum is spread evenly to 1/2)."""
-    if not 0 < cutoff <= 0.5 * 2 ** 0.5:
+    if not 0 < cutoff <= 0.5 * 2**0.5:
         raise HealthError(f"cutoff must be in (0, 0.707] cycles per pixel, not {cutoff!r}")
     prof = frequency_profile(conv_layers(model)[0], edges=(cutoff, cutoff))
     return prof["low"] + prof["mid"]

@@ -35,6 +35,7 @@ GPUs. Its rounding error scales with the change, which is small in deep layers, 
 the activations: on AlexNet's layout the logits' error is about ten times smaller than running
 the occluded pass in bfloat16 autocast (tested).
 """
+
 from __future__ import annotations
 
 import functools
@@ -46,12 +47,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from .errors import ZFCoreError
 from .models import model_device, to_device
 
-__all__ = ["IncrementalError", "linearize", "IncrementalForward", "IncrementalOutput", "OpGeometry",
-           "chain_geometry", "cone_macs", "incremental_flop_bound", "FlopCount", "plan_batches",
-           "PRECISIONS", "low_precision_is_fast"]
+__all__ = [
+    "IncrementalError",
+    "linearize",
+    "IncrementalForward",
+    "IncrementalOutput",
+    "OpGeometry",
+    "chain_geometry",
+    "cone_macs",
+    "incremental_flop_bound",
+    "FlopCount",
+    "plan_batches",
+    "PRECISIONS",
+    "low_precision_is_fast",
+]
 
 
 #: Precisions of :meth:`IncrementalForward.run`: the dtype the changes are convolved in
@@ -78,9 +91,24 @@ class IncrementalError(ZFCoreError, ValueError):
 
 
 # Modules that act on each spatial position separately (channel mixing allowed).
-_POINTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh,
-              nn.Hardtanh, nn.Softplus, nn.Identity, nn.Dropout, nn.Dropout2d,
-              nn.LocalResponseNorm, nn.CrossMapLRN2d, nn.BatchNorm2d)
+_POINTWISE = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Hardtanh,
+    nn.Softplus,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.LocalResponseNorm,
+    nn.CrossMapLRN2d,
+    nn.BatchNorm2d,
+)
 
 
 def linearize(model: nn.Module) -> list[nn.Module]:
@@ -91,6 +119,7 @@ def linearize(model: nn.Module) -> list[nn.Module]:
     model of :mod:`zfcore.models` (ZFNet, Krizhevsky's layout, torchvision's AlexNet and VGG16).
     :class:`IncrementalForward` checks the chain against ``model(x)`` before trusting it.
     """
+
     def flat(m: nn.Module) -> list[nn.Module]:
         if isinstance(m, nn.Sequential):
             return [leaf for child in m for leaf in flat(child)]
@@ -109,7 +138,8 @@ def linearize(model: nn.Module) -> list[nn.Module]:
     raise IncrementalError(
         f"cannot read {type(model).__name__}'s forward pass as a chain of layers: incremental "
         f"occlusion supports nn.Sequential models and models with .features and .classifier "
-        f"(the zfcore.models networks); pass incremental=False to recompute every position in full")
+        f"(the zfcore.models networks); pass incremental=False to recompute every position in full"
+    )
 
 
 @dataclass(frozen=True)
@@ -118,14 +148,14 @@ class OpGeometry:
     with ``stride`` over an input padded by ``padding``), ``"pointwise"``, ``"identity"`` or ``"dense"`` (not
     spatially local: from here on the chain runs in full). Sizes are ``(rows, cols)``."""
 
-    kind: str                       # "window", "pointwise", "identity" or "dense"
+    kind: str  # "window", "pointwise", "identity" or "dense"
     in_size: tuple[int, int]
     out_size: tuple[int, int]
     kernel: tuple[int, int] = (1, 1)
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
     pad_value: float = 0.0
-    macs_per_output: int = 0        # multiply-adds per output position (all channels)
+    macs_per_output: int = 0  # multiply-adds per output position (all channels)
 
 
 def _pair(v) -> tuple[int, int]:
@@ -137,9 +167,12 @@ def _geometry(op: nn.Module, x: torch.Tensor, y: torch.Tensor) -> OpGeometry:
     spatial = x.dim() == 4 and y.dim() == 4
     in_size = tuple(x.shape[-2:]) if x.dim() == 4 else (1, 1)
     out_size = tuple(y.shape[-2:]) if y.dim() == 4 else (1, 1)
-    dense = OpGeometry("dense", in_size, out_size,
-                       macs_per_output=(op.in_features * op.out_features
-                                        if isinstance(op, nn.Linear) else 0))
+    dense = OpGeometry(
+        "dense",
+        in_size,
+        out_size,
+        macs_per_output=(op.in_features * op.out_features if isinstance(op, nn.Linear) else 0),
+    )
     if not spatial:
         return dense
     if isinstance(op, _POINTWISE):
@@ -149,18 +182,30 @@ def _geometry(op: nn.Module, x: torch.Tensor, y: torch.Tensor) -> OpGeometry:
         # applied to a smaller patch it would resize it, so the patch skips it.
         return OpGeometry("identity", in_size, out_size)
     if isinstance(op, nn.Conv2d):
-        if isinstance(op.padding, str) or _pair(op.dilation) != (1, 1) or op.padding_mode != "zeros":
+        if (
+            isinstance(op.padding, str)
+            or _pair(op.dilation) != (1, 1)
+            or op.padding_mode != "zeros"
+        ):
             return dense
         k = _pair(op.kernel_size)
         macs = op.out_channels * (op.in_channels // op.groups) * k[0] * k[1]
-        return OpGeometry("window", in_size, out_size, k, _pair(op.stride), _pair(op.padding),
-                          0.0, macs)
+        return OpGeometry(
+            "window", in_size, out_size, k, _pair(op.stride), _pair(op.padding), 0.0, macs
+        )
     if isinstance(op, nn.MaxPool2d):
         if _pair(op.dilation) != (1, 1) or op.return_indices:
             return dense
         k = _pair(op.kernel_size)
-        return OpGeometry("window", in_size, out_size, k, _pair(op.stride or op.kernel_size),
-                          _pair(op.padding), float("-inf"))
+        return OpGeometry(
+            "window",
+            in_size,
+            out_size,
+            k,
+            _pair(op.stride or op.kernel_size),
+            _pair(op.padding),
+            float("-inf"),
+        )
     if isinstance(op, nn.AvgPool2d):
         if _pair(op.padding) != (0, 0) or op.ceil_mode or op.divisor_override is not None:
             return dense
@@ -169,8 +214,9 @@ def _geometry(op: nn.Module, x: torch.Tensor, y: torch.Tensor) -> OpGeometry:
     return dense
 
 
-def _changed_range_t(start: torch.Tensor, length: torch.Tensor, k: int, s: int, p: int,
-                     n_out: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _changed_range_t(
+    start: torch.Tensor, length: torch.Tensor, k: int, s: int, p: int, n_out: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Outputs ``[lo, hi)`` of a window op (kernel ``k``, stride ``s``, padding ``p``) whose
     window overlaps the changed inputs ``[start, start + length)``, per run; an empty run stays
     empty."""
@@ -180,8 +226,9 @@ def _changed_range_t(start: torch.Tensor, length: torch.Tensor, k: int, s: int, 
     return lo, hi
 
 
-def _truncate_run(lo: torch.Tensor, hi: torch.Tensor, truncate: float,
-                  n_out: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _truncate_run(
+    lo: torch.Tensor, hi: torch.Tensor, truncate: float, n_out: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Krypton's projective-field thresholding along one axis: a changed run ``[lo, hi)`` longer
     than ``ceil(truncate * n_out)`` outputs is cut to that length around its centre (the change of
     a deep layer is mostly a core of its theoretical cone); ``truncate >= 1`` leaves it exact."""
@@ -199,9 +246,17 @@ def _rows_view(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
 
 
-def _gather_paste(source_rows: torch.Tensor, source_width: int, patch: torch.Tensor,
-                  start_r: torch.Tensor, start_c: torch.Tensor, h: int, w: int,
-                  patch_r: torch.Tensor, patch_c: torch.Tensor) -> torch.Tensor:
+def _gather_paste(
+    source_rows: torch.Tensor,
+    source_width: int,
+    patch: torch.Tensor,
+    start_r: torch.Tensor,
+    start_c: torch.Tensor,
+    h: int,
+    w: int,
+    patch_r: torch.Tensor,
+    patch_c: torch.Tensor,
+) -> torch.Tensor:
     """``(B, C, h, w)`` windows of a map, item ``b`` starting at ``(start_r[b], start_c[b])``,
     with ``patch[b]`` written over them at window offset ``(patch_r[b], patch_c[b])``.
 
@@ -216,41 +271,64 @@ def _gather_paste(source_rows: torch.Tensor, source_width: int, patch: torch.Ten
     dev = source_rows.device
     i = torch.arange(h, device=dev)
     j = torch.arange(w, device=dev)
-    base = (torch.zeros(B, h, w, dtype=torch.long, device=dev) if source_width == 0
-            else _window_index(start_r, start_c, h, w, source_width))
-    pi = i[None, :, None] - patch_r[:, None, None]                           # (B, h, 1)
-    pj = j[None, None, :] - patch_c[:, None, None]                           # (B, 1, w)
+    base = (
+        torch.zeros(B, h, w, dtype=torch.long, device=dev)
+        if source_width == 0
+        else _window_index(start_r, start_c, h, w, source_width)
+    )
+    pi = i[None, :, None] - patch_r[:, None, None]  # (B, h, 1)
+    pj = j[None, None, :] - patch_c[:, None, None]  # (B, 1, w)
     inside = (pi >= 0) & (pi < ph) & (pj >= 0) & (pj < pw)
-    from_patch = (source_rows.shape[0] + torch.arange(B, device=dev)[:, None, None] * (ph * pw)
-                  + pi.clamp(0, ph - 1) * pw + pj.clamp(0, pw - 1))
+    from_patch = (
+        source_rows.shape[0]
+        + torch.arange(B, device=dev)[:, None, None] * (ph * pw)
+        + pi.clamp(0, ph - 1) * pw
+        + pj.clamp(0, pw - 1)
+    )
     index = torch.where(inside, from_patch, base).reshape(-1)
     rows = torch.cat([source_rows, _rows_view(patch)]).index_select(0, index)
     return rows.view(B, h, w, C).permute(0, 3, 1, 2)
 
 
-def _window_index(start_r: torch.Tensor, start_c: torch.Tensor, h: int, w: int,
-                  width: int) -> torch.Tensor:
+def _window_index(
+    start_r: torch.Tensor, start_c: torch.Tensor, h: int, w: int, width: int
+) -> torch.Tensor:
     """``(B, h, w)`` row indices, in a map of ``width`` columns stored as rows, of the ``h x w``
     windows starting at ``(start_r[b], start_c[b])``."""
     i = torch.arange(h, device=start_r.device)
     j = torch.arange(w, device=start_r.device)
-    return ((start_r[:, None, None] + i[None, :, None]) * width
-            + start_c[:, None, None] + j[None, None, :])
+    return (
+        (start_r[:, None, None] + i[None, :, None]) * width
+        + start_c[:, None, None]
+        + j[None, None, :]
+    )
 
 
-def _gather(source_rows: torch.Tensor, source_width: int, start_r: torch.Tensor,
-            start_c: torch.Tensor, h: int, w: int) -> torch.Tensor:
+def _gather(
+    source_rows: torch.Tensor,
+    source_width: int,
+    start_r: torch.Tensor,
+    start_c: torch.Tensor,
+    h: int,
+    w: int,
+) -> torch.Tensor:
     """``(B, C, h, w)`` windows of a map given as ``(H*W, C)`` rows (width ``source_width``), item
     ``b`` starting at ``(start_r[b], start_c[b])``; channels-last like :func:`_gather_paste`."""
     index = _window_index(start_r, start_c, h, w, source_width).reshape(-1)
     return source_rows.index_select(0, index).view(len(start_r), h, w, -1).permute(0, 3, 1, 2)
 
 
-def _region_sums(integral: torch.Tensor, r: torch.Tensor, c: torch.Tensor, h: int, w: int) -> torch.Tensor:
+def _region_sums(
+    integral: torch.Tensor, r: torch.Tensor, c: torch.Tensor, h: int, w: int
+) -> torch.Tensor:
     """Per-channel sums ``(B, C)`` of the ``h x w`` regions at ``(r[b], c[b])`` from an integral
     image ``(C, H+1, W+1)`` (double precision, so large maps lose nothing)."""
-    return (integral[:, r + h, c + w] - integral[:, r, c + w] - integral[:, r + h, c]
-            + integral[:, r, c]).T
+    return (
+        integral[:, r + h, c + w]
+        - integral[:, r, c + w]
+        - integral[:, r + h, c]
+        + integral[:, r, c]
+    ).T
 
 
 def _integral(x: torch.Tensor) -> torch.Tensor:
@@ -270,42 +348,56 @@ class IncrementalForward:
     summarised per position as the total activation of each channel (Fig. 7b).
     """
 
-    def __init__(self, model: nn.Module, image: torch.Tensor, probes: Sequence[nn.Module] = (),
-                 check_tolerance: float = 1e-4):
+    def __init__(
+        self,
+        model: nn.Module,
+        image: torch.Tensor,
+        probes: Sequence[nn.Module] = (),
+        check_tolerance: float = 1e-4,
+    ):
         if image.dim() == 3:
             image = image[None]
         if image.dim() != 4 or image.shape[0] != 1:
-            raise IncrementalError(f"IncrementalForward takes one image (3, H, W) or (1, 3, H, W), "
-                                   f"got shape {tuple(image.shape)}")
+            raise IncrementalError(
+                f"IncrementalForward takes one image (3, H, W) or (1, 3, H, W), "
+                f"got shape {tuple(image.shape)}"
+            )
         self.ops = linearize(model)
         self.probes = list(probes)
         ids = {id(op) for op in self.ops}
         for p in self.probes:
             if id(p) not in ids:
-                raise IncrementalError(f"probe {type(p).__name__} is not a step of the model's "
-                                       f"forward chain")
+                raise IncrementalError(
+                    f"probe {type(p).__name__} is not a step of the model's forward chain"
+                )
         with torch.inference_mode():
             acts = [image]
             for op in self.ops:
                 acts.append(op(acts[-1]))
             reference = model(image)
         if acts[-1].shape != reference.shape or not torch.allclose(
-                acts[-1], reference, atol=check_tolerance, rtol=check_tolerance):
+            acts[-1], reference, atol=check_tolerance, rtol=check_tolerance
+        ):
             raise IncrementalError(
                 f"{type(model).__name__}'s forward pass is not the chain of its layers (the "
-                f"outputs differ), so incremental occlusion would be wrong; pass incremental=False")
+                f"outputs differ), so incremental occlusion would be wrong; pass incremental=False"
+            )
         self.acts = acts
         self.geometry = [_geometry(op, acts[i], acts[i + 1]) for i, op in enumerate(self.ops)]
         # The spatially local prefix of the chain (everything before the first dense op).
-        self.n_local = next((i for i, g in enumerate(self.geometry) if g.kind == "dense"),
-                            len(self.ops))
+        self.n_local = next(
+            (i for i, g in enumerate(self.geometry) if g.kind == "dense"), len(self.ops)
+        )
         self._padded: dict = {}
         #: Multiply-adds computed by :meth:`run` so far (convolutions and linear layers).
         self.macs_computed = 0.0
-        self._probe_index = {id(op): i for i, op in enumerate(self.ops) if id(op) in
-                             {id(p) for p in self.probes}}
-        self.probe_clean_totals = {i: acts[i + 1][0].flatten(1).sum(1) if acts[i + 1].dim() == 4
-                                   else acts[i + 1][0] for i in self._probe_index.values()}
+        self._probe_index = {
+            id(op): i for i, op in enumerate(self.ops) if id(op) in {id(p) for p in self.probes}
+        }
+        self.probe_clean_totals = {
+            i: acts[i + 1][0].flatten(1).sum(1) if acts[i + 1].dim() == 4 else acts[i + 1][0]
+            for i in self._probe_index.values()
+        }
 
     @property
     def logits(self) -> torch.Tensor:
@@ -330,8 +422,13 @@ class IncrementalForward:
             x = self.acts[i][0]
             pads = []
             for axis in (1, 0):  # F.pad order: last dim first
-                n, m, k, s, p = (g.in_size[axis], g.out_size[axis], g.kernel[axis],
-                                 g.stride[axis], g.padding[axis])
+                n, m, k, s, p = (
+                    g.in_size[axis],
+                    g.out_size[axis],
+                    g.kernel[axis],
+                    g.stride[axis],
+                    g.padding[axis],
+                )
                 right = max(0, (m - 1) * s + k - p - n)
                 pads += [p, right]
             xp = F.pad(x, pads, value=g.pad_value) if any(pads) else x
@@ -340,13 +437,24 @@ class IncrementalForward:
 
     def _rows(self, i: int) -> tuple[torch.Tensor, int]:
         """Unoccluded map ``i`` (the chain's input for ``i = 0``) as ``(rows (H*W, C), W)``."""
-        return self._memo(("rows", i), lambda: (_rows_view(self.acts[i]).contiguous(),
-                                                self.acts[i].shape[-1]))
+        return self._memo(
+            ("rows", i), lambda: (_rows_view(self.acts[i]).contiguous(), self.acts[i].shape[-1])
+        )
 
-    def _delta_conv(self, i: int, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
-                    start_r: torch.Tensor, start_c: torch.Tensor, win: tuple[int, int],
-                    out_r: torch.Tensor, out_c: torch.Tensor, out_size: tuple[int, int],
-                    low: torch.dtype) -> torch.Tensor:
+    def _delta_conv(
+        self,
+        i: int,
+        x: torch.Tensor,
+        rows: torch.Tensor,
+        cols: torch.Tensor,
+        start_r: torch.Tensor,
+        start_c: torch.Tensor,
+        win: tuple[int, int],
+        out_r: torch.Tensor,
+        out_c: torch.Tensor,
+        out_size: tuple[int, int],
+        low: torch.dtype,
+    ) -> torch.Tensor:
         """Convolution ``i`` of the changed input, as its unoccluded output plus the convolution
         of the change: ``conv(x0 + d) = conv(x0) + conv(d)`` (no bias). The unoccluded part is
         read, exact, from the kept forward pass; only ``conv(d)`` runs in ``low`` precision, so
@@ -355,8 +463,16 @@ class IncrementalForward:
         in_rows, in_width = self._rows(i)
         change = (x - _gather(in_rows, in_width, rows, cols, *x.shape[-2:])).to(low)
         blank = self._memo(("zero", x.shape[1], low), lambda: x.new_zeros(1, x.shape[1], dtype=low))
-        d = _gather_paste(blank, 0, change, start_r, start_c, *win,
-                          rows + g.padding[0] - start_r, cols + g.padding[1] - start_c)
+        d = _gather_paste(
+            blank,
+            0,
+            change,
+            start_r,
+            start_c,
+            *win,
+            rows + g.padding[0] - start_r,
+            cols + g.padding[1] - start_c,
+        )
         weight = self._memo(("weight", i, low), lambda: op.weight.detach().to(low))
         dy = F.conv2d(d, weight, None, op.stride, 0, 1, op.groups)
         out_rows, out_width = self._rows(i + 1)
@@ -378,8 +494,14 @@ class IncrementalForward:
         return F.avg_pool2d(window, g.kernel, g.stride)
 
     @torch.inference_mode()
-    def run(self, patches: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
-            truncate: float = 1.0, precision: str = "fp32") -> "IncrementalOutput":
+    def run(
+        self,
+        patches: torch.Tensor,
+        rows: torch.Tensor,
+        cols: torch.Tensor,
+        truncate: float = 1.0,
+        precision: str = "fp32",
+    ) -> "IncrementalOutput":
         """Outputs for ``B`` modified inputs: the unoccluded image with ``patches[b]`` (B, C, h, w)
         written at rows ``rows[b]:rows[b]+h`` and columns ``cols[b]:cols[b]+w``.
 
@@ -392,8 +514,9 @@ class IncrementalForward:
         if not 0 < truncate <= 1:
             raise IncrementalError(f"truncate must be in (0, 1] (1: exact), not {truncate!r}")
         if precision not in PRECISIONS:
-            raise IncrementalError(f"precision must be one of {sorted(PRECISIONS)}, not "
-                                   f"{precision!r}")
+            raise IncrementalError(
+                f"precision must be one of {sorted(PRECISIONS)}, not {precision!r}"
+            )
         low = PRECISIONS[precision]
         device = self.acts[0].device
         # Positions are bookkeeping: kept on the host, where the cone of every layer is worked
@@ -406,8 +529,9 @@ class IncrementalForward:
         H, W = self.acts[0].shape[-2:]
         h, w = patches.shape[-2:]
         if (rows < 0).any() or (cols < 0).any() or (rows + h > H).any() or (cols + w > W).any():
-            raise IncrementalError(f"patches of {h}x{w} at the given offsets do not fit the "
-                                   f"{H}x{W} image")
+            raise IncrementalError(
+                f"patches of {h}x{w} at the given offsets do not fit the {H}x{W} image"
+            )
         sizes_at, offsets_at = self._plan_cones(rows, cols, h, w, truncate)
         moved = iter(to_device(torch.stack([rows, cols, *offsets_at]), device).unbind(0))
         rows, cols = next(moved), next(moved)
@@ -421,13 +545,32 @@ class IncrementalForward:
                 win_w = (sizes[1] - 1) * g.stride[1] + g.kernel[1]
                 start_r, start_c = offsets[0] * g.stride[0], offsets[1] * g.stride[1]
                 if low is not None and isinstance(self.ops[i], nn.Conv2d):
-                    x = self._delta_conv(i, x, rows, cols, start_r, start_c, (win_h, win_w),
-                                         offsets[0], offsets[1], tuple(sizes), low)
+                    x = self._delta_conv(
+                        i,
+                        x,
+                        rows,
+                        cols,
+                        start_r,
+                        start_c,
+                        (win_h, win_w),
+                        offsets[0],
+                        offsets[1],
+                        tuple(sizes),
+                        low,
+                    )
                 else:
                     src, src_width = self._padded_input(i)
-                    window = _gather_paste(src, src_width, x, start_r, start_c, win_h, win_w,
-                                           rows + g.padding[0] - start_r,
-                                           cols + g.padding[1] - start_c)
+                    window = _gather_paste(
+                        src,
+                        src_width,
+                        x,
+                        start_r,
+                        start_c,
+                        win_h,
+                        win_w,
+                        rows + g.padding[0] - start_r,
+                        cols + g.padding[1] - start_c,
+                    )
                     x = self._window_op(i, window)
                 self.macs_computed += g.macs_per_output * sizes[0] * sizes[1] * B
                 rows, cols = offsets
@@ -435,8 +578,9 @@ class IncrementalForward:
                 x = self.ops[i](x)
             if i in self._probe_index.values():
                 base = _region_sums(self._integral(i + 1), rows, cols, *x.shape[-2:])
-                totals[self.ops[i]] = (self.probe_clean_totals[i][None].double()
-                                       + x.sum((2, 3)).double() - base).float()
+                totals[self.ops[i]] = (
+                    self.probe_clean_totals[i][None].double() + x.sum((2, 3)).double() - base
+                ).float()
         # Re-assemble full maps and run the rest of the chain as usual.
         k = self.n_local
         if x.shape[-2:] == self.acts[k].shape[-2:]:
@@ -448,8 +592,9 @@ class IncrementalForward:
             full = full.contiguous()
         for j in range(k, len(self.ops)):
             g = self.geometry[j]
-            self.macs_computed += g.macs_per_output * B * (
-                g.out_size[0] * g.out_size[1] if g.kind != "dense" else 1)
+            self.macs_computed += (
+                g.macs_per_output * B * (g.out_size[0] * g.out_size[1] if g.kind != "dense" else 1)
+            )
             if low is not None and isinstance(self.ops[j], nn.Linear):
                 full = self._delta_linear(j, full, low)
             else:
@@ -458,8 +603,9 @@ class IncrementalForward:
                 totals[self.ops[j]] = full.flatten(2).sum(2) if full.dim() == 4 else full
         return IncrementalOutput(logits=full, probe_totals=totals)
 
-    def _plan_cones(self, rows: torch.Tensor, cols: torch.Tensor, h: int, w: int,
-                    truncate: float) -> tuple[dict, list]:
+    def _plan_cones(
+        self, rows: torch.Tensor, cols: torch.Tensor, h: int, w: int, truncate: float
+    ) -> tuple[dict, list]:
         """On the host, for every window op of the local prefix: the batch's patch size (Krypton's
         fixed-size patch, sized for the widest cone of the batch) ``{op: (rows, cols)}`` and the
         per-position output offsets of the patch, two ``(B,)`` tensors per op in chain order."""
@@ -473,8 +619,9 @@ class IncrementalForward:
             sizes = []
             for axis in (0, 1):
                 start, length = exact[axis]
-                lo, hi = _changed_range_t(start, length, g.kernel[axis], g.stride[axis],
-                                          g.padding[axis], g.out_size[axis])
+                lo, hi = _changed_range_t(
+                    start, length, g.kernel[axis], g.stride[axis], g.padding[axis], g.out_size[axis]
+                )
                 lo, hi = _truncate_run(lo, hi, truncate, g.out_size[axis])
                 exact[axis] = (lo, hi - lo)
                 size = max(1, int((hi - lo).max()))
@@ -486,8 +633,8 @@ class IncrementalForward:
 
 @dataclass
 class IncrementalOutput:
-    logits: torch.Tensor                       # (B, classes)
-    probe_totals: dict                         # probe module -> (B, channels) total activation
+    logits: torch.Tensor  # (B, classes)
+    probe_totals: dict  # probe module -> (B, channels) total activation
 
 
 def chain_geometry(model: nn.Module, image_size: "int | tuple[int, int]") -> list[OpGeometry]:
@@ -495,8 +642,9 @@ def chain_geometry(model: nn.Module, image_size: "int | tuple[int, int]") -> lis
     h, w = _pair(image_size)
     ops = linearize(model)
     first = next((op for op in ops if isinstance(op, nn.Conv2d)), None)
-    x = torch.zeros(1, first.in_channels if first is not None else 3, h, w,
-                    device=model_device(model))
+    x = torch.zeros(
+        1, first.in_channels if first is not None else 3, h, w, device=model_device(model)
+    )
     out = []
     with torch.inference_mode():
         for op in ops:
@@ -521,12 +669,21 @@ class FlopCount:
 
 
 def _full_macs(geometry: Sequence[OpGeometry]) -> float:
-    return float(sum(g.macs_per_output * (g.out_size[0] * g.out_size[1] if g.kind != "dense" else 1)
-                     for g in geometry))
+    return float(
+        sum(
+            g.macs_per_output * (g.out_size[0] * g.out_size[1] if g.kind != "dense" else 1)
+            for g in geometry
+        )
+    )
 
 
-def cone_macs(geometry: Sequence[OpGeometry], rows, cols, window: "int | tuple[int, int]",
-              truncate: float = 1.0) -> torch.Tensor:
+def cone_macs(
+    geometry: Sequence[OpGeometry],
+    rows,
+    cols,
+    window: "int | tuple[int, int]",
+    truncate: float = 1.0,
+) -> torch.Tensor:
     """Multiply-adds of the exact cone of occluders of ``window`` pixels at ``rows``/``cols``
     (one value per position): at every convolution, only the outputs whose window overlaps the
     changed part of its input; after the first non-local step everything, as any exact scheme must.
@@ -543,27 +700,39 @@ def cone_macs(geometry: Sequence[OpGeometry], rows, cols, window: "int | tuple[i
             total += g.macs_per_output * (g.out_size[0] * g.out_size[1] if g.kind != "dense" else 1)
         elif g.kind == "window":
             for axis in (0, 1):
-                lo, hi = _changed_range_t(*runs[axis], g.kernel[axis], g.stride[axis],
-                                          g.padding[axis], g.out_size[axis])
+                lo, hi = _changed_range_t(
+                    *runs[axis], g.kernel[axis], g.stride[axis], g.padding[axis], g.out_size[axis]
+                )
                 lo, hi = _truncate_run(lo, hi, truncate, g.out_size[axis])
                 runs[axis] = (lo, hi - lo)
             total += g.macs_per_output * (runs[0][1] * runs[1][1]).double()
     return total
 
 
-def incremental_flop_bound(model: nn.Module, image_size: "int | tuple[int, int]",
-                           rows, cols, window: "int | tuple[int, int]",
-                           truncate: float = 1.0) -> FlopCount:
+def incremental_flop_bound(
+    model: nn.Module,
+    image_size: "int | tuple[int, int]",
+    rows,
+    cols,
+    window: "int | tuple[int, int]",
+    truncate: float = 1.0,
+) -> FlopCount:
     """Average multiply-adds per occluder position of a full pass and of the exact cone
     (:func:`cone_macs`) for occluders of ``window`` pixels at ``rows``/``cols`` (top-left corners);
     with ``truncate`` < 1, of the truncated cone."""
     geo = chain_geometry(model, image_size)
-    return FlopCount(full=_full_macs(geo),
-                     exact_cone=float(cone_macs(geo, rows, cols, window, truncate).mean()))
+    return FlopCount(
+        full=_full_macs(geo), exact_cone=float(cone_macs(geo, rows, cols, window, truncate).mean())
+    )
 
 
-def _axis_profile(geometry: Sequence[OpGeometry], coords: torch.Tensor, length: int, axis: int,
-                  truncate: float = 1.0) -> torch.Tensor:
+def _axis_profile(
+    geometry: Sequence[OpGeometry],
+    coords: torch.Tensor,
+    length: int,
+    axis: int,
+    truncate: float = 1.0,
+) -> torch.Tensor:
     """Changed-run lengths (P, L) at each of the L local window ops, for runs of ``length``
     starting at ``coords`` along ``axis`` (exact, or truncated as :meth:`IncrementalForward.run`)."""
     run = (coords, torch.full_like(coords, length))
@@ -572,8 +741,9 @@ def _axis_profile(geometry: Sequence[OpGeometry], coords: torch.Tensor, length: 
         if g.kind == "dense":
             break
         if g.kind == "window":
-            lo, hi = _changed_range_t(*run, g.kernel[axis], g.stride[axis], g.padding[axis],
-                                      g.out_size[axis])
+            lo, hi = _changed_range_t(
+                *run, g.kernel[axis], g.stride[axis], g.padding[axis], g.out_size[axis]
+            )
             lo, hi = _truncate_run(lo, hi, truncate, g.out_size[axis])
             run = (lo, hi - lo)
             out.append(hi - lo)
@@ -603,16 +773,30 @@ def _group_axis(profile: np.ndarray, weights: np.ndarray, groups: int) -> list[n
     return [np.sort(m) for m, _ in sets]
 
 
-def plan_batches(geometry: Sequence[OpGeometry], row_coords, col_coords, window: "int | tuple[int, int]",
-                 batch_size: int, groups: int = 4, truncate: float = 1.0) -> list[torch.Tensor]:
+def plan_batches(
+    geometry: Sequence[OpGeometry],
+    row_coords,
+    col_coords,
+    window: "int | tuple[int, int]",
+    batch_size: int,
+    groups: int = 4,
+    truncate: float = 1.0,
+) -> list[torch.Tensor]:
     """Batches of occluder positions for :meth:`IncrementalForward.run` on the grid
     ``row_coords x col_coords`` (flat row-major indices), grouped so that the positions of a
     batch have cones of similar size: a batch computes every op at its widest cone, so mixing a
     border position (small cone) with an interior one wastes work. Each axis is split into at most
     ``groups`` sets; batches are the products of a row set and a column set. ``truncate`` as
     in :meth:`IncrementalForward.run` (the cones the batches will compute)."""
-    key = (tuple(geometry), tuple(int(v) for v in row_coords), tuple(int(v) for v in col_coords),
-           _pair(window), int(batch_size), int(groups), float(truncate))
+    key = (
+        tuple(geometry),
+        tuple(int(v) for v in row_coords),
+        tuple(int(v) for v in col_coords),
+        _pair(window),
+        int(batch_size),
+        int(groups),
+        float(truncate),
+    )
     return [torch.from_numpy(b) for b in _plan(*key)]
 
 
@@ -621,7 +805,7 @@ def _plan(geometry, rc, cc, window, batch_size, groups, truncate) -> list[np.nda
     rc_t, cc_t = torch.tensor(rc, dtype=torch.long), torch.tensor(cc, dtype=torch.long)
     prof_r = _axis_profile(geometry, rc_t, window[0], 0, truncate).numpy()
     prof_c = _axis_profile(geometry, cc_t, window[1], 1, truncate).numpy()
-    if prof_r.shape[1] == 0:      # nothing local: any batching is as good
+    if prof_r.shape[1] == 0:  # nothing local: any batching is as good
         return [b.numpy() for b in torch.arange(len(rc) * len(cc)).split(batch_size)]
     macs = np.array([float(g.macs_per_output) for g in geometry if g.kind == "window"])
     row_sets = _group_axis(prof_r, macs * prof_c.sum(0), groups)
@@ -630,5 +814,5 @@ def _plan(geometry, rc, cc, window, batch_size, groups, truncate) -> list[np.nda
     for rs in row_sets:
         for cs in col_sets:
             flat = np.sort((rs[:, None] * len(cc) + cs[None, :]).reshape(-1))
-            batches += [flat[k:k + batch_size] for k in range(0, len(flat), batch_size)]
+            batches += [flat[k : k + batch_size] for k in range(0, len(flat), batch_size)]
     return batches

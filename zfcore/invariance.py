@@ -23,6 +23,7 @@ Images may be in [0, 1] or already normalised: every transform here is affine pe
 weights summing to one, and the fill is the image's own mean, so it commutes with the per-channel
 normalisation.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,17 +36,37 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import ZFCoreError
 from .models import capture_layers, in_eval_mode
 from .study import Result
-from .errors import ZFCoreError
 
-__all__ = ["TRANSFORMS", "IDENTITY", "ROTATION_SYMMETRIC_CLASSES", "InvarianceError",
-           "Transformed", "transform_matrix", "transform_scenes", "transform_points",
-           "transform_boxes", "InvarianceCurves", "invariance_curves", "layer_growth",
-           "mean_true_probability", "per_class_true_probability", "default_amounts",
-           "choose_examples", "invariance_split", "INVARIANCE_VERSION", "per_image_growth",
-           "per_image_true_probability", "class_mask", "InvarianceSummary", "summarize",
-           "InvarianceChecks", "invariance_checks"]
+__all__ = [
+    "TRANSFORMS",
+    "IDENTITY",
+    "ROTATION_SYMMETRIC_CLASSES",
+    "InvarianceError",
+    "Transformed",
+    "transform_matrix",
+    "transform_scenes",
+    "transform_points",
+    "transform_boxes",
+    "InvarianceCurves",
+    "invariance_curves",
+    "layer_growth",
+    "mean_true_probability",
+    "per_class_true_probability",
+    "default_amounts",
+    "choose_examples",
+    "invariance_split",
+    "INVARIANCE_VERSION",
+    "per_image_growth",
+    "per_image_true_probability",
+    "class_mask",
+    "InvarianceSummary",
+    "summarize",
+    "InvarianceChecks",
+    "invariance_checks",
+]
 
 #: Bump when what the invariance analysis computes changes (part of every cache key).
 INVARIANCE_VERSION = 2
@@ -70,8 +91,10 @@ def _check_kind(kind: str) -> None:
 
 def _check_images(images) -> torch.Tensor:
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
-        raise InvarianceError(f"images must be a (N, C, H, W) tensor, got "
-                              f"{getattr(images, 'shape', type(images).__name__)}")
+        raise InvarianceError(
+            f"images must be a (N, C, H, W) tensor, got "
+            f"{getattr(images, 'shape', type(images).__name__)}"
+        )
     return images
 
 
@@ -99,8 +122,9 @@ def transform_matrix(kind: str, amount: float, centre: torch.Tensor) -> torch.Te
     else:
         t = math.radians(float(amount))
         # y points down: a counter-clockwise turn on screen maps (1, 0) to (cos t, -sin t).
-        M = torch.tensor([[math.cos(t), math.sin(t)], [-math.sin(t), math.cos(t)]],
-                         dtype=torch.float64)
+        M = torch.tensor(
+            [[math.cos(t), math.sin(t)], [-math.sin(t), math.cos(t)]], dtype=torch.float64
+        )
     A[:, :, :2] = M
     A[:, :, 2] = centre - centre @ M.T
     return A
@@ -118,8 +142,15 @@ def transform_boxes(A: torch.Tensor, boxes: torch.Tensor, size: "tuple[int, int]
     corners = torch.stack([b[:, [0, 1]], b[:, [2, 1]], b[:, [0, 3]], b[:, [2, 3]]], 1)  # (N,4,2)
     moved = torch.einsum("nij,nkj->nki", A[:, :, :2], corners) + A[:, None, :, 2]
     H, W = size
-    out = torch.stack([moved[..., 0].amin(1), moved[..., 1].amin(1),
-                       moved[..., 0].amax(1), moved[..., 1].amax(1)], 1)
+    out = torch.stack(
+        [
+            moved[..., 0].amin(1),
+            moved[..., 1].amin(1),
+            moved[..., 0].amax(1),
+            moved[..., 1].amax(1),
+        ],
+        1,
+    )
     out[:, [0, 2]] = out[:, [0, 2]].clamp(0, W)
     out[:, [1, 3]] = out[:, [1, 3]].clamp(0, H)
     return out.to(boxes.dtype)
@@ -138,8 +169,12 @@ def _ellipse_in_view(A: torch.Tensor, boxes: torch.Tensor, size: "tuple[int, int
     hy = ((M[:, 1, 0] * a) ** 2 + (M[:, 1, 1] * e) ** 2).sqrt()
     H, W = size
     tol = 1e-6
-    return ((centre[:, 0] - hx >= -tol) & (centre[:, 0] + hx <= W + tol)
-            & (centre[:, 1] - hy >= -tol) & (centre[:, 1] + hy <= H + tol))
+    return (
+        (centre[:, 0] - hx >= -tol)
+        & (centre[:, 0] + hx <= W + tol)
+        & (centre[:, 1] - hy >= -tol)
+        & (centre[:, 1] + hy <= H + tol)
+    )
 
 
 @dataclass
@@ -154,8 +189,15 @@ class Transformed:
     in_view: torch.Tensor = None
 
 
-def transform_scenes(images: torch.Tensor, boxes: torch.Tensor, keypoints: "dict | None" = None,
-                     *, kind: str, amount: float, centre: "torch.Tensor | None" = None) -> Transformed:
+def transform_scenes(
+    images: torch.Tensor,
+    boxes: torch.Tensor,
+    keypoints: "dict | None" = None,
+    *,
+    kind: str,
+    amount: float,
+    centre: "torch.Tensor | None" = None,
+) -> Transformed:
     """Translate vertically, scale or rotate ``images`` (N, C, H, W) by ``amount`` (pixels, factor
     or degrees; see :func:`transform_matrix`), moving ``boxes`` (N, 4) ``(x0, y0, x1, y1)`` and
     ``keypoints`` ``{name: (N, 2)}`` with them. Scaling and rotation are about ``centre`` (N, 2),
@@ -177,17 +219,22 @@ def transform_scenes(images: torch.Tensor, boxes: torch.Tensor, keypoints: "dict
     ys = torch.arange(H, dtype=torch.float64) + 0.5
     xs = torch.arange(W, dtype=torch.float64) + 0.5
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    pts = torch.stack([gx, gy], -1).reshape(1, -1, 2)                        # (1, HW, 2)
+    pts = torch.stack([gx, gy], -1).reshape(1, -1, 2)  # (1, HW, 2)
     src = torch.einsum("nij,nkj->nki", Minv, pts.expand(N, -1, -1)) + tinv[:, None, :]
     grid = torch.stack([2 * src[..., 0] / W - 1, 2 * src[..., 1] / H - 1], -1)
     grid = grid.view(N, H, W, 2).to(images.dtype)
     mean = images.mean((2, 3), keepdim=True)
-    out = F.grid_sample(images - mean, grid, mode="bilinear", padding_mode="zeros",
-                        align_corners=False) + mean
+    out = (
+        F.grid_sample(
+            images - mean, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        )
+        + mean
+    )
     in_view = _ellipse_in_view(A, boxes, (H, W))
     kps = {k: transform_points(A, torch.as_tensor(v)) for k, v in (keypoints or {}).items()}
-    return Transformed(images=out, boxes=transform_boxes(A, boxes, (H, W)), keypoints=kps,
-                       in_view=in_view)
+    return Transformed(
+        images=out, boxes=transform_boxes(A, boxes, (H, W)), keypoints=kps, in_view=in_view
+    )
 
 
 def default_amounts(kind: str, image_size: int) -> torch.Tensor:
@@ -221,8 +268,11 @@ class InvarianceCurves(Result):
     @property
     def identity_step(self) -> torch.Tensor:
         """Boolean (S,): the untransformed step(s)."""
-        return (self.amounts - IDENTITY[self.kind]).abs() < 1e-9 if self.kind != "rotate" else \
-            (torch.remainder(self.amounts, 360.0).abs() < 1e-9)
+        return (
+            (self.amounts - IDENTITY[self.kind]).abs() < 1e-9
+            if self.kind != "rotate"
+            else (torch.remainder(self.amounts, 360.0).abs() < 1e-9)
+        )
 
     def normalized(self, layer: str) -> torch.Tensor:
         """``distances[layer]`` divided by each image's largest in-view distance (NaN where the
@@ -232,7 +282,9 @@ class InvarianceCurves(Result):
         return d / peak
 
 
-def _layer_outputs(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) -> tuple[dict, torch.Tensor]:
+def _layer_outputs(
+    model: nn.Module, x: torch.Tensor, layers: Sequence[str]
+) -> tuple[dict, torch.Tensor]:
     """Flattened feature vectors of ``layers`` and the model's output, from one forward pass."""
     with capture_layers(model, layers, transform=lambda _, o: o.flatten(1)) as store:
         logits = model(x)
@@ -241,10 +293,18 @@ def _layer_outputs(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) -> 
 
 @torch.inference_mode()
 @in_eval_mode
-def invariance_curves(model: nn.Module, images: torch.Tensor, labels, boxes, *, kind: str,
-                      amounts: "Sequence[float] | torch.Tensor | None" = None,
-                      layers: Sequence[str] = ("layer1", "layer7"), batch_size: int = 64,
-                      progress: bool = False) -> InvarianceCurves:
+def invariance_curves(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels,
+    boxes,
+    *,
+    kind: str,
+    amounts: "Sequence[float] | torch.Tensor | None" = None,
+    layers: Sequence[str] = ("layer1", "layer7"),
+    batch_size: int = 64,
+    progress: bool = False,
+) -> InvarianceCurves:
     """Transform every image of ``images`` (N, 3, H, W, the model's normalised input) by each of
     ``amounts`` (default :func:`default_amounts`) and record the feature distances at ``layers``
     and p(true class). Fig. 5's measurement."""
@@ -253,11 +313,16 @@ def invariance_curves(model: nn.Module, images: torch.Tensor, labels, boxes, *, 
     labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
     boxes = torch.as_tensor(boxes, dtype=torch.float64).reshape(-1, 4)
     if len(labels) != N or len(boxes) != N:
-        raise InvarianceError(f"need one label and one box per image: {N} images, "
-                              f"{len(labels)} labels, {len(boxes)} boxes")
+        raise InvarianceError(
+            f"need one label and one box per image: {N} images, "
+            f"{len(labels)} labels, {len(boxes)} boxes"
+        )
     _check_kind(kind)
-    amounts = default_amounts(kind, H) if amounts is None else torch.as_tensor(
-        amounts, dtype=torch.float64).reshape(-1)
+    amounts = (
+        default_amounts(kind, H)
+        if amounts is None
+        else torch.as_tensor(amounts, dtype=torch.float64).reshape(-1)
+    )
     if len(amounts) == 0:
         raise InvarianceError("amounts is empty: give at least one transform step")
     layers = tuple(layers)
@@ -267,8 +332,13 @@ def invariance_curves(model: nn.Module, images: torch.Tensor, labels, boxes, *, 
     top = torch.zeros(N, S, dtype=torch.long)
     in_view = torch.zeros(N, S, dtype=torch.bool)
     from tqdm.auto import tqdm
-    bar = tqdm(total=S * ((N + batch_size - 1) // batch_size), desc=f"invariance: {kind}",
-               disable=not progress, leave=False)
+
+    bar = tqdm(
+        total=S * ((N + batch_size - 1) // batch_size),
+        desc=f"invariance: {kind}",
+        disable=not progress,
+        leave=False,
+    )
     for lo in range(0, N, batch_size):
         sl = slice(lo, min(N, lo + batch_size))
         ref, _ = _layer_outputs(model, images[sl], layers)
@@ -283,8 +353,15 @@ def invariance_curves(model: nn.Module, images: torch.Tensor, labels, boxes, *, 
             in_view[sl, s] = t.in_view
             bar.update(1)
     bar.close()
-    return InvarianceCurves(kind=kind, amounts=amounts, labels=labels, distances=dist,
-                            prob_true=prob, top_class=top, in_view=in_view)
+    return InvarianceCurves(
+        kind=kind,
+        amounts=amounts,
+        labels=labels,
+        distances=dist,
+        prob_true=prob,
+        top_class=top,
+        in_view=in_view,
+    )
 
 
 def layer_growth(curves: InvarianceCurves, layer: str, mask: "torch.Tensor | None" = None) -> float:
@@ -314,7 +391,11 @@ def per_image_growth(curves: InvarianceCurves, layer: str) -> torch.Tensor:
     normalised curve over the transformed, in-view steps; NaN if none is in view). The unit of
     a bootstrap over images of Fig. 5's "layer 1 changes faster than layer 7"."""
     d = curves.normalized(layer)[:, ~curves.identity_step]
-    return torch.nanmean(d, dim=1) if d.shape[1] else torch.full((d.shape[0],), float("nan"), dtype=d.dtype)
+    return (
+        torch.nanmean(d, dim=1)
+        if d.shape[1]
+        else torch.full((d.shape[0],), float("nan"), dtype=d.dtype)
+    )
 
 
 def per_image_true_probability(curves: InvarianceCurves) -> torch.Tensor:
@@ -326,8 +407,13 @@ def per_image_true_probability(curves: InvarianceCurves) -> torch.Tensor:
     return torch.nanmean(p, dim=1)
 
 
-def choose_examples(labels: torch.Tensor, boxes: torch.Tensor, image_size: int, n: int = 5,
-                    classes: "Sequence[int] | None" = None) -> torch.Tensor:
+def choose_examples(
+    labels: torch.Tensor,
+    boxes: torch.Tensor,
+    image_size: int,
+    n: int = 5,
+    classes: "Sequence[int] | None" = None,
+) -> torch.Tensor:
     """Indices of ``n`` images of distinct classes (``classes`` first, in order) whose objects
     have the most room around them, so Fig. 5's translations, scalings and rotations keep them in
     view: room is the distance from the circle around the object's ellipse to the image border."""
@@ -336,8 +422,9 @@ def choose_examples(labels: torch.Tensor, boxes: torch.Tensor, image_size: int, 
     cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
     radius = torch.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) / 2
     room = torch.stack([cx, cy, image_size - cx, image_size - cy], 1).amin(1) - radius
-    order = list(classes or []) + [int(c) for c in labels.unique().tolist()
-                                   if int(c) not in (classes or [])]
+    order = list(classes or []) + [
+        int(c) for c in labels.unique().tolist() if int(c) not in (classes or [])
+    ]
     chosen = []
     for c in order:
         idx = (labels == c).nonzero()[:, 0]
@@ -359,9 +446,17 @@ def per_class_true_probability(curves: InvarianceCurves, n_classes: int) -> torc
     return out
 
 
-def invariance_split(model: nn.Module, profile, split: str = "test", n: int = 100, *,
-                     kinds: Sequence[str] = TRANSFORMS, layers: Sequence[str] = ("layer1", "layer7"),
-                     batch_size: int = 50, progress: bool = True) -> dict:
+def invariance_split(
+    model: nn.Module,
+    profile,
+    split: str = "test",
+    n: int = 100,
+    *,
+    kinds: Sequence[str] = TRANSFORMS,
+    layers: Sequence[str] = ("layer1", "layer7"),
+    batch_size: int = 50,
+    progress: bool = True,
+) -> dict:
     """``{kind: InvarianceCurves}`` over the first ``n`` images of a procedural split (classes
     cycle with the index, so any ``n`` is balanced), each transform swept over
     :func:`default_amounts`; cached under ``<cache_dir>/invariance/`` by a hash of the model's
@@ -373,8 +468,10 @@ def invariance_split(model: nn.Module, profile, split: str = "test", n: int = 10
     P = get_profile(profile)
     ds = get_dataset(P, split)
     if not hasattr(ds, "scenes"):
-        raise InvarianceError(f"profile {P.name!r} has no object boxes to centre the transforms "
-                              f"on: use invariance_curves on your own images and boxes")
+        raise InvarianceError(
+            f"profile {P.name!r} has no object boxes to centre the transforms "
+            f"on: use invariance_curves on your own images and boxes"
+        )
     if not 1 <= n <= len(ds):
         raise InvarianceError(f"n must be between 1 and the {len(ds)} images of the {split} split")
     for k in kinds:
@@ -384,9 +481,19 @@ def invariance_split(model: nn.Module, profile, split: str = "test", n: int = 10
     def build():
         sb = ds.scenes(list(range(n)))
         x = normalize(sb.images, P)
-        return {k: invariance_curves(model, x, sb.labels, sb.boxes, kind=k, layers=layers,
-                                     batch_size=batch_size, progress=progress).to_dict()
-                for k in kinds}
+        return {
+            k: invariance_curves(
+                model,
+                x,
+                sb.labels,
+                sb.boxes,
+                kind=k,
+                layers=layers,
+                batch_size=batch_size,
+                progress=progress,
+            ).to_dict()
+            for k in kinds
+        }
 
     got = cached_study("invariance", INVARIANCE_VERSION, model, P, settings, build)
     return {k: InvarianceCurves.from_dict(v) for k, v in got.items()}
@@ -395,6 +502,7 @@ def invariance_split(model: nn.Module, profile, split: str = "test", n: int = 10
 # ---------------------------------------------------------------------------------------------
 # Fig. 5's readings over many images, and their verdicts
 # ---------------------------------------------------------------------------------------------
+
 
 def class_mask(labels: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
     """``(N,)`` bool: which ``labels`` are one of ``classes`` (e.g. the rotation-symmetric ones)."""
@@ -425,9 +533,14 @@ class InvarianceSummary:
         out = {}
         for r in self.rows:
             k = r["transform"]
-            out.update({f"{k}_growth_layer1": r["growth_layer1"], f"{k}_growth_layer7": r["growth_layer7"],
-                        f"{k}_mean_p_true_asymmetric_classes": r["p_true_asymmetric"],
-                        f"{k}_mean_p_true_symmetric_classes": r["p_true_symmetric"]})
+            out.update(
+                {
+                    f"{k}_growth_layer1": r["growth_layer1"],
+                    f"{k}_growth_layer7": r["growth_layer7"],
+                    f"{k}_mean_p_true_asymmetric_classes": r["p_true_asymmetric"],
+                    f"{k}_mean_p_true_symmetric_classes": r["p_true_symmetric"],
+                }
+            )
         return out
 
     def layer7_slower(self) -> list:
@@ -441,12 +554,17 @@ class InvarianceSummary:
 
     def table(self) -> str:
         """The rows as a text table."""
-        lines = [f"{self.n_images} images; growth: mean of distance / its maximum over the "
-                 f"transformed steps",
-                 f"{'transform':12s} {'growth L1':>10s} {'growth L7':>10s} {'p(true) asym.':>14s} "
-                 f"{'p(true) sym.':>13s}"]
-        lines += [f"{r['transform']:12s} {r['growth_layer1']:10.3f} {r['growth_layer7']:10.3f} "
-                  f"{r['p_true_asymmetric']:14.3f} {r['p_true_symmetric']:13.3f}" for r in self.rows]
+        lines = [
+            f"{self.n_images} images; growth: mean of distance / its maximum over the "
+            f"transformed steps",
+            f"{'transform':12s} {'growth L1':>10s} {'growth L7':>10s} {'p(true) asym.':>14s} "
+            f"{'p(true) sym.':>13s}",
+        ]
+        lines += [
+            f"{r['transform']:12s} {r['growth_layer1']:10.3f} {r['growth_layer7']:10.3f} "
+            f"{r['p_true_asymmetric']:14.3f} {r['p_true_symmetric']:13.3f}"
+            for r in self.rows
+        ]
         return "\n".join(lines)
 
 
@@ -455,11 +573,17 @@ def summarize(curves: dict, symmetric: torch.Tensor) -> InvarianceSummary:
     :data:`TRANSFORMS`); ``symmetric`` marks the images of rotation-symmetric classes."""
     rows = []
     for k in TRANSFORMS:
-        rows.append(dict(transform=k, growth_layer1=layer_growth(curves[k], "layer1"),
-                         growth_layer7=layer_growth(curves[k], "layer7"),
-                         p_true_asymmetric=mean_true_probability(curves[k], ~symmetric),
-                         p_true_symmetric=(mean_true_probability(curves[k], symmetric)
-                                           if symmetric.any() else float("nan"))))
+        rows.append(
+            dict(
+                transform=k,
+                growth_layer1=layer_growth(curves[k], "layer1"),
+                growth_layer7=layer_growth(curves[k], "layer7"),
+                p_true_asymmetric=mean_true_probability(curves[k], ~symmetric),
+                p_true_symmetric=(
+                    mean_true_probability(curves[k], symmetric) if symmetric.any() else float("nan")
+                ),
+            )
+        )
     return InvarianceSummary(rows, len(curves["rotate"].labels))
 
 
@@ -482,15 +606,24 @@ class InvarianceChecks:
     def sentences(self, summary: InvarianceSummary) -> str:
         """The verdicts in two sentences, with the mean p(true class) of ``summary``."""
         by, out = summary.by, self.output
-        growth = "; ".join(f"{k} {c[0].verdict}" + (f" (beyond the untrained network: {c[1].verdict})"
-                                                    if len(c) > 1 else "") for k, c in self.growth.items())
-        return (f"Layer 1's distance grows faster than layer 7's: {growth}.\n"
-                f"The output is more stable to translation than to rotation: {out[0].verdict}; to scaling "
-                f"than to rotation: {out[1].verdict} (mean p(true class) "
-                f"{by['translate_y']['p_true_asymmetric']:.2f}, {by['scale']['p_true_asymmetric']:.2f}, "
-                f"{by['rotate']['p_true_asymmetric']:.2f})"
-                + (f"; the rotation-symmetric class keeps p(true class) better under rotation than the "
-                   f"others: {out[2].verdict}." if len(out) > 2 else "."))
+        growth = "; ".join(
+            f"{k} {c[0].verdict}"
+            + (f" (beyond the untrained network: {c[1].verdict})" if len(c) > 1 else "")
+            for k, c in self.growth.items()
+        )
+        return (
+            f"Layer 1's distance grows faster than layer 7's: {growth}.\n"
+            f"The output is more stable to translation than to rotation: {out[0].verdict}; to scaling "
+            f"than to rotation: {out[1].verdict} (mean p(true class) "
+            f"{by['translate_y']['p_true_asymmetric']:.2f}, {by['scale']['p_true_asymmetric']:.2f}, "
+            f"{by['rotate']['p_true_asymmetric']:.2f})"
+            + (
+                f"; the rotation-symmetric class keeps p(true class) better under rotation than the "
+                f"others: {out[2].verdict}."
+                if len(out) > 2
+                else "."
+            )
+        )
 
 
 def _finite(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -498,8 +631,9 @@ def _finite(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a[keep], b[keep]
 
 
-def invariance_checks(curves: dict, symmetric: torch.Tensor,
-                      control: "dict | None" = None) -> InvarianceChecks:
+def invariance_checks(
+    curves: dict, symmetric: torch.Tensor, control: "dict | None" = None
+) -> InvarianceChecks:
     """Section 4.4's claims as verdicts (:mod:`zfcore.verdicts`), bootstraps over images.
 
     * "small transformations have a dramatic effect in the first layer ..., but a lesser impact
@@ -512,29 +646,55 @@ def invariance_checks(curves: dict, symmetric: torch.Tensor,
     * "except for object with rotational symmetry": under rotation, the ``symmetric`` images'
       mean p(true class) minus the others' (unpaired)."""
     from . import verdicts
+
     numbers, growth = {}, {}
     for k in TRANSFORMS:
-        gap = (per_image_growth(curves[k], "layer1") - per_image_growth(curves[k], "layer7")).numpy()
+        gap = (
+            per_image_growth(curves[k], "layer1") - per_image_growth(curves[k], "layer7")
+        ).numpy()
         growth[k] = [verdicts.bootstrap(f"layer1_faster_than_layer7_{k}", gap[np.isfinite(gap)])]
         if control is not None:
-            gap0 = (per_image_growth(control[k], "layer1") - per_image_growth(control[k], "layer7")).numpy()
-            numbers.update({f"{k}_growth_layer1_untrained": layer_growth(control[k], "layer1"),
-                            f"{k}_growth_layer7_untrained": layer_growth(control[k], "layer7"),
-                            f"{k}_growth_gap_layer1_minus_layer7": float(np.nanmean(gap)),
-                            f"{k}_growth_gap_layer1_minus_layer7_untrained": float(np.nanmean(gap0))})
-            growth[k].append(verdicts.paired_bootstrap(f"layer1_faster_than_layer7_{k}_vs_untrained",
-                                                       *_finite(gap, gap0)))
+            gap0 = (
+                per_image_growth(control[k], "layer1") - per_image_growth(control[k], "layer7")
+            ).numpy()
+            numbers.update(
+                {
+                    f"{k}_growth_layer1_untrained": layer_growth(control[k], "layer1"),
+                    f"{k}_growth_layer7_untrained": layer_growth(control[k], "layer7"),
+                    f"{k}_growth_gap_layer1_minus_layer7": float(np.nanmean(gap)),
+                    f"{k}_growth_gap_layer1_minus_layer7_untrained": float(np.nanmean(gap0)),
+                }
+            )
+            growth[k].append(
+                verdicts.paired_bootstrap(
+                    f"layer1_faster_than_layer7_{k}_vs_untrained", *_finite(gap, gap0)
+                )
+            )
     sym = symmetric.numpy()
     p_true = {k: per_image_true_probability(curves[k]).numpy()[~sym] for k in TRANSFORMS}
-    output = [verdicts.paired_bootstrap(f"output_stable_{k}_vs_rotate", *_finite(p_true[k], p_true["rotate"]))
-              for k in ("translate_y", "scale")]
+    output = [
+        verdicts.paired_bootstrap(
+            f"output_stable_{k}_vs_rotate", *_finite(p_true[k], p_true["rotate"])
+        )
+        for k in ("translate_y", "scale")
+    ]
     p_rotate = per_image_true_probability(curves["rotate"]).numpy()
     sym_rot, asym_rot = p_rotate[sym], p_rotate[~sym]
     if min(np.isfinite(sym_rot).sum(), np.isfinite(asym_rot).sum()) >= 2:
-        output.append(verdicts.unpaired_bootstrap("rotation_symmetric_class_more_stable",
-                                                  sym_rot[np.isfinite(sym_rot)],
-                                                  asym_rot[np.isfinite(asym_rot)]))
+        output.append(
+            verdicts.unpaired_bootstrap(
+                "rotation_symmetric_class_more_stable",
+                sym_rot[np.isfinite(sym_rot)],
+                asym_rot[np.isfinite(asym_rot)],
+            )
+        )
     if control is not None:
-        numbers.update({f"{k}_mean_p_true_asymmetric_classes_untrained":
-                        mean_true_probability(control[k], ~symmetric) for k in TRANSFORMS})
+        numbers.update(
+            {
+                f"{k}_mean_p_true_asymmetric_classes_untrained": mean_true_probability(
+                    control[k], ~symmetric
+                )
+                for k in TRANSFORMS
+            }
+        )
     return InvarianceChecks(numbers, growth, output)

@@ -22,6 +22,7 @@ or when the profile's ``figures_root`` was overridden. Otherwise (a notebook ope
 the explorer served by Voila) its figures go to ``<build>/figures/<profile>/``, so serving or
 browsing never rewrites the committed ones.
 """
+
 from __future__ import annotations
 
 import errno
@@ -32,8 +33,18 @@ from pathlib import Path
 
 from .errors import ZFCoreError
 
-__all__ = ["LocationError", "package_dir", "checkout_root", "cache_root", "figures_root",
-           "build_root", "saving_figures", "figures_output_dir", "writable_dir", "SAVE_FIGURES_ENV"]
+__all__ = [
+    "LocationError",
+    "package_dir",
+    "checkout_root",
+    "cache_root",
+    "figures_root",
+    "build_root",
+    "saving_figures",
+    "figures_output_dir",
+    "writable_dir",
+    "SAVE_FIGURES_ENV",
+]
 
 #: Set to ``1`` to write the figures of record (the runner sets it for the notebooks it executes).
 SAVE_FIGURES_ENV = "ZFCORE_SAVE_FIGURES"
@@ -102,14 +113,20 @@ def build_root() -> Path:
 def saving_figures() -> bool:
     """Whether the reader (or the runner) asked for the figures of record: ``ZFCORE_SAVE_FIGURES=1``
     or ``ZFCORE_FIGURES`` set."""
-    return os.environ.get(SAVE_FIGURES_ENV, "").strip() == "1" or _from_env("ZFCORE_FIGURES") is not None
+    return (
+        os.environ.get(SAVE_FIGURES_ENV, "").strip() == "1"
+        or _from_env("ZFCORE_FIGURES") is not None
+    )
 
 
 def figures_output_dir(profile) -> Path:
     """Where a notebook's :class:`zfcore.report.Report` writes on ``profile`` (a
     :class:`zfcore.profiles.Profile`): its ``figures_dir`` when asked (:func:`saving_figures`, or
     a ``figures_root`` other than the standard one), else ``<build>/figures/<profile>/``."""
-    if saving_figures() or Path(profile.figures_root).resolve() != _standard_figures_root().resolve():
+    if (
+        saving_figures()
+        or Path(profile.figures_root).resolve() != _standard_figures_root().resolve()
+    ):
         return Path(profile.figures_dir)
     return build_root() / "figures" / profile.name
 
@@ -126,6 +143,9 @@ def writable_dir(path: "str | Path", env: str) -> Path:
             raise
         ok = False
     if not ok:
-        raise LocationError(errno.EACCES, f"cannot write to {path} (read-only or not a folder): "
-                            f"set {env} to a writable folder, e.g. {env}=$HOME/zfcore-{env.split('_')[-1].lower()}")
+        raise LocationError(
+            errno.EACCES,
+            f"cannot write to {path} (read-only or not a folder): "
+            f"set {env} to a writable folder, e.g. {env}=$HOME/zfcore-{env.split('_')[-1].lower()}",
+        )
     return path

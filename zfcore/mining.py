@@ -17,6 +17,7 @@ the model's weights and the data configuration.
 Ties are broken deterministically (larger value first, then smaller image index), so results do
 not depend on batch size, order or sharding.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -26,19 +27,42 @@ import numpy as np
 import torch
 from torch import nn
 
-from .study import Result, cached_study
 from .deconv import Requests, layer_activations, requests
-from .models import LayerError, layer_keys, layer_names, model_fingerprint, to_device
-from .receptive import input_problem
-from .profiles import Profile, get_profile
 from .errors import ZFCoreError
+from .models import LayerError, layer_keys, layer_names, model_fingerprint, to_device
+from .profiles import Profile, get_profile
+from .receptive import input_problem
+from .study import Result, cached_study
 
-__all__ = ["LayerTopK", "TopK", "MiningError", "TopKMiner", "mine_topk", "mine_dataset",
-           "gather_merge", "top_requests", "model_fingerprint", "majority_share",
-           "chance_majority_share", "class_specificity", "pick_maps", "TopProjections",
-           "project_top", "DEFAULT_LAYERS", "TopImages", "load_top_images", "TopPanels", "top_panels",
-           "box_energy", "box_energy_items", "LayerMeasures", "layer_measures", "firing_map_shares",
-           "class_specificity_checks", "strongest_activation"]
+__all__ = [
+    "LayerTopK",
+    "TopK",
+    "MiningError",
+    "TopKMiner",
+    "mine_topk",
+    "mine_dataset",
+    "gather_merge",
+    "top_requests",
+    "model_fingerprint",
+    "majority_share",
+    "chance_majority_share",
+    "class_specificity",
+    "pick_maps",
+    "TopProjections",
+    "project_top",
+    "DEFAULT_LAYERS",
+    "TopImages",
+    "load_top_images",
+    "TopPanels",
+    "top_panels",
+    "box_energy",
+    "box_energy_items",
+    "LayerMeasures",
+    "layer_measures",
+    "firing_map_shares",
+    "class_specificity_checks",
+    "strongest_activation",
+]
 
 DEFAULT_LAYERS = ("layer1", "layer2", "layer3", "layer4", "layer5")
 MINING_VERSION = 1
@@ -109,8 +133,9 @@ class TopK:
 
     def __getitem__(self, layer: str) -> LayerTopK:
         if layer not in self.layers:
-            raise LayerError(f"layer {layer!r} was not mined: mined layers are "
-                             f"{', '.join(self.layers)}")
+            raise LayerError(
+                f"layer {layer!r} was not mined: mined layers are {', '.join(self.layers)}"
+            )
         return self.layers[layer]
 
     def merge(self, other: "TopK") -> "TopK":
@@ -118,35 +143,53 @@ class TopK:
         if not isinstance(other, TopK):
             raise TypeError(f"can only merge TopK with TopK, got {type(other).__name__}")
         if other.k != self.k or set(other.layers) != set(self.layers):
-            raise MiningError(f"cannot merge top-{self.k} of {sorted(self.layers)} with top-"
-                              f"{other.k} of {sorted(other.layers)}: mine both with the same k "
-                              f"and layers")
+            raise MiningError(
+                f"cannot merge top-{self.k} of {sorted(self.layers)} with top-"
+                f"{other.k} of {sorted(other.layers)}: mine both with the same k "
+                f"and layers"
+            )
         for name, lt in self.layers.items():
             if other.layers[name].maps != lt.maps:
-                raise MiningError(f"{name}: {lt.maps} vs {other.layers[name].maps} feature maps; "
-                                  f"the two results come from different models")
-        return TopK(self.k, {n: lt.merged(other.layers[n]) for n, lt in self.layers.items()},
-                    self.n_images + other.n_images)
+                raise MiningError(
+                    f"{name}: {lt.maps} vs {other.layers[name].maps} feature maps; "
+                    f"the two results come from different models"
+                )
+        return TopK(
+            self.k,
+            {n: lt.merged(other.layers[n]) for n, lt in self.layers.items()},
+            self.n_images + other.n_images,
+        )
 
     def to_dict(self) -> dict:
-        return {"k": self.k, "n_images": self.n_images, "version": MINING_VERSION,
-                "layers": {n: lt.to_dict() for n, lt in self.layers.items()}}
+        return {
+            "k": self.k,
+            "n_images": self.n_images,
+            "version": MINING_VERSION,
+            "layers": {n: lt.to_dict() for n, lt in self.layers.items()},
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> "TopK":
-        return cls(int(d["k"]), {n: LayerTopK(**lt) for n, lt in d["layers"].items()},
-                   int(d["n_images"]))
+        return cls(
+            int(d["k"]), {n: LayerTopK(**lt) for n, lt in d["layers"].items()}, int(d["n_images"])
+        )
 
     def equal(self, other: "TopK") -> bool:
         """Same entries (values, images, positions, labels) for every map."""
-        return (self.k == other.k and list(self.layers) == list(other.layers) and all(
-            all(torch.equal(a, b) for a, b in zip(lt._fields(), other.layers[n]._fields()))
-            for n, lt in self.layers.items()))
+        return (
+            self.k == other.k
+            and list(self.layers) == list(other.layers)
+            and all(
+                all(torch.equal(a, b) for a, b in zip(lt._fields(), other.layers[n]._fields()))
+                for n, lt in self.layers.items()
+            )
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # The streaming miner
 # ---------------------------------------------------------------------------------------------
+
 
 class TopKMiner:
     """Streaming top-k over batches: ``miner.update(images, indices, labels)``, then
@@ -176,8 +219,10 @@ class TopKMiner:
         """Add a batch of normalised images. ``indices``: their data set indices (default: the
         count of images seen so far, i.e. a sequential pass); ``labels``: their classes."""
         if not isinstance(images, torch.Tensor) or images.dim() != 4:
-            raise MiningError(f"images must be a (N, C, H, W) tensor, got "
-                              f"{getattr(images, 'shape', type(images).__name__)}")
+            raise MiningError(
+                f"images must be a (N, C, H, W) tensor, got "
+                f"{getattr(images, 'shape', type(images).__name__)}"
+            )
         for layer in self.layer_list:
             problem = input_problem(self.model, layer, images)
             if problem:
@@ -190,8 +235,11 @@ class TopKMiner:
             if idx.numel() != b:
                 raise MiningError(f"{b} images but {idx.numel()} indices")
         self._next_index = int(idx.max()) + 1 if b else self._next_index
-        lab = (torch.full((b,), -1, dtype=torch.long, device="cpu") if labels is None
-               else torch.as_tensor(labels, dtype=torch.long).reshape(-1).cpu())
+        lab = (
+            torch.full((b,), -1, dtype=torch.long, device="cpu")
+            if labels is None
+            else torch.as_tensor(labels, dtype=torch.long).reshape(-1).cpu()
+        )
         acts = layer_activations(self.model, images, self.layer_list)
         device = next(iter(acts.values())).device
         idx, lab = to_device(idx, device), to_device(lab, device)
@@ -200,10 +248,14 @@ class TopKMiner:
             if a.dim() == 2:
                 a = a[:, :, None, None]
             c, w = a.shape[1], a.shape[-1]
-            v, pos = a.flatten(2).max(2)                       # (B, C): each image's strongest
-            cand = LayerTopK(v.T.contiguous(), idx.expand(c, b).clone(),
-                             (pos // w).T.contiguous(), (pos % w).T.contiguous(),
-                             lab.expand(c, b).clone())
+            v, pos = a.flatten(2).max(2)  # (B, C): each image's strongest
+            cand = LayerTopK(
+                v.T.contiguous(),
+                idx.expand(c, b).clone(),
+                (pos // w).T.contiguous(),
+                (pos % w).T.contiguous(),
+                lab.expand(c, b).clone(),
+            )
             cur = self.state.get(layer)
             if cur is None:
                 cur = LayerTopK.empty(c, self.k, device)
@@ -222,6 +274,7 @@ def _batches(data, batch_size: int, start_index: int = 0):
     iterable of batches (tensors, ``(images, labels)`` or ``(images, labels, indices)``).
     A Dataset's (or tensor's) position ``i`` is image ``start_index + i``."""
     from torch.utils.data import DataLoader, Dataset, SequentialSampler
+
     if isinstance(data, torch.Tensor):
         for s in range(0, len(data), batch_size):
             e = min(s + batch_size, len(data))
@@ -231,29 +284,43 @@ def _batches(data, batch_size: int, start_index: int = 0):
         n = len(data)
         for s in range(0, n, batch_size):
             ids = list(range(s, min(s + batch_size, n)))
-            if hasattr(data, "images"):                      # procedural scenes: batch render
+            if hasattr(data, "images"):  # procedural scenes: batch render
                 x, y = data.images(ids)
             else:
-                items = data.__getitems__(ids) if hasattr(data, "__getitems__") else [data[i] for i in ids]
+                items = (
+                    data.__getitems__(ids)
+                    if hasattr(data, "__getitems__")
+                    else [data[i] for i in ids]
+                )
                 x = torch.stack([it[0] for it in items])
                 y = torch.as_tensor([int(it[1]) for it in items])
             yield x, torch.as_tensor(ids) + start_index, y
         return
     if isinstance(data, DataLoader) and not isinstance(data.sampler, SequentialSampler):
-        raise MiningError("the DataLoader shuffles, so image indices are unknown: mine with "
-                          "shuffle=False or yield (images, labels, indices) batches")
+        raise MiningError(
+            "the DataLoader shuffles, so image indices are unknown: mine with "
+            "shuffle=False or yield (images, labels, indices) batches"
+        )
     for batch in data:
         if isinstance(batch, torch.Tensor):
             yield batch, None, None
         elif isinstance(batch, (list, tuple)) and len(batch) in (2, 3):
             yield batch[0], (batch[2] if len(batch) == 3 else None), batch[1]
         else:
-            raise MiningError("each batch must be images, (images, labels) or "
-                              "(images, labels, indices)")
+            raise MiningError(
+                "each batch must be images, (images, labels) or (images, labels, indices)"
+            )
 
 
-def mine_topk(model: nn.Module, data, k: int = 9, layers: Sequence[str] | None = None,
-              batch_size: int = 128, progress: bool = True, start_index: int = 0) -> TopK:
+def mine_topk(
+    model: nn.Module,
+    data,
+    k: int = 9,
+    layers: Sequence[str] | None = None,
+    batch_size: int = 128,
+    progress: bool = True,
+    start_index: int = 0,
+) -> TopK:
     """The k strongest activations of every feature map of ``layers`` (default: layers 1-5 that
     the model has) over ``data``, in one streaming pass (Fig. 2, Fig. 4).
 
@@ -268,12 +335,14 @@ def mine_topk(model: nn.Module, data, k: int = 9, layers: Sequence[str] | None =
     it = _batches(data, batch_size, int(start_index))
     if progress:
         from tqdm.auto import tqdm
+
         total = None
-        if isinstance(data, torch.Tensor) or (isinstance(data, torch.utils.data.Dataset)
-                                              and hasattr(data, "__len__")):
+        if isinstance(data, torch.Tensor) or (
+            isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__len__")
+        ):
             total = -(-len(data) // batch_size)
         elif hasattr(data, "__len__"):
-            total = len(data)                         # a DataLoader or a list of batches
+            total = len(data)  # a DataLoader or a list of batches
         it = tqdm(it, total=total, desc=f"mining top-{k}", unit="batch")
     for x, idx, lab in it:
         miner.update(x, idx, lab)
@@ -284,6 +353,7 @@ def gather_merge(result: TopK) -> TopK:
     """Under ``torch.distributed`` (e.g. ``torchrun``), merge every rank's shard result; every rank
     gets the whole. Without an initialised process group, returns ``result`` unchanged."""
     import torch.distributed as dist
+
     if not (dist.is_available() and dist.is_initialized()):
         return result
     parts = [None] * dist.get_world_size()
@@ -298,21 +368,33 @@ def gather_merge(result: TopK) -> TopK:
 # Cached mining of a profile's data set
 # ---------------------------------------------------------------------------------------------
 
-def mine_dataset(model: nn.Module, profile: "str | Profile" = "mini", split: str = "val",
-                 group: str = "main", k: int = 9, layers: Sequence[str] | None = None,
-                 n_images: int | None = None, batch_size: int | None = None,
-                 progress: bool = True, cache: bool = True) -> TopK:
+
+def mine_dataset(
+    model: nn.Module,
+    profile: "str | Profile" = "mini",
+    split: str = "val",
+    group: str = "main",
+    k: int = 9,
+    layers: Sequence[str] | None = None,
+    n_images: int | None = None,
+    batch_size: int | None = None,
+    progress: bool = True,
+    cache: bool = True,
+) -> TopK:
     """:func:`mine_topk` over the first ``n_images`` (default: all) of a profile's ``split``,
     cached under ``<cache_dir>/topk/<hash>/`` by a hash of the model's weights
     (:func:`model_fingerprint`), the profile's data configuration, split, group, k and layers.
     Call it on each checkpoint of a training run to follow Fig. 4."""
     from .data import get_dataset
+
     p = get_profile(profile)
     ds = get_dataset(p, split, group)
     n = len(ds) if n_images is None else int(n_images)
     if not 1 <= n <= len(ds):
-        raise MiningError(f"n_images must be between 1 and {len(ds)} (the {split} split of "
-                          f"{p.name}), got {n_images!r}")
+        raise MiningError(
+            f"n_images must be between 1 and {len(ds)} (the {split} split of "
+            f"{p.name}), got {n_images!r}"
+        )
     names = layer_names(model)
     layer_list = [l for l in DEFAULT_LAYERS if l in names] if layers is None else list(layers)
     sub = torch.utils.data.Subset(ds, range(n)) if n < len(ds) else ds
@@ -322,12 +404,25 @@ def mine_dataset(model: nn.Module, profile: "str | Profile" = "mini", split: str
         data = _SubsetScenes(ds, n) if hasattr(ds, "images") else sub
         return mine_topk(model, data, k, layer_list, bs, progress).to_dict()
 
-    data = {k_: v for k_, v in p.identity().items()
-            if k_ in ("name", "dataset", "image_size", "data_seed", "num_classes", "n_train",
-                      "n_val", "n_test")}
+    data = {
+        k_: v
+        for k_, v in p.identity().items()
+        if k_
+        in (
+            "name",
+            "dataset",
+            "image_size",
+            "data_seed",
+            "num_classes",
+            "n_train",
+            "n_val",
+            "n_test",
+        )
+    }
     settings = {"split": split, "group": group, "n": n, "k": k, "layers": layer_list}
-    return TopK.from_dict(cached_study("topk", MINING_VERSION, model, p, settings, build, data=data,
-                                       cache=cache))
+    return TopK.from_dict(
+        cached_study("topk", MINING_VERSION, model, p, settings, build, data=data, cache=cache)
+    )
 
 
 class _SubsetScenes(torch.utils.data.Dataset):
@@ -350,8 +445,13 @@ class _SubsetScenes(torch.utils.data.Dataset):
 # From mined entries to projections and measurements
 # ---------------------------------------------------------------------------------------------
 
-def top_requests(result: TopK, layer: str, channels: Sequence[int] | None = None,
-                 ranks: Sequence[int] | None = None) -> tuple[torch.Tensor, Requests]:
+
+def top_requests(
+    result: TopK,
+    layer: str,
+    channels: Sequence[int] | None = None,
+    ranks: Sequence[int] | None = None,
+) -> tuple[torch.Tensor, Requests]:
     """Deconvnet requests for the mined entries of ``layer``: ``channels`` (default all) x
     ``ranks`` (default ``range(k)``; ``[0]`` for the strongest only, as in Fig. 4).
 
@@ -360,7 +460,9 @@ def top_requests(result: TopK, layer: str, channels: Sequence[int] | None = None
     channel-major, rank-minor. Unfilled slots are skipped.
     """
     lt = result[layer]
-    chans = torch.arange(lt.maps) if channels is None else torch.as_tensor(channels, dtype=torch.long)
+    chans = (
+        torch.arange(lt.maps) if channels is None else torch.as_tensor(channels, dtype=torch.long)
+    )
     rk = torch.arange(lt.k) if ranks is None else torch.as_tensor(ranks, dtype=torch.long)
     if (chans < 0).any() or (chans >= lt.maps).any():
         raise MiningError(f"{layer} has {lt.maps} feature maps; got channels {chans.tolist()}")
@@ -384,12 +486,13 @@ def majority_share(labels: torch.Tensor) -> torch.Tensor:
         raise MiningError(f"labels must be (C, k), got shape {tuple(labels.shape)}")
     valid = labels >= 0
     n_cls = int(labels.max()) + 1 if valid.any() else 1
-    counts = torch.zeros(labels.shape[0], n_cls).scatter_add_(
-        1, labels.clamp(min=0), valid.float())
-    return counts.amax(1) / valid.sum(1).float()          # 0/0 = NaN for empty rows
+    counts = torch.zeros(labels.shape[0], n_cls).scatter_add_(1, labels.clamp(min=0), valid.float())
+    return counts.amax(1) / valid.sum(1).float()  # 0/0 = NaN for empty rows
 
 
-def chance_majority_share(labels: torch.Tensor, k: int, trials: int = 20000, seed: int = 0) -> float:
+def chance_majority_share(
+    labels: torch.Tensor, k: int, trials: int = 20000, seed: int = 0
+) -> float:
     """The expected :func:`majority_share` of ``k`` images drawn at random from a data set with
     these ``labels`` (Monte Carlo, with replacement): what class-specificity is without any
     selectivity. For 10 balanced classes and k = 9 it is about 0.29."""
@@ -408,8 +511,9 @@ def class_specificity(result: TopK, layer: str) -> tuple[float, int]:
     ``(mean share, number of such maps)``. Needs mined labels."""
     lt = result[layer]
     if (lt.labels[lt.images >= 0] < 0).any():
-        raise MiningError("the mined entries have no labels: mine (images, labels) batches or a "
-                          "labelled Dataset")
+        raise MiningError(
+            "the mined entries have no labels: mine (images, labels) batches or a labelled Dataset"
+        )
     alive = lt.values[:, 0] > 0
     if not alive.any():
         return float("nan"), 0
@@ -450,16 +554,28 @@ class TopProjections:
     activation: torch.Tensor
 
 
-def project_top(model: nn.Module, result: TopK, layer: str, load_images, channels=None,
-                ranks=None, rule: str = "deconvnet", batch_size: int = 64,
-                progress: bool = False, method: str = "auto") -> TopProjections:
+def project_top(
+    model: nn.Module,
+    result: TopK,
+    layer: str,
+    load_images,
+    channels=None,
+    ranks=None,
+    rule: str = "deconvnet",
+    batch_size: int = 64,
+    progress: bool = False,
+    method: str = "auto",
+) -> TopProjections:
     """Project mined entries of ``layer`` to pixel space (Fig. 2: ``ranks=range(9)``; Fig. 4:
     ``ranks=[0]``). ``load_images(indices)`` returns the normalised model inputs of those data set
     indices (e.g. ``lambda i: dataset.images(i)[0]`` for procedural scenes). Request order is
     channel-major, rank-minor. ``method`` goes to :func:`zfcore.deconv.project`."""
     from .deconv import project
+
     lt = result[layer]
-    chans = torch.arange(lt.maps) if channels is None else torch.as_tensor(channels, dtype=torch.long)
+    chans = (
+        torch.arange(lt.maps) if channels is None else torch.as_tensor(channels, dtype=torch.long)
+    )
     rk = torch.arange(lt.k) if ranks is None else torch.as_tensor(ranks, dtype=torch.long)
     uniq, req = top_requests(result, layer, chans, rk)
     c = chans.repeat_interleave(len(rk))
@@ -468,17 +584,31 @@ def project_top(model: nn.Module, result: TopK, layer: str, load_images, channel
     c, r = c[keep], r[keep]
     x = load_images(uniq.tolist())
     if not isinstance(x, torch.Tensor) or x.shape[0] != len(uniq):
-        raise MiningError(f"load_images returned {getattr(x, 'shape', type(x).__name__)} for "
-                          f"{len(uniq)} indices: it must return one normalised image per index")
-    proj = project(model, x, layer, req, rule=rule, method=method, batch_size=batch_size,
-                   progress=progress)
-    return TopProjections(layer, rule, c, r, lt.images[c, r], lt.ys[c, r], lt.xs[c, r],
-                          lt.labels[c, r], proj.pixels, proj.activation)
+        raise MiningError(
+            f"load_images returned {getattr(x, 'shape', type(x).__name__)} for "
+            f"{len(uniq)} indices: it must return one normalised image per index"
+        )
+    proj = project(
+        model, x, layer, req, rule=rule, method=method, batch_size=batch_size, progress=progress
+    )
+    return TopProjections(
+        layer,
+        rule,
+        c,
+        r,
+        lt.images[c, r],
+        lt.ys[c, r],
+        lt.xs[c, r],
+        lt.labels[c, r],
+        proj.pixels,
+        proj.activation,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Fig. 2's panels: strongest activations -> projections -> crops to the receptive field
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass
 class TopImages:
@@ -497,8 +627,9 @@ class TopImages:
         where = {int(i): r for r, i in enumerate(self.indices)}
         missing = [int(i) for i in indices if int(i) not in where]
         if missing:
-            raise MiningError(f"images {missing[:5]} were not loaded: pass their maps to "
-                              f"load_top_images")
+            raise MiningError(
+                f"images {missing[:5]} were not loaded: pass their maps to load_top_images"
+            )
         return torch.tensor([where[int(i)] for i in indices], dtype=torch.long)
 
     def load(self, indices) -> torch.Tensor:
@@ -512,8 +643,10 @@ class TopImages:
     def boxes_of(self, indices) -> torch.Tensor:
         """Object boxes of data set images ``indices``."""
         if self.boxes is None:
-            raise MiningError("these images have no object boxes (photos): the box measures "
-                              "need a procedural profile")
+            raise MiningError(
+                "these images have no object boxes (photos): the box measures "
+                "need a procedural profile"
+            )
         return self.boxes[self.rows(indices)]
 
 
@@ -522,10 +655,19 @@ def load_top_images(dataset, profile: "str | Profile", result: TopK, *maps: dict
     ``{layer: channels}``, e.g. the maps drawn and the maps measured for Fig. 2). Procedural
     scenes come with their object boxes; a data set of photos (items ``(image, label)``) without."""
     from .data import denormalize, normalize
+
     P = get_profile(profile)
-    needed = sorted({int(i) for m in maps for layer, chans in m.items() for c in chans
-                     for i in result[layer].images[c].tolist() if i >= 0})
-    if hasattr(dataset, "scenes"):                  # procedural scenes: images in [0, 1] and boxes
+    needed = sorted(
+        {
+            int(i)
+            for m in maps
+            for layer, chans in m.items()
+            for c in chans
+            for i in result[layer].images[c].tolist()
+            if i >= 0
+        }
+    )
+    if hasattr(dataset, "scenes"):  # procedural scenes: images in [0, 1] and boxes
         scenes = dataset.scenes(needed)
         return TopImages(needed, normalize(scenes.images, P), scenes.images, scenes.boxes)
     inputs = torch.stack([dataset[i][0] for i in needed])
@@ -558,16 +700,31 @@ class TopPanels:
             desc = ""
             if class_names:
                 counts = {class_names[l]: labels.count(l) for l in set(labels)}
-                desc = ", ".join(f"{k} x{v}" for k, v in
-                                 sorted(counts.items(), key=lambda kv: -kv[1])[:3])
-            out.append({"projections": self.projections[sel], "patches": self.patches[sel],
-                        "label": f"map {c}: {desc}" if class_names is not None else f"map {c}"})
+                desc = ", ".join(
+                    f"{k} x{v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])[:3]
+                )
+            out.append(
+                {
+                    "projections": self.projections[sel],
+                    "patches": self.patches[sel],
+                    "label": f"map {c}: {desc}" if class_names is not None else f"map {c}",
+                }
+            )
         return out
 
 
-def top_panels(model: nn.Module, result: TopK, layer: str, channels: Sequence[int],
-               images: TopImages, rule: str = "deconvnet", *, crop: bool = True,
-               method: str = "auto", progress: bool = False) -> TopPanels:
+def top_panels(
+    model: nn.Module,
+    result: TopK,
+    layer: str,
+    channels: Sequence[int],
+    images: TopImages,
+    rule: str = "deconvnet",
+    *,
+    crop: bool = True,
+    method: str = "auto",
+    progress: bool = False,
+) -> TopPanels:
     """Section 4, Fig. 2: "the top 9 activations, each projected separately down to pixel space
     ... Alongside these visualizations we show the corresponding image patches". The mined
     entries of ``channels`` of ``layer`` are projected with ``rule`` (:func:`project_top`), and
@@ -575,35 +732,65 @@ def top_panels(model: nn.Module, result: TopK, layer: str, channels: Sequence[in
     (:func:`zfcore.receptive.crop_patches`); ``crop=False`` keeps whole images (a residual
     network has no single field)."""
     from .receptive import crop_patches, receptive_field
-    tp = project_top(model, result, layer, images.load, channels=channels, rule=rule,
-                     method=method, progress=progress)
+
+    tp = project_top(
+        model,
+        result,
+        layer,
+        images.load,
+        channels=channels,
+        rule=rule,
+        method=method,
+        progress=progress,
+    )
     shown = images.display(tp.images)
     if not crop:
         return TopPanels(tp, None, tp.pixels, shown)
     rf = receptive_field(model, layer)
-    return TopPanels(tp, rf, crop_patches(tp.pixels, rf, tp.ys, tp.xs, fill=0.0),
-                     crop_patches(shown, rf, tp.ys, tp.xs, fill=0.5))
+    return TopPanels(
+        tp,
+        rf,
+        crop_patches(tp.pixels, rf, tp.ys, tp.xs, fill=0.0),
+        crop_patches(shown, rf, tp.ys, tp.xs, fill=0.5),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Fig. 2's readings measured: class-specificity by layer, projection energy on the object
 # ---------------------------------------------------------------------------------------------
 
-def box_energy_items(model: nn.Module, result: TopK, layer: str, channels: Sequence[int],
-                     images: TopImages, rule: str = "deconvnet") -> dict:
+
+def box_energy_items(
+    model: nn.Module,
+    result: TopK,
+    layer: str,
+    channels: Sequence[int],
+    images: TopImages,
+    rule: str = "deconvnet",
+) -> dict:
     """Section 4's "the projections fall on the object", per projection of the top-k of
     ``channels``: ``energy`` (share of the projection's energy inside its image's object box, NaN
     for an all-zero projection), ``area`` (the box's share of the image, what a projection blind
     to the object would get) and ``image`` (data set index), as tensors."""
     from .deconv import box_area_share, energy_inside_boxes
+
     tp = project_top(model, result, layer, images.load, channels=channels, rule=rule)
     b = images.boxes_of(tp.images)
-    return {"energy": energy_inside_boxes(tp.pixels, b),
-            "area": box_area_share(b, int(images.inputs.shape[-1])), "image": tp.images}
+    return {
+        "energy": energy_inside_boxes(tp.pixels, b),
+        "area": box_area_share(b, int(images.inputs.shape[-1])),
+        "image": tp.images,
+    }
 
 
-def box_energy(model: nn.Module, result: TopK, layer: str, channels: Sequence[int],
-               images: TopImages, rule: str = "deconvnet") -> tuple[float, float]:
+def box_energy(
+    model: nn.Module,
+    result: TopK,
+    layer: str,
+    channels: Sequence[int],
+    images: TopImages,
+    rule: str = "deconvnet",
+) -> tuple[float, float]:
     """The means of :func:`box_energy_items`: the energy share inside the box over the
     projections that are not all zero, and the box's share of the image."""
     items = box_energy_items(model, result, layer, channels, images, rule)
@@ -629,16 +816,20 @@ class LayerMeasures:
 
     def as_record(self) -> dict:
         """The flat JSON keys of notebook 03."""
-        return {"n_images_mined": self.n_images, "chance_majority_share": self.chance,
-                **{f"{l}_top9_majority_share": self.specificity[l] for l in self.layers},
-                **{f"{l}_maps_firing": self.firing[l] for l in self.layers},
-                **{f"{l}_projection_energy_in_box": self.energy[l] for l in self.energy},
-                **{f"{l}_box_area_share": self.area[l] for l in self.area}}
+        return {
+            "n_images_mined": self.n_images,
+            "chance_majority_share": self.chance,
+            **{f"{l}_top9_majority_share": self.specificity[l] for l in self.layers},
+            **{f"{l}_maps_firing": self.firing[l] for l in self.layers},
+            **{f"{l}_projection_energy_in_box": self.energy[l] for l in self.energy},
+            **{f"{l}_box_area_share": self.area[l] for l in self.area},
+        }
 
     def table(self) -> str:
         """The measures as a text table, one row per layer."""
-        head = (f"{'layer':7s} {'maps firing':>11s} {'top-9 majority share':>21s}"
-                + ("  energy in box  box area" if self.energy else ""))
+        head = f"{'layer':7s} {'maps firing':>11s} {'top-9 majority share':>21s}" + (
+            "  energy in box  box area" if self.energy else ""
+        )
         rows = [head]
         for l in self.layers:
             line = f"{l:7s} {self.firing[l]:11d} {self.specificity[l]:21.3f}"
@@ -649,13 +840,19 @@ class LayerMeasures:
         return "\n".join(rows)
 
 
-def layer_measures(model: nn.Module, result: TopK, layers: Sequence[str], labels: torch.Tensor,
-                   measured: "dict[str, Sequence[int]]", images: TopImages,
-                   rule: str = "deconvnet") -> LayerMeasures:
+def layer_measures(
+    model: nn.Module,
+    result: TopK,
+    layers: Sequence[str],
+    labels: torch.Tensor,
+    measured: "dict[str, Sequence[int]]",
+    images: TopImages,
+    rule: str = "deconvnet",
+) -> LayerMeasures:
     """Fig. 2's two readings for each of ``layers``: class-specificity (:func:`class_specificity`)
     against :func:`chance_majority_share` of the first ``result.n_images`` ``labels``, and, when
     ``images`` have object boxes, :func:`box_energy` of the ``measured`` maps."""
-    chance = chance_majority_share(labels[:result.n_images], result.k)
+    chance = chance_majority_share(labels[: result.n_images], result.k)
     spec, firing, energy, area, items = {}, {}, {}, {}, {}
     for l in layers:
         spec[l], firing[l] = class_specificity(result, l)
@@ -678,12 +875,19 @@ def class_specificity_checks(result: TopK, layers: Sequence[str], chance: float)
     the deepest layer's firing maps against the first layer's (unpaired bootstrap over maps), and
     the deepest layer's against ``chance``."""
     from . import verdicts
+
     first, last = layers[0], layers[-1]
-    return [verdicts.unpaired_bootstrap("class_specificity_rises_with_depth",
-                                        firing_map_shares(result, last),
-                                        firing_map_shares(result, first), what="firing maps"),
-            verdicts.bootstrap("class_specificity_above_chance_deepest",
-                               firing_map_shares(result, last), chance)]
+    return [
+        verdicts.unpaired_bootstrap(
+            "class_specificity_rises_with_depth",
+            firing_map_shares(result, last),
+            firing_map_shares(result, first),
+            what="firing maps",
+        ),
+        verdicts.bootstrap(
+            "class_specificity_above_chance_deepest", firing_map_shares(result, last), chance
+        ),
+    ]
 
 
 @torch.no_grad()

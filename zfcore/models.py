@@ -21,6 +21,7 @@ Layer addressing: every supported model carries ``model.layer_names``, a dict fr
 rectified feature map (the ReLU after the convolution or fully connected layer). The paper's
 deconvnet and top-9 mining look at exactly these maps. :func:`get_layer` returns the module.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,13 +35,41 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
+
 from .errors import ZFCoreError
 
 __all__ = [
-    "ZFConfig", "ZFNet", "zfnet", "krizhevsky", "build", "TABLE3_VARIANTS", "alexnet", "vgg16", "resnet18",
-    "get_layer", "eval_mode", "in_eval_mode", "layer_key", "layer_keys", "hidden_layers", "layer_names", "capture_layers", "forward_layers", "conv_layers", "paper_init_", "he_init_", "clip_filters_", "filter_rms",
-    "MissingWeightsError", "LayerError", "load_model_state", "model_fingerprint", "from_pytorchcv",
-    "model_device", "to_device", "clip_filters_count_",
+    "ZFConfig",
+    "ZFNet",
+    "zfnet",
+    "krizhevsky",
+    "build",
+    "TABLE3_VARIANTS",
+    "alexnet",
+    "vgg16",
+    "resnet18",
+    "get_layer",
+    "eval_mode",
+    "in_eval_mode",
+    "layer_key",
+    "layer_keys",
+    "hidden_layers",
+    "layer_names",
+    "capture_layers",
+    "forward_layers",
+    "conv_layers",
+    "paper_init_",
+    "he_init_",
+    "clip_filters_",
+    "filter_rms",
+    "MissingWeightsError",
+    "LayerError",
+    "load_model_state",
+    "model_fingerprint",
+    "from_pytorchcv",
+    "model_device",
+    "to_device",
+    "clip_filters_count_",
 ]
 
 
@@ -67,7 +96,7 @@ class ZFConfig:
     ``zfnet``, whose ImageNet weights :mod:`zfcore.pretrained` loads. Same parameters and sizes.
     """
 
-    first_layer: str = "zf"                     # "zf" (7x7/2) or "krizhevsky" (11x11/4)
+    first_layer: str = "zf"  # "zf" (7x7/2) or "krizhevsky" (11x11/4)
     conv_channels: tuple[int, ...] = (96, 256, 384, 384, 256)
     fc_units: tuple[int, int] = (4096, 4096)
     removed: tuple[int, ...] = ()
@@ -76,7 +105,7 @@ class ZFConfig:
     in_channels: int = 3
     num_classes: int = 1000
     dropout: float = 0.5
-    layout: str = "paper"                       # "paper" (Fig. 3) or "pytorchcv" (see above)
+    layout: str = "paper"  # "paper" (Fig. 3) or "pytorchcv" (see above)
 
     def scaled(self, n: int) -> int:
         return max(1, int(round(n * self.width)))
@@ -92,8 +121,10 @@ TABLE3_VARIANTS: dict[str, dict] = {
     "fc6_7_2048": {"fc_units": (2048, 2048)},
     "fc6_7_8192": {"fc_units": (8192, 8192)},
     "conv3_4_5_wide": {"conv_channels": (96, 256, 512, 1024, 512)},
-    "conv3_4_5_wide_fc_8192": {"conv_channels": (96, 256, 512, 1024, 512),
-                               "fc_units": (8192, 8192)},
+    "conv3_4_5_wide_fc_8192": {
+        "conv_channels": (96, 256, 512, 1024, 512),
+        "fc_units": (8192, 8192),
+    },
 }
 
 
@@ -135,8 +166,13 @@ class ZFNet(nn.Module):
         f["relu1"] = nn.ReLU()
         self._pool_and_norm(f, "1", norm_first)
         names["layer1"] = "features.relu1"
-        f["conv2"] = nn.Conv2d(ch[0], ch[1], 5, stride=2 if c.first_layer == "zf" else 1,
-                               padding=0 if c.first_layer == "zf" else 2)
+        f["conv2"] = nn.Conv2d(
+            ch[0],
+            ch[1],
+            5,
+            stride=2 if c.first_layer == "zf" else 1,
+            padding=0 if c.first_layer == "zf" else 2,
+        )
         f["relu2"] = nn.ReLU()
         self._pool_and_norm(f, "2", norm_first)
         names["layer2"] = "features.relu2"
@@ -191,7 +227,7 @@ class ZFNet(nn.Module):
             n = (n - 5) // 2 + 1
         else:
             n = (c.image_size + 4 - 11) // 4 + 1
-            n = _pool_out(n)          # conv2 (5x5, padding 2, stride 1) keeps the size
+            n = _pool_out(n)  # conv2 (5x5, padding 2, stride 1) keeps the size
         n = _pool_out(n)
         return _pool_out(n)
 
@@ -200,9 +236,17 @@ class ZFNet(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
-def build(variant: str = "zf", *, first_layer: str = "zf", width: float = 1.0,
-          image_size: int = 224, num_classes: int = 1000, fc_units: int | None = None,
-          dropout: float = 0.5, in_channels: int = 3) -> ZFNet:
+def build(
+    variant: str = "zf",
+    *,
+    first_layer: str = "zf",
+    width: float = 1.0,
+    image_size: int = 224,
+    num_classes: int = 1000,
+    fc_units: int | None = None,
+    dropout: float = 0.5,
+    in_channels: int = 3,
+) -> ZFNet:
     """Build any network of the paper from one parametrised layout.
 
     ``variant`` is a key of :data:`TABLE3_VARIANTS`; ``first_layer`` picks ZF (7x7/2) or
@@ -215,14 +259,29 @@ def build(variant: str = "zf", *, first_layer: str = "zf", width: float = 1.0,
     if fc_units is not None:
         base = changes.get("fc_units", (4096, 4096))
         changes["fc_units"] = tuple(int(u * fc_units / 4096) for u in base)
-    cfg = ZFConfig(first_layer=first_layer, width=width, image_size=image_size,
-                   num_classes=num_classes, dropout=dropout, in_channels=in_channels, **changes)
+    cfg = ZFConfig(
+        first_layer=first_layer,
+        width=width,
+        image_size=image_size,
+        num_classes=num_classes,
+        dropout=dropout,
+        in_channels=in_channels,
+        **changes,
+    )
     return ZFNet(cfg)
 
 
-def zfnet(*, width: float = 1.0, image_size: int = 224, num_classes: int = 1000,
-          fc_units: int | None = None, dropout: float = 0.5, variant: str = "zf",
-          weights: str | None = None, download: bool | None = None) -> ZFNet:
+def zfnet(
+    *,
+    width: float = 1.0,
+    image_size: int = 224,
+    num_classes: int = 1000,
+    fc_units: int | None = None,
+    dropout: float = 0.5,
+    variant: str = "zf",
+    weights: str | None = None,
+    download: bool | None = None,
+) -> ZFNet:
     """The paper's Fig. 3 network (ZFNet); ``width``/``image_size`` scale it for small profiles.
 
     ``variant="wide"`` is Table 3's ``"conv3_4_5_wide"`` (layers 3, 4, 5 with 512, 1024, 512
@@ -236,30 +295,62 @@ def zfnet(*, width: float = 1.0, image_size: int = 224, num_classes: int = 1000,
         variant = "conv3_4_5_wide"
     if weights is not None:
         from .pretrained import imagenet_zfnet
-        return imagenet_zfnet(weights, variant=variant, download=download, width=width,
-                              image_size=image_size, num_classes=num_classes,
-                              fc_units=fc_units, dropout=dropout)
-    return build(variant, first_layer="zf", width=width, image_size=image_size,
-                 num_classes=num_classes, fc_units=fc_units, dropout=dropout)
+
+        return imagenet_zfnet(
+            weights,
+            variant=variant,
+            download=download,
+            width=width,
+            image_size=image_size,
+            num_classes=num_classes,
+            fc_units=fc_units,
+            dropout=dropout,
+        )
+    return build(
+        variant,
+        first_layer="zf",
+        width=width,
+        image_size=image_size,
+        num_classes=num_classes,
+        fc_units=fc_units,
+        dropout=dropout,
+    )
 
 
-def krizhevsky(*, width: float = 1.0, image_size: int = 224, num_classes: int = 1000,
-               fc_units: int | None = None, dropout: float = 0.5, variant: str = "zf") -> ZFNet:
+def krizhevsky(
+    *,
+    width: float = 1.0,
+    image_size: int = 224,
+    num_classes: int = 1000,
+    fc_units: int | None = None,
+    dropout: float = 0.5,
+    variant: str = "zf",
+) -> ZFNet:
     """Krizhevsky et al.'s single-column layout: first layer 96 filters 11x11 stride 4 (Fig. 6)."""
-    return build(variant, first_layer="krizhevsky", width=width, image_size=image_size,
-                 num_classes=num_classes, fc_units=fc_units, dropout=dropout)
+    return build(
+        variant,
+        first_layer="krizhevsky",
+        width=width,
+        image_size=image_size,
+        num_classes=num_classes,
+        fc_units=fc_units,
+        dropout=dropout,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Layer addressing
 # ---------------------------------------------------------------------------------------------
 
+
 def layer_names(model: nn.Module) -> dict[str, str]:
     """``{"layer1": "features.relu1", ...}`` for any supported model."""
     names = getattr(model, "layer_names", None)
     if not isinstance(names, dict):
-        raise TypeError(f"{type(model).__name__} has no layer_names: build it with zfcore.models "
-                        f"or set model.layer_names = {{'layer1': '<module name>', ...}}")
+        raise TypeError(
+            f"{type(model).__name__} has no layer_names: build it with zfcore.models "
+            f"or set model.layer_names = {{'layer1': '<module name>', ...}}"
+        )
     return names
 
 
@@ -273,15 +364,19 @@ def layer_key(layer: "str | int", among: "nn.Module | Iterable[str]") -> str:
     names = list(layer_names(among) if isinstance(among, nn.Module) else among)
     owner = f" for {type(among).__name__}" if isinstance(among, nn.Module) else ""
     if isinstance(layer, bool) or not isinstance(layer, (str, int)):
-        raise LayerError(f"layer must be a name such as 'layer5' or a number such as 5, not "
-                         f"{type(layer).__name__}; the layers{owner} are {', '.join(names)}")
+        raise LayerError(
+            f"layer must be a name such as 'layer5' or a number such as 5, not "
+            f"{type(layer).__name__}; the layers{owner} are {', '.join(names)}"
+        )
     key = f"layer{layer}" if isinstance(layer, int) else layer
     if key not in names:
         raise LayerError(f"unknown layer {layer!r}{owner}: the layers are {', '.join(names)}")
     return key
 
 
-def layer_keys(layers: "str | int | Iterable[str | int]", among: "nn.Module | Iterable[str]") -> list[str]:
+def layer_keys(
+    layers: "str | int | Iterable[str | int]", among: "nn.Module | Iterable[str]"
+) -> list[str]:
     """:func:`layer_key` for each of ``layers`` (one layer or several), in order, repeats dropped;
     an empty list raises :class:`LayerError`."""
     if isinstance(layers, (str, int)):
@@ -318,10 +413,12 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 def in_eval_mode(fn: Callable) -> Callable:
     """Decorate an analysis whose first argument is the model with :func:`eval_mode`."""
+
     @functools.wraps(fn)
     def run(model, *args, **kwargs):
         with eval_mode(model):
             return fn(model, *args, **kwargs)
+
     return run
 
 
@@ -330,9 +427,13 @@ class _StopForward(Exception):
 
 
 @contextlib.contextmanager
-def capture_layers(model: nn.Module, layers: Sequence["str | int"], *,
-                   transform: "Callable[[str, torch.Tensor], Any] | None" = None,
-                   stop: bool = False) -> Iterator[dict]:
+def capture_layers(
+    model: nn.Module,
+    layers: Sequence["str | int"],
+    *,
+    transform: "Callable[[str, torch.Tensor], Any] | None" = None,
+    stop: bool = False,
+) -> Iterator[dict]:
     """Record the outputs of ``layers`` ("layer5", 5, "logits") of every forward pass of ``model``
     run inside the block, into the yielded dict (keyed by the layers as given; the last pass wins).
 
@@ -350,6 +451,7 @@ def capture_layers(model: nn.Module, layers: Sequence["str | int"], *,
             out[key] = output if transform is None else transform(key, output)
             if stop and len(out) == len(keys):
                 raise _StopForward
+
         return hook
 
     handles = [get_layer(model, k).register_forward_hook(make_hook(k)) for k in keys]
@@ -360,8 +462,13 @@ def capture_layers(model: nn.Module, layers: Sequence["str | int"], *,
             h.remove()
 
 
-def forward_layers(model: nn.Module, x: torch.Tensor, layers: Sequence["str | int"], *,
-                   transform: "Callable[[str, torch.Tensor], Any] | None" = None) -> dict:
+def forward_layers(
+    model: nn.Module,
+    x: torch.Tensor,
+    layers: Sequence["str | int"],
+    *,
+    transform: "Callable[[str, torch.Tensor], Any] | None" = None,
+) -> dict:
     """``{layer: output}`` for ``layers`` from ONE forward pass of ``model`` on ``x``, stopping
     after the deepest of them (asking for layer 5 never runs layers 6 and 7), keyed by the layers
     as given. Runs in the model's current mode, with
@@ -374,8 +481,10 @@ def forward_layers(model: nn.Module, x: torch.Tensor, layers: Sequence["str | in
     keys = list(dict.fromkeys(layers))
     missing = [k for k in keys if k not in out]
     if missing:  # a layer whose module was never called (a model whose forward skips it)
-        raise LayerError(f"the forward pass of {type(model).__name__} never reached {missing}; "
-                         f"check model.layer_names")
+        raise LayerError(
+            f"the forward pass of {type(model).__name__} never reached {missing}; "
+            f"check model.layer_names"
+        )
     return {k: out[k] for k in keys}
 
 
@@ -405,6 +514,7 @@ def conv_layers(model: nn.Module) -> list[nn.Conv2d]:
 # ---------------------------------------------------------------------------------------------
 # Section 3: initialisation and feature-scale clipping
 # ---------------------------------------------------------------------------------------------
+
 
 @torch.no_grad()
 def paper_init_(model: nn.Module, weight: float = 1e-2, bias: float = 0.0) -> nn.Module:
@@ -469,6 +579,7 @@ def clip_filters_count_(model: nn.Module, radius: float = 0.1) -> torch.Tensor:
 # torchvision's pretrained networks behind the same naming
 # ---------------------------------------------------------------------------------------------
 
+
 def _weights_file(weights) -> Path:
     url = weights.url
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
@@ -478,8 +589,9 @@ def _load_pretrained(weights, download: bool):
     path = _weights_file(weights)
     if path.is_file():
         from .cache import CacheError, load_tensors
+
         try:
-            return load_tensors(path)           # weights_only=True: a file cannot run code
+            return load_tensors(path)  # weights_only=True: a file cannot run code
         except CacheError as e:
             raise CacheError(f"{e}\nDelete it and fetch {weights.url} again into {path}") from None
     if download:
@@ -492,11 +604,13 @@ def _load_pretrained(weights, download: bool):
     raise MissingWeightsError(
         f"pretrained weights {path.name} are not on disk and {reason}.\n"
         f"Fetch {weights.url}\nand put it at {path}\n"
-        f"(folder: {path.parent}; e.g. mkdir -p {path.parent} && curl -L -o {path} {weights.url})")
+        f"(folder: {path.parent}; e.g. mkdir -p {path.parent} && curl -L -o {path} {weights.url})"
+    )
 
 
 def _download_default(download: bool | None) -> bool:
     import os
+
     if download is not None:
         return download
     return os.environ.get("ZFCORE_DOWNLOAD", "0") == "1"
@@ -509,8 +623,9 @@ def _unplace_relus(model: nn.Module) -> None:
             m.inplace = False
 
 
-def _torchvision(builder, weights, names: dict[str, str], pretrained: bool,
-                 download: bool | None) -> nn.Module:
+def _torchvision(
+    builder, weights, names: dict[str, str], pretrained: bool, download: bool | None
+) -> nn.Module:
     """A torchvision classifier with our layer naming (and its ImageNet weights if asked)."""
     m = builder(weights=None)
     if pretrained:
@@ -527,20 +642,48 @@ def alexnet(pretrained: bool = True, download: bool | None = None) -> nn.Module:
     With ``pretrained=True`` the ImageNet weights must be on disk (torch hub's checkpoints
     folder) or downloadable; offline, a :class:`MissingWeightsError` names the file and folder.
     """
-    from torchvision.models import AlexNet_Weights, alexnet as tv_alexnet
-    return _torchvision(tv_alexnet, AlexNet_Weights.IMAGENET1K_V1, {
-        "layer1": "features.1", "layer2": "features.4", "layer3": "features.7",
-        "layer4": "features.9", "layer5": "features.11", "layer6": "classifier.2",
-        "layer7": "classifier.5", "logits": "classifier.6"}, pretrained, download)
+    from torchvision.models import AlexNet_Weights
+    from torchvision.models import alexnet as tv_alexnet
+
+    return _torchvision(
+        tv_alexnet,
+        AlexNet_Weights.IMAGENET1K_V1,
+        {
+            "layer1": "features.1",
+            "layer2": "features.4",
+            "layer3": "features.7",
+            "layer4": "features.9",
+            "layer5": "features.11",
+            "layer6": "classifier.2",
+            "layer7": "classifier.5",
+            "logits": "classifier.6",
+        },
+        pretrained,
+        download,
+    )
 
 
 def vgg16(pretrained: bool = True, download: bool | None = None) -> nn.Module:
     """torchvision's VGG16; ``layer1`` ... ``layer5`` are the last ReLU of each conv block."""
-    from torchvision.models import VGG16_Weights, vgg16 as tv_vgg16
-    return _torchvision(tv_vgg16, VGG16_Weights.IMAGENET1K_V1, {
-        "layer1": "features.3", "layer2": "features.8", "layer3": "features.15",
-        "layer4": "features.22", "layer5": "features.29", "layer6": "classifier.1",
-        "layer7": "classifier.4", "logits": "classifier.6"}, pretrained, download)
+    from torchvision.models import VGG16_Weights
+    from torchvision.models import vgg16 as tv_vgg16
+
+    return _torchvision(
+        tv_vgg16,
+        VGG16_Weights.IMAGENET1K_V1,
+        {
+            "layer1": "features.3",
+            "layer2": "features.8",
+            "layer3": "features.15",
+            "layer4": "features.22",
+            "layer5": "features.29",
+            "layer6": "classifier.1",
+            "layer7": "classifier.4",
+            "logits": "classifier.6",
+        },
+        pretrained,
+        download,
+    )
 
 
 def resnet18(pretrained: bool = True, download: bool | None = None) -> nn.Module:
@@ -553,29 +696,52 @@ def resnet18(pretrained: bool = True, download: bool | None = None) -> nn.Module
     connected layer, ``logits``). The last block of each stage is addressed (not its ReLU module,
     which a block calls twice). Project it with ``method="autograd"``.
     """
-    from torchvision.models import ResNet18_Weights, resnet18 as tv_resnet18
-    return _torchvision(tv_resnet18, ResNet18_Weights.IMAGENET1K_V1, {
-        "layer1": "relu", "layer2": "layer1.1", "layer3": "layer2.1", "layer4": "layer3.1",
-        "layer5": "layer4.1", "logits": "fc"}, pretrained, download)
+    from torchvision.models import ResNet18_Weights
+    from torchvision.models import resnet18 as tv_resnet18
+
+    return _torchvision(
+        tv_resnet18,
+        ResNet18_Weights.IMAGENET1K_V1,
+        {
+            "layer1": "relu",
+            "layer2": "layer1.1",
+            "layer3": "layer2.1",
+            "layer4": "layer3.1",
+            "layer5": "layer4.1",
+            "logits": "fc",
+        },
+        pretrained,
+        download,
+    )
 
 
 def load_model_state(model: nn.Module, state: dict, source: str = "checkpoint") -> nn.Module:
     """``model.load_state_dict(state)`` with an error that names every mismatch plainly."""
     from collections.abc import Mapping
+
     if not isinstance(state, Mapping):
-        raise TypeError(f"{source} holds a {type(state).__name__}, not a state_dict (a dict of "
-                        f"parameter name -> tensor)")
+        raise TypeError(
+            f"{source} holds a {type(state).__name__}, not a state_dict (a dict of "
+            f"parameter name -> tensor)"
+        )
     bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if bad:
-        hint = (f"; it looks like a training checkpoint: pass its {bad[0]!r} entry"
-                if len(state) <= 8 and any(isinstance(state[k], Mapping) for k in bad) else "")
+        hint = (
+            f"; it looks like a training checkpoint: pass its {bad[0]!r} entry"
+            if len(state) <= 8 and any(isinstance(state[k], Mapping) for k in bad)
+            else ""
+        )
         raise ValueError(f"{source} is not a state_dict: entries {bad[:5]} are not tensors{hint}")
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in state and hasattr(state[k], "shape")
-              and tuple(state[k].shape) != tuple(own[k].shape)]
+    shapes = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state
+        and hasattr(state[k], "shape")
+        and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
     if missing or unexpected or shapes:
         parts = []
         if shapes:
@@ -584,9 +750,11 @@ def load_model_state(model: nn.Module, state: dict, source: str = "checkpoint") 
             parts.append(f"missing from {source}: {missing[:5]}")
         if unexpected:
             parts.append(f"not in the model: {unexpected[:5]}")
-        raise ValueError(f"{source} does not fit {type(model).__name__} "
-                         f"({' | '.join(parts)}): it was saved from another architecture or "
-                         f"profile; rebuild the model with the same settings")
+        raise ValueError(
+            f"{source} does not fit {type(model).__name__} "
+            f"({' | '.join(parts)}): it was saved from another architecture or "
+            f"profile; rebuild the model with the same settings"
+        )
     model.load_state_dict(state)
     return model
 
@@ -608,14 +776,15 @@ def model_fingerprint(model: nn.Module) -> str:
     h.update(type(model).__name__.encode())
     h.update(repr(sorted(getattr(model, "layer_names", {}).items())).encode())
     layout = getattr(getattr(model, "config", None), "layout", "paper")
-    if layout != "paper":   # same weights, other layer order: another function
+    if layout != "paper":  # same weights, other layer order: another function
         h.update(f"layout={layout}".encode())
     for name, t in model.state_dict().items():
         h.update(name.encode())
         h.update(str(tuple(t.shape)).encode())
         h.update(str(t.dtype).encode())
-        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()
-                 if t.numel() else b"")
+        h.update(
+            t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        )
     digest = h.hexdigest()[:16]
     object.__setattr__(model, "_zfcore_fingerprint", (stamp, digest))
     return digest

@@ -21,6 +21,7 @@ decided against chance and the untrained network by :func:`pointing_verdicts`.
 Inputs are the model's normalised tensors. The default fill ``"mean"`` is 0 in that space: the
 data set's mean colour, the paper's grey.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,18 +31,39 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .errors import ZFCoreError
 from .incremental import PRECISIONS, IncrementalForward, low_precision_is_fast, plan_batches
 from .models import capture_layers, get_layer, in_eval_mode, layer_names, model_device, to_device
-from .study import Result
 from .receptive import ReceptiveFieldError, input_problem
-from .errors import ZFCoreError
+from .study import Result
 from .verdicts import Verdict, paired_bootstrap
 
-__all__ = ["OcclusionError", "OcclusionResult", "occlude", "window_positions", "fill_values",
-           "pixel_attribution", "PointingGameResult", "pointing_game", "pointing_game_split",
-           "default_window", "drill_down", "drill_steps", "FILLS", "PRESETS", "OCCLUSION_VERSION", "POINTING_TARGET",
-           "low_precision_suspects", "LOW_PRECISION_LOGIT_ERROR", "LOW_PRECISION_MAX_DP",
-           "strongest_map_projections", "example_numbers", "examples_text", "prob_drops", "pointing_verdicts"]
+__all__ = [
+    "OcclusionError",
+    "OcclusionResult",
+    "occlude",
+    "window_positions",
+    "fill_values",
+    "pixel_attribution",
+    "PointingGameResult",
+    "pointing_game",
+    "pointing_game_split",
+    "default_window",
+    "drill_down",
+    "drill_steps",
+    "FILLS",
+    "PRESETS",
+    "OCCLUSION_VERSION",
+    "POINTING_TARGET",
+    "low_precision_suspects",
+    "LOW_PRECISION_LOGIT_ERROR",
+    "LOW_PRECISION_MAX_DP",
+    "strongest_map_projections",
+    "example_numbers",
+    "examples_text",
+    "prob_drops",
+    "pointing_verdicts",
+]
 
 #: The pointing game's target hit rate on ``mini`` (the share of test images whose most damaging
 #: square lies on the object), recorded beside the measured one.
@@ -78,9 +100,15 @@ def fill_values(image: torch.Tensor, fill) -> torch.Tensor:
         if fill == "mean":
             return torch.zeros(C, dtype=image.dtype)
         if fill == "image_mean":
-            return image.reshape(C, -1).mean(1) if image.dim() == 3 else image[0].reshape(C, -1).mean(1)
-        raise OcclusionError(f"unknown fill {fill!r}: use one of {FILLS}, a number, or one value "
-                             f"per channel (in the model's normalised input space)")
+            return (
+                image.reshape(C, -1).mean(1)
+                if image.dim() == 3
+                else image[0].reshape(C, -1).mean(1)
+            )
+        raise OcclusionError(
+            f"unknown fill {fill!r}: use one of {FILLS}, a number, or one value "
+            f"per channel (in the model's normalised input space)"
+        )
     if isinstance(fill, numbers.Real) and not isinstance(fill, bool) and math.isfinite(fill):
         return torch.full((C,), float(fill), dtype=image.dtype)
     try:
@@ -88,8 +116,10 @@ def fill_values(image: torch.Tensor, fill) -> torch.Tensor:
     except (TypeError, ValueError, RuntimeError):
         v = None
     if v is None or v.numel() != C or not torch.isfinite(v).all():
-        raise OcclusionError(f"fill must be one of {FILLS}, a number or {C} finite values "
-                             f"(one per channel), not {fill!r}")
+        raise OcclusionError(
+            f"fill must be one of {FILLS}, a number or {C} finite values "
+            f"(one per channel), not {fill!r}"
+        )
     return v
 
 
@@ -137,19 +167,26 @@ class OcclusionResult(Result):
     def exact(self) -> bool:
         """Whether every value is exact (float32 throughout, no cone truncation, every position
         computed)."""
-        return (self.precision == "fp32" and self.truncate >= 1
-                and (self.computed is None or bool(self.computed.all())))
+        return (
+            self.precision == "fp32"
+            and self.truncate >= 1
+            and (self.computed is None or bool(self.computed.all()))
+        )
 
     def approximation_note(self) -> str:
         """In words, how these maps depart from exact occlusion (``""`` where they do not)."""
         parts = []
         if self.precision != "fp32":
             share = 0.0 if self.rechecked is None else float(self.rechecked.double().mean())
-            parts.append(f"each layer's change in {self.precision}, {100 * share:.0f} % of the "
-                         f"squares rechecked in float32")
+            parts.append(
+                f"each layer's change in {self.precision}, {100 * share:.0f} % of the "
+                f"squares rechecked in float32"
+            )
         if self.computed is not None and not bool(self.computed.all()):
-            parts.append(f"{100 * float(self.computed.double().mean()):.0f} % of the squares "
-                         f"computed, the others interpolated")
+            parts.append(
+                f"{100 * float(self.computed.double().mean()):.0f} % of the squares "
+                f"computed, the others interpolated"
+            )
         if self.truncate < 1:
             parts.append(f"cones cut to {self.truncate:g} of each map")
         return "; ".join(parts)
@@ -169,13 +206,17 @@ class OcclusionResult(Result):
 
 def _check_image(image) -> torch.Tensor:
     if not isinstance(image, torch.Tensor):
-        raise OcclusionError(f"image must be a torch.Tensor (3, H, W) or (1, 3, H, W) in the "
-                             f"model's normalised input space, not {type(image).__name__}")
+        raise OcclusionError(
+            f"image must be a torch.Tensor (3, H, W) or (1, 3, H, W) in the "
+            f"model's normalised input space, not {type(image).__name__}"
+        )
     if image.dim() == 4 and image.shape[0] == 1:
         image = image[0]
     if image.dim() != 3:
-        raise OcclusionError(f"occlude takes one image (3, H, W) or (1, 3, H, W), got shape "
-                             f"{tuple(image.shape)}; loop over a batch (see pointing_game)")
+        raise OcclusionError(
+            f"occlude takes one image (3, H, W) or (1, 3, H, W), got shape "
+            f"{tuple(image.shape)}; loop over a batch (see pointing_game)"
+        )
     if not torch.isfinite(image).all():
         raise OcclusionError("image contains NaN or infinite values")
     return image.float()
@@ -210,8 +251,10 @@ def _check_int(name: str, v, lo: int) -> int:
 #: in float32 (exact). Truncation and drill-down stay parameters, not presets: no setting of
 #: either kept the claim (max |dp| 0.03 to 0.18 on the photos; on mini's scenes p falls from about
 #: 1 to 0 within one or two positions, between coarse positions that agree).
-PRESETS = {"exact": dict(truncate=1.0, coarse=1, refine=1.0, tol=None, precision="fp32"),
-           "fast": dict(truncate=1.0, coarse=1, refine=1.0, tol=None, precision="bf16")}
+PRESETS = {
+    "exact": dict(truncate=1.0, coarse=1, refine=1.0, tol=None, precision="fp32"),
+    "fast": dict(truncate=1.0, coarse=1, refine=1.0, tol=None, precision="bf16"),
+}
 
 
 #: The bfloat16 guard of :func:`low_precision_suspects`: the largest error of the logits of
@@ -223,8 +266,9 @@ LOW_PRECISION_LOGIT_ERROR = 1 / 32
 LOW_PRECISION_MAX_DP = 0.01
 
 
-def low_precision_suspects(logits: torch.Tensor, clean_logits: torch.Tensor, target: int
-                           ) -> torch.Tensor:
+def low_precision_suspects(
+    logits: torch.Tensor, clean_logits: torch.Tensor, target: int
+) -> torch.Tensor:
     """Positions whose p(``target``) bfloat16 may have moved by more than
     :data:`LOW_PRECISION_MAX_DP`, to be recomputed in float32.
 
@@ -239,8 +283,9 @@ def low_precision_suspects(logits: torch.Tensor, clean_logits: torch.Tensor, tar
     return 2 * p * (1 - p) * LOW_PRECISION_LOGIT_ERROR * change > LOW_PRECISION_MAX_DP
 
 
-def _approximation(mode: str, truncate, coarse, refine, tol=None, precision=None
-                   ) -> tuple[float, int, float, "float | None", str]:
+def _approximation(
+    mode: str, truncate, coarse, refine, tol=None, precision=None
+) -> tuple[float, int, float, "float | None", str]:
     if mode not in PRESETS:
         raise OcclusionError(f"mode must be one of {sorted(PRESETS)}, not {mode!r}")
     p = PRESETS[mode]
@@ -249,30 +294,58 @@ def _approximation(mode: str, truncate, coarse, refine, tol=None, precision=None
     refine = p["refine"] if refine is None else refine
     tol = p.get("tol") if tol is None else tol
     precision = p["precision"] if precision is None else precision
-    if isinstance(truncate, bool) or not isinstance(truncate, numbers.Real) or not 0 < truncate <= 1:
-        raise OcclusionError(f"truncate must be a ratio in (0, 1] (1: exact cones), not {truncate!r}")
+    if (
+        isinstance(truncate, bool)
+        or not isinstance(truncate, numbers.Real)
+        or not 0 < truncate <= 1
+    ):
+        raise OcclusionError(
+            f"truncate must be a ratio in (0, 1] (1: exact cones), not {truncate!r}"
+        )
     coarse = _check_int("coarse", coarse, 1)
     if isinstance(refine, bool) or not isinstance(refine, numbers.Real) or not 0 <= refine <= 1:
         raise OcclusionError(f"refine must be a share in [0, 1], not {refine!r}")
-    if tol is not None and (isinstance(tol, bool) or not isinstance(tol, numbers.Real)
-                            or not math.isfinite(tol) or tol < 0):
-        raise OcclusionError(f"tol must be a finite number >= 0 (the largest spread of p(class) "
-                             f"left to interpolation; 0 computes every position) or None for the "
-                             f"share-based drill-down of refine, not {tol!r}")
+    if tol is not None and (
+        isinstance(tol, bool)
+        or not isinstance(tol, numbers.Real)
+        or not math.isfinite(tol)
+        or tol < 0
+    ):
+        raise OcclusionError(
+            f"tol must be a finite number >= 0 (the largest spread of p(class) "
+            f"left to interpolation; 0 computes every position) or None for the "
+            f"share-based drill-down of refine, not {tol!r}"
+        )
     if precision not in PRECISIONS:
-        raise OcclusionError(f"precision must be one of {sorted(PRECISIONS)} (the dtype each "
-                             f"layer's change is computed in), not {precision!r}")
+        raise OcclusionError(
+            f"precision must be one of {sorted(PRECISIONS)} (the dtype each "
+            f"layer's change is computed in), not {precision!r}"
+        )
     return float(truncate), coarse, float(refine), (None if tol is None else float(tol)), precision
 
 
 @torch.inference_mode()
 @in_eval_mode
-def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, *,
-            window: int = 16, stride: int = 4, fill="mean", layer: str = "layer5",
-            feature: "int | None" = None, batch_size: int = 128, incremental: bool = True,
-            progress: bool = False, mode: str = "exact", truncate: "float | None" = None,
-            coarse: "int | None" = None, refine: "float | None" = None,
-            tol: "float | None" = None, precision: "str | None" = None) -> OcclusionResult:
+def occlude(
+    model: nn.Module,
+    image: torch.Tensor,
+    target: "int | None" = None,
+    *,
+    window: int = 16,
+    stride: int = 4,
+    fill="mean",
+    layer: str = "layer5",
+    feature: "int | None" = None,
+    batch_size: int = 128,
+    incremental: bool = True,
+    progress: bool = False,
+    mode: str = "exact",
+    truncate: "float | None" = None,
+    coarse: "int | None" = None,
+    refine: "float | None" = None,
+    tol: "float | None" = None,
+    precision: "str | None" = None,
+) -> OcclusionResult:
     """Slide a ``window`` x ``window`` square of colour ``fill`` over ``image`` in steps of
     ``stride`` pixels and record Fig. 7's maps (see :class:`OcclusionResult`).
 
@@ -307,17 +380,23 @@ def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, 
     """
     image = _check_image(image)
     asked = precision
-    truncate, coarse, refine, tol, precision = _approximation(mode, truncate, coarse, refine, tol,
-                                                              precision)
+    truncate, coarse, refine, tol, precision = _approximation(
+        mode, truncate, coarse, refine, tol, precision
+    )
     if not incremental and truncate < 1:
-        raise OcclusionError("cone truncation needs incremental=True (full passes have no cone "
-                             "to truncate): pass truncate=1 or incremental=True")
+        raise OcclusionError(
+            "cone truncation needs incremental=True (full passes have no cone "
+            "to truncate): pass truncate=1 or incremental=True"
+        )
     if not incremental and asked not in (None, "fp32"):
-        raise OcclusionError(f"precision={asked!r} computes each layer's change, which needs "
-                             f"incremental=True: pass incremental=True or precision='fp32'")
+        raise OcclusionError(
+            f"precision={asked!r} computes each layer's change, which needs "
+            f"incremental=True: pass incremental=True or precision='fp32'"
+        )
     try:
-        problem = input_problem(model, "logits" if "logits" in layer_names(model) else layer,
-                                image.unsqueeze(0))
+        problem = input_problem(
+            model, "logits" if "logits" in layer_names(model) else layer, image.unsqueeze(0)
+        )
     except ReceptiveFieldError:  # non-square geometry: the check does not apply, occlusion does
         problem = None
     if problem:
@@ -327,18 +406,23 @@ def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, 
     batch_size = _check_int("batch_size", batch_size, 1)
     C, H, W = image.shape
     if window > min(H, W):
-        raise OcclusionError(f"window {window} is larger than the {H}x{W} image: choose a window "
-                             f"of at most {min(H, W)} pixels")
+        raise OcclusionError(
+            f"window {window} is larger than the {H}x{W} image: choose a window "
+            f"of at most {min(H, W)} pixels"
+        )
     device = model_device(model)
-    if precision != "fp32" and asked is None and (not incremental
-                                                  or not low_precision_is_fast(device)):
-        precision = "fp32"      # the preset's bfloat16 would not save time here: run exact
+    if (
+        precision != "fp32"
+        and asked is None
+        and (not incremental or not low_precision_is_fast(device))
+    ):
+        precision = "fp32"  # the preset's bfloat16 would not save time here: run exact
     fill_v = fill_values(image, fill)
     image = image.to(device)
     probe = get_layer(model, layer)
     rows, cols = window_positions(H, window, stride), window_positions(W, window, stride)
     ny, nx = len(rows), len(cols)
-    grid_r = rows.repeat_interleave(nx)          # positions are bookkeeping: on the host
+    grid_r = rows.repeat_interleave(nx)  # positions are bookkeeping: on the host
     grid_c = cols.repeat(ny)
 
     x0 = image[None]
@@ -347,24 +431,32 @@ def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, 
     n_classes = logits0.shape[1]
     if target is None:
         target = int(logits0.argmax(1))
-    if isinstance(target, bool) or not isinstance(target, numbers.Integral) or not 0 <= target < n_classes:
+    if (
+        isinstance(target, bool)
+        or not isinstance(target, numbers.Integral)
+        or not 0 <= target < n_classes
+    ):
         raise OcclusionError(f"target must be a class index in [0, {n_classes}), not {target!r}")
     strength = act0.flatten(1).amax(1) if act0.dim() == 3 else act0
     if feature is None:
         feature = int(strength.argmax())
     elif not 0 <= int(feature) < strength.numel():
-        raise OcclusionError(f"feature must be a channel of {layer} in [0, {strength.numel()}), "
-                             f"not {feature!r}")
+        raise OcclusionError(
+            f"feature must be a channel of {layer} in [0, {strength.numel()}), not {feature!r}"
+        )
     feature = int(feature)
     total0 = act0.flatten(1).sum(1) if act0.dim() == 3 else act0
     lp0 = torch.log_softmax(logits0, 1)[0].cpu()
 
     n = ny * nx
     rechecked = torch.zeros(n, dtype=torch.bool, device="cpu")
-    suspect = torch.zeros(n, dtype=torch.bool, device=device)    # bfloat16 values to recheck
-    maps = dict(logp=torch.zeros(n, device=device), top_p=torch.zeros(n, device=device),
-                top_c=torch.zeros(n, dtype=torch.long, device=device),
-                f_total=torch.zeros(n, device=device))
+    suspect = torch.zeros(n, dtype=torch.bool, device=device)  # bfloat16 values to recheck
+    maps = dict(
+        logp=torch.zeros(n, device=device),
+        top_p=torch.zeros(n, device=device),
+        top_c=torch.zeros(n, dtype=torch.long, device=device),
+        f_total=torch.zeros(n, device=device),
+    )
     square = fill_v.to(device).view(C, 1, 1).expand(C, window, window)
 
     if incremental:
@@ -423,9 +515,14 @@ def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, 
         computed = _grid_mask(ci_r, ci_c, (ny, nx))
         evaluate(computed.view(-1), bar)
         sub = {k: v.cpu().view(ny, nx)[ci_r[:, None], ci_c[None, :]] for k, v in maps.items()}
-        more = drill_down(torch.stack([sub["logp"].exp(), sub["f_total"]]), ci_r, ci_c,
-                          (ny, nx), refine,
-                          clean=torch.tensor([float(lp0[target].exp()), float(total0[feature])]))
+        more = drill_down(
+            torch.stack([sub["logp"].exp(), sub["f_total"]]),
+            ci_r,
+            ci_c,
+            (ny, nx),
+            refine,
+            clean=torch.tensor([float(lp0[target].exp()), float(total0[feature])]),
+        )
         evaluate(more.view(-1), bar)
         computed |= more
         out = {k: v.cpu().view(ny, nx) for k, v in maps.items()}
@@ -434,16 +531,35 @@ def occlude(model: nn.Module, image: torch.Tensor, target: "int | None" = None, 
         out, computed = _drill_levels(maps, evaluate, bar, (ny, nx), coarse, tol)
     bar.close()
     return OcclusionResult(
-        window=window, stride=stride, fill=fill_v.tolist(), image_size=(H, W), rows=rows, cols=cols,
-        target=int(target), layer=layer, feature=feature,
-        feature_total=out["f_total"], feature_total_clean=float(total0[feature]),
-        prob_target=out["logp"].exp(), log_prob_target=out["logp"],
-        prob_target_clean=float(lp0[target].exp()), top_class=out["top_c"],
-        top_prob=out["top_p"], clean_top_class=int(lp0.argmax()),
-        mode=mode if (truncate, coarse, refine, tol) == _approximation(mode, None, None, None)[:4]
-        and asked is None else "custom", truncate=truncate, coarse=coarse, refine=refine,
-        computed=computed, tol=tol, precision=precision,
-        rechecked=rechecked.view(ny, nx) if precision != "fp32" else None)
+        window=window,
+        stride=stride,
+        fill=fill_v.tolist(),
+        image_size=(H, W),
+        rows=rows,
+        cols=cols,
+        target=int(target),
+        layer=layer,
+        feature=feature,
+        feature_total=out["f_total"],
+        feature_total_clean=float(total0[feature]),
+        prob_target=out["logp"].exp(),
+        log_prob_target=out["logp"],
+        prob_target_clean=float(lp0[target].exp()),
+        top_class=out["top_c"],
+        top_prob=out["top_p"],
+        clean_top_class=int(lp0.argmax()),
+        mode=mode
+        if (truncate, coarse, refine, tol) == _approximation(mode, None, None, None)[:4]
+        and asked is None
+        else "custom",
+        truncate=truncate,
+        coarse=coarse,
+        refine=refine,
+        computed=computed,
+        tol=tol,
+        precision=precision,
+        rechecked=rechecked.view(ny, nx) if precision != "fp32" else None,
+    )
 
 
 def _grid_mask(ci_r: torch.Tensor, ci_c: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
@@ -488,9 +604,18 @@ def _drill_levels(maps: dict, evaluate, bar, shape: tuple[int, int], coarse: int
         f_scale = float(sub["f_total"].abs().max())
         lowest = torch.zeros_like(p)
         lowest.view(-1)[int(torch.argmin(sub["logp"]))] = 1.0
-        more = new & (drill_down(torch.stack([p, sub["f_total"].double()]), ci_r, ci_c, shape,
-                                 1.0, tol=tol, scale=torch.tensor([1.0, f_scale or 1.0]))
-                      | drill_down(lowest, ci_r, ci_c, shape, 1.0, tol=0.0))
+        more = new & (
+            drill_down(
+                torch.stack([p, sub["f_total"].double()]),
+                ci_r,
+                ci_c,
+                shape,
+                1.0,
+                tol=tol,
+                scale=torch.tensor([1.0, f_scale or 1.0]),
+            )
+            | drill_down(lowest, ci_r, ci_c, shape, 1.0, tol=0.0)
+        )
         run(more)
         computed |= more
         _fill_in(out, sub, ci_r, ci_c, ~(new & ~more))
@@ -516,15 +641,25 @@ def _bracket(ci: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, torc
     k0 = (torch.searchsorted(ci, i, right=True) - 1).clamp(0, len(ci) - 1)
     on = ci[k0] == i
     k1 = torch.where(on, k0, (k0 + 1).clamp(max=len(ci) - 1))
-    t = torch.where(on, torch.zeros(n, dtype=torch.float64),
-                    (i - ci[k0]).double() / (ci[k1] - ci[k0]).clamp(min=1).double())
+    t = torch.where(
+        on,
+        torch.zeros(n, dtype=torch.float64),
+        (i - ci[k0]).double() / (ci[k1] - ci[k0]).clamp(min=1).double(),
+    )
     return k0, k1, t
 
 
-def drill_down(coarse_maps: torch.Tensor, ci_r: torch.Tensor, ci_c: torch.Tensor,
-               shape: tuple[int, int], refine: float,
-               clean: "torch.Tensor | None" = None, *, tol: "float | None" = None,
-               scale: "torch.Tensor | None" = None) -> torch.Tensor:
+def drill_down(
+    coarse_maps: torch.Tensor,
+    ci_r: torch.Tensor,
+    ci_c: torch.Tensor,
+    shape: tuple[int, int],
+    refine: float,
+    clean: "torch.Tensor | None" = None,
+    *,
+    tol: "float | None" = None,
+    scale: "torch.Tensor | None" = None,
+) -> torch.Tensor:
     """Adaptive drill-down (Krypton): which positions of the fine grid ``shape`` to compute after
     a coarse pass at grid indices ``ci_r x ci_c`` gave ``coarse_maps`` (``(len(ci_r), len(ci_c))``
     or a stack ``(K, len(ci_r), len(ci_c))`` of maps, e.g. p(class) and the feature total).
@@ -554,9 +689,11 @@ def drill_down(coarse_maps: torch.Tensor, ci_r: torch.Tensor, ci_c: torch.Tensor
         s = torch.ones(v.shape[0], dtype=torch.float64) if scale is None else scale.double()
         spread = (corners.amax(0) - corners.amin(0)) / s.view(-1, 1, 1)
         return ~on_coarse & (spread > tol).any(0)
-    def share(x):                                                   # (K, ny, nx) -> (ny, nx)
+
+    def share(x):  # (K, ny, nx) -> (ny, nx)
         top = x.flatten(1).amax(1).clamp(min=torch.finfo(torch.float64).tiny)
         return (x / top[:, None, None]).amax(0)
+
     score = share(corners.amax(0) - corners.amin(0))
     if clean is not None:
         dev = (corners - clean.double().view(1, -1, 1, 1)).abs().amax(0)
@@ -569,8 +706,9 @@ def drill_down(coarse_maps: torch.Tensor, ci_r: torch.Tensor, ci_c: torch.Tensor
     return mask.view(ny, nx)
 
 
-def _fill_in(maps: dict, coarse_maps: dict, ci_r: torch.Tensor, ci_c: torch.Tensor,
-             computed: torch.Tensor) -> None:
+def _fill_in(
+    maps: dict, coarse_maps: dict, ci_r: torch.Tensor, ci_c: torch.Tensor, computed: torch.Tensor
+) -> None:
     """Bilinear interpolation (in grid index) of the coarse maps at the positions not computed;
     the most probable class is the nearest coarse position's. ``log p`` is interpolated as ``p``."""
     ny, nx = computed.shape
@@ -610,13 +748,14 @@ def _full_batch(model, layer, image, square, rows, cols):
     w = square.shape[-1]
     x = image[None].repeat(len(rows), 1, 1, 1)
     for b, (r, c) in enumerate(zip(rows.tolist(), cols.tolist())):
-        x[b, :, r:r + w, c:c + w] = square
+        x[b, :, r : r + w, c : c + w] = square
     logits, a = _forward(model, layer, x)
     return logits, (a.flatten(2).sum(2) if a.dim() == 4 else a)
 
 
 def _progress(total: int, enabled: bool, desc: str):
     from tqdm.auto import tqdm
+
     return tqdm(total=total, disable=not enabled, desc=desc, leave=False)
 
 
@@ -635,8 +774,10 @@ def pixel_attribution(result: OcclusionResult, which: str = "prob_target") -> to
     H, W = result.image_size
     # Separable box sums: cover_y[h, i] = 1 where square row i covers pixel row h, so the sum of
     # the drops over the squares covering (h, w) is cover_y @ drop @ cover_x^T.
-    cover_y, cover_x = (_coverage(size, result.rows if axis == 0 else result.cols, result.window)
-                        for axis, size in ((0, H), (1, W)))
+    cover_y, cover_x = (
+        _coverage(size, result.rows if axis == 0 else result.cols, result.window)
+        for axis, size in ((0, H), (1, W))
+    )
     acc = cover_y @ drop @ cover_x.T
     count = cover_y.sum(1, keepdim=True) * cover_x.sum(1)[None]
     return (acc / count.clamp(min=1)).float()
@@ -693,18 +834,25 @@ class PointingGameResult(Result):
     def numbers(self) -> dict:
         """The numbers notebook 07 records for the pointing game (``pointing_game_*``): hit rates,
         both chance levels, the image count, window, stride and :data:`POINTING_TARGET`."""
-        return dict(pointing_game_hit_rate=self.hit_rate, pointing_game_chance_box_area=self.chance_rate,
-                    pointing_game_chance_square_grid=self.chance_grid_rate,
-                    pointing_game_hit_rate_correctly_classified=self.hit_rate_correct,
-                    pointing_game_images=len(self.hits), pointing_game_window_px=self.window,
-                    pointing_game_stride_px=self.stride, pointing_game_target=POINTING_TARGET)
+        return dict(
+            pointing_game_hit_rate=self.hit_rate,
+            pointing_game_chance_box_area=self.chance_rate,
+            pointing_game_chance_square_grid=self.chance_grid_rate,
+            pointing_game_hit_rate_correctly_classified=self.hit_rate_correct,
+            pointing_game_images=len(self.hits),
+            pointing_game_window_px=self.window,
+            pointing_game_stride_px=self.stride,
+            pointing_game_target=POINTING_TARGET,
+        )
 
     def summary(self) -> str:
         """One sentence: the hit rate overall and on the correctly classified images, beside chance."""
-        return (f"Pointing game over {len(self.hits)} test images: the most damaging square falls inside the "
-                f"object's box in {100 * self.hit_rate:.0f} % of them ({100 * self.hit_rate_correct:.0f} % of the "
-                f"correctly classified); chance level (a random position of the square on its grid): "
-                f"{100 * self.chance_grid_rate:.0f} % (box area: {100 * self.chance_rate:.0f} %).")
+        return (
+            f"Pointing game over {len(self.hits)} test images: the most damaging square falls inside the "
+            f"object's box in {100 * self.hit_rate:.0f} % of them ({100 * self.hit_rate_correct:.0f} % of the "
+            f"correctly classified); chance level (a random position of the square on its grid): "
+            f"{100 * self.chance_grid_rate:.0f} % (box area: {100 * self.chance_rate:.0f} %)."
+        )
 
 
 def pointing_verdicts(result: PointingGameResult, untrained: PointingGameResult) -> list[Verdict]:
@@ -713,12 +861,23 @@ def pointing_verdicts(result: PointingGameResult, untrained: PointingGameResult)
     variance not included): against chance (the share of the square's grid positions inside
     the box, per image) and against the untrained network of the same layout on the same images."""
     if len(untrained.hits) != len(result.hits):
-        raise OcclusionError(f"the untrained network's pointing game needs the same {len(result.hits)} images, "
-                             f"got {len(untrained.hits)}")
+        raise OcclusionError(
+            f"the untrained network's pointing game needs the same {len(result.hits)} images, "
+            f"got {len(untrained.hits)}"
+        )
     hits = result.hits.double().numpy()
-    return [paired_bootstrap("pointing_game_above_chance", hits, result.chance_grid.numpy(), scale=100, unit="pp"),
-            paired_bootstrap("pointing_game_above_untrained", hits, untrained.hits.double().numpy(),
-                             scale=100, unit="pp")]
+    return [
+        paired_bootstrap(
+            "pointing_game_above_chance", hits, result.chance_grid.numpy(), scale=100, unit="pp"
+        ),
+        paired_bootstrap(
+            "pointing_game_above_untrained",
+            hits,
+            untrained.hits.double().numpy(),
+            scale=100,
+            unit="pp",
+        ),
+    ]
 
 
 def strongest_map_projections(model: nn.Module, x: torch.Tensor, results, layer: str = "layer5"):
@@ -728,6 +887,7 @@ def strongest_map_projections(model: nn.Module, x: torch.Tensor, results, layer:
     receptive field ``(x0, y0, x1, y1)`` of that activation."""
     from .deconv import layer_activations, project
     from .receptive import receptive_field
+
     acts = layer_activations(model, x, [layer])[layer]
     field = receptive_field(model, layer)
     req, fields = [], []
@@ -742,19 +902,25 @@ def strongest_map_projections(model: nn.Module, x: torch.Tensor, results, layer:
 def example_numbers(results) -> dict:
     """Per Fig. 7 example: p(correct class) unoccluded and at worst, the layer-5 map followed and
     the share of its total activation the worst square removes."""
-    return dict(example_prob_correct_unoccluded=[r.prob_target_clean for r in results],
-                example_prob_correct_min=[float(r.prob_target.min()) for r in results],
-                example_layer5_feature=[r.feature for r in results],
-                example_layer5_total_drop_fraction=[1 - float(r.feature_total.min()) / max(r.feature_total_clean, 1e-9)
-                                                    for r in results])
+    return dict(
+        example_prob_correct_unoccluded=[r.prob_target_clean for r in results],
+        example_prob_correct_min=[float(r.prob_target.min()) for r in results],
+        example_layer5_feature=[r.feature for r in results],
+        example_layer5_total_drop_fraction=[
+            1 - float(r.feature_total.min()) / max(r.feature_total_clean, 1e-9) for r in results
+        ],
+    )
 
 
 def examples_text(titles, results) -> str:
     """One printed line per Fig. 7 example: p(correct) unoccluded and at worst, the layer-5 map's
     total activation unoccluded and at least."""
-    return "\n".join(f"{t}: p(correct) {res.prob_target_clean:.3f} unoccluded, {float(res.prob_target.min()):.3f} "
-                     f"at worst; layer-5 map {res.feature}: total {res.feature_total_clean:.1f} unoccluded, "
-                     f"{float(res.feature_total.min()):.1f} at least" for t, res in zip(titles, results))
+    return "\n".join(
+        f"{t}: p(correct) {res.prob_target_clean:.3f} unoccluded, {float(res.prob_target.min()):.3f} "
+        f"at worst; layer-5 map {res.feature}: total {res.feature_total_clean:.1f} unoccluded, "
+        f"{float(res.feature_total.min()):.1f} at least"
+        for t, res in zip(titles, results)
+    )
 
 
 def prob_drops(results) -> list[float]:
@@ -762,31 +928,56 @@ def prob_drops(results) -> list[float]:
     return [r.prob_target_clean - float(r.prob_target.min()) for r in results]
 
 
-def pointing_game(model: nn.Module, images: torch.Tensor, labels, boxes, *, window: int = 16,
-                  stride: int = 4, fill="mean", batch_size: int = 128, incremental: bool = True,
-                  progress: bool = True, mode: str = "exact") -> PointingGameResult:
+def pointing_game(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels,
+    boxes,
+    *,
+    window: int = 16,
+    stride: int = 4,
+    fill="mean",
+    batch_size: int = 128,
+    incremental: bool = True,
+    progress: bool = True,
+    mode: str = "exact",
+) -> PointingGameResult:
     """The pointing game (Zhang et al. 2016) for occlusion maps: over ``images`` (N, 3, H, W,
     normalised), the share whose most damaging square for p(``labels[i]``) has its centre inside
     ``boxes[i]`` (``(x0, y0, x1, y1)`` pixels), against chance (box area / image area).
     Each image is occluded on the model's device (:func:`occlude`, ``mode`` as there)."""
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
-        raise OcclusionError(f"images must be a (N, 3, H, W) tensor, got "
-                             f"{getattr(images, 'shape', type(images).__name__)}")
+        raise OcclusionError(
+            f"images must be a (N, 3, H, W) tensor, got "
+            f"{getattr(images, 'shape', type(images).__name__)}"
+        )
     labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
     boxes = torch.as_tensor(boxes, dtype=torch.float64).reshape(-1, 4)
     N, _, H, W = images.shape
     if len(labels) != N or len(boxes) != N:
-        raise OcclusionError(f"need one label and one box per image: got {N} images, "
-                             f"{len(labels)} labels, {len(boxes)} boxes")
+        raise OcclusionError(
+            f"need one label and one box per image: got {N} images, "
+            f"{len(labels)} labels, {len(boxes)} boxes"
+        )
     points = torch.empty(N, 2, dtype=torch.float64)
     hits = torch.empty(N, dtype=torch.bool)
     chance_grid = torch.empty(N, dtype=torch.float64)
     correct = torch.empty(N, dtype=torch.bool)
     drop = torch.empty(N, dtype=torch.float64)
     from tqdm.auto import tqdm
+
     for i in tqdm(range(N), desc="pointing game", disable=not progress, leave=False):
-        res = occlude(model, images[i], int(labels[i]), window=window, stride=stride, fill=fill,
-                      batch_size=batch_size, incremental=incremental, mode=mode)
+        res = occlude(
+            model,
+            images[i],
+            int(labels[i]),
+            window=window,
+            stride=stride,
+            fill=fill,
+            batch_size=batch_size,
+            incremental=incremental,
+            mode=mode,
+        )
         x, y = res.most_damaging()
         x0, y0, x1, y1 = boxes[i].tolist()
         points[i] = torch.tensor([x, y])
@@ -797,10 +988,18 @@ def pointing_game(model: nn.Module, images: torch.Tensor, labels, boxes, *, wind
         chance_grid[i] = inside_x * inside_y
         correct[i] = res.clean_top_class == int(labels[i])
         drop[i] = res.prob_target_clean - float(res.prob_target.min())
-    area = ((boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0))
-    return PointingGameResult(points=points, boxes=boxes, hits=hits, chance_box=area / (H * W),
-                              chance_grid=chance_grid, correct=correct, prob_drop=drop,
-                              window=window, stride=stride)
+    area = (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
+    return PointingGameResult(
+        points=points,
+        boxes=boxes,
+        hits=hits,
+        chance_box=area / (H * W),
+        chance_grid=chance_grid,
+        correct=correct,
+        prob_drop=drop,
+        window=window,
+        stride=stride,
+    )
 
 
 def default_window(image_size: int) -> tuple[int, int]:
@@ -810,10 +1009,20 @@ def default_window(image_size: int) -> tuple[int, int]:
     return max(2, round(image_size / 4)), max(1, round(image_size / 28))
 
 
-def pointing_game_split(model: nn.Module, profile, split: str = "test", n: "int | None" = None, *,
-                        window: "int | None" = None, stride: "int | None" = None, fill="mean",
-                        batch_size: int = 128, chunk: int = 64, progress: bool = True,
-                        mode: str = "exact") -> PointingGameResult:
+def pointing_game_split(
+    model: nn.Module,
+    profile,
+    split: str = "test",
+    n: "int | None" = None,
+    *,
+    window: "int | None" = None,
+    stride: "int | None" = None,
+    fill="mean",
+    batch_size: int = 128,
+    chunk: int = 64,
+    progress: bool = True,
+    mode: str = "exact",
+) -> PointingGameResult:
     """:func:`pointing_game` over the first ``n`` images (default: all) of a procedural split,
     rendered ``chunk`` at a time, cached under ``<cache_dir>/pointing_game/`` by a hash of the
     model's weights, the profile and the settings. The images go to the model's device a chunk
@@ -825,31 +1034,48 @@ def pointing_game_split(model: nn.Module, profile, split: str = "test", n: "int 
     P = get_profile(profile)
     ds = get_dataset(P, split)
     if not hasattr(ds, "scenes"):
-        raise OcclusionError(f"the pointing game needs object boxes; profile {P.name!r} has real "
-                             f"photos without them (use the tiny or mini profile)")
+        raise OcclusionError(
+            f"the pointing game needs object boxes; profile {P.name!r} has real "
+            f"photos without them (use the tiny or mini profile)"
+        )
     n = len(ds) if n is None else int(n)
     if not 1 <= n <= len(ds):
         raise OcclusionError(f"n must be between 1 and the {len(ds)} images of the {split} split")
     dw, ds_ = default_window(P.image_size)
     window, stride = window or dw, stride or ds_
     settings = dict(split=split, n=n, window=window, stride=stride, fill=fill)
-    _approximation(mode, None, None, None)            # a bad mode fails before any work
-    if mode != "exact":                               # exact keeps the keys of earlier caches
+    _approximation(mode, None, None, None)  # a bad mode fails before any work
+    if mode != "exact":  # exact keeps the keys of earlier caches
         settings["mode"] = mode
-        settings["preset"] = PRESETS[mode]            # what the mode meant when cached
+        settings["preset"] = PRESETS[mode]  # what the mode meant when cached
 
     def build():
         parts = []
         from tqdm.auto import tqdm
+
         for lo in tqdm(range(0, n, chunk), desc="pointing game", disable=not progress):
             sb = ds.scenes(list(range(lo, min(n, lo + chunk))))
             images = normalize(sb.images, P).to(model_device(model))
-            parts.append(pointing_game(model, images, sb.labels, sb.boxes,
-                                       window=window, stride=stride, fill=fill,
-                                       batch_size=batch_size, progress=False, mode=mode))
-        d = {k: (torch.cat([getattr(r, k) for r in parts]) if isinstance(v, torch.Tensor) else v)
-             for k, v in parts[0].to_dict().items()}
+            parts.append(
+                pointing_game(
+                    model,
+                    images,
+                    sb.labels,
+                    sb.boxes,
+                    window=window,
+                    stride=stride,
+                    fill=fill,
+                    batch_size=batch_size,
+                    progress=False,
+                    mode=mode,
+                )
+            )
+        d = {
+            k: (torch.cat([getattr(r, k) for r in parts]) if isinstance(v, torch.Tensor) else v)
+            for k, v in parts[0].to_dict().items()
+        }
         return d
 
-    return PointingGameResult.from_dict(cached_study("pointing_game", OCCLUSION_VERSION, model, P,
-                                                     settings, build))
+    return PointingGameResult.from_dict(
+        cached_study("pointing_game", OCCLUSION_VERSION, model, P, settings, build)
+    )

@@ -24,24 +24,38 @@ Inputs are ImageNet-normalised RGB (mean 0.485, 0.456, 0.406; std 0.229, 0.224, 
 The weight files are pytorchcv's, in pytorchcv's folder ``~/.torch/models``: a model that has
 been downloaded once by either package is found by both.
 """
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import torch
 from torch import nn
 
-__all__ = ["PYTORCHCV_WEIGHTS", "PYTORCHCV_KEYS", "weights_folder", "weights_path",
-           "from_pytorchcv", "imagenet_zfnet"]
+__all__ = [
+    "PYTORCHCV_WEIGHTS",
+    "PYTORCHCV_KEYS",
+    "weights_folder",
+    "weights_path",
+    "from_pytorchcv",
+    "imagenet_zfnet",
+]
 
 # variant -> (pytorchcv model name, weight file, release tag, sha1); from pytorchcv 0.0.74's
 # model_metainfos.csv (tests check these against the installed pytorchcv).
 PYTORCHCV_WEIGHTS: dict[str, tuple[str, str, str, str]] = {
-    "zf": ("zfnet", "zfnet-1727-d010ddca.pth", "v0.0.395",
-           "d010ddca1eb32a50a8cceb475c792f53e769b631"),
-    "conv3_4_5_wide": ("zfnetb", "zfnetb-1490-f6bec24e.pth", "v0.0.400",
-                       "f6bec24eba037c8e4956704ed5bafaed29966601"),
+    "zf": (
+        "zfnet",
+        "zfnet-1727-d010ddca.pth",
+        "v0.0.395",
+        "d010ddca1eb32a50a8cceb475c792f53e769b631",
+    ),
+    "conv3_4_5_wide": (
+        "zfnetb",
+        "zfnetb-1490-f6bec24e.pth",
+        "v0.0.400",
+        "f6bec24eba037c8e4956704ed5bafaed29966601",
+    ),
 }
 
 # pytorchcv module -> zfcore module (each has a weight and a bias).
@@ -69,9 +83,11 @@ def _variant_key(variant: str) -> str:
     if variant == "wide":
         variant = "conv3_4_5_wide"
     if variant not in PYTORCHCV_WEIGHTS:
-        raise ValueError(f"ImageNet weights exist for variant 'zf' (Fig. 3, pytorchcv's zfnet) and "
-                         f"'wide' / 'conv3_4_5_wide' (Table 3, pytorchcv's zfnetb), not "
-                         f"{variant!r}; build other Table 3 variants without weights")
+        raise ValueError(
+            f"ImageNet weights exist for variant 'zf' (Fig. 3, pytorchcv's zfnet) and "
+            f"'wide' / 'conv3_4_5_wide' (Table 3, pytorchcv's zfnetb), not "
+            f"{variant!r}; build other Table 3 variants without weights"
+        )
     return variant
 
 
@@ -92,15 +108,21 @@ def weights_url(variant: str = "zf") -> str:
 
 def _pytorchcv_modules(net: nn.Module):
     """``(convs, fcs, dropout)`` of a pytorchcv zfnet/zfnetb, or a ValueError saying what differs."""
+
     def fail(why: str):
-        raise ValueError(f"from_pytorchcv converts pytorchcv's zfnet or zfnetb "
-                         f"(pytorchcv.model_provider.get_model('zfnet')), not this "
-                         f"{type(net).__name__}: {why}")
+        raise ValueError(
+            f"from_pytorchcv converts pytorchcv's zfnet or zfnetb "
+            f"(pytorchcv.model_provider.get_model('zfnet')), not this "
+            f"{type(net).__name__}: {why}"
+        )
 
     try:
         stages = [net.features.get_submodule(f"stage{i}") for i in (1, 2, 3)]
-        units = [st.get_submodule(f"unit{j}") for st, n in zip(stages, (1, 1, 3))
-                 for j in range(1, n + 1)]
+        units = [
+            st.get_submodule(f"unit{j}")
+            for st, n in zip(stages, (1, 1, 3))
+            for j in range(1, n + 1)
+        ]
         fcs = [net.output.fc1.fc, net.output.fc2.fc, net.output.fc3]
         dropout = float(net.output.fc1.dropout.p)
     except AttributeError:
@@ -114,17 +136,27 @@ def _pytorchcv_modules(net: nn.Module):
             fail(f"layer {i} has no convolution")
         got = (c.kernel_size, c.stride, c.padding)
         if got != ((k, k), (s, s), (p, p)) or c.bias is None or c.groups != 1:
-            fail(f"layer {i} is a {c.kernel_size[0]}x{c.kernel_size[1]} stride {c.stride[0]} "
-                 f"padding {c.padding[0]} convolution, Fig. 3 has {k}x{k} stride {s} padding {p}"
-                 f"{' (this looks like pytorchcv alexnet)' if i == 1 and k != c.kernel_size[0] else ''}")
-        if getattr(u, "use_lrn", None) is not (i <= 2) or getattr(u, "use_pad", False) \
-                or getattr(u, "normalize", False) or not isinstance(getattr(u, "activ", None), nn.ReLU):
+            fail(
+                f"layer {i} is a {c.kernel_size[0]}x{c.kernel_size[1]} stride {c.stride[0]} "
+                f"padding {c.padding[0]} convolution, Fig. 3 has {k}x{k} stride {s} padding {p}"
+                f"{' (this looks like pytorchcv alexnet)' if i == 1 and k != c.kernel_size[0] else ''}"
+            )
+        if (
+            getattr(u, "use_lrn", None) is not (i <= 2)
+            or getattr(u, "use_pad", False)
+            or getattr(u, "normalize", False)
+            or not isinstance(getattr(u, "activ", None), nn.ReLU)
+        ):
             fail(f"layer {i} is not conv, ReLU{', LRN' if i <= 2 else ''}")
         convs.append(c)
     for st in stages:
         pool = [m for m in st.children() if isinstance(m, nn.MaxPool2d)]
-        if len(pool) != 1 or (pool[0].kernel_size, pool[0].stride, pool[0].padding,
-                              pool[0].ceil_mode) != (3, 2, 0, True):
+        if len(pool) != 1 or (
+            pool[0].kernel_size,
+            pool[0].stride,
+            pool[0].padding,
+            pool[0].ceil_mode,
+        ) != (3, 2, 0, True):
             fail("its max pools are not 3x3 stride 2 with ceil_mode")
     return convs, fcs, dropout
 
@@ -141,6 +173,7 @@ def _convert_state(state: dict) -> dict:
 
 def _load_converted(state: dict, config, source: str):
     from .models import ZFNet, load_model_state
+
     model = ZFNet(config)
     return load_model_state(model, _convert_state(state), source=source)
 
@@ -153,25 +186,41 @@ def from_pytorchcv(net: nn.Module):
     the result is in ``net``'s train/eval mode and on the CPU.
     """
     from .models import ZFConfig
+
     if not isinstance(net, nn.Module):
-        raise TypeError(f"from_pytorchcv takes a pytorchcv model (torch.nn.Module), got "
-                        f"{type(net).__name__}")
+        raise TypeError(
+            f"from_pytorchcv takes a pytorchcv model (torch.nn.Module), got {type(net).__name__}"
+        )
     convs, fcs, dropout = _pytorchcv_modules(net)
     size = getattr(net, "in_size", (224, 224))
     if size[0] != size[1]:
         raise ValueError(f"from_pytorchcv needs a square input size, this net has in_size {size}")
-    cfg = ZFConfig(first_layer="zf", conv_channels=tuple(c.out_channels for c in convs),
-                   fc_units=(fcs[0].out_features, fcs[1].out_features),
-                   image_size=int(size[0]), in_channels=convs[0].in_channels,
-                   num_classes=fcs[2].out_features, dropout=dropout, layout="pytorchcv")
+    cfg = ZFConfig(
+        first_layer="zf",
+        conv_channels=tuple(c.out_channels for c in convs),
+        fc_units=(fcs[0].out_features, fcs[1].out_features),
+        image_size=int(size[0]),
+        in_channels=convs[0].in_channels,
+        num_classes=fcs[2].out_features,
+        dropout=dropout,
+        layout="pytorchcv",
+    )
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     model = _load_converted(state, cfg, f"pytorchcv {type(net).__name__}")
     return model.train(net.training)
 
 
-def imagenet_zfnet(weights: str = "imagenet", *, variant: str = "zf",
-                   download: bool | None = None, dropout: float = 0.5, width: float = 1.0,
-                   image_size: int = 224, num_classes: int = 1000, fc_units: int | None = None):
+def imagenet_zfnet(
+    weights: str = "imagenet",
+    *,
+    variant: str = "zf",
+    download: bool | None = None,
+    dropout: float = 0.5,
+    width: float = 1.0,
+    image_size: int = 224,
+    num_classes: int = 1000,
+    fc_units: int | None = None,
+):
     """Fig. 3's ZFNet (``variant="zf"``) or Table 3's wide variant (``"wide"``) with pytorchcv's
     ImageNet weights: what ``zfcore.models.zfnet(weights="imagenet")`` returns.
 
@@ -185,24 +234,34 @@ def imagenet_zfnet(weights: str = "imagenet", *, variant: str = "zf",
     """
     from .cache import CacheError, load_tensors
     from .models import TABLE3_VARIANTS, MissingWeightsError, ZFConfig, _download_default
+
     if weights != "imagenet":
         raise ValueError(f"weights must be 'imagenet' or None, not {weights!r}")
     name, file, _, _ = _variant_entry(variant)
-    changed = [f"{k}={v!r}" for k, v, d in (("width", width, 1.0), ("image_size", image_size, 224),
-                                             ("num_classes", num_classes, 1000))
-               if v != d] + ([f"fc_units={fc_units!r}"] if fc_units not in (None, 4096) else [])
+    changed = [
+        f"{k}={v!r}"
+        for k, v, d in (
+            ("width", width, 1.0),
+            ("image_size", image_size, 224),
+            ("num_classes", num_classes, 1000),
+        )
+        if v != d
+    ] + ([f"fc_units={fc_units!r}"] if fc_units not in (None, 4096) else [])
     if changed:
-        raise ValueError(f"the ImageNet weights fit only the full-size network: drop "
-                         f"{', '.join(changed)} (or pass weights=None to build a scaled one)")
+        raise ValueError(
+            f"the ImageNet weights fit only the full-size network: drop "
+            f"{', '.join(changed)} (or pass weights=None to build a scaled one)"
+        )
     path = weights_path(variant)
     url = weights_url(variant)
     if not path.is_file():
         if _download_default(download):
             try:
                 from pytorchcv.models.common.model_store import get_model_file
+
                 get_model_file(name, local_model_store_dir_path=str(path.parent))
                 reason = "the download did not produce it"
-            except Exception as e:   # no network, proxy, HTTP error, hash mismatch
+            except Exception as e:  # no network, proxy, HTTP error, hash mismatch
                 reason = f"the download failed ({type(e).__name__}: {e})"
         else:
             reason = "downloads are off (pass download=True or set ZFCORE_DOWNLOAD=1 to allow one)"
@@ -211,11 +270,16 @@ def imagenet_zfnet(weights: str = "imagenet", *, variant: str = "zf",
                 f"ImageNet weights {file} (pytorchcv's {name}) are not on disk and {reason}.\n"
                 f"Fetch {url}\nand unzip it into the folder {path.parent}\n"
                 f"(e.g. mkdir -p {path.parent} && curl -L -o {path}.zip {url} && "
-                f"unzip {path}.zip -d {path.parent}), or run with ZFCORE_DOWNLOAD=1")
+                f"unzip {path}.zip -d {path.parent}), or run with ZFCORE_DOWNLOAD=1"
+            )
     try:
-        state = load_tensors(path)          # weights_only=True: a file cannot run code
+        state = load_tensors(path)  # weights_only=True: a file cannot run code
     except CacheError as e:
         raise CacheError(f"{e}\nDelete it and fetch {url} again into {path.parent}") from None
-    cfg = ZFConfig(first_layer="zf", dropout=dropout, layout="pytorchcv",
-                   **TABLE3_VARIANTS[_variant_key(variant)])
+    cfg = ZFConfig(
+        first_layer="zf",
+        dropout=dropout,
+        layout="pytorchcv",
+        **TABLE3_VARIANTS[_variant_key(variant)],
+    )
     return _load_converted(state, cfg, str(path))

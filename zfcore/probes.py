@@ -12,6 +12,7 @@ softmax on each layer's features, with the scores the paper reports:
   :func:`average_precision` / :func:`per_class_ap` (scikit-learn's definition, or the VOC
   devkit's with ``mode="voc"``, Table 6).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,11 +24,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from .errors import ZFCoreError
 from .models import eval_mode
 
-__all__ = ["TransferError", "PROBE_METHODS", "LinearProbe", "fit_probe", "mean_class_accuracy",
-           "average_precision", "per_class_ap", "load_batch", "per_image_correct", "error_pct"]
+__all__ = [
+    "TransferError",
+    "PROBE_METHODS",
+    "LinearProbe",
+    "fit_probe",
+    "mean_class_accuracy",
+    "average_precision",
+    "per_class_ap",
+    "load_batch",
+    "per_image_correct",
+    "error_pct",
+]
 
 PROBE_METHODS = ("softmax", "sigmoid", "svm")
 
@@ -40,6 +52,7 @@ class TransferError(ZFCoreError, ValueError):
 # ---------------------------------------------------------------------------------------------
 # Linear probes on fixed features (the new softmax of section 5; Table 7's SVM and softmax)
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass
 class LinearProbe:
@@ -55,8 +68,10 @@ class LinearProbe:
     def scores(self, X: torch.Tensor) -> torch.Tensor:
         X = torch.as_tensor(X, dtype=self.weight.dtype)
         if X.dim() != 2 or X.shape[1] != self.weight.shape[1]:
-            raise TransferError(f"features of shape {tuple(X.shape)} do not fit a probe trained on "
-                                f"{self.weight.shape[1]}-dimensional features")
+            raise TransferError(
+                f"features of shape {tuple(X.shape)} do not fit a probe trained on "
+                f"{self.weight.shape[1]}-dimensional features"
+            )
         return X @ self.weight.T + self.bias
 
     def predict(self, X: torch.Tensor) -> torch.Tensor:
@@ -91,8 +106,17 @@ def _standardise(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, std
 
 
-def fit_probe(X: torch.Tensor, y: torch.Tensor, method: str = "softmax", *, num_classes: int | None = None,
-              reg: float = 1e-3, C: float = 0.01, max_iter: int = 200, seed: int = 0) -> LinearProbe:
+def fit_probe(
+    X: torch.Tensor,
+    y: torch.Tensor,
+    method: str = "softmax",
+    *,
+    num_classes: int | None = None,
+    reg: float = 1e-3,
+    C: float = 0.01,
+    max_iter: int = 200,
+    seed: int = 0,
+) -> LinearProbe:
     """Train a linear classifier on fixed features ``X`` ``(N, D)``.
 
     ``method``:
@@ -121,8 +145,14 @@ def fit_probe(X: torch.Tensor, y: torch.Tensor, method: str = "softmax", *, num_
         raise TransferError("need at least 2 training rows")
     multilabel = y.dim() == 2
     if multilabel and method == "softmax":
-        raise TransferError("multi-hot labels need method='sigmoid' or 'svm' (a softmax assumes one class per image)")
-    K = y.shape[1] if multilabel else int(num_classes if num_classes is not None else int(y.max()) + 1)
+        raise TransferError(
+            "multi-hot labels need method='sigmoid' or 'svm' (a softmax assumes one class per image)"
+        )
+    K = (
+        y.shape[1]
+        if multilabel
+        else int(num_classes if num_classes is not None else int(y.max()) + 1)
+    )
     if not multilabel and (int(y.min()) < 0 or int(y.max()) >= K):
         raise TransferError(f"labels must lie in 0..{K - 1}; got {int(y.min())}..{int(y.max())}")
     with _one_thread():
@@ -131,22 +161,34 @@ def fit_probe(X: torch.Tensor, y: torch.Tensor, method: str = "softmax", *, num_
         if method == "svm":
             W, b = _fit_svm(Z, y, K, C, max_iter, seed)
         else:
-            targets = y.float() if multilabel else (F.one_hot(y.long(), K).float() if method == "sigmoid" else y.long())
+            targets = (
+                y.float()
+                if multilabel
+                else (F.one_hot(y.long(), K).float() if method == "sigmoid" else y.long())
+            )
             W, b = _fit_logistic(Z, targets, K, reg, max_iter, sigmoid=(method == "sigmoid"))
     # fold the standardisation into the weights: W (x - m) / s + b = (W / s) x + (b - (W / s) m)
     Wr = W / std
     return LinearProbe(Wr, b - Wr @ mean, method)
 
 
-def _fit_logistic(Z: torch.Tensor, targets: torch.Tensor, K: int, reg: float, max_iter: int,
-                  sigmoid: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _fit_logistic(
+    Z: torch.Tensor, targets: torch.Tensor, K: int, reg: float, max_iter: int, sigmoid: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     # double precision: in float32 the line search stalls before the gradient is small
     Z, targets = Z.double(), (targets.double() if targets.is_floating_point() else targets)
     D = Z.shape[1]
     W = torch.zeros(K, D, dtype=torch.float64, requires_grad=True)
     b = torch.zeros(K, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter, history_size=20,
-                            tolerance_grad=1e-7, tolerance_change=1e-10, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        [W, b],
+        lr=1.0,
+        max_iter=max_iter,
+        history_size=20,
+        tolerance_grad=1e-7,
+        tolerance_change=1e-10,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure():
         opt.zero_grad()
@@ -177,7 +219,9 @@ def _fit_svm(Z: torch.Tensor, y: torch.Tensor, K: int, C: float, max_iter: int, 
         warnings.simplefilter("ignore", ConvergenceWarning)
         if cols is None:
             present = np.unique(y.numpy())
-            svm = LinearSVC(C=C, max_iter=max(1000, 20 * max_iter), random_state=seed).fit(Zn, y.numpy())
+            svm = LinearSVC(C=C, max_iter=max(1000, 20 * max_iter), random_state=seed).fit(
+                Zn, y.numpy()
+            )
             coef, icpt = svm.coef_, svm.intercept_
             if len(present) == 2:  # scikit-learn returns one row for two classes
                 coef, icpt = np.vstack([-coef, coef]), np.concatenate([-icpt, icpt])
@@ -192,7 +236,9 @@ def _fit_svm(Z: torch.Tensor, y: torch.Tensor, K: int, C: float, max_iter: int, 
                 if col.min() == col.max():  # only one value in training: constant score
                     b[k] = 1.0 if col[0] else -1.0
                     continue
-                svm = LinearSVC(C=C, max_iter=max(1000, 20 * max_iter), random_state=seed).fit(Zn, col)
+                svm = LinearSVC(C=C, max_iter=max(1000, 20 * max_iter), random_state=seed).fit(
+                    Zn, col
+                )
                 W[k], b[k] = svm.coef_[0], svm.intercept_[0]
     return torch.from_numpy(W).float(), torch.from_numpy(b).float()
 
@@ -201,18 +247,24 @@ def _fit_svm(Z: torch.Tensor, y: torch.Tensor, K: int, C: float, max_iter: int, 
 # Scores
 # ---------------------------------------------------------------------------------------------
 
+
 def mean_class_accuracy(pred: torch.Tensor, labels: torch.Tensor) -> float:
     """The average of per-class accuracies (section 5: "the average of the per-class accuracies"),
     over the classes present in ``labels``."""
     pred, labels = torch.as_tensor(pred).long(), torch.as_tensor(labels).long()
     if pred.shape != labels.shape or labels.numel() == 0:
-        raise TransferError(f"pred {tuple(pred.shape)} and labels {tuple(labels.shape)} must be equal, non-empty")
+        raise TransferError(
+            f"pred {tuple(pred.shape)} and labels {tuple(labels.shape)} must be equal, non-empty"
+        )
     accs = [(pred[labels == c] == c).float().mean() for c in torch.unique(labels)]
     return float(torch.stack(accs).mean())
 
 
-def average_precision(scores: "torch.Tensor | Sequence[float]", targets: "torch.Tensor | Sequence[int]",
-                      mode: str = "sklearn") -> float:
+def average_precision(
+    scores: "torch.Tensor | Sequence[float]",
+    targets: "torch.Tensor | Sequence[int]",
+    mode: str = "sklearn",
+) -> float:
     """Average precision of one class from its scores and binary targets.
 
     ``mode="sklearn"`` is scikit-learn's ``average_precision_score``: the sum over score
@@ -246,7 +298,9 @@ def average_precision(scores: "torch.Tensor | Sequence[float]", targets: "torch.
     return float((d_recall * precision).sum())
 
 
-def per_class_ap(scores: torch.Tensor, targets: torch.Tensor, mode: str = "sklearn") -> torch.Tensor:
+def per_class_ap(
+    scores: torch.Tensor, targets: torch.Tensor, mode: str = "sklearn"
+) -> torch.Tensor:
     """Per-class AP ``(K,)`` from scores ``(N, K)`` and multi-hot targets ``(N, K)`` or class
     indices ``(N,)`` (one-vs-rest)."""
     scores = torch.as_tensor(scores)
@@ -254,15 +308,22 @@ def per_class_ap(scores: torch.Tensor, targets: torch.Tensor, mode: str = "sklea
     if targets.dim() == 1:
         targets = F.one_hot(targets.long(), scores.shape[1])
     if scores.shape != targets.shape:
-        raise TransferError(f"scores {tuple(scores.shape)} and targets {tuple(targets.shape)} differ")
-    return torch.tensor([average_precision(scores[:, k], targets[:, k], mode) for k in range(scores.shape[1])])
+        raise TransferError(
+            f"scores {tuple(scores.shape)} and targets {tuple(targets.shape)} differ"
+        )
+    return torch.tensor(
+        [average_precision(scores[:, k], targets[:, k], mode) for k in range(scores.shape[1])]
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Per-image correctness of a trained network (the items of a paired bootstrap)
 # ---------------------------------------------------------------------------------------------
 
-def load_batch(dataset, indices: "torch.Tensor | Sequence[int]") -> tuple[torch.Tensor, torch.Tensor]:
+
+def load_batch(
+    dataset, indices: "torch.Tensor | Sequence[int]"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Images and labels of ``dataset`` at ``indices``, without augmentation, in one call where
     the set allows: a rendered procedural split (``dataset.batch(indices, epoch, augment)``, e.g.
     :func:`zfcore.train.rendered_split`), a batched ``__getitems__``, or item by item."""
@@ -273,17 +334,27 @@ def load_batch(dataset, indices: "torch.Tensor | Sequence[int]") -> tuple[torch.
         return x, torch.as_tensor(y)
     getitems = getattr(dataset, "__getitems__", None)
     items = getitems(idx) if getitems is not None else [dataset[i] for i in idx]
-    if isinstance(items, (tuple, list)) and len(items) == 2 and isinstance(items[0], torch.Tensor) \
-            and items[0].dim() == 4:
+    if (
+        isinstance(items, (tuple, list))
+        and len(items) == 2
+        and isinstance(items[0], torch.Tensor)
+        and items[0].dim() == 4
+    ):
         return items[0], torch.as_tensor(items[1])
     xs, ys = zip(*items)
     return torch.stack(list(xs)), torch.as_tensor(ys)
 
 
 @torch.no_grad()
-def per_image_correct(model: nn.Module, dataset, indices: "torch.Tensor | Sequence[int] | None" = None, *,
-                      k: "int | tuple[int, ...]" = 1, batch_size: int = 256,
-                      device: "str | torch.device" = "cpu") -> "torch.Tensor | tuple[torch.Tensor, ...]":
+def per_image_correct(
+    model: nn.Module,
+    dataset,
+    indices: "torch.Tensor | Sequence[int] | None" = None,
+    *,
+    k: "int | tuple[int, ...]" = 1,
+    batch_size: int = 256,
+    device: "str | torch.device" = "cpu",
+) -> "torch.Tensor | tuple[torch.Tensor, ...]":
     """Whether ``model`` (in eval mode: no dropout, no augmentation) ranks each image's label in
     its top ``k`` scores: a boolean ``(N,)`` for ``dataset[indices]`` (default: every image).
 
@@ -303,7 +374,7 @@ def per_image_correct(model: nn.Module, dataset, indices: "torch.Tensor | Sequen
     out: list[list[torch.Tensor]] = [[] for _ in ks]
     with eval_mode(model):
         for s in range(0, len(idx), batch_size):
-            x, y = load_batch(dataset, idx[s:s + batch_size])
+            x, y = load_batch(dataset, idx[s : s + batch_size])
             scores = model(x.to(device)).float().cpu()
             for q, acc in zip(ks, out):
                 top = scores.topk(min(q, scores.shape[1]), dim=1).indices

@@ -26,12 +26,14 @@ recipe must give the same network on every machine. Adam, which ``mini`` used
 before, left up to 64 % of the layer-2 maps dead. ``tiny`` keeps Adam (three epochs on 640
 images, for tests). ``imagenet`` keeps the paper's recipe as written.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
 from .errors import ZFCoreError
 from .locations import cache_root, figures_root
 
@@ -58,34 +60,46 @@ class Profile:
 
     name: str
     # --- data -------------------------------------------------------------------------------
-    dataset: str                    # "scenes" (procedural) or a registry name ("imagenette", "imagenet")
-    image_size: int                 # side of the network input (the paper: 224)
-    n_train: int                    # training images (procedural: generated on the fly)
+    dataset: str  # "scenes" (procedural) or a registry name ("imagenette", "imagenet")
+    image_size: int  # side of the network input (the paper: 224)
+    n_train: int  # training images (procedural: generated on the fly)
     n_val: int
     n_test: int
-    num_classes: int                # classes the main model is trained on
+    num_classes: int  # classes the main model is trained on
     data_seed: int = 0
     # --- model ------------------------------------------------------------------------------
-    arch: str = "zfnet"             # "zfnet", "krizhevsky" or "alexnet_pretrained"
-    width: float = 1.0              # multiplier on every layer's channels / units (paper: 1.0)
-    fc_units: int = 4096            # units of layers 6 and 7 before ``width`` (paper: 4096)
+    arch: str = "zfnet"  # "zfnet", "krizhevsky" or "alexnet_pretrained"
+    width: float = 1.0  # multiplier on every layer's channels / units (paper: 1.0)
+    fc_units: int = 4096  # units of layers 6 and 7 before ``width`` (paper: 4096)
     # --- training (section 3 of the paper) -------------------------------------------------
-    optimizer: str = "sgd"          # "sgd" (the paper), "adam" or "adamw" (decoupled weight decay)
+    optimizer: str = "sgd"  # "sgd" (the paper), "adam" or "adamw" (decoupled weight decay)
     lr: float = 1e-2
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    init: str = "paper"             # "paper" (weights 1e-2, biases 0), "default" (PyTorch's) or "he"
-    logits_init_std: float | None = 1e-2  # with init="he": the logits' std (the paper's 1e-2); None: He
+    init: str = "paper"  # "paper" (weights 1e-2, biases 0), "default" (PyTorch's) or "he"
+    logits_init_std: float | None = (
+        1e-2  # with init="he": the logits' std (the paper's 1e-2); None: He
+    )
     layer1_init_std: float | None = None  # layer 1's weights drawn N(0, std), biases 0 (see below)
-    bias_init: float | None = None  # biases of layers 2-7 set to this (Krizhevsky: 1); None keeps init's
-    warmup_epochs: float = 0.0      # learning rate ramped linearly from 0 over this many epochs
-    lr_drop_epochs: tuple[int, ...] = ()  # learning rate x0.1 after each of these epochs (annealing)
-    comparison_epochs: int | None = None  # schedule of the comparison trainings; None: the whole schedule
-    comparison_seeds: int = 3       # training seeds of every comparison network (Tables 2-3, Fig. 6, rates)
-    clip_rms: float | None = 0.1    # feature-scale clipping of conv filters (section 3)
-    precision: str = "fp32"         # training arithmetic: "fp32", or "bf16" (autocast; weights stay fp32)
+    bias_init: float | None = (
+        None  # biases of layers 2-7 set to this (Krizhevsky: 1); None keeps init's
+    )
+    warmup_epochs: float = 0.0  # learning rate ramped linearly from 0 over this many epochs
+    lr_drop_epochs: tuple[
+        int, ...
+    ] = ()  # learning rate x0.1 after each of these epochs (annealing)
+    comparison_epochs: int | None = (
+        None  # schedule of the comparison trainings; None: the whole schedule
+    )
+    comparison_seeds: int = (
+        3  # training seeds of every comparison network (Tables 2-3, Fig. 6, rates)
+    )
+    clip_rms: float | None = 0.1  # feature-scale clipping of conv filters (section 3)
+    precision: str = "fp32"  # training arithmetic: "fp32", or "bf16" (autocast; weights stay fp32)
     dropout: float = 0.5
-    dropout_after: float = 0.0      # epochs trained without dropout first ("late dropout"), then ``dropout``
+    dropout_after: float = (
+        0.0  # epochs trained without dropout first ("late dropout"), then ``dropout``
+    )
     batch_size: int = 128
     epochs: int = 70
     checkpoint_epochs: tuple[int, ...] = (1, 2, 5, 10, 20, 30, 40, 64)  # Fig. 4
@@ -93,19 +107,33 @@ class Profile:
     # --- compute ----------------------------------------------------------------------------
     device: str = "cpu"
     num_workers: int = 0
-    threads: int | None = None      # torch.set_num_threads; None leaves torch's default
-    cache_dir: Path = field(default_factory=cache_root)        # zfcore.locations: checkout or user cache
-    figures_root: Path = field(default_factory=figures_root)  # the figures of record (zfcore.locations)
-    data_root: Path = field(default_factory=lambda: Path(os.environ.get(
-        "ZFCORE_DATA", Path.home() / "zfcore-data")))
+    threads: int | None = None  # torch.set_num_threads; None leaves torch's default
+    cache_dir: Path = field(default_factory=cache_root)  # zfcore.locations: checkout or user cache
+    figures_root: Path = field(
+        default_factory=figures_root
+    )  # the figures of record (zfcore.locations)
+    data_root: Path = field(
+        default_factory=lambda: Path(os.environ.get("ZFCORE_DATA", Path.home() / "zfcore-data"))
+    )
 
     def __post_init__(self):
         """Check types and ranges, so a bad override fails here, naming the field and the fix."""
+
         def bad(name, want):
-            raise ProfileError(f"profile field {name}={getattr(self, name)!r} is invalid: "
-                               f"expected {want}")
-        positive_ints = ("image_size", "n_train", "n_val", "n_test", "num_classes", "fc_units",
-                         "batch_size", "epochs")
+            raise ProfileError(
+                f"profile field {name}={getattr(self, name)!r} is invalid: expected {want}"
+            )
+
+        positive_ints = (
+            "image_size",
+            "n_train",
+            "n_val",
+            "n_test",
+            "num_classes",
+            "fc_units",
+            "batch_size",
+            "epochs",
+        )
         for name in positive_ints:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -123,37 +151,63 @@ class Profile:
         if self.optimizer not in ("sgd", "adam", "adamw"):
             bad("optimizer", "'sgd' (the paper), 'adam' or 'adamw'")
         if self.init not in ("paper", "default", "he"):
-            bad("init", "'paper' (weights 1e-2, biases 0), 'default' (PyTorch's) or 'he' (He normal, biases 0)")
-        if self.bias_init is not None and not (isinstance(self.bias_init, (int, float))
-                                               and not isinstance(self.bias_init, bool) and abs(self.bias_init) < 10):
-            bad("bias_init", "a number (e.g. 1, Krizhevsky's), or None to keep the init rule's biases")
-        number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)   # noqa: E731
-        for name, meaning in (("warmup_epochs", ""), ("dropout_after", " (0: dropout from the start)")):
+            bad(
+                "init",
+                "'paper' (weights 1e-2, biases 0), 'default' (PyTorch's) or 'he' (He normal, biases 0)",
+            )
+        if self.bias_init is not None and not (
+            isinstance(self.bias_init, (int, float))
+            and not isinstance(self.bias_init, bool)
+            and abs(self.bias_init) < 10
+        ):
+            bad(
+                "bias_init",
+                "a number (e.g. 1, Krizhevsky's), or None to keep the init rule's biases",
+            )
+        number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+        for name, meaning in (
+            ("warmup_epochs", ""),
+            ("dropout_after", " (0: dropout from the start)"),
+        ):
             v = getattr(self, name)
             if not number(v) or not 0 <= v <= self.epochs:
                 bad(name, f"a number of epochs in [0, epochs]{meaning}")
-        for name, meaning in (("layer1_init_std", "to keep the init rule's layer 1"),
-                              ("logits_init_std", "for He initialisation of the logits")):
+        for name, meaning in (
+            ("layer1_init_std", "to keep the init rule's layer 1"),
+            ("logits_init_std", "for He initialisation of the logits"),
+        ):
             v = getattr(self, name)
             if v is not None and not (number(v) and v > 0):
                 bad(name, f"a positive number, or None {meaning}")
         if self.precision not in ("fp32", "bf16"):
             bad("precision", "'fp32' or 'bf16' (bfloat16 autocast of the training steps)")
-        if self.clip_rms is not None and not (isinstance(self.clip_rms, (int, float)) and self.clip_rms > 0):
+        if self.clip_rms is not None and not (
+            isinstance(self.clip_rms, (int, float)) and self.clip_rms > 0
+        ):
             bad("clip_rms", "a positive number, or None to switch feature-scale clipping off")
         if not isinstance(self.checkpoint_epochs, tuple) or not all(
-                isinstance(e, (int, float)) and 0 < e for e in self.checkpoint_epochs):
+            isinstance(e, (int, float)) and 0 < e for e in self.checkpoint_epochs
+        ):
             bad("checkpoint_epochs", "a tuple of positive epoch numbers")
         if not isinstance(self.lr_drop_epochs, tuple) or not all(
-                isinstance(e, int) and not isinstance(e, bool) and e > 0 for e in self.lr_drop_epochs):
+            isinstance(e, int) and not isinstance(e, bool) and e > 0 for e in self.lr_drop_epochs
+        ):
             bad("lr_drop_epochs", "a tuple of positive whole epochs, e.g. (8,)")
-        if self.comparison_epochs is not None and (not isinstance(self.comparison_epochs, int)
-                                                   or isinstance(self.comparison_epochs, bool)
-                                                   or self.comparison_epochs < 1):
+        if self.comparison_epochs is not None and (
+            not isinstance(self.comparison_epochs, int)
+            or isinstance(self.comparison_epochs, bool)
+            or self.comparison_epochs < 1
+        ):
             bad("comparison_epochs", "None or a positive whole number of epochs (capped at epochs)")
-        if not isinstance(self.comparison_seeds, int) or isinstance(self.comparison_seeds, bool) \
-                or self.comparison_seeds < 1:
-            bad("comparison_seeds", "a positive whole number of training seeds (3 or more for seed variance)")
+        if (
+            not isinstance(self.comparison_seeds, int)
+            or isinstance(self.comparison_seeds, bool)
+            or self.comparison_seeds < 1
+        ):
+            bad(
+                "comparison_seeds",
+                "a positive whole number of training seeds (3 or more for seed variance)",
+            )
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             bad("threads", "a positive integer or None")
 
@@ -173,16 +227,29 @@ class Profile:
 
     def model_kwargs(self) -> dict:
         """Arguments for :func:`zfcore.models.zfnet` / :func:`zfcore.models.krizhevsky`."""
-        return dict(width=self.width, image_size=self.image_size,
-                    num_classes=self.num_classes, fc_units=self.fc_units, dropout=self.dropout)
+        return dict(
+            width=self.width,
+            image_size=self.image_size,
+            num_classes=self.num_classes,
+            fc_units=self.fc_units,
+            dropout=self.dropout,
+        )
 
     def identity(self) -> dict:
         """The fields that define trained artefacts (used in cache keys); paths excluded."""
         d = dataclasses.asdict(self)
-        for k in ("cache_dir", "figures_root", "data_root", "device", "num_workers", "threads",
-                  "comparison_epochs", "comparison_seeds"):
+        for k in (
+            "cache_dir",
+            "figures_root",
+            "data_root",
+            "device",
+            "num_workers",
+            "threads",
+            "comparison_epochs",
+            "comparison_seeds",
+        ):
             d.pop(k)
-        for k in _KEYED_ONLY_IF_SET:    # absent at their defaults: older artefacts keep their keys
+        for k in _KEYED_ONLY_IF_SET:  # absent at their defaults: older artefacts keep their keys
             if d[k] == _DEFAULTS[k]:
                 d.pop(k)
         return d
@@ -195,24 +262,86 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Profile) if f.name in
 
 PROFILES: dict[str, Profile] = {
     "tiny": Profile(
-        name="tiny", dataset="scenes", image_size=64, n_train=640, n_val=128, n_test=128,
-        num_classes=10, width=0.125, fc_units=1024, optimizer="adam", lr=2e-3, init="default",
-        weight_decay=0.0, batch_size=64, epochs=3, checkpoint_epochs=(1, 2, 3), comparison_seeds=2, threads=1),
+        name="tiny",
+        dataset="scenes",
+        image_size=64,
+        n_train=640,
+        n_val=128,
+        n_test=128,
+        num_classes=10,
+        width=0.125,
+        fc_units=1024,
+        optimizer="adam",
+        lr=2e-3,
+        init="default",
+        weight_decay=0.0,
+        batch_size=64,
+        epochs=3,
+        checkpoint_epochs=(1, 2, 3),
+        comparison_seeds=2,
+        threads=1,
+    ),
     "mini": Profile(
-        name="mini", dataset="scenes", image_size=112, n_train=20000, n_val=2000, n_test=2000,
-        num_classes=10, width=0.5, fc_units=2048, optimizer="sgd", lr=1e-2, momentum=0.9,
-        weight_decay=5e-4, init="he", logits_init_std=None, layer1_init_std=1e-2,
-        warmup_epochs=0.25, dropout_after=1.0, batch_size=64, epochs=6, lr_drop_epochs=(5,),
-        checkpoint_epochs=(1, 2, 3, 4, 5, 6), threads=2),
+        name="mini",
+        dataset="scenes",
+        image_size=112,
+        n_train=20000,
+        n_val=2000,
+        n_test=2000,
+        num_classes=10,
+        width=0.5,
+        fc_units=2048,
+        optimizer="sgd",
+        lr=1e-2,
+        momentum=0.9,
+        weight_decay=5e-4,
+        init="he",
+        logits_init_std=None,
+        layer1_init_std=1e-2,
+        warmup_epochs=0.25,
+        dropout_after=1.0,
+        batch_size=64,
+        epochs=6,
+        lr_drop_epochs=(5,),
+        checkpoint_epochs=(1, 2, 3, 4, 5, 6),
+        threads=2,
+    ),
     "imagenette": Profile(
-        name="imagenette", dataset="imagenette", image_size=224, n_train=9469, n_val=3925,
-        n_test=3925, num_classes=10, width=1.0, fc_units=4096, optimizer="sgd", lr=1e-2,
-        init="default", batch_size=128, epochs=30,
-        checkpoint_epochs=(1, 2, 4, 6, 10, 15, 20, 30), num_workers=4),
+        name="imagenette",
+        dataset="imagenette",
+        image_size=224,
+        n_train=9469,
+        n_val=3925,
+        n_test=3925,
+        num_classes=10,
+        width=1.0,
+        fc_units=4096,
+        optimizer="sgd",
+        lr=1e-2,
+        init="default",
+        batch_size=128,
+        epochs=30,
+        checkpoint_epochs=(1, 2, 4, 6, 10, 15, 20, 30),
+        num_workers=4,
+    ),
     "imagenet": Profile(
-        name="imagenet", dataset="imagenet", image_size=224, n_train=1281167, n_val=50000,
-        n_test=50000, num_classes=1000, width=1.0, fc_units=4096, optimizer="sgd", lr=1e-2,
-        init="paper", batch_size=128, epochs=70, num_workers=8, device="cuda"),
+        name="imagenet",
+        dataset="imagenet",
+        image_size=224,
+        n_train=1281167,
+        n_val=50000,
+        n_test=50000,
+        num_classes=1000,
+        width=1.0,
+        fc_units=4096,
+        optimizer="sgd",
+        lr=1e-2,
+        init="paper",
+        batch_size=128,
+        epochs=70,
+        num_workers=8,
+        device="cuda",
+    ),
 }
 
 
@@ -228,6 +357,7 @@ def get_profile(profile: "str | Profile" = "mini", **overrides) -> Profile:
         if not isinstance(profile, str) or profile not in PROFILES:
             raise ProfileError(
                 f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)} "
-                f"(set it in the notebook's parameters cell, e.g. profile = 'mini')")
+                f"(set it in the notebook's parameters cell, e.g. profile = 'mini')"
+            )
         p = PROFILES[profile]
     return p.replace(**overrides) if overrides else p

@@ -16,6 +16,7 @@ connected layer (``layer6``, ``layer7``, ``logits``) sees the whole image: its f
 The occlusion analysis (Fig. 7) needs the inverse map: which activations an occluder can change
 (:func:`affected_positions`), so it only recomputes that cone.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,11 +24,19 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .models import LayerError, layer_key, layer_names
 from .errors import ZFCoreError
+from .models import LayerError, layer_key, layer_names
 
-__all__ = ["ReceptiveField", "receptive_field", "receptive_fields", "affected_positions",
-           "crop_patch", "crop_patches", "ReceptiveFieldError", "input_problem"]
+__all__ = [
+    "ReceptiveField",
+    "receptive_field",
+    "receptive_fields",
+    "affected_positions",
+    "crop_patch",
+    "crop_patches",
+    "ReceptiveFieldError",
+    "input_problem",
+]
 
 
 class ReceptiveFieldError(ZFCoreError, ValueError):
@@ -61,7 +70,8 @@ class ReceptiveField:
         if y1 <= y0 or x1 <= x0:
             raise ReceptiveFieldError(
                 f"activation ({y}, {x}) lies outside a {h}x{w} image for {self}: pass a position "
-                f"inside the layer's output map")
+                f"inside the layer's output map"
+            )
         return x0, y0, x1, y1
 
     def centre(self, y: int, x: int) -> tuple[float, float]:
@@ -81,15 +91,29 @@ def _pair(v) -> tuple[int, int]:
 def _square(v, what: str, module: nn.Module) -> int:
     a, b = _pair(v)
     if a != b:
-        raise ReceptiveFieldError(f"{type(module).__name__} has a non-square {what} {v!r}: "
-                                  f"receptive fields are computed for square geometry only")
+        raise ReceptiveFieldError(
+            f"{type(module).__name__} has a non-square {what} {v!r}: "
+            f"receptive fields are computed for square geometry only"
+        )
     return a
 
 
 # Modules that do not move or widen the field (elementwise or across channels only).
-_SPATIAL_IDENTITY = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Sigmoid, nn.Tanh, nn.Identity,
-                     nn.Dropout, nn.Dropout2d, nn.LocalResponseNorm, nn.CrossMapLRN2d,
-                     nn.BatchNorm2d, nn.GroupNorm)
+_SPATIAL_IDENTITY = (
+    nn.ReLU,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.GELU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.LocalResponseNorm,
+    nn.CrossMapLRN2d,
+    nn.BatchNorm2d,
+    nn.GroupNorm,
+)
 # Modules after which every unit sees the whole image.
 _GLOBALISING = (nn.Linear, nn.Flatten, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
@@ -117,12 +141,15 @@ def _compose(rf: ReceptiveField, m: nn.Module) -> ReceptiveField:
                 p = d * (k - 1) // 2
         d = _square(getattr(m, "dilation", 1), "dilation", m)
         k_eff = d * (k - 1) + 1
-        return ReceptiveField(size=rf.size + (k_eff - 1) * rf.stride,
-                              stride=rf.stride * s,
-                              offset=rf.offset - p * rf.stride)
+        return ReceptiveField(
+            size=rf.size + (k_eff - 1) * rf.stride,
+            stride=rf.stride * s,
+            offset=rf.offset - p * rf.stride,
+        )
     raise ReceptiveFieldError(
         f"cannot compose the receptive field through {type(m).__name__}: supported are Conv2d, "
-        f"MaxPool2d, AvgPool2d, elementwise and normalisation layers, and fully connected layers")
+        f"MaxPool2d, AvgPool2d, elementwise and normalisation layers, and fully connected layers"
+    )
 
 
 def receptive_field(model: nn.Module, layer: "str | int") -> ReceptiveField:
@@ -140,8 +167,10 @@ def receptive_field(model: nn.Module, layer: "str | int") -> ReceptiveField:
         rf = _compose(rf, m)
         if name == target:
             return rf
-    raise LayerError(f"{type(model).__name__}.layer_names[{key!r}] = {target!r} is not a leaf "
-                     f"module of the model")
+    raise LayerError(
+        f"{type(model).__name__}.layer_names[{key!r}] = {target!r} is not a leaf "
+        f"module of the model"
+    )
 
 
 def receptive_fields(model: nn.Module) -> dict[str, ReceptiveField]:
@@ -149,8 +178,9 @@ def receptive_fields(model: nn.Module) -> dict[str, ReceptiveField]:
     return {k: receptive_field(model, k) for k in layer_names(model)}
 
 
-def affected_positions(rf: ReceptiveField, box: tuple[int, int, int, int],
-                       out_size: "int | tuple[int, int]") -> tuple[int, int, int, int]:
+def affected_positions(
+    rf: ReceptiveField, box: tuple[int, int, int, int], out_size: "int | tuple[int, int]"
+) -> tuple[int, int, int, int]:
     """Activations whose field intersects the image box ``(x0, y0, x1, y1)`` (end exclusive).
 
     Returns ``(y0, y1, x0, x1)``, a slice range of the layer's ``out_size`` map (end exclusive,
@@ -160,15 +190,17 @@ def affected_positions(rf: ReceptiveField, box: tuple[int, int, int, int],
     oh, ow = _pair(out_size)
     x0, y0, x1, y1 = (int(v) for v in box)
     if x1 <= x0 or y1 <= y0:
-        raise ReceptiveFieldError(f"empty box {box}: expected (x0, y0, x1, y1) with x1 > x0, y1 > y0")
+        raise ReceptiveFieldError(
+            f"empty box {box}: expected (x0, y0, x1, y1) with x1 > x0, y1 > y0"
+        )
     if rf.is_global:
         return 0, oh, 0, ow
 
     def axis(a0: int, a1: int, n: int) -> tuple[int, int]:
         # field of i is [offset + i*s, offset + i*s + size); intersects [a0, a1) iff
         # offset + i*s < a1 and offset + i*s + size > a0.
-        lo = -((-(a0 - rf.offset - rf.size + 1)) // rf.stride)   # ceil
-        hi = (a1 - 1 - rf.offset) // rf.stride + 1                 # floor + 1
+        lo = -((-(a0 - rf.offset - rf.size + 1)) // rf.stride)  # ceil
+        hi = (a1 - 1 - rf.offset) // rf.stride + 1  # floor + 1
         return max(0, lo), min(n, hi)
 
     ya, yb = axis(y0, y1, oh)
@@ -176,16 +208,18 @@ def affected_positions(rf: ReceptiveField, box: tuple[int, int, int, int],
     return ya, max(ya, yb), xa, max(xa, xb)
 
 
-def crop_patch(image: torch.Tensor, rf: ReceptiveField, y: int, x: int,
-               fill: float = 0.0) -> torch.Tensor:
+def crop_patch(
+    image: torch.Tensor, rf: ReceptiveField, y: int, x: int, fill: float = 0.0
+) -> torch.Tensor:
     """The ``(C, size, size)`` patch of ``image`` (``(C, H, W)``) seen by activation ``(y, x)``.
 
     Always the full field size, like the patches of Fig. 2; parts of the field outside the image
     (padding) are ``fill``. For a global field the whole image is returned.
     """
     if image.dim() != 3:
-        raise ReceptiveFieldError(f"crop_patch takes one (C, H, W) image, got shape "
-                                  f"{tuple(image.shape)}")
+        raise ReceptiveFieldError(
+            f"crop_patch takes one (C, H, W) image, got shape {tuple(image.shape)}"
+        )
     c, h, w = image.shape
     if rf.is_global:
         return image.clone()
@@ -196,25 +230,30 @@ def crop_patch(image: torch.Tensor, rf: ReceptiveField, y: int, x: int,
     x0, x1 = max(0, xs), min(w, xs + size)
     if y1 <= y0 or x1 <= x0:
         raise ReceptiveFieldError(f"activation ({y}, {x}) lies outside a {h}x{w} image")
-    out[:, y0 - ys:y1 - ys, x0 - xs:x1 - xs] = image[:, y0:y1, x0:x1]
+    out[:, y0 - ys : y1 - ys, x0 - xs : x1 - xs] = image[:, y0:y1, x0:x1]
     return out
 
 
-def crop_patches(images: torch.Tensor, rf: ReceptiveField, ys, xs, fill: float = 0.0) -> torch.Tensor:
+def crop_patches(
+    images: torch.Tensor, rf: ReceptiveField, ys, xs, fill: float = 0.0
+) -> torch.Tensor:
     """``(N, C, size, size)``: :func:`crop_patch` of ``images[i]`` at ``(ys[i], xs[i])``."""
     if images.dim() != 4:
-        raise ReceptiveFieldError(f"crop_patches takes (N, C, H, W) images, got shape "
-                                  f"{tuple(images.shape)}")
+        raise ReceptiveFieldError(
+            f"crop_patches takes (N, C, H, W) images, got shape {tuple(images.shape)}"
+        )
     ys, xs = list(map(int, ys)), list(map(int, xs))
     if not (len(ys) == len(xs) == len(images)):
-        raise ReceptiveFieldError(f"need one (y, x) per image: got {len(images)} images, "
-                                  f"{len(ys)} ys, {len(xs)} xs")
+        raise ReceptiveFieldError(
+            f"need one (y, x) per image: got {len(images)} images, {len(ys)} ys, {len(xs)} xs"
+        )
     return torch.stack([crop_patch(im, rf, y, x, fill) for im, y, x in zip(images, ys, xs)])
 
 
 # ---------------------------------------------------------------------------------------------
 # Which inputs a layer can be computed on
 # ---------------------------------------------------------------------------------------------
+
 
 def _side_after(m: nn.Module, n: int) -> int:
     """Output side of ``m`` for an input side ``n`` (PyTorch's arithmetic, ceil_mode included)."""
@@ -228,7 +267,7 @@ def _side_after(m: nn.Module, n: int) -> int:
         span = n + 2 * p - d * (k - 1) - 1
         if getattr(m, "ceil_mode", False):
             out = (span + s - 1) // s + 1
-            if (out - 1) * s >= n + p:       # the last window must start inside the input
+            if (out - 1) * s >= n + p:  # the last window must start inside the input
                 out -= 1
         else:
             out = span // s + 1
@@ -255,8 +294,10 @@ def input_problem(model: nn.Module, layer: "str | int", images) -> "str | None":
     leaves = list(_leaf_modules(model))
     first_conv = next((m for _, m in leaves if isinstance(m, nn.Conv2d)), None)
     if first_conv is not None and shape[1] != first_conv.in_channels:
-        return (f"images have {shape[1]} channel(s) but the model takes {first_conv.in_channels} "
-                f"input channels (give (N, {first_conv.in_channels}, H, W) images)")
+        return (
+            f"images have {shape[1]} channel(s) but the model takes {first_conv.in_channels} "
+            f"input channels (give (N, {first_conv.in_channels}, H, W) images)"
+        )
     h, w = shape[-2], shape[-1]
     target = names[key]
     adaptive = False
@@ -266,14 +307,18 @@ def input_problem(model: nn.Module, layer: "str | int", images) -> "str | None":
         if isinstance(m, nn.Linear) and not adaptive:
             need = getattr(model, "input_size", None)
             if need is not None and (shape[-2], shape[-1]) != (need, need):
-                return (f"{key} is fully connected: images must be {need}x{need} "
-                        f"(model.input_size), got {shape[-2]}x{shape[-1]}")
+                return (
+                    f"{key} is fully connected: images must be {need}x{need} "
+                    f"(model.input_size), got {shape[-2]}x{shape[-1]}"
+                )
             break
         h, w = _side_after(m, h), _side_after(m, w)
         if h < 1 or w < 1:
             lo = next(n for n in range(1, 4097) if _reaches(leaves, target, n))
-            return (f"a {shape[-2]}x{shape[-1]} image is too small for {key}: it needs at least "
-                    f"{lo}x{lo} pixels to give {key} one activation")
+            return (
+                f"a {shape[-2]}x{shape[-1]} image is too small for {key}: it needs at least "
+                f"{lo}x{lo} pixels to give {key} one activation"
+            )
         if name == target:
             break
     return None

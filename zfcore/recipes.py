@@ -15,6 +15,7 @@ settled, and layers 1-2 at a lower rate, each trained with several seeds on the 
 (the comparison study, :mod:`zfcore.comparisons`), and decides with hierarchical bootstraps (seeds,
 then images) whether the per-layer schedules cost under one point of validation accuracy.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -29,13 +30,26 @@ from .profiles import Profile, get_profile
 from .train import cached_run, compare_throughput, comparison_overrides, make_spec, training_run
 from .verdicts import Verdict, hierarchical_bootstrap
 
-__all__ = ["RECIPES", "RecipeResult", "recipe_overrides", "compare_recipes", "profile_recipe",
-           "RecipeError", "comparison_schedule", "screening_epochs", "recipes_text", "recipe_numbers", "LayerSchedules",
-           "layer_schedules", "EARLY_LAYERS"]
+__all__ = [
+    "RECIPES",
+    "RecipeResult",
+    "recipe_overrides",
+    "compare_recipes",
+    "profile_recipe",
+    "RecipeError",
+    "comparison_schedule",
+    "screening_epochs",
+    "recipes_text",
+    "recipe_numbers",
+    "LayerSchedules",
+    "layer_schedules",
+    "EARLY_LAYERS",
+]
 
 
 class RecipeError(ZFCoreError, ValueError):
     """Bad input to the recipe comparisons or the per-layer schedules."""
+
 
 #: Profile overrides of each recipe (every field a recipe could differ in is set, so a recipe
 #: means the same on any profile; the profile's ``precision`` and schedule apply to all). ``mini``
@@ -48,15 +62,42 @@ class RecipeError(ZFCoreError, ValueError):
 #: switches dropout on only from the second epoch, which shortens the loss plateau at the start.
 _SGD = dict(optimizer="sgd", lr=1e-2, momentum=0.9, weight_decay=5e-4, init="he", bias_init=None)
 RECIPES: dict[str, dict] = {
-    "adam_bias": dict(optimizer="adam", lr=5e-4, weight_decay=0.0, init="default",
-                      layer1_init_std=5e-4, bias_init=0.1, warmup_epochs=0.0, dropout_after=0.0,
-                      logits_init_std=1e-2, batch_size=128),
-    "sgd_warmup": dict(_SGD, layer1_init_std=None, logits_init_std=1e-2, warmup_epochs=1.0,
-                       dropout_after=0.0, batch_size=128),
-    "sgd_paper_layer1": dict(_SGD, layer1_init_std=1e-2, logits_init_std=1e-2, warmup_epochs=0.5,
-                             dropout_after=0.0, batch_size=128),
-    "sgd_late_dropout": dict(_SGD, layer1_init_std=1e-2, logits_init_std=None, warmup_epochs=0.25,
-                             dropout_after=1.0, batch_size=64),
+    "adam_bias": dict(
+        optimizer="adam",
+        lr=5e-4,
+        weight_decay=0.0,
+        init="default",
+        layer1_init_std=5e-4,
+        bias_init=0.1,
+        warmup_epochs=0.0,
+        dropout_after=0.0,
+        logits_init_std=1e-2,
+        batch_size=128,
+    ),
+    "sgd_warmup": dict(
+        _SGD,
+        layer1_init_std=None,
+        logits_init_std=1e-2,
+        warmup_epochs=1.0,
+        dropout_after=0.0,
+        batch_size=128,
+    ),
+    "sgd_paper_layer1": dict(
+        _SGD,
+        layer1_init_std=1e-2,
+        logits_init_std=1e-2,
+        warmup_epochs=0.5,
+        dropout_after=0.0,
+        batch_size=128,
+    ),
+    "sgd_late_dropout": dict(
+        _SGD,
+        layer1_init_std=1e-2,
+        logits_init_std=None,
+        warmup_epochs=0.25,
+        dropout_after=1.0,
+        batch_size=64,
+    ),
 }
 
 
@@ -71,7 +112,11 @@ def profile_recipe(profile: "str | Profile") -> "str | None":
     """The name of the recipe the profile trains with (its fields equal the recipe's), or None."""
     p = get_profile(profile)
     for name, over in RECIPES.items():
-        if all(getattr(p, k) == v for k, v in over.items() if not (k == "momentum" and p.optimizer != "sgd")):
+        if all(
+            getattr(p, k) == v
+            for k, v in over.items()
+            if not (k == "momentum" and p.optimizer != "sgd")
+        ):
             return name
     return None
 
@@ -88,14 +133,24 @@ class RecipeResult:
     train_minutes: float
 
     def row(self) -> dict:
-        r = {"recipe": self.recipe, "epochs": self.epochs, "val_top1_error_pct": self.val_top1_error,
-             "layer1_low_frequency_share": self.layer1_low_frequency_share, "train_minutes": self.train_minutes}
+        r = {
+            "recipe": self.recipe,
+            "epochs": self.epochs,
+            "val_top1_error_pct": self.val_top1_error,
+            "layer1_low_frequency_share": self.layer1_low_frequency_share,
+            "train_minutes": self.train_minutes,
+        }
         r.update({f"dead_{k}": v for k, v in self.dead_share.items()})
         return r
 
 
-def compare_recipes(profile: "str | Profile" = "mini", recipes=None, epochs: int | None = None,
-                    progress: bool = True, train_missing: bool = True) -> list[RecipeResult]:
+def compare_recipes(
+    profile: "str | Profile" = "mini",
+    recipes=None,
+    epochs: int | None = None,
+    progress: bool = True,
+    train_missing: bool = True,
+) -> list[RecipeResult]:
     """Train (or load) each recipe for ``epochs`` (default :func:`screening_epochs`) and measure
     it; with ``train_missing=False`` only the recipes already trained on this machine. The
     profile's own recipe is a prefix of its main training."""
@@ -104,14 +159,24 @@ def compare_recipes(profile: "str | Profile" = "mini", recipes=None, epochs: int
     out = []
     for name in recipes or RECIPES:
         over = dict(recipe_overrides(name), epochs=epochs)
-        run = (training_run(p, progress=progress, **over) if train_missing
-               else cached_run(make_spec(p, **over)))
+        run = (
+            training_run(p, progress=progress, **over)
+            if train_missing
+            else cached_run(make_spec(p, **over))
+        )
         if run is None:
             continue
         last = run.history[-1]
-        out.append(RecipeResult(name, epochs, last.val_top1_error, dict(last.dead_share),
-                                low_frequency_share(run.model()),
-                                sum(h.train_seconds for h in run.history) / 60))
+        out.append(
+            RecipeResult(
+                name,
+                epochs,
+                last.val_top1_error,
+                dict(last.dead_share),
+                low_frequency_share(run.model()),
+                sum(h.train_seconds for h in run.history) / 60,
+            )
+        )
     return out
 
 
@@ -136,12 +201,16 @@ def recipes_text(results: Sequence[RecipeResult], chosen: "str | None" = None) -
     """The recipe table as printed text: validation error, layer-1 low-frequency share, minutes
     and the dead-map share per layer; ``chosen`` (the profile's recipe) is starred."""
     layers = list(results[0].dead_share)
-    lines = [f"{'recipe':16s} {'val err':>8s} {'layer-1 low freq':>16s} {'minutes':>8s}  dead maps "
-             + " ".join(f"{l[-1]:>5s}" for l in layers)]
+    lines = [
+        f"{'recipe':16s} {'val err':>8s} {'layer-1 low freq':>16s} {'minutes':>8s}  dead maps "
+        + " ".join(f"{l[-1]:>5s}" for l in layers)
+    ]
     for r in results:
-        lines.append(f"{r.recipe + (' *' if r.recipe == chosen else ''):16s} {r.val_top1_error:7.1f}% "
-                     f"{r.layer1_low_frequency_share:16.0%} {r.train_minutes:8.1f}            "
-                     + " ".join(f"{100 * r.dead_share[l]:4.0f}%" for l in layers))
+        lines.append(
+            f"{r.recipe + (' *' if r.recipe == chosen else ''):16s} {r.val_top1_error:7.1f}% "
+            f"{r.layer1_low_frequency_share:16.0%} {r.train_minutes:8.1f}            "
+            + " ".join(f"{100 * r.dead_share[l]:4.0f}%" for l in layers)
+        )
     return "\n".join(lines)
 
 
@@ -151,7 +220,13 @@ def recipe_numbers(results: Sequence[RecipeResult], chosen: "str | None" = None)
     ``profile_recipe`` (``"custom"`` when the profile matches no recipe)."""
     out = {}
     for r in results:
-        out.update({f"recipe_{r.recipe}_{k}": v for k, v in r.row().items() if k not in ("recipe", "epochs")})
+        out.update(
+            {
+                f"recipe_{r.recipe}_{k}": v
+                for k, v in r.row().items()
+                if k not in ("recipe", "epochs")
+            }
+        )
     out["profile_recipe"] = chosen or "custom"
     return out
 
@@ -209,12 +284,19 @@ class LayerSchedules:
     def rows(self) -> list[dict]:
         """One row per arm: validation accuracy (mean and sd over seeds), mean training time
         when trained, images/s now."""
-        return [{"name": name, "seeds": len(self.records[name]),
-                 "val accuracy (%)": 100 - self._mean(name, "val_top1_error"),
-                 "val accuracy sd": self._sd(name, "val_top1_error"),
-                 "training time (s)": self._mean(name, "train_seconds"),
-                 "images/s": self.images_per_s["frozen"] if name.startswith("freeze") else self.images_per_s["global"]}
-                for name in self.names]
+        return [
+            {
+                "name": name,
+                "seeds": len(self.records[name]),
+                "val accuracy (%)": 100 - self._mean(name, "val_top1_error"),
+                "val accuracy sd": self._sd(name, "val_top1_error"),
+                "training time (s)": self._mean(name, "train_seconds"),
+                "images/s": self.images_per_s["frozen"]
+                if name.startswith("freeze")
+                else self.images_per_s["global"],
+            }
+            for name in self.names
+        ]
 
     def verdicts(self) -> "tuple[Verdict, Verdict]":
         """Whether freezing, and lowering the rates of, the early layers each cost under one point
@@ -223,10 +305,18 @@ class LayerSchedules:
         g, f, r = self.names
         arrays = {n: {"val": a["val"]} for n, a in network_arrays(self.records).items()}
         kw = dict(margin=-1.0, unit="points")
-        return tuple(hierarchical_bootstrap(claim, {arm: arrays[arm], g: arrays[g]},
-                                            lambda m, a=arm: 100 * (m[a]["val"] - m[g]["val"]), **kw)
-                     for claim, arm in (("per_layer_freeze_costs_under_1_point", f),
-                                        ("per_layer_rates_cost_under_1_point", r)))
+        return tuple(
+            hierarchical_bootstrap(
+                claim,
+                {arm: arrays[arm], g: arrays[g]},
+                lambda m, a=arm: 100 * (m[a]["val"] - m[g]["val"]),
+                **kw,
+            )
+            for claim, arm in (
+                ("per_layer_freeze_costs_under_1_point", f),
+                ("per_layer_rates_cost_under_1_point", r),
+            )
+        )
 
     def numbers(self) -> dict:
         """The numbers notebook 04 records for this comparison: accuracies (mean, sd), training
@@ -234,22 +324,39 @@ class LayerSchedules:
         come within one point of the global rate's final error."""
         g, f, r = self.names
         target = statistics.fmean(r.val_top1_error_per_epoch[-1] for r in self.records[g]) + 1.0
-        out = dict(layer_lr_schedule_epochs=self.epochs, layer_lr_freeze=self.freeze, layer_lr_multipliers=self.layer_lr,
-                   seeds=self.seeds, per_layer_speedup_images_per_s=self.speedup,
-                   per_layer_seconds_saved_estimate=self.seconds_saved_estimate())
+        out = dict(
+            layer_lr_schedule_epochs=self.epochs,
+            layer_lr_freeze=self.freeze,
+            layer_lr_multipliers=self.layer_lr,
+            seeds=self.seeds,
+            per_layer_speedup_images_per_s=self.speedup,
+            per_layer_seconds_saved_estimate=self.seconds_saved_estimate(),
+        )
         for key, name in (("global_rate", g), ("per_layer", f), ("lower_rates", r)):
             reach = self.epochs_to_reach(name, target)
-            out.update({f"{key}_val_accuracy": 100 - self._mean(name, "val_top1_error"),
-                        f"{key}_val_accuracy_sd": self._sd(name, "val_top1_error"),
-                        f"{key}_train_seconds": self._mean(name, "train_seconds"),
-                        f"{key}_epochs_to_within_1_point": reach,
-                        f"{key}_steps_to_within_1_point": None if reach is None else int(reach * self.steps_per_epoch)})
+            out.update(
+                {
+                    f"{key}_val_accuracy": 100 - self._mean(name, "val_top1_error"),
+                    f"{key}_val_accuracy_sd": self._sd(name, "val_top1_error"),
+                    f"{key}_train_seconds": self._mean(name, "train_seconds"),
+                    f"{key}_epochs_to_within_1_point": reach,
+                    f"{key}_steps_to_within_1_point": None
+                    if reach is None
+                    else int(reach * self.steps_per_epoch),
+                }
+            )
         return out
 
 
-def layer_schedules(profile: "str | Profile", freeze: "Mapping[str, float] | None" = None,
-                    layer_lr: "Mapping[str, float] | None" = None, *, seeds: "int | None" = None,
-                    workers: int = 1, train_missing: bool = True) -> "LayerSchedules | None":
+def layer_schedules(
+    profile: "str | Profile",
+    freeze: "Mapping[str, float] | None" = None,
+    layer_lr: "Mapping[str, float] | None" = None,
+    *,
+    seeds: "int | None" = None,
+    workers: int = 1,
+    train_missing: bool = True,
+) -> "LayerSchedules | None":
     """The per-layer arms of the comparison study (:mod:`zfcore.comparisons`), with the Fig. 3
     networks as the global-rate arm, each with ``seeds`` seeds on the complete schedule (trained
     first where not recorded), and the throughput of the frozen configuration measured now.
@@ -262,9 +369,11 @@ def layer_schedules(profile: "str | Profile", freeze: "Mapping[str, float] | Non
     layer_lr = dict(layer_lr if layer_lr is not None else {layer: 0.1 for layer in EARLY_LAYERS})
     jobs = study_jobs(p, ("table3", "per_layer"), ["zf"], seeds, freeze=freeze, layer_lr=layer_lr)
     recs = network_records(p, jobs, train_missing=train_missing, workers=workers)
-    labels = {"table3": "one global rate",
-              "freeze": "freeze " + ", ".join(f"{layer}@{e:g}" for layer, e in freeze.items()),
-              "rates": "rates " + ", ".join(f"{layer} x{m:g}" for layer, m in layer_lr.items())}
+    labels = {
+        "table3": "one global rate",
+        "freeze": "freeze " + ", ".join(f"{layer}@{e:g}" for layer, e in freeze.items()),
+        "rates": "rates " + ", ".join(f"{layer} x{m:g}" for layer, m in layer_lr.items()),
+    }
     arms: dict = {labels["table3"]: [], labels["freeze"]: [], labels["rates"]: []}
     for j in jobs:
         if j.name in recs:
@@ -273,7 +382,11 @@ def layer_schedules(profile: "str | Profile", freeze: "Mapping[str, float] | Non
     if empty and not train_missing:
         return None
     if empty:
-        raise RecipeError(f"no record of the arm(s) {empty}: run the study (python -m zfcore.comparisons "
-                          f"--groups table3,per_layer)")
+        raise RecipeError(
+            f"no record of the arm(s) {empty}: run the study (python -m zfcore.comparisons "
+            f"--groups table3,per_layer)"
+        )
     ips = compare_throughput(p, {"global": [], "frozen": list(freeze)})
-    return LayerSchedules(comparison_overrides(p)["epochs"], freeze, layer_lr, arms, ips, p.n_train // p.batch_size)
+    return LayerSchedules(
+        comparison_overrides(p)["epochs"], freeze, layer_lr, arms, ips, p.n_train // p.batch_size
+    )

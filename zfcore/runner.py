@@ -14,6 +14,7 @@ names the notebook and the cell. This is the command labs and course sites put i
 Outside a checkout (an installed zfcore) the notebooks are read from ``./notebooks`` and
 everything is written under :func:`zfcore.locations.build_root` and ``./figures``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,15 @@ from .errors import ZFCoreError
 from .locations import SAVE_FIGURES_ENV, build_root, checkout_root
 from .profiles import PROFILES, get_profile
 
-__all__ = ["list_notebooks", "run_notebook", "run_all", "promised_figures", "NotebookFailed",
-           "ExtraMissing", "import_extra"]
+__all__ = [
+    "list_notebooks",
+    "run_notebook",
+    "run_all",
+    "promised_figures",
+    "NotebookFailed",
+    "ExtraMissing",
+    "import_extra",
+]
 
 
 class NotebookFailed(ZFCoreError, RuntimeError):
@@ -47,8 +55,10 @@ def import_extra(module: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise ExtraMissing(f"{module} is not installed: the notebook tools are the notebooks extra, "
-                           f'pip install "zfcore[notebooks]"') from None
+        raise ExtraMissing(
+            f"{module} is not installed: the notebook tools are the notebooks extra, "
+            f'pip install "zfcore[notebooks]"'
+        ) from None
 
 
 def notebooks_dir() -> Path:
@@ -83,9 +93,13 @@ def list_notebooks(select: "list[str] | None" = None) -> list[Path]:
     chosen = []
     for s in select:
         s = Path(s).stem
-        hits = [p for p in paths if p.stem == s or p.stem.split("_")[0] == s or p.stem.startswith(s)]
+        hits = [
+            p for p in paths if p.stem == s or p.stem.split("_")[0] == s or p.stem.startswith(s)
+        ]
         if not hits:
-            raise SystemExit(f"no notebook matches {s!r}; notebooks: {', '.join(p.stem for p in paths)}")
+            raise SystemExit(
+                f"no notebook matches {s!r}; notebooks: {', '.join(p.stem for p in paths)}"
+            )
         chosen += [h for h in hits if h not in chosen]
     return chosen
 
@@ -103,8 +117,9 @@ class RunResult:
     output: Path
 
 
-def run_notebook(path: Path, profile: str, parameters: dict | None = None,
-                 timeout: int = 3600) -> RunResult:
+def run_notebook(
+    path: Path, profile: str, parameters: dict | None = None, timeout: int = 3600
+) -> RunResult:
     """Execute one notebook with papermill; raise :class:`NotebookFailed` naming the cell."""
     pm = import_extra("papermill")
     from papermill.exceptions import PapermillExecutionError
@@ -115,19 +130,29 @@ def run_notebook(path: Path, profile: str, parameters: dict | None = None,
     params = {"profile": profile, **(parameters or {})}
     t0 = time.perf_counter()
     try:
-        with _environment(**{SAVE_FIGURES_ENV: "1"}):     # the figures of record
-                pm.execute_notebook(str(path), str(out), parameters=params, kernel_name="python3",
-                                cwd=str(Path(path).parent), progress_bar=False,
-                                execution_timeout=timeout, log_output=False,
-                                iopub_timeout=120)   # a busy machine can delay a cell's output
+        with _environment(**{SAVE_FIGURES_ENV: "1"}):  # the figures of record
+            pm.execute_notebook(
+                str(path),
+                str(out),
+                parameters=params,
+                kernel_name="python3",
+                cwd=str(Path(path).parent),
+                progress_bar=False,
+                execution_timeout=timeout,
+                log_output=False,
+                iopub_timeout=120,
+            )  # a busy machine can delay a cell's output
     except PapermillExecutionError as e:
-        raise NotebookFailed(f"{Path(path).name} failed in cell {e.exec_count} "
-                             f"({e.ename}: {e.evalue}); executed copy: {out}") from None
+        raise NotebookFailed(
+            f"{Path(path).name} failed in cell {e.exec_count} "
+            f"({e.ename}: {e.evalue}); executed copy: {out}"
+        ) from None
     return RunResult(Path(path).stem, time.perf_counter() - t0, out)
 
 
 def run_all(profile: str, select: "list[str] | None" = None) -> list[RunResult]:
     from tqdm.auto import tqdm
+
     results = []
     paths = list_notebooks(select)
     bar = tqdm(paths, desc=f"notebooks ({profile})", unit="nb")
@@ -144,12 +169,16 @@ def network_source(profile) -> str:
     if P.name == "imagenet":
         return "imagenet: the pretrained networks (zfcore.zoo), no training"
     from .train import weights_source
+
     return f"{P.name}: the trained network: {weights_source(P)[1]}"
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m zfcore.runner", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m zfcore.runner",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("notebooks", nargs="*", help="numbers or names; default: all")
     ap.add_argument("--profile", default="mini", choices=list(PROFILES))
     args = ap.parse_args(argv)

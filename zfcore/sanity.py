@@ -16,6 +16,7 @@ scaled to [0, 1]. A reference level of similarity is given by projections of *di
 under the trained model (``baseline_*``): similarity at that level means "unrelated".
 Re-initialisation uses PyTorch's default initialisation (``reset_parameters``) with a fixed seed.
 """
+
 from __future__ import annotations
 
 import copy
@@ -26,13 +27,24 @@ import torch
 from torch import nn
 
 from .deconv import RULES, project, requests
+from .errors import ZFCoreError
 from .models import in_eval_mode, layer_names
 from .study import Result
-from .errors import ZFCoreError
 
-__all__ = ["SanityResult", "randomization_stages", "randomize_top_down", "cascading_randomization",
-           "spearman_rows", "ssim_rows", "pixel_maps", "SanityError", "METRICS", "Survival",
-           "survival", "fc_reinit_checks"]
+__all__ = [
+    "SanityResult",
+    "randomization_stages",
+    "randomize_top_down",
+    "cascading_randomization",
+    "spearman_rows",
+    "ssim_rows",
+    "pixel_maps",
+    "SanityError",
+    "METRICS",
+    "Survival",
+    "survival",
+    "fc_reinit_checks",
+]
 
 
 class SanityError(ZFCoreError, ValueError):
@@ -66,24 +78,27 @@ class SanityResult(Result):
     #: ``{metric: (rules, images)}``: the baseline per image (image ``i`` against image ``i - 1``)
     baseline_rows: dict | None = None
 
-    def change_toward_unrelated(self, rule: str, stage: str = "layer6",
-                                metric: str = "spearman_abs") -> tuple[np.ndarray, np.ndarray]:
+    def change_toward_unrelated(
+        self, rule: str, stage: str = "layer6", metric: str = "spearman_abs"
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Per image, ``(midpoint, similarity)``: the midpoint ``(1 + b_i) / 2`` between identical
         (1) and the different-images level ``b_i`` of image ``i``, and the similarity of its
         projection after re-initialising the layers from the top down to ``stage`` to the
         trained one. ``midpoint - similarity > 0``: the picture changed more than halfway to an
         unrelated one, i.e. it depends on the learned layers (the premise of section 2.1)."""
         if self.baseline_rows is None:
-            raise SanityError("this result has no per-image baseline: recompute it with "
-                              "cascading_randomization")
+            raise SanityError(
+                "this result has no per-image baseline: recompute it with cascading_randomization"
+            )
         if rule not in self.rules or stage not in self.stages or metric not in self.baseline_rows:
-            raise SanityError(f"rule {rule!r}, stage {stage!r} or metric {metric!r} unknown: rules "
-                              f"{self.rules}, stages {self.stages}, metrics {list(self.baseline_rows)}")
+            raise SanityError(
+                f"rule {rule!r}, stage {stage!r} or metric {metric!r} unknown: rules "
+                f"{self.rules}, stages {self.stages}, metrics {list(self.baseline_rows)}"
+            )
         r, s = self.rules.index(rule), self.stages.index(stage)
         base = self.baseline_rows[metric][r].double().numpy()
         sim = getattr(self, metric)[r, s].double().numpy()
         return (1 + base) / 2, sim
-
 
     def checkpoints(self) -> list:
         """The stages reported in numbers: after the fully connected layers (``layer6``), after
@@ -97,30 +112,48 @@ class SanityResult(Result):
         for r, rule in enumerate(self.rules):
             for s in self.checkpoints():
                 i = self.stages.index(s)
-                out.update({f"{rule}_spearman_abs_randomized_to_{s}": float(self.spearman_abs[r, i].mean()),
-                            f"{rule}_spearman_randomized_to_{s}": float(self.spearman[r, i].mean()),
-                            f"{rule}_ssim_randomized_to_{s}": float(self.ssim[r, i].mean())})
-            out.update({f"{rule}_spearman_abs_different_images": float(self.baseline_spearman_abs[r]),
-                        f"{rule}_ssim_different_images": float(self.baseline_ssim[r])})
+                out.update(
+                    {
+                        f"{rule}_spearman_abs_randomized_to_{s}": float(
+                            self.spearman_abs[r, i].mean()
+                        ),
+                        f"{rule}_spearman_randomized_to_{s}": float(self.spearman[r, i].mean()),
+                        f"{rule}_ssim_randomized_to_{s}": float(self.ssim[r, i].mean()),
+                    }
+                )
+            out.update(
+                {
+                    f"{rule}_spearman_abs_different_images": float(self.baseline_spearman_abs[r]),
+                    f"{rule}_ssim_different_images": float(self.baseline_ssim[r]),
+                }
+            )
         return out
 
     def table(self) -> str:
         """Mean Spearman correlation of |maps| at :meth:`checkpoints` and the unrelated level, per
         rule, as text."""
         cps = self.checkpoints()
-        lines = [f"{'rule':10s} " + " ".join(f"{'to ' + s:>10s}" for s in cps)
-                 + f" {'unrelated':>10s}   (Spearman |maps|)"]
+        lines = [
+            f"{'rule':10s} "
+            + " ".join(f"{'to ' + s:>10s}" for s in cps)
+            + f" {'unrelated':>10s}   (Spearman |maps|)"
+        ]
         for r, rule in enumerate(self.rules):
             row = [float(self.spearman_abs[r, self.stages.index(s)].mean()) for s in cps]
-            lines.append(f"{rule:10s} " + " ".join(f"{v:10.3f}" for v in row)
-                         + f" {float(self.baseline_spearman_abs[r]):10.3f}")
+            lines.append(
+                f"{rule:10s} "
+                + " ".join(f"{v:10.3f}" for v in row)
+                + f" {float(self.baseline_spearman_abs[r]):10.3f}"
+            )
         return "\n".join(lines)
 
 
 #: The similarity metrics of :func:`survival`: name -> (SanityResult field, its baseline field).
-METRICS = {"rank correlation |maps|": ("spearman_abs", "baseline_spearman_abs"),
-           "rank correlation signed": ("spearman", "baseline_spearman"),
-           "SSIM": ("ssim", "baseline_ssim")}
+METRICS = {
+    "rank correlation |maps|": ("spearman_abs", "baseline_spearman_abs"),
+    "rank correlation signed": ("spearman", "baseline_spearman"),
+    "SSIM": ("ssim", "baseline_ssim"),
+}
 
 
 @dataclass
@@ -141,14 +174,22 @@ class Survival:
         return sum(self.survives[rule, m] for m in METRICS)
 
     def as_record(self) -> dict:
-        return {f"{rule}_unchanged_by_fc_randomization_metrics": self.count(rule) for rule in self.rules}
+        return {
+            f"{rule}_unchanged_by_fc_randomization_metrics": self.count(rule) for rule in self.rules
+        }
 
     def table(self) -> str:
-        lines = [f"{'rule':10s} " + " ".join(f"{m:>24s}" for m in METRICS)
-                 + "   (after re-initialising the fc layers; in brackets: different images)"]
+        lines = [
+            f"{'rule':10s} "
+            + " ".join(f"{m:>24s}" for m in METRICS)
+            + "   (after re-initialising the fc layers; in brackets: different images)"
+        ]
         for rule in self.rules:
-            cells = [f"{self.similarity[rule, m]:6.2f} ({self.baseline[rule, m]:5.2f}) "
-                     f"{'same' if self.survives[rule, m] else 'changed':>7s}" for m in METRICS]
+            cells = [
+                f"{self.similarity[rule, m]:6.2f} ({self.baseline[rule, m]:5.2f}) "
+                f"{'same' if self.survives[rule, m] else 'changed':>7s}"
+                for m in METRICS
+            ]
             lines.append(f"{rule:10s} " + " ".join(f"{c:>24s}" for c in cells))
         return "\n".join(lines)
 
@@ -163,15 +204,23 @@ class Survival:
 
     def sentence(self) -> str:
         """The survival of the three rules and Adebayo et al.'s finding, in words."""
-        finding = ("Adebayo et al.'s finding (guided backpropagation insensitive to the learned top "
-                   "layers, the gradient not) is " + ("" if self.adebayo_reproduced() else "NOT ")
-                   + "reproduced here")
-        deconv = ("; the deconvnet, unlike guided backpropagation, passes this check: its projection "
-                  "of a logit depends on the learned top layers." if self.count("deconvnet") < self.count("guided")
-                  else "; the deconvnet fails this check like guided backpropagation.")
-        return (f"After the fully connected layers are re-initialised, guided backpropagation is "
-                f"{self.describe('guided')}, the gradient {self.describe('gradient')} and the deconvnet "
-                f"{self.describe('deconvnet')}. " + finding + deconv)
+        finding = (
+            "Adebayo et al.'s finding (guided backpropagation insensitive to the learned top "
+            "layers, the gradient not) is "
+            + ("" if self.adebayo_reproduced() else "NOT ")
+            + "reproduced here"
+        )
+        deconv = (
+            "; the deconvnet, unlike guided backpropagation, passes this check: its projection "
+            "of a logit depends on the learned top layers."
+            if self.count("deconvnet") < self.count("guided")
+            else "; the deconvnet fails this check like guided backpropagation."
+        )
+        return (
+            f"After the fully connected layers are re-initialised, guided backpropagation is "
+            f"{self.describe('guided')}, the gradient {self.describe('gradient')} and the deconvnet "
+            f"{self.describe('deconvnet')}. " + finding + deconv
+        )
 
 
 def survival(result: SanityResult, stage: str = "layer6") -> Survival:
@@ -197,15 +246,21 @@ def fc_reinit_checks(result: SanityResult, stage: str = "layer6") -> tuple[dict,
     Adebayo et al.'s "guided backpropagation is less sensitive than the gradient". Returns the
     per-rule mean midpoints (flat JSON keys) and the verdicts."""
     from . import verdicts
+
     numbers, checks = {}, []
     for rule in result.rules:
         midpoint, kept = result.change_toward_unrelated(rule, stage)
         numbers[f"{rule}_spearman_abs_midpoint_to_unrelated"] = float(midpoint.mean())
         checks.append(verdicts.paired_bootstrap(f"{rule}_changed_by_fc_reinit", midpoint, kept))
     if {"guided", "gradient"} <= set(result.rules):
-        kept = {rule: result.change_toward_unrelated(rule, stage)[1] for rule in ("guided", "gradient")}
-        checks.append(verdicts.paired_bootstrap("guided_less_sensitive_than_gradient", kept["guided"],
-                                                kept["gradient"]))
+        kept = {
+            rule: result.change_toward_unrelated(rule, stage)[1] for rule in ("guided", "gradient")
+        }
+        checks.append(
+            verdicts.paired_bootstrap(
+                "guided_less_sensitive_than_gradient", kept["guided"], kept["gradient"]
+            )
+        )
     return numbers, checks
 
 
@@ -239,13 +294,14 @@ def randomize_top_down(model: nn.Module, down_to: str, seed: int = 0) -> nn.Modu
     m = copy.deepcopy(model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        for layer in stages[:stages.index(down_to) + 1]:
+        for layer in stages[: stages.index(down_to) + 1]:
             _weighted_module(m, layer).reset_parameters()
     return m.eval()
 
 
 def _ranks(a: np.ndarray) -> np.ndarray:
     from scipy.stats import rankdata
+
     return rankdata(a, axis=1)
 
 
@@ -257,7 +313,7 @@ def spearman_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     ra, rb = _ranks(a), _ranks(b)
     ra -= ra.mean(1, keepdims=True)
     rb -= rb.mean(1, keepdims=True)
-    den = np.sqrt((ra ** 2).sum(1) * (rb ** 2).sum(1))
+    den = np.sqrt((ra**2).sum(1) * (rb**2).sum(1))
     num = (ra * rb).sum(1)
     return torch.from_numpy(np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)).float()
 
@@ -274,8 +330,10 @@ def ssim_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
     ua, ub = unit(a), unit(b)
     win = min(7, ua.shape[-1] - (1 - ua.shape[-1] % 2), ua.shape[-2] - (1 - ua.shape[-2] % 2))
-    return torch.tensor([structural_similarity(x, y, data_range=1.0, win_size=win)
-                         for x, y in zip(ua, ub)], dtype=torch.float32)
+    return torch.tensor(
+        [structural_similarity(x, y, data_range=1.0, win_size=win) for x, y in zip(ua, ub)],
+        dtype=torch.float32,
+    )
 
 
 def pixel_maps(pixels: torch.Tensor, absolute: bool = True) -> torch.Tensor:
@@ -285,15 +343,22 @@ def pixel_maps(pixels: torch.Tensor, absolute: bool = True) -> torch.Tensor:
 
 
 @in_eval_mode
-def cascading_randomization(model: nn.Module, images: torch.Tensor, targets=None,
-                            rules=RULES, seed: int = 0, show: int = 3,
-                            progress: bool = True) -> SanityResult:
+def cascading_randomization(
+    model: nn.Module,
+    images: torch.Tensor,
+    targets=None,
+    rules=RULES,
+    seed: int = 0,
+    show: int = 3,
+    progress: bool = True,
+) -> SanityResult:
     """Cascading randomisation (Adebayo et al. 2018) of ``model`` on ``images`` (normalised
     ``(N, C, H, W)``, N >= 2). ``targets``: the logit projected per image (default: the trained
     model's predicted class). See the module docstring; returns a :class:`SanityResult`."""
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] < 2:
-        raise SanityError("images must be a (N, C, H, W) tensor with N >= 2 (the baseline pairs "
-                          "different images)")
+        raise SanityError(
+            "images must be a (N, C, H, W) tensor with N >= 2 (the baseline pairs different images)"
+        )
     rules = list(rules)
     for r in rules:
         if r not in RULES:
@@ -314,6 +379,7 @@ def cascading_randomization(model: nn.Module, images: torch.Tensor, targets=None
     it = list(enumerate(stages))
     if progress:
         from tqdm.auto import tqdm
+
         it = tqdm(it, desc="cascading randomisation", unit="stage")
     base = {}
     for s, stage in it:
@@ -327,12 +393,32 @@ def cascading_randomization(model: nn.Module, images: torch.Tensor, targets=None
             sp[r, s] = spearman_rows(pixel_maps(ref, False), pixel_maps(px, False))
             ss[r, s] = ssim_rows(pixel_maps(ref), pixel_maps(px))
             maps[r, s] = pixel_maps(px[:show])
-    perm = torch.roll(torch.arange(n), 1)      # pair each image with a different one
-    rows = {"spearman_abs": torch.stack([spearman_rows(pixel_maps(base[r]), pixel_maps(base[r][perm]))
-                                         for r in rules]),
-            "spearman": torch.stack([spearman_rows(pixel_maps(base[r], False),
-                                                   pixel_maps(base[r][perm], False)) for r in rules]),
-            "ssim": torch.stack([ssim_rows(pixel_maps(base[r]), pixel_maps(base[r][perm])) for r in rules])}
-    return SanityResult(stages, rules, sp_abs, sp, ss, rows["spearman_abs"].mean(1),
-                        rows["spearman"].mean(1), rows["ssim"].mean(1), maps,
-                        images[:show].clone(), targets, rows)
+    perm = torch.roll(torch.arange(n), 1)  # pair each image with a different one
+    rows = {
+        "spearman_abs": torch.stack(
+            [spearman_rows(pixel_maps(base[r]), pixel_maps(base[r][perm])) for r in rules]
+        ),
+        "spearman": torch.stack(
+            [
+                spearman_rows(pixel_maps(base[r], False), pixel_maps(base[r][perm], False))
+                for r in rules
+            ]
+        ),
+        "ssim": torch.stack(
+            [ssim_rows(pixel_maps(base[r]), pixel_maps(base[r][perm])) for r in rules]
+        ),
+    }
+    return SanityResult(
+        stages,
+        rules,
+        sp_abs,
+        sp,
+        ss,
+        rows["spearman_abs"].mean(1),
+        rows["spearman"].mean(1),
+        rows["ssim"].mean(1),
+        maps,
+        images[:show].clone(),
+        targets,
+        rows,
+    )

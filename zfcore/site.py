@@ -17,6 +17,7 @@ Which part of the paper a notebook reproduces comes from its metadata
 (``metadata.zfcore.paper = {"section": "4.2", "item": "Fig. 7"}``) or, failing that, from
 :data:`PAPER_ITEMS` (the notebook map of CONTRIBUTING.md).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,13 +30,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .cache import atomic_write_text
+from .errors import ZFCoreError
 from .locations import build_root
 from .profiles import PROFILES, Profile, get_profile
 from .runner import build_dir, import_extra, list_notebooks, promised_figures
-from .errors import ZFCoreError
 
-__all__ = ["PaperRef", "PAPER_ITEMS", "ARXIV_ID", "NotebookPage", "SiteError", "paper_ref",
-           "site_dir", "collect_pages", "render_notebook", "render_index", "build_site", "main"]
+__all__ = [
+    "PaperRef",
+    "PAPER_ITEMS",
+    "ARXIV_ID",
+    "NotebookPage",
+    "SiteError",
+    "paper_ref",
+    "site_dir",
+    "collect_pages",
+    "render_notebook",
+    "render_index",
+    "build_site",
+    "main",
+]
 
 ARXIV_ID = "1311.2901"
 ARXIV_ABS = f"https://arxiv.org/abs/{ARXIV_ID}"
@@ -52,8 +65,8 @@ class SiteError(ZFCoreError, RuntimeError):
 class PaperRef:
     """The part of the paper a notebook reproduces: a section number and the figures/tables."""
 
-    section: str = ""          # "4.2"; "" for notebooks that reproduce no single section
-    item: str = ""             # "Fig. 7"
+    section: str = ""  # "4.2"; "" for notebooks that reproduce no single section
+    item: str = ""  # "Fig. 7"
 
     @property
     def anchor(self) -> str:
@@ -116,13 +129,13 @@ def site_dir(profile: str) -> Path:
 class NotebookPage:
     """One notebook of the site: its source, its executed copy (if any) and where it goes."""
 
-    stem: str                   # "07_occlusion"
-    title: str                  # from the notebook's first heading
+    stem: str  # "07_occlusion"
+    title: str  # from the notebook's first heading
     paper: PaperRef
-    source: Path                # notebooks/07_occlusion.ipynb
-    executed: Path | None       # build/notebooks/<profile>/07_occlusion.ipynb, None if not run
-    thumbnail: Path | None      # figures/<profile>/07_occlusion_<first figure>.png, if saved
-    summary: str = ""           # the first sentence of the notebook's introduction
+    source: Path  # notebooks/07_occlusion.ipynb
+    executed: Path | None  # build/notebooks/<profile>/07_occlusion.ipynb, None if not run
+    thumbnail: Path | None  # figures/<profile>/07_occlusion_<first figure>.png, if saved
+    summary: str = ""  # the first sentence of the notebook's introduction
 
     @property
     def html_name(self) -> str:
@@ -138,8 +151,10 @@ def _read_notebook(path: Path):
         nbformat.validate(nb)
     except Exception as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise SiteError(f"{path}: not a readable notebook ({type(e).__name__}: {msg}); execute it "
-                        f"again with python -m zfcore.runner") from None
+        raise SiteError(
+            f"{path}: not a readable notebook ({type(e).__name__}: {msg}); execute it "
+            f"again with python -m zfcore.runner"
+        ) from None
     return nb
 
 
@@ -166,18 +181,20 @@ _ABBREVIATIONS = ("Fig.", "Figs.", "al.", "e.g.", "i.e.", "vs.", "Sec.", "cf.", 
 def _first_sentence(text: str) -> str:
     """Up to the first full stop that ends a sentence (not "Fig. 3", "et al. (2012)", "e.g. X")."""
     for m in re.finditer(r"[.!?](?=\s+[A-Z(\"'*_\[]|$)", text):
-        head = text[:m.end()]
+        head = text[: m.end()]
         if not head.endswith(_ABBREVIATIONS):
             return head
     return text
 
 
 def _markdown_to_text(s: str) -> str:
-    s = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", s)      # [text](link) -> text
+    s = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", s)  # [text](link) -> text
     return re.sub(r"[*_`]", "", s)
 
 
-def collect_pages(profile: "str | Profile", notebooks: "list[Path] | None" = None) -> list[NotebookPage]:
+def collect_pages(
+    profile: "str | Profile", notebooks: "list[Path] | None" = None
+) -> list[NotebookPage]:
     """Every notebook of ``notebooks/`` (or ``notebooks``) in paper order, with its executed copy
     (``build/notebooks/<profile>/``) and thumbnail (``figures/<profile>/``)."""
     P = get_profile(profile)
@@ -193,9 +210,17 @@ def collect_pages(profile: "str | Profile", notebooks: "list[Path] | None" = Non
             if candidate.is_file():
                 thumb = candidate
                 break
-        pages.append(NotebookPage(stem=src.stem, title=title, paper=paper_ref(src, nb.get("metadata")),
-                                  source=src, executed=executed if executed.is_file() else None,
-                                  thumbnail=thumb, summary=summary))
+        pages.append(
+            NotebookPage(
+                stem=src.stem,
+                title=title,
+                paper=paper_ref(src, nb.get("metadata")),
+                source=src,
+                executed=executed if executed.is_file() else None,
+                thumbnail=thumb,
+                summary=summary,
+            )
+        )
     return pages
 
 
@@ -212,17 +237,20 @@ _STYLE = """
 """
 
 
-def _nav_bar(page: NotebookPage, prev: NotebookPage | None, nxt: NotebookPage | None,
-             profile: str) -> str:
+def _nav_bar(
+    page: NotebookPage, prev: NotebookPage | None, nxt: NotebookPage | None, profile: str
+) -> str:
     e = html.escape
     links = ['<a class="zf-index" href="index.html">&#8592; all notebooks</a>']
     if prev is not None:
         links.append(f'<a class="zf-prev" href="{e(prev.html_name)}">&#8249; {e(prev.stem)}</a>')
     if nxt is not None:
         links.append(f'<a class="zf-next" href="{e(nxt.html_name)}">{e(nxt.stem)} &#8250;</a>')
-    links.append(f'<span>Reproduces <a class="zf-paper" href="{e(page.paper.url)}">'
-                 f'{e(page.paper.label)}</a> of Zeiler &amp; Fergus (2014), '
-                 f'<a href="{ARXIV_ABS}">arXiv:{ARXIV_ID}</a></span>')
+    links.append(
+        f'<span>Reproduces <a class="zf-paper" href="{e(page.paper.url)}">'
+        f"{e(page.paper.label)}</a> of Zeiler &amp; Fergus (2014), "
+        f'<a href="{ARXIV_ABS}">arXiv:{ARXIV_ID}</a></span>'
+    )
     links.append(f'<span class="zf-profile">profile <b>{e(profile)}</b></span>')
     return f'<nav class="zf-nav">{"".join(links)}</nav>'
 
@@ -233,17 +261,24 @@ def _exporter():
     from nbconvert import HTMLExporter
 
     # The lab template, with a slot after <main> for the navigation bar.
-    page = ("{%- extends 'index.html.j2' -%}\n"
-            "{%- block body_header -%}{{ super() }}{{ resources.zf_nav }}{%- endblock body_header -%}\n"
-            "{%- block extra_css -%}{{ resources.zf_style }}{%- endblock extra_css -%}\n")
-    return HTMLExporter(template_name="lab", extra_loaders=[DictLoader({"zfcore_page.html.j2": page})],
-                        template_file="zfcore_page.html.j2")
+    page = (
+        "{%- extends 'index.html.j2' -%}\n"
+        "{%- block body_header -%}{{ super() }}{{ resources.zf_nav }}{%- endblock body_header -%}\n"
+        "{%- block extra_css -%}{{ resources.zf_style }}{%- endblock extra_css -%}\n"
+    )
+    return HTMLExporter(
+        template_name="lab",
+        extra_loaders=[DictLoader({"zfcore_page.html.j2": page})],
+        template_file="zfcore_page.html.j2",
+    )
 
 
 _WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-_WIDGET_NOTE = ('<div class="zf-widget-note">An interactive widget stands here: it needs a running '
-                'Python kernel. Open this notebook in JupyterLab, or serve it with <code>voila</code> '
-                '(see the README); the figures on this page show the same panels.</div>')
+_WIDGET_NOTE = (
+    '<div class="zf-widget-note">An interactive widget stands here: it needs a running '
+    "Python kernel. Open this notebook in JupyterLab, or serve it with <code>voila</code> "
+    "(see the README); the figures on this page show the same panels.</div>"
+)
 
 
 def _without_live_widgets(nb) -> int:
@@ -264,18 +299,28 @@ def _without_live_widgets(nb) -> int:
     return replaced
 
 
-def render_notebook(page: NotebookPage, prev: NotebookPage | None, nxt: NotebookPage | None,
-                    profile: str, exporter=None) -> str:
+def render_notebook(
+    page: NotebookPage,
+    prev: NotebookPage | None,
+    nxt: NotebookPage | None,
+    profile: str,
+    exporter=None,
+) -> str:
     """The HTML page of one executed notebook (figures inlined), with the navigation bar."""
     if page.executed is None:
-        raise SiteError(f"{page.stem} has not been executed: run "
-                        f"python -m zfcore.runner --profile {profile} {page.stem.split('_')[0]}")
+        raise SiteError(
+            f"{page.stem} has not been executed: run "
+            f"python -m zfcore.runner --profile {profile} {page.stem.split('_')[0]}"
+        )
     exporter = exporter or _exporter()
     nb = _read_notebook(page.executed)
     _without_live_widgets(nb)
     nb.metadata["title"] = f"{page.title} - zfcore ({profile})"
-    resources = {"zf_nav": _nav_bar(page, prev, nxt, profile), "zf_style": _STYLE,
-                 "metadata": {"name": page.stem}}
+    resources = {
+        "zf_nav": _nav_bar(page, prev, nxt, profile),
+        "zf_style": _STYLE,
+        "metadata": {"name": page.stem},
+    }
     body, _ = exporter.from_notebook_node(nb, resources=resources)
     return body
 
@@ -289,16 +334,25 @@ def render_index(pages: list[NotebookPage], profile: str, thumbnails: dict[str, 
         if p.executed is not None:
             title = f'<a class="zf-page" href="{e(p.html_name)}">{e(p.title)}</a>'
         else:
-            title = (f'{e(p.title)}<div class="zf-missing">not executed yet: '
-                     f'<code>python -m zfcore.runner --profile {e(profile)} {e(number)}</code></div>')
-        thumb = (f'<a href="{e(p.html_name)}"><img class="zf-thumb" src="{e(thumbnails[p.stem])}" '
-                 f'alt="{e(p.stem)} figure"></a>' if p.stem in thumbnails and p.executed is not None
-                 else (f'<img class="zf-thumb" src="{e(thumbnails[p.stem])}" alt="{e(p.stem)} figure">'
-                       if p.stem in thumbnails else ""))
+            title = (
+                f'{e(p.title)}<div class="zf-missing">not executed yet: '
+                f"<code>python -m zfcore.runner --profile {e(profile)} {e(number)}</code></div>"
+            )
+        thumb = (
+            f'<a href="{e(p.html_name)}"><img class="zf-thumb" src="{e(thumbnails[p.stem])}" '
+            f'alt="{e(p.stem)} figure"></a>'
+            if p.stem in thumbnails and p.executed is not None
+            else (
+                f'<img class="zf-thumb" src="{e(thumbnails[p.stem])}" alt="{e(p.stem)} figure">'
+                if p.stem in thumbnails
+                else ""
+            )
+        )
         rows.append(
             f'<tr><td class="zf-num">{e(number)}</td><td>{title}'
             f'<div class="zf-summary">{e(p.summary)}</div></td>'
-            f'<td><a href="{e(p.paper.url)}">{e(p.paper.label)}</a></td><td>{thumb}</td></tr>')
+            f'<td><a href="{e(p.paper.url)}">{e(p.paper.label)}</a></td><td>{thumb}</td></tr>'
+        )
     n_done = sum(p.executed is not None for p in pages)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -335,8 +389,12 @@ def _publish(path: Path, text: str) -> Path:
     return path
 
 
-def build_site(profile: "str | Profile" = "mini", out: "str | Path | None" = None,
-               notebooks: "list[Path] | None" = None, progress: bool = True) -> Path:
+def build_site(
+    profile: "str | Profile" = "mini",
+    out: "str | Path | None" = None,
+    notebooks: "list[Path] | None" = None,
+    progress: bool = True,
+) -> Path:
     """Write the site of ``profile``'s executed notebooks to ``out`` and return its index path.
 
     Raises :class:`SiteError` when no notebook of the profile has been executed yet.
@@ -348,9 +406,11 @@ def build_site(profile: "str | Profile" = "mini", out: "str | Path | None" = Non
     pages = collect_pages(P, notebooks)
     done = [p for p in pages if p.executed is not None]
     if not done:
-        raise SiteError(f"no executed notebooks in {build_dir(P.name)}: run "
-                        f"python -m zfcore.runner --profile {P.name} first "
-                        f"(or python -m zfcore.site --profile {P.name} --run-missing)")
+        raise SiteError(
+            f"no executed notebooks in {build_dir(P.name)}: run "
+            f"python -m zfcore.runner --profile {P.name} first "
+            f"(or python -m zfcore.site --profile {P.name} --run-missing)"
+        )
     out.mkdir(parents=True, exist_ok=True)
     thumbs_dir = out / "figures"
     thumbnails: dict[str, str] = {}
@@ -370,15 +430,22 @@ def build_site(profile: "str | Profile" = "mini", out: "str | Path | None" = Non
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m zfcore.site", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m zfcore.site",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--profile", default="mini", choices=list(PROFILES))
     ap.add_argument("--out", default=None, help="output folder (default build/site/<profile>)")
-    ap.add_argument("--run-missing", action="store_true",
-                    help="execute the notebooks that have no executed copy yet first")
+    ap.add_argument(
+        "--run-missing",
+        action="store_true",
+        help="execute the notebooks that have no executed copy yet first",
+    )
     args = ap.parse_args(argv)
     if args.run_missing:
         from .runner import NotebookFailed, run_notebook
+
         for p in collect_pages(args.profile):
             if p.executed is None:
                 print(f"executing {p.stem} ...", flush=True)

@@ -12,6 +12,7 @@ whose result is stored as plain tensors, numbers and lists. This module holds th
 * :func:`cached_study`, which keys a study by ``kind``, its ``version``, the model's fingerprint,
   the profile's identity (or a narrower ``data`` identity) and its settings, and builds it once.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -67,8 +68,13 @@ class Result:
         return cls(**kw)
 
 
-def study_key(version: Any, model: "nn.Module | None", profile: "str | Profile", settings: dict,
-              data: "dict | None" = None) -> dict:
+def study_key(
+    version: Any,
+    model: "nn.Module | None",
+    profile: "str | Profile",
+    settings: dict,
+    data: "dict | None" = None,
+) -> dict:
     """What decides a study's result: its ``version``, the model's weights (fingerprint), the
     profile's identity (or ``data``, a narrower identity of the images used) and ``settings``."""
     P = get_profile(profile)
@@ -83,9 +89,17 @@ def study_key(version: Any, model: "nn.Module | None", profile: "str | Profile",
     return key
 
 
-def cached_study(kind: str, version: Any, model: "nn.Module | None", profile: "str | Profile",
-                 settings: dict, build: Callable[[], Any], *, data: "dict | None" = None,
-                 cache: bool = True) -> Any:
+def cached_study(
+    kind: str,
+    version: Any,
+    model: "nn.Module | None",
+    profile: "str | Profile",
+    settings: dict,
+    build: Callable[[], Any],
+    *,
+    data: "dict | None" = None,
+    cache: bool = True,
+) -> Any:
     """``build()``'s plain-data result, read from ``<cache_dir>/<kind>/<hash>/`` when a study
     with the same :func:`study_key` was run before (``cache=False`` always builds)."""
     if not cache:

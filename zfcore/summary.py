@@ -3,6 +3,7 @@
 Computed by running one input through the model with forward hooks, so the table is measured
 from the network itself, not restated from the paper.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,8 +16,16 @@ from .models import eval_mode
 __all__ = ["LayerRow", "layer_table", "paper_sizes"]
 
 # Fig. 3 of the paper: the spatial side after each stage for a 224x224 input.
-PAPER_ZF_SIZES = {"conv1": 110, "pool1": 55, "conv2": 26, "pool2": 13, "conv3": 13,
-                  "conv4": 13, "conv5": 13, "pool5": 6}
+PAPER_ZF_SIZES = {
+    "conv1": 110,
+    "pool1": 55,
+    "conv2": 26,
+    "pool2": 13,
+    "conv3": 13,
+    "conv4": 13,
+    "conv5": 13,
+    "pool5": 6,
+}
 
 
 def paper_sizes() -> dict[str, int]:
@@ -26,17 +35,23 @@ def paper_sizes() -> dict[str, int]:
 
 @dataclass
 class LayerRow:
-    name: str            # module name, e.g. "conv1"
-    kind: str            # "conv", "relu", "pool", "norm", "fc", "dropout"
-    kernel: str          # "7x7" or ""
+    name: str  # module name, e.g. "conv1"
+    kind: str  # "conv", "relu", "pool", "norm", "fc", "dropout"
+    kernel: str  # "7x7" or ""
     stride: str
-    out_shape: tuple     # (C, H, W) or (units,)
+    out_shape: tuple  # (C, H, W) or (units,)
     params: int
 
 
 def _kind(m: nn.Module) -> str:
-    return {nn.Conv2d: "conv", nn.ReLU: "relu", nn.MaxPool2d: "pool", nn.LocalResponseNorm: "norm",
-            nn.Linear: "fc", nn.Dropout: "dropout"}.get(type(m), type(m).__name__.lower())
+    return {
+        nn.Conv2d: "conv",
+        nn.ReLU: "relu",
+        nn.MaxPool2d: "pool",
+        nn.LocalResponseNorm: "norm",
+        nn.Linear: "fc",
+        nn.Dropout: "dropout",
+    }.get(type(m), type(m).__name__.lower())
 
 
 @torch.no_grad()
@@ -54,8 +69,17 @@ def layer_table(model: nn.Module, image_size: int | None = None) -> list[LayerRo
             s = getattr(mod, "stride", "")
             k = (f"{k[0]}x{k[1]}" if isinstance(k, tuple) else f"{k}x{k}") if k != "" else ""
             s = (str(s[0]) if isinstance(s, tuple) else str(s)) if s != "" else ""
-            rows.append(LayerRow(name.split(".")[-1], _kind(mod), k, s, tuple(out.shape[1:]),
-                                 sum(p.numel() for p in mod.parameters())))
+            rows.append(
+                LayerRow(
+                    name.split(".")[-1],
+                    _kind(mod),
+                    k,
+                    s,
+                    tuple(out.shape[1:]),
+                    sum(p.numel() for p in mod.parameters()),
+                )
+            )
+
         hooks.append(m.register_forward_hook(hook))
     try:
         with eval_mode(model):

@@ -21,6 +21,7 @@ per-image correctness on the same validation set; seed variance is then *not* in
 >>> from_interval("demo", effect=0.2, low=-0.5, high=0.9).verdict
 'within noise'
 """
+
 from __future__ import annotations
 
 import math
@@ -28,19 +29,60 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
+
 from .errors import ZFCoreError
 
-__all__ = ["VERDICTS", "Verdict", "decide", "from_interval", "from_samples", "paired_bootstrap", "unpaired_bootstrap",
-           "hierarchical_bootstrap", "equivalence",
-           "bootstrap", "binomial_se", "VerdictError"]
+__all__ = [
+    "VERDICTS",
+    "Verdict",
+    "decide",
+    "from_interval",
+    "from_samples",
+    "paired_bootstrap",
+    "unpaired_bootstrap",
+    "hierarchical_bootstrap",
+    "equivalence",
+    "bootstrap",
+    "binomial_se",
+    "VerdictError",
+]
 
 #: The only three words a verdict may take.
 VERDICTS = ("held", "did not hold", "within noise")
 
 #: Two-sided 97.5 % quantiles of Student's t for 1..30 degrees of freedom (then the normal's).
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+_T975 = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+)
 
 
 class VerdictError(ZFCoreError, ValueError):
@@ -67,7 +109,7 @@ class Verdict:
     low: float
     high: float
     verdict: str
-    source: str         # where the uncertainty comes from, e.g. "3 seeds" or "bootstrap over 2000 images"
+    source: str  # where the uncertainty comes from, e.g. "3 seeds" or "bootstrap over 2000 images"
     margin: float = 0.0
     unit: str = ""
 
@@ -75,20 +117,29 @@ class Verdict:
     def rule(self) -> str:
         """The rule, printed before the verdict."""
         u = f" {self.unit}" if self.unit else ""
-        return (f"rule for '{self.claim}': effect = model - control (positive = as the paper says); "
-                f"95 % interval from {self.source}; held if the interval lies above "
-                f"{self.margin:g}{u}, did not hold if it lies below, else within noise")
+        return (
+            f"rule for '{self.claim}': effect = model - control (positive = as the paper says); "
+            f"95 % interval from {self.source}; held if the interval lies above "
+            f"{self.margin:g}{u}, did not hold if it lies below, else within noise"
+        )
 
     def __str__(self) -> str:
         u = f" {self.unit}" if self.unit else ""
-        return (f"{self.claim}: effect {self.effect:+.3g}{u} [95 % {self.low:+.3g}, {self.high:+.3g}] "
-                f"-> {self.verdict}")
+        return (
+            f"{self.claim}: effect {self.effect:+.3g}{u} [95 % {self.low:+.3g}, {self.high:+.3g}] "
+            f"-> {self.verdict}"
+        )
 
     def as_record(self) -> dict[str, Any]:
         """Flat JSON keys: ``verdict_<claim>``, ``<claim>_effect``, ``_ci_low``, ``_ci_high``, ``_uncertainty``."""
         c = self.claim
-        return {f"verdict_{c}": self.verdict, f"{c}_effect": self.effect, f"{c}_ci_low": self.low,
-                f"{c}_ci_high": self.high, f"{c}_uncertainty": self.source}
+        return {
+            f"verdict_{c}": self.verdict,
+            f"{c}_effect": self.effect,
+            f"{c}_ci_low": self.low,
+            f"{c}_ci_high": self.high,
+            f"{c}_uncertainty": self.source,
+        }
 
     def record(self, report) -> "Verdict":
         """Record into a :class:`zfcore.report.Report` and return self."""
@@ -101,24 +152,50 @@ class Verdict:
 
 def _claim(claim: str) -> str:
     if not isinstance(claim, str) or not claim or not claim.replace("_", "").isalnum():
-        raise VerdictError(f"claim {claim!r} must be a non-empty name of letters, digits and '_' "
-                           f"(it becomes the JSON key verdict_<claim>)")
+        raise VerdictError(
+            f"claim {claim!r} must be a non-empty name of letters, digits and '_' "
+            f"(it becomes the JSON key verdict_<claim>)"
+        )
     return claim
 
 
-def from_interval(claim: str, effect: float, low: float, high: float, *, source: str = "given interval",
-                  margin: float = 0.0, unit: str = "") -> Verdict:
+def from_interval(
+    claim: str,
+    effect: float,
+    low: float,
+    high: float,
+    *,
+    source: str = "given interval",
+    margin: float = 0.0,
+    unit: str = "",
+) -> Verdict:
     """A verdict from an interval computed elsewhere."""
-    return Verdict(_claim(claim), float(effect), float(low), float(high),
-                   decide(float(low), float(high), margin), source, float(margin), unit)
+    return Verdict(
+        _claim(claim),
+        float(effect),
+        float(low),
+        float(high),
+        decide(float(low), float(high), margin),
+        source,
+        float(margin),
+        unit,
+    )
 
 
 def _t975(dof: int) -> float:
     return _T975[dof - 1] if dof <= len(_T975) else 1.96
 
 
-def from_samples(claim: str, model: Sequence[float], control: "Sequence[float] | float" = 0.0, *,
-                 paired: bool = False, margin: float = 0.0, unit: str = "", what: str = "seeds") -> Verdict:
+def from_samples(
+    claim: str,
+    model: Sequence[float],
+    control: "Sequence[float] | float" = 0.0,
+    *,
+    paired: bool = False,
+    margin: float = 0.0,
+    unit: str = "",
+    what: str = "seeds",
+) -> Verdict:
     """A verdict from independent repeats (seeds): the t-interval of ``mean(model) - mean(control)``.
 
     ``control`` is a number (a fixed level such as chance) or repeats of its own (Welch's
@@ -133,24 +210,41 @@ def from_samples(claim: str, model: Sequence[float], control: "Sequence[float] |
     else:
         b = np.asarray(control, dtype=float)
         if len(b) < 2 or not np.isfinite(b).all():
-            raise VerdictError(f"'{claim}' needs at least 2 finite repeats of the control, got {list(b)}")
+            raise VerdictError(
+                f"'{claim}' needs at least 2 finite repeats of the control, got {list(b)}"
+            )
         if paired:
             if len(a) != len(b):
-                raise VerdictError(f"'{claim}': paired repeats differ in number ({len(a)} vs {len(b)})")
+                raise VerdictError(
+                    f"'{claim}': paired repeats differ in number ({len(a)} vs {len(b)})"
+                )
             diff = a - b
             d, se, dof = diff.mean(), diff.std(ddof=1) / math.sqrt(len(a)), len(a) - 1
         else:
             va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
             d, se = a.mean() - b.mean(), math.sqrt(va + vb)
-            dof = max(1, int((va + vb) ** 2 / ((va ** 2) / (len(a) - 1) + (vb ** 2) / (len(b) - 1) + 1e-300)))
+            dof = max(
+                1, int((va + vb) ** 2 / ((va**2) / (len(a) - 1) + (vb**2) / (len(b) - 1) + 1e-300))
+            )
         n = f"{len(a)} vs {len(b)} {what}"
     h = _t975(dof) * se
-    return from_interval(claim, d, d - h, d + h, source=f"t-interval over {n}", margin=margin, unit=unit)
+    return from_interval(
+        claim, d, d - h, d + h, source=f"t-interval over {n}", margin=margin, unit=unit
+    )
 
 
-def paired_bootstrap(claim: str, model: Sequence[float], control: Sequence[float], *, n_boot: int = 2000,
-                     seed: int = 0, margin: float = 0.0, unit: str = "", scale: float = 1.0,
-                     stat: Callable[[np.ndarray], np.ndarray] | None = None) -> Verdict:
+def paired_bootstrap(
+    claim: str,
+    model: Sequence[float],
+    control: Sequence[float],
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+    margin: float = 0.0,
+    unit: str = "",
+    scale: float = 1.0,
+    stat: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> Verdict:
     """A verdict from per-item values of the model and the control on the same items.
 
     ``model[i]`` and ``control[i]`` are measured on item ``i`` (e.g. 1.0 if image ``i`` is
@@ -160,7 +254,9 @@ def paired_bootstrap(claim: str, model: Sequence[float], control: Sequence[float
     """
     a, b = np.asarray(model, dtype=float), np.asarray(control, dtype=float)
     if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
-        raise VerdictError(f"'{claim}': model and control need the same >= 2 items, got {a.shape} and {b.shape}")
+        raise VerdictError(
+            f"'{claim}': model and control need the same >= 2 items, got {a.shape} and {b.shape}"
+        )
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         raise VerdictError(f"'{claim}': per-item values must be finite")
     stat = stat or (lambda x: x.mean(axis=-1))
@@ -169,34 +265,71 @@ def paired_bootstrap(claim: str, model: Sequence[float], control: Sequence[float
     diffs = scale * (stat(a[idx]) - stat(b[idx]))
     d = scale * float(stat(a[None])[0] - stat(b[None])[0])
     low, high = np.quantile(diffs, [0.025, 0.975])
-    return from_interval(claim, d, float(low), float(high), margin=margin, unit=unit,
-                         source=f"paired bootstrap over {len(a)} items ({n_boot} resamples; seed variance not included)")
+    return from_interval(
+        claim,
+        d,
+        float(low),
+        float(high),
+        margin=margin,
+        unit=unit,
+        source=f"paired bootstrap over {len(a)} items ({n_boot} resamples; seed variance not included)",
+    )
 
 
-def unpaired_bootstrap(claim: str, model: Sequence[float], control: Sequence[float], *, n_boot: int = 2000,
-                       seed: int = 0, margin: float = 0.0, unit: str = "", scale: float = 1.0,
-                       stat: Callable[[np.ndarray], np.ndarray] | None = None, what: str = "items") -> Verdict:
+def unpaired_bootstrap(
+    claim: str,
+    model: Sequence[float],
+    control: Sequence[float],
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+    margin: float = 0.0,
+    unit: str = "",
+    scale: float = 1.0,
+    stat: Callable[[np.ndarray], np.ndarray] | None = None,
+    what: str = "items",
+) -> Verdict:
     """A verdict on ``scale * (stat(model) - stat(control))`` where the two are different items
     (e.g. the first-layer filters of two networks), each resampled on its own. ``stat`` maps a
     ``(n_boot, n)`` array to ``(n_boot,)`` (default: the mean of each row)."""
     a, b = np.asarray(model, dtype=float), np.asarray(control, dtype=float)
     if a.ndim != 1 or b.ndim != 1 or len(a) < 2 or len(b) < 2:
-        raise VerdictError(f"'{claim}': model and control need >= 2 values each, got {a.shape} and {b.shape}")
+        raise VerdictError(
+            f"'{claim}': model and control need >= 2 values each, got {a.shape} and {b.shape}"
+        )
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         raise VerdictError(f"'{claim}': values must be finite")
     stat = stat or (lambda x: x.mean(axis=-1))
     rng = np.random.default_rng(seed)
-    diffs = scale * (stat(a[rng.integers(0, len(a), size=(n_boot, len(a)))])
-                     - stat(b[rng.integers(0, len(b), size=(n_boot, len(b)))]))
+    diffs = scale * (
+        stat(a[rng.integers(0, len(a), size=(n_boot, len(a)))])
+        - stat(b[rng.integers(0, len(b), size=(n_boot, len(b)))])
+    )
     d = scale * float(stat(a[None])[0] - stat(b[None])[0])
     low, high = np.quantile(diffs, [0.025, 0.975])
-    return from_interval(claim, d, float(low), float(high), margin=margin, unit=unit,
-                         source=f"bootstrap over {len(a)} and {len(b)} {what} ({n_boot} resamples; "
-                                f"seed variance not included)")
+    return from_interval(
+        claim,
+        d,
+        float(low),
+        float(high),
+        margin=margin,
+        unit=unit,
+        source=f"bootstrap over {len(a)} and {len(b)} {what} ({n_boot} resamples; "
+        f"seed variance not included)",
+    )
 
 
-def bootstrap(claim: str, values: Sequence[float], control: float = 0.0, *, n_boot: int = 2000, seed: int = 0,
-              margin: float = 0.0, unit: str = "", scale: float = 1.0) -> Verdict:
+def bootstrap(
+    claim: str,
+    values: Sequence[float],
+    control: float = 0.0,
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+    margin: float = 0.0,
+    unit: str = "",
+    scale: float = 1.0,
+) -> Verdict:
     """A verdict on ``scale * (mean(values) - control)`` from a bootstrap over the items."""
     a = np.asarray(values, dtype=float)
     if a.ndim != 1 or len(a) < 2 or not np.isfinite(a).all():
@@ -204,8 +337,15 @@ def bootstrap(claim: str, values: Sequence[float], control: float = 0.0, *, n_bo
     rng = np.random.default_rng(seed)
     means = a[rng.integers(0, len(a), size=(n_boot, len(a)))].mean(axis=1)
     low, high = np.quantile(scale * (means - control), [0.025, 0.975])
-    return from_interval(claim, scale * (a.mean() - control), float(low), float(high), margin=margin,
-                         unit=unit, source=f"bootstrap over {len(a)} items ({n_boot} resamples)")
+    return from_interval(
+        claim,
+        scale * (a.mean() - control),
+        float(low),
+        float(high),
+        margin=margin,
+        unit=unit,
+        source=f"bootstrap over {len(a)} items ({n_boot} resamples)",
+    )
 
 
 def binomial_se(p: float, n: int) -> float:
@@ -215,9 +355,17 @@ def binomial_se(p: float, n: int) -> float:
     return math.sqrt(max(p * (1 - p), 0.0) / n)
 
 
-def hierarchical_bootstrap(claim: str, networks: "dict[str, dict[str, np.ndarray]]",
-                           stat: Callable[[dict], np.ndarray], *, n_boot: int = 2000, seed: int = 0,
-                           margin: float = 0.0, unit: str = "", what: str = "validation images") -> Verdict:
+def hierarchical_bootstrap(
+    claim: str,
+    networks: "dict[str, dict[str, np.ndarray]]",
+    stat: Callable[[dict], np.ndarray],
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+    margin: float = 0.0,
+    unit: str = "",
+    what: str = "validation images",
+) -> Verdict:
     """A verdict on ``stat(means)`` over networks trained with several seeds each, whose interval
     includes the variance between seeds.
 
@@ -238,23 +386,31 @@ def hierarchical_bootstrap(claim: str, networks: "dict[str, dict[str, np.ndarray
         for items, a in sets.items():
             a = np.asarray(a, dtype=float)
             if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 2 or not np.isfinite(a).all():
-                raise VerdictError(f"'{claim}': networks[{name!r}][{items!r}] must be a finite (seeds, items) "
-                                   f"array with >= 2 items, got shape {a.shape}")
+                raise VerdictError(
+                    f"'{claim}': networks[{name!r}][{items!r}] must be a finite (seeds, items) "
+                    f"array with >= 2 items, got shape {a.shape}"
+                )
             if sizes.setdefault(items, a.shape[1]) != a.shape[1]:
-                raise VerdictError(f"'{claim}': every network needs the same {items!r} items "
-                                   f"({sizes[items]} vs {a.shape[1]} in {name!r})")
+                raise VerdictError(
+                    f"'{claim}': every network needs the same {items!r} items "
+                    f"({sizes[items]} vs {a.shape[1]} in {name!r})"
+                )
     item_idx = {items: rng.integers(0, n, size=(n_boot, n)) for items, n in sizes.items()}
     boot, full = {}, {}
     for name, sets in networks.items():
         n_seeds = {np.asarray(a).shape[0] for a in sets.values()}
         if len(n_seeds) != 1:
-            raise VerdictError(f"'{claim}': network {name!r} has different seed counts per item set")
+            raise VerdictError(
+                f"'{claim}': network {name!r} has different seed counts per item set"
+            )
         s = n_seeds.pop()
         seed_idx = rng.integers(0, s, size=(n_boot, s))
         boot[name], full[name] = {}, {}
         for items, a in sets.items():
             a = np.asarray(a, dtype=float)
-            per_seed = np.stack([row[item_idx[items]].mean(1) for row in a], axis=1)   # (n_boot, seeds)
+            per_seed = np.stack(
+                [row[item_idx[items]].mean(1) for row in a], axis=1
+            )  # (n_boot, seeds)
             boot[name][items] = np.take_along_axis(per_seed, seed_idx, axis=1).mean(1)
             full[name][items] = np.array([a.mean()])
     values = np.asarray(stat(boot), dtype=float)
@@ -262,15 +418,32 @@ def hierarchical_bootstrap(claim: str, networks: "dict[str, dict[str, np.ndarray
     low, high = np.quantile(values, [0.025, 0.975])
     counts = sorted({np.asarray(next(iter(s.values()))).shape[0] for s in networks.values()})
     seeds_text = "/".join(str(c) for c in counts) + (" seed" if counts == [1] else " seeds")
-    lacking = " (one seed: seed variance not included)" if counts == [1] else (
-        " (a network with one seed adds no seed variance)" if 1 in counts else "")
+    lacking = (
+        " (one seed: seed variance not included)"
+        if counts == [1]
+        else (" (a network with one seed adds no seed variance)" if 1 in counts else "")
+    )
     users = {k: sum(k in sets for sets in networks.values()) for k in sizes}
-    sets_text = " and ".join(f"{n} {what if k == 'val' else k.replace('_', ' ')}" for k, n in sizes.items())
-    shared = ("shared by the networks" if all(u > 1 for u in users.values()) else
-              "each network's own" if all(u == 1 for u in users.values()) else "shared where common")
-    return from_interval(claim, point, float(low), float(high), margin=margin, unit=unit,
-                         source=f"hierarchical bootstrap: {seeds_text} per network resampled, then the "
-                                f"{sets_text}, {shared} ({n_boot} resamples){lacking}")
+    sets_text = " and ".join(
+        f"{n} {what if k == 'val' else k.replace('_', ' ')}" for k, n in sizes.items()
+    )
+    shared = (
+        "shared by the networks"
+        if all(u > 1 for u in users.values())
+        else "each network's own"
+        if all(u == 1 for u in users.values())
+        else "shared where common"
+    )
+    return from_interval(
+        claim,
+        point,
+        float(low),
+        float(high),
+        margin=margin,
+        unit=unit,
+        source=f"hierarchical bootstrap: {seeds_text} per network resampled, then the "
+        f"{sets_text}, {shared} ({n_boot} resamples){lacking}",
+    )
 
 
 def equivalence(claim: str, verdict: Verdict, margin: float) -> Verdict:
@@ -282,6 +455,12 @@ def equivalence(claim: str, verdict: Verdict, margin: float) -> Verdict:
         raise VerdictError(f"an equivalence margin must be positive, not {margin!r}")
     worst = max(abs(verdict.low), abs(verdict.high))
     best = 0.0 if verdict.low <= 0 <= verdict.high else min(abs(verdict.low), abs(verdict.high))
-    return from_interval(claim, margin - abs(verdict.effect), margin - worst, margin - best,
-                         source=f"{verdict.source}; equivalence margin {margin:g}{' ' + verdict.unit if verdict.unit else ''}"
-                                f" fixed in advance: effect = margin - |difference|", unit=verdict.unit)
+    return from_interval(
+        claim,
+        margin - abs(verdict.effect),
+        margin - worst,
+        margin - best,
+        source=f"{verdict.source}; equivalence margin {margin:g}{' ' + verdict.unit if verdict.unit else ''}"
+        f" fixed in advance: effect = margin - |difference|",
+        unit=verdict.unit,
+    )

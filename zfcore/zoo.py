@@ -18,6 +18,7 @@ notebooks do the same on whichever network the profile names:
 Every model comes back in eval mode with ``model.layer_names`` (``layer1`` ... ``logits``) and
 ``model.zoo_name`` (what it is, for titles and JSON records).
 """
+
 from __future__ import annotations
 
 import os
@@ -31,11 +32,33 @@ from torch import nn
 from .errors import ZFCoreError
 from .profiles import Profile, get_profile
 
-__all__ = ["ZooError", "NAMES", "WEIGHTS", "get_model", "load_model_file", "model_for_profile",
-           "class_names_for", "imagenet_classes", "Int", "Number", "Choice", "Paths", "Folder",
-           "check_parameters", "per_profile", "Examples", "photo_examples", "scene_examples",
-           "examples_for_profile", "example_image", "image_set", "PhotoFolder", "mine_images",
-           "labels_of", "first_images"]
+__all__ = [
+    "ZooError",
+    "NAMES",
+    "WEIGHTS",
+    "get_model",
+    "load_model_file",
+    "model_for_profile",
+    "class_names_for",
+    "imagenet_classes",
+    "Int",
+    "Number",
+    "Choice",
+    "Paths",
+    "Folder",
+    "check_parameters",
+    "per_profile",
+    "Examples",
+    "photo_examples",
+    "scene_examples",
+    "examples_for_profile",
+    "example_image",
+    "image_set",
+    "PhotoFolder",
+    "mine_images",
+    "labels_of",
+    "first_images",
+]
 
 #: Names :func:`get_model` accepts besides a ``.pt`` file.
 NAMES = ("zfnet", "alexnet", "vgg16", "resnet18")
@@ -52,10 +75,12 @@ class ZooError(ZFCoreError, ValueError):
 # Networks by name
 # ---------------------------------------------------------------------------------------------
 
+
 def _random_(model: nn.Module) -> nn.Module:
     # He-initialised, seeded: an untrained control whose outputs react to the input (PyTorch's
     # default initialisation shrinks the signal to almost nothing through eight layers).
     from .models import he_init_
+
     return he_init_(model, seed=0)
 
 
@@ -63,6 +88,7 @@ def _pretrained_zfnet(download: "bool | None") -> nn.Module:
     """The paper's ZFNet with ImageNet weights (pytorchcv's ``zfnet``, converted by
     :func:`zfcore.models.zfnet`; a missing weight file raises an error naming it)."""
     from . import models
+
     m = models.zfnet(weights="imagenet", download=download)
     m.zoo_name = "zfnet (ImageNet, pytorchcv's weights)"
     return m
@@ -74,8 +100,9 @@ def _check_weights(weights: Any, allowed: Sequence[str]) -> str:
     return weights
 
 
-def get_model(name: "str | os.PathLike", weights: str = "imagenet", *,
-              download: "bool | None" = None) -> nn.Module:
+def get_model(
+    name: "str | os.PathLike", weights: str = "imagenet", *, download: "bool | None" = None
+) -> nn.Module:
     """A network by name, in eval mode, with ``layer_names`` and ``zoo_name``.
 
     ``name``: ``"zfnet"`` (the paper's Fig. 3 network at 224 px, 1000 classes), ``"alexnet"``,
@@ -86,18 +113,28 @@ def get_model(name: "str | os.PathLike", weights: str = "imagenet", *,
     downloaded). Ignored for a file.
     """
     from . import models
-    if isinstance(name, os.PathLike) or (isinstance(name, str) and name.lower().endswith(_SUFFIXES)):
+
+    if isinstance(name, os.PathLike) or (
+        isinstance(name, str) and name.lower().endswith(_SUFFIXES)
+    ):
         return load_model_file(name)
     if not isinstance(name, str) or name not in NAMES:
-        raise ZooError(f"unknown model {name!r}: choose one of {', '.join(NAMES)} or give the path "
-                       f"of a saved model (FILE.pt)")
+        raise ZooError(
+            f"unknown model {name!r}: choose one of {', '.join(NAMES)} or give the path "
+            f"of a saved model (FILE.pt)"
+        )
     _check_weights(weights, ("imagenet", "random"))
     if weights == "imagenet" and name == "zfnet":
         m = _pretrained_zfnet(download)
     elif name == "zfnet":
         # the layout of the ImageNet weights (LRN before the first two pools, as pytorchcv has it)
-        m = _random_(models.ZFNet(models.ZFConfig(first_layer="zf", image_size=224, num_classes=1000,
-                                                  layout="pytorchcv")))
+        m = _random_(
+            models.ZFNet(
+                models.ZFConfig(
+                    first_layer="zf", image_size=224, num_classes=1000, layout="pytorchcv"
+                )
+            )
+        )
         m.zoo_name = "zfnet (random weights, the ImageNet weights' layout)"
     else:
         builder = getattr(models, name)
@@ -111,20 +148,33 @@ def get_model(name: "str | os.PathLike", weights: str = "imagenet", *,
 def _zf_config_from_state(state: dict, image_size: "int | None") -> dict:
     """The :func:`zfcore.models.build` arguments that produce a ZF-layout state dict."""
     from .models import ZFConfig, ZFNet
+
     w1 = state["features.conv1.weight"]
     first = {7: "zf", 11: "krizhevsky"}.get(int(w1.shape[-1]))
     if first is None:
-        raise ZooError(f"features.conv1 has {w1.shape[-1]}x{w1.shape[-1]} filters: not a ZF (7x7) "
-                       f"or Krizhevsky (11x11) layout")
-    removed = tuple(i for i in (3, 4) if f"features.conv{i}.weight" not in state) + \
-        tuple(i for i in (6, 7) if f"classifier.fc{i}.weight" not in state)
-    convs = [int(state[f"features.conv{i}.weight"].shape[0]) for i in range(1, 6)
-             if f"features.conv{i}.weight" in state]
-    fcs = [int(state[f"classifier.fc{i}.weight"].shape[0]) for i in (6, 7)
-           if f"classifier.fc{i}.weight" in state]
+        raise ZooError(
+            f"features.conv1 has {w1.shape[-1]}x{w1.shape[-1]} filters: not a ZF (7x7) "
+            f"or Krizhevsky (11x11) layout"
+        )
+    removed = tuple(i for i in (3, 4) if f"features.conv{i}.weight" not in state) + tuple(
+        i for i in (6, 7) if f"classifier.fc{i}.weight" not in state
+    )
+    convs = [
+        int(state[f"features.conv{i}.weight"].shape[0])
+        for i in range(1, 6)
+        if f"features.conv{i}.weight" in state
+    ]
+    fcs = [
+        int(state[f"classifier.fc{i}.weight"].shape[0])
+        for i in (6, 7)
+        if f"classifier.fc{i}.weight" in state
+    ]
     num_classes = int(state["classifier.fc8.weight"].shape[0])
-    first_fc = next(k for k in ("classifier.fc6.weight", "classifier.fc7.weight",
-                                "classifier.fc8.weight") if k in state)
+    first_fc = next(
+        k
+        for k in ("classifier.fc6.weight", "classifier.fc7.weight", "classifier.fc8.weight")
+        if k in state
+    )
     n_in, last = int(state[first_fc].shape[1]), convs[-1]
     width = convs[0] / 96
     sizes = [image_size] if image_size else [224, 112, 64] + list(range(32, 513))
@@ -137,11 +187,18 @@ def _zf_config_from_state(state: dict, image_size: "int | None") -> dict:
             for i, c in zip(kept, convs):
                 conv_channels[i] = c
             fc_units = (fcs + fcs[-1:] * 2)[:2] if fcs else (4096, 4096)
-            return dict(first_layer=first, image_size=s, num_classes=num_classes,
-                        conv_channels=tuple(conv_channels), fc_units=tuple(fc_units),
-                        removed=removed)
-    raise ZooError(f"no input size gives layer 5 the {n_in} inputs of its first fully connected "
-                   f"layer; pass image_size=")
+            return dict(
+                first_layer=first,
+                image_size=s,
+                num_classes=num_classes,
+                conv_channels=tuple(conv_channels),
+                fc_units=tuple(fc_units),
+                removed=removed,
+            )
+    raise ZooError(
+        f"no input size gives layer 5 the {n_in} inputs of its first fully connected "
+        f"layer; pass image_size="
+    )
 
 
 def load_model_file(path: "str | os.PathLike", image_size: "int | None" = None) -> nn.Module:
@@ -157,10 +214,13 @@ def load_model_file(path: "str | os.PathLike", image_size: "int | None" = None) 
     """
     from . import models
     from .cache import CacheError, load_tensors
+
     p = Path(path)
     if not p.is_file():
-        raise ZooError(f"{p}: no such model file; give the path of a .pt file saved with "
-                       f"torch.save(model.state_dict(), path)")
+        raise ZooError(
+            f"{p}: no such model file; give the path of a .pt file saved with "
+            f"torch.save(model.state_dict(), path)"
+        )
     try:
         state = load_tensors(p, verify=False)
     except CacheError as e:
@@ -170,20 +230,26 @@ def load_model_file(path: "str | os.PathLike", image_size: "int | None" = None) 
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not state:
-        raise ZooError(f"{p} holds a {type(state).__name__}, not a state dict (parameter name -> "
-                       f"tensor)")
-    state = {k.removeprefix("module."): v for k, v in state.items()}   # saved from DDP
+        raise ZooError(
+            f"{p} holds a {type(state).__name__}, not a state dict (parameter name -> tensor)"
+        )
+    state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from DDP
     if "features.conv1.weight" in state:
         cfg = models.ZFConfig(**_zf_config_from_state(state, image_size))
         m = models.ZFNet(cfg)
         kind = f"{cfg.first_layer} layout, {cfg.image_size} px, {cfg.num_classes} classes"
     else:
-        candidates = {"resnet18": "layer4.1.conv2.weight", "vgg16": "features.28.weight",
-                      "alexnet": "features.10.weight"}
+        candidates = {
+            "resnet18": "layer4.1.conv2.weight",
+            "vgg16": "features.28.weight",
+            "alexnet": "features.10.weight",
+        }
         arch = next((a for a, key in candidates.items() if key in state), None)
         if arch is None:
-            raise ZooError(f"{p}: not a zfcore model (no features.conv1.weight) nor torchvision's "
-                           f"AlexNet, VGG16 or ResNet-18; keys start {list(state)[:4]}")
+            raise ZooError(
+                f"{p}: not a zfcore model (no features.conv1.weight) nor torchvision's "
+                f"AlexNet, VGG16 or ResNet-18; keys start {list(state)[:4]}"
+            )
         m = getattr(models, arch)(pretrained=False)
         kind = arch
     models.load_model_state(m, state, source=str(p))
@@ -196,7 +262,9 @@ def _default_weights(P: Profile, weights: "str | None") -> str:
         env = os.environ.get("ZFCORE_WEIGHTS", "").strip()
         weights = env or ("imagenet" if P.name == "imagenet" else "trained")
         if env and env not in WEIGHTS:
-            raise ZooError(f"ZFCORE_WEIGHTS={env!r}: set it to one of {', '.join(WEIGHTS)} or unset it")
+            raise ZooError(
+                f"ZFCORE_WEIGHTS={env!r}: set it to one of {', '.join(WEIGHTS)} or unset it"
+            )
         if weights == "trained" and P.name == "imagenet":
             weights = "imagenet"
         if weights == "imagenet" and P.name != "imagenet":
@@ -204,8 +272,9 @@ def _default_weights(P: Profile, weights: "str | None") -> str:
     return weights
 
 
-def model_for_profile(profile: "str | Profile", weights: "str | None" = None,
-                      arch: "str | None" = None) -> nn.Module:
+def model_for_profile(
+    profile: "str | Profile", weights: "str | None" = None, arch: "str | None" = None
+) -> nn.Module:
     """The network a notebook looks inside on ``profile``, in eval mode.
 
     * ``tiny``, ``mini``, ``imagenette``: the profile's trained network
@@ -223,14 +292,19 @@ def model_for_profile(profile: "str | Profile", weights: "str | None" = None,
         _check_weights(w, ("imagenet", "random"))
         arch = arch or "zfnet"
         if arch not in NAMES:
-            raise ZooError(f"arch must be one of {', '.join(NAMES)} on the imagenet profile, not {arch!r}")
+            raise ZooError(
+                f"arch must be one of {', '.join(NAMES)} on the imagenet profile, not {arch!r}"
+            )
         return get_model(arch, weights=w)
     _check_weights(w, ("trained", "random"))
     arch = arch or "zfnet"
     if arch not in ("zfnet", "krizhevsky"):
-        raise ZooError(f"arch must be 'zfnet' or 'krizhevsky' on the {P.name} profile (the networks "
-                       f"it trains), not {arch!r}; pretrained networks are on the imagenet profile")
+        raise ZooError(
+            f"arch must be 'zfnet' or 'krizhevsky' on the {P.name} profile (the networks "
+            f"it trains), not {arch!r}; pretrained networks are on the imagenet profile"
+        )
     from .train import build_model, make_spec, trained_model
+
     if w == "random":
         m = build_model(make_spec(P, arch))
         m.zoo_name = f"{arch} ({P.name}, untrained)"
@@ -243,6 +317,7 @@ def model_for_profile(profile: "str | Profile", weights: "str | None" = None,
 def imagenet_classes() -> list[str]:
     """ImageNet's 1000 class names in torchvision's order (no download: they ship with it)."""
     from torchvision.models import AlexNet_Weights
+
     return list(AlexNet_Weights.IMAGENET1K_V1.meta["categories"])
 
 
@@ -250,6 +325,7 @@ def class_names_for(model: nn.Module, profile: "str | Profile | None" = None) ->
     """Names of the model's output classes: ImageNet's for a 1000-way network, the profile's
     classes otherwise (``class i`` where unknown)."""
     from .models import get_layer
+
     try:
         out = get_layer(model, "logits")
         n = int(getattr(out, "out_features", 0))
@@ -260,6 +336,7 @@ def class_names_for(model: nn.Module, profile: "str | Profile | None" = None) ->
     if profile is not None:
         try:
             from .data import class_names
+
             names = list(class_names(profile))
             if not n or len(names) == n:
                 return names
@@ -271,6 +348,7 @@ def class_names_for(model: nn.Module, profile: "str | Profile | None" = None) ->
 # ---------------------------------------------------------------------------------------------
 # Parameter checks for notebooks' parameters cells
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Int:
@@ -286,13 +364,24 @@ class Int:
             return None
         lo = self.lo if isinstance(self.lo, int) else None
         hi = self.hi if isinstance(self.hi, int) else None
-        if isinstance(v, bool) or not isinstance(v, int) or (lo is not None and v < lo) \
-                or (hi is not None and v > hi):
-            rng = (f"from {self.lo} to {self.hi}" if self.lo is not None and self.hi is not None
-                   else f">= {self.lo}" if self.lo is not None else f"<= {self.hi}" if self.hi is not None
-                   else "")
-            return (f"must be {'None or ' if self.none_ok else ''}an int {rng}".rstrip()
-                    + (f" ({self.why})" if self.why else ""))
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, int)
+            or (lo is not None and v < lo)
+            or (hi is not None and v > hi)
+        ):
+            rng = (
+                f"from {self.lo} to {self.hi}"
+                if self.lo is not None and self.hi is not None
+                else f">= {self.lo}"
+                if self.lo is not None
+                else f"<= {self.hi}"
+                if self.hi is not None
+                else ""
+            )
+            return f"must be {'None or ' if self.none_ok else ''}an int {rng}".rstrip() + (
+                f" ({self.why})" if self.why else ""
+            )
         return None
 
 
@@ -316,7 +405,9 @@ class Number:
         if not ok:
             lo = "" if self.lo is None else f"{'(' if self.lo_open else '['}{self.lo}, "
             hi = "" if self.hi is None else f"{self.hi}]"
-            return f"must be {'None or ' if self.none_ok else ''}a number" + (f" in {lo}{hi}" if lo or hi else "")
+            return f"must be {'None or ' if self.none_ok else ''}a number" + (
+                f" in {lo}{hi}" if lo or hi else ""
+            )
         return None
 
 
@@ -335,12 +426,16 @@ class Paths:
     """A list of paths of existing files (the user's photos)."""
 
     def problem(self, v) -> "str | None":
-        if not isinstance(v, (list, tuple)) or not all(isinstance(p, (str, os.PathLike)) for p in v):
+        if not isinstance(v, (list, tuple)) or not all(
+            isinstance(p, (str, os.PathLike)) for p in v
+        ):
             return "must be a list of image paths, e.g. ['my_cat.jpg']"
         missing = [str(p) for p in v if not Path(p).is_file()]
         if missing:
-            return (f"names files that do not exist: {', '.join(missing[:3])} (paths are relative "
-                    f"to the notebook's folder, {os.getcwd()})")
+            return (
+                f"names files that do not exist: {', '.join(missing[:3])} (paths are relative "
+                f"to the notebook's folder, {os.getcwd()})"
+            )
         return None
 
 
@@ -352,7 +447,7 @@ class Folder:
         if v is None:
             return None
         if not isinstance(v, (str, os.PathLike)) or not Path(v).is_dir():
-            return (f"must be None or an existing folder of photos (relative to {os.getcwd()})")
+            return f"must be None or an existing folder of photos (relative to {os.getcwd()})"
         return None
 
 
@@ -381,6 +476,7 @@ def per_profile(value: Any, profile: "str | Profile", default: Any, **by_name: A
 # The images a figure is drawn on
 # ---------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Examples:
     """Images for a figure: ``x`` (N, 3, S, S) normalised, ``images01`` for display, ``targets``
@@ -401,31 +497,49 @@ class Examples:
         return len(self.targets)
 
 
-def photo_examples(model: nn.Module, profile: "str | Profile", n: int,
-                   photos: Sequence = (), boxes: "str | None" = None) -> Examples:
+def photo_examples(
+    model: nn.Module,
+    profile: "str | Profile",
+    n: int,
+    photos: Sequence = (),
+    boxes: "str | None" = None,
+) -> Examples:
     """The user's ``photos`` first (all of them), then scikit-image's sample photos up to ``n``
     (:func:`zfcore.data.images.photos_first`). No ground truth: the target is the network's
     prediction on the unaltered photo; ``boxes="centre"`` stands in the central half of each
     photo for the object's box (Fig. 5's rotation and scale centre), ``None`` gives no boxes."""
     from .data import denormalize
     from .data.images import photos_first
+
     P = get_profile(profile)
     batch = photos_first(list(photos), P, n)
     x = batch.images
     with torch.no_grad():
         targets = model.eval()(x).argmax(1).tolist()
     S = P.image_size
-    b = (torch.tensor([[S / 4, S / 4, 3 * S / 4, 3 * S / 4]]).repeat(len(x), 1)
-         if boxes == "centre" else None)
-    user = list(batch.names[:len(photos)])
-    titles = [f"your photo {n_}" if i < len(photos) else f"sample photo {n_}"
-              for i, n_ in enumerate(batch.names)]
-    return Examples(x, denormalize(x, P), targets, b, titles, list(batch.names),
-                    class_names_for(model, P), user)
+    b = (
+        torch.tensor([[S / 4, S / 4, 3 * S / 4, 3 * S / 4]]).repeat(len(x), 1)
+        if boxes == "centre"
+        else None
+    )
+    user = list(batch.names[: len(photos)])
+    titles = [
+        f"your photo {n_}" if i < len(photos) else f"sample photo {n_}"
+        for i, n_ in enumerate(batch.names)
+    ]
+    return Examples(
+        x, denormalize(x, P), targets, b, titles, list(batch.names), class_names_for(model, P), user
+    )
 
 
-def scene_examples(model: nn.Module, profile: "str | Profile", n: int, split: str = "test",
-                   choose: str = "correct", pool: int = 200) -> Examples:
+def scene_examples(
+    model: nn.Module,
+    profile: "str | Profile",
+    n: int,
+    split: str = "test",
+    choose: str = "correct",
+    pool: int = 200,
+) -> Examples:
     """``n`` images of the first ``pool`` of a procedural ``split``, with ground truth.
 
     ``choose="correct"`` (Fig. 7): the first correctly classified image of each class, then (an
@@ -434,6 +548,7 @@ def scene_examples(model: nn.Module, profile: "str | Profile", n: int, split: st
     first (:func:`zfcore.invariance.choose_examples`).
     """
     from .data import get_dataset, normalize
+
     P = get_profile(profile)
     ds = get_dataset(P, split)
     names = list(ds.classes)
@@ -451,20 +566,39 @@ def scene_examples(model: nn.Module, profile: "str | Profile", n: int, split: st
                     chosen.append(i)
     elif choose == "room":
         from .invariance import ROTATION_SYMMETRIC_CLASSES, choose_examples
+
         symmetric = [names.index(c) for c in ROTATION_SYMMETRIC_CLASSES if c in names]
-        chosen = [int(i) for i in choose_examples(scenes.labels, scenes.boxes, P.image_size, n,
-                                                  classes=symmetric)]
+        chosen = [
+            int(i)
+            for i in choose_examples(
+                scenes.labels, scenes.boxes, P.image_size, n, classes=symmetric
+            )
+        ]
     else:
         raise ValueError(f"choose must be 'correct' or 'room', not {choose!r}")
     images01 = scenes.images[chosen]
     titles = [f"{split} image {i}" for i in chosen]
-    return Examples(normalize(images01, P), images01, [int(scenes.labels[i]) for i in chosen],
-                    scenes.boxes[chosen], titles, titles, names, [])
+    return Examples(
+        normalize(images01, P),
+        images01,
+        [int(scenes.labels[i]) for i in chosen],
+        scenes.boxes[chosen],
+        titles,
+        titles,
+        names,
+        [],
+    )
 
 
-def examples_for_profile(model: nn.Module, profile: "str | Profile", n: int, photos: Sequence = (),
-                         split: str = "test", choose: str = "correct",
-                         photo_boxes: "str | None" = None) -> Examples:
+def examples_for_profile(
+    model: nn.Module,
+    profile: "str | Profile",
+    n: int,
+    photos: Sequence = (),
+    split: str = "test",
+    choose: str = "correct",
+    photo_boxes: "str | None" = None,
+) -> Examples:
     """The images a figure is drawn on: the user's ``photos`` first, every one of them, then
     images of the profile filling up to ``n``: :func:`scene_examples` (with ground truth) on the
     procedural profiles, scikit-image's sample photos elsewhere (:func:`photo_examples`).
@@ -486,26 +620,39 @@ def examples_for_profile(model: nn.Module, profile: "str | Profile", n: int, pho
         boxes = torch.cat([a.boxes.to(b.boxes.dtype), b.boxes])
     else:
         boxes = [None] * len(a) + list(b.boxes)
-    return Examples(torch.cat([a.x, b.x]), torch.cat([a.images01, b.images01]),
-                    a.targets + b.targets, boxes, a.titles + b.titles, a.names + b.names,
-                    b.class_names, a.user)
+    return Examples(
+        torch.cat([a.x, b.x]),
+        torch.cat([a.images01, b.images01]),
+        a.targets + b.targets,
+        boxes,
+        a.titles + b.titles,
+        a.names + b.names,
+        b.class_names,
+        a.user,
+    )
 
 
-def example_image(profile: "str | Profile", index: int = 0,
-                  split: str = "val") -> "tuple[torch.Tensor, torch.Tensor, str]":
+def example_image(
+    profile: "str | Profile", index: int = 0, split: str = "val"
+) -> "tuple[torch.Tensor, torch.Tensor, str]":
     """One image to look at: ``(image01 (3, S, S), x (1, 3, S, S) normalised, caption)``; image
     ``index`` of the procedural ``split``, or scikit-image's sample photo ``index`` elsewhere."""
     from .data import denormalize, get_dataset, normalize
+
     P = get_profile(profile)
     if P.dataset == "scenes":
         ds = get_dataset(P, split)
         if not 0 <= index < len(ds):
             raise ValueError(f"image_index must be below {len(ds)} (the {split} split of {P.name})")
         scene = ds.scenes([index])
-        return (scene.images[0], normalize(scene.images, P),
-                f"{'validation' if split == 'val' else split} image {index}: "
-                f"{ds.classes[int(scene.labels[0])]}")
+        return (
+            scene.images[0],
+            normalize(scene.images, P),
+            f"{'validation' if split == 'val' else split} image {index}: "
+            f"{ds.classes[int(scene.labels[0])]}",
+        )
     from .data.images import SAMPLE_PHOTOS, sample_photos
+
     names = list(SAMPLE_PHOTOS)
     if not 0 <= index < len(names):
         raise ValueError(f"image_index must be below {len(names)} (sample photos {names})")
@@ -513,18 +660,21 @@ def example_image(profile: "str | Profile", index: int = 0,
     return denormalize(x, P)[0], x, f"sample photo {names[index]!r}"
 
 
-def first_images(profile: "str | Profile", n: int,
-                 split: str = "val") -> "tuple[torch.Tensor, torch.Tensor]":
+def first_images(
+    profile: "str | Profile", n: int, split: str = "val"
+) -> "tuple[torch.Tensor, torch.Tensor]":
     """``(x, images01)``: the first ``n`` images of a procedural ``split`` (fewer if it is
     smaller), or the first ``n`` of scikit-image's sample photos elsewhere, as normalised model
     inputs and in [0, 1] for display (e.g. the images of the sanity checks of notebook 13)."""
     from .data import denormalize, get_dataset
+
     P = get_profile(profile)
     if P.dataset == "scenes":
         ds = get_dataset(P, split)
         ids = list(range(min(n, len(ds))))
         return ds.images(ids)[0], ds.scenes(ids).images
     from .data.images import sample_photos
+
     x = sample_photos(P).images[:n]
     return x, denormalize(x, P)
 
@@ -532,6 +682,7 @@ def first_images(profile: "str | Profile", n: int,
 # ---------------------------------------------------------------------------------------------
 # An image set to mine (Fig. 2): a profile's split, or any folder of photos
 # ---------------------------------------------------------------------------------------------
+
 
 class PhotoFolder(torch.utils.data.Dataset):
     """A folder of photos as a ``Dataset`` of ``(normalised image, label)``, decoded on access,
@@ -544,6 +695,7 @@ class PhotoFolder(torch.utils.data.Dataset):
 
     def __init__(self, folder: "str | os.PathLike", profile: "str | Profile"):
         from .data.images import ImageLoadError, list_images
+
         self.profile = get_profile(profile)
         self.root = Path(folder)
         self.paths, self.skipped = list_images(folder, recursive=True)
@@ -553,8 +705,9 @@ class PhotoFolder(torch.utils.data.Dataset):
         self.names = [str(r) for r in rel]
         self.classes = sorted({r.parts[0] for r in rel if len(r.parts) > 1})
         index = {c: i for i, c in enumerate(self.classes)}
-        self._labels = torch.tensor([index[r.parts[0]] if len(r.parts) > 1 else -1 for r in rel],
-                                    dtype=torch.long)
+        self._labels = torch.tensor(
+            [index[r.parts[0]] if len(r.parts) > 1 else -1 for r in rel], dtype=torch.long
+        )
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -565,6 +718,7 @@ class PhotoFolder(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         from .data import load_image
+
         return load_image(self.paths[i], self.profile), int(self._labels[i])
 
 
@@ -584,8 +738,12 @@ class _Predicted(torch.utils.data.Dataset):
         return x, int(self.model.eval()(x[None]).argmax(1))
 
 
-def image_set(profile: "str | Profile", split: str = "val", folder: "str | os.PathLike | None" = None,
-              label_by: "nn.Module | None" = None):
+def image_set(
+    profile: "str | Profile",
+    split: str = "val",
+    folder: "str | os.PathLike | None" = None,
+    label_by: "nn.Module | None" = None,
+):
     """The images to mine on ``profile``: ``folder`` (a :class:`PhotoFolder`) when given, else the
     profile's ``split`` (:func:`zfcore.data.get_dataset`; ImageNet's must be on disk for
     ``imagenet``: without it, pass a folder of your photos). ``label_by=model`` labels each photo
@@ -595,12 +753,14 @@ def image_set(profile: "str | Profile", split: str = "val", folder: "str | os.Pa
         ds = PhotoFolder(folder, profile)
         return ds if label_by is None else _Predicted(ds, label_by)
     from .data import get_dataset
+
     P = get_profile(profile)
     try:
         return get_dataset(P, split)
     except FileNotFoundError as e:
-        raise FileNotFoundError(f"{e}\nOr look at a folder of your own photos instead: set "
-                                f"photo_folder to its path.") from None
+        raise FileNotFoundError(
+            f"{e}\nOr look at a folder of your own photos instead: set photo_folder to its path."
+        ) from None
 
 
 def labels_of(images) -> torch.Tensor:
@@ -611,12 +771,20 @@ def labels_of(images) -> torch.Tensor:
     return torch.tensor([int(images[i][1]) for i in range(len(images))])
 
 
-def mine_images(model: nn.Module, profile: "str | Profile", images, n_images: "int | None" = None,
-                k: int = 9, split: str = "val", layers: "Sequence[str] | None" = None):
+def mine_images(
+    model: nn.Module,
+    profile: "str | Profile",
+    images,
+    n_images: "int | None" = None,
+    k: int = 9,
+    split: str = "val",
+    layers: "Sequence[str] | None" = None,
+):
     """Top-``k`` of every map of ``layers`` (default: layers 1-5; Fig. 2): over the profile's
     ``split`` (:func:`zfcore.mining.mine_dataset`, cached) or, for a :class:`PhotoFolder`, over its
     first ``n_images`` photos in one streaming pass."""
     from .mining import mine_dataset, mine_topk
+
     if not isinstance(images, (PhotoFolder, _Predicted)):
         return mine_dataset(model, profile, split=split, k=k, n_images=n_images, layers=layers)
     n = len(images) if n_images is None else min(int(n_images), len(images))

@@ -20,6 +20,7 @@ such a ``device=``, and everything computed from a device tensor. Everything els
 Only events whose nearest caller outside torch is in ``zfcore`` count (not the optimiser's own
 bookkeeping in ``torch.optim``, not the test's).
 """
+
 from __future__ import annotations
 
 import sys
@@ -31,8 +32,19 @@ from torch.overrides import TorchFunctionMode
 from torch.utils.weak import WeakIdKeyDictionary
 
 #: Reading a device value on the host.
-READS = {"item", "tolist", "numpy", "__bool__", "__int__", "__float__", "__index__", "allclose",
-         "equal", "__format__", "__repr__"}
+READS = {
+    "item",
+    "tolist",
+    "numpy",
+    "__bool__",
+    "__int__",
+    "__float__",
+    "__index__",
+    "allclose",
+    "equal",
+    "__format__",
+    "__repr__",
+}
 #: Results whose size depends on the device's data (the host must wait to know it).
 DATA_SIZED = {"nonzero", "unique", "masked_select", "argwhere", "unique_consecutive"}
 #: Joining tensors: a 0-dim host tensor is an error beside device tensors here, not a scalar.
@@ -72,7 +84,7 @@ class DeviceAudit(TorchFunctionMode):
     def __init__(self):
         super().__init__()
         self.device = WeakIdKeyDictionary()
-        self.host_devices: dict[int, torch.device] = {}   # .device objects read from host tensors
+        self.host_devices: dict[int, torch.device] = {}  # .device objects read from host tensors
         self.syncs: list[tuple[str, str]] = []
         self.mixes: list[tuple[str, str]] = []
 
@@ -94,7 +106,7 @@ class DeviceAudit(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = getattr(func, "__name__", str(func))
-        if name == "__get__":                       # attribute reads (shape, device, .T, .grad, ...)
+        if name == "__get__":  # attribute reads (shape, device, .T, .grad, ...)
             out = func(*args, **kwargs)
             owner = args[0] if args and isinstance(args[0], torch.Tensor) else None
             if owner is not None and isinstance(out, torch.Tensor) and self.on_device(owner):
@@ -109,13 +121,20 @@ class DeviceAudit(TorchFunctionMode):
         if name in ("to", "cpu", "cuda"):
             target = kwargs.get("device")
             if target is None and name == "to":
-                target = next((a for a in args[1:] if isinstance(a, (str, torch.device, torch.Tensor))),
-                              None)
-            to_host = name == "cpu" or isinstance(target, str) and torch.device(target).type == "cpu"
-            to_device = not to_host and (name == "cuda" or self._device_object(target) or
-                                         isinstance(target, torch.Tensor) and self.on_device(target))
+                target = next(
+                    (a for a in args[1:] if isinstance(a, (str, torch.device, torch.Tensor))), None
+                )
+            to_host = (
+                name == "cpu" or isinstance(target, str) and torch.device(target).type == "cpu"
+            )
+            to_device = not to_host and (
+                name == "cuda"
+                or self._device_object(target)
+                or isinstance(target, torch.Tensor)
+                and self.on_device(target)
+            )
             if out is args[0] and (to_host and dev or to_device and not dev):
-                out = out.clone()          # a move between host and device makes a new tensor
+                out = out.clone()  # a move between host and device makes a new tensor
             if to_host:
                 if dev and not kwargs.get("non_blocking", False):
                     self._event(self.syncs, f"{name} to the host")
@@ -123,15 +142,18 @@ class DeviceAudit(TorchFunctionMode):
             if to_device or dev:
                 self._mark(out)
             return out
-        if self._device_object(kwargs.get("device")):       # a factory on the model's device
+        if self._device_object(kwargs.get("device")):  # a factory on the model's device
             self._mark(out)
             return out
         if not dev:
             return out
         if name in READS:
             self._event(self.syncs, name)
-        elif name in DATA_SIZED or name in ("__getitem__", "__setitem__") and any(
-                t.dtype == torch.bool and self.on_device(t) for t in _tensors(args[1:2], [])):
+        elif (
+            name in DATA_SIZED
+            or name in ("__getitem__", "__setitem__")
+            and any(t.dtype == torch.bool and self.on_device(t) for t in _tensors(args[1:2], []))
+        ):
             self._event(self.syncs, f"{name} (size read from the device)")
         if name in ("copy_", "__setitem__") and not self.on_device(ins[0]):
             if not (name == "copy_" and kwargs.get("non_blocking", False)):

@@ -4,6 +4,7 @@ Some writers deliberately avoid Pillow (:func:`write_png`), so the loader is che
 independent encoder: a PNG is a signature and CRC-checked chunks around a zlib stream of
 filtered rows (PNG spec, sections 5 and 9; filter type 0 is "none").
 """
+
 from __future__ import annotations
 
 import io
@@ -22,9 +23,9 @@ def quadrants(h: int, w: int) -> np.ndarray:
     bottom-right, so any rotation, flip or off-centre crop changes what is where."""
     a = np.zeros((h, w, 3), np.uint8)
     a[: h // 2, : w // 2] = RED
-    a[: h // 2, w // 2:] = GREEN
-    a[h // 2:, : w // 2] = BLUE
-    a[h // 2:, w // 2:] = YELLOW
+    a[: h // 2, w // 2 :] = GREEN
+    a[h // 2 :, : w // 2] = BLUE
+    a[h // 2 :, w // 2 :] = YELLOW
     return a
 
 
@@ -33,7 +34,10 @@ def gradient(h: int, w: int, seed: int = 0, wavelength: float = 1.0) -> np.ndarr
     a little noise), uint8."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:h, 0:w].astype(np.float64)
-    a = np.stack([x / max(w - 1, 1), y / max(h - 1, 1), 0.5 + 0.4 * np.sin((x / 9 + y / 13) / wavelength)], -1)
+    a = np.stack(
+        [x / max(w - 1, 1), y / max(h - 1, 1), 0.5 + 0.4 * np.sin((x / 9 + y / 13) / wavelength)],
+        -1,
+    )
     a = a * 235 + rng.normal(0, 6, a.shape) + 10
     return np.clip(a, 0, 255).astype(np.uint8)
 
@@ -51,8 +55,12 @@ def png_bytes(a: np.ndarray, bit_depth: int = 8) -> bytes:
     rows = a.astype(dtype).reshape(h, -1).view(np.uint8).reshape(h, -1)
     raw = b"".join(b"\x00" + r.tobytes() for r in rows)
     ihdr = struct.pack(">IIBBBBB", w, h, bit_depth, color_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(raw))
-            + _chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"IDAT", zlib.compress(raw))
+        + _chunk(b"IEND", b"")
+    )
 
 
 def write_png(path: Path, a: np.ndarray, bit_depth: int = 8) -> Path:
@@ -67,8 +75,9 @@ def bomb_png(width: int, height: int) -> bytes:
     row = b"\x00" * (1 + (width + 7) // 8)
     comp = zlib.compressobj(9)
     data = comp.compress(row * min(height, 64)) + comp.flush(zlib.Z_SYNC_FLUSH)
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", data)
-            + _chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
+    )
 
 
 def stored_for_orientation(upright: np.ndarray, orientation: int) -> np.ndarray:
@@ -82,7 +91,7 @@ def stored_for_orientation(upright: np.ndarray, orientation: int) -> np.ndarray:
         3: lambda: u[::-1, ::-1],
         4: lambda: u[::-1, :],
         5: lambda: u.transpose(1, 0, 2),
-        6: lambda: np.rot90(u, 1),          # displayed after turning 90 degrees clockwise
+        6: lambda: np.rot90(u, 1),  # displayed after turning 90 degrees clockwise
         7: lambda: u[::-1, ::-1].transpose(1, 0, 2),
         8: lambda: np.rot90(u, -1),
     }[orientation]().copy()

@@ -21,6 +21,7 @@ Run it alone for the report's numbers::
 
     python tests/helpers/killtest.py --kills 200
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,10 +37,11 @@ from pathlib import Path
 
 KINDS = ("tensors", "json", "figure")
 FILES = {"tensors": "state.pt", "json": "numbers.json", "figure": "figure.png"}
-_TENSOR_N = 250_000          # 1 MB of float32: the file write, not the pickling, dominates
+_TENSOR_N = 250_000  # 1 MB of float32: the file write, not the pickling, dominates
 
 
 # --- what the child writes ---------------------------------------------------------------------
+
 
 def _payload(gen: int) -> list[int]:
     return [(gen * 7919 + i * 104729) % 1_000_003 for i in range(5000)]
@@ -48,11 +50,16 @@ def _payload(gen: int) -> list[int]:
 def write(folder: Path, kind: str, gen: int, naive: bool = False) -> None:
     """Write generation ``gen`` of file ``kind`` with zfcore's writer (or a naive one)."""
     import torch
+
     from zfcore import cache
+
     path = folder / FILES[kind]
     if kind == "tensors":
-        obj = {"gen": gen, "w": torch.full((_TENSOR_N,), float(gen)),
-               "digest": hashlib.sha256(str(gen).encode()).hexdigest()}
+        obj = {
+            "gen": gen,
+            "w": torch.full((_TENSOR_N,), float(gen)),
+            "digest": hashlib.sha256(str(gen).encode()).hexdigest(),
+        }
         if naive:
             buf = io.BytesIO()
             torch.save(obj, buf)
@@ -68,8 +75,10 @@ def write(folder: Path, kind: str, gen: int, naive: bool = False) -> None:
             cache.atomic_write_json(path, obj)
     else:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+
         fig, ax = plt.subplots(figsize=(3, 2))
         ax.plot([0, 1, 2], [gen % 3, 1, gen % 5])
         ax.set_title(f"generation {gen}")
@@ -84,13 +93,14 @@ def write(folder: Path, kind: str, gen: int, naive: bool = False) -> None:
 
 
 def _naive_write(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:              # what most code does: truncate, then write
+    with open(path, "wb") as f:  # what most code does: truncate, then write
         for i in range(0, len(data), 1 << 16):
-            f.write(data[i:i + (1 << 16)])
+            f.write(data[i : i + (1 << 16)])
             f.flush()
 
 
 # --- what the parent checks --------------------------------------------------------------------
+
 
 def check(folder: Path, kind: str) -> tuple[bool, int | None, str]:
     """``(whole, generation, problem)`` of one file after a kill."""
@@ -98,10 +108,14 @@ def check(folder: Path, kind: str) -> tuple[bool, int | None, str]:
     try:
         if kind == "tensors":
             from zfcore import cache
+
             obj = cache.load_tensors(path)
             gen = int(obj["gen"])
-            ok = (bool((obj["w"] == float(gen)).all()) and obj["w"].numel() == _TENSOR_N
-                  and obj["digest"] == hashlib.sha256(str(gen).encode()).hexdigest())
+            ok = (
+                bool((obj["w"] == float(gen)).all())
+                and obj["w"].numel() == _TENSOR_N
+                and obj["digest"] == hashlib.sha256(str(gen).encode()).hexdigest()
+            )
             return ok, gen, "" if ok else "inconsistent tensors"
         if kind == "json":
             obj = json.loads(path.read_text())
@@ -109,8 +123,9 @@ def check(folder: Path, kind: str) -> tuple[bool, int | None, str]:
             ok = obj["values"] == _payload(gen) and obj["sum"] == sum(obj["values"])
             return ok, gen, "" if ok else "inconsistent json"
         from PIL import Image
+
         with Image.open(path) as img:
-            img.load()                               # a full decode: a truncated PNG fails here
+            img.load()  # a full decode: a truncated PNG fails here
             gen = int(img.info["Description"].split("=")[1])
             ok = img.size == (180, 120)
         return ok, gen, "" if ok else f"wrong size {img.size}"
@@ -120,20 +135,23 @@ def check(folder: Path, kind: str) -> tuple[bool, int | None, str]:
 
 # --- the harness ---------------------------------------------------------------------------------
 
+
 @dataclass
 class KillReport:
     kills: int = 0
     files_checked: int = 0
     corrupt: int = 0
     rolled_back: int = 0
-    mid_write: int = 0          # kills that left a temporary file behind: they hit a write
-    writes_completed: int = 0   # generations the children finished, summed
+    mid_write: int = 0  # kills that left a temporary file behind: they hit a write
+    writes_completed: int = 0  # generations the children finished, summed
     problems: list[str] = field(default_factory=list)
 
     def line(self) -> str:
-        return (f"kills={self.kills} files_checked={self.files_checked} corrupt={self.corrupt} "
-                f"rolled_back={self.rolled_back} kills_mid_write={self.mid_write} "
-                f"writes_completed={self.writes_completed}")
+        return (
+            f"kills={self.kills} files_checked={self.files_checked} corrupt={self.corrupt} "
+            f"rolled_back={self.rolled_back} kills_mid_write={self.mid_write} "
+            f"writes_completed={self.writes_completed}"
+        )
 
 
 def prepare(folder: Path, naive: bool = False) -> dict[str, int]:
@@ -156,6 +174,7 @@ def _child(folder: Path, start_gen: int, naive: bool, hook=None) -> None:
             gen += 1
     except BaseException:
         import traceback
+
         traceback.print_exc()
     finally:
         os._exit(1)
@@ -165,7 +184,7 @@ def _spawn(folder: Path, start_gen: int, naive: bool, hook=None) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
-    if pid == 0:                                      # the child never returns
+    if pid == 0:  # the child never returns
         _child(folder, start_gen, naive, hook)
     return pid
 
@@ -178,7 +197,7 @@ def _kill(pid: int) -> None:
 def _inspect(folder: Path, last: dict[str, int], rep: KillReport) -> None:
     temps = [p for p in folder.iterdir() if p.name.endswith(".tmp")]
     rep.mid_write += bool(temps)
-    for p in temps:                                   # leftovers of the killed write
+    for p in temps:  # leftovers of the killed write
         p.unlink()
     for kind in KINDS:
         ok, gen, problem = check(folder, kind)
@@ -237,7 +256,9 @@ def boundary_kills(folder: Path) -> KillReport:
         def f(*a, **k):
             counts[name] += 1
             return real[name](*a, **k)
+
         return f
+
     os.fsync, os.replace = counting("fsync"), counting("replace")
     try:
         for kind in KINDS:
@@ -257,7 +278,7 @@ def boundary_kills(folder: Path) -> KillReport:
 
                     def stop():
                         os.write(w, b"!")
-                        time.sleep(60)                  # wait here to be killed
+                        time.sleep(60)  # wait here to be killed
 
                     def patched(*a, **k):
                         seen[0] += 1
@@ -267,10 +288,12 @@ def boundary_kills(folder: Path) -> KillReport:
                         if seen[0] == nth and when == "after":
                             stop()
                         return out
+
                     setattr(os, name, patched)
+
                 pid = _spawn(folder, gen, False, hook)
                 os.close(w)
-                got = os.read(r, 1)                       # the child is at the boundary
+                got = os.read(r, 1)  # the child is at the boundary
                 os.close(r)
                 _kill(pid)
                 rep.kills += 1
@@ -289,12 +312,16 @@ def naive_control(folder: Path, kills: int = 30, seed: int = 1) -> KillReport:
 if __name__ == "__main__":
     import argparse
     import tempfile
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--kills", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     import torch
+
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()

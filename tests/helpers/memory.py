@@ -7,6 +7,7 @@ measurement's way and gives every measurement the same starting state.
 
 Also writes folders of generated photos (the procedural scenes, JPEG) for the measurements.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,6 +41,7 @@ def _pin_mmap_threshold() -> None:
     threshold makes the measurement count what the work holds, not how the heap fragments.
     """
     import ctypes
+
     try:
         ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
     except (OSError, AttributeError):
@@ -51,6 +53,7 @@ def _release_free_heap() -> None:
     earlier, freed allocations counts as growth instead of hiding in already-resident pages."""
     import ctypes
     import gc
+
     gc.collect()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
@@ -58,8 +61,9 @@ def _release_free_heap() -> None:
         pass
 
 
-def peak_growth_mb(work: Callable[[], Any],
-                   warmup: Callable[[], Any] | None = None) -> tuple[float, float, Any]:
+def peak_growth_mb(
+    work: Callable[[], Any], warmup: Callable[[], Any] | None = None
+) -> tuple[float, float, Any]:
     """``(peak RSS growth in MB, seconds, work's JSON-able result)`` of ``work()`` in a fork.
 
     ``warmup`` runs in the child first, unmeasured: a forked child faults the shared libraries'
@@ -101,21 +105,32 @@ def peak_growth_mb(work: Callable[[], Any],
     return msg["mb"], msg["s"], msg["out"]
 
 
-def write_scene_photos(folder: Path, n: int, size: int, start: int = 0, quality: int = 90,
-                       batch: int = 500, progress: bool = False) -> Path:
+def write_scene_photos(
+    folder: Path,
+    n: int,
+    size: int,
+    start: int = 0,
+    quality: int = 90,
+    batch: int = 500,
+    progress: bool = False,
+) -> Path:
     """``n`` procedural scenes as JPEG files ``scene_<index>.jpg`` (files already there are kept)."""
     import numpy as np
     from PIL import Image
+
     from zfcore.data import render_scenes
+
     folder.mkdir(parents=True, exist_ok=True)
     todo = [i for i in range(start, start + n) if not (folder / f"scene_{i:06d}.jpg").is_file()]
     from tqdm.auto import tqdm
+
     for s in tqdm(range(0, len(todo), batch), desc="writing photos", disable=not progress):
-        ids = todo[s:s + batch]
+        ids = todo[s : s + batch]
         imgs = render_scenes(ids, size=size, split="test").images
         arr = (imgs.clamp(0, 1) * 255).round().to(dtype=__import__("torch").uint8)
         arr = arr.permute(0, 2, 3, 1).numpy()
         for i, a in zip(ids, arr):
-            Image.fromarray(np.ascontiguousarray(a)).save(folder / f"scene_{i:06d}.jpg",
-                                                          quality=quality)
+            Image.fromarray(np.ascontiguousarray(a)).save(
+                folder / f"scene_{i:06d}.jpg", quality=quality
+            )
     return folder

@@ -9,21 +9,59 @@
 * :func:`normalize` / :func:`denormalize`, :func:`class_names`.
 * :func:`load_image` / :func:`load_folder`: the user's own photos (``zfcore.data.images``).
 """
-from .scenes import (GENERATOR_VERSION, GROUPS, KEYPOINT_NAMES, MAIN_CLASSES, TRANSFER_CLASSES,
-                     SceneBatch, SceneDataset, render_scenes)
+
+from .registry import DataNotFoundError, class_names, get_dataset, make_loader
+from .scenes import (
+    GENERATOR_VERSION,
+    GROUPS,
+    KEYPOINT_NAMES,
+    MAIN_CLASSES,
+    TRANSFER_CLASSES,
+    SceneBatch,
+    SceneDataset,
+    render_scenes,
+)
 from .transforms import denormalize, normalization, normalize, paper_crops
-from .registry import (DataNotFoundError, class_names, get_dataset, make_loader)
 
 __all__ = [
-    "GENERATOR_VERSION", "GROUPS", "KEYPOINT_NAMES", "MAIN_CLASSES", "TRANSFER_CLASSES",
-    "SceneBatch", "SceneDataset", "render_scenes", "normalize", "denormalize", "normalization",
-    "paper_crops", "get_dataset", "make_loader", "class_names", "DataNotFoundError",
-    "load_image", "load_folder", "iter_folder", "to_model_input", "sample_photos", "PhotoStream",
-    "photos_first", "ImageLoadError", "ImageTooLargeError",
+    "GENERATOR_VERSION",
+    "GROUPS",
+    "KEYPOINT_NAMES",
+    "MAIN_CLASSES",
+    "TRANSFER_CLASSES",
+    "SceneBatch",
+    "SceneDataset",
+    "render_scenes",
+    "normalize",
+    "denormalize",
+    "normalization",
+    "paper_crops",
+    "get_dataset",
+    "make_loader",
+    "class_names",
+    "DataNotFoundError",
+    "load_image",
+    "load_folder",
+    "iter_folder",
+    "to_model_input",
+    "sample_photos",
+    "PhotoStream",
+    "photos_first",
+    "ImageLoadError",
+    "ImageTooLargeError",
 ]
 
-_IMAGES = ("load_image", "load_folder", "iter_folder", "to_model_input", "sample_photos",
-           "PhotoStream", "photos_first", "ImageLoadError", "ImageTooLargeError")
+_IMAGES = (
+    "load_image",
+    "load_folder",
+    "iter_folder",
+    "to_model_input",
+    "sample_photos",
+    "PhotoStream",
+    "photos_first",
+    "ImageLoadError",
+    "ImageTooLargeError",
+)
 
 
 def __getattr__(name):
@@ -35,7 +73,9 @@ def __getattr__(name):
         except ModuleNotFoundError as e:
             if e.name != f"{__name__}.images":
                 raise
-            raise ImportError(f"zfcore.data.{name} needs zfcore/data/images.py (the user-photo "
-                              f"loader), which this checkout does not have") from None
+            raise ImportError(
+                f"zfcore.data.{name} needs zfcore/data/images.py (the user-photo "
+                f"loader), which this checkout does not have"
+            ) from None
         return getattr(images, name)
     raise AttributeError(f"module 'zfcore.data' has no attribute {name!r}")

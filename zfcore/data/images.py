@@ -25,6 +25,7 @@ reasons (``ImageBatch.skipped``), never silently. Arrays and tensors (for exampl
 ``skimage.data`` photos) enter at step 3 through :func:`to_model_input`; a bad array raises
 :class:`ImageArrayError` (or ``TypeError`` for a wrong type).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -42,22 +43,36 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..errors import ZFCoreError
 from ..profiles import Profile, get_profile
 from . import normalize
-from ..errors import ZFCoreError
 
 __all__ = [
-    "ImageLoadError", "ImageTooLargeError", "ImageArrayError", "SkippedFile", "ImageBatch",
-    "load_image", "load_folder", "iter_folder", "list_images", "to_model_input", "sample_photos",
-    "PhotoStream", "photos_first",
-    "open_image", "SAMPLE_PHOTOS", "SAMPLE_PHOTO_CLASSES", "IMAGE_EXTENSIONS", "DEFAULT_MAX_PIXELS",
+    "ImageLoadError",
+    "ImageTooLargeError",
+    "ImageArrayError",
+    "SkippedFile",
+    "ImageBatch",
+    "load_image",
+    "load_folder",
+    "iter_folder",
+    "list_images",
+    "to_model_input",
+    "sample_photos",
+    "PhotoStream",
+    "photos_first",
+    "open_image",
+    "SAMPLE_PHOTOS",
+    "SAMPLE_PHOTO_CLASSES",
+    "IMAGE_EXTENSIONS",
+    "DEFAULT_MAX_PIXELS",
     "WHITE",
 ]
 
 #: Pillow format -> the file name endings that may carry it. Nothing else is ever opened.
 FORMAT_EXTENSIONS: dict[str, tuple[str, ...]] = {
     "JPEG": (".jpg", ".jpeg", ".jpe", ".jfif"),
-    "MPO": (".jpg", ".jpeg", ".jpe", ".jfif", ".mpo"),   # multi-picture JPEG from phones
+    "MPO": (".jpg", ".jpeg", ".jpe", ".jfif", ".mpo"),  # multi-picture JPEG from phones
     "PNG": (".png", ".apng"),
     "WEBP": (".webp",),
     "GIF": (".gif",),
@@ -67,6 +82,7 @@ FORMAT_EXTENSIONS: dict[str, tuple[str, ...]] = {
 }
 try:  # AVIF needs Pillow built with libavif
     from PIL import features as _features
+
     if _features.check("avif"):
         FORMAT_EXTENSIONS["AVIF"] = (".avif",)
 except Exception:  # pragma: no cover - depends on the Pillow build
@@ -79,24 +95,42 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(e for exts in FORMAT_EXTENSIONS.val
 
 # Image-like files people have that we cannot read: say what to do instead of "unidentified".
 _UNSUPPORTED = {
-    ".heic": "HEIC/HEIF (iPhone) images", ".heif": "HEIC/HEIF (iPhone) images",
-    ".svg": "SVG drawings", ".psd": "Photoshop files", ".eps": "PostScript files",
-    ".pdf": "PDF documents", ".raw": "camera RAW files", ".cr2": "camera RAW files",
-    ".cr3": "camera RAW files", ".nef": "camera RAW files", ".arw": "camera RAW files",
-    ".dng": "camera RAW files", ".orf": "camera RAW files", ".rw2": "camera RAW files",
-    ".jp2": "JPEG 2000 files", ".jxl": "JPEG XL files", ".ico": "icon files",
+    ".heic": "HEIC/HEIF (iPhone) images",
+    ".heif": "HEIC/HEIF (iPhone) images",
+    ".svg": "SVG drawings",
+    ".psd": "Photoshop files",
+    ".eps": "PostScript files",
+    ".pdf": "PDF documents",
+    ".raw": "camera RAW files",
+    ".cr2": "camera RAW files",
+    ".cr3": "camera RAW files",
+    ".nef": "camera RAW files",
+    ".arw": "camera RAW files",
+    ".dng": "camera RAW files",
+    ".orf": "camera RAW files",
+    ".rw2": "camera RAW files",
+    ".jp2": "JPEG 2000 files",
+    ".jxl": "JPEG XL files",
+    ".ico": "icon files",
 }
 
 # What a file that is not an image usually is, from its first bytes (for the error message).
 _MAGIC = (
-    (b"%PDF", "a PDF document"), (b"PK\x03\x04", "a ZIP archive (or an Office document)"),
-    (b"\x1f\x8b", "a gzip archive"), (b"%!PS", "a PostScript file"), (b"<svg", "an SVG drawing"),
-    (b"<?xml", "an XML file"), (b"<!DOCTYPE html", "an HTML page (a web page saved instead of "
-                                                   "the image?)"),
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive (or an Office document)"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"%!PS", "a PostScript file"),
+    (b"<svg", "an SVG drawing"),
+    (b"<?xml", "an XML file"),
+    (b"<!DOCTYPE html", "an HTML page (a web page saved instead of the image?)"),
     (b"<html", "an HTML page (a web page saved instead of the image?)"),
-    (b"\x80\x02", "a Python pickle"), (b"ftypheic", "a HEIC image"), (b"ftypmif1", "a HEIF image"),
-    (b"ftyp", "an MP4/MOV video or HEIC image"), (b"RIFF", "a RIFF file (WAV/AVI)"),
-    (b"\x7fELF", "a program (ELF executable)"), (b"{", "a JSON/text file"),
+    (b"\x80\x02", "a Python pickle"),
+    (b"ftypheic", "a HEIC image"),
+    (b"ftypmif1", "a HEIF image"),
+    (b"ftyp", "an MP4/MOV video or HEIC image"),
+    (b"RIFF", "a RIFF file (WAV/AVI)"),
+    (b"\x7fELF", "a program (ELF executable)"),
+    (b"{", "a JSON/text file"),
 )
 
 #: Largest decoded size accepted by default: Pillow's own decompression-bomb limit
@@ -110,6 +144,7 @@ WHITE = (255, 255, 255)
 # ---------------------------------------------------------------------------------------------
 # Errors and results
 # ---------------------------------------------------------------------------------------------
+
 
 class ImageLoadError(ZFCoreError, ValueError):
     """A file that cannot be used as an image. ``str(e)`` is ``"<file>: <problem>. <fix>"``."""
@@ -166,8 +201,10 @@ class ImageBatch:
         return len(self.names)
 
     def __repr__(self) -> str:
-        return (f"ImageBatch({len(self)} images {tuple(self.images.shape[1:])}, "
-                f"normalized={self.normalized}, {len(self.skipped)} skipped)")
+        return (
+            f"ImageBatch({len(self)} images {tuple(self.images.shape[1:])}, "
+            f"normalized={self.normalized}, {len(self.skipped)} skipped)"
+        )
 
     def summary(self) -> str:
         """One line per skipped file after a count, for printing under a notebook cell."""
@@ -180,8 +217,14 @@ class ImageBatch:
 # Step 1: decoding a file safely
 # ---------------------------------------------------------------------------------------------
 
-_IMAGE_MAGIC = ((b"\x89PNG", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"),
-                (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
+_IMAGE_MAGIC = (
+    (b"\x89PNG", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF8", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
 
 
 def _sniff(path: Path) -> tuple[str | None, str]:
@@ -198,7 +241,9 @@ def _sniff(path: Path) -> tuple[str | None, str]:
         return "WEBP", "it starts like a WebP image"
     probe = head.lstrip()
     for magic, what in _MAGIC:
-        if probe.startswith(magic) or (magic.startswith(b"ftyp") and head[4:4 + len(magic)] == magic):
+        if probe.startswith(magic) or (
+            magic.startswith(b"ftyp") and head[4 : 4 + len(magic)] == magic
+        ):
             return None, what
     if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
         return None, "a text file"
@@ -211,30 +256,41 @@ def _check_file(path: Path) -> None:
         st = path.stat()
     except FileNotFoundError:
         hint = "a broken link" if path.is_symlink() else "no such file"
-        raise ImageLoadError(path, hint, "check the path and the working folder "
-                             f"({os.getcwd()})") from None
+        raise ImageLoadError(
+            path, hint, f"check the path and the working folder ({os.getcwd()})"
+        ) from None
     except PermissionError:
-        raise ImageLoadError(path, "permission denied", "make the file readable "
-                             "(chmod u+r)") from None
+        raise ImageLoadError(
+            path, "permission denied", "make the file readable (chmod u+r)"
+        ) from None
     except OSError as e:
         raise ImageLoadError(path, f"cannot be read ({e.strerror or e})") from None
     if stat.S_ISDIR(st.st_mode):
-        raise ImageLoadError(path, "is a folder, not an image file",
-                             "use zfcore.data.load_folder(path, profile) for a folder of images")
+        raise ImageLoadError(
+            path,
+            "is a folder, not an image file",
+            "use zfcore.data.load_folder(path, profile) for a folder of images",
+        )
     if not stat.S_ISREG(st.st_mode):
-        raise ImageLoadError(path, "is not a regular file (a pipe, socket or device)",
-                             "pass the path of an image file")
+        raise ImageLoadError(
+            path,
+            "is not a regular file (a pipe, socket or device)",
+            "pass the path of an image file",
+        )
     if st.st_size == 0:
-        raise ImageLoadError(path, "is empty (0 bytes)", "the download or copy did not finish; "
-                             "fetch the file again")
+        raise ImageLoadError(
+            path, "is empty (0 bytes)", "the download or copy did not finish; fetch the file again"
+        )
     ext = path.suffix.lower()
     if ext in _UNSUPPORTED:
-        raise ImageLoadError(path, f"{_UNSUPPORTED[ext]} are not supported",
-                             "convert it to JPEG or PNG first")
+        raise ImageLoadError(
+            path, f"{_UNSUPPORTED[ext]} are not supported", "convert it to JPEG or PNG first"
+        )
 
 
-def _decode(path: Path, max_pixels: int, check_extension: bool,
-            target: int | None) -> tuple[Image.Image, tuple[int, int]]:
+def _decode(
+    path: Path, max_pixels: int, check_extension: bool, target: int | None
+) -> tuple[Image.Image, tuple[int, int]]:
     """Open, check and fully decode the first frame of ``path``; returns it EXIF-oriented and its
     ``(width, height)`` after orientation. ``target`` lets JPEGs decode at a reduced scale (no
     smaller than twice ``target`` on the short side)."""
@@ -250,49 +306,73 @@ def _decode(path: Path, max_pixels: int, check_extension: bool,
         try:
             img = Image.open(f, formats=_ALLOWED_FORMATS)
         except Image.DecompressionBombError as e:
-            raise ImageTooLargeError(path, f"declares too many pixels to decode safely ({e})",
-                                     "if it is a genuine image, shrink it first") from None
+            raise ImageTooLargeError(
+                path,
+                f"declares too many pixels to decode safely ({e})",
+                "if it is a genuine image, shrink it first",
+            ) from None
         except UnidentifiedImageError:
             fmt, what = _sniff(path)
             if fmt:
-                raise ImageLoadError(path, f"is truncated or corrupt ({what} but its header is "
-                                           f"unreadable)", _REFETCH) from None
-            raise ImageLoadError(path, f"is not an image ({what})",
-                                 "supported formats: JPEG, PNG, WebP, GIF, BMP, TIFF, PPM"
-                                 + (", AVIF" if "AVIF" in FORMAT_EXTENSIONS else "")) from None
+                raise ImageLoadError(
+                    path, f"is truncated or corrupt ({what} but its header is unreadable)", _REFETCH
+                ) from None
+            raise ImageLoadError(
+                path,
+                f"is not an image ({what})",
+                "supported formats: JPEG, PNG, WebP, GIF, BMP, TIFF, PPM"
+                + (", AVIF" if "AVIF" in FORMAT_EXTENSIONS else ""),
+            ) from None
         except Exception as e:  # header parsers raise SyntaxError, struct.error, ValueError, ...
-            raise ImageLoadError(path, f"is truncated or corrupt: its header is unreadable "
-                                       f"({_describe(e)})", _REFETCH) from None
+            raise ImageLoadError(
+                path,
+                f"is truncated or corrupt: its header is unreadable ({_describe(e)})",
+                _REFETCH,
+            ) from None
 
         fmt = img.format or "?"
         ext = path.suffix.lower()
-        if check_extension and ext in _registered_extensions() and ext not in FORMAT_EXTENSIONS.get(fmt, ()):
+        if (
+            check_extension
+            and ext in _registered_extensions()
+            and ext not in FORMAT_EXTENSIONS.get(fmt, ())
+        ):
             good = FORMAT_EXTENSIONS.get(fmt, (f".{fmt.lower()}",))[0]
-            raise ImageLoadError(path, f"is a {fmt} image but its name ends in {path.suffix}",
-                                 f"rename it to {path.with_suffix(good).name} (or pass "
-                                 f"check_extension=False to accept it as it is)")
+            raise ImageLoadError(
+                path,
+                f"is a {fmt} image but its name ends in {path.suffix}",
+                f"rename it to {path.with_suffix(good).name} (or pass "
+                f"check_extension=False to accept it as it is)",
+            )
         w, h = img.size
         if w < 1 or h < 1:
             raise ImageLoadError(path, f"has no pixels (size {w}x{h})", "the file is damaged")
         if w * h > max_pixels:
             raise ImageTooLargeError(
-                path, f"is {w}x{h} = {w * h / 1e6:.1f} megapixels, over the limit of "
-                      f"{max_pixels / 1e6:.1f} (a small file that unpacks to that many pixels "
-                      f"is a decompression bomb)",
-                "if it is a genuine image, shrink it first or pass a larger max_pixels")
+                path,
+                f"is {w}x{h} = {w * h / 1e6:.1f} megapixels, over the limit of "
+                f"{max_pixels / 1e6:.1f} (a small file that unpacks to that many pixels "
+                f"is a decompression bomb)",
+                "if it is a genuine image, shrink it first or pass a larger max_pixels",
+            )
         try:
             if target and fmt in ("JPEG", "MPO") and min(w, h) >= 4 * target:
                 scale = 2 * target / min(w, h)
                 img.draft(img.mode, (math.ceil(w * scale), math.ceil(h * scale)))
             img.load()
         except MemoryError:
-            raise ImageLoadError(path, f"needs more memory than is free to decode its {w}x{h} "
-                                       f"pixels", "shrink it first or lower max_pixels") from None
+            raise ImageLoadError(
+                path,
+                f"needs more memory than is free to decode its {w}x{h} pixels",
+                "shrink it first or lower max_pixels",
+            ) from None
         except Exception as e:  # OSError("image file is truncated"), EOFError, ValueError, ...
-            raise ImageLoadError(path, f"is truncated or corrupt ({_describe(e)})", _REFETCH) from None
-        before = img.size                 # after a JPEG draft: a reduced size, same aspect
+            raise ImageLoadError(
+                path, f"is truncated or corrupt ({_describe(e)})", _REFETCH
+            ) from None
+        before = img.size  # after a JPEG draft: a reduced size, same aspect
         img = _orient(img, path)
-    turned = img.size != before           # EXIF orientations 5-8 swap width and height
+    turned = img.size != before  # EXIF orientations 5-8 swap width and height
     return img, ((h, w) if turned else (w, h))
 
 
@@ -311,13 +391,21 @@ def _orient(img: Image.Image, path: "Path | None") -> Image.Image:
         out = ImageOps.exif_transpose(img)
         return img if out is None else out
     except Exception as e:
-        warnings.warn(f"{path or 'image'}: EXIF data unreadable ({_describe(e)}); the image is "
-                      f"used as stored, without rotation", stacklevel=3)
+        warnings.warn(
+            f"{path or 'image'}: EXIF data unreadable ({_describe(e)}); the image is "
+            f"used as stored, without rotation",
+            stacklevel=3,
+        )
         return img
 
 
-def open_image(path: "str | os.PathLike", *, max_pixels: int = DEFAULT_MAX_PIXELS,
-               check_extension: bool = True, background: Sequence[int] = WHITE) -> Image.Image:
+def open_image(
+    path: "str | os.PathLike",
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    check_extension: bool = True,
+    background: Sequence[int] = WHITE,
+) -> Image.Image:
     """Decode ``path`` safely, EXIF-orient it and convert it to 8-bit sRGB, at full size: the
     photo as a person sees it (for display beside the model's input).
 
@@ -336,8 +424,10 @@ def open_image(path: "str | os.PathLike", *, max_pixels: int = DEFAULT_MAX_PIXEL
 def _as_path(path: Any) -> Path:
     if isinstance(path, (str, os.PathLike)):
         return Path(path)
-    raise TypeError(f"expected a file path (str or pathlib.Path), got {type(path).__name__}; "
-                    f"for arrays and tensors use zfcore.data.images.to_model_input")
+    raise TypeError(
+        f"expected a file path (str or pathlib.Path), got {type(path).__name__}; "
+        f"for arrays and tensors use zfcore.data.images.to_model_input"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -351,6 +441,7 @@ def _srgb_profile():
     global _SRGB
     if _SRGB is None:
         from PIL import ImageCms
+
         _SRGB = ImageCms.createProfile("sRGB")
     return _SRGB
 
@@ -362,17 +453,22 @@ def _to_srgb(img: Image.Image, path: "Path | None") -> Image.Image:
         return img
     try:
         from PIL import ImageCms
+
         src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
         out_mode = "RGBA" if img.mode == "RGBA" else "RGB"
         return ImageCms.profileToProfile(img, src, _srgb_profile(), outputMode=out_mode)
     except Exception as e:
-        warnings.warn(f"{path or 'image'}: its embedded colour profile could not be applied "
-                      f"({_describe(e)}); colours are used as stored", stacklevel=4)
+        warnings.warn(
+            f"{path or 'image'}: its embedded colour profile could not be applied "
+            f"({_describe(e)}); colours are used as stored",
+            stacklevel=4,
+        )
         return img
 
 
-def _canonical(img: Image.Image, background: tuple[int, int, int],
-               path: "Path | None") -> Image.Image:
+def _canonical(
+    img: Image.Image, background: tuple[int, int, int], path: "Path | None"
+) -> Image.Image:
     """One of three modes: ``"L"`` (8-bit gray), ``"RGB"`` (8-bit), ``"F"`` (float gray in [0,1]).
 
     Transparency is composited over ``background``; 16-bit and 32-bit images keep their
@@ -392,11 +488,17 @@ def _canonical(img: Image.Image, background: tuple[int, int, int],
     elif mode == "LAB":
         try:
             from PIL import ImageCms
-            t = ImageCms.buildTransform(ImageCms.createProfile("LAB"), _srgb_profile(), "LAB", "RGB")
+
+            t = ImageCms.buildTransform(
+                ImageCms.createProfile("LAB"), _srgb_profile(), "LAB", "RGB"
+            )
             return ImageCms.applyTransform(img, t)
         except Exception as e:
-            raise ImageLoadError(path, f"uses the LAB colour space, which could not be converted "
-                                       f"({_describe(e)})", "save it as sRGB") from None
+            raise ImageLoadError(
+                path,
+                f"uses the LAB colour space, which could not be converted ({_describe(e)})",
+                "save it as sRGB",
+            ) from None
     img = _to_srgb(img, path)
     if img.mode == "RGBA":
         base = Image.new("RGBA", img.size, tuple(background) + (255,))
@@ -405,8 +507,11 @@ def _canonical(img: Image.Image, background: tuple[int, int, int],
         try:
             img = img.convert("RGB")
         except Exception as e:
-            raise ImageLoadError(path, f"has the unsupported pixel format {img.mode!r} "
-                                       f"({_describe(e)})", "convert it to 8-bit RGB") from None
+            raise ImageLoadError(
+                path,
+                f"has the unsupported pixel format {img.mode!r} ({_describe(e)})",
+                "convert it to 8-bit RGB",
+            ) from None
     return img
 
 
@@ -432,6 +537,7 @@ def _scale_deep(a: np.ndarray) -> np.ndarray:
 # Step 4: geometry, shared by files, Pillow images and arrays
 # ---------------------------------------------------------------------------------------------
 
+
 def _centre_box(w: int, h: int) -> tuple[int, int, int, int]:
     s = min(w, h)
     left, top = (w - s) // 2, (h - s) // 2
@@ -449,12 +555,12 @@ def _pil_to_tensor(img: Image.Image, size: int) -> torch.Tensor:
     s = box[2] - box[0]
     k = s // (2 * size) if s >= 4 * size else 1
     if k >= 2:
-        t = (s // k) * k                      # a whole number of k x k blocks, still centred
+        t = (s // k) * k  # a whole number of k x k blocks, still centred
         left, top = box[0] + (s - t) // 2, box[1] + (s - t) // 2
         img = img.reduce(k, box=(left, top, left + t, top + t))
     else:
         img = img.crop(box)
-    a = np.array(img, dtype=np.float32)       # a writable copy
+    a = np.array(img, dtype=np.float32)  # a writable copy
     if img.mode != "F":
         a /= 255.0
     t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
@@ -468,8 +574,9 @@ def _square_resize(x: torch.Tensor, size: int) -> torch.Tensor:
     left, top, right, bottom = _centre_box(w, h)
     x = x[:, top:bottom, left:right]
     if x.shape[-1] != size:
-        x = F.interpolate(x.unsqueeze(0), size=(size, size), mode="bilinear", align_corners=False,
-                          antialias=True).squeeze(0)
+        x = F.interpolate(
+            x.unsqueeze(0), size=(size, size), mode="bilinear", align_corners=False, antialias=True
+        ).squeeze(0)
     return x.clamp(0.0, 1.0).contiguous()
 
 
@@ -488,8 +595,9 @@ def _to_rgb(x: torch.Tensor, background: tuple[int, int, int]) -> torch.Tensor:
 # Step 5: normalisation
 # ---------------------------------------------------------------------------------------------
 
+
 def _normalize(images01: torch.Tensor, profile: Profile) -> torch.Tensor:
-    return normalize(images01, profile)    # zfcore.data.normalize: the one every data set uses
+    return normalize(images01, profile)  # zfcore.data.normalize: the one every data set uses
 
 
 def _finish(x01: torch.Tensor, profile: Profile, normalized: bool) -> torch.Tensor:
@@ -500,6 +608,7 @@ def _finish(x01: torch.Tensor, profile: Profile, normalized: bool) -> torch.Tens
 # ---------------------------------------------------------------------------------------------
 # Public entry points
 # ---------------------------------------------------------------------------------------------
+
 
 def _resolve(profile: "str | Profile") -> Profile:
     return get_profile(profile)
@@ -515,8 +624,9 @@ def _check_background(background: Any) -> tuple[int, int, int]:
     return bg  # type: ignore[return-value]
 
 
-def _load_01(path: Path, size: int, max_pixels: int, check_extension: bool,
-             background: tuple[int, int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
+def _load_01(
+    path: Path, size: int, max_pixels: int, check_extension: bool, background: tuple[int, int, int]
+) -> tuple[torch.Tensor, tuple[int, int]]:
     with _warnings_naming(path):
         img, original = _decode(path, max_pixels, check_extension, target=size)
         img = _canonical(img, background, path)
@@ -537,13 +647,20 @@ def _warnings_naming(path: Path):
         msg = str(w.message)
         if not msg.startswith(str(path)):
             msg = f"{path}: {msg}"
-        warnings.warn(msg, w.category if issubclass(w.category, UserWarning) else UserWarning,
-                      stacklevel=4)
+        warnings.warn(
+            msg, w.category if issubclass(w.category, UserWarning) else UserWarning, stacklevel=4
+        )
 
 
-def load_image(path: "str | os.PathLike", profile: "str | Profile" = "mini", *,
-               normalized: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS,
-               check_extension: bool = True, background: Sequence[int] = WHITE) -> torch.Tensor:
+def load_image(
+    path: "str | os.PathLike",
+    profile: "str | Profile" = "mini",
+    *,
+    normalized: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    check_extension: bool = True,
+    background: Sequence[int] = WHITE,
+) -> torch.Tensor:
     """One photo as the network's input: a ``(3, S, S)`` float32 tensor, ``S = profile.image_size``.
 
     JPEG, PNG, WebP, GIF, BMP, TIFF and PPM in any pixel format (grayscale, RGBA, palette, CMYK,
@@ -561,9 +678,14 @@ def load_image(path: "str | os.PathLike", profile: "str | Profile" = "mini", *,
     return _finish(x01, p, normalized)
 
 
-def to_model_input(image: Any, profile: "str | Profile" = "mini", *, normalized: bool = True,
-                   background: Sequence[int] = WHITE,
-                   max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+def to_model_input(
+    image: Any,
+    profile: "str | Profile" = "mini",
+    *,
+    normalized: bool = True,
+    background: Sequence[int] = WHITE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> torch.Tensor:
     """An in-memory image as the network's input ``(3, S, S)``, exactly like :func:`load_image`.
 
     ``image`` may be a Pillow image; a numpy array ``(H, W)`` or ``(H, W, C)`` (scikit-image's
@@ -596,20 +718,24 @@ def _array_to_chw01(image: Any, max_pixels: int) -> torch.Tensor:
     if isinstance(image, torch.Tensor):
         layout, t = "torch (C, H, W)", image.detach().cpu()
         if t.dim() == 3 and t.shape[0] not in (1, 2, 3, 4) and t.shape[-1] in (1, 2, 3, 4):
-            raise ImageArrayError(f"tensor of shape {tuple(t.shape)} looks channels-last; torch "
-                                  f"images are (C, H, W): use t.permute(2, 0, 1)")
+            raise ImageArrayError(
+                f"tensor of shape {tuple(t.shape)} looks channels-last; torch "
+                f"images are (C, H, W): use t.permute(2, 0, 1)"
+            )
         if t.dim() == 2:
             t = t.unsqueeze(0)
         if t.dim() != 3 or t.shape[0] not in (1, 2, 3, 4):
-            raise ImageArrayError(f"tensor of shape {tuple(image.shape)} is not an image: expected "
-                                  f"(H, W) or (C, H, W) with C = 1, 2, 3 or 4"
-                                  + ("; for a batch, pass one image at a time"
-                                     if t.dim() == 4 else ""))
+            raise ImageArrayError(
+                f"tensor of shape {tuple(image.shape)} is not an image: expected "
+                f"(H, W) or (C, H, W) with C = 1, 2, 3 or 4"
+                + ("; for a batch, pass one image at a time" if t.dim() == 4 else "")
+            )
         if t.is_floating_point():
             t = t.to(torch.float64)
         if t.is_complex():
-            raise ImageArrayError(f"tensor of dtype {t.dtype} is not an image: use uint8 (0-255) "
-                                  f"or float in [0, 1]")
+            raise ImageArrayError(
+                f"tensor of dtype {t.dtype} is not an image: use uint8 (0-255) or float in [0, 1]"
+            )
         a = t.numpy()
         chw = a
     elif isinstance(image, np.ndarray):
@@ -617,14 +743,21 @@ def _array_to_chw01(image: Any, max_pixels: int) -> torch.Tensor:
         if a.ndim == 2:
             a = a[:, :, None]
         if a.ndim != 3 or a.shape[-1] not in (1, 2, 3, 4):
-            hint = ("; numpy images are (H, W, C): use np.moveaxis(a, 0, -1)"
-                    if a.ndim == 3 and a.shape[0] in (1, 3, 4) else "")
-            raise ImageArrayError(f"array of shape {image.shape} is not an image: expected (H, W) "
-                                  f"or (H, W, C) with C = 1, 2, 3 or 4{hint}")
+            hint = (
+                "; numpy images are (H, W, C): use np.moveaxis(a, 0, -1)"
+                if a.ndim == 3 and a.shape[0] in (1, 3, 4)
+                else ""
+            )
+            raise ImageArrayError(
+                f"array of shape {image.shape} is not an image: expected (H, W) "
+                f"or (H, W, C) with C = 1, 2, 3 or 4{hint}"
+            )
         chw = np.moveaxis(a, -1, 0)
     else:
-        raise TypeError(f"expected an image (file path, PIL.Image, numpy array or torch tensor), "
-                        f"got {type(image).__name__}")
+        raise TypeError(
+            f"expected an image (file path, PIL.Image, numpy array or torch tensor), "
+            f"got {type(image).__name__}"
+        )
     c, h, w = chw.shape
     if h < 1 or w < 1:
         raise ImageArrayError(f"{layout} image of shape {tuple(image.shape)} has no pixels")
@@ -639,21 +772,28 @@ def _array_to_chw01(image: Any, max_pixels: int) -> torch.Tensor:
         f = chw.astype(np.float32) / 65535.0
     elif np.issubdtype(dt, np.floating):
         if not np.isfinite(chw).all():
-            raise ImageArrayError(f"{layout} float image holds NaN or infinite values; replace them "
-                                  f"(np.nan_to_num) first")
+            raise ImageArrayError(
+                f"{layout} float image holds NaN or infinite values; replace them "
+                f"(np.nan_to_num) first"
+            )
         lo, hi = float(chw.min()), float(chw.max())
         if lo < 0.0 or hi > 1.0:
             fix = "divide by 255" if hi <= 255.0 and lo >= 0.0 else "rescale it to [0, 1]"
-            raise ImageArrayError(f"{layout} float image has values in [{lo:.4g}, {hi:.4g}], "
-                                  f"expected [0, 1]: {fix} (a normalised tensor must be "
-                                  f"denormalised first)")
+            raise ImageArrayError(
+                f"{layout} float image has values in [{lo:.4g}, {hi:.4g}], "
+                f"expected [0, 1]: {fix} (a normalised tensor must be "
+                f"denormalised first)"
+            )
         f = chw.astype(np.float32)
     elif np.issubdtype(dt, np.integer):
-        raise ImageArrayError(f"{layout} image of dtype {dt} is ambiguous: convert it to uint8 "
-                              f"(0-255), uint16 (0-65535) or float in [0, 1]")
+        raise ImageArrayError(
+            f"{layout} image of dtype {dt} is ambiguous: convert it to uint8 "
+            f"(0-255), uint16 (0-65535) or float in [0, 1]"
+        )
     else:
-        raise ImageArrayError(f"{layout} image of dtype {dt} is not an image: use uint8 (0-255) "
-                              f"or float in [0, 1]")
+        raise ImageArrayError(
+            f"{layout} image of dtype {dt} is not an image: use uint8 (0-255) or float in [0, 1]"
+        )
     return torch.from_numpy(np.ascontiguousarray(f))
 
 
@@ -661,19 +801,25 @@ def _array_to_chw01(image: Any, max_pixels: int) -> torch.Tensor:
 # Folders
 # ---------------------------------------------------------------------------------------------
 
-def list_images(folder: "str | os.PathLike", *,
-                recursive: bool = False) -> tuple[list[Path], list[SkippedFile]]:
+
+def list_images(
+    folder: "str | os.PathLike", *, recursive: bool = False
+) -> tuple[list[Path], list[SkippedFile]]:
     """The files of ``folder`` named like images (sorted), and every other entry with a reason.
 
     Nothing is decoded here; :func:`load_folder` / :func:`iter_folder` decode and may skip more.
     """
     root = _as_path(folder)
     if not root.exists():
-        raise ImageLoadError(root, "no such folder", f"check the path and the working folder "
-                             f"({os.getcwd()})")
+        raise ImageLoadError(
+            root, "no such folder", f"check the path and the working folder ({os.getcwd()})"
+        )
     if not root.is_dir():
-        raise ImageLoadError(root, "is a file, not a folder",
-                             "use zfcore.data.load_image(path, profile) for one image")
+        raise ImageLoadError(
+            root,
+            "is a file, not a folder",
+            "use zfcore.data.load_image(path, profile) for one image",
+        )
     entries = sorted(root.rglob("*") if recursive else root.iterdir())
     good: list[Path] = []
     skipped: list[SkippedFile] = []
@@ -685,19 +831,34 @@ def list_images(folder: "str | os.PathLike", *,
         elif ext in IMAGE_EXTENSIONS:
             good.append(p)
         elif ext in _UNSUPPORTED:
-            skipped.append(SkippedFile(p, f"{_UNSUPPORTED[ext]} are not supported; convert it to "
-                                          f"JPEG or PNG first"))
+            skipped.append(
+                SkippedFile(
+                    p, f"{_UNSUPPORTED[ext]} are not supported; convert it to JPEG or PNG first"
+                )
+            )
         else:
-            skipped.append(SkippedFile(p, f"not an image file name ({ext or 'no extension'}); "
-                                          f"rename it if it is an image"))
+            skipped.append(
+                SkippedFile(
+                    p,
+                    f"not an image file name ({ext or 'no extension'}); "
+                    f"rename it if it is an image",
+                )
+            )
     return good, skipped
 
 
-def iter_folder(folder: "str | os.PathLike", profile: "str | Profile" = "mini", *,
-                batch_size: int = 64, recursive: bool = False, normalized: bool = True,
-                max_pixels: int = DEFAULT_MAX_PIXELS, check_extension: bool = True,
-                background: Sequence[int] = WHITE,
-                progress: bool | None = None) -> Iterator[ImageBatch]:
+def iter_folder(
+    folder: "str | os.PathLike",
+    profile: "str | Profile" = "mini",
+    *,
+    batch_size: int = 64,
+    recursive: bool = False,
+    normalized: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    check_extension: bool = True,
+    background: Sequence[int] = WHITE,
+    progress: bool | None = None,
+) -> Iterator[ImageBatch]:
     """Stream a folder of photos as :class:`ImageBatch` es of at most ``batch_size`` images.
 
     Memory stays bounded by one batch however many files the folder holds (feature extraction
@@ -709,13 +870,32 @@ def iter_folder(folder: "str | os.PathLike", profile: "str | Profile" = "mini", 
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
     files, skipped = list_images(folder, recursive=recursive)
-    return _stream(Path(folder), files, skipped, p, batch_size, normalized, max_pixels,
-                   check_extension, bg, progress)
+    return _stream(
+        Path(folder),
+        files,
+        skipped,
+        p,
+        batch_size,
+        normalized,
+        max_pixels,
+        check_extension,
+        bg,
+        progress,
+    )
 
 
-def _stream(folder: Path, files: list[Path], skipped: list[SkippedFile], p: Profile,
-            batch_size: int, normalized: bool, max_pixels: int, check_extension: bool,
-            bg: tuple[int, int, int], progress: bool | None) -> Iterator[ImageBatch]:
+def _stream(
+    folder: Path,
+    files: list[Path],
+    skipped: list[SkippedFile],
+    p: Profile,
+    batch_size: int,
+    normalized: bool,
+    max_pixels: int,
+    check_extension: bool,
+    bg: tuple[int, int, int],
+    progress: bool | None,
+) -> Iterator[ImageBatch]:
     """Decode ``files`` into preallocated batches of ``batch_size`` (each image normalised as it
     arrives), so the peak memory is one batch, not one batch plus a copy."""
     from tqdm.auto import tqdm
@@ -744,7 +924,7 @@ def _stream(folder: Path, files: list[Path], skipped: list[SkippedFile], p: Prof
             skipped = []
             buf, names, paths, sizes = fresh()
     if names or skipped:
-        yield ImageBatch(buf[:len(names)], names, paths, sizes, skipped, normalized)
+        yield ImageBatch(buf[: len(names)], names, paths, sizes, skipped, normalized)
 
 
 class PhotoStream(torch.utils.data.IterableDataset):
@@ -759,8 +939,15 @@ class PhotoStream(torch.utils.data.IterableDataset):
     rebuilt on each pass.
     """
 
-    def __init__(self, folder: "str | os.PathLike", profile: "str | Profile" = "mini", *,
-                 batch_size: int = 64, recursive: bool = False, **options: Any):
+    def __init__(
+        self,
+        folder: "str | os.PathLike",
+        profile: "str | Profile" = "mini",
+        *,
+        batch_size: int = 64,
+        recursive: bool = False,
+        **options: Any,
+    ):
         super().__init__()
         unknown = set(options) - {"max_pixels", "check_extension", "background", "progress"}
         if unknown:
@@ -774,18 +961,31 @@ class PhotoStream(torch.utils.data.IterableDataset):
 
     def __iter__(self):
         self.paths, self.skipped = [], []
-        for b in iter_folder(self.folder, self.profile, batch_size=self.batch_size,
-                             recursive=self.recursive, **self.options):
+        for b in iter_folder(
+            self.folder,
+            self.profile,
+            batch_size=self.batch_size,
+            recursive=self.recursive,
+            **self.options,
+        ):
             self.skipped += b.skipped
             if len(b):
                 self.paths += b.paths
                 yield b.images, torch.full((len(b),), -1, dtype=torch.long)
 
 
-def load_folder(folder: "str | os.PathLike", profile: "str | Profile" = "mini", *,
-                recursive: bool = False, normalized: bool = True, max_images: int = 4096,
-                max_pixels: int = DEFAULT_MAX_PIXELS, check_extension: bool = True,
-                background: Sequence[int] = WHITE, progress: bool | None = None) -> ImageBatch:
+def load_folder(
+    folder: "str | os.PathLike",
+    profile: "str | Profile" = "mini",
+    *,
+    recursive: bool = False,
+    normalized: bool = True,
+    max_images: int = 4096,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    check_extension: bool = True,
+    background: Sequence[int] = WHITE,
+    progress: bool | None = None,
+) -> ImageBatch:
     """Every photo of ``folder`` as one :class:`ImageBatch`; bad files are skipped and listed.
 
     ``batch.images`` is ``(N, 3, S, S)``; ``batch.skipped`` names every file left out and why
@@ -797,19 +997,36 @@ def load_folder(folder: "str | os.PathLike", profile: "str | Profile" = "mini", 
     bg = _check_background(background)
     files, skipped = list_images(folder, recursive=recursive)
     if len(files) > max_images:
-        raise ValueError(f"{folder}: {len(files)} image files, more than max_images={max_images} "
-                         f"to hold in memory at once; stream it with "
-                         f"zfcore.data.images.iter_folder(folder, profile, batch_size=64) or "
-                         f"raise max_images")
-    batches = list(_stream(Path(folder), files, skipped, p, max(1, len(files)), normalized,
-                           max_pixels, check_extension, bg, progress))
+        raise ValueError(
+            f"{folder}: {len(files)} image files, more than max_images={max_images} "
+            f"to hold in memory at once; stream it with "
+            f"zfcore.data.images.iter_folder(folder, profile, batch_size=64) or "
+            f"raise max_images"
+        )
+    batches = list(
+        _stream(
+            Path(folder),
+            files,
+            skipped,
+            p,
+            max(1, len(files)),
+            normalized,
+            max_pixels,
+            check_extension,
+            bg,
+            progress,
+        )
+    )
     skipped = [s for b in batches for s in b.skipped]
     loaded = [b for b in batches if len(b)]
     if not loaded:
         listing = "; ".join(str(s) for s in skipped[:5]) + (" ..." if len(skipped) > 5 else "")
-        raise ImageLoadError(Path(folder), "holds no usable image"
-                             + (f" (skipped {len(skipped)}: {listing})" if skipped else " (it is empty)"),
-                             "add JPEG/PNG/WebP photos to it")
+        raise ImageLoadError(
+            Path(folder),
+            "holds no usable image"
+            + (f" (skipped {len(skipped)}: {listing})" if skipped else " (it is empty)"),
+            "add JPEG/PNG/WebP photos to it",
+        )
     b = loaded[0]
     return ImageBatch(b.images, b.names, b.paths, b.original_sizes, skipped, normalized)
 
@@ -820,22 +1037,29 @@ def load_folder(folder: "str | os.PathLike", profile: "str | Profile" = "mini", 
 
 #: Sample photo name -> the ``skimage.data`` function that returns it (bundled, no download).
 SAMPLE_PHOTOS: dict[str, str] = {
-    "cat": "chelsea", "astronaut": "astronaut", "coffee": "coffee", "rocket": "rocket",
+    "cat": "chelsea",
+    "astronaut": "astronaut",
+    "coffee": "coffee",
+    "rocket": "rocket",
     "motorcycle": "stereo_motorcycle",
 }
 #: ImageNet class names (as in torchvision's ``weights.meta["categories"]``) that count as a
 #: correct label for each sample photo (for p(correct class) in the occlusion experiment, Fig. 7).
 SAMPLE_PHOTO_CLASSES: dict[str, tuple[str, ...]] = {
     "cat": ("tabby", "tiger cat", "Egyptian cat"),
-    "astronaut": (),                      # no ImageNet class: a person in a space suit
+    "astronaut": (),  # no ImageNet class: a person in a space suit
     "coffee": ("espresso", "cup", "coffee mug"),
     "rocket": ("missile", "projectile", "space shuttle"),
     "motorcycle": ("moped", "motor scooter", "crash helmet"),
 }
 
 
-def sample_photos(profile: "str | Profile" = "mini", names: "Sequence[str] | None" = None, *,
-                  normalized: bool = True) -> ImageBatch:
+def sample_photos(
+    profile: "str | Profile" = "mini",
+    names: "Sequence[str] | None" = None,
+    *,
+    normalized: bool = True,
+) -> ImageBatch:
     """scikit-image's bundled photos (cat, astronaut, coffee, rocket, motorcycle) as an
     :class:`ImageBatch`, through the same pipeline as a user's photo. Offline: the files ship
     with scikit-image."""
@@ -852,7 +1076,7 @@ def sample_photos(profile: "str | Profile" = "mini", names: "Sequence[str] | Non
     xs, sizes = [], []
     for n in names:
         a = getattr(skd, SAMPLE_PHOTOS[n])()
-        a = a[0] if isinstance(a, tuple) else a       # stereo_motorcycle: (left, right, disparity)
+        a = a[0] if isinstance(a, tuple) else a  # stereo_motorcycle: (left, right, disparity)
         xs.append(to_model_input(a, p, normalized=False))
         sizes.append((int(a.shape[1]), int(a.shape[0])))
     x01 = torch.stack(xs)
@@ -860,8 +1084,13 @@ def sample_photos(profile: "str | Profile" = "mini", names: "Sequence[str] | Non
     return ImageBatch(images, list(names), [None] * len(names), sizes, [], normalized)
 
 
-def photos_first(photos: "Sequence[str | os.PathLike]", profile: "str | Profile" = "mini",
-                 n: int = 5, *, normalized: bool = True) -> ImageBatch:
+def photos_first(
+    photos: "Sequence[str | os.PathLike]",
+    profile: "str | Profile" = "mini",
+    n: int = 5,
+    *,
+    normalized: bool = True,
+) -> ImageBatch:
     """The user's ``photos`` first, then scikit-image's sample photos filling up to ``n`` images.
 
     The pretrained-model figures (Fig. 5, Fig. 7) are drawn on "a few images": every photo the

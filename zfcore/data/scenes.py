@@ -28,6 +28,7 @@ renderer must compute each pixel with the same float operations in the same orde
 Geometry is defined in units of the image side, so the same index gives the same scene at any
 ``image_size``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -38,8 +39,16 @@ import numpy as np
 import torch
 
 __all__ = [
-    "GENERATOR_VERSION", "SceneBatch", "MAIN_CLASSES", "TRANSFER_CLASSES", "GROUPS",
-    "KEYPOINT_NAMES", "SHAPES", "render_scenes", "scene_labels", "SceneDataset",
+    "GENERATOR_VERSION",
+    "SceneBatch",
+    "MAIN_CLASSES",
+    "TRANSFER_CLASSES",
+    "GROUPS",
+    "KEYPOINT_NAMES",
+    "SHAPES",
+    "render_scenes",
+    "scene_labels",
+    "SceneDataset",
     "transfer_split_sizes",
 ]
 
@@ -66,66 +75,154 @@ def _ring_of(shape, n, radius, size, cy=0.0, radial=False, sy=None):
     for k in range(n):
         a = 2 * math.pi * k / n
         ang = math.degrees(a) + 90.0 if radial else 0.0
-        parts.append(_p(shape, radius * math.cos(a), cy + radius * math.sin(a), size,
-                        size if sy is None else sy, ang))
+        parts.append(
+            _p(
+                shape,
+                radius * math.cos(a),
+                cy + radius * math.sin(a),
+                size,
+                size if sy is None else sy,
+                ang,
+            )
+        )
     return parts
 
 
 # Class templates. Each is a list of parts in drawing order (later parts on top).
 _TEMPLATES: dict[str, list] = {
     # --- main group: the pretraining classes (ImageNet's role) ------------------------------
-    "face": [_p(DISC, 0, 0, .80, 1.0), _p(DISC, -.36, -.22, .16, .16, name="left_eye"),
-             _p(DISC, .36, -.22, .16, .16, name="right_eye"),
-             _p(TRIANGLE, 0, .16, .15, .19, name="nose"), _p(BAR, 0, .58, .34, .07)],
-    "car": [_p(BAR, 0, .05, 1.0, .30), _p(BAR, -.1, -.42, .50, .18),
-            _p(RING, -.55, .45, .28, .28), _p(RING, .55, .45, .28, .28)],
-    "house": [_p(BAR, 0, .35, .72, .60), _p(TRIANGLE, 0, -.55, .95, .42),
-              _p(BAR, .30, .62, .14, .33), _p(STRIPES, -.35, .20, .18, .18)],
-    "flower": [_p(BAR, 0, .45, .06, .55)] + _ring_of(DISC, 6, .40, .20, cy=-.30)
-              + [_p(DISC, 0, -.30, .20, .20)],
-    "fish": [_p(TRIANGLE, .72, 0, .32, .30, -90), _p(DISC, -.12, 0, .72, .45),
-             _p(TRIANGLE, -.10, -.45, .25, .18), _p(DISC, -.55, -.10, .09, .09)],
-    "tree": [_p(BAR, 0, .72, .14, .30), _p(TRIANGLE, 0, .12, .75, .42),
-             _p(TRIANGLE, 0, -.50, .55, .38)],
-    "bicycle": [_p(RING, -.58, .35, .40, .40), _p(RING, .58, .35, .40, .40),
-                _p(BAR, 0, .10, .60, .05, -18), _p(BAR, -.22, -.18, .05, .32),
-                _p(BAR, .45, -.32, .22, .05)],
-    "clock": [_p(DISC, 0, 0, 1.0, 1.0), _p(RING, 0, 0, 1.0, 1.0), _p(BAR, 0, -.30, .05, .32),
-              _p(BAR, .26, 0, .27, .05), _p(DISC, 0, 0, .09, .09)],
-    "snowman": [_p(DISC, 0, .55, .45, .45), _p(DISC, 0, -.05, .33, .33),
-                _p(DISC, 0, -.52, .24, .24), _p(BAR, 0, -.80, .22, .05)],
-    "traffic_light": [_p(BAR, 0, 0, .40, 1.0), _p(DISC, 0, -.60, .25, .25),
-                      _p(DISC, 0, 0, .25, .25), _p(DISC, 0, .60, .25, .25)],
+    "face": [
+        _p(DISC, 0, 0, 0.80, 1.0),
+        _p(DISC, -0.36, -0.22, 0.16, 0.16, name="left_eye"),
+        _p(DISC, 0.36, -0.22, 0.16, 0.16, name="right_eye"),
+        _p(TRIANGLE, 0, 0.16, 0.15, 0.19, name="nose"),
+        _p(BAR, 0, 0.58, 0.34, 0.07),
+    ],
+    "car": [
+        _p(BAR, 0, 0.05, 1.0, 0.30),
+        _p(BAR, -0.1, -0.42, 0.50, 0.18),
+        _p(RING, -0.55, 0.45, 0.28, 0.28),
+        _p(RING, 0.55, 0.45, 0.28, 0.28),
+    ],
+    "house": [
+        _p(BAR, 0, 0.35, 0.72, 0.60),
+        _p(TRIANGLE, 0, -0.55, 0.95, 0.42),
+        _p(BAR, 0.30, 0.62, 0.14, 0.33),
+        _p(STRIPES, -0.35, 0.20, 0.18, 0.18),
+    ],
+    "flower": [_p(BAR, 0, 0.45, 0.06, 0.55)]
+    + _ring_of(DISC, 6, 0.40, 0.20, cy=-0.30)
+    + [_p(DISC, 0, -0.30, 0.20, 0.20)],
+    "fish": [
+        _p(TRIANGLE, 0.72, 0, 0.32, 0.30, -90),
+        _p(DISC, -0.12, 0, 0.72, 0.45),
+        _p(TRIANGLE, -0.10, -0.45, 0.25, 0.18),
+        _p(DISC, -0.55, -0.10, 0.09, 0.09),
+    ],
+    "tree": [
+        _p(BAR, 0, 0.72, 0.14, 0.30),
+        _p(TRIANGLE, 0, 0.12, 0.75, 0.42),
+        _p(TRIANGLE, 0, -0.50, 0.55, 0.38),
+    ],
+    "bicycle": [
+        _p(RING, -0.58, 0.35, 0.40, 0.40),
+        _p(RING, 0.58, 0.35, 0.40, 0.40),
+        _p(BAR, 0, 0.10, 0.60, 0.05, -18),
+        _p(BAR, -0.22, -0.18, 0.05, 0.32),
+        _p(BAR, 0.45, -0.32, 0.22, 0.05),
+    ],
+    "clock": [
+        _p(DISC, 0, 0, 1.0, 1.0),
+        _p(RING, 0, 0, 1.0, 1.0),
+        _p(BAR, 0, -0.30, 0.05, 0.32),
+        _p(BAR, 0.26, 0, 0.27, 0.05),
+        _p(DISC, 0, 0, 0.09, 0.09),
+    ],
+    "snowman": [
+        _p(DISC, 0, 0.55, 0.45, 0.45),
+        _p(DISC, 0, -0.05, 0.33, 0.33),
+        _p(DISC, 0, -0.52, 0.24, 0.24),
+        _p(BAR, 0, -0.80, 0.22, 0.05),
+    ],
+    "traffic_light": [
+        _p(BAR, 0, 0, 0.40, 1.0),
+        _p(DISC, 0, -0.60, 0.25, 0.25),
+        _p(DISC, 0, 0, 0.25, 0.25),
+        _p(DISC, 0, 0.60, 0.25, 0.25),
+    ],
     # --- transfer group: held-out classes (the Caltech analogue of Tables 4-7) ---------------
-    "butterfly": [_p(TRIANGLE, -.50, -.30, .40, .45, 90), _p(TRIANGLE, .50, -.30, .40, .45, -90),
-                  _p(TRIANGLE, -.40, .40, .28, .30, 90), _p(TRIANGLE, .40, .40, .28, .30, -90),
-                  _p(BAR, 0, 0, .08, .65)],
-    "rocket": [_p(BAR, 0, .10, .25, .70), _p(TRIANGLE, 0, -.80, .25, .20),
-               _p(TRIANGLE, -.35, .65, .15, .25), _p(TRIANGLE, .35, .65, .15, .25),
-               _p(DISC, 0, -.10, .13, .13)],
-    "mushroom": [_p(BAR, 0, .45, .20, .45), _p(DISC, 0, -.20, .90, .45),
-                 _p(DISC, -.40, -.30, .12, .12), _p(DISC, .35, -.35, .10, .10)],
-    "umbrella": [_p(TRIANGLE, 0, -.35, 1.0, .40), _p(BAR, 0, .35, .05, .55),
-                 _p(RING, .13, .88, .15, .15)],
-    "cup": [_p(RING, .62, .10, .30, .35), _p(BAR, 0, .10, .55, .65),
-            _p(STRIPES, 0, -.15, .50, .22)],
-    "sun": [_p(DISC, 0, 0, .45, .45)] + _ring_of(BAR, 8, .78, .05, radial=True, sy=.20),
-    "dumbbell": [_p(BAR, 0, 0, .60, .08), _p(DISC, -.70, 0, .28, .28),
-                 _p(DISC, .70, 0, .28, .28)],
-    "ladder": [_p(STRIPES, 0, 0, .40, .90), _p(BAR, -.42, 0, .07, 1.0), _p(BAR, .42, 0, .07, 1.0)],
+    "butterfly": [
+        _p(TRIANGLE, -0.50, -0.30, 0.40, 0.45, 90),
+        _p(TRIANGLE, 0.50, -0.30, 0.40, 0.45, -90),
+        _p(TRIANGLE, -0.40, 0.40, 0.28, 0.30, 90),
+        _p(TRIANGLE, 0.40, 0.40, 0.28, 0.30, -90),
+        _p(BAR, 0, 0, 0.08, 0.65),
+    ],
+    "rocket": [
+        _p(BAR, 0, 0.10, 0.25, 0.70),
+        _p(TRIANGLE, 0, -0.80, 0.25, 0.20),
+        _p(TRIANGLE, -0.35, 0.65, 0.15, 0.25),
+        _p(TRIANGLE, 0.35, 0.65, 0.15, 0.25),
+        _p(DISC, 0, -0.10, 0.13, 0.13),
+    ],
+    "mushroom": [
+        _p(BAR, 0, 0.45, 0.20, 0.45),
+        _p(DISC, 0, -0.20, 0.90, 0.45),
+        _p(DISC, -0.40, -0.30, 0.12, 0.12),
+        _p(DISC, 0.35, -0.35, 0.10, 0.10),
+    ],
+    "umbrella": [
+        _p(TRIANGLE, 0, -0.35, 1.0, 0.40),
+        _p(BAR, 0, 0.35, 0.05, 0.55),
+        _p(RING, 0.13, 0.88, 0.15, 0.15),
+    ],
+    "cup": [
+        _p(RING, 0.62, 0.10, 0.30, 0.35),
+        _p(BAR, 0, 0.10, 0.55, 0.65),
+        _p(STRIPES, 0, -0.15, 0.50, 0.22),
+    ],
+    "sun": [_p(DISC, 0, 0, 0.45, 0.45)] + _ring_of(BAR, 8, 0.78, 0.05, radial=True, sy=0.20),
+    "dumbbell": [
+        _p(BAR, 0, 0, 0.60, 0.08),
+        _p(DISC, -0.70, 0, 0.28, 0.28),
+        _p(DISC, 0.70, 0, 0.28, 0.28),
+    ],
+    "ladder": [
+        _p(STRIPES, 0, 0, 0.40, 0.90),
+        _p(BAR, -0.42, 0, 0.07, 1.0),
+        _p(BAR, 0.42, 0, 0.07, 1.0),
+    ],
 }
 
-MAIN_CLASSES = ("face", "car", "house", "flower", "fish", "tree", "bicycle", "clock", "snowman",
-                "traffic_light")
-TRANSFER_CLASSES = ("butterfly", "rocket", "mushroom", "umbrella", "cup", "sun", "dumbbell",
-                    "ladder")
+MAIN_CLASSES = (
+    "face",
+    "car",
+    "house",
+    "flower",
+    "fish",
+    "tree",
+    "bicycle",
+    "clock",
+    "snowman",
+    "traffic_light",
+)
+TRANSFER_CLASSES = (
+    "butterfly",
+    "rocket",
+    "mushroom",
+    "umbrella",
+    "cup",
+    "sun",
+    "dumbbell",
+    "ladder",
+)
 GROUPS = {"main": MAIN_CLASSES, "transfer": TRANSFER_CLASSES}
 _GROUP_ID = {"main": 0, "transfer": 1}
 _SPLIT_ID = {"train": 0, "val": 1, "test": 2}
 
 _MAX_PARTS = max(len(t) for t in _TEMPLATES.values())
 _MAX_CLUTTER = 8
-_N_UNIFORMS = 400   # per image; fixed so that the layout of the random block never shifts
+_N_UNIFORMS = 400  # per image; fixed so that the layout of the random block never shifts
 
 
 def _template_arrays(classes):
@@ -180,7 +277,7 @@ class _Uniforms:
 
     def take(self, *shape) -> np.ndarray:
         n = int(np.prod(shape)) if shape else 1
-        out = self.u[:, self.pos:self.pos + n]
+        out = self.u[:, self.pos : self.pos + n]
         self.pos += n
         if self.pos > self.u.shape[1]:
             raise RuntimeError("scene generator ran out of per-image random numbers")
@@ -244,7 +341,7 @@ def _seed_states(words: np.ndarray) -> list[tuple[int, int]]:
     states = []
     for s0, s1, i0, i1 in zip(*w):
         inc = ((((i0 << 64) | i1) << 1) | 1) & _MASK128
-        state = (inc * 1) & _MASK128                        # step from state 0: 0 * mult + inc
+        state = (inc * 1) & _MASK128  # step from state 0: 0 * mult + inc
         state = (state + ((s0 << 64) | s1)) & _MASK128
         states.append(((state * _PCG_MULT + inc) & _MASK128, inc))
     return states
@@ -255,16 +352,14 @@ def _uniform_block(seed: int, g: int, s: int, indices: np.ndarray, n: int) -> np
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
     if not len(idx):
         return np.zeros((0, n))
-    if not (0 <= seed < 2**32 and 0 <= idx.min() and idx.max() < 2**32):   # one word each
-        return np.stack([np.random.default_rng([int(seed), g, s, int(i)]).random(n)
-                         for i in idx])
+    if not (0 <= seed < 2**32 and 0 <= idx.min() and idx.max() < 2**32):  # one word each
+        return np.stack([np.random.default_rng([int(seed), g, s, int(i)]).random(n) for i in idx])
     words = np.empty((len(idx), 4), dtype=np.int64)
     words[:, 0], words[:, 1], words[:, 2], words[:, 3] = seed, g, s, idx
     bit = np.random.PCG64()
     gen = np.random.Generator(bit)
     out = np.empty((len(idx), n))
-    st = {"bit_generator": "PCG64", "state": {"state": 0, "inc": 0}, "has_uint32": 0,
-          "uinteger": 0}
+    st = {"bit_generator": "PCG64", "state": {"state": 0, "inc": 0}, "has_uint32": 0, "uinteger": 0}
     for row, (state, inc) in zip(out, _seed_states(words)):
         st["state"]["state"], st["state"]["inc"] = state, inc
         bit.state = st
@@ -282,7 +377,7 @@ def _sample(seed: int, group: str, split: str, indices: np.ndarray, classes) -> 
     geo, shape, active, kp = _template_arrays(classes)
 
     # --- the object: position, scale, rotation, aspect, mirroring ---------------------------
-    R = 0.22 + 0.16 * r.take()                       # half size, fraction of the image side
+    R = 0.22 + 0.16 * r.take()  # half size, fraction of the image side
     cx = R * 0.8 + (1 - 1.6 * R) * r.take()
     cy = R * 0.8 + (1 - 1.6 * R) * r.take()
     rot = np.radians(-15 + 30 * r.take())
@@ -290,7 +385,7 @@ def _sample(seed: int, group: str, split: str, indices: np.ndarray, classes) -> 
     flip = r.take() < 0.5
     # --- its parts: template plus jitter, colour and texture per part -----------------------
     P = _MAX_PARTS
-    pg = geo[labels].copy()                           # (N, P, 5): x, y, sx, sy, angle
+    pg = geo[labels].copy()  # (N, P, 5): x, y, sx, sy, angle
     pg[..., 0] += 0.07 * (r.take(P) - 0.5) * 2
     pg[..., 1] += 0.07 * (r.take(P) - 0.5) * 2
     scale = 0.85 + 0.30 * r.take(P)
@@ -313,12 +408,13 @@ def _sample(seed: int, group: str, split: str, indices: np.ndarray, classes) -> 
     pactive = active[labels]
     # keep details visible against the object's first (largest) part
     base = part_rgb[:, :1, :]
-    part_rgb[:, 1:] = _contrast_to(part_rgb[:, 1:], np.broadcast_to(base, part_rgb[:, 1:].shape),
-                                   0.25)
+    part_rgb[:, 1:] = _contrast_to(
+        part_rgb[:, 1:], np.broadcast_to(base, part_rgb[:, 1:].shape), 0.25
+    )
 
     # --- clutter: the same primitives, scattered behind the object --------------------------
     K = _MAX_CLUTTER
-    n_clutter = 3 + np.floor(6 * r.take()).astype(int)           # 3..8
+    n_clutter = 3 + np.floor(6 * r.take()).astype(int)  # 3..8
     cshape = np.minimum(np.floor(5 * r.take(K)), 4).astype(np.int64)
     ccx, ccy = r.take(K), r.take(K)
     csx = 0.03 + 0.08 * r.take(K)
@@ -331,8 +427,14 @@ def _sample(seed: int, group: str, split: str, indices: np.ndarray, classes) -> 
     cactive = np.arange(K)[None, :] < n_clutter[:, None]
 
     # --- background and lighting --------------------------------------------------------------
-    bg = dict(rgb=r.take(3), rgb2=r.take(3), grad_dir=r.take() * 2 * np.pi,
-              grating=r.take(4), light=r.take(3), noise=r.take(3))
+    bg = dict(
+        rgb=r.take(3),
+        rgb2=r.take(3),
+        grad_dir=r.take() * 2 * np.pi,
+        grating=r.take(4),
+        light=r.take(3),
+        noise=r.take(3),
+    )
     # the object's body must stand out a little from the background
     part_rgb[:, 0] = _contrast_to(part_rgb[:, 0], bg["rgb"], 0.15)
 
@@ -352,10 +454,13 @@ def _sample(seed: int, group: str, split: str, indices: np.ndarray, classes) -> 
     slots = dict(
         shape=np.concatenate([cshape, pshape], 1),
         active=np.concatenate([cactive, pactive], 1),
-        x=np.concatenate([ccx, px], 1), y=np.concatenate([ccy, py], 1),
-        sx=np.concatenate([csx, psx], 1), sy=np.concatenate([csy, psy], 1),
+        x=np.concatenate([ccx, px], 1),
+        y=np.concatenate([ccy, py], 1),
+        sx=np.concatenate([csx, psx], 1),
+        sy=np.concatenate([csy, psy], 1),
         angle=np.radians(np.concatenate([cang, pang], 1)),
-        rgb=np.concatenate([c_rgb, part_rgb], 1), tex=np.concatenate([c_tex, part_tex], 1),
+        rgb=np.concatenate([c_rgb, part_rgb], 1),
+        tex=np.concatenate([c_tex, part_tex], 1),
         object_part=np.concatenate([np.zeros((N, K), bool), pactive], 1),
     )
     return dict(labels=labels, slots=slots, bg=bg, keypoints=kps)
@@ -381,8 +486,15 @@ def _object_boxes(sl: dict, size: int) -> np.ndarray:
     y0 = np.where(tri, y + ty.min(-1), y - hy)
     y1 = np.where(tri, y + ty.max(-1), y + hy)
     m = sl["object_part"]
-    boxes = np.stack([np.where(m, x0, np.inf).min(1), np.where(m, y0, np.inf).min(1),
-                      np.where(m, x1, -np.inf).max(1), np.where(m, y1, -np.inf).max(1)], 1)
+    boxes = np.stack(
+        [
+            np.where(m, x0, np.inf).min(1),
+            np.where(m, y0, np.inf).min(1),
+            np.where(m, x1, -np.inf).max(1),
+            np.where(m, y1, -np.inf).max(1),
+        ],
+        1,
+    )
     return np.clip(boxes, 0, size)
 
 
@@ -413,9 +525,9 @@ def _signed_distance(shape, a, b, sx, sy, present=None):
             put(RING, r.sub_(mid).abs_().sub_(half).mul_(m))
     if present & {BAR, STRIPES}:
         ex = a.abs().sub_(sx)
-        put(BAR, torch.maximum(ex, b.abs().sub_(sy), out=ex), also=STRIPES)   # same outline
+        put(BAR, torch.maximum(ex, b.abs().sub_(sy), out=ex), also=STRIPES)  # same outline
     if TRIANGLE in present:
-        slant = a.abs().mul_(2 * sy).sub_((b + sy).mul_(sx)).div_(torch.sqrt(4 * sy ** 2 + sx ** 2))
+        slant = a.abs().mul_(2 * sy).sub_((b + sy).mul_(sx)).div_(torch.sqrt(4 * sy**2 + sx**2))
         put(TRIANGLE, torch.maximum(b - sy, slant, out=slant))
     return d
 
@@ -437,8 +549,9 @@ def _grain(size: int) -> torch.Tensor:
 
 # Patch sides a primitive may be drawn on (geometric steps): grouping instances by patch size
 # keeps the work near each primitive's own area.
-_PATCH_SIZES = torch.unique(torch.tensor(
-    [int(math.ceil(4 * 1.25 ** k)) for k in range(40)] + [1 << 20]))
+_PATCH_SIZES = torch.unique(
+    torch.tensor([int(math.ceil(4 * 1.25**k)) for k in range(40)] + [1 << 20])
+)
 
 
 def _half_extent(shape, sx, sy, c, s):
@@ -453,7 +566,7 @@ def _half_extent(shape, sx, sy, c, s):
 _X, _Y, _COS, _SIN, _SX, _SY, _AMP, _FX, _FY, _PHASE, _NSTRIPES, _OX, _OY = range(13)
 _RGB = slice(13, 16)
 _SHADE_NONE, _SHADE_WAVE, _SHADE_STRIPES = range(3)
-_CHUNK = 32         # images per whole-frame step (keeps the temporaries in cache)
+_CHUNK = 32  # images per whole-frame step (keeps the temporaries in cache)
 
 
 def _instances(sl: dict, S: int):
@@ -465,31 +578,47 @@ def _instances(sl: dict, S: int):
     differently never changes a bit."""
     f32 = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)  # noqa: E731
     active = torch.as_tensor(sl["active"])
-    kn = torch.nonzero(active.t())                                 # (M, 2): slot, image
+    kn = torch.nonzero(active.t())  # (M, 2): slot, image
     k, n = kn[:, 0], kn[:, 1]
-    take = lambda a: f32(a)[n, k]                                  # noqa: E731
+    take = lambda a: f32(a)[n, k]  # noqa: E731
     shape = torch.as_tensor(sl["shape"])[n, k]
     ang = take(sl["angle"])
     c, s = torch.cos(ang), torch.sin(ang)
     sx, sy = (take(sl["sx"]) * S).clamp(min=0.5), (take(sl["sy"]) * S).clamp(min=0.5)
-    half = _half_extent(shape, sx, sy, c.abs(), s.abs()) + 2.0    # covers the soft edge
+    half = _half_extent(shape, sx, sy, c.abs(), s.abs()) + 2.0  # covers the soft edge
     need = torch.ceil(2 * half).to(torch.int64) + 1
     patch = torch.minimum(_PATCH_SIZES[torch.searchsorted(_PATCH_SIZES, need)], torch.tensor(S))
     t = take(sl["tex"])
     amp = torch.where(t[:, 0] < 0.5, torch.zeros_like(t[:, 0]), 0.3 * t[:, 1])
     t_freq, t_dir = np.pi * (1.5 + 4 * t[:, 2]), t[:, 3] * np.pi
-    kind = torch.where(shape == STRIPES, _SHADE_STRIPES,
-                       torch.where(amp > 0, _SHADE_WAVE, _SHADE_NONE))
+    kind = torch.where(
+        shape == STRIPES, _SHADE_STRIPES, torch.where(amp > 0, _SHADE_WAVE, _SHADE_NONE)
+    )
     x, y = take(sl["x"]) * S, take(sl["y"]) * S
     half_p = patch.to(torch.float32) / 2
     lim = (S - patch).to(torch.float32)
-    ox = torch.minimum(torch.floor(x - half_p).clamp_(min=0), lim)     # patch origin
+    ox = torch.minimum(torch.floor(x - half_p).clamp_(min=0), lim)  # patch origin
     oy = torch.minimum(torch.floor(y - half_p).clamp_(min=0), lim)
-    table = torch.stack([
-        x, y, c, s, sx, sy, amp, t_freq * torch.cos(t_dir), t_freq * torch.sin(t_dir),
-        t[:, 4] * 2 * np.pi, np.pi * (2.5 + 3 * t[:, 2]), ox, oy], 1)
+    table = torch.stack(
+        [
+            x,
+            y,
+            c,
+            s,
+            sx,
+            sy,
+            amp,
+            t_freq * torch.cos(t_dir),
+            t_freq * torch.sin(t_dir),
+            t[:, 4] * 2 * np.pi,
+            np.pi * (2.5 + 3 * t[:, 2]),
+            ox,
+            oy,
+        ],
+        1,
+    )
     table = torch.cat([table, f32(sl["rgb"])[n, k]], 1)
-    start = n * (3 * S * S) + (oy * S + ox).to(torch.int64)      # canvas offset of the patch
+    start = n * (3 * S * S) + (oy * S + ox).to(torch.int64)  # canvas offset of the patch
     return table, patch, shape, kind, k, start
 
 
@@ -497,7 +626,7 @@ def _texture(cols, a, b, kind: int):
     """Shade of the parts in the frame ``(a, b)`` of each (n, P, P): a grating of random
     strength (``kind`` wave) or stripes. ``cols`` is their parameter table transposed, (16, n)."""
     n = cols.shape[1]
-    col = lambda j: cols[j].view(n, 1, 1)                          # noqa: E731
+    col = lambda j: cols[j].view(n, 1, 1)  # noqa: E731
     v = b / col(_SY)
     if kind == _SHADE_WAVE:
         u = a / col(_SX)
@@ -516,8 +645,10 @@ def _patch(P: int, S: int) -> tuple[torch.Tensor, torch.Tensor]:
     got = _PATCHES.get((P, S))
     if got is None:
         ar = torch.arange(P)
-        got = _PATCHES[(P, S)] = (ar.to(torch.float32) + 0.5,
-                                  (ar.view(P, 1) * S + ar.view(1, P)).view(1, P * P))
+        got = _PATCHES[(P, S)] = (
+            ar.to(torch.float32) + 0.5,
+            (ar.view(P, 1) * S + ar.view(1, P)).view(1, P * P),
+        )
     return got
 
 
@@ -530,16 +661,16 @@ def _cover(table, start, members, P: int, shp: int, kinds, S: int):
     the number of covered pixels of each instance."""
     m, PP = members.numel(), P * P
     prm = table.index_select(0, members)
-    cols = prm.t().contiguous()                                    # (16, m): one row a column
-    col = lambda j: cols[j].view(m, 1, 1)                          # noqa: E731
+    cols = prm.t().contiguous()  # (16, m): one row a column
+    col = lambda j: cols[j].view(m, 1, 1)  # noqa: E731
     x, y, c, s = col(_X), col(_Y), col(_COS), col(_SIN)
     grid, offsets = _patch(P, S)
-    dx = (col(_OX) + grid.view(1, 1, P)) - x                             # (m, 1, P)
-    dy = (col(_OY) + grid.view(1, P, 1)) - y                             # (m, P, 1)
+    dx = (col(_OX) + grid.view(1, 1, P)) - x  # (m, 1, P)
+    dy = (col(_OY) + grid.view(1, P, 1)) - y  # (m, P, 1)
     a = torch.add(dx * c, dy * s)
     b = torch.sub(dy * c, dx * s)
     d = _signed_distance(None, a, b, col(_SX), col(_SY), present={shp})
-    alpha = d.neg_().add_(0.5).clamp_(0, 1).view(-1)                   # 0.5 - d, in place
+    alpha = d.neg_().add_(0.5).clamp_(0, 1).view(-1)  # 0.5 - d, in place
     sel = torch.nonzero(alpha).view(-1)
     # sel is sorted, so each instance's covered pixels are one run of it: find the run ends
     # (no per-pixel division or histogram)
@@ -568,7 +699,7 @@ def _composite(flat, table, patch, shape, kind, slot, start, S: int, K: int):
     holds at most one primitive, so no pixel occurs twice in a step and the order of the
     pixels inside a step does not matter)."""
     M = table.shape[0]
-    if M == 0:                      # nothing to draw (an empty batch)
+    if M == 0:  # nothing to draw (an empty batch)
         return
     key = (patch * 8 + shape) * 4 + kind
     order = torch.argsort(key, stable=True)
@@ -584,15 +715,24 @@ def _composite(flat, table, patch, shape, kind, slot, start, S: int, K: int):
     for g, kinds in groups.items():
         g0, g1 = kinds[0][1], kinds[-1][2]
         group_first.append(g0)
-        parts.append(_cover(table, start, order[g0:g1], g // 8, g % 8,
-                            [(kd, i0 - g0, i1 - g0) for kd, i0, i1 in kinds], S))
+        parts.append(
+            _cover(
+                table,
+                start,
+                order[g0:g1],
+                g // 8,
+                g % 8,
+                [(kd, i0 - g0, i1 - g0) for kd, i0, i1 in kinds],
+                S,
+            )
+        )
     # Each run (one patch side, shape and texture kind) lists its instances in slot order, so
     # the pixels of one slot are a few contiguous pieces of the groups' outputs.
     slot_o = slot.index_select(0, order)
     changes = torch.nonzero(slot_o[1:] != slot_o[:-1]).view(-1).add_(1).tolist()
     bounds = sorted(set(changes).union(run_bounds))
     slots = slot_o.tolist()
-    cum = [0] + torch.cat([p[3] for p in parts]).cumsum(0).tolist()   # pixels before instance
+    cum = [0] + torch.cat([p[3] for p in parts]).cumsum(0).tolist()  # pixels before instance
     pieces: list = [[] for _ in range(K)]
     g = 0
     for i0, i1 in zip(bounds[:-1], bounds[1:]):
@@ -625,7 +765,7 @@ def _render(sample: dict, size: int) -> torch.Tensor:
     N = sl["x"].shape[0]
     S = size
     f32 = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)  # noqa: E731
-    coord = torch.arange(S, dtype=torch.float32) + 0.5            # pixel centres
+    coord = torch.arange(S, dtype=torch.float32) + 0.5  # pixel centres
     xs, ys = coord.view(1, 1, S) / S - 0.5, coord.view(1, S, 1) / S - 0.5
 
     def plane(direction, scale=1.0, offset=0.0):
@@ -645,10 +785,14 @@ def _render(sample: dict, size: int) -> torch.Tensor:
     mix = plane(bg["grad_dir"], 0.7, 0.5)
     gr = f32(bg["grating"])
     g_amp, g_freq = (0.10 * gr[:, 0]).view(N, 1, 1, 1), 2 * np.pi * (2 + 10 * gr[:, 1])
-    grating = plane(gr[:, 2] * np.pi, g_freq.view(N, 1, 1),
-                    (gr[:, 3] * 2 * np.pi + g_freq * 0.5 * (torch.cos(gr[:, 2] * np.pi)
-                                                            + torch.sin(gr[:, 2] * np.pi))
-                     ).view(N, 1, 1))
+    grating = plane(
+        gr[:, 2] * np.pi,
+        g_freq.view(N, 1, 1),
+        (
+            gr[:, 3] * 2 * np.pi
+            + g_freq * 0.5 * (torch.cos(gr[:, 2] * np.pi) + torch.sin(gr[:, 2] * np.pi))
+        ).view(N, 1, 1),
+    )
     img = torch.empty(N, 3, S, S)
     for i in range(0, N, _CHUNK):
         j = min(N, i + _CHUNK)
@@ -668,8 +812,7 @@ def _render(sample: dict, size: int) -> torch.Tensor:
     gain = (0.7 + 0.5 * li[:, 0]).view(N, 1, 1)
     light = plane(li[:, 2] * 2 * np.pi, gain * 0.35 * li[:, 1].view(N, 1, 1), gain)
     nz = f32(bg["noise"])
-    tile = torch.minimum((nz[:, 1] * _GRAIN_TILES).to(torch.int64),
-                         torch.tensor(_GRAIN_TILES - 1))
+    tile = torch.minimum((nz[:, 1] * _GRAIN_TILES).to(torch.int64), torch.tensor(_GRAIN_TILES - 1))
     grain, g_scale = _grain(S), (0.08 * nz[:, 0]).view(N, 1, 1, 1)
     tiles = tile.tolist()
     images, grains, scales = img.unbind(0), grain.unbind(0), g_scale.unbind(0)
@@ -677,7 +820,7 @@ def _render(sample: dict, size: int) -> torch.Tensor:
         j = min(N, i + _CHUNK)
         part = img[i:j]
         part.mul_(light(i, j))
-        for n, t in enumerate(tiles[i:j], i):     # the tile itself, not a gathered copy
+        for n, t in enumerate(tiles[i:j], i):  # the tile itself, not a gathered copy
             images[n].addcmul_(grains[t], scales[n])
         part.clamp_(0, 1)
     return img
@@ -702,8 +845,15 @@ def _torch_single_threaded():
             torch.set_num_threads(before)
 
 
-def render_scenes(indices, *, size: int, classes=MAIN_CLASSES, group: str = "main",
-                  split: str = "train", seed: int = 0) -> SceneBatch:
+def render_scenes(
+    indices,
+    *,
+    size: int,
+    classes=MAIN_CLASSES,
+    group: str = "main",
+    split: str = "train",
+    seed: int = 0,
+) -> SceneBatch:
     """Render the scenes ``indices`` of ``(seed, group, split)`` at ``size`` pixels.
 
     A pure function of its arguments: the same index always gives the same image, whatever else
@@ -722,11 +872,17 @@ def render_scenes(indices, *, size: int, classes=MAIN_CLASSES, group: str = "mai
     with _torch_single_threaded():
         images = _render(sample, size)
     boxes = _object_boxes(sample["slots"], size)
-    kps = {k: torch.as_tensor(v * size, dtype=torch.float32)
-           for k, v in sample["keypoints"].items()}
-    return SceneBatch(images=images, labels=torch.as_tensor(sample["labels"]),
-                      boxes=torch.as_tensor(boxes, dtype=torch.float32), keypoints=kps,
-                      indices=torch.as_tensor(idx), classes=tuple(classes))
+    kps = {
+        k: torch.as_tensor(v * size, dtype=torch.float32) for k, v in sample["keypoints"].items()
+    }
+    return SceneBatch(
+        images=images,
+        labels=torch.as_tensor(sample["labels"]),
+        boxes=torch.as_tensor(boxes, dtype=torch.float32),
+        keypoints=kps,
+        indices=torch.as_tensor(idx),
+        classes=tuple(classes),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -751,23 +907,35 @@ class SceneDataset(torch.utils.data.Dataset):
     (images in [0, 1], boxes, keypoints).
     """
 
-    def __init__(self, profile, split: str = "train", group: str = "main", *,
-                 augment: bool = False, epoch: int = 0):
+    def __init__(
+        self,
+        profile,
+        split: str = "train",
+        group: str = "main",
+        *,
+        augment: bool = False,
+        epoch: int = 0,
+    ):
         from ..profiles import get_profile
+
         self.profile = get_profile(profile)
         if split not in _SPLIT_ID:
             raise ValueError(f"split must be one of 'train', 'val', 'test', not {split!r}")
         if group not in GROUPS:
-            raise ValueError(f"group must be 'main' (pretraining classes) or 'transfer' "
-                             f"(held-out classes), not {group!r}")
+            raise ValueError(
+                f"group must be 'main' (pretraining classes) or 'transfer' "
+                f"(held-out classes), not {group!r}"
+            )
         self.split, self.group = split, group
         self.augment, self.epoch = bool(augment), int(epoch)
         p = self.profile
         if group == "main":
             if p.num_classes > len(MAIN_CLASSES):
-                raise ValueError(f"profile {p.name!r} asks for {p.num_classes} classes but the "
-                                 f"procedural set has {len(MAIN_CLASSES)} main classes")
-            self.classes = tuple(MAIN_CLASSES[:p.num_classes])
+                raise ValueError(
+                    f"profile {p.name!r} asks for {p.num_classes} classes but the "
+                    f"procedural set has {len(MAIN_CLASSES)} main classes"
+                )
+            self.classes = tuple(MAIN_CLASSES[: p.num_classes])
             self.length = {"train": p.n_train, "val": p.n_val, "test": p.n_test}[split]
         else:
             self.classes = TRANSFER_CLASSES
@@ -782,14 +950,22 @@ class SceneDataset(torch.utils.data.Dataset):
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         bad = idx[(idx < 0) | (idx >= self.length)]
         if bad.size:
-            raise IndexError(f"index {int(bad[0])} out of range for the {self.group}/{self.split} "
-                             f"split of {self.length} scenes")
+            raise IndexError(
+                f"index {int(bad[0])} out of range for the {self.group}/{self.split} "
+                f"split of {self.length} scenes"
+            )
         return idx
 
     def scenes(self, indices) -> SceneBatch:
         """Ground truth of ``indices``: images in [0, 1] (un-augmented), labels, boxes, keypoints."""
-        return render_scenes(self._check(indices), size=self.size, classes=self.classes,
-                             group=self.group, split=self.split, seed=self.seed)
+        return render_scenes(
+            self._check(indices),
+            size=self.size,
+            classes=self.classes,
+            group=self.group,
+            split=self.split,
+            seed=self.seed,
+        )
 
     def labels(self) -> torch.Tensor:
         """Every label of the split, without rendering."""
@@ -799,6 +975,7 @@ class SceneDataset(torch.utils.data.Dataset):
         """Normalised model inputs ``(N, 3, S, S)`` and labels of ``indices`` (augmented if the
         data set was made with ``augment=True``)."""
         from .transforms import crop_choices, normalize, paper_crops
+
         batch = self.scenes(indices)
         x = batch.images
         if self.augment:
@@ -815,6 +992,8 @@ class SceneDataset(torch.utils.data.Dataset):
         return list(zip(x, y))
 
     def __repr__(self) -> str:
-        return (f"SceneDataset(profile={self.profile.name!r}, split={self.split!r}, "
-                f"group={self.group!r}, n={self.length}, size={self.size}, "
-                f"augment={self.augment}, classes={len(self.classes)})")
+        return (
+            f"SceneDataset(profile={self.profile.name!r}, split={self.split!r}, "
+            f"group={self.group!r}, n={self.length}, size={self.size}, "
+            f"augment={self.augment}, classes={len(self.classes)})"
+        )

@@ -7,14 +7,25 @@ with horizontal flips. :func:`paper_crops` is that augmentation at any image siz
 network's input size. :func:`normalize` / :func:`denormalize` map images in [0, 1] to the model's
 input and back (for display).
 """
+
 from __future__ import annotations
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["normalize", "denormalize", "normalization", "paper_crops", "CROP_FRACTION",
-           "IMAGENET_MEAN", "IMAGENET_STD", "SCENES_MEAN", "SCENES_STD", "crop_choices"]
+__all__ = [
+    "normalize",
+    "denormalize",
+    "normalization",
+    "paper_crops",
+    "CROP_FRACTION",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "SCENES_MEAN",
+    "SCENES_STD",
+    "crop_choices",
+]
 
 #: 224 / 256: the paper's training crop as a fraction of the resized image (section 3.1).
 CROP_FRACTION = 224 / 256
@@ -29,6 +40,7 @@ SCENES_STD = (0.242, 0.243, 0.244)
 
 def _profile(profile):
     from ..profiles import get_profile
+
     return get_profile(profile)
 
 
@@ -43,11 +55,12 @@ def normalization(profile) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 def _check_images(x, name):
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (N, 3, H, W) or (3, H, W), "
-                        f"not {type(x).__name__}")
+        raise TypeError(
+            f"{name} must be a torch.Tensor of shape (N, 3, H, W) or (3, H, W), "
+            f"not {type(x).__name__}"
+        )
     if x.dim() not in (3, 4) or x.shape[-3] != 3:
-        raise ValueError(f"{name} must have shape (N, 3, H, W) or (3, H, W), got "
-                         f"{tuple(x.shape)}")
+        raise ValueError(f"{name} must have shape (N, 3, H, W) or (3, H, W), got {tuple(x.shape)}")
 
 
 def normalize(images01: torch.Tensor, profile) -> torch.Tensor:
@@ -71,13 +84,21 @@ def denormalize(x: torch.Tensor, profile) -> torch.Tensor:
 def crop_choices(seed: int, epoch: int, indices) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic augmentation choices per image: crop position 0-4 (centre, then the four
     corners) and a mirror flag, a pure function of ``(seed, epoch, index)``."""
-    u = np.array([np.random.default_rng([int(seed), 7, int(epoch), int(i)]).random(2)
-                  for i in np.asarray(indices).reshape(-1)]).reshape(-1, 2)
+    u = np.array(
+        [
+            np.random.default_rng([int(seed), 7, int(epoch), int(i)]).random(2)
+            for i in np.asarray(indices).reshape(-1)
+        ]
+    ).reshape(-1, 2)
     return np.minimum(np.floor(u[:, 0] * 5), 4).astype(np.int64), u[:, 1] < 0.5
 
 
-def paper_crops(images: torch.Tensor, position, flip, fraction: float = CROP_FRACTION,
-                ) -> torch.Tensor:
+def paper_crops(
+    images: torch.Tensor,
+    position,
+    flip,
+    fraction: float = CROP_FRACTION,
+) -> torch.Tensor:
     """The paper's 10 training views at the images' own size (section 3.1).
 
     ``position[i]`` picks the crop of image ``i``: 0 centre, 1 top-left, 2 top-right,
@@ -90,14 +111,16 @@ def paper_crops(images: torch.Tensor, position, flip, fraction: float = CROP_FRA
     pos = torch.as_tensor(np.asarray(position), dtype=torch.int64).reshape(-1)
     fl = torch.as_tensor(np.asarray(flip), dtype=torch.bool).reshape(-1)
     if pos.numel() != N or fl.numel() != N:
-        raise ValueError(f"need one crop position and one flip flag per image ({N}), got "
-                         f"{pos.numel()} and {fl.numel()}")
+        raise ValueError(
+            f"need one crop position and one flip flag per image ({N}), got "
+            f"{pos.numel()} and {fl.numel()}"
+        )
     if ((pos < 0) | (pos > 4)).any():
         raise ValueError("crop positions are 0 (centre), 1-4 (corners)")
     ch, cw = max(1, round(H * fraction)), max(1, round(W * fraction))
     y0 = torch.tensor([(H - ch) // 2, 0, 0, H - ch, H - ch])[pos]
     x0 = torch.tensor([(W - cw) // 2, 0, W - cw, 0, W - cw])[pos]
-    dev = x.device                   # the crop runs where the images are (a GPU in training)
+    dev = x.device  # the crop runs where the images are (a GPU in training)
     y0, x0, fl = (t.to(dev, non_blocking=True) for t in (y0, x0, fl))
     rows = (y0.view(N, 1) + torch.arange(ch, device=dev).view(1, ch)).view(N, 1, ch, 1)
     cols = (x0.view(N, 1) + torch.arange(cw, device=dev).view(1, cw)).view(N, 1, 1, cw)

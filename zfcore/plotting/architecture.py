@@ -1,4 +1,5 @@
 """Fig. 3: the network drawn as a row of blocks, one per layer, sized by its output."""
+
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -16,20 +17,40 @@ def draw_architecture(tables: dict[str, list[LayerRow]], title: str = "") -> plt
     kernel, stride and output size (the information of the paper's Fig. 3)."""
     fig, axes = plt.subplots(len(tables), 1, figsize=(15, 2.6 * len(tables)), squeeze=False)
     # one scale for every row, so the models' sizes compare
-    biggest = max(r.out_shape[-1] for rows in tables.values() for r in rows
-                  if len(r.out_shape) == 3)
+    biggest = max(
+        r.out_shape[-1] for rows in tables.values() for r in rows if len(r.out_shape) == 3
+    )
     for ax, (label, rows) in zip(axes[:, 0], tables.items()):
         shown = [r for r in rows if r.kind in _COLOURS]
         for i, r in enumerate(shown):
             # height grows with the square root of the spatial side; fc layers are thin bars
             h = 0.25 + 0.7 * (r.out_shape[-1] / biggest) ** 0.5 if len(r.out_shape) == 3 else 0.2
-            ax.add_patch(FancyBboxPatch((i, 0.5 - h / 2), 0.8, h, boxstyle="round,pad=0.02",
-                                        color=_COLOURS[r.kind], alpha=0.85))
-            size = "x".join(str(s) for s in (r.out_shape[1:] + r.out_shape[:1])) \
-                if len(r.out_shape) == 3 else f"{r.out_shape[0]}"
+            ax.add_patch(
+                FancyBboxPatch(
+                    (i, 0.5 - h / 2),
+                    0.8,
+                    h,
+                    boxstyle="round,pad=0.02",
+                    color=_COLOURS[r.kind],
+                    alpha=0.85,
+                )
+            )
+            size = (
+                "x".join(str(s) for s in (r.out_shape[1:] + r.out_shape[:1]))
+                if len(r.out_shape) == 3
+                else f"{r.out_shape[0]}"
+            )
             top = f"{r.name}\n{r.kernel}/{r.stride}" if r.kernel else r.name
-            ax.text(i + 0.4, 0.5, top, ha="center", va="center", color="white", fontsize=8,
-                    weight="bold")
+            ax.text(
+                i + 0.4,
+                0.5,
+                top,
+                ha="center",
+                va="center",
+                color="white",
+                fontsize=8,
+                weight="bold",
+            )
             ax.text(i + 0.4, -0.02, size, ha="center", va="top", fontsize=7, rotation=0)
         ax.set_xlim(-0.2, len(shown))
         ax.set_ylim(-0.25, 1.05)
@@ -47,6 +68,8 @@ def table_text(rows: list[LayerRow]) -> str:
     for r in rows:
         if r.kind in ("relu", "dropout"):
             continue
-        lines.append(f"{r.name:8s} {r.kernel:>7s} {r.stride:>6s} {str(r.out_shape):>16s} {r.params:>12,d}")
+        lines.append(
+            f"{r.name:8s} {r.kernel:>7s} {r.stride:>6s} {str(r.out_shape):>16s} {r.params:>12,d}"
+        )
     lines.append(f"{'total':8s} {'':>7s} {'':>6s} {'':>16s} {sum(r.params for r in rows):>12,d}")
     return "\n".join(lines)

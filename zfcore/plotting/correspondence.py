@@ -1,5 +1,6 @@
 """Fig. 8 (the occlusion grid) and Table 1 (consistency scores), drawn from
 :class:`zfcore.correspondence.CorrespondenceResult` and the occluded images."""
+
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -24,8 +25,9 @@ def occlusion_grid(columns: Mapping[str, Sequence]):
     images, ...}``, each a sequence of (3, H, W) images in [0, 1])."""
     names = list(columns)
     n = len(columns[names[0]])
-    fig, axes = plt.subplots(n, len(names), figsize=(1.9 * len(names), 1.9 * n + 0.3),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        n, len(names), figsize=(1.9 * len(names), 1.9 * n + 0.3), squeeze=False
+    )
     for c, name in enumerate(names):
         for r in range(n):
             ax = axes[r, c]
@@ -33,8 +35,7 @@ def occlusion_grid(columns: Mapping[str, Sequence]):
             ax.set_xticks([])
             ax.set_yticks([])
         axes[0, c].set_title(_LABELS.get(name, name), fontsize=10)
-    fig.suptitle("The same part occluded in every image, and random regions (Fig. 8)",
-                 fontsize=10)
+    fig.suptitle("The same part occluded in every image, and random regions (Fig. 8)", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -42,23 +43,26 @@ def occlusion_grid(columns: Mapping[str, Sequence]):
 def table1_figure(result: CorrespondenceResult):
     """Table 1 as bars: mean consistency score (lower = more consistent) with the standard
     deviation over draws, per occlusion location, for each layer."""
-    fig, axes = plt.subplots(1, len(result.layers), figsize=(4.2 * len(result.layers), 3.4),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(result.layers), figsize=(4.2 * len(result.layers), 3.4), squeeze=False
+    )
     for ax, layer in zip(axes[0], result.layers):
         means = [result.mean(p, layer) for p in result.parts]
         sds = [result.std(p, layer) for p in result.parts]
         colours = ["#999999" if p == RANDOM else "#1f77b4" for p in result.parts]
-        ax.bar([_LABELS.get(p, p) for p in result.parts], means, yerr=sds, capsize=4,
-               color=colours)
+        ax.bar([_LABELS.get(p, p) for p in result.parts], means, yerr=sds, capsize=4, color=colours)
         ax.set_ylim(0, 1.15 * max(m + s for m, s in zip(means, sds)))
         for i, m in enumerate(means):
             ax.text(i, m / 2, f"{m:.3f}", ha="center", fontsize=8, color="w")
         ax.set_title(f"{layer}: sign-change disagreement", fontsize=10)
         ax.set_ylabel("mean Hamming distance / features", fontsize=8)
         ax.tick_params(labelsize=8)
-    fig.suptitle(f"Table 1: consistency of occluding a part in {result.n_images} faces "
-                 f"(mean ± sd over {len(next(iter(result.scores.values())))} draws; lower is "
-                 f"more consistent)", fontsize=9)
+    fig.suptitle(
+        f"Table 1: consistency of occluding a part in {result.n_images} faces "
+        f"(mean ± sd over {len(next(iter(result.scores.values())))} draws; lower is "
+        f"more consistent)",
+        fontsize=9,
+    )
     fig.tight_layout()
     return fig
 
@@ -68,7 +72,8 @@ def table1_text(result: CorrespondenceResult) -> str:
     head = f"{'occlusion location':20s}" + "".join(f"{l:>22s}" for l in result.layers)
     lines = [head]
     for p in result.parts:
-        cells = "".join(f"{result.mean(p, l):>13.4f} ± {result.std(p, l):.4f}"
-                        for l in result.layers)
+        cells = "".join(
+            f"{result.mean(p, l):>13.4f} ± {result.std(p, l):.4f}" for l in result.layers
+        )
         lines.append(f"{_LABELS.get(p, p):20s}{cells}")
     return "\n".join(lines)

@@ -5,6 +5,7 @@ Every function takes results computed by :mod:`zfcore.deconv`, :mod:`zfcore.mini
 Projections are shown as the paper shows them: each scaled by its largest absolute value around a
 grey zero (``to_display``).
 """
+
 from __future__ import annotations
 
 import math
@@ -14,9 +15,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["to_display", "mosaic", "plot_deconv_steps", "plot_filters", "plot_top9",
-           "plot_layer_measures", "plot_top9_measures", "plot_projection_on_image",
-           "plot_sanity_maps", "plot_sanity_curves"]
+__all__ = [
+    "to_display",
+    "mosaic",
+    "plot_deconv_steps",
+    "plot_filters",
+    "plot_top9",
+    "plot_layer_measures",
+    "plot_top9_measures",
+    "plot_projection_on_image",
+    "plot_sanity_maps",
+    "plot_sanity_curves",
+]
 
 
 def to_display(pixels: torch.Tensor, percentile: float = 99.5) -> np.ndarray:
@@ -43,11 +53,12 @@ def mosaic(tiles: np.ndarray, ncols: int = 3, pad: int = 1, fill: float = 1.0) -
     """Tile ``(n, h, w, 3)`` images into one ``ncols``-wide image with ``pad`` pixels between."""
     n, h, w = tiles.shape[:3]
     nrows = math.ceil(n / ncols)
-    out = np.full((nrows * (h + pad) - pad, ncols * (w + pad) - pad, tiles.shape[3]), fill,
-                  dtype=np.float32)
+    out = np.full(
+        (nrows * (h + pad) - pad, ncols * (w + pad) - pad, tiles.shape[3]), fill, dtype=np.float32
+    )
     for i in range(n):
         r, c = divmod(i, ncols)
-        out[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = tiles[i]
+        out[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = tiles[i]
     return out
 
 
@@ -77,11 +88,17 @@ def plot_deconv_steps(steps, image01: torch.Tensor, title: str | None = None):
     in pixel space beside the input ``image01`` (``(3, H, W)`` in [0, 1]).
     """
     groups = _group_steps(steps)
-    cols = ["forward: layer's feature maps", "switches", "unpooled", "rectified",
-            "filtered (to the layer below)"]
+    cols = [
+        "forward: layer's feature maps",
+        "switches",
+        "unpooled",
+        "rectified",
+        "filtered (to the layer below)",
+    ]
     nrows = len(groups) + 1
-    fig, axes = plt.subplots(nrows, len(cols), figsize=(2.3 * len(cols), 2.2 * nrows),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, len(cols), figsize=(2.3 * len(cols), 2.2 * nrows), squeeze=False
+    )
     for ax in axes.flat:
         ax.axis("off")
     n_layers = len(groups)
@@ -94,8 +111,10 @@ def plot_deconv_steps(steps, image01: torch.Tensor, title: str | None = None):
         if shown is not None and shown.forward is not None:
             # the layer's rectified feature maps (the rectify step records the ReLU's input)
             row[0].imshow(_magnitude(shown.forward.clamp(min=0)), cmap="magma")
-            row[0].set_title(f"layer {layer_no}: {shown.forward.shape[0]} maps "
-                             f"{tuple(shown.forward.shape[1:])}", fontsize=8)
+            row[0].set_title(
+                f"layer {layer_no}: {shown.forward.shape[0]} maps {tuple(shown.forward.shape[1:])}",
+                fontsize=8,
+            )
         for s in group:
             if s.op == "unpool":
                 # the map carrying most of the reconstruction: its forward map (grey) and the
@@ -107,18 +126,29 @@ def plot_deconv_steps(steps, image01: torch.Tensor, title: str | None = None):
                 if s.forward is not None:
                     row[1].imshow(s.forward[c].clamp(min=0).numpy(), cmap="gray")
                 ys, xs = np.nonzero(chosen.view(h, w).numpy())
-                row[1].plot(xs, ys, "s", color="red", markersize=max(1.0, 60 / h),
-                            markeredgewidth=0, alpha=0.8)
+                row[1].plot(
+                    xs,
+                    ys,
+                    "s",
+                    color="red",
+                    markersize=max(1.0, 60 / h),
+                    markeredgewidth=0,
+                    alpha=0.8,
+                )
                 row[1].set_xlim(-0.5, w - 0.5)
                 row[1].set_ylim(h - 0.5, -0.5)
-                row[1].set_title(f"switches of {s.module.split('.')[-1]}, map {c}\n(red: positions "
-                                 f"chosen)", fontsize=7)
+                row[1].set_title(
+                    f"switches of {s.module.split('.')[-1]}, map {c}\n(red: positions chosen)",
+                    fontsize=7,
+                )
                 row[2].imshow(_magnitude(s.signal), cmap="viridis")
                 row[2].set_title("unpooled (scatter-add)", fontsize=8)
             elif s.op == "rectify":
                 row[3].imshow(_magnitude(s.signal), cmap="viridis")
-                row[3].set_title("rectified (ReLU)" if start is None else
-                                 "kept activation, rectified", fontsize=8)
+                row[3].set_title(
+                    "rectified (ReLU)" if start is None else "kept activation, rectified",
+                    fontsize=8,
+                )
             elif s.op == "filter":
                 sig = s.signal
                 if sig.shape[0] == 3:
@@ -126,8 +156,9 @@ def plot_deconv_steps(steps, image01: torch.Tensor, title: str | None = None):
                     row[4].set_title("filtered: pixel space", fontsize=8)
                 else:
                     row[4].imshow(_magnitude(sig), cmap="viridis")
-                    row[4].set_title(f"filtered: {sig.shape[0]} maps {tuple(sig.shape[1:])}",
-                                     fontsize=8)
+                    row[4].set_title(
+                        f"filtered: {sig.shape[0]} maps {tuple(sig.shape[1:])}", fontsize=8
+                    )
         row[0].set_ylabel(f"layer {layer_no}")
     last = axes[-1]
     last[0].imshow(_hwc(image01))
@@ -153,7 +184,9 @@ def plot_filters(weight: torch.Tensor, ncols: int = 12, title: str | None = None
     tiles = ((w - lo) / (hi - lo).clamp_min(1e-12)).permute(0, 2, 3, 1).cpu().numpy()
     ncols = min(ncols, len(tiles))
     img = mosaic(tiles, ncols=ncols, pad=1)
-    fig, ax = plt.subplots(figsize=(min(12, 0.55 * ncols + 1), 0.55 * math.ceil(len(tiles) / ncols) + 0.6))
+    fig, ax = plt.subplots(
+        figsize=(min(12, 0.55 * ncols + 1), 0.55 * math.ceil(len(tiles) / ncols) + 0.6)
+    )
     ax.imshow(img, interpolation="nearest")
     ax.axis("off")
     ax.set_title(title or f"layer 1 filters ({len(tiles)} of {tuple(w.shape[1:])})", fontsize=9)
@@ -169,28 +202,40 @@ def plot_top9(layer: str, panels: Sequence[dict], ncols: int = 2, title: str | N
     if n == 0:
         raise ValueError("plot_top9 needs at least one panel")
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, 2 * ncols, figsize=(2.4 * 2 * ncols, 2.55 * nrows),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, 2 * ncols, figsize=(2.4 * 2 * ncols, 2.55 * nrows), squeeze=False
+    )
     for ax in axes.flat:
         ax.axis("off")
     for i, panel in enumerate(panels):
         r, c = divmod(i, ncols)
         k = len(panel["projections"])
         grid = int(math.ceil(math.sqrt(k)))
-        axes[r, 2 * c].imshow(mosaic(to_display(panel["projections"]), ncols=grid),
-                              interpolation="nearest")
-        axes[r, 2 * c + 1].imshow(mosaic(_hwc(panel["patches"]), ncols=grid),
-                                  interpolation="nearest")
+        axes[r, 2 * c].imshow(
+            mosaic(to_display(panel["projections"]), ncols=grid), interpolation="nearest"
+        )
+        axes[r, 2 * c + 1].imshow(
+            mosaic(_hwc(panel["patches"]), ncols=grid), interpolation="nearest"
+        )
         axes[r, 2 * c].set_title(panel.get("label", ""), fontsize=7, loc="left")
-    fig.suptitle(title or f"{layer}: top-{len(panels[0]['projections'])} projections (left) and "
-                 f"their image patches (right)", fontsize=10)
+    fig.suptitle(
+        title
+        or f"{layer}: top-{len(panels[0]['projections'])} projections (left) and "
+        f"their image patches (right)",
+        fontsize=10,
+    )
     fig.tight_layout()
     return fig
 
 
-def plot_layer_measures(layers: Sequence[str], specificity: Sequence[float], chance: float,
-                        energy_inside: Sequence[float] | None = None,
-                        area_share: Sequence[float] | None = None, title: str | None = None):
+def plot_layer_measures(
+    layers: Sequence[str],
+    specificity: Sequence[float],
+    chance: float,
+    energy_inside: Sequence[float] | None = None,
+    area_share: Sequence[float] | None = None,
+    title: str | None = None,
+):
     """Bars per layer: class-specificity of the top-9 (majority-class share) against its chance
     level and, when given, the share of projection energy inside the object box against the
     share of the image the box covers."""
@@ -221,13 +266,19 @@ def plot_layer_measures(layers: Sequence[str], specificity: Sequence[float], cha
 def plot_top9_measures(measures, title: str | None = None):
     """:func:`plot_layer_measures` of a :class:`zfcore.mining.LayerMeasures` (Fig. 2 measured)."""
     m, layers = measures, measures.layers
-    return plot_layer_measures(layers, [m.specificity[l] for l in layers], m.chance,
-                               [m.energy[l] for l in layers] if m.energy else None,
-                               [m.area[l] for l in layers] if m.energy else None, title=title)
+    return plot_layer_measures(
+        layers,
+        [m.specificity[l] for l in layers],
+        m.chance,
+        [m.energy[l] for l in layers] if m.energy else None,
+        [m.area[l] for l in layers] if m.energy else None,
+        title=title,
+    )
 
 
-def plot_projection_on_image(image01: torch.Tensor, box, pixels: torch.Tensor, image_title: str,
-                             projection_title: str):
+def plot_projection_on_image(
+    image01: torch.Tensor, box, pixels: torch.Tensor, image_title: str, projection_title: str
+):
     """Section 2.1 for one activation: the image ``(3, H, W)`` in [0, 1] with its object ``box``
     ``(x0, y0, x1, y1)`` (yellow) beside the projection ``pixels`` ``(3, H, W)``, scaled by its
     largest absolute value around a grey zero."""
@@ -248,8 +299,12 @@ def plot_sanity_maps(result, images01: torch.Tensor, example: int = 0):
     """Adebayo et al.'s Fig. 2 layout: one row per rule, one column per randomisation stage
     (``trained``, then layers re-initialised from the top down), for one example image."""
     rules, stages = result.rules, result.stages
-    fig, axes = plt.subplots(len(rules), len(stages) + 1,
-                             figsize=(1.45 * (len(stages) + 1), 1.6 * len(rules)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(rules),
+        len(stages) + 1,
+        figsize=(1.45 * (len(stages) + 1), 1.6 * len(rules)),
+        squeeze=False,
+    )
     for r, rule in enumerate(rules):
         axes[r, 0].imshow(_hwc(images01[example]))
         axes[r, 0].set_ylabel(rule, fontsize=9)
@@ -262,8 +317,9 @@ def plot_sanity_maps(result, images01: torch.Tensor, example: int = 0):
             ax.set_xticks([])
             ax.set_yticks([])
     axes[0, 0].set_title("input", fontsize=8)
-    fig.suptitle("cascading randomisation: |projection| as layers are re-initialised top-down",
-                 fontsize=9)
+    fig.suptitle(
+        "cascading randomisation: |projection| as layers are re-initialised top-down", fontsize=9
+    )
     fig.tight_layout()
     return fig
 
@@ -272,9 +328,11 @@ def plot_sanity_curves(result):
     """Mean similarity to the trained model's projections at each randomisation stage, per rule:
     Spearman rank correlation of |maps|, of signed maps, and SSIM; dotted lines: the same
     similarity between projections of *different* images (unrelated level)."""
-    metrics = [("spearman_abs", "baseline_spearman_abs", "rank correlation (|maps|)"),
-               ("spearman", "baseline_spearman", "rank correlation (signed)"),
-               ("ssim", "baseline_ssim", "SSIM (|maps|)")]
+    metrics = [
+        ("spearman_abs", "baseline_spearman_abs", "rank correlation (|maps|)"),
+        ("spearman", "baseline_spearman", "rank correlation (signed)"),
+        ("ssim", "baseline_ssim", "SSIM (|maps|)"),
+    ]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4), sharey=True)
     x = np.arange(len(result.stages))
     colours = ["#c44e52", "#4c72b0", "#55a868", "#8172b2"]
@@ -287,8 +345,9 @@ def plot_sanity_curves(result):
             ax.plot(x, mean, marker="o", color=col, label=rule)
             ax.fill_between(x, mean - sd, mean + sd, color=col, alpha=0.15)
             ax.axhline(float(getattr(result, base)[r]), color=col, linestyle=":", linewidth=1)
-        ax.set_xticks(x, ["trained"] + [f"to {s}" for s in result.stages[1:]], rotation=50,
-                      fontsize=7)
+        ax.set_xticks(
+            x, ["trained"] + [f"to {s}" for s in result.stages[1:]], rotation=50, fontsize=7
+        )
         ax.set_title(name, fontsize=9)
         ax.set_ylim(-1.05, 1.05)
     axes[0].set_ylabel("similarity to the trained model")

@@ -10,6 +10,7 @@ Display conventions follow the paper: feature maps are shown with one colour sca
 layer (so weak maps look weak, as in the DeepVis toolbox), and a deconvnet projection is shown
 contrast-normalised around grey (section 2.1, Fig. 2: zero is mid-grey, the sign is kept).
 """
+
 from __future__ import annotations
 
 import io
@@ -19,9 +20,22 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["GridGeometry", "grid_geometry", "colorize", "upscale", "crop_square", "activation_grid",
-           "highlight_cell", "projection_rgb", "image_rgb", "overlay_heatmap", "tile", "png_bytes",
-           "snapshot_figure", "focus_figure"]
+__all__ = [
+    "GridGeometry",
+    "grid_geometry",
+    "colorize",
+    "upscale",
+    "crop_square",
+    "activation_grid",
+    "highlight_cell",
+    "projection_rgb",
+    "image_rgb",
+    "overlay_heatmap",
+    "tile",
+    "png_bytes",
+    "snapshot_figure",
+    "focus_figure",
+]
 
 #: The highlight drawn around the selected feature map (and the occluder square).
 HIGHLIGHT = (255, 64, 32)
@@ -67,24 +81,35 @@ def grid_geometry(n_maps: int, page: int, page_size: int, cols: int, cell: int) 
         raise ValueError(f"a layer has at least one feature map, got n_maps={n_maps}")
     pages = math.ceil(n_maps / page_size)
     if not 0 <= page < pages:
-        raise ValueError(f"page {page} does not exist: {n_maps} maps make {pages} page(s) of {page_size}")
+        raise ValueError(
+            f"page {page} does not exist: {n_maps} maps make {pages} page(s) of {page_size}"
+        )
     first = page * page_size
     return GridGeometry(first, min(page_size, n_maps - first), min(cols, page_size), cell)
 
 
 def _lut(cmap: str) -> np.ndarray:
     import matplotlib
+
     return (matplotlib.colormaps[cmap](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
 
 
 _LUTS: dict[str, np.ndarray] = {}
 
 
-def colorize(values: "torch.Tensor | np.ndarray", vmax: float | None = None,
-             cmap: str = "viridis", vmin: float = 0.0) -> np.ndarray:
+def colorize(
+    values: "torch.Tensor | np.ndarray",
+    vmax: float | None = None,
+    cmap: str = "viridis",
+    vmin: float = 0.0,
+) -> np.ndarray:
     """Map values to colours: ``vmin`` (rectified maps: 0) -> the colormap's start, ``vmax`` -> its
     end. Returns ``values.shape + (3,)`` ``uint8``. ``vmax=None`` uses the values' maximum."""
-    v = values.detach().cpu().float().numpy() if isinstance(values, torch.Tensor) else np.asarray(values, np.float32)
+    v = (
+        values.detach().cpu().float().numpy()
+        if isinstance(values, torch.Tensor)
+        else np.asarray(values, np.float32)
+    )
     hi = float(v.max()) if vmax is None else float(vmax)
     scale = 255.0 / (hi - vmin) if hi > vmin else 0.0
     idx = np.clip((v - vmin) * scale, 0, 255).astype(np.uint8)
@@ -103,8 +128,13 @@ def upscale(rgb: np.ndarray, height: int, width: int | None = None) -> np.ndarra
     return rgb[ys][:, xs]
 
 
-def activation_grid(acts: torch.Tensor, geometry: GridGeometry, vmax: float | None = None,
-                    cmap: str = "viridis", gap: int = 1) -> np.ndarray:
+def activation_grid(
+    acts: torch.Tensor,
+    geometry: GridGeometry,
+    vmax: float | None = None,
+    cmap: str = "viridis",
+    gap: int = 1,
+) -> np.ndarray:
     """One page of a layer's feature maps, each in its cell, on one colour scale.
 
     ``acts`` is ``(C, H, W)`` (a convolutional layer) or ``(C,)`` (a fully connected layer: each
@@ -117,35 +147,38 @@ def activation_grid(acts: torch.Tensor, geometry: GridGeometry, vmax: float | No
     if acts.dim() != 3:
         raise ValueError(f"acts must be (C, H, W) or (C,), got shape {tuple(acts.shape)}")
     if g.first + g.count > acts.shape[0]:
-        raise ValueError(f"the page shows maps {g.first}..{g.first + g.count - 1} but the layer has "
-                         f"{acts.shape[0]}")
+        raise ValueError(
+            f"the page shows maps {g.first}..{g.first + g.count - 1} but the layer has "
+            f"{acts.shape[0]}"
+        )
     vmax = float(acts.max()) if vmax is None else vmax
     inner = g.cell - 2 * gap
-    page = acts[g.first:g.first + g.count].detach().float()
+    page = acts[g.first : g.first + g.count].detach().float()
     h, w = page.shape[-2:]
     ys = (torch.arange(inner) * h // inner).clamp(max=h - 1)
     xs = (torch.arange(inner) * w // inner).clamp(max=w - 1)
-    cells = colorize(page[:, ys][:, :, xs], vmax, cmap)        # (count, inner, inner, 3)
+    cells = colorize(page[:, ys][:, :, xs], vmax, cmap)  # (count, inner, inner, 3)
     out = np.full((g.height, g.width, 3), 40, np.uint8)
     for k in range(g.count):
         r, c = divmod(k, g.cols)
         y0, x0 = r * g.cell + gap, c * g.cell + gap
-        out[y0:y0 + inner, x0:x0 + inner] = cells[k]
+        out[y0 : y0 + inner, x0 : x0 + inner] = cells[k]
     return out
 
 
-def highlight_cell(grid: np.ndarray, geometry: GridGeometry, unit: int, width: int = 2,
-                   color=HIGHLIGHT) -> np.ndarray:
+def highlight_cell(
+    grid: np.ndarray, geometry: GridGeometry, unit: int, width: int = 2, color=HIGHLIGHT
+) -> np.ndarray:
     """A copy of ``grid`` with a frame around map ``unit`` (nothing if it is not on this page)."""
     out = grid.copy()
     k = unit - geometry.first
     if 0 <= k < geometry.count:
         r, c = divmod(k, geometry.cols)
         y0, x0, s = r * geometry.cell, c * geometry.cell, geometry.cell
-        out[y0:y0 + width, x0:x0 + s] = color
-        out[y0 + s - width:y0 + s, x0:x0 + s] = color
-        out[y0:y0 + s, x0:x0 + width] = color
-        out[y0:y0 + s, x0 + s - width:x0 + s] = color
+        out[y0 : y0 + width, x0 : x0 + s] = color
+        out[y0 + s - width : y0 + s, x0 : x0 + s] = color
+        out[y0 : y0 + s, x0 : x0 + width] = color
+        out[y0 : y0 + s, x0 + s - width : x0 + s] = color
     return out
 
 
@@ -160,11 +193,21 @@ def projection_rgb(pixels: torch.Tensor) -> np.ndarray:
 
 def image_rgb(image01: torch.Tensor) -> np.ndarray:
     """A ``(3, H, W)`` image in [0, 1] as ``(H, W, 3)`` ``uint8``."""
-    return (image01.detach().float().clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    return (
+        (image01.detach().float().clamp(0, 1).permute(1, 2, 0).numpy() * 255)
+        .round()
+        .astype(np.uint8)
+    )
 
 
-def overlay_heatmap(image01: torch.Tensor, heat: torch.Tensor, alpha: float = 0.6,
-                    cmap: str = "magma", vmin: float | None = None, vmax: float | None = None) -> np.ndarray:
+def overlay_heatmap(
+    image01: torch.Tensor,
+    heat: torch.Tensor,
+    alpha: float = 0.6,
+    cmap: str = "magma",
+    vmin: float | None = None,
+    vmax: float | None = None,
+) -> np.ndarray:
     """``heat`` (any ``(h, w)`` grid, e.g. an occlusion map) stretched over the image and blended."""
     img = image_rgb(image01)
     h = heat.detach().float()
@@ -174,8 +217,13 @@ def overlay_heatmap(image01: torch.Tensor, heat: torch.Tensor, alpha: float = 0.
     return (alpha * colored + (1 - alpha) * img).round().astype(np.uint8)
 
 
-def tile(images: "list[np.ndarray]", cols: int = 3, pad: int = 2, size: int | None = None,
-         fill: int = 255) -> np.ndarray:
+def tile(
+    images: "list[np.ndarray]",
+    cols: int = 3,
+    pad: int = 2,
+    size: int | None = None,
+    fill: int = 255,
+) -> np.ndarray:
     """Images (``(h, w, 3)`` uint8, upscaled to ``size`` if given) in a grid, ``cols`` per row:
     the 3x3 layout of the paper's top-9 panels (Fig. 2)."""
     if not images:
@@ -188,7 +236,9 @@ def tile(images: "list[np.ndarray]", cols: int = 3, pad: int = 2, size: int | No
     out = np.full((rows * h + (rows - 1) * pad, cols * w + (cols - 1) * pad, 3), fill, np.uint8)
     for k, im in enumerate(images):
         r, c = divmod(k, cols)
-        out[r * (h + pad):r * (h + pad) + im.shape[0], c * (w + pad):c * (w + pad) + im.shape[1]] = im
+        out[
+            r * (h + pad) : r * (h + pad) + im.shape[0], c * (w + pad) : c * (w + pad) + im.shape[1]
+        ] = im
     return out
 
 
@@ -201,13 +251,14 @@ def crop_square(image: torch.Tensor, box: tuple[int, int, int, int], fill: float
     side = max(h, w)
     out = image.new_full((image.shape[0], side, side), fill)
     top, left = (side - h) // 2, (side - w) // 2
-    out[:, top:top + h, left:left + w] = crop
+    out[:, top : top + h, left : left + w] = crop
     return out
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
     """PNG-encode an ``(H, W, 3)`` ``uint8`` array (fast: no compression search)."""
     from PIL import Image
+
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
@@ -242,8 +293,14 @@ def focus_figure(results: "dict[str, dict]", layer: str = "layer5"):
     ax.plot([0, 1], [0, 1], color="#999", lw=1, ls="--", label="no preference (energy = area)")
     for (label, r), color in zip(results.items(), ("#1d4f91", "#bbbbbb", "#c0392b", "#2e7d32")):
         e, a = np.asarray(r["energy_share"]), np.asarray(r["area_share"])
-        ax.scatter(a, e, s=26, color=color, alpha=0.85,
-                   label=f"{label}: mean {e.mean():.0%}" if e.size else label)
+        ax.scatter(
+            a,
+            e,
+            s=26,
+            color=color,
+            alpha=0.85,
+            label=f"{label}: mean {e.mean():.0%}" if e.size else label,
+        )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("object box: share of the image area")

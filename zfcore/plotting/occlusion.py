@@ -1,5 +1,6 @@
 """Fig. 7 (occlusion sensitivity) and the pointing-game summary, drawn from
 :class:`zfcore.occlusion.OcclusionResult` / :class:`~zfcore.occlusion.PointingGameResult`."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -36,9 +37,15 @@ def _box(ax, box, colour="w", lw=1.2):
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=colour, lw=lw))
 
 
-def occlusion_figure(images01, results: Sequence[OcclusionResult], class_names: Sequence[str],
-                     projections=None, boxes=None, titles: "Sequence[str] | None" = None,
-                     projection_boxes=None):
+def occlusion_figure(
+    images01,
+    results: Sequence[OcclusionResult],
+    class_names: Sequence[str],
+    projections=None,
+    boxes=None,
+    titles: "Sequence[str] | None" = None,
+    projection_boxes=None,
+):
     """Fig. 7's five panels per image (one row each): (a) the input with the square drawn to
     scale, (b) the total activation of the strongest layer-5 feature map for each square position,
     (c) that feature map projected to pixels by the deconvnet (if ``projections``, the raw
@@ -75,12 +82,17 @@ def occlusion_figure(images01, results: Sequence[OcclusionResult], class_names: 
             ax.imshow(to_display(projections[r]), extent=[0, W, H, 0])
             field = None if projection_boxes is None else projection_boxes[r]
             if field is not None and (field[2] - field[0]) * (field[3] - field[1]) < 0.8 * H * W:
-                _box(ax, field, colour="k")     # a field covering the image marks nothing
+                _box(ax, field, colour="k")  # a field covering the image marks nothing
             ax.set_title(f"(c) map {res.feature} projected (deconvnet)", fontsize=9)
         c += 1
         ax = axes[r, c]
-        im = ax.imshow(res.prob_target.numpy(), extent=_extent(res), cmap="jet", vmin=0,
-                       vmax=max(1e-6, float(res.prob_target.max())))
+        im = ax.imshow(
+            res.prob_target.numpy(),
+            extent=_extent(res),
+            cmap="jet",
+            vmin=0,
+            vmax=max(1e-6, float(res.prob_target.max())),
+        )
         ax.set_xlim(0, W)
         ax.set_ylim(H, 0)
         _box(ax, None if boxes is None else boxes[r])
@@ -90,19 +102,32 @@ def occlusion_figure(images01, results: Sequence[OcclusionResult], class_names: 
         ax.set_title(f"(d) p({name}); unoccluded {res.prob_target_clean:.2f}", fontsize=9)
         c += 1
         ax = axes[r, c]
-        ax.imshow(res.top_class.numpy(), extent=_extent(res), cmap=label_cmap, vmin=-0.5,
-                  vmax=len(class_names) - 0.5, interpolation="nearest")
+        ax.imshow(
+            res.top_class.numpy(),
+            extent=_extent(res),
+            cmap=label_cmap,
+            vmin=-0.5,
+            vmax=len(class_names) - 0.5,
+            interpolation="nearest",
+        )
         ax.set_xlim(0, W)
         ax.set_ylim(H, 0)
         present = sorted(set(res.top_class.flatten().tolist()))
-        ax.legend(handles=[Patch(color=label_cmap(k), label=class_names[k]) for k in present],
-                  fontsize=7, loc="lower left", framealpha=0.8)
+        ax.legend(
+            handles=[Patch(color=label_cmap(k), label=class_names[k]) for k in present],
+            fontsize=7,
+            loc="lower left",
+            framealpha=0.8,
+        )
         ax.set_title("(e) most probable class", fontsize=9)
         for a in axes[r]:
             a.set_xticks([])
             a.set_yticks([])
-    fig.suptitle(f"Occlusion with a {results[0].window} px grey square, stride "
-                 f"{results[0].stride} px (Fig. 7)", fontsize=11)
+    fig.suptitle(
+        f"Occlusion with a {results[0].window} px grey square, stride "
+        f"{results[0].stride} px (Fig. 7)",
+        fontsize=11,
+    )
     fig.tight_layout()
     return fig
 
@@ -115,8 +140,13 @@ def pointing_game_figure(result: PointingGameResult):
     vals = [result.hit_rate, result.chance_rate, result.chance_grid_rate]
     bars = a.bar(names, [100 * v for v in vals], color=["#1f77b4", "#999999", "#bbbbbb"])
     for bar, v in zip(bars, vals):
-        a.text(bar.get_x() + bar.get_width() / 2, 100 * v + 1, f"{100 * v:.0f}%", ha="center",
-               fontsize=9)
+        a.text(
+            bar.get_x() + bar.get_width() / 2,
+            100 * v + 1,
+            f"{100 * v:.0f}%",
+            ha="center",
+            fontsize=9,
+        )
     a.set_ylim(0, 105)
     a.set_ylabel("% of images: point inside the object box")
     a.set_title(f"Pointing game, {len(result.hits)} images", fontsize=10)

@@ -5,6 +5,7 @@ Every function takes result objects (``zfcore.train.TrainRun``, ``zfcore.evoluti
 ``Convergence`` / ``Fig4Projections``, ``zfcore.firstlayer.FirstLayer``, plain rows) and returns
 a matplotlib figure; nothing here computes an analysis.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,9 +15,20 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["show_patch", "plot_fig4", "plot_convergence", "plot_training_curves", "plot_dead_maps", "plot_recipes",
-           "plot_side_by_side", "plot_first_layer_filters", "plot_first_layer_numbers",
-           "plot_ablation_table", "plot_layer_schedules", "plot_layer2_features"]
+__all__ = [
+    "show_patch",
+    "plot_fig4",
+    "plot_convergence",
+    "plot_training_curves",
+    "plot_dead_maps",
+    "plot_recipes",
+    "plot_side_by_side",
+    "plot_first_layer_filters",
+    "plot_first_layer_numbers",
+    "plot_ablation_table",
+    "plot_layer_schedules",
+    "plot_layer2_features",
+]
 
 _LAYER_ORDER = ("layer1", "layer2", "layer3", "layer4", "layer5", "layer6", "layer7", "logits")
 
@@ -49,6 +61,7 @@ def _epoch_label(e: float) -> str:
 def _epoch_axis(axis, epochs: Sequence[float]) -> None:
     """A log-scaled axis labelled exactly at the checkpoint epochs (no minor labels)."""
     from matplotlib.ticker import FixedLocator, NullLocator
+
     axis.set_major_locator(FixedLocator(list(epochs)))
     axis.set_minor_locator(NullLocator())
     axis.set_ticklabels([_epoch_label(e) for e in epochs], fontsize=7)
@@ -60,8 +73,9 @@ def plot_fig4(fig4, title: str = "") -> plt.Figure:
     layers = list(fig4.projections)
     rows = sum(fig4.projections[l].shape[0] for l in layers)
     cols = len(fig4.epochs)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.15 * cols + 0.8, 1.15 * rows + 0.6),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(1.15 * cols + 0.8, 1.15 * rows + 0.6), squeeze=False
+    )
     r = 0
     for l in layers:
         p = fig4.projections[l]
@@ -76,8 +90,11 @@ def plot_fig4(fig4, title: str = "") -> plt.Figure:
                 if c == 0:
                     ax.set_ylabel(f"{l}\nmap {fig4.maps[l][m]}", fontsize=7)
             r += 1
-    fig.suptitle(title or "Fig. 4: strongest activation of each feature map across training, "
-                          "projected to pixels", fontsize=10)
+    fig.suptitle(
+        title
+        or "Fig. 4: strongest activation of each feature map across training, projected to pixels",
+        fontsize=10,
+    )
     fig.tight_layout(rect=_title_room(fig))
     return fig
 
@@ -86,10 +103,17 @@ def plot_convergence(conv, title: str = "") -> plt.Figure:
     """Per-layer convergence: similarity to the final checkpoint against epoch (top-k overlap and
     weight progress), and the convergence epoch of each layer."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    for ax, (name, sims, thr) in zip(axes[:2], (
+    for ax, (name, sims, thr) in zip(
+        axes[:2],
+        (
             ("top-9 images shared with the final model", conv.topk_similarity, conv.topk_threshold),
-            ("weights: share of the way to the final values", conv.weight_similarity,
-             conv.weight_threshold))):
+            (
+                "weights: share of the way to the final values",
+                conv.weight_similarity,
+                conv.weight_threshold,
+            ),
+        ),
+    ):
         layers = list(sims)
         for l in layers:
             ax.plot(conv.epochs, sims[l], "o-", ms=3, label=l, color=_layer_colour(l))
@@ -102,17 +126,30 @@ def plot_convergence(conv, title: str = "") -> plt.Figure:
         ax.legend(fontsize=7, ncol=2)
     ax = axes[2]
     layers = [l for l in conv.topk_converged if getattr(conv, "map_converged", {}).get(l)]
-    if layers:   # the spread over the maps of each layer (firing maps only)
-        data = [[v if not math.isnan(v) else conv.epochs[-1] * 1.5 for v in conv.map_converged[l]]
-                for l in layers]
+    if layers:  # the spread over the maps of each layer (firing maps only)
+        data = [
+            [v if not math.isnan(v) else conv.epochs[-1] * 1.5 for v in conv.map_converged[l]]
+            for l in layers
+        ]
         ax.boxplot(data, positions=np.arange(len(layers)), widths=0.5, showfliers=True)
         rng = np.random.default_rng(0)
         for i, d in enumerate(data):
-            ax.scatter(i + rng.uniform(-0.15, 0.15, len(d)), d, s=6, alpha=0.35, color=_layer_colour(layers[i]))
+            ax.scatter(
+                i + rng.uniform(-0.15, 0.15, len(d)),
+                d,
+                s=6,
+                alpha=0.35,
+                color=_layer_colour(layers[i]),
+            )
         ax.set_xticks(np.arange(len(layers)))
-        ax.set_xticklabels([f"{l}\n({conv.alive_maps[l]}/{conv.total_maps[l]})" for l in layers], fontsize=7)
-        ax.set_title(f"per-map epoch from which top-9 overlap >= {conv.topk_threshold:g}\n"
-                     "(firing maps / all maps; above the last epoch: never)", fontsize=9)
+        ax.set_xticklabels(
+            [f"{l}\n({conv.alive_maps[l]}/{conv.total_maps[l]})" for l in layers], fontsize=7
+        )
+        ax.set_title(
+            f"per-map epoch from which top-9 overlap >= {conv.topk_threshold:g}\n"
+            "(firing maps / all maps; above the last epoch: never)",
+            fontsize=9,
+        )
     ax.set_yscale("log")
     _epoch_axis(ax.yaxis, conv.epochs)
     ax.set_ylabel("convergence epoch")
@@ -134,8 +171,13 @@ def plot_recipes(results: Sequence, chosen: "str | None" = None, title: str = ""
     layers = [l for l in _LAYER_ORDER if l in results[0].dead_share]
     w = 0.8 / max(len(layers), 1)
     for i, l in enumerate(layers):
-        axes[1].bar(x - 0.4 + (i + 0.5) * w, [100 * r.dead_share[l] for r in results], w,
-                    color=_layer_colour(l), label=l)
+        axes[1].bar(
+            x - 0.4 + (i + 0.5) * w,
+            [100 * r.dead_share[l] for r in results],
+            w,
+            color=_layer_colour(l),
+            label=l,
+        )
     axes[1].set_ylabel("maps that never fire (%)")
     axes[1].legend(fontsize=6, ncol=2)
     axes[2].bar(x, [100 * r.layer1_low_frequency_share for r in results], color=colours)
@@ -144,7 +186,9 @@ def plot_recipes(results: Sequence, chosen: "str | None" = None, title: str = ""
     axes[2].set_ylabel("layer-1 power below 1/4 cycle/px (%)")
     for ax in axes:
         ax.set_xticks(x)
-        ax.set_xticklabels([n + (" *" if n == chosen else "") for n in names], fontsize=7, rotation=15)
+        ax.set_xticklabels(
+            [n + (" *" if n == chosen else "") for n in names], fontsize=7, rotation=15
+        )
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(title or "training recipes on the same budget", fontsize=10)
     fig.tight_layout(rect=_title_room(fig))
@@ -158,8 +202,14 @@ def plot_dead_maps(run, title: str = "") -> plt.Figure:
     ep = [h.epoch for h in run.history]
     layers = [l for l in _LAYER_ORDER if l in run.history[-1].dead_share]
     for l in layers:
-        ax.plot(ep, [100 * h.dead_share.get(l, math.nan) for h in run.history], "o-", ms=3,
-                label=l, color=_layer_colour(l))
+        ax.plot(
+            ep,
+            [100 * h.dead_share.get(l, math.nan) for h in run.history],
+            "o-",
+            ms=3,
+            label=l,
+            color=_layer_colour(l),
+        )
     ax.set_xlabel("epoch")
     ax.set_ylabel("maps that never fire on validation (%)")
     ax.set_ylim(bottom=0)
@@ -178,10 +228,22 @@ def plot_training_curves(runs: Mapping[str, "object"], title: str = "") -> plt.F
         ep = [h.epoch for h in run.history]
         c = f"C{i}"
         ax.plot(ep, [h.val_top1_error for h in run.history], "o-", color=c, label=f"{name} (val)")
-        ax.plot(ep, [h.train_top1_error for h in run.history], "s--", color=c, alpha=0.6,
-                label=f"{name} (train, running)")
-        ax.plot(ep, [h.train_eval_top1_error for h in run.history], "^:", color=c, alpha=0.8,
-                label=f"{name} (train, eval mode)")
+        ax.plot(
+            ep,
+            [h.train_top1_error for h in run.history],
+            "s--",
+            color=c,
+            alpha=0.6,
+            label=f"{name} (train, running)",
+        )
+        ax.plot(
+            ep,
+            [h.train_eval_top1_error for h in run.history],
+            "^:",
+            color=c,
+            alpha=0.8,
+            label=f"{name} (train, eval mode)",
+        )
     ax.set_xlabel("epoch")
     ax.set_ylabel("top-1 error (%)")
     ax.grid(alpha=0.3)
@@ -191,8 +253,12 @@ def plot_training_curves(runs: Mapping[str, "object"], title: str = "") -> plt.F
     return fig
 
 
-def plot_side_by_side(rows: Sequence[Mapping], metrics: Sequence[tuple[str, str]],
-                      label: str = "name", title: str = "") -> plt.Figure:
+def plot_side_by_side(
+    rows: Sequence[Mapping],
+    metrics: Sequence[tuple[str, str]],
+    label: str = "name",
+    title: str = "",
+) -> plt.Figure:
     """One bar panel per ``(key, axis label)`` in ``metrics`` over ``rows`` (dicts), e.g.
     accuracy and wall time of two training schemes side by side."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
@@ -201,8 +267,14 @@ def plot_side_by_side(rows: Sequence[Mapping], metrics: Sequence[tuple[str, str]
         vals = [float(r[key]) for r in rows]
         bars = ax.bar(range(len(rows)), vals, color=[f"C{i}" for i in range(len(rows))])
         for b, v in zip(bars, vals):
-            ax.text(b.get_x() + b.get_width() / 2, b.get_height(), f"{v:.3g}", ha="center",
-                    va="bottom", fontsize=8)
+            ax.text(
+                b.get_x() + b.get_width() / 2,
+                b.get_height(),
+                f"{v:.3g}",
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
         ax.set_xticks(range(len(rows)))
         ax.set_xticklabels(names, fontsize=8, rotation=10)
         ax.set_ylabel(axis)
@@ -216,9 +288,15 @@ def plot_layer_schedules(study, title: str = "") -> plt.Figure:
     """Notebook 04's per-layer schedules (a :class:`zfcore.recipes.LayerSchedules`; section 4.2's
     reading of Fig. 4): validation accuracy, training time when trained and step throughput
     once frozen, one bar per arm."""
-    return plot_side_by_side(study.rows(), [("val accuracy (%)", "validation accuracy (%)"),
-                                            ("training time (s)", "training time when trained (s)"),
-                                            ("images/s", "images/s once frozen (measured now)")], title=title)
+    return plot_side_by_side(
+        study.rows(),
+        [
+            ("val accuracy (%)", "validation accuracy (%)"),
+            ("training time (s)", "training time when trained (s)"),
+            ("images/s", "images/s once frozen (measured now)"),
+        ],
+        title=title,
+    )
 
 
 def plot_first_layer_filters(reports: Sequence, cols: int = 16, title: str = "") -> plt.Figure:
@@ -226,8 +304,9 @@ def plot_first_layer_filters(reports: Sequence, cols: int = 16, title: str = "")
     each contrast-stretched; dead filters are framed in red."""
     blocks = [(r, math.ceil(len(r.filters) / cols)) for r in reports]
     rows = sum(b for _, b in blocks)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.55, rows * 0.6 + 0.5 * len(reports)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(cols * 0.55, rows * 0.6 + 0.5 * len(reports)), squeeze=False
+    )
     r0 = 0
     for rep, nrows in blocks:
         for i in range(nrows * cols):
@@ -243,8 +322,12 @@ def plot_first_layer_filters(reports: Sequence, cols: int = 16, title: str = "")
                     s.set_color("red")
                     s.set_linewidth(2)
             if i == 0:
-                ax.set_title(f"{rep.name}: {rep.kernel}x{rep.kernel} stride {rep.stride}",
-                             fontsize=8, loc="left", x=0)
+                ax.set_title(
+                    f"{rep.name}: {rep.kernel}x{rep.kernel} stride {rep.stride}",
+                    fontsize=8,
+                    loc="left",
+                    x=0,
+                )
         r0 += nrows
     if title:
         fig.suptitle(title, fontsize=10)
@@ -252,17 +335,23 @@ def plot_first_layer_filters(reports: Sequence, cols: int = 16, title: str = "")
     return fig
 
 
-def plot_layer2_features(features: Mapping[str, Mapping], layer: str = "layer2",
-                         title: str = "layer-2 features: strongest activation per map, projected to pixels") -> plt.Figure:
+def plot_layer2_features(
+    features: Mapping[str, Mapping],
+    layer: str = "layer2",
+    title: str = "layer-2 features: strongest activation per map, projected to pixels",
+) -> plt.Figure:
     """Fig. 6 (d)-(e): one row per network (``features[name]`` as returned by
     :func:`zfcore.evolution.strongest_projections`), one column per chosen map of ``layer``: its
     strongest activation projected to pixels and cropped to the receptive field."""
     cols = max(len(res["projections"][layer]) for res in features.values())
-    fig, axes = plt.subplots(len(features), cols, figsize=(1.4 * cols, 1.7 * len(features)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(features), cols, figsize=(1.4 * cols, 1.7 * len(features)), squeeze=False
+    )
     for row, (name, res) in enumerate(features.items()):
         for c in range(cols):
             axes[row, c].imshow(show_patch(res["projections"][layer][c]))
-            axes[row, c].set_xticks([]); axes[row, c].set_yticks([])
+            axes[row, c].set_xticks([])
+            axes[row, c].set_yticks([])
         axes[row, 0].set_ylabel(name, fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -280,15 +369,25 @@ def plot_first_layer_numbers(reports: Sequence, title: str = "") -> plt.Figure:
     def bars(ax, vals, label, fmt="{:.1%}"):
         b = ax.bar(x, vals, color=colours)
         for bb, v in zip(b, vals):
-            ax.text(bb.get_x() + bb.get_width() / 2, bb.get_height(), fmt.format(v), ha="center",
-                    va="bottom", fontsize=8)
+            ax.text(
+                bb.get_x() + bb.get_width() / 2,
+                bb.get_height(),
+                fmt.format(v),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
         ax.set_xticks(x)
         ax.set_xticklabels(names, fontsize=8, rotation=10)
         ax.set_title(label, fontsize=9)
         ax.set_ylim(0, max(max(vals) * 1.15, 0.05))
 
     bars(axes[0], [r.dead_fraction for r in reports], "dead first-layer maps")
-    bars(axes[1], [r.mean_aliased for r in reports], "filter energy above the stride's Nyquist\n(aliased)")
+    bars(
+        axes[1],
+        [r.mean_aliased for r in reports],
+        "filter energy above the stride's Nyquist\n(aliased)",
+    )
     w = 0.8 / 3
     for j, band in enumerate(("low", "mid", "high")):
         axes[2].bar(x + (j - 1) * w, [r.bands[band] for r in reports], w, label=band)
@@ -296,21 +395,26 @@ def plot_first_layer_numbers(reports: Sequence, title: str = "") -> plt.Figure:
     axes[2].set_xticklabels(names, fontsize=8, rotation=10)
     axes[2].set_title("filter energy by frequency band", fontsize=9)
     axes[2].legend(fontsize=7)
-    bars(axes[3], [r.top_norm_share for r in reports],
-         f"share of filter norm in the top {reports[0].top} filters")
+    bars(
+        axes[3],
+        [r.top_norm_share for r in reports],
+        f"share of filter norm in the top {reports[0].top} filters",
+    )
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=_title_room(fig))
     return fig
 
 
-def plot_ablation_table(rows: Sequence[Mapping], paper_rows: Sequence[Mapping] = (),
-                        title: str = "") -> plt.Figure:
+def plot_ablation_table(
+    rows: Sequence[Mapping], paper_rows: Sequence[Mapping] = (), title: str = ""
+) -> plt.Figure:
     """Tables 2-3 in the paper's layout: one line per model, train top-1 error (eval mode, on a
     fixed subset of training images; and, where a row has ``train_running_top1_error``, the
     running error of the last epoch with dropout and augmentation, labelled as such), val top-1
     and val top-5 error (%), each the mean ± standard deviation over seeds where a row has
     ``<key>_sd``; the paper's published lines (labelled as the paper's) below ours."""
+
     def num(r, k):
         if r.get(k) is None:
             return "-"
@@ -320,11 +424,17 @@ def plot_ablation_table(rows: Sequence[Mapping], paper_rows: Sequence[Mapping] =
     keys = ["train_top1_error", "train_running_top1_error", "val_top1_error", "val_top5_error"]
     cells = [[r["model"]] + [num(r, k) for k in keys] for r in rows]
     cells += [[f"paper: {r['model']}"] + [num(r, k) for k in keys] for r in paper_rows]
-    fig, (ax_t, ax_b) = plt.subplots(1, 2, figsize=(16, 0.42 * len(cells) + 1.6),
-                                     gridspec_kw={"width_ratios": [1.4, 1]})
+    fig, (ax_t, ax_b) = plt.subplots(
+        1, 2, figsize=(16, 0.42 * len(cells) + 1.6), gridspec_kw={"width_ratios": [1.4, 1]}
+    )
     ax_t.axis("off")
-    table = ax_t.table(cellText=cells, colLabels=cols, loc="center", cellLoc="center",
-                       colWidths=[0.48, 0.13, 0.15, 0.11, 0.11])
+    table = ax_t.table(
+        cellText=cells,
+        colLabels=cols,
+        loc="center",
+        cellLoc="center",
+        colWidths=[0.48, 0.13, 0.15, 0.11, 0.11],
+    )
     table.auto_set_font_size(False)
     table.set_fontsize(8)
     table.scale(1, 1.3)
@@ -332,17 +442,28 @@ def plot_ablation_table(rows: Sequence[Mapping], paper_rows: Sequence[Mapping] =
         for j in range(len(cols)):
             table[i + 1, j].set_facecolor("#eeeeee")
     y = np.arange(len(rows))
-    ax_b.barh(y - 0.2, [r["train_top1_error"] for r in rows], 0.4, label="train top-1 (eval mode)",
-              xerr=[r.get("train_top1_error_sd", 0) for r in rows])
-    ax_b.barh(y + 0.2, [r["val_top1_error"] for r in rows], 0.4, label="val top-1",
-              xerr=[r.get("val_top1_error_sd", 0) for r in rows])
+    ax_b.barh(
+        y - 0.2,
+        [r["train_top1_error"] for r in rows],
+        0.4,
+        label="train top-1 (eval mode)",
+        xerr=[r.get("train_top1_error_sd", 0) for r in rows],
+    )
+    ax_b.barh(
+        y + 0.2,
+        [r["val_top1_error"] for r in rows],
+        0.4,
+        label="val top-1",
+        xerr=[r.get("val_top1_error_sd", 0) for r in rows],
+    )
     ax_b.set_yticks(y)
     ax_b.set_yticklabels([r["model"] for r in rows], fontsize=8)
     ax_b.invert_yaxis()
     ax_b.set_xlabel("error (%)")
     ax_b.legend(fontsize=8)
     ax_b.grid(axis="x", alpha=0.3)
-    fig.suptitle(title or "Tables 2-3: ablations (ours; the paper's ImageNet numbers shaded)",
-                 fontsize=10)
+    fig.suptitle(
+        title or "Tables 2-3: ablations (ours; the paper's ImageNet numbers shaded)", fontsize=10
+    )
     fig.tight_layout(rect=_title_room(fig))
     return fig

@@ -1,6 +1,7 @@
 """Figures of section 5: Tables 4-5 and 6 drawn as tables, Fig. 9 (accuracy against training
 images per class) and Table 7 (accuracy per layer). Every function takes result objects from
 :mod:`zfcore.transfer` (or the rows it builds) and returns a matplotlib figure."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -10,8 +11,14 @@ import numpy as np
 
 from ..transfer import APPROACHES, LayerProbeResult, TransferResult
 
-__all__ = ["format_rows", "accuracy_table", "accuracy_curve", "ap_table", "layer_accuracy",
-           "layer_table_text"]
+__all__ = [
+    "format_rows",
+    "accuracy_table",
+    "accuracy_curve",
+    "ap_table",
+    "layer_accuracy",
+    "layer_table_text",
+]
 
 _COLOURS = {"pretrained": "#1f77b4", "scratch": "#d62728", "fine_tuned": "#2ca02c"}
 
@@ -41,24 +48,39 @@ def format_rows(rows: Sequence[dict]) -> str:
     head = ["source", "data set", "approach"]
     w = [max(len(h), *(len(k[i]) for k in keys)) for i, h in enumerate(head)]
     cw = 13
-    lines = ["  ".join(h.ljust(wi) for h, wi in zip(head, w)) + "  "
-             + "".join(f"{f'{n}/class':>{cw}s}" for n in ns)]
+    lines = [
+        "  ".join(h.ljust(wi) for h, wi in zip(head, w))
+        + "  "
+        + "".join(f"{f'{n}/class':>{cw}s}" for n in ns)
+    ]
     for k in keys:
-        lines.append("  ".join(v.ljust(wi) for v, wi in zip(k, w)) + "  "
-                     + "".join(f"{cells.get((k, n), '-'):>{cw}s}" for n in ns))
+        lines.append(
+            "  ".join(v.ljust(wi) for v, wi in zip(k, w))
+            + "  "
+            + "".join(f"{cells.get((k, n), '-'):>{cw}s}" for n in ns)
+        )
     return "\n".join(lines)
 
 
-def accuracy_table(rows: Sequence[dict], title: str = "Accuracy (%) by training images per class") -> plt.Figure:
+def accuracy_table(
+    rows: Sequence[dict], title: str = "Accuracy (%) by training images per class"
+) -> plt.Figure:
     """Tables 4-5 in the paper's layout (rows: approaches; columns: training images per class),
     ours first, then the paper's rows, shaded and labelled as the paper's."""
     ns, keys, cells = _pivot(rows)
-    text = [[f"{src}: {ds}", appr] + [cells.get((k, n), "-") for n in ns]
-            for k in keys for (src, ds, appr) in [k]]
+    text = [
+        [f"{src}: {ds}", appr] + [cells.get((k, n), "-") for n in ns]
+        for k in keys
+        for (src, ds, appr) in [k]
+    ]
     fig, ax = plt.subplots(figsize=(5.8 + 0.9 * len(ns), 0.9 + 0.3 * (len(keys) + 1)))
     ax.axis("off")
-    table = ax.table(cellText=text, colLabels=["source: data set", "approach"] + [f"{n}/class" for n in ns],
-                     loc="center", cellLoc="center")
+    table = ax.table(
+        cellText=text,
+        colLabels=["source: data set", "approach"] + [f"{n}/class" for n in ns],
+        loc="center",
+        cellLoc="center",
+    )
     table.auto_set_font_size(False)
     table.set_fontsize(8.5)
     table.scale(1, 1.35)
@@ -69,8 +91,11 @@ def accuracy_table(rows: Sequence[dict], title: str = "Accuracy (%) by training 
         elif keys[r - 1][0] == "paper":
             cell.set_facecolor("#f6f1e4")
     table.auto_set_column_width(list(range(len(ns) + 2)))
-    ax.set_title(title + "\n(shaded rows: the paper's published numbers, ImageNet-pretrained network "
-                 "on Caltech)", fontsize=9)
+    ax.set_title(
+        title + "\n(shaded rows: the paper's published numbers, ImageNet-pretrained network "
+        "on Caltech)",
+        fontsize=9,
+    )
     fig.tight_layout()
     return fig
 
@@ -88,14 +113,26 @@ def accuracy_curve(results: Sequence[TransferResult], paper: dict | None = None)
             if not r.has(a):
                 continue
             m, s = 100 * r.mean(a).numpy(), 100 * r.std(a).numpy()
-            ax.errorbar(r.ns, m, yerr=s, marker=markers[i % len(markers)], capsize=3,
-                        color=_COLOURS[a], label=f"{APPROACHES[a]}" + (f" ({r.dataset})" if len(results) > 1 else ""))
+            ax.errorbar(
+                r.ns,
+                m,
+                yerr=s,
+                marker=markers[i % len(markers)],
+                capsize=3,
+                color=_COLOURS[a],
+                label=f"{APPROACHES[a]}" + (f" ({r.dataset})" if len(results) > 1 else ""),
+            )
         if r.classes:
             ax.axhline(100 / len(r.classes), color="grey", ls=":", lw=1)
     ax.set_xlabel("training images per class")
     ax.set_ylabel("accuracy (%, mean of per-class accuracies)")
-    ax.set_title("ours: " + ", ".join(r.dataset for r in results) + f"\n({results[0].draws} draws; dotted: chance)"
-                 if results else "ours")
+    ax.set_title(
+        "ours: "
+        + ", ".join(r.dataset for r in results)
+        + f"\n({results[0].draws} draws; dotted: chance)"
+        if results
+        else "ours"
+    )
     ax.set_ylim(0, 100)
     ax.set_xticks(sorted({n for r in results for n in r.ns}))
     ax.legend(fontsize=7, loc="best")
@@ -106,9 +143,18 @@ def accuracy_curve(results: Sequence[TransferResult], paper: dict | None = None)
             for a in ("pretrained", "scratch"):
                 m = [v for v, _ in t[a]]
                 s = [sd if sd is not None else 0 for _, sd in t[a]]
-                ax.errorbar(t["ns"], m, yerr=s, marker=markers[i], capsize=3, color=_COLOURS[a],
-                            ls="-" if i == 0 else "--", mfc="white",
-                            label=f"paper, {t['title']}: " + ("ImageNet-pretrained" if a == "pretrained" else "non-pretrained"))
+                ax.errorbar(
+                    t["ns"],
+                    m,
+                    yerr=s,
+                    marker=markers[i],
+                    capsize=3,
+                    color=_COLOURS[a],
+                    ls="-" if i == 0 else "--",
+                    mfc="white",
+                    label=f"paper, {t['title']}: "
+                    + ("ImageNet-pretrained" if a == "pretrained" else "non-pretrained"),
+                )
         ax.set_xlabel("training images per class")
         ax.set_ylabel("accuracy (%)")
         ax.set_title("the paper's numbers (Tables 4-5)\nImageNet-pretrained ZF net on Caltech")
@@ -125,12 +171,21 @@ def ap_table(classes: Sequence[str], ap: Sequence[float], title: str) -> plt.Fig
     """Table 6's layout: average precision (%) per class and their mean, as a table above bars."""
     ap = 100 * np.asarray(ap, dtype=float)
     mean = float(np.nanmean(ap))
-    fig, (axt, axb) = plt.subplots(2, 1, figsize=(max(6, 0.75 * len(classes) + 1.5), 4.6),
-                                   gridspec_kw={"height_ratios": [1, 3]})
+    fig, (axt, axb) = plt.subplots(
+        2,
+        1,
+        figsize=(max(6, 0.75 * len(classes) + 1.5), 4.6),
+        gridspec_kw={"height_ratios": [1, 3]},
+    )
     axt.axis("off")
     cols = list(classes) + ["mean"]
-    t = axt.table(cellText=[[f"{v:.1f}" for v in ap] + [f"{mean:.1f}"]], colLabels=cols,
-                  rowLabels=["AP (%)"], loc="center", cellLoc="center")
+    t = axt.table(
+        cellText=[[f"{v:.1f}" for v in ap] + [f"{mean:.1f}"]],
+        colLabels=cols,
+        rowLabels=["AP (%)"],
+        loc="center",
+        cellLoc="center",
+    )
     t.auto_set_font_size(False)
     t.set_fontsize(8)
     t.scale(1, 1.4)
@@ -154,8 +209,15 @@ def layer_accuracy(result: LayerProbeResult) -> plt.Figure:
     styles = {"svm": ("#9467bd", "s", "linear SVM"), "softmax": ("#1f77b4", "o", "softmax")}
     for m in result.methods:
         c, mk, name = styles[m]
-        ax.errorbar(x, 100 * result.mean(m).numpy(), yerr=100 * result.std(m).numpy(), color=c,
-                    marker=mk, capsize=3, label=name)
+        ax.errorbar(
+            x,
+            100 * result.mean(m).numpy(),
+            yerr=100 * result.std(m).numpy(),
+            color=c,
+            marker=mk,
+            capsize=3,
+            label=name,
+        )
     if result.classes:
         ax.axhline(100 / len(result.classes), color="grey", ls=":", lw=1, label="chance")
     ax.set_xticks(x)
@@ -164,19 +226,29 @@ def layer_accuracy(result: LayerProbeResult) -> plt.Figure:
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(f"{result.dataset}: {result.n} training images per class, "
-                 f"{result.accuracy[result.methods[0]].shape[0]} draws", fontsize=9)
+    ax.set_title(
+        f"{result.dataset}: {result.n} training images per class, "
+        f"{result.accuracy[result.methods[0]].shape[0]} draws",
+        fontsize=9,
+    )
     axt.axis("off")
-    rows = [[l.replace("layer", "layer "), str(d)] + [f"{100 * result.mean(m)[i]:.1f} ± {100 * result.std(m)[i]:.1f}"
-                                                      for m in result.methods]
-            for i, (l, d) in enumerate(zip(result.layers, result.dims))]
-    t = axt.table(cellText=rows, colLabels=["features", "dims"] + [styles[m][2] for m in result.methods],
-                  loc="center", cellLoc="center")
+    rows = [
+        [l.replace("layer", "layer "), str(d)]
+        + [f"{100 * result.mean(m)[i]:.1f} ± {100 * result.std(m)[i]:.1f}" for m in result.methods]
+        for i, (l, d) in enumerate(zip(result.layers, result.dims))
+    ]
+    t = axt.table(
+        cellText=rows,
+        colLabels=["features", "dims"] + [styles[m][2] for m in result.methods],
+        loc="center",
+        cellLoc="center",
+    )
     t.auto_set_font_size(False)
     t.set_fontsize(8)
     t.scale(1, 1.3)
-    fig.suptitle("Table 7: discriminative information in each layer (frozen pretrained network)",
-                 fontsize=11)
+    fig.suptitle(
+        "Table 7: discriminative information in each layer (frozen pretrained network)", fontsize=11
+    )
     fig.tight_layout()
     return fig
 
@@ -186,7 +258,9 @@ def layer_table_text(result: LayerProbeResult) -> str:
     head = f"{'features':10s} {'dims':>6s} " + " ".join(f"{m:>14s}" for m in result.methods)
     lines = [head]
     for i, (l, d) in enumerate(zip(result.layers, result.dims)):
-        vals = " ".join(f"{f'{100 * result.mean(m)[i]:.1f} ± {100 * result.std(m)[i]:.1f}':>14s}"
-                        for m in result.methods)
+        vals = " ".join(
+            f"{f'{100 * result.mean(m)[i]:.1f} ± {100 * result.std(m)[i]:.1f}':>14s}"
+            for m in result.methods
+        )
         lines.append(f"{l:10s} {d:>6d} {vals}")
     return "\n".join(lines)

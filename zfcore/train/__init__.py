@@ -31,6 +31,7 @@ One job per module, each importing only those above it:
   comes from this machine's cache, else from a shipped file of the same configuration, else it
   is trained (``ZFCORE_RETRAIN=1`` skips the shipped files).
 """
+
 from __future__ import annotations
 
 import json
@@ -39,27 +40,66 @@ from torch import nn
 
 from .. import cache as zcache
 from ..profiles import Profile
+from . import shipped
+
 # Re-exported: every name callers used when this was one module (the private ones by tests).
 from .batches import MEMO_BYTES, RenderedScenes, _train_batches, epoch_order, rendered_split
 from .checkpoints import CheckpointStore, TrainRun
-from . import shipped
 from .cli import main
 from .loop import compare_throughput, train, training_autocast
 from .metrics import EpochMetrics, evaluate
 from .network import _optimizer, _set_lr, build_model, layer_parameters, parameter_groups
-from .spec import (ARCHS, EARLY_CHECKPOINTS, LAYER_KEYS, TRAINER_VERSION, TrainError, TrainOptions,
-                   TrainSpec, comparison_overrides, make_spec, split_overrides)
+from .spec import (
+    ARCHS,
+    EARLY_CHECKPOINTS,
+    LAYER_KEYS,
+    TRAINER_VERSION,
+    TrainError,
+    TrainOptions,
+    TrainSpec,
+    comparison_overrides,
+    make_spec,
+    split_overrides,
+)
 
 __all__ = [
-    "TRAINER_VERSION", "EARLY_CHECKPOINTS", "TrainOptions", "TrainSpec", "make_spec", "TrainRun", "TrainError",
-    "EpochMetrics", "train", "training_run", "trained_model", "comparison_overrides", "compare_throughput", "build_model", "evaluate",
-    "layer_parameters", "parameter_groups", "RenderedScenes", "rendered_split", "epoch_order", "CheckpointStore", "split_overrides",
-    "main", "training_autocast", "cached_run", "weights_source", "shipped",
+    "TRAINER_VERSION",
+    "EARLY_CHECKPOINTS",
+    "TrainOptions",
+    "TrainSpec",
+    "make_spec",
+    "TrainRun",
+    "TrainError",
+    "EpochMetrics",
+    "train",
+    "training_run",
+    "trained_model",
+    "comparison_overrides",
+    "compare_throughput",
+    "build_model",
+    "evaluate",
+    "layer_parameters",
+    "parameter_groups",
+    "RenderedScenes",
+    "rendered_split",
+    "epoch_order",
+    "CheckpointStore",
+    "split_overrides",
+    "main",
+    "training_autocast",
+    "cached_run",
+    "weights_source",
+    "shipped",
 ]
 
 
-def training_run(profile: "str | Profile" = "mini", arch: str = "zfnet", variant: str = "zf",
-                 progress: bool = True, **overrides) -> TrainRun:
+def training_run(
+    profile: "str | Profile" = "mini",
+    arch: str = "zfnet",
+    variant: str = "zf",
+    progress: bool = True,
+    **overrides,
+) -> TrainRun:
     """Train (or load from the cache) and return the :class:`TrainRun` with its history and
     checkpoints. Overrides are profile fields (``epochs=2``, ``optimizer="sgd"``,
     ``clip_rms=None``, ...) or :class:`TrainOptions` fields (``layer_lr={"layer1": 0.1}``)."""
@@ -84,8 +124,12 @@ def _cached_run(spec: TrainSpec, store: CheckpointStore) -> TrainRun | None:
         store.load_weights(e)
     except zcache.CacheError:
         return None
-    return TrainRun(spec, store.dir, [EpochMetrics(**h) for h in history[:e]],
-                    [x for x in store.weight_epochs() if x <= e])   # a prefix run sees its own checkpoints
+    return TrainRun(
+        spec,
+        store.dir,
+        [EpochMetrics(**h) for h in history[:e]],
+        [x for x in store.weight_epochs() if x <= e],
+    )  # a prefix run sees its own checkpoints
 
 
 def cached_run(spec: TrainSpec) -> TrainRun | None:
@@ -106,8 +150,9 @@ def _final_network(spec: TrainSpec) -> "nn.Module | None":
     return shipped.load(found, spec) if found is not None else None
 
 
-def weights_source(profile: "str | Profile" = "mini", arch: str = "zfnet", variant: str = "zf",
-                   **overrides) -> tuple[str, str]:
+def weights_source(
+    profile: "str | Profile" = "mini", arch: str = "zfnet", variant: str = "zf", **overrides
+) -> tuple[str, str]:
     """Where :func:`trained_model` takes this network from, without loading it: ``("cache",
     what)``, ``("shipped", what)`` or ``("train", why)``, ``what``/``why`` a phrase for people."""
     spec = make_spec(profile, arch, variant, **overrides)
@@ -123,20 +168,29 @@ def weights_source(profile: "str | Profile" = "mini", arch: str = "zfnet", varia
     path = shipped.WEIGHTS_DIR / name
     if path.is_file():
         diff = shipped.differences(shipped.read(path), spec)
-        return "train", f"trained on first use ({name} is for another configuration: {', '.join(diff)})"
+        return (
+            "train",
+            f"trained on first use ({name} is for another configuration: {', '.join(diff)})",
+        )
     return "train", f"trained on first use (no shipped weights {name})"
 
 
-def cached_model(profile: "str | Profile" = "mini", arch: str = "zfnet", variant: str = "zf",
-                 **overrides) -> "nn.Module | None":
+def cached_model(
+    profile: "str | Profile" = "mini", arch: str = "zfnet", variant: str = "zf", **overrides
+) -> "nn.Module | None":
     """The network :func:`trained_model` would return if it needs no training (this machine's
     cache or a shipped file; eval mode, CPU), else ``None``. For benchmarks that time a trained
     model when there is one and say which weights they timed (``model.weights_source``)."""
     return _final_network(make_spec(profile, arch, variant, **overrides))
 
 
-def trained_model(profile: "str | Profile" = "mini", arch: str = "zfnet", variant: str = "zf",
-                  progress: bool = True, **overrides) -> nn.Module:
+def trained_model(
+    profile: "str | Profile" = "mini",
+    arch: str = "zfnet",
+    variant: str = "zf",
+    progress: bool = True,
+    **overrides,
+) -> nn.Module:
     """The profile's trained network in eval mode on the CPU: from this machine's cache, else
     from a shipped file of the same training configuration (:mod:`zfcore.train.shipped`, its
     fingerprint checked; not with ``ZFCORE_RETRAIN=1``), else trained on first use and cached.

@@ -1,4 +1,5 @@
 """``python -m zfcore.train`` and ``torchrun ... -m zfcore.train``: :func:`zfcore.train.cli.main`."""
+
 import sys
 
 from .cli import main

@@ -8,6 +8,7 @@ resumes bit for bit, and a global batch is the same whatever the number of proce
 A procedural split is rendered once per process and kept as 8-bit images
 (:class:`RenderedScenes`); real data sets are read through a ``DataLoader``.
 """
+
 from __future__ import annotations
 
 from typing import Any, Iterator
@@ -57,8 +58,12 @@ class RenderedScenes:
     def fits(dataset) -> bool:
         """Procedural data sets small enough to keep (a rule on sizes only, never on free RAM,
         so the same configuration always trains on the same pixels)."""
-        return (hasattr(dataset, "scenes") and hasattr(dataset, "labels") and hasattr(dataset, "size")
-                and len(dataset) * 3 * dataset.size ** 2 <= MEMO_BYTES)
+        return (
+            hasattr(dataset, "scenes")
+            and hasattr(dataset, "labels")
+            and hasattr(dataset, "size")
+            and len(dataset) * 3 * dataset.size**2 <= MEMO_BYTES
+        )
 
     def prefetch(self, progress: bool = False, batch_size: int = 500) -> "RenderedScenes":
         """Render every scene not rendered yet (so that training time excludes rendering)."""
@@ -66,6 +71,7 @@ class RenderedScenes:
         chunks = [c for c in torch.split(todo, batch_size) if len(c)]
         if progress and chunks:
             from tqdm.auto import tqdm
+
             chunks = tqdm(chunks, desc=f"rendering {self.dataset.split} scenes", unit="batch")
         for c in chunks:
             self._render(c)
@@ -76,8 +82,13 @@ class RenderedScenes:
         self.images[todo] = (rendered * 255).round_().clamp_(0, 255).to(torch.uint8)
         self.ready[todo] = True
 
-    def batch(self, indices: torch.Tensor, epoch: int, augment: bool,
-              device: "torch.device | str | None" = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(
+        self,
+        indices: torch.Tensor,
+        epoch: int,
+        augment: bool,
+        device: "torch.device | str | None" = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised images and labels of ``indices`` with ``epoch``'s crops and flips, on
         ``device`` (default: the CPU)."""
         return self.finish(self.host_batch(indices, epoch, augment), device)
@@ -86,6 +97,7 @@ class RenderedScenes:
         """The CPU's share of :meth:`batch`: the 8-bit images, the labels and the crop choices
         (in page-locked memory with ``pin``, ready for an asynchronous copy to a GPU)."""
         from ..data.transforms import crop_choices
+
         indices = torch.as_tensor(indices, dtype=torch.long)
         todo = indices[~self.ready[indices]]
         if len(todo):
@@ -100,6 +112,7 @@ class RenderedScenes:
         bytes of floats, without waiting for the GPU), then become floats, are cropped, flipped
         and normalised there."""
         from ..data import normalize, paper_crops
+
         x, y, choices = host
         if device is not None and torch.device(device).type != "cpu":
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -111,12 +124,19 @@ class RenderedScenes:
 
 def _as_source(data):
     """Wrap a procedural split in :class:`RenderedScenes`; other data sets are used as given."""
-    if data is None or isinstance(data, RenderedScenes) or callable(data) and not hasattr(data, "__len__"):
+    if (
+        data is None
+        or isinstance(data, RenderedScenes)
+        or callable(data)
+        and not hasattr(data, "__len__")
+    ):
         return data
     return RenderedScenes(data) if RenderedScenes.fits(data) else data
 
 
-def _shards(n: int, spec: TrainSpec, epoch: int, rank: int, world: int, steps: int) -> list[list[int]]:
+def _shards(
+    n: int, spec: TrainSpec, epoch: int, rank: int, world: int, steps: int
+) -> list[list[int]]:
     """This process's share of every global batch of ``epoch`` (the last partial one dropped).
 
     Every global batch is the same whatever the number of processes; process ``rank`` takes the
@@ -126,17 +146,26 @@ def _shards(n: int, spec: TrainSpec, epoch: int, rank: int, world: int, steps: i
     b = spec.profile.batch_size
     order = epoch_order(n, spec.profile.seed, epoch)
     local = b // world
-    return [order[s * b + rank * local: s * b + (rank + 1) * local].tolist() for s in range(steps)]
+    return [order[s * b + rank * local : s * b + (rank + 1) * local].tolist() for s in range(steps)]
 
 
 def _loader(dataset, batches: list[list[int]], num_workers: int, pin_memory: bool = False):
     from torch.utils.data import DataLoader
-    return DataLoader(dataset, batch_sampler=batches, num_workers=num_workers,
-                      pin_memory=pin_memory)
+
+    return DataLoader(
+        dataset, batch_sampler=batches, num_workers=num_workers, pin_memory=pin_memory
+    )
 
 
-def _train_batches(source, spec: TrainSpec, epoch: int, rank: int, world: int, steps: int,
-                   device: "torch.device | str" = "cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def _train_batches(
+    source,
+    spec: TrainSpec,
+    epoch: int,
+    rank: int,
+    world: int,
+    steps: int,
+    device: "torch.device | str" = "cpu",
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """The batches this process trains on in ``epoch``.
 
     ``source`` is a :class:`RenderedScenes`, a ``Dataset`` (used as given: it does its own
@@ -161,8 +190,12 @@ def _train_batches(source, spec: TrainSpec, epoch: int, rank: int, world: int, s
             yield source.finish(host, device)
         return
     dataset = source(epoch) if callable(source) and not hasattr(source, "__len__") else source
-    yield from _loader(dataset, _shards(len(dataset), spec, epoch, rank, world, steps),
-                       spec.profile.num_workers, pin_memory=device.type == "cuda")
+    yield from _loader(
+        dataset,
+        _shards(len(dataset), spec, epoch, rank, world, steps),
+        spec.profile.num_workers,
+        pin_memory=device.type == "cuda",
+    )
 
 
 def _ahead(items: Iterator, depth: int = 3) -> Iterator:
@@ -214,13 +247,21 @@ def rendered_split(profile: Profile, split: str) -> "RenderedScenes | None":
     """The process-wide :class:`RenderedScenes` of a procedural split (shared by every training
     in this process that uses the same data, e.g. a notebook's Table 3 variants), or None."""
     from .. import data
+
     ds = data.get_dataset(profile, split)
     if not RenderedScenes.fits(ds):
         return None
-    key = (profile.dataset, profile.image_size, profile.data_seed, profile.num_classes,
-           split, len(ds), _generator_version())
+    key = (
+        profile.dataset,
+        profile.image_size,
+        profile.data_seed,
+        profile.num_classes,
+        split,
+        len(ds),
+        _generator_version(),
+    )
     if key not in _MEMO:
-        if len(_MEMO) >= 2:                      # the train and val split of one data set
+        if len(_MEMO) >= 2:  # the train and val split of one data set
             _MEMO.pop(next(iter(_MEMO)))
         _MEMO[key] = RenderedScenes(ds)
     return _MEMO[key]
@@ -231,13 +272,17 @@ def _default_sources(spec: TrainSpec):
     try:
         from .. import data
     except ImportError as e:
-        raise TrainError(f"zfcore.data is not available ({e}); pass train_set= and val_set= "
-                         f"(torch Datasets of (image, label)) to train()") from None
+        raise TrainError(
+            f"zfcore.data is not available ({e}); pass train_set= and val_set= "
+            f"(torch Datasets of (image, label)) to train()"
+        ) from None
     p, aug = spec.profile, spec.options.augment
     train_source = rendered_split(p, "train")
     if train_source is None:
+
         def train_source(epoch, _p=p):
             return data.get_dataset(_p, "train", augment=aug, epoch=epoch)
+
         train_source.length = len(data.get_dataset(p, "train"))
     val_source = rendered_split(p, "val") or data.get_dataset(p, "val")
     return train_source, val_source
@@ -248,8 +293,13 @@ def _train_eval_source(train_set, spec: TrainSpec):
     if isinstance(train_set, RenderedScenes) or hasattr(train_set, "__getitem__"):
         return train_set
     from .. import data
+
     return data.get_dataset(spec.profile, "train")
 
 
 def _length(source) -> int:
-    return source.length if hasattr(source, "length") and not hasattr(source, "__len__") else len(source)
+    return (
+        source.length
+        if hasattr(source, "length") and not hasattr(source, "__len__")
+        else len(source)
+    )

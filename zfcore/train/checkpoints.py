@@ -6,6 +6,7 @@ end. A resume file after every epoch makes training resumable bit for bit, and a
 killed half-way leaves the previous checkpoint in use (every file is written atomically with a
 checksum by :func:`zfcore.cache.save_tensors`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -56,12 +57,15 @@ class CheckpointStore:
         out = []
         for p in self.dir.glob("weights_e*.pt"):
             with contextlib.suppress(ValueError):
-                out.append(float(p.name[len("weights_e"):-3]))
+                out.append(float(p.name[len("weights_e") : -3]))
         return sorted(out)
 
     def resume_epochs(self) -> list[int]:
-        return sorted(int(m.group(1)) for p in self.dir.glob("resume_e*.pt")
-                      if (m := self._RESUME.search(p.name)))
+        return sorted(
+            int(m.group(1))
+            for p in self.dir.glob("resume_e*.pt")
+            if (m := self._RESUME.search(p.name))
+        )
 
     def save_resume(self, epoch: int, state: dict) -> Path:
         path = zcache.save_tensors(self.dir / f"resume_e{epoch}.pt", state)
@@ -114,8 +118,10 @@ class TrainRun:
         epoch = float(self.spec.profile.epochs if epoch is None else epoch)
         store = CheckpointStore(self.directory)
         if epoch not in store.weight_epochs():
-            raise TrainError(f"no checkpoint at epoch {epoch:g} in {self.directory}; saved: "
-                             f"{[_label(e) for e in store.weight_epochs()]}")
+            raise TrainError(
+                f"no checkpoint at epoch {epoch:g} in {self.directory}; saved: "
+                f"{[_label(e) for e in store.weight_epochs()]}"
+            )
         model = build_model(self.spec)
         load_model_state(model, store.load_weights(epoch), f"checkpoint epoch {epoch:g}")
         return model.eval()

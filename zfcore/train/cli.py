@@ -23,6 +23,7 @@ it is; point ``ZFCORE_CACHE`` there to use the retrained network)::
 ``--export`` then writes the run's final network to ``zfcore/weights/<name>.safetensors`` (in a
 checkout; ``--export DIR`` elsewhere), the file :func:`zfcore.train.trained_model` ships with.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,22 +48,38 @@ def _parse_value(text: str) -> Any:
 
 def main(argv: "list[str] | None" = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m zfcore.train", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="python -m zfcore.train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--profile", default="mini")
     ap.add_argument("--arch", default="zfnet", choices=ARCHS)
     ap.add_argument("--variant", default="zf", choices=sorted(TABLE3_VARIANTS))
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a profile field or trainer option (values are read as JSON, "
-                         "else as text), e.g. --set epochs=10 --set optimizer=sgd "
-                         "--set init=paper --set clip_rms=null --set layer_lr='{\"layer1\": 0.1}'")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a profile field or trainer option (values are read as JSON, "
+        "else as text), e.g. --set epochs=10 --set optimizer=sgd "
+        "--set init=paper --set clip_rms=null --set layer_lr='{\"layer1\": 0.1}'",
+    )
     ap.add_argument("--no-progress", action="store_true")
-    ap.add_argument("--retrain", action="store_true",
-                    help="train from scratch into a fresh cache folder even when the cache holds the "
-                         "run, and say whether it reproduced the shipped weights' fingerprint")
-    ap.add_argument("--export", nargs="?", const="", default=None, metavar="DIR",
-                    help="write the final network to zfcore/weights/<name>.safetensors (or DIR) with "
-                         "its configuration hash and fingerprint: the shipped weights")
+    ap.add_argument(
+        "--retrain",
+        action="store_true",
+        help="train from scratch into a fresh cache folder even when the cache holds the "
+        "run, and say whether it reproduced the shipped weights' fingerprint",
+    )
+    ap.add_argument(
+        "--export",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="DIR",
+        help="write the final network to zfcore/weights/<name>.safetensors (or DIR) with "
+        "its configuration hash and fingerprint: the shipped weights",
+    )
     args = ap.parse_args(argv)
     overrides = {}
     for item in args.set:
@@ -78,32 +95,44 @@ def main(argv: "list[str] | None" = None) -> int:
     if spec.profile.threads:
         torch.set_num_threads(spec.profile.threads)
     import torch.distributed as dist
+
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        backend = "nccl" if spec.profile.device.startswith("cuda") and torch.cuda.is_available() else "gloo"
+        backend = (
+            "nccl"
+            if spec.profile.device.startswith("cuda") and torch.cuda.is_available()
+            else "gloo"
+        )
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         dist.init_process_group(backend)
-    from . import train, training_run   # the package's names (what tests and callers patch)
+    from . import train, training_run  # the package's names (what tests and callers patch)
+
     try:
         if world > 1:
             run = train(spec, progress=not args.no_progress)
         else:
-            run = training_run(args.profile, args.arch, args.variant,
-                               progress=not args.no_progress, **overrides)
+            run = training_run(
+                args.profile, args.arch, args.variant, progress=not args.no_progress, **overrides
+            )
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
     if int(os.environ.get("RANK", "0")) == 0:
         f = run.final
-        print(f"{run.directory}: {len(run.history)} epochs, val top-1 error {f.val_top1_error:.2f}% "
-              f"(accuracy {f.val_accuracy:.2f}%), top-5 {f.val_top5_error:.2f}%, "
-              f"{run.train_seconds:.0f} s of training")
+        print(
+            f"{run.directory}: {len(run.history)} epochs, val top-1 error {f.val_top1_error:.2f}% "
+            f"(accuracy {f.val_accuracy:.2f}%), top-5 {f.val_top5_error:.2f}%, "
+            f"{run.train_seconds:.0f} s of training"
+        )
         print(_compare_with_shipped(run))
         if args.retrain:
-            print(f"retrained from scratch; to use this network: ZFCORE_CACHE={spec.profile.cache_dir}")
+            print(
+                f"retrained from scratch; to use this network: ZFCORE_CACHE={spec.profile.cache_dir}"
+            )
         if args.export is not None:
             from . import shipped
+
             written = shipped.export(run, args.export or None)
             print(f"exported {run.directory} -> {written.path}: {written.describe()}")
     return 0
@@ -113,6 +142,7 @@ def _compare_with_shipped(run) -> str:
     """The run's fingerprint, and whether it reproduces the shipped weights of its configuration."""
     from ..models import model_fingerprint
     from . import shipped
+
     got = model_fingerprint(run.model())
     found = shipped.find(run.spec)
     if found is None:

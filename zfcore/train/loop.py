@@ -20,6 +20,7 @@ killed half-way leaves the previous checkpoint in use.
 per-layer freezing against one global rate), since the wall times recorded in a run's history
 depend on the machine's load when it was trained.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,8 +38,16 @@ from .. import cache as zcache
 from ..health import FireCounter
 from ..models import clip_filters_count_, conv_layers, filter_rms, layer_key, load_model_state
 from ..profiles import Profile
-from .batches import (RenderedScenes, _as_source, _default_sources, _length, _seed, _train_batches,
-                      _train_eval_source, rendered_split)
+from .batches import (
+    RenderedScenes,
+    _as_source,
+    _default_sources,
+    _length,
+    _seed,
+    _train_batches,
+    _train_eval_source,
+    rendered_split,
+)
 from .checkpoints import CheckpointStore, TrainRun
 from .metrics import EpochMetrics, _counts, _summarise, evaluate
 from .network import _apply_freeze, _frozen_layers, _optimizer, _set_lr, build_model
@@ -47,6 +56,7 @@ from .spec import LAYER_KEYS, TrainError, TrainOptions, TrainSpec, make_spec
 
 def _distributed() -> tuple[int, int]:
     import torch.distributed as dist
+
     if _grouped():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
@@ -56,20 +66,28 @@ def _grouped() -> bool:
     """Whether this process is in a process group (``torchrun``): then the model trains wrapped
     in DistributedDataParallel, even alone (``--nproc_per_node=1``)."""
     import torch.distributed as dist
+
     return dist.is_available() and dist.is_initialized()
 
 
 def _device(profile: Profile) -> torch.device:
     if profile.device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise TrainError(f"profile {profile.name!r} asks for device {profile.device!r} but CUDA "
-                             f"is not available; pass device='cpu'")
+            raise TrainError(
+                f"profile {profile.name!r} asks for device {profile.device!r} but CUDA "
+                f"is not available; pass device='cpu'"
+            )
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device(profile.device)
 
 
-def train(spec: TrainSpec, train_set=None, val_set=None, progress: bool = True,
-          on_step: "Callable[[int, torch.Tensor], None] | None" = None) -> TrainRun:
+def train(
+    spec: TrainSpec,
+    train_set=None,
+    val_set=None,
+    progress: bool = True,
+    on_step: "Callable[[int, torch.Tensor], None] | None" = None,
+) -> TrainRun:
     """Train ``spec`` for ``spec.profile.epochs`` epochs, resuming from its cache entry.
 
     In a process group (``torchrun``) every process calls this; gradients are averaged by
@@ -85,8 +103,10 @@ def train(spec: TrainSpec, train_set=None, val_set=None, progress: bool = True,
     p = spec.profile
     rank, world = _distributed()
     if p.batch_size % world:
-        raise TrainError(f"batch_size {p.batch_size} is the global batch and must divide by the "
-                         f"{world} processes")
+        raise TrainError(
+            f"batch_size {p.batch_size} is the global batch and must divide by the "
+            f"{world} processes"
+        )
     if train_set is None or val_set is None:
         dtrain, dval = _default_sources(spec)
         train_set = dtrain if train_set is None else _as_source(train_set)
@@ -111,7 +131,11 @@ def train(spec: TrainSpec, train_set=None, val_set=None, progress: bool = True,
     if state is not None:
         load_model_state(model, state["model"], f"resume state in {store.dir}")
         opt.load_state_dict(state["optimizer"])
-        history, plateau, start = list(state["history"]), dict(state["plateau"]), int(state["epoch"])
+        history, plateau, start = (
+            list(state["history"]),
+            dict(state["plateau"]),
+            int(state["epoch"]),
+        )
     if rank == 0:
         zcache.atomic_write_json(store.dir / "config.json", zcache._canonical(spec.key_config()))
 
@@ -162,48 +186,92 @@ def train(spec: TrainSpec, train_set=None, val_set=None, progress: bool = True,
                     _postfix(bar, counts, world, p.batch_size * s / (time.perf_counter() - t0))
         if world > 1:
             import torch.distributed as dist
+
             dist.all_reduce(counts)
-        _synchronize(device)                    # the epoch's steps have run, not only been queued
+        _synchronize(device)  # the epoch's steps have run, not only been queued
         train_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
         fires = FireCounter(model)
         with fires.watch(model):
-            val = evaluate(model, val_set, batch_size=max(p.batch_size, 256), device=device,
-                           rank=rank, world=world, num_workers=p.num_workers)
-        fit = evaluate(model, train_eval, batch_size=max(p.batch_size, 256), device=device, rank=rank,
-                       world=world, num_workers=p.num_workers, limit=min(_length(val_set), n_train))
-        dead = fires.result() if world == 1 else None   # per-process counts; only exact unsharded
+            val = evaluate(
+                model,
+                val_set,
+                batch_size=max(p.batch_size, 256),
+                device=device,
+                rank=rank,
+                world=world,
+                num_workers=p.num_workers,
+            )
+        fit = evaluate(
+            model,
+            train_eval,
+            batch_size=max(p.batch_size, 256),
+            device=device,
+            rank=rank,
+            world=world,
+            num_workers=p.num_workers,
+            limit=min(_length(val_set), n_train),
+        )
+        dead = fires.result() if world == 1 else None  # per-process counts; only exact unsharded
         tl, t1e, t5e = _summarise(counts.cpu())
-        history.append(dataclasses.asdict(EpochMetrics(
-            epoch=epoch + 1, lr=p.lr * plateau["scale"] * 0.1 ** sum(epoch >= e for e in p.lr_drop_epochs),
-            train_loss=tl, train_top1_error=t1e, train_top5_error=t5e,
-            val_loss=val["loss"], val_top1_error=val["top1_error"], val_top5_error=val["top5_error"],
-            train_seconds=train_seconds, val_seconds=time.perf_counter() - t1,
-            images_per_s=steps * p.batch_size / train_seconds, clipped_filters=int(clipped),
-            train_eval_top1_error=fit["top1_error"], train_eval_top5_error=fit["top5_error"],
-            dead_share={k: dead.dead_share(k) for k in dead.fire_counts} if dead else {},
-            max_filter_rms=max(float(filter_rms(c).max()) for c in conv_layers(model)),
-            data_seconds=waited[0])))
+        history.append(
+            dataclasses.asdict(
+                EpochMetrics(
+                    epoch=epoch + 1,
+                    lr=p.lr * plateau["scale"] * 0.1 ** sum(epoch >= e for e in p.lr_drop_epochs),
+                    train_loss=tl,
+                    train_top1_error=t1e,
+                    train_top5_error=t5e,
+                    val_loss=val["loss"],
+                    val_top1_error=val["top1_error"],
+                    val_top5_error=val["top5_error"],
+                    train_seconds=train_seconds,
+                    val_seconds=time.perf_counter() - t1,
+                    images_per_s=steps * p.batch_size / train_seconds,
+                    clipped_filters=int(clipped),
+                    train_eval_top1_error=fit["top1_error"],
+                    train_eval_top5_error=fit["top5_error"],
+                    dead_share={k: dead.dead_share(k) for k in dead.fire_counts} if dead else {},
+                    max_filter_rms=max(float(filter_rms(c).max()) for c in conv_layers(model)),
+                    data_seconds=waited[0],
+                )
+            )
+        )
         _anneal_on_plateau(opt, plateau, val["top1_error"], spec.options)
         if bar is not None:
-            bar.write(f"epoch {epoch + 1}/{p.epochs}: train loss {tl:.3f} err {t1e:.1f}% | "
-                      f"val loss {val['loss']:.3f} err {val['top1_error']:.1f}% "
-                      f"top5 {val['top5_error']:.1f}% | {history[-1]['images_per_s']:.0f} img/s")
+            bar.write(
+                f"epoch {epoch + 1}/{p.epochs}: train loss {tl:.3f} err {t1e:.1f}% | "
+                f"val loss {val['loss']:.3f} err {val['top1_error']:.1f}% "
+                f"top5 {val['top5_error']:.1f}% | {history[-1]['images_per_s']:.0f} img/s"
+            )
         if rank == 0:
             if float(epoch + 1) in keep:
                 store.save_weights(epoch + 1, _cpu_state(model))
-            store.save_resume(epoch + 1, {"model": _cpu_state(model), "optimizer": opt.state_dict(),
-                                          "plateau": plateau, "history": history, "epoch": epoch + 1})
+            store.save_resume(
+                epoch + 1,
+                {
+                    "model": _cpu_state(model),
+                    "optimizer": opt.state_dict(),
+                    "plateau": plateau,
+                    "history": history,
+                    "epoch": epoch + 1,
+                },
+            )
             store.save_history(history)
     if bar is not None:
         bar.close()
     if world > 1:
         import torch.distributed as dist
+
         dist.barrier()
     if rank == 0 and float(p.epochs) not in store.weight_epochs():
         store.save_weights(p.epochs, _cpu_state(model))  # resumed exactly at the end
-    return TrainRun(spec, store.dir, [EpochMetrics(**h) for h in history[:p.epochs]],
-                    [x for x in store.weight_epochs() if x <= p.epochs])
+    return TrainRun(
+        spec,
+        store.dir,
+        [EpochMetrics(**h) for h in history[: p.epochs]],
+        [x for x in store.weight_epochs() if x <= p.epochs],
+    )
 
 
 def _synchronize(device: torch.device) -> None:
@@ -226,7 +294,7 @@ def _timed(items: Iterator, waited: list) -> Iterator:
             yield item
     finally:
         if hasattr(items, "close"):
-            items.close()               # a loop left early stops the batches made ahead
+            items.close()  # a loop left early stops the batches made ahead
 
 
 def _set_dropout(model: nn.Module, profile: Profile, progress: float) -> None:
@@ -257,12 +325,14 @@ def _cpu_state(model: nn.Module) -> dict:
 
 def _wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     from torch.nn.parallel import DistributedDataParallel
+
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids)
 
 
-def _anneal_on_plateau(opt: torch.optim.Optimizer, plateau: dict, val_error: float,
-                       options: TrainOptions) -> None:
+def _anneal_on_plateau(
+    opt: torch.optim.Optimizer, plateau: dict, val_error: float, options: TrainOptions
+) -> None:
     """Section 3: "annealed by hand when the validation error plateaus", made a rule."""
     if options.plateau_patience == 0:
         return
@@ -281,18 +351,28 @@ def _progress(total: int, desc: str, enabled: bool):
     if not enabled or total <= 0:
         return None
     from tqdm.auto import tqdm
+
     return tqdm(total=total, desc=desc, unit="batch", leave=True, mininterval=0.5)
 
 
 def _postfix(bar, counts: torch.Tensor, world: int, images_per_s: float) -> None:
     loss, e1, _ = _summarise(counts.cpu())
-    bar.set_postfix(loss=f"{loss:.3f}", acc=f"{100 - e1:.1f}%", img_s=f"{images_per_s * world:.0f}",
-                    refresh=False)
+    bar.set_postfix(
+        loss=f"{loss:.3f}",
+        acc=f"{100 - e1:.1f}%",
+        img_s=f"{images_per_s * world:.0f}",
+        refresh=False,
+    )
 
 
-def compare_throughput(profile: "str | Profile", frozen: "Mapping[str, Sequence[str]]",
-                       steps: int = 3, rounds: int = 2, device: "str | torch.device" = "cpu",
-                       **overrides) -> dict[str, float]:
+def compare_throughput(
+    profile: "str | Profile",
+    frozen: "Mapping[str, Sequence[str]]",
+    steps: int = 3,
+    rounds: int = 2,
+    device: "str | torch.device" = "cpu",
+    **overrides,
+) -> dict[str, float]:
     """Training images per second of the profile's model with different sets of frozen layers,
     measured now, alternating, on one batch of training images (median of ``rounds``), on
     ``device`` (the batch is there before the clock starts: the steps' compute alone).
@@ -306,8 +386,10 @@ def compare_throughput(profile: "str | Profile", frozen: "Mapping[str, Sequence[
     memo = rendered_split(p, "train")
     idx = list(range(p.batch_size))
     if memo is None:
-        raise TrainError(f"compare_throughput renders a batch of procedural scenes; profile "
-                         f"{p.name!r} has none (use tiny or mini)")
+        raise TrainError(
+            f"compare_throughput renders a batch of procedural scenes; profile "
+            f"{p.name!r} has none (use tiny or mini)"
+        )
     device = torch.device(device)
     x, y = memo.batch(idx, 0, augment=False, device=device)
     x = x.contiguous(memory_format=torch.channels_last)
@@ -318,7 +400,7 @@ def compare_throughput(profile: "str | Profile", frozen: "Mapping[str, Sequence[
             _apply_freeze(model, {layer_key(l, LAYER_KEYS) for l in layers})
             opt = _optimizer(spec, model)
             model.train()
-            for i in range(steps + 1):                      # the first step warms up
+            for i in range(steps + 1):  # the first step warms up
                 if i == 1:
                     _synchronize(device)
                     t0 = time.perf_counter()

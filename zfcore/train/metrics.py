@@ -6,6 +6,7 @@ split (section 5.1 reports top-1 and top-5, Tables 2-3). Each epoch also records
 error on as many training images (the over-fitting gap), the share of dead maps per layer
 (``zfcore.health``) and the largest filter RMS (the clipping of section 3 holds it at 0.1).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -56,8 +57,14 @@ def _counts(logits: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> torch.
     k = min(5, logits.shape[1])
     top = logits.topk(k, dim=1).indices
     hit = top == y[:, None]
-    return torch.stack([loss.detach() * len(y), hit[:, 0].sum(), hit.any(1).sum(),
-                        torch.tensor(float(len(y)), device=loss.device)]).double()
+    return torch.stack(
+        [
+            loss.detach() * len(y),
+            hit[:, 0].sum(),
+            hit.any(1).sum(),
+            torch.tensor(float(len(y)), device=loss.device),
+        ]
+    ).double()
 
 
 def _summarise(c: torch.Tensor) -> tuple[float, float, float]:
@@ -66,8 +73,16 @@ def _summarise(c: torch.Tensor) -> tuple[float, float, float]:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset, batch_size: int = 256, device: "str | torch.device" = "cpu",
-             rank: int = 0, world: int = 1, num_workers: int = 0, limit: int | None = None) -> dict[str, float]:
+def evaluate(
+    model: nn.Module,
+    dataset,
+    batch_size: int = 256,
+    device: "str | torch.device" = "cpu",
+    rank: int = 0,
+    world: int = 1,
+    num_workers: int = 0,
+    limit: int | None = None,
+) -> dict[str, float]:
     """Loss and top-1/top-5 error (%) of ``model`` on ``dataset`` (its first ``limit`` images) in
     eval mode.
 
@@ -85,20 +100,28 @@ def evaluate(model: nn.Module, dataset, batch_size: int = 256, device: "str | to
         c += _counts(out, y, F.cross_entropy(out, y))
     if world > 1:
         import torch.distributed as dist
+
         dist.all_reduce(c)
     model.train(was)
     loss, e1, e5 = _summarise(c.cpu())
     return {"loss": loss, "top1_error": e1, "top5_error": e5, "n": int(c[3])}
 
 
-def _eval_stream(dataset, batch_size: int, rank: int = 0, world: int = 1, num_workers: int = 0,
-                 limit: int | None = None, device: "str | torch.device" = "cpu"):
+def _eval_stream(
+    dataset,
+    batch_size: int,
+    rank: int = 0,
+    world: int = 1,
+    num_workers: int = 0,
+    limit: int | None = None,
+    device: "str | torch.device" = "cpu",
+):
     """Batches ``(images, labels)`` of the first ``limit`` images, un-augmented, in order (on
     ``device`` when the data is rendered in memory, else on the CPU, in pinned memory for a GPU)."""
     source = _as_source(dataset)
     n = len(source) if limit is None else min(limit, len(source))
     idx = list(range(rank, n, world))
-    batches = [idx[s:s + batch_size] for s in range(0, len(idx), batch_size)]
+    batches = [idx[s : s + batch_size] for s in range(0, len(idx), batch_size)]
     if isinstance(source, RenderedScenes):
         return (source.batch(b, 0, augment=False, device=device) for b in batches)
     return _loader(source, batches, num_workers, pin_memory=torch.device(device).type == "cuda")

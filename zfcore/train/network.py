@@ -9,6 +9,7 @@ per layer with its own learning-rate multiplier (``layer_lr``, notebook 04), a l
 and step drops of the rate (``profile.warmup_epochs``, ``profile.lr_drop_epochs``), and freezing
 a layer after a given epoch (``freeze_after``).
 """
+
 from __future__ import annotations
 
 from typing import Mapping
@@ -24,13 +25,19 @@ def build_model(spec: TrainSpec) -> nn.Module:
     """The untrained network of ``spec``, initialised deterministically from ``profile.seed``."""
     p = spec.profile
     torch.manual_seed(p.seed)
-    model = build(spec.variant, first_layer="zf" if spec.arch == "zfnet" else "krizhevsky",
-                  width=p.width, image_size=p.image_size, num_classes=p.num_classes,
-                  fc_units=p.fc_units, dropout=p.dropout)
+    model = build(
+        spec.variant,
+        first_layer="zf" if spec.arch == "zfnet" else "krizhevsky",
+        width=p.width,
+        image_size=p.image_size,
+        num_classes=p.num_classes,
+        fc_units=p.fc_units,
+        dropout=p.dropout,
+    )
     if p.init == "paper":
         paper_init_(model)
     elif p.init == "he":  # He normal; the logits start small (profile.logits_init_std, the paper's
-        he_init_(model, seed=p.seed)   # 1e-2) unless it is None
+        he_init_(model, seed=p.seed)  # 1e-2) unless it is None
         if p.logits_init_std is not None:
             with torch.no_grad():
                 logits = model.get_submodule(layer_names(model)["logits"])
@@ -60,7 +67,9 @@ def layer_parameters(model: nn.Module) -> dict[str, list[nn.Parameter]]:
     """
     names = layer_names(model)
     order = [n for n, _ in model.named_modules()]
-    owners = [n for n, m in model.named_modules() if next(m.parameters(recurse=False), None) is not None]
+    owners = [
+        n for n, m in model.named_modules() if next(m.parameters(recurse=False), None) is not None
+    ]
     out: dict[str, list[nn.Parameter]] = {}
     taken: set[int] = set()
     for layer, qual in names.items():
@@ -83,10 +92,19 @@ def parameter_groups(model: nn.Module, lr: float, layer_lr: Mapping[str, float] 
     groups = layer_parameters(model)
     missing = sorted(set(mult) - set(groups))
     if missing:
-        raise TrainError(f"layer_lr names {missing}, which this model does not have "
-                         f"(it has {sorted(k for k in groups if k != 'other')})")
-    return [{"params": params, "lr": lr * mult.get(layer, 1.0), "layer": layer,
-             "lr_multiplier": mult.get(layer, 1.0)} for layer, params in groups.items()]
+        raise TrainError(
+            f"layer_lr names {missing}, which this model does not have "
+            f"(it has {sorted(k for k in groups if k != 'other')})"
+        )
+    return [
+        {
+            "params": params,
+            "lr": lr * mult.get(layer, 1.0),
+            "layer": layer,
+            "lr_multiplier": mult.get(layer, 1.0),
+        }
+        for layer, params in groups.items()
+    ]
 
 
 def _optimizer(spec: TrainSpec, model: nn.Module) -> torch.optim.Optimizer:
@@ -99,7 +117,9 @@ def _optimizer(spec: TrainSpec, model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.Adam(groups, lr=p.lr, weight_decay=p.weight_decay)
 
 
-def _set_lr(opt: torch.optim.Optimizer, spec: TrainSpec, scale: float, step: int, steps: int) -> None:
+def _set_lr(
+    opt: torch.optim.Optimizer, spec: TrainSpec, scale: float, step: int, steps: int
+) -> None:
     """Every group's rate: profile lr x its layer multiplier x plateau annealing x warm-up
     (linear from 0 over ``warmup_epochs``; a prefix of any longer run, like the rest)."""
     warm = spec.profile.warmup_epochs * steps

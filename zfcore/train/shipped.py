@@ -22,6 +22,7 @@ reproduced the shipped fingerprint::
     python -m zfcore.train --profile mini --export      # train (or take the cached run), then write
                                                         # zfcore/weights/mini.safetensors
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -41,8 +42,19 @@ from ..models import load_model_state, model_fingerprint
 from .network import build_model
 from .spec import TrainSpec
 
-__all__ = ["ShippedWeights", "ShippedError", "WEIGHTS_DIR", "RETRAIN_ENV", "weights_name",
-           "read", "find", "load", "export", "retrain_requested", "differences"]
+__all__ = [
+    "ShippedWeights",
+    "ShippedError",
+    "WEIGHTS_DIR",
+    "RETRAIN_ENV",
+    "weights_name",
+    "read",
+    "find",
+    "load",
+    "export",
+    "retrain_requested",
+    "differences",
+]
 
 #: Where the shipped files live: inside the package, so an installed zfcore has them too.
 WEIGHTS_DIR = package_dir() / "weights"
@@ -88,29 +100,40 @@ class ShippedWeights:
 
     def matches(self, spec: TrainSpec) -> bool:
         """Whether these are the final weights of the run ``spec`` asks for."""
-        return (self.config_hash == zcache.config_hash(spec.key_config())
-                and self.epochs == spec.profile.epochs)
+        return (
+            self.config_hash == zcache.config_hash(spec.key_config())
+            and self.epochs == spec.profile.epochs
+        )
 
     def describe(self) -> str:
         m = self.metadata
-        return (f"{self.path.name} (fingerprint {self.fingerprint}, {m['profile']} {m['arch']}/{m['variant']}, "
-                f"{m['epochs']} epochs, val top-1 error {float(m['val_top1_error']):.2f} %, torch {m['torch']})")
+        return (
+            f"{self.path.name} (fingerprint {self.fingerprint}, {m['profile']} {m['arch']}/{m['variant']}, "
+            f"{m['epochs']} epochs, val top-1 error {float(m['val_top1_error']):.2f} %, torch {m['torch']})"
+        )
 
 
 def read(path: "str | Path") -> ShippedWeights:
     """The metadata of a shipped file (the tensors are not read)."""
     from safetensors import SafetensorError, safe_open
+
     path = Path(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = dict(f.metadata() or {})
     except (OSError, SafetensorError) as e:
-        raise ShippedError(f"{path}: unreadable safetensors file ({e}); restore it from the "
-                           f"repository (git checkout -- {path.name}) or delete it to train") from None
-    missing = [k for k in ("format", "fingerprint", "config_hash", "epochs", "profile") if k not in meta]
+        raise ShippedError(
+            f"{path}: unreadable safetensors file ({e}); restore it from the "
+            f"repository (git checkout -- {path.name}) or delete it to train"
+        ) from None
+    missing = [
+        k for k in ("format", "fingerprint", "config_hash", "epochs", "profile") if k not in meta
+    ]
     if missing or meta.get("format") != _FORMAT:
-        raise ShippedError(f"{path}: not a zfcore weight file (metadata lacks {missing or ['format']}); "
-                           f"export one with python -m zfcore.train --profile NAME --export")
+        raise ShippedError(
+            f"{path}: not a zfcore weight file (metadata lacks {missing or ['format']}); "
+            f"export one with python -m zfcore.train --profile NAME --export"
+        )
     return ShippedWeights(path, meta)
 
 
@@ -127,6 +150,7 @@ def find(spec: TrainSpec, directory: "str | Path | None" = None) -> "ShippedWeig
 def differences(shipped: ShippedWeights, spec: TrainSpec) -> list[str]:
     """The key-configuration fields (dotted) in which ``spec`` differs from the shipped run, and
     ``epochs`` when the lengths differ: why :func:`find` did not take it."""
+
     def flat(d, prefix=""):
         out = {}
         for k, v in d.items():
@@ -135,6 +159,7 @@ def differences(shipped: ShippedWeights, spec: TrainSpec) -> list[str]:
             else:
                 out[f"{prefix}{k}"] = v
         return out
+
     ours = flat(json.loads(json.dumps(zcache._canonical(spec.key_config()))))
     theirs = flat(json.loads(shipped.metadata.get("key_config", "{}")))
     diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
@@ -145,13 +170,16 @@ def load(shipped: ShippedWeights, spec: TrainSpec) -> nn.Module:
     """``spec``'s network with the shipped weights, in eval mode on the CPU; raises
     :class:`ShippedError` when the loaded network's fingerprint is not the recorded one."""
     from safetensors.torch import load_file
+
     model = build_model(spec)
     load_model_state(model, load_file(str(shipped.path)), str(shipped.path))
     got = model_fingerprint(model)
     if got != shipped.fingerprint:
-        raise ShippedError(f"{shipped.path}: the loaded network's fingerprint is {got}, the file "
-                           f"records {shipped.fingerprint}: the file is damaged or the model code "
-                           f"changed; set {RETRAIN_ENV}=1 to train instead, or export it again")
+        raise ShippedError(
+            f"{shipped.path}: the loaded network's fingerprint is {got}, the file "
+            f"records {shipped.fingerprint}: the file is damaged or the model code "
+            f"changed; set {RETRAIN_ENV}=1 to train instead, or export it again"
+        )
     model.weights_source = f"shipped weights {shipped.path.name}"
     return model.eval()
 
@@ -161,22 +189,33 @@ def export(run, directory: "str | Path | None" = None) -> ShippedWeights:
     ``<directory>/<name>.safetensors`` (default: the package's ``weights/`` folder, in a checkout
     only) and return what was written."""
     from safetensors.torch import save_file
+
     if directory is None:
         if checkout_root() is None:
-            raise LocationError(f"{WEIGHTS_DIR} belongs to an installed package: pass an output "
-                                f"folder (--export DIR) to export weights outside a checkout")
+            raise LocationError(
+                f"{WEIGHTS_DIR} belongs to an installed package: pass an output "
+                f"folder (--export DIR) to export weights outside a checkout"
+            )
         directory = WEIGHTS_DIR
     spec: TrainSpec = run.spec
     model = run.model()
     state = {k: t.detach().cpu().contiguous().clone() for k, t in model.state_dict().items()}
     final = run.final
-    meta = {"format": _FORMAT, "profile": spec.profile.name, "arch": spec.arch, "variant": spec.variant,
-            "epochs": str(spec.profile.epochs), "config_hash": zcache.config_hash(spec.key_config()),
-            "key_config": json.dumps(zcache._canonical(spec.key_config()), sort_keys=True),
-            "fingerprint": model_fingerprint(model), "torch": torch.__version__,
-            "zfcore": _version(), "val_top1_error": repr(float(final.val_top1_error)),
-            "train_minutes": f"{run.train_seconds / 60:.1f}",
-            "exported": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    meta = {
+        "format": _FORMAT,
+        "profile": spec.profile.name,
+        "arch": spec.arch,
+        "variant": spec.variant,
+        "epochs": str(spec.profile.epochs),
+        "config_hash": zcache.config_hash(spec.key_config()),
+        "key_config": json.dumps(zcache._canonical(spec.key_config()), sort_keys=True),
+        "fingerprint": model_fingerprint(model),
+        "torch": torch.__version__,
+        "zfcore": _version(),
+        "val_top1_error": repr(float(final.val_top1_error)),
+        "train_minutes": f"{run.train_seconds / 60:.1f}",
+        "exported": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
     out = Path(directory) / f"{weights_name(spec)}.safetensors"
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
@@ -193,4 +232,5 @@ def export(run, directory: "str | Path | None" = None) -> ShippedWeights:
 
 def _version() -> str:
     from .. import __version__
+
     return __version__

@@ -11,6 +11,7 @@ architecture, the variant, the trainer options, :data:`TRAINER_VERSION` and the 
 version). A run of E epochs is the first E epochs of any longer run of the same configuration, so
 a shorter schedule is served from a longer run's checkpoint and a longer one resumes a shorter one.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,7 +26,9 @@ from ..models import TABLE3_VARIANTS, LayerError, layer_key
 from ..profiles import Profile, ProfileError, get_profile
 
 #: Bumped whenever a change to this package changes the weights a configuration trains to.
-TRAINER_VERSION = 4  # 4: warm-up, bias_init, He init, AdamW; dead maps and eval-mode train error in the history
+TRAINER_VERSION = (
+    4  # 4: warm-up, bias_init, He init, AdamW; dead maps and eval-mode train error in the history
+)
 
 #: Fractional checkpoints saved in the first epoch on top of ``profile.checkpoint_epochs``:
 #: lower layers settle within the first epoch on the small profiles (Fig. 4's point).
@@ -38,7 +41,7 @@ LAYER_KEYS = ("layer1", "layer2", "layer3", "layer4", "layer5", "layer6", "layer
 class TrainError(ZFCoreError, ValueError):
     """A bad training argument (unknown override, layer, architecture, variant or schedule)."""
 
-    __module__ = "zfcore.train"   # its public name, as raised and caught: zfcore.train.TrainError
+    __module__ = "zfcore.train"  # its public name, as raised and caught: zfcore.train.TrainError
 
 
 def _layer_map(value: "Mapping | Sequence | None", what: str) -> tuple[tuple[str, float], ...]:
@@ -50,7 +53,9 @@ def _layer_map(value: "Mapping | Sequence | None", what: str) -> tuple[tuple[str
     except (TypeError, ValueError) as e:
         if isinstance(e, (TrainError, LayerError)):
             raise
-        raise TrainError(f"{what} must map layers to numbers, e.g. {{'layer1': 0.1}}; got {value!r}") from None
+        raise TrainError(
+            f"{what} must map layers to numbers, e.g. {{'layer1': 0.1}}; got {value!r}"
+        ) from None
     for k, v in out.items():
         if not math.isfinite(v) or v < 0:
             raise TrainError(f"{what}[{k!r}] = {v} must be a finite number >= 0")
@@ -101,9 +106,11 @@ def split_overrides(overrides: Mapping[str, Any]) -> tuple[dict, dict]:
         else:
             unknown.append(k)
     if unknown:
-        raise TrainError(f"unknown training override(s) {sorted(unknown)}: use profile fields "
-                         f"(e.g. epochs, lr, optimizer, init, clip_rms, n_train) or trainer "
-                         f"options {sorted(_OPTION_FIELDS)}")
+        raise TrainError(
+            f"unknown training override(s) {sorted(unknown)}: use profile fields "
+            f"(e.g. epochs, lr, optimizer, init, clip_rms, n_train) or trainer "
+            f"options {sorted(_OPTION_FIELDS)}"
+        )
     return prof, opts
 
 
@@ -120,16 +127,22 @@ class TrainSpec:
         if self.arch not in ARCHS:
             raise TrainError(f"unknown arch {self.arch!r}: choose one of {', '.join(ARCHS)}")
         if self.variant not in TABLE3_VARIANTS:
-            raise TrainError(f"unknown variant {self.variant!r}: choose one of {sorted(TABLE3_VARIANTS)}")
+            raise TrainError(
+                f"unknown variant {self.variant!r}: choose one of {sorted(TABLE3_VARIANTS)}"
+            )
         p = self.profile
         if p.optimizer not in ("sgd", "adam", "adamw"):
-            raise TrainError(f"profile.optimizer must be 'sgd', 'adam' or 'adamw', not {p.optimizer!r}")
+            raise TrainError(
+                f"profile.optimizer must be 'sgd', 'adam' or 'adamw', not {p.optimizer!r}"
+            )
         if p.init not in ("paper", "default", "he"):
             raise TrainError(f"profile.init must be 'paper', 'default' or 'he', not {p.init!r}")
         if not isinstance(p.epochs, int) or p.epochs < 1:
             raise TrainError(f"epochs must be a positive int, not {p.epochs!r}")
         if p.batch_size < 1 or p.n_train < p.batch_size:
-            raise TrainError(f"n_train ({p.n_train}) must hold at least one batch of {p.batch_size}")
+            raise TrainError(
+                f"n_train ({p.n_train}) must hold at least one batch of {p.batch_size}"
+            )
 
     def key_config(self) -> dict:
         """What the weights depend on. ``epochs`` and ``checkpoint_epochs`` are left out: a run
@@ -137,9 +150,14 @@ class TrainSpec:
         ident = self.profile.identity()
         ident.pop("epochs")
         ident.pop("checkpoint_epochs")
-        return {"trainer_version": TRAINER_VERSION, "generator_version": _generator_version(),
-                "profile": ident, "arch": self.arch, "variant": self.variant,
-                "options": dataclasses.asdict(self.options)}
+        return {
+            "trainer_version": TRAINER_VERSION,
+            "generator_version": _generator_version(),
+            "profile": ident,
+            "arch": self.arch,
+            "variant": self.variant,
+            "options": dataclasses.asdict(self.options),
+        }
 
     def entry(self) -> Path:
         return zcache.entry_dir(self.profile.cache_dir, "train", self.key_config())
@@ -160,8 +178,9 @@ def _generator_version() -> Any:
     return getattr(data, "GENERATOR_VERSION", None)
 
 
-def make_spec(profile: "str | Profile" = "mini", arch: str = "zfnet", variant: str = "zf",
-              **overrides) -> TrainSpec:
+def make_spec(
+    profile: "str | Profile" = "mini", arch: str = "zfnet", variant: str = "zf", **overrides
+) -> TrainSpec:
     """A :class:`TrainSpec` from a profile name and ``trained_model``-style overrides."""
     prof_over, opt_over = split_overrides(overrides)
     try:

@@ -36,30 +36,115 @@ One job per module, each usable alone (everything is re-exported here, so
 :func:`average_precision` / :func:`per_class_ap` (from :mod:`zfcore.probes`): scikit-learn's
 definition, or the VOC devkit's (precision made monotone) with ``mode="voc"``.
 """
+
 from __future__ import annotations
 
 # Also used by name outside the package: DATASET_DEFAULTS, PRELOAD_BYTES and the tests' _features.
-from ..probes import (PROBE_METHODS, LinearProbe, TransferError, average_precision, fit_probe,
-                      mean_class_accuracy, per_class_ap)
+from ..probes import (
+    PROBE_METHODS,
+    LinearProbe,
+    TransferError,
+    average_precision,
+    fit_probe,
+    mean_class_accuracy,
+    per_class_ap,
+)
 from .config import DATASET_DEFAULTS, TransferConfig, transfer_config
-from .data import (REAL_DATASETS, PooledSplits, Split, TransferData, make_splits, multilabel_study,
-                   pretrained_model, real_transfer_data, transfer_data, transfer_studies)
+from .data import (
+    REAL_DATASETS,
+    PooledSplits,
+    Split,
+    TransferData,
+    make_splits,
+    multilabel_study,
+    pretrained_model,
+    real_transfer_data,
+    transfer_data,
+    transfer_studies,
+)
 from .paper import APPROACHES, PAPER_TABLES, summary_rows
-from .results import (SPEED_MEASURES, LayerProbeResult, MultiLabelResult, TrainingSpeedResult, TransferResult,
-                      draws_bootstrap, reaches, steps_to_reach)
-from .studies import (SPEED_VERSION, TRANSFER_VERSION, _features, probe_layers, run_multilabel, run_transfer,
-                      training_speed)
-from .training import (PRELOAD_BYTES, HeadRun, PlateauFit, TransferNet, batch_schedule, checks_made, fit_images,
-                       fit_to_plateau, plateau_reached, predict_scores, random_shift, scratch_like, train_head)
+from .results import (
+    SPEED_MEASURES,
+    LayerProbeResult,
+    MultiLabelResult,
+    TrainingSpeedResult,
+    TransferResult,
+    draws_bootstrap,
+    reaches,
+    steps_to_reach,
+)
+from .studies import (
+    SPEED_VERSION,
+    TRANSFER_VERSION,
+    _features,
+    probe_layers,
+    run_multilabel,
+    run_transfer,
+    training_speed,
+)
+from .training import (
+    PRELOAD_BYTES,
+    HeadRun,
+    PlateauFit,
+    TransferNet,
+    batch_schedule,
+    checks_made,
+    fit_images,
+    fit_to_plateau,
+    plateau_reached,
+    predict_scores,
+    random_shift,
+    scratch_like,
+    train_head,
+)
 
 __all__ = [
-    "TransferError", "TransferConfig", "transfer_config", "Split", "make_splits",
-    "LinearProbe", "fit_probe", "PROBE_METHODS", "mean_class_accuracy", "average_precision",
-    "per_class_ap", "TransferNet", "scratch_like", "fit_images", "batch_schedule", "predict_scores",
-    "TransferData", "PooledSplits", "transfer_data", "transfer_studies", "real_transfer_data",
-    "multilabel_study", "REAL_DATASETS", "pretrained_model", "TransferResult", "run_transfer",
-    "LayerProbeResult", "probe_layers", "MultiLabelResult", "run_multilabel", "TRANSFER_VERSION",
-    "PAPER_TABLES", "APPROACHES", "summary_rows", "random_shift", "PlateauFit", "plateau_reached",
-    "fit_to_plateau", "draws_bootstrap", "checks_made", "HeadRun", "reaches", "train_head", "steps_to_reach",
-    "SPEED_MEASURES", "TrainingSpeedResult", "training_speed", "SPEED_VERSION",
+    "TransferError",
+    "TransferConfig",
+    "transfer_config",
+    "Split",
+    "make_splits",
+    "LinearProbe",
+    "fit_probe",
+    "PROBE_METHODS",
+    "mean_class_accuracy",
+    "average_precision",
+    "per_class_ap",
+    "TransferNet",
+    "scratch_like",
+    "fit_images",
+    "batch_schedule",
+    "predict_scores",
+    "TransferData",
+    "PooledSplits",
+    "transfer_data",
+    "transfer_studies",
+    "real_transfer_data",
+    "multilabel_study",
+    "REAL_DATASETS",
+    "pretrained_model",
+    "TransferResult",
+    "run_transfer",
+    "LayerProbeResult",
+    "probe_layers",
+    "MultiLabelResult",
+    "run_multilabel",
+    "TRANSFER_VERSION",
+    "PAPER_TABLES",
+    "APPROACHES",
+    "summary_rows",
+    "random_shift",
+    "PlateauFit",
+    "plateau_reached",
+    "fit_to_plateau",
+    "draws_bootstrap",
+    "checks_made",
+    "HeadRun",
+    "reaches",
+    "train_head",
+    "steps_to_reach",
+    "SPEED_MEASURES",
+    "TrainingSpeedResult",
+    "training_speed",
+    "SPEED_VERSION",
 ]

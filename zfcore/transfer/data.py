@@ -10,6 +10,7 @@ PASCAL VOC 2012 from disk (:func:`real_transfer_data`; a missing set raises ``Da
 naming what to fetch and where). :func:`transfer_studies` / :func:`multilabel_study` pick a
 profile's targets, each with its :class:`TransferConfig`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,13 +26,24 @@ from ..probes import TransferError
 from ..profiles import Profile, get_profile
 from .config import TransferConfig, transfer_config
 
-__all__ = ["Split", "make_splits", "TransferData", "PooledSplits", "transfer_data", "REAL_DATASETS",
-           "real_transfer_data", "multilabel_study", "transfer_studies", "pretrained_model"]
+__all__ = [
+    "Split",
+    "make_splits",
+    "TransferData",
+    "PooledSplits",
+    "transfer_data",
+    "REAL_DATASETS",
+    "real_transfer_data",
+    "multilabel_study",
+    "transfer_studies",
+    "pretrained_model",
+]
 
 
 # ---------------------------------------------------------------------------------------------
 # Splits: n training images per class, a disjoint test set, several random draws
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Split:
@@ -47,13 +59,20 @@ class Split:
 def _class_labels(labels: torch.Tensor) -> torch.Tensor:
     labels = torch.as_tensor(labels)
     if labels.dim() != 1:
-        raise TransferError(f"labels must be 1-d class indices (got shape {tuple(labels.shape)}); "
-                            f"multi-label data (PASCAL VOC) uses run_multilabel")
+        raise TransferError(
+            f"labels must be 1-d class indices (got shape {tuple(labels.shape)}); "
+            f"multi-label data (PASCAL VOC) uses run_multilabel"
+        )
     return labels.long()
 
 
-def make_splits(labels: "torch.Tensor | Sequence[int]", ns: Sequence[int], draws: int,
-                test_per_class: int | None = 50, seed: int = 0) -> list[Split]:
+def make_splits(
+    labels: "torch.Tensor | Sequence[int]",
+    ns: Sequence[int],
+    draws: int,
+    test_per_class: int | None = 50,
+    seed: int = 0,
+) -> list[Split]:
     """``draws`` reproducible draws of ``n`` training images per class for every ``n`` in ``ns``.
 
     For draw ``d`` each class's images are shuffled by ``numpy.random.default_rng([seed, d])``
@@ -72,7 +91,8 @@ def make_splits(labels: "torch.Tensor | Sequence[int]", ns: Sequence[int], draws
     if short:
         raise TransferError(
             f"{len(short)} class(es) have too few images for n = {n_max} training images plus a "
-            f"test image: (class, images) {short[:5]}; lower ns or add images")
+            f"test image: (class, images) {short[:5]}; lower ns or add images"
+        )
     lab = labels.numpy()
     out = []
     for d in range(draws):
@@ -85,14 +105,20 @@ def make_splits(labels: "torch.Tensor | Sequence[int]", ns: Sequence[int], draws
                 train[n].append(idx[:n])
             rest = idx[n_max:]
             test.append(rest if test_per_class is None else rest[:test_per_class])
-        out.append(Split(d, {n: torch.from_numpy(np.sort(np.concatenate(v))) for n, v in train.items()},
-                         torch.from_numpy(np.sort(np.concatenate(test)))))
+        out.append(
+            Split(
+                d,
+                {n: torch.from_numpy(np.sort(np.concatenate(v))) for n, v in train.items()},
+                torch.from_numpy(np.sort(np.concatenate(test))),
+            )
+        )
     return out
 
 
 # ---------------------------------------------------------------------------------------------
 # Pools to draw from: the held-out scene classes, Caltech-101/256, PASCAL VOC 2012
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass
 class TransferData:
@@ -141,7 +167,9 @@ class PooledSplits(Dataset):
             pos = [k for k, (p, _) in enumerate(where) if p == part]
             local = [where[k][1] for k in pos]
             ds = self.parts[part]
-            items = ds.__getitems__(local) if hasattr(ds, "__getitems__") else [ds[j] for j in local]
+            items = (
+                ds.__getitems__(local) if hasattr(ds, "__getitems__") else [ds[j] for j in local]
+            )
             for k, item in zip(pos, items):
                 out[k] = item
         return out
@@ -155,31 +183,55 @@ def transfer_data(profile: "str | Profile") -> TransferData:
 
     P = get_profile(profile)
     if P.dataset != "scenes":
-        raise TransferError(f"profile {P.name!r} uses real data ({P.dataset}): use "
-                            f"real_transfer_data(profile, 'caltech101' | 'caltech256' | 'voc2012')")
+        raise TransferError(
+            f"profile {P.name!r} uses real data ({P.dataset}): use "
+            f"real_transfer_data(profile, 'caltech101' | 'caltech256' | 'voc2012')"
+        )
     splits = ("train", "val", "test")
     parts = [zdata.get_dataset(P, s, group="transfer") for s in splits]
-    key = {"profile": P.identity(), "group": "transfer", "splits": list(splits),
-           "generator": getattr(zdata, "GENERATOR_VERSION", None)}
-    return TransferData(f"{P.name} held-out classes", PooledSplits(parts),
-                        list(zdata.class_names(P, "transfer")), key)
+    key = {
+        "profile": P.identity(),
+        "group": "transfer",
+        "splits": list(splits),
+        "generator": getattr(zdata, "GENERATOR_VERSION", None),
+    }
+    return TransferData(
+        f"{P.name} held-out classes",
+        PooledSplits(parts),
+        list(zdata.class_names(P, "transfer")),
+        key,
+    )
 
 
 #: The real data sets of section 5 (read by :mod:`zfcore.data.registry`).
-REAL_DATASETS = {"caltech101": "Caltech-101", "caltech256": "Caltech-256", "voc2012": "PASCAL VOC 2012"}
+REAL_DATASETS = {
+    "caltech101": "Caltech-101",
+    "caltech256": "Caltech-256",
+    "voc2012": "PASCAL VOC 2012",
+}
 
 
 def _samples_key(ds: Dataset, root) -> Any:
     """Identity of a file-backed data set: its files (relative to ``root``) and targets."""
     from ..cache import config_hash
+
     samples = getattr(ds, "samples", None)
     if samples is None:
         return {"repr": repr(ds), "n": len(ds)}
-    rel = [(str(p).replace(str(root), "", 1), t.tolist() if hasattr(t, "tolist") else t) for p, t in samples]
-    return {"n": len(rel), "files": config_hash(rel), "transform": repr(getattr(ds, "transform", None))}
+    rel = [
+        (str(p).replace(str(root), "", 1), t.tolist() if hasattr(t, "tolist") else t)
+        for p, t in samples
+    ]
+    return {
+        "n": len(rel),
+        "files": config_hash(rel),
+        "transform": repr(getattr(ds, "transform", None)),
+    }
 
 
-def real_transfer_data(profile: "str | Profile", name: str, download: bool | None = None) -> TransferData:
+def real_transfer_data(
+    profile: "str | Profile", name: str, download: bool | None = None
+) -> TransferData:
     """Caltech-101, Caltech-256 (one pool of every image, split per draw by :func:`make_splits`,
     as section 5 does) or PASCAL VOC 2012 (``train`` to train, the official ``val`` to test; its
     test labels are not public) from ``profile.data_root``, with the paper's preprocessing
@@ -189,21 +241,33 @@ def real_transfer_data(profile: "str | Profile", name: str, download: bool | Non
 
     P = get_profile(profile)
     if name not in REAL_DATASETS:
-        raise TransferError(f"unknown transfer data set {name!r}: choose one of {sorted(REAL_DATASETS)}")
+        raise TransferError(
+            f"unknown transfer data set {name!r}: choose one of {sorted(REAL_DATASETS)}"
+        )
     root = Path(P.data_root)
     if name == "voc2012":
         train = registry.voc2012(root, "train", P.image_size, download=download)
         test = registry.voc2012(root, "val", P.image_size, download=download)
-        return TransferData(REAL_DATASETS[name], train, list(train.classes),
-                            {"name": name, "split": "train", **_samples_key(train, root)}, test,
-                            {"name": name, "split": "val", **_samples_key(test, root)})
+        return TransferData(
+            REAL_DATASETS[name],
+            train,
+            list(train.classes),
+            {"name": name, "split": "train", **_samples_key(train, root)},
+            test,
+            {"name": name, "split": "val", **_samples_key(test, root)},
+        )
     load = getattr(registry, name)
-    parts = [load(root, s, P.image_size, download=download, seed=P.data_seed) for s in ("train", "val", "test")]
+    parts = [
+        load(root, s, P.image_size, download=download, seed=P.data_seed)
+        for s in ("train", "val", "test")
+    ]
     key = {"name": name, "splits": [_samples_key(p, root) for p in parts]}
     return TransferData(REAL_DATASETS[name], PooledSplits(parts), list(parts[0].classes), key)
 
 
-def multilabel_study(profile: "str | Profile", **overrides) -> tuple[TransferData, TransferConfig] | None:
+def multilabel_study(
+    profile: "str | Profile", **overrides
+) -> tuple[TransferData, TransferConfig] | None:
     """PASCAL VOC 2012 (Table 6) with its config on real-data profiles when it is on disk, else
     ``None`` (the procedural profiles have no multi-label set)."""
     P = get_profile(profile)
@@ -216,7 +280,9 @@ def multilabel_study(profile: "str | Profile", **overrides) -> tuple[TransferDat
     return data, transfer_config(P, dataset="voc2012", **overrides)
 
 
-def transfer_studies(profile: "str | Profile", **overrides) -> list[tuple[TransferData, TransferConfig]]:
+def transfer_studies(
+    profile: "str | Profile", **overrides
+) -> list[tuple[TransferData, TransferConfig]]:
     """The single-label transfer targets of a profile, each with its :class:`TransferConfig`:
     the held-out scene classes on procedural profiles; Caltech-101 and Caltech-256 (those found on
     disk, with section 5's protocols) on real-data profiles."""
@@ -226,11 +292,15 @@ def transfer_studies(profile: "str | Profile", **overrides) -> list[tuple[Transf
     found, missing = [], []
     for name in ("caltech101", "caltech256"):
         try:
-            found.append((real_transfer_data(P, name), transfer_config(P, dataset=name, **overrides)))
+            found.append(
+                (real_transfer_data(P, name), transfer_config(P, dataset=name, **overrides))
+            )
         except FileNotFoundError as e:
             missing.append(f"{name}: {e}")
     if not found:
-        raise TransferError(f"no transfer data set for profile {P.name!r} is on disk:\n" + "\n".join(missing))
+        raise TransferError(
+            f"no transfer data set for profile {P.name!r} is on disk:\n" + "\n".join(missing)
+        )
     return found
 
 
@@ -241,6 +311,8 @@ def pretrained_model(profile: "str | Profile") -> nn.Module:
     P = get_profile(profile)
     if P.name == "imagenet":
         from ..models import alexnet
+
         return alexnet(pretrained=True).eval()
     from ..train import trained_model
+
     return trained_model(P).eval()

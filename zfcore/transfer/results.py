@@ -9,6 +9,7 @@
   per draw and ``n``; :func:`steps_to_reach`; :meth:`TrainingSpeedResult.verdicts`.
 * :func:`draws_bootstrap`: the verdicts' two-level bootstrap over draws and test images.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -21,34 +22,56 @@ from ..probes import TransferError
 from ..study import Result
 from ..verdicts import Verdict, bootstrap, from_interval
 
-__all__ = ["draws_bootstrap", "TransferResult", "LayerProbeResult", "MultiLabelResult", "reaches",
-           "steps_to_reach", "SPEED_MEASURES", "TrainingSpeedResult"]
+__all__ = [
+    "draws_bootstrap",
+    "TransferResult",
+    "LayerProbeResult",
+    "MultiLabelResult",
+    "reaches",
+    "steps_to_reach",
+    "SPEED_MEASURES",
+    "TrainingSpeedResult",
+]
 
 
 # ---------------------------------------------------------------------------------------------
 # Tables 4-5 and Fig. 9: pretrained vs from scratch, n images per class, several draws
 # ---------------------------------------------------------------------------------------------
 
+
 def _std(t: torch.Tensor) -> torch.Tensor:
     t = t.double()
     return t.std(0) if t.shape[0] > 1 else torch.zeros(t.shape[1], dtype=torch.float64)
 
 
-def _class_means(values: np.ndarray, labels: np.ndarray, rng: np.random.Generator | None,
-                 n_boot: int) -> np.ndarray:
+def _class_means(
+    values: np.ndarray, labels: np.ndarray, rng: np.random.Generator | None, n_boot: int
+) -> np.ndarray:
     """Mean of per-class means of ``values`` (one draw's test images): ``(n_boot,)`` resampled
     within each class when ``rng`` is given, else the plain value ``(1,)``."""
     out = []
     for c in np.unique(labels):
         v = values[labels == c]
-        out.append(v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(1) if rng is not None
-                   else np.array([v.mean()]))
+        out.append(
+            v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(1)
+            if rng is not None
+            else np.array([v.mean()])
+        )
     return np.mean(out, axis=0)
 
 
-def draws_bootstrap(claim: str, model: "torch.Tensor | np.ndarray", control: "torch.Tensor | np.ndarray",
-                    labels: "torch.Tensor | np.ndarray", *, n_boot: int = 2000, seed: int = 0,
-                    scale: float = 100.0, margin: float = 0.0, unit: str = "points") -> Verdict:
+def draws_bootstrap(
+    claim: str,
+    model: "torch.Tensor | np.ndarray",
+    control: "torch.Tensor | np.ndarray",
+    labels: "torch.Tensor | np.ndarray",
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+    scale: float = 100.0,
+    margin: float = 0.0,
+    unit: str = "points",
+) -> Verdict:
     """A verdict on ``mean over draws of (model - control)`` mean class accuracy (section 5's
     score), with a 95 % interval from a two-level bootstrap: the draws (random training images
     and training seeds) resampled with replacement, and within each draw its test images
@@ -60,8 +83,10 @@ def draws_bootstrap(claim: str, model: "torch.Tensor | np.ndarray", control: "to
     a, b = np.asarray(model, dtype=float), np.asarray(control, dtype=float)
     y = np.asarray(labels)
     if a.shape != b.shape or a.ndim != 2 or y.shape != a.shape or a.shape[1] < 2:
-        raise TransferError(f"'{claim}': model, control and labels need the same (draws, images) shape "
-                            f"with >= 2 images, got {a.shape}, {b.shape}, {y.shape}")
+        raise TransferError(
+            f"'{claim}': model, control and labels need the same (draws, images) shape "
+            f"with >= 2 images, got {a.shape}, {b.shape}, {y.shape}"
+        )
     rng = np.random.default_rng(seed)
     D = a.shape[0]
     point = np.mean([_class_means(a[d] - b[d], y[d], None, 1)[0] for d in range(D)])
@@ -69,9 +94,16 @@ def draws_bootstrap(claim: str, model: "torch.Tensor | np.ndarray", control: "to
     pick = rng.integers(0, D, size=(n_boot, D))
     diffs = scale * per_draw[pick, np.arange(n_boot)[:, None]].mean(1)
     low, high = np.quantile(diffs, [0.025, 0.975])
-    return from_interval(claim, scale * point, float(low), float(high), margin=margin, unit=unit,
-                         source=f"bootstrap over {D} draw{'s' if D > 1 else ''} (training images and seeds) "
-                                f"and, within each, its {a.shape[1]} test images by class ({n_boot} resamples)")
+    return from_interval(
+        claim,
+        scale * point,
+        float(low),
+        float(high),
+        margin=margin,
+        unit=unit,
+        source=f"bootstrap over {D} draw{'s' if D > 1 else ''} (training images and seeds) "
+        f"and, within each, its {a.shape[1]} test images by class ({n_boot} resamples)",
+    )
 
 
 @dataclass
@@ -129,30 +161,50 @@ class TransferResult(Result):
                     out[f"{prefix}{a}_accuracy_pct_n{n}"] = 100 * m
                     out[f"{prefix}{a}_accuracy_std_pct_n{n}"] = 100 * s
         if self.has("scratch"):
-            out[f"{prefix}pretrained_advantage_pct_smallest_n"] = 100 * float(self.advantage("scratch")[0])
+            out[f"{prefix}pretrained_advantage_pct_smallest_n"] = 100 * float(
+                self.advantage("scratch")[0]
+            )
             if self.scratch_train.numel():
                 for j, n in enumerate(self.ns):
-                    out[f"{prefix}scratch_train_accuracy_pct_n{n}"] = 100 * float(self.scratch_train[:, j].double().mean())
-                    out[f"{prefix}scratch_steps_mean_n{n}"] = float(self.scratch_steps[:, j].double().mean())
-                    out[f"{prefix}scratch_stops_n{n}"] = ",".join(sorted({row[j] for row in self.scratch_stopped}))
+                    out[f"{prefix}scratch_train_accuracy_pct_n{n}"] = 100 * float(
+                        self.scratch_train[:, j].double().mean()
+                    )
+                    out[f"{prefix}scratch_steps_mean_n{n}"] = float(
+                        self.scratch_steps[:, j].double().mean()
+                    )
+                    out[f"{prefix}scratch_stops_n{n}"] = ",".join(
+                        sorted({row[j] for row in self.scratch_stopped})
+                    )
         out[f"{prefix}mean_ap_pct_n{self.ns[-1]}"] = 100 * float(torch.nanmean(self.ap[:, -1]))
         out[f"{prefix}draws"] = self.draws
         out[f"{prefix}test_images_per_draw"] = self.test_images
         out[f"{prefix}softmax_fit_seconds"] = self.softmax_seconds
         return out
 
-    def verdicts(self, approach: str = "scratch", *, n_boot: int = 2000, seed: int = 0) -> list[Verdict]:
+    def verdicts(
+        self, approach: str = "scratch", *, n_boot: int = 2000, seed: int = 0
+    ) -> list[Verdict]:
         """Tables 4-5's claim at every ``n``: the pretrained network beats ``approach`` (positive
         effect = pretrained better, in points of mean class accuracy), decided by
         :func:`draws_bootstrap` over the draws both arms ran on. Claims are named
         ``pretrained_beats_<approach>_n<n>``."""
         if not self.has(approach) or approach not in self.correct:
-            raise TransferError(f"no per-image results for {approach!r}: run it (e.g. scratch=True)")
+            raise TransferError(
+                f"no per-image results for {approach!r}: run it (e.g. scratch=True)"
+            )
         other = self.correct[approach]
         D = other.shape[0]
-        return [draws_bootstrap(f"pretrained_beats_{approach}_n{n}", self.correct["pretrained"][:D, j].float(),
-                                other[:, j].float(), self.test_labels[:D], n_boot=n_boot, seed=seed)
-                for j, n in enumerate(self.ns)]
+        return [
+            draws_bootstrap(
+                f"pretrained_beats_{approach}_n{n}",
+                self.correct["pretrained"][:D, j].float(),
+                other[:, j].float(),
+                self.test_labels[:D],
+                n_boot=n_boot,
+                seed=seed,
+            )
+            for j, n in enumerate(self.ns)
+        ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,14 +274,18 @@ class TrainingSpeedResult(Result):
         """``(draws, len(ns))`` steps or seconds of ``arm`` (``"pretrained"`` or ``"scratch"``), in
         double precision; a pretrained run that missed the target is charged its whole budget."""
         if arm not in ("pretrained", "scratch") or measure not in SPEED_MEASURES:
-            raise TransferError(f"cost(arm, measure) takes arm 'pretrained' or 'scratch' and measure one of "
-                                f"{list(SPEED_MEASURES)}, not {arm!r}, {measure!r}")
+            raise TransferError(
+                f"cost(arm, measure) takes arm 'pretrained' or 'scratch' and measure one of "
+                f"{list(SPEED_MEASURES)}, not {arm!r}, {measure!r}"
+            )
         if measure == "steps":
             return getattr(self, f"{arm}_steps").double()
         if arm == "pretrained":
             return self.feature_seconds.double()[None] + self.head_seconds.double()
-        return (self.scratch_steps.double() * self.scratch_step_seconds.double()[None]
-                + self.scratch_checks.double() * self.scratch_check_seconds.double()[None])
+        return (
+            self.scratch_steps.double() * self.scratch_step_seconds.double()[None]
+            + self.scratch_checks.double() * self.scratch_check_seconds.double()[None]
+        )
 
     def log_ratio(self, measure: str = "seconds") -> torch.Tensor:
         """``ln(scratch cost / pretrained cost)`` per draw and ``n`` (positive: the pretrained arm
@@ -250,22 +306,30 @@ class TrainingSpeedResult(Result):
         if claim is None:
             raise TransferError(f"measure must be one of {list(SPEED_MEASURES)}, not {measure!r}")
         if self.draws < 2:
-            raise TransferError(f"'{claim}' needs the scratch network on >= 2 draws for an interval over "
-                                f"draws, got {self.draws}: run with draws >= 2 (and network_draws >= 2 or None)")
+            raise TransferError(
+                f"'{claim}' needs the scratch network on >= 2 draws for an interval over "
+                f"draws, got {self.draws}: run with draws >= 2 (and network_draws >= 2 or None)"
+            )
         v = bootstrap(claim, self.log_ratio(measure).mean(1).numpy(), n_boot=n_boot, seed=seed)
         misses = int((~self.reached.bool()).sum())
         if measure == "seconds":
-            cost = (f"seconds on this machine: pretrained = extracting the n x K training images' "
-                    f"{self.config.get('layer', 'layer7')} features once + the softmax's steps; scratch = its "
-                    f"steps and training-accuracy checks, each timed here (timing noise not included)")
+            cost = (
+                f"seconds on this machine: pretrained = extracting the n x K training images' "
+                f"{self.config.get('layer', 'layer7')} features once + the softmax's steps; scratch = its "
+                f"steps and training-accuracy checks, each timed here (timing noise not included)"
+            )
         else:
-            cost = (f"Adam steps on minibatches of {self.config.get('train_batch', '?')} images, the same "
-                    f"optimiser and rate for both arms (feature extraction not counted)")
-        source = (f"bootstrap over {self.draws} draws (training images and seeds; each draw's mean over "
-                  f"n = {', '.join(map(str, self.ns))}; {n_boot} resamples) of ln(scratch / pretrained) in {cost}; "
-                  f"the pretrained cost is to reach the test accuracy the scratch network ends at and stay there "
-                  f"for the rest of {self.budget} steps; a softmax that ends below it counts as no faster, ratio at most 1 "
-                  f"({misses} of {self.reached.numel()} missed)")
+            cost = (
+                f"Adam steps on minibatches of {self.config.get('train_batch', '?')} images, the same "
+                f"optimiser and rate for both arms (feature extraction not counted)"
+            )
+        source = (
+            f"bootstrap over {self.draws} draws (training images and seeds; each draw's mean over "
+            f"n = {', '.join(map(str, self.ns))}; {n_boot} resamples) of ln(scratch / pretrained) in {cost}; "
+            f"the pretrained cost is to reach the test accuracy the scratch network ends at and stay there "
+            f"for the rest of {self.budget} steps; a softmax that ends below it counts as no faster, ratio at most 1 "
+            f"({misses} of {self.reached.numel()} missed)"
+        )
         return from_interval(claim, v.effect, v.low, v.high, source=source, unit="ln ratio")
 
     def verdicts(self, *, n_boot: int = 2000, seed: int = 0) -> list[Verdict]:
@@ -279,9 +343,13 @@ class TrainingSpeedResult(Result):
         for j, n in enumerate(self.ns):
             for arm in ("pretrained", "scratch"):
                 for m in ("steps", "seconds"):
-                    out[f"{prefix}{arm}_{m}_to_scratch_accuracy_mean_n{n}"] = float(self.cost(arm, m)[:, j].mean())
+                    out[f"{prefix}{arm}_{m}_to_scratch_accuracy_mean_n{n}"] = float(
+                        self.cost(arm, m)[:, j].mean()
+                    )
             out[f"{prefix}pretrained_feature_seconds_n{n}"] = float(self.feature_seconds[j])
-            out[f"{prefix}pretrained_missed_scratch_accuracy_n{n}"] = int((~self.reached.bool()[:, j]).sum())
+            out[f"{prefix}pretrained_missed_scratch_accuracy_n{n}"] = int(
+                (~self.reached.bool()[:, j]).sum()
+            )
         out[f"{prefix}pretrained_step_budget"] = self.budget
         for m in SPEED_MEASURES:
             out[f"{prefix}training_speedup_{m}_geomean"] = self.speedup(m)
@@ -291,6 +359,7 @@ class TrainingSpeedResult(Result):
 # ---------------------------------------------------------------------------------------------
 # Table 7: a linear SVM and a softmax on each layer's features
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass
 class LayerProbeResult(Result):
@@ -330,31 +399,51 @@ class LayerProbeResult(Result):
     def drops(self, method: str) -> list[tuple[str, str, float]]:
         """``(layer, next layer, fall in mean accuracy)`` wherever it falls with depth."""
         m = self.mean(method)
-        return [(self.layers[i], self.layers[i + 1], float(m[i] - m[i + 1]))
-                for i in range(len(m) - 1) if m[i + 1] < m[i]]
+        return [
+            (self.layers[i], self.layers[i + 1], float(m[i] - m[i + 1]))
+            for i in range(len(m) - 1)
+            if m[i + 1] < m[i]
+        ]
 
-    def verdict(self, method: str, deep: Sequence[str] = ("layer5", "layer6", "layer7"),
-                shallow: Sequence[str] = ("layer1", "layer2", "layer3"), *, n_boot: int = 2000,
-                seed: int = 0) -> Verdict:
+    def verdict(
+        self,
+        method: str,
+        deep: Sequence[str] = ("layer5", "layer6", "layer7"),
+        shallow: Sequence[str] = ("layer1", "layer2", "layer3"),
+        *,
+        n_boot: int = 2000,
+        seed: int = 0,
+    ) -> Verdict:
         """Table 7's claim ("higher layers generally produce more discriminative features"):
         the mean accuracy of the ``deep`` layers minus that of the ``shallow`` ones (points),
         decided by :func:`draws_bootstrap` over the draws and the test images (the same images
         for every layer). Claim ``deeper_layers_better_<method>``."""
         missing = [l for l in (*deep, *shallow) if l not in self.layers]
         if missing or not deep or not shallow:
-            raise TransferError(f"layers {missing} were not probed (probed: {self.layers}); "
-                                f"pass deep=/shallow= from those")
+            raise TransferError(
+                f"layers {missing} were not probed (probed: {self.layers}); "
+                f"pass deep=/shallow= from those"
+            )
         if method not in self.correct:
-            raise TransferError(f"no per-image results for {method!r}; methods: {list(self.correct)}")
+            raise TransferError(
+                f"no per-image results for {method!r}; methods: {list(self.correct)}"
+            )
         c = self.correct[method].float()
         pick = lambda ls: c[:, [self.layers.index(l) for l in ls]].mean(1)  # noqa: E731
-        return draws_bootstrap(f"deeper_layers_better_{method}", pick(deep), pick(shallow), self.test_labels,
-                               n_boot=n_boot, seed=seed)
+        return draws_bootstrap(
+            f"deeper_layers_better_{method}",
+            pick(deep),
+            pick(shallow),
+            self.test_labels,
+            n_boot=n_boot,
+            seed=seed,
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # Table 6: multi-label classification scored by per-class average precision (PASCAL VOC)
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass
 class MultiLabelResult(Result):
@@ -371,4 +460,3 @@ class MultiLabelResult(Result):
     @property
     def mean_ap(self) -> float:
         return float(torch.nanmean(self.ap))
-

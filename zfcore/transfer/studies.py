@@ -10,6 +10,7 @@ the configuration.
 * :func:`run_multilabel`: Table 6: one-vs-rest classifiers on PASCAL VOC 2012, scored by
   per-class average precision.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -26,12 +27,33 @@ from ..features import LAYERS, Features, cached_features, extract_features, mode
 from ..probes import TransferError, fit_probe, load_batch, mean_class_accuracy, per_class_ap
 from .config import TransferConfig
 from .data import TransferData, make_splits
-from .results import LayerProbeResult, MultiLabelResult, TrainingSpeedResult, TransferResult, steps_to_reach
-from .training import (TransferNet, _preloaded, _trainer, checks_made, fit_images, fit_to_plateau,
-                       predict_scores, scratch_like, train_head)
+from .results import (
+    LayerProbeResult,
+    MultiLabelResult,
+    TrainingSpeedResult,
+    TransferResult,
+    steps_to_reach,
+)
+from .training import (
+    TransferNet,
+    _preloaded,
+    _trainer,
+    checks_made,
+    fit_images,
+    fit_to_plateau,
+    predict_scores,
+    scratch_like,
+    train_head,
+)
 
-__all__ = ["TRANSFER_VERSION", "SPEED_VERSION", "run_transfer", "training_speed", "probe_layers",
-           "run_multilabel"]
+__all__ = [
+    "TRANSFER_VERSION",
+    "SPEED_VERSION",
+    "run_transfer",
+    "training_speed",
+    "probe_layers",
+    "run_multilabel",
+]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -55,26 +77,58 @@ def _class_names(data: TransferData, present: list[int]) -> list[str]:
     return [data.classes[c] if c < len(data.classes) else str(c) for c in present]
 
 
-def _config_key(model: nn.Module, data_key: Any, config: TransferConfig, kind: str, **extra) -> dict:
-    return {"version": TRANSFER_VERSION, "kind": kind, "model": model_fingerprint(model),
-            "data": data_key, "config": asdict(config), **extra}
+def _config_key(
+    model: nn.Module, data_key: Any, config: TransferConfig, kind: str, **extra
+) -> dict:
+    return {
+        "version": TRANSFER_VERSION,
+        "kind": kind,
+        "model": model_fingerprint(model),
+        "data": data_key,
+        "config": asdict(config),
+        **extra,
+    }
 
 
-def _features(model, data: TransferData, config: TransferConfig, layers, cache_dir, device, progress,
-              test: bool = False) -> Features:
-    return cached_features(model, data.test_dataset if test else data.dataset,
-                           data_key=data.test_key if test else data.key, cache_dir=cache_dir,
-                           layers=layers, pooled_side=config.pooled_side, pool=config.pool,
-                           batch_size=config.batch_size, device=device, progress=progress,
-                           desc=f"{data.name} features")
+def _features(
+    model,
+    data: TransferData,
+    config: TransferConfig,
+    layers,
+    cache_dir,
+    device,
+    progress,
+    test: bool = False,
+) -> Features:
+    return cached_features(
+        model,
+        data.test_dataset if test else data.dataset,
+        data_key=data.test_key if test else data.key,
+        cache_dir=cache_dir,
+        layers=layers,
+        pooled_side=config.pooled_side,
+        pool=config.pool,
+        batch_size=config.batch_size,
+        device=device,
+        progress=progress,
+        desc=f"{data.name} features",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Tables 4-5 and Fig. 9: pretrained vs from scratch, n images per class, several draws
 # ---------------------------------------------------------------------------------------------
 
-def run_transfer(model: nn.Module, data: TransferData, config: TransferConfig, *, cache_dir,
-                 device: "str | torch.device" = "cpu", progress: bool = True) -> TransferResult:
+
+def run_transfer(
+    model: nn.Module,
+    data: TransferData,
+    config: TransferConfig,
+    *,
+    cache_dir,
+    device: "str | torch.device" = "cpu",
+    progress: bool = True,
+) -> TransferResult:
     """Tables 4-5 and Fig. 9 on ``data``: for every draw and ``n`` in ``config.ns``, a new softmax
     on the frozen ``config.layer`` features of ``model`` (trained on the precomputed features),
     optionally fine-tuned end to end, and the same architecture trained from scratch on the same
@@ -84,6 +138,7 @@ def run_transfer(model: nn.Module, data: TransferData, config: TransferConfig, *
 
     def build() -> dict:
         import time
+
         feats = _features(model, data, config, [config.layer], cache_dir, device, progress)
         y, present = _remap(feats.labels.long())
         K = len(present)
@@ -104,14 +159,23 @@ def run_transfer(model: nn.Module, data: TransferData, config: TransferConfig, *
         test_labels = torch.stack([y[s.test] for s in splits])
         scr_train = torch.zeros(net_shape) if config.scratch else torch.zeros(0)
         scr_steps = torch.zeros(net_shape, dtype=torch.long) if config.scratch else torch.zeros(0)
-        scr_stopped = [["" for _ in config.ns] for _ in range(config.trained_draws)] if config.scratch else []
+        scr_stopped = (
+            [["" for _ in config.ns] for _ in range(config.trained_draws)] if config.scratch else []
+        )
         fit_time = 0.0
         jobs = [(s, j, n) for s in splits for j, n in enumerate(config.ns)]
         for s, j, n in tqdm(jobs, desc=f"transfer to {data.name}", disable=not progress):
             tr, te = s.train[n], s.test
             t0 = time.perf_counter()
-            probe = fit_probe(X[tr], y[tr], "softmax", num_classes=K, reg=config.reg,
-                              max_iter=config.max_iter, seed=config.seed)
+            probe = fit_probe(
+                X[tr],
+                y[tr],
+                "softmax",
+                num_classes=K,
+                reg=config.reg,
+                max_iter=config.max_iter,
+                seed=config.seed,
+            )
             fit_time += time.perf_counter() - t0
             scores = probe.scores(X[te])
             pre[s.draw, j] = mean_class_accuracy(scores.argmax(1), y[te])
@@ -130,26 +194,60 @@ def run_transfer(model: nn.Module, data: TransferData, config: TransferConfig, *
 
             if config.fine_tune:
                 net = TransferNet.from_probe(model, probe, config.layer, fine_tune=True)
-                fit_images(net, images, tr, y[tr], steps=config.steps(config.fine_tune_epochs, len(tr)),
-                           lr=config.fine_tune_lr, batch_size=config.train_batch, seed=run_seed,
-                           device=device, progress=False)
+                fit_images(
+                    net,
+                    images,
+                    tr,
+                    y[tr],
+                    steps=config.steps(config.fine_tune_epochs, len(tr)),
+                    lr=config.fine_tune_lr,
+                    batch_size=config.train_batch,
+                    seed=run_seed,
+                    device=device,
+                    progress=False,
+                )
                 fin[s.draw, j] = score(net, "fine_tuned")
             if config.scratch:
                 net = scratch_like(model, K, seed=run_seed)
-                fit = fit_to_plateau(net, images, tr, y[tr], lr=config.scratch_lr,
-                                     min_steps=config.scratch_min_steps, max_steps=config.scratch_max_steps,
-                                     check_every=config.scratch_check_every, patience=config.scratch_patience,
-                                     min_gain=config.scratch_min_gain, fit_accuracy=config.scratch_fit_accuracy,
-                                     batch_size=config.train_batch, seed=run_seed, shift=config.scratch_shift,
-                                     device=device)
+                fit = fit_to_plateau(
+                    net,
+                    images,
+                    tr,
+                    y[tr],
+                    lr=config.scratch_lr,
+                    min_steps=config.scratch_min_steps,
+                    max_steps=config.scratch_max_steps,
+                    check_every=config.scratch_check_every,
+                    patience=config.scratch_patience,
+                    min_gain=config.scratch_min_gain,
+                    fit_accuracy=config.scratch_fit_accuracy,
+                    batch_size=config.train_batch,
+                    seed=run_seed,
+                    shift=config.scratch_shift,
+                    device=device,
+                )
                 scr[s.draw, j] = score(net, "scratch")
                 scr_train[s.draw, j] = fit.train_accuracy
                 scr_steps[s.draw, j] = fit.steps
                 scr_stopped[s.draw][j] = fit.stopped
-        return TransferResult(data.name, _class_names(data, present), list(config.ns), pre, scr, fin,
-                              ap, int(len(splits[0].test)), int(X.shape[1]), fit_time / len(jobs),
-                              asdict(config), correct, test_labels, scr_train, scr_steps,
-                              scr_stopped).to_dict()
+        return TransferResult(
+            data.name,
+            _class_names(data, present),
+            list(config.ns),
+            pre,
+            scr,
+            fin,
+            ap,
+            int(len(splits[0].test)),
+            int(X.shape[1]),
+            fit_time / len(jobs),
+            asdict(config),
+            correct,
+            test_labels,
+            scr_train,
+            scr_steps,
+            scr_stopped,
+        ).to_dict()
 
     key = _config_key(model, data.key, config, "transfer")
     return TransferResult.from_dict(cached(cache_dir, "transfer", key, build))
@@ -159,21 +257,31 @@ def run_transfer(model: nn.Module, data: TransferData, config: TransferConfig, *
 # Section 5's "faster training": the cost of each arm's classifier
 # ---------------------------------------------------------------------------------------------
 
+
 def _seconds(work: Callable[[], Any], device, repeats: int = 1) -> float:
     """Median wall-clock seconds of ``repeats`` calls of ``work`` (after one untimed call)."""
+
     def once() -> float:
         t0 = time.perf_counter()
         work()
         if torch.device(device).type == "cuda":
             torch.cuda.synchronize(device)
         return time.perf_counter() - t0
+
     once()
     return statistics.median(once() for _ in range(repeats))
 
 
-def training_speed(model: nn.Module, data: TransferData, config: TransferConfig, *, cache_dir,
-                   device: "str | torch.device" = "cpu", progress: bool = True,
-                   timing_steps: int = 5) -> TrainingSpeedResult:
+def training_speed(
+    model: nn.Module,
+    data: TransferData,
+    config: TransferConfig,
+    *,
+    cache_dir,
+    device: "str | torch.device" = "cpu",
+    progress: bool = True,
+    timing_steps: int = 5,
+) -> TrainingSpeedResult:
     """Section 5's "faster training" on :func:`run_transfer`'s draws (cached; its scratch runs
     are read, not trained again): for every draw the scratch network ran on and every ``n``, a
     new softmax on the frozen ``config.layer`` features, trained with the scratch network's Adam
@@ -190,49 +298,119 @@ def training_speed(model: nn.Module, data: TransferData, config: TransferConfig,
     from tqdm.auto import tqdm
 
     if not config.scratch:
-        raise TransferError("training_speed compares with the from-scratch network: run with scratch=True")
+        raise TransferError(
+            "training_speed compares with the from-scratch network: run with scratch=True"
+        )
 
     def build() -> dict:
-        result = run_transfer(model, data, config, cache_dir=cache_dir, device=device, progress=progress)
+        result = run_transfer(
+            model, data, config, cache_dir=cache_dir, device=device, progress=progress
+        )
         feats = _features(model, data, config, [config.layer], cache_dir, device, progress)
         y, present = _remap(feats.labels.long())
         K, X = len(present), feats[config.layer]
-        splits = make_splits(y, config.ns, config.draws, config.test_per_class, config.seed)[:config.trained_draws]
+        splits = make_splits(y, config.ns, config.draws, config.test_per_class, config.seed)[
+            : config.trained_draws
+        ]
         shape = (len(splits), len(config.ns))
         pre_steps = torch.zeros(shape, dtype=torch.long)
         reached = torch.zeros(shape, dtype=torch.bool)
         head_s = torch.zeros(shape, dtype=torch.float64)
-        checks = torch.tensor([[checks_made(int(result.scratch_steps[d, j]), config.scratch_check_every,
-                                            config.scratch_max_steps) for j in range(len(config.ns))]
-                               for d in range(len(splits))], dtype=torch.long)
+        checks = torch.tensor(
+            [
+                [
+                    checks_made(
+                        int(result.scratch_steps[d, j]),
+                        config.scratch_check_every,
+                        config.scratch_max_steps,
+                    )
+                    for j in range(len(config.ns))
+                ]
+                for d in range(len(splits))
+            ],
+            dtype=torch.long,
+        )
         jobs = [(s, j, n) for s in splits for j, n in enumerate(config.ns)]
         for s, j, n in tqdm(jobs, desc=f"training speed on {data.name}", disable=not progress):
             tr, te, goal = s.train[n], s.test, float(result.scratch[s.draw, j])
-            run = train_head(X[tr], y[tr], X[te], y[te], K, max_steps=config.scratch_max_steps,
-                             lr=config.scratch_lr, batch_size=config.train_batch,
-                             seed=config.seed * 1000 + s.draw * 100 + j)
+            run = train_head(
+                X[tr],
+                y[tr],
+                X[te],
+                y[te],
+                K,
+                max_steps=config.scratch_max_steps,
+                lr=config.scratch_lr,
+                batch_size=config.train_batch,
+                seed=config.seed * 1000 + s.draw * 100 + j,
+            )
             hit = steps_to_reach(run.accuracy, goal)
             k = run.steps if hit is None else hit
-            reached[s.draw, j], pre_steps[s.draw, j], head_s[s.draw, j] = hit is not None, k, run.seconds[k - 1]
-        feat_s, step_s, check_s = (torch.zeros(len(config.ns), dtype=torch.float64) for _ in range(3))
+            reached[s.draw, j], pre_steps[s.draw, j], head_s[s.draw, j] = (
+                hit is not None,
+                k,
+                run.seconds[k - 1],
+            )
+        feat_s, step_s, check_s = (
+            torch.zeros(len(config.ns), dtype=torch.float64) for _ in range(3)
+        )
         images = _preloaded(data.dataset, splits[0].train[max(config.ns)])
         for j, n in enumerate(config.ns):
             tr = splits[0].train[n]
             x, _ = load_batch(images, tr)
-            feat_s[j] = _seconds(partial(extract_features, model, (x, y[tr]), [config.layer],
-                                         pooled_side=config.pooled_side, pool=config.pool,
-                                         batch_size=config.batch_size, device=device, progress=False), device)
+            feat_s[j] = _seconds(
+                partial(
+                    extract_features,
+                    model,
+                    (x, y[tr]),
+                    [config.layer],
+                    pooled_side=config.pooled_side,
+                    pool=config.pool,
+                    batch_size=config.batch_size,
+                    device=device,
+                    progress=False,
+                ),
+                device,
+            )
             net = scratch_like(model, K, seed=config.seed)
-            step = _trainer(net, images, tr, y[tr], lr=config.scratch_lr, flip=True, shift=config.scratch_shift,
-                            seed=config.seed, device=device)
-            step_s[j] = _seconds(partial(step, torch.arange(min(config.train_batch, len(tr)))), device,
-                                 repeats=timing_steps)
-            check_s[j] = _seconds(partial(predict_scores, net, images, tr, config.batch_size, device), device, 2)
-        return TrainingSpeedResult(data.name, list(config.ns), config.scratch_max_steps,
-                                   result.scratch.clone(), result.scratch_steps.long(), checks, pre_steps,
-                                   reached, head_s, feat_s, step_s, check_s, asdict(config)).to_dict()
+            step = _trainer(
+                net,
+                images,
+                tr,
+                y[tr],
+                lr=config.scratch_lr,
+                flip=True,
+                shift=config.scratch_shift,
+                seed=config.seed,
+                device=device,
+            )
+            step_s[j] = _seconds(
+                partial(step, torch.arange(min(config.train_batch, len(tr)))),
+                device,
+                repeats=timing_steps,
+            )
+            check_s[j] = _seconds(
+                partial(predict_scores, net, images, tr, config.batch_size, device), device, 2
+            )
+        return TrainingSpeedResult(
+            data.name,
+            list(config.ns),
+            config.scratch_max_steps,
+            result.scratch.clone(),
+            result.scratch_steps.long(),
+            checks,
+            pre_steps,
+            reached,
+            head_s,
+            feat_s,
+            step_s,
+            check_s,
+            asdict(config),
+        ).to_dict()
 
-    key = _config_key(model, data.key, config, "speed", speed_version=SPEED_VERSION, timing_steps=timing_steps)
+    key = _config_key(
+        model, data.key, config, "speed", speed_version=SPEED_VERSION, timing_steps=timing_steps
+    )
     return TrainingSpeedResult.from_dict(cached(cache_dir, "transfer", key, build))
 
 
@@ -240,9 +418,19 @@ def training_speed(model: nn.Module, data: TransferData, config: TransferConfig,
 # Table 7: a linear SVM and a softmax on each layer's features
 # ---------------------------------------------------------------------------------------------
 
-def probe_layers(model: nn.Module, data: TransferData, config: TransferConfig, *, n: int | None = None,
-                 layers: Sequence[str] = LAYERS, methods: Sequence[str] = ("svm", "softmax"),
-                 cache_dir, device: "str | torch.device" = "cpu", progress: bool = True) -> LayerProbeResult:
+
+def probe_layers(
+    model: nn.Module,
+    data: TransferData,
+    config: TransferConfig,
+    *,
+    n: int | None = None,
+    layers: Sequence[str] = LAYERS,
+    methods: Sequence[str] = ("svm", "softmax"),
+    cache_dir,
+    device: "str | torch.device" = "cpu",
+    progress: bool = True,
+) -> LayerProbeResult:
     """Table 7: train each of ``methods`` on each layer's features with ``n`` images per class
     (default ``max(config.ns)``) and score them on the test images, for every draw.
 
@@ -254,8 +442,10 @@ def probe_layers(model: nn.Module, data: TransferData, config: TransferConfig, *
 
     n = max(config.ns) if n is None else int(n)
     if n not in config.ns:
-        raise TransferError(f"n = {n} is not one of config.ns = {config.ns}: the splits are shared "
-                            f"with run_transfer, so pick one of those")
+        raise TransferError(
+            f"n = {n} is not one of config.ns = {config.ns}: the splits are shared "
+            f"with run_transfer, so pick one of those"
+        )
     bad = [m for m in methods if m not in ("svm", "softmax")]
     if bad:
         raise TransferError(f"Table 7 methods are 'svm' and 'softmax', not {bad}")
@@ -272,14 +462,31 @@ def probe_layers(model: nn.Module, data: TransferData, config: TransferConfig, *
         for s, i, l, m in tqdm(jobs, desc="probing layers", disable=not progress):
             X = feats[l]
             tr, te = s.train[n], s.test
-            probe = fit_probe(X[tr], y[tr], m, num_classes=len(present), reg=config.reg,
-                              C=config.svm_C, max_iter=config.max_iter, seed=config.seed)
+            probe = fit_probe(
+                X[tr],
+                y[tr],
+                m,
+                num_classes=len(present),
+                reg=config.reg,
+                C=config.svm_C,
+                max_iter=config.max_iter,
+                seed=config.seed,
+            )
             pred = probe.predict(X[te])
             acc[m][s.draw, i] = mean_class_accuracy(pred, y[te])
             correct[m][s.draw, i] = pred == y[te]
-        return LayerProbeResult(data.name, layers, n, acc, [int(feats[l].shape[1]) for l in layers],
-                                T, _class_names(data, present), asdict(config), correct,
-                                torch.stack([y[s.test] for s in splits])).to_dict()
+        return LayerProbeResult(
+            data.name,
+            layers,
+            n,
+            acc,
+            [int(feats[l].shape[1]) for l in layers],
+            T,
+            _class_names(data, present),
+            asdict(config),
+            correct,
+            torch.stack([y[s.test] for s in splits]),
+        ).to_dict()
 
     key = _config_key(model, data.key, config, "layers", layers=layers, n=n, methods=list(methods))
     return LayerProbeResult.from_dict(cached(cache_dir, "transfer", key, build))
@@ -289,9 +496,17 @@ def probe_layers(model: nn.Module, data: TransferData, config: TransferConfig, *
 # Table 6: multi-label classification scored by per-class average precision (PASCAL VOC)
 # ---------------------------------------------------------------------------------------------
 
-def run_multilabel(model: nn.Module, data: TransferData, config: TransferConfig, *, cache_dir,
-                   method: str = "sigmoid", device: "str | torch.device" = "cpu",
-                   progress: bool = True) -> MultiLabelResult:
+
+def run_multilabel(
+    model: nn.Module,
+    data: TransferData,
+    config: TransferConfig,
+    *,
+    cache_dir,
+    method: str = "sigmoid",
+    device: "str | torch.device" = "cpu",
+    progress: bool = True,
+) -> MultiLabelResult:
     """Table 6: one-vs-rest classifiers (``"sigmoid"`` logistic or ``"svm"``) on the frozen
     ``config.layer`` features of every image of ``data.dataset`` (multi-hot labels), scored by
     per-class AP on ``data.test_dataset``."""
@@ -304,12 +519,23 @@ def run_multilabel(model: nn.Module, data: TransferData, config: TransferConfig,
         tr = _features(model, data, config, [config.layer], cache_dir, device, progress)
         te = _features(model, data, config, [config.layer], cache_dir, device, progress, test=True)
         if tr.labels.dim() != 2:
-            raise TransferError(f"{data.name}: multi-label data needs multi-hot (N, K) labels, got "
-                                f"shape {tuple(tr.labels.shape)}")
-        probe = fit_probe(tr[config.layer], tr.labels, method, reg=config.reg, C=config.svm_C,
-                          max_iter=config.max_iter, seed=config.seed)
+            raise TransferError(
+                f"{data.name}: multi-label data needs multi-hot (N, K) labels, got "
+                f"shape {tuple(tr.labels.shape)}"
+            )
+        probe = fit_probe(
+            tr[config.layer],
+            tr.labels,
+            method,
+            reg=config.reg,
+            C=config.svm_C,
+            max_iter=config.max_iter,
+            seed=config.seed,
+        )
         ap = per_class_ap(probe.scores(te[config.layer]), te.labels, mode="voc")
-        return MultiLabelResult(data.name, list(data.classes), ap, len(tr), len(te), asdict(config)).to_dict()
+        return MultiLabelResult(
+            data.name, list(data.classes), ap, len(tr), len(te), asdict(config)
+        ).to_dict()
 
     key = _config_key(model, [data.key, data.test_key], config, "multilabel", method=method)
     return MultiLabelResult.from_dict(cached(cache_dir, "transfer", key, build))

@@ -11,6 +11,7 @@
   scored on test features after every step (the pretrained arm of section 5's "faster training").
 * :func:`predict_scores`: class scores of a network for some images of a pool.
 """
+
 from __future__ import annotations
 
 import copy
@@ -25,16 +26,36 @@ from torch.utils.data import Dataset
 
 from ..features import layer_outputs
 from ..models import get_layer, layer_names
-from ..probes import LinearProbe, TransferError, _one_thread, _standardise, load_batch, mean_class_accuracy
+from ..probes import (
+    LinearProbe,
+    TransferError,
+    _one_thread,
+    _standardise,
+    load_batch,
+    mean_class_accuracy,
+)
 
-__all__ = ["TransferNet", "scratch_like", "batch_schedule", "PRELOAD_BYTES", "random_shift", "fit_images",
-           "PlateauFit", "plateau_reached", "fit_to_plateau", "checks_made", "HeadRun", "train_head",
-           "predict_scores"]
+__all__ = [
+    "TransferNet",
+    "scratch_like",
+    "batch_schedule",
+    "PRELOAD_BYTES",
+    "random_shift",
+    "fit_images",
+    "PlateauFit",
+    "plateau_reached",
+    "fit_to_plateau",
+    "checks_made",
+    "HeadRun",
+    "train_head",
+    "predict_scores",
+]
 
 
 # ---------------------------------------------------------------------------------------------
 # Networks: frozen layers 1-7 + a new softmax; the same architecture from scratch
 # ---------------------------------------------------------------------------------------------
+
 
 class TransferNet(nn.Module):
     """Layers 1-``layer`` of a trained network topped by a new linear layer (section 5).
@@ -47,8 +68,14 @@ class TransferNet(nn.Module):
     the source model is never changed.
     """
 
-    def __init__(self, backbone: nn.Module, num_classes: int, layer: str = "layer7",
-                 fine_tune: bool = False, head: nn.Linear | None = None):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_classes: int,
+        layer: str = "layer7",
+        fine_tune: bool = False,
+        head: nn.Linear | None = None,
+    ):
         super().__init__()
         layer_names(backbone)  # a clear error for a model without layer addressing
         self.backbone = copy.deepcopy(backbone)
@@ -72,13 +99,16 @@ class TransferNet(nn.Module):
         self.backbone.eval()
         device = next((p.device for p in self.backbone.parameters()), torch.device("cpu"))
         with torch.no_grad():
-            f = layer_outputs(self.backbone, torch.zeros(1, 3, size, size, device=device), [self.layer])[self.layer]
+            f = layer_outputs(
+                self.backbone, torch.zeros(1, 3, size, size, device=device), [self.layer]
+            )[self.layer]
         self.backbone.train(was)
         return int(f.flatten(1).shape[1])
 
     @classmethod
-    def from_probe(cls, backbone: nn.Module, probe: LinearProbe, layer: str = "layer7",
-                   fine_tune: bool = False) -> "TransferNet":
+    def from_probe(
+        cls, backbone: nn.Module, probe: LinearProbe, layer: str = "layer7", fine_tune: bool = False
+    ) -> "TransferNet":
         """The network whose last layer is ``probe`` (trained on precomputed ``layer`` features)."""
         return cls(backbone, probe.weight.shape[0], layer, fine_tune, head=probe.as_linear())
 
@@ -103,7 +133,9 @@ def scratch_like(model: nn.Module, num_classes: int, seed: int = 0) -> nn.Module
     net = copy.deepcopy(model)
     old = net.get_submodule(names["logits"])
     if not isinstance(old, nn.Linear):
-        raise TransferError(f"the logits layer {names['logits']} is a {type(old).__name__}, not nn.Linear")
+        raise TransferError(
+            f"the logits layer {names['logits']} is a {type(old).__name__}, not nn.Linear"
+        )
     parent_name, _, child = names["logits"].rpartition(".")
     parent = net.get_submodule(parent_name) if parent_name else net
     g = torch.random.fork_rng()
@@ -125,6 +157,7 @@ def scratch_like(model: nn.Module, num_classes: int, seed: int = 0) -> nn.Module
 # Training from images: minibatches, augmentation, fine-tuning, the scratch network to a plateau
 # ---------------------------------------------------------------------------------------------
 
+
 def batch_schedule(n_items: int, steps: int, batch_size: int, seed: int) -> list[torch.Tensor]:
     """The minibatches of :func:`fit_images`: ``steps`` batches of positions ``0..n_items-1``,
     epoch after epoch of seeded permutations (every item once per epoch)."""
@@ -139,7 +172,7 @@ def batch_schedule(n_items: int, steps: int, batch_size: int, seed: int) -> list
         if pos + bs > n_items:
             perm = torch.randperm(n_items, generator=g)
             pos = 0
-        out.append(perm[pos:pos + bs])
+        out.append(perm[pos : pos + bs])
         pos += bs
     return out
 
@@ -168,7 +201,7 @@ class _Preloaded(Dataset):
 
 
 #: Draws whose images fit in this many bytes are held in memory while training.
-PRELOAD_BYTES = 512 * 2 ** 20
+PRELOAD_BYTES = 512 * 2**20
 
 
 def _preloaded(dataset: Dataset, indices: torch.Tensor) -> Dataset:
@@ -188,8 +221,12 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
         raise TransferError(f"a shift of {max_shift} pixels does not fit {h}x{w} images")
     padded = F.pad(x, (max_shift,) * 4, mode="reflect")
     off = torch.randint(0, 2 * max_shift + 1, (n, 2), generator=generator)
-    return torch.stack([padded[i, :, int(off[i, 0]):int(off[i, 0]) + h, int(off[i, 1]):int(off[i, 1]) + w]
-                        for i in range(n)])
+    return torch.stack(
+        [
+            padded[i, :, int(off[i, 0]) : int(off[i, 0]) + h, int(off[i, 1]) : int(off[i, 1]) + w]
+            for i in range(n)
+        ]
+    )
 
 
 def _augment(x: torch.Tensor, flip: bool, shift: int, g: torch.Generator) -> torch.Tensor:
@@ -199,8 +236,18 @@ def _augment(x: torch.Tensor, flip: bool, shift: int, g: torch.Generator) -> tor
     return random_shift(x, shift, g)
 
 
-def _trainer(net: nn.Module, dataset: Dataset, indices, labels, *, lr: float, flip: bool, shift: int,
-             seed: int, device):
+def _trainer(
+    net: nn.Module,
+    dataset: Dataset,
+    indices,
+    labels,
+    *,
+    lr: float,
+    flip: bool,
+    shift: int,
+    seed: int,
+    device,
+):
     """One Adam step per call on the given positions of ``indices``; returns the loss."""
     indices = torch.as_tensor(indices).long()
     labels = torch.as_tensor(labels).long()
@@ -222,13 +269,26 @@ def _trainer(net: nn.Module, dataset: Dataset, indices, labels, *, lr: float, fl
         loss.backward()
         opt.step()
         return float(loss.detach())
+
     return step
 
 
-def fit_images(net: nn.Module, dataset: Dataset, indices: torch.Tensor, labels: torch.Tensor, *,
-               steps: int, lr: float, batch_size: int = 32, seed: int = 0, flip: bool = True,
-               shift: int = 0, device: "str | torch.device" = "cpu", progress: bool = True,
-               desc: str = "training") -> list[float]:
+def fit_images(
+    net: nn.Module,
+    dataset: Dataset,
+    indices: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    steps: int,
+    lr: float,
+    batch_size: int = 32,
+    seed: int = 0,
+    flip: bool = True,
+    shift: int = 0,
+    device: "str | torch.device" = "cpu",
+    progress: bool = True,
+    desc: str = "training",
+) -> list[float]:
     """Train ``net`` on the images ``dataset[indices]`` with targets ``labels`` (one per index).
 
     Adam over the parameters that require gradients, ``steps`` minibatches from
@@ -238,9 +298,18 @@ def fit_images(net: nn.Module, dataset: Dataset, indices: torch.Tensor, labels: 
     """
     from tqdm.auto import tqdm
 
-    step = _trainer(net, dataset, indices, labels, lr=lr, flip=flip, shift=shift, seed=seed, device=device)
-    losses = [step(b) for b in tqdm(batch_schedule(len(indices), steps, batch_size, seed), desc=desc,
-                                    disable=not progress, leave=False)]
+    step = _trainer(
+        net, dataset, indices, labels, lr=lr, flip=flip, shift=shift, seed=seed, device=device
+    )
+    losses = [
+        step(b)
+        for b in tqdm(
+            batch_schedule(len(indices), steps, batch_size, seed),
+            desc=desc,
+            disable=not progress,
+            leave=False,
+        )
+    ]
     net.eval()
     return losses
 
@@ -270,11 +339,25 @@ def plateau_reached(accuracies: Sequence[float], patience: int, min_gain: float)
     return max(a[-patience:]) <= max(a[:-patience]) + min_gain
 
 
-def fit_to_plateau(net: nn.Module, dataset: Dataset, indices: torch.Tensor, labels: torch.Tensor, *,
-                   lr: float, min_steps: int, max_steps: int, check_every: int = 25, patience: int = 3,
-                   min_gain: float = 0.01, fit_accuracy: float = 1.0, batch_size: int = 32,
-                   seed: int = 0, flip: bool = True, shift: int = 0,
-                   device: "str | torch.device" = "cpu") -> PlateauFit:
+def fit_to_plateau(
+    net: nn.Module,
+    dataset: Dataset,
+    indices: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    lr: float,
+    min_steps: int,
+    max_steps: int,
+    check_every: int = 25,
+    patience: int = 3,
+    min_gain: float = 0.01,
+    fit_accuracy: float = 1.0,
+    batch_size: int = 32,
+    seed: int = 0,
+    flip: bool = True,
+    shift: int = 0,
+    device: "str | torch.device" = "cpu",
+) -> PlateauFit:
     """Train ``net`` on ``dataset[indices]`` until its training accuracy stops rising: the
     from-scratch baseline of Tables 4-5 trained to convergence rather than for a number of passes
     that shrinks with ``n``.
@@ -285,10 +368,14 @@ def fit_to_plateau(net: nn.Module, dataset: Dataset, indices: torch.Tensor, labe
     accuracy reaches ``fit_accuracy`` or :func:`plateau_reached`; it never exceeds ``max_steps``.
     """
     if not (1 <= min_steps <= max_steps) or check_every < 1 or patience < 1:
-        raise TransferError(f"need 1 <= min_steps ({min_steps}) <= max_steps ({max_steps}), "
-                            f"check_every >= 1 ({check_every}) and patience >= 1 ({patience})")
+        raise TransferError(
+            f"need 1 <= min_steps ({min_steps}) <= max_steps ({max_steps}), "
+            f"check_every >= 1 ({check_every}) and patience >= 1 ({patience})"
+        )
     labels = torch.as_tensor(labels).long()
-    step = _trainer(net, dataset, indices, labels, lr=lr, flip=flip, shift=shift, seed=seed, device=device)
+    step = _trainer(
+        net, dataset, indices, labels, lr=lr, flip=flip, shift=shift, seed=seed, device=device
+    )
     checks: list[tuple[int, float]] = []
     losses: list[float] = []
     stopped = "max_steps"
@@ -312,14 +399,17 @@ def checks_made(steps: int, check_every: int, max_steps: int) -> int:
     """How many training-accuracy checks :func:`fit_to_plateau` made in a run of ``steps`` steps:
     one every ``check_every`` steps and one at ``max_steps``."""
     if not (0 <= steps <= max_steps) or check_every < 1:
-        raise TransferError(f"need 0 <= steps ({steps}) <= max_steps ({max_steps}) and check_every >= 1 "
-                            f"({check_every})")
+        raise TransferError(
+            f"need 0 <= steps ({steps}) <= max_steps ({max_steps}) and check_every >= 1 "
+            f"({check_every})"
+        )
     return steps // check_every + int(steps == max_steps and steps % check_every != 0)
 
 
 # ---------------------------------------------------------------------------------------------
 # A new softmax on fixed features, trained step by step like the scratch network
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass
 class HeadRun:
@@ -335,8 +425,18 @@ class HeadRun:
         return len(self.accuracy)
 
 
-def train_head(X: torch.Tensor, y: torch.Tensor, X_test: torch.Tensor, y_test: torch.Tensor, num_classes: int,
-               *, max_steps: int, lr: float, batch_size: int = 32, seed: int = 0) -> HeadRun:
+def train_head(
+    X: torch.Tensor,
+    y: torch.Tensor,
+    X_test: torch.Tensor,
+    y_test: torch.Tensor,
+    num_classes: int,
+    *,
+    max_steps: int,
+    lr: float,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> HeadRun:
     """Train a new linear layer on fixed features ``X`` ``(N, D)`` step by step, the way the
     from-scratch network of Tables 4-5 is trained: Adam at ``lr``, no weight decay, cross-entropy
     on :func:`batch_schedule`'s minibatches of ``batch_size`` (the same positions, in the same
@@ -350,11 +450,15 @@ def train_head(X: torch.Tensor, y: torch.Tensor, X_test: torch.Tensor, y_test: t
     X, X_test = torch.as_tensor(X).float(), torch.as_tensor(X_test).float()
     y, y_test = torch.as_tensor(y).long(), torch.as_tensor(y_test).long()
     if X.dim() != 2 or X_test.dim() != 2 or X.shape[1] != X_test.shape[1]:
-        raise TransferError(f"features must be (N, D) with the same D for training and test, got "
-                            f"{tuple(X.shape)} and {tuple(X_test.shape)}")
+        raise TransferError(
+            f"features must be (N, D) with the same D for training and test, got "
+            f"{tuple(X.shape)} and {tuple(X_test.shape)}"
+        )
     if y.shape[0] != X.shape[0] or y_test.shape[0] != X_test.shape[0]:
-        raise TransferError(f"{X.shape[0]} and {X_test.shape[0]} feature rows but {y.shape[0]} and "
-                            f"{y_test.shape[0]} labels")
+        raise TransferError(
+            f"{X.shape[0]} and {X_test.shape[0]} feature rows but {y.shape[0]} and "
+            f"{y_test.shape[0]} labels"
+        )
     if max_steps < 1:
         raise TransferError(f"max_steps must be >= 1, not {max_steps}")
     accuracy: list[float] = []
@@ -383,11 +487,18 @@ def train_head(X: torch.Tensor, y: torch.Tensor, X_test: torch.Tensor, y_test: t
 
 
 @torch.no_grad()
-def predict_scores(net: nn.Module, dataset: Dataset, indices: torch.Tensor, batch_size: int = 64,
-                   device: "str | torch.device" = "cpu") -> torch.Tensor:
+def predict_scores(
+    net: nn.Module,
+    dataset: Dataset,
+    indices: torch.Tensor,
+    batch_size: int = 64,
+    device: "str | torch.device" = "cpu",
+) -> torch.Tensor:
     """Class scores of ``net`` (eval mode) for ``dataset[indices]``, ``(len(indices), K)``."""
     net.to(device).eval()
     indices = torch.as_tensor(indices).long()
-    out = [net(_load(dataset, indices[i:i + batch_size])[0].to(device)).float().cpu()
-           for i in range(0, len(indices), batch_size)]
+    out = [
+        net(_load(dataset, indices[i : i + batch_size])[0].to(device)).float().cpu()
+        for i in range(0, len(indices), batch_size)
+    ]
     return torch.cat(out)

@@ -24,11 +24,21 @@ Launch it in JupyterLab (``notebooks/12_explorer.ipynb``) or as a web app with V
 
     voila notebooks/12_explorer.ipynb
 """
+
 from ..focus import object_focus
 from .session import ExplorerSession
 from .state import RULES, SOURCES, ExplorerError, ExplorerState
 from .tour import Timings, scripted_tour
 from .view import Explorer
 
-__all__ = ["ExplorerError", "ExplorerState", "ExplorerSession", "Explorer", "SOURCES", "RULES",
-           "Timings", "object_focus", "scripted_tour"]
+__all__ = [
+    "ExplorerError",
+    "ExplorerState",
+    "ExplorerSession",
+    "Explorer",
+    "SOURCES",
+    "RULES",
+    "Timings",
+    "object_focus",
+    "scripted_tour",
+]

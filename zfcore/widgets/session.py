@@ -19,6 +19,7 @@ per view). The model is run in eval mode and given back in the mode the caller l
 ipywidgets view (:mod:`zfcore.widgets.view`) only draws these panels and wires its controls to the
 ``select_*`` methods; tests and scripts use the session alone.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,7 +37,7 @@ from ..focus import focus_on_box
 from ..models import eval_mode, hidden_layers, layer_key
 from ..plotting import explorer as draw
 from ..profiles import Profile, get_profile
-from .state import RULES, ExplorerError, ExplorerState, _LRU, _torch_threads
+from .state import _LRU, RULES, ExplorerError, ExplorerState, _torch_threads
 
 __all__ = ["ExplorerSession"]
 
@@ -61,22 +62,41 @@ class ExplorerSession:
     >>> s.projection_panel()                                         # doctest: +SKIP
     """
 
-    def __init__(self, model: nn.Module, profile: "str | Profile" = "mini", *, dataset=None,
-                 split: str = "val", class_names: Sequence[str] | None = None,
-                 page_size: int = 192, cols: int = 16, cell: int = 30, panel: int = 224,
-                 top_k: int = 9, mine_images: int | None = None, mined: dict | None = None,
-                 threads: int | None = 1):
+    def __init__(
+        self,
+        model: nn.Module,
+        profile: "str | Profile" = "mini",
+        *,
+        dataset=None,
+        split: str = "val",
+        class_names: Sequence[str] | None = None,
+        page_size: int = 192,
+        cols: int = 16,
+        cell: int = 30,
+        panel: int = 224,
+        top_k: int = 9,
+        mine_images: int | None = None,
+        mined: dict | None = None,
+        threads: int | None = 1,
+    ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        self.model = model              # left in the caller's mode: see _evaluated
+        self.model = model  # left in the caller's mode: see _evaluated
         self.profile = get_profile(profile)
         size = getattr(model, "input_size", None)
         if size is not None and size != self.profile.image_size:
-            raise ExplorerError(f"the model takes {size}px inputs but profile "
-                                f"{self.profile.name!r} makes {self.profile.image_size}px images: "
-                                f"pass the profile the model was built for")
-        for name, v in (("page_size", page_size), ("cols", cols), ("cell", cell), ("panel", panel),
-                        ("top_k", top_k)):
+            raise ExplorerError(
+                f"the model takes {size}px inputs but profile "
+                f"{self.profile.name!r} makes {self.profile.image_size}px images: "
+                f"pass the profile the model was built for"
+            )
+        for name, v in (
+            ("page_size", page_size),
+            ("cols", cols),
+            ("cell", cell),
+            ("panel", panel),
+            ("top_k", top_k),
+        ):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ExplorerError(f"{name} must be a positive integer, not {v!r}")
         self.split = split
@@ -89,29 +109,34 @@ class ExplorerSession:
         self.top_k = top_k
         self.mine_images = mine_images
         self.threads = threads
-        self.state = ExplorerState(layer=self.layers[0], occlusion_size=self.default_occlusion_size())
+        self.state = ExplorerState(
+            layer=self.layers[0], occlusion_size=self.default_occlusion_size()
+        )
         self._uploads: dict[str, torch.Tensor] = {}
-        self._images = _LRU(16)           # image key -> (3, S, S) in [0, 1] and its label
-        self._acts = _LRU(8)              # image key -> {layer: activations}
-        self._grids = _LRU(32)            # (image key, layer, page) -> grid without highlight
-        self._projections = _LRU(256)     # (image key, layer, unit, rule) -> (3, S, S)
-        self._top = _LRU(64)              # (layer, unit, rule) -> top-k patches and projections
+        self._images = _LRU(16)  # image key -> (3, S, S) in [0, 1] and its label
+        self._acts = _LRU(8)  # image key -> {layer: activations}
+        self._grids = _LRU(32)  # (image key, layer, page) -> grid without highlight
+        self._projections = _LRU(256)  # (image key, layer, unit, rule) -> (3, S, S)
+        self._top = _LRU(64)  # (layer, unit, rule) -> top-k patches and projections
         self._mined: dict[str, Any] = dict(mined or {})  # layer -> mining result (TopK)
-        self._occlusions = _LRU(16)       # (image key, layer, unit, size) -> occlusion result
+        self._occlusions = _LRU(16)  # (image key, layer, unit, size) -> occlusion result
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
-    def for_profile(cls, profile: "str | Profile" = "mini", arch: str = "zfnet",
-                    **kwargs) -> "ExplorerSession":
+    def for_profile(
+        cls, profile: "str | Profile" = "mini", arch: str = "zfnet", **kwargs
+    ) -> "ExplorerSession":
         """A session on the profile's trained network (:func:`zfcore.train.trained_model`, cached;
         trained on first use)."""
         from ..train import trained_model
+
         return cls(trained_model(profile, arch=arch), profile, **kwargs)
 
     @property
     def dataset(self):
         if self._dataset is None:
             from ..data import get_dataset
+
             self._dataset = get_dataset(self.profile, self.split)
         return self._dataset
 
@@ -121,6 +146,7 @@ class ExplorerSession:
             n = self.n_units("logits")
             try:
                 from ..data import class_names
+
                 names = list(class_names(self.profile))
             except Exception:
                 names = []
@@ -129,6 +155,7 @@ class ExplorerSession:
 
     def sample_names(self) -> list[str]:
         from ..data.images import SAMPLE_PHOTOS
+
         return list(SAMPLE_PHOTOS)
 
     def default_occlusion_size(self) -> int:
@@ -168,14 +195,17 @@ class ExplorerSession:
         """Select feature map ``unit`` of the current layer (the grid turns to its page)."""
         n = self.n_units()
         if isinstance(unit, bool) or not isinstance(unit, (int, np.integer)) or not 0 <= unit < n:
-            raise ExplorerError(f"feature map {unit!r} does not exist: {self.state.layer} has maps "
-                                f"0 to {n - 1}")
+            raise ExplorerError(
+                f"feature map {unit!r} does not exist: {self.state.layer} has maps 0 to {n - 1}"
+            )
         return self._set(unit=int(unit), page=int(unit) // self.page_size)
 
     def select_page(self, page: int) -> ExplorerState:
         pages = self.n_pages()
         if not isinstance(page, (int, np.integer)) or not 0 <= page < pages:
-            raise ExplorerError(f"page {page!r} does not exist: {self.state.layer} has {pages} page(s)")
+            raise ExplorerError(
+                f"page {page!r} does not exist: {self.state.layer} has {pages} page(s)"
+            )
         return self._set(page=int(page))
 
     def select_cell(self, k: int) -> ExplorerState:
@@ -187,14 +217,22 @@ class ExplorerSession:
 
     def select_rule(self, rule: str) -> ExplorerState:
         if rule not in RULES:
-            raise ExplorerError(f"unknown projection rule {rule!r}: choose one of {', '.join(RULES)}")
+            raise ExplorerError(
+                f"unknown projection rule {rule!r}: choose one of {', '.join(RULES)}"
+            )
         return self._set(rule=rule)
 
     def select_dataset_image(self, index: int) -> ExplorerState:
         n = len(self.dataset)
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < n:
-            raise ExplorerError(f"image index {index!r} is out of range: the {self.split} split has "
-                                f"images 0 to {n - 1}")
+        if (
+            isinstance(index, bool)
+            or not isinstance(index, (int, np.integer))
+            or not 0 <= index < n
+        ):
+            raise ExplorerError(
+                f"image index {index!r} is out of range: the {self.split} split has "
+                f"images 0 to {n - 1}"
+            )
         return self._set(source="dataset", index=int(index))
 
     def select_sample(self, name: str) -> ExplorerState:
@@ -230,8 +268,10 @@ class ExplorerSession:
     def select_occlusion_size(self, size: int) -> ExplorerState:
         s = self.profile.image_size
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 1 <= size <= s:
-            raise ExplorerError(f"occlusion square of {size!r} pixels: choose 1 to {s} "
-                                f"(the image side), e.g. {self.default_occlusion_size()}")
+            raise ExplorerError(
+                f"occlusion square of {size!r} pixels: choose 1 to {s} "
+                f"(the image side), e.g. {self.default_occlusion_size()}"
+            )
         return self._set(occlusion_size=int(size))
 
     # ------------------------------------------------------------------ the image and its activations
@@ -252,16 +292,19 @@ class ExplorerSession:
                 box = tuple(int(round(float(v))) for v in b.boxes[0])
                 return b.images[0], int(b.labels[0]), box
             from ..data import denormalize
+
             x, y = ds[st.index]
             return denormalize(x[None], self.profile)[0].clamp(0, 1), int(y), None
         if st.source == "sample":
             from ..data.images import sample_photos
+
             return sample_photos(self.profile, [st.sample], normalized=False).images[0], None, None
         return self._uploads[st.upload], None, None
 
     def model_input(self) -> torch.Tensor:
         """The current image normalised for the network, ``(1, 3, S, S)``."""
         from ..data import normalize
+
         return normalize(self.image()[0][None], self.profile)
 
     def activations(self) -> dict[str, torch.Tensor]:
@@ -272,6 +315,7 @@ class ExplorerSession:
         def run():
             out = layer_activations(self.model, self.model_input(), self.layers + ["logits"])
             return {k: v[0].detach() for k, v in out.items()}
+
         return self._acts.get_or(self.state.image_key, lambda: self._evaluated(run))
 
     def n_units(self, layer: str | None = None) -> int:
@@ -302,7 +346,9 @@ class ExplorerSession:
 
     # ------------------------------------------------------------------ panels
     def geometry(self) -> draw.GridGeometry:
-        return draw.grid_geometry(self.n_units(), self.state.page, self.page_size, self.cols, self.cell)
+        return draw.grid_geometry(
+            self.n_units(), self.state.page, self.page_size, self.cols, self.cell
+        )
 
     def image_panel(self) -> np.ndarray:
         return draw.upscale(draw.image_rgb(self.image()[0]), self.panel)
@@ -311,8 +357,10 @@ class ExplorerSession:
         """The current page of the activation grid with the selected map framed."""
         st = self.state
         g = self.geometry()
-        base = self._grids.get_or((st.image_key, st.layer, st.page),
-                                  lambda: draw.activation_grid(self.activations()[st.layer], g))
+        base = self._grids.get_or(
+            (st.image_key, st.layer, st.page),
+            lambda: draw.activation_grid(self.activations()[st.layer], g),
+        )
         return draw.highlight_cell(base, g, st.unit)
 
     def feature_map_panel(self) -> np.ndarray:
@@ -335,8 +383,10 @@ class ExplorerSession:
             pos = self.strongest_position()
             req = requests(0, st.unit) if pos is None else requests(0, st.unit, *pos)
             return project(self.model, self.model_input(), st.layer, req, rule=st.rule).pixels[0]
-        return self._projections.get_or((st.image_key, st.layer, st.unit, st.rule),
-                                        lambda: self._evaluated(run))
+
+        return self._projections.get_or(
+            (st.image_key, st.layer, st.unit, st.rule), lambda: self._evaluated(run)
+        )
 
     def projection_panel(self) -> np.ndarray:
         return draw.upscale(draw.projection_rgb(self.projection()), self.panel)
@@ -366,9 +416,16 @@ class ExplorerSession:
         if layer not in self._mined:
             conv = [l for l in self.layers if l in DEFAULT_LAYERS]
             group = conv if layer in conv else [l for l in self.layers if l not in conv]
-            result = self._evaluated(lambda: mine_dataset(
-                self.model, self.profile, self.split, k=self.top_k, layers=group,
-                n_images=self.mine_images))
+            result = self._evaluated(
+                lambda: mine_dataset(
+                    self.model,
+                    self.profile,
+                    self.split,
+                    k=self.top_k,
+                    layers=group,
+                    n_images=self.mine_images,
+                )
+            )
             for l in group:
                 self._mined[l] = result
         return self._mined[layer]
@@ -403,12 +460,16 @@ class ExplorerSession:
                 images01 = ds.scenes(ids.tolist()).images
             else:
                 from ..data import denormalize
-                images01 = denormalize(torch.stack([ds[int(i)][0] for i in ids]), self.profile).clamp(0, 1)
+
+                images01 = denormalize(
+                    torch.stack([ds[int(i)][0] for i in ids]), self.profile
+                ).clamp(0, 1)
             fc = self.activations()[st.layer].dim() == 1
             if fc:  # a unit of layer 6 or 7 has no position: project the unit itself
                 req = requests(req.image, req.channel)
-            pixels = project(self.model, normalize(images01, self.profile), st.layer, req,
-                             rule=st.rule).pixels
+            pixels = project(
+                self.model, normalize(images01, self.profile), st.layer, req, rule=st.rule
+            ).pixels
             rf = receptive_field(self.model, st.layer)
             patches, projections = [], []
             for r in range(len(req)):
@@ -418,9 +479,15 @@ class ExplorerSession:
                 patches.append(draw.crop_square(images01[int(req.image[r])], box, fill=0.5))
                 projections.append(draw.crop_square(pixels[r], box, fill=0.0))
             k = len(req)
-            return {"patches": patches, "projections": projections,
-                    "values": lt.values[st.unit, :k].clone(), "images": lt.images[st.unit, :k].clone(),
-                    "labels": lt.labels[st.unit, :k].clone(), "n_images": result.n_images}
+            return {
+                "patches": patches,
+                "projections": projections,
+                "values": lt.values[st.unit, :k].clone(),
+                "images": lt.images[st.unit, :k].clone(),
+                "labels": lt.labels[st.unit, :k].clone(),
+                "n_images": result.n_images,
+            }
+
         return self._top.get_or((st.layer, st.unit, st.rule), lambda: self._evaluated(run))
 
     def top_panels(self) -> tuple[np.ndarray, np.ndarray, str]:
@@ -433,12 +500,16 @@ class ExplorerSession:
         common = ""
         if labels:
             top_label = max(set(labels), key=labels.count)
-            common = (f"; {labels.count(top_label)} of {len(labels)} are "
-                      f"{self.class_names[top_label] if top_label < len(self.class_names) else top_label}")
+            common = (
+                f"; {labels.count(top_label)} of {len(labels)} are "
+                f"{self.class_names[top_label] if top_label < len(self.class_names) else top_label}"
+            )
         v = t["values"]
-        caption = (f"{self.state.layer} map {self.state.unit}: its {len(v)} strongest activations "
-                   f"over {t['n_images']} {self.split} images ({float(v.min()):.3g} to "
-                   f"{float(v.max()):.3g}){common}")
+        caption = (
+            f"{self.state.layer} map {self.state.unit}: its {len(v)} strongest activations "
+            f"over {t['n_images']} {self.split} images ({float(v.min()):.3g} to "
+            f"{float(v.max()):.3g}){common}"
+        )
         return proj, patches, caption
 
     def occlusion_stride(self, window: int) -> int:
@@ -457,9 +528,18 @@ class ExplorerSession:
         window = st.occlusion_size
 
         def run():
-            return occlude(self.model, self.model_input(), self.image()[1], window=window,
-                           stride=self.occlusion_stride(window), layer=st.layer, feature=st.unit,
-                           progress=progress, mode=mode)
+            return occlude(
+                self.model,
+                self.model_input(),
+                self.image()[1],
+                window=window,
+                stride=self.occlusion_stride(window),
+                layer=st.layer,
+                feature=st.unit,
+                progress=progress,
+                mode=mode,
+            )
+
         result = self._occlusions.get_or(self._occlusion_key(mode), lambda: self._evaluated(run))
         if mode != "exact" and result.exact:
             self._occlusions.get_or(self._occlusion_key("exact"), lambda: result)
@@ -478,7 +558,9 @@ class ExplorerSession:
         """The exact occlusion maps of the current view (what the fast preset approximates)."""
         return self.occlusion(progress, mode="exact")
 
-    def occlusion_panel(self, progress: bool = False, mode: "str | None" = None) -> tuple[np.ndarray, str]:
+    def occlusion_panel(
+        self, progress: bool = False, mode: "str | None" = None
+    ) -> tuple[np.ndarray, str]:
         """Two maps over the image, dark where covering that spot with the grey square lowers the
         value: the selected map's total activity (Fig. 7b; from its lowest to its highest value)
         and p(correct class) (Fig. 7d; on the absolute scale 0 to 1). ``mode`` defaults to
@@ -488,14 +570,18 @@ class ExplorerSession:
         image = self.image()[0]
         activity = draw.overlay_heatmap(image, r.feature_total, cmap="magma")
         prob = draw.overlay_heatmap(image, r.prob_target, cmap="magma", vmin=0.0, vmax=1.0)
-        panel = draw.tile([draw.upscale(activity, self.panel), draw.upscale(prob, self.panel)], cols=2)
+        panel = draw.tile(
+            [draw.upscale(activity, self.panel), draw.upscale(prob, self.panel)], cols=2
+        )
         x, y = r.most_damaging()
         name = self.class_names[r.target] if r.target < len(self.class_names) else str(r.target)
         shown = "exact" if r.exact else f"approximate ({r.approximation_note()}; exact follows)"
-        caption = (f"{shown}. left: {r.layer} map {r.feature} activity ({r.feature_total_clean:.3g} "
-                   f"uncovered, down to {float(r.feature_total.min()):.3g}); right: p({name}) "
-                   f"({r.prob_target_clean:.2f} uncovered, down to {float(r.prob_target.min()):.2f} "
-                   f"with the {r.window} px square at x={x:.0f}, y={y:.0f})")
+        caption = (
+            f"{shown}. left: {r.layer} map {r.feature} activity ({r.feature_total_clean:.3g} "
+            f"uncovered, down to {float(r.feature_total.min()):.3g}); right: p({name}) "
+            f"({r.prob_target_clean:.2f} uncovered, down to {float(r.prob_target.min()):.2f} "
+            f"with the {r.window} px square at x={x:.0f}, y={y:.0f})"
+        )
         return panel, caption
 
     def snapshot_panels(self, occlusion: bool = True) -> dict[str, np.ndarray]:
@@ -517,8 +603,9 @@ class ExplorerSession:
         }
         if occlusion:
             panel, _ = self.occlusion_panel(mode="exact")
-            panels[f"occlusion ({st.occlusion_size} px square): map {st.unit} activity | "
-                   f"p(class)"] = panel
+            panels[
+                f"occlusion ({st.occlusion_size} px square): map {st.unit} activity | p(class)"
+            ] = panel
         return panels
 
     # ------------------------------------------------------------------ panel captions
@@ -529,18 +616,25 @@ class ExplorerSession:
         a = acts[st.unit]
         label = self.image()[1]
         truth = f", true class {self.class_names[label]}" if label is not None else ""
-        source = {"dataset": f"{self.split} image {st.index}", "sample": f"sample photo '{st.sample}'",
-                  "upload": f"your file '{st.upload.split('#')[0]}'"}[st.source]
+        source = {
+            "dataset": f"{self.split} image {st.index}",
+            "sample": f"sample photo '{st.sample}'",
+            "upload": f"your file '{st.upload.split('#')[0]}'",
+        }[st.source]
         g = self.geometry()
         pos = self.strongest_position()
         where = f" at (y={pos[0]}, x={pos[1]})" if pos else ""
         focus = self.projection_on_object()
         if focus is not None:
-            where += f"; {100 * focus[0]:.0f}% of it on the object ({100 * focus[1]:.0f}% of the image)"
+            where += (
+                f"; {100 * focus[0]:.0f}% of it on the object ({100 * focus[1]:.0f}% of the image)"
+            )
         return {
             "image": f"{source}{truth}",
-            "grid": (f"{st.layer}: maps {g.first}-{g.first + g.count - 1} of {acts.shape[0]}"
-                     f" (page {st.page + 1}/{self.n_pages()}); click a cell to select its map"),
+            "grid": (
+                f"{st.layer}: maps {g.first}-{g.first + g.count - 1} of {acts.shape[0]}"
+                f" (page {st.page + 1}/{self.n_pages()}); click a cell to select its map"
+            ),
             "map": f"{st.layer} map {st.unit}: max {float(a.max()):.3g} (layer max {float(acts.max()):.3g})",
             "projection": f"{st.rule} projection of map {st.unit}'s strongest activation{where}",
         }

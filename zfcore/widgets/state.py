@@ -11,6 +11,7 @@
 
 Plain Python and torch: no widgets.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -30,7 +31,7 @@ RULES = ("deconvnet", "guided", "gradient")
 class ExplorerError(ZFCoreError, ValueError):
     """A choice the explorer cannot make (unknown layer or rule, map out of range, bad image)."""
 
-    __module__ = "zfcore.widgets"       # its public name (tracebacks, pickles, the error walk)
+    __module__ = "zfcore.widgets"  # its public name (tracebacks, pickles, the error walk)
 
 
 @dataclass(frozen=True)
@@ -38,19 +39,22 @@ class ExplorerState:
     """Everything the user has chosen. Panels are a function of the state (and the model)."""
 
     layer: str = "layer1"
-    unit: int = 0                       # the selected feature map (or unit of layers 6, 7)
+    unit: int = 0  # the selected feature map (or unit of layers 6, 7)
     rule: str = "deconvnet"
-    source: str = "dataset"             # "dataset", "sample" or "upload"
-    index: int = 0                      # data set index (source "dataset")
-    sample: str = "cat"                 # sample photo name (source "sample")
-    upload: str = ""                    # uploaded file name (source "upload")
-    page: int = 0                       # page of the activation grid
-    occlusion_size: int = 0             # grey square side in pixels (0: the session's default)
+    source: str = "dataset"  # "dataset", "sample" or "upload"
+    index: int = 0  # data set index (source "dataset")
+    sample: str = "cat"  # sample photo name (source "sample")
+    upload: str = ""  # uploaded file name (source "upload")
+    page: int = 0  # page of the activation grid
+    occlusion_size: int = 0  # grey square side in pixels (0: the session's default)
 
     @property
     def image_key(self) -> tuple:
-        return {"dataset": ("dataset", self.index), "sample": ("sample", self.sample),
-                "upload": ("upload", self.upload)}[self.source]
+        return {
+            "dataset": ("dataset", self.index),
+            "sample": ("sample", self.sample),
+            "upload": ("upload", self.upload),
+        }[self.source]
 
 
 class _LRU(OrderedDict):

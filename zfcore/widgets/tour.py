@@ -8,6 +8,7 @@
 Notebook 12 records the tour's median and 95th percentile; the benchmark compares the same tour
 with a naive redraw of every panel.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -75,14 +76,15 @@ def scripted_tour(app: "Explorer", steps: int = 40, seed: int = 0, restore: bool
         elif rng.random() < 0.75 or not s.sample_names():
             if s.state.source != "dataset":
                 app.source_tb.value = "dataset"
-            app.index_box.value = int((s.state.index + 1 + rng.integers(len(s.dataset) - 1))
-                                      % len(s.dataset))
+            app.index_box.value = int(
+                (s.state.index + 1 + rng.integers(len(s.dataset) - 1)) % len(s.dataset)
+            )
         else:
             names = [n for n in s.sample_names() if n != s.state.sample]
             app.source_tb.value = "sample"
             app.sample_dd.value = names[int(rng.integers(len(names)))]
         done = app.timings.records[start:]
-        if done:    # one gesture may fire two callbacks (source, then image): one step
+        if done:  # one gesture may fire two callbacks (source, then image): one step
             out.add(kind, sum(t for _, t in done))
             out.states.append(s.state)
     if restore:

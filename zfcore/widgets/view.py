@@ -14,6 +14,7 @@ Launch it in JupyterLab (``notebooks/12_explorer.ipynb``) or as a web app with V
 ``ipywidgets`` is imported when an :class:`Explorer` is built, so the session and the analyses
 import without a front end.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -51,21 +52,27 @@ class Explorer:
     >>> app                                   # shows the app in JupyterLab or Voila  # doctest: +SKIP
     """
 
-    def __init__(self, session: ExplorerSession | None = None, *, profile: str = "mini",
-                 arch: str = "zfnet", profiles: Sequence[str] = ("tiny", "mini"),
-                 archs: Sequence[str] = ("zfnet", "krizhevsky"),
-                 session_factory: Callable[..., ExplorerSession] | None = None,
-                 refine_delay: "float | None" = 1.0):
+    def __init__(
+        self,
+        session: ExplorerSession | None = None,
+        *,
+        profile: str = "mini",
+        arch: str = "zfnet",
+        profiles: Sequence[str] = ("tiny", "mini"),
+        archs: Sequence[str] = ("zfnet", "krizhevsky"),
+        session_factory: Callable[..., ExplorerSession] | None = None,
+        refine_delay: "float | None" = 1.0,
+    ):
         import ipywidgets as W
 
         self._factory = session_factory or ExplorerSession.for_profile
         # occlusion: the fast map first, the exact one after refine_delay seconds without an
         # action (None: only on request, a second press of the occlusion button)
         self.refine_delay = refine_delay
-        self._occ_shown: "tuple | None" = None     # (occlusion key, mode) of the map on show
-        self._actions = 0                          # user actions so far (an idle timer's check)
+        self._occ_shown: "tuple | None" = None  # (occlusion key, mode) of the map on show
+        self._actions = 0  # user actions so far (an idle timer's check)
         self._refine_timer: "threading.Timer | None" = None
-        self._lock = threading.RLock()             # one action at a time (the timer's included)
+        self._lock = threading.RLock()  # one action at a time (the timer's included)
         self.timings = Timings()
         self._syncing = False
         self._shown_first = -1
@@ -80,42 +87,81 @@ class Explorer:
         # --- controls -------------------------------------------------------------------------
         small = W.Layout(width="auto")
         label = {"description_width": "0px"}
-        self.profile_dd = W.Dropdown(options=profiles, value=s.profile.name, description="profile",
-                                     layout=W.Layout(width="170px"))
-        self.arch_dd = W.Dropdown(options=archs, value=arch, description="model",
-                                  layout=W.Layout(width="200px"))
-        self.layer_tb = W.ToggleButtons(options=[(k.replace("layer", ""), k) for k in s.layers],
-                                        value=s.state.layer,
-                                        style={**label, "button_width": "34px"}, layout=small)
-        self.unit_box = W.BoundedIntText(value=0, min=0, max=s.n_units() - 1, description="map",
-                                         style={"description_width": "40px"},
-                                         layout=W.Layout(width="130px"))
-        self.strongest_btn = W.Button(description="strongest map", tooltip="select the layer's "
-                                      "most active map on this image", layout=W.Layout(width="130px"))
-        self.prev_btn = W.Button(description="\u25c0", tooltip="previous page of maps",
-                                 layout=W.Layout(width="40px"))
-        self.next_btn = W.Button(description="\u25b6", tooltip="next page of maps",
-                                 layout=W.Layout(width="40px"))
-        self.rule_tb = W.ToggleButtons(options=list(RULES), value=s.state.rule,
-                                       layout=small,
-                                       style={**label, "button_width": "90px"})
-        self.source_tb = W.ToggleButtons(options=[("data set", "dataset"), ("sample photo", "sample"),
-                                                  ("my file", "upload")], value=s.state.source,
-                                         layout=small,
-                                         style={**label, "button_width": "100px"})
-        self.index_box = W.BoundedIntText(value=s.state.index, min=0, max=max(0, len(s.dataset) - 1),
-                                          description="index", style={"description_width": "40px"},
-                                          layout=W.Layout(width="130px"))
-        self.sample_dd = W.Dropdown(options=s.sample_names(), value=s.state.sample,
-                                    description="photo", style={"description_width": "40px"},
-                                    layout=W.Layout(width="170px"))
+        self.profile_dd = W.Dropdown(
+            options=profiles,
+            value=s.profile.name,
+            description="profile",
+            layout=W.Layout(width="170px"),
+        )
+        self.arch_dd = W.Dropdown(
+            options=archs, value=arch, description="model", layout=W.Layout(width="200px")
+        )
+        self.layer_tb = W.ToggleButtons(
+            options=[(k.replace("layer", ""), k) for k in s.layers],
+            value=s.state.layer,
+            style={**label, "button_width": "34px"},
+            layout=small,
+        )
+        self.unit_box = W.BoundedIntText(
+            value=0,
+            min=0,
+            max=s.n_units() - 1,
+            description="map",
+            style={"description_width": "40px"},
+            layout=W.Layout(width="130px"),
+        )
+        self.strongest_btn = W.Button(
+            description="strongest map",
+            tooltip="select the layer's most active map on this image",
+            layout=W.Layout(width="130px"),
+        )
+        self.prev_btn = W.Button(
+            description="\u25c0", tooltip="previous page of maps", layout=W.Layout(width="40px")
+        )
+        self.next_btn = W.Button(
+            description="\u25b6", tooltip="next page of maps", layout=W.Layout(width="40px")
+        )
+        self.rule_tb = W.ToggleButtons(
+            options=list(RULES),
+            value=s.state.rule,
+            layout=small,
+            style={**label, "button_width": "90px"},
+        )
+        self.source_tb = W.ToggleButtons(
+            options=[("data set", "dataset"), ("sample photo", "sample"), ("my file", "upload")],
+            value=s.state.source,
+            layout=small,
+            style={**label, "button_width": "100px"},
+        )
+        self.index_box = W.BoundedIntText(
+            value=s.state.index,
+            min=0,
+            max=max(0, len(s.dataset) - 1),
+            description="index",
+            style={"description_width": "40px"},
+            layout=W.Layout(width="130px"),
+        )
+        self.sample_dd = W.Dropdown(
+            options=s.sample_names(),
+            value=s.state.sample,
+            description="photo",
+            style={"description_width": "40px"},
+            layout=W.Layout(width="170px"),
+        )
         self.upload_w = W.FileUpload(accept="image/*", multiple=False, description="upload")
-        self.occ_size_dd = W.Dropdown(options=[(f"{n} px", n) for n in s.occlusion_sizes()],
-                                      value=s.state.occlusion_size if s.state.occlusion_size in
-                                      s.occlusion_sizes() else s.occlusion_sizes()[0],
-                                      description="square", layout=W.Layout(width="160px"))
-        self.occ_btn = W.Button(description="occlusion map", icon="th",
-                                tooltip="slide a grey square over the image (Fig. 7)")
+        self.occ_size_dd = W.Dropdown(
+            options=[(f"{n} px", n) for n in s.occlusion_sizes()],
+            value=s.state.occlusion_size
+            if s.state.occlusion_size in s.occlusion_sizes()
+            else s.occlusion_sizes()[0],
+            description="square",
+            layout=W.Layout(width="160px"),
+        )
+        self.occ_btn = W.Button(
+            description="occlusion map",
+            icon="th",
+            tooltip="slide a grey square over the image (Fig. 7)",
+        )
         # tqdm draws its progress bar here while the occlusion map is computed
         self.occ_progress = W.Output(layout=W.Layout(width="100%"))
         self.status = W.HTML(value="")
@@ -132,8 +178,10 @@ class Explorer:
         self.occ_img = W.Image(format="png", layout=W.Layout(width=_px(2 * s.panel + 2), height=p))
         self.prediction_html = W.HTML()
         widths = {"grid": "auto", "occlusion": _px(2 * s.panel + 2)}
-        self.captions = {k: W.HTML(layout=W.Layout(width=widths.get(k, p)))
-                         for k in ("image", "grid", "map", "projection", "top9", "occlusion")}
+        self.captions = {
+            k: W.HTML(layout=W.Layout(width=widths.get(k, p)))
+            for k in ("image", "grid", "map", "projection", "top9", "occlusion")
+        }
         # The activation grid: the rendered page with a grid of transparent buttons on top (same
         # CSS grid area), one per cell, so a click on a cell selects its map in Voila and
         # JupyterLab without extra packages.
@@ -141,25 +189,32 @@ class Explorer:
         cell = _px(s.cell)
         shared_layout = W.Layout(width=cell, height=cell, padding="0", margin="0", border="0")
         shared_style = W.ButtonStyle(button_color="transparent")
-        self.grid_buttons = [W.Button(description="", layout=shared_layout, style=shared_style)
-                             for _ in range(s.page_size)]
+        self.grid_buttons = [
+            W.Button(description="", layout=shared_layout, style=shared_style)
+            for _ in range(s.page_size)
+        ]
         for k, b in enumerate(self.grid_buttons):
             b.on_click(self._cell_handler(k))
         self.grid_box = W.GridBox(layout=W.Layout(grid_area="cell", grid_gap="0", margin="0"))
         self.grid_box.add_class("zf-grid-cells")
-        self.grid_stack = W.GridBox([self.grid_img, self.grid_box],
-                                    layout=W.Layout(grid_template_areas='"cell"'))
+        self.grid_stack = W.GridBox(
+            [self.grid_img, self.grid_box], layout=W.Layout(grid_template_areas='"cell"')
+        )
         self.grid_stack.add_class("zf-grid")
 
         def labelled(title, *items):
-            return W.HBox([W.HTML(f"<b>{title}</b>", layout=W.Layout(width="80px")), *items],
-                          layout=W.Layout(align_items="center"))
+            return W.HBox(
+                [W.HTML(f"<b>{title}</b>", layout=W.Layout(width="80px")), *items],
+                layout=W.Layout(align_items="center"),
+            )
 
         def column(title, img, cap, *extra):
             return W.VBox([W.HTML(f"<b>{title}</b>"), img, cap, *extra])
 
-        header = W.HTML("<h3 style='margin:4px 0'>Explorer: Zeiler &amp; Fergus (2014), "
-                        "layers 1-7 of a trained ZF network</h3>")
+        header = W.HTML(
+            "<h3 style='margin:4px 0'>Explorer: Zeiler &amp; Fergus (2014), "
+            "layers 1-7 of a trained ZF network</h3>"
+        )
         rows = [
             header,
             W.HBox([self.profile_dd, self.arch_dd]),
@@ -168,28 +223,58 @@ class Explorer:
             labelled("projection", self.rule_tb),
             self.status,
             self.model_progress,
-            W.HBox([column("image", self.image_img, self.captions["image"], self.prediction_html),
-                    W.VBox([W.HTML("<b>activation grid</b>"), self.grid_stack,
-                            W.HBox([self.prev_btn, self.next_btn, self.captions["grid"]])])]),
-            W.HBox([column("selected map", self.map_img, self.captions["map"]),
+            W.HBox(
+                [
+                    column("image", self.image_img, self.captions["image"], self.prediction_html),
+                    W.VBox(
+                        [
+                            W.HTML("<b>activation grid</b>"),
+                            self.grid_stack,
+                            W.HBox([self.prev_btn, self.next_btn, self.captions["grid"]]),
+                        ]
+                    ),
+                ]
+            ),
+            W.HBox(
+                [
+                    column("selected map", self.map_img, self.captions["map"]),
                     column("projection to pixels", self.proj_img, self.captions["projection"]),
                     column("top-9 projections (Fig. 2)", self.top_proj_img, self.captions["top9"]),
-                    column("top-9 image patches", self.top_patch_img, W.HTML())]),
-            W.HBox([column("occlusion (Fig. 7): the map's activity and p(class) as a grey square "
-                           "covers each spot", self.occ_img, self.captions["occlusion"],
-                           W.HBox([self.occ_size_dd, self.occ_btn]), self.occ_progress)]),
+                    column("top-9 image patches", self.top_patch_img, W.HTML()),
+                ]
+            ),
+            W.HBox(
+                [
+                    column(
+                        "occlusion (Fig. 7): the map's activity and p(class) as a grey square "
+                        "covers each spot",
+                        self.occ_img,
+                        self.captions["occlusion"],
+                        W.HBox([self.occ_size_dd, self.occ_btn]),
+                        self.occ_progress,
+                    )
+                ]
+            ),
         ]
         self.widget = W.VBox(rows)
         self.widget.add_class("zf-explorer")
         # Stable CSS classes: for styling, and for the browser test to find each part.
-        for w, name in ((self.image_img, "zf-image"), (self.grid_img, "zf-grid-image"),
-                        (self.map_img, "zf-map"), (self.proj_img, "zf-projection"),
-                        (self.top_proj_img, "zf-top-projections"),
-                        (self.top_patch_img, "zf-top-patches"), (self.occ_img, "zf-occlusion"),
-                        (self.layer_tb, "zf-layer"), (self.rule_tb, "zf-rule"),
-                        (self.source_tb, "zf-source"), (self.unit_box, "zf-unit"),
-                        (self.upload_w, "zf-upload"), (self.status, "zf-status"),
-                        (self.occ_btn, "zf-occlusion-button")):
+        for w, name in (
+            (self.image_img, "zf-image"),
+            (self.grid_img, "zf-grid-image"),
+            (self.map_img, "zf-map"),
+            (self.proj_img, "zf-projection"),
+            (self.top_proj_img, "zf-top-projections"),
+            (self.top_patch_img, "zf-top-patches"),
+            (self.occ_img, "zf-occlusion"),
+            (self.layer_tb, "zf-layer"),
+            (self.rule_tb, "zf-rule"),
+            (self.source_tb, "zf-source"),
+            (self.unit_box, "zf-unit"),
+            (self.upload_w, "zf-upload"),
+            (self.status, "zf-status"),
+            (self.occ_btn, "zf-occlusion-button"),
+        ):
             w.add_class(name)
 
         # --- events ---------------------------------------------------------------------------
@@ -198,13 +283,18 @@ class Explorer:
         self.strongest_btn.on_click(self._on_strongest)
         self.prev_btn.on_click(lambda _: self._on_page(-1))
         self.next_btn.on_click(lambda _: self._on_page(+1))
-        self.rule_tb.observe(self._follow("select_rule", "{} rule", {"projection", "top9"}), "value")
+        self.rule_tb.observe(
+            self._follow("select_rule", "{} rule", {"projection", "top9"}), "value"
+        )
         self.source_tb.observe(self._on_source, "value")
-        self.index_box.observe(self._follow("select_dataset_image", "image {}", IMAGE_PARTS), "value")
+        self.index_box.observe(
+            self._follow("select_dataset_image", "image {}", IMAGE_PARTS), "value"
+        )
         self.sample_dd.observe(self._follow("select_sample", "photo {}", IMAGE_PARTS), "value")
         self.upload_w.observe(self._on_upload, "value")
-        self.occ_size_dd.observe(self._follow("select_occlusion_size", "{} px square", {"occlusion"}),
-                                 "value")
+        self.occ_size_dd.observe(
+            self._follow("select_occlusion_size", "{} px square", {"occlusion"}), "value"
+        )
         self.occ_btn.on_click(self._on_occlusion)
         self.profile_dd.observe(self._on_model, "value")
         self.arch_dd.observe(self._on_model, "value")
@@ -217,14 +307,18 @@ class Explorer:
 
     def show_state(self, state: ExplorerState) -> bool:
         """Go back to a state of this session (e.g. one saved before a scripted tour)."""
+
         def change():
             if state.source == "upload" and state.upload not in self.session._uploads:
                 raise ExplorerError("that uploaded file is no longer in this session")
             self.session.state = state
+
         return self._act("restore the view", change, ALL_PARTS)
 
     # ------------------------------------------------------------------ drawing
-    def _act(self, action: str, change: Callable[[], Any], parts: "set[str] | frozenset[str]") -> bool:
+    def _act(
+        self, action: str, change: Callable[[], Any], parts: "set[str] | frozenset[str]"
+    ) -> bool:
         """Apply one user action: the session change, then the redraw of ``parts``, with the
         session's thread count (:meth:`ExplorerSession.computing`); the time it took goes to
         ``timings`` and the status line. Errors are shown, not raised."""
@@ -253,7 +347,9 @@ class Explorer:
             return False
         dt = time.perf_counter() - t0
         self.timings.add(action, dt)
-        self.status.value = f"<span style='color:#2e7d32'>\u2713 {_escape(action)} in {dt:.2f} s</span>"
+        self.status.value = (
+            f"<span style='color:#2e7d32'>\u2713 {_escape(action)} in {dt:.2f} s</span>"
+        )
         return True
 
     def _redraw(self, parts) -> None:
@@ -293,14 +389,15 @@ class Explorer:
             lay.grid_template_rows = rows
         lay.width, lay.height = size["width"], size["height"]
         if len(self.grid_box.children) != g.count:
-            self.grid_box.children = tuple(self.grid_buttons[:g.count])
+            self.grid_box.children = tuple(self.grid_buttons[: g.count])
         if self._shown_first != g.first:
-            for k, b in enumerate(self.grid_buttons[:g.count]):
+            for k, b in enumerate(self.grid_buttons[: g.count]):
                 b.tooltip = f"map {g.first + k}"
             self._shown_first = g.first
 
-    def _show_occlusion(self, result_png: bytes | None, caption: str = "",
-                        shown: "tuple | None" = None) -> None:
+    def _show_occlusion(
+        self, result_png: bytes | None, caption: str = "", shown: "tuple | None" = None
+    ) -> None:
         """Show an occlusion panel (``shown``: its occlusion key and mode) or clear it."""
         if result_png is None:
             self.occ_img.value = draw.png_bytes(np.full((8, 16, 3), 235, np.uint8))
@@ -323,16 +420,18 @@ class Explorer:
             self._refine_timer = None
         if self.refine_delay is None or not self._occlusion_shown("fast"):
             return
-        self._refine_timer = threading.Timer(self.refine_delay, self._refine_if_idle,
-                                             args=(self._actions,))
+        self._refine_timer = threading.Timer(
+            self.refine_delay, self._refine_if_idle, args=(self._actions,)
+        )
         self._refine_timer.daemon = True
         self._refine_timer.start()
 
     def _refine_if_idle(self, actions: int) -> None:
         with self._lock:
             if actions == self._actions and self._occlusion_shown("fast"):
-                self._act("exact occlusion map", lambda: self._occlusion_change("exact", False),
-                          set())
+                self._act(
+                    "exact occlusion map", lambda: self._occlusion_change("exact", False), set()
+                )
 
     def _occlusion_change(self, mode: str, progress: bool) -> None:
         s = self.session
@@ -361,8 +460,12 @@ class Explorer:
     # ------------------------------------------------------------------ callbacks
     def _cell_handler(self, k: int):
         def handler(_button):
-            self._act(f"select map {self.session.geometry().first + k}",
-                      lambda: self.session.select_cell(k), UNIT_PARTS)
+            self._act(
+                f"select map {self.session.geometry().first + k}",
+                lambda: self.session.select_cell(k),
+                UNIT_PARTS,
+            )
+
         return handler
 
     def _follow(self, method: str, label: str, parts: set) -> Callable:
@@ -370,41 +473,54 @@ class Explorer:
         action named ``label.format(value)`` that redraws ``parts`` (not while the controls are
         being synced to the session). The session is looked up at each change: a model switch
         replaces it."""
+
         def on_change(change) -> None:
             if not self._syncing:
                 value = change["new"]
                 self._act(label.format(value), lambda: getattr(self.session, method)(value), parts)
+
         return on_change
 
     def _on_strongest(self, _button) -> None:
-        self._act("select the strongest map",
-                  lambda: self.session.select_unit(self.session.strongest_unit()), UNIT_PARTS)
+        self._act(
+            "select the strongest map",
+            lambda: self.session.select_unit(self.session.strongest_unit()),
+            UNIT_PARTS,
+        )
 
     def _on_page(self, step: int) -> None:
-        self._act("turn the page", lambda: self.session.select_page(self.session.state.page + step),
-                  {"grid"})
+        self._act(
+            "turn the page",
+            lambda: self.session.select_page(self.session.state.page + step),
+            {"grid"},
+        )
 
     def _on_source(self, change) -> None:
         if self._syncing:
             return
         s = self.session
         if change["new"] == "dataset":
-            self._act("data set image", lambda: s.select_dataset_image(self.index_box.value), IMAGE_PARTS)
+            self._act(
+                "data set image", lambda: s.select_dataset_image(self.index_box.value), IMAGE_PARTS
+            )
         elif change["new"] == "sample":
             self._act("sample photo", lambda: s.select_sample(self.sample_dd.value), IMAGE_PARTS)
         elif self.upload_w.value:
             self._on_upload({"new": self.upload_w.value})
         else:
-            self.status.value = ("<span style='color:#666'>choose a photo with the upload button "
-                                 "to explore it</span>")
+            self.status.value = (
+                "<span style='color:#666'>choose a photo with the upload button "
+                "to explore it</span>"
+            )
 
     def _on_upload(self, change) -> None:
         files = change["new"]
         if not files:
             return
         f = files[0] if isinstance(files, (tuple, list)) else next(iter(files.values()))
-        self._act(f"upload {f['name']}", lambda: self.session.upload(f["name"], f["content"]),
-                  IMAGE_PARTS)
+        self._act(
+            f"upload {f['name']}", lambda: self.session.upload(f["name"], f["content"]), IMAGE_PARTS
+        )
 
     def _on_occlusion(self, _button=None) -> None:
         """Show the occlusion map of the current image: the fast (approximate) one first, the
@@ -414,6 +530,7 @@ class Explorer:
         def change():
             self.session.select_occlusion_size(self.occ_size_dd.value)
             self._occlusion_change("exact" if refine else self.session.occlusion_mode(), True)
+
         self.occ_btn.disabled = True
         try:
             self._act("exact occlusion map" if refine else "occlusion map", change, set())
@@ -424,9 +541,11 @@ class Explorer:
         if self._syncing:
             return
         profile, arch = self.profile_dd.value, self.arch_dd.value
-        self.status.value = (f"<span style='color:#666'>\u23f3 loading the {arch} network of "
-                             f"profile {profile} (trained and cached on first use: this can take "
-                             f"minutes) ...</span>")
+        self.status.value = (
+            f"<span style='color:#666'>\u23f3 loading the {arch} network of "
+            f"profile {profile} (trained and cached on first use: this can take "
+            f"minutes) ...</span>"
+        )
         try:
             with self.model_progress:
                 new = self._factory(profile, arch)
@@ -458,11 +577,13 @@ class Explorer:
             if keep.source == "sample":
                 session.select_sample(keep.sample)
             session.select_layer(keep.layer if keep.layer in session.layers else session.layers[0])
+
         self._act(f"{session.profile.name} model", change, ALL_PARTS)
 
 
 def _escape(text: str) -> str:
     import html
+
     return html.escape(text, quote=False)
 
 
@@ -472,8 +593,11 @@ def _caption(text: str) -> str:
 
 def _prediction_html(pred: list[tuple[str, float]]) -> str:
     cell = "style='padding:0 6px;line-height:1.3'"
-    rows = "".join(f"<tr><td {cell}>{_escape(n)}</td><td {cell} align='right'>{100 * p:.1f}%</td></tr>"
-                   for n, p in pred)
-    return (f"<table style='font-size:12px;border-collapse:collapse'><tr><th {cell} align='left'>"
-            f"predicted</th><th></th></tr>{rows}</table>")
-
+    rows = "".join(
+        f"<tr><td {cell}>{_escape(n)}</td><td {cell} align='right'>{100 * p:.1f}%</td></tr>"
+        for n, p in pred
+    )
+    return (
+        f"<table style='font-size:12px;border-collapse:collapse'><tr><th {cell} align='left'>"
+        f"predicted</th><th></th></tr>{rows}</table>"
+    )
