@@ -10,7 +10,7 @@ from torch.utils.data import TensorDataset
 
 from zfcore import ablations, probes
 from zfcore.ablations import AblationError
-from zfcore.verdicts import paired_bootstrap
+from zfcore.paper.verdicts import paired_bootstrap
 
 
 def _net(seed=0, classes=6):

@@ -11,7 +11,7 @@ import torch
 from zfcore import comparisons as C
 from zfcore.models import TABLE3_VARIANTS
 from zfcore.profiles import get_profile
-from zfcore.verdicts import equivalence, from_interval, hierarchical_bootstrap
+from zfcore.paper.verdicts import equivalence, from_interval, hierarchical_bootstrap
 
 
 @pytest.fixture

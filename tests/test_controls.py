@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from zfcore import controls as C
+from zfcore.paper import controls as C
 from zfcore import firstlayer as FL
 from zfcore import models
 from zfcore.correspondence import (
@@ -31,7 +31,7 @@ from zfcore.invariance import (
     per_image_growth,
     per_image_true_probability,
 )
-from zfcore.verdicts import VerdictError
+from zfcore.paper.verdicts import VerdictError
 
 
 @pytest.fixture(autouse=True)
@@ -342,7 +342,7 @@ def test_the_control_reuses_the_projections_layer_measures_made(tiny):
     """``trained=LayerMeasures.items``: the same numbers and verdicts as projecting again."""
     from zfcore.data import get_dataset
     from zfcore.mining import layer_measures, load_top_images, mine_dataset, pick_maps
-    from zfcore.zoo import labels_of
+    from zfcore.paper.notebook import labels_of
 
     torch.manual_seed(0)
     model = models.zfnet(**tiny.model_kwargs()).eval()

@@ -374,7 +374,7 @@ def test_layer_measures_and_box_energy_against_controls(tmp_path):
     """The notebook's measures against the per-projection control numbers and class_specificity."""
     import numpy as np
 
-    from zfcore.controls import box_energy_shares
+    from zfcore.paper.controls import box_energy_shares
     from zfcore.data import get_dataset
     from zfcore.mining import class_specificity, firing_map_shares, layer_measures, load_top_images
     from zfcore.profiles import get_profile

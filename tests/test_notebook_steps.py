@@ -443,7 +443,7 @@ def test_aliasing_numbers_text_and_verdicts_by_hand(monkeypatch):
 
 def test_aliasing_study_measures_the_trained_beside_the_untrained_network(monkeypatch):
     import zfcore.train as T
-    from zfcore.controls import untrained_model
+    from zfcore.paper.controls import untrained_model
 
     trained = {
         a: _tiny_model(7) if a == "zfnet" else untrained_model("tiny", a)

@@ -1,7 +1,7 @@
 """Every notebook in notebooks/ runs on the tiny profile through papermill and leaves the
 figures it promises (its metadata's ``zfcore.figures``) in figures/tiny/, and a JSON of numbers
 that says where they came from (its ``provenance``) and, for the notebooks that test the paper's
-claims, at least one verdict in the three words of ``zfcore.verdicts``."""
+claims, at least one verdict in the three words of ``zfcore.paper.verdicts``."""
 
 import datetime as dt
 import json
@@ -13,7 +13,7 @@ from zfcore import __version__
 from zfcore.profiles import get_profile
 from zfcore.report import profile_hash
 from zfcore.runner import NotebookFailed, list_notebooks, promised_figures, run_notebook
-from zfcore.verdicts import VERDICTS
+from zfcore.paper.verdicts import VERDICTS
 
 NOTEBOOKS = list_notebooks()
 
@@ -69,7 +69,7 @@ def numbers_problems(stem: str, data: dict, profile: str) -> list[str]:
     ]
     if stem[:2] in CLAIM_NOTEBOOKS and not verdicts:
         problems.append(
-            "records no verdict_<claim> (zfcore.verdicts ... .record(rep)) although it "
+            "records no verdict_<claim> (zfcore.paper.verdicts ... .record(rep)) although it "
             "tests a claim of the paper"
         )
     return problems

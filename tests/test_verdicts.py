@@ -1,11 +1,11 @@
-"""zfcore.verdicts against hand-worked intervals and a naive bootstrap."""
+"""zfcore.paper.verdicts against hand-worked intervals and a naive bootstrap."""
 
 import math
 
 import numpy as np
 import pytest
 
-from zfcore import verdicts as V
+from zfcore.paper import verdicts as V
 
 
 def test_decide_three_words():

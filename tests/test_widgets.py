@@ -394,7 +394,7 @@ def test_the_session_imports_without_a_front_end():
 
     code = (
         "import sys\n"
-        "import zfcore.widgets, zfcore.widgets.session, zfcore.focus, zfcore.controls\n"
+        "import zfcore.widgets, zfcore.widgets.session, zfcore.focus, zfcore.paper.controls\n"
         "assert 'ipywidgets' not in sys.modules, 'ipywidgets imported at module level'\n"
     )
     root = Path(__file__).resolve().parent.parent

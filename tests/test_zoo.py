@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from zfcore import zoo
+from zfcore.paper import notebook
 from zfcore.data import load_image
 from zfcore.data.images import SAMPLE_PHOTOS, ImageLoadError, photos_first
 from zfcore.models import ZFNet, forward_layers, layer_names
@@ -82,21 +83,21 @@ def test_model_for_profile_weights(monkeypatch):
 
 
 def test_check_parameters_names_every_bad_one(tmp_path):
-    zoo.check_parameters(
-        n=(3, zoo.Int(1, 8)),
-        w=(None, zoo.Int(2, none_ok=True)),
-        r=("guided", zoo.Choice(("deconvnet", "guided"))),
-        photos=([], zoo.Paths()),
-        s=(0.3, zoo.Number(0, 1, lo_open=True)),
-        f=(None, zoo.Folder()),
+    notebook.check_parameters(
+        n=(3, notebook.Int(1, 8)),
+        w=(None, notebook.Int(2, none_ok=True)),
+        r=("guided", notebook.Choice(("deconvnet", "guided"))),
+        photos=([], notebook.Paths()),
+        s=(0.3, notebook.Number(0, 1, lo_open=True)),
+        f=(None, notebook.Folder()),
     )
     with pytest.raises(ValueError) as e:
-        zoo.check_parameters(
-            n=(9, zoo.Int(1, 8)),
-            r=("x", zoo.Choice(("a",))),
-            photos=([str(tmp_path / "no.jpg")], zoo.Paths()),
-            s=(0, zoo.Number(0, 1, lo_open=True)),
-            b=(True, zoo.Int(0)),
+        notebook.check_parameters(
+            n=(9, notebook.Int(1, 8)),
+            r=("x", notebook.Choice(("a",))),
+            photos=([str(tmp_path / "no.jpg")], notebook.Paths()),
+            s=(0, notebook.Number(0, 1, lo_open=True)),
+            b=(True, notebook.Int(0)),
         )
     msg = str(e.value)
     for part in (
@@ -107,19 +108,19 @@ def test_check_parameters_names_every_bad_one(tmp_path):
         "b must be an int >= 0, not True",
     ):
         assert part in msg, msg
-    assert zoo.per_profile(None, "tiny", 500, tiny=24) == 24
-    assert zoo.per_profile(None, "mini", 500, tiny=24) == 500
-    assert zoo.per_profile(7, "tiny", 500, tiny=24) == 7
+    assert notebook.per_profile(None, "tiny", 500, tiny=24) == 24
+    assert notebook.per_profile(None, "mini", 500, tiny=24) == 500
+    assert notebook.per_profile(7, "tiny", 500, tiny=24) == 7
 
 
 def test_examples_put_user_photos_first(photo):
     m = zoo.model_for_profile("tiny", weights="random")
-    ex = zoo.examples_for_profile(m, "tiny", 3, [photo], split="test", choose="correct")
+    ex = notebook.examples_for_profile(m, "tiny", 3, [photo], split="test", choose="correct")
     assert ex.names[0] == "my photo.png" and ex.user == ["my photo.png"] and len(ex) == 3
     assert ex.boxes[0] is None and ex.boxes[1] is not None  # no box for a photo
     with torch.no_grad():
         assert ex.targets[0] == int(m(ex.x[:1]).argmax())  # its own prediction
-    ex5 = zoo.examples_for_profile(m, "tiny", 2, [photo], choose="room", photo_boxes="centre")
+    ex5 = notebook.examples_for_profile(m, "tiny", 2, [photo], choose="room", photo_boxes="centre")
     assert ex5.boxes.shape == (2, 4) and ex5.boxes[0].tolist() == [16, 16, 48, 48]
 
 
@@ -198,7 +199,7 @@ def test_photo_folder_labels_by_subfolder(tmp_path, photo):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(photo.read_bytes())
     (tmp_path / "notes.txt").write_text("not a photo")
-    ds = zoo.PhotoFolder(tmp_path, "tiny")
+    ds = notebook.PhotoFolder(tmp_path, "tiny")
     assert ds.classes == ["cats", "dogs"]
     got = {n: int(l) for n, l in zip(ds.names, ds.labels())}
     assert got == {"cats/b.png": 0, "dogs/a.png": 1, "loose.png": -1}
@@ -206,7 +207,7 @@ def test_photo_folder_labels_by_subfolder(tmp_path, photo):
     assert y == 1 and torch.equal(x, load_image(photo, "tiny"))
     assert [s.path.name for s in ds.skipped] == ["notes.txt"]
     with pytest.raises(ImageLoadError, match="no image"):
-        zoo.PhotoFolder(_empty(tmp_path), "tiny")
+        notebook.PhotoFolder(_empty(tmp_path), "tiny")
 
 
 def _empty(tmp_path):
@@ -247,9 +248,9 @@ def test_labels_of_and_first_images():
     from zfcore.data import get_dataset
 
     ds = get_dataset("tiny", "val")
-    assert torch.equal(zoo.labels_of(ds), ds.labels())
+    assert torch.equal(notebook.labels_of(ds), ds.labels())
     items = [(torch.zeros(3), 2), (torch.zeros(3), 0)]  # a plain Dataset of items
-    assert zoo.labels_of(items).tolist() == [2, 0]
-    x, x01 = zoo.first_images("tiny", 3)
+    assert notebook.labels_of(items).tolist() == [2, 0]
+    x, x01 = notebook.first_images("tiny", 3)
     assert torch.equal(x, ds.images([0, 1, 2])[0]) and torch.equal(x01, ds.scenes([0, 1, 2]).images)
-    assert len(zoo.first_images("tiny", 10**6)[0]) == len(ds)  # no more than the split has
+    assert len(notebook.first_images("tiny", 10**6)[0]) == len(ds)  # no more than the split has

@@ -5,7 +5,7 @@ layers of the Fig. 3 model and reports train top-1, val top-1 and val top-5 erro
 here is trained on the profile's complete schedule with several seeds and recorded once
 (:mod:`zfcore.comparisons`); each comparison is decided from the **per-image correctness** of the
 networks on the same validation images by a hierarchical bootstrap (seeds of each network, then
-the images: :func:`zfcore.verdicts.hierarchical_bootstrap`), so every interval includes the
+the images: :func:`zfcore.paper.verdicts.hierarchical_bootstrap`), so every interval includes the
 variance between trainings. Tables show the mean and the standard deviation over seeds.
 
 The training error that can show overfitting is measured in eval mode (no dropout, no
@@ -18,7 +18,7 @@ set is too large for any network to overfit, the same comparison is repeated on 
 
 "Little difference" (the size of the fully connected layers) is an equivalence claim with a
 margin fixed before the numbers were seen: :data:`EQUIVALENCE_MARGIN` points of validation top-1
-error (:func:`zfcore.verdicts.equivalence`), so that it can fail.
+error (:func:`zfcore.paper.verdicts.equivalence`), so that it can fail.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from .errors import ZFCoreError
 from .models import TABLE3_VARIANTS
 from .profiles import Profile, get_profile
 from .train import comparison_overrides, training_run
-from .verdicts import Verdict, equivalence, hierarchical_bootstrap
+from .paper.verdicts import Verdict, equivalence, hierarchical_bootstrap
 
 __all__ = [
     "AblationError",
@@ -133,7 +133,7 @@ def network_arrays(
 ) -> dict[str, dict[str, np.ndarray]]:
     """Per network, its seeds' per-image top-1 correctness as ``(seeds, images)`` arrays on the
     validation images (``"val"``) and the training subset (``"train"``): the input of
-    :func:`zfcore.verdicts.hierarchical_bootstrap`."""
+    :func:`zfcore.paper.verdicts.hierarchical_bootstrap`."""
     return {
         k: {
             "val": np.stack([r.val_top1.numpy() for r in recs]).astype(float),

@@ -8,7 +8,7 @@ layers at different rates. Each of these compares *trained networks*, so here ev
   (:func:`zfcore.train.comparison_overrides`): its Fig. 3 network with seed 0 *is* the main model;
 * trains with ``profile.comparison_seeds`` seeds (initialisation, data order and dropout follow
   :attr:`zfcore.profiles.Profile.seed`), so every verdict's interval can include the variance
-  between trainings (:func:`zfcore.verdicts.hierarchical_bootstrap`);
+  between trainings (:func:`zfcore.paper.verdicts.hierarchical_bootstrap`);
 * is evaluated once, in eval mode, into a :class:`NetworkRecord`: per-image top-1/top-5
   correctness on every validation image and on a fixed subset of training images (the
   overfitting gap), its history, steps, wall time and device, its first-layer filters and

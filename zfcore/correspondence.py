@@ -301,7 +301,7 @@ def pair_bootstrap(
     Table 1 says. Seed variance is not included."""
     import numpy as np
 
-    from .verdicts import from_interval
+    from .paper.verdicts import from_interval
 
     d = (torch.as_tensor(control).double() - torch.as_tensor(model).double()).numpy()
     n = d.shape[0]

@@ -76,8 +76,6 @@ __all__ = [
     "unpool",
     "shared_switch_share",
     "layer_activations",
-    "energy_inside_boxes",
-    "box_area_share",
     "DeconvError",
 ]
 
@@ -810,33 +808,3 @@ def layer_activations(model: nn.Module, images: torch.Tensor, layers: Sequence[s
     keys = [layer_key(l, model) for l in layers]
     with eval_mode(model), torch.no_grad():
         return forward_layers(model, images.to(model_device(model)), keys)
-
-
-def _box_masks(boxes: torch.Tensor, h: int, w: int, device="cpu") -> torch.Tensor:
-    boxes = torch.as_tensor(boxes, dtype=torch.float32, device=device).reshape(-1, 4)
-    ys = torch.arange(h, dtype=torch.float32, device=device).view(1, h, 1) + 0.5  # pixel centres
-    xs = torch.arange(w, dtype=torch.float32, device=device).view(1, 1, w) + 0.5
-    x0, y0, x1, y1 = (boxes[:, i].view(-1, 1, 1) for i in range(4))
-    return (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
-
-
-def energy_inside_boxes(pixels: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """``(R,)``: the share of each projection's energy (squared values summed over channels) that
-    falls inside its object box ``(x0, y0, x1, y1)`` (pixels whose centre lies in the box).
-    Section 4's reading of Fig. 2 and 7 ("the projections focus on the object") in a number; NaN for
-    an all-zero projection."""
-    if pixels.dim() != 4:
-        raise DeconvError(f"pixels must be (R, C, H, W), got {tuple(pixels.shape)}")
-    e = pixels.detach().float().pow(2).sum(1)
-    mask = _box_masks(boxes, e.shape[-2], e.shape[-1], e.device)
-    if mask.shape[0] != e.shape[0]:
-        raise DeconvError(f"{e.shape[0]} projections but {mask.shape[0]} boxes")
-    total = e.flatten(1).sum(1)
-    return (e * mask).flatten(1).sum(1) / total.where(total > 0, total.new_tensor(float("nan")))
-
-
-def box_area_share(boxes: torch.Tensor, size) -> torch.Tensor:
-    """``(R,)``: the share of an image of ``size`` (int or (H, W)) covered by each box: the energy
-    share a projection would have if it ignored where the object is."""
-    h, w = (size, size) if isinstance(size, int) else size
-    return _box_masks(boxes, h, w).flatten(1).float().mean(1)

@@ -176,7 +176,7 @@ class Convergence(Result):
         per-map convergence epoch over every firing map, with a 95 % bootstrap interval that
         resamples the maps within each layer (seed variance not included). Positive = deeper
         layers settle later, as the paper says."""
-        from .verdicts import from_interval
+        from .paper.verdicts import from_interval
 
         layers = [l for l in self.map_converged if self.map_converged[l]]
         if len(layers) < 2:

@@ -41,7 +41,7 @@ from torch import nn
 
 from .errors import ZFCoreError
 from .models import conv_layers, filter_rms
-from .verdicts import Verdict, unpaired_bootstrap
+from .paper.verdicts import Verdict, unpaired_bootstrap
 
 __all__ = [
     "FirstLayer",
@@ -647,7 +647,7 @@ def seed_verdicts(seeds: Mapping[str, list]) -> list[Verdict]:
     (``fig6_krizhevsky_more_dead_filters``); more power above the own stride's Nyquist frequency
     as trained; more of it from training (trained minus untrained, filter by filter), on the own
     Nyquist frequency and above 1/8 cycle per pixel."""
-    from .verdicts import hierarchical_bootstrap
+    from .paper.verdicts import hierarchical_bootstrap
 
     def arrays(fn):
         return {

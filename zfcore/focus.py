@@ -11,8 +11,8 @@ the layer's most active map to pixels (the deconvnet of section 2.1, Fig. 1) and
   where the object is.
 
 A share clearly above the area says the feature is about the object; objects are also the most
-contrasted part of a scene, so :mod:`zfcore.controls` measures the untrained network of the same
-layout too, image by image (:func:`zfcore.controls.paired_object_focus`).
+contrasted part of a scene, so :mod:`zfcore.paper.controls` measures the untrained network of the same
+layout too, image by image (:func:`zfcore.paper.controls.paired_object_focus`).
 
 * :func:`focus_on_box`: the two shares for one projection and one box;
 * :func:`object_focus`: the measure over data set images, driven through an explorer session
@@ -39,13 +39,13 @@ def focus_on_box(
     """``(energy share, area share)`` of a ``(C, H, W)`` projection and an object box
     ``(x0, y0, x1, y1)`` in pixels: the share of the projection's energy (sum of squares over
     channels) inside the box, and the box's share of the image, by the pixel-centre convention of
-    :func:`zfcore.deconv.energy_inside_boxes` and :func:`zfcore.deconv.box_area_share` (for a box
+    :func:`zfcore.boxes.energy_in_boxes` and :func:`zfcore.boxes.box_area_share` (for a box
     in whole pixels, the pixels ``[y0:y1, x0:x1]``). ``None`` for a projection of all zeros (it has
     no energy to share)."""
-    from .deconv import box_area_share, energy_inside_boxes
+    from .boxes import box_area_share, energy_in_boxes
 
     boxes = torch.tensor([box], dtype=torch.float32)
-    energy = float(energy_inside_boxes(projection[None], boxes)[0])
+    energy = float(energy_in_boxes(projection[None], boxes)[0])
     if math.isnan(energy):  # an all-zero projection
         return None
     return energy, float(box_area_share(boxes, tuple(projection.shape[-2:]))[0])

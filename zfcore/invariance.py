@@ -634,7 +634,7 @@ def _finite(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def invariance_checks(
     curves: dict, symmetric: torch.Tensor, control: "dict | None" = None
 ) -> InvarianceChecks:
-    """Section 4.4's claims as verdicts (:mod:`zfcore.verdicts`), bootstraps over images.
+    """Section 4.4's claims as verdicts (:mod:`zfcore.paper.verdicts`), bootstraps over images.
 
     * "small transformations have a dramatic effect in the first layer ..., but a lesser impact
       at the top feature layer": per image, :func:`per_image_growth` of layer 1 minus layer 7
@@ -645,7 +645,7 @@ def invariance_checks(
       translation (scaling) minus under rotation (paired);
     * "except for object with rotational symmetry": under rotation, the ``symmetric`` images'
       mean p(true class) minus the others' (unpaired)."""
-    from . import verdicts
+    from .paper import verdicts
 
     numbers, growth = {}, {}
     for k in TRANSFORMS:

@@ -772,12 +772,12 @@ def box_energy_items(
     ``channels``: ``energy`` (share of the projection's energy inside its image's object box, NaN
     for an all-zero projection), ``area`` (the box's share of the image, what a projection blind
     to the object would get) and ``image`` (data set index), as tensors."""
-    from .deconv import box_area_share, energy_inside_boxes
+    from .boxes import box_area_share, energy_in_boxes
 
     tp = project_top(model, result, layer, images.load, channels=channels, rule=rule)
     b = images.boxes_of(tp.images)
     return {
-        "energy": energy_inside_boxes(tp.pixels, b),
+        "energy": energy_in_boxes(tp.pixels, b),
         "area": box_area_share(b, int(images.inputs.shape[-1])),
         "image": tp.images,
     }
@@ -871,10 +871,10 @@ def firing_map_shares(result: TopK, layer: str) -> np.ndarray:
 
 
 def class_specificity_checks(result: TopK, layers: Sequence[str], chance: float) -> list:
-    """Section 4's hierarchy in two verdicts (:mod:`zfcore.verdicts`): the top-k majority share of
+    """Section 4's hierarchy in two verdicts (:mod:`zfcore.paper.verdicts`): the top-k majority share of
     the deepest layer's firing maps against the first layer's (unpaired bootstrap over maps), and
     the deepest layer's against ``chance``."""
-    from . import verdicts
+    from .paper import verdicts
 
     first, last = layers[0], layers[-1]
     return [

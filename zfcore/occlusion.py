@@ -31,12 +31,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .boxes import inside_interval, points_in_boxes
 from .errors import ZFCoreError
 from .incremental import PRECISIONS, IncrementalForward, low_precision_is_fast, plan_batches
 from .models import capture_layers, get_layer, in_eval_mode, layer_names, model_device, to_device
 from .receptive import ReceptiveFieldError, input_problem
 from .study import Result
-from .verdicts import Verdict, paired_bootstrap
+from .paper.verdicts import Verdict, paired_bootstrap
 
 __all__ = [
     "OcclusionError",
@@ -981,10 +982,10 @@ def pointing_game(
         x, y = res.most_damaging()
         x0, y0, x1, y1 = boxes[i].tolist()
         points[i] = torch.tensor([x, y])
-        hits[i] = x0 <= x <= x1 and y0 <= y <= y1
+        hits[i] = bool(points_in_boxes(points[i : i + 1], boxes[i : i + 1])[0])
         cy, cx = res.centres
-        inside_y = ((cy >= y0) & (cy <= y1)).double().mean()
-        inside_x = ((cx >= x0) & (cx <= x1)).double().mean()
+        inside_y = inside_interval(cy, y0, y1).double().mean()
+        inside_x = inside_interval(cx, x0, x1).double().mean()
         chance_grid[i] = inside_x * inside_y
         correct[i] = res.clean_top_class == int(labels[i])
         drop[i] = res.prob_target_clean - float(res.prob_target.min())

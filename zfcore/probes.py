@@ -359,7 +359,7 @@ def per_image_correct(
     its top ``k`` scores: a boolean ``(N,)`` for ``dataset[indices]`` (default: every image).
 
     These are the items of the paired bootstraps behind the verdicts of Tables 2-3 and 7
-    (:func:`zfcore.verdicts.paired_bootstrap`: two networks scored on the same images);
+    (:func:`zfcore.paper.verdicts.paired_bootstrap`: two networks scored on the same images);
     ``100 * (1 - mean)`` is the top-``k`` error (%) that :func:`zfcore.train.evaluate` reports.
     The model's training/eval mode is restored afterwards. A tuple ``k=(1, 5)`` returns one
     tensor per entry from a single pass.

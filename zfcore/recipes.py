@@ -28,7 +28,7 @@ from .errors import ZFCoreError
 from .health import low_frequency_share
 from .profiles import Profile, get_profile
 from .train import cached_run, compare_throughput, comparison_overrides, make_spec, training_run
-from .verdicts import Verdict, hierarchical_bootstrap
+from .paper.verdicts import Verdict, hierarchical_bootstrap
 
 __all__ = [
     "RECIPES",

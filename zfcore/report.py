@@ -35,7 +35,7 @@ from .cache import atomic_savefig, atomic_write_json, atomic_write_text, config_
 from .errors import ZFCoreError
 from .locations import checkout_root, figures_output_dir, writable_dir
 from .profiles import Profile, get_profile, repo_root
-from .verdicts import VERDICTS
+from .paper.verdicts import VERDICTS
 
 __all__ = [
     "Report",
@@ -708,7 +708,7 @@ def render_block(numbers: Mapping[str, Mapping[str, Any]], profile: str) -> tupl
         "",
         "Each claim's verdict: the effect (model minus control, positive when the paper is "
         "right), its 95 % interval, and held / did not hold / within noise "
-        "(`zfcore/verdicts.py`):",
+        "(`zfcore/paper/verdicts.py`):",
         "",
     ]
     if verdicts:

@@ -239,13 +239,13 @@ def survival(result: SanityResult, stage: str = "layer6") -> Survival:
 
 
 def fc_reinit_checks(result: SanityResult, stage: str = "layer6") -> tuple[dict, list]:
-    """The verdicts of the sanity check (:mod:`zfcore.verdicts`, paired bootstraps over images):
+    """The verdicts of the sanity check (:mod:`zfcore.paper.verdicts`, paired bootstraps over images):
     per rule, "the projection changed more than halfway to an unrelated one" after
     re-initialising the layers down to ``stage`` (:meth:`SanityResult.change_toward_unrelated`;
     the premise of section 2.1 that a projection shows what was learned), and, with both rules,
     Adebayo et al.'s "guided backpropagation is less sensitive than the gradient". Returns the
     per-rule mean midpoints (flat JSON keys) and the verdicts."""
-    from . import verdicts
+    from .paper import verdicts
 
     numbers, checks = {}, []
     for rule in result.rules:

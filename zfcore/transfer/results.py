@@ -20,7 +20,7 @@ import torch
 
 from ..probes import TransferError
 from ..study import Result
-from ..verdicts import Verdict, bootstrap, from_interval
+from ..paper.verdicts import Verdict, bootstrap, from_interval
 
 __all__ = [
     "draws_bootstrap",

@@ -7,7 +7,7 @@ Each such reading is compared here with the same measurement on the **untrained*
 same layout (:func:`untrained_model`: the weights the training started from), on the same images,
 with units chosen the same way; a contrasted object alone already draws a projection's energy.
 
-The numbers come per image so that a verdict (:mod:`zfcore.verdicts`) can be decided with a
+The numbers come per image so that a verdict (:mod:`zfcore.paper.verdicts`) can be decided with a
 bootstrap over images (seed variance is *not* included):
 
 * :func:`untrained_model`: the untrained network of a profile and layout;
@@ -35,8 +35,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ZFCoreError
-from .focus import object_focus
+from ..errors import ZFCoreError
+from ..focus import object_focus
 from .verdicts import unpaired_bootstrap
 
 __all__ = [
@@ -59,7 +59,7 @@ class ControlError(ZFCoreError, ValueError):
 def untrained_model(profile, arch: str = "zfnet", **overrides) -> nn.Module:
     """The untrained network of ``profile`` and ``arch`` (same layout and initialisation as the
     training's start, :func:`zfcore.train.build_model`), in eval mode."""
-    from .train import build_model, make_spec
+    from ..train import build_model, make_spec
 
     return build_model(make_spec(profile, arch, **overrides)).eval()
 
@@ -80,10 +80,10 @@ def box_energy_shares(
     ``energy`` (share of the projection's energy inside its image's object box, NaN for an
     all-zero projection), ``area`` (the box's share of the image) and ``image`` (data set index).
     """
-    from .data import get_dataset, normalize
-    from .deconv import box_area_share, energy_inside_boxes
-    from .mining import project_top
-    from .profiles import get_profile
+    from ..data import get_dataset, normalize
+    from ..boxes import box_area_share, energy_in_boxes
+    from ..mining import project_top
+    from ..profiles import get_profile
 
     P = get_profile(profile)
     ds = get_dataset(P, split)
@@ -102,7 +102,7 @@ def box_energy_shares(
     tp = project_top(model, top, layer, load, channels=list(channels), rule=rule)
     boxes = torch.stack([cache[int(i)] for i in tp.images]) if len(tp.images) else torch.zeros(0, 4)
     return {
-        "energy": energy_inside_boxes(tp.pixels, boxes).double().numpy(),
+        "energy": energy_in_boxes(tp.pixels, boxes).double().numpy(),
         "area": box_area_share(boxes, P.image_size).double().numpy(),
         "image": tp.images.numpy().astype(int),
     }
@@ -132,7 +132,7 @@ def finite_pairs(a, b) -> tuple[np.ndarray, np.ndarray]:
 
 
 #: Model and control measured on different items, each resampled on its own
-#: (:func:`zfcore.verdicts.unpaired_bootstrap`; the mean is the statistic).
+#: (:func:`zfcore.paper.verdicts.unpaired_bootstrap`; the mean is the statistic).
 two_sample_bootstrap = unpaired_bootstrap
 
 
@@ -170,8 +170,8 @@ def projection_on_object_control(
     values already computed (``LayerMeasures.items`` of :func:`zfcore.mining.layer_measures`,
     ``{layer: {"energy", "area", "image"}}``), so its projections are not made twice."""
     from . import verdicts
-    from .mining import mine_dataset, pick_maps
-    from .profiles import get_profile
+    from ..mining import mine_dataset, pick_maps
+    from ..profiles import get_profile
 
     P = get_profile(profile)
     untrained = untrained_model(P) if untrained is None else untrained

@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import ZFCoreError
+from ..errors import ZFCoreError
 
 __all__ = [
     "VERDICTS",
