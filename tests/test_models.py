@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from zfcore import models
+from zfcore import models, pretrained
 from zfcore.models import (
     TABLE3_VARIANTS,
     build,
@@ -156,7 +156,7 @@ def test_feature_scale_clipping_against_loop():
 def test_pretrained_offline_fails_at_once_naming_file(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setenv("ZFCORE_DOWNLOAD", "0")
-    with pytest.raises(models.MissingWeightsError) as e:
+    with pytest.raises(pretrained.MissingWeightsError) as e:
         models.alexnet(pretrained=True)
     msg = str(e.value)
     assert "alexnet-owt-7be5be79.pth" in msg and str(tmp_path) in msg and "https://" in msg
@@ -169,7 +169,7 @@ def test_pretrained_download_failure_names_file(tmp_path, monkeypatch):
         raise OSError("network unreachable")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
-    with pytest.raises(models.MissingWeightsError, match="download failed"):
+    with pytest.raises(pretrained.MissingWeightsError, match="download failed"):
         models.vgg16(pretrained=True, download=True)
 
 
@@ -178,7 +178,7 @@ def test_pretrained_from_disk_and_layer_names(tmp_path, monkeypatch):
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     ref = models.alexnet(pretrained=False)
-    path = models._weights_file(AlexNet_Weights.IMAGENET1K_V1)
+    path = pretrained.torchvision_weights_path(AlexNet_Weights.IMAGENET1K_V1)
     path.parent.mkdir(parents=True)
     torch.save(ref.state_dict(), path)
     m = models.alexnet(pretrained=True).eval()

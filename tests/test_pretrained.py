@@ -133,7 +133,7 @@ def test_missing_weights_name_the_file_folder_and_the_fix(tmp_path, monkeypatch)
     monkeypatch.setenv("HOME", str(tmp_path))
     folder = tmp_path / ".torch" / "models"
     for variant, file in (("zf", "zfnet-1727-d010ddca.pth"), ("wide", "zfnetb-1490-f6bec24e.pth")):
-        with pytest.raises(models.MissingWeightsError) as e:
+        with pytest.raises(pretrained.MissingWeightsError) as e:
             models.zfnet(weights="imagenet", variant=variant)  # ZFCORE_DOWNLOAD=0 in tests
         msg = str(e.value)
         assert file in msg and str(folder) in msg and "ZFCORE_DOWNLOAD=1" in msg

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from zfcore import cache, models
+from zfcore import cache, models, pretrained
 from zfcore.profiles import get_profile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,7 +127,7 @@ def test_pretrained_weights_file_that_runs_code_is_refused(tmp_path, monkeypatch
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
     marker = tmp_path / "marker"
-    path = models._weights_file(AlexNet_Weights.IMAGENET1K_V1)
+    path = pretrained.torchvision_weights_path(AlexNet_Weights.IMAGENET1K_V1)
     path.parent.mkdir(parents=True)
     torch.save({"features.0.weight": Payload(marker)}, path)
     with pytest.raises(cache.CacheError, match="refused") as e:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from zfcore import models
+from zfcore import models, pretrained
 from zfcore.profiles import get_profile
 
 URL = re.compile(r"https?://\S+")
@@ -30,10 +30,10 @@ def test_missing_pretrained_weights_offline(empty_hub, name):
     import torchvision.models as tvm
 
     weights = getattr(tvm, name).IMAGENET1K_V1
-    with pytest.raises(models.MissingWeightsError) as e:
-        models._load_pretrained(weights, download=False)
+    with pytest.raises(pretrained.MissingWeightsError) as e:
+        pretrained.torchvision_state(weights, download=False)
     msg = _clean(e.value)
-    path = models._weights_file(weights)
+    path = pretrained.torchvision_weights_path(weights)
     assert str(empty_hub) in str(path)
     for what in (
         path.name,
@@ -47,7 +47,7 @@ def test_missing_pretrained_weights_offline(empty_hub, name):
 
 
 def test_public_builder_fails_at_once_offline(empty_hub):
-    with pytest.raises(models.MissingWeightsError, match="alexnet-owt"):
+    with pytest.raises(pretrained.MissingWeightsError, match="alexnet-owt"):
         models.alexnet(pretrained=True)  # ZFCORE_DOWNLOAD=0 in tests: no network try
 
 
@@ -60,8 +60,8 @@ def test_failed_download_names_the_reason_and_the_manual_route(empty_hub, monkey
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(type(w), "get_state_dict", offline)
-    with pytest.raises(models.MissingWeightsError) as e:
-        models._load_pretrained(w, download=True)
+    with pytest.raises(pretrained.MissingWeightsError) as e:
+        pretrained.torchvision_state(w, download=True)
     msg = _clean(e.value)
     assert "download failed" in msg and "name resolution" in msg and w.url in msg
 

@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from zfcore import transfer
-from zfcore.models import MissingWeightsError, alexnet
+from zfcore.models import alexnet
+from zfcore.pretrained import MissingWeightsError
 from zfcore.profiles import get_profile
 
 _COLOURS = [(220, 40, 40), (40, 200, 60), (40, 60, 220), (230, 200, 30)]

@@ -494,7 +494,7 @@ def main(argv: "list[str] | None" = None) -> int:
     if not args.photos and not args.folder:
         ap.error("give at least one photo or --folder DIR")
     from .data.images import ImageLoadError
-    from .models import MissingWeightsError
+    from .pretrained import MissingWeightsError
     from .zoo import ZooError
 
     try:

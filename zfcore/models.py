@@ -14,7 +14,8 @@
   the same naming.
 * ``zfnet(weights="imagenet")`` is Fig. 3 itself with ImageNet weights (pytorchcv's ``zfnet``;
   ``variant="wide"``: Table 3's wider layers 3-5, pytorchcv's ``zfnetb``) and
-  :func:`from_pytorchcv` converts a pytorchcv model object; both live in :mod:`zfcore.pretrained`.
+  :func:`from_pytorchcv` converts a pytorchcv model object; the weight files themselves (where they
+  live, how they are fetched) are :mod:`zfcore.pretrained`'s.
 
 Layer addressing: every supported model carries ``model.layer_names``, a dict from ``"layer1"``
 ... ``"layer7"`` and ``"logits"`` to the qualified name of the module whose output is that layer's
@@ -30,13 +31,19 @@ import hashlib
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
 
 from .errors import ZFCoreError
+from .pretrained import (
+    convert_pytorchcv_state,
+    imagenet_state,
+    pytorchcv_modules,
+    torchvision_state,
+    variant_name,
+)
 
 __all__ = [
     "ZFConfig",
@@ -62,7 +69,8 @@ __all__ = [
     "he_init_",
     "clip_filters_",
     "filter_rms",
-    "MissingWeightsError",
+    "ModelError",
+    "ModelTypeError",
     "LayerError",
     "load_model_state",
     "model_fingerprint",
@@ -73,16 +81,21 @@ __all__ = [
 ]
 
 
+class ModelError(ZFCoreError, ValueError):
+    """A network that cannot be built or loaded as asked (an unknown variant, a size too small for
+    the layout, a state dict that does not fit); the message says what to change."""
+
+
+class ModelTypeError(ModelError, TypeError):
+    """An argument of the wrong type where a model, a state dict or a module was expected."""
+
+
 class LayerError(ZFCoreError, KeyError, TypeError):
     """An unknown layer for this model, or a layer argument that is not a name or a number: the
     one error every module raises for a bad layer (a ``KeyError`` and a ``TypeError`` as well)."""
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it plain
         return str(self.args[0])
-
-
-class MissingWeightsError(ZFCoreError, FileNotFoundError):
-    """Pretrained weights are not on disk and may not (or could not) be downloaded."""
 
 
 @dataclass(frozen=True)
@@ -147,9 +160,9 @@ class ZFNet(nn.Module):
         self.config = c
         for r in c.removed:
             if r not in (3, 4, 6, 7):
-                raise ValueError(f"Table 3 removes layers 3, 4, 6 or 7, not {r}")
+                raise ModelError(f"Table 3 removes layers 3, 4, 6 or 7, not {r}")
         if c.layout not in ("paper", "pytorchcv"):
-            raise ValueError(f"layout must be 'paper' or 'pytorchcv', not {c.layout!r}")
+            raise ModelError(f"layout must be 'paper' or 'pytorchcv', not {c.layout!r}")
         norm_first = c.layout == "pytorchcv"
         ch = [c.scaled(n) for n in c.conv_channels]
         fc = [c.scaled(n) for n in c.fc_units]
@@ -158,7 +171,7 @@ class ZFNet(nn.Module):
         elif c.first_layer == "krizhevsky":
             k1, s1, p1 = 11, 4, 2
         else:
-            raise ValueError(f"first_layer must be 'zf' or 'krizhevsky', not {c.first_layer!r}")
+            raise ModelError(f"first_layer must be 'zf' or 'krizhevsky', not {c.first_layer!r}")
 
         f: "OrderedDict[str, nn.Module]" = OrderedDict()
         names: dict[str, str] = {}
@@ -189,7 +202,7 @@ class ZFNet(nn.Module):
 
         side = self.feature_side(c)
         if side < 1:
-            raise ValueError(f"image_size {c.image_size} is too small for this layout")
+            raise ModelError(f"image_size {c.image_size} is too small for this layout")
         n_in = prev * side * side
         k: "OrderedDict[str, nn.Module]" = OrderedDict()
         for i, units in zip((6, 7), fc):
@@ -254,7 +267,7 @@ def build(
     scaled size) and Table 3's 2048/8192 variants scale with it.
     """
     if variant not in TABLE3_VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}: choose one of {sorted(TABLE3_VARIANTS)}")
+        raise ModelError(f"unknown variant {variant!r}: choose one of {sorted(TABLE3_VARIANTS)}")
     changes = dict(TABLE3_VARIANTS[variant])
     if fc_units is not None:
         base = changes.get("fc_units", (4096, 4096))
@@ -288,24 +301,35 @@ def zfnet(
     maps). ``weights="imagenet"`` returns the full-size network with pytorchcv's ImageNet weights
     (``zfnet``, or ``zfnetb`` for the wide variant) in pytorchcv's layer order
     (``ZFConfig.layout="pytorchcv"``); the file must be on disk or downloadable (``download``, as
-    in :func:`alexnet`), else a :class:`MissingWeightsError` names it: see
-    :func:`zfcore.pretrained.imagenet_zfnet`.
+    in :func:`alexnet`), else a :class:`MissingWeightsError` names it
+    (:func:`zfcore.pretrained.imagenet_state`). The ImageNet network is full size: ``width``,
+    ``image_size``, ``num_classes`` and ``fc_units`` keep their defaults.
     """
     if variant == "wide":
         variant = "conv3_4_5_wide"
     if weights is not None:
-        from .pretrained import imagenet_zfnet
-
-        return imagenet_zfnet(
-            weights,
-            variant=variant,
-            download=download,
-            width=width,
-            image_size=image_size,
-            num_classes=num_classes,
-            fc_units=fc_units,
-            dropout=dropout,
+        if weights != "imagenet":
+            raise ModelError(f"weights must be 'imagenet' or None, not {weights!r}")
+        changed = [
+            f"{k}={v!r}"
+            for k, v, d in (
+                ("width", width, 1.0),
+                ("image_size", image_size, 224),
+                ("num_classes", num_classes, 1000),
+            )
+            if v != d
+        ] + ([f"fc_units={fc_units!r}"] if fc_units not in (None, 4096) else [])
+        if changed:
+            raise ModelError(
+                f"the ImageNet weights fit only the full-size network: drop "
+                f"{', '.join(changed)} (or pass weights=None to build a scaled one)"
+            )
+        name = variant_name(variant)
+        state, path = imagenet_state(name, download)
+        cfg = ZFConfig(
+            first_layer="zf", dropout=dropout, layout="pytorchcv", **TABLE3_VARIANTS[name]
         )
+        return load_model_state(ZFNet(cfg), state, source=str(path))
     return build(
         variant,
         first_layer="zf",
@@ -347,7 +371,7 @@ def layer_names(model: nn.Module) -> dict[str, str]:
     """``{"layer1": "features.relu1", ...}`` for any supported model."""
     names = getattr(model, "layer_names", None)
     if not isinstance(names, dict):
-        raise TypeError(
+        raise ModelTypeError(
             f"{type(model).__name__} has no layer_names: build it with zfcore.models "
             f"or set model.layer_names = {{'layer1': '<module name>', ...}}"
         )
@@ -423,7 +447,8 @@ def in_eval_mode(fn: Callable) -> Callable:
 
 
 class _StopForward(Exception):
-    """Raised from a hook once every requested layer has been seen: the rest of the pass is skipped."""
+    """Raised from a hook once every requested layer has been seen: the rest of the pass is
+    skipped."""
 
 
 @contextlib.contextmanager
@@ -580,42 +605,6 @@ def clip_filters_count_(model: nn.Module, radius: float = 0.1) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 
 
-def _weights_file(weights) -> Path:
-    url = weights.url
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
-
-
-def _load_pretrained(weights, download: bool):
-    path = _weights_file(weights)
-    if path.is_file():
-        from .cache import CacheError, load_tensors
-
-        try:
-            return load_tensors(path)  # weights_only=True: a file cannot run code
-        except CacheError as e:
-            raise CacheError(f"{e}\nDelete it and fetch {weights.url} again into {path}") from None
-    if download:
-        try:
-            return weights.get_state_dict(progress=True, check_hash=True)
-        except Exception as e:  # no network, proxy, HTTP error
-            reason = f"the download failed ({type(e).__name__}: {e})"
-    else:
-        reason = "downloads are off (pass download=True or set ZFCORE_DOWNLOAD=1 to allow one)"
-    raise MissingWeightsError(
-        f"pretrained weights {path.name} are not on disk and {reason}.\n"
-        f"Fetch {weights.url}\nand put it at {path}\n"
-        f"(folder: {path.parent}; e.g. mkdir -p {path.parent} && curl -L -o {path} {weights.url})"
-    )
-
-
-def _download_default(download: bool | None) -> bool:
-    import os
-
-    if download is not None:
-        return download
-    return os.environ.get("ZFCORE_DOWNLOAD", "0") == "1"
-
-
 def _unplace_relus(model: nn.Module) -> None:
     # In-place ReLUs break forward/backward hooks on the layer outputs we address.
     for m in model.modules():
@@ -629,7 +618,7 @@ def _torchvision(
     """A torchvision classifier with our layer naming (and its ImageNet weights if asked)."""
     m = builder(weights=None)
     if pretrained:
-        m.load_state_dict(_load_pretrained(weights, _download_default(download)))
+        m.load_state_dict(torchvision_state(weights, download))
     _unplace_relus(m)
     m.layer_names = dict(names)
     m.input_size = 224
@@ -720,7 +709,7 @@ def load_model_state(model: nn.Module, state: dict, source: str = "checkpoint") 
     from collections.abc import Mapping
 
     if not isinstance(state, Mapping):
-        raise TypeError(
+        raise ModelTypeError(
             f"{source} holds a {type(state).__name__}, not a state_dict (a dict of "
             f"parameter name -> tensor)"
         )
@@ -731,7 +720,7 @@ def load_model_state(model: nn.Module, state: dict, source: str = "checkpoint") 
             if len(state) <= 8 and any(isinstance(state[k], Mapping) for k in bad)
             else ""
         )
-        raise ValueError(f"{source} is not a state_dict: entries {bad[:5]} are not tensors{hint}")
+        raise ModelError(f"{source} is not a state_dict: entries {bad[:5]} are not tensors{hint}")
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -750,7 +739,7 @@ def load_model_state(model: nn.Module, state: dict, source: str = "checkpoint") 
             parts.append(f"missing from {source}: {missing[:5]}")
         if unexpected:
             parts.append(f"not in the model: {unexpected[:5]}")
-        raise ValueError(
+        raise ModelError(
             f"{source} does not fit {type(model).__name__} "
             f"({' | '.join(parts)}): it was saved from another architecture or "
             f"profile; rebuild the model with the same settings"
@@ -790,4 +779,33 @@ def model_fingerprint(model: nn.Module) -> str:
     return digest
 
 
-from .pretrained import from_pytorchcv  # noqa: E402  (re-exported; imports models lazily)
+def from_pytorchcv(net: nn.Module) -> "ZFNet":
+    """zfcore's :class:`ZFNet` with the weights of a pytorchcv ``zfnet`` or ``zfnetb`` model
+    object (Fig. 3; Table 3's wide layers 3-5), in pytorchcv's layer order
+    (``ZFConfig(layout="pytorchcv")``: LRN before the first two pools) so its outputs equal
+    ``net``'s; with zfcore's layer names, so every analysis runs on it. ``net`` is not changed;
+    the result is in ``net``'s train/eval mode and on the CPU.
+    """
+    if not isinstance(net, nn.Module):
+        raise ModelError(
+            f"from_pytorchcv takes a pytorchcv model (torch.nn.Module), got {type(net).__name__}"
+        )
+    convs, fcs, dropout = pytorchcv_modules(net)
+    size = getattr(net, "in_size", (224, 224))
+    if size[0] != size[1]:
+        raise ModelError(f"from_pytorchcv needs a square input size, this net has in_size {size}")
+    cfg = ZFConfig(
+        first_layer="zf",
+        conv_channels=tuple(c.out_channels for c in convs),
+        fc_units=(fcs[0].out_features, fcs[1].out_features),
+        image_size=int(size[0]),
+        in_channels=convs[0].in_channels,
+        num_classes=fcs[2].out_features,
+        dropout=dropout,
+        layout="pytorchcv",
+    )
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    model = load_model_state(
+        ZFNet(cfg), convert_pytorchcv_state(state), source=f"pytorchcv {type(net).__name__}"
+    )
+    return model.train(net.training)

@@ -1,4 +1,8 @@
-"""The paper's own network with ImageNet weights, from pytorchcv's model zoo.
+"""Pretrained weight files: the paper's network with ImageNet weights (pytorchcv's model zoo) and
+torchvision's classifiers; where each file lives, how it is fetched, and its state dict with
+zfcore's layer names. :func:`zfcore.models.zfnet` (``weights="imagenet"``),
+:func:`zfcore.models.from_pytorchcv` and :func:`zfcore.models.alexnet` build the networks.
+
 
 Zeiler & Fergus (2014) trained the Fig. 3 network on ImageNet 2012; their weights were never
 published. pytorchcv (MIT, ``pip install pytorchcv``) ships two ImageNet-1k trainings of it:
@@ -30,16 +34,46 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
 from torch import nn
+
+from .cache import CacheError, load_tensors
+from .errors import ZFCoreError
 
 __all__ = [
     "PYTORCHCV_WEIGHTS",
     "PYTORCHCV_KEYS",
+    "WeightsError",
+    "MissingWeightsError",
+    "download_allowed",
     "weights_folder",
     "weights_path",
-    "from_pytorchcv",
-    "imagenet_zfnet",
+    "weights_url",
+    "variant_name",
+    "pytorchcv_modules",
+    "convert_pytorchcv_state",
+    "imagenet_state",
+    "torchvision_weights_path",
+    "torchvision_state",
 ]
+
+
+class WeightsError(ZFCoreError, ValueError):
+    """A weights choice that does not exist (a variant without ImageNet weights, a model that
+    is not pytorchcv's zfnet)."""
+
+
+class MissingWeightsError(ZFCoreError, FileNotFoundError):
+    """Pretrained weights are not on disk and may not (or could not) be downloaded."""
+
+
+def download_allowed(download: bool | None) -> bool:
+    """``download`` when given, else whether the environment sets ``ZFCORE_DOWNLOAD=1`` (tests
+    and CI leave it unset: nothing is fetched)."""
+    if download is not None:
+        return download
+    return os.environ.get("ZFCORE_DOWNLOAD", "0") == "1"
+
 
 # variant -> (pytorchcv model name, weight file, release tag, sha1); from pytorchcv 0.0.74's
 # model_metainfos.csv (tests check these against the installed pytorchcv).
@@ -79,11 +113,12 @@ def weights_folder() -> Path:
     return Path(os.path.join("~", ".torch", "models")).expanduser()
 
 
-def _variant_key(variant: str) -> str:
+def variant_name(variant: str) -> str:
+    """The Table 3 name of a variant with ImageNet weights (``\"wide\"`` is ``conv3_4_5_wide``)."""
     if variant == "wide":
         variant = "conv3_4_5_wide"
     if variant not in PYTORCHCV_WEIGHTS:
-        raise ValueError(
+        raise WeightsError(
             f"ImageNet weights exist for variant 'zf' (Fig. 3, pytorchcv's zfnet) and "
             f"'wide' / 'conv3_4_5_wide' (Table 3, pytorchcv's zfnetb), not "
             f"{variant!r}; build other Table 3 variants without weights"
@@ -92,7 +127,7 @@ def _variant_key(variant: str) -> str:
 
 
 def _variant_entry(variant: str) -> tuple[str, str, str, str]:
-    return PYTORCHCV_WEIGHTS[_variant_key(variant)]
+    return PYTORCHCV_WEIGHTS[variant_name(variant)]
 
 
 def weights_path(variant: str = "zf") -> Path:
@@ -106,11 +141,12 @@ def weights_url(variant: str = "zf") -> str:
     return f"https://github.com/osmr/imgclsmob/releases/download/{tag}/{file}.zip"
 
 
-def _pytorchcv_modules(net: nn.Module):
-    """``(convs, fcs, dropout)`` of a pytorchcv zfnet/zfnetb, or a ValueError saying what differs."""
+def pytorchcv_modules(net: nn.Module):
+    """``(convs, fcs, dropout)`` of a pytorchcv zfnet/zfnetb, or a :class:`WeightsError` saying
+    what differs from Fig. 3."""
 
     def fail(why: str):
-        raise ValueError(
+        raise WeightsError(
             f"from_pytorchcv converts pytorchcv's zfnet or zfnetb "
             f"(pytorchcv.model_provider.get_model('zfnet')), not this "
             f"{type(net).__name__}: {why}"
@@ -139,7 +175,11 @@ def _pytorchcv_modules(net: nn.Module):
             fail(
                 f"layer {i} is a {c.kernel_size[0]}x{c.kernel_size[1]} stride {c.stride[0]} "
                 f"padding {c.padding[0]} convolution, Fig. 3 has {k}x{k} stride {s} padding {p}"
-                f"{' (this looks like pytorchcv alexnet)' if i == 1 and k != c.kernel_size[0] else ''}"
+                + (
+                    " (this looks like pytorchcv alexnet)"
+                    if i == 1 and k != c.kernel_size[0]
+                    else ""
+                )
             )
         if (
             getattr(u, "use_lrn", None) is not (i <= 2)
@@ -161,7 +201,7 @@ def _pytorchcv_modules(net: nn.Module):
     return convs, fcs, dropout
 
 
-def _convert_state(state: dict) -> dict:
+def convert_pytorchcv_state(state: dict) -> dict:
     """pytorchcv's zfnet state_dict with zfcore's names (entries pytorchcv ignores are dropped)."""
     out = {}
     for old, new in PYTORCHCV_KEYS.items():
@@ -171,91 +211,20 @@ def _convert_state(state: dict) -> dict:
     return out
 
 
-def _load_converted(state: dict, config, source: str):
-    from .models import ZFNet, load_model_state
+def imagenet_state(variant: str = "zf", download: bool | None = None) -> tuple[dict, Path]:
+    """pytorchcv's ImageNet state dict of ``variant`` (``"zf"``: Fig. 3, ``"wide"``: Table 3's
+    wide layers 3-5) with zfcore's layer names, and the file it came from.
 
-    model = ZFNet(config)
-    return load_model_state(model, _convert_state(state), source=source)
-
-
-def from_pytorchcv(net: nn.Module):
-    """zfcore's :class:`~zfcore.models.ZFNet` with the weights of a pytorchcv ``zfnet`` or
-    ``zfnetb`` model object (Fig. 3; Table 3's wide layers 3-5), in pytorchcv's layer order
-    (``ZFConfig(layout="pytorchcv")``: LRN before the first two pools) so its outputs equal
-    ``net``'s; with zfcore's layer names, so every analysis runs on it. ``net`` is not changed;
-    the result is in ``net``'s train/eval mode and on the CPU.
-    """
-    from .models import ZFConfig
-
-    if not isinstance(net, nn.Module):
-        raise TypeError(
-            f"from_pytorchcv takes a pytorchcv model (torch.nn.Module), got {type(net).__name__}"
-        )
-    convs, fcs, dropout = _pytorchcv_modules(net)
-    size = getattr(net, "in_size", (224, 224))
-    if size[0] != size[1]:
-        raise ValueError(f"from_pytorchcv needs a square input size, this net has in_size {size}")
-    cfg = ZFConfig(
-        first_layer="zf",
-        conv_channels=tuple(c.out_channels for c in convs),
-        fc_units=(fcs[0].out_features, fcs[1].out_features),
-        image_size=int(size[0]),
-        in_channels=convs[0].in_channels,
-        num_classes=fcs[2].out_features,
-        dropout=dropout,
-        layout="pytorchcv",
-    )
-    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    model = _load_converted(state, cfg, f"pytorchcv {type(net).__name__}")
-    return model.train(net.training)
-
-
-def imagenet_zfnet(
-    weights: str = "imagenet",
-    *,
-    variant: str = "zf",
-    download: bool | None = None,
-    dropout: float = 0.5,
-    width: float = 1.0,
-    image_size: int = 224,
-    num_classes: int = 1000,
-    fc_units: int | None = None,
-):
-    """Fig. 3's ZFNet (``variant="zf"``) or Table 3's wide variant (``"wide"``) with pytorchcv's
-    ImageNet weights: what ``zfcore.models.zfnet(weights="imagenet")`` returns.
-
-    The weight file (:func:`weights_path`: ``~/.torch/models/zfnet-1727-d010ddca.pth``, 250 MB,
-    or ``zfnetb-1490-f6bec24e.pth``) is read if present; otherwise it is downloaded with
-    pytorchcv's own downloader (checked against its SHA-1) when ``download=True`` or, with
-    ``download=None``, when the environment sets ``ZFCORE_DOWNLOAD=1``. Otherwise a
-    :class:`~zfcore.models.MissingWeightsError` names the file, the folder, the URL and how to
-    allow the download. The network is full size: ``width``, ``image_size``, ``num_classes`` and
-    ``fc_units`` must keep their defaults.
-    """
-    from .cache import CacheError, load_tensors
-    from .models import TABLE3_VARIANTS, MissingWeightsError, ZFConfig, _download_default
-
-    if weights != "imagenet":
-        raise ValueError(f"weights must be 'imagenet' or None, not {weights!r}")
-    name, file, _, _ = _variant_entry(variant)
-    changed = [
-        f"{k}={v!r}"
-        for k, v, d in (
-            ("width", width, 1.0),
-            ("image_size", image_size, 224),
-            ("num_classes", num_classes, 1000),
-        )
-        if v != d
-    ] + ([f"fc_units={fc_units!r}"] if fc_units not in (None, 4096) else [])
-    if changed:
-        raise ValueError(
-            f"the ImageNet weights fit only the full-size network: drop "
-            f"{', '.join(changed)} (or pass weights=None to build a scaled one)"
-        )
+    The weight file (:func:`weights_path`: ``~/.torch/models/zfnet-1727-d010ddca.pth``, or
+    ``zfnetb-1490-f6bec24e.pth``) is read if present; otherwise it is downloaded with pytorchcv's
+    own downloader (checked against its SHA-1) when :func:`download_allowed`. Otherwise a
+    :class:`MissingWeightsError` names the file, the folder, the URL and how to allow the
+    download."""
+    name, file, _, _ = PYTORCHCV_WEIGHTS[variant_name(variant)]
     path = weights_path(variant)
     url = weights_url(variant)
     if not path.is_file():
-        if _download_default(download):
+        if download_allowed(download):
             try:
                 from pytorchcv.models.common.model_store import get_model_file
 
@@ -276,10 +245,33 @@ def imagenet_zfnet(
         state = load_tensors(path)  # weights_only=True: a file cannot run code
     except CacheError as e:
         raise CacheError(f"{e}\nDelete it and fetch {url} again into {path.parent}") from None
-    cfg = ZFConfig(
-        first_layer="zf",
-        dropout=dropout,
-        layout="pytorchcv",
-        **TABLE3_VARIANTS[_variant_key(variant)],
+    return convert_pytorchcv_state(state), path
+
+
+def torchvision_weights_path(weights) -> Path:
+    """Where torch hub keeps the file of torchvision ``weights`` (an enum member)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+
+
+def torchvision_state(weights, download: bool | None = None) -> dict:
+    """The state dict of torchvision ``weights``: read from torch hub's folder, else downloaded
+    when :func:`download_allowed`, else a :class:`MissingWeightsError` saying what to fetch and
+    where to put it."""
+    path = torchvision_weights_path(weights)
+    if path.is_file():
+        try:
+            return load_tensors(path)  # weights_only=True: a file cannot run code
+        except CacheError as e:
+            raise CacheError(f"{e}\nDelete it and fetch {weights.url} again into {path}") from None
+    if download_allowed(download):
+        try:
+            return weights.get_state_dict(progress=True, check_hash=True)
+        except Exception as e:  # no network, proxy, HTTP error
+            reason = f"the download failed ({type(e).__name__}: {e})"
+    else:
+        reason = "downloads are off (pass download=True or set ZFCORE_DOWNLOAD=1 to allow one)"
+    raise MissingWeightsError(
+        f"pretrained weights {path.name} are not on disk and {reason}.\n"
+        f"Fetch {weights.url}\nand put it at {path}\n"
+        f"(folder: {path.parent}; e.g. mkdir -p {path.parent} && curl -L -o {path} {weights.url})"
     )
-    return _load_converted(state, cfg, str(path))

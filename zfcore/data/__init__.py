@@ -10,6 +10,17 @@
 * :func:`load_image` / :func:`load_folder`: the user's own photos (``zfcore.data.images``).
 """
 
+from .images import (
+    ImageLoadError,
+    ImageTooLargeError,
+    PhotoStream,
+    iter_folder,
+    load_folder,
+    load_image,
+    photos_first,
+    sample_photos,
+    to_model_input,
+)
 from .registry import DataNotFoundError, class_names, get_dataset, make_loader
 from .scenes import (
     GENERATOR_VERSION,
@@ -50,32 +61,3 @@ __all__ = [
     "ImageLoadError",
     "ImageTooLargeError",
 ]
-
-_IMAGES = (
-    "load_image",
-    "load_folder",
-    "iter_folder",
-    "to_model_input",
-    "sample_photos",
-    "PhotoStream",
-    "photos_first",
-    "ImageLoadError",
-    "ImageTooLargeError",
-)
-
-
-def __getattr__(name):
-    # The user-photo loader lives in zfcore.data.images; import it only when asked for, so the
-    # rest of the package works without it.
-    if name in _IMAGES:
-        try:
-            from . import images
-        except ModuleNotFoundError as e:
-            if e.name != f"{__name__}.images":
-                raise
-            raise ImportError(
-                f"zfcore.data.{name} needs zfcore/data/images.py (the user-photo "
-                f"loader), which this checkout does not have"
-            ) from None
-        return getattr(images, name)
-    raise AttributeError(f"module 'zfcore.data' has no attribute {name!r}")

@@ -45,7 +45,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ZFCoreError
 from ..profiles import Profile, get_profile
-from . import normalize
+from .transforms import normalize
 
 __all__ = [
     "ImageLoadError",

@@ -574,8 +574,8 @@ def _instances(sl: dict, S: int):
 
     Returns the parameter table (M, 16) (position, rotation, size in pixels, texture, patch
     origin, colour), the patch side, shape, texture kind, slot and canvas offset of the patch
-    (channel 0) of each instance. All values are computed exactly as they are used per pixel, so grouping instances
-    differently never changes a bit."""
+    (channel 0) of each instance. All values are computed exactly as they are used per pixel, so
+    grouping instances differently never changes a bit."""
     f32 = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)  # noqa: E731
     active = torch.as_tensor(sl["active"])
     kn = torch.nonzero(active.t())  # (M, 2): slot, image
@@ -957,7 +957,8 @@ class SceneDataset(torch.utils.data.Dataset):
         return idx
 
     def scenes(self, indices) -> SceneBatch:
-        """Ground truth of ``indices``: images in [0, 1] (un-augmented), labels, boxes, keypoints."""
+        """Ground truth of ``indices``: images in [0, 1] (un-augmented), labels, boxes and
+        keypoints."""
         return render_scenes(
             self._check(indices),
             size=self.size,
