@@ -1,5 +1,4 @@
-"""zfcore.report: the provenance every notebook's JSON carries, and the README's results generated
-from the JSON (``python -m zfcore.report readme``) and checked against it (``... check``)."""
+"""zfcore.report: the provenance every notebook's JSON carries."""
 
 from __future__ import annotations
 
@@ -15,54 +14,8 @@ import torch
 from zfcore import __version__, report
 from zfcore.cache import config_hash
 from zfcore.models import model_fingerprint, zfnet
-from zfcore.profiles import get_profile, repo_root
-from zfcore.report import Report, ReportError, main
-
-README = """# demo
-
-Intro: **<!-- value:test_accuracy -->99 %<!-- /value --> test accuracy** (hand-typed).
-
-<!-- results:begin -->
-| old | hand-typed | table |
-<!-- results:end -->
-
-Tail text stays.
-"""
-
-
-def _numbers():
-    return {
-        "00_quickstart": {
-            "test_top1_error": 7.95,
-            "test_top5_error": 0.5,
-            "chance_top1_error": 90.0,
-        },
-        "02_deconvnet": {
-            "shared_switch_share_pool1": 0.2148776799440384,
-            "shared_switch_share_pool2": 0.0464409738779068,
-            "max_unpool2d_relative_change": 0.8446027636528015,
-            "verdict_switches_matter": "held",
-            "switches_matter_effect": 0.8446,
-            "switches_matter_ci_low": 0.51,
-            "switches_matter_ci_high": 1.234,
-            "switches_matter_uncertainty": "bootstrap over 12 items (2000 resamples)",
-        },
-        "11_feature_analysis": {
-            f"svm_accuracy_pct_layer{i}": v
-            for i, v in enumerate([24.449999034404755, 31.8, 46.55, 48.6, 46.05, 61.55, 58.4], 1)
-        },
-    }
-
-
-def _folder(tmp_path, numbers):
-    figs = tmp_path / "figures" / "mini"
-    figs.mkdir(parents=True)
-    for nb, data in numbers.items():
-        (figs / f"{nb}.json").write_text(json.dumps(data))
-    readme = tmp_path / "README.md"
-    readme.write_text(README)
-    return readme, figs
-
+from zfcore.profiles import get_profile
+from zfcore.report import Report, ReportError, provenance
 
 # --------------------------------------------------------------------------------------------
 # provenance
@@ -131,9 +84,12 @@ def test_git_commit_clean_dirty_and_not_a_checkout(tmp_path):
     assert report.git_commit(tmp_path) == "unknown"  # not a git checkout at all
     repo = tmp_path / "repo"
     (repo / "figures").mkdir(parents=True)
-    git = lambda *a: subprocess.run(
-        ["git", "-C", str(repo), *a], check=True, capture_output=True, text=True
-    ).stdout.strip()
+
+    def git(*a):
+        return subprocess.run(
+            ["git", "-C", str(repo), *a], check=True, capture_output=True, text=True
+        ).stdout.strip()
+
     git("init", "-q")
     (repo / "code.py").write_text("x = 1\n")
     (repo / "figures" / "a.json").write_text("{}\n")
@@ -154,100 +110,8 @@ def test_git_commit_clean_dirty_and_not_a_checkout(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
-def test_readme_then_check_on_a_temporary_readme(tmp_path, capsys):
-    readme, figs = _folder(tmp_path, _numbers())
-    args = ["--readme", str(readme), "--figures", str(figs)]
-    assert main(["check", *args]) == 1
-    out = capsys.readouterr().out
-    assert "| old | hand-typed | table |" in out and "99 %" in out  # the differing lines
-    assert "python -m zfcore.report readme" in out  # and the fix
-    assert main(["readme", *args]) == 0
-    text = readme.read_text()
-    # numbers rounded from the JSON, not typed: 0.8446 -> 84.5 %, 24.4499 -> 24.4, 100 - 7.95
-    assert "would change the projection by 84.5 %" in text
-    assert "21.5 % of pool-1 and 4.6 % of pool-2" in text
-    assert "linear SVM, layers 1-7: 24.4, 31.8, 46.5, 48.6, 46.0, 61.5, 58.4 %" in text
-    assert "**<!-- value:test_accuracy -->92.0 %<!-- /value --> test accuracy**" in text
-    assert (
-        "| `switches_matter` (`02`) | +0.845 [+0.51, +1.23] | held | bootstrap over 12 items"
-        in text
-    )
-    assert "| old | hand-typed | table |" not in text and text.endswith("Tail text stays.\n")
-    assert "(best: n/a; n/a)" in text  # missing keys are shown, not invented
-    out = capsys.readouterr().out
-    assert "11_feature_analysis.json has no 'svm_best_layer'" in out
-    assert main(["check", *args]) == 0
-    # one JSON number changes: the check names the line and the fix
-    data = json.loads((figs / "02_deconvnet.json").read_text())
-    data["max_unpool2d_relative_change"] = 0.5
-    (figs / "02_deconvnet.json").write_text(json.dumps(data))
-    capsys.readouterr()
-    assert main(["check", *args]) == 1
-    out = capsys.readouterr().out
-    assert "-| Fig. 1" in out and "by 84.5 %" in out and "+| Fig. 1" in out and "by 50.0 %" in out
-    assert main(["readme", *args]) == 0 and main(["check", *args]) == 0
-
-
-def test_training_time_values_are_computed_from_the_history_numbers():
-    nums = {
-        "04_training_evolution": {
-            "training_seconds": 502.4,
-            "validation_seconds": 63.8,
-            "lr_drop_epochs": [5],
-        },
-        "09_ablations": {"schedule_epochs": 6},
-    }
-    text = (
-        "<!-- value:training_minutes -->?<!-- /value --> / <!-- value:training_minutes_with_validation -->"
-        "?<!-- /value --> / <!-- value:lr_drop_epoch -->?<!-- /value --> / <!-- value:comparison_epochs -->"
-        f"?<!-- /value -->\n{report.BEGIN}\n{report.END}\n"
-    )
-    ours = lambda notes: [x for x in notes if "(value " in x]  # noqa: E731
-    out, notes = report.render_readme(text, nums)
-    shown = [m.group(2) for m in report.VALUE_RE.finditer(out)]
-    assert shown == ["8.4 min", "9.4 min", "5", "6"] and not ours(
-        notes
-    )  # 502.4/60, (502.4+63.8)/60
-    out, notes = report.render_readme(
-        text, {"04_training_evolution": {"training_seconds": 60.0}, "09_ablations": {}}
-    )
-    assert [m.group(2) for m in report.VALUE_RE.finditer(out)] == ["1.0 min", "n/a", "n/a", "n/a"]
-    assert len(ours(notes)) == 3
-
-
-def test_verdict_words_outside_the_three_are_flagged():
-    nums = {
-        "07_occlusion": {
-            "verdict_localises": "yes",
-            "localises_effect": 1.0,
-            "localises_ci_low": 0.5,
-            "localises_ci_high": 1.5,
-        }
-    }
-    block, notes = report.render_block(nums, "mini")
-    assert "'yes' (not one of held, did not hold, within noise)" in block
-    assert "07_occlusion.json has no 'pointing_game_hit_rate' (shown as n/a)" in notes
-
-
-def test_readme_without_markers_or_with_unknown_values_is_an_error(tmp_path, capsys):
-    readme, figs = _folder(tmp_path, _numbers())
-    readme.write_text("# no markers\n")
-    assert main(["readme", "--readme", str(readme), "--figures", str(figs)]) == 2
-    assert "<!-- results:begin -->" in capsys.readouterr().err
-    with pytest.raises(ReportError, match="unknown generated value 'nope'"):
-        report.render_readme(README.replace("value:test_accuracy", "value:nope"), _numbers())
-    with pytest.raises(ReportError, match="not a folder"):
-        report.load_numbers(tmp_path / "absent")
-
-
-def test_committed_readme_agrees_with_committed_figures(capsys):
-    code = main(
-        [
-            "check",
-            "--readme",
-            str(repo_root() / "README.md"),
-            "--figures",
-            str(repo_root() / "figures" / "mini"),
-        ]
-    )
-    assert code == 0, capsys.readouterr().out
+def test_provenance_names_commit_profile_and_models():
+    prov = provenance("tiny", {"zf": "abc123"}, 1.23456)
+    assert prov["profile"] == "tiny" and prov["models"] == {"zf": "abc123"}
+    assert prov["wall_time_s"] == 1.235 and prov["zfcore_version"] == __version__
+    assert prov["commit"]

@@ -9,6 +9,8 @@ whose result is stored as plain tensors, numbers and lists. This module holds th
 * :class:`Result`, the base of the result dataclasses: ``to_dict`` / ``from_dict`` over their
   fields (what :func:`zfcore.cache.cached` stores safely), so a result class declares fields and
   nothing else;
+* :func:`plain`, the one conversion of a value to JSON (numbers, lists, dicts; a result through
+  ``to_dict``; NaN and infinities to ``null``), used by every notebook record and ``explain``;
 * :func:`cached_study`, which keys a study by ``kind``, its ``version``, the model's fingerprint,
   the profile's identity (or a narrower ``data`` identity) and its settings, and builds it once.
 """
@@ -16,7 +18,9 @@ whose result is stored as plain tensors, numbers and lists. This module holds th
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+import math
+import numbers
+from typing import Any, Callable, Mapping
 
 from torch import nn
 
@@ -25,18 +29,39 @@ from .errors import ZFCoreError
 from .models import model_fingerprint
 from .profiles import Profile, get_profile
 
-__all__ = ["Result", "StudyError", "study_key", "cached_study"]
+__all__ = ["Result", "StudyError", "plain", "study_key", "cached_study"]
 
 
 class StudyError(ZFCoreError, ValueError):
     """Study settings that clash with the key's own entries."""
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """``value`` as JSON: a :class:`Result` through ``to_dict``, tensors and arrays as (nested)
+    lists, numpy and torch scalars as Python numbers, non-finite floats as ``None``, mapping
+    keys as strings. The one serialisation of results to JSON."""
+    v = value.to_dict() if isinstance(value, Result) else value
+    if hasattr(v, "item") and getattr(v, "ndim", 0) == 0:
+        v = v.item()
+    if isinstance(v, numbers.Integral) and not isinstance(v, bool):
+        return int(v)
+    if isinstance(v, numbers.Real) and not isinstance(v, bool):
+        v = float(v)
+        return v if math.isfinite(v) else None
+    if isinstance(v, (list, tuple)):
+        return [plain(x) for x in v]
+    if isinstance(v, Mapping):
+        return {str(k): plain(x) for k, x in v.items()}
+    if hasattr(v, "tolist"):
+        return plain(v.tolist())
+    return v
+
+
+def _fields(value: Any) -> Any:
     if isinstance(value, Result):
         return value.to_dict()
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: _fields(v) for k, v in value.items()}
     return value
 
 
@@ -56,7 +81,7 @@ class Result:
     """
 
     def to_dict(self) -> dict:
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {f.name: _fields(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, d: dict):
