@@ -7,11 +7,12 @@ PROFILE ?= mini
 NB      ?=
 PYTEST_ARGS ?=
 
-.PHONY: env test figures bench site clean help
+.PHONY: env test check lint figures bench site clean help
 
 help:
 	@echo "make figures   regenerate every figure on the $(PROFILE) profile (PROFILE=tiny|mini|imagenette|imagenet, NB='02 07' for a subset)"
-	@echo "make test      run the test suite (unit tests + every notebook on the tiny profile)"
+	@echo "make test      lint, then the whole test suite (unit tests + every notebook on the tiny profile + the browser)"
+	@echo "make check     lint, then the fast tier (no notebook, browser or slow test): under a minute"
 	@echo "make bench     run every benchmark in benchmarks/"
 	@echo "make site      build the static HTML site of the executed notebooks"
 	@echo "make env       create or refresh .venv with the pinned set"
@@ -29,8 +30,15 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-test: env
+lint: env
+	$(VENV)/bin/ruff check zfcore tests benchmarks
+	$(VENV)/bin/ruff format --check zfcore tests benchmarks
+
+test: lint
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+check: lint
+	$(PY) -m pytest -n 2 -q -m "not slow and not notebook and not browser" $(PYTEST_ARGS)
 
 figures: env
 	$(PY) -m zfcore.runner --profile $(PROFILE) $(NB)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 # occlusion and gpu have their own smoke tests (test_occlusion.py, test_gpu_benchmark.py)
 NAMES = sorted(

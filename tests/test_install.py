@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 NOT_BASE = {
     "pytest",
@@ -42,6 +44,7 @@ import zfcore
 from zfcore.profiles import get_profile
 from zfcore.locations import checkout_root
 from zfcore.train import shipped
+
 P = get_profile("tiny")
 print(json.dumps({"file": zfcore.__file__, "cache": str(P.cache_dir), "figures": str(P.figures_dir),
                   "checkout": str(checkout_root()), "weights": str(shipped.WEIGHTS_DIR),

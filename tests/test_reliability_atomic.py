@@ -17,6 +17,7 @@ from helpers import killtest
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
 
+@pytest.mark.slow
 def test_random_kills_leave_no_corrupt_file(tmp_path):
     kills = int(os.environ.get("ZFCORE_KILLS", "120"))
     rep = killtest.random_kills(tmp_path / "random", kills=kills, seed=0)

@@ -98,7 +98,7 @@ def test_paper_ref_anchors_and_labels():
 def test_every_repository_notebook_links_to_the_paper():
     for nb in list_notebooks():
         ref = site.paper_ref(nb, json.loads(nb.read_text()).get("metadata"))
-        assert ref.section or ref.item, f"{nb.name}: add it to zfcore.site.PAPER_ITEMS"
+        assert ref.section or ref.item, f"{nb.name}: add it to zfcore.paper.ITEMS"
 
 
 def test_build_site_pages_index_and_figures(tree):

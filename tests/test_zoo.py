@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 
 from zfcore import zoo
-from zfcore.paper import notebook
 from zfcore.data import load_image
 from zfcore.data.images import SAMPLE_PHOTOS, ImageLoadError, photos_first
 from zfcore.models import ZFNet, forward_layers, layer_names
+from zfcore.paper import notebook
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +153,7 @@ def test_explain_photo_numbers_match_direct_computation(photo, tmp_path):
     assert inv["p_predicted"][i0] == pytest.approx(float(p.max()), rel=1e-4)
 
 
+@pytest.mark.slow
 def test_explain_photo_fast_occlusion(photo, tmp_path, monkeypatch):
     from zfcore.explain import explain_photo
     from zfcore.models import he_init_

@@ -15,7 +15,7 @@ executed yet, the command that executes it.
 
 Which part of the paper a notebook reproduces comes from its metadata
 (``metadata.zfcore.paper = {"section": "4.2", "item": "Fig. 7"}``) or, failing that, from
-:data:`PAPER_ITEMS` (the notebook map of CONTRIBUTING.md).
+:data:`PAPER_ITEMS`, derived from :data:`zfcore.paper.ITEMS`.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from pathlib import Path
 from .cache import atomic_write_text
 from .errors import ZFCoreError
 from .locations import build_root
+from .paper import ITEMS
 from .profiles import PROFILES, Profile, get_profile
 from .runner import build_dir, import_extra, list_notebooks, promised_figures
 
@@ -92,22 +93,8 @@ class PaperRef:
 #: visualisation (Figs. 2, 4, 5); 4.1 architecture selection (Fig. 6); 4.2 occlusion sensitivity
 #: (Fig. 7); 4.3 correspondence analysis (Fig. 8, Table 1); 5.1 ImageNet 2012 (Tables 2, 3);
 #: 5.2 feature generalisation (Tables 4-6, Fig. 9); 5.3 feature analysis (Table 7).
-PAPER_ITEMS: dict[str, PaperRef] = {
-    "00": PaperRef("2", "a tour"),
-    "01": PaperRef("3", "Fig. 3"),
-    "02": PaperRef("2.1", "Fig. 1"),
-    "03": PaperRef("4", "Fig. 2"),
-    "04": PaperRef("4", "Fig. 4"),
-    "05": PaperRef("4", "Fig. 5"),
-    "06": PaperRef("4.1", "Fig. 6"),
-    "07": PaperRef("4.2", "Fig. 7"),
-    "08": PaperRef("4.3", "Fig. 8, Table 1"),
-    "09": PaperRef("5.1", "Tables 2-3"),
-    "10": PaperRef("5.2", "Tables 4-6, Fig. 9"),
-    "11": PaperRef("5.3", "Table 7"),
-    "12": PaperRef("4", "Figs. 1, 2 and 7, interactively"),
-    "13": PaperRef("2.1", "the deconvnet, sanity-checked (Adebayo et al., 2018)"),
-}
+#: The paper reference of each notebook number, from :data:`zfcore.paper.ITEMS` (the one map).
+PAPER_ITEMS: dict[str, PaperRef] = {it.number: PaperRef(it.section, it.item) for it in ITEMS}
 
 
 def paper_ref(notebook: "str | Path", metadata: "dict | None" = None) -> PaperRef:
