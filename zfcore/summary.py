@@ -1,4 +1,5 @@
-"""The layer table of Fig. 3: kernel, stride, output size and parameters of every layer.
+"""A network's layer table (Fig. 3's columns): kernel, stride, output size and parameters of every
+layer.
 
 Computed by running one input through the model with forward hooks, so the table is measured
 from the network itself, not restated from the paper.
@@ -13,24 +14,7 @@ from torch import nn
 
 from .models import eval_mode
 
-__all__ = ["LayerRow", "layer_table", "paper_sizes"]
-
-# Fig. 3 of the paper: the spatial side after each stage for a 224x224 input.
-PAPER_ZF_SIZES = {
-    "conv1": 110,
-    "pool1": 55,
-    "conv2": 26,
-    "pool2": 13,
-    "conv3": 13,
-    "conv4": 13,
-    "conv5": 13,
-    "pool5": 6,
-}
-
-
-def paper_sizes() -> dict[str, int]:
-    """The spatial sizes printed in Fig. 3 (224 > 110 > 55 > 26 > 13 > 13 > 13 > 6)."""
-    return dict(PAPER_ZF_SIZES)
+__all__ = ["LayerRow", "layer_table"]
 
 
 @dataclass
