@@ -10,10 +10,10 @@ import re
 import pytest
 
 from zfcore import __version__
+from zfcore.paper.verdicts import VERDICTS
 from zfcore.profiles import get_profile
 from zfcore.report import profile_hash
 from zfcore.runner import NotebookFailed, list_notebooks, promised_figures, run_notebook
-from zfcore.paper.verdicts import VERDICTS
 
 NOTEBOOKS = list_notebooks()
 
@@ -142,22 +142,3 @@ def test_notebook_is_committed_clean(path):
     assert "figures" in nb["metadata"].get("zfcore", {}), (
         f"{path.name}: metadata.zfcore.figures missing"
     )
-
-
-def test_runner_selects_by_number_and_name():
-    if not NOTEBOOKS:
-        pytest.skip("no notebooks")
-    first = NOTEBOOKS[0]
-    assert list_notebooks([first.stem.split("_")[0]]) == [first]
-    assert list_notebooks([first.stem]) == [first]
-    with pytest.raises(SystemExit, match="no notebook matches"):
-        list_notebooks(["99_nothing"])
-
-
-def test_runner_rejects_bad_profile():
-    from zfcore.profiles import ProfileError
-
-    if not NOTEBOOKS:
-        pytest.skip("no notebooks")
-    with pytest.raises(ProfileError, match="unknown profile"):
-        run_notebook(NOTEBOOKS[0], "enormous")

@@ -72,7 +72,7 @@ def build_dir(profile: str) -> Path:
 
 @contextmanager
 def _environment(**values: str):
-    """``os.environ`` with ``values`` set for the block (the kernels papermill starts inherit it)."""
+    """``os.environ`` with ``values`` set for the block (papermill's kernels inherit it)."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:
@@ -117,14 +117,24 @@ class RunResult:
     output: Path
 
 
+#: Seconds one cell may run before the runner gives up, per profile (``None``: no limit). The
+#: ``tiny`` notebooks run in seconds, so a hung cell fails the tests fast; a ``mini`` cell may
+#: train networks for hours on a loaded CPU, and a limit there only throws that work away.
+CELL_TIMEOUT: dict[str, "int | None"] = {"tiny": 600}
+
+
 def run_notebook(
-    path: Path, profile: str, parameters: dict | None = None, timeout: int = 3600
+    path: Path, profile: str, parameters: dict | None = None, timeout: "int | None" = -1
 ) -> RunResult:
-    """Execute one notebook with papermill; raise :class:`NotebookFailed` naming the cell."""
+    """Execute one notebook with papermill; raise :class:`NotebookFailed` naming the cell.
+    ``timeout``: seconds per cell, ``None`` for no limit; by default the profile's
+    :data:`CELL_TIMEOUT`."""
     pm = import_extra("papermill")
     from papermill.exceptions import PapermillExecutionError
 
-    get_profile(profile)  # a bad profile fails here, before a kernel starts
+    P = get_profile(profile)  # a bad profile fails here, before a kernel starts
+    if timeout == -1:
+        timeout = CELL_TIMEOUT.get(P.name)
     out = build_dir(profile) / Path(path).name
     out.parent.mkdir(parents=True, exist_ok=True)
     params = {"profile": profile, **(parameters or {})}
@@ -150,7 +160,14 @@ def run_notebook(
     return RunResult(Path(path).stem, time.perf_counter() - t0, out)
 
 
-def run_all(profile: str, select: "list[str] | None" = None) -> list[RunResult]:
+def run_all(
+    profile: str,
+    select: "list[str] | None" = None,
+    parameters: "dict | None" = None,
+    timeout: "int | None" = -1,
+) -> list[RunResult]:
+    """Execute the ``select``-ed notebooks (all by default) in order; ``parameters`` go to every
+    one of them (papermill ignores names a notebook does not declare)."""
     from tqdm.auto import tqdm
 
     results = []
@@ -158,7 +175,7 @@ def run_all(profile: str, select: "list[str] | None" = None) -> list[RunResult]:
     bar = tqdm(paths, desc=f"notebooks ({profile})", unit="nb")
     for p in bar:
         bar.set_postfix_str(p.stem)
-        results.append(run_notebook(p, profile))
+        results.append(run_notebook(p, profile, parameters, timeout))
     return results
 
 
@@ -181,10 +198,35 @@ def main(argv: "list[str] | None" = None) -> int:
     )
     ap.add_argument("notebooks", nargs="*", help="numbers or names; default: all")
     ap.add_argument("--profile", default="mini", choices=list(PROFILES))
+    ap.add_argument(
+        "-p",
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a notebook parameter, VALUE read as JSON when it parses (e.g. -p seeds=3 "
+        "-p train_missing=false), else as a string; repeatable",
+    )
+    ap.add_argument(
+        "--cell-timeout",
+        type=int,
+        default=-1,
+        help="seconds one cell may run (0: no limit; default: 600 on tiny, no limit otherwise)",
+    )
     args = ap.parse_args(argv)
+    params = {}
+    for item in args.parameter:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isidentifier():
+            ap.error(f"-p takes NAME=VALUE with a Python name, not {item!r}")
+        try:
+            params[name] = json.loads(value)
+        except json.JSONDecodeError:
+            params[name] = value
+    timeout = None if args.cell_timeout == 0 else args.cell_timeout
     print(network_source(args.profile), flush=True)
     try:
-        results = run_all(args.profile, args.notebooks)
+        results = run_all(args.profile, args.notebooks, params, timeout)
     except NotebookFailed as e:
         print(f"FAILED: {e}", file=sys.stderr)
         return 1
