@@ -241,3 +241,15 @@ def test_forward_layers_stops_after_the_deepest_and_leaves_no_hooks():
     with pytest.raises(models.LayerError, match="layer9"):
         forward_layers(model, torch.randn(1, 3, 64, 64), ["layer9"])
     assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_leaf_modules_walk_in_forward_order_and_stop_at_a_layer():
+    m = models.zfnet(width=0.125, image_size=64, num_classes=5)
+    names = [n for n, _ in models.leaf_modules(m)]
+    assert names == [n for n, mod in m.named_modules() if n and not list(mod.children())]
+    upto = models.leaf_modules(m, "layer2")
+    assert upto[-1][0] == models.layer_names(m)["layer2"]
+    assert [n for n, _ in upto] == names[: len(upto)]
+    assert models.leaf_modules(m, 2) == upto
+    with pytest.raises(models.LayerError):
+        models.leaf_modules(m, "layer9")

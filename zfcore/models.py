@@ -62,6 +62,7 @@ __all__ = [
     "layer_keys",
     "hidden_layers",
     "layer_names",
+    "leaf_modules",
     "capture_layers",
     "forward_layers",
     "conv_layers",
@@ -365,6 +366,23 @@ def krizhevsky(
 # ---------------------------------------------------------------------------------------------
 # Layer addressing
 # ---------------------------------------------------------------------------------------------
+
+
+def leaf_modules(model: nn.Module, upto: "str | int | None" = None) -> list[tuple[str, nn.Module]]:
+    """The model's leaf modules as ``(qualified name, module)`` in registration order, which is
+    the forward order of every network of this module; with ``upto`` (a layer, as
+    :func:`layer_key` reads it) the list ends at that layer's module. The one walker over a
+    model's layers: the deconvnet, receptive fields and the layer table read the chain here."""
+    target = None if upto is None else layer_names(model)[layer_key(upto, model)]
+    out = []
+    for name, m in model.named_modules():
+        if name and next(m.children(), None) is None:
+            out.append((name, m))
+            if name == target:
+                return out
+    if target is not None:
+        raise LayerError(f"layer {upto!r} ({target!r}) is not a leaf module of the model")
+    return out
 
 
 def layer_names(model: nn.Module) -> dict[str, str]:
