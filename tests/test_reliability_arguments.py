@@ -243,6 +243,7 @@ def test_wrong_channel_count(model, entry):
 
 def test_occlusion_window_larger_than_the_image(model, images):
     from zfcore import occlusion
+    from zfcore.paper.fig7_occlusion import pointing_game
 
     S = P.image_size
     _expect(lambda: occlusion.occlude(model, images[0], window=S + 1), str(S + 1), f"{S}x{S}")
@@ -250,7 +251,7 @@ def test_occlusion_window_larger_than_the_image(model, images):
     _expect(lambda: occlusion.occlude(model, images[0], window=8, stride=0), "stride")
     _expect(lambda: occlusion.occlude(model, images[0], window=8.5), "window")
     _expect(
-        lambda: occlusion.pointing_game(
+        lambda: pointing_game(
             model, images, [0, 1], [[0, 0, 8, 8]] * 2, window=S + 1, progress=False
         ),
         str(S + 1),

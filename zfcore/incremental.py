@@ -24,16 +24,20 @@ How one chain step works, for a batch of occluder positions at once:
   chain runs in full.
 
 The result equals full recomputation up to float summation order (tested to 1e-4 in
-``tests/test_occlusion_incremental.py``). :func:`incremental_flop_bound` counts the multiply-adds
+``tests/test_incremental.py``). :func:`incremental_flop_bound` counts the multiply-adds
 of the exact cone, the best any exact incremental scheme can do.
 
 ``precision="bf16"`` goes past that bound in time, not in multiply-adds: every convolution and
 fully connected layer is computed as its unoccluded output (kept, exact) plus the layer applied
 to the *change* of its input, ``conv(x0 + d) = conv(x0) + conv(d)``, and only ``conv(d)`` runs in
-bfloat16, twice as fast as float32 on CPUs with bfloat16 instructions (AVX512-BF16, AMX) and on
+bfloat16, faster than float32 on CPUs with bfloat16 instructions (AVX512-BF16, AMX) and on
 GPUs. Its rounding error scales with the change, which is small in deep layers, rather than with
-the activations: on AlexNet's layout the logits' error is about ten times smaller than running
-the occluded pass in bfloat16 autocast (tested).
+the activations: on AlexNet's layout the logits' error stays well under that of running the
+occluded pass in bfloat16 autocast (``tests/test_incremental.py``; ``python -m
+benchmarks.occlusion`` reports the time and the error on real images).
+
+The model runs in eval mode (:func:`zfcore.models.eval_mode`): dropout off, BatchNorm on its
+running statistics, the caller's modes given back afterwards.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ZFCoreError
-from .models import model_device, to_device
+from .models import eval_mode, model_device, to_device
 
 __all__ = [
     "IncrementalError",
@@ -145,8 +149,9 @@ def linearize(model: nn.Module) -> list[nn.Module]:
 @dataclass(frozen=True)
 class OpGeometry:
     """How one chain step maps spatial positions. ``kind`` is ``"window"`` (a kernel sliding
-    with ``stride`` over an input padded by ``padding``), ``"pointwise"``, ``"identity"`` or ``"dense"`` (not
-    spatially local: from here on the chain runs in full). Sizes are ``(rows, cols)``."""
+    with ``stride`` over an input padded by ``padding``), ``"pointwise"``, ``"identity"`` or
+    ``"dense"`` (not spatially local: from here on the chain runs in full). Sizes are
+    ``(rows, cols)``."""
 
     kind: str  # "window", "pointwise", "identity" or "dense"
     in_size: tuple[int, int]
@@ -370,7 +375,8 @@ class IncrementalForward:
                 raise IncrementalError(
                     f"probe {type(p).__name__} is not a step of the model's forward chain"
                 )
-        with torch.inference_mode():
+        self.model = model
+        with torch.inference_mode(), eval_mode(model):
             acts = [image]
             for op in self.ops:
                 acts.append(op(acts[-1]))
@@ -493,7 +499,6 @@ class IncrementalForward:
             return F.max_pool2d(window, g.kernel, g.stride)
         return F.avg_pool2d(window, g.kernel, g.stride)
 
-    @torch.inference_mode()
     def run(
         self,
         patches: torch.Tensor,
@@ -510,7 +515,11 @@ class IncrementalForward:
         its centre and everything outside it keeps its unoccluded value. 1 (default) is exact.
         ``precision`` (:data:`PRECISIONS`): ``"fp32"`` (default) is exact; ``"bf16"`` computes each
         convolution's and fully connected layer's change in bfloat16 (see the module's docstring);
-        pools and pointwise layers stay float32."""
+        pools and pointwise layers stay float32. The model runs in eval mode."""
+        with torch.inference_mode(), eval_mode(self.model):
+            return self._run(patches, rows, cols, truncate, precision)
+
+    def _run(self, patches, rows, cols, truncate: float, precision: str) -> "IncrementalOutput":
         if not 0 < truncate <= 1:
             raise IncrementalError(f"truncate must be in (0, 1] (1: exact), not {truncate!r}")
         if precision not in PRECISIONS:
@@ -646,7 +655,7 @@ def chain_geometry(model: nn.Module, image_size: "int | tuple[int, int]") -> lis
         1, first.in_channels if first is not None else 3, h, w, device=model_device(model)
     )
     out = []
-    with torch.inference_mode():
+    with torch.inference_mode(), eval_mode(model):
         for op in ops:
             y = op(x)
             out.append(_geometry(op, x, y))
@@ -734,7 +743,8 @@ def _axis_profile(
     truncate: float = 1.0,
 ) -> torch.Tensor:
     """Changed-run lengths (P, L) at each of the L local window ops, for runs of ``length``
-    starting at ``coords`` along ``axis`` (exact, or truncated as :meth:`IncrementalForward.run`)."""
+    starting at ``coords`` along ``axis`` (exact, or truncated as
+    :meth:`IncrementalForward.run`)."""
     run = (coords, torch.full_like(coords, length))
     out = []
     for g in geometry:

@@ -12,11 +12,10 @@ quantities of Fig. 7's panels:
 The positions are batched, and by default only the receptive-field cone of the square is
 recomputed, layer by layer (:mod:`zfcore.incremental`, after Krypton, Nakandala et al. 2019); the
 numbers equal a full forward pass per position to float precision (``incremental=False`` runs
-exactly that, batched). :func:`pointing_game` turns the p(correct class) maps into a localisation
-score: the share of images whose most damaging occluder position falls inside the object's box,
-decided against chance and the untrained network by :func:`pointing_verdicts`.
-:func:`strongest_map_projections` gives Fig. 7 (c), :func:`example_numbers` and
-:func:`examples_text` the numbers under Fig. 7's panels.
+exactly that, batched). :data:`PRESETS` names the exact and the fast settings; the approximations
+of Krypton (cone truncation, adaptive :func:`drill_down`) stay parameters.
+:func:`pixel_attribution` spreads a map over the pixels in Captum's ``Occlusion`` convention.
+The pointing game and the paper's reading of Fig. 7 live in :mod:`zfcore.paper.fig7_occlusion`.
 
 Inputs are the model's normalised tensors. The default fill ``"mean"`` is 0 in that space: the
 data set's mean colour, the paper's grey.
@@ -30,14 +29,13 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
-from .boxes import inside_interval, points_in_boxes
 from .errors import ZFCoreError
 from .incremental import PRECISIONS, IncrementalForward, low_precision_is_fast, plan_batches
 from .models import capture_layers, get_layer, in_eval_mode, layer_names, model_device, to_device
 from .receptive import ReceptiveFieldError, input_problem
 from .study import Result
-from .paper.verdicts import Verdict, paired_bootstrap
 
 __all__ = [
     "OcclusionError",
@@ -46,29 +44,17 @@ __all__ = [
     "window_positions",
     "fill_values",
     "pixel_attribution",
-    "PointingGameResult",
-    "pointing_game",
-    "pointing_game_split",
     "default_window",
     "drill_down",
     "drill_steps",
+    "preset_settings",
     "FILLS",
     "PRESETS",
     "OCCLUSION_VERSION",
-    "POINTING_TARGET",
     "low_precision_suspects",
     "LOW_PRECISION_LOGIT_ERROR",
     "LOW_PRECISION_MAX_DP",
-    "strongest_map_projections",
-    "example_numbers",
-    "examples_text",
-    "prob_drops",
-    "pointing_verdicts",
 ]
-
-#: The pointing game's target hit rate on ``mini`` (the share of test images whose most damaging
-#: square lies on the object), recorded beside the measured one.
-POINTING_TARGET = 0.8
 
 #: Bump when what the occlusion analysis computes changes (part of every cache key).
 OCCLUSION_VERSION = 1
@@ -216,7 +202,8 @@ def _check_image(image) -> torch.Tensor:
     if image.dim() != 3:
         raise OcclusionError(
             f"occlude takes one image (3, H, W) or (1, 3, H, W), got shape "
-            f"{tuple(image.shape)}; loop over a batch (see pointing_game)"
+            f"{tuple(image.shape)}; loop over a batch, or call "
+            f"zfcore.attribute(model, images, method='occlusion')"
         )
     if not torch.isfinite(image).all():
         raise OcclusionError("image contains NaN or infinite values")
@@ -242,26 +229,23 @@ def _check_int(name: str, v, lo: int) -> int:
 #: rest (:func:`drill_down`).
 #:
 #: A setting is a preset only if it keeps its claim, max |dp(class)| <= 0.01 against exact
-#: occlusion and the same pointing-game hits on mini's trained network, which
-#: ``benchmarks/occlusion.py`` checks on every run. ``"fast"`` (bfloat16 changes, every position,
-#: full cones) keeps it: max |dp| 1.0e-3 on scikit-image's photos with AlexNet-layout He
-#: weights, 1.6-1.7x (CPU time, three photos) to 1.9-2.1x (wall time, one) faster than exact on a
-#: CPU with bfloat16 instructions; 4.2e-3 on 40 of mini's test scenes, where the 21 % of positions
-#: it rechecks leave it about as fast as exact (0.99-1.07x). Where bfloat16 is not native
-#: (:func:`zfcore.incremental.low_precision_is_fast`) or ``incremental=False``, ``"fast"`` runs
-#: in float32 (exact). Truncation and drill-down stay parameters, not presets: no setting of
-#: either kept the claim (max |dp| 0.03 to 0.18 on the photos; on mini's scenes p falls from about
-#: 1 to 0 within one or two positions, between coarse positions that agree).
+#: occlusion and the same pointing-game hits on mini's trained network;
+#: ``python -m benchmarks.occlusion`` measures both, and the time saved, on every run. ``"fast"``
+#: (bfloat16 changes, every position, full cones, the positions whose p(class) bfloat16 may have
+#: moved rechecked in float32 by :func:`low_precision_suspects`) keeps it. Where bfloat16 is not
+#: native (:func:`zfcore.incremental.low_precision_is_fast`) or ``incremental=False``, ``"fast"``
+#: runs in float32 (exact). Truncation and drill-down stay parameters, not presets: no setting of
+#: either keeps the claim in that benchmark (on mini's scenes p falls from about 1 to 0 within one
+#: or two positions, between coarse positions that agree).
 PRESETS = {
     "exact": dict(truncate=1.0, coarse=1, refine=1.0, tol=None, precision="fp32"),
     "fast": dict(truncate=1.0, coarse=1, refine=1.0, tol=None, precision="bf16"),
 }
 
 
-#: The bfloat16 guard of :func:`low_precision_suspects`: the largest error of the logits of
-#: ``precision="bf16"`` as a share of their change from the unoccluded logits (measured, largest
-#: over every position: 0.017 with AlexNet-layout He weights on scikit-image's photos; on mini's
-#: trained network 0.05 at single positions, 0.019 at the 99th percentile) ...
+#: The bfloat16 guard of :func:`low_precision_suspects`: the assumed largest error of the logits
+#: of ``precision="bf16"`` as a share of their change from the unoccluded logits (the errors and
+#: the share of positions rechecked are reported by ``python -m benchmarks.occlusion``) ...
 LOW_PRECISION_LOGIT_ERROR = 1 / 32
 #: ... and the |dp(class)| the estimate may reach before the position is recomputed in float32.
 LOW_PRECISION_MAX_DP = 0.01
@@ -284,9 +268,12 @@ def low_precision_suspects(
     return 2 * p * (1 - p) * LOW_PRECISION_LOGIT_ERROR * change > LOW_PRECISION_MAX_DP
 
 
-def _approximation(
-    mode: str, truncate, coarse, refine, tol=None, precision=None
+def preset_settings(
+    mode: str, truncate=None, coarse=None, refine=None, tol=None, precision=None
 ) -> tuple[float, int, float, "float | None", str]:
+    """``(truncate, coarse, refine, tol, precision)`` of preset ``mode`` (:data:`PRESETS`) with
+    the settings given (not ``None``) in its place, checked; raises :class:`OcclusionError` on a
+    bad mode or setting."""
     if mode not in PRESETS:
         raise OcclusionError(f"mode must be one of {sorted(PRESETS)}, not {mode!r}")
     p = PRESETS[mode]
@@ -355,20 +342,19 @@ def occlude(
     ``incremental=True`` only the square's receptive-field cone is recomputed (exact, see
     :mod:`zfcore.incremental`); ``incremental=False`` runs every occluded image in full, batched.
     The model runs in eval mode (dropout would make the maps random; its mode is restored after).
-    The work runs on the
-    model's device; the maps come back on the CPU.
+    The work runs on the model's device; the maps come back on the CPU.
 
     ``mode="exact"`` (default) computes every position exactly. ``mode="fast"`` computes each
-    layer's change in bfloat16 (``precision="bf16"``, see :data:`PRESETS`: max |dp| about 1e-3,
-    in float32 where bfloat16 is not native). Each setting of :data:`PRESETS` can be overridden,
-    including the two approximations of Krypton (Nakandala et al. 2019), which no preset uses:
-    ``truncate`` (< 1: cut every layer's changed region to that share of the map's
+    layer's change in bfloat16 (``precision="bf16"``, see :data:`PRESETS`: within 0.01 of the
+    exact p(class), in float32 where bfloat16 is not native). Each setting of :data:`PRESETS` can
+    be overridden, including the two approximations of Krypton (Nakandala et al. 2019), which no
+    preset uses: ``truncate`` (< 1: cut every layer's changed region to that share of the map's
     side, keeping the rest unoccluded) and adaptive drill-down, ``coarse`` (> 1: compute every
     ``coarse``-th position per axis first, a stride of ``coarse * stride`` pixels) with
     ``refine`` (the largest share of the other positions then computed: those where the coarse
     maps change most around them or differ most from the unoccluded values, see
-    :func:`drill_down`; the
-    others are interpolated bilinearly from the coarse ones, see ``OcclusionResult.computed``).
+    :func:`drill_down`; the others are interpolated bilinearly from the coarse ones, see
+    ``OcclusionResult.computed``).
     ``tol`` (with ``coarse`` > 1) makes the drill-down error-driven instead of ``refine``'s fixed
     share, level by level from ``coarse`` (halved while even, then 1; Krypton's drill-down
     iterated): a position of the next finer level is computed where the p(class) values of the
@@ -381,7 +367,7 @@ def occlude(
     """
     image = _check_image(image)
     asked = precision
-    truncate, coarse, refine, tol, precision = _approximation(
+    truncate, coarse, refine, tol, precision = preset_settings(
         mode, truncate, coarse, refine, tol, precision
     )
     if not incremental and truncate < 1:
@@ -550,8 +536,7 @@ def occlude(
         top_prob=out["top_p"],
         clean_top_class=int(lp0.argmax()),
         mode=mode
-        if (truncate, coarse, refine, tol) == _approximation(mode, None, None, None)[:4]
-        and asked is None
+        if (truncate, coarse, refine, tol) == preset_settings(mode)[:4] and asked is None
         else "custom",
         truncate=truncate,
         coarse=coarse,
@@ -755,8 +740,6 @@ def _full_batch(model, layer, image, square, rows, cols):
 
 
 def _progress(total: int, enabled: bool, desc: str):
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, disable=not enabled, desc=desc, leave=False)
 
 
@@ -792,291 +775,8 @@ def _coverage(size: int, starts: torch.Tensor, window: int) -> torch.Tensor:
     return ((p >= s) & (p < s + window)).double()
 
 
-@dataclass
-class PointingGameResult(Result):
-    """Localisation by occlusion over a set of images (Fig. 7's claim, measured).
-
-    For each image, ``points`` is the centre ``(x, y)`` of the square that lowers p(correct class)
-    the most and ``hits`` whether it falls inside the object's box (``boxes``, pixels). ``chance_box`` is the box's
-    share of the image (a uniformly random point); ``chance_grid`` the share of square centres
-    inside the box (a uniformly random square position). ``correct`` marks images the model
-    classifies correctly unoccluded.
-    """
-
-    points: torch.Tensor
-    boxes: torch.Tensor
-    hits: torch.Tensor
-    chance_box: torch.Tensor
-    chance_grid: torch.Tensor
-    correct: torch.Tensor
-    prob_drop: torch.Tensor
-    window: int
-    stride: int
-
-    @property
-    def hit_rate(self) -> float:
-        return float(self.hits.double().mean())
-
-    @property
-    def chance_rate(self) -> float:
-        """The share expected by chance: mean box area / image area."""
-        return float(self.chance_box.double().mean())
-
-    @property
-    def chance_grid_rate(self) -> float:
-        return float(self.chance_grid.double().mean())
-
-    @property
-    def hit_rate_correct(self) -> float:
-        """Hit rate over the images the model classifies correctly (NaN if none)."""
-        m = self.correct.bool()
-        return float(self.hits[m].double().mean()) if m.any() else float("nan")
-
-    def numbers(self) -> dict:
-        """The numbers notebook 07 records for the pointing game (``pointing_game_*``): hit rates,
-        both chance levels, the image count, window, stride and :data:`POINTING_TARGET`."""
-        return dict(
-            pointing_game_hit_rate=self.hit_rate,
-            pointing_game_chance_box_area=self.chance_rate,
-            pointing_game_chance_square_grid=self.chance_grid_rate,
-            pointing_game_hit_rate_correctly_classified=self.hit_rate_correct,
-            pointing_game_images=len(self.hits),
-            pointing_game_window_px=self.window,
-            pointing_game_stride_px=self.stride,
-            pointing_game_target=POINTING_TARGET,
-        )
-
-    def summary(self) -> str:
-        """One sentence: the hit rate overall and on the correctly classified images, beside chance."""
-        return (
-            f"Pointing game over {len(self.hits)} test images: the most damaging square falls inside the "
-            f"object's box in {100 * self.hit_rate:.0f} % of them ({100 * self.hit_rate_correct:.0f} % of the "
-            f"correctly classified); chance level (a random position of the square on its grid): "
-            f"{100 * self.chance_grid_rate:.0f} % (box area: {100 * self.chance_rate:.0f} %)."
-        )
-
-
-def pointing_verdicts(result: PointingGameResult, untrained: PointingGameResult) -> list[Verdict]:
-    """Fig. 7's claim that the network localises the object rather than using context, decided
-    twice from the per-image hits (paired bootstraps over the images, percentage points; seed
-    variance not included): against chance (the share of the square's grid positions inside
-    the box, per image) and against the untrained network of the same layout on the same images."""
-    if len(untrained.hits) != len(result.hits):
-        raise OcclusionError(
-            f"the untrained network's pointing game needs the same {len(result.hits)} images, "
-            f"got {len(untrained.hits)}"
-        )
-    hits = result.hits.double().numpy()
-    return [
-        paired_bootstrap(
-            "pointing_game_above_chance", hits, result.chance_grid.numpy(), scale=100, unit="pp"
-        ),
-        paired_bootstrap(
-            "pointing_game_above_untrained",
-            hits,
-            untrained.hits.double().numpy(),
-            scale=100,
-            unit="pp",
-        ),
-    ]
-
-
-def strongest_map_projections(model: nn.Module, x: torch.Tensor, results, layer: str = "layer5"):
-    """Fig. 7 (c): for each image ``x[i]`` and its :class:`OcclusionResult`, the strongest
-    activation (in the unoccluded image) of the map the result follows, projected to pixels with
-    the deconvnet (section 2.1). Returns ``(pixels (N, 3, H, W), boxes)``, ``boxes[i]`` the
-    receptive field ``(x0, y0, x1, y1)`` of that activation."""
-    from .deconv import layer_activations, project
-    from .receptive import receptive_field
-
-    acts = layer_activations(model, x, [layer])[layer]
-    field = receptive_field(model, layer)
-    req, fields = [], []
-    for i, res in enumerate(results):
-        fmap = acts[i, res.feature]
-        y, xx = divmod(int(fmap.argmax()), fmap.shape[1])
-        req.append((i, res.feature, y, xx))
-        fields.append(field.box(y, xx, tuple(x.shape[-2:])))
-    return project(model, x, layer, req).pixels, fields
-
-
-def example_numbers(results) -> dict:
-    """Per Fig. 7 example: p(correct class) unoccluded and at worst, the layer-5 map followed and
-    the share of its total activation the worst square removes."""
-    return dict(
-        example_prob_correct_unoccluded=[r.prob_target_clean for r in results],
-        example_prob_correct_min=[float(r.prob_target.min()) for r in results],
-        example_layer5_feature=[r.feature for r in results],
-        example_layer5_total_drop_fraction=[
-            1 - float(r.feature_total.min()) / max(r.feature_total_clean, 1e-9) for r in results
-        ],
-    )
-
-
-def examples_text(titles, results) -> str:
-    """One printed line per Fig. 7 example: p(correct) unoccluded and at worst, the layer-5 map's
-    total activation unoccluded and at least."""
-    return "\n".join(
-        f"{t}: p(correct) {res.prob_target_clean:.3f} unoccluded, {float(res.prob_target.min()):.3f} "
-        f"at worst; layer-5 map {res.feature}: total {res.feature_total_clean:.1f} unoccluded, "
-        f"{float(res.feature_total.min()):.1f} at least"
-        for t, res in zip(titles, results)
-    )
-
-
-def prob_drops(results) -> list[float]:
-    """Per result, how much the worst square lowers p(target): unoccluded minus minimum."""
-    return [r.prob_target_clean - float(r.prob_target.min()) for r in results]
-
-
-def pointing_game(
-    model: nn.Module,
-    images: torch.Tensor,
-    labels,
-    boxes,
-    *,
-    window: int = 16,
-    stride: int = 4,
-    fill="mean",
-    batch_size: int = 128,
-    incremental: bool = True,
-    progress: bool = True,
-    mode: str = "exact",
-) -> PointingGameResult:
-    """The pointing game (Zhang et al. 2016) for occlusion maps: over ``images`` (N, 3, H, W,
-    normalised), the share whose most damaging square for p(``labels[i]``) has its centre inside
-    ``boxes[i]`` (``(x0, y0, x1, y1)`` pixels), against chance (box area / image area).
-    Each image is occluded on the model's device (:func:`occlude`, ``mode`` as there)."""
-    if not isinstance(images, torch.Tensor) or images.dim() != 4:
-        raise OcclusionError(
-            f"images must be a (N, 3, H, W) tensor, got "
-            f"{getattr(images, 'shape', type(images).__name__)}"
-        )
-    labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
-    boxes = torch.as_tensor(boxes, dtype=torch.float64).reshape(-1, 4)
-    N, _, H, W = images.shape
-    if len(labels) != N or len(boxes) != N:
-        raise OcclusionError(
-            f"need one label and one box per image: got {N} images, "
-            f"{len(labels)} labels, {len(boxes)} boxes"
-        )
-    points = torch.empty(N, 2, dtype=torch.float64)
-    hits = torch.empty(N, dtype=torch.bool)
-    chance_grid = torch.empty(N, dtype=torch.float64)
-    correct = torch.empty(N, dtype=torch.bool)
-    drop = torch.empty(N, dtype=torch.float64)
-    from tqdm.auto import tqdm
-
-    for i in tqdm(range(N), desc="pointing game", disable=not progress, leave=False):
-        res = occlude(
-            model,
-            images[i],
-            int(labels[i]),
-            window=window,
-            stride=stride,
-            fill=fill,
-            batch_size=batch_size,
-            incremental=incremental,
-            mode=mode,
-        )
-        x, y = res.most_damaging()
-        x0, y0, x1, y1 = boxes[i].tolist()
-        points[i] = torch.tensor([x, y])
-        hits[i] = bool(points_in_boxes(points[i : i + 1], boxes[i : i + 1])[0])
-        cy, cx = res.centres
-        inside_y = inside_interval(cy, y0, y1).double().mean()
-        inside_x = inside_interval(cx, x0, x1).double().mean()
-        chance_grid[i] = inside_x * inside_y
-        correct[i] = res.clean_top_class == int(labels[i])
-        drop[i] = res.prob_target_clean - float(res.prob_target.min())
-    area = (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
-    return PointingGameResult(
-        points=points,
-        boxes=boxes,
-        hits=hits,
-        chance_box=area / (H * W),
-        chance_grid=chance_grid,
-        correct=correct,
-        prob_drop=drop,
-        window=window,
-        stride=stride,
-    )
-
-
 def default_window(image_size: int) -> tuple[int, int]:
     """``(window, stride)`` for an image side: a quarter of the side (28 px at the ``mini``
     profile's 112 px, 56 px at 224 px), large enough to hide a part of an object as Fig. 7's
     square does, moved in steps of a 28th of the side (4 px at 112 px)."""
     return max(2, round(image_size / 4)), max(1, round(image_size / 28))
-
-
-def pointing_game_split(
-    model: nn.Module,
-    profile,
-    split: str = "test",
-    n: "int | None" = None,
-    *,
-    window: "int | None" = None,
-    stride: "int | None" = None,
-    fill="mean",
-    batch_size: int = 128,
-    chunk: int = 64,
-    progress: bool = True,
-    mode: str = "exact",
-) -> PointingGameResult:
-    """:func:`pointing_game` over the first ``n`` images (default: all) of a procedural split,
-    rendered ``chunk`` at a time, cached under ``<cache_dir>/pointing_game/`` by a hash of the
-    model's weights, the profile and the settings. The images go to the model's device a chunk
-    at a time; ``mode`` as in :func:`occlude` (committed figures use ``"exact"``)."""
-    from .data import get_dataset, normalize
-    from .profiles import get_profile
-    from .study import cached_study
-
-    P = get_profile(profile)
-    ds = get_dataset(P, split)
-    if not hasattr(ds, "scenes"):
-        raise OcclusionError(
-            f"the pointing game needs object boxes; profile {P.name!r} has real "
-            f"photos without them (use the tiny or mini profile)"
-        )
-    n = len(ds) if n is None else int(n)
-    if not 1 <= n <= len(ds):
-        raise OcclusionError(f"n must be between 1 and the {len(ds)} images of the {split} split")
-    dw, ds_ = default_window(P.image_size)
-    window, stride = window or dw, stride or ds_
-    settings = dict(split=split, n=n, window=window, stride=stride, fill=fill)
-    _approximation(mode, None, None, None)  # a bad mode fails before any work
-    if mode != "exact":  # exact keeps the keys of earlier caches
-        settings["mode"] = mode
-        settings["preset"] = PRESETS[mode]  # what the mode meant when cached
-
-    def build():
-        parts = []
-        from tqdm.auto import tqdm
-
-        for lo in tqdm(range(0, n, chunk), desc="pointing game", disable=not progress):
-            sb = ds.scenes(list(range(lo, min(n, lo + chunk))))
-            images = normalize(sb.images, P).to(model_device(model))
-            parts.append(
-                pointing_game(
-                    model,
-                    images,
-                    sb.labels,
-                    sb.boxes,
-                    window=window,
-                    stride=stride,
-                    fill=fill,
-                    batch_size=batch_size,
-                    progress=False,
-                    mode=mode,
-                )
-            )
-        d = {
-            k: (torch.cat([getattr(r, k) for r in parts]) if isinstance(v, torch.Tensor) else v)
-            for k, v in parts[0].to_dict().items()
-        }
-        return d
-
-    return PointingGameResult.from_dict(
-        cached_study("pointing_game", OCCLUSION_VERSION, model, P, settings, build)
-    )

@@ -1,5 +1,6 @@
 """Fig. 7 (occlusion sensitivity) and the pointing-game summary, drawn from
-:class:`zfcore.occlusion.OcclusionResult` / :class:`~zfcore.occlusion.PointingGameResult`."""
+:class:`zfcore.occlusion.OcclusionResult` /
+:class:`~zfcore.paper.fig7_occlusion.PointingGameResult`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch, Rectangle
 
-from ..occlusion import OcclusionResult, PointingGameResult
+from ..occlusion import OcclusionResult
+from ..paper.fig7_occlusion import PointingGameResult
 from .deconv import to_display
 
 __all__ = ["occlusion_figure", "pointing_game_figure"]

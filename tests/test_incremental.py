@@ -1,4 +1,7 @@
-"""Incremental inference (Krypton-style cone recomputation) equals full recomputation to 1e-4."""
+"""zfcore.incremental: incremental inference (Krypton-style cone recomputation) equals full
+recomputation to 1e-4, its bfloat16 change formulation is more accurate than bfloat16
+activations, cone truncation keeps the cone's centred core, batches partition every position,
+the multiply-add bound by hand, and unsupported models say what to do."""
 
 import pytest
 import torch
@@ -14,6 +17,7 @@ from zfcore.incremental import (
     cone_macs,
     incremental_flop_bound,
     linearize,
+    low_precision_is_fast,
     plan_batches,
 )
 from zfcore.occlusion import occlude
@@ -108,6 +112,7 @@ def test_incremental_equals_full_recomputation(name, precision, monkeypatch):
         assert torch.allclose(out.probe_totals[probe], totals, atol=1e-4, rtol=1e-4), (name, h, w)
 
 
+@pytest.mark.slow
 def test_bfloat16_change_is_more_accurate_than_bfloat16_activations():
     """The point of computing the change in bfloat16: its error scales with the change. On
     AlexNet's layout the logits' error must be well under that of running the whole occluded
@@ -133,6 +138,7 @@ def test_bfloat16_change_is_more_accurate_than_bfloat16_activations():
         engine.run(patches, rows, cols, precision="fp16")
 
 
+@pytest.mark.slow
 @settings(max_examples=12, deadline=None)
 @given(
     size=st.integers(40, 56),
@@ -151,6 +157,7 @@ def test_occlude_incremental_equals_full_any_geometry(size, window, stride, fill
     assert torch.allclose(a.feature_total, b.feature_total, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_alexnet_layout_incremental():
     # torchvision's AlexNet: floor-mode pools, 11x11/4 first layer, an identity adaptive pool.
     torch.manual_seed(0)
@@ -211,3 +218,56 @@ def test_unsupported_models_say_what_to_do():
         occlude(m, torch.randn(3, 16, 16), window=4, stride=4)
     res = occlude(m, torch.randn(3, 16, 16), window=4, stride=4, incremental=False)
     assert res.prob_target.shape == (4, 4)
+
+
+def test_truncated_engine_matches_a_masked_recomputation():
+    """One layer, by hand: truncation keeps the cone's centred core and the unoccluded values
+    elsewhere, so the result is the clean output with the core replaced by the occluded one."""
+    torch.manual_seed(3)
+    conv = nn.Conv2d(2, 3, 5, padding=2)
+    net = nn.Sequential(conv, nn.ReLU(), nn.Flatten(1), nn.Linear(3 * 20 * 20, 4)).eval()
+    image = torch.randn(1, 2, 20, 20)
+    patch = torch.zeros(1, 2, 4, 4)
+    r, c = 7, 3
+    eng = IncrementalForward(net, image)
+    out = eng.run(patch, torch.tensor([r]), torch.tensor([c]), truncate=0.25)
+    occluded = image.clone()
+    occluded[:, :, r : r + 4, c : c + 4] = 0
+    with torch.no_grad():
+        a_clean = torch.relu(conv(image))
+        a_occ = torch.relu(conv(occluded))
+        # cone rows 5..12 (8 long) and cols 1..8 (8 long), cut to ceil(0.25 * 20) = 5 centred
+        mixed = a_clean.clone()
+        mixed[:, :, 6:11, 2:7] = a_occ[:, :, 6:11, 2:7]
+        want = net[3](mixed.flatten(1))
+    assert torch.allclose(out.logits, want, atol=1e-5)
+    with pytest.raises(IncrementalError, match="truncate"):
+        eng.run(patch, torch.tensor([r]), torch.tensor([c]), truncate=0)
+
+
+def test_low_precision_is_fast_answers():
+    assert isinstance(low_precision_is_fast("cpu"), bool)
+    assert low_precision_is_fast("meta") is False
+
+
+def test_the_engine_runs_the_model_in_eval_mode_and_hands_it_back():
+    """Dropout and BatchNorm in training mode would make every position's output random: the
+    engine builds, runs and measures the chain in eval mode and leaves each module's mode as the
+    caller set it."""
+    torch.manual_seed(0)
+    model = _odd()  # BatchNorm; its running statistics must not move
+    model.classifier.append(nn.Dropout(0.5))
+    image = torch.randn(1, 3, 64, 64)
+    probe = models.get_layer(model, "layer5")
+    rows, cols = torch.tensor([0, 20]), torch.tensor([10, 48])
+    patches = torch.zeros(2, 3, 16, 16)
+    ref, totals = full_recompute(model.eval(), image, patches, rows, cols, probe)
+    stats = model.features[3].running_mean.clone()
+    model.train()
+    engine = IncrementalForward(model, image, [probe])
+    out = engine.run(patches, rows, cols)
+    chain_geometry(model, 64)
+    assert all(m.training for m in model.modules())
+    assert torch.equal(model.features[3].running_mean, stats)
+    assert torch.allclose(out.logits, ref, atol=1e-4, rtol=1e-4)
+    assert torch.allclose(out.probe_totals[probe], totals, atol=1e-4, rtol=1e-4)
