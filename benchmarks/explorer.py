@@ -3,8 +3,8 @@
 The explorer (:mod:`zfcore.widgets`) is driven through its own widget callbacks by
 :func:`zfcore.widgets.scripted_tour`: choosing layers, clicking cells of the activation grid,
 asking for the strongest map, switching the projection rule, changing the image. Each step is
-timed from the widget event to the last panel redrawn. Target (issue 9): the 95th percentile under
-0.5 s on ZF-mini after the first draw (which loads the model and mines or loads the top-9).
+timed from the widget event to the last panel redrawn. Target: the 95th percentile under 0.5 s on
+ZF-mini after the first draw (which loads the model and mines or loads the top-9).
 
 The baseline is what a notebook written with ``ipywidgets.interact`` and matplotlib does: on every
 change, recompute every panel from scratch with the same zfcore functions (forward pass,
@@ -111,7 +111,8 @@ def main(argv: "list[str] | None" = None) -> int:
         nm, np95 = _stats([naive[i] for i in nidx])
         ratio = nm / om if nidx and om > 0 else float("nan")
         print(
-            f"{kind:<10} {len(idx):>3} {om:>12.3f} {op:>9.3f} {nm:>13.3f} {np95:>10.3f} {ratio:>6.1f}"
+            f"{kind:<10} {len(idx):>3} {om:>12.3f} {op:>9.3f} {nm:>13.3f} {np95:>10.3f} "
+            f"{ratio:>6.1f}"
         )
     median_s, p95_s = _stats(ours)
     naive_median, naive_p95 = _stats(naive)

@@ -1,4 +1,4 @@
-"""Memory of top-9 mining and feature extraction over a large folder of photos (issue 10).
+"""Memory of top-9 mining and feature extraction over a large folder of photos.
 
 Mining (Fig. 2's top-9 per feature map) and feature extraction (section 5's probes) must keep
 memory bounded however many images a user's folder holds. This writes N procedural scenes as

@@ -1,5 +1,6 @@
-"""Controls and per-image measures behind the verdicts of notebooks 03, 05, 06, 07, 08, 12 and 13,
-each against a naive loop, a hand-worked example or a case whose answer is known."""
+"""Controls and per-image measures behind the verdicts of notebooks 05, 06 and 08 (aliasing,
+invariance, correspondence), each against a naive loop, a hand-worked example or a case whose
+answer is known."""
 
 import math
 
@@ -8,10 +9,16 @@ import pytest
 import torch
 from torch import nn
 
-from zfcore.paper import controls as C
 from zfcore import firstlayer as FL
 from zfcore import models
-from zfcore.correspondence import (
+from zfcore.paper.fig5_invariance import (
+    InvarianceCurves,
+    layer_growth,
+    mean_true_probability,
+    per_image_growth,
+    per_image_true_probability,
+)
+from zfcore.paper.fig8_table1_correspondence import (
     PARTS,
     RANDOM,
     CorrespondenceError,
@@ -24,14 +31,6 @@ from zfcore.correspondence import (
     sign_differences,
     squares_at,
 )
-from zfcore.invariance import (
-    InvarianceCurves,
-    layer_growth,
-    mean_true_probability,
-    per_image_growth,
-    per_image_true_probability,
-)
-from zfcore.paper.verdicts import VerdictError
 
 
 @pytest.fixture(autouse=True)
@@ -39,42 +38,14 @@ def _one_thread():
     torch.set_num_threads(1)
 
 
-# ---------------------------------------------------------------- bootstraps and per-image means
-def test_two_sample_bootstrap_effect_and_verdicts():
-    rng = np.random.default_rng(0)
-    a, b = rng.normal(1.0, 0.1, 50), rng.normal(0.0, 0.1, 80)
-    v = C.two_sample_bootstrap("demo", a, b)
-    assert v.effect == pytest.approx(a.mean() - b.mean())
-    assert v.verdict == "held" and v.low < v.effect < v.high
-    assert "80" in v.source and "seed variance not included" in v.source
-    assert C.two_sample_bootstrap("demo", b, a).verdict == "did not hold"
-    same = rng.normal(0, 1, 40)
-    assert C.two_sample_bootstrap("demo", same, same).verdict == "within noise"
-    # the interval's width matches the normal approximation of two independent means
-    se = math.sqrt(a.var(ddof=1) / 50 + b.var(ddof=1) / 80)
-    assert (v.high - v.low) == pytest.approx(2 * 1.96 * se, rel=0.15)
-    with pytest.raises(VerdictError):
-        C.two_sample_bootstrap("demo", [1.0], b)
-
-
-def test_per_image_mean_matches_a_loop_and_skips_nan():
-    values = [1.0, 3.0, float("nan"), 5.0, float("nan"), 2.0]
-    images = [7, 7, 7, 2, 9, 2]
-    assert C.per_image_mean(values, images).tolist() == [
-        (5 + 2) / 2,
-        (1 + 3) / 2,
-    ]  # images 2, 7; 9 dropped
-    a, b = C.finite_pairs([1, float("nan"), 3], [4, 5, float("inf")])
-    assert a.tolist() == [1.0] and b.tolist() == [4.0]
-    with pytest.raises(C.ControlError):
-        C.per_image_mean([1.0], [1, 2])
-
-
 # ---------------------------------------------------------------- aliasing (section 4.1, Fig. 6)
 def test_power_above_of_gratings_and_white_noise():
     k = 16
     y = torch.arange(k, dtype=torch.float64)
-    grating = lambda f: torch.cos(2 * math.pi * f * y)[None, None, :, None].expand(1, 3, k, k)
+
+    def grating(f):
+        return torch.cos(2 * math.pi * f * y)[None, None, :, None].expand(1, 3, k, k)
+
     w = torch.cat([grating(3 / 16), grating(1 / 16)])  # 0.1875 and 0.0625 cycles per pixel
     assert FL.power_above(w, 1 / 8, pad=k).tolist() == pytest.approx([1.0, 0.0], abs=1e-9)
     assert FL.power_above(w, 1 / 4, pad=k).tolist() == pytest.approx([0.0, 0.0], abs=1e-9)
@@ -127,7 +98,8 @@ def _curves():
 def test_per_image_growth_and_probability_by_hand():
     c = _curves()
     g = per_image_growth(c, "layer1")
-    # image 0: in-view steps 2, 4 of peak 4 -> (0.5 + 1) / 2; image 1: (1 + 1 + 2) / 2 / 3; image 2: none
+    # image 0: in-view steps 2, 4 of peak 4 -> (0.5 + 1) / 2; image 1: (1 + 1 + 2) / 2 / 3;
+    # image 2: none
     assert g[:2].tolist() == pytest.approx([0.75, 2 / 3]) and math.isnan(g[2])
     p = per_image_true_probability(c)
     assert p[:2].tolist() == pytest.approx([0.7, 0.3]) and math.isnan(p[2])
@@ -205,7 +177,7 @@ def test_pairwise_correspondence_agrees_with_the_paper_score_and_detects_a_posit
     assert res.verdict("positive_control", "parts", "layer5", n_boot=200).verdict == "held"
     # mean over pairs = the paper's normalised score of the whole pool, for one occlusion
     sq = squares_at(kp, res.sides, (32, 32))
-    from zfcore.correspondence import apply_squares
+    from zfcore.paper.fig8_table1_correspondence import apply_squares
 
     s = sign_differences(Pixels().eval(), images, apply_squares(images, sq["nose"] + 0, 0.0))
     assert res.mean("nose", "layer7") == pytest.approx(
@@ -214,151 +186,3 @@ def test_pairwise_correspondence_agrees_with_the_paper_score_and_detects_a_posit
     assert torch.allclose(
         res.distances["nose/layer7"], hamming_matrix(s["layer7"]) / s["layer7"].shape[1]
     )
-
-
-# ---------------------------------------------------------------- untrained model, sanity baseline
-def test_untrained_model_is_the_training_start():
-    from zfcore.train import build_model, make_spec
-
-    a = C.untrained_model("tiny")
-    b = build_model(make_spec("tiny", "zfnet"))
-    assert not a.training
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
-
-
-def test_sanity_per_image_baseline_matches_its_mean():
-    from zfcore.sanity import SanityError, cascading_randomization
-
-    torch.manual_seed(0)
-    m = models.zfnet(width=0.125, image_size=64, fc_units=64, num_classes=5).eval()
-    res = cascading_randomization(
-        m, torch.randn(3, 3, 64, 64), rules=["gradient"], show=1, progress=False
-    )
-    assert torch.allclose(res.baseline_rows["spearman_abs"].mean(1), res.baseline_spearman_abs)
-    assert torch.allclose(res.baseline_rows["ssim"].mean(1), res.baseline_ssim)
-    mid, sim = res.change_toward_unrelated("gradient", "trained")
-    assert np.allclose(sim, 1.0, atol=1e-5)  # the trained stage is itself
-    assert np.allclose(mid, (1 + res.baseline_rows["spearman_abs"][0].numpy()) / 2)
-    with pytest.raises(SanityError, match="unknown"):
-        res.change_toward_unrelated("deconvnet")
-
-
-# ---------------------------------------------------------------- box energy (Fig. 2) and object focus
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from zfcore.profiles import get_profile
-
-    return get_profile("tiny", cache_dir=tmp_path_factory.mktemp("cache"))
-
-
-def test_box_energy_shares_match_a_loop_over_projections(tiny):
-    from zfcore.data import get_dataset, normalize
-    from zfcore.deconv import project
-    from zfcore.mining import mine_dataset
-
-    torch.manual_seed(0)
-    model = models.zfnet(**tiny.model_kwargs()).eval()
-    top = mine_dataset(model, tiny, "val", k=3, layers=["layer3"], n_images=12, progress=False)
-    got = C.box_energy_shares(model, tiny, top, "layer3", [0, 2])
-    ds, lt = get_dataset(tiny, "val"), top["layer3"]
-    want_e, want_a, want_i = [], [], []
-    for c in (0, 2):
-        for r in range(3):
-            i = int(lt.images[c, r])
-            if i < 0:
-                continue
-            sb = ds.scenes([i])
-            px = project(
-                model,
-                normalize(sb.images, tiny),
-                "layer3",
-                [(0, c, int(lt.ys[c, r]), int(lt.xs[c, r]))],
-            ).pixels[0]
-            e = px.pow(2).sum(0)
-            x0, y0, x1, y1 = sb.boxes[0].tolist()
-            ys, xs = torch.meshgrid(
-                torch.arange(e.shape[0]) + 0.5, torch.arange(e.shape[1]) + 0.5, indexing="ij"
-            )
-            inside = (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
-            want_e.append(float(e[inside].sum() / e.sum()) if e.sum() > 0 else float("nan"))
-            want_a.append(float(inside.float().mean()))
-            want_i.append(i)
-    assert got["image"].tolist() == want_i
-    assert np.allclose(got["energy"], want_e, atol=2e-3, equal_nan=True)
-    assert np.allclose(got["area"], want_a, atol=2e-3)
-
-
-def test_paired_object_focus_aligns_images(tiny):
-    from zfcore.widgets import ExplorerSession, object_focus
-
-    torch.manual_seed(0)
-    model = models.zfnet(**tiny.model_kwargs()).eval()
-    a = ExplorerSession(model, tiny, page_size=16, cols=8, cell=12, panel=64)
-    b = ExplorerSession(C.untrained_model(tiny), tiny, page_size=16, cols=8, cell=12, panel=64)
-    same = C.paired_object_focus({"a": a, "again": a}, [0, 1, 2], "layer5")
-    one = object_focus(a, [0, 1, 2], "layer5")
-    for key in ("energy_share", "area_share", "units"):
-        assert np.allclose(same["a"][key], one[key]) and np.allclose(same["again"][key], one[key])
-    got = C.paired_object_focus({"a": a, "b": b}, [0, 1, 2], "layer5")
-    assert (
-        len(got["a"]["energy_share"]) == len(got["b"]["energy_share"]) <= len(one["energy_share"])
-    )
-    assert set(got["a"]["units"].tolist()) <= set(one["units"].tolist())
-
-
-def test_projection_on_object_control_against_its_parts(tiny):
-    """Per layer: the numbers are box_energy_shares of both networks, the effects the per-image
-    excess means (trained against 0, trained minus untrained)."""
-    from zfcore.mining import mine_dataset, pick_maps
-
-    torch.manual_seed(0)
-    model = models.zfnet(**tiny.model_kwargs()).eval()
-    untrained = C.untrained_model(tiny)
-    top = mine_dataset(model, tiny, "val", k=9, n_images=12, progress=False)
-    measured = {"layer2": pick_maps(top, "layer2", 2)}
-    got = C.projection_on_object_control(
-        model, tiny, top, measured, 2, n_images=12, untrained=untrained
-    )
-    top0 = mine_dataset(untrained, tiny, "val", k=9, n_images=12, progress=False)
-    t = C.box_energy_shares(model, tiny, top, "layer2", measured["layer2"])
-    u = C.box_energy_shares(untrained, tiny, top0, "layer2", pick_maps(top0, "layer2", 2))
-    c = got["layer2"]
-    assert c.numbers == {
-        "box_energy_share_layer2": float(np.nanmean(t["energy"])),
-        "box_energy_share_untrained_layer2": float(np.nanmean(u["energy"])),
-        "box_area_share_untrained_layer2": float(np.mean(u["area"])),
-    }
-    ex_t = C.per_image_mean(t["energy"] - t["area"], t["image"])
-    ex_u = C.per_image_mean(u["energy"] - u["area"], u["image"])
-    assert [v.claim for v in c.checks] == [
-        "projection_on_object_layer2",
-        "projection_on_object_vs_untrained_layer2",
-    ]
-    assert c.checks[0].effect == pytest.approx(ex_t.mean())
-    assert c.checks[1].effect == pytest.approx(ex_t.mean() - ex_u.mean())
-
-
-def test_the_control_reuses_the_projections_layer_measures_made(tiny):
-    """``trained=LayerMeasures.items``: the same numbers and verdicts as projecting again."""
-    from zfcore.data import get_dataset
-    from zfcore.mining import layer_measures, load_top_images, mine_dataset, pick_maps
-    from zfcore.paper.notebook import labels_of
-
-    torch.manual_seed(0)
-    model = models.zfnet(**tiny.model_kwargs()).eval()
-    untrained = C.untrained_model(tiny)
-    top = mine_dataset(model, tiny, "val", k=9, n_images=12, progress=False)
-    measured = {"layer2": pick_maps(top, "layer2", 2)}
-    val = get_dataset(tiny, "val")
-    images = load_top_images(val, tiny, top, measured, measured)
-    m = layer_measures(model, top, ["layer2"], labels_of(val), measured, images)
-    again = C.projection_on_object_control(
-        model, tiny, top, measured, 2, n_images=12, untrained=untrained
-    )
-    reused = C.projection_on_object_control(
-        model, tiny, top, measured, 2, n_images=12, untrained=untrained, trained=m.items
-    )
-    assert reused["layer2"].numbers == again["layer2"].numbers
-    assert [(v.effect, v.low, v.high) for v in reused["layer2"].checks] == [
-        (v.effect, v.low, v.high) for v in again["layer2"].checks
-    ]

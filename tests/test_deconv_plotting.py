@@ -12,6 +12,7 @@ import torch
 from zfcore import models
 from zfcore.deconv import deconv_steps
 from zfcore.plotting.deconv import (
+    PlotError,
     mosaic,
     plot_deconv_steps,
     plot_filters,
@@ -22,6 +23,7 @@ from zfcore.plotting.deconv import (
     plot_top9,
     plot_top9_measures,
     to_display,
+    to_hwc,
 )
 from zfcore.sanity import cascading_randomization
 
@@ -37,6 +39,14 @@ def test_to_display_keeps_zero_grey_and_sign():
     assert d[0, 0, 0, 0] == 1.0 and d[0, 1, 1, 1] == pytest.approx(0.5 - 1 / (2 * q), abs=1e-6)
     m = mosaic(np.ones((5, 2, 2, 3)), ncols=3, pad=1)
     assert m.shape == (5, 8, 3)
+
+
+def test_to_hwc_moves_channels_last_and_clamps():
+    x = torch.arange(2 * 3 * 2 * 4, dtype=torch.float32).view(2, 3, 2, 4) / 30 - 0.2
+    got = to_hwc(x)
+    assert got.shape == (2, 2, 4, 3)
+    assert np.array_equal(got, x.clamp(0, 1).permute(0, 2, 3, 1).numpy())
+    assert to_hwc(x[0]).shape == (2, 4, 3)
 
 
 def test_figures_draw():
@@ -65,12 +75,12 @@ def test_figures_draw():
     for f in figs:
         assert isinstance(f, matplotlib.figure.Figure)
         plt.close(f)
-    with pytest.raises(ValueError, match="panel"):
+    with pytest.raises(PlotError, match="panel"):
         plot_top9("layer1", [])
 
 
 def test_projection_on_image_and_measures_draw_what_they_are_given():
-    from zfcore.mining import LayerMeasures
+    from zfcore.paper.fig2_top9 import LayerMeasures
 
     p = torch.zeros(3, 8, 8)
     p[0, 1, 1], p[1, 2, 2] = 4.0, -2.0

@@ -10,14 +10,12 @@ from zfcore.mining import (
     MiningError,
     TopK,
     TopKMiner,
-    chance_majority_share,
     gather_merge,
-    majority_share,
     mine_dataset,
     mine_topk,
-    model_fingerprint,
     top_requests,
 )
+from zfcore.models import model_fingerprint
 
 LAYERS = ["layer1", "layer2", "layer3", "layer4", "layer5"]
 
@@ -152,15 +150,6 @@ def test_projections_of_mined_entries_reproduce_their_values(model, data):
     assert torch.equal(idx[req.image], lt.images[[0, 0, 2, 2, 5, 5], [0, 2, 0, 2, 0, 2]])
 
 
-def test_majority_share_by_hand_and_chance():
-    s = majority_share(torch.tensor([[1, 1, 2, -1], [0, 1, 2, 3], [5, 5, 5, 5]]))
-    assert s.tolist() == pytest.approx([2 / 3, 0.25, 1.0])
-    # 2 balanced classes, k = 3: the majority holds 2 of 3 w.p. 3/4, all 3 w.p. 1/4 -> 0.75
-    assert chance_majority_share(torch.arange(100) % 2, 3, trials=40000) == pytest.approx(
-        0.75, abs=0.01
-    )
-
-
 def test_errors_and_helpers(model, data):
     x, y = data
     with pytest.raises(MiningError, match="k must be"):
@@ -211,21 +200,12 @@ def test_mine_dataset_is_cached_by_weights(tmp_path, monkeypatch):
         mine_dataset(m, p, n_images=10**6, progress=False)
 
 
-def test_class_specificity_pick_maps_and_project_top(model, data):
-    from zfcore.mining import class_specificity, pick_maps, project_top
+def test_pick_maps_and_project_top(model, data):
+    from zfcore.mining import pick_maps, project_top
 
     x, y = data
     res = mine_topk(model, [(x, y)], k=4, progress=False)
-    share, alive = class_specificity(res, "layer3")
     lt = res["layer3"]
-    fires = lt.values[:, 0] > 0
-    assert alive == int(fires.sum()) and not fires[1]  # the dead map is left out
-    want = [
-        max(lt.labels[c].tolist().count(v) for v in set(lt.labels[c].tolist())) / 4
-        for c in range(lt.maps)
-        if fires[c]
-    ]
-    assert share == pytest.approx(sum(want) / len(want))
     picked = pick_maps(res, "layer3", 3)
     assert len(picked) == 3 and 1 not in picked
     assert picked[0] == int(lt.values[:, 0].argmax())
@@ -233,8 +213,6 @@ def test_class_specificity_pick_maps_and_project_top(model, data):
     assert tp.pixels.shape == (6, 3, 64, 64)
     assert torch.allclose(tp.activation, lt.values[tp.channels, tp.ranks])
     assert torch.equal(tp.labels, y[tp.images])
-    with pytest.raises(MiningError, match="no labels"):
-        class_specificity(mine_topk(model, x, k=2, progress=False), "layer2")
 
 
 def _rank_worker(rank, world, port, x, out_path):
@@ -258,6 +236,7 @@ def _rank_worker(rank, world, port, x, out_path):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_gather_merge_across_processes(tmp_path):
     import socket
 
@@ -275,7 +254,6 @@ def test_gather_merge_across_processes(tmp_path):
     assert TopK.from_dict(torch.load(out, weights_only=True)).equal(whole)
 
 
-# ---------------------------------------------------------------- Fig. 2's panels and measures
 def test_top_panels_equal_a_loop_of_projections_and_crops(model, data):
     """top_panels against each mined entry projected alone and cut with crop_patch by hand."""
     from zfcore.mining import TopImages, top_panels
@@ -368,58 +346,6 @@ def test_load_top_images_scenes_and_photos(tmp_path):
     got = load_top_images(photos, p, res_p, {"layer2": [0]})
     assert got.indices == [2] and got.boxes is None
     assert torch.allclose(got.images01, denormalize(photos[2][0][None], p))
-
-
-def test_layer_measures_and_box_energy_against_controls(tmp_path):
-    """The notebook's measures against the per-projection control numbers and class_specificity."""
-    import numpy as np
-
-    from zfcore.paper.controls import box_energy_shares
-    from zfcore.data import get_dataset
-    from zfcore.mining import class_specificity, firing_map_shares, layer_measures, load_top_images
-    from zfcore.profiles import get_profile
-
-    p = get_profile("tiny", cache_dir=tmp_path)
-    torch.manual_seed(0)
-    m = models.zfnet(**p.model_kwargs()).eval()
-    res = mine_dataset(m, p, n_images=16, k=3, layers=["layer1", "layer3"], progress=False)
-    ds = get_dataset(p, "val")
-    maps = {"layer1": [0, 2], "layer3": [1, 5]}
-    imgs = load_top_images(ds, p, res, maps)
-    meas = layer_measures(m, res, ["layer1", "layer3"], ds.labels(), maps, imgs)
-    for l in ("layer1", "layer3"):
-        assert (meas.specificity[l], meas.firing[l]) == class_specificity(res, l)
-        shares = box_energy_shares(m, p, res, l, maps[l])
-        assert meas.energy[l] == pytest.approx(float(np.nanmean(shares["energy"])), abs=1e-5)
-        assert meas.area[l] == pytest.approx(float(np.mean(shares["area"])), abs=1e-6)
-        lt = res[l]
-        assert firing_map_shares(res, l).tolist() == pytest.approx(
-            majority_share(lt.labels[lt.values[:, 0] > 0]).tolist()
-        )
-    assert meas.chance == chance_majority_share(ds.labels()[:16], 3)
-    rec = meas.as_record()
-    assert list(rec)[:2] == ["n_images_mined", "chance_majority_share"]
-    assert (
-        rec["layer3_projection_energy_in_box"] == meas.energy["layer3"]
-        and rec["n_images_mined"] == 16
-    )
-    assert "energy in box" in meas.table() and len(meas.table().splitlines()) == 4
-
-
-def test_class_specificity_checks_effects_by_hand():
-    from zfcore.mining import class_specificity_checks
-
-    lab = torch.tensor([[0, 0, 0], [0, 1, 2], [1, 1, 0], [2, 2, 2]])
-    val = torch.tensor([[3.0, 2, 1], [2.0, 1, 1], [0.0, 0, 0], [1.0, 1, 1]])
-    z = torch.zeros(4, 3, dtype=torch.long)
-    first = LayerTopK(val, z, z, z, torch.tensor([[0, 1, 2], [0, 1, 2], [0, 0, 0], [0, 1, 1]]))
-    last = LayerTopK(val, z, z, z, lab)
-    res = TopK(3, {"layer1": first, "layer5": last}, 10)
-    rises, above = class_specificity_checks(res, ["layer1", "layer5"], chance=0.4)
-    # firing maps 0, 1, 3: deepest shares 1, 1/3, 1 ; first layer 1/3, 1/3, 2/3
-    assert rises.effect == pytest.approx((1 + 1 / 3 + 1) / 3 - (1 / 3 + 1 / 3 + 2 / 3) / 3)
-    assert above.effect == pytest.approx((1 + 1 / 3 + 1) / 3 - 0.4)
-    assert rises.claim == "class_specificity_rises_with_depth"
 
 
 def test_strongest_activation_by_a_loop(model, data):

@@ -1,5 +1,5 @@
-"""Resource limits (issue 10): mining and feature extraction over a folder of photos keep memory
-bounded: the peak does not grow with the number of images.
+"""Resource limits: mining and feature extraction over a folder of photos keep memory bounded: the
+peak does not grow with the number of images.
 
 A small version of benchmarks/memory.py (which measures 2,000 vs 20,000 images): 80 vs 640
 generated photos, each measurement in a fresh fork after an unmeasured warm-up on 32 photos. The
@@ -16,7 +16,10 @@ from zfcore import models
 from zfcore.data.images import PhotoStream, load_folder
 from zfcore.profiles import get_profile
 
-pytestmark = pytest.mark.skipif(not memory.available(), reason="needs Linux /proc and fork")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not memory.available(), reason="needs Linux /proc and fork"),
+]
 
 P = get_profile("tiny")
 SMALL, LARGE = 80, 640

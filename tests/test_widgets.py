@@ -15,7 +15,7 @@ from zfcore.models import LayerError, get_layer, zfnet
 from zfcore.plotting import explorer as draw
 from zfcore.profiles import get_profile
 from zfcore.receptive import receptive_field
-from zfcore.widgets import Explorer, ExplorerError, ExplorerSession, object_focus, scripted_tour
+from zfcore.widgets import Explorer, ExplorerError, ExplorerSession, scripted_tour
 
 # ---------------------------------------------------------------------------------------------
 # Drawing (zfcore.plotting.explorer), against hand-worked examples and naive loops
@@ -30,7 +30,7 @@ def test_grid_geometry_pages_and_clicks():
     last = draw.grid_geometry(20, 2, 8, 4, 10)
     assert (last.first, last.count, last.rows) == (16, 4, 1)
     assert draw.grid_geometry(3, 0, 8, 4, 10).cell_at(35, 5) is None  # empty 4th cell
-    with pytest.raises(ValueError, match="page 3 does not exist: 20 maps make 3 page"):
+    with pytest.raises(draw.DrawError, match="page 3 does not exist: 20 maps make 3 page"):
         draw.grid_geometry(20, 3, 8, 4, 10)
 
 
@@ -326,42 +326,6 @@ def test_projection_on_object_by_hand(session, monkeypatch):
     assert energy == pytest.approx(0.5) and area == pytest.approx(400 / 4096)
 
 
-def test_object_focus_restores_the_state(session):
-    session.select_layer("layer2")
-    session.select_unit(4)
-    before = session.state
-    f = object_focus(session, [0, 1, 2], "layer5")
-    assert session.state == before
-    assert len(f["energy_share"]) == len(f["area_share"]) <= 3
-    assert np.all((0 <= f["energy_share"]) & (f["energy_share"] <= 1))
-
-
-def test_focus_on_box_against_a_pixel_loop():
-    """zfcore.focus's shares, against a loop over the pixels of whole-pixel boxes."""
-    from zfcore.focus import focus_on_box
-
-    g = torch.Generator().manual_seed(0)
-    pixels = torch.randn(6, 3, 20, 24, generator=g)
-    boxes = [
-        (0, 0, 24, 20),
-        (3, 4, 10, 9),
-        (23, 19, 24, 20),
-        (5, 0, 6, 20),
-        (2, 2, 22, 18),
-        (7, 11, 19, 12),
-    ]
-    for r, (x0, y0, x1, y1) in enumerate(boxes):
-        e = pixels[r].double().pow(2).sum(0)
-        inside = sum(
-            float(e[y, x]) for y in range(20) for x in range(24) if x0 <= x < x1 and y0 <= y < y1
-        )
-        energy, area = focus_on_box(pixels[r], (x0, y0, x1, y1))
-        assert energy == pytest.approx(inside / float(e.sum()), abs=1e-5)
-        assert area == pytest.approx((x1 - x0) * (y1 - y0) / (20 * 24), abs=1e-7)
-    assert focus_on_box(pixels[0], boxes[0])[0] == pytest.approx(1.0)
-    assert focus_on_box(torch.zeros(3, 20, 24), boxes[1]) is None  # no energy to share
-
-
 def test_the_session_runs_in_eval_mode_and_leaves_the_callers_mode(model, profile):
     """One eval-mode policy: every panel is computed with the network in eval mode (dropout off),
     and the caller's model keeps its own mode, module by module, after every computation."""
@@ -386,6 +350,7 @@ def test_the_session_runs_in_eval_mode_and_leaves_the_callers_mode(model, profil
     assert not model.training  # the eval model stays in eval mode too
 
 
+@pytest.mark.slow
 def test_the_session_imports_without_a_front_end():
     """The headless session and the focus analysis import (and compute) without ipywidgets."""
     import subprocess
@@ -395,6 +360,7 @@ def test_the_session_imports_without_a_front_end():
     code = (
         "import sys\n"
         "import zfcore.widgets, zfcore.widgets.session, zfcore.focus, zfcore.paper.controls\n"
+        "import zfcore.paper.explorer\n"
         "assert 'ipywidgets' not in sys.modules, 'ipywidgets imported at module level'\n"
     )
     root = Path(__file__).resolve().parent.parent
@@ -532,6 +498,7 @@ def test_bad_construction_is_explained(model, profile):
         ExplorerSession("model", profile)
 
 
+@pytest.mark.slow
 def test_benchmark_quick_run(capsys):
     import re
 

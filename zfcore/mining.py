@@ -20,56 +20,55 @@ not depend on batch size, order or sharding.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset, IterableDataset, SequentialSampler, Subset
+from tqdm.auto import tqdm
 
-from .deconv import Requests, layer_activations, requests
+from .data import denormalize, get_dataset, normalize
+from .deconv import Requests, layer_activations, project, requests
 from .errors import ZFCoreError
-from .models import LayerError, layer_keys, layer_names, model_fingerprint, to_device
+from .models import LayerError, layer_keys, layer_names, to_device
 from .profiles import Profile, get_profile
-from .receptive import input_problem
+from .receptive import crop_patches, input_problem, receptive_field
 from .study import Result, cached_study
 
 __all__ = [
+    "DEFAULT_LAYERS",
     "LayerTopK",
     "TopK",
     "MiningError",
+    "MiningTypeError",
     "TopKMiner",
     "mine_topk",
     "mine_dataset",
     "gather_merge",
     "top_requests",
-    "model_fingerprint",
-    "majority_share",
-    "chance_majority_share",
-    "class_specificity",
     "pick_maps",
     "TopProjections",
     "project_top",
-    "DEFAULT_LAYERS",
     "TopImages",
     "load_top_images",
     "TopPanels",
     "top_panels",
-    "box_energy",
-    "box_energy_items",
-    "LayerMeasures",
-    "layer_measures",
-    "firing_map_shares",
-    "class_specificity_checks",
     "strongest_activation",
 ]
 
+#: The layers mined by default: the convolutional layers of Fig. 2.
 DEFAULT_LAYERS = ("layer1", "layer2", "layer3", "layer4", "layer5")
 MINING_VERSION = 1
 
 
 class MiningError(ZFCoreError, ValueError):
     """Bad arguments to the miner, or results that cannot be merged."""
+
+
+class MiningTypeError(MiningError, TypeError):
+    """An argument of the wrong type: a model that is not a ``torch.nn.Module``, a result that is
+    not a :class:`TopK`."""
 
 
 @dataclass
@@ -141,7 +140,10 @@ class TopK:
     def merge(self, other: "TopK") -> "TopK":
         """The top-k of the union of the two data sets (disjoint image indices expected)."""
         if not isinstance(other, TopK):
-            raise TypeError(f"can only merge TopK with TopK, got {type(other).__name__}")
+            raise MiningTypeError(
+                f"can only merge TopK with TopK, got {type(other).__name__}: pass the result of "
+                f"mine_topk or mine_dataset"
+            )
         if other.k != self.k or set(other.layers) != set(self.layers):
             raise MiningError(
                 f"cannot merge top-{self.k} of {sorted(self.layers)} with top-"
@@ -200,7 +202,10 @@ class TopKMiner:
 
     def __init__(self, model: nn.Module, k: int = 9, layers: Sequence[str] | None = None):
         if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+            raise MiningTypeError(
+                f"model must be a torch.nn.Module, got {type(model).__name__}: pass the network "
+                f"itself (e.g. zfcore.zoo.model_for_profile)"
+            )
         if not isinstance(k, int) or k < 1:
             raise MiningError(f"k must be a positive int, got {k!r}")
         names = layer_names(model)
@@ -273,14 +278,12 @@ def _batches(data, batch_size: int, start_index: int = 0):
     """Yield ``(images, indices or None, labels or None)`` from a Dataset, a DataLoader or any
     iterable of batches (tensors, ``(images, labels)`` or ``(images, labels, indices)``).
     A Dataset's (or tensor's) position ``i`` is image ``start_index + i``."""
-    from torch.utils.data import DataLoader, Dataset, SequentialSampler
-
     if isinstance(data, torch.Tensor):
         for s in range(0, len(data), batch_size):
             e = min(s + batch_size, len(data))
             yield data[s:e], torch.arange(start_index + s, start_index + e), None
         return
-    if isinstance(data, Dataset) and not isinstance(data, torch.utils.data.IterableDataset):
+    if isinstance(data, Dataset) and not isinstance(data, IterableDataset):
         n = len(data)
         for s in range(0, n, batch_size):
             ids = list(range(s, min(s + batch_size, n)))
@@ -334,11 +337,9 @@ def mine_topk(
     miner._next_index = int(start_index)
     it = _batches(data, batch_size, int(start_index))
     if progress:
-        from tqdm.auto import tqdm
-
         total = None
         if isinstance(data, torch.Tensor) or (
-            isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__len__")
+            isinstance(data, Dataset) and hasattr(data, "__len__")
         ):
             total = -(-len(data) // batch_size)
         elif hasattr(data, "__len__"):
@@ -383,10 +384,8 @@ def mine_dataset(
 ) -> TopK:
     """:func:`mine_topk` over the first ``n_images`` (default: all) of a profile's ``split``,
     cached under ``<cache_dir>/topk/<hash>/`` by a hash of the model's weights
-    (:func:`model_fingerprint`), the profile's data configuration, split, group, k and layers.
-    Call it on each checkpoint of a training run to follow Fig. 4."""
-    from .data import get_dataset
-
+    (:func:`zfcore.models.model_fingerprint`), the profile's data configuration, split, group, k
+    and layers. Call it on each checkpoint of a training run to follow Fig. 4."""
     p = get_profile(profile)
     ds = get_dataset(p, split, group)
     n = len(ds) if n_images is None else int(n_images)
@@ -397,7 +396,7 @@ def mine_dataset(
         )
     names = layer_names(model)
     layer_list = [l for l in DEFAULT_LAYERS if l in names] if layers is None else list(layers)
-    sub = torch.utils.data.Subset(ds, range(n)) if n < len(ds) else ds
+    sub = Subset(ds, range(n)) if n < len(ds) else ds
     bs = int(batch_size or p.batch_size)
 
     def build():
@@ -425,7 +424,7 @@ def mine_dataset(
     )
 
 
-class _SubsetScenes(torch.utils.data.Dataset):
+class _SubsetScenes(Dataset):
     """The first ``n`` scenes of a procedural data set, keeping its batch renderer."""
 
     def __init__(self, ds, n):
@@ -442,7 +441,7 @@ class _SubsetScenes(torch.utils.data.Dataset):
 
 
 # ---------------------------------------------------------------------------------------------
-# From mined entries to projections and measurements
+# From mined entries to projections
 # ---------------------------------------------------------------------------------------------
 
 
@@ -475,49 +474,6 @@ def top_requests(
     c, r, img = c[keep], r[keep], img[keep]
     uniq, local = torch.unique(img, return_inverse=True)
     return uniq, requests(local, c, lt.ys[c, r], lt.xs[c, r])
-
-
-def majority_share(labels: torch.Tensor) -> torch.Tensor:
-    """``(C,)``: for each row of ``labels`` ``(C, k)``, the share of its most common class
-    (1 = all k images of one class). Entries ``< 0`` (unknown or unfilled) are ignored; a row with
-    none gives NaN."""
-    labels = torch.as_tensor(labels, dtype=torch.long)
-    if labels.dim() != 2:
-        raise MiningError(f"labels must be (C, k), got shape {tuple(labels.shape)}")
-    valid = labels >= 0
-    n_cls = int(labels.max()) + 1 if valid.any() else 1
-    counts = torch.zeros(labels.shape[0], n_cls).scatter_add_(1, labels.clamp(min=0), valid.float())
-    return counts.amax(1) / valid.sum(1).float()  # 0/0 = NaN for empty rows
-
-
-def chance_majority_share(
-    labels: torch.Tensor, k: int, trials: int = 20000, seed: int = 0
-) -> float:
-    """The expected :func:`majority_share` of ``k`` images drawn at random from a data set with
-    these ``labels`` (Monte Carlo, with replacement): what class-specificity is without any
-    selectivity. For 10 balanced classes and k = 9 it is about 0.29."""
-    labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
-    labels = labels[labels >= 0]
-    if labels.numel() == 0:
-        raise MiningError("chance_majority_share needs at least one known label")
-    g = torch.Generator().manual_seed(seed)
-    picks = labels[torch.randint(0, labels.numel(), (trials, k), generator=g)]
-    return float(majority_share(picks).mean())
-
-
-def class_specificity(result: TopK, layer: str) -> tuple[float, int]:
-    """Fig. 2's claim in a number: the mean :func:`majority_share` of the top-k images of
-    ``layer``'s feature maps, over the maps that ever fire (top value > 0); returns
-    ``(mean share, number of such maps)``. Needs mined labels."""
-    lt = result[layer]
-    if (lt.labels[lt.images >= 0] < 0).any():
-        raise MiningError(
-            "the mined entries have no labels: mine (images, labels) batches or a labelled Dataset"
-        )
-    alive = lt.values[:, 0] > 0
-    if not alive.any():
-        return float("nan"), 0
-    return float(majority_share(lt.labels[alive]).nanmean()), int(alive.sum())
 
 
 def pick_maps(result: TopK, layer: str, n: int) -> list[int]:
@@ -570,8 +526,6 @@ def project_top(
     ``ranks=[0]``). ``load_images(indices)`` returns the normalised model inputs of those data set
     indices (e.g. ``lambda i: dataset.images(i)[0]`` for procedural scenes). Request order is
     channel-major, rank-minor. ``method`` goes to :func:`zfcore.deconv.project`."""
-    from .deconv import project
-
     lt = result[layer]
     chans = (
         torch.arange(lt.maps) if channels is None else torch.as_tensor(channels, dtype=torch.long)
@@ -654,8 +608,6 @@ def load_top_images(dataset, profile: "str | Profile", result: TopK, *maps: dict
     """Load, once, every image among the mined top-k of the maps in ``maps`` (dicts
     ``{layer: channels}``, e.g. the maps drawn and the maps measured for Fig. 2). Procedural
     scenes come with their object boxes; a data set of photos (items ``(image, label)``) without."""
-    from .data import denormalize, normalize
-
     P = get_profile(profile)
     needed = sorted(
         {
@@ -731,8 +683,6 @@ def top_panels(
     each projection and its image are cut to the activation's receptive field
     (:func:`zfcore.receptive.crop_patches`); ``crop=False`` keeps whole images (a residual
     network has no single field)."""
-    from .receptive import crop_patches, receptive_field
-
     tp = project_top(
         model,
         result,
@@ -753,141 +703,6 @@ def top_panels(
         crop_patches(tp.pixels, rf, tp.ys, tp.xs, fill=0.0),
         crop_patches(shown, rf, tp.ys, tp.xs, fill=0.5),
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# Fig. 2's readings measured: class-specificity by layer, projection energy on the object
-# ---------------------------------------------------------------------------------------------
-
-
-def box_energy_items(
-    model: nn.Module,
-    result: TopK,
-    layer: str,
-    channels: Sequence[int],
-    images: TopImages,
-    rule: str = "deconvnet",
-) -> dict:
-    """Section 4's "the projections fall on the object", per projection of the top-k of
-    ``channels``: ``energy`` (share of the projection's energy inside its image's object box, NaN
-    for an all-zero projection), ``area`` (the box's share of the image, what a projection blind
-    to the object would get) and ``image`` (data set index), as tensors."""
-    from .boxes import box_area_share, energy_in_boxes
-
-    tp = project_top(model, result, layer, images.load, channels=channels, rule=rule)
-    b = images.boxes_of(tp.images)
-    return {
-        "energy": energy_in_boxes(tp.pixels, b),
-        "area": box_area_share(b, int(images.inputs.shape[-1])),
-        "image": tp.images,
-    }
-
-
-def box_energy(
-    model: nn.Module,
-    result: TopK,
-    layer: str,
-    channels: Sequence[int],
-    images: TopImages,
-    rule: str = "deconvnet",
-) -> tuple[float, float]:
-    """The means of :func:`box_energy_items`: the energy share inside the box over the
-    projections that are not all zero, and the box's share of the image."""
-    items = box_energy_items(model, result, layer, channels, images, rule)
-    return float(items["energy"].nanmean()), float(items["area"].mean())
-
-
-@dataclass
-class LayerMeasures:
-    """Fig. 2 measured per layer (:func:`layer_measures`): ``specificity`` (mean top-k majority
-    share over the firing maps), ``firing`` (how many maps fire), the ``chance`` share of k random
-    images, and, with object boxes, ``energy`` (projection energy share in the box) and ``area``
-    (the box's share of the image), ``items`` the per-projection values behind them
-    (:func:`box_energy_items`, for the controls); ``n_images`` mined."""
-
-    layers: list
-    n_images: int
-    chance: float
-    specificity: dict
-    firing: dict
-    energy: dict
-    area: dict
-    items: dict = field(default_factory=dict)
-
-    def as_record(self) -> dict:
-        """The flat JSON keys of notebook 03."""
-        return {
-            "n_images_mined": self.n_images,
-            "chance_majority_share": self.chance,
-            **{f"{l}_top9_majority_share": self.specificity[l] for l in self.layers},
-            **{f"{l}_maps_firing": self.firing[l] for l in self.layers},
-            **{f"{l}_projection_energy_in_box": self.energy[l] for l in self.energy},
-            **{f"{l}_box_area_share": self.area[l] for l in self.area},
-        }
-
-    def table(self) -> str:
-        """The measures as a text table, one row per layer."""
-        head = f"{'layer':7s} {'maps firing':>11s} {'top-9 majority share':>21s}" + (
-            "  energy in box  box area" if self.energy else ""
-        )
-        rows = [head]
-        for l in self.layers:
-            line = f"{l:7s} {self.firing[l]:11d} {self.specificity[l]:21.3f}"
-            if self.energy:
-                line += f"  {self.energy[l]:13.3f}  {self.area[l]:8.3f}"
-            rows.append(line)
-        rows.append(f"chance majority share of 9 random images: {self.chance:.3f}")
-        return "\n".join(rows)
-
-
-def layer_measures(
-    model: nn.Module,
-    result: TopK,
-    layers: Sequence[str],
-    labels: torch.Tensor,
-    measured: "dict[str, Sequence[int]]",
-    images: TopImages,
-    rule: str = "deconvnet",
-) -> LayerMeasures:
-    """Fig. 2's two readings for each of ``layers``: class-specificity (:func:`class_specificity`)
-    against :func:`chance_majority_share` of the first ``result.n_images`` ``labels``, and, when
-    ``images`` have object boxes, :func:`box_energy` of the ``measured`` maps."""
-    chance = chance_majority_share(labels[: result.n_images], result.k)
-    spec, firing, energy, area, items = {}, {}, {}, {}, {}
-    for l in layers:
-        spec[l], firing[l] = class_specificity(result, l)
-    if images.boxes is not None:
-        for l in layers:
-            items[l] = box_energy_items(model, result, l, measured[l], images, rule)
-            energy[l], area[l] = float(items[l]["energy"].nanmean()), float(items[l]["area"].mean())
-    return LayerMeasures(list(layers), result.n_images, chance, spec, firing, energy, area, items)
-
-
-def firing_map_shares(result: TopK, layer: str) -> np.ndarray:
-    """Per map of ``layer`` that fires (top value > 0), the :func:`majority_share` of its top-k
-    images' classes: the items of a bootstrap of Fig. 2's class-specificity."""
-    lt = result[layer]
-    return majority_share(lt.labels[lt.values[:, 0] > 0]).numpy()
-
-
-def class_specificity_checks(result: TopK, layers: Sequence[str], chance: float) -> list:
-    """Section 4's hierarchy in two verdicts (:mod:`zfcore.paper.verdicts`): the top-k majority share of
-    the deepest layer's firing maps against the first layer's (unpaired bootstrap over maps), and
-    the deepest layer's against ``chance``."""
-    from .paper import verdicts
-
-    first, last = layers[0], layers[-1]
-    return [
-        verdicts.unpaired_bootstrap(
-            "class_specificity_rises_with_depth",
-            firing_map_shares(result, last),
-            firing_map_shares(result, first),
-            what="firing maps",
-        ),
-        verdicts.bootstrap(
-            "class_specificity_above_chance_deepest", firing_map_shares(result, last), chance
-        ),
-    ]
 
 
 @torch.no_grad()

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from .deconv import RULES, project, requests
 from .errors import ZFCoreError
@@ -40,10 +41,6 @@ __all__ = [
     "ssim_rows",
     "pixel_maps",
     "SanityError",
-    "METRICS",
-    "Survival",
-    "survival",
-    "fc_reinit_checks",
 ]
 
 
@@ -99,169 +96,6 @@ class SanityResult(Result):
         base = self.baseline_rows[metric][r].double().numpy()
         sim = getattr(self, metric)[r, s].double().numpy()
         return (1 + base) / 2, sim
-
-    def checkpoints(self) -> list:
-        """The stages reported in numbers: after the fully connected layers (``layer6``), after
-        layer 5 too, after every layer (those the model has)."""
-        return [s for s in ("layer6", "layer5", "layer1") if s in self.stages]
-
-    def as_record(self) -> dict:
-        """Flat JSON keys: per rule, the mean similarity at each of :meth:`checkpoints` (Spearman
-        of |maps|, signed, SSIM) and the different-images level."""
-        out = {}
-        for r, rule in enumerate(self.rules):
-            for s in self.checkpoints():
-                i = self.stages.index(s)
-                out.update(
-                    {
-                        f"{rule}_spearman_abs_randomized_to_{s}": float(
-                            self.spearman_abs[r, i].mean()
-                        ),
-                        f"{rule}_spearman_randomized_to_{s}": float(self.spearman[r, i].mean()),
-                        f"{rule}_ssim_randomized_to_{s}": float(self.ssim[r, i].mean()),
-                    }
-                )
-            out.update(
-                {
-                    f"{rule}_spearman_abs_different_images": float(self.baseline_spearman_abs[r]),
-                    f"{rule}_ssim_different_images": float(self.baseline_ssim[r]),
-                }
-            )
-        return out
-
-    def table(self) -> str:
-        """Mean Spearman correlation of |maps| at :meth:`checkpoints` and the unrelated level, per
-        rule, as text."""
-        cps = self.checkpoints()
-        lines = [
-            f"{'rule':10s} "
-            + " ".join(f"{'to ' + s:>10s}" for s in cps)
-            + f" {'unrelated':>10s}   (Spearman |maps|)"
-        ]
-        for r, rule in enumerate(self.rules):
-            row = [float(self.spearman_abs[r, self.stages.index(s)].mean()) for s in cps]
-            lines.append(
-                f"{rule:10s} "
-                + " ".join(f"{v:10.3f}" for v in row)
-                + f" {float(self.baseline_spearman_abs[r]):10.3f}"
-            )
-        return "\n".join(lines)
-
-
-#: The similarity metrics of :func:`survival`: name -> (SanityResult field, its baseline field).
-METRICS = {
-    "rank correlation |maps|": ("spearman_abs", "baseline_spearman_abs"),
-    "rank correlation signed": ("spearman", "baseline_spearman"),
-    "SSIM": ("ssim", "baseline_ssim"),
-}
-
-
-@dataclass
-class Survival:
-    """Which rules' projections "survive" re-initialising the layers down to ``stage`` under each
-    metric of :data:`METRICS` (:func:`survival`): ``similarity`` and ``baseline`` (the
-    different-images level) per ``(rule, metric)``, and ``survives`` (similarity above the
-    midpoint between that level and 1)."""
-
-    stage: str
-    rules: list
-    similarity: dict
-    baseline: dict
-    survives: dict
-
-    def count(self, rule: str) -> int:
-        """Under how many metrics ``rule`` survives."""
-        return sum(self.survives[rule, m] for m in METRICS)
-
-    def as_record(self) -> dict:
-        return {
-            f"{rule}_unchanged_by_fc_randomization_metrics": self.count(rule) for rule in self.rules
-        }
-
-    def table(self) -> str:
-        lines = [
-            f"{'rule':10s} "
-            + " ".join(f"{m:>24s}" for m in METRICS)
-            + "   (after re-initialising the fc layers; in brackets: different images)"
-        ]
-        for rule in self.rules:
-            cells = [
-                f"{self.similarity[rule, m]:6.2f} ({self.baseline[rule, m]:5.2f}) "
-                f"{'same' if self.survives[rule, m] else 'changed':>7s}"
-                for m in METRICS
-            ]
-            lines.append(f"{rule:10s} " + " ".join(f"{c:>24s}" for c in cells))
-        return "\n".join(lines)
-
-    def describe(self, rule: str) -> str:
-        """``rule``'s survival in words."""
-        word = {3: "unchanged under all three metrics", 0: "changed under all three metrics"}
-        return word.get(self.count(rule), f"unchanged under {self.count(rule)} of 3 metrics")
-
-    def adebayo_reproduced(self) -> bool:
-        """Adebayo et al.'s finding: guided backpropagation survives every metric, the gradient not."""
-        return self.count("guided") == 3 and self.count("gradient") < 3
-
-    def sentence(self) -> str:
-        """The survival of the three rules and Adebayo et al.'s finding, in words."""
-        finding = (
-            "Adebayo et al.'s finding (guided backpropagation insensitive to the learned top "
-            "layers, the gradient not) is "
-            + ("" if self.adebayo_reproduced() else "NOT ")
-            + "reproduced here"
-        )
-        deconv = (
-            "; the deconvnet, unlike guided backpropagation, passes this check: its projection "
-            "of a logit depends on the learned top layers."
-            if self.count("deconvnet") < self.count("guided")
-            else "; the deconvnet fails this check like guided backpropagation."
-        )
-        return (
-            f"After the fully connected layers are re-initialised, guided backpropagation is "
-            f"{self.describe('guided')}, the gradient {self.describe('gradient')} and the deconvnet "
-            f"{self.describe('deconvnet')}. " + finding + deconv
-        )
-
-
-def survival(result: SanityResult, stage: str = "layer6") -> Survival:
-    """Adebayo et al.'s reading of cascading randomisation: after re-initialising the layers from
-    the top down to ``stage`` (default: the fully connected ones, logits, 7, 6), a rule's
-    projections "survive" under a metric when their mean similarity to the trained ones stays
-    above the midpoint between the different-images level and 1."""
-    s = result.stages.index(stage)
-    sim, base, surv = {}, {}, {}
-    for r, rule in enumerate(result.rules):
-        for name, (key, base_key) in METRICS.items():
-            sim[rule, name] = float(getattr(result, key)[r, s].mean())
-            base[rule, name] = float(getattr(result, base_key)[r])
-            surv[rule, name] = sim[rule, name] > (1 + base[rule, name]) / 2
-    return Survival(stage, list(result.rules), sim, base, surv)
-
-
-def fc_reinit_checks(result: SanityResult, stage: str = "layer6") -> tuple[dict, list]:
-    """The verdicts of the sanity check (:mod:`zfcore.paper.verdicts`, paired bootstraps over images):
-    per rule, "the projection changed more than halfway to an unrelated one" after
-    re-initialising the layers down to ``stage`` (:meth:`SanityResult.change_toward_unrelated`;
-    the premise of section 2.1 that a projection shows what was learned), and, with both rules,
-    Adebayo et al.'s "guided backpropagation is less sensitive than the gradient". Returns the
-    per-rule mean midpoints (flat JSON keys) and the verdicts."""
-    from .paper import verdicts
-
-    numbers, checks = {}, []
-    for rule in result.rules:
-        midpoint, kept = result.change_toward_unrelated(rule, stage)
-        numbers[f"{rule}_spearman_abs_midpoint_to_unrelated"] = float(midpoint.mean())
-        checks.append(verdicts.paired_bootstrap(f"{rule}_changed_by_fc_reinit", midpoint, kept))
-    if {"guided", "gradient"} <= set(result.rules):
-        kept = {
-            rule: result.change_toward_unrelated(rule, stage)[1] for rule in ("guided", "gradient")
-        }
-        checks.append(
-            verdicts.paired_bootstrap(
-                "guided_less_sensitive_than_gradient", kept["guided"], kept["gradient"]
-            )
-        )
-    return numbers, checks
 
 
 def _weighted_module(model: nn.Module, layer: str) -> nn.Module:
@@ -378,8 +212,6 @@ def cascading_randomization(
     maps = torch.zeros(len(rules), len(stages), show, *images.shape[-2:])
     it = list(enumerate(stages))
     if progress:
-        from tqdm.auto import tqdm
-
         it = tqdm(it, desc="cascading randomisation", unit="stage")
     base = {}
     for s, stage in it:

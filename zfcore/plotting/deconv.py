@@ -1,9 +1,10 @@
 """Figures of the deconvnet (Fig. 1), the top-9 projections (Fig. 2) and the sanity checks.
 
-Every function takes results computed by :mod:`zfcore.deconv`, :mod:`zfcore.mining` or
-:mod:`zfcore.sanity` and returns a matplotlib figure; nothing here computes an analysis.
-Projections are shown as the paper shows them: each scaled by its largest absolute value around a
-grey zero (``to_display``).
+Every function takes results computed by :mod:`zfcore.deconv`, :mod:`zfcore.mining`,
+:mod:`zfcore.paper.fig2_top9` or :mod:`zfcore.sanity` and returns a matplotlib figure; nothing
+here computes an analysis. Projections are shown as the paper shows them: each scaled by its
+largest absolute value around a grey zero (:func:`to_display`); images go to ``imshow`` through
+:func:`to_hwc`.
 """
 
 from __future__ import annotations
@@ -15,8 +16,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from ..errors import ZFCoreError
+
 __all__ = [
+    "PlotError",
     "to_display",
+    "to_hwc",
     "mosaic",
     "plot_deconv_steps",
     "plot_filters",
@@ -27,6 +32,10 @@ __all__ = [
     "plot_sanity_maps",
     "plot_sanity_curves",
 ]
+
+
+class PlotError(ZFCoreError, ValueError):
+    """Nothing to draw: a figure asked for without its panels."""
 
 
 def to_display(pixels: torch.Tensor, percentile: float = 99.5) -> np.ndarray:
@@ -44,7 +53,9 @@ def to_display(pixels: torch.Tensor, percentile: float = 99.5) -> np.ndarray:
     return out[0] if single else out
 
 
-def _hwc(images01: torch.Tensor) -> np.ndarray:
+def to_hwc(images01: torch.Tensor) -> np.ndarray:
+    """Images ``(..., 3, H, W)`` in [0, 1] as a numpy array ``(..., H, W, 3)`` for ``imshow``
+    (values clamped to [0, 1])."""
     t = images01.detach().float().clamp(0, 1)
     return t.permute(*range(t.dim() - 3), -2, -1, -3).cpu().numpy()
 
@@ -161,7 +172,7 @@ def plot_deconv_steps(steps, image01: torch.Tensor, title: str | None = None):
                     )
         row[0].set_ylabel(f"layer {layer_no}")
     last = axes[-1]
-    last[0].imshow(_hwc(image01))
+    last[0].imshow(to_hwc(image01))
     last[0].set_title("input image", fontsize=8)
     final = groups[-1][-1].signal if groups else None
     if final is not None and final.shape[0] == 3:
@@ -194,13 +205,13 @@ def plot_filters(weight: torch.Tensor, ncols: int = 12, title: str | None = None
 
 
 def plot_top9(layer: str, panels: Sequence[dict], ncols: int = 2, title: str | None = None):
-    """Fig. 2 for one layer. Each panel is a dict with ``projections`` ``(9, 3, s, s)`` (pixel space,
-    cropped to the receptive field), ``patches`` ``(9, 3, s, s)`` in [0, 1] and ``label`` (e.g. the
-    map index and the classes of its images); drawn as a 3x3 grid of projections beside the 3x3 grid
-    of image patches."""
+    """Fig. 2 for one layer. Each panel is a dict with ``projections`` ``(9, 3, s, s)`` (pixel
+    space, cropped to the receptive field), ``patches`` ``(9, 3, s, s)`` in [0, 1] and ``label``
+    (e.g. the map index and the classes of its images); drawn as a 3x3 grid of projections beside
+    the 3x3 grid of image patches."""
     n = len(panels)
     if n == 0:
-        raise ValueError("plot_top9 needs at least one panel")
+        raise PlotError("plot_top9 needs at least one panel: pass the panels of one map or more")
     nrows = math.ceil(n / ncols)
     fig, axes = plt.subplots(
         nrows, 2 * ncols, figsize=(2.4 * 2 * ncols, 2.55 * nrows), squeeze=False
@@ -215,7 +226,7 @@ def plot_top9(layer: str, panels: Sequence[dict], ncols: int = 2, title: str | N
             mosaic(to_display(panel["projections"]), ncols=grid), interpolation="nearest"
         )
         axes[r, 2 * c + 1].imshow(
-            mosaic(_hwc(panel["patches"]), ncols=grid), interpolation="nearest"
+            mosaic(to_hwc(panel["patches"]), ncols=grid), interpolation="nearest"
         )
         axes[r, 2 * c].set_title(panel.get("label", ""), fontsize=7, loc="left")
     fig.suptitle(
@@ -264,7 +275,8 @@ def plot_layer_measures(
 
 
 def plot_top9_measures(measures, title: str | None = None):
-    """:func:`plot_layer_measures` of a :class:`zfcore.mining.LayerMeasures` (Fig. 2 measured)."""
+    """:func:`plot_layer_measures` of a :class:`zfcore.paper.fig2_top9.LayerMeasures` (Fig. 2
+    measured)."""
     m, layers = measures, measures.layers
     return plot_layer_measures(
         layers,
@@ -306,7 +318,7 @@ def plot_sanity_maps(result, images01: torch.Tensor, example: int = 0):
         squeeze=False,
     )
     for r, rule in enumerate(rules):
-        axes[r, 0].imshow(_hwc(images01[example]))
+        axes[r, 0].imshow(to_hwc(images01[example]))
         axes[r, 0].set_ylabel(rule, fontsize=9)
         for s, stage in enumerate(stages):
             m = result.maps[r, s, example].numpy()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 
-from .deconv import _hwc, to_display
+from .deconv import to_display, to_hwc
 
 __all__ = ["unit_projection_figure"]
 
@@ -23,7 +23,7 @@ def unit_projection_figure(
     """Section 2.1 / Fig. 1 for one activation: (a) the photo with the activation's receptive
     field, (b) the deconvnet projection of the activation to pixels (grey is zero), and where the
     field is known (c) the projection and (d) the photo cut to it, as the panels of Fig. 2."""
-    panels = [(_hwc(image01), "input"), (to_display(pixels), "projection (deconvnet)")]
+    panels = [(to_hwc(image01), "input"), (to_display(pixels), "projection (deconvnet)")]
     if field_box is not None:
         x0, y0, x1, y1 = (int(v) for v in field_box)
         H, W = image01.shape[-2:]
@@ -31,7 +31,7 @@ def unit_projection_figure(
         if xb > xa and yb > ya:
             panels += [
                 (to_display(pixels[:, ya:yb, xa:xb]), "projection, receptive field"),
-                (_hwc(image01[:, ya:yb, xa:xb]), "image patch"),
+                (to_hwc(image01[:, ya:yb, xa:xb]), "image patch"),
             ]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.1 * len(panels), 3.5), squeeze=False)
     for ax, (img, name) in zip(axes[0], panels):

@@ -17,10 +17,16 @@ import io
 import math
 from dataclasses import dataclass
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from PIL import Image
+
+from ..errors import ZFCoreError
 
 __all__ = [
+    "DrawError",
     "GridGeometry",
     "grid_geometry",
     "colorize",
@@ -37,6 +43,12 @@ __all__ = [
     "focus_figure",
 ]
 
+
+class DrawError(ZFCoreError, ValueError):
+    """Panel inputs the explorer cannot draw (no feature maps, a page that does not exist,
+    activations of the wrong shape, no image to tile)."""
+
+
 #: The highlight drawn around the selected feature map (and the occluder square).
 HIGHLIGHT = (255, 64, 32)
 
@@ -46,7 +58,8 @@ class GridGeometry:
     """Where the feature maps of one page of the activation grid are drawn.
 
     Cell ``k`` (map ``first + k``) is at row ``k // cols``, column ``k % cols``; every cell is
-    ``cell`` pixels square, so a click at ``(x, y)`` is map ``first + (y // cell) * cols + x // cell``.
+    ``cell`` pixels square, so a click at ``(x, y)`` is map
+    ``first + (y // cell) * cols + x // cell``.
     """
 
     first: int
@@ -78,10 +91,10 @@ def grid_geometry(n_maps: int, page: int, page_size: int, cols: int, cell: int) 
     """The :class:`GridGeometry` of page ``page`` when ``n_maps`` maps are shown ``page_size`` at
     a time."""
     if n_maps < 1:
-        raise ValueError(f"a layer has at least one feature map, got n_maps={n_maps}")
+        raise DrawError(f"a layer has at least one feature map, got n_maps={n_maps}")
     pages = math.ceil(n_maps / page_size)
     if not 0 <= page < pages:
-        raise ValueError(
+        raise DrawError(
             f"page {page} does not exist: {n_maps} maps make {pages} page(s) of {page_size}"
         )
     first = page * page_size
@@ -89,8 +102,6 @@ def grid_geometry(n_maps: int, page: int, page_size: int, cols: int, cell: int) 
 
 
 def _lut(cmap: str) -> np.ndarray:
-    import matplotlib
-
     return (matplotlib.colormaps[cmap](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
 
 
@@ -145,9 +156,9 @@ def activation_grid(
     if acts.dim() == 1:
         acts = acts[:, None, None]
     if acts.dim() != 3:
-        raise ValueError(f"acts must be (C, H, W) or (C,), got shape {tuple(acts.shape)}")
+        raise DrawError(f"acts must be (C, H, W) or (C,), got shape {tuple(acts.shape)}")
     if g.first + g.count > acts.shape[0]:
-        raise ValueError(
+        raise DrawError(
             f"the page shows maps {g.first}..{g.first + g.count - 1} but the layer has "
             f"{acts.shape[0]}"
         )
@@ -208,7 +219,8 @@ def overlay_heatmap(
     vmin: float | None = None,
     vmax: float | None = None,
 ) -> np.ndarray:
-    """``heat`` (any ``(h, w)`` grid, e.g. an occlusion map) stretched over the image and blended."""
+    """``heat`` (any ``(h, w)`` grid, e.g. an occlusion map) stretched over the image and
+    blended."""
     img = image_rgb(image01)
     h = heat.detach().float()
     lo = float(h.min()) if vmin is None else vmin
@@ -227,7 +239,7 @@ def tile(
     """Images (``(h, w, 3)`` uint8, upscaled to ``size`` if given) in a grid, ``cols`` per row:
     the 3x3 layout of the paper's top-9 panels (Fig. 2)."""
     if not images:
-        raise ValueError("tile needs at least one image")
+        raise DrawError("tile needs at least one image")
     if size is not None:
         images = [upscale(im, size) for im in images]
     h = max(im.shape[0] for im in images)
@@ -257,8 +269,6 @@ def crop_square(image: torch.Tensor, box: tuple[int, int, int, int], fill: float
 
 def png_bytes(rgb: np.ndarray) -> bytes:
     """PNG-encode an ``(H, W, 3)`` ``uint8`` array (fast: no compression search)."""
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
@@ -267,8 +277,6 @@ def png_bytes(rgb: np.ndarray) -> bytes:
 def snapshot_figure(panels: "dict[str, np.ndarray]", title: str = "", cols: int = 3):
     """The explorer's panels (name -> ``(H, W, 3)`` uint8) as one matplotlib figure, for the
     notebook's saved figure and readers of the static site."""
-    import matplotlib.pyplot as plt
-
     names = list(panels)
     rows = math.ceil(len(names) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.0 * rows), squeeze=False)
@@ -286,9 +294,7 @@ def snapshot_figure(panels: "dict[str, np.ndarray]", title: str = "", cols: int 
 def focus_figure(results: "dict[str, dict]", layer: str = "layer5"):
     """Per image: the share of the strongest map's projection that lies on the object against the
     object's share of the image (points above the diagonal: the feature is about the object), one
-    colour per network. ``results`` maps a label to :func:`zfcore.widgets.object_focus`'s output."""
-    import matplotlib.pyplot as plt
-
+    colour per network. ``results`` maps a label to :func:`zfcore.focus.object_focus`'s output."""
     fig, ax = plt.subplots(figsize=(4.8, 4.4))
     ax.plot([0, 1], [0, 1], color="#999", lw=1, ls="--", label="no preference (energy = area)")
     for (label, r), color in zip(results.items(), ("#1d4f91", "#bbbbbb", "#c0392b", "#2e7d32")):

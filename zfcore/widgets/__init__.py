@@ -1,4 +1,4 @@
-"""The interactive explorer of notebook 12: turn the paper's knobs yourself, as in the DeepVis toolbox.
+"""The explorer (notebook 12): turn the paper's knobs yourself, as in the DeepVis toolbox.
 
 Pick a profile and model, a layer (1-7), a feature map and an image (a scene of the data set, a
 scikit-image sample photo or your own file); the explorer shows the layer's activation grid, the
@@ -17,15 +17,14 @@ The package is split by job, each module readable on its own:
 * :mod:`~zfcore.widgets.tour`: :func:`scripted_tour` and :class:`Timings`, the explorer driven
   like a user and timed (notebook 12 and ``benchmarks/explorer.py``).
 
-The object-focus measure of notebook 12 is an analysis of its own, :mod:`zfcore.focus`
-(:func:`object_focus`, re-exported here).
+The object-focus measure driven through a session is an analysis of its own,
+:func:`zfcore.focus.object_focus`.
 
 Launch it in JupyterLab (``notebooks/12_explorer.ipynb``) or as a web app with Voila::
 
     voila notebooks/12_explorer.ipynb
 """
 
-from ..focus import object_focus
 from .session import ExplorerSession
 from .state import RULES, SOURCES, ExplorerError, ExplorerState
 from .tour import Timings, scripted_tour
@@ -39,6 +38,5 @@ __all__ = [
     "SOURCES",
     "RULES",
     "Timings",
-    "object_focus",
     "scripted_tour",
 ]

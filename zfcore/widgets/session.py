@@ -1,7 +1,8 @@
 """The explorer's headless session (notebook 12): its state and every panel, without widgets.
 
-:class:`ExplorerSession` holds what the user has chosen (:class:`~zfcore.widgets.state.ExplorerState`)
-and computes each panel of the explorer as an ``(H, W, 3)`` ``uint8`` array:
+:class:`ExplorerSession` holds what the user has chosen
+(:class:`~zfcore.widgets.state.ExplorerState`) and computes each panel of the explorer as an
+``(H, W, 3)`` ``uint8`` array:
 
 * the **activation grid** of the layer for the current image (one colour scale for the layer) and
   the **selected map** itself;
@@ -10,8 +11,8 @@ and computes each panel of the explorer as an ``(H, W, 3)`` ``uint8`` array:
   (:func:`zfcore.deconv.project`);
 * the map's **top-9** activations over the validation set, projected and beside their image
   patches (Fig. 2; :func:`zfcore.mining.mine_dataset`, mined once per model and cached);
-* the **occlusion map** of the current image (section 4.2, Fig. 7; :func:`zfcore.occlusion.occlude`),
-  the fast approximation first and the exact map on request.
+* the **occlusion map** of the current image (section 4.2, Fig. 7;
+  :func:`zfcore.occlusion.occlude`), the fast approximation first and the exact map on request.
 
 What is expensive is cached in small least-recently-used caches (one forward pass per image for all
 layers, projections per (image, layer, map, rule), the top-9 per (layer, map, rule), occlusion maps
@@ -33,11 +34,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data import class_names as data_class_names
+from ..data import denormalize, get_dataset, normalize
+from ..data.images import SAMPLE_PHOTOS, ImageLoadError, load_image, sample_photos
+from ..deconv import layer_activations, project, requests
 from ..focus import focus_on_box
-from ..models import eval_mode, hidden_layers, layer_key
+from ..mining import DEFAULT_LAYERS, mine_dataset, top_requests
+from ..models import ModelTypeError, eval_mode, hidden_layers, layer_key
+from ..occlusion import occlude
 from ..plotting import explorer as draw
 from ..profiles import Profile, get_profile
-from .state import _LRU, RULES, ExplorerError, ExplorerState, _torch_threads
+from ..receptive import receptive_field
+from ..train import trained_model
+from .state import RULES, ExplorerError, ExplorerState, LRUCache, torch_threads
 
 __all__ = ["ExplorerSession"]
 
@@ -52,8 +61,9 @@ class ExplorerSession:
     ``(H, W, 3)`` ``uint8`` arrays for the current state. ``mined`` passes results of
     :meth:`mined` from another session of the same model (``{layer: TopK}``) to reuse.
     ``threads`` is the torch thread count for the explorer's work (:meth:`computing`): one, since
-    the work is mostly one image at a time, which one thread does fastest; on a busy machine two
-    threads made it up to sixty times slower here. ``None`` leaves torch's setting alone.
+    the work is mostly one image at a time, which one thread does fastest and which more threads
+    slow down on a busy machine (``benchmarks/explorer.py`` measures it). ``None`` leaves torch's
+    setting alone.
     Every computation runs the model in eval mode and gives each module back the mode the caller
     left it in (the session never changes the caller's model).
 
@@ -80,7 +90,10 @@ class ExplorerSession:
         threads: int | None = 1,
     ):
         if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+            raise ModelTypeError(
+                f"model must be a torch.nn.Module, got {type(model).__name__}: pass the network "
+                f"itself (e.g. zfcore.zoo.model_for_profile)"
+            )
         self.model = model  # left in the caller's mode: see _evaluated
         self.profile = get_profile(profile)
         size = getattr(model, "input_size", None)
@@ -113,13 +126,13 @@ class ExplorerSession:
             layer=self.layers[0], occlusion_size=self.default_occlusion_size()
         )
         self._uploads: dict[str, torch.Tensor] = {}
-        self._images = _LRU(16)  # image key -> (3, S, S) in [0, 1] and its label
-        self._acts = _LRU(8)  # image key -> {layer: activations}
-        self._grids = _LRU(32)  # (image key, layer, page) -> grid without highlight
-        self._projections = _LRU(256)  # (image key, layer, unit, rule) -> (3, S, S)
-        self._top = _LRU(64)  # (layer, unit, rule) -> top-k patches and projections
+        self._images = LRUCache(16)  # image key -> (3, S, S) in [0, 1] and its label
+        self._acts = LRUCache(8)  # image key -> {layer: activations}
+        self._grids = LRUCache(32)  # (image key, layer, page) -> grid without highlight
+        self._projections = LRUCache(256)  # (image key, layer, unit, rule) -> (3, S, S)
+        self._top = LRUCache(64)  # (layer, unit, rule) -> top-k patches and projections
         self._mined: dict[str, Any] = dict(mined or {})  # layer -> mining result (TopK)
-        self._occlusions = _LRU(16)  # (image key, layer, unit, size) -> occlusion result
+        self._occlusions = LRUCache(16)  # (image key, layer, unit, size) -> occlusion result
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
@@ -128,15 +141,11 @@ class ExplorerSession:
     ) -> "ExplorerSession":
         """A session on the profile's trained network (:func:`zfcore.train.trained_model`, cached;
         trained on first use)."""
-        from ..train import trained_model
-
         return cls(trained_model(profile, arch=arch), profile, **kwargs)
 
     @property
     def dataset(self):
         if self._dataset is None:
-            from ..data import get_dataset
-
             self._dataset = get_dataset(self.profile, self.split)
         return self._dataset
 
@@ -145,17 +154,13 @@ class ExplorerSession:
         if self._class_names is None:
             n = self.n_units("logits")
             try:
-                from ..data import class_names
-
-                names = list(class_names(self.profile))
+                names = list(data_class_names(self.profile))
             except Exception:
                 names = []
             self._class_names = names if len(names) == n else [f"class {i}" for i in range(n)]
         return self._class_names
 
     def sample_names(self) -> list[str]:
-        from ..data.images import SAMPLE_PHOTOS
-
         return list(SAMPLE_PHOTOS)
 
     def default_occlusion_size(self) -> int:
@@ -166,9 +171,9 @@ class ExplorerSession:
         s = self.profile.image_size
         return sorted({max(4, s // d) for d in (12, 8, 6, 4)})
 
-    def computing(self) -> "_torch_threads":
+    def computing(self) -> torch_threads:
         """``with session.computing():`` runs torch with :attr:`threads` threads, then restores."""
-        return _torch_threads(self.threads)
+        return torch_threads(self.threads)
 
     def _evaluated(self, run: Callable[[], Any]) -> Any:
         """``run()`` with the model in eval mode (dropout off, so every panel is deterministic),
@@ -245,8 +250,6 @@ class ExplorerSession:
         """Use an uploaded file (its bytes) as the image. It is decoded by
         :func:`zfcore.data.load_image` (safe decoding, EXIF rotation, centre square); a file that
         is not a usable image raises :class:`ExplorerError` with the loader's explanation."""
-        from ..data.images import ImageLoadError, load_image
-
         content = bytes(content)
         if not content:
             raise ExplorerError(f"{name!r} is empty: upload a JPEG, PNG or WebP photo")
@@ -274,7 +277,7 @@ class ExplorerSession:
             )
         return self._set(occlusion_size=int(size))
 
-    # ------------------------------------------------------------------ the image and its activations
+    # -------------------------------------------------------------- the image and its activations
     def image(self) -> tuple[torch.Tensor, int | None]:
         """The current image ``(3, S, S)`` in [0, 1] and its label (``None`` for photos)."""
         return self._loaded()[:2]
@@ -291,26 +294,19 @@ class ExplorerSession:
                 b = ds.scenes([st.index])
                 box = tuple(int(round(float(v))) for v in b.boxes[0])
                 return b.images[0], int(b.labels[0]), box
-            from ..data import denormalize
-
             x, y = ds[st.index]
             return denormalize(x[None], self.profile)[0].clamp(0, 1), int(y), None
         if st.source == "sample":
-            from ..data.images import sample_photos
-
             return sample_photos(self.profile, [st.sample], normalized=False).images[0], None, None
         return self._uploads[st.upload], None, None
 
     def model_input(self) -> torch.Tensor:
         """The current image normalised for the network, ``(1, 3, S, S)``."""
-        from ..data import normalize
-
         return normalize(self.image()[0][None], self.profile)
 
     def activations(self) -> dict[str, torch.Tensor]:
         """``{layer: (C, H, W) or (C,)}`` and ``"logits"`` for the current image, from one forward
         pass (cached per image)."""
-        from ..deconv import layer_activations
 
         def run():
             out = layer_activations(self.model, self.model_input(), self.layers + ["logits"])
@@ -375,8 +371,6 @@ class ExplorerSession:
     def projection(self) -> torch.Tensor:
         """The pixel-space projection ``(3, S, S)`` of the selected map's strongest activation
         on the current image, with the current rule (:func:`zfcore.deconv.project`)."""
-        from ..deconv import project, requests
-
         st = self.state
 
         def run():
@@ -410,8 +404,6 @@ class ExplorerSession:
         (:func:`zfcore.mining.mine_dataset`: one streaming pass, cached on disk by the model's
         weights). Layers 1-5 are mined together (the same cache entry as notebook 03), layers 6
         and 7 together."""
-        from ..mining import DEFAULT_LAYERS, mine_dataset
-
         layer = layer or self.state.layer
         if layer not in self._mined:
             conv = [l for l in self.layers if l in DEFAULT_LAYERS]
@@ -442,11 +434,6 @@ class ExplorerSession:
         patch its activation sees and the projection of that activation with the current rule,
         both cut to the part of the receptive field inside the image (made square with a neutral
         border where the field reaches past the edge); values, data set indices and labels."""
-        from ..data import normalize
-        from ..deconv import project, requests
-        from ..mining import top_requests
-        from ..receptive import receptive_field
-
         st = self.state
 
         def run():
@@ -459,8 +446,6 @@ class ExplorerSession:
             if hasattr(ds, "scenes"):
                 images01 = ds.scenes(ids.tolist()).images
             else:
-                from ..data import denormalize
-
                 images01 = denormalize(
                     torch.stack([ds[int(i)][0] for i in ids]), self.profile
                 ).clamp(0, 1)
@@ -522,8 +507,6 @@ class ExplorerSession:
         own prediction for photos). ``mode`` is ``"exact"`` or ``"fast"`` (each layer's change in
         bfloat16, :data:`zfcore.occlusion.PRESETS`). Cached per (image, layer, map, square, mode);
         a fast result that came out exact (no native bfloat16 here) is cached as exact too."""
-        from ..occlusion import occlude
-
         st = self.state
         window = st.occlusion_size
 
@@ -585,7 +568,8 @@ class ExplorerSession:
         return panel, caption
 
     def snapshot_panels(self, occlusion: bool = True) -> dict[str, np.ndarray]:
-        """Every panel of the current state, titled (for :func:`zfcore.plotting.explorer.snapshot_figure`)."""
+        """Every panel of the current state, titled (for
+        :func:`zfcore.plotting.explorer.snapshot_figure`)."""
         with self.computing():
             return self._snapshot_panels(occlusion)
 
@@ -635,6 +619,9 @@ class ExplorerSession:
                 f"{st.layer}: maps {g.first}-{g.first + g.count - 1} of {acts.shape[0]}"
                 f" (page {st.page + 1}/{self.n_pages()}); click a cell to select its map"
             ),
-            "map": f"{st.layer} map {st.unit}: max {float(a.max()):.3g} (layer max {float(acts.max()):.3g})",
+            "map": (
+                f"{st.layer} map {st.unit}: max {float(a.max()):.3g} "
+                f"(layer max {float(acts.max()):.3g})"
+            ),
             "projection": f"{st.rule} projection of map {st.unit}'s strongest activation{where}",
         }

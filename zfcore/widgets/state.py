@@ -6,8 +6,8 @@
 * :class:`ExplorerState`: every choice at once (layer, map, rule, image, page, occlusion square);
   the panels are a function of it and the model;
 * :class:`ExplorerError`: a choice the explorer cannot make, with the allowed values;
-* two small helpers of the session: a least-recently-used cache and a torch thread-count
-  switch.
+* two small helpers of the session: :class:`LRUCache`, a least-recently-used cache, and
+  :class:`torch_threads`, a torch thread-count switch.
 
 Plain Python and torch: no widgets.
 """
@@ -22,7 +22,7 @@ import torch
 
 from ..errors import ZFCoreError
 
-__all__ = ["SOURCES", "RULES", "ExplorerError", "ExplorerState"]
+__all__ = ["SOURCES", "RULES", "ExplorerError", "ExplorerState", "LRUCache", "torch_threads"]
 
 SOURCES = ("dataset", "sample", "upload")
 RULES = ("deconvnet", "guided", "gradient")
@@ -57,14 +57,17 @@ class ExplorerState:
         }[self.source]
 
 
-class _LRU(OrderedDict):
-    """A small least-recently-used cache (memory stays bounded while the user browses)."""
+class LRUCache(OrderedDict):
+    """A small least-recently-used cache of at most ``size`` entries (memory stays bounded while
+    the user browses): :meth:`get_or` returns the entry of a key, building it on a miss."""
 
     def __init__(self, size: int):
         super().__init__()
         self.size = size
 
     def get_or(self, key, build: Callable[[], Any]):
+        """The value of ``key``, made the most recent; on a miss ``build()`` is stored (dropping
+        the least recently used entry beyond ``size``) and returned."""
         if key in self:
             self.move_to_end(key)
             return self[key]
@@ -75,8 +78,9 @@ class _LRU(OrderedDict):
         return value
 
 
-class _torch_threads:
-    """``with _torch_threads(1):`` runs torch with one intra-op thread, then restores the count."""
+class torch_threads:
+    """``with torch_threads(1):`` runs torch with one intra-op thread, then restores the count
+    (``None``: leave torch's setting alone)."""
 
     def __init__(self, n: int | None):
         self.n, self.before = n, None

@@ -1,4 +1,4 @@
-"""Drive the explorer like a user and time it (notebook 12's responsiveness, ``benchmarks/explorer.py``).
+"""Drive the explorer like a user and time it (notebook 12, ``benchmarks/explorer.py``).
 
 * :class:`Timings`: seconds per user action, in order (the view records one per callback);
 * :func:`scripted_tour`: a deterministic sequence of user actions played through the view's own
@@ -12,14 +12,10 @@ with a naive redraw of every panel.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .state import RULES, ExplorerState
-
-if TYPE_CHECKING:
-    from .view import Explorer
 
 __all__ = ["Timings", "scripted_tour"]
 
@@ -44,14 +40,15 @@ class Timings:
         return float(np.percentile(s, q)) if s.size else float("nan")
 
 
-def scripted_tour(app: "Explorer", steps: int = 40, seed: int = 0, restore: bool = True) -> Timings:
-    """Drive ``app`` like a user, through its widgets' own callbacks: ``steps`` actions drawn
-    (deterministically from ``seed``) from choosing a layer, clicking a cell of the activation
-    grid, asking for the strongest map, switching the projection rule, and choosing another data
-    set image or sample photo. Returns the :class:`Timings` of those steps, named by kind
-    (``layer``, ``cell``, ``strongest``, ``rule``, ``image``; each from the widget event to the
-    last panel redrawn), with the state after each. With ``restore`` the app returns to the state
-    it started from. The explorer benchmark and notebook 12 use it."""
+def scripted_tour(app, steps: int = 40, seed: int = 0, restore: bool = True) -> Timings:
+    """Drive ``app`` (an :class:`~zfcore.widgets.view.Explorer`) like a user, through its
+    widgets' own callbacks: ``steps`` actions drawn (deterministically from ``seed``) from
+    choosing a layer, clicking a cell of the activation grid, asking for the strongest map,
+    switching the projection rule, and choosing another data set image or sample photo. Returns
+    the :class:`Timings` of those steps, named by kind (``layer``, ``cell``, ``strongest``,
+    ``rule``, ``image``; each from the widget event to the last panel redrawn), with the state
+    after each. With ``restore`` the app returns to the state it started from. The explorer
+    benchmark and notebook 12 use it."""
     rng = np.random.default_rng(seed)
     s = app.session
     kinds = ("layer", "cell", "cell", "strongest", "rule", "image")

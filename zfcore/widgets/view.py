@@ -3,9 +3,9 @@
 :class:`Explorer` lays out the controls (profile and model, image source, layer, feature map,
 projection rule, occlusion square) and the panels (image and prediction, activation grid with a
 clickable cell per map, selected map, projection, top-9 projections and patches, occlusion map)
-around an :class:`~zfcore.widgets.session.ExplorerSession`. It computes nothing itself: each control
-calls one session method, then only the panels its change touches are redrawn (PNG bytes from
-:mod:`zfcore.plotting.explorer`). A failing choice is shown in the status line, not raised.
+around an :class:`~zfcore.widgets.session.ExplorerSession`. It computes nothing itself: each
+control calls one session method, then only the panels its change touches are redrawn (PNG bytes
+from :mod:`zfcore.plotting.explorer`). A failing choice is shown in the status line, not raised.
 
 Launch it in JupyterLab (``notebooks/12_explorer.ipynb``) or as a web app with Voila::
 
@@ -18,6 +18,7 @@ import without a front end.
 from __future__ import annotations
 
 import contextlib
+import html
 import logging
 import threading
 import time
@@ -48,8 +49,8 @@ class Explorer:
     a failing choice (a file that is not an image, say) is reported in the status line instead of
     raising into the notebook. ``timings`` records how long each callback took.
 
-    >>> app = Explorer(profile="mini")        # the trained ZF-mini (cached)   # doctest: +SKIP
-    >>> app                                   # shows the app in JupyterLab or Voila  # doctest: +SKIP
+    >>> app = Explorer(profile="mini")  # the trained ZF-mini (cached)       # doctest: +SKIP
+    >>> app  # shows the app in JupyterLab or Voila                         # doctest: +SKIP
     """
 
     def __init__(
@@ -582,8 +583,6 @@ class Explorer:
 
 
 def _escape(text: str) -> str:
-    import html
-
     return html.escape(text, quote=False)
 
 
