@@ -10,7 +10,7 @@ from PIL import Image
 
 from zfcore import zoo
 from zfcore.data import load_image
-from zfcore.data.images import SAMPLE_PHOTOS, ImageLoadError, photos_first
+from zfcore.data.images import SAMPLE_PHOTOS, ImageLoadError, PhotoFolder, photos_first
 from zfcore.models import ZFNet, forward_layers, layer_names
 from zfcore.paper import notebook
 
@@ -200,7 +200,7 @@ def test_photo_folder_labels_by_subfolder(tmp_path, photo):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(photo.read_bytes())
     (tmp_path / "notes.txt").write_text("not a photo")
-    ds = notebook.PhotoFolder(tmp_path, "tiny")
+    ds = PhotoFolder(tmp_path, "tiny")
     assert ds.classes == ["cats", "dogs"]
     got = {n: int(l) for n, l in zip(ds.names, ds.labels())}
     assert got == {"cats/b.png": 0, "dogs/a.png": 1, "loose.png": -1}
@@ -208,7 +208,7 @@ def test_photo_folder_labels_by_subfolder(tmp_path, photo):
     assert y == 1 and torch.equal(x, load_image(photo, "tiny"))
     assert [s.path.name for s in ds.skipped] == ["notes.txt"]
     with pytest.raises(ImageLoadError, match="no image"):
-        notebook.PhotoFolder(_empty(tmp_path), "tiny")
+        PhotoFolder(_empty(tmp_path), "tiny")
 
 
 def _empty(tmp_path):

@@ -28,6 +28,7 @@ from .errors import ZFCoreError
 from .locations import writable_dir
 
 __all__ = [
+    "CacheTypeError",
     "config_hash",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -45,6 +46,10 @@ __all__ = [
 
 class CacheError(ZFCoreError, RuntimeError):
     """A cache entry or checkpoint that is corrupt, unsafe or of the wrong shape."""
+
+
+class CacheTypeError(ZFCoreError, TypeError):
+    """A value that cannot be stored as JSON (``json.dumps``'s hook expects a ``TypeError``)."""
 
 
 def _canonical(obj: Any) -> Any:
@@ -114,7 +119,7 @@ def _json_default(o: Any) -> Any:
         return o.tolist()
     if isinstance(o, Path):
         return str(o)
-    raise TypeError(f"cannot store {type(o).__name__} as JSON")
+    raise CacheTypeError(f"cannot store {type(o).__name__} as JSON")
 
 
 def atomic_savefig(fig, path: "str | Path", **kwargs) -> Path:

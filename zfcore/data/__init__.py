@@ -13,6 +13,7 @@
 from .images import (
     ImageLoadError,
     ImageTooLargeError,
+    PhotoFolder,
     PhotoStream,
     iter_folder,
     load_folder,
@@ -56,6 +57,7 @@ __all__ = [
     "iter_folder",
     "to_model_input",
     "sample_photos",
+    "PhotoFolder",
     "PhotoStream",
     "photos_first",
     "ImageLoadError",

@@ -48,6 +48,9 @@ from ..profiles import Profile, get_profile
 from .transforms import normalize
 
 __all__ = [
+    "ImageArgumentError",
+    "ImageArgumentTypeError",
+    "PhotoFolder",
     "ImageLoadError",
     "ImageTooLargeError",
     "ImageArrayError",
@@ -166,6 +169,14 @@ class ImageTooLargeError(ImageLoadError):
 
 class ImageArrayError(ZFCoreError, ValueError):
     """An array or tensor that is not an image (wrong shape, dtype or value range)."""
+
+
+class ImageArgumentError(ZFCoreError, ValueError):
+    """A bad argument to a photo loader (a size limit, a batch size, a background colour)."""
+
+
+class ImageArgumentTypeError(ImageArgumentError, TypeError):
+    """An argument of the wrong type for a photo loader."""
 
 
 @dataclass
@@ -295,7 +306,7 @@ def _decode(
     ``(width, height)`` after orientation. ``target`` lets JPEGs decode at a reduced scale (no
     smaller than twice ``target`` on the short side)."""
     if not isinstance(max_pixels, int) or max_pixels < 1:
-        raise ValueError(f"max_pixels must be a positive integer, not {max_pixels!r}")
+        raise ImageArgumentError(f"max_pixels must be a positive integer, not {max_pixels!r}")
     _check_file(path)
     try:
         f = open(path, "rb")
@@ -424,7 +435,7 @@ def open_image(
 def _as_path(path: Any) -> Path:
     if isinstance(path, (str, os.PathLike)):
         return Path(path)
-    raise TypeError(
+    raise ImageArgumentTypeError(
         f"expected a file path (str or pathlib.Path), got {type(path).__name__}; "
         f"for arrays and tensors use zfcore.data.images.to_model_input"
     )
@@ -620,7 +631,9 @@ def _check_background(background: Any) -> tuple[int, int, int]:
     except Exception:
         bg = ()
     if len(bg) != 3 or not all(0 <= v <= 255 for v in bg):
-        raise ValueError(f"background must be three integers 0-255 (R, G, B), not {background!r}")
+        raise ImageArgumentError(
+            f"background must be three integers 0-255 (R, G, B), not {background!r}"
+        )
     return bg  # type: ignore[return-value]
 
 
@@ -754,7 +767,7 @@ def _array_to_chw01(image: Any, max_pixels: int) -> torch.Tensor:
             )
         chw = np.moveaxis(a, -1, 0)
     else:
-        raise TypeError(
+        raise ImageArgumentTypeError(
             f"expected an image (file path, PIL.Image, numpy array or torch tensor), "
             f"got {type(image).__name__}"
         )
@@ -868,7 +881,7 @@ def iter_folder(
     p = _resolve(profile)
     bg = _check_background(background)
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+        raise ImageArgumentError(f"batch_size must be a positive integer, not {batch_size!r}")
     files, skipped = list_images(folder, recursive=recursive)
     return _stream(
         Path(folder),
@@ -927,6 +940,41 @@ def _stream(
         yield ImageBatch(buf[: len(names)], names, paths, sizes, skipped, normalized)
 
 
+class PhotoFolder(torch.utils.data.Dataset):
+    """A folder of photos as a ``Dataset`` of ``(normalised image, label)``, decoded on access,
+    for top-9 mining (:func:`zfcore.mining.mine_topk`) and the explorer, which read images
+    back by index (:class:`PhotoStream` streams a folder of any size once, in bounded memory).
+
+    Photos sorted into subfolders (``folder/<class>/*.jpg``, as ImageNet and Imagenette are) are
+    labelled by their subfolder (``classes`` lists them); photos directly in ``folder`` have label
+    ``-1`` (unknown). Files that are not images are listed in ``skipped``; ``names[i]`` is image
+    ``i``'s path inside the folder."""
+
+    def __init__(self, folder: "str | os.PathLike", profile: "str | Profile"):
+        self.profile = get_profile(profile)
+        self.root = Path(folder)
+        self.paths, self.skipped = list_images(folder, recursive=True)
+        if not self.paths:
+            raise ImageLoadError(self.root, "holds no image file", "add JPEG/PNG photos to it")
+        rel = [p.relative_to(self.root) for p in self.paths]
+        self.names = [str(r) for r in rel]
+        self.classes = sorted({r.parts[0] for r in rel if len(r.parts) > 1})
+        index = {c: i for i, c in enumerate(self.classes)}
+        self._labels = torch.tensor(
+            [index[r.parts[0]] if len(r.parts) > 1 else -1 for r in rel], dtype=torch.long
+        )
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def labels(self) -> torch.Tensor:
+        """``(N,)`` class of each photo (its subfolder), ``-1`` where unknown."""
+        return self._labels.clone()
+
+    def __getitem__(self, i: int):
+        return load_image(self.paths[i], self.profile), int(self._labels[i])
+
+
 class PhotoStream(torch.utils.data.IterableDataset):
     """A folder of photos as a stream of ``(images, labels)`` batches, in bounded memory.
 
@@ -951,7 +999,7 @@ class PhotoStream(torch.utils.data.IterableDataset):
         super().__init__()
         unknown = set(options) - {"max_pixels", "check_extension", "background", "progress"}
         if unknown:
-            raise TypeError(f"PhotoStream got unexpected option(s) {sorted(unknown)}")
+            raise ImageArgumentTypeError(f"PhotoStream got unexpected option(s) {sorted(unknown)}")
         # validates everything now, so a bad argument fails here and not inside a DataLoader
         iter_folder(folder, profile, batch_size=batch_size, recursive=recursive, **options)
         self.folder, self.profile, self.batch_size = Path(folder), _resolve(profile), batch_size
@@ -997,7 +1045,7 @@ def load_folder(
     bg = _check_background(background)
     files, skipped = list_images(folder, recursive=recursive)
     if len(files) > max_images:
-        raise ValueError(
+        raise ImageArgumentError(
             f"{folder}: {len(files)} image files, more than max_images={max_images} "
             f"to hold in memory at once; stream it with "
             f"zfcore.data.images.iter_folder(folder, profile, batch_size=64) or "
@@ -1072,7 +1120,9 @@ def sample_photos(
         names = [names]
     unknown = [n for n in names if n not in SAMPLE_PHOTOS]
     if unknown:
-        raise ValueError(f"unknown sample photo(s) {unknown}: choose from {sorted(SAMPLE_PHOTOS)}")
+        raise ImageArgumentError(
+            f"unknown sample photo(s) {unknown}: choose from {sorted(SAMPLE_PHOTOS)}"
+        )
     xs, sizes = [], []
     for n in names:
         a = getattr(skd, SAMPLE_PHOTOS[n])()
@@ -1102,9 +1152,11 @@ def photos_first(
     if isinstance(photos, (str, os.PathLike)):
         photos = [photos]
     if not isinstance(photos, (list, tuple)):
-        raise TypeError(f"photos must be a list of image paths, not {type(photos).__name__}")
+        raise ImageArgumentTypeError(
+            f"photos must be a list of image paths, not {type(photos).__name__}"
+        )
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"n must be a non-negative int (images to show), not {n!r}")
+        raise ImageArgumentError(f"n must be a non-negative int (images to show), not {n!r}")
     p = _resolve(profile)
     xs, names, paths, sizes = [], [], [], []
     for path in photos:
@@ -1123,5 +1175,5 @@ def photos_first(
         paths += samples.paths
         sizes += samples.original_sizes
     if not xs:
-        raise ValueError("no images: give photos or n >= 1")
+        raise ImageArgumentError("no images: give photos or n >= 1")
     return ImageBatch(torch.stack(xs), names, paths, sizes, [], normalized)

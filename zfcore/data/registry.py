@@ -40,6 +40,9 @@ from .scenes import GROUPS, SceneDataset
 from .transforms import CROP_FRACTION, IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
+    "DataError",
+    "DataTypeError",
+    "UnreadableImageError",
     "get_dataset",
     "make_loader",
     "class_names",
@@ -83,6 +86,18 @@ VOC_CLASSES = (
 )
 
 
+class DataError(ZFCoreError, ValueError):
+    """A bad data set argument (split, group, normalisation, batch size)."""
+
+
+class DataTypeError(DataError, TypeError):
+    """A data set argument of the wrong type."""
+
+
+class UnreadableImageError(ZFCoreError, OSError):
+    """An image file of a data set on disk that cannot be decoded."""
+
+
 class DataNotFoundError(ZFCoreError, FileNotFoundError):
     """A real data set is not on disk (and may not, or could not, be downloaded)."""
 
@@ -95,7 +110,7 @@ def _download_allowed(download: bool | None) -> bool:
 
 def _check_split(split: str) -> None:
     if split not in REAL_SPLITS:
-        raise ValueError(f"split must be one of {REAL_SPLITS}, not {split!r}")
+        raise DataError(f"split must be one of {REAL_SPLITS}, not {split!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -108,12 +123,12 @@ class PixelMean(torch.nn.Module):
     def __init__(self, mean_image: torch.Tensor):
         super().__init__()
         if not isinstance(mean_image, torch.Tensor) or mean_image.dim() != 3:
-            raise TypeError("mean_image must be a (3, S, S) tensor")
+            raise DataTypeError("mean_image must be a (3, S, S) tensor")
         self.register_buffer("mean_image", mean_image)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2:] != self.mean_image.shape[-2:]:
-            raise ValueError(
+            raise DataError(
                 f"image size {tuple(x.shape[-2:])} differs from the mean image's "
                 f"{tuple(self.mean_image.shape[-2:])}"
             )
@@ -162,10 +177,10 @@ def paper_transform(
         steps.append(v2.Normalize(IMAGENET_MEAN, IMAGENET_STD))
     elif normalize == "pixel_mean":
         if mean_image is None:
-            raise ValueError("normalize='pixel_mean' needs mean_image (3, S, S)")
+            raise DataError("normalize='pixel_mean' needs mean_image (3, S, S)")
         steps.append(PixelMean(mean_image))
     elif normalize != "none":
-        raise ValueError(f"normalize must be 'imagenet', 'pixel_mean' or 'none', not {normalize!r}")
+        raise DataError(f"normalize must be 'imagenet', 'pixel_mean' or 'none', not {normalize!r}")
     return v2.Compose(steps)
 
 
@@ -192,7 +207,7 @@ class RealDataset(Dataset):
                 im.load()
                 img = im.convert("RGB")
         except Exception as e:  # PIL.UnidentifiedImageError, OSError, ...
-            raise OSError(
+            raise UnreadableImageError(
                 f"{self.name}: cannot read image {path} ({type(e).__name__}: {e})"
             ) from None
         if self.transform is not None:
@@ -518,7 +533,7 @@ def get_dataset(
     ``ZFCORE_DOWNLOAD=1``)."""
     p = get_profile(profile)
     if group not in GROUPS:
-        raise ValueError(
+        raise DataError(
             f"group must be 'main' (pretraining classes) or 'transfer' (held-out "
             f"classes), not {group!r}"
         )
@@ -532,7 +547,7 @@ def get_dataset(
         return imagenette(root, split, p.image_size, augment, download)
     if p.dataset == "imagenet":
         return imagenet(root / "imagenet", split, p.image_size, augment)
-    raise ValueError(
+    raise DataError(
         f"profile {p.name!r} names an unknown data set {p.dataset!r}: use "
         f"'scenes', 'imagenette' or 'imagenet'"
     )
@@ -542,7 +557,7 @@ def class_names(profile, group: str = "main") -> tuple[str, ...]:
     """The class names of ``group`` for ``profile`` (label ``i`` is ``class_names(...)[i]``)."""
     p = get_profile(profile)
     if group not in GROUPS:
-        raise ValueError(f"group must be 'main' or 'transfer', not {group!r}")
+        raise DataError(f"group must be 'main' or 'transfer', not {group!r}")
     if p.dataset == "scenes":
         return tuple(GROUPS[group][: p.num_classes]) if group == "main" else tuple(GROUPS[group])
     return tuple(get_dataset(p, "val", group).classes)
@@ -568,7 +583,7 @@ def make_loader(
     ds = get_dataset(p, split, group, augment=augment, epoch=epoch, download=download)
     bs = p.batch_size if batch_size is None else batch_size
     if not isinstance(bs, int) or isinstance(bs, bool) or bs < 1:
-        raise ValueError(f"batch_size must be a positive int, not {batch_size!r}")
+        raise DataError(f"batch_size must be a positive int, not {batch_size!r}")
     gen = torch.Generator().manual_seed(int(p.seed) * 1_000_003 + int(epoch))
     workers = min(int(p.num_workers), os.cpu_count() or 1)  # never more workers than cores
     return torch.utils.data.DataLoader(

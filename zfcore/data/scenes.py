@@ -38,7 +38,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..errors import ZFCoreError
+
 __all__ = [
+    "SceneError",
+    "SceneIndexError",
+    "SceneGeneratorError",
     "GENERATOR_VERSION",
     "SceneBatch",
     "MAIN_CLASSES",
@@ -243,6 +248,18 @@ def _template_arrays(classes):
     return geo, shape, active, kp
 
 
+class SceneError(ZFCoreError, ValueError):
+    """A bad argument to the scene generator (group, split, size, indices)."""
+
+
+class SceneIndexError(SceneError, IndexError):
+    """A scene index outside its split."""
+
+
+class SceneGeneratorError(ZFCoreError, RuntimeError):
+    """The generator's per-image random stream ran out: a bug in a primitive's draw count."""
+
+
 @dataclass
 class SceneBatch:
     """Rendered scenes with ground truth.
@@ -280,7 +297,7 @@ class _Uniforms:
         out = self.u[:, self.pos : self.pos + n]
         self.pos += n
         if self.pos > self.u.shape[1]:
-            raise RuntimeError("scene generator ran out of per-image random numbers")
+            raise SceneGeneratorError("scene generator ran out of per-image random numbers")
         return out.reshape((self.u.shape[0],) + tuple(shape)) if shape else out[:, 0]
 
 
@@ -860,14 +877,14 @@ def render_scenes(
     is in the batch. ``classes`` are the class names of ``group`` (``GROUPS[group]``).
     """
     if group not in _GROUP_ID:
-        raise ValueError(f"group must be one of {sorted(_GROUP_ID)}, not {group!r}")
+        raise SceneError(f"group must be one of {sorted(_GROUP_ID)}, not {group!r}")
     if split not in _SPLIT_ID:
-        raise ValueError(f"split must be one of {sorted(_SPLIT_ID)}, not {split!r}")
+        raise SceneError(f"split must be one of {sorted(_SPLIT_ID)}, not {split!r}")
     if not isinstance(size, int) or size < 8:
-        raise ValueError(f"size must be an int >= 8 pixels, not {size!r}")
+        raise SceneError(f"size must be an int >= 8 pixels, not {size!r}")
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
     if (idx < 0).any():
-        raise ValueError("scene indices must be >= 0")
+        raise SceneError("scene indices must be >= 0")
     sample = _sample(seed, group, split, idx, classes)
     with _torch_single_threaded():
         images = _render(sample, size)
@@ -920,9 +937,9 @@ class SceneDataset(torch.utils.data.Dataset):
 
         self.profile = get_profile(profile)
         if split not in _SPLIT_ID:
-            raise ValueError(f"split must be one of 'train', 'val', 'test', not {split!r}")
+            raise SceneError(f"split must be one of 'train', 'val', 'test', not {split!r}")
         if group not in GROUPS:
-            raise ValueError(
+            raise SceneError(
                 f"group must be 'main' (pretraining classes) or 'transfer' "
                 f"(held-out classes), not {group!r}"
             )
@@ -931,7 +948,7 @@ class SceneDataset(torch.utils.data.Dataset):
         p = self.profile
         if group == "main":
             if p.num_classes > len(MAIN_CLASSES):
-                raise ValueError(
+                raise SceneError(
                     f"profile {p.name!r} asks for {p.num_classes} classes but the "
                     f"procedural set has {len(MAIN_CLASSES)} main classes"
                 )
@@ -950,7 +967,7 @@ class SceneDataset(torch.utils.data.Dataset):
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         bad = idx[(idx < 0) | (idx >= self.length)]
         if bad.size:
-            raise IndexError(
+            raise SceneIndexError(
                 f"index {int(bad[0])} out of range for the {self.group}/{self.split} "
                 f"split of {self.length} scenes"
             )

@@ -14,7 +14,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import ZFCoreError
+
 __all__ = [
+    "TransformError",
+    "TransformTypeError",
     "normalize",
     "denormalize",
     "normalization",
@@ -26,6 +30,15 @@ __all__ = [
     "SCENES_STD",
     "crop_choices",
 ]
+
+
+class TransformError(ZFCoreError, ValueError):
+    """An image tensor of the wrong shape, or a crop position that does not exist."""
+
+
+class TransformTypeError(TransformError, TypeError):
+    """An argument that is not an image tensor."""
+
 
 #: 224 / 256: the paper's training crop as a fraction of the resized image (section 3.1).
 CROP_FRACTION = 224 / 256
@@ -55,12 +68,14 @@ def normalization(profile) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 def _check_images(x, name):
     if not isinstance(x, torch.Tensor):
-        raise TypeError(
+        raise TransformTypeError(
             f"{name} must be a torch.Tensor of shape (N, 3, H, W) or (3, H, W), "
             f"not {type(x).__name__}"
         )
     if x.dim() not in (3, 4) or x.shape[-3] != 3:
-        raise ValueError(f"{name} must have shape (N, 3, H, W) or (3, H, W), got {tuple(x.shape)}")
+        raise TransformError(
+            f"{name} must have shape (N, 3, H, W) or (3, H, W), got {tuple(x.shape)}"
+        )
 
 
 def normalize(images01: torch.Tensor, profile) -> torch.Tensor:
@@ -111,12 +126,12 @@ def paper_crops(
     pos = torch.as_tensor(np.asarray(position), dtype=torch.int64).reshape(-1)
     fl = torch.as_tensor(np.asarray(flip), dtype=torch.bool).reshape(-1)
     if pos.numel() != N or fl.numel() != N:
-        raise ValueError(
+        raise TransformError(
             f"need one crop position and one flip flag per image ({N}), got "
             f"{pos.numel()} and {fl.numel()}"
         )
     if ((pos < 0) | (pos > 4)).any():
-        raise ValueError("crop positions are 0 (centre), 1-4 (corners)")
+        raise TransformError("crop positions are 0 (centre), 1-4 (corners)")
     ch, cw = max(1, round(H * fraction)), max(1, round(W * fraction))
     y0 = torch.tensor([(H - ch) // 2, 0, 0, H - ch, H - ch])[pos]
     x0 = torch.tensor([(W - cw) // 2, 0, W - cw, 0, W - cw])[pos]

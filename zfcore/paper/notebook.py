@@ -21,7 +21,10 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from ..data import DataNotFoundError
+from ..data.images import PhotoFolder
 from ..errors import ZFCoreError
+from ..models import eval_mode
 from ..profiles import Profile, get_profile
 from ..zoo import class_names_for
 
@@ -39,7 +42,6 @@ __all__ = [
     "examples_for_profile",
     "example_image",
     "image_set",
-    "PhotoFolder",
     "mine_images",
     "labels_of",
     "first_images",
@@ -220,8 +222,8 @@ def photo_examples(
     P = get_profile(profile)
     batch = photos_first(list(photos), P, n)
     x = batch.images
-    with torch.no_grad():
-        targets = model.eval()(x).argmax(1).tolist()
+    with eval_mode(model), torch.no_grad():
+        targets = model(x).argmax(1).tolist()
     S = P.image_size
     b = (
         torch.tensor([[S / 4, S / 4, 3 * S / 4, 3 * S / 4]]).repeat(len(x), 1)
@@ -261,8 +263,8 @@ def scene_examples(
     scenes = ds.scenes(list(range(min(len(ds), pool))))
     if choose == "correct":
         x_all = normalize(scenes.images, P)
-        with torch.no_grad():
-            pred = model.eval()(x_all).argmax(1)
+        with eval_mode(model), torch.no_grad():
+            pred = model(x_all).argmax(1)
         chosen: list[int] = []
         for want_correct in (True, False):
             for i in range(len(scenes)):
@@ -271,7 +273,7 @@ def scene_examples(
                 if len(chosen) < n and new_class and (pred[i] == c or not want_correct):
                     chosen.append(i)
     elif choose == "room":
-        from ..invariance import ROTATION_SYMMETRIC_CLASSES, choose_examples
+        from .fig5_invariance import ROTATION_SYMMETRIC_CLASSES, choose_examples
 
         symmetric = [names.index(c) for c in ROTATION_SYMMETRIC_CLASSES if c in names]
         chosen = [
@@ -392,44 +394,6 @@ def first_images(
 # ---------------------------------------------------------------------------------------------
 
 
-class PhotoFolder(torch.utils.data.Dataset):
-    """A folder of photos as a ``Dataset`` of ``(normalised image, label)``, decoded on access,
-    for top-9 mining (:func:`zfcore.mining.mine_topk`) and the explorer.
-
-    Photos sorted into subfolders (``folder/<class>/*.jpg``, as ImageNet and Imagenette are) are
-    labelled by their subfolder (``classes`` lists them); photos directly in ``folder`` have label
-    ``-1`` (unknown). Files that are not images are listed in ``skipped``; ``names[i]`` is image
-    ``i``'s path inside the folder."""
-
-    def __init__(self, folder: "str | os.PathLike", profile: "str | Profile"):
-        from ..data.images import ImageLoadError, list_images
-
-        self.profile = get_profile(profile)
-        self.root = Path(folder)
-        self.paths, self.skipped = list_images(folder, recursive=True)
-        if not self.paths:
-            raise ImageLoadError(self.root, "holds no image file", "add JPEG/PNG photos to it")
-        rel = [p.relative_to(self.root) for p in self.paths]
-        self.names = [str(r) for r in rel]
-        self.classes = sorted({r.parts[0] for r in rel if len(r.parts) > 1})
-        index = {c: i for i, c in enumerate(self.classes)}
-        self._labels = torch.tensor(
-            [index[r.parts[0]] if len(r.parts) > 1 else -1 for r in rel], dtype=torch.long
-        )
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def labels(self) -> torch.Tensor:
-        """``(N,)`` class of each photo (its subfolder), ``-1`` where unknown."""
-        return self._labels.clone()
-
-    def __getitem__(self, i: int):
-        from ..data import load_image
-
-        return load_image(self.paths[i], self.profile), int(self._labels[i])
-
-
 class _Predicted(torch.utils.data.Dataset):
     """A data set whose label is the model's prediction on the unaltered image."""
 
@@ -443,7 +407,8 @@ class _Predicted(torch.utils.data.Dataset):
     @torch.no_grad()
     def __getitem__(self, i: int):
         x = self.base[i][0]
-        return x, int(self.model.eval()(x[None]).argmax(1))
+        with eval_mode(self.model):
+            return x, int(self.model(x[None]).argmax(1))
 
 
 def image_set(
@@ -465,8 +430,8 @@ def image_set(
     P = get_profile(profile)
     try:
         return get_dataset(P, split)
-    except FileNotFoundError as e:
-        raise FileNotFoundError(
+    except DataNotFoundError as e:
+        raise DataNotFoundError(
             f"{e}\nOr look at a folder of your own photos instead: set photo_folder to its path."
         ) from None
 
