@@ -14,7 +14,7 @@ from zfcore.paper.sanity_checks import (
     randomization_table,
     survival,
 )
-from zfcore.sanity import SanityResult
+from zfcore.sanity import SanityError, SanityResult
 
 
 def _hand_result():
@@ -67,6 +67,8 @@ def test_records_and_survival_by_hand():
     assert s.adebayo_reproduced() and s.describe("guided") == "unchanged under all three metrics"
     assert s.describe("gradient") == "unchanged under 1 of 3 metrics" and len(METRICS) == 3
     assert "is reproduced here" in s.sentence() and "passes this check" in s.sentence()
+    with pytest.raises(SanityError, match="layer5"):
+        survival(res, "layer5")
 
 
 def test_fc_reinit_checks_effects_by_hand():

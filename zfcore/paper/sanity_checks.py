@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..sanity import SanityResult
+from ..sanity import SanityError, SanityResult
 from . import verdicts
 
 __all__ = [
@@ -166,6 +166,10 @@ def survival(result: SanityResult, stage: str = "layer6") -> Survival:
     the top down to ``stage`` (default: the fully connected ones, logits, 7, 6), a rule's
     projections "survive" under a metric when their mean similarity to the trained ones stays
     above the midpoint between the different-images level and 1."""
+    if stage not in result.stages:
+        raise SanityError(
+            f"stage {stage!r} is not in the result: choose one of {', '.join(result.stages[1:])}"
+        )
     s = result.stages.index(stage)
     sim, base, surv = {}, {}, {}
     for r, rule in enumerate(result.rules):
