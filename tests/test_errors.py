@@ -83,3 +83,33 @@ def test_a_raised_error_is_caught_by_both_bases():
     with pytest.raises(ValueError):
         get_profile("no-such-profile")
     assert issubclass(ProfileError, ValueError)
+
+
+#: Built-in exceptions a module may raise directly: the protocol of a module's ``__getattr__``
+#: (``AttributeError``), an abstract method, a command line's exit status (``SystemExit``).
+ALLOWED_BUILTINS = {"AttributeError", "NotImplementedError", "StopIteration", "SystemExit"}
+
+
+def _builtin_raises():
+    import builtins
+
+    builtin_errors = {
+        n
+        for n in dir(builtins)
+        if isinstance(getattr(builtins, n), type)
+        and issubclass(getattr(builtins, n), BaseException)
+    }
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Raise) or node.exc is None:
+                continue
+            exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+            if isinstance(exc, ast.Name) and exc.id in builtin_errors - ALLOWED_BUILTINS:
+                found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} raises {exc.id}")
+    return found
+
+
+def test_no_module_raises_a_bare_builtin_error():
+    """Every error zfcore raises is one of its own (under ZFCoreError, with the built-in base)."""
+    assert _builtin_raises() == []

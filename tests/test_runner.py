@@ -16,7 +16,7 @@ def test_runner_selects_by_number_and_name():
     first = NOTEBOOKS[0]
     assert list_notebooks([first.stem.split("_")[0]]) == [first]
     assert list_notebooks([first.stem]) == [first]
-    with pytest.raises(SystemExit, match="no notebook matches"):
+    with pytest.raises(runner.NoSuchNotebook, match="no notebook matches"):
         list_notebooks(["99_nothing"])
 
 

@@ -46,6 +46,10 @@ class NotebookFailed(ZFCoreError, RuntimeError):
     """A notebook raised; the message names the notebook, the cell and the error."""
 
 
+class NoSuchNotebook(ZFCoreError, ValueError):
+    """A notebook selection (number or name) that matches no notebook."""
+
+
 class ExtraMissing(ZFCoreError, ImportError):
     """A package of the ``notebooks`` extra (papermill, nbformat, nbconvert) is not installed."""
 
@@ -97,7 +101,7 @@ def list_notebooks(select: "list[str] | None" = None) -> list[Path]:
             p for p in paths if p.stem == s or p.stem.split("_")[0] == s or p.stem.startswith(s)
         ]
         if not hits:
-            raise SystemExit(
+            raise NoSuchNotebook(
                 f"no notebook matches {s!r}; notebooks: {', '.join(p.stem for p in paths)}"
             )
         chosen += [h for h in hits if h not in chosen]
@@ -227,6 +231,8 @@ def main(argv: "list[str] | None" = None) -> int:
     print(network_source(args.profile), flush=True)
     try:
         results = run_all(args.profile, args.notebooks, params, timeout)
+    except NoSuchNotebook as e:
+        ap.error(str(e))
     except NotebookFailed as e:
         print(f"FAILED: {e}", file=sys.stderr)
         return 1

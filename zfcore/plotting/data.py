@@ -8,7 +8,18 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["sample_grid"]
+from ..errors import ZFCoreError
+
+__all__ = ["sample_grid", "PlotError", "PlotTypeError"]
+
+
+class PlotError(ZFCoreError, ValueError):
+    """Nothing to draw (an empty batch)."""
+
+
+class PlotTypeError(PlotError, TypeError):
+    """An object the figure cannot be drawn from."""
+
 
 _KEYPOINT_STYLE = {
     "left_eye": ("o", "#00e5ff"),
@@ -29,13 +40,13 @@ def sample_grid(
     object box (when ``show_boxes``) and its part keypoints (when ``show_keypoints``).
     Returns the matplotlib figure."""
     if not hasattr(batch, "images") or not hasattr(batch, "labels"):
-        raise TypeError(
+        raise PlotTypeError(
             "sample_grid needs a SceneBatch (from dataset.scenes(indices)), not "
             f"{type(batch).__name__}"
         )
     n = len(batch.labels)
     if n == 0:
-        raise ValueError("sample_grid got an empty batch")
+        raise PlotError("sample_grid got an empty batch")
     ncols = max(1, min(int(ncols), n))
     nrows = math.ceil(n / ncols)
     fig, axes = plt.subplots(
