@@ -99,7 +99,8 @@ def _standard_figures_root() -> Path:
 
 
 def figures_root() -> Path:
-    """The figures of record: ``$ZFCORE_FIGURES``, else ``<checkout>/figures``, else ``./figures``."""
+    """The figures of record: ``$ZFCORE_FIGURES``, else ``<checkout>/figures``, else
+    ``./figures``."""
     return _from_env("ZFCORE_FIGURES") or _standard_figures_root()
 
 

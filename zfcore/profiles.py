@@ -153,7 +153,8 @@ class Profile:
         if self.init not in ("paper", "default", "he"):
             bad(
                 "init",
-                "'paper' (weights 1e-2, biases 0), 'default' (PyTorch's) or 'he' (He normal, biases 0)",
+                "'paper' (weights 1e-2, biases 0), 'default' (PyTorch's) or 'he' (He normal, "
+                "biases 0)",
             )
         if self.bias_init is not None and not (
             isinstance(self.bias_init, (int, float))

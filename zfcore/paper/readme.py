@@ -109,8 +109,10 @@ def _transfer(n: Numbers) -> str:
     text = (
         f"{lo} training images per class: {n.f(f'pretrained_accuracy_pct_n{lo}', '.1f')} ± "
         f"{n.f(f'pretrained_accuracy_std_pct_n{lo}', '.1f')} % against "
-        f"{n.f(f'scratch_accuracy_pct_n{lo}', '.1f')} ± {n.f(f'scratch_accuracy_std_pct_n{lo}', '.1f')} % from "
-        f"scratch (which fits its training images: {n.f(f'scratch_train_accuracy_pct_n{lo}', '.1f')} %)"
+        f"{n.f(f'scratch_accuracy_pct_n{lo}', '.1f')} ± "
+        f"{n.f(f'scratch_accuracy_std_pct_n{lo}', '.1f')} % from "
+        "scratch (which fits its training images: "
+        f"{n.f(f'scratch_train_accuracy_pct_n{lo}', '.1f')} %)"
     )
     if hi != lo:
         text += (
@@ -141,7 +143,8 @@ HEADLINES: list[tuple[str, str, Callable[[Numbers], str]]] = [
         "00_quickstart",
         "the network trained here: far above chance",
         lambda n: (
-            f"test accuracy {n.calc(lambda e: 100 - e, ['test_top1_error'], '.1f', ' %')}, top-5 error "
+            f"test accuracy {n.calc(lambda e: 100 - e, ['test_top1_error'], '.1f', ' %')}, top-5 "
+            "error "
             f"{n.f('test_top5_error', '.1f', unit=' %')} (chance accuracy "
             f"{n.calc(lambda e: 100 - e, ['chance_top1_error'], '.0f', ' %')})"
         ),
@@ -159,7 +162,8 @@ HEADLINES: list[tuple[str, str, Callable[[Numbers], str]]] = [
         "02_deconvnet",
         "Fig. 1: unpooling needs the switches; overlapping pools share them",
         lambda n: (
-            f"{n.pct('shared_switch_share_pool1', 1)} of pool-1 and {n.pct('shared_switch_share_pool2', 1)} "
+            f"{n.pct('shared_switch_share_pool1', 1)} of pool-1 and "
+            f"{n.pct('shared_switch_share_pool2', 1)} "
             f"of pool-2 switches are shared; `F.max_unpool2d` (which overwrites) would change the "
             f"projection by {n.pct('max_unpool2d_relative_change', 1)}"
         ),
@@ -185,7 +189,8 @@ HEADLINES: list[tuple[str, str, Callable[[Numbers], str]]] = [
         "03_feature_visualization",
         "a healthy network: every map fires",
         lambda n: (
-            f"maps that never fire on {n.f('dead_maps_images', 'd')} validation images, layers 1-7: "
+            f"maps that never fire on {n.f('dead_maps_images', 'd')} validation images, layers "
+            "1-7: "
             f"{n.seq(_layers('dead_map_share_', '', range(1, 8)), '.0f', ', ', scale=100)} %"
         ),
     ),
@@ -194,7 +199,8 @@ HEADLINES: list[tuple[str, str, Callable[[Numbers], str]]] = [
         "Fig. 4: lower layers converge first",
         lambda n: (
             f"median epoch from which a firing map's top-9 stay final, layers 1-5: "
-            f"{n.seq(_layers('map_converged_epoch_median_', ''), 'g')} (rank correlation of depth with "
+            f"{n.seq(_layers('map_converged_epoch_median_', ''), 'g')} (rank correlation of depth "
+            "with "
             f"the per-map epoch {n.f('fig4_lower_layers_converge_first_effect', '+.2f')})"
         ),
     ),
@@ -204,9 +210,12 @@ HEADLINES: list[tuple[str, str, Callable[[Numbers], str]]] = [
         lambda n: (
             _NOT_RECORDED
             if n.get("per_layer_arms_recorded") is False
-            else f"{n.f('per_layer_speedup_images_per_s', '.1f', unit='x')} faster steps once frozen; "
-            f"validation accuracy after {n.f('layer_lr_schedule_epochs', 'g')} epochs ({n.f('seeds', 'd')} seeds "
-            f"each): frozen {n.f('per_layer_val_accuracy', '.1f', unit=' %')}, early layers at 0.1x the rate "
+            else f"{n.f('per_layer_speedup_images_per_s', '.1f', unit='x')} faster steps once "
+            "frozen; "
+            f"validation accuracy after {n.f('layer_lr_schedule_epochs', 'g')} epochs "
+            f"({n.f('seeds', 'd')} seeds "
+            f"each): frozen {n.f('per_layer_val_accuracy', '.1f', unit=' %')}, early layers at "
+            "0.1x the rate "
             f"{n.f('lower_rates_val_accuracy', '.1f', unit=' %')}, one global rate "
             f"{n.f('global_rate_val_accuracy', '.1f', unit=' %')}"
         ),
@@ -239,14 +248,16 @@ HEADLINES: list[tuple[str, str, Callable[[Numbers], str]]] = [
                     ("rotation", "rotate"),
                 )
             )
-            + f"; rotation-symmetric classes keep {n.f('rotate_mean_p_true_symmetric_classes')} under rotation"
+            + f"; rotation-symmetric classes keep {n.f('rotate_mean_p_true_symmetric_classes')} "
+            "under rotation"
         ),
     ),
     (
         "06_architecture_selection",
         "Fig. 6: 11x11/4 first layers alias more than 7x7/2",
         lambda n: (
-            f"filter energy above the stride's Nyquist frequency: {n.pct('krizhevsky_aliased_energy')} "
+            "filter energy above the stride's Nyquist frequency: "
+            f"{n.pct('krizhevsky_aliased_energy')} "
             f"(11x11/4) against {n.pct('zf_aliased_energy')} (7x7/2); mid-frequency share "
             f"{n.pct('krizhevsky_mid_frequency_share')} against {n.pct('zf_mid_frequency_share')} "
             f"(means over {n.f('seeds', 'd')}+ seeds)"
@@ -264,8 +275,10 @@ HEADLINES: list[tuple[str, str, Callable[[Numbers], str]]] = [
         "07_occlusion",
         "Fig. 7: the model localises the object",
         lambda n: (
-            f"occlusion minimum of p(correct) inside the object box in {n.pct('pointing_game_hit_rate', 1)} "
-            f"of {n.f('pointing_game_images', 'd')} test images (chance {n.pct('pointing_game_chance_level', 1)}; the "
+            "occlusion minimum of p(correct) inside the object box in "
+            f"{n.pct('pointing_game_hit_rate', 1)} "
+            f"of {n.f('pointing_game_images', 'd')} test images (chance "
+            f"{n.pct('pointing_game_chance_level', 1)}; the "
             f"untrained network {n.pct('pointing_game_hit_rate_untrained', 1)})"
         ),
     ),
@@ -273,10 +286,12 @@ HEADLINES: list[tuple[str, str, Callable[[Numbers], str]]] = [
         "08_correspondence",
         "Table 1: parts correspond at layer 5",
         lambda n: (
-            "Hamming consistency, standard deviations below random (positive: the parts correspond), "
+            "Hamming consistency, standard deviations below random (positive: the parts "
+            "correspond), "
             + "; ".join(
                 f"layer {l}: left eye {n.f(f'layer{l}_left_eye{_SD}', '+.2f')}, right eye "
-                f"{n.f(f'layer{l}_right_eye{_SD}', '+.2f')}, nose {n.f(f'layer{l}_nose{_SD}', '+.2f')}"
+                f"{n.f(f'layer{l}_right_eye{_SD}', '+.2f')}, nose "
+                f"{n.f(f'layer{l}_nose{_SD}', '+.2f')}"
                 for l in (5, 7)
             )
         ),
@@ -285,9 +300,12 @@ HEADLINES: list[tuple[str, str, Callable[[Numbers], str]]] = [
         "09_ablations",
         "Table 2: the 7x7/2 model beats Krizhevsky's layout",
         lambda n: (
-            f"validation top-1 error {n.f('zf_val_top1_error', '.2f')} ± {n.f('zf_val_top1_error_sd', '.2f')} % "
-            f"against {n.f('krizhevsky_val_top1_error', '.2f')} ± {n.f('krizhevsky_val_top1_error_sd', '.2f')} % "
-            f"(mean ± sd over {n.f('zf_seeds', 'd')} and {n.f('krizhevsky_seeds', 'd')} seeds, the complete "
+            f"validation top-1 error {n.f('zf_val_top1_error', '.2f')} ± "
+            f"{n.f('zf_val_top1_error_sd', '.2f')} % "
+            f"against {n.f('krizhevsky_val_top1_error', '.2f')} ± "
+            f"{n.f('krizhevsky_val_top1_error_sd', '.2f')} % "
+            f"(mean ± sd over {n.f('zf_seeds', 'd')} and {n.f('krizhevsky_seeds', 'd')} seeds, "
+            "the complete "
             f"{n.f('schedule_epochs', 'g')}-epoch schedule; the main model: "
             f"{n.f('main_val_top1_error', '.2f', unit=' %')})"
         ),
@@ -299,7 +317,8 @@ HEADLINES: list[tuple[str, str, Callable[[Numbers], str]]] = [
             _NOT_RECORDED
             if n.get("no_layers6_7_seeds") is None
             else f"validation top-1 error minus the full network's: without layers 6-7 "
-            f"{n.f('cost_removing_layers6_7', '+.2f')}, without 3-4 {n.f('cost_removing_layers3_4', '+.2f')}, "
+            f"{n.f('cost_removing_layers6_7', '+.2f')}, without 3-4 "
+            f"{n.f('cost_removing_layers3_4', '+.2f')}, "
             f"without both {n.f('cost_removing_both', '+.2f')} points"
         ),
     ),
@@ -309,7 +328,8 @@ HEADLINES: list[tuple[str, str, Callable[[Numbers], str]]] = [
         lambda n: (
             _NOT_RECORDED
             if n.get("fc6_7_2048_seeds") is None
-            else f"validation top-1 error: Fig. 3 {n.f('zf_val_top1_error', '.2f', unit=' %')}, fc 2048 "
+            else f"validation top-1 error: Fig. 3 {n.f('zf_val_top1_error', '.2f', unit=' %')}, "
+            "fc 2048 "
             f"{n.f('fc6_7_2048_val_top1_error', '.2f', unit=' %')}, fc 8192 "
             f"{n.f('fc6_7_8192_val_top1_error', '.2f', unit=' %')}, wide conv 3-5 "
             f"{n.f('conv3_4_5_wide_val_top1_error', '.2f', unit=' %')}"
@@ -324,7 +344,8 @@ HEADLINES: list[tuple[str, str, Callable[[Numbers], str]]] = [
         "11_feature_analysis",
         "Table 7: deeper layers give better features",
         lambda n: (
-            f"linear SVM, layers 1-7: {n.seq(_layers('svm_accuracy_pct_', '', range(1, 8)), '.1f')} % "
+            "linear SVM, layers 1-7: "
+            f"{n.seq(_layers('svm_accuracy_pct_', '', range(1, 8)), '.1f')} % "
             f"(best: {n.get('svm_best_layer') or MISSING}; "
             f"{n.word('svm_monotone_with_depth', 'monotone', 'not monotone')})"
         ),
@@ -334,14 +355,16 @@ HEADLINES: list[tuple[str, str, Callable[[Numbers], str]]] = [
         "the explorer redraws in < 0.5 s",
         lambda n: (
             f"redraw p95 {n.f('explorer_redraw_p95_s', '.2f', unit=' s')} (median "
-            f"{n.f('explorer_redraw_median_s', '.2f', unit=' s')}) over {n.f('explorer_tour_actions', 'd')} actions"
+            f"{n.f('explorer_redraw_median_s', '.2f', unit=' s')}) over "
+            f"{n.f('explorer_tour_actions', 'd')} actions"
         ),
     ),
     (
         "13_sanity_checks",
         "Adebayo et al. (2018): the deconvnet under model randomisation",
         lambda n: (
-            f"rank correlation with the trained model's map after re-initialising the layers down to "
+            "rank correlation with the trained model's map after re-initialising the layers down "
+            "to "
             f"layer 6: guided backprop {n.f('guided_spearman_abs_randomized_to_layer6')}, gradient "
             f"{n.f('gradient_spearman_abs_randomized_to_layer6')}, deconvnet "
             f"{n.f('deconvnet_spearman_abs_randomized_to_layer6')} (different images: "
@@ -365,11 +388,13 @@ def _recipe_table(n: Numbers) -> str:
         return MISSING
     chosen = n.data.get("profile_recipe")
     head = (
-        "| recipe | val top-1 error | layer-1 power below 1/4 cycle/px | dead maps, layers 1-7 | minutes |\n"
+        "| recipe | val top-1 error | layer-1 power below 1/4 cycle/px | dead maps, layers 1-7 | "
+        "minutes |\n"
         "| --- | --- | --- | --- | --- |"
     )
     rows = [
-        f"| `{r}`{' (chosen)' if r == chosen else ''} | {n.f(f'recipe_{r}_val_top1_error_pct', '.1f', unit=' %')} "
+        f"| `{r}`{' (chosen)' if r == chosen else ''} | "
+        f"{n.f(f'recipe_{r}_val_top1_error_pct', '.1f', unit=' %')} "
         f"| {n.pct(f'recipe_{r}_layer1_low_frequency_share')} "
         f"| {n.seq([f'recipe_{r}_dead_layer{i}' for i in range(1, 8)], '.0f', ' / ', scale=100)} % "
         f"| {n.f(f'recipe_{r}_train_minutes', '.1f')} |"
@@ -624,7 +649,8 @@ def main(argv: "list[str] | None" = None) -> int:
         print("\n".join(diff))
         rest = [a for a in (sys.argv[1:] if argv is None else argv) if a != "check"]
         print(
-            f"fix: run `{' '.join(['python -m zfcore.paper.readme readme', *map(shlex.quote, rest)])}` "
+            "fix: run "
+            f"`{' '.join(['python -m zfcore.paper.readme readme', *map(shlex.quote, rest)])}` "
             f"(then commit {args.readme.name})"
         )
         return 1

@@ -90,7 +90,8 @@ class VerdictError(ZFCoreError, ValueError):
 
 
 def decide(low: float, high: float, margin: float = 0.0) -> str:
-    """``held`` if ``low > margin``, ``did not hold`` if ``high < margin``, else ``within noise``."""
+    """``held`` if ``low > margin``, ``did not hold`` if ``high < margin``, else
+    ``within noise``."""
     if not (math.isfinite(low) and math.isfinite(high)) or low > high:
         raise VerdictError(f"interval ({low}, {high}) must be finite with low <= high")
     if low > margin:
@@ -131,7 +132,8 @@ class Verdict:
         )
 
     def as_record(self) -> dict[str, Any]:
-        """Flat JSON keys: ``verdict_<claim>``, ``<claim>_effect``, ``_ci_low``, ``_ci_high``, ``_uncertainty``."""
+        """Flat JSON keys: ``verdict_<claim>``, ``<claim>_effect``, ``_ci_low``, ``_ci_high``,
+        ``_uncertainty``."""
         c = self.claim
         return {
             f"verdict_{c}": self.verdict,
@@ -196,7 +198,8 @@ def from_samples(
     unit: str = "",
     what: str = "seeds",
 ) -> Verdict:
-    """A verdict from independent repeats (seeds): the t-interval of ``mean(model) - mean(control)``.
+    """A verdict from independent repeats (seeds): the t-interval of
+    ``mean(model) - mean(control)``.
 
     ``control`` is a number (a fixed level such as chance) or repeats of its own (Welch's
     interval; ``paired=True`` pairs repeat ``i`` of both, e.g. the same seed).
@@ -272,7 +275,8 @@ def paired_bootstrap(
         float(high),
         margin=margin,
         unit=unit,
-        source=f"paired bootstrap over {len(a)} items ({n_boot} resamples; seed variance not included)",
+        source=f"paired bootstrap over {len(a)} items ({n_boot} resamples; seed variance not "
+        "included)",
     )
 
 
@@ -460,7 +464,8 @@ def equivalence(claim: str, verdict: Verdict, margin: float) -> Verdict:
         margin - abs(verdict.effect),
         margin - worst,
         margin - best,
-        source=f"{verdict.source}; equivalence margin {margin:g}{' ' + verdict.unit if verdict.unit else ''}"
+        source=f"{verdict.source}; equivalence margin "
+        f"{margin:g}{' ' + verdict.unit if verdict.unit else ''}"
         f" fixed in advance: effect = margin - |difference|",
         unit=verdict.unit,
     )
