@@ -830,11 +830,11 @@ def part_mining(rep: Report, part: Part, device: torch.device, quick: bool) -> d
 def figures_estimate(train: dict, occl: dict, mining: dict) -> tuple[float, str]:
     """Minutes ``make figures`` (the mini profile) would take on this device, from the measured
     rates, and the formula in words."""
-    from zfcore.firstlayer import RUN_KEYS
     from zfcore.models import TABLE3_VARIANTS
     from zfcore.occlusion import default_window, window_positions
+    from zfcore.paper.fig4_evolution import RECIPES
+    from zfcore.paper.fig6_first_layer import RUN_KEYS
     from zfcore.profiles import get_profile
-    from zfcore.recipes import RECIPES
     from zfcore.train import EARLY_CHECKPOINTS, comparison_overrides
 
     p = get_profile("mini")

@@ -1,12 +1,12 @@
 """The comparison study's way of training (networks side by side) against one network at a time.
 
-``zfcore.comparisons.run_study`` trains the study's networks in ``workers`` processes side by side,
-each with ``threads`` torch threads (2 x 1 on a 2-core CPU), instead of one after another in one
-process with every core. Both arms here do the same work: ``workers`` networks of N steps each, on
-the same pre-rendered batches of the profile's training data at its own batch size (epoch 0's
-crops and flips, in the trainer's order), with the same arithmetic (``benchmarks.train.bare_loop``:
-a fresh ``zfcore.train.build_model`` network, forward, cross-entropy, backward, the profile's
-optimiser step, feature-scale clipping).
+``zfcore.paper.comparisons.run_study`` trains the study's networks in ``workers`` processes side
+by side, each with ``threads`` torch threads (2 x 1 on a 2-core CPU), instead of one after another
+in one process with every core. Both arms here do the same work: ``workers`` networks of N steps
+each, on the same pre-rendered batches of the profile's training data at its own batch size
+(epoch 0's crops and flips, in the trainer's order), with the same arithmetic
+(``benchmarks.train.bare_loop``: a fresh ``zfcore.train.build_model`` network, forward,
+cross-entropy, backward, the profile's optimiser step, feature-scale clipping).
 
 * side by side: ``workers`` spawned processes, each setting its torch threads before any work,
   train one network each; the wall time runs from a barrier they all pass to the last one's end;
@@ -19,13 +19,13 @@ alternating too), and the speed-up is the median of the per-round ratios, since 
 shared and its load drifts.
 
 The study's wall time is estimated from each arm's throughput: every job of
-``zfcore.comparisons.study_jobs`` weighed by ``job_cost`` (in trainings of the main model: its
-epochs of ``n_train // batch_size`` steps of the Fig. 3 network), training steps only. The
+``zfcore.paper.comparisons.study_jobs`` weighed by ``job_cost`` (in trainings of the main model:
+its epochs of ``n_train // batch_size`` steps of the Fig. 3 network), training steps only. The
 per-layer arms' freezing epoch is set to 1 rather than measured on the trained main model
 (``job_cost`` does not discount frozen layers, so the frozen arm counts as a whole training
 whatever the epoch). The side-by-side estimate assumes every worker stays busy to the end.
 
-    python -m benchmarks.study            # mini, 2 networks x 6 steps of 64 at 112 px per arm, 4 rounds
+    python -m benchmarks.study            # mini: 2 networks x 6 steps of 64 at 112 px, 4 rounds
     python -m benchmarks.study --quick    # tiny profile, a smoke run
 """
 
@@ -45,7 +45,7 @@ import torch
 
 from benchmarks.train import bare_loop, schedule_images, training_batches
 from zfcore import train as T
-from zfcore.comparisons import EARLY_LAYERS, job_cost, run_study, study_jobs
+from zfcore.paper.comparisons import EARLY_LAYERS, job_cost, run_study, study_jobs
 from zfcore.profiles import Profile
 
 #: run_study's own defaults: how the study trains when nobody says otherwise.
@@ -212,9 +212,9 @@ def main(argv=None) -> int:
     main_min = schedule_images(p) / ips_one / 60
 
     print(
-        f"\nZF-{profile}: {workers} networks x {steps} steps of {p.batch_size} at {p.image_size} px per arm, "
-        f"{p.optimizer}, clip_rms={p.clip_rms}, {p.precision}, {cores} cores, median of {rounds} "
-        f"alternating rounds"
+        f"\nZF-{profile}: {workers} networks x {steps} steps of {p.batch_size} at "
+        f"{p.image_size} px per arm, {p.optimizer}, clip_rms={p.clip_rms}, {p.precision}, "
+        f"{cores} cores, median of {rounds} alternating rounds"
     )
     print(f"{'':44s}{'seconds':>10s}{'images/s':>10s}{'speed-up':>10s}")
     print(

@@ -2,9 +2,10 @@
 
 Both train the same freshly initialised model on the same pre-rendered batches with the same
 arithmetic (forward, cross-entropy, backward, the profile's optimiser step, feature-scale
-clipping) in the same (channels-last) memory format. The bare loop is nothing else; ``zfcore.train.train`` adds what a user gets: the data
-loader over the shard of each global batch, running metrics, the progress bar, the early
-checkpoints written during the epoch, then validation and the resume/weights files. The runs
+clipping) in the same (channels-last) memory format. The bare loop is nothing else;
+``zfcore.train.train`` adds what a user gets: the data loader over the shard of each global
+batch, running metrics, the progress bar, the early checkpoints written during the epoch, then
+validation and the resume/weights files. The runs
 alternate (bare, bare in the default memory format, trainer) round after round, and each ratio is
 the median of the per-round ratios, since this machine is shared and its load drifts.
 
@@ -15,7 +16,7 @@ model's minutes (its epochs of ``n_train // batch_size`` steps) is comparable wi
 and the per-epoch validation (the history's ``val_seconds``). It is printed only when the batch
 size is the profile's.
 
-    python -m benchmarks.train            # ZF-mini, 8 batches of the profile's 64 at 112 px, 5 rounds
+    python -m benchmarks.train            # ZF-mini: 8 batches of 64 at 112 px, 5 rounds
     python -m benchmarks.train --quick    # tiny profile, a smoke run
 """
 
@@ -182,13 +183,15 @@ def main(argv=None) -> int:
         main_minutes = schedule_images(full) / ips_loop / 60
         print(
             f"main model ({full.epochs} epochs of {full.n_train // full.batch_size} steps of "
-            f"{full.batch_size} = {steps} steps): {main_minutes:.1f} min of training steps at this "
-            f"rate (training steps only: rendering the scenes and the per-epoch validation excluded)"
+            f"{full.batch_size} = {steps} steps): {main_minutes:.1f} min of training steps at "
+            f"this rate (training steps only: rendering the scenes and the per-epoch validation "
+            f"excluded)"
         )
         main = f"main_model_minutes={main_minutes:.1f} "
     else:
         print(
-            f"(no estimate of the main model: it trains on batches of {full.batch_size}, not {batch_size})"
+            f"(no estimate of the main model: it trains on batches of {full.batch_size}, "
+            f"not {batch_size})"
         )
     print(
         f"RESULT train images_per_s={ips_loop:.1f} overhead_vs_bare_loop={r_loop:.3f} "

@@ -1,12 +1,15 @@
-"""The trainer (section 3 of the paper): determinism, bit-for-bit resume, feature-scale clipping,
-per-layer learning rates checked against a hand-computed step, and checkpoint atomicity under a
-killed write.
+"""The trainer (``zfcore.train``, section 3 of the paper): determinism, bit-for-bit resume,
+feature-scale clipping, per-layer learning rates checked against a hand-computed step, checkpoint
+atomicity under a killed write, the recipe knobs (initialisation, warm-up, late dropout, bfloat16
+steps) and what each epoch's history records.
 
-These tests train on small random tensors (``TensorDataset``), so they do not depend on the
-procedural data; ``tests/test_train_data.py`` runs the trainer on ``zfcore.data``, through the
-cache and ``torchrun`` (DDP equivalence with 2 gloo processes).
+The first tests train on small random tensors (``TensorDataset``), so they do not depend on the
+procedural data; the later ones run the trainer on ``zfcore.data``, through the cache and
+``torchrun`` (DDP equivalence with 2 gloo processes).
 """
 
+import math
+import os
 import signal
 import subprocess
 import sys
@@ -18,8 +21,13 @@ from torch.utils.data import TensorDataset
 
 from zfcore import cache as zcache
 from zfcore import train as T
+from zfcore.data import get_dataset, normalization
 from zfcore.models import LayerError, conv_layers, filter_rms
+from zfcore.probes import per_image_correct
 from zfcore.profiles import get_profile
+from zfcore.train import loop, runs
+from zfcore.train.batches import train_batches
+from zfcore.train.network import make_optimizer, set_learning_rates
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMING = {"train_seconds", "val_seconds", "images_per_s", "data_seconds"}
@@ -80,7 +88,7 @@ def test_resume_is_bit_for_bit(tmp_path):
 def test_shorter_schedule_is_served_from_longer_run(tmp_path, monkeypatch):
     tr, va = _data()
     long = T.train(_spec(tmp_path, epochs=3), tr, va, progress=False)
-    monkeypatch.setattr(T, "train", lambda *a, **k: pytest.fail("trained again"))
+    monkeypatch.setattr(runs, "train", lambda *a, **k: pytest.fail("trained again"))
     short = T.training_run("tiny", n_train=96, batch_size=32, epochs=2, cache_dir=tmp_path)
     _assert_same_state(short.model().state_dict(), long.model(2).state_dict())
     assert len(short.history) == 2 and short.history == long.history[:2]
@@ -192,14 +200,14 @@ def test_layer_parameters_cover_every_weight_once():
 def test_batches_are_the_same_whatever_the_number_of_processes():
     tr, _ = _data()
     spec = T.make_spec("tiny", n_train=96, batch_size=32)
-    one = list(T._train_batches(tr, spec, 1, 0, 1, 3))
-    two = [list(T._train_batches(tr, spec, 1, r, 2, 3)) for r in range(2)]
+    one = list(train_batches(tr, spec, 1, 0, 1, 3))
+    two = [list(train_batches(tr, spec, 1, r, 2, 3)) for r in range(2)]
     for s in range(3):
         assert torch.equal(one[s][0], torch.cat([two[0][s][0], two[1][s][0]]))
         assert torch.equal(one[s][1], torch.cat([two[0][s][1], two[1][s][1]]))
     seen = torch.cat([y for _, y in one])
     assert len(seen) == 96 and not torch.equal(
-        one[0][1], list(T._train_batches(tr, spec, 2, 0, 1, 3))[0][1]
+        one[0][1], list(train_batches(tr, spec, 2, 0, 1, 3))[0][1]
     )
 
 
@@ -244,6 +252,7 @@ T.train(tt._spec(Path({cache!r}), epochs=3), tr, va, progress=False)
 """
 
 
+@pytest.mark.slow
 def test_killed_checkpoint_write_leaves_previous_checkpoint(tmp_path):
     script = _KILLED_RUN.format(
         root=str(ROOT), tests=str(ROOT / "tests"), cache=str(tmp_path / "k")
@@ -266,3 +275,193 @@ def test_killed_checkpoint_write_leaves_previous_checkpoint(tmp_path):
     resumed = T.train(spec, tr, va, progress=False)
     straight = T.train(_spec(tmp_path / "s", epochs=3), tr, va, progress=False)
     _assert_same_state(resumed.model().state_dict(), straight.model().state_dict())
+
+
+# ---------------------------------------------------------------------------------------------
+# The trainer on the procedural scenes, through the cache and torchrun
+# ---------------------------------------------------------------------------------------------
+
+
+def test_rendered_scenes_equal_the_datasets_augmented_images():
+    spec = T.make_spec("tiny")
+    memo = T.RenderedScenes(get_dataset(spec.profile, "train"))
+    idx = [5, 0, 17, 63, 5]
+    std = min(normalization(spec.profile)[1])
+    for epoch in (0, 3):
+        want_x, want_y = get_dataset(spec.profile, "train", augment=True, epoch=epoch).images(idx)
+        got_x, got_y = memo.batch(idx, epoch, augment=True)
+        assert torch.equal(got_y, want_y)
+        # Stored at 8 bits: off by at most half a grey level (crops interpolate linearly).
+        assert (got_x - want_x).abs().max() <= 0.5 / 255 / std + 1e-5
+    assert memo.ready.sum() == 4  # each scene rendered once
+    plain_x, _ = memo.batch(idx, 0, augment=False)
+    want_plain, _ = get_dataset(spec.profile, "train").images(idx)
+    assert (plain_x - want_plain).abs().max() <= 0.5 / 255 / std + 1e-5
+
+
+def test_trained_model_trains_once_then_loads(monkeypatch, tmp_path):
+    over = dict(n_train=128, n_val=64, epochs=1, cache_dir=tmp_path)
+    model = T.trained_model("tiny", progress=False, **over)
+    assert not model.training and next(model.parameters()).device.type == "cpu"
+    monkeypatch.setattr(runs, "train", lambda *a, **k: pytest.fail("trained twice"))
+    again = T.trained_model("tiny", progress=False, **over)
+    for (k, a), b in zip(model.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), k
+    run = T.training_run("tiny", progress=False, **over)
+    assert run.checkpoint_epochs[-1] == 1.0 and 0.5 in run.checkpoint_epochs
+    x = get_dataset(run.spec.profile, "val").images([0, 1])[0]
+    assert again(x).shape == (2, 10)
+
+
+PAPER_RECIPE = [
+    "n_train=256",
+    "n_val=64",
+    "epochs=2",
+    "dropout=0",
+    'optimizer="sgd"',
+    "lr=0.01",
+    "momentum=0.9",
+    "weight_decay=0.0005",
+    'init="paper"',
+]
+
+
+@pytest.mark.slow
+def test_torchrun_two_gloo_processes_match_one_process(tmp_path):
+    """DDP averages the gradients of the two halves of every global batch; one process
+    computes the gradient of the whole batch: the weights agree to float precision. (Adam
+    would turn float-level differences in near-zero gradients into full-size steps, so the
+    comparison uses the paper's SGD, the recipe DDP runs on the imagenet profile.)"""
+    env = dict(
+        os.environ,
+        ZFCORE_CACHE=str(tmp_path / "two"),
+        OMP_NUM_THREADS="1",
+        GLOO_SOCKET_IFNAME=os.environ.get("GLOO_SOCKET_IFNAME", "lo"),
+    )
+    args = [a for kv in PAPER_RECIPE + ["threads=1"] for a in ("--set", kv)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "zfcore.train",
+        "--profile",
+        "tiny",
+        "--no-progress",
+        *args,
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    over = dict(kv.split("=", 1) for kv in PAPER_RECIPE)
+    over = {k: eval(v) for k, v in over.items()}
+    one = T.training_run("tiny", progress=False, cache_dir=tmp_path / "one", **over)
+    spec2 = T.make_spec("tiny", cache_dir=tmp_path / "two", **over)
+    two = T.TrainRun(spec2, spec2.entry(), [])
+    a, b = one.model().state_dict(), two.model().state_dict()
+    moved = max((a[k] - T.build_model(one.spec).state_dict()[k]).abs().max() for k in a)
+    assert moved > 1e-3  # training did change the weights
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-7, msg=k)
+    ddp_history = T.CheckpointStore(two.directory).latest_resume()["history"]
+    for h1, h2 in zip(one.history, ddp_history):
+        assert abs(h1.val_loss - h2["val_loss"]) < 1e-5
+        assert abs(h1.train_loss - h2["train_loss"]) < 1e-5
+
+
+def test_command_line_rejects_bad_overrides(capsys):
+    with pytest.raises(T.TrainError, match="unknown training override"):
+        T.main(["--profile", "tiny", "--set", "learning_rate=1"])
+    with pytest.raises(SystemExit):
+        T.main(["--profile", "tiny", "--set", "epochs"])
+
+
+def test_compare_throughput_measures_each_configuration():
+    ips = T.compare_throughput(
+        "tiny", {"global": [], "frozen": ["layer1", "layer2"]}, steps=1, rounds=1, batch_size=16
+    )
+    assert set(ips) == {"global", "frozen"} and all(v > 0 for v in ips.values())
+    with pytest.raises(LayerError, match="unknown layer"):
+        T.compare_throughput("tiny", {"bad": ["layer9"]}, steps=1, rounds=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The recipe knobs and what the history records
+# ---------------------------------------------------------------------------------------------
+
+
+def test_recipe_knobs_shape_the_initial_network_and_the_rate():
+    spec = T.make_spec("tiny", bias_init=1.0, init="he", warmup_epochs=1.0)
+    model = T.build_model(spec)
+    assert torch.all(model.features.conv2.bias == 1.0) and torch.all(
+        model.classifier.fc7.bias == 1.0
+    )
+    assert torch.all(model.classifier.fc8.bias == 0.0)  # logits are not a hidden layer
+    w = model.features.conv3.weight
+    assert w.std().item() == pytest.approx(math.sqrt(2 / w[0].numel()), rel=0.1)
+    opt = make_optimizer(spec, model)
+    set_learning_rates(opt, spec, 1.0, step=4, steps=10)  # half-way through a 1-epoch warm-up
+    assert opt.param_groups[0]["lr"] == pytest.approx(spec.profile.lr * 0.5)
+    set_learning_rates(opt, spec, 0.1, step=50, steps=10)
+    assert opt.param_groups[0]["lr"] == pytest.approx(spec.profile.lr * 0.1)
+    assert isinstance(
+        make_optimizer(T.make_spec("tiny", optimizer="adamw"), model), torch.optim.AdamW
+    )
+
+
+def test_logits_init_std_and_late_dropout():
+    small = T.build_model(T.make_spec("tiny", init="he"))
+    he = T.build_model(T.make_spec("tiny", init="he", logits_init_std=None))
+    assert small.classifier.fc8.weight.std().item() == pytest.approx(1e-2, rel=0.1)
+    w = he.classifier.fc8.weight
+    assert w.std().item() == pytest.approx(math.sqrt(2 / w.shape[1]), rel=0.1)
+    assert all(
+        torch.equal(a, b)
+        for (k, a), (_, b) in zip(small.state_dict().items(), he.state_dict().items())
+        if not k.startswith("classifier.fc8.weight")
+    )
+    p = get_profile("tiny", dropout_after=1.0)
+    drops = [m for m in small.modules() if isinstance(m, torch.nn.Dropout)]
+    assert len(drops) == 2
+    for progress, rate in ((0.0, 0.0), (0.99, 0.0), (1.0, 0.5), (2.5, 0.5)):
+        loop.set_dropout(small, p, progress)
+        assert all(m.p == rate for m in drops)
+
+
+def test_bf16_training_changes_the_arithmetic_not_the_keys_of_fp32_runs(tmp_path):
+    fp32 = T.make_spec("tiny")
+    assert "precision" not in fp32.key_config()["profile"]  # artefacts of fp32 runs keep their keys
+    bf16 = T.make_spec("tiny", precision="bf16")
+    assert bf16.entry() != fp32.entry()
+    kw = dict(progress=False, epochs=1, n_train=128, n_val=64, batch_size=64)
+    a = T.training_run("tiny", cache_dir=tmp_path, **kw).model().state_dict()
+    b = T.training_run("tiny", precision="bf16", cache_dir=tmp_path, **kw).model().state_dict()
+    c = (
+        T.training_run("tiny", precision="bf16", cache_dir=tmp_path / "again", **kw)
+        .model()
+        .state_dict()
+    )
+    assert all(v.dtype == torch.float32 for v in b.values())  # weights stay fp32
+    w = "features.conv2.weight"
+    assert not torch.equal(a[w], b[w])  # the steps really ran in bfloat16
+    assert torch.equal(b[w], c[w])  # ... deterministically
+    w0 = T.build_model(T.make_spec("tiny", n_train=128, n_val=64, batch_size=64)).state_dict()[w]
+    step_fp32, gap = (a[w] - w0).norm(), (a[w] - b[w]).norm()
+    assert gap < 0.5 * step_fp32  # ... and close to what fp32 learned
+
+
+def test_history_records_health_and_eval_mode_training_error(tmp_path):
+    run = T.training_run(
+        "tiny", progress=False, epochs=1, n_train=128, n_val=64, batch_size=64, cache_dir=tmp_path
+    )
+    h = run.final
+    assert set(h.dead_share) == {f"layer{i}" for i in range(1, 8)}
+    assert 0 <= h.train_eval_top1_error <= 100 and h.max_filter_rms > 0
+    # the eval-mode training error equals an independent evaluation of the same images
+    ds = get_dataset(run.spec.profile, "train")
+    correct = per_image_correct(run.model(), ds, list(range(64)))
+    assert 100 * (1 - correct.float().mean().item()) == pytest.approx(
+        h.train_eval_top1_error, abs=1e-6
+    )

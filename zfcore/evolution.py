@@ -1,4 +1,4 @@
-"""Feature evolution during training (Fig. 4) and per-layer convergence, measured.
+"""Feature evolution during training, measured: how close each layer is to its final state.
 
 Fig. 4 of Zeiler & Fergus (2014) shows, for a random subset of feature maps of layers 1-5, "the
 strongest activation (across all training examples) within a given feature map" at epochs 1, 2,
@@ -6,19 +6,20 @@ strongest activation (across all training examples) within a given feature map" 
 of the model can be seen to converge within a few epochs. However, the upper layers only develop
 after a considerable number of epochs (40-50)".
 
-This module makes that reading a number. For every checkpoint of a training run
-(:func:`zfcore.train.training_run` keeps them) and every layer it measures how close the layer
-already is to its final state, two ways:
+For every checkpoint of a training run (:func:`zfcore.train.training_run` keeps them) and every
+layer, :func:`layer_convergence` measures how close the layer already is to its final state, two
+ways:
 
-* **weights**: the share of the way from initialisation to the final weights the layer has
-  travelled (``1 - |W - W_final| / |W_init - W_final|``);
-* **top-k**: the mean share of each feature map's top-9 training images that are also its top-9
-  at the end (mined with :func:`zfcore.mining.mine_topk`), i.e. whether the map already responds to
-  what it will finally respond to.
+* **weights** (:func:`weight_progress`): the share of the way from initialisation to the final
+  weights the layer has travelled (``1 - |W - W_final| / |W_init - W_final|``);
+* **top-k** (:func:`topk_overlap_per_map`): the share of each feature map's top-9 training images
+  (mined with :func:`zfcore.mining.mine_topk`) that are also its top-9 at the end, i.e. whether
+  the map already responds to what it will finally respond to.
 
-A layer's **convergence epoch** is the first checkpoint after which its similarity stays at or
-above a threshold; the paper's claim is that it grows with depth. :func:`fig4_projections` gives
-the pixel-space projections of the strongest activation of chosen maps at every checkpoint.
+A layer's (or a map's) **convergence epoch** (:func:`convergence_epoch`) is the first checkpoint
+after which its similarity stays at or above a threshold. :func:`strongest_projections` projects
+the strongest activation of chosen maps to pixel space with the deconvnet (one checkpoint's
+column of Fig. 4). The study of Fig. 4 and its verdict are :mod:`zfcore.paper.fig4_evolution`'s.
 """
 
 from __future__ import annotations
@@ -29,30 +30,36 @@ from typing import Sequence
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from .cache import cached
+from .data import get_dataset
+from .deconv import project
 from .errors import ZFCoreError
-from .health import low_frequency_share
+from .mining import mine_topk, top_requests
+from .receptive import crop_patch, receptive_field
 from .study import Result
-from .train import TrainRun, layer_parameters
+from .train import TrainRun, build_model, layer_parameters, rendered_split
 
 __all__ = [
     "Convergence",
-    "Fig4Projections",
     "weight_progress",
     "topk_overlap",
+    "topk_overlap_per_map",
     "convergence_epoch",
     "spearman",
     "layer_convergence",
-    "fig4_projections",
+    "training_images",
     "strongest_projections",
-    "history_text",
-    "run_numbers",
     "EvolutionError",
     "EVOLUTION_VERSION",
+    "CONV_LAYERS",
 ]
 
-EVOLUTION_VERSION = 2  # 2: per-map convergence; Fig. 4 draws among maps that fire
+#: Part of the cache keys of :func:`layer_convergence` and of Fig. 4's projections
+#: (:func:`zfcore.paper.fig4_evolution.fig4_projections`): bumped when what they compute changes.
+EVOLUTION_VERSION = 2
+#: The convolutional layers whose maps are mined (Fig. 4 shows layers 1-5).
 CONV_LAYERS = ("layer1", "layer2", "layer3", "layer4", "layer5")
 
 
@@ -144,7 +151,9 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
 class Convergence(Result):
     """Per-layer similarity to the final checkpoint at every checkpoint, and the convergence
     epoch of every layer (see the module docstring). ``*_similarity[layer][i]`` belongs to
-    ``epochs[i]``; top-k values exist for the convolutional layers 1-5."""
+    ``epochs[i]``; top-k values exist for the convolutional layers 1-5. The paper-side readings
+    (the depth correlation, its verdict, the printed table, the recorded numbers) are
+    :mod:`zfcore.paper.fig4_evolution`'s."""
 
     epochs: list[float]
     weight_similarity: dict[str, list[float]]
@@ -158,7 +167,8 @@ class Convergence(Result):
 
     #: per layer, the convergence epoch of each map that fires at the final checkpoint
     map_converged: dict[str, list[float]] = field(default_factory=dict)
-    #: per layer, how many maps fire at the final checkpoint (on the mined images) and how many exist
+    #: per layer, how many maps fire at the final checkpoint (on the mined images), and how many
+    #: the layer has
     alive_maps: dict[str, int] = field(default_factory=dict)
     total_maps: dict[str, int] = field(default_factory=dict)
 
@@ -171,136 +181,9 @@ class Convergence(Result):
         q = torch.quantile(v, torch.tensor([0.5, 0.25, 0.75], dtype=torch.float64))
         return tuple(float(x) for x in q)
 
-    def depth_verdict(self, n_boot: int = 2000, seed: int = 0):
-        """Fig. 4's claim as a verdict: the Spearman correlation of depth (layer 1-5) with the
-        per-map convergence epoch over every firing map, with a 95 % bootstrap interval that
-        resamples the maps within each layer (seed variance not included). Positive = deeper
-        layers settle later, as the paper says."""
-        from .paper.verdicts import from_interval
 
-        layers = [l for l in self.map_converged if self.map_converged[l]]
-        if len(layers) < 2:
-            raise EvolutionError(
-                "the depth verdict needs per-map convergence of at least two layers"
-            )
-        vals = {l: torch.tensor(self.map_converged[l], dtype=torch.float64) for l in layers}
-        vals = {l: torch.nan_to_num(v, nan=float(self.epochs[-1]) * 2) for l, v in vals.items()}
-
-        def rho(sample):
-            depth = [int(l[len("layer") :]) for l in layers for _ in range(len(sample[l]))]
-            return spearman(depth, torch.cat([sample[l] for l in layers]).tolist())
-
-        g = torch.Generator().manual_seed(seed)
-        boots = []
-        for _ in range(n_boot):
-            s = {l: v[torch.randint(len(v), (len(v),), generator=g)] for l, v in vals.items()}
-            r = rho(s)
-            boots.append(0.0 if math.isnan(r) else r)
-        b = torch.tensor(boots, dtype=torch.float64)
-        low, high = (
-            float(x) for x in torch.quantile(b, torch.tensor([0.025, 0.975], dtype=torch.float64))
-        )
-        n = sum(len(v) for v in vals.values())
-        return from_interval(
-            "fig4_lower_layers_converge_first",
-            rho(vals),
-            low,
-            high,
-            source=f"bootstrap over {n} firing maps within their layers ({n_boot} resamples; "
-            f"seed variance not included)",
-        )
-
-    def depth_correlation(self, which: str = "topk") -> float:
-        """Spearman correlation of layer depth with convergence epoch (> 0: deeper = later)."""
-        conv = self.topk_converged if which == "topk" else self.weight_converged
-        layers = [l for l in conv if l.startswith("layer") and not math.isnan(conv[l])]
-        depth = [int(l[len("layer") :]) for l in layers]
-        return spearman(depth, [conv[l] for l in layers])
-
-    def table_text(self) -> str:
-        """Per layer: firing maps, the median and IQR of the per-map convergence epochs, and the
-        layer-mean top-9 and weight convergence epochs, as printed text."""
-        lines = [
-            f"{'layer':8s} {'firing maps':>11s} {'median epoch':>12s} {'IQR':>13s} "
-            f"{'layer mean top-9 at':>20s} {'weights at':>11s}"
-        ]
-        for l in self.map_converged:
-            med, q1, q3 = self.spread(l)
-            lines.append(
-                f"{l:8s} {self.alive_maps[l]:5d}/{self.total_maps[l]:<5d} {med:12g} "
-                f"{f'{q1:g}-{q3:g}':>13s} {self.topk_converged[l]:20g} {self.weight_converged[l]:11g}"
-            )
-        return "\n".join(lines)
-
-    def numbers(self) -> dict:
-        """The numbers notebook 04 records for Fig. 4's convergence reading: per layer the
-        convergence epochs (top-9, weights, per-map median and IQR), the depth correlations, the
-        thresholds and the number of mined images."""
-        return {
-            **{f"topk_converged_epoch_{l}": x for l, x in self.topk_converged.items()},
-            **{f"weight_converged_epoch_{l}": x for l, x in self.weight_converged.items()},
-            **{f"map_converged_epoch_median_{l}": self.spread(l)[0] for l in self.map_converged},
-            **{
-                f"map_converged_epoch_iqr_{l}": [self.spread(l)[1], self.spread(l)[2]]
-                for l in self.map_converged
-            },
-            "convergence_depth_spearman_topk": self.depth_correlation("topk"),
-            "convergence_depth_spearman_weights": self.depth_correlation("weights"),
-            "topk_threshold": self.topk_threshold,
-            "weight_threshold": self.weight_threshold,
-            "mined_images": self.n_images,
-        }
-
-
-def history_text(run: TrainRun) -> str:
-    """A training run per epoch as printed text (loss, running and eval-mode training error,
-    validation top-1 and top-5 error, images/s; the paper reports the running error, section 3),
-    the checkpoint epochs (Fig. 4's columns) and the dead-map share per layer at the end."""
-    lines = [
-        f"{'epoch':>5s} {'train loss':>10s} {'train err':>9s} {'train err (eval)':>16s} {'val err':>8s} "
-        f"{'val top-5':>9s} {'img/s':>6s}"
-    ]
-    for h in run.history:
-        lines.append(
-            f"{h.epoch:5d} {h.train_loss:10.3f} {h.train_top1_error:8.1f}% {h.train_eval_top1_error:15.1f}% "
-            f"{h.val_top1_error:7.1f}% {h.val_top5_error:8.1f}% {h.images_per_s:6.0f}"
-        )
-    lines.append(f"checkpoints kept at epochs {[f'{e:g}' for e in run.checkpoint_epochs]}")
-    lines.append(
-        "dead maps at the end: "
-        + ", ".join(f"{l} {v:.0%}" for l, v in run.final.dead_share.items())
-    )
-    return "\n".join(lines)
-
-
-def run_numbers(run: TrainRun) -> dict:
-    """The numbers notebook 04 records for the main training run: final validation accuracy and
-    top-5 error, eval-mode training error, training time (the training steps, and the per-epoch
-    validation with its dead-map count), epochs, learning-rate drops, arithmetic, checkpoint
-    epochs, the layer-1 filters' low-frequency share and the share of dead maps per layer at the
-    end."""
-    f = run.final
-    return dict(
-        final_val_accuracy=f.val_accuracy,
-        final_val_top5_error=f.val_top5_error,
-        final_train_eval_top1_error=f.train_eval_top1_error,
-        training_seconds=run.train_seconds,
-        training_minutes=run.train_seconds / 60,
-        epochs=len(run.history),
-        validation_seconds=sum(h.val_seconds for h in run.history),
-        lr_drop_epochs=list(run.spec.profile.lr_drop_epochs),
-        precision=run.spec.profile.precision,
-        layer1_low_frequency_share=low_frequency_share(run.model()),
-        checkpoint_epochs=run.checkpoint_epochs,
-        **{f"dead_map_share_{l}": v for l, v in f.dead_share.items()},
-    )
-
-
-def _training_images(run: TrainRun, n_images: int) -> torch.Tensor:
+def training_images(run: TrainRun, n_images: int) -> torch.Tensor:
     """The first ``n_images`` training images of the run's data (un-augmented, normalised)."""
-    from .data import get_dataset
-    from .train import rendered_split
-
     p = run.spec.profile
     memo = rendered_split(p, "train")
     idx = list(range(n_images))
@@ -335,23 +218,14 @@ def layer_convergence(
     n_images = min(int(n_images), run.spec.profile.n_train)
 
     def build() -> dict:
-        from .mining import mine_topk
-
-        images = _training_images(run, n_images)
+        images = training_images(run, n_images)
         final_model = run.model(epochs[-1])
         final_state = final_model.state_dict()
-        from .train import build_model
-
         init_state = build_model(run.spec).state_dict()
         layers = [l for l in CONV_LAYERS if l in final_model.layer_names]
         tops = {}
         weight_sim: dict[str, list[float]] = {}
-        it = epochs
-        if progress:
-            from tqdm.auto import tqdm
-
-            it = tqdm(epochs, desc="checkpoints", unit="ckpt")
-        for e in it:
+        for e in tqdm(epochs, desc="checkpoints", unit="ckpt", disable=not progress):
             model = run.model(e)
             for layer, v in weight_progress(
                 model, init_state, model.state_dict(), final_state
@@ -410,40 +284,6 @@ def layer_convergence(
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# Fig. 4: the strongest activation of chosen maps at every checkpoint, projected to pixels
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Fig4Projections(Result):
-    """``projections[layer]``: ``(maps, checkpoints, 3, s, s)`` deconvnet projections of each
-    chosen map's strongest activation over the mined images, cropped to the layer's receptive
-    field; ``patches`` the image patches under them; ``maps[layer]`` the chosen map indices;
-    ``activations[layer]`` ``(maps, checkpoints)`` the strongest activation's value."""
-
-    epochs: list[float]
-    maps: dict[str, list[int]]
-    projections: dict[str, torch.Tensor]
-    patches: dict[str, torch.Tensor]
-    activations: dict[str, torch.Tensor]
-    image_index: dict[str, torch.Tensor] = field(default_factory=dict)
-    #: per layer, how many maps fire at the final checkpoint (the shown maps are drawn among
-    #: them, at random) and how many the layer has
-    alive: dict[str, int] = field(default_factory=dict)
-    total: dict[str, int] = field(default_factory=dict)
-
-    def alive_text(self) -> str:
-        """How many maps of each layer fire at the final checkpoint, as a printed sentence."""
-        return "maps that fire at the final checkpoint (on the mined images): " + ", ".join(
-            f"{l} {self.alive[l]}/{self.total[l]}" for l in self.alive
-        )
-
-    def numbers(self) -> dict:
-        """``fig4_firing_maps_<layer>``: the maps Fig. 4's rows are drawn among."""
-        return {f"fig4_firing_maps_{l}": v for l, v in self.alive.items()}
-
-
 def strongest_projections(
     model: nn.Module, images: torch.Tensor, maps: "dict[str, Sequence[int]]"
 ) -> dict:
@@ -452,10 +292,6 @@ def strongest_projections(
     it, its value and the image's index: ``{"projections": {layer: (M, 3, s, s)}, "patches":
     ..., "activations": {layer: (M,)}, "image_index": {layer: (M,)}}`` (Fig. 2 with k = 1,
     Fig. 4 at one checkpoint, Fig. 6 (d)-(e))."""
-    from .deconv import project
-    from .mining import mine_topk, top_requests
-    from .receptive import crop_patch, receptive_field
-
     layers = list(maps)
     res = mine_topk(model, images, k=1, layers=layers, batch_size=250, progress=False)
     out = {"projections": {}, "patches": {}, "activations": {}, "image_index": {}}
@@ -475,71 +311,3 @@ def strongest_projections(
         out["activations"][l] = lt.values[chans, 0]
         out["image_index"][l] = img
     return out
-
-
-def fig4_projections(
-    run: TrainRun,
-    maps_per_layer: int = 3,
-    n_images: int = 1000,
-    layers: Sequence[str] = CONV_LAYERS,
-    seed: int = 0,
-    progress: bool = True,
-    cache: bool = True,
-) -> Fig4Projections:
-    """Fig. 4 for ``run``: for ``maps_per_layer`` feature maps of each layer drawn at random among
-    those that fire at the final checkpoint (the same maps at every checkpoint), the strongest activation over the first ``n_images`` training images,
-    projected to pixel space with the deconvnet (:func:`zfcore.deconv.project`) and cropped to
-    the layer's receptive field (:func:`zfcore.receptive.crop_patch`)."""
-    if maps_per_layer < 1:
-        raise EvolutionError(f"maps_per_layer must be >= 1, got {maps_per_layer!r}")
-    epochs = list(run.checkpoint_epochs)
-    n_images = min(int(n_images), run.spec.profile.n_train)
-
-    def build() -> dict:
-        images = _training_images(run, n_images)
-        final = run.model(epochs[-1])
-        use = [l for l in layers if l in final.layer_names]
-        from .mining import mine_topk
-
-        g = torch.Generator().manual_seed(seed)
-        top1 = mine_topk(final, images, k=1, layers=use, batch_size=250, progress=False)
-        alive = {l: torch.nonzero(top1[l].values[:, 0] > 0).flatten() for l in use}
-        if any(len(a) == 0 for a in alive.values()):
-            raise EvolutionError(
-                f"no map of {[l for l, a in alive.items() if not len(a)]} fires on the "
-                f"{len(images)} mined images at the final checkpoint: the network is dead there"
-            )
-        maps = {
-            l: sorted(a[torch.randperm(len(a), generator=g)[:maps_per_layer]].tolist())
-            for l, a in alive.items()
-        }
-        per_epoch = []
-        it = epochs
-        if progress:
-            from tqdm.auto import tqdm
-
-            it = tqdm(epochs, desc="Fig. 4 checkpoints", unit="ckpt")
-        for e in it:
-            per_epoch.append(strongest_projections(run.model(e), images, maps))
-        out = {
-            "epochs": epochs,
-            "maps": maps,
-            "alive": {l: len(a) for l, a in alive.items()},
-            "total": {l: int(top1[l].values.shape[0]) for l in use},
-        }
-        for key in ("projections", "patches", "activations", "image_index"):
-            out[key] = {l: torch.stack([r[key][l] for r in per_epoch], 1) for l in use}
-        return out
-
-    config = {
-        "version": EVOLUTION_VERSION,
-        "kind": "fig4",
-        "run": run.spec.key_config(),
-        "epochs": epochs,
-        "n_images": n_images,
-        "maps": maps_per_layer,
-        "layers": list(layers),
-        "seed": seed,
-    }
-    raw = cached(run.spec.profile.cache_dir, "evolution", config, build) if cache else build()
-    return Fig4Projections(**raw)

@@ -2,10 +2,13 @@
 
 A feature map (a channel of a convolutional layer, or a unit of a fully connected one) *fires* on
 an image when its rectified output is positive somewhere in that image. A map that fires on no
-image of a representative set is dead: it contributes nothing to the layers above, gets no
-gradient, and draws a blank panel in Fig. 2 and Fig. 4 of the paper. A map that fires on fewer
-than ``rare`` (1 %) of the images is nearly dead. Section 4.1 of the paper reports the opposite
-problem in the first layer (a few filters dominating); both are read off here.
+image of a representative set is *dead* (the package's one meaning of the word): it contributes
+nothing to the layers above, gets no gradient, and draws a blank panel in Fig. 2 and Fig. 4 of
+the paper. A map that fires on fewer than ``rare`` (1 %) of the images is *nearly dead*
+(:meth:`DeadMaps.rare_share`). The first-layer maps whose mean response is far below the
+others' are *weak* (:func:`zfcore.firstlayer.weak_maps`, the "dead" filters of the paper's
+Fig. 6), a different measure. :func:`low_frequency_share` reads the layer-1 filters' spectrum
+(learned edges and blobs against the random start).
 
 :class:`FireCounter` accumulates, batch by batch, how many images each map fired on; the trainer
 feeds it during validation (so every checkpoint of the training history carries
@@ -44,7 +47,8 @@ def network_layers(model: nn.Module) -> list[str]:
 
 
 def _fired(output: torch.Tensor) -> torch.Tensor:
-    """``(N, C)`` bool: did each map fire anywhere in each image (``(N, C, H, W)`` or ``(N, C)``)."""
+    """``(N, C)`` bool: did each map fire anywhere in each image (of an ``(N, C, H, W)`` or
+    ``(N, C)`` layer output)."""
     if output.dim() == 4:
         output = output.amax(dim=(2, 3))
     elif output.dim() != 2:
@@ -68,7 +72,8 @@ class DeadMaps:
         return float((c == 0).float().mean())
 
     def rare_share(self, layer: str) -> float:
-        """Share of the layer's maps that fired on fewer than ``rare`` of the images (dead included)."""
+        """Share of the layer's maps that fired on fewer than ``rare`` of the images: the nearly
+        dead (dead included)."""
         c = self.fire_counts[layer]
         return float((c < self.rare * self.n_images).float().mean())
 

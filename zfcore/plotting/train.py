@@ -1,9 +1,9 @@
 """Figures of the training notebooks: Fig. 4 (feature evolution), per-layer convergence, training
 curves, Fig. 6 (first-layer filters and their numbers) and Tables 2-3 (ablations).
 
-Every function takes result objects (``zfcore.train.TrainRun``, ``zfcore.evolution``'s
-``Convergence`` / ``Fig4Projections``, ``zfcore.firstlayer.FirstLayer``, plain rows) and returns
-a matplotlib figure; nothing here computes an analysis.
+Every function takes result objects (``zfcore.train.TrainRun``, ``zfcore.evolution.Convergence``,
+``zfcore.paper.fig4_evolution.Fig4Projections``, ``zfcore.firstlayer.FirstLayer``, plain rows)
+and returns a matplotlib figure; nothing here computes an analysis.
 """
 
 from __future__ import annotations
@@ -160,8 +160,9 @@ def plot_convergence(conv, title: str = "") -> plt.Figure:
 
 
 def plot_recipes(results: Sequence, chosen: "str | None" = None, title: str = "") -> plt.Figure:
-    """The recipe comparison (:func:`zfcore.recipes.compare_recipes`): validation error, dead maps
-    per layer and the layer-1 low-frequency share of each recipe; ``chosen`` is highlighted."""
+    """The recipe comparison (:func:`zfcore.paper.fig4_evolution.compare_recipes`): validation
+    error, dead maps per layer and the layer-1 low-frequency share of each recipe; ``chosen`` is
+    highlighted."""
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     names = [r.recipe for r in results]
     x = np.arange(len(names))
@@ -285,9 +286,9 @@ def plot_side_by_side(
 
 
 def plot_layer_schedules(study, title: str = "") -> plt.Figure:
-    """Notebook 04's per-layer schedules (a :class:`zfcore.recipes.LayerSchedules`; section 4.2's
-    reading of Fig. 4): validation accuracy, training time when trained and step throughput
-    once frozen, one bar per arm."""
+    """Notebook 04's per-layer schedules (a :class:`zfcore.paper.fig4_evolution.LayerSchedules`;
+    section 4.2's reading of Fig. 4): validation accuracy, training time when trained and step
+    throughput once frozen, one bar per arm."""
     return plot_side_by_side(
         study.rows(),
         [
@@ -301,7 +302,8 @@ def plot_layer_schedules(study, title: str = "") -> plt.Figure:
 
 def plot_first_layer_filters(reports: Sequence, cols: int = 16, title: str = "") -> plt.Figure:
     """Fig. 6 (b)-(c): the first-layer filters of each network (one block of rows per network),
-    each contrast-stretched; dead filters are framed in red."""
+    each contrast-stretched; weak filters (the paper's "dead" ones,
+    :func:`zfcore.firstlayer.weak_maps`) are framed in red."""
     blocks = [(r, math.ceil(len(r.filters) / cols)) for r in reports]
     rows = sum(b for _, b in blocks)
     fig, axes = plt.subplots(
@@ -317,7 +319,7 @@ def plot_first_layer_filters(reports: Sequence, cols: int = 16, title: str = "")
                 ax.axis("off")
                 continue
             ax.imshow(show_patch(rep.filters[i]), interpolation="nearest")
-            if bool(rep.dead[i]):
+            if bool(rep.weak[i]):
                 for s in ax.spines.values():
                     s.set_color("red")
                     s.set_linewidth(2)
@@ -382,7 +384,7 @@ def plot_first_layer_numbers(reports: Sequence, title: str = "") -> plt.Figure:
         ax.set_title(label, fontsize=9)
         ax.set_ylim(0, max(max(vals) * 1.15, 0.05))
 
-    bars(axes[0], [r.dead_fraction for r in reports], "dead first-layer maps")
+    bars(axes[0], [r.weak_fraction for r in reports], "dead first-layer maps")
     bars(
         axes[1],
         [r.mean_aliased for r in reports],

@@ -1,4 +1,4 @@
-"""``python -m zfcore.train`` and ``torchrun ... -m zfcore.train``: :func:`zfcore.train.cli.main`."""
+"""``python -m zfcore.train`` and ``torchrun ... -m zfcore.train`` (:mod:`zfcore.train.cli`)."""
 
 import sys
 

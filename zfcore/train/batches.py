@@ -11,22 +11,30 @@ A procedural split is rendered once per process and kept as 8-bit images
 
 from __future__ import annotations
 
+import queue
+import threading
 from typing import Any, Iterator
 
 import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from .. import cache as zcache
+from .. import data
+from ..data.transforms import crop_choices
 from ..profiles import Profile
-from .spec import TrainError, TrainSpec, _generator_version
+from .spec import TrainSpec, generator_version
 
 
-def _seed(*parts: Any) -> int:
+def derived_seed(*parts: Any) -> int:
+    """A 60-bit seed derived from ``parts`` (a stable hash): the epoch order, the dropout masks
+    and the crops each draw from their own stream, a function of (purpose, seed, epoch, ...)."""
     return int(zcache.config_hash(list(parts), length=15), 16)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The shuffled order of the training set in ``epoch`` (a function of seed and epoch)."""
-    g = torch.Generator().manual_seed(_seed("order", seed, epoch))
+    g = torch.Generator().manual_seed(derived_seed("order", seed, epoch))
     return torch.randperm(n, generator=g)
 
 
@@ -70,8 +78,6 @@ class RenderedScenes:
         todo = (~self.ready).nonzero().flatten()
         chunks = [c for c in torch.split(todo, batch_size) if len(c)]
         if progress and chunks:
-            from tqdm.auto import tqdm
-
             chunks = tqdm(chunks, desc=f"rendering {self.dataset.split} scenes", unit="batch")
         for c in chunks:
             self._render(c)
@@ -96,8 +102,6 @@ class RenderedScenes:
     def host_batch(self, indices, epoch: int, augment: bool, pin: bool = False) -> tuple:
         """The CPU's share of :meth:`batch`: the 8-bit images, the labels and the crop choices
         (in page-locked memory with ``pin``, ready for an asynchronous copy to a GPU)."""
-        from ..data.transforms import crop_choices
-
         indices = torch.as_tensor(indices, dtype=torch.long)
         todo = indices[~self.ready[indices]]
         if len(todo):
@@ -111,27 +115,27 @@ class RenderedScenes:
         """The rest of :meth:`batch` on ``device``: the 8-bit images travel (a quarter of the
         bytes of floats, without waiting for the GPU), then become floats, are cropped, flipped
         and normalised there."""
-        from ..data import normalize, paper_crops
-
         x, y, choices = host
         if device is not None and torch.device(device).type != "cpu":
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         x = x.float().div_(255)
         if choices is not None:
-            x = paper_crops(x, *choices)
-        return normalize(x, self.dataset.profile), y
+            x = data.paper_crops(x, *choices)
+        return data.normalize(x, self.dataset.profile), y
 
 
-def _as_source(data):
-    """Wrap a procedural split in :class:`RenderedScenes`; other data sets are used as given."""
+def as_source(dataset):
+    """A training or evaluation source: a procedural split wrapped in :class:`RenderedScenes`
+    (rendered once, kept as 8-bit images); other data sets, and functions ``epoch -> Dataset``,
+    as given."""
     if (
-        data is None
-        or isinstance(data, RenderedScenes)
-        or callable(data)
-        and not hasattr(data, "__len__")
+        dataset is None
+        or isinstance(dataset, RenderedScenes)
+        or callable(dataset)
+        and not hasattr(dataset, "__len__")
     ):
-        return data
-    return RenderedScenes(data) if RenderedScenes.fits(data) else data
+        return dataset
+    return RenderedScenes(dataset) if RenderedScenes.fits(dataset) else dataset
 
 
 def _shards(
@@ -149,15 +153,15 @@ def _shards(
     return [order[s * b + rank * local : s * b + (rank + 1) * local].tolist() for s in range(steps)]
 
 
-def _loader(dataset, batches: list[list[int]], num_workers: int, pin_memory: bool = False):
-    from torch.utils.data import DataLoader
-
+def index_loader(dataset, batches: list[list[int]], num_workers: int, pin_memory: bool = False):
+    """A ``DataLoader`` over ``dataset`` that yields exactly ``batches`` (lists of indices), in
+    order, with ``num_workers`` workers."""
     return DataLoader(
         dataset, batch_sampler=batches, num_workers=num_workers, pin_memory=pin_memory
     )
 
 
-def _train_batches(
+def train_batches(
     source,
     spec: TrainSpec,
     epoch: int,
@@ -176,7 +180,7 @@ def _train_batches(
     For a GPU (``device``), rendered scenes are prepared ahead: a thread does the CPU's share of
     the next batches (crop choices, 8-bit gather, page-locking) while the GPU trains on the ones
     before, and the crops and flips run on the GPU (:meth:`RenderedScenes.finish`). On the CPU
-    the batches are made in turn, exactly as before.
+    the batches are made in turn.
     """
     device = torch.device(device)
     if isinstance(source, RenderedScenes):
@@ -190,7 +194,7 @@ def _train_batches(
             yield source.finish(host, device)
         return
     dataset = source(epoch) if callable(source) and not hasattr(source, "__len__") else source
-    yield from _loader(
+    yield from index_loader(
         dataset,
         _shards(len(dataset), spec, epoch, rank, world, steps),
         spec.profile.num_workers,
@@ -201,9 +205,6 @@ def _train_batches(
 def _ahead(items: Iterator, depth: int = 3) -> Iterator:
     """``items``, with up to ``depth`` of them made ahead in a background thread (its exceptions
     are raised here; leaving the loop early stops it)."""
-    import queue
-    import threading
-
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop, end = threading.Event(), object()
 
@@ -246,8 +247,6 @@ _MEMO: "dict[tuple, RenderedScenes]" = {}
 def rendered_split(profile: Profile, split: str) -> "RenderedScenes | None":
     """The process-wide :class:`RenderedScenes` of a procedural split (shared by every training
     in this process that uses the same data, e.g. a notebook's Table 3 variants), or None."""
-    from .. import data
-
     ds = data.get_dataset(profile, split)
     if not RenderedScenes.fits(ds):
         return None
@@ -258,7 +257,7 @@ def rendered_split(profile: Profile, split: str) -> "RenderedScenes | None":
         profile.num_classes,
         split,
         len(ds),
-        _generator_version(),
+        generator_version(),
     )
     if key not in _MEMO:
         if len(_MEMO) >= 2:  # the train and val split of one data set
@@ -267,15 +266,9 @@ def rendered_split(profile: Profile, split: str) -> "RenderedScenes | None":
     return _MEMO[key]
 
 
-def _default_sources(spec: TrainSpec):
-    """The profile's training split (augmented per epoch) and validation split."""
-    try:
-        from .. import data
-    except ImportError as e:
-        raise TrainError(
-            f"zfcore.data is not available ({e}); pass train_set= and val_set= "
-            f"(torch Datasets of (image, label)) to train()"
-        ) from None
+def default_sources(spec: TrainSpec):
+    """The profile's training split (augmented per epoch: rendered scenes, or a function
+    ``epoch -> Dataset`` with a ``length``) and validation split."""
     p, aug = spec.profile, spec.options.augment
     train_source = rendered_split(p, "train")
     if train_source is None:
@@ -288,16 +281,16 @@ def _default_sources(spec: TrainSpec):
     return train_source, val_source
 
 
-def _train_eval_source(train_set, spec: TrainSpec):
+def train_eval_source(train_set, spec: TrainSpec):
     """The training images as evaluated (no augmentation): what eval-mode training error reads."""
     if isinstance(train_set, RenderedScenes) or hasattr(train_set, "__getitem__"):
         return train_set
-    from .. import data
-
     return data.get_dataset(spec.profile, "train")
 
 
-def _length(source) -> int:
+def source_length(source) -> int:
+    """The number of images of a source (``len``, or the ``length`` of a function
+    ``epoch -> Dataset``)."""
     return (
         source.length
         if hasattr(source, "length") and not hasattr(source, "__len__")

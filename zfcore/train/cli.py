@@ -34,8 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
-from ..models import TABLE3_VARIANTS
+from ..models import TABLE3_VARIANTS, model_fingerprint
+from . import shipped
+from .loop import train
+from .runs import training_run
 from .spec import ARCHS, make_spec
 
 
@@ -94,8 +98,6 @@ def main(argv: "list[str] | None" = None) -> int:
     spec = make_spec(args.profile, args.arch, args.variant, **overrides)
     if spec.profile.threads:
         torch.set_num_threads(spec.profile.threads)
-    import torch.distributed as dist
-
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         backend = (
@@ -106,8 +108,6 @@ def main(argv: "list[str] | None" = None) -> int:
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         dist.init_process_group(backend)
-    from . import train, training_run  # the package's names (what tests and callers patch)
-
     try:
         if world > 1:
             run = train(spec, progress=not args.no_progress)
@@ -127,12 +127,9 @@ def main(argv: "list[str] | None" = None) -> int:
         )
         print(_compare_with_shipped(run))
         if args.retrain:
-            print(
-                f"retrained from scratch; to use this network: ZFCORE_CACHE={spec.profile.cache_dir}"
-            )
+            cache_dir = spec.profile.cache_dir
+            print(f"retrained from scratch; to use this network: ZFCORE_CACHE={cache_dir}")
         if args.export is not None:
-            from . import shipped
-
             written = shipped.export(run, args.export or None)
             print(f"exported {run.directory} -> {written.path}: {written.describe()}")
     return 0
@@ -140,9 +137,6 @@ def main(argv: "list[str] | None" = None) -> int:
 
 def _compare_with_shipped(run) -> str:
     """The run's fingerprint, and whether it reproduces the shipped weights of its configuration."""
-    from ..models import model_fingerprint
-    from . import shipped
-
     got = model_fingerprint(run.model())
     found = shipped.find(run.spec)
     if found is None:

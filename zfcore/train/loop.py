@@ -31,8 +31,11 @@ import time
 from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
 
 from .. import cache as zcache
 from ..health import FireCounter
@@ -40,23 +43,27 @@ from ..models import clip_filters_count_, conv_layers, filter_rms, layer_key, lo
 from ..profiles import Profile
 from .batches import (
     RenderedScenes,
-    _as_source,
-    _default_sources,
-    _length,
-    _seed,
-    _train_batches,
-    _train_eval_source,
+    as_source,
+    default_sources,
+    derived_seed,
     rendered_split,
+    source_length,
+    train_batches,
+    train_eval_source,
 )
 from .checkpoints import CheckpointStore, TrainRun
-from .metrics import EpochMetrics, _counts, _summarise, evaluate
-from .network import _apply_freeze, _frozen_layers, _optimizer, _set_lr, build_model
+from .metrics import EpochMetrics, batch_counts, evaluate, summarise_counts
+from .network import (
+    apply_freeze,
+    build_model,
+    frozen_layers,
+    make_optimizer,
+    set_learning_rates,
+)
 from .spec import LAYER_KEYS, TrainError, TrainOptions, TrainSpec, make_spec
 
 
 def _distributed() -> tuple[int, int]:
-    import torch.distributed as dist
-
     if _grouped():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
@@ -65,8 +72,6 @@ def _distributed() -> tuple[int, int]:
 def _grouped() -> bool:
     """Whether this process is in a process group (``torchrun``): then the model trains wrapped
     in DistributedDataParallel, even alone (``--nproc_per_node=1``)."""
-    import torch.distributed as dist
-
     return dist.is_available() and dist.is_initialized()
 
 
@@ -97,7 +102,7 @@ def train(
     tensor on the training device (reading it waits for the device: keep it and read later).
 
     On a GPU (``profile.device="cuda"``) nothing in a step reads a value back from the device,
-    batches are made ahead of it (:func:`zfcore.train.batches._train_batches`), and
+    batches are made ahead of it (:func:`zfcore.train.batches.train_batches`), and
     ``data_seconds`` in the history says how long the loop waited for them.
     """
     p = spec.profile
@@ -108,12 +113,12 @@ def train(
             f"{world} processes"
         )
     if train_set is None or val_set is None:
-        dtrain, dval = _default_sources(spec)
-        train_set = dtrain if train_set is None else _as_source(train_set)
-        val_set = dval if val_set is None else _as_source(val_set)
+        dtrain, dval = default_sources(spec)
+        train_set = dtrain if train_set is None else as_source(train_set)
+        val_set = dval if val_set is None else as_source(val_set)
     else:
-        train_set, val_set = _as_source(train_set), _as_source(val_set)
-    n_train = _length(train_set)
+        train_set, val_set = as_source(train_set), as_source(val_set)
+    n_train = source_length(train_set)
     if n_train < p.batch_size:
         raise TrainError(f"the training set ({n_train} images) is smaller than one batch")
     store = CheckpointStore(spec.entry())
@@ -121,9 +126,9 @@ def train(
     steps = n_train // p.batch_size
     keep = spec.checkpoint_epochs()
 
-    # channels_last: the same arithmetic, about 1.4x faster convolutions on CPU (oneDNN) and GPU
+    # channels_last: the same arithmetic in the memory layout fast convolutions want (oneDNN, cuDNN)
     model = build_model(spec).to(device, memory_format=torch.channels_last)
-    opt = _optimizer(spec, model)
+    opt = make_optimizer(spec, model)
     history: list[dict] = []
     plateau = {"best": math.inf, "bad_epochs": 0, "scale": 1.0}
     start = 0
@@ -142,31 +147,31 @@ def train(
     for source in (train_set, val_set):
         if isinstance(source, RenderedScenes) and start < p.epochs:
             source.prefetch(progress=progress and rank == 0)
-    train_eval = _train_eval_source(train_set, spec)
+    train_eval = train_eval_source(train_set, spec)
     net, frozen = model, None
     autocast = training_autocast(p, device)
     bar_steps = (p.epochs - start) * steps
     bar = _progress(bar_steps, f"train {p.name}/{spec.arch}/{spec.variant}", progress and rank == 0)
     for epoch in range(start, p.epochs):
-        torch.manual_seed(_seed("dropout", p.seed, epoch, rank))
+        torch.manual_seed(derived_seed("dropout", p.seed, epoch, rank))
         net.train()
         counts = torch.zeros(4, dtype=torch.float64, device=device)
         clipped = torch.zeros((), dtype=torch.int64, device=device)
         fractional = {round((e - epoch) * steps): e for e in keep if epoch < e < epoch + 1}
         waited = [0.0]
         t0 = time.perf_counter()
-        batches = _timed(_train_batches(train_set, spec, epoch, rank, world, steps, device), waited)
+        batches = _timed(train_batches(train_set, spec, epoch, rank, world, steps, device), waited)
         for s, (x, y) in enumerate(batches, 1):
-            _set_dropout(model, p, epoch + (s - 1) / steps)
-            now_frozen = _frozen_layers(spec, epoch + (s - 1) / steps)
+            set_dropout(model, p, epoch + (s - 1) / steps)
+            now_frozen = frozen_layers(spec, epoch + (s - 1) / steps)
             if now_frozen != frozen:
                 frozen = now_frozen
-                _apply_freeze(model, frozen)
+                apply_freeze(model, frozen)
                 net = _wrap_ddp(model, device) if _grouped() else model
                 net.train()
             x = x.to(device, non_blocking=True, memory_format=torch.channels_last)
             y = y.to(device, non_blocking=True)
-            _set_lr(opt, spec, plateau["scale"], epoch * steps + s - 1, steps)
+            set_learning_rates(opt, spec, plateau["scale"], epoch * steps + s - 1, steps)
             with autocast:
                 out = net(x)
                 loss = F.cross_entropy(out, y)
@@ -175,7 +180,7 @@ def train(
             opt.step()
             if p.clip_rms is not None:
                 clipped += clip_filters_count_(model, p.clip_rms)
-            counts += _counts(out.detach(), y, loss)
+            counts += batch_counts(out.detach(), y, loss)
             if on_step is not None:
                 on_step(epoch * steps + s, loss.detach())
             if s in fractional and rank == 0:
@@ -185,8 +190,6 @@ def train(
                 if s % 10 == 0 or s == steps:
                     _postfix(bar, counts, world, p.batch_size * s / (time.perf_counter() - t0))
         if world > 1:
-            import torch.distributed as dist
-
             dist.all_reduce(counts)
         _synchronize(device)  # the epoch's steps have run, not only been queued
         train_seconds = time.perf_counter() - t0
@@ -210,10 +213,10 @@ def train(
             rank=rank,
             world=world,
             num_workers=p.num_workers,
-            limit=min(_length(val_set), n_train),
+            limit=min(source_length(val_set), n_train),
         )
         dead = fires.result() if world == 1 else None  # per-process counts; only exact unsharded
-        tl, t1e, t5e = _summarise(counts.cpu())
+        tl, t1e, t5e = summarise_counts(counts.cpu())
         history.append(
             dataclasses.asdict(
                 EpochMetrics(
@@ -261,8 +264,6 @@ def train(
     if bar is not None:
         bar.close()
     if world > 1:
-        import torch.distributed as dist
-
         dist.barrier()
     if rank == 0 and float(p.epochs) not in store.weight_epochs():
         store.save_weights(p.epochs, _cpu_state(model))  # resumed exactly at the end
@@ -297,12 +298,10 @@ def _timed(items: Iterator, waited: list) -> Iterator:
             items.close()  # a loop left early stops the batches made ahead
 
 
-def _set_dropout(model: nn.Module, profile: Profile, progress: float) -> None:
+def set_dropout(model: nn.Module, profile: Profile, progress: float) -> None:
     """Late dropout: no dropout for the first ``profile.dropout_after`` epochs, then
     ``profile.dropout`` (the paper's 0.5 in layers 6 and 7). Dropout slows the escape from the
-    loss plateau at the start (measured on mini at batch 128, rate 2e-2, He logits: the running loss
-    fell below 1.9 after 168 steps without dropout, 336 with it) and is there against overfitting,
-    which comes later."""
+    loss plateau at the start and is there against overfitting, which comes later."""
     rate = profile.dropout if progress >= profile.dropout_after - 1e-9 else 0.0
     for m in model.modules():
         if isinstance(m, nn.Dropout):
@@ -311,9 +310,8 @@ def _set_dropout(model: nn.Module, profile: Profile, progress: float) -> None:
 
 def training_autocast(profile: Profile, device: torch.device):
     """The context of a training step's forward pass: bfloat16 autocast when
-    ``profile.precision == "bf16"`` (matrix products and convolutions in bfloat16: a ZF-mini
-    training step 1.3x faster on a 2-core CPU with AVX512-BF16, ``benchmarks.train``; weights,
-    gradients and the optimiser stay fp32), else none."""
+    ``profile.precision == "bf16"`` (matrix products and convolutions in bfloat16, timed by
+    ``benchmarks.train``; weights, gradients and the optimiser stay fp32), else none."""
     if profile.precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
@@ -324,8 +322,6 @@ def _cpu_state(model: nn.Module) -> dict:
 
 
 def _wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
-    from torch.nn.parallel import DistributedDataParallel
-
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids)
 
@@ -350,13 +346,11 @@ def _anneal_on_plateau(
 def _progress(total: int, desc: str, enabled: bool):
     if not enabled or total <= 0:
         return None
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, desc=desc, unit="batch", leave=True, mininterval=0.5)
 
 
 def _postfix(bar, counts: torch.Tensor, world: int, images_per_s: float) -> None:
-    loss, e1, _ = _summarise(counts.cpu())
+    loss, e1, _ = summarise_counts(counts.cpu())
     bar.set_postfix(
         loss=f"{loss:.3f}",
         acc=f"{100 - e1:.1f}%",
@@ -397,8 +391,8 @@ def compare_throughput(
     for _ in range(rounds):
         for name, layers in frozen.items():
             model = build_model(spec).to(device, memory_format=torch.channels_last)
-            _apply_freeze(model, {layer_key(l, LAYER_KEYS) for l in layers})
-            opt = _optimizer(spec, model)
+            apply_freeze(model, {layer_key(l, LAYER_KEYS) for l in layers})
+            opt = make_optimizer(spec, model)
             model.train()
             for i in range(steps + 1):  # the first step warms up
                 if i == 1:

@@ -1,10 +1,11 @@
 """What every epoch measures: loss and top-1/top-5 error (%), as the paper reports them.
 
 Training error is the running error of the epoch with dropout and the crops and flips (as the
-paper reports training error); validation error is measured in eval mode on the un-augmented validation
-split (section 5.1 reports top-1 and top-5, Tables 2-3). Each epoch also records the eval-mode
-error on as many training images (the over-fitting gap), the share of dead maps per layer
-(``zfcore.health``) and the largest filter RMS (the clipping of section 3 holds it at 0.1).
+paper reports training error); validation error is measured in eval mode on the un-augmented
+validation split (section 5.1 reports top-1 and top-5, Tables 2-3). Each epoch also records
+the eval-mode error on as many training images (the over-fitting gap), the share of dead maps
+per layer (``zfcore.health``) and the largest filter RMS (the clipping of section 3 holds it at
+0.1).
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import dataclasses
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from .batches import RenderedScenes, _as_source, _loader
+from ..models import eval_mode
+from .batches import RenderedScenes, as_source, index_loader
 
 
 @dataclass
@@ -53,7 +56,10 @@ class EpochMetrics:
         return 100.0 - self.val_top1_error
 
 
-def _counts(logits: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
+def batch_counts(logits: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
+    """``(4,)`` float64 on the logits' device: the batch's summed loss, top-1 hits, top-5 hits
+    and images. Sums of these over batches (and processes) give :func:`summarise_counts`'s
+    numbers without reading anything back from the device per batch."""
     k = min(5, logits.shape[1])
     top = logits.topk(k, dim=1).indices
     hit = top == y[:, None]
@@ -67,7 +73,8 @@ def _counts(logits: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> torch.
     ).double()
 
 
-def _summarise(c: torch.Tensor) -> tuple[float, float, float]:
+def summarise_counts(c: torch.Tensor) -> tuple[float, float, float]:
+    """Mean loss, top-1 and top-5 error (%) from summed :func:`batch_counts`."""
     n = max(float(c[3]), 1.0)
     return float(c[0]) / n, 100.0 * (1 - float(c[1]) / n), 100.0 * (1 - float(c[2]) / n)
 
@@ -90,20 +97,16 @@ def evaluate(
 
     With ``world`` processes each evaluates every ``world``-th image and the counts are summed.
     """
-    was = model.training
-    model.eval()
     c = torch.zeros(4, dtype=torch.float64, device=device)
-    for x, y in _eval_stream(dataset, batch_size, rank, world, num_workers, limit, device):
-        x = x.to(device, non_blocking=True, memory_format=torch.channels_last)
-        y = y.to(device, non_blocking=True)
-        out = model(x)
-        c += _counts(out, y, F.cross_entropy(out, y))
+    with eval_mode(model):
+        for x, y in _eval_stream(dataset, batch_size, rank, world, num_workers, limit, device):
+            x = x.to(device, non_blocking=True, memory_format=torch.channels_last)
+            y = y.to(device, non_blocking=True)
+            out = model(x)
+            c += batch_counts(out, y, F.cross_entropy(out, y))
     if world > 1:
-        import torch.distributed as dist
-
         dist.all_reduce(c)
-    model.train(was)
-    loss, e1, e5 = _summarise(c.cpu())
+    loss, e1, e5 = summarise_counts(c.cpu())
     return {"loss": loss, "top1_error": e1, "top5_error": e5, "n": int(c[3])}
 
 
@@ -118,10 +121,12 @@ def _eval_stream(
 ):
     """Batches ``(images, labels)`` of the first ``limit`` images, un-augmented, in order (on
     ``device`` when the data is rendered in memory, else on the CPU, in pinned memory for a GPU)."""
-    source = _as_source(dataset)
+    source = as_source(dataset)
     n = len(source) if limit is None else min(limit, len(source))
     idx = list(range(rank, n, world))
     batches = [idx[s : s + batch_size] for s in range(0, len(idx), batch_size)]
     if isinstance(source, RenderedScenes):
         return (source.batch(b, 0, augment=False, device=device) for b in batches)
-    return _loader(source, batches, num_workers, pin_memory=torch.device(device).type == "cuda")
+    return index_loader(
+        source, batches, num_workers, pin_memory=torch.device(device).type == "cuda"
+    )

@@ -107,7 +107,9 @@ def parameter_groups(model: nn.Module, lr: float, layer_lr: Mapping[str, float] 
     ]
 
 
-def _optimizer(spec: TrainSpec, model: nn.Module) -> torch.optim.Optimizer:
+def make_optimizer(spec: TrainSpec, model: nn.Module) -> torch.optim.Optimizer:
+    """The profile's optimiser (SGD with momentum, Adam or AdamW, with weight decay) over
+    :func:`parameter_groups` of ``model`` with the spec's per-layer rate multipliers."""
     p = spec.profile
     groups = parameter_groups(model, p.lr, dict(spec.options.layer_lr))
     if p.optimizer == "sgd":
@@ -117,7 +119,7 @@ def _optimizer(spec: TrainSpec, model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.Adam(groups, lr=p.lr, weight_decay=p.weight_decay)
 
 
-def _set_lr(
+def set_learning_rates(
     opt: torch.optim.Optimizer, spec: TrainSpec, scale: float, step: int, steps: int
 ) -> None:
     """Every group's rate: profile lr x its layer multiplier x plateau annealing x warm-up
@@ -129,13 +131,15 @@ def _set_lr(
         g["lr"] = spec.profile.lr * g["lr_multiplier"] * scale * ramp
 
 
-def _frozen_layers(spec: TrainSpec, progress: float) -> set[str]:
+def frozen_layers(spec: TrainSpec, progress: float) -> set[str]:
     """Layers whose ``freeze_after`` point (in epochs, fractions allowed) has been reached after
     ``progress`` epochs of training."""
     return {k for k, e in spec.options.freeze_after if progress >= e - 1e-9}
 
 
-def _apply_freeze(model: nn.Module, frozen: set[str]) -> None:
+def apply_freeze(model: nn.Module, frozen: set[str]) -> None:
+    """Stop computing gradients for the parameters of the ``frozen`` layers (and compute them
+    for every other layer)."""
     for layer, params in layer_parameters(model).items():
         for q in params:
             q.requires_grad_(layer not in frozen)

@@ -1,7 +1,7 @@
 """Trained networks that ship with the package: ``zfcore/weights/<name>.safetensors``.
 
-Training ``mini`` takes about ten minutes on two CPU cores; a course should not have to. The
-final weights of a cached training run are exported, once, to a safetensors file whose metadata
+Training ``mini`` on a laptop's CPU takes a course time it should not have to spend. The final
+weights of a cached training run are exported, once, to a safetensors file whose metadata
 records what they are (:func:`export`):
 
 * ``profile``, ``arch``, ``variant``, ``epochs``;
@@ -33,8 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .. import __version__
 from .. import cache as zcache
 from ..errors import ZFCoreError
 from ..locations import LocationError, checkout_root, package_dir
@@ -108,15 +111,14 @@ class ShippedWeights:
     def describe(self) -> str:
         m = self.metadata
         return (
-            f"{self.path.name} (fingerprint {self.fingerprint}, {m['profile']} {m['arch']}/{m['variant']}, "
-            f"{m['epochs']} epochs, val top-1 error {float(m['val_top1_error']):.2f} %, torch {m['torch']})"
+            f"{self.path.name} (fingerprint {self.fingerprint}, {m['profile']} "
+            f"{m['arch']}/{m['variant']}, {m['epochs']} epochs, val top-1 error "
+            f"{float(m['val_top1_error']):.2f} %, torch {m['torch']})"
         )
 
 
 def read(path: "str | Path") -> ShippedWeights:
     """The metadata of a shipped file (the tensors are not read)."""
-    from safetensors import SafetensorError, safe_open
-
     path = Path(path)
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -169,8 +171,6 @@ def differences(shipped: ShippedWeights, spec: TrainSpec) -> list[str]:
 def load(shipped: ShippedWeights, spec: TrainSpec) -> nn.Module:
     """``spec``'s network with the shipped weights, in eval mode on the CPU; raises
     :class:`ShippedError` when the loaded network's fingerprint is not the recorded one."""
-    from safetensors.torch import load_file
-
     model = build_model(spec)
     load_model_state(model, load_file(str(shipped.path)), str(shipped.path))
     got = model_fingerprint(model)
@@ -188,8 +188,6 @@ def export(run, directory: "str | Path | None" = None) -> ShippedWeights:
     """Write a finished :class:`TrainRun`'s final weights with their metadata to
     ``<directory>/<name>.safetensors`` (default: the package's ``weights/`` folder, in a checkout
     only) and return what was written."""
-    from safetensors.torch import save_file
-
     if directory is None:
         if checkout_root() is None:
             raise LocationError(
@@ -211,7 +209,7 @@ def export(run, directory: "str | Path | None" = None) -> ShippedWeights:
         "key_config": json.dumps(zcache._canonical(spec.key_config()), sort_keys=True),
         "fingerprint": model_fingerprint(model),
         "torch": torch.__version__,
-        "zfcore": _version(),
+        "zfcore": __version__,
         "val_top1_error": repr(float(final.val_top1_error)),
         "train_minutes": f"{run.train_seconds / 60:.1f}",
         "exported": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -228,9 +226,3 @@ def export(run, directory: "str | Path | None" = None) -> ShippedWeights:
         Path(tmp).unlink(missing_ok=True)
         raise
     return read(out)
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__

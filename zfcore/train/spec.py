@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .. import cache as zcache
+from .. import data
 from ..errors import ZFCoreError
 from ..models import TABLE3_VARIANTS, LayerError, layer_key
 from ..profiles import Profile, ProfileError, get_profile
 
-#: Bumped whenever a change to this package changes the weights a configuration trains to.
-TRAINER_VERSION = (
-    4  # 4: warm-up, bias_init, He init, AdamW; dead maps and eval-mode train error in the history
-)
+#: Bumped whenever a change to this package changes the weights a configuration trains to (part
+#: of every training cache key, :meth:`TrainSpec.key_config`).
+TRAINER_VERSION = 4
 
 #: Fractional checkpoints saved in the first epoch on top of ``profile.checkpoint_epochs``:
 #: lower layers settle within the first epoch on the small profiles (Fig. 4's point).
@@ -152,7 +152,7 @@ class TrainSpec:
         ident.pop("checkpoint_epochs")
         return {
             "trainer_version": TRAINER_VERSION,
-            "generator_version": _generator_version(),
+            "generator_version": generator_version(),
             "profile": ident,
             "arch": self.arch,
             "variant": self.variant,
@@ -170,12 +170,10 @@ class TrainSpec:
         return tuple(sorted(float(x) for x in wanted if 0 < x <= e))
 
 
-def _generator_version() -> Any:
-    try:
-        from .. import data
-    except ImportError:
-        return None
-    return getattr(data, "GENERATOR_VERSION", None)
+def generator_version() -> Any:
+    """The procedural scene generator's version (:data:`zfcore.data.GENERATOR_VERSION`): part of
+    the training cache key, since the scenes a network trains on follow it."""
+    return data.GENERATOR_VERSION
 
 
 def make_spec(

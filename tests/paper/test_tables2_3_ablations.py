@@ -1,92 +1,21 @@
-"""Tables 2-3 comparisons (zfcore.ablations, zfcore.probes.per_image_correct): per-image
-correctness against a naive loop and the trainer's evaluation, the verdicts against hand-computed
-effects, seed variance in the intervals, and the tables' numbers by hand."""
+"""Notebook 09's paper side (``zfcore.paper.tables2_3_ablations``, section 5.1, Tables 2-3): the
+verdicts against hand-computed effects, seed variance in the intervals, the tables' numbers and
+text by hand, the variants' check, and the table figure."""
 
 import numpy as np
 import pytest
 import torch
-from torch import nn
-from torch.utils.data import TensorDataset
 
-from zfcore import ablations, probes
-from zfcore.ablations import AblationError
+from zfcore.models import TABLE3_VARIANTS
+from zfcore.paper import tables2_3_ablations as ablations
+from zfcore.paper.comparisons import Job, NetworkRecord
+from zfcore.paper.tables2_3_ablations import AblationError
 from zfcore.paper.verdicts import paired_bootstrap
-
-
-def _net(seed=0, classes=6):
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Dropout(0.5), nn.Flatten(), nn.Linear(4 * 6 * 6, classes)
-    )
-
-
-def _data(n=37, classes=6, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return TensorDataset(
-        torch.randn(n, 3, 8, 8, generator=g), torch.randint(0, classes, (n,), generator=g)
-    )
-
-
-def test_per_image_correct_equals_a_naive_loop_and_the_trainers_evaluation():
-    from zfcore.train import evaluate
-
-    net, ds = _net().train(), _data()
-    for k in (1, 3):
-        got = probes.per_image_correct(net, ds, k=k, batch_size=8)
-        assert net.training  # the mode is restored
-        net.eval()
-        with torch.no_grad():
-            naive = torch.tensor(
-                [
-                    int(ds[i][1]) in net(ds[i][0][None])[0].topk(k).indices.tolist()
-                    for i in range(len(ds))
-                ]
-            )
-        net.train()
-        assert torch.equal(got, naive)
-    ev = evaluate(net, ds, batch_size=10)
-    assert probes.error_pct(probes.per_image_correct(net, ds)) == pytest.approx(ev["top1_error"])
-    assert probes.error_pct(probes.per_image_correct(net, ds, k=5)) == pytest.approx(
-        ev["top5_error"]
-    )
-    one, five = probes.per_image_correct(net, ds, k=(1, 5))  # one pass, both
-    assert torch.equal(one, probes.per_image_correct(net, ds)) and torch.equal(
-        five, probes.per_image_correct(net, ds, k=5)
-    )
-    sub = torch.tensor([3, 0, 20])
-    assert torch.equal(
-        probes.per_image_correct(net, ds, sub), probes.per_image_correct(net, ds)[sub]
-    )
-    with pytest.raises(probes.TransferError, match="indices must lie"):
-        probes.per_image_correct(net, ds, torch.tensor([37]))
-    with pytest.raises(probes.TransferError, match="top-k"):
-        probes.per_image_correct(net, ds, k=0)
-
-
-def test_load_batch_reads_a_rendered_split_unaugmented():
-    class Rendered:  # the interface of zfcore.train.RenderedScenes
-        ready = True
-
-        def __init__(self):
-            self.calls = []
-
-        def __len__(self):
-            return 10
-
-        def batch(self, indices, epoch, augment):
-            self.calls.append((indices.tolist(), epoch, augment))
-            return torch.zeros(len(indices), 3, 2, 2) + indices.view(-1, 1, 1, 1), indices % 3
-
-    r = Rendered()
-    x, y = probes.load_batch(r, [4, 7])
-    assert r.calls == [([4, 7], 0, False)] and x[1, 0, 0, 0] == 7 and y.tolist() == [1, 1]
 
 
 def _record(
     name, val, train=None, seed=0, group="table3", variant=None, arch="zfnet", seconds=60.0
 ):
-    from zfcore.comparisons import Job, NetworkRecord
-
     val = torch.as_tensor(val, dtype=torch.bool)
     train = val if train is None else torch.as_tensor(train, dtype=torch.bool)
     job = Job(group, arch, variant or name, seed)
@@ -143,7 +72,7 @@ def test_ablation_verdicts_signs_and_values_by_hand():
     assert vs["table3_no_layers3_4_6_7"].effect == pytest.approx(40.0)  # paper: worse, +
     assert vs["table3_conv3_4_5_wide"].effect == pytest.approx(0.0)  # paper: better
     assert vs["table3_conv3_4_5_wide"].verdict == "within noise"
-    # equivalence within 1 point: 2048 units identical to Fig. 3 (effect 1 - 0), 8192 five points off
+    # equivalence within 1 point: 2048 units identical to Fig. 3 (effect 1 - 0), 8192 five off
     assert (
         vs["table3_fc6_7_2048"].effect == pytest.approx(1.0)
         and vs["table3_fc6_7_2048"].verdict == "held"
@@ -263,3 +192,12 @@ def test_ablation_table_shows_eval_and_running_training_error():
     assert {"train top-1 (eval)", "train top-1 (running)", "12.5", "31.0", "38.4"} <= set(texts)
     assert texts.count("-") == 2  # the paper's rows give no training errors
     plt.close(fig)
+
+
+def test_check_variants():
+    assert ablations.check_variants("all") == list(TABLE3_VARIANTS)
+    assert ablations.check_variants(("zf", "no_layer7")) == ["zf", "no_layer7"]
+    for bad in (["zf", "nope"], []):
+        with pytest.raises(ValueError, match="unknown variant"):
+            ablations.check_variants(bad)
+    assert set(ablations.TABLE3_LABELS) == set(TABLE3_VARIANTS)

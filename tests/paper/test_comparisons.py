@@ -1,6 +1,7 @@
-"""The comparison study (zfcore.comparisons): the jobs of Tables 2-3, Fig. 6 and the per-layer
-rates, records that round-trip and agree with the trainer's own evaluation, a study that resumes
-instead of retraining, and the hierarchical bootstrap against a naive loop."""
+"""The comparison study (``zfcore.paper.comparisons``): the jobs of Tables 2-3, Fig. 6 and the
+per-layer rates, records that round-trip and agree with the trainer's own evaluation, a study that
+resumes instead of retraining, the records as the verdicts' arrays, the command line's listing,
+and the hierarchical bootstrap against a naive loop."""
 
 import json
 
@@ -8,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from zfcore import comparisons as C
 from zfcore.models import TABLE3_VARIANTS
-from zfcore.profiles import get_profile
+from zfcore.paper import comparisons as C
 from zfcore.paper.verdicts import equivalence, from_interval, hierarchical_bootstrap
+from zfcore.profiles import get_profile
+from zfcore.train import make_spec, training_run
 
 
 @pytest.fixture
@@ -51,8 +53,6 @@ def test_the_study_lists_seed_0_of_every_network_first():
     assert dict(freeze.spec(P).options.freeze_after) == {"layer1": 1.0, "layer2": 1.0}
     assert jobs[per_seed].spec(P).profile.seed == 1 and jobs[0].network == "table3-zf"
     # seed 0 of the Fig. 3 network is the main model: the same cache entry
-    from zfcore.train import make_spec
-
     assert C.Job("table3").spec(P).entry() == make_spec(P).entry()
     for bad in (dict(groups=["nope"]), dict(variants=["zf", "bad"]), dict(seeds=0)):
         with pytest.raises(C.ComparisonError):
@@ -72,8 +72,6 @@ def test_job_cost_counts_images_and_multiply_adds():
 
 
 def test_a_record_round_trips_and_matches_the_trainers_evaluation(tiny):
-    from zfcore.train import training_run
-
     job = C.Job("krizhevsky", arch="krizhevsky")
     rec = C.record_network(job, tiny)
     f = tiny.figures_dir / "study" / "krizhevsky-11x11_4-s0.json"
@@ -114,6 +112,21 @@ def test_the_study_resumes_from_its_records(tiny, monkeypatch):
     assert C.run_study(tiny, jobs, workers=2, progress=False)["trained"] == []
     recs = C.network_records(tiny, jobs)
     assert sorted(recs) == ["table3-no_layers6_7-s0", "table3-zf-s0"]
+    arrays = C.network_arrays({name: [rec] for name, rec in recs.items()})
+    for name, rec in recs.items():
+        assert arrays[name]["val"].shape == (1, tiny.n_val)
+        assert np.array_equal(arrays[name]["val"][0], rec.val_top1.numpy().astype(float))
+        assert np.array_equal(arrays[name]["train"][0], rec.train_top1.numpy().astype(float))
+
+
+def test_the_command_line_lists_what_is_recorded(tiny, capsys, monkeypatch):
+    jobs = C.study_jobs(tiny, ["table3"], ["zf"], seeds=1)
+    monkeypatch.setattr(C, "get_profile", lambda profile: tiny)
+    assert C.main(["--groups", "table3", "--seeds", "1", "--list", "--draft"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == f"0 of {len(C.study_jobs(tiny, ['table3'], seeds=1))} recorded"
+    assert any(line.startswith("missing  table3-zf-s0") for line in out)
+    assert jobs[0].name == "table3-zf-s0"
 
 
 def test_hierarchical_bootstrap_against_a_naive_loop():

@@ -1,20 +1,23 @@
-"""Tables 2 and 3 of Zeiler & Fergus (2014), section 5.1, on converged networks with seed variance.
+"""Section 5.1 of Zeiler & Fergus (2014): Tables 2 and 3, architectures compared (notebook 09).
+
+Converged networks, with seed variance.
 
 Table 2 compares the Fig. 3 model with Krizhevsky et al.'s layout; Table 3 removes or resizes
 layers of the Fig. 3 model and reports train top-1, val top-1 and val top-5 error. Every network
 here is trained on the profile's complete schedule with several seeds and recorded once
-(:mod:`zfcore.comparisons`); each comparison is decided from the **per-image correctness** of the
-networks on the same validation images by a hierarchical bootstrap (seeds of each network, then
-the images: :func:`zfcore.paper.verdicts.hierarchical_bootstrap`), so every interval includes the
-variance between trainings. Tables show the mean and the standard deviation over seeds.
+(:mod:`zfcore.paper.comparisons`); each comparison is decided from the **per-image
+correctness** of the networks on the same validation images by a hierarchical bootstrap (seeds of
+each network, then the images: :func:`zfcore.paper.verdicts.hierarchical_bootstrap`), so every
+interval includes the variance between trainings. Tables show the mean and the standard
+deviation over seeds.
 
 The training error that can show overfitting is measured in eval mode (no dropout, no
 augmentation) at the end, on a fixed subset of training images
-(:func:`zfcore.comparisons.train_eval_indices`). The running error of the last epoch (dropout and
-augmentation on) is kept beside it, labelled as such: it lies above the validation error for
-every model, so a gap computed from it can never show overfitting. Where the profile's training
-set is too large for any network to overfit, the same comparison is repeated on a quarter of it
-(:data:`zfcore.comparisons.SMALL_TRAIN_VARIANTS`).
+(:func:`zfcore.paper.comparisons.train_eval_indices`). The running error of the last epoch
+(dropout and augmentation on) is kept beside it, labelled as such: it lies above the validation
+error for every model, so a gap computed from it can never show overfitting. Where the profile's
+training set is too large for any network to overfit, the same comparison is repeated on a
+quarter of it (:data:`zfcore.paper.comparisons.SMALL_TRAIN_VARIANTS`).
 
 "Little difference" (the size of the fully connected layers) is an equivalence claim with a
 margin fixed before the numbers were seen: :data:`EQUIVALENCE_MARGIN` points of validation top-1
@@ -29,12 +32,12 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from .comparisons import NetworkRecord, network_records, study_jobs
-from .errors import ZFCoreError
-from .models import TABLE3_VARIANTS
-from .profiles import Profile, get_profile
-from .train import comparison_overrides, training_run
-from .paper.verdicts import Verdict, equivalence, hierarchical_bootstrap
+from ..errors import ZFCoreError
+from ..models import TABLE3_VARIANTS
+from ..profiles import Profile, get_profile
+from ..train import comparison_overrides, training_run
+from .comparisons import NetworkRecord, network_arrays, network_records, study_jobs
+from .verdicts import Verdict, equivalence, hierarchical_bootstrap
 
 __all__ = [
     "AblationError",
@@ -43,7 +46,6 @@ __all__ = [
     "PAPER_TABLE2",
     "EQUIVALENCE_MARGIN",
     "check_variants",
-    "network_arrays",
     "ablation_verdicts",
     "AblationStudy",
     "ablation_study",
@@ -126,21 +128,6 @@ def _network_key(rec: NetworkRecord) -> str:
     if j.group == "krizhevsky":
         return KRIZHEVSKY
     return (SMALL if j.group == "small_train" else "") + j.variant
-
-
-def network_arrays(
-    records: Mapping[str, Sequence[NetworkRecord]],
-) -> dict[str, dict[str, np.ndarray]]:
-    """Per network, its seeds' per-image top-1 correctness as ``(seeds, images)`` arrays on the
-    validation images (``"val"``) and the training subset (``"train"``): the input of
-    :func:`zfcore.paper.verdicts.hierarchical_bootstrap`."""
-    return {
-        k: {
-            "val": np.stack([r.val_top1.numpy() for r in recs]).astype(float),
-            "train": np.stack([r.train_top1.numpy() for r in recs]).astype(float),
-        }
-        for k, recs in records.items()
-    }
 
 
 def _boot(
@@ -278,7 +265,8 @@ def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
 @dataclass
 class AblationStudy:
     """Tables 2-3 on the complete schedule: ``records`` maps a network key (a Table 3 variant,
-    ``"krizhevsky"``, ``"small_<variant>"``) to its seeds' :class:`zfcore.comparisons.NetworkRecord`;
+    ``"krizhevsky"``, ``"small_<variant>"``) to its seeds'
+    :class:`zfcore.paper.comparisons.NetworkRecord`;
     ``main`` is the profile's main run (the Fig. 3 model, seed 0); ``epochs`` the schedule."""
 
     epochs: int
@@ -330,12 +318,13 @@ class AblationStudy:
         return table2, table3, small
 
     def budget_text(self) -> str:
-        """The schedule, and the Fig. 3 model's error on it (mean over seeds) beside the main model's."""
+        """The schedule, and the Fig. 3 model's error on it (mean over seeds) beside the main
+        model's."""
         zf, sd = self.stat("zf", "val_top1_error")
         return (
-            f"Every network: {self.epochs} epochs (the main model's complete schedule), {self.seeds}+ seeds. "
-            f"Fig. 3 model: validation top-1 error {zf:.2f} ± {sd:.2f} % over seeds; the main model (seed 0) "
-            f"{self.main.final.val_top1_error:.2f} %."
+            f"Every network: {self.epochs} epochs (the main model's complete schedule), "
+            f"{self.seeds}+ seeds. Fig. 3 model: validation top-1 error {zf:.2f} ± {sd:.2f} % "
+            f"over seeds; the main model (seed 0) {self.main.final.val_top1_error:.2f} %."
         )
 
     def numbers(self) -> dict:
@@ -386,7 +375,7 @@ def ablation_study(
     """The records of every chosen Table 3 variant (:func:`check_variants`), Krizhevsky's layout
     and the small-training-set networks, each with ``seeds`` seeds (default the profile's
     ``comparison_seeds``) on the complete schedule, trained first where missing
-    (:func:`zfcore.comparisons.network_records`)."""
+    (:func:`zfcore.paper.comparisons.network_records`)."""
     P = get_profile(profile)
     chosen = check_variants(variants)
     jobs = study_jobs(P, ("table3", "krizhevsky", "small_train"), chosen, seeds)
@@ -397,7 +386,7 @@ def ablation_study(
             by_network.setdefault(_network_key(recs[j.name]), []).append(recs[j.name])
     if "zf" not in by_network:
         raise AblationError(
-            "no record of the Fig. 3 model: run the study (python -m zfcore.comparisons)"
+            "no record of the Fig. 3 model: run the study (python -m zfcore.paper.comparisons)"
         )
     small = next((dict(j.overrides)["n_train"] for j in jobs if j.group == "small_train"), 0)
     return AblationStudy(comparison_overrides(P)["epochs"], by_network, training_run(P), small)
@@ -412,7 +401,8 @@ def tables_text(rows: Sequence[dict], paper: Sequence[dict] = PAPER_TABLE2) -> s
     """Tables 2 and 3 as printed text (mean ± sd over seeds), the paper's Table 2 rows last
     (labelled "paper:")."""
     lines = [
-        f"{'model':62s} {'seeds':>5s} {'train top-1':>11s} {'(running)':>10s} {'val top-1':>10s} {'val top-5':>10s}"
+        f"{'model':62s} {'seeds':>5s} {'train top-1':>11s} {'(running)':>10s} "
+        f"{'val top-1':>10s} {'val top-5':>10s}"
     ]
     for r in rows:
         lines.append(
@@ -422,8 +412,8 @@ def tables_text(rows: Sequence[dict], paper: Sequence[dict] = PAPER_TABLE2) -> s
         )
     for r in paper:
         lines.append(
-            f"{'paper: ' + r['model']:62s} {'-':>5s} {'-':>11s} {'-':>10s} {r['val_top1_error']:10.1f} "
-            f"{r['val_top5_error']:10.1f}"
+            f"{'paper: ' + r['model']:62s} {'-':>5s} {'-':>11s} {'-':>10s} "
+            f"{r['val_top1_error']:10.1f} {r['val_top5_error']:10.1f}"
         )
     return "\n".join(lines)
 

@@ -1,6 +1,7 @@
-"""Trained networks shipped with the package: exported from a cached run, loaded by training
-configuration with the fingerprint checked, never used for another configuration, and the
-shipped ``mini`` network is the one the committed figures were computed from."""
+"""Trained networks shipped with the package (``zfcore.train.shipped``): exported from a cached
+run, loaded by training configuration with the fingerprint checked, never used for another
+configuration, and the shipped ``mini`` network is the one the committed figures were computed
+from."""
 
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ from pathlib import Path
 import pytest
 
 import zfcore.train as ztrain
-import zfcore.train.loop
 from zfcore.models import model_fingerprint
 from zfcore.profiles import get_profile
-from zfcore.train import shipped
+from zfcore.train import cli, runs, shipped
 from zfcore.zoo import model_for_profile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,8 +23,8 @@ def _forbid_training(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("trained although the network should come from the shipped weights")
 
-    monkeypatch.setattr(ztrain, "train", refuse)
-    monkeypatch.setattr(zfcore.train.loop, "train", refuse)
+    monkeypatch.setattr(runs, "train", refuse)  # what training_run and trained_model call
+    monkeypatch.setattr(cli, "train", refuse)  # what the command line calls under torchrun
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +143,6 @@ def test_mini_ships_the_network_of_the_committed_figures(tmp_path, monkeypatch):
     recorded = json.loads((ROOT / "figures" / "mini" / "03_feature_visualization.json").read_text())
     want = recorded["provenance"]["models"]["model"]
     assert model_fingerprint(model) == want, (
-        f"the shipped mini network is {model_fingerprint(model)}, the committed figures were computed "
-        f"from {want}: regenerate the figures (make figures) or ship the network they used"
+        f"the shipped mini network is {model_fingerprint(model)}, the committed figures were "
+        f"computed from {want}: regenerate the figures (make figures) or ship the network they used"
     )

@@ -22,8 +22,13 @@ layers at different rates. Each of these compares *trained networks*, so here ev
 as well as one process on both), with one progress bar over the whole study whose time left is
 estimated from each network's cost (:func:`job_cost`)::
 
-    python -m zfcore.comparisons --profile mini --workers 2         # the whole study, resumable
-    python -m zfcore.comparisons --profile mini --list              # what is recorded, what is missing
+    python -m zfcore.paper.comparisons --profile mini --workers 2   # the whole study, resumable
+    python -m zfcore.paper.comparisons --profile mini --list        # what is recorded, missing
+
+:func:`network_arrays` turns the records of several networks into the per-image arrays the
+verdicts bootstrap (:func:`zfcore.paper.verdicts.hierarchical_bootstrap`). Notebooks 04
+(:mod:`zfcore.paper.fig4_evolution`), 06 (:mod:`zfcore.paper.fig6_first_layer`) and 09
+(:mod:`zfcore.paper.tables2_3_ablations`) read the study through their own modules.
 """
 
 from __future__ import annotations
@@ -39,24 +44,31 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import data
-from .cache import atomic_write_json, config_hash
-from .errors import ZFCoreError
-from .evolution import layer_convergence
-from .firstlayer import layer1_mean_activation
-from .locations import SAVE_FIGURES_ENV, figures_output_dir
-from .models import TABLE3_VARIANTS, model_fingerprint
-from .probes import per_image_correct
-from .profiles import Profile, get_profile
-from .report import git_commit
-from .train import CheckpointStore, comparison_overrides, make_spec, rendered_split, training_run
+from .. import data
+from ..cache import atomic_write_json, config_hash
+from ..errors import ZFCoreError
+from ..evolution import layer_convergence
+from ..firstlayer import layer1_mean_activation
+from ..locations import SAVE_FIGURES_ENV, figures_output_dir
+from ..models import TABLE3_VARIANTS, eval_mode, model_fingerprint
+from ..probes import per_image_correct
+from ..profiles import Profile, get_profile
+from ..report import git_commit
+from ..train import (
+    CheckpointStore,
+    build_model,
+    comparison_overrides,
+    make_spec,
+    rendered_split,
+    training_run,
+)
 
 __all__ = [
     "Job",
@@ -72,6 +84,8 @@ __all__ = [
     "missing_jobs",
     "run_study",
     "network_records",
+    "network_arrays",
+    "main",
     "RECORD_VERSION",
     "EARLY_LAYERS",
     "SMALL_TRAIN_VARIANTS",
@@ -241,8 +255,8 @@ def _multiply_adds(model: nn.Module, image_size: int) -> int:
         for m in model.modules()
         if isinstance(m, (nn.Conv2d, nn.Linear))
     ]
-    with torch.no_grad():
-        model.eval()(torch.zeros(1, 3, image_size, image_size))
+    with torch.no_grad(), eval_mode(model):
+        model(torch.zeros(1, 3, image_size, image_size))
     for h in handles:
         h.remove()
     return total
@@ -251,8 +265,6 @@ def _multiply_adds(model: nn.Module, image_size: int) -> int:
 def job_cost(job: Job, profile: "str | Profile") -> float:
     """A job's cost relative to training the main model: training images times the network's
     multiply-adds per image (the forward pass; the backward pass scales with it)."""
-    from .train import build_model
-
     P = get_profile(profile)
     spec = job.spec(P)
     ref = make_spec(P, **comparison_overrides(P))
@@ -577,9 +589,24 @@ def network_records(
     return {name: rec for name, rec in found.items() if rec is not None}
 
 
+def network_arrays(
+    records: "Mapping[str, Sequence[NetworkRecord]]",
+) -> dict[str, dict[str, np.ndarray]]:
+    """Per network, its seeds' per-image top-1 correctness as ``(seeds, images)`` arrays on the
+    validation images (``"val"``) and the training subset (``"train"``): the input of
+    :func:`zfcore.paper.verdicts.hierarchical_bootstrap`."""
+    return {
+        k: {
+            "val": np.stack([r.val_top1.numpy() for r in recs]).astype(float),
+            "train": np.stack([r.train_top1.numpy() for r in recs]).astype(float),
+        }
+        for k, recs in records.items()
+    }
+
+
 def main(argv: "list[str] | None" = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m zfcore.comparisons",
+        prog="python -m zfcore.paper.comparisons",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -624,9 +651,8 @@ def main(argv: "list[str] | None" = None) -> int:
     if args.list:
         missing = {j.name for j in missing_jobs(jobs, P)}
         for j in jobs:
-            print(
-                f"{'missing ' if j.name in missing else 'recorded'} {j.name}  (cost {job_cost(j, P):.2f} main models)"
-            )
+            state = "missing " if j.name in missing else "recorded"
+            print(f"{state} {j.name}  (cost {job_cost(j, P):.2f} main models)")
         print(f"{len(jobs) - len(missing)} of {len(jobs)} recorded")
         return 0
     out = run_study(P, jobs, workers=args.workers, threads=args.threads)

@@ -1,6 +1,6 @@
-"""Analyses of the training notebooks against independent computations: per-layer convergence
-(Fig. 4, ``zfcore.evolution``) and the first-layer measurements of section 4.1 / Fig. 6
-(``zfcore.firstlayer``)."""
+"""Feature evolution during training (``zfcore.evolution``, Fig. 4) against independent
+computations: weight progress, top-k overlap, convergence epochs, the rank correlation, the
+strongest activation's projection, and per-layer convergence on a real run."""
 
 import math
 
@@ -8,10 +8,8 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import spearmanr
-from torch import nn
 
 from zfcore import evolution as E
-from zfcore import firstlayer as FL
 from zfcore import train as T
 from zfcore.deconv import layer_activations
 from zfcore.models import zfnet
@@ -90,6 +88,7 @@ def test_strongest_projection_is_the_maximum_over_the_data():
         assert res["projections"][layer].shape == res["patches"][layer].shape
 
 
+@pytest.mark.slow
 def test_layer_convergence_on_a_real_run(tmp_path):
     run = T.training_run(
         "tiny", n_train=128, n_val=64, epochs=2, cache_dir=tmp_path, progress=False
@@ -101,58 +100,23 @@ def test_layer_convergence_on_a_real_run(tmp_path):
     assert set(conv.topk_converged) == {"layer1", "layer2", "layer3", "layer4", "layer5"}
     again = E.layer_convergence(run, n_images=64, progress=False)  # from the cache
     assert again.topk_similarity == conv.topk_similarity
-    fig4 = E.fig4_projections(run, maps_per_layer=2, n_images=64, progress=False)
-    assert fig4.projections["layer2"].shape[:2] == (2, len(run.checkpoint_epochs))
 
 
-# ---------------------------------------------------------------------------------------------
-# Section 4.1 / Fig. 6
-# ---------------------------------------------------------------------------------------------
-
-
-def _conv_with(filters: torch.Tensor, stride: int) -> nn.Conv2d:
-    c = nn.Conv2d(filters.shape[1], filters.shape[0], filters.shape[-1], stride=stride)
-    with torch.no_grad():
-        c.weight.copy_(filters)
-    return c
-
-
-def test_aliased_energy_of_pure_gratings():
-    k = 16
-    xs = torch.arange(k, dtype=torch.float64)
-
-    def grating(f):
-        g = torch.cos(2 * math.pi * f * xs)[None, :].expand(k, k)
-        return g.expand(3, k, k).float()
-
-    # Whole periods in the kernel and an FFT of the kernel's size: each grating is one frequency.
-    filt = torch.stack([grating(1 / 16), grating(3 / 16), grating(6 / 16)])
-    a2 = FL.aliased_energy(_conv_with(filt, stride=2), pad=k)  # Nyquist 0.25 cycles/pixel
-    assert a2.tolist() == pytest.approx([0, 0, 1], abs=1e-9)
-    a4 = FL.aliased_energy(_conv_with(filt, stride=4), pad=k)  # Nyquist 0.125
-    assert a4.tolist() == pytest.approx([0, 1, 1], abs=1e-9)
-    bands = FL.frequency_profile(_conv_with(filt, stride=2))
-    assert sum(bands.values()) == pytest.approx(1.0)
-
-
-def test_norm_share_by_hand():
-    w = torch.zeros(4, 1, 2, 2)
-    w[0] = 1.5  # norm 3
-    w[1:] = 0.5  # norm 1 each
-    conv = _conv_with(w, 1)
-    assert FL.norm_share(conv, top=1) == pytest.approx(0.5)
-    assert FL.norm_share(conv, top=4) == pytest.approx(1.0)
-
-
-def test_dead_filters_finds_a_silenced_map():
-    model = _tiny_model()
-    with torch.no_grad():
-        model.features.conv1.weight[2].zero_()
-        model.features.conv1.bias[2] = -1.0
-    x = torch.randn(8, 3, 64, 64, generator=torch.Generator().manual_seed(0))
-    dead = FL.dead_filters(model, x)
-    assert dead[2] and dead.sum() == 1
-    rep = FL.first_layer_report(model, x, "test")
-    assert rep.kernel == 7 and rep.stride == 2 and rep.dead_fraction == pytest.approx(1 / 12)
-    with pytest.raises(FL.FirstLayerError):
-        FL.first_layer_report(model, x[0], "bad")
+def test_per_map_topk_overlap_and_spread():
+    a = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    b = torch.tensor([[3, 2, 9], [7, 8, 9]])
+    assert E.topk_overlap_per_map(a, b).tolist() == pytest.approx([2 / 3, 0.0])
+    assert E.topk_overlap(a, b) == pytest.approx(1 / 3)
+    conv = E.Convergence(
+        epochs=[1, 2, 4, 8],
+        weight_similarity={},
+        topk_similarity={},
+        weight_threshold=0.9,
+        topk_threshold=0.5,
+        weight_converged={},
+        topk_converged={},
+        n_images=10,
+        k=9,
+        map_converged={"layer1": [8.0, 1.0] * 10, "layer5": [1.0, 8.0] * 10},
+    )
+    assert conv.spread("layer1")[0] == pytest.approx(4.5)
