@@ -159,14 +159,15 @@ def main(argv=None) -> int:
     stored_mb = sum(v.numel() * 4 for v in ours.layers.values()) / 2**20
 
     print(
-        f"ZF-mini ({P.image_size} px), {args.images} images, batch {bs}, {args.threads} thread(s), "
-        f"best of {args.repeats}; stored features {stored_mb:.1f} MiB; max |ours - fx| = {max_diff:.2e}"
+        f"ZF-mini ({P.image_size} px), {args.images} images, batch {bs}, {args.threads} "
+        f"thread(s), best of {args.repeats}; stored features {stored_mb:.1f} MiB; "
+        f"max |ours - fx| = {max_diff:.2e}"
     )
     print(f"{'method':16s} {'seconds':>9s} {'images/s':>10s} {'x deepest':>10s} {'peak MiB':>9s}")
     for k in methods:
         print(
-            f"{k:16s} {best[k]:9.3f} {args.images / best[k]:10.1f} {best[k] / best['deepest_alone']:10.2f} "
-            f"{peaks[k]:9.1f}"
+            f"{k:16s} {best[k]:9.3f} {args.images / best[k]:10.1f} "
+            f"{best[k] / best['deepest_alone']:10.2f} {peaks[k]:9.1f}"
         )
     overhead = best["all_one_pass"] / best["deepest_alone"]
     print(
@@ -175,7 +176,8 @@ def main(argv=None) -> int:
     )
     print(
         f"RESULT features overhead_vs_deepest={overhead:.3f} "
-        f"images_per_s={args.images / best['all_one_pass']:.1f} peak_mb={peaks['all_one_pass']:.1f} "
+        f"images_per_s={args.images / best['all_one_pass']:.1f} "
+        f"peak_mb={peaks['all_one_pass']:.1f} "
         f"speedup_vs_each_layer={best['each_own_pass'] / best['all_one_pass']:.2f} "
         f"ratio_vs_torchvision_fx={best['all_one_pass'] / best['torchvision_fx']:.3f}"
     )

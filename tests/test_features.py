@@ -9,13 +9,13 @@ from zfcore.features import (
     LAYERS,
     FeatureError,
     Features,
+    FeatureTypeError,
     cached_features,
     extract_features,
     layer_outputs,
-    model_fingerprint,
     pool_map,
 )
-from zfcore.models import LayerError, zfnet
+from zfcore.models import LayerError, model_fingerprint, zfnet
 
 
 def _model(seed=0, size=64):
@@ -186,7 +186,7 @@ def test_bad_arguments_have_clear_errors():
         extract_features(model, (x, y), pool="median", progress=False)
     with pytest.raises(FeatureError, match="pooled_side"):
         extract_features(model, (x, y), pooled_side=0, progress=False)
-    with pytest.raises(TypeError, match="torch Dataset"):
+    with pytest.raises(FeatureTypeError, match="torch Dataset"):
         extract_features(model, [1, 2, 3], progress=False)
     with pytest.raises(FeatureError, match="empty"):
         extract_features(model, TensorDataset(x[:0], y[:0]), progress=False)

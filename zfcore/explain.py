@@ -167,15 +167,10 @@ def explain_photo(
     from .cache import atomic_savefig, atomic_write_json
     from .data import denormalize
     from .deconv import layer_activations, project, requests
-    from .invariance import (
-        TRANSFORMS,
-        invariance_curves,
-        layer_growth,
-        mean_true_probability,
-        transform_scenes,
-    )
+    from .invariance import TRANSFORMS, transform_scenes
     from .models import hidden_layers, layer_key
     from .occlusion import default_window, occlude
+    from .paper.fig5_invariance import invariance_curves, layer_growth, mean_true_probability
     from .plotting.explain import unit_projection_figure
     from .plotting.invariance import invariance_figure
     from .plotting.occlusion import occlusion_figure

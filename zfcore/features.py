@@ -52,7 +52,7 @@ __all__ = [
     "pool_map_shape",
     "extract_features",
     "cached_features",
-    "model_fingerprint",
+    "FeatureTypeError",
 ]
 
 #: The layers of Table 7 (the rectified outputs of layers 1-7, Fig. 3).
@@ -64,6 +64,11 @@ FEATURES_VERSION = 1
 
 class FeatureError(ZFCoreError, ValueError):
     """Bad arguments to feature extraction (unknown layer, pooling mode, empty data)."""
+
+
+class FeatureTypeError(FeatureError, TypeError):
+    """Data of a kind feature extraction cannot stream (not a Dataset, a DataLoader or an
+    ``(images, labels)`` pair of tensors)."""
 
 
 @dataclass
@@ -179,7 +184,7 @@ def _as_loader(
         return [
             (x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)
         ], x.shape[0]
-    raise TypeError(
+    raise FeatureTypeError(
         f"data must be a torch Dataset, a DataLoader or an (images, labels) pair of "
         f"tensors, not {type(data).__name__}"
     )
@@ -318,8 +323,8 @@ def cached_features(
 
     ``data_key`` names the data (for procedural data: the profile identity, split, group and the
     generator version); ``model_key`` names the model and defaults to
-    :func:`model_fingerprint` (a hash of its weights), so a retrained model never reuses stale
-    features.
+    :func:`zfcore.models.model_fingerprint` (a hash of its weights), so a retrained model never
+    reuses stale features.
     """
     if data_key is None:
         raise FeatureError(

@@ -11,6 +11,11 @@ softmax on each layer's features, with the scores the paper reports:
 * :func:`mean_class_accuracy` (the average of per-class accuracies, as for Caltech),
   :func:`average_precision` / :func:`per_class_ap` (scikit-learn's definition, or the VOC
   devkit's with ``mode="voc"``, Table 6).
+* :func:`load_batch` (images and labels of a data set at some indices, in one call where the set
+  allows), :func:`per_image_correct` (a network's top-``k`` correctness per image) and
+  :func:`error_pct`.
+* :func:`one_thread` and :func:`standardise`, shared with the heads trained step by step in
+  :mod:`zfcore.transfer.training`.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from .errors import ZFCoreError
 from .models import eval_mode
 
 __all__ = [
-    "TransferError",
+    "ProbeError",
     "PROBE_METHODS",
     "LinearProbe",
     "fit_probe",
@@ -39,14 +44,15 @@ __all__ = [
     "load_batch",
     "per_image_correct",
     "error_pct",
+    "one_thread",
+    "standardise",
 ]
 
 PROBE_METHODS = ("softmax", "sigmoid", "svm")
 
 
-class TransferError(ZFCoreError, ValueError):
-    """Bad input to section 5's code (probes, transfer studies): too few images per class,
-    unknown method, wrong shapes."""
+class ProbeError(ZFCoreError, ValueError):
+    """Bad input to a probe or a score: unknown method, wrong shapes, labels out of range."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -68,7 +74,7 @@ class LinearProbe:
     def scores(self, X: torch.Tensor) -> torch.Tensor:
         X = torch.as_tensor(X, dtype=self.weight.dtype)
         if X.dim() != 2 or X.shape[1] != self.weight.shape[1]:
-            raise TransferError(
+            raise ProbeError(
                 f"features of shape {tuple(X.shape)} do not fit a probe trained on "
                 f"{self.weight.shape[1]}-dimensional features"
             )
@@ -87,10 +93,10 @@ class LinearProbe:
 
 
 @contextlib.contextmanager
-def _one_thread():
-    """Run small problems on one thread: a probe's matrices are small, and on a shared machine
-    the synchronisation of several threads costs more than they save (measured: a 240 x 1024
-    softmax fit took 0.3 s on one thread and 8 s on two under load)."""
+def one_thread():
+    """Run the enclosed work on one torch thread, restoring the thread count afterwards: a
+    probe's matrices are small, and on a shared machine the synchronisation of several threads
+    costs more than they save."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -99,7 +105,10 @@ def _one_thread():
         torch.set_num_threads(before)
 
 
-def _standardise(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def standardise(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The columns' mean and standard deviation of ``X`` ``(N, D)`` (population, ``N``
+    denominator); a constant column (a dead unit: its ReLU never fires) gets a standard
+    deviation of 1, so standardising leaves it at 0."""
     mean = X.mean(0)
     std = X.std(0, unbiased=False)
     std = torch.where(std > 1e-8, std, torch.ones_like(std))  # dead units (ReLU never fires)
@@ -134,19 +143,20 @@ def fit_probe(
     Features are standardised with the training rows' mean and standard deviation first.
     """
     if method not in PROBE_METHODS:
-        raise TransferError(f"method must be one of {PROBE_METHODS}, not {method!r}")
+        raise ProbeError(f"method must be one of {PROBE_METHODS}, not {method!r}")
     X = torch.as_tensor(X).float()
     y = torch.as_tensor(y)
     if X.dim() != 2:
-        raise TransferError(f"features must be (N, D), not {tuple(X.shape)}")
+        raise ProbeError(f"features must be (N, D), not {tuple(X.shape)}")
     if y.shape[0] != X.shape[0]:
-        raise TransferError(f"{X.shape[0]} feature rows but {y.shape[0]} labels")
+        raise ProbeError(f"{X.shape[0]} feature rows but {y.shape[0]} labels")
     if X.shape[0] < 2:
-        raise TransferError("need at least 2 training rows")
+        raise ProbeError("need at least 2 training rows")
     multilabel = y.dim() == 2
     if multilabel and method == "softmax":
-        raise TransferError(
-            "multi-hot labels need method='sigmoid' or 'svm' (a softmax assumes one class per image)"
+        raise ProbeError(
+            "multi-hot labels need method='sigmoid' or 'svm' (a softmax assumes one class per "
+            "image)"
         )
     K = (
         y.shape[1]
@@ -154,9 +164,9 @@ def fit_probe(
         else int(num_classes if num_classes is not None else int(y.max()) + 1)
     )
     if not multilabel and (int(y.min()) < 0 or int(y.max()) >= K):
-        raise TransferError(f"labels must lie in 0..{K - 1}; got {int(y.min())}..{int(y.max())}")
-    with _one_thread():
-        mean, std = _standardise(X)
+        raise ProbeError(f"labels must lie in 0..{K - 1}; got {int(y.min())}..{int(y.max())}")
+    with one_thread():
+        mean, std = standardise(X)
         Z = (X - mean) / std
         if method == "svm":
             W, b = _fit_svm(Z, y, K, C, max_iter, seed)
@@ -253,7 +263,7 @@ def mean_class_accuracy(pred: torch.Tensor, labels: torch.Tensor) -> float:
     over the classes present in ``labels``."""
     pred, labels = torch.as_tensor(pred).long(), torch.as_tensor(labels).long()
     if pred.shape != labels.shape or labels.numel() == 0:
-        raise TransferError(
+        raise ProbeError(
             f"pred {tuple(pred.shape)} and labels {tuple(labels.shape)} must be equal, non-empty"
         )
     accs = [(pred[labels == c] == c).float().mean() for c in torch.unique(labels)]
@@ -273,13 +283,13 @@ def average_precision(
     each precision replaced by the best precision at any higher recall. NaN if no positives.
     """
     if mode not in ("sklearn", "voc"):
-        raise TransferError(f"mode must be 'sklearn' or 'voc', not {mode!r}")
+        raise ProbeError(f"mode must be 'sklearn' or 'voc', not {mode!r}")
     s = torch.as_tensor(scores, dtype=torch.float64).flatten()
     t = torch.as_tensor(targets).flatten().double()
     if s.shape != t.shape:
-        raise TransferError(f"{s.numel()} scores but {t.numel()} targets")
+        raise ProbeError(f"{s.numel()} scores but {t.numel()} targets")
     if not bool(((t == 0) | (t == 1)).all()):
-        raise TransferError("targets must be 0 or 1")
+        raise ProbeError("targets must be 0 or 1")
     if t.sum() == 0:
         return float("nan")
     order = torch.argsort(s, descending=True, stable=True)
@@ -308,9 +318,7 @@ def per_class_ap(
     if targets.dim() == 1:
         targets = F.one_hot(targets.long(), scores.shape[1])
     if scores.shape != targets.shape:
-        raise TransferError(
-            f"scores {tuple(scores.shape)} and targets {tuple(targets.shape)} differ"
-        )
+        raise ProbeError(f"scores {tuple(scores.shape)} and targets {tuple(targets.shape)} differ")
     return torch.tensor(
         [average_precision(scores[:, k], targets[:, k], mode) for k in range(scores.shape[1])]
     )
@@ -358,19 +366,18 @@ def per_image_correct(
     """Whether ``model`` (in eval mode: no dropout, no augmentation) ranks each image's label in
     its top ``k`` scores: a boolean ``(N,)`` for ``dataset[indices]`` (default: every image).
 
-    These are the items of the paired bootstraps behind the verdicts of Tables 2-3 and 7
-    (:func:`zfcore.paper.verdicts.paired_bootstrap`: two networks scored on the same images);
+    These are the items of a paired comparison of two networks scored on the same images;
     ``100 * (1 - mean)`` is the top-``k`` error (%) that :func:`zfcore.train.evaluate` reports.
     The model's training/eval mode is restored afterwards. A tuple ``k=(1, 5)`` returns one
     tensor per entry from a single pass.
     """
     ks = k if isinstance(k, tuple) else (k,)
     if not ks or any(not isinstance(q, int) or q < 1 for q in ks):
-        raise TransferError(f"k must be a positive int (top-k) or a tuple of them, not {k!r}")
+        raise ProbeError(f"k must be a positive int (top-k) or a tuple of them, not {k!r}")
     n = len(dataset)
     idx = torch.arange(n) if indices is None else torch.as_tensor(indices).long().flatten()
     if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
-        raise TransferError(f"indices must lie in 0..{n - 1} (the data set has {n} images)")
+        raise ProbeError(f"indices must lie in 0..{n - 1} (the data set has {n} images)")
     out: list[list[torch.Tensor]] = [[] for _ in ks]
     with eval_mode(model):
         for s in range(0, len(idx), batch_size):
@@ -387,5 +394,5 @@ def error_pct(correct: torch.Tensor) -> float:
     """Error (%) from per-image correctness."""
     c = torch.as_tensor(correct)
     if c.numel() == 0:
-        raise TransferError("no images: an error rate needs at least one")
+        raise ProbeError("no images: an error rate needs at least one")
     return 100.0 * (1.0 - float(c.double().mean()))

@@ -1,5 +1,5 @@
 """Fig. 8 (the occlusion grid) and Table 1 (consistency scores), drawn from
-:class:`zfcore.correspondence.CorrespondenceResult` and the occluded images."""
+:class:`zfcore.paper.fig8_table1_correspondence.CorrespondenceResult` and the occluded images."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..correspondence import RANDOM, CorrespondenceResult
+from ..paper.fig8_table1_correspondence import RANDOM, CorrespondenceResult
 
 __all__ = ["occlusion_grid", "table1_figure", "table1_text"]
 

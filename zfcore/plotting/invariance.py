@@ -1,5 +1,5 @@
 """Fig. 5 (invariance to translation, scale and rotation), drawn from
-:class:`zfcore.invariance.InvarianceCurves`."""
+:class:`zfcore.paper.fig5_invariance.InvarianceCurves`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..invariance import InvarianceCurves
+from ..paper.fig5_invariance import InvarianceCurves, per_class_true_probability
 
 __all__ = ["invariance_figure", "class_invariance_figure", "AXIS_LABELS"]
 
@@ -95,7 +95,6 @@ def class_invariance_figure(
     """Mean p(true class) under each transform, per class: the paper's exception (rotation
     symmetric classes keep their probability under rotation) made visible. Classes in
     ``symmetric`` are marked with an asterisk."""
-    from ..invariance import per_class_true_probability
 
     kinds = [k for k in ("translate_y", "scale", "rotate") if k in curves]
     K = len(class_names)

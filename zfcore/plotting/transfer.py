@@ -1,6 +1,7 @@
 """Figures of section 5: Tables 4-5 and 6 drawn as tables, Fig. 9 (accuracy against training
 images per class) and Table 7 (accuracy per layer). Every function takes result objects from
-:mod:`zfcore.transfer` (or the rows it builds) and returns a matplotlib figure."""
+:mod:`zfcore.paper.tables4_6_transfer` and :mod:`zfcore.paper.table7_features` (or the rows
+they build) and returns a matplotlib figure."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..transfer import APPROACHES, LayerProbeResult, TransferResult
+from ..paper.table7_features import LayerProbeResult
+from ..paper.tables4_6_transfer import APPROACHES, TransferResult
 
 __all__ = [
     "format_rows",
@@ -42,8 +44,9 @@ def _pivot(rows: Sequence[dict]) -> tuple[list[int], list[tuple[str, str, str]],
 
 
 def format_rows(rows: Sequence[dict]) -> str:
-    """Tables 4-5 (rows of :func:`zfcore.transfer.summary_rows`) as plain text: one line per
-    source, data set and approach; one column per number of training images per class."""
+    """Tables 4-5 (rows of :func:`zfcore.paper.tables4_6_transfer.summary_rows`) as plain text:
+    one line per source, data set and approach; one column per number of training images per
+    class."""
     ns, keys, cells = _pivot(rows)
     head = ["source", "data set", "approach"]
     w = [max(len(h), *(len(k[i]) for k in keys)) for i, h in enumerate(head)]
@@ -102,8 +105,9 @@ def accuracy_table(
 
 def accuracy_curve(results: Sequence[TransferResult], paper: dict | None = None) -> plt.Figure:
     """Fig. 9: accuracy against training images per class, pretrained vs from scratch (mean and
-    standard deviation over draws). With ``paper`` (:data:`zfcore.transfer.PAPER_TABLES`) a
-    second panel shows the paper's Tables 4-5 numbers in the same layout, labelled as such."""
+    standard deviation over draws). With ``paper``
+    (:data:`zfcore.paper.tables4_6_transfer.PAPER_TABLES`) a second panel shows the paper's
+    Tables 4-5 numbers in the same layout, labelled as such."""
     ncols = 2 if paper else 1
     fig, axes = plt.subplots(1, ncols, figsize=(5.6 * ncols, 4.2), squeeze=False)
     ax = axes[0, 0]

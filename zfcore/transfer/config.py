@@ -1,5 +1,5 @@
-"""The settings of a transfer study (section 5): :class:`TransferConfig`, its defaults per profile and
-section 5's protocols for the real data sets (:func:`transfer_config`).
+"""The settings of a transfer study (section 5): :class:`TransferConfig`, its defaults per
+profile and section 5's protocols for the real data sets (:func:`transfer_config`).
 
 Zeiler & Fergus (2014), section 5: ``n`` training images per class (Caltech-101: 15 or 30;
 Caltech-256: 15, 30, 45, 60), five random draws of those images, up to 50 test images per class
@@ -12,11 +12,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+from ..errors import ZFCoreError
 from ..features import LAYERS
-from ..probes import TransferError
 from ..profiles import Profile, get_profile
 
 __all__ = ["TransferError", "TransferConfig", "DATASET_DEFAULTS", "transfer_config"]
+
+
+class TransferError(ZFCoreError, ValueError):
+    """Bad input to a transfer setting, split, pool or network: too few images per class, an
+    unknown data set or setting, a model without the layers to transfer."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +98,8 @@ class TransferConfig:
             not isinstance(self.network_draws, int) or self.network_draws < 1
         ):
             raise TransferError(
-                f"network_draws must be a positive int or None (all draws), not {self.network_draws!r}"
+                f"network_draws must be a positive int or None (all draws), "
+                f"not {self.network_draws!r}"
             )
         if self.layer not in LAYERS:
             raise TransferError(f"layer must be one of {LAYERS}, not {self.layer!r}")
@@ -134,11 +140,9 @@ _PROFILE_DEFAULTS: dict[str, dict] = {
         scratch_check_every=20,
         scratch_shift=4,
     ),
-    # mini: 5 draws x 4 ns = 20 trainings of 100-800 steps of 32 images. With a cap of 200
-    # steps 16 of the 20 runs stopped at the cap with their training accuracy still rising
-    # (42 % at n = 30): a baseline that had not fitted. Measured here: 75 s per 200 steps with
-    # its checks on a shared 2-core machine, so up to about 100 minutes for the scratch arm if
-    # every run hits the cap, less as the small n fit (n = 5 fits in about 190 steps).
+    # mini: 5 draws x 4 ns = 20 trainings of 100-800 steps of 32 images. The cap of 800 steps
+    # lets the from-scratch baseline fit its training images; a much lower cap stops most runs
+    # while their training accuracy is still rising, a baseline that has not fitted.
     "mini": dict(
         ns=(5, 10, 15, 30),
         draws=5,
@@ -180,7 +184,8 @@ DATASET_DEFAULTS: dict[str, dict] = {
 def transfer_config(
     profile: "str | Profile", dataset: str | None = None, **overrides
 ) -> TransferConfig:
-    """The :class:`TransferConfig` for a profile (and a real data set's protocol), with overrides."""
+    """The :class:`TransferConfig` for a profile (and a real data set's protocol), with
+    ``overrides`` (names of :class:`TransferConfig` fields)."""
     P = get_profile(profile)
     base = dict(_PROFILE_DEFAULTS.get(P.name, {}))
     if dataset is not None:

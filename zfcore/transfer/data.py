@@ -1,6 +1,7 @@
 """The images of a transfer study (section 5): the random draws of ``n`` training images per class
-(:func:`make_splits`), the pools they are drawn from (:class:`TransferData`, :class:`PooledSplits`)
-and the network whose layers are transferred (:func:`pretrained_model`).
+(:func:`make_splits`, :func:`remap_labels`), the pools they are drawn from (:class:`TransferData`,
+:class:`PooledSplits`) and their cached features (:func:`transfer_features`), and the network
+whose layers are transferred (:func:`pretrained_model`).
 
 Section 5 draws ``n`` training images per class from Caltech-101 (15 or 30) and Caltech-256
 (15, 30, 45, 60) five times and tests on the rest (Tables 4-5, Fig. 9); PASCAL VOC 2012 has a
@@ -22,15 +23,19 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..probes import TransferError
+from ..errors import ZFCoreError
+from ..features import Features, cached_features
 from ..profiles import Profile, get_profile
-from .config import TransferConfig, transfer_config
+from .config import TransferConfig, TransferError, transfer_config
 
 __all__ = [
     "Split",
     "make_splits",
+    "remap_labels",
     "TransferData",
+    "transfer_features",
     "PooledSplits",
+    "PoolIndexError",
     "transfer_data",
     "REAL_DATASETS",
     "real_transfer_data",
@@ -115,6 +120,16 @@ def make_splits(
     return out
 
 
+def remap_labels(labels: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """``labels`` renumbered ``0..K-1`` in the order of the classes present, and those classes:
+    a pool whose labels skip some classes still gets a ``K``-way softmax."""
+    labels = torch.as_tensor(labels).long()
+    present = torch.unique(labels)
+    lut = torch.full((int(present.max()) + 1,), -1, dtype=torch.long)
+    lut[present] = torch.arange(len(present))
+    return lut[labels], present.tolist()
+
+
 # ---------------------------------------------------------------------------------------------
 # Pools to draw from: the held-out scene classes, Caltech-101/256, PASCAL VOC 2012
 # ---------------------------------------------------------------------------------------------
@@ -136,6 +151,44 @@ class TransferData:
     test_dataset: Dataset | None = None
     test_key: Any = None
 
+    def names_of(self, present: Sequence[int]) -> list[str]:
+        """The names of the classes ``present`` (their number where the pool names none)."""
+        return [self.classes[c] if c < len(self.classes) else str(c) for c in present]
+
+
+def transfer_features(
+    model: nn.Module,
+    data: TransferData,
+    config: TransferConfig,
+    layers: Sequence[str],
+    *,
+    cache_dir,
+    device: "str | torch.device | None" = None,
+    progress: bool = True,
+    test: bool = False,
+) -> Features:
+    """The features of ``layers`` for every image of ``data``'s pool (``test``: of its separate
+    test split), pooled and batched as ``config`` says, cached by
+    :func:`zfcore.features.cached_features` under the pool's key: computed once for every draw,
+    every ``n`` and every classifier."""
+    return cached_features(
+        model,
+        data.test_dataset if test else data.dataset,
+        data_key=data.test_key if test else data.key,
+        cache_dir=cache_dir,
+        layers=layers,
+        pooled_side=config.pooled_side,
+        pool=config.pool,
+        batch_size=config.batch_size,
+        device=device,
+        progress=progress,
+        desc=f"{data.name} features",
+    )
+
+
+class PoolIndexError(ZFCoreError, IndexError):
+    """An index outside a :class:`PooledSplits` pool."""
+
 
 class PooledSplits(Dataset):
     """Several data sets as one pool (e.g. the train, val and test splits of the held-out scene
@@ -152,7 +205,9 @@ class PooledSplits(Dataset):
 
     def _locate(self, i: int) -> tuple[int, int]:
         if not 0 <= i < len(self):
-            raise IndexError(f"index {i} out of range for a pool of {len(self)} images")
+            raise PoolIndexError(
+                f"index {i} is outside the pool of {len(self)} images: use 0..{len(self) - 1}"
+            )
         part = int(np.searchsorted(self.offsets, i, side="right") - 1)
         return part, i - int(self.offsets[part])
 

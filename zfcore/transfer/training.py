@@ -25,22 +25,18 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..features import layer_outputs
-from ..models import get_layer, layer_names
-from ..probes import (
-    LinearProbe,
-    TransferError,
-    _one_thread,
-    _standardise,
-    load_batch,
-    mean_class_accuracy,
-)
+from ..models import eval_mode, get_layer, layer_names
+from ..probes import LinearProbe, load_batch, mean_class_accuracy, one_thread, standardise
+from .config import TransferError
 
 __all__ = [
     "TransferNet",
     "scratch_like",
     "batch_schedule",
     "PRELOAD_BYTES",
+    "preloaded",
     "random_shift",
+    "trainer",
     "fit_images",
     "PlateauFit",
     "plateau_reached",
@@ -95,14 +91,11 @@ class TransferNet(nn.Module):
 
     def _feature_dim(self) -> int:
         size = getattr(self.backbone, "input_size", 224)
-        was = self.backbone.training
-        self.backbone.eval()
         device = next((p.device for p in self.backbone.parameters()), torch.device("cpu"))
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(self.backbone):
             f = layer_outputs(
                 self.backbone, torch.zeros(1, 3, size, size, device=device), [self.layer]
             )[self.layer]
-        self.backbone.train(was)
         return int(f.flatten(1).shape[1])
 
     @classmethod
@@ -177,16 +170,13 @@ def batch_schedule(n_items: int, steps: int, batch_size: int, seed: int) -> list
     return out
 
 
-_load = load_batch  # images and labels at indices, one batched call where the set allows
-
-
 class _Preloaded(Dataset):
     """Some items of a pool held in memory under their pool indices (the images of one draw, so
     the from-scratch and fine-tuning runs do not decode or render them again at every step)."""
 
     def __init__(self, dataset: Dataset, indices: torch.Tensor):
         self.rows = {int(i): k for k, i in enumerate(torch.as_tensor(indices).tolist())}
-        self.x, self.y = _load(dataset, torch.as_tensor(list(self.rows)))
+        self.x, self.y = load_batch(dataset, torch.as_tensor(list(self.rows)))
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -204,7 +194,10 @@ class _Preloaded(Dataset):
 PRELOAD_BYTES = 512 * 2**20
 
 
-def _preloaded(dataset: Dataset, indices: torch.Tensor) -> Dataset:
+def preloaded(dataset: Dataset, indices: torch.Tensor) -> Dataset:
+    """The items ``indices`` of ``dataset`` held in memory under their own indices (the images
+    of one draw, so the from-scratch and fine-tuning runs do not decode or render them again at
+    every step); ``dataset`` itself where they would take more than :data:`PRELOAD_BYTES`."""
     x0 = dataset[int(indices[0])][0]
     fits = x0.numel() * x0.element_size() * len(indices) <= PRELOAD_BYTES
     return _Preloaded(dataset, indices) if fits else dataset
@@ -236,7 +229,7 @@ def _augment(x: torch.Tensor, flip: bool, shift: int, g: torch.Generator) -> tor
     return random_shift(x, shift, g)
 
 
-def _trainer(
+def trainer(
     net: nn.Module,
     dataset: Dataset,
     indices,
@@ -248,7 +241,12 @@ def _trainer(
     seed: int,
     device,
 ):
-    """One Adam step per call on the given positions of ``indices``; returns the loss."""
+    """A function ``step(batch)`` that takes one Adam step of ``net`` (the parameters that
+    require gradients, rate ``lr``) on the images ``dataset[indices[batch]]`` with targets
+    ``labels[batch]`` (``batch``: positions in ``indices``), with random flips (``flip``) and
+    shifts of up to ``shift`` pixels drawn from a generator seeded by ``seed``, and returns the
+    loss. The network trains in training mode; :func:`fit_images` and :func:`fit_to_plateau`
+    put it back in eval mode when they are done."""
     indices = torch.as_tensor(indices).long()
     labels = torch.as_tensor(labels).long()
     if indices.shape[0] != labels.shape[0]:
@@ -262,7 +260,7 @@ def _trainer(
 
     def step(batch: torch.Tensor) -> float:
         net.train()
-        x, _ = _load(dataset, indices[batch])
+        x, _ = load_batch(dataset, indices[batch])
         x = _augment(x, flip, shift, g)
         loss = F.cross_entropy(net(x.to(device)), labels[batch].to(device))
         opt.zero_grad(set_to_none=True)
@@ -298,7 +296,7 @@ def fit_images(
     """
     from tqdm.auto import tqdm
 
-    step = _trainer(
+    step = trainer(
         net, dataset, indices, labels, lr=lr, flip=flip, shift=shift, seed=seed, device=device
     )
     losses = [
@@ -373,7 +371,7 @@ def fit_to_plateau(
             f"check_every >= 1 ({check_every}) and patience >= 1 ({patience})"
         )
     labels = torch.as_tensor(labels).long()
-    step = _trainer(
+    step = trainer(
         net, dataset, indices, labels, lr=lr, flip=flip, shift=shift, seed=seed, device=device
     )
     checks: list[tuple[int, float]] = []
@@ -463,9 +461,9 @@ def train_head(
         raise TransferError(f"max_steps must be >= 1, not {max_steps}")
     accuracy: list[float] = []
     seconds: list[float] = []
-    with _one_thread():
+    with one_thread():
         t0 = time.perf_counter()
-        mean, std = _standardise(X)
+        mean, std = standardise(X)
         Z = (X - mean) / std
         with torch.random.fork_rng():
             torch.manual_seed(seed)
@@ -494,11 +492,13 @@ def predict_scores(
     batch_size: int = 64,
     device: "str | torch.device" = "cpu",
 ) -> torch.Tensor:
-    """Class scores of ``net`` (eval mode) for ``dataset[indices]``, ``(len(indices), K)``."""
-    net.to(device).eval()
+    """Class scores of ``net`` (in eval mode, its own mode given back afterwards) for
+    ``dataset[indices]``, ``(len(indices), K)``; ``net`` is moved to ``device``."""
+    net.to(device)
     indices = torch.as_tensor(indices).long()
-    out = [
-        net(_load(dataset, indices[i : i + batch_size])[0].to(device)).float().cpu()
-        for i in range(0, len(indices), batch_size)
-    ]
+    with eval_mode(net):
+        out = [
+            net(load_batch(dataset, indices[i : i + batch_size])[0].to(device)).float().cpu()
+            for i in range(0, len(indices), batch_size)
+        ]
     return torch.cat(out)

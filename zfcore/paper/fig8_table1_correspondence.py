@@ -1,4 +1,5 @@
-"""Correspondence analysis (section 4.3, Fig. 8 and Table 1 of Zeiler & Fergus, 2014).
+"""Section 4.3 of Zeiler & Fergus (2014): Fig. 8 and Table 1, correspondence analysis
+(notebook 08).
 
 "Deep models differ from many existing recognition approaches in that there is no explicit
 mechanism for establishing correspondence between specific object parts in different images.
@@ -21,23 +22,29 @@ number of ordered pairs and features: the mean fraction of features whose sign c
 between two images, comparable across layers and set sizes).
 
 Notebook 08 reads its images from :func:`face_images` (the procedural faces, or the user's dog
-photos with their annotated keypoints), reads Table 1's trend with :meth:`CorrespondenceResult.trend`
-and checks the measure on a positive control (:func:`positive_control`) before the per-part
-verdicts (:meth:`PairwiseCorrespondence.part_verdicts`).
+photos with their annotated keypoints), reads Table 1's trend with
+:meth:`CorrespondenceResult.trend` and checks the measure on a positive control
+(:func:`positive_control`) before the per-part verdicts
+(:meth:`PairwiseCorrespondence.part_verdicts`).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
-from .errors import ZFCoreError
-from .features import layer_outputs
-from .models import in_eval_mode
-from .study import Result
+from ..data import denormalize, get_dataset, load_folder, normalize
+from ..errors import ZFCoreError
+from ..features import layer_outputs
+from ..models import in_eval_mode
+from ..profiles import get_profile
+from ..study import Result, cached_study
+from .verdicts import Verdict, from_interval
 
 __all__ = [
     "PARTS",
@@ -67,6 +74,7 @@ __all__ = [
     "check_photo_inputs",
     "face_images",
     "positive_control",
+    "correspondence_sentence",
 ]
 
 #: Side of the keypoint-sized occluder as a fraction of the smallest offset between two of the
@@ -256,7 +264,9 @@ class PairwiseCorrespondence:
         n = m.shape[0]
         return float(m.sum() / (n * (n - 1)))
 
-    def verdict(self, claim: str, part: str, layer: str, n_boot: int = 2000, seed: int = 0):
+    def verdict(
+        self, claim: str, part: str, layer: str, n_boot: int = 2000, seed: int = 0
+    ) -> Verdict:
         """:func:`pair_bootstrap` of ``random - part`` at ``layer`` (``part`` may be ``"parts"``:
         the mean over the parts)."""
         if part == "parts":
@@ -274,12 +284,30 @@ class PairwiseCorrespondence:
 
     def part_verdicts(self, layers: Sequence[str]) -> dict:
         """``{(layer, part): verdict}``: each part of :data:`PARTS` more consistent than random
-        occlusion at each layer (Table 1's reading), claim ``<layer>_<part>_more_consistent_than_random``."""
+        occlusion at each layer (Table 1's reading), claim
+        ``<layer>_<part>_more_consistent_than_random``."""
         return {
             (l, p): self.verdict(f"{l}_{p}_more_consistent_than_random", p, l)
             for l in layers
             for p in PARTS
         }
+
+    def control_verdicts(
+        self, layers: Sequence[str], name: str = "positive_control"
+    ) -> dict[str, Verdict]:
+        """``{layer: verdict}``: the parts (their mean) more consistent than random occlusion at
+        each layer, claim ``<name>_<layer>``; on :func:`positive_control`'s images the measure
+        must find this."""
+        return {l: self.verdict(f"{name}_{l}", "parts", l) for l in layers}
+
+    def control_numbers(self, layers: Sequence[str], name: str = "positive_control") -> dict:
+        """``<name>_<layer>_parts_distance`` (:meth:`parts_mean`) and
+        ``<name>_<layer>_random_distance`` per layer."""
+        out = {}
+        for l in layers:
+            out[f"{name}_{l}_parts_distance"] = self.parts_mean(l)
+            out[f"{name}_{l}_random_distance"] = self.mean(RANDOM, l)
+        return out
 
     def numbers(self, layers: Sequence[str]) -> dict:
         """The mean pair distances per layer: ``<layer>_random_pair_distance`` and
@@ -293,16 +321,12 @@ class PairwiseCorrespondence:
 
 def pair_bootstrap(
     claim: str, control: torch.Tensor, model: torch.Tensor, *, n_boot: int = 2000, seed: int = 0
-):
+) -> Verdict:
     """A verdict on ``mean_{i != j} control[i, j] - model[i, j]`` (pairwise matrices over the same
     N images) from a bootstrap over images: each resample draws N images with replacement and
     averages over the pairs of two different draws (an image is never paired with itself).
     Positive: ``model`` (a part) is more consistent than ``control`` (random squares), as
     Table 1 says. Seed variance is not included."""
-    import numpy as np
-
-    from .paper.verdicts import from_interval
-
     d = (torch.as_tensor(control).double() - torch.as_tensor(model).double()).numpy()
     n = d.shape[0]
     if d.shape != (n, n) or n < 3:
@@ -398,6 +422,7 @@ def _features(model: nn.Module, x: torch.Tensor, layers: Sequence[str], batch_si
     return {l: torch.cat(v) for l, v in store.items()}
 
 
+@in_eval_mode
 def sign_differences(
     model: nn.Module,
     images: torch.Tensor,
@@ -475,13 +500,26 @@ class CorrespondenceResult(Result):
             return "does not hold here: at layer 5 not every part scores below random occlusion"
         if sum(g7.values()) < sum(g5.values()):
             return "holds here"
-        return "holds in part here: the parts score below random at layer 5, but the gap at layer 7 is not smaller"
+        return (
+            "holds in part here: the parts score below random at layer 5, but the gap at layer 7 "
+            "is not smaller"
+        )
+
+    def settings_numbers(self) -> dict:
+        """The study's settings as recorded numbers: ``n_images_per_set``, ``draws`` (seeds),
+        ``face_pool`` and ``square_fraction``."""
+        return {
+            "n_images_per_set": self.n_images,
+            "draws": int(next(iter(self.scores.values())).numel()),
+            "face_pool": self.n_pool,
+            "square_fraction": self.square,
+        }
 
     def gaps_text(self) -> str:
         """The gaps of layers 5 and 7 as a printed sentence."""
         return (
-            "Parts below random, in standard deviations of the random score (left eye, right eye, nose): "
-            "layer 5: "
+            "Parts below random, in standard deviations of the random score (left eye, right eye, "
+            "nose): layer 5: "
             + ", ".join(f"{g:+.1f}" for g in self.gaps("layer5").values())
             + "; layer 7: "
             + ", ".join(f"{g:+.1f}" for g in self.gaps("layer7").values())
@@ -489,6 +527,7 @@ class CorrespondenceResult(Result):
         )
 
 
+@in_eval_mode
 def correspondence_scores(
     model: nn.Module,
     images: torch.Tensor,
@@ -557,12 +596,26 @@ def correspondence_scores(
     )
 
 
+def correspondence_sentence(
+    control: dict, found: dict, layers: Sequence[str] = ("layer5", "layer7")
+) -> str:
+    """Notebook 08's conclusion: does the measure detect correspondence on the positive control
+    (``control``: :meth:`PairwiseCorrespondence.control_verdicts`), and is each part more
+    consistent than random occlusion at each layer (``found``:
+    :meth:`PairwiseCorrespondence.part_verdicts`)."""
+    ok = all(v.verdict == "held" for v in control.values())
+    parts = "; ".join(
+        f"{l}: " + ", ".join(f"{p} {found[l, p].verdict}" for p in PARTS) for l in layers
+    )
+    return (
+        f"The measure {'does' if ok else 'does NOT'} detect correspondence where it must "
+        f"(positive control). Parts more consistent than random occlusion: {parts}."
+    )
+
+
 def face_scenes(profile, split: str = "test", n: "int | None" = None):
     """The first ``n`` (default: all) face images of a procedural split as a ``SceneBatch`` (images
     in [0, 1], boxes, keypoints ``left_eye``, ``right_eye``, ``nose``)."""
-    from .data import get_dataset
-    from .profiles import get_profile
-
     P = get_profile(profile)
     ds = get_dataset(P, split)
     if not hasattr(ds, "scenes") or "face" not in getattr(ds, "classes", ()):
@@ -583,10 +636,6 @@ def correspondence_split(
     """:func:`correspondence_scores` on the face images of a procedural split (the first
     ``n_pool``), cached under ``<cache_dir>/correspondence/`` by a hash of the model's weights,
     the profile and the options."""
-    from .data import normalize
-    from .profiles import get_profile
-    from .study import cached_study
-
     P = get_profile(profile)
     sb = face_scenes(P, split, n_pool)
     progress = options.pop("progress", True)
@@ -640,8 +689,6 @@ class FaceImages:
 
 def check_photo_inputs(profile, photos, keypoints_file) -> None:
     """A profile without procedural faces needs the user's dog photos and their keypoints."""
-    from .profiles import get_profile
-
     P = get_profile(profile)
     if P.dataset != "scenes" and (photos is None or keypoints_file is None):
         raise CorrespondenceError(
@@ -657,12 +704,8 @@ def face_images(
     """The images section 4.3 occludes: on the procedural profiles the first ``pool`` (default:
     all) faces of the test split with their keypoints and boxes; elsewhere the photos of the
     folder ``photos`` that ``keypoints_file`` (JSON ``{"photo.jpg": {"left_eye": [x, y], ...}}``
-    in the photos' pixels) annotates, at least ``n_images`` of them, boxed around their keypoints."""
-    import json
-
-    from .data import denormalize, load_folder, normalize
-    from .profiles import get_profile
-
+    in the photos' pixels) annotates, at least ``n_images`` of them, boxed around their
+    keypoints."""
     P = get_profile(profile)
     check_photo_inputs(P, photos, keypoints_file)
     if P.dataset == "scenes":

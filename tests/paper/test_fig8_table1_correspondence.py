@@ -1,11 +1,13 @@
-"""Table 1's consistency score on a hand-worked example; part squares; a model whose answer is
-known in advance."""
+"""Fig. 8 and Table 1 (zfcore.paper.fig8_table1_correspondence): the consistency score on a
+hand-worked example; part squares; a model whose answer is known in advance; the cached split;
+photos' keypoints; the recorded numbers and the printed conclusion."""
 
 import pytest
 import torch
 from torch import nn
 
-from zfcore.correspondence import (
+from zfcore import models
+from zfcore.paper.fig8_table1_correspondence import (
     PARTS,
     RANDOM,
     CorrespondenceError,
@@ -13,11 +15,19 @@ from zfcore.correspondence import (
     apply_squares,
     consistency_score,
     correspondence_scores,
+    correspondence_sentence,
+    correspondence_split,
+    face_scenes,
     hamming_matrix,
+    keypoint_boxes,
+    pairwise_correspondence,
     part_squares,
+    photo_keypoints,
     random_squares,
     sign_differences,
 )
+from zfcore.paper.verdicts import from_interval
+from zfcore.profiles import get_profile
 
 
 def test_hamming_and_score_by_hand():
@@ -90,13 +100,14 @@ class PixelFeatures(nn.Module):
 
 
 def test_sign_differences_direct():
-    m = PixelFeatures().eval()
+    m = PixelFeatures().train()
     x = torch.randn(3, 3, 16, 16)
     y = x.clone()
     y[:, :, :4, :4] = 0
     s = sign_differences(m, x, y)
     assert torch.equal(s["layer5"], torch.sign(x - y).flatten(1).to(torch.int8))
     assert torch.equal(s["layer7"], torch.sign(x.mean((2, 3)) - y.mean((2, 3))).to(torch.int8))
+    assert m.training  # measured in eval mode, the caller's mode given back
 
 
 def test_aligned_parts_are_perfectly_consistent():
@@ -124,6 +135,20 @@ def test_aligned_parts_are_perfectly_consistent():
     assert set(rows[0]) == {"occlusion", "layer5_mean", "layer5_std", "layer7_mean", "layer7_std"}
     back = CorrespondenceResult.from_dict(res.to_dict())
     assert back.mean(RANDOM, "layer7") == res.mean(RANDOM, "layer7")
+    assert res.settings_numbers() == {
+        "n_images_per_set": 4,
+        "draws": 6,
+        "face_pool": N,
+        "square_fraction": 0.25,
+    }
+    pairs = pairwise_correspondence(PixelFeatures().eval(), imgs, kp, boxes, n_random=2)
+    control = pairs.control_verdicts(("layer5",))
+    assert list(control) == ["layer5"] and control["layer5"].claim == "positive_control_layer5"
+    assert control["layer5"].verdict == "held"  # the aligned parts agree, random squares do not
+    assert pairs.control_numbers(("layer5",), name="c") == {
+        "c_layer5_parts_distance": pairs.parts_mean("layer5"),
+        "c_layer5_random_distance": pairs.mean(RANDOM, "layer5"),
+    }
 
 
 def test_bad_arguments():
@@ -140,10 +165,6 @@ def test_bad_arguments():
 
 
 def test_face_scenes_and_cached_split(tmp_path):
-    from zfcore import models
-    from zfcore.correspondence import correspondence_split, face_scenes
-    from zfcore.profiles import get_profile
-
     P = get_profile("tiny", cache_dir=tmp_path)
     faces = face_scenes(P, "test")
     assert len(faces) >= 5 and (faces.labels == 0).all()
@@ -157,8 +178,6 @@ def test_face_scenes_and_cached_split(tmp_path):
 
 
 def test_photo_keypoints_follow_the_centre_crop():
-    from zfcore.correspondence import keypoint_boxes, photo_keypoints
-
     # a 400 x 200 photo: the centre square is x in [100, 300); 200 px -> 100 px input
     kp = photo_keypoints({"nose": (150, 50), "left_eye": (100, 0)}, (400, 200), 100)
     assert kp["nose"].tolist() == [25.0, 25.0] and kp["left_eye"].tolist() == [0.0, 0.0]
@@ -166,3 +185,23 @@ def test_photo_keypoints_follow_the_centre_crop():
         {"a": torch.tensor([[10.0, 10.0]]), "b": torch.tensor([[20.0, 14.0]])}, margin=0.5
     )
     assert boxes.tolist() == [[5.0, 5.0, 25.0, 19.0]]
+
+
+def test_correspondence_sentence():
+    def v(verdict):
+        return (
+            from_interval("c", 1.0, 0.5, 1.5)
+            if verdict == "held"
+            else from_interval("c", 0.0, -1.0, 1.0)
+        )
+
+    found = {
+        (l, p): v("held" if l == "layer5" else "noise") for l in ("layer5", "layer7") for p in PARTS
+    }
+    text = correspondence_sentence({"layer5": v("held"), "layer7": v("held")}, found)
+    assert text == (
+        "The measure does detect correspondence where it must (positive control). Parts more "
+        "consistent than random occlusion: layer5: left_eye held, right_eye held, nose held; "
+        "layer7: left_eye within noise, right_eye within noise, nose within noise."
+    )
+    assert "does NOT detect" in correspondence_sentence({"layer5": v("noise")}, found)
