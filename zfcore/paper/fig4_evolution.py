@@ -68,6 +68,7 @@ from .verdicts import Verdict, from_interval, hierarchical_bootstrap
 
 __all__ = [
     "Fig4Error",
+    "UnknownRecipeError",
     "history_text",
     "run_numbers",
     "RECIPES",
