@@ -14,6 +14,7 @@ cannot run code when it is read.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -29,6 +30,7 @@ from .locations import writable_dir
 
 __all__ = [
     "CacheTypeError",
+    "canonical",
     "config_hash",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -52,16 +54,15 @@ class CacheTypeError(ZFCoreError, TypeError):
     """A value that cannot be stored as JSON (``json.dumps``'s hook expects a ``TypeError``)."""
 
 
-def _canonical(obj: Any) -> Any:
-    """JSON-able canonical form of a configuration (dataclasses, paths, tuples, floats)."""
-    import dataclasses
-
+def canonical(obj: Any) -> Any:
+    """JSON-able canonical form of a configuration (dataclasses, paths, tuples, floats): what a
+    cache key hashes (:func:`config_hash`) and what ``config.json`` beside an entry shows."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _canonical(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: canonical(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, dict):
-        return {str(k): _canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+        return {str(k): canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
     if isinstance(obj, (list, tuple)):
-        return [_canonical(v) for v in obj]
+        return [canonical(v) for v in obj]
     if isinstance(obj, Path):
         return str(obj)
     if isinstance(obj, float):
@@ -73,7 +74,7 @@ def _canonical(obj: Any) -> Any:
 
 def config_hash(config: Any, length: int = 16) -> str:
     """Stable hex hash of a configuration (dicts, dataclasses, lists, numbers, strings)."""
-    text = json.dumps(_canonical(config), sort_keys=True, separators=(",", ":"))
+    text = json.dumps(canonical(config), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
@@ -260,6 +261,6 @@ def cached(
             except CacheError:
                 pass  # fall through: rebuild
         result = build()
-        atomic_write_json(d / "config.json", _canonical(config))
+        atomic_write_json(d / "config.json", canonical(config))
         save_tensors(path, result)
         return result

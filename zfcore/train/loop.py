@@ -142,7 +142,7 @@ def train(
             int(state["epoch"]),
         )
     if rank == 0:
-        zcache.atomic_write_json(store.dir / "config.json", zcache._canonical(spec.key_config()))
+        zcache.atomic_write_json(store.dir / "config.json", zcache.canonical(spec.key_config()))
 
     for source in (train_set, val_set):
         if isinstance(source, RenderedScenes) and start < p.epochs:

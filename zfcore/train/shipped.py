@@ -162,7 +162,7 @@ def differences(shipped: ShippedWeights, spec: TrainSpec) -> list[str]:
                 out[f"{prefix}{k}"] = v
         return out
 
-    ours = flat(json.loads(json.dumps(zcache._canonical(spec.key_config()))))
+    ours = flat(json.loads(json.dumps(zcache.canonical(spec.key_config()))))
     theirs = flat(json.loads(shipped.metadata.get("key_config", "{}")))
     diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
     return diff + (["epochs"] if shipped.epochs != spec.profile.epochs else [])
@@ -206,7 +206,7 @@ def export(run, directory: "str | Path | None" = None) -> ShippedWeights:
         "variant": spec.variant,
         "epochs": str(spec.profile.epochs),
         "config_hash": zcache.config_hash(spec.key_config()),
-        "key_config": json.dumps(zcache._canonical(spec.key_config()), sort_keys=True),
+        "key_config": json.dumps(zcache.canonical(spec.key_config()), sort_keys=True),
         "fingerprint": model_fingerprint(model),
         "torch": torch.__version__,
         "zfcore": __version__,
