@@ -4,8 +4,8 @@ Each paper module's ``HEADLINES`` says, for its notebook, which paper claim a li
 reports and how its numbers read (a key the notebook no longer writes shows as ``n/a``); the
 verdicts come from the notebooks' ``verdict_<claim>`` keys::
 
-    python -m zfcore.paper.readme readme    # rewrite README.md's results block and marked values
-    python -m zfcore.paper.readme check     # exit 1, naming the lines, when README and JSON disagree
+    python -m zfcore.paper.readme readme  # rewrite README.md's results, values and paper map
+    python -m zfcore.paper.readme check   # exit 1, naming the lines, where README and JSON differ
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ from typing import Any, Callable, Iterable, Mapping
 from ..cache import atomic_write_text
 from ..locations import checkout_root
 from ..report import ReportError
+from . import items_table
 from .verdicts import VERDICTS
 
 __all__ = [
+    "render_paper_map",
     "Numbers",
     "HEADLINES",
     "VALUES",
@@ -41,6 +43,8 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+#: The generated notebook-to-paper table (README.md and CONTRIBUTING.md).
+MAP_BEGIN, MAP_END = "<!-- paper-map:begin -->", "<!-- paper-map:end -->"
 #: An inline generated value in the README's prose: ``<!-- value:NAME -->text<!-- /value -->``.
 VALUE_RE = re.compile(r"<!-- value:([A-Za-z0-9_]+) -->(.*?)<!-- /value -->", re.DOTALL)
 MISSING = "n/a"
@@ -547,6 +551,18 @@ def render_block(numbers: Mapping[str, Mapping[str, Any]], profile: str) -> tupl
     return "\n".join(lines), list(dict.fromkeys(notes))
 
 
+def render_paper_map(text: str) -> str:
+    """``text`` with the block between :data:`MAP_BEGIN` and :data:`MAP_END` (when it has one)
+    replaced by :func:`zfcore.paper.items_table`, the one notebook-to-paper map."""
+    if MAP_BEGIN not in text:
+        return text
+    head, rest = text.split(MAP_BEGIN, 1)
+    if MAP_END not in rest:
+        raise ReportError(f"'{MAP_BEGIN}' without '{MAP_END}': close the paper map's block")
+    _, tail = rest.split(MAP_END, 1)
+    return f"{head}{MAP_BEGIN}\n{items_table()}\n{MAP_END}{tail}"
+
+
 def render_readme(
     text: str,
     numbers: Mapping[str, Mapping[str, Any]],
@@ -582,7 +598,7 @@ def render_readme(
             )
         return f"<!-- value:{name} -->{shown}<!-- /value -->"
 
-    return VALUE_RE.sub(value, text), notes
+    return render_paper_map(VALUE_RE.sub(value, text)), notes
 
 
 def check_readme(
@@ -617,6 +633,12 @@ def main(argv: "list[str] | None" = None) -> int:
     here = checkout_root() or Path.cwd()
     ap.add_argument("--readme", type=Path, default=here / "README.md")
     ap.add_argument(
+        "--contributing",
+        type=Path,
+        default=here / "CONTRIBUTING.md",
+        help="a second file whose paper map is kept in step (skipped when it does not exist)",
+    )
+    ap.add_argument(
         "--figures",
         type=Path,
         default=None,
@@ -639,8 +661,25 @@ def main(argv: "list[str] | None" = None) -> int:
                 print(f"{args.readme}: results regenerated from {figures}")
             else:
                 print(f"{args.readme}: already matches {figures}")
+            if args.contributing.is_file():
+                old = args.contributing.read_text()
+                if render_paper_map(old) != old:
+                    atomic_write_text(args.contributing, render_paper_map(old))
+                    print(f"{args.contributing}: paper map regenerated")
             return 0
         diff = check_readme(text, numbers, args.profile, str(args.readme))
+        if args.contributing.is_file():
+            old = args.contributing.read_text()
+            diff += list(
+                difflib.unified_diff(
+                    old.splitlines(),
+                    render_paper_map(old).splitlines(),
+                    f"{args.contributing} (committed)",
+                    f"{args.contributing} (from zfcore.paper.ITEMS)",
+                    n=0,
+                    lineterm="",
+                )
+            )
     except ReportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
