@@ -4,11 +4,13 @@ filters, weak maps, the largest filter RMS, and a recorded first layer rebuilt."
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from zfcore import firstlayer as FL
+from zfcore import models
 from zfcore.models import zfnet
 from zfcore.profiles import get_profile
 
@@ -95,3 +97,41 @@ def test_conv_with_filters_keeps_the_layout_and_checks_the_shape():
     assert not torch.equal(conv.weight, w)  # the original is left as it was
     with pytest.raises(FL.FirstLayerError, match="do not fit"):
         FL.conv_with_filters(conv, w[:, :, :5, :5])
+
+
+def test_power_above_of_gratings_and_white_noise():
+    k = 16
+    y = torch.arange(k, dtype=torch.float64)
+
+    def grating(f):
+        return torch.cos(2 * math.pi * f * y)[None, None, :, None].expand(1, 3, k, k)
+
+    w = torch.cat([grating(3 / 16), grating(1 / 16)])  # 0.1875 and 0.0625 cycles per pixel
+    assert FL.power_above(w, 1 / 8, pad=k).tolist() == pytest.approx([1.0, 0.0], abs=1e-9)
+    assert FL.power_above(w, 1 / 4, pad=k).tolist() == pytest.approx([0.0, 0.0], abs=1e-9)
+    # white noise: the share of frequency bins with |fx| or |fy| above c (DC removed by the mean)
+    noise = FL.noise_filters(torch.zeros(400, 3, 11, 11), seed=1)
+    for c in (1 / 8, 1 / 4):
+        f = np.abs(np.fft.fftfreq(64))
+        inside = (f <= c + 1e-12).sum()
+        want = 1 - (inside**2 - 1) / (64**2 - 1)
+        assert float(FL.power_above(noise, c).mean()) == pytest.approx(want, abs=0.02)
+    with pytest.raises(FL.FirstLayerError, match="cutoff"):
+        FL.power_above(w, 0.7)
+
+
+def test_aliasing_controls_compare_like_with_like():
+    torch.manual_seed(0)
+    zf = models.zfnet(width=0.125, image_size=64, fc_units=64, num_classes=5).eval()
+    kr = models.krizhevsky(width=0.125, image_size=64, fc_units=64, num_classes=5).eval()
+    out = FL.aliasing_controls(zf, zf)
+    assert out["stride"] == 2 and np.array_equal(out["trained"]["own"], out["untrained"]["own"])
+    assert np.allclose(out["trained"]["own"], out["trained"]["above_1_4"])  # stride 2: Nyquist 1/4
+    conv = [m for m in kr.modules() if isinstance(m, nn.Conv2d)][0]
+    out_k = FL.aliasing_controls(kr, kr)
+    assert out_k["stride"] == 4 and np.allclose(
+        out_k["trained"]["own"], FL.aliased_energy(conv).numpy()
+    )
+    assert np.allclose(out_k["trained"]["own"], out_k["trained"]["above_1_8"])
+    with pytest.raises(FL.FirstLayerError, match="differ"):
+        FL.aliasing_controls(zf, kr)

@@ -212,3 +212,34 @@ def test_curves_bad_arguments():
     with pytest.raises(InvarianceError, match="unknown transform"):
         default_amounts("shear", S)
     assert issubclass(InvarianceStudyError, InvarianceError)
+
+
+def _curves():
+    d1 = torch.tensor([[0.0, 2.0, 4.0, 4.0], [0.0, 1.0, 1.0, 2.0], [0.0, 5.0, 5.0, 5.0]])
+    in_view = torch.tensor(
+        [[True, True, True, False], [True, True, True, True], [True, False, False, False]]
+    )
+    prob = torch.tensor([[0.9, 0.8, 0.6, 0.1], [0.5, 0.4, 0.3, 0.2], [1.0, 0.2, 0.2, 0.2]])
+    return InvarianceCurves(
+        kind="translate_y",
+        amounts=torch.tensor([0.0, 2.0, 4.0, 6.0]),
+        labels=torch.tensor([0, 1, 2]),
+        distances={"layer1": d1},
+        prob_true=prob,
+        top_class=torch.zeros(3, 4, dtype=torch.long),
+        in_view=in_view,
+    )
+
+
+def test_per_image_growth_and_probability_by_hand():
+    c = _curves()
+    g = per_image_growth(c, "layer1")
+    # image 0: in-view steps 2, 4 of peak 4 -> (0.5 + 1) / 2; image 1: (1 + 1 + 2) / 2 / 3;
+    # image 2: none
+    assert g[:2].tolist() == pytest.approx([0.75, 2 / 3]) and math.isnan(g[2])
+    p = per_image_true_probability(c)
+    assert p[:2].tolist() == pytest.approx([0.7, 0.3]) and math.isnan(p[2])
+    # a single image's value is the split-level measure of that image alone
+    for i in range(2):
+        assert g[i] == pytest.approx(layer_growth(c, "layer1", torch.arange(3) == i))
+        assert p[i] == pytest.approx(mean_true_probability(c, torch.arange(3) == i))

@@ -3,13 +3,16 @@ cases, its result's round trip, the fast preset's game, the cached split study, 
 notebook 07 records and prints beside the verdicts."""
 
 from types import SimpleNamespace
+from types import SimpleNamespace as NS
 
 import pytest
 import torch
 from torch import nn
 
 from zfcore import models
+from zfcore.models import zfnet
 from zfcore.occlusion import OcclusionError, occlude
+from zfcore.paper import fig7_occlusion as occ
 from zfcore.paper.fig7_occlusion import (
     PointingGameError,
     PointingGameResult,
@@ -21,6 +24,7 @@ from zfcore.paper.fig7_occlusion import (
     pointing_game_split,
     pointing_verdicts,
 )
+from zfcore.profiles import get_profile
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +159,90 @@ def test_photo_numbers_and_text_by_hand():
         "No object boxes on the imagenet profile, so no pointing game; on these photos the square "
         "lowers p(predicted class) by 0.00 to 0.70 at its worst position."
     )
+
+
+def _tiny_model(seed=0):
+    torch.manual_seed(seed)
+    return zfnet(**get_profile("tiny").model_kwargs()).eval()
+
+
+def _occ_result(p_clean, p_min, feature, total_clean, total_min):
+    return NS(
+        prob_target_clean=p_clean,
+        prob_target=torch.tensor([[p_min, p_clean]]),
+        feature=feature,
+        feature_total_clean=total_clean,
+        feature_total=torch.tensor([total_min, total_clean]),
+    )
+
+
+def test_example_numbers_text_and_drops_by_hand():
+    rs = [_occ_result(0.9, 0.2, 3, 10.0, 4.0), _occ_result(0.5, 0.5, 1, 0.0, 0.0)]
+    n = occ.example_numbers(rs)
+    assert n["example_prob_correct_unoccluded"] == [0.9, 0.5] and n["example_layer5_feature"] == [
+        3,
+        1,
+    ]
+    assert n["example_prob_correct_min"] == pytest.approx([0.2, 0.5])
+    assert n["example_layer5_total_drop_fraction"] == pytest.approx([0.6, 1.0])
+    assert occ.prob_drops(rs) == pytest.approx([0.7, 0.0])
+    assert (
+        occ.examples_text(["cat", "dog"], rs)
+        .splitlines()[0]
+        .startswith("cat: p(correct) 0.900 unoccluded, 0.200")
+    )
+
+
+def _pointing(hits, grid, correct=None):
+    n = len(hits)
+    return occ.PointingGameResult(
+        points=torch.zeros(n, 2),
+        boxes=torch.zeros(n, 4),
+        hits=torch.tensor(hits),
+        chance_box=torch.full((n,), 0.25),
+        chance_grid=torch.tensor(grid, dtype=torch.float64),
+        correct=torch.tensor(correct or [True] * n),
+        prob_drop=torch.zeros(n),
+        window=16,
+        stride=4,
+    )
+
+
+def test_pointing_numbers_and_verdicts_by_hand():
+    pg = _pointing([True, True, False, True], [0.2, 0.3, 0.1, 0.2], [True, False, True, True])
+    n = pg.numbers()
+    assert n["pointing_game_hit_rate"] == 0.75 and n[
+        "pointing_game_chance_square_grid"
+    ] == pytest.approx(0.2)
+    assert n["pointing_game_hit_rate_correctly_classified"] == pytest.approx(2 / 3)
+    assert (n["pointing_game_images"], n["pointing_game_window_px"], n["pointing_game_target"]) == (
+        4,
+        16,
+        0.8,
+    )
+    assert "in 75 % of them (67 % of the correctly classified)" in pg.summary()
+    pg0 = _pointing([False, True, False, False], [0.2, 0.3, 0.1, 0.2])
+    above_chance, above_untrained = occ.pointing_verdicts(pg, pg0)
+    assert above_chance.effect == pytest.approx(
+        100 * (0.75 - 0.2)
+    ) and above_untrained.effect == pytest.approx(50.0)
+    with pytest.raises(ValueError, match="same 4 images"):
+        occ.pointing_verdicts(pg, _pointing([True, False], [0.1, 0.1]))
+
+
+def test_strongest_map_projections_project_the_argmax_of_the_followed_map():
+    from zfcore.deconv import layer_activations, project
+    from zfcore.receptive import receptive_field
+
+    model = _tiny_model()
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    rs = [NS(feature=1), NS(feature=4)]
+    pix, boxes = occ.strongest_map_projections(model, x, rs)
+    acts = layer_activations(model, x, ["layer5"])["layer5"]
+    req = []
+    for i, r in enumerate(rs):
+        fm = acts[i, r.feature]
+        pos = (fm == fm.max()).nonzero()[0].tolist()  # the first maximum in row-major order
+        req.append((i, r.feature, pos[0], pos[1]))
+        assert boxes[i] == receptive_field(model, "layer5").box(pos[0], pos[1], 64)
+    assert torch.equal(pix, project(model, x, "layer5", req).pixels)

@@ -2,17 +2,23 @@
 hand-worked example; part squares; a model whose answer is known in advance; the cached split;
 photos' keypoints; the recorded numbers and the printed conclusion."""
 
+import json
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from zfcore import models
+from zfcore.models import zfnet
+from zfcore.paper import fig8_table1_correspondence as corr
 from zfcore.paper.fig8_table1_correspondence import (
     PARTS,
     RANDOM,
     CorrespondenceError,
     CorrespondenceResult,
     apply_squares,
+    background_swap,
     consistency_score,
     correspondence_scores,
     correspondence_sentence,
@@ -20,11 +26,14 @@ from zfcore.paper.fig8_table1_correspondence import (
     face_scenes,
     hamming_matrix,
     keypoint_boxes,
+    keypoint_sides,
+    pair_bootstrap,
     pairwise_correspondence,
     part_squares,
     photo_keypoints,
     random_squares,
     sign_differences,
+    squares_at,
 )
 from zfcore.paper.verdicts import from_interval
 from zfcore.profiles import get_profile
@@ -205,3 +214,200 @@ def test_correspondence_sentence():
         "layer7: left_eye within noise, right_eye within noise, nose within noise."
     )
     assert "does NOT detect" in correspondence_sentence({"layer5": v("noise")}, found)
+
+
+def _tiny_model(seed=0):
+    torch.manual_seed(seed)
+    return zfnet(**get_profile("tiny").model_kwargs()).eval()
+
+
+def _pairwise(values):
+    d = {f"{p}/{l}": torch.full((3, 3), v) * (1 - torch.eye(3)) for (p, l), v in values.items()}
+    return corr.PairwiseCorrespondence(
+        layers=("layer5",),
+        parts=corr.PARTS + (corr.RANDOM,),
+        distances=d,
+        sides=torch.ones(3),
+        n_random=5,
+    )
+
+
+def test_pairwise_numbers_and_part_verdicts_by_hand():
+    pw = _pairwise(
+        {
+            ("left_eye", "layer5"): 0.1,
+            ("right_eye", "layer5"): 0.2,
+            ("nose", "layer5"): 0.3,
+            ("random", "layer5"): 0.4,
+        }
+    )
+    assert pw.parts_mean("layer5") == pytest.approx(0.2)
+    assert pw.numbers(["layer5"]) == pytest.approx(
+        {
+            "layer5_random_pair_distance": 0.4,
+            "layer5_left_eye_pair_distance": 0.1,
+            "layer5_right_eye_pair_distance": 0.2,
+            "layer5_nose_pair_distance": 0.3,
+        }
+    )
+    v = pw.part_verdicts(["layer5"])
+    assert list(v) == [("layer5", p) for p in corr.PARTS]
+    assert v["layer5", "nose"].claim == "layer5_nose_more_consistent_than_random"
+    assert v["layer5", "left_eye"].effect == pytest.approx(
+        pw.verdict("c", "left_eye", "layer5").effect
+    )
+
+
+def _table1(means5, means7):
+    scores = {}
+    for l, means in (("layer5", means5), ("layer7", means7)):
+        for p, m in zip(corr.PARTS + (corr.RANDOM,), means):
+            scores[f"{p}/{l}"] = torch.tensor([m - 0.01, m + 0.01], dtype=torch.float64)
+    return corr.CorrespondenceResult(
+        layers=("layer5", "layer7"),
+        parts=corr.PARTS + (corr.RANDOM,),
+        scores=scores,
+        n_images=5,
+        n_pool=10,
+        square=0.3,
+    )
+
+
+def test_table1_trend_by_hand():
+    sd = float(torch.tensor([-0.01, 0.01], dtype=torch.float64).std())
+    r = _table1((0.3, 0.3, 0.3, 0.4), (0.38, 0.38, 0.38, 0.4))
+    assert r.gaps("layer5") == pytest.approx({p: 0.1 / sd for p in corr.PARTS})
+    assert r.trend_numbers()["layer7_nose_below_random_in_sd"] == pytest.approx(0.02 / sd)
+    assert r.trend() == "holds here"
+    t1 = r.table1_numbers()
+    assert len(t1) == 4 * 2 * 2 and t1["table1_random_layer7_mean"] == pytest.approx(0.4)
+    assert t1["table1_nose_layer5_std"] == pytest.approx(sd)
+    assert r.gaps_text().startswith("Parts below random") and f"{0.1 / sd:+.1f}" in r.gaps_text()
+    assert r.trend_numbers().keys() == {
+        f"layer{l}_{p}_below_random_in_sd" for l in (5, 7) for p in corr.PARTS
+    }
+    assert _table1((0.3, 0.3, 0.3, 0.4), (0.2, 0.2, 0.2, 0.4)).trend().startswith("holds in part")
+    assert _table1((0.3, 0.5, 0.3, 0.4), (0.2, 0.2, 0.2, 0.4)).trend().startswith("does not hold")
+
+
+def test_face_images_on_scenes_and_on_photos(tmp_path):
+    from PIL import Image
+
+    from zfcore.data import normalize
+
+    P = get_profile("tiny")
+    faces = corr.face_images(P, pool=4)
+    sb = corr.face_scenes(P, "test", 4)
+    assert torch.equal(faces.images01, sb.images) and torch.equal(faces.x, normalize(sb.images, P))
+    assert torch.equal(faces.boxes, sb.boxes) and faces.keypoints.keys() == sb.keypoints.keys()
+    Q = get_profile("imagenet")
+    with pytest.raises(ValueError, match="no procedural faces"):
+        corr.check_photo_inputs(Q, None, None)
+    notes = {}
+    for i in range(3):
+        Image.fromarray(np.full((80, 100, 3), 40 * i, np.uint8)).save(tmp_path / f"d{i}.png")
+        notes[f"d{i}.png"] = {"left_eye": [40, 30], "right_eye": [60, 30], "nose": [50, 50]}
+    (tmp_path / "kp.json").write_text(json.dumps({k: v for k, v in notes.items() if k != "d2.png"}))
+    with pytest.raises(ValueError, match="only 2 photos"):
+        corr.face_images(Q, n_images=3, photos=tmp_path, keypoints_file=tmp_path / "kp.json")
+    got = corr.face_images(Q, n_images=2, photos=tmp_path, keypoints_file=tmp_path / "kp.json")
+    want = corr.photo_keypoints(notes["d0.png"], (100, 80), Q.image_size)
+    assert len(got.x) == 2 and torch.allclose(got.keypoints["nose"][0], want["nose"])
+    assert torch.equal(got.boxes, corr.keypoint_boxes(got.keypoints))
+
+
+def test_positive_control_is_the_swapped_pool_measured_pairwise():
+    P = get_profile("tiny")
+    faces = corr.face_images(P, pool=4)
+    model = _tiny_model()
+    got = corr.positive_control(model, faces.x, faces.keypoints, faces.boxes, ("layer5",))
+    swapped = corr.background_swap(faces.x[0], faces.boxes[0], faces.x[1:])
+    kp = {p: faces.keypoints[p][:1].repeat(3, 1) for p in corr.PARTS}
+    want = corr.pairwise_correspondence(
+        model,
+        swapped,
+        kp,
+        faces.boxes[:1].repeat(3, 1),
+        layers=("layer5",),
+        fraction=corr.KEYPOINT_FRACTION,
+    )
+    for k, v in want.distances.items():
+        assert torch.equal(got.distances[k], v)
+
+
+def test_keypoint_sides_and_squares_by_hand():
+    kp = {
+        "left_eye": torch.tensor([[10.0, 10.0]]),
+        "right_eye": torch.tensor([[30.0, 10.0]]),
+        "nose": torch.tensor([[20.0, 20.0]]),
+    }
+    side = keypoint_sides(kp, fraction=0.9)  # closest pair: eye to nose, offset (10, 10)
+    assert side.tolist() == pytest.approx([9.0])
+    sq = squares_at(kp, side, (64, 64))
+    assert sq["nose"].tolist() == [[16, 16, 25, 25]]  # 9 px around (20, 20)
+    a, b = sq["left_eye"][0].tolist(), sq["nose"][0].tolist()
+    assert a[2] <= b[0] or a[3] <= b[1]  # the squares of two parts do not overlap
+    with pytest.raises(CorrespondenceError, match="lack"):
+        keypoint_sides({**kp, "nose": torch.tensor([[float("nan"), 1.0]])})
+
+
+def test_background_swap_keeps_the_face_and_changes_the_rest():
+    base = torch.zeros(3, 16, 16)
+    bg = torch.rand(4, 3, 16, 16) + 1
+    out = background_swap(base, [4, 2, 10, 8], bg)
+    assert out[:, :, 2:8, 4:10].eq(0).all()
+    mask = torch.ones(16, 16, dtype=torch.bool)
+    mask[2:8, 4:10] = False
+    assert torch.equal(out[:, :, mask], bg[:, :, mask])
+
+
+def test_pair_bootstrap_effect_is_the_mean_over_distinct_pairs():
+    g = torch.Generator().manual_seed(0)
+    r = torch.rand(6, 6, generator=g, dtype=torch.float64)
+    p = torch.rand(6, 6, generator=g, dtype=torch.float64)
+    r, p = (r + r.T) / 2, (p + p.T) / 2
+    v = pair_bootstrap("demo", r, p, n_boot=200)
+    loop = np.mean([float(r[i, j] - p[i, j]) for i in range(6) for j in range(6) if i != j])
+    assert v.effect == pytest.approx(loop)
+    assert pair_bootstrap("demo", r + 1, r, n_boot=50).verdict == "held"
+
+
+def test_pairwise_correspondence_agrees_with_the_paper_score_and_detects_a_positive_control():
+    N, g = 8, torch.Generator().manual_seed(0)
+    base = 1 + torch.rand(3, 32, 32, generator=g)
+    images = background_swap(base, [4, 4, 28, 28], 1 + torch.rand(N, 3, 32, 32, generator=g))
+    kp = {
+        "left_eye": torch.tensor([[10.0, 12.0]]).repeat(N, 1),
+        "right_eye": torch.tensor([[22.0, 12.0]]).repeat(N, 1),
+        "nose": torch.tensor([[16.0, 20.0]]).repeat(N, 1),
+    }
+    boxes = torch.tensor([[4.0, 4.0, 28.0, 28.0]]).repeat(N, 1)
+    res = pairwise_correspondence(Pixels().eval(), images, kp, boxes, n_random=3)
+    # the same face at the same place: every part's sign changes agree exactly (score 0)
+    for p in PARTS:
+        assert res.mean(p, "layer5") == 0
+    assert res.mean(RANDOM, "layer5") > 0.01
+    assert res.verdict("positive_control", "parts", "layer5", n_boot=200).verdict == "held"
+    # mean over pairs = the paper's normalised score of the whole pool, for one occlusion
+    sq = squares_at(kp, res.sides, (32, 32))
+    from zfcore.paper.fig8_table1_correspondence import apply_squares
+
+    s = sign_differences(Pixels().eval(), images, apply_squares(images, sq["nose"] + 0, 0.0))
+    assert res.mean("nose", "layer7") == pytest.approx(
+        consistency_score(s["layer7"], normalize=True)
+    )
+    assert torch.allclose(
+        res.distances["nose/layer7"], hamming_matrix(s["layer7"]) / s["layer7"].shape[1]
+    )
+
+
+class Pixels(nn.Module):
+    """'layer5' is the image itself and 'layer7' its channel means: the answer is known."""
+
+    def __init__(self):
+        super().__init__()
+        self.l5, self.l7 = nn.Identity(), nn.Identity()
+        self.layer_names = {"layer5": "l5", "layer7": "l7"}
+
+    def forward(self, x):
+        return self.l7(self.l5(x).mean((2, 3)))
