@@ -48,7 +48,7 @@ CASES = {
     "odd_main_train": (37, "main", "train", 0, np.arange(64)),
 }
 
-#: Recorded with generator version 2 (the renderer before the speed work of issue 14).
+#: Recorded with generator version 2.
 DIGESTS = {
     "tiny_main_train": "e8bbd1624e7d5c91facce06a77b0a2508d7a1836c28db9d9e2014191d15143ef",
     "mini_main_train": "9cd989d2778fdc0cd16ad1cb7a43148640cd587b2ce8d6d01f32fdf303b34821",

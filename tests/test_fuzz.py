@@ -1,4 +1,4 @@
-"""Fuzzing (issue 10): thousands of malformed images and arrays at the loader and the public API.
+"""Fuzzing: thousands of malformed images and arrays at the loader and the public API.
 
 Every case comes from a seeded generator (tests/helpers/fuzz.py), so a failure names the seed and
 index that rebuild it. The only acceptable outcomes are a well-formed result or one of the

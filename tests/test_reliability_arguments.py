@@ -1,4 +1,4 @@
-"""Wrong arguments get a clear error at the API boundary (issue 10).
+"""Wrong arguments get a clear error at the API boundary.
 
 For each public entry point: an unknown profile, an unknown layer, a feature map index out of
 range, an image smaller than the layer's receptive field (or not the model's input size where

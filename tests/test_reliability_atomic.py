@@ -1,4 +1,4 @@
-"""Atomic writes (issue 10): killing a run at any moment leaves every previous file whole.
+"""Atomic writes: killing a run at any moment leaves every previous file whole.
 
 A real child process rewriting a checkpoint-style tensor file (save_tensors), a JSON file
 (atomic_write_json, as Report.save) and a PNG (atomic_savefig, as Report.savefig) is SIGKILLed

@@ -1,4 +1,4 @@
-"""Checkpoints and caches from untrusted or damaged files (issue 10).
+"""Checkpoints and caches from untrusted or damaged files.
 
 * A checkpoint crafted to run code when unpickled (it creates a marker file) is refused by every
   loader of zfcore, in every container format torch knows, even with a matching checksum; a

@@ -1,4 +1,4 @@
-"""Missing data sets and weights (issue 10): the error names what is missing, where to put it and
+"""Missing data sets and weights: the error names what is missing, where to put it and
 how to fetch it, at once (no download attempt offline) and without a chained traceback."""
 
 import re

@@ -1,4 +1,4 @@
-"""Notebooks with a bad parameter fail in their first cell, with the message (issue 10).
+"""Notebooks with a bad parameter fail in their first cell, with the message.
 
 Every notebook is checked statically: the code cell right after the ``parameters`` cell calls
 ``get_profile(profile)`` and uses every parameter (so it can validate it). Two notebooks are run

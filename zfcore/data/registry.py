@@ -1,4 +1,4 @@
-"""One place that returns data sets by name (issue 4, part 2).
+"""One place that returns data sets by name.
 
 :func:`get_dataset` dispatches on ``profile.dataset``:
 
