@@ -17,12 +17,13 @@ module imports no widgets.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from ..focus import object_focus
 from . import verdicts
+from .headline import Numbers
 
 __all__ = [
     "TARGET_P95_S",
@@ -148,3 +149,17 @@ def paired_focus_sentence(paired: dict, checks: list, layer: str = "layer5") -> 
         f"{layer.replace('layer', 'layer-')} focus on the object {checks[0].verdict} against the "
         f"box area and {checks[1].verdict} against the untrained network."
     )
+
+
+#: The README's headlines (:mod:`zfcore.paper.readme`): the paper's claim and how the
+#: numbers notebook 12_explorer records read.
+HEADLINES: list[tuple[str, Callable[[Numbers], str]]] = [
+    (
+        "the explorer redraws in < 0.5 s",
+        lambda n: (
+            f"redraw p95 {n.f('explorer_redraw_p95_s', '.2f', unit=' s')} (median "
+            f"{n.f('explorer_redraw_median_s', '.2f', unit=' s')}) over "
+            f"{n.f('explorer_tour_actions', 'd')} actions"
+        ),
+    ),
+]

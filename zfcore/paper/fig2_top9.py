@@ -20,7 +20,7 @@ this module turns the two readings into numbers, verdicts, record keys and sente
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ from ..mining import TopImages, TopK, mine_dataset, pick_maps
 from ..profiles import get_profile
 from . import verdicts
 from .controls import box_energy_shares, per_image_mean, two_sample_bootstrap, untrained_model
+from .headline import Numbers, layer_keys
 
 __all__ = [
     "Fig2Error",
@@ -334,3 +335,40 @@ def object_control_sentence(controls: "dict[str, ObjectControl]") -> str:
         )
         + "."
     )
+
+
+#: The README's headlines (:mod:`zfcore.paper.readme`): the paper's claim and how the
+#: numbers notebook 03_feature_visualization records read.
+HEADLINES: list[tuple[str, Callable[[Numbers], str]]] = [
+    (
+        "Fig. 2: top-9 become class-specific with depth",
+        lambda n: (
+            f"majority-class share of the top-9, layers 1-5: "
+            f"{n.seq(layer_keys('', '_top9_majority_share'))} (chance "
+            f"{n.f('chance_majority_share')})"
+        ),
+    ),
+    (
+        "Fig. 2: projections sit on the object",
+        lambda n: (
+            f"share of projection energy inside the object box, layers 1-5: "
+            f"{n.seq(layer_keys('', '_projection_energy_in_box'))} (box area "
+            f"{n.span(layer_keys('', '_box_area_share'))})"
+        ),
+    ),
+    (
+        "a healthy network: every map fires",
+        lambda n: (
+            f"maps that never fire on {n.f('dead_maps_images', 'd')} validation images, layers "
+            "1-7: "
+            f"{n.seq(layer_keys('dead_map_share_', '', range(1, 8)), '.0f', ', ', scale=100)} %"
+        ),
+    ),
+]
+
+#: Numbers of notebook 03_feature_visualization in the README's prose (``<!-- value:NAME -->``).
+README_VALUES: dict[str, Callable[[Numbers], str]] = {
+    "dead_maps": lambda n: (
+        n.seq([f"dead_map_share_layer{i}" for i in range(1, 8)], ".0f", ", ", scale=100) + " %"
+    ),
+}

@@ -9,9 +9,10 @@ records.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ..summary import LayerRow
+from .headline import MISSING, Numbers
 
 __all__ = [
     "FIG3_SIZES",
@@ -86,3 +87,22 @@ def claim_text(numbers: dict) -> str:
         f"{numbers['krizhevsky_parameters'] / 1e6:.1f} M, its layer 1 is {k}x{k} against ZF's "
         f"{z}x{z})."
     )
+
+
+def _sizes_headline(n: Numbers) -> str:
+    v = n.get("zfnet_spatial_sizes")
+    return MISSING if v is None else " > ".join(str(s) for s in v)
+
+
+#: The README's headlines (:mod:`zfcore.paper.readme`): the paper's claim and how the
+#: numbers notebook 01_architecture records read.
+HEADLINES: list[tuple[str, Callable[[Numbers], str]]] = [
+    (
+        "Fig. 3: 224 > 110 > 55 > 26 > 13 > 13 > 13 > 6",
+        lambda n: (
+            f"sizes measured by hooks: {_sizes_headline(n)} "
+            f"({n.word('sizes_match_fig3', 'as in Fig. 3', 'not as in Fig. 3')}); "
+            f"{n.f('zfnet_parameters', '.2f', scale=1e-6, unit=' M')} parameters"
+        ),
+    ),
+]

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -64,6 +64,7 @@ from .comparisons import (
     network_records,
     study_jobs,
 )
+from .headline import MISSING, NOT_RECORDED, Numbers, layer_keys
 from .verdicts import Verdict, from_interval, hierarchical_bootstrap
 
 __all__ = [
@@ -687,3 +688,82 @@ def layer_schedules(
     return LayerSchedules(
         comparison_overrides(p)["epochs"], freeze, layer_lr, arms, ips, p.n_train // p.batch_size
     )
+
+
+def _recipe_table_headline(n: Numbers) -> str:
+    """Notebook 04's recipe comparison as a markdown table (one row per recipe it recorded)."""
+    names = sorted(
+        {
+            k[len("recipe_") : -len("_val_top1_error_pct")]
+            for k in n.data
+            if k.startswith("recipe_") and k.endswith("_val_top1_error_pct")
+        }
+    )
+    if not names:
+        n.missing.append("recipe_<name>_val_top1_error_pct")
+        return MISSING
+    chosen = n.data.get("profile_recipe")
+    head = (
+        "| recipe | val top-1 error | layer-1 power below 1/4 cycle/px | dead maps, layers 1-7 | "
+        "minutes |\n"
+        "| --- | --- | --- | --- | --- |"
+    )
+    rows = [
+        f"| `{r}`{' (chosen)' if r == chosen else ''} | "
+        f"{n.f(f'recipe_{r}_val_top1_error_pct', '.1f', unit=' %')} "
+        f"| {n.pct(f'recipe_{r}_layer1_low_frequency_share')} "
+        f"| {n.seq([f'recipe_{r}_dead_layer{i}' for i in range(1, 8)], '.0f', ' / ', scale=100)} % "
+        f"| {n.f(f'recipe_{r}_train_minutes', '.1f')} |"
+        for r in names
+    ]
+    epochs = n.calc(
+        lambda e: max(1, round(e / 2)), ["epochs"], "d"
+    )  # the screening budget, half the schedule
+    return "\n".join([head] + rows) + (
+        f"\n\n(after {epochs} epochs each; minutes measured when each was trained, "
+        f"on a shared machine)"
+    )
+
+
+#: The README's headlines (:mod:`zfcore.paper.readme`): the paper's claim and how the
+#: numbers notebook 04_training_evolution records read.
+HEADLINES: list[tuple[str, Callable[[Numbers], str]]] = [
+    (
+        "Fig. 4: lower layers converge first",
+        lambda n: (
+            f"median epoch from which a firing map's top-9 stay final, layers 1-5: "
+            f"{n.seq(layer_keys('map_converged_epoch_median_', ''), 'g')} (rank correlation of "
+            "depth "
+            "with "
+            f"the per-map epoch {n.f('fig4_lower_layers_converge_first_effect', '+.2f')})"
+        ),
+    ),
+    (
+        "per-layer rates: freezing layers 1-2 once they settle, or slowing them, costs little",
+        lambda n: (
+            NOT_RECORDED
+            if n.get("per_layer_arms_recorded") is False
+            else f"{n.f('per_layer_speedup_images_per_s', '.1f', unit='x')} faster steps once "
+            "frozen; "
+            f"validation accuracy after {n.f('layer_lr_schedule_epochs', 'g')} epochs "
+            f"({n.f('seeds', 'd')} seeds "
+            f"each): frozen {n.f('per_layer_val_accuracy', '.1f', unit=' %')}, early layers at "
+            "0.1x the rate "
+            f"{n.f('lower_rates_val_accuracy', '.1f', unit=' %')}, one global rate "
+            f"{n.f('global_rate_val_accuracy', '.1f', unit=' %')}"
+        ),
+    ),
+]
+
+#: Numbers of notebook 04_training_evolution in the README's prose (``<!-- value:NAME -->``).
+README_VALUES: dict[str, Callable[[Numbers], str]] = {
+    "training_epochs": lambda n: n.f("epochs", "d"),
+    "recipe_table": _recipe_table_headline,
+    "training_minutes": lambda n: n.f("training_seconds", ".1f", scale=1 / 60, unit=" min"),
+    "training_minutes_with_validation": lambda n: n.calc(
+        lambda t, v: (t + v) / 60, ["training_seconds", "validation_seconds"], ".1f", " min"
+    ),
+    "layer1_low_frequency": lambda n: n.pct("layer1_low_frequency_share"),
+    "lr_drop_epoch": lambda n: ", ".join(str(e) for e in n.get("lr_drop_epochs") or []) or MISSING,
+    "final_val_accuracy": lambda n: n.f("final_val_accuracy", ".1f", unit=" %"),
+}

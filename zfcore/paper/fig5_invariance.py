@@ -26,7 +26,7 @@ output is not invariant to rotation, except for object with rotational symmetry.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -45,6 +45,7 @@ from ..models import capture_layers, in_eval_mode
 from ..profiles import get_profile
 from ..study import Result, cached_study
 from . import verdicts
+from .headline import Numbers
 
 __all__ = [
     "ROTATION_SYMMETRIC_CLASSES",
@@ -552,3 +553,39 @@ def invariance_checks(
             }
         )
     return InvarianceChecks(numbers, growth, output)
+
+
+#: The README's headlines (:mod:`zfcore.paper.readme`): the paper's claim and how the
+#: numbers notebook 05_invariance records read.
+HEADLINES: list[tuple[str, Callable[[Numbers], str]]] = [
+    (
+        "Fig. 5: layer 7 is more invariant than layer 1",
+        lambda n: (
+            "normalised distance growth, layer 1 / layer 7: "
+            + ", ".join(
+                f"{name} {n.f(f'{k}_growth_layer1')} / {n.f(f'{k}_growth_layer7')}"
+                for name, k in (
+                    ("translation", "translate_y"),
+                    ("scale", "scale"),
+                    ("rotation", "rotate"),
+                )
+            )
+        ),
+    ),
+    (
+        "Fig. 5: output invariant to translation and scale, not rotation, except symmetric objects",
+        lambda n: (
+            "mean p(true class): "
+            + ", ".join(
+                f"{name} {n.f(f'{k}_mean_p_true_asymmetric_classes')}"
+                for name, k in (
+                    ("translation", "translate_y"),
+                    ("scale", "scale"),
+                    ("rotation", "rotate"),
+                )
+            )
+            + f"; rotation-symmetric classes keep {n.f('rotate_mean_p_true_symmetric_classes')} "
+            "under rotation"
+        ),
+    ),
+]

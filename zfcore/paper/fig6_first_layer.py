@@ -30,7 +30,7 @@ activity below 1 % of the median map); the record keys keep the paper's word
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -53,6 +53,7 @@ from ..firstlayer import (
 from ..profiles import Profile, get_profile
 from ..train import build_model, layer_parameters, make_spec, trained_model, training_run
 from .comparisons import NetworkRecord, network_records, study_jobs
+from .headline import Numbers
 from .verdicts import Verdict, hierarchical_bootstrap, unpaired_bootstrap
 
 __all__ = [
@@ -503,3 +504,26 @@ def seed_numbers(seeds: Mapping[str, list], records: Mapping[str, Sequence]) -> 
                 }
             )
     return out
+
+
+#: The README's headlines (:mod:`zfcore.paper.readme`): the paper's claim and how the
+#: numbers notebook 06_architecture_selection records read.
+HEADLINES: list[tuple[str, Callable[[Numbers], str]]] = [
+    (
+        "Fig. 6: 11x11/4 first layers alias more than 7x7/2",
+        lambda n: (
+            "filter energy above the stride's Nyquist frequency: "
+            f"{n.pct('krizhevsky_aliased_energy')} "
+            f"(11x11/4) against {n.pct('zf_aliased_energy')} (7x7/2); mid-frequency share "
+            f"{n.pct('krizhevsky_mid_frequency_share')} against {n.pct('zf_mid_frequency_share')} "
+            f"(means over {n.f('seeds', 'd')}+ seeds)"
+        ),
+    ),
+    (
+        "Fig. 6: 11x11/4 leaves dead filters",
+        lambda n: (
+            f"dead first-layer maps: {n.pct('krizhevsky_dead_fraction')} (11x11/4) against "
+            f"{n.pct('zf_dead_fraction')} (7x7/2)"
+        ),
+    ),
+]

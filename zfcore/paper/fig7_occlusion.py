@@ -22,6 +22,7 @@ Points and boxes follow :mod:`zfcore.boxes` (half-open boxes).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -42,6 +43,7 @@ from ..occlusion import (
 from ..profiles import get_profile
 from ..receptive import receptive_field
 from ..study import Result, cached_study
+from .headline import Numbers
 from .verdicts import Verdict, paired_bootstrap
 
 __all__ = [
@@ -389,3 +391,19 @@ def photo_text(profile_name: str, results) -> str:
         f"the square lowers p(predicted class) by {min(drops):.2f} to {max(drops):.2f} at its "
         f"worst position."
     )
+
+
+#: The README's headlines (:mod:`zfcore.paper.readme`): the paper's claim and how the
+#: numbers notebook 07_occlusion records read.
+HEADLINES: list[tuple[str, Callable[[Numbers], str]]] = [
+    (
+        "Fig. 7: the model localises the object",
+        lambda n: (
+            "occlusion minimum of p(correct) inside the object box in "
+            f"{n.pct('pointing_game_hit_rate', 1)} "
+            f"of {n.f('pointing_game_images', 'd')} test images (chance "
+            f"{n.pct('pointing_game_chance_level', 1)}; the "
+            f"untrained network {n.pct('pointing_game_hit_rate_untrained', 1)})"
+        ),
+    ),
+]

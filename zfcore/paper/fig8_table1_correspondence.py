@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -44,6 +44,7 @@ from ..features import layer_outputs
 from ..models import in_eval_mode
 from ..profiles import get_profile
 from ..study import Result, cached_study
+from .headline import Numbers
 from .verdicts import Verdict, from_interval
 
 __all__ = [
@@ -754,3 +755,24 @@ def positive_control(
         layers=layers,
         fraction=fraction,
     )
+
+
+SD_SUFFIX = "_below_random_in_sd"
+
+#: The README's headlines (:mod:`zfcore.paper.readme`): the paper's claim and how the
+#: numbers notebook 08_correspondence records read.
+HEADLINES: list[tuple[str, Callable[[Numbers], str]]] = [
+    (
+        "Table 1: parts correspond at layer 5",
+        lambda n: (
+            "Hamming consistency, standard deviations below random (positive: the parts "
+            "correspond), "
+            + "; ".join(
+                f"layer {l}: left eye {n.f(f'layer{l}_left_eye{SD_SUFFIX}', '+.2f')}, right eye "
+                f"{n.f(f'layer{l}_right_eye{SD_SUFFIX}', '+.2f')}, nose "
+                f"{n.f(f'layer{l}_nose{SD_SUFFIX}', '+.2f')}"
+                for l in (5, 7)
+            )
+        ),
+    ),
+]

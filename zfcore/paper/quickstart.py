@@ -7,6 +7,8 @@ The numbers every later notebook builds on: the network is far above chance, and
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -14,6 +16,7 @@ from ..boxes import box_area_share, energy_in_boxes
 from ..deconv import project
 from ..mining import strongest_activation
 from ..models import eval_mode
+from .headline import Numbers
 
 __all__ = ["chance_top1_error", "accuracy_numbers", "ProjectionOnObject", "projection_on_object"]
 
@@ -64,3 +67,24 @@ def projection_on_object(
     with eval_mode(model), torch.no_grad():
         p_true = float(model(x).softmax(1)[0, label])
     return ProjectionOnObject(fmap, y, xx, proj.pixels, p_true, inside, area)
+
+
+#: The README's headlines (:mod:`zfcore.paper.readme`): the paper's claim and how the
+#: numbers notebook 00_quickstart records read.
+HEADLINES: list[tuple[str, Callable[[Numbers], str]]] = [
+    (
+        "the network trained here: far above chance",
+        lambda n: (
+            f"test accuracy {n.calc(lambda e: 100 - e, ['test_top1_error'], '.1f', ' %')}, top-5 "
+            "error "
+            f"{n.f('test_top5_error', '.1f', unit=' %')} (chance accuracy "
+            f"{n.calc(lambda e: 100 - e, ['chance_top1_error'], '.0f', ' %')})"
+        ),
+    ),
+]
+
+#: Numbers of notebook 00_quickstart in the README's prose (``<!-- value:NAME -->``).
+README_VALUES: dict[str, Callable[[Numbers], str]] = {
+    "test_accuracy": lambda n: n.calc(lambda e: 100 - e, ["test_top1_error"], ".1f", " %"),
+    "chance_accuracy": lambda n: n.calc(lambda e: 100 - e, ["chance_top1_error"], ".0f", " %"),
+}

@@ -18,9 +18,11 @@ trained ones at each stage; this module reads the result:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from ..sanity import SanityError, SanityResult
 from . import verdicts
+from .headline import Numbers
 
 __all__ = [
     "METRICS",
@@ -220,3 +222,20 @@ def fc_reinit_sentence(checks: list) -> str:
         f"backpropagation is less sensitive than the gradient' "
         f"{said('guided_less_sensitive_than_gradient')}."
     )
+
+
+#: The README's headlines (:mod:`zfcore.paper.readme`): the paper's claim and how the
+#: numbers notebook 13_sanity_checks records read.
+HEADLINES: list[tuple[str, Callable[[Numbers], str]]] = [
+    (
+        "Adebayo et al. (2018): the deconvnet under model randomisation",
+        lambda n: (
+            "rank correlation with the trained model's map after re-initialising the layers down "
+            "to "
+            f"layer 6: guided backprop {n.f('guided_spearman_abs_randomized_to_layer6')}, gradient "
+            f"{n.f('gradient_spearman_abs_randomized_to_layer6')}, deconvnet "
+            f"{n.f('deconvnet_spearman_abs_randomized_to_layer6')} (different images: "
+            f"{n.f('deconvnet_spearman_abs_different_images')})"
+        ),
+    ),
+]

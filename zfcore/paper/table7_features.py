@@ -20,7 +20,7 @@ Cached under ``<cache_dir>/transfer/`` with section 5's other studies
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -37,6 +37,7 @@ from ..transfer import (
     remap_labels,
     transfer_features,
 )
+from .headline import MISSING, Numbers, layer_keys
 from .tables4_6_transfer import draws_bootstrap, record_prefix, std_over_draws, study_key
 from .verdicts import Verdict
 
@@ -289,3 +290,18 @@ def probe_layers(
 
     key = study_key(model, data.key, config, "layers", layers=layers, n=n, methods=list(methods))
     return LayerProbeResult.from_dict(cached(cache_dir, "transfer", key, build))
+
+
+#: The README's headlines (:mod:`zfcore.paper.readme`): the paper's claim and how the
+#: numbers notebook 11_feature_analysis records read.
+HEADLINES: list[tuple[str, Callable[[Numbers], str]]] = [
+    (
+        "Table 7: deeper layers give better features",
+        lambda n: (
+            "linear SVM, layers 1-7: "
+            f"{n.seq(layer_keys('svm_accuracy_pct_', '', range(1, 8)), '.1f')} % "
+            f"(best: {n.get('svm_best_layer') or MISSING}; "
+            f"{n.word('svm_monotone_with_depth', 'monotone', 'not monotone')})"
+        ),
+    ),
+]

@@ -37,6 +37,7 @@ from ..models import TABLE3_VARIANTS
 from ..profiles import Profile, get_profile
 from ..train import comparison_overrides, training_run
 from .comparisons import NetworkRecord, network_arrays, network_records, study_jobs
+from .headline import NOT_RECORDED, Numbers
 from .verdicts import Verdict, equivalence, hierarchical_bootstrap
 
 __all__ = [
@@ -444,3 +445,51 @@ def study_provenance(records: Mapping[str, Sequence[NetworkRecord]]) -> "tuple[d
         "study_devices": sorted({r.provenance.get("device", "unknown") for r in recs}),
         "study_commits": sorted({r.provenance.get("commit", "unknown")[:12] for r in recs}),
     }
+
+
+#: The README's headlines (:mod:`zfcore.paper.readme`): the paper's claim and how the
+#: numbers notebook 09_ablations records read.
+HEADLINES: list[tuple[str, Callable[[Numbers], str]]] = [
+    (
+        "Table 2: the 7x7/2 model beats Krizhevsky's layout",
+        lambda n: (
+            f"validation top-1 error {n.f('zf_val_top1_error', '.2f')} ± "
+            f"{n.f('zf_val_top1_error_sd', '.2f')} % "
+            f"against {n.f('krizhevsky_val_top1_error', '.2f')} ± "
+            f"{n.f('krizhevsky_val_top1_error_sd', '.2f')} % "
+            f"(mean ± sd over {n.f('zf_seeds', 'd')} and {n.f('krizhevsky_seeds', 'd')} seeds, "
+            "the complete "
+            f"{n.f('schedule_epochs', 'g')}-epoch schedule; the main model: "
+            f"{n.f('main_val_top1_error', '.2f', unit=' %')})"
+        ),
+    ),
+    (
+        "Table 3: removing layers 6-7 or 3-4 costs little, both a lot",
+        lambda n: (
+            NOT_RECORDED
+            if n.get("no_layers6_7_seeds") is None
+            else f"validation top-1 error minus the full network's: without layers 6-7 "
+            f"{n.f('cost_removing_layers6_7', '+.2f')}, without 3-4 "
+            f"{n.f('cost_removing_layers3_4', '+.2f')}, "
+            f"without both {n.f('cost_removing_both', '+.2f')} points"
+        ),
+    ),
+    (
+        "Table 3: fc size makes little difference; wider middle conv layers help",
+        lambda n: (
+            NOT_RECORDED
+            if n.get("fc6_7_2048_seeds") is None
+            else f"validation top-1 error: Fig. 3 {n.f('zf_val_top1_error', '.2f', unit=' %')}, "
+            "fc 2048 "
+            f"{n.f('fc6_7_2048_val_top1_error', '.2f', unit=' %')}, fc 8192 "
+            f"{n.f('fc6_7_8192_val_top1_error', '.2f', unit=' %')}, wide conv 3-5 "
+            f"{n.f('conv3_4_5_wide_val_top1_error', '.2f', unit=' %')}"
+        ),
+    ),
+]
+
+#: Numbers of notebook 09_ablations in the README's prose (``<!-- value:NAME -->``).
+README_VALUES: dict[str, Callable[[Numbers], str]] = {
+    "comparison_epochs": lambda n: n.f("schedule_epochs", "g"),
+    "comparison_network_minutes": lambda n: n.f("zf_train_minutes", ".0f", unit=" min"),
+}

@@ -63,6 +63,7 @@ from ..transfer import (
     trainer,
     transfer_features,
 )
+from .headline import MISSING, Numbers
 from .verdicts import Verdict, bootstrap, from_interval
 
 __all__ = [
@@ -1001,3 +1002,35 @@ def describe_study(data: TransferData, config: TransferConfig) -> str:
             f"checks {config.scratch_check_every} steps apart; on {config.trained_draws} draws"
         )
     return text
+
+
+def _transfer_headline(n: Numbers) -> str:
+    sizes = n.sizes("pretrained_accuracy_pct")
+    if not sizes:
+        n.missing.append("pretrained_accuracy_pct_n<N>")
+        return MISSING
+    lo, hi = sizes[0], sizes[-1]
+    text = (
+        f"{lo} training images per class: {n.f(f'pretrained_accuracy_pct_n{lo}', '.1f')} ± "
+        f"{n.f(f'pretrained_accuracy_std_pct_n{lo}', '.1f')} % against "
+        f"{n.f(f'scratch_accuracy_pct_n{lo}', '.1f')} ± "
+        f"{n.f(f'scratch_accuracy_std_pct_n{lo}', '.1f')} % from "
+        "scratch (which fits its training images: "
+        f"{n.f(f'scratch_train_accuracy_pct_n{lo}', '.1f')} %)"
+    )
+    if hi != lo:
+        text += (
+            f" ({hi} per class: {n.f(f'pretrained_accuracy_pct_n{hi}', '.1f')} % against "
+            f"{n.f(f'scratch_accuracy_pct_n{hi}', '.1f')} %)"
+        )
+    return text
+
+
+#: The README's headlines (:mod:`zfcore.paper.readme`): the paper's claim and how the
+#: numbers notebook 10_transfer records read.
+HEADLINES: list[tuple[str, Callable[[Numbers], str]]] = [
+    (
+        "Tables 4-5, Fig. 9: pretrained features beat training from scratch with few images",
+        _transfer_headline,
+    ),
+]
