@@ -1,3 +1,4 @@
+
 """Shared test settings: small thread counts, an isolated figures folder, the repo's cache."""
 
 import os
@@ -17,7 +18,10 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # environment: one thread per process avoids oversubscription (which costs 10x and more here).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -30,3 +34,12 @@ try:
     settings.load_profile("zfcore")
 except ImportError:  # pragma: no cover
     pass
+
+
+@pytest.fixture(scope="session")
+def photo(tmp_path_factory):
+    """A random 120x90 photo named ``my photo.png`` (a space in the name on purpose)."""
+    rng = np.random.default_rng(0)
+    p = tmp_path_factory.mktemp("photos") / "my photo.png"
+    Image.fromarray(rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)).save(p)
+    return p

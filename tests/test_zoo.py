@@ -1,26 +1,14 @@
-"""zfcore.zoo (one function picks the network), photos_first (the user's photos are never
-dropped) and zfcore.explain (Figs. 1, 5, 7 on one photo), checked against direct computations."""
+"""zfcore.zoo (one function picks the network) and the notebooks' images (photos_first: the
+user's photos are never dropped), checked against direct computations."""
 
-import json
-
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from zfcore import zoo
 from zfcore.data import load_image
 from zfcore.data.images import SAMPLE_PHOTOS, ImageLoadError, PhotoFolder, photos_first
 from zfcore.models import ZFNet, forward_layers, layer_names
 from zfcore.paper import notebook
-
-
-@pytest.fixture(scope="module")
-def photo(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    p = tmp_path_factory.mktemp("photos") / "my photo.png"
-    Image.fromarray(rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)).save(p)
-    return p
 
 
 def test_photos_first_keeps_every_user_photo_then_fills_with_samples(photo):
@@ -124,77 +112,6 @@ def test_examples_put_user_photos_first(photo):
     assert ex5.boxes.shape == (2, 4) and ex5.boxes[0].tolist() == [16, 16, 48, 48]
 
 
-def test_explain_photo_numbers_match_direct_computation(photo, tmp_path):
-    from zfcore.data import get_dataset  # noqa: F401  (tiny's classes for the titles)
-    from zfcore.explain import explain_photo
-
-    m = zoo.model_for_profile("tiny", weights="random")
-    from zfcore.models import he_init_
-
-    he_init_(m, seed=1)
-    n = explain_photo(photo, m, out=tmp_path, profile="tiny", window=16, stride=8, progress=False)
-    folder = tmp_path / "my photo"
-    for f in ("projection.png", "occlusion.png", "invariance.png", "numbers.json"):
-        assert (folder / f).is_file(), f
-    assert json.loads((folder / "numbers.json").read_text())["photo_name"] == "my photo.png"
-    x = load_image(photo, "tiny")[None]
-    with torch.no_grad():
-        p = torch.softmax(m(x), 1)[0]
-        a = forward_layers(m, x, ["layer5"])["layer5"][0]
-    assert n["predicted_index"] == int(p.argmax())
-    assert n["occlusion"]["p_target_unoccluded"] == pytest.approx(float(p.max()), rel=1e-4)
-    u = n["strongest_unit"]
-    assert u["activation"] == pytest.approx(float(a.max()), rel=1e-5)
-    assert float(a[u["map"], u["y"], u["x"]]) == pytest.approx(float(a.max()), rel=1e-6)
-    # translating by 0 px is the photo itself: distance 0, p(predicted) as unoccluded
-    inv = n["invariance"]["translate_y"]
-    i0 = inv["amounts"].index(0.0)
-    assert inv["distance_layer1"][i0] == pytest.approx(0.0, abs=1e-4)
-    assert inv["p_predicted"][i0] == pytest.approx(float(p.max()), rel=1e-4)
-
-
-@pytest.mark.slow
-def test_explain_photo_fast_occlusion(photo, tmp_path, monkeypatch):
-    from zfcore.explain import explain_photo
-    from zfcore.models import he_init_
-
-    monkeypatch.setattr("zfcore.occlusion.low_precision_is_fast", lambda device: True)
-    m = he_init_(zoo.model_for_profile("tiny", weights="random"), seed=1)
-    kw = dict(out=tmp_path, profile="tiny", window=16, stride=8, progress=False)
-    exact = explain_photo(photo, m, **kw)["occlusion"]
-    fast = explain_photo(photo, m, occlusion="fast", **kw)["occlusion"]
-    assert (exact["mode"], exact["precision"], exact["exact"]) == ("exact", "fp32", True)
-    assert (fast["mode"], fast["precision"], fast["exact"]) == ("fast", "bf16", False)
-    assert 0 <= fast["rechecked_in_float32"] <= 1 and exact["rechecked_in_float32"] is None
-    assert fast["p_target_min"] == pytest.approx(exact["p_target_min"], abs=0.01)
-
-
-def test_explain_cli_errors(tmp_path, capsys):
-    from zfcore.explain import main
-
-    assert (
-        main(
-            [
-                str(tmp_path / "missing.jpg"),
-                "--model",
-                "zfnet",
-                "--weights",
-                "random",
-                "--out",
-                str(tmp_path),
-            ]
-        )
-        == 2
-    )
-    assert "no such photo" in capsys.readouterr().err
-    bad = tmp_path / "not_an_image.jpg"
-    bad.write_text("hello")
-    assert main([str(bad), "--weights", "random", "--out", str(tmp_path)]) == 2
-    assert "not_an_image.jpg" in capsys.readouterr().err
-    assert main([str(bad), "--model", "lenet", "--out", str(tmp_path)]) == 2
-    assert "unknown model" in capsys.readouterr().err
-
-
 def test_photo_folder_labels_by_subfolder(tmp_path, photo):
     for rel in ("dogs/a.png", "cats/b.png", "loose.png"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -215,34 +132,6 @@ def _empty(tmp_path):
     d = tmp_path / "empty"
     d.mkdir()
     return d
-
-
-def test_explain_folder_top9_matches_a_direct_search(tmp_path):
-    from zfcore.explain import explain_folder
-    from zfcore.models import he_init_
-
-    rng = np.random.default_rng(3)
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for i in range(11):
-        Image.fromarray(rng.integers(0, 256, (70, 70, 3), dtype=np.uint8)).save(
-            folder / f"p{i:02d}.png"
-        )
-    (folder / "readme.txt").write_text("skip me")
-    m = he_init_(zoo.model_for_profile("tiny", weights="random"), seed=2)
-    n = explain_folder(folder, m, out=tmp_path / "out", profile="tiny", maps=2, progress=False)
-    assert (tmp_path / "out" / "folder_top9.png").is_file() and n["photos"] == 11
-    assert any("readme.txt" in s for s in n["skipped"])
-    x = torch.stack([load_image(folder / f"p{i:02d}.png", "tiny") for i in range(11)])
-    with torch.no_grad():
-        a = forward_layers(m, x, ["layer5"])["layer5"]  # (11, maps, h, w)
-    best = a.flatten(2).amax(2)  # each photo's peak per map
-    for rec in n["maps"]:
-        c = rec["map"]
-        want = torch.sort(best[:, c], descending=True).values[:9]
-        assert rec["activations"] == pytest.approx(want.tolist(), rel=1e-4)
-        order = [f"p{int(i):02d}.png" for i in torch.argsort(best[:, c], descending=True)[:9]]
-        assert rec["photos"] == order
 
 
 def test_labels_of_and_first_images():

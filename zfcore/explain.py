@@ -41,9 +41,28 @@ from typing import Sequence
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
+from .cache import atomic_savefig, atomic_write_json
+from .data import PhotoStream, denormalize, load_image
+from .data.images import ImageLoadError
+from .deconv import layer_activations, project, requests
 from .errors import ZFCoreError
+from .invariance import TRANSFORMS, transform_scenes
+from .mining import TopImages, mine_topk, pick_maps, top_panels, top_requests
+from .models import eval_mode, hidden_layers, layer_key, layer_names
+from .occlusion import default_window, occlude
+from .paper.fig5_invariance import invariance_curves, layer_growth, mean_true_probability
+from .plotting.deconv import plot_top9
+from .plotting.explain import unit_projection_figure
+from .plotting.invariance import invariance_figure
+from .plotting.occlusion import occlusion_figure
+from .pretrained import MissingWeightsError
 from .profiles import PROFILES, Profile, get_profile
+from .receptive import receptive_field
+from .report import provenance
+from .study import plain
+from .zoo import ZooError, class_names_for, get_model
 
 __all__ = [
     "explain_photo",
@@ -56,7 +75,8 @@ __all__ = [
 
 
 class ExplainError(ZFCoreError, ValueError):
-    """A bad argument of :func:`explain_photo` / :func:`explain_folder`; the message says the fix."""
+    """A bad argument of :func:`explain_photo` / :func:`explain_folder`; the message says the
+    fix."""
 
 
 @dataclass
@@ -71,7 +91,6 @@ def _profile_for(model: nn.Module, profile: "str | Profile | None") -> Profile:
     """The profile whose images (size and normalisation) the model takes."""
     if profile is not None:
         return get_profile(profile)
-    from .zoo import class_names_for
 
     n = len(class_names_for(model))
     size = getattr(model, "input_size", 224)
@@ -90,11 +109,10 @@ def resolve_model(
 ) -> _Net:
     """The network (by name, file or module, :func:`zfcore.zoo.get_model`), in eval mode, with
     the profile its inputs are made for and its class names."""
-    from .models import layer_names
-    from .zoo import class_names_for, get_model
 
     if isinstance(model, nn.Module):
-        m, name = model.eval(), getattr(model, "zoo_name", type(model).__name__)
+        # the caller's module, in the caller's mode: every step below runs it under eval_mode
+        m, name = model, getattr(model, "zoo_name", type(model).__name__)
         layer_names(m)  # a clear error if it has no layer naming
     else:
         m = get_model(model, weights=weights)
@@ -112,20 +130,17 @@ def _field(model: nn.Module, layer: str):
     """The analytic receptive field, for chain networks (a residual one has no single field)."""
     if not hasattr(model, "features"):
         return None
-    from .receptive import receptive_field
 
     return receptive_field(model, layer)
 
 
 def _top_layer(model: nn.Module) -> str:
-    from .models import layer_names
 
     names = layer_names(model)
     return next(l for l in ("layer7", "layer6", "layer5") if l in names)
 
 
 def _load(path, P: Profile) -> tuple[torch.Tensor, str]:
-    from .data import load_image
 
     p = Path(path)
     if not p.exists():
@@ -164,17 +179,6 @@ def explain_photo(
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from .cache import atomic_savefig, atomic_write_json
-    from .data import denormalize
-    from .deconv import layer_activations, project, requests
-    from .invariance import TRANSFORMS, transform_scenes
-    from .models import hidden_layers, layer_key
-    from .occlusion import default_window, occlude
-    from .paper.fig5_invariance import invariance_curves, layer_growth, mean_true_probability
-    from .plotting.explain import unit_projection_figure
-    from .plotting.invariance import invariance_figure
-    from .plotting.occlusion import occlusion_figure
-
     net = _net or resolve_model(model, weights, profile)
     m, P = net.model, net.profile
     layer = layer_key(layer, hidden_layers(m))
@@ -186,7 +190,6 @@ def explain_photo(
     folder = Path(out) / Path(name).stem
     t0 = time.perf_counter()
     steps = ["projection", "occlusion", "invariance"]
-    from tqdm.auto import tqdm
 
     bar = tqdm(steps, desc=name, unit="figure", disable=not progress, leave=False)
     image01 = denormalize(x, P)[0].clamp(0, 1)
@@ -203,11 +206,14 @@ def explain_photo(
     proj = project(m, x, layer, requests(0, channel, y, xx), method=_method(m))
     rf = _field(m, layer)
     box = rf.box(y, xx, (S, S)) if rf is not None else None
-    with torch.no_grad():
+    with eval_mode(m), torch.no_grad():
         probs = torch.softmax(m(x), 1)[0]
     top5 = torch.topk(probs, min(5, len(probs)))
     pred = int(top5.indices[0])
-    label = lambda c: net.class_names[c] if c < len(net.class_names) else f"class {c}"
+
+    def label(c: int) -> str:
+        return net.class_names[c] if c < len(net.class_names) else f"class {c}"
+
     fig = unit_projection_figure(
         image01,
         proj.pixels[0],
@@ -324,7 +330,8 @@ def explain_photo(
         "figures": ["projection.png", "occlusion.png", "invariance.png"],
         "seconds": time.perf_counter() - t0,
     }
-    atomic_write_json(folder / "numbers.json", numbers)
+    numbers["provenance"] = provenance(P, {net.name: m}, numbers["seconds"])
+    atomic_write_json(folder / "numbers.json", plain(numbers))
     return numbers
 
 
@@ -345,7 +352,6 @@ def explain_photos(
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     net = resolve_model(model, weights, profile)
-    from tqdm.auto import tqdm
 
     return [
         explain_photo(
@@ -384,11 +390,6 @@ def explain_folder(
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
-
-    from .cache import atomic_savefig, atomic_write_json
-    from .data import PhotoStream, denormalize, load_image
-    from .mining import TopImages, mine_topk, pick_maps, top_panels, top_requests
-    from .plotting.deconv import plot_top9
 
     net = resolve_model(model, weights, profile)
     m, P = net.model, net.profile
@@ -442,7 +443,8 @@ def explain_folder(
         "k": k,
         "maps": record,
     }
-    atomic_write_json(Path(out) / "folder_top9.json", numbers)
+    numbers["provenance"] = provenance(P, {net.name: m})
+    atomic_write_json(Path(out) / "folder_top9.json", plain(numbers))
     return numbers
 
 
@@ -488,9 +490,6 @@ def main(argv: "list[str] | None" = None) -> int:
     args = ap.parse_args(argv)
     if not args.photos and not args.folder:
         ap.error("give at least one photo or --folder DIR")
-    from .data.images import ImageLoadError
-    from .pretrained import MissingWeightsError
-    from .zoo import ZooError
 
     try:
         explained = (
