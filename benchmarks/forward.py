@@ -41,7 +41,8 @@ def main(argv=None):
     torch.manual_seed(0)
     repeats = 1 if args.quick else 5
     print(
-        f"{'profile':10s} {'input':>6s} {'batch':>6s} {'ZF img/s':>10s} {'AlexNet img/s':>14s} {'ratio':>7s}"
+        f"{'profile':10s} {'input':>6s} {'batch':>6s} {'ZF img/s':>10s} {'AlexNet img/s':>14s} "
+        f"{'ratio':>7s}"
     )
     result = {}
     for name in args.profiles:

@@ -706,7 +706,8 @@ def part_occlusion(rep: Report, part: Part, device: torch.device, quick: bool) -
         res["speedup_fast"] = res["captum_s"] / res["fast_s"]
         out[name] = res
         print(
-            f"  {name}: window {window}, stride {stride}, {positions} positions; exact {res['exact_s']:.3f} s, fast "
+            f"  {name}: window {window}, stride {stride}, {positions} positions; exact "
+            f"{res['exact_s']:.3f} s, fast "
             f"{res['fast_s']:.3f} s, Captum at its best ({tuned}) {res['captum_s']:.3f} s: "
             f"exact {res['speedup_exact']:.2f}x, fast {res['speedup_fast']:.2f}x Captum"
         )
@@ -979,15 +980,17 @@ def main(argv=None) -> int:
         )
 
     print(f"{passed}/{len(rep.checks)} agreement checks passed; {wall:.0f} s in all")
+    train_ratio = tr.get("images_per_s", math.nan) / tr.get("bare_images_per_s", math.nan)
     print(
         f"RESULT gpu device={device.type} checks_passed={passed}/{len(rep.checks)} "
         f"all_agree={'yes' if passed == len(rep.checks) else 'no'} "
         f"train_precision={tr.get('precision', 'none')} train_steps={tr.get('steps', 0)} "
         f"train_images_per_s={f(tr.get('images_per_s'), '.0f')} "
-        f"train_vs_bare_loop={f(tr.get('images_per_s', math.nan) / tr.get('bare_images_per_s', math.nan))} "
+        f"train_vs_bare_loop={f(train_ratio)} "
         f"data_wait_share={f(tr.get('wait_share'), '.3f')} "
         f"gpu_utilisation={f(util, '.0f') if util is not None else 'unmeasured'} "
-        f"loss_curve_rel_diff={f(tr.get('curve'), '.2e')} ddp_max_weight_diff={f(tr.get('ddp'), '.1e')} "
+        f"loss_curve_rel_diff={f(tr.get('curve'), '.2e')} "
+        f"ddp_max_weight_diff={f(tr.get('ddp'), '.1e')} "
         f"deconvnet_per_s={f(pr.get('deconvnet', {}).get('per_s'), '.0f')} "
         f"deconvnet_vs_captum={f(pr.get('deconvnet', {}).get('speedup'))} "
         f"guided_vs_captum={f(pr.get('guided', {}).get('speedup'))} "

@@ -1,4 +1,3 @@
-
 """Shared test settings: small thread counts, an isolated figures folder, the repo's cache."""
 
 import os

@@ -317,7 +317,8 @@ def test_explorer_in_voila(browser, explorer_server):
         assert cells > 5, f"the grid shows only {cells} cells"
         cell = first_cell["width"]
         assert abs(first_cell["x"] - grid["x"]) < 2 and abs(first_cell["y"] - grid["y"]) < 2, (
-            f"the clickable cells are not over the grid image: cells at {first_cell}, image at {grid}"
+            f"the clickable cells are not over the grid image: cells at {first_cell}, image at "
+            f"{grid}"
         )
         target = 5 if page.locator(".zf-unit input").input_value() != "5" else 6
         page.mouse.click(grid["x"] + (target + 0.5) * cell, grid["y"] + 0.5 * cell)
@@ -481,7 +482,8 @@ def test_chromium_is_found_on_the_path_under_either_name(monkeypatch):
 
 
 def _figures_state() -> tuple[str, dict]:
-    """``git status --porcelain figures/`` and every ``12_explorer*`` file under figures/ (size, mtime)."""
+    """``git status --porcelain figures/`` and every ``12_explorer*`` file under figures/ (size,
+    mtime)."""
     status = subprocess.run(
         ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=all", "figures/"],
         capture_output=True,

@@ -190,7 +190,7 @@ def test_paper_crops_match_manual_slicing():
     out = tf.paper_crops(
         x, [0, 1, 2, 3, 4], [False, True, False, False, True], fraction=tf.CROP_FRACTION
     )
-    up = lambda t: torch.nn.functional.interpolate(
+    up = lambda t: torch.nn.functional.interpolate(  # noqa: E731
         t[None],
         size=(32, 32),
         mode="bilinear",  # noqa: E731

@@ -119,7 +119,8 @@ def test_any_valid_image_array_gives_a_well_formed_input(a, colour):
     )
 
 
-# --- the public API with wrong arguments -----------------------------------------------------------
+# --- the public API with wrong arguments
+# -----------------------------------------------------------
 
 
 def _junk(rng, i):

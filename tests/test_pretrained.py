@@ -20,7 +20,8 @@ def _one_thread():
 
 
 def _photo(rgb):
-    """pytorchcv's evaluation transform: shorter side to 256, centre 224 crop, ImageNet normalised."""
+    """pytorchcv's evaluation transform: shorter side to 256, centre 224 crop, ImageNet
+    normalised."""
     x = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255
     x = F.interpolate(
         x[None], scale_factor=256 / min(x.shape[1:]), mode="bilinear", antialias=True
@@ -59,7 +60,8 @@ def test_converted_zfnet_gives_pytorchcv_logits_on_photos(zfnet_pair, photos):
     assert model.config.layout == "pytorchcv" and not model.training
     with torch.no_grad():
         want, got = net(photos), model(photos)
-        # control: the same weights in Fig. 3's order (pool, then normalise) compute another function
+        # control: the same weights in Fig. 3's order (pool, then normalise) compute another
+        # function
         paper = models.ZFNet(models.ZFConfig())
         paper.load_state_dict(model.state_dict())
         other = paper.eval()(photos)

@@ -48,7 +48,8 @@ def _expect(call, *fragments):
     return e.value
 
 
-# --- unknown profile ---------------------------------------------------------------------------------
+# --- unknown profile
+# ---------------------------------------------------------------------------------
 
 
 def _profile_entry_points():
@@ -99,7 +100,8 @@ def test_bad_profile_override(override, value):
         get_profile("tiny", **{override: value})
 
 
-# --- unknown layer -------------------------------------------------------------------------------------
+# --- unknown layer
+# -------------------------------------------------------------------------------------
 
 
 def _layer_entry_points(model, images):
@@ -139,7 +141,8 @@ def test_unknown_layer(model, images, entry, bad):
     _expect(lambda: call(bad), bad, "layer1")
 
 
-# --- feature map index out of range ------------------------------------------------------------------
+# --- feature map index out of range
+# ------------------------------------------------------------------
 
 
 def test_feature_map_index_out_of_range(model, images):
@@ -163,7 +166,8 @@ def test_feature_map_index_out_of_range(model, images):
     assert maps is not None
 
 
-# --- images too small for the layer ----------------------------------------------------------------
+# --- images too small for the layer
+# ----------------------------------------------------------------
 
 
 def _small_image_entry_points(model):
@@ -238,7 +242,8 @@ def test_wrong_channel_count(model, entry):
     _expect(lambda: call(x, "layer5"), "channel")
 
 
-# --- occlusion windows ------------------------------------------------------------------------------
+# --- occlusion windows
+# ------------------------------------------------------------------------------
 
 
 def test_occlusion_window_larger_than_the_image(model, images):
@@ -259,7 +264,8 @@ def test_occlusion_window_larger_than_the_image(model, images):
     assert occlusion.occlude(model, images[0], window=S, stride=1).prob_target.shape == (1, 1)
 
 
-# --- images from files: handled by the loader, never too small -------------------------------------
+# --- images from files: handled by the loader, never too small
+# -------------------------------------
 
 
 def test_user_photos_always_reach_the_input_size(tmp_path, model):

@@ -77,7 +77,8 @@ def test_crafted_files_really_run_code_when_unpickled_unsafely(tmp_path):
     code = "\n".join(
         [
             "import os, sys, torch",
-            f"files = {{k: str(v) for k, v in {dict((k, str(v)) for k, v in files.items())!r}.items()}}",
+            f"files = {{k: str(v) for k, v in "
+            f"{dict((k, str(v)) for k, v in files.items())!r}.items()}}",
             "for kind, path in files.items():",
             "    try:",
             "        torch.load(path, weights_only=False)",

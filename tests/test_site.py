@@ -1,4 +1,5 @@
-"""The static site (zfcore.site): pages from executed notebooks, an index in paper order, paper links."""
+"""The static site (zfcore.site): pages from executed notebooks, an index in paper order, paper
+links."""
 
 import base64
 import io

@@ -5,13 +5,13 @@ Inside a checkout (the package's parent folder holds this project's ``pyproject.
 of record in ``figures/<profile>/``, executed notebooks and other generated files in ``build/``.
 An installed package (site-packages, a read-only checkout) never writes next to itself:
 
-=================  =============================  =========================================
-what               inside a checkout              installed (outside a checkout)
-=================  =============================  =========================================
-cache              ``<checkout>/.cache``          ``$XDG_CACHE_HOME/zfcore``, else ``~/.cache/zfcore``
-figures of record  ``<checkout>/figures``         ``./figures`` (under the working directory)
-build              ``<checkout>/build``           ``<cache>/build``
-=================  =============================  =========================================
+=================  ========================  ==================================================
+what               inside a checkout         installed (outside a checkout)
+=================  ========================  ==================================================
+cache              ``<checkout>/.cache``     ``$XDG_CACHE_HOME/zfcore``, else ``~/.cache/zfcore``
+figures of record  ``<checkout>/figures``    ``./figures`` (under the working directory)
+build              ``<checkout>/build``      ``<cache>/build``
+=================  ========================  ==================================================
 
 ``ZFCORE_CACHE``, ``ZFCORE_FIGURES`` and ``ZFCORE_BUILD`` override each of them.
 

@@ -3,14 +3,14 @@
 Every notebook takes ``profile`` (a name) in its papermill ``parameters`` cell and calls
 :func:`get_profile`; nothing else in a notebook hard-codes sizes, counts or paths.
 
-=============  ==========================================  ==========================  ===================
-profile        data                                        model                       compute
-=============  ==========================================  ==========================  ===================
-``tiny``       procedural scenes, a few hundred, 64 px     ZF layout, 1/8 width        seconds / notebook
-``mini``       procedural scenes, 20,000, 112 px           ZF layout, 1/2 width        minutes on 2 cores
-``imagenette`` Imagenette (10 ImageNet classes), 224 px    ZF and Krizhevsky layouts   ~1 h CPU, min GPU
-``imagenet``   the user's ImageNet folder, 224 px          pretrained AlexNet / ZFNet  GPU (torchrun)
-=============  ==========================================  ==========================  ===================
+=============  ======================================  =========================  =================
+profile        data                                    model                      compute
+=============  ======================================  =========================  =================
+``tiny``       procedural scenes, a few hundred, 64px  ZF layout, 1/8 width       seconds/notebook
+``mini``       procedural scenes, 20,000, 112 px       ZF layout, 1/2 width       minutes, 2 cores
+``imagenette`` Imagenette, 10 ImageNet classes, 224px  ZF and Krizhevsky layouts  ~1 h CPU, min GPU
+``imagenet``   the user's ImageNet folder, 224 px      pretrained AlexNet, ZFNet  GPU (torchrun)
+=============  ======================================  =========================  =================
 
 ``mini`` trains with the paper's optimiser (section 3: SGD, learning rate 1e-2, momentum 0.9,
 weight decay 5e-4, feature-scale clipping at RMS 0.1, dropout 0.5), with stated deviations chosen

@@ -281,7 +281,8 @@ def _side_after_plain(n, k, s, p, d):
 
 
 def input_problem(model: nn.Module, layer: "str | int", images) -> "str | None":
-    """Why ``images`` (``(N, C, H, W)``) cannot give ``layer`` of ``model``, or ``None`` if they can.
+    """Why ``images`` (``(N, C, H, W)``) cannot give ``layer`` of ``model``, or ``None`` if they
+    can.
 
     Checks the channel count against the first convolution, that every convolution and pool up to
     ``layer`` gets at least one output position (the image is at least as large as the layer

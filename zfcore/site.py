@@ -344,17 +344,21 @@ def render_index(pages: list[NotebookPage], profile: str, thumbnails: dict[str, 
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
-<title>zfcore: Visualizing and Understanding Convolutional Networks, reproduced ({e(profile)})</title>
+<title>zfcore: Visualizing and Understanding Convolutional Networks, reproduced
+({e(profile)})</title>
 <style type="text/css">
-body {{ font: 15px/1.5 system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }}
-table {{ border-collapse: collapse; width: 100%; }} td, th {{ padding: 0.5em; border-bottom: 1px solid #ddd; vertical-align: top; text-align: left; }}
+body {{ font: 15px/1.5 system-ui, sans-serif; max-width: 1100px; margin: 2em auto;
+  padding: 0 1em; color: #222; }}
+table {{ border-collapse: collapse; width: 100%; }}
+td, th {{ padding: 0.5em; border-bottom: 1px solid #ddd; vertical-align: top; text-align: left; }}
 .zf-num {{ font-weight: 700; color: #888; }} .zf-thumb {{ max-width: 220px; max-height: 140px; }}
 .zf-summary {{ color: #555; font-size: 13px; }} .zf-missing {{ color: #a33; font-size: 13px; }}
 a {{ color: #1d4f91; }}
 </style></head>
 <body>
 <h1>Visualizing and Understanding Convolutional Networks, reproduced</h1>
-<p>The notebooks of <b>zfcore</b>, executed on the <b>{e(profile)}</b> profile, in the order of the paper:
+<p>The notebooks of <b>zfcore</b>, executed on the <b>{e(profile)}</b> profile, in the order of
+the paper:
 M. D. Zeiler and R. Fergus, <i>Visualizing and Understanding Convolutional Networks</i>, ECCV 2014,
 <a href="{ARXIV_ABS}">arXiv:{ARXIV_ID}</a>. Each page links to the section it reproduces.
 {n_done} of {len(pages)} notebooks executed.</p>

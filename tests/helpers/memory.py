@@ -114,7 +114,8 @@ def write_scene_photos(
     batch: int = 500,
     progress: bool = False,
 ) -> Path:
-    """``n`` procedural scenes as JPEG files ``scene_<index>.jpg`` (files already there are kept)."""
+    """``n`` procedural scenes as JPEG files ``scene_<index>.jpg`` (files already there are
+    kept)."""
     import numpy as np
     from PIL import Image
 
