@@ -25,7 +25,14 @@ from torch import nn
 
 from .errors import ZFCoreError
 from .firstlayer import frequency_profile
-from .models import capture_layers, conv_layers, eval_mode, hidden_layers, layer_names
+from .models import (
+    capture_layers,
+    conv_layers,
+    eval_mode,
+    hidden_layers,
+    layer_names,
+    model_device,
+)
 
 __all__ = [
     "FireCounter",
@@ -178,7 +185,7 @@ def dead_maps(
     else:
         batches = images
     counter = FireCounter(model, layers, rare)
-    device = next(model.parameters()).device
+    device = model_device(model)
     with eval_mode(model), counter.watch(model):
         for b in batches:
             x = b[0] if isinstance(b, (tuple, list)) else b
