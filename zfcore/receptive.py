@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .errors import ZFCoreError
-from .models import LayerError, layer_key, layer_names
+from .models import LayerError, layer_key, layer_names, leaf_modules
 
 __all__ = [
     "ReceptiveField",
@@ -83,7 +83,10 @@ class ReceptiveField:
 def _pair(v) -> tuple[int, int]:
     if isinstance(v, (tuple, list)):
         if len(v) != 2:
-            raise ReceptiveFieldError(f"expected an int or a pair, got {v!r}")
+            raise ReceptiveFieldError(
+                f"expected an int or a pair (height, width), got {v!r}: give one side for a "
+                f"square or two"
+            )
         return int(v[0]), int(v[1])
     return int(v), int(v)
 
@@ -116,12 +119,6 @@ _SPATIAL_IDENTITY = (
 )
 # Modules after which every unit sees the whole image.
 _GLOBALISING = (nn.Linear, nn.Flatten, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
-
-
-def _leaf_modules(model: nn.Module):
-    for name, m in model.named_modules():
-        if name and not any(True for _ in m.children()):
-            yield name, m
 
 
 def _compose(rf: ReceptiveField, m: nn.Module) -> ReceptiveField:
@@ -163,7 +160,7 @@ def receptive_field(model: nn.Module, layer: "str | int") -> ReceptiveField:
     key = layer_key(layer, model)
     target = layer_names(model)[key]
     rf = ReceptiveField(size=1, stride=1, offset=0)
-    for name, m in _leaf_modules(model):
+    for name, m in leaf_modules(model):
         rf = _compose(rf, m)
         if name == target:
             return rf
@@ -229,7 +226,10 @@ def crop_patch(
     y0, y1 = max(0, ys), min(h, ys + size)
     x0, x1 = max(0, xs), min(w, xs + size)
     if y1 <= y0 or x1 <= x0:
-        raise ReceptiveFieldError(f"activation ({y}, {x}) lies outside a {h}x{w} image")
+        raise ReceptiveFieldError(
+            f"activation ({y}, {x}) lies outside a {h}x{w} image for {rf}: pass a position "
+            f"inside the layer's output map"
+        )
     out[:, y0 - ys : y1 - ys, x0 - xs : x1 - xs] = image[:, y0:y1, x0:x1]
     return out
 
@@ -245,7 +245,8 @@ def crop_patches(
     ys, xs = list(map(int, ys)), list(map(int, xs))
     if not (len(ys) == len(xs) == len(images)):
         raise ReceptiveFieldError(
-            f"need one (y, x) per image: got {len(images)} images, {len(ys)} ys, {len(xs)} xs"
+            f"need one (y, x) per image: got {len(images)} images, {len(ys)} ys, {len(xs)} xs; "
+            f"give ys and xs of the images' length"
         )
     return torch.stack([crop_patch(im, rf, y, x, fill) for im, y, x in zip(images, ys, xs)])
 
@@ -292,7 +293,7 @@ def input_problem(model: nn.Module, layer: "str | int", images) -> "str | None":
     names = layer_names(model)
     key = layer_key(layer, model)
     shape = tuple(images.shape)
-    leaves = list(_leaf_modules(model))
+    leaves = list(leaf_modules(model))
     first_conv = next((m for _, m in leaves if isinstance(m, nn.Conv2d)), None)
     if first_conv is not None and shape[1] != first_conv.in_channels:
         return (

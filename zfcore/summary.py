@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .models import eval_mode
+from .models import eval_mode, leaf_modules
 
 __all__ = ["LayerRow", "layer_table"]
 
@@ -44,9 +44,7 @@ def layer_table(model: nn.Module, image_size: int | None = None) -> list[LayerRo
     size = image_size or getattr(model, "input_size", 224)
     rows: list[LayerRow] = []
     hooks = []
-    for name, m in model.named_modules():
-        if list(m.children()):
-            continue
+    for name, m in leaf_modules(model):
 
         def hook(mod, inp, out, name=name):
             k = getattr(mod, "kernel_size", "")
