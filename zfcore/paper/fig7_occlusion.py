@@ -121,7 +121,7 @@ class PointingGameResult(Result):
         return dict(
             pointing_game_hit_rate=self.hit_rate,
             pointing_game_chance_box_area=self.chance_rate,
-            pointing_game_chance_square_grid=self.chance_grid_rate,
+            pointing_game_chance_level=self.chance_grid_rate,  # the verdicts' chance
             pointing_game_hit_rate_correctly_classified=self.hit_rate_correct,
             pointing_game_images=len(self.hits),
             pointing_game_window_px=self.window,
@@ -308,12 +308,9 @@ def pointing_verdicts(result: PointingGameResult, untrained: PointingGameResult)
 
 
 def control_numbers(result: PointingGameResult, untrained: PointingGameResult) -> dict:
-    """What notebook 07 records beside the verdicts: the chance level they use and the untrained
-    network's hit rate."""
-    return dict(
-        pointing_game_chance_level=result.chance_grid_rate,
-        pointing_game_hit_rate_untrained=untrained.hit_rate,
-    )
+    """What notebook 07 records beside the verdicts: the untrained network's hit rate (the
+    chance level they use is :meth:`PointingGameResult.numbers`' ``pointing_game_chance_level``)."""
+    return dict(pointing_game_hit_rate_untrained=untrained.hit_rate)
 
 
 def claim_text(
