@@ -1,30 +1,35 @@
-"""Batched deconvnet projections (section 2.1) against a loop, Captum and a same-work bound.
+"""Batched deconvnet projections (section 2.1) against a loop, Captum and a same-work pass.
 
 Work: 9 x 64 projections of layer 5 on ZF-mini (the top-9 activations of 64 feature maps, each on
 its own image, at its strongest position), the shape of one Fig. 2 panel set. Compared in the same
 run:
 
-* ``loop``: the same requests one at a time through ``zfcore.deconv.project`` (a Python loop);
+* ``ours``: ``zfcore.deconv.project`` with its default chunking (``deconv.CHUNK_SIZE`` requests
+  per chunk on the CPU);
+* ``loop``: the same requests one at a time through ``project`` (a Python loop);
 * ``captum``: Captum's ``Deconvolution`` on the same batch with per-example targets, on the model
-  with its normalisation layers replaced by ``nn.Identity`` (Captum cannot pass them through),
-  in chunks of 16, 64, 256 or all requests per call (its best chunking counts); ours runs on that
-  same model for this comparison, and the outputs are compared (times the unit's activation, which
-  the deconvnet keeps);
-* ``bound``: the same computation as a bare forward pass to layer 5 plus one backward pass (input
-  gradient) over the same batch, in the same chunks of 64 requests that ``project`` uses, with the
-  normalisation layers *passed through* on the way back as the deconvnet does (section 2.1): a
-  projection cannot cost less. On the model without normalisation layers the bound is the plain
-  forward+backward. (Differentiating through LRN exactly is more work than a projection does, so
-  that pass is shown for reference only.)
+  with its normalisation layers replaced by ``nn.Identity`` (Captum cannot pass them through), in
+  chunks of 4 ... 256 or all requests per call: its best chunking counts. Ours runs on that same
+  model for this comparison, and the outputs are compared (times the unit's activation, which the
+  deconvnet keeps);
+* ``bound``: the same computation as autograd does it: a bare forward pass to layer 5 plus one
+  backward pass (input gradient) over the same batch, in the same chunks as ``project``, with the
+  normalisation layers *passed through* on the way back as the deconvnet does (section 2.1). On
+  the model without normalisation layers it is the plain forward+backward. (Differentiating
+  through LRN exactly is more work than a projection does, so that pass is shown for reference
+  only.)
 
+``--sweep`` also times ``project`` at several chunk sizes (how ``deconv.CHUNK_SIZE`` is chosen).
 Every method is warmed up once, then they run interleaved, best of ``--repeats``, so drifting load
 on a shared machine hits them alike.
 
 Ends with ``RESULT deconv speedup_vs_loop=... speedup_vs_captum=... max_rel_diff_captum=...
-overhead_vs_same_work_bound=... overhead_vs_same_work_bound_no_lrn=...`` (targets:
-speedup_vs_captum >= 1, overhead_vs_same_work_bound <= 1.25).
+overhead_vs_same_work_bound=... overhead_vs_same_work_bound_no_lrn=... chunk_size=...
+captum_best_chunk=... proj_per_s_no_lrn=... captum_proj_per_s=...
+chunked_equals_unchunked=...`` (targets: speedup_vs_captum >= 1.2, overhead_vs_same_work_bound
+<= 1.25, chunked_equals_unchunked=1: chunking changes no bit of the result).
 
-    python -m benchmarks.deconv [--quick] [--threads 1]
+    python -m benchmarks.deconv [--quick] [--threads 1] [--sweep]
 """
 
 from __future__ import annotations
@@ -37,9 +42,14 @@ import warnings
 import torch
 from torch import nn
 
-from zfcore.deconv import NORMALISATION, layer_activations, project, requests
+from zfcore.deconv import CHUNK_SIZE, NORMALISATION, layer_activations, project, requests
 from zfcore.models import zfnet
 from zfcore.profiles import get_profile
+
+#: Captum's requests per ``attribute`` call tried (and all of them at once): its best counts.
+CAPTUM_CHUNKS = (4, 8, 16, 32, 64, 256)
+#: ``project``'s chunk sizes timed by ``--sweep``.
+SWEEP_CHUNKS = (4, 8, 12, 16, 24, 32, 64)
 
 
 def best_times(fns: dict, repeats: int) -> dict:
@@ -112,8 +122,12 @@ def main(argv=None):
     ap.add_argument("--profile", default="mini")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument(
-        "--batch-size", type=int, default=64, help="requests per chunk (ours and bound)"
+        "--batch-size",
+        type=int,
+        default=CHUNK_SIZE,
+        help="requests per chunk (ours and bound; default: project's own, deconv.CHUNK_SIZE)",
     )
+    ap.add_argument("--sweep", action="store_true", help="also time project at other chunk sizes")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -168,7 +182,8 @@ def main(argv=None):
         for r in range(n):
             project(model, x, "layer5", req.select([r]))
 
-    chunks = sorted({min(cs, n) for cs in (16, 64, 256, n)})
+    chunks = sorted({min(cs, n) for cs in CAPTUM_CHUNKS + (n,)})
+    sweep = sorted({min(cs, n) for cs in SWEEP_CHUNKS + (bs, n)}) if args.sweep else []
     arms = {
         "ours": lambda: project(model, x, "layer5", req, batch_size=bs),
         "loop": loop,
@@ -177,13 +192,19 @@ def main(argv=None):
         "ours_plain": lambda: project(plain, x, "layer5", req, batch_size=bs),
         "bound_plain": lambda: bound(plain.features[:cut]),
         **{f"captum_{cs}": (lambda cs=cs: captum(cs)) for cs in chunks},
+        **{
+            f"sweep_{cs}": (lambda cs=cs: project(plain, x, "layer5", req, batch_size=cs))
+            for cs in sweep
+        },
     }
     t = best_times(arms, repeats)
     best_chunk = min(chunks, key=lambda cs: t[f"captum_{cs}"])
     t_captum = t[f"captum_{best_chunk}"]
     theirs = captum(best_chunk) * unit
-    ours_plain = project(plain, x, "layer5", req).pixels
+    ours_plain = project(plain, x, "layer5", req, batch_size=bs).pixels
     rel = float((ours_plain - theirs).abs().max() / theirs.abs().max())
+    whole = project(plain, x, "layer5", req, batch_size=n).pixels
+    same_bits = int(torch.equal(ours_plain, whole))
 
     rows_out = [
         ("zfcore project (batched)", t["ours"]),
@@ -193,30 +214,37 @@ def main(argv=None):
         ("zfcore project, no LRN", t["ours_plain"]),
         *[(f"captum Deconvolution, no LRN, {cs}/call", t[f"captum_{cs}"]) for cs in chunks],
         ("bound: fwd+bwd, no LRN (same work)", t["bound_plain"]),
+        *[(f"zfcore project, no LRN, {cs}/chunk", t[f"sweep_{cs}"]) for cs in sweep],
     ]
     print(
         f"{n_maps} x {k} = {n} projections of layer5, profile {p.name} "
         f"({p.image_size} px, width {p.width}), {args.threads} thread(s); every method warmed up, "
         f"best of {repeats}"
     )
-    print(f"{'method':40s} {'seconds':>9s} {'proj/s':>9s}")
+    print(f"{'method':42s} {'seconds':>9s} {'proj/s':>9s}")
     for name, secs in rows_out:
-        print(f"{name:40s} {secs:9.3f} {n / secs:9.1f}")
+        print(f"{name:42s} {secs:9.3f} {n / secs:9.1f}")
+    if sweep:
+        fastest = min(sweep, key=lambda cs: t[f"sweep_{cs}"])
+        print(f"sweep: fastest chunk {fastest} per chunk; project's default is {CHUNK_SIZE}")
     speedup_loop = t["loop"] / t["ours"]
     speedup_captum = t_captum / t["ours_plain"]
     overhead = t["ours"] / t["bound"]
     overhead_plain = t["ours_plain"] / t["bound_plain"]
     print(
         f"speedup vs loop {speedup_loop:.2f}x; vs captum (best chunking: {best_chunk} per call) "
-        f"{speedup_captum:.2f}x (target >= 1); overhead vs the same-work bound {overhead:.2f}x "
+        f"{speedup_captum:.2f}x (target >= 1.2); overhead vs the same-work bound {overhead:.2f}x "
         f"(target <= 1.25; {overhead_plain:.2f}x on the model without LRN; "
         f"{t['ours'] / t['bound_exact_lrn']:.2f}x of a pass that differentiates LRN, which is not "
-        f"a bound); max rel diff vs captum {rel:.1e}"
+        f"a bound); max rel diff vs captum {rel:.1e}; {bs} per chunk and all {n} at once "
+        f"{'agree bit for bit' if same_bits else 'DIFFER'}"
     )
     print(
         f"RESULT deconv speedup_vs_loop={speedup_loop:.2f} speedup_vs_captum={speedup_captum:.2f} "
         f"max_rel_diff_captum={rel:.1e} overhead_vs_same_work_bound={overhead:.2f} "
-        f"overhead_vs_same_work_bound_no_lrn={overhead_plain:.2f}"
+        f"overhead_vs_same_work_bound_no_lrn={overhead_plain:.2f} chunk_size={bs} "
+        f"captum_best_chunk={best_chunk} proj_per_s_no_lrn={n / t['ours_plain']:.1f} "
+        f"captum_proj_per_s={n / t_captum:.1f} chunked_equals_unchunked={same_bits}"
     )
 
 

@@ -69,7 +69,7 @@ def test_the_backward_rules_are_captums(net, images, method, cls):
     captum = pytest.importorskip("captum.attr")
     import copy
 
-    from zfcore.deconv import _out_of_place
+    from zfcore.deconv import out_of_place
 
     # the deconvnet passes contrast normalisation through (as the paper's does), Captum
     # differentiates it: compare on the same network without it
@@ -77,7 +77,7 @@ def test_the_backward_rules_are_captums(net, images, method, cls):
     net.features.norm1 = torch.nn.Identity()
     net.features.norm2 = torch.nn.Identity()
     t = default_targets(net, images)
-    with warnings.catch_warnings(), _out_of_place(net):
+    with warnings.catch_warnings(), out_of_place(net):
         warnings.simplefilter("ignore")
         theirs = getattr(captum, cls)(net).attribute(images, target=t.tolist())
     ours = attribute(net, images, target=t, method=method, scale="unit")

@@ -34,6 +34,7 @@ def test_zfnet_fields_by_hand():
     assert receptive_field(m, "layer6").is_global and receptive_field(m, "logits").is_global
 
 
+@pytest.mark.slow
 def test_alexnet_and_vgg_fields_by_hand():
     a = models.alexnet(pretrained=False)
     assert receptive_field(a, "layer1") == ReceptiveField(11, 4, -2)
@@ -126,6 +127,7 @@ def test_field_equals_gradient_support(name, make, size):
             assert torch.equal(support, want), (name, layer, y, xx, rf)
 
 
+@pytest.mark.slow
 def test_vgg16_layer5_centre_field_is_tight():
     torch.manual_seed(0)
     torch.set_num_threads(1)

@@ -37,6 +37,11 @@ They agree to float precision (tested), and with Captum's ``Deconvolution`` / ``
 ``Saliency`` times the unit's activation on networks without normalisation layers (ZF, torchvision's
 AlexNet, VGG16, ResNet-18).
 
+Batches: :func:`project` walks the requests :data:`CHUNK_SIZE` at a time on the CPU (small chunks
+stay in the caches) and never runs fewer than :data:`MIN_BATCH` rows, so a request's projection
+has the same bits whatever chunk it falls in; the walk's forward pass is the model's own, bit for
+bit (:func:`layer_activations` gives the values the projections keep).
+
 >>> proj = project(model, images, "layer5", requests(image=[0, 0, 3], channel=[7, 8, 7]))
 >>> proj.pixels.shape      # (3, 3, H, W): one pixel-space projection per request
 """
@@ -58,6 +63,7 @@ from .models import (
     forward_layers,
     layer_key,
     layer_names,
+    leaf_modules,
     model_device,
     to_device,
 )
@@ -67,6 +73,10 @@ from .study import Result
 __all__ = [
     "RULES",
     "METHODS",
+    "CHUNK_SIZE",
+    "ACCELERATOR_CHUNK_SIZE",
+    "MIN_BATCH",
+    "padded",
     "Requests",
     "requests",
     "Projection",
@@ -74,21 +84,45 @@ __all__ = [
     "project",
     "deconv_steps",
     "unpool",
-    "shared_switch_share",
+    "transposed_conv",
     "layer_activations",
     "DeconvError",
+    "DeconvTypeError",
+    "out_of_place",
 ]
 
 RULES = ("deconvnet", "guided", "gradient")
 METHODS = ("auto", "explicit", "autograd")
 
+#: Requests :func:`project` walks at a time on the CPU. Small chunks keep a chunk's maps in the
+#: processor's caches from the forward pass to the end of the backward walk; in the sweep of
+#: ``python -m benchmarks.deconv --sweep`` (a Fig. 2 panel set of layer-5 projections on ZF-mini,
+#: one thread) this size is the fastest: larger chunks spill out of the caches, smaller ones pay
+#: the per-call overhead of every operation more often.
+CHUNK_SIZE = 16
+#: The smallest batch the engine runs (:func:`padded`). PyTorch's CPU kernels round differently
+#: for the smallest batches (another convolution algorithm for a batch of one on small maps,
+#: another matrix product for up to three rows of a linear layer); never running fewer rows keeps
+#: every request's bits independent of the chunk it falls in and of the requests beside it.
+MIN_BATCH = 4
+#: Requests per chunk on an accelerator, where larger batches keep the device busy
+#: (``python -m benchmarks.gpu`` times project at this size and larger).
+ACCELERATOR_CHUNK_SIZE = 64
+
 # Normalisation layers the deconvnet passes through (section 2.1: not inverted).
 NORMALISATION = (nn.LocalResponseNorm, nn.CrossMapLRN2d)
 _IDENTITY_IN_EVAL = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
+#: Strided convolutions with at most this many input channels (an image's: grey, RGB, RGBA) are
+#: transposed in their polyphase form (:func:`transposed_conv`).
+POLYPHASE_MAX_CHANNELS = 4
 
 
 class DeconvError(ZFCoreError, ValueError):
     """Bad requests, layer, rule or a model the deconvnet cannot walk."""
+
+
+class DeconvTypeError(DeconvError, TypeError):
+    """An argument of the wrong type (a model that is not a ``torch.nn.Module``)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,8 +132,8 @@ class DeconvError(ZFCoreError, ValueError):
 
 @dataclass(frozen=True)
 class Requests(Result):
-    """What to project: request ``r`` is feature map ``channel[r]`` of image ``image[r]``, either the
-    single activation at ``(y[r], x[r])`` or, where ``y[r] == -1``, the whole feature map.
+    """What to project: request ``r`` is feature map ``channel[r]`` of image ``image[r]``, either
+    the single activation at ``(y[r], x[r])`` or, where ``y[r] == -1``, the whole feature map.
 
     For fully connected layers (``layer6``, ``layer7``, ``logits``) ``channel`` is the unit and
     ``y``/``x`` are ``-1``. Build one with :func:`requests`.
@@ -238,6 +272,17 @@ class DeconvStep:
     switches: torch.Tensor | None = None
 
 
+def padded(rows: torch.Tensor, zeros: bool = False) -> torch.Tensor:
+    """``rows`` (a batch, first dimension) grown to :data:`MIN_BATCH` rows where it has fewer:
+    copies of its last row, or with ``zeros=True`` rows of zeros (a backward signal that
+    contributes nothing). The caller keeps the first ``len(rows)`` rows of what it computes."""
+    n = rows.shape[0]
+    if n == 0 or n >= MIN_BATCH:
+        return rows
+    extra = rows.new_zeros if zeros else (lambda *shape: rows[-1:].expand(*shape))
+    return torch.cat([rows, extra(MIN_BATCH - n, *rows.shape[1:])])
+
+
 # ---------------------------------------------------------------------------------------------
 # The chain of modules from the input to a layer
 # ---------------------------------------------------------------------------------------------
@@ -250,12 +295,13 @@ _SUPPORTED = (
 
 
 def _chain(model: nn.Module, layer: str) -> list[tuple[str, nn.Module]]:
-    """Leaf modules from the input to ``layer``'s module, in forward (registration) order."""
-    target = layer_names(model)[layer]
-    out = []
-    for name, m in model.named_modules():
-        if not name or any(True for _ in m.children()):
-            continue
+    """Leaf modules from the input to ``layer``'s module, in forward (registration) order
+    (:func:`zfcore.models.leaf_modules`), each one the explicit walk supports."""
+    try:
+        chain = leaf_modules(model, upto=layer)
+    except LayerError:  # a block, not a leaf: name what the walk cannot take first, if anything
+        chain = None
+    for name, m in chain or leaf_modules(model):
         if not isinstance(m, _SUPPORTED):
             raise DeconvError(
                 f"the explicit deconvnet cannot walk {name} ({type(m).__name__}); "
@@ -265,10 +311,13 @@ def _chain(model: nn.Module, layer: str) -> list[tuple[str, nn.Module]]:
             raise DeconvError(
                 f"{name}: padding_mode {m.padding_mode!r} is not supported; use method='autograd'"
             )
-        out.append((name, m))
-        if name == target:
-            return out
-    raise LayerError(f"layer_names[{layer!r}] = {target!r} is not a leaf module of the model")
+    if chain is None:
+        target = layer_names(model)[layer]
+        raise LayerError(
+            f"layer_names[{layer!r}] = {target!r} is not a leaf module of the model: the explicit "
+            f"deconvnet walks leaf modules; use method='autograd' (or the default 'auto')"
+        )
+    return chain
 
 
 def _check_walk(model: nn.Module, chain, layer: str, image: torch.Tensor) -> None:
@@ -302,6 +351,77 @@ def _conv_padding(m: nn.Conv2d) -> tuple[int, int]:
     return tuple(m.padding)
 
 
+def _pool_format(device: torch.device) -> torch.memory_format:
+    """The memory format the explicit walk max-pools in: channels-last on the CPU, where pooling
+    with switches runs many times faster in it than channels-first; contiguous elsewhere. Pooled
+    values and switches are the same in either layout (a maximum and its position are exact), so
+    the walk's forward stays the model's own, bit for bit; the convolutions run in the model's
+    layout for the same reason. The switches keep the pooling layout, and the backward walk
+    unpools and filters in it (:func:`unpool`)."""
+    return torch.channels_last if device.type == "cpu" else torch.contiguous_format
+
+
+def transposed_conv(signal: torch.Tensor, conv: nn.Conv2d, size) -> torch.Tensor:
+    """The deconvnet's filtering step (section 2.1): ``signal`` ``(N, C_out, h, w)`` through the
+    transposed filters of ``conv``, without bias, to ``(N, C_in, *size)``, where ``size`` is the
+    spatial size of ``conv``'s input in the forward pass (it fixes the output padding).
+
+    Where ``conv`` is strided and has few input channels (the first layer, which filters into
+    the image's 3 channels) this is computed as its polyphase form: one stride-1 convolution with
+    ``stride**2`` times as many output channels (one per output phase, each with its share of the
+    flipped taps), then a pixel shuffle. The transposed convolution with so few output channels
+    vectorises poorly on the CPU; the polyphase form computes the same sums. Elsewhere it is
+    ``F.conv_transpose2d``."""
+    in_hw = (int(size[0]), int(size[1]))
+    out_hw = tuple(signal.shape[-2:])
+    stride, dilation = tuple(conv.stride), tuple(conv.dilation)
+    padding = _conv_padding(conv)
+    if (
+        conv.groups == 1
+        and dilation == (1, 1)
+        and stride[0] == stride[1] > 1
+        and conv.in_channels <= POLYPHASE_MAX_CHANNELS
+    ):
+        return _polyphase_transposed_conv(signal, conv.weight, stride[0], padding, in_hw)
+    return F.conv_transpose2d(
+        signal,
+        conv.weight,
+        None,
+        stride,
+        padding,
+        _conv_output_padding(conv, in_hw, out_hw),
+        conv.groups,
+        dilation,
+    )
+
+
+def _polyphase_weight(weight: torch.Tensor, s: int) -> torch.Tensor:
+    """``(C_in * s * s, C_out, t_h, t_w)`` stride-1 filters equivalent to the transposed filters
+    of ``weight`` ``(C_out, C_in, k_h, k_w)`` at stride ``s``: output channel ``(i, p, q)`` holds
+    the flipped taps ``weight[:, i, p::s, q::s]`` of output phase ``(p, q)``, right-aligned in
+    ``t = ceil(k / s)`` taps."""
+    c_out, c_in, kh, kw = weight.shape
+    th, tw = -(-kh // s), -(-kw // s)
+    out = weight.new_zeros(c_in, s, s, c_out, th, tw)
+    for p in range(s):
+        for q in range(s):
+            taps = weight[:, :, p::s, q::s].flip(-1, -2).transpose(0, 1)
+            out[:, p, q, :, th - taps.shape[-2] :, tw - taps.shape[-1] :] = taps
+    return out.reshape(c_in * s * s, c_out, th, tw)
+
+
+def _polyphase_transposed_conv(signal, weight, s, padding, in_hw):
+    w = _polyphase_weight(weight, s)
+    th, tw = w.shape[-2:]
+    full = F.pixel_shuffle(F.conv2d(signal, w, None, 1, (th - 1, tw - 1)), s)
+    (p0, p1), (h, wd) = padding, in_hw
+    out = full[:, :, p0 : p0 + h, p1 : p1 + wd]
+    short_h, short_w = h - out.shape[-2], wd - out.shape[-1]
+    if short_h or short_w:  # output padding beyond the full transposed output: zeros
+        out = F.pad(out, (0, short_w, 0, short_h))
+    return out
+
+
 def _forward_explicit(chain, x: torch.Tensor, rule: str, keep_forward: bool = False):
     """Run ``x`` through the chain, recording what each backward step needs (and, with
     ``keep_forward``, every module's input for drawing Fig. 1)."""
@@ -320,7 +440,7 @@ def _forward_explicit(chain, x: torch.Tensor, rule: str, keep_forward: bool = Fa
         elif isinstance(m, nn.MaxPool2d):
             in_shape = x.shape
             x, idx = F.max_pool2d(
-                x,
+                x.contiguous(memory_format=_pool_format(x.device)),
                 m.kernel_size,
                 m.stride,
                 m.padding,
@@ -328,6 +448,7 @@ def _forward_explicit(chain, x: torch.Tensor, rule: str, keep_forward: bool = Fa
                 ceil_mode=m.ceil_mode,
                 return_indices=True,
             )
+            x = x.contiguous()  # the next layers run as in the model's own forward
             tape[name] = (in_shape, idx)
         elif isinstance(m, NORMALISATION):
             if rule == "gradient":
@@ -391,16 +512,7 @@ def _backward_explicit(
         elif isinstance(m, nn.Conv2d):
             op = "filter"
             in_hw, out_hw = tape[name]
-            g = F.conv_transpose2d(
-                g,
-                m.weight,
-                None,
-                m.stride,
-                _conv_padding(m),
-                _conv_output_padding(m, in_hw, out_hw),
-                m.groups,
-                m.dilation,
-            )
+            g = transposed_conv(g, m, in_hw)
         elif isinstance(m, NORMALISATION):
             op = "pass"
             if rule == "gradient":
@@ -447,8 +559,18 @@ def unpool(signal: torch.Tensor, switches: torch.Tensor, size) -> torch.Tensor:
         )
     n, c = signal.shape[:2]
     h, w = int(size[0]), int(size[1])
+    if switches.dim() == 4 and not switches.is_contiguous():
+        if switches.is_contiguous(memory_format=torch.channels_last):
+            # channels-last switches (the walk on the CPU): scatter along positions, channels
+            # innermost, and return channels-last
+            src = signal.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
+            out = signal.new_zeros(n, h * w, c)
+            out.scatter_add_(
+                1, switches.permute(0, 2, 3, 1).reshape(n, -1, c), src.reshape(n, -1, c)
+            )
+            return out.view(n, h, w, c).permute(0, 3, 1, 2)
     out = signal.new_zeros(n, c, h * w)
-    out.scatter_add_(2, switches.flatten(2), signal.flatten(2))
+    out.scatter_add_(2, switches.reshape(n, c, -1), signal.reshape(n, c, -1))
     return out.view(n, c, h, w)
 
 
@@ -573,7 +695,7 @@ def _run_to_layer(model, x, layer, rule, store):
 
 
 @contextlib.contextmanager
-def _out_of_place(model: nn.Module):
+def out_of_place(model: nn.Module):
     """Switch every in-place activation (``nn.ReLU(inplace=True)`` as torchvision ships them) to
     out-of-place for the block and restore it after: backward hooks cannot see a tensor that the
     next module overwrites. The user's model is left as it was."""
@@ -609,11 +731,12 @@ def _check_called_once(model: nn.Module, layer: str, image: torch.Tensor) -> Non
 
 
 def _project_autograd(model, images, layer, req, rule, scale):
-    x = images[to_device(req.image, images.device)].detach().clone().requires_grad_(True)
+    x = padded(images[to_device(req.image, images.device)].detach()).clone().requires_grad_(True)
     with torch.enable_grad():
         act, pre = _run_to_layer(model, x, layer, rule, {})
         _check_against_layer(req, act.shape, layer)
         g, value = _start_signal(act.detach(), torch.arange(len(req), device="cpu"), req, scale)
+        g = padded(g, zeros=True)
         if isinstance(model.get_submodule(layer_names(model)[layer]), nn.ReLU):
             # the layer's own ReLU, by the rule (its backward hook could not be set: the forward
             # pass stopped inside it)
@@ -625,18 +748,18 @@ def _project_autograd(model, images, layer, req, rule, scale):
             )
             act = pre
         (pixels,) = torch.autograd.grad(act, x, g)
-    return pixels, value
+    return pixels[: len(req)], value
 
 
 def _project_explicit(chain, images, layer, req, rule, scale):
     uniq, rows = torch.unique(req.image, return_inverse=True)
     uniq, rows = to_device(uniq, images.device), to_device(rows, images.device)
     with torch.no_grad():
-        act, tape = _forward_explicit(chain, images[uniq], rule)
+        act, tape = _forward_explicit(chain, padded(images[uniq]), rule)
         _check_against_layer(req, act.shape, layer)
         g, value = _start_signal(act, rows, req, scale)
-        pixels = _backward_explicit(chain, tape, g, rows, rule)
-    return pixels, value
+        pixels = _backward_explicit(chain, tape, padded(g, zeros=True), padded(rows), rule)
+    return pixels[: len(req)], value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -646,7 +769,10 @@ def _project_explicit(chain, images, layer, req, rule, scale):
 
 def _check_common(model, images, layer, rule, method) -> str:
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        raise DeconvTypeError(
+            f"model must be a torch.nn.Module, got {type(model).__name__}: pass the network "
+            f"itself (e.g. zfcore.zoo.model_for_profile(profile))"
+        )
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise DeconvError(
@@ -671,7 +797,7 @@ def project(
     requests,
     rule: str = "deconvnet",
     method: str = "auto",
-    batch_size: int = 64,
+    batch_size: int | None = None,
     scale: str = "activation",
     progress: bool = False,
 ) -> Projection:
@@ -688,12 +814,14 @@ def project(
     1 at the requested activation instead (the unit's gradient, as Captum and Adebayo et al. do;
     a requested map is divided by its maximum).
 
-    Requests are processed ``batch_size`` at a time, grouped by image, so requests on the same
-    image share one forward pass (``method="explicit"``). ``method="auto"`` uses the explicit
-    deconvnet where it can walk the model (its modules are supported and, walked in registration
-    order, reproduce the layer's output on the first image) and the gradient form (``"autograd"``)
-    otherwise (BatchNorm, residual blocks). Returns a :class:`Projection` in request order. The model's train/eval state
-    and its in-place activations are left as they were; projections always use eval mode.
+    Requests are processed ``batch_size`` at a time (by default :data:`CHUNK_SIZE` on the CPU,
+    :data:`ACCELERATOR_CHUNK_SIZE` elsewhere), grouped by image, so requests on the same image
+    share one forward pass (``method="explicit"``); the chunking changes no bit of the result.
+    ``method="auto"`` uses the explicit deconvnet where it can walk the model (its modules are
+    supported and, walked in registration order, reproduce the layer's output on the first image)
+    and the gradient form (``"autograd"``) otherwise (BatchNorm, residual blocks). Returns a
+    :class:`Projection` in request order. The model's train/eval state and its in-place
+    activations are left as they were; projections always use eval mode.
     """
     key = _check_common(model, images, layer, rule, method)
     req = _as_requests(requests)
@@ -705,6 +833,8 @@ def project(
         )
     if scale not in ("activation", "unit"):
         raise DeconvError(f"scale must be 'activation' or 'unit', got {scale!r}")
+    if batch_size is None:
+        batch_size = CHUNK_SIZE if model_device(model).type == "cpu" else ACCELERATOR_CHUNK_SIZE
     if not isinstance(batch_size, int) or batch_size < 1:
         raise DeconvError(f"batch_size must be a positive int, got {batch_size!r}")
     images = images.to(model_device(model))
@@ -736,7 +866,7 @@ def project(
                     raise
                 chain = None
         if chain is None:
-            stack.enter_context(_out_of_place(model))
+            stack.enter_context(out_of_place(model))
             _check_called_once(model, key, images[:1])
         for idx, idx_dev in chunks:
             sub = req.select(idx)
@@ -781,30 +911,24 @@ def deconv_steps(
     with eval_mode(model), torch.no_grad():
         chain = _chain(model, key)
         _check_walk(model, chain, key, image)
-        act, tape = _forward_explicit(chain, image, rule, keep_forward=True)
+        act, tape = _forward_explicit(chain, padded(image), rule, keep_forward=True)
         _check_against_layer(req, act.shape, key)
         rows = torch.zeros(1, dtype=torch.long, device="cpu")
         g, _ = _start_signal(act, rows, req)
         trace = [DeconvStep(chain[-1][0], "start", g[0].clone(), forward=act[0].clone())]
+        g, rows = padded(g, zeros=True), padded(rows)
         _backward_explicit(chain, tape, g, rows, rule, trace=trace, unpool_mode=unpool_mode)
     return trace
 
 
-def shared_switch_share(switches: torch.Tensor) -> float:
-    """Share of a max pool's outputs whose switch (argmax position) is also the switch of another
-    window of the same map: where overlapping 3x3/2 pooling makes unpooling *add* (section 2.1).
-    ``switches``: ``(C, h, w)`` or ``(N, C, h, w)`` flat indices, as in :class:`DeconvStep`."""
-    sw = switches.reshape(-1, switches.shape[-2] * switches.shape[-1])
-    size = int(sw.max()) + 1
-    counts = torch.zeros(sw.shape[0], size, device=sw.device).scatter_add_(
-        1, sw, torch.ones_like(sw, dtype=torch.float32)
-    )
-    return float((torch.gather(counts, 1, sw) > 1).float().mean())
-
-
 def layer_activations(model: nn.Module, images: torch.Tensor, layers: Sequence[str]) -> dict:
     """``{layer: activations}`` of ``images`` for several layers in one forward pass, stopping
-    after the deepest requested layer (eval mode, no gradients; :func:`zfcore.models.forward_layers`)."""
+    after the deepest requested layer (eval mode, no gradients;
+    :func:`zfcore.models.forward_layers`). Fewer than :data:`MIN_BATCH` images run in a batch of
+    that size (:func:`padded`), as :func:`project` does, so an image's activations have the same
+    bits in any batch and equal the values its projections keep."""
     keys = [layer_key(l, model) for l in layers]
+    n = len(images)
     with eval_mode(model), torch.no_grad():
-        return forward_layers(model, images.to(model_device(model)), keys)
+        out = forward_layers(model, padded(images.to(model_device(model))), keys)
+    return {k: v[:n] for k, v in out.items()}
