@@ -119,6 +119,7 @@ def test_resize_matches_pillows_float_resize(h, w):
     np.testing.assert_allclose(x.numpy(), np.clip(ref, 0, 1), atol=2e-3)
 
 
+@pytest.mark.slow
 def test_huge_photo_is_shrunk_in_bounded_memory(tmp_path):
     a = np.repeat(np.repeat(quadrants(60, 80), 25, 0), 25, 1)  # 2000 x 1500 pixels
     p = tmp_path / "big.jpg"

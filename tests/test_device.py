@@ -94,6 +94,7 @@ CALLS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CALLS))
 def test_engine_reads_back_a_fixed_number_of_times_and_never_mixes(name, model, images):
     few = audited(lambda: CALLS[name](model, images, 6))
@@ -104,6 +105,7 @@ def test_engine_reads_back_a_fixed_number_of_times_and_never_mixes(name, model, 
     )
 
 
+@pytest.mark.slow
 def test_training_steps_read_nothing_back(monkeypatch):
     """Eight and sixteen steps of the trainer read back the same (per epoch: the metrics, the
     checkpoints), and nothing mixes: a step never waits for the device."""

@@ -12,6 +12,7 @@ from zfcore.data import load_image
 from zfcore.models import forward_layers, model_fingerprint
 
 
+@pytest.mark.slow
 def test_explain_photo_numbers_match_direct_computation(photo, tmp_path):
     from zfcore.data import get_dataset  # noqa: F401  (tiny's classes for the titles)
     from zfcore.explain import explain_photo
@@ -64,6 +65,7 @@ def test_explain_photo_fast_occlusion(photo, tmp_path, monkeypatch):
     assert fast["p_target_min"] == pytest.approx(exact["p_target_min"], abs=0.01)
 
 
+@pytest.mark.slow
 def test_explain_cli_errors(tmp_path, capsys):
     from zfcore.explain import main
 

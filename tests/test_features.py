@@ -208,6 +208,7 @@ def test_fingerprint_memo_follows_in_place_changes():
     assert model_fingerprint(fresh) == a
 
 
+@pytest.mark.slow
 def test_benchmark_quick_run_ends_with_result_line(capsys):
     from benchmarks import features as bench
 

@@ -99,6 +99,7 @@ def test_conv_with_filters_keeps_the_layout_and_checks_the_shape():
         FL.conv_with_filters(conv, w[:, :, :5, :5])
 
 
+@pytest.mark.slow
 def test_power_above_of_gratings_and_white_noise():
     k = 16
     y = torch.arange(k, dtype=torch.float64)

@@ -13,6 +13,7 @@ images, and a few hundred calls of the model, cache and profile API with wrong a
 import sys
 
 import numpy as np
+import pytest
 import torch
 from helpers import fuzz
 from hypothesis import HealthCheck, given, settings
@@ -39,6 +40,7 @@ def _well_formed(x, normalized=True):
     return normalized or (float(x.min()) >= 0 and float(x.max()) <= 1)
 
 
+@pytest.mark.slow
 def test_fuzz_image_files(tmp_path):
     tally = fuzz.Tally()
     for i in range(1200):
@@ -83,6 +85,7 @@ def test_fuzz_folder_skips_and_lists_every_bad_file(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_fuzz_arrays(tmp_path):
     tally = fuzz.Tally()
     for i in range(1000):
@@ -98,6 +101,7 @@ def test_fuzz_arrays(tmp_path):
     assert tally.total == 1000 and tally.ok > 50 and tally.documented["ImageArrayError"] > 50
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     a=hnp.arrays(

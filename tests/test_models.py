@@ -64,6 +64,7 @@ def test_zfnet_parameter_count():
     assert got == 62_357_608
 
 
+@pytest.mark.slow
 def test_krizhevsky_first_layer_and_sizes():
     m = krizhevsky()
     assert m.features.conv1.kernel_size == (11, 11) and m.features.conv1.stride == (4, 4)
@@ -85,6 +86,7 @@ def test_table3_variants_build_and_run(variant, first):
         get_layer(m, name)  # every advertised layer resolves
 
 
+@pytest.mark.slow
 def test_table3_widths():
     m = build("conv3_4_5_wide")
     assert [
@@ -162,6 +164,7 @@ def test_pretrained_offline_fails_at_once_naming_file(tmp_path, monkeypatch):
     assert "alexnet-owt-7be5be79.pth" in msg and str(tmp_path) in msg and "https://" in msg
 
 
+@pytest.mark.slow
 def test_pretrained_download_failure_names_file(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
 
@@ -173,6 +176,7 @@ def test_pretrained_download_failure_names_file(tmp_path, monkeypatch):
         models.vgg16(pretrained=True, download=True)
 
 
+@pytest.mark.slow
 def test_pretrained_from_disk_and_layer_names(tmp_path, monkeypatch):
     from torchvision.models import AlexNet_Weights
 

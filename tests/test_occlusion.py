@@ -653,6 +653,7 @@ def session(explorer_model, explorer_profile, monkeypatch):
     return s
 
 
+@pytest.mark.slow
 def test_session_shows_fast_then_exact(session, explorer_model):
     assert session.occlusion_mode() == "fast"
     panel, caption = session.occlusion_panel()
@@ -686,6 +687,7 @@ def test_fast_that_came_out_exact_is_the_exact_map(session, monkeypatch):
     assert session.refine_occlusion() is session.occlusion(mode="fast")
 
 
+@pytest.mark.slow
 def test_button_refines_on_request(session):
     from zfcore.widgets import Explorer
 

@@ -49,6 +49,7 @@ def test_to_hwc_moves_channels_last_and_clamps():
     assert to_hwc(x[0]).shape == (2, 4, 3)
 
 
+@pytest.mark.slow
 def test_figures_draw():
     torch.manual_seed(0)
     model = models.zfnet(width=0.125, image_size=64, fc_units=256, num_classes=4).eval()

@@ -54,6 +54,7 @@ def zfnet_pair():
     return net, models.from_pytorchcv(net)
 
 
+@pytest.mark.slow
 def test_converted_zfnet_gives_pytorchcv_logits_on_photos(zfnet_pair, photos):
     net, model = zfnet_pair
     assert sum(p.numel() for p in model.parameters()) == 62_357_608
@@ -71,6 +72,7 @@ def test_converted_zfnet_gives_pytorchcv_logits_on_photos(zfnet_pair, photos):
     assert torch.equal(got.argmax(1), want.argmax(1))
 
 
+@pytest.mark.slow
 def test_converted_wide_variant_is_table3s_zfnetb(photos):
     net = _pytorchcv("zfnetb", seed=1)
     model = models.from_pytorchcv(net)
@@ -112,6 +114,7 @@ def test_from_pytorchcv_takes_scaled_nets_and_refuses_other_layouts():
         models.from_pytorchcv(models.zfnet(width=0.1, image_size=64))
 
 
+@pytest.mark.slow
 def test_weight_file_is_read_from_pytorchcvs_folder(zfnet_pair, photos, tmp_path, monkeypatch):
     net, model = zfnet_pair
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -173,6 +176,7 @@ def test_zfnet_without_weights_is_unchanged():
 # --- every analysis runs on the converted network ----------------------------------------------
 
 
+@pytest.mark.slow
 def test_deconvnet_both_methods_agree_on_pytorchcv_layout(zfnet_pair, photos):
     _, model = zfnet_pair
     a = layer_activations(model, photos[:2], ["layer1", "layer5"])
@@ -185,6 +189,7 @@ def test_deconvnet_both_methods_agree_on_pytorchcv_layout(zfnet_pair, photos):
         assert scale > 0 and float((ex.pixels - ag.pixels).abs().max()) <= 1e-5 * float(scale)
 
 
+@pytest.mark.slow
 def test_mining_occlusion_and_features_run(zfnet_pair, photos):
     from zfcore.features import extract_features
     from zfcore.mining import mine_topk

@@ -104,6 +104,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,make,size", CASES, ids=[c[0] for c in CASES])
 def test_field_equals_gradient_support(name, make, size):
     torch.manual_seed(0)

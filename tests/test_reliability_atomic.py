@@ -30,6 +30,7 @@ def test_random_kills_leave_no_corrupt_file(tmp_path):
     assert rep.mid_write > 0 and rep.writes_completed > 0
 
 
+@pytest.mark.slow
 def test_kills_at_every_write_boundary(tmp_path):
     rep = killtest.boundary_kills(tmp_path / "boundary")
     print("\nRESULT kill_test boundary", rep.line(), file=sys.stderr)
@@ -38,6 +39,7 @@ def test_kills_at_every_write_boundary(tmp_path):
     assert rep.problems == [] and rep.corrupt == 0
 
 
+@pytest.mark.slow
 def test_the_check_catches_a_non_atomic_writer(tmp_path):
     rep = killtest.naive_control(tmp_path / "naive", kills=12)
     assert rep.corrupt > 0, "a truncating writer killed mid-write must leave broken files"

@@ -70,6 +70,7 @@ def _evil_files(folder: Path, marker: Path) -> dict[str, Path]:
     return out
 
 
+@pytest.mark.slow
 def test_crafted_files_really_run_code_when_unpickled_unsafely(tmp_path):
     """The control: without weights_only the files do create the marker (in another process)."""
     marker = tmp_path / "marker"
@@ -123,6 +124,7 @@ def test_cached_rebuilds_a_poisoned_entry_without_running_it(tmp_path):
     assert torch.equal(cache.load_tensors(d / "result.pt")["x"], torch.ones(2))
 
 
+@pytest.mark.slow
 def test_pretrained_weights_file_that_runs_code_is_refused(tmp_path, monkeypatch):
     from torchvision.models import AlexNet_Weights
 

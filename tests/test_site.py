@@ -102,6 +102,7 @@ def test_every_repository_notebook_links_to_the_paper():
         assert ref.section or ref.item, f"{nb.name}: add it to zfcore.paper.ITEMS"
 
 
+@pytest.mark.slow
 def test_build_site_pages_index_and_figures(tree):
     index = site.build_site(
         tree["profile"], tree["out"], notebooks=tree["notebooks"], progress=False

@@ -61,6 +61,7 @@ def _assert_same_state(a, b):
         assert torch.equal(a[k], b[k]), f"{k} differs"
 
 
+@pytest.mark.slow
 def test_deterministic_under_seed(tmp_path):
     tr, va = _data()
     a = T.train(_spec(tmp_path / "a"), tr, va, progress=False)
@@ -73,6 +74,7 @@ def test_deterministic_under_seed(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_resume_is_bit_for_bit(tmp_path):
     tr, va = _data()
     straight = T.train(_spec(tmp_path / "a", epochs=3), tr, va, progress=False)
@@ -430,6 +432,7 @@ def test_logits_init_std_and_late_dropout():
         assert all(m.p == rate for m in drops)
 
 
+@pytest.mark.slow
 def test_bf16_training_changes_the_arithmetic_not_the_keys_of_fp32_runs(tmp_path):
     fp32 = T.make_spec("tiny")
     assert "precision" not in fp32.key_config()["profile"]  # artefacts of fp32 runs keep their keys

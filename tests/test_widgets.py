@@ -225,6 +225,7 @@ def test_projection_is_the_strongest_activation_projected(session, model):
     assert session.projection().shape == x.shape[1:]
 
 
+@pytest.mark.slow
 def test_top9_against_brute_force(session, model, profile):
     session.select_layer("layer4")
     session.select_unit(7)
@@ -444,6 +445,7 @@ def test_images_sample_upload_and_errors(app):
     assert app.session.state == before
 
 
+@pytest.mark.slow
 def test_occlusion_button(app):
     app.layer_tb.value = "layer5"
     empty = app.occ_img.value

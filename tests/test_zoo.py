@@ -22,6 +22,7 @@ def test_photos_first_keeps_every_user_photo_then_fills_with_samples(photo):
         photos_first([photo.parent / "nope.png"], "tiny", 2)
 
 
+@pytest.mark.slow
 def test_get_model_names_and_random_weights_download_nothing():
     m = zoo.get_model("zfnet", weights="random")
     assert isinstance(m, ZFNet) and not m.training and m.input_size == 224
@@ -54,6 +55,7 @@ def test_model_file_round_trip_and_pickles_refused(tmp_path):
         zoo.get_model(tmp_path / "missing.pt")
 
 
+@pytest.mark.slow
 def test_model_for_profile_weights(monkeypatch):
     a = zoo.model_for_profile("tiny", weights="random")
     from zfcore.train import build_model, make_spec

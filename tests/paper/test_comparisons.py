@@ -71,6 +71,7 @@ def test_job_cost_counts_images_and_multiply_adds():
     )
 
 
+@pytest.mark.slow
 def test_a_record_round_trips_and_matches_the_trainers_evaluation(tiny):
     job = C.Job("krizhevsky", arch="krizhevsky")
     rec = C.record_network(job, tiny)
@@ -98,6 +99,7 @@ def test_a_record_round_trips_and_matches_the_trainers_evaluation(tiny):
     assert C.load_record(job, tiny.replace(lr=tiny.lr * 2)) is None
 
 
+@pytest.mark.slow
 def test_the_study_resumes_from_its_records(tiny, monkeypatch):
     jobs = C.study_jobs(tiny, ["table3"], ["zf", "no_layers6_7"], seeds=1)
     out = C.run_study(tiny, jobs, workers=1, progress=False)

@@ -151,6 +151,7 @@ def test_fig4_numbers_and_text():
     assert f.alive_text().endswith("layer1 5/12, layer2 7/32")
 
 
+@pytest.mark.slow
 def test_fig4_projections_on_a_real_run(tmp_path):
     run = T.training_run(
         "tiny", n_train=128, n_val=64, epochs=2, cache_dir=tmp_path, progress=False
@@ -284,6 +285,7 @@ def test_layer_schedules_numbers_rows_and_verdicts_by_hand():
     assert "2 seeds per network resampled" in vr.source
 
 
+@pytest.mark.slow
 def test_layer_schedules_freezes_where_the_main_run_settled(tmp_path):
     P = get_profile("tiny").replace(
         n_train=96, n_val=40, epochs=2, cache_dir=tmp_path, figures_root=tmp_path / "fig"

@@ -358,6 +358,7 @@ def test_training_speed_costs_ratios_and_verdicts_by_hand():
     assert "1 of 6 softmaxes ended below it" in r.conclusion(found)
 
 
+@pytest.mark.slow
 def test_training_speed_study_on_a_synthetic_pool(tmp_path):
     model = small_zfnet()
     x, y = square_pool(per_class=10)
@@ -451,6 +452,7 @@ def test_tables_4_5_on_miniature_caltech(tree, tmp_path):
     assert {row["source"] for row in rows} == {"ours", "paper"}
 
 
+@pytest.mark.slow
 def test_table_6_on_miniature_voc(tree, tmp_path):
     net = untrained_alexnet()
     data, cfg = multilabel_study(imagenet_profile(tree), max_iter=30)
