@@ -507,19 +507,6 @@ def test_unit_scale_agrees_across_methods_and_equals_activation_scale_over_value
     )
 
 
-def test_energy_in_boxes_by_hand():
-    from zfcore.boxes import box_area_share, energy_in_boxes
-
-    p = torch.zeros(2, 3, 4, 4)
-    p[0, 0, 1, 1] = 3.0  # energy 9 inside
-    p[0, 2, 3, 3] = 1.0  # energy 1 outside
-    p[1, 1] = 1.0  # uniform
-    boxes = torch.tensor([[0.0, 0.0, 2.0, 2.0], [0.0, 0.0, 2.0, 4.0]])
-    assert energy_in_boxes(p, boxes).tolist() == pytest.approx([0.9, 0.5])
-    assert box_area_share(boxes, 4).tolist() == pytest.approx([0.25, 0.5])
-    assert torch.isnan(energy_in_boxes(torch.zeros(1, 3, 4, 4), boxes[:1]))[0]
-
-
 def test_overwrite_mode_loses_signal_only_where_switches_are_shared():
     model = _zf()
     img = torch.randn(1, 3, 64, 64)

@@ -518,14 +518,15 @@ def project_top(
     channels=None,
     ranks=None,
     rule: str = "deconvnet",
-    batch_size: int = 64,
+    batch_size: "int | None" = None,
     progress: bool = False,
     method: str = "auto",
 ) -> TopProjections:
     """Project mined entries of ``layer`` to pixel space (Fig. 2: ``ranks=range(9)``; Fig. 4:
     ``ranks=[0]``). ``load_images(indices)`` returns the normalised model inputs of those data set
     indices (e.g. ``lambda i: dataset.images(i)[0]`` for procedural scenes). Request order is
-    channel-major, rank-minor. ``method`` goes to :func:`zfcore.deconv.project`."""
+    channel-major, rank-minor. ``method`` and ``batch_size`` go to :func:`zfcore.deconv.project`
+    (``None``: its measured chunk size)."""
     lt = result[layer]
     chans = (
         torch.arange(lt.maps) if channels is None else torch.as_tensor(channels, dtype=torch.long)
