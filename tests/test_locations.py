@@ -157,7 +157,7 @@ def test_the_runner_asks_for_the_figures_of_record(tmp_path, clean_env):
         nbformat.v4.new_code_cell(
             f"import json, os\nfrom zfcore.locations import saving_figures\n"
             f"json.dump({{'save': os.environ.get('ZFCORE_SAVE_FIGURES'), 'saving': "
-            "saving_figures()}}, "
+            "saving_figures()}, "
             f"open({str(out)!r}, 'w'))"
         ),
     ]

@@ -95,4 +95,4 @@ def test_bad_layer_fails_in_the_first_cell(tmp_path):
     if path is None:
         pytest.skip("no 02 notebook")
     err = _run_bad(path, tmp_path, {"profile": "tiny", "layer": "layer9"})
-    assert err.ename in ("ValueError", "LayerError") and "layer9" in err.evalue
+    assert err.ename in ("ParameterError", "LayerError") and "layer9" in err.evalue
