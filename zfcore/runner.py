@@ -30,6 +30,7 @@ from pathlib import Path
 from .errors import ZFCoreError
 from .locations import SAVE_FIGURES_ENV, build_root, checkout_root
 from .profiles import PROFILES, get_profile
+from .train import weights_source
 
 __all__ = [
     "list_notebooks",
@@ -189,7 +190,6 @@ def network_source(profile) -> str:
     P = get_profile(profile)
     if P.name == "imagenet":
         return "imagenet: the pretrained networks (zfcore.zoo), no training"
-    from .train import weights_source
 
     return f"{P.name}: the trained network: {weights_source(P)[1]}"
 

@@ -25,8 +25,13 @@ from typing import Any, Sequence
 
 from torch import nn
 
+from . import models
+from .cache import CacheError, load_tensors
+from .data import class_names
 from .errors import ZFCoreError
+from .models import ZFConfig, ZFNet, get_layer, he_init_
 from .profiles import Profile, get_profile
+from .train import build_model, make_spec, trained_model
 
 __all__ = [
     "ZooError",
@@ -58,7 +63,6 @@ class ZooError(ZFCoreError, ValueError):
 def _random_(model: nn.Module) -> nn.Module:
     # He-initialised, seeded: an untrained control whose outputs react to the input (PyTorch's
     # default initialisation shrinks the signal to almost nothing through eight layers).
-    from .models import he_init_
 
     return he_init_(model, seed=0)
 
@@ -66,7 +70,6 @@ def _random_(model: nn.Module) -> nn.Module:
 def _pretrained_zfnet(download: "bool | None") -> nn.Module:
     """The paper's ZFNet with ImageNet weights (pytorchcv's ``zfnet``, converted by
     :func:`zfcore.models.zfnet`; a missing weight file raises an error naming it)."""
-    from . import models
 
     m = models.zfnet(weights="imagenet", download=download)
     m.zoo_name = "zfnet (ImageNet, pytorchcv's weights)"
@@ -91,7 +94,6 @@ def get_model(
     :func:`zfcore.models.alexnet`) or ``"random"`` (He-initialised with seed 0; nothing is read or
     downloaded). Ignored for a file.
     """
-    from . import models
 
     if isinstance(name, os.PathLike) or (
         isinstance(name, str) and name.lower().endswith(_SUFFIXES)
@@ -126,7 +128,6 @@ def get_model(
 
 def _zf_config_from_state(state: dict, image_size: "int | None") -> dict:
     """The :func:`zfcore.models.build` arguments that produce a ZF-layout state dict."""
-    from .models import ZFConfig, ZFNet
 
     w1 = state["features.conv1.weight"]
     first = {7: "zf", 11: "krizhevsky"}.get(int(w1.shape[-1]))
@@ -191,8 +192,6 @@ def load_model_file(path: "str | os.PathLike", image_size: "int | None" = None) 
     of a ZF layout is the first that fits its fully connected layer (224, 112, 64, ...); give
     ``image_size`` when several do.
     """
-    from . import models
-    from .cache import CacheError, load_tensors
 
     p = Path(path)
     if not p.is_file():
@@ -282,7 +281,6 @@ def model_for_profile(
             f"arch must be 'zfnet' or 'krizhevsky' on the {P.name} profile (the networks "
             f"it trains), not {arch!r}; pretrained networks are on the imagenet profile"
         )
-    from .train import build_model, make_spec, trained_model
 
     if w == "random":
         m = build_model(make_spec(P, arch))
@@ -303,7 +301,6 @@ def imagenet_classes() -> list[str]:
 def class_names_for(model: nn.Module, profile: "str | Profile | None" = None) -> list[str]:
     """Names of the model's output classes: ImageNet's for a 1000-way network, the profile's
     classes otherwise (``class i`` where unknown)."""
-    from .models import get_layer
 
     try:
         out = get_layer(model, "logits")
@@ -314,8 +311,6 @@ def class_names_for(model: nn.Module, profile: "str | Profile | None" = None) ->
         return imagenet_classes()
     if profile is not None:
         try:
-            from .data import class_names
-
             names = list(class_names(profile))
             if not n or len(names) == n:
                 return names

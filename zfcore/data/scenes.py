@@ -39,6 +39,8 @@ import numpy as np
 import torch
 
 from ..errors import ZFCoreError
+from ..profiles import get_profile
+from .transforms import crop_choices, normalize, paper_crops
 
 __all__ = [
     "SceneError",
@@ -933,7 +935,6 @@ class SceneDataset(torch.utils.data.Dataset):
         augment: bool = False,
         epoch: int = 0,
     ):
-        from ..profiles import get_profile
 
         self.profile = get_profile(profile)
         if split not in _SPLIT_ID:
@@ -992,7 +993,6 @@ class SceneDataset(torch.utils.data.Dataset):
     def images(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised model inputs ``(N, 3, S, S)`` and labels of ``indices`` (augmented if the
         data set was made with ``augment=True``)."""
-        from .transforms import crop_choices, normalize, paper_crops
 
         batch = self.scenes(indices)
         x = batch.images

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ZFCoreError
+from ..profiles import get_profile
 
 __all__ = [
     "TransformError",
@@ -52,7 +53,6 @@ SCENES_STD = (0.242, 0.243, 0.244)
 
 
 def _profile(profile):
-    from ..profiles import get_profile
 
     return get_profile(profile)
 

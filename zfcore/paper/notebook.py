@@ -21,12 +21,14 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ..data import DataNotFoundError
-from ..data.images import PhotoFolder
+from ..data import DataNotFoundError, denormalize, get_dataset, normalize
+from ..data.images import SAMPLE_PHOTOS, PhotoFolder, photos_first, sample_photos
 from ..errors import ZFCoreError
+from ..mining import mine_dataset, mine_topk
 from ..models import eval_mode
 from ..profiles import Profile, get_profile
 from ..zoo import class_names_for
+from .fig5_invariance import ROTATION_SYMMETRIC_CLASSES, choose_examples
 
 __all__ = [
     "Int",
@@ -216,8 +218,6 @@ def photo_examples(
     (:func:`zfcore.data.images.photos_first`). No ground truth: the target is the network's
     prediction on the unaltered photo; ``boxes="centre"`` stands in the central half of each
     photo for the object's box (Fig. 5's rotation and scale centre), ``None`` gives no boxes."""
-    from ..data import denormalize
-    from ..data.images import photos_first
 
     P = get_profile(profile)
     batch = photos_first(list(photos), P, n)
@@ -255,7 +255,6 @@ def scene_examples(
     distinct classes whose objects have the most room around them, the rotation-symmetric class
     first (:func:`zfcore.invariance.choose_examples`).
     """
-    from ..data import get_dataset, normalize
 
     P = get_profile(profile)
     ds = get_dataset(P, split)
@@ -273,8 +272,6 @@ def scene_examples(
                 if len(chosen) < n and new_class and (pred[i] == c or not want_correct):
                     chosen.append(i)
     elif choose == "room":
-        from .fig5_invariance import ROTATION_SYMMETRIC_CLASSES, choose_examples
-
         symmetric = [names.index(c) for c in ROTATION_SYMMETRIC_CLASSES if c in names]
         chosen = [
             int(i)
@@ -345,7 +342,6 @@ def example_image(
 ) -> "tuple[torch.Tensor, torch.Tensor, str]":
     """One image to look at: ``(image01 (3, S, S), x (1, 3, S, S) normalised, caption)``; image
     ``index`` of the procedural ``split``, or scikit-image's sample photo ``index`` elsewhere."""
-    from ..data import denormalize, get_dataset, normalize
 
     P = get_profile(profile)
     if P.dataset == "scenes":
@@ -361,7 +357,6 @@ def example_image(
             f"{'validation' if split == 'val' else split} image {index}: "
             f"{ds.classes[int(scene.labels[0])]}",
         )
-    from ..data.images import SAMPLE_PHOTOS, sample_photos
 
     names = list(SAMPLE_PHOTOS)
     if not 0 <= index < len(names):
@@ -376,14 +371,12 @@ def first_images(
     """``(x, images01)``: the first ``n`` images of a procedural ``split`` (fewer if it is
     smaller), or the first ``n`` of scikit-image's sample photos elsewhere, as normalised model
     inputs and in [0, 1] for display (e.g. the images of the sanity checks of notebook 13)."""
-    from ..data import denormalize, get_dataset
 
     P = get_profile(profile)
     if P.dataset == "scenes":
         ds = get_dataset(P, split)
         ids = list(range(min(n, len(ds))))
         return ds.images(ids)[0], ds.scenes(ids).images
-    from ..data.images import sample_photos
 
     x = sample_photos(P).images[:n]
     return x, denormalize(x, P)
@@ -425,7 +418,6 @@ def image_set(
     if folder is not None:
         ds = PhotoFolder(folder, profile)
         return ds if label_by is None else _Predicted(ds, label_by)
-    from ..data import get_dataset
 
     P = get_profile(profile)
     try:
@@ -456,7 +448,6 @@ def mine_images(
     """Top-``k`` of every map of ``layers`` (default: layers 1-5; Fig. 2): over the profile's
     ``split`` (:func:`zfcore.mining.mine_dataset`, cached) or, for a :class:`PhotoFolder`, over its
     first ``n_images`` photos in one streaming pass."""
-    from ..mining import mine_dataset, mine_topk
 
     if not isinstance(images, (PhotoFolder, _Predicted)):
         return mine_dataset(model, profile, split=split, k=k, n_images=n_images, layers=layers)

@@ -23,9 +23,14 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from .. import data as zdata
+from ..cache import config_hash
+from ..data import registry
 from ..errors import ZFCoreError
 from ..features import Features, cached_features
+from ..models import alexnet
 from ..profiles import Profile, get_profile
+from ..train import trained_model
 from .config import TransferConfig, TransferError, transfer_config
 
 __all__ = [
@@ -234,7 +239,6 @@ def transfer_data(profile: "str | Profile") -> TransferData:
     """The held-out classes of a procedural profile (the Caltech analogue): every image of the
     ``transfer`` group's train, val and test splits as one pool, which :func:`make_splits` divides
     into ``n`` training images and test images per class, as section 5 does with Caltech."""
-    from .. import data as zdata
 
     P = get_profile(profile)
     if P.dataset != "scenes":
@@ -268,7 +272,6 @@ REAL_DATASETS = {
 
 def _samples_key(ds: Dataset, root) -> Any:
     """Identity of a file-backed data set: its files (relative to ``root``) and targets."""
-    from ..cache import config_hash
 
     samples = getattr(ds, "samples", None)
     if samples is None:
@@ -292,7 +295,6 @@ def real_transfer_data(
     test labels are not public) from ``profile.data_root``, with the paper's preprocessing
     (:mod:`zfcore.data.registry`). A missing data set raises ``DataNotFoundError`` naming what to
     fetch and where to put it."""
-    from ..data import registry
 
     P = get_profile(profile)
     if name not in REAL_DATASETS:
@@ -365,9 +367,6 @@ def pretrained_model(profile: "str | Profile") -> nn.Module:
     (whose ImageNet weights must be on disk, see :func:`zfcore.models.alexnet`)."""
     P = get_profile(profile)
     if P.name == "imagenet":
-        from ..models import alexnet
-
         return alexnet(pretrained=True).eval()
-    from ..train import trained_model
 
     return trained_model(P).eval()
