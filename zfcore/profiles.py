@@ -14,7 +14,8 @@ profile        data                                    model                    
 
 ``mini`` trains with the paper's optimiser (section 3: SGD, learning rate 1e-2, momentum 0.9,
 weight decay 5e-4, feature-scale clipping at RMS 0.1, dropout 0.5), with stated deviations chosen
-by the recipe comparison of notebook 04 (:mod:`zfcore.recipes`, ``sgd_late_dropout``): He
+by the recipe comparison of notebook 04 (:mod:`zfcore.paper.fig4_evolution`, ``sgd_late_dropout``):
+He
 initialisation for layers 2-7 and the logits (the paper's 1e-2 everywhere lets the signal vanish
 through seven layers) with layer 1 at the paper's 1e-2 (so its filters show what training learned,
 not the random start); batches of 64 instead of 128; a quarter-epoch warm-up, the rate divided by

@@ -253,7 +253,7 @@ def scene_examples(
     ``choose="correct"`` (Fig. 7): the first correctly classified image of each class, then (an
     untrained tiny model) any image of a new class. ``choose="room"`` (Fig. 5): images of
     distinct classes whose objects have the most room around them, the rotation-symmetric class
-    first (:func:`zfcore.invariance.choose_examples`).
+    first (:func:`zfcore.paper.fig5_invariance.choose_examples`).
     """
 
     P = get_profile(profile)
