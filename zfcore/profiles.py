@@ -12,21 +12,19 @@ profile        data                                    model                    
 ``imagenet``   the user's ImageNet folder, 224 px      pretrained AlexNet, ZFNet  GPU (torchrun)
 =============  ======================================  =========================  =================
 
-``mini`` trains with the paper's optimiser (section 3: SGD, learning rate 1e-2, momentum 0.9,
-weight decay 5e-4, feature-scale clipping at RMS 0.1, dropout 0.5), with stated deviations chosen
-by the recipe comparison of notebook 04 (:mod:`zfcore.paper.fig4_evolution`, ``sgd_late_dropout``):
-He
+``mini`` trains with the paper's optimiser (section 3: SGD, learning rate 1e-2, momentum 0.9, weight
+decay 5e-4, feature-scale clipping at RMS 0.1, dropout 0.5), with stated deviations chosen by the
+recipe comparison of notebook 04 (:mod:`zfcore.paper.fig4_evolution`, ``sgd_late_dropout``): He
 initialisation for layers 2-7 and the logits (the paper's 1e-2 everywhere lets the signal vanish
 through seven layers) with layer 1 at the paper's 1e-2 (so its filters show what training learned,
-not the random start); batches of 64 instead of 128; a quarter-epoch warm-up, the rate divided by
-10 after epoch 5 of 6 (the paper anneals by hand); dropout from the second epoch on
-(``dropout_after``: dropout doubles the loss plateau at the start). ``mini`` trains in float32:
-bfloat16 steps (``precision="bf16"``) are about twice as fast on CPUs with native bfloat16
-(AVX512-BF16, AMX) but about ten times slower on the many that emulate it (AVX2 only), and the
-recipe must give the same network on every machine. Adam, which ``mini`` used
-before, left up to 64 % of the layer-2 maps dead. ``tiny`` keeps Adam (three epochs on 640
-images, for tests). ``imagenet`` keeps the paper's recipe as written.
-"""
+not the random start); batches of 64 instead of 128; a quarter-epoch warm-up, the rate divided by 10
+after epoch 5 of 6 (the paper anneals by hand); dropout from the second epoch on (``dropout_after``:
+dropout doubles the loss plateau at the start). ``mini`` trains in float32: bfloat16 steps
+(``precision="bf16"``) are about twice as fast on CPUs with native bfloat16 (AVX512-BF16, AMX) but
+about ten times slower on the many that emulate it (AVX2 only), and the recipe must give the same
+network on every machine. Adam, which ``mini`` used before, left up to 64 % of the layer-2 maps
+dead. ``tiny`` keeps Adam (three epochs on 640 images, for tests). ``imagenet`` keeps the paper's
+recipe as written. """
 
 from __future__ import annotations
 
