@@ -24,7 +24,7 @@ dropout doubles the loss plateau at the start). ``mini`` trains in float32: bflo
 about ten times slower on the many that emulate it (AVX2 only), and the recipe must give the same
 network on every machine. Adam, which ``mini`` used before, left up to 64 % of the layer-2 maps
 dead. ``tiny`` keeps Adam (three epochs on 640 images, for tests). ``imagenet`` keeps the paper's
-recipe as written. """
+recipe as written."""
 
 from __future__ import annotations
 
