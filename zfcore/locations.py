@@ -44,6 +44,7 @@ __all__ = [
     "figures_output_dir",
     "writable_dir",
     "SAVE_FIGURES_ENV",
+    "download_allowed",
 ]
 
 #: Set to ``1`` to write the figures of record (the runner sets it for the notebooks it executes).
@@ -150,3 +151,12 @@ def writable_dir(path: "str | Path", env: str) -> Path:
             f"set {env} to a writable folder, e.g. {env}=$HOME/zfcore-{env.split('_')[-1].lower()}",
         )
     return path
+
+
+def download_allowed(download: "bool | None" = None) -> bool:
+    """Whether zfcore may fetch weights or data: ``download`` when given, else whether the
+    environment sets ``ZFCORE_DOWNLOAD`` to ``1``/``true``/``yes`` (tests and CI leave it unset or
+    ``0``: nothing is fetched). The one reading of that switch, for weights and data sets alike."""
+    if download is not None:
+        return bool(download)
+    return os.environ.get("ZFCORE_DOWNLOAD", "").strip().lower() in ("1", "true", "yes")

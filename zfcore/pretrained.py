@@ -39,13 +39,13 @@ from torch import nn
 
 from .cache import CacheError, load_tensors
 from .errors import ZFCoreError
+from .locations import download_allowed
 
 __all__ = [
     "PYTORCHCV_WEIGHTS",
     "PYTORCHCV_KEYS",
     "WeightsError",
     "MissingWeightsError",
-    "download_allowed",
     "weights_folder",
     "weights_path",
     "weights_url",
@@ -65,14 +65,6 @@ class WeightsError(ZFCoreError, ValueError):
 
 class MissingWeightsError(ZFCoreError, FileNotFoundError):
     """Pretrained weights are not on disk and may not (or could not) be downloaded."""
-
-
-def download_allowed(download: bool | None) -> bool:
-    """``download`` when given, else whether the environment sets ``ZFCORE_DOWNLOAD=1`` (tests
-    and CI leave it unset: nothing is fetched)."""
-    if download is not None:
-        return download
-    return os.environ.get("ZFCORE_DOWNLOAD", "0") == "1"
 
 
 # variant -> (pytorchcv model name, weight file, release tag, sha1); from pytorchcv 0.0.74's
@@ -217,9 +209,9 @@ def imagenet_state(variant: str = "zf", download: bool | None = None) -> tuple[d
 
     The weight file (:func:`weights_path`: ``~/.torch/models/zfnet-1727-d010ddca.pth``, or
     ``zfnetb-1490-f6bec24e.pth``) is read if present; otherwise it is downloaded with pytorchcv's
-    own downloader (checked against its SHA-1) when :func:`download_allowed`. Otherwise a
-    :class:`MissingWeightsError` names the file, the folder, the URL and how to allow the
-    download."""
+    own downloader (checked against its SHA-1) when
+    :func:`~zfcore.locations.download_allowed`. Otherwise a :class:`MissingWeightsError` names the
+    file, the folder, the URL and how to allow the download."""
     name, file, _, _ = PYTORCHCV_WEIGHTS[variant_name(variant)]
     path = weights_path(variant)
     url = weights_url(variant)
@@ -255,8 +247,8 @@ def torchvision_weights_path(weights) -> Path:
 
 def torchvision_state(weights, download: bool | None = None) -> dict:
     """The state dict of torchvision ``weights``: read from torch hub's folder, else downloaded
-    when :func:`download_allowed`, else a :class:`MissingWeightsError` saying what to fetch and
-    where to put it."""
+    when :func:`~zfcore.locations.download_allowed`, else a :class:`MissingWeightsError` saying
+    what to fetch and where to put it."""
     path = torchvision_weights_path(weights)
     if path.is_file():
         try:

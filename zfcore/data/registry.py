@@ -35,6 +35,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import ZFCoreError
+from ..locations import download_allowed
 from ..profiles import get_profile
 from .scenes import GROUPS, SceneDataset
 from .transforms import CROP_FRACTION, IMAGENET_MEAN, IMAGENET_STD
@@ -100,12 +101,6 @@ class UnreadableImageError(ZFCoreError, OSError):
 
 class DataNotFoundError(ZFCoreError, FileNotFoundError):
     """A real data set is not on disk (and may not, or could not, be downloaded)."""
-
-
-def _download_allowed(download: bool | None) -> bool:
-    if download is not None:
-        return bool(download)
-    return os.environ.get("ZFCORE_DOWNLOAD", "").strip().lower() in ("1", "true", "yes")
 
 
 def _check_split(split: str) -> None:
@@ -265,7 +260,7 @@ def imagenette(
     root = Path(root)
     found = next((root / d for d in _IMAGENETTE_DIRS if (root / d / "train").is_dir()), None)
     if found is None:
-        if _download_allowed(download):
+        if download_allowed(download):
             from torchvision.datasets import Imagenette
 
             try:
@@ -418,7 +413,7 @@ def _caltech(
     root = Path(root)
     folder = root / name / categories_dir
     if not folder.is_dir():
-        if _download_allowed(download):
+        if download_allowed(download):
             import torchvision.datasets as tvd
 
             try:
@@ -474,7 +469,7 @@ def voc2012(
     image_set = "train" if split == "train" else "val"
     list_file = base / "ImageSets" / "Main" / f"{image_set}.txt"
     if not list_file.is_file():
-        if _download_allowed(download):
+        if download_allowed(download):
             from torchvision.datasets import VOCDetection
 
             try:
