@@ -156,6 +156,53 @@ def test_hierarchical_bootstrap_against_a_naive_loop():
         hierarchical_bootstrap("x", {"a": {"val": a}, "b": {"val": b[:, :10]}}, stat)
 
 
+def test_hierarchical_bootstrap_borrows_the_pooled_seed_spread_by_hand():
+    rng = np.random.default_rng(1)
+    a = (rng.random((3, 40)) < 0.7).astype(float)  # trained three times
+    b = (rng.random((1, 40)) < 0.6).astype(float)  # trained once
+    stat = lambda m: 100 * (m["a"]["val"] - m["b"]["val"])  # noqa: E731
+    v = hierarchical_bootstrap("x", {"a": {"val": a}, "b": {"val": b}}, stat, n_boot=200, seed=3)
+    # by hand: a's seed deviations from its mean, each times sqrt(3 / 2), are b's seed spread
+    dev = [(a[k].mean() - a.mean()) * np.sqrt(3 / 2) for k in range(3)]
+    g = np.random.default_rng(3)
+    items = g.integers(0, 40, size=(200, 40))
+    sa = g.integers(0, 3, size=(200, 3))
+    g.integers(0, 1, size=(200, 1))  # b's own (single) seed
+    pick = g.integers(0, 3, size=200)
+    naive = [
+        100
+        * (np.mean([a[s][items[i]].mean() for s in sa[i]]) - (b[0][items[i]].mean() + dev[pick[i]]))
+        for i in range(200)
+    ]
+    assert (v.low, v.high) == pytest.approx(tuple(np.quantile(naive, [0.025, 0.975])))
+    assert v.effect == pytest.approx(100 * (a.mean() - b.mean()))
+    assert "borrows the seed spread pooled from the 3 seeds" in v.source
+
+
+def test_borrowed_seed_spread_widens_the_interval_only_when_seeds_differ():
+    # positive control: seeds that shift accuracy by +-10 points must widen a one-seed
+    # network's interval; identical seeds must leave it as it was
+    rng = np.random.default_rng(2)
+    base = (rng.random(400) < 0.7).astype(float)
+    shifted = np.stack([base, np.roll(base, 1), base]).copy()
+    shifted[0, :40], shifted[2, :40] = 1.0, 0.0  # seed 0 +10 points, seed 2 -10 points
+    same = np.stack([base, base, base])
+    one = {"val": (rng.random((1, 400)) < 0.6).astype(float)}
+    stat = lambda m: 100 * (m["a"]["val"] - m["b"]["val"])  # noqa: E731
+
+    def width(a, **kw):
+        v = hierarchical_bootstrap("x", {"a": {"val": a}, "b": one}, stat, seed=0, **kw)
+        return v.high - v.low, v.source
+
+    wide, source = width(shifted)
+    narrow, plain = width(shifted, borrow_seed_spread=False)
+    assert wide > narrow + 4 and "borrows" in source and "adds no seed variance" in plain
+    assert width(same)[0] == pytest.approx(width(same, borrow_seed_spread=False)[0], rel=0.15)
+    # a pool of its own: spread_from names the donors
+    _, src = width(same, spread_from={"c": {"val": shifted}})
+    assert "pooled from the 3 seeds" in src
+
+
 def test_equivalence_within_a_margin_by_hand():
     inside = equivalence("same", from_interval("d", 0.2, -0.5, 0.8, unit="points"), 1.0)
     assert (inside.effect, inside.low, inside.high, inside.verdict) == pytest.approx(

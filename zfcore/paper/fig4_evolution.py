@@ -607,6 +607,7 @@ class LayerSchedules:
                 claim,
                 {arm: arrays[arm], g: arrays[g]},
                 lambda m, a=arm: 100 * (m[a]["val"] - m[g]["val"]),
+                spread_from=arrays,
                 **kw,
             )
             for claim, arm in (

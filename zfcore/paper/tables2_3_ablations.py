@@ -141,7 +141,12 @@ def _boot(
     sets: Sequence[str] = ("val",),
 ) -> Verdict:
     nets = {n: {s: arrays[n][s] for s in sets} for n in names}
-    return hierarchical_bootstrap(claim, nets, stat, n_boot=n_boot, seed=seed, unit="points")
+    small = names[0].startswith(SMALL)
+    # a network trained once borrows the seed spread of every network on the same training set
+    pool = {n: {s: a[s] for s in sets} for n, a in arrays.items() if n.startswith(SMALL) == small}
+    return hierarchical_bootstrap(
+        claim, nets, stat, n_boot=n_boot, seed=seed, unit="points", spread_from=pool
+    )
 
 
 def _accuracy_gain(better: str, worse: str):

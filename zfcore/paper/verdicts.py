@@ -359,6 +359,22 @@ def binomial_se(p: float, n: int) -> float:
     return math.sqrt(max(p * (1 - p), 0.0) / n)
 
 
+def _seed_deviations(networks: "dict[str, dict[str, np.ndarray]]") -> list[dict[str, float]]:
+    """Per seed of every network trained at least twice: its deviation from its network's mean,
+    per item set, scaled by ``sqrt(s / (s - 1))`` (:func:`hierarchical_bootstrap`'s pooled seed
+    spread)."""
+    pool = []
+    for sets in networks.values():
+        arrays = {items: np.asarray(a, dtype=float) for items, a in sets.items()}
+        s = next(iter(arrays.values())).shape[0]
+        if s < 2:
+            continue
+        scale = np.sqrt(s / (s - 1))
+        for k in range(s):
+            pool.append({i: float((a[k].mean() - a.mean()) * scale) for i, a in arrays.items()})
+    return pool
+
+
 def hierarchical_bootstrap(
     claim: str,
     networks: "dict[str, dict[str, np.ndarray]]",
@@ -369,6 +385,8 @@ def hierarchical_bootstrap(
     margin: float = 0.0,
     unit: str = "",
     what: str = "validation images",
+    borrow_seed_spread: bool = True,
+    spread_from: "dict[str, dict[str, np.ndarray]] | None" = None,
 ) -> Verdict:
     """A verdict on ``stat(means)`` over networks trained with several seeds each, whose interval
     includes the variance between seeds.
@@ -379,8 +397,18 @@ def hierarchical_bootstrap(
     network, its seeds with replacement, then, once per item set and shared by every network, the
     items with replacement (the same images for every network, so what they share cancels).
     ``stat`` maps ``{name: {items: (n_boot,) mean}}`` to ``(n_boot,)`` effects; the effect itself
-    is ``stat`` of the means over every seed and item. A network with one seed contributes no
-    seed variance, and the source then says so.
+    is ``stat`` of the means over every seed and item.
+
+    A network trained once has no seeds of its own to resample. With ``borrow_seed_spread`` (the
+    default) it borrows the spread of the networks trained several times, assuming one seed
+    variance for every layout (a pooled variance component): each resample adds to its value
+    one seed's deviation from its own network's mean, drawn from every such seed of every such
+    network (the same seed for all of the network's item sets), scaled by ``sqrt(s / (s - 1))``
+    because a deviation from the mean of ``s`` seeds is that much smaller than one from the true
+    mean. ``spread_from`` (default ``networks``) names the networks whose seeds make that pool:
+    pass every network of the study so the pool is as large as it can be. With no network
+    trained twice, or ``borrow_seed_spread=False``, a network with one seed contributes no seed
+    variance; the source says which.
     """
     if not networks:
         raise VerdictError(f"'{claim}' needs at least one network")
@@ -400,6 +428,9 @@ def hierarchical_bootstrap(
                     f"({sizes[items]} vs {a.shape[1]} in {name!r})"
                 )
     item_idx = {items: rng.integers(0, n, size=(n_boot, n)) for items, n in sizes.items()}
+    pool = _seed_deviations(networks if spread_from is None else spread_from)
+    pool = pool if borrow_seed_spread else []
+    borrowed = 0
     boot, full = {}, {}
     for name, sets in networks.items():
         n_seeds = {np.asarray(a).shape[0] for a in sets.values()}
@@ -417,16 +448,28 @@ def hierarchical_bootstrap(
             )  # (n_boot, seeds)
             boot[name][items] = np.take_along_axis(per_seed, seed_idx, axis=1).mean(1)
             full[name][items] = np.array([a.mean()])
+        donors = [d for d in pool if set(sets) <= set(d)] if s == 1 else []
+        if donors:
+            pick = rng.integers(0, len(donors), size=n_boot)
+            for items in sets:
+                boot[name][items] = boot[name][items] + np.array([d[items] for d in donors])[pick]
+            borrowed += 1
     values = np.asarray(stat(boot), dtype=float)
     point = float(np.asarray(stat(full), dtype=float).reshape(-1)[0])
     low, high = np.quantile(values, [0.025, 0.975])
     counts = sorted({np.asarray(next(iter(s.values()))).shape[0] for s in networks.values()})
     seeds_text = "/".join(str(c) for c in counts) + (" seed" if counts == [1] else " seeds")
-    lacking = (
-        " (one seed: seed variance not included)"
-        if counts == [1]
-        else (" (a network with one seed adds no seed variance)" if 1 in counts else "")
-    )
+    singles = sum(np.asarray(next(iter(s.values()))).shape[0] == 1 for s in networks.values())
+    if borrowed:
+        lacking = (
+            f" (the {'network' if borrowed == 1 else f'{borrowed} networks'} with one seed "
+            f"{'borrows' if borrowed == 1 else 'borrow'} the seed spread pooled from the "
+            f"{len(pool)} seeds of the networks trained several times)"
+        )
+    elif counts == [1]:
+        lacking = " (one seed: seed variance not included)"
+    else:
+        lacking = " (a network with one seed adds no seed variance)" if singles else ""
     users = {k: sum(k in sets for sets in networks.values()) for k in sizes}
     sets_text = " and ".join(
         f"{n} {what if k == 'val' else k.replace('_', ' ')}" for k, n in sizes.items()
