@@ -49,6 +49,16 @@ def test_the_study_lists_seed_0_of_every_network_first():
     }
     small = next(j for j in jobs if j.group == "small_train")
     assert small.spec(P).profile.n_train == max(P.batch_size, int(P.n_train * C.SMALL_TRAIN_SHARE))
+    # the small training set trains as many steps as the main model, its schedule stretched
+    for name in ("tiny", "mini"):
+        Q = get_profile(name)
+        q = C.Job("small_train", overrides=C._pairs(C.small_train_overrides(Q))).spec(Q).profile
+        assert q.n_train * q.epochs == Q.n_train * Q.epochs and q.epochs == 4 * Q.epochs
+        assert q.warmup_epochs == 4 * Q.warmup_epochs and q.dropout_after == 4 * Q.dropout_after
+        assert q.lr_drop_epochs == tuple(4 * e for e in Q.lr_drop_epochs)
+        assert C.job_cost(
+            C.Job("small_train", overrides=C._pairs(C.small_train_overrides(Q))), Q
+        ) == (pytest.approx(1.0))
     freeze = next(j for j in jobs if j.arm == "freeze")
     assert dict(freeze.spec(P).options.freeze_after) == {"layer1": 1.0, "layer2": 1.0}
     assert jobs[per_seed].spec(P).profile.seed == 1 and jobs[0].network == "table3-zf"

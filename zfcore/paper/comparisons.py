@@ -83,6 +83,7 @@ __all__ = [
     "load_record",
     "missing_jobs",
     "run_study",
+    "small_train_overrides",
     "network_records",
     "network_arrays",
     "main",
@@ -102,6 +103,28 @@ SMALL_TRAIN_VARIANTS = ("zf", "fc6_7_8192", "conv3_4_5_wide_fc_8192")
 
 #: Training images of the small training set, as a share of the profile's.
 SMALL_TRAIN_SHARE = 0.25
+
+
+def small_train_overrides(profile: "str | Profile") -> dict:
+    """The small training set's training: :data:`SMALL_TRAIN_SHARE` of the training images for
+    as many steps as the main model, every setting counted in epochs (the epochs, the warm-up,
+    late dropout, the learning-rate drops, the checkpoints) stretched by the same factor. On the
+    main model's epochs a quarter of the images is a quarter of the steps, and on ``mini`` that
+    ends on the plateau at chance every recipe starts on (81.6 % validation error after 468
+    steps), where no network can overfit: a from-scratch comparison must be trained until it
+    fits."""
+    P = get_profile(profile)
+    n_train = max(P.batch_size, int(P.n_train * SMALL_TRAIN_SHARE))
+    stretch = max(1, round(P.n_train / n_train))
+    epochs = comparison_overrides(P)["epochs"]
+    return {
+        "n_train": n_train,
+        "epochs": epochs * stretch,
+        "warmup_epochs": P.warmup_epochs * stretch,
+        "dropout_after": P.dropout_after * stretch,
+        "lr_drop_epochs": tuple(e * stretch for e in P.lr_drop_epochs if e <= epochs),
+        "checkpoint_epochs": tuple(e * stretch for e in P.checkpoint_epochs if e <= epochs),
+    }
 
 
 class ComparisonError(ZFCoreError, ValueError):
@@ -194,7 +217,8 @@ def study_jobs(
     * ``krizhevsky``: Krizhevsky et al.'s 11x11/4 first layer (Table 2, Fig. 6);
     * ``per_layer``: layers 1-2 frozen after ``freeze`` epochs (default
       :func:`early_layer_freeze`), and their rates multiplied by ``layer_lr`` (default 0.1);
-    * ``small_train``: :data:`SMALL_TRAIN_VARIANTS` on a quarter of the training images.
+    * ``small_train``: :data:`SMALL_TRAIN_VARIANTS` on a quarter of the training images, for as
+      many steps as the main model (:func:`small_train_overrides`).
     """
     P = get_profile(profile)
     groups = list(groups or ("table3", "krizhevsky", "per_layer", "small_train"))
@@ -216,7 +240,7 @@ def study_jobs(
     if "per_layer" in groups and freeze is None:
         freeze = early_layer_freeze(P)
     layer_lr = dict(layer_lr or {layer: 0.1 for layer in EARLY_LAYERS})
-    small = {"n_train": max(P.batch_size, int(P.n_train * SMALL_TRAIN_SHARE))}
+    small = small_train_overrides(P)
     jobs = []
     for s in range(n_seeds):
         seed = P.seed + s

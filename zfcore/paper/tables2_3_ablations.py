@@ -17,7 +17,9 @@ augmentation) at the end, on a fixed subset of training images
 (dropout and augmentation on) is kept beside it, labelled as such: it lies above the validation
 error for every model, so a gap computed from it can never show overfitting. Where the profile's
 training set is too large for any network to overfit, the same comparison is repeated on a
-quarter of it (:data:`zfcore.paper.comparisons.SMALL_TRAIN_VARIANTS`).
+quarter of it, for as many steps as the main model
+(:data:`zfcore.paper.comparisons.SMALL_TRAIN_VARIANTS`,
+:func:`zfcore.paper.comparisons.small_train_overrides`).
 
 "Little difference" (the size of the fully connected layers) is an equivalence claim with a
 margin fixed before the numbers were seen: :data:`EQUIVALENCE_MARGIN` points of validation top-1
