@@ -141,6 +141,21 @@ def test_the_command_line_lists_what_is_recorded(tiny, capsys, monkeypatch):
     assert jobs[0].name == "table3-zf-s0"
 
 
+def test_study_cost_sums_every_group_and_seed():
+    P = get_profile("tiny")
+    small = C._pairs(C.small_train_overrides(P))
+    one_seed = (
+        sum(C.job_cost(C.Job("table3", variant=v), P) for v in TABLE3_VARIANTS)
+        + C.job_cost(C.Job("krizhevsky", arch="krizhevsky"), P)
+        + 2.0  # the per-layer arms train the Fig. 3 network on every image
+        + sum(
+            C.job_cost(C.Job("small_train", variant=v, overrides=small), P)
+            for v in C.SMALL_TRAIN_VARIANTS
+        )
+    )
+    assert C.study_cost(P) == pytest.approx(P.comparison_seeds * one_seed)
+
+
 def test_hierarchical_bootstrap_against_a_naive_loop():
     rng = np.random.default_rng(0)
     a = (rng.random((3, 50)) < 0.8).astype(float)

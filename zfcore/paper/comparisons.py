@@ -84,6 +84,7 @@ __all__ = [
     "missing_jobs",
     "run_study",
     "small_train_overrides",
+    "study_cost",
     "network_records",
     "network_arrays",
     "main",
@@ -296,6 +297,14 @@ def job_cost(job: Job, profile: "str | Profile") -> float:
         build_model(ref), P.image_size
     )
     return ratio * spec.profile.n_train * spec.profile.epochs / (P.n_train * ref.profile.epochs)
+
+
+def study_cost(profile: "str | Profile") -> float:
+    """The whole study (:func:`study_jobs`, every group and seed) in trainings of the main model
+    (:func:`job_cost`; the per-layer arms count whole, whatever their freezing epoch)."""
+    P = get_profile(profile)
+    jobs = study_jobs(P, freeze={layer: 1.0 for layer in EARLY_LAYERS})
+    return sum(job_cost(j, P) for j in jobs)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -38,7 +38,13 @@ from ..errors import ZFCoreError
 from ..models import TABLE3_VARIANTS
 from ..profiles import Profile, get_profile
 from ..train import comparison_overrides, training_run
-from .comparisons import NetworkRecord, network_arrays, network_records, study_jobs
+from .comparisons import (
+    NetworkRecord,
+    network_arrays,
+    network_records,
+    study_cost,
+    study_jobs,
+)
 from .headline import NOT_RECORDED, Numbers
 from .verdicts import Verdict, equivalence, hierarchical_bootstrap
 
@@ -281,6 +287,8 @@ class AblationStudy:
     records: dict
     main: object
     small_train_images: int
+    #: the whole comparison study in trainings of the main model (:func:`study_cost`)
+    study_trainings: float = 0.0
 
     @property
     def seeds(self) -> int:
@@ -338,7 +346,8 @@ class AblationStudy:
     def numbers(self) -> dict:
         """The numbers notebook 09 records: the schedule, the seeds, every network's errors (mean,
         sd and per seed), the Fig. 3 model's error on this schedule beside the main model's, and
-        the cost of each removal."""
+        the cost of each removal, and the whole study's compute (in main-model trainings, and in
+        one worker's hours at the Fig. 3 network's measured pace)."""
         out = dict(
             schedule_epochs=self.epochs,
             seeds=self.seeds,
@@ -365,6 +374,10 @@ class AblationStudy:
         ):
             if v in self.records:
                 out[f"cost_removing_{k}"] = out[f"{v}_val_top1_error"] - zf
+        if self.study_trainings:
+            # one worker's hours at the Fig. 3 network's measured pace; two side by side halve it
+            out["study_main_model_trainings"] = self.study_trainings
+            out["study_worker_hours"] = self.study_trainings * out["zf_train_minutes"] / 60
         return out
 
     def verdicts(self) -> list[Verdict]:
@@ -397,7 +410,9 @@ def ablation_study(
             "no record of the Fig. 3 model: run the study (python -m zfcore.paper.comparisons)"
         )
     small = next((dict(j.overrides)["n_train"] for j in jobs if j.group == "small_train"), 0)
-    return AblationStudy(comparison_overrides(P)["epochs"], by_network, training_run(P), small)
+    return AblationStudy(
+        comparison_overrides(P)["epochs"], by_network, training_run(P), small, study_cost(P)
+    )
 
 
 def _cell(r: dict, key: str) -> str:
@@ -499,4 +514,6 @@ HEADLINES: list[tuple[str, Callable[[Numbers], str]]] = [
 README_VALUES: dict[str, Callable[[Numbers], str]] = {
     "comparison_epochs": lambda n: n.f("schedule_epochs", "g"),
     "comparison_network_minutes": lambda n: n.f("zf_train_minutes", ".0f", unit=" min"),
+    "comparison_study_trainings": lambda n: n.f("study_main_model_trainings", ".0f"),
+    "comparison_study_worker_hours": lambda n: n.f("study_worker_hours", ".0f", unit=" h"),
 }
