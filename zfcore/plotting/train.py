@@ -414,18 +414,25 @@ def plot_ablation_table(
     """Tables 2-3 in the paper's layout: one line per model, train top-1 error (eval mode, on a
     fixed subset of training images; and, where a row has ``train_running_top1_error``, the
     running error of the last epoch with dropout and augmentation, labelled as such), val top-1
-    and val top-5 error (%), each the mean ± standard deviation over seeds where a row has
-    ``<key>_sd``; the paper's published lines (labelled as the paper's) below ours."""
+    and val top-5 error (%), each the mean ± standard deviation over the row's ``seeds`` where it
+    has ``<key>_sd``; the paper's published lines (labelled as the paper's) below ours."""
 
     def num(r, k):
         if r.get(k) is None:
             return "-"
         return f"{r[k]:.1f}" if not r.get(k + "_sd") else f"{r[k]:.1f} ± {r[k + '_sd']:.1f}"
 
-    cols = ["model", "train top-1 (eval)", "train top-1 (running)", "val top-1", "val top-5"]
+    cols = [
+        "model",
+        "seeds",
+        "train top-1\n(eval)",
+        "train top-1\n(running)",
+        "val top-1",
+        "val top-5",
+    ]
     keys = ["train_top1_error", "train_running_top1_error", "val_top1_error", "val_top5_error"]
-    cells = [[r["model"]] + [num(r, k) for k in keys] for r in rows]
-    cells += [[f"paper: {r['model']}"] + [num(r, k) for k in keys] for r in paper_rows]
+    cells = [[r["model"], str(r.get("seeds", 1))] + [num(r, k) for k in keys] for r in rows]
+    cells += [[f"paper: {r['model']}", "-"] + [num(r, k) for k in keys] for r in paper_rows]
     fig, (ax_t, ax_b) = plt.subplots(
         1, 2, figsize=(16, 0.42 * len(cells) + 1.6), gridspec_kw={"width_ratios": [1.4, 1]}
     )
@@ -435,11 +442,13 @@ def plot_ablation_table(
         colLabels=cols,
         loc="center",
         cellLoc="center",
-        colWidths=[0.48, 0.13, 0.15, 0.11, 0.11],
+        colWidths=[0.44, 0.06, 0.13, 0.13, 0.12, 0.12],
     )
     table.auto_set_font_size(False)
     table.set_fontsize(8)
     table.scale(1, 1.3)
+    for j in range(len(cols)):  # room for the two-line headers
+        table[0, j].set_height(table[0, j].get_height() * 1.8)
     for i in range(len(rows), len(cells)):
         for j in range(len(cols)):
             table[i + 1, j].set_facecolor("#eeeeee")
@@ -462,7 +471,7 @@ def plot_ablation_table(
     ax_b.set_yticklabels([r["model"] for r in rows], fontsize=8)
     ax_b.invert_yaxis()
     ax_b.set_xlabel("error (%)")
-    ax_b.legend(fontsize=8)
+    ax_b.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     ax_b.grid(axis="x", alpha=0.3)
     fig.suptitle(
         title or "Tables 2-3: ablations (ours; the paper's ImageNet numbers shaded)", fontsize=10
