@@ -189,8 +189,9 @@ def test_ablation_table_shows_eval_and_running_training_error():
         rows, [{"model": "paper", "val_top1_error": 38.4, "val_top5_error": 16.5}]
     )
     texts = [c.get_text().get_text() for c in fig.axes[0].tables[0].get_celld().values()]
-    assert {"train top-1 (eval)", "train top-1 (running)", "12.5", "31.0", "38.4"} <= set(texts)
-    assert texts.count("-") == 2  # the paper's rows give no training errors
+    assert {"train top-1\n(eval)", "train top-1\n(running)", "12.5", "31.0", "38.4"} <= set(texts)
+    assert "seeds" in texts and "1" in texts  # a row without "seeds" is one training
+    assert texts.count("-") == 3  # the paper's rows give no seeds and no training errors
     plt.close(fig)
 
 
