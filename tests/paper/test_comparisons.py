@@ -81,6 +81,22 @@ def test_job_cost_counts_images_and_multiply_adds():
     )
 
 
+def test_every_jobs_overrides_survive_json(tiny):
+    # a record stores its job's overrides as JSON lists: pairs (freeze_after) and epoch tuples
+    # (the small training set's lr_drop_epochs, checkpoint_epochs) must come back as they were
+    for job in C.study_jobs(tiny, seeds=1, freeze={"layer1": 1.0, "layer2": 1.0}):
+        stored = json.loads(json.dumps({"overrides": job.overrides}))["overrides"]
+        back = C.Job(
+            job.group,
+            job.arch,
+            job.variant,
+            job.seed,
+            tuple((k, C._tuples(v)) for k, v in stored),
+            job.arm,
+        )
+        assert back == job and back.key(tiny) == job.key(tiny), job.name
+
+
 @pytest.mark.slow
 def test_a_record_round_trips_and_matches_the_trainers_evaluation(tiny):
     job = C.Job("krizhevsky", arch="krizhevsky")

@@ -364,6 +364,11 @@ def _device_text(device: str) -> str:
     return f"cpu ({name}, {torch.get_num_threads()} threads)"
 
 
+def _tuples(v):
+    """JSON's lists back to the tuples a :class:`Job`'s overrides hold (pairs, epoch lists)."""
+    return tuple(_tuples(x) for x in v) if isinstance(v, list) else v
+
+
 @dataclass
 class NetworkRecord:
     """What the comparisons need of one trained network: per-image correctness in eval mode
@@ -429,10 +434,7 @@ class NetworkRecord:
             j["arch"],
             j["variant"],
             j["seed"],
-            tuple(
-                (k, tuple(tuple(p) for p in v) if isinstance(v, list) else v)
-                for k, v in j["overrides"]
-            ),
+            tuple((k, _tuples(v)) for k, v in j["overrides"]),
             j.get("arm", ""),
         )
         nv, nt = d["n_val"], d["n_train_eval"]
