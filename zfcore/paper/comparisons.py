@@ -37,6 +37,7 @@ import argparse
 import base64
 import concurrent.futures as cf
 import dataclasses
+import functools
 import json
 import multiprocessing
 import os
@@ -287,14 +288,21 @@ def _multiply_adds(model: nn.Module, image_size: int) -> int:
     return total
 
 
+@functools.lru_cache(maxsize=None)
+def _network_multiply_adds(profile: Profile, arch: str, variant: str) -> int:
+    """Multiply-adds per image of one layout on ``profile`` (a job's overrides change its
+    schedule and data, never its layers, so the study's 45 jobs build 6 networks, not 90)."""
+    return _multiply_adds(build_model(make_spec(profile, arch, variant)), profile.image_size)
+
+
 def job_cost(job: Job, profile: "str | Profile") -> float:
     """A job's cost relative to training the main model: training images times the network's
     multiply-adds per image (the forward pass; the backward pass scales with it)."""
     P = get_profile(profile)
     spec = job.spec(P)
     ref = make_spec(P, **comparison_overrides(P))
-    ratio = _multiply_adds(build_model(spec), P.image_size) / _multiply_adds(
-        build_model(ref), P.image_size
+    ratio = _network_multiply_adds(P, job.arch, job.variant) / _network_multiply_adds(
+        P, "zfnet", "zf"
     )
     return ratio * spec.profile.n_train * spec.profile.epochs / (P.n_train * ref.profile.epochs)
 
