@@ -192,8 +192,8 @@ def test_convergence_numbers_against_numpy():
     assert len(rows) == 3 and rows[1].split()[:3] == ["layer1", "4/6", "1.5"]
 
 
-def test_depth_verdict_by_hand():
-    conv = Convergence(
+def _conv(maps):
+    return Convergence(
         epochs=[1, 2, 4, 8],
         weight_similarity={},
         topk_similarity={},
@@ -203,8 +203,12 @@ def test_depth_verdict_by_hand():
         topk_converged={},
         n_images=10,
         k=9,
-        map_converged={"layer1": [1.0] * 20, "layer3": [2.0, 4.0] * 10, "layer5": [8.0] * 20},
+        map_converged=maps,
     )
+
+
+def test_depth_verdict_by_hand():
+    conv = _conv({"layer1": [1.0] * 20, "layer3": [2.0, 4.0] * 10, "layer5": [8.0] * 20})
     v = F4.depth_verdict(conv, n_boot=200)
     assert v.verdict == "held" and v.effect > 0.8
     conv.map_converged = {"layer1": [8.0, 1.0] * 10, "layer5": [1.0, 8.0] * 10}
@@ -212,6 +216,78 @@ def test_depth_verdict_by_hand():
     conv.map_converged = {"layer1": [1.0] * 5}
     with pytest.raises(F4.Fig4Error, match="at least two layers"):
         F4.depth_verdict(conv)
+    with pytest.raises(F4.Fig4Error, match="at least one run"):
+        F4.depth_verdict([])
+
+
+def _spearman_by_hand(pairs):
+    """Spearman's rho as the Pearson correlation of average ranks (ties share their mean rank)."""
+    x, y = (np.array(v, dtype=float) for v in zip(*pairs))
+
+    def ranks(v):
+        order = np.argsort(v, kind="stable")
+        r = np.empty(len(v))
+        r[order] = np.arange(1, len(v) + 1)
+        for u in np.unique(v):
+            r[v == u] = r[v == u].mean()
+        return r
+
+    return float(np.corrcoef(ranks(x), ranks(y))[0, 1])
+
+
+def test_depth_verdict_over_seeds_against_a_hand_loop():
+    seeds = [
+        {
+            "layer1": [1.0, 2.0, 1.0, float("nan")],
+            "layer3": [2.0, 4.0, 8.0],
+            "layer5": [4.0, 8.0, 2.0],
+        },
+        {"layer1": [2.0, 1.0, 1.0], "layer3": [1.0, 4.0, 4.0, 2.0], "layer5": [8.0, 8.0, 4.0]},
+        {"layer1": [4.0, 1.0, 2.0], "layer3": [2.0, 2.0, 8.0], "layer5": [1.0, 8.0, 8.0, 4.0]},
+    ]
+    convs = [_conv(m) for m in seeds]
+    v = F4.depth_verdict(convs, n_boot=50, seed=3)
+
+    def rho(maps):  # never settled (nan) = twice the last checkpoint
+        return _spearman_by_hand(
+            [(int(l[5:]), 16.0 if math.isnan(e) else e) for l, es in maps.items() for e in es]
+        )
+
+    assert v.effect == pytest.approx(np.mean([rho(m) for m in seeds]))
+    g = torch.Generator().manual_seed(3)  # the same draws, in the same order, by hand
+    boots = []
+    for _ in range(50):
+        picked = [seeds[int(i)] for i in torch.randint(3, (3,), generator=g)]
+        rs = []
+        for m in picked:
+            sample = {}
+            for l, es in m.items():
+                idx = torch.randint(len(es), (len(es),), generator=g).tolist()
+                sample[l] = [es[i] for i in idx]
+            r = rho(sample)
+            rs.append(0.0 if math.isnan(r) else r)
+        boots.append(np.mean(rs))
+    low, high = np.quantile(boots, [0.025, 0.975])
+    assert (v.low, v.high) == (pytest.approx(low), pytest.approx(high))
+    assert "3 seeds resampled" in v.source and "not included" not in v.source
+    n = F4.seed_convergence_numbers(convs)
+    assert n["convergence_seeds"] == 3
+    assert n["convergence_depth_spearman_maps_per_seed"] == pytest.approx([rho(m) for m in seeds])
+
+
+def test_depth_verdict_interval_widens_with_seed_disagreement():
+    """Positive control: seeds that disagree (one says deeper settles later, one the reverse)
+    give an interval the maps alone would not; identical seeds give the single-run verdict."""
+    later = {"layer1": [1.0, 2.0] * 10, "layer3": [2.0, 4.0] * 10, "layer5": [4.0, 8.0] * 10}
+    earlier = {"layer1": [4.0, 8.0] * 10, "layer3": [2.0, 4.0] * 10, "layer5": [1.0, 2.0] * 10}
+    one = F4.depth_verdict(_conv(later), n_boot=300)
+    same = F4.depth_verdict([_conv(later)] * 3, n_boot=300)
+    assert one.verdict == same.verdict == "held"
+    assert same.effect == pytest.approx(one.effect)
+    assert "seed variance not included" in one.source
+    mixed = F4.depth_verdict([_conv(later), _conv(later), _conv(earlier)], n_boot=300)
+    assert mixed.high - mixed.low > 3 * (same.high - same.low)
+    assert mixed.verdict == "within noise"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,7 +17,9 @@ and then:
   that fire at the end, at every checkpoint, projected with the deconvnet;
 * the reading made a number (:func:`zfcore.evolution.layer_convergence` measures, here
   :func:`depth_verdict`, :func:`convergence_text`, :func:`convergence_numbers`): the rank
-  correlation of depth with the epoch from which a map's top-9 settles;
+  correlation of depth with the epoch from which a map's top-9 settles, on the main run and
+  repeated on every seed of the Fig. 3 network (:func:`fig3_seed_runs`,
+  :func:`seed_convergence_numbers`), so that its interval includes the seed variance;
 * what the reading suggests (:func:`layer_schedules`, :class:`LayerSchedules`): freezing the
   early layers once they settled, or slowing them, against one global rate, each trained with
   several seeds on the complete schedule (the comparison study, :mod:`zfcore.paper.comparisons`),
@@ -84,7 +86,10 @@ __all__ = [
     "Fig4Projections",
     "fig4_projections",
     "depth_correlation",
+    "map_depth_correlation",
+    "fig3_seed_runs",
     "depth_verdict",
+    "seed_convergence_numbers",
     "convergence_text",
     "convergence_numbers",
     "LayerSchedules",
@@ -449,40 +454,107 @@ def depth_correlation(conv: Convergence, which: str = "topk") -> float:
     return spearman(depth, [epochs[l] for l in layers])
 
 
-def depth_verdict(conv: Convergence, n_boot: int = 2000, seed: int = 0) -> Verdict:
-    """Fig. 4's claim as a verdict: the Spearman correlation of depth (layer 1-5) with the
-    per-map convergence epoch over every firing map, with a 95 % bootstrap interval that
-    resamples the maps within each layer (seed variance not included). Positive = deeper
-    layers settle later, as the paper says."""
+def _map_epochs(conv: Convergence) -> "dict[str, torch.Tensor]":
+    """Per layer with firing maps, their convergence epochs; a map that never settles gets twice
+    the last checkpoint's epoch, so it ranks after every map that does."""
     layers = [l for l in conv.map_converged if conv.map_converged[l]]
     if len(layers) < 2:
         raise Fig4Error("the depth verdict needs per-map convergence of at least two layers")
-    vals = {l: torch.tensor(conv.map_converged[l], dtype=torch.float64) for l in layers}
-    vals = {l: torch.nan_to_num(v, nan=float(conv.epochs[-1]) * 2) for l, v in vals.items()}
+    never = float(conv.epochs[-1]) * 2
+    return {
+        l: torch.nan_to_num(torch.tensor(conv.map_converged[l], dtype=torch.float64), nan=never)
+        for l in layers
+    }
 
-    def rho(sample):
-        depth = [int(l[len("layer") :]) for l in layers for _ in range(len(sample[l]))]
-        return spearman(depth, torch.cat([sample[l] for l in layers]).tolist())
 
+def _depth_spearman(epochs: "dict[str, torch.Tensor]") -> float:
+    depth = [int(l[len("layer") :]) for l, v in epochs.items() for _ in range(len(v))]
+    return spearman(depth, torch.cat(list(epochs.values())).tolist())
+
+
+def map_depth_correlation(conv: Convergence) -> float:
+    """Spearman correlation of depth (layers 1-5) with the convergence epoch of every firing map
+    (> 0: deeper maps settle later); the effect :func:`depth_verdict` decides."""
+    return _depth_spearman(_map_epochs(conv))
+
+
+def fig3_seed_runs(
+    profile: "str | Profile", seeds: "int | None" = None, *, train_missing: bool = True
+) -> list[TrainRun]:
+    """The Fig. 3 network's training runs, one per seed of the comparison study (the ``zf`` rows
+    of Table 3, ``seeds`` of them, default the profile's ``comparison_seeds``; seed 0 is the main
+    model's own run), so that Fig. 4's convergence reading can be repeated over initialisation
+    and data order. Runs not on disk are trained, or with ``train_missing=False`` left out."""
+    P = get_profile(profile)
+    runs = []
+    for job in study_jobs(P, ("table3",), ["zf"], seeds):
+        if train_missing:
+            kw = job.training_kwargs(P)
+            runs.append(training_run(P, kw.pop("arch"), kw.pop("variant"), progress=False, **kw))
+        elif (run := cached_run(job.spec(P))) is not None:
+            runs.append(run)
+    return runs
+
+
+def depth_verdict(
+    conv: "Convergence | Sequence[Convergence]", n_boot: int = 2000, seed: int = 0
+) -> Verdict:
+    """Fig. 4's claim as a verdict: the Spearman correlation of depth (layer 1-5) with the
+    per-map convergence epoch over every firing map. Positive = deeper layers settle later, as
+    the paper says.
+
+    ``conv`` is one run's convergence or several seeds' of the same network. With several, the
+    effect is the mean of the seeds' correlations and the 95 % interval comes from a hierarchical
+    bootstrap: the seeds are resampled, then the maps within each layer of each drawn seed. With
+    one run the maps alone are resampled and the source says the seed variance is missing."""
+    convs = [conv] if isinstance(conv, Convergence) else list(conv)
+    if not convs:
+        raise Fig4Error("the depth verdict needs the convergence of at least one run")
+    runs = [_map_epochs(c) for c in convs]
     g = torch.Generator().manual_seed(seed)
     boots = []
     for _ in range(n_boot):
-        s = {l: v[torch.randint(len(v), (len(v),), generator=g)] for l, v in vals.items()}
-        r = rho(s)
-        boots.append(0.0 if math.isnan(r) else r)
+        drawn = (
+            [runs[0]]
+            if len(runs) == 1
+            else [runs[int(i)] for i in torch.randint(len(runs), (len(runs),), generator=g)]
+        )
+        rs = []
+        for vals in drawn:
+            r = _depth_spearman(
+                {l: v[torch.randint(len(v), (len(v),), generator=g)] for l, v in vals.items()}
+            )
+            rs.append(0.0 if math.isnan(r) else r)
+        boots.append(sum(rs) / len(rs))
     b = torch.tensor(boots, dtype=torch.float64)
     low, high = (
         float(x) for x in torch.quantile(b, torch.tensor([0.025, 0.975], dtype=torch.float64))
     )
-    n = sum(len(v) for v in vals.values())
-    return from_interval(
-        "fig4_lower_layers_converge_first",
-        rho(vals),
-        low,
-        high,
-        source=f"bootstrap over {n} firing maps within their layers ({n_boot} resamples; "
-        f"seed variance not included)",
-    )
+    n = sum(len(v) for v in runs[0].values())
+    if len(runs) == 1:
+        source = (
+            f"bootstrap over {n} firing maps within their layers ({n_boot} resamples; one "
+            f"training run: seed variance not included)"
+        )
+    else:
+        maps = "/".join(str(sum(len(v) for v in r.values())) for r in runs)
+        source = (
+            f"hierarchical bootstrap: the {len(runs)} seeds resampled, then the firing maps "
+            f"({maps}) within each layer of each drawn seed ({n_boot} resamples); the effect is "
+            f"the mean of the seeds' correlations"
+        )
+    effect = statistics.fmean(_depth_spearman(r) for r in runs)
+    return from_interval("fig4_lower_layers_converge_first", effect, low, high, source=source)
+
+
+def seed_convergence_numbers(convs: Sequence[Convergence]) -> dict:
+    """What notebook 04 records of the convergence reading repeated over the Fig. 3 network's
+    seeds: how many, and each seed's depth correlation (per-map and layer-mean top-9)."""
+    return {
+        "convergence_seeds": len(convs),
+        "convergence_depth_spearman_maps_per_seed": [map_depth_correlation(c) for c in convs],
+        "convergence_depth_spearman_topk_per_seed": [depth_correlation(c, "topk") for c in convs],
+    }
 
 
 def convergence_text(conv: Convergence) -> str:
