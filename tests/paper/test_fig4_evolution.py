@@ -354,6 +354,11 @@ def test_layer_schedules_numbers_rows_and_verdicts_by_hand():
     assert n["global_rate_steps_to_within_1_point"] == 20
     # the freeze saves (1 - 1/1.5) of the steps after epoch 1 of 2: 100 s * 0.5 / 3
     assert n["per_layer_seconds_saved_estimate"] == pytest.approx(100 * 0.5 / 3)
+    # half the epochs at the global rate, half at 1.5x: 0.5 + 0.5 / 1.5 of the global time
+    assert [r["relative training time"] for r in s.rows()] == pytest.approx(
+        [1.0, 0.5 + 0.5 / 1.5, 1.0]
+    )
+    assert n["per_layer_relative_training_time"] == pytest.approx(5 / 6)
     vf, vr = s.verdicts()
     assert vf.effect == pytest.approx(acc["freeze layer1@1"] - acc["one global rate"])
     assert vr.effect == pytest.approx(acc["rates layer1 x0.1"] - acc["one global rate"])
@@ -394,5 +399,5 @@ def test_layer_schedule_figure():
     bars = [[p.get_height() for p in ax.patches] for ax in fig.axes]
     sched = _schedules()
     assert bars[0] == pytest.approx([r["val accuracy (%)"] for r in sched.rows()])
-    assert bars[1:] == [[100.0, 80.0, 90.0], [200.0, 300.0, 200.0]]
+    assert bars[1] == pytest.approx([1.0, 5 / 6, 1.0]) and bars[2] == [200.0, 300.0, 200.0]
     plt.close(fig)

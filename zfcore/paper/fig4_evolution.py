@@ -643,16 +643,25 @@ class LayerSchedules:
         mean = [statistics.fmean(c[e] for c in curves) for e in range(min(len(c) for c in curves))]
         return next((e + 1.0 for e, v in enumerate(mean) if v <= target), None)
 
+    def relative_time(self, name: str) -> float:
+        """The arm's training time as a share of the global rate's, from the step throughput
+        measured side by side now: the frozen arm runs the steps after the freeze at ``speedup``
+        times the rate; slower rates cost what one global rate costs. (The seconds recorded when
+        each network trained mix in the machine's load at the time, so they are not compared.)"""
+        if not name.startswith("freeze"):
+            return 1.0
+        before = min(self.freeze.values()) / self.epochs
+        return before + (1 - before) / self.speedup
+
     def seconds_saved_estimate(self) -> float:
-        """Training seconds the freeze saves, from throughput measured side by side now: the
-        global arm's mean training time times the share of steps after the freeze times
-        ``1 - 1 / speedup`` (training times recorded on a shared machine mix in its load)."""
-        after = 1 - min(self.freeze.values()) / self.epochs
-        return self._mean(self.names[0], "train_seconds") * after * (1 - 1 / self.speedup)
+        """Training seconds the freeze saves: the global arm's mean training time times one minus
+        the frozen arm's :meth:`relative_time`."""
+        return self._mean(self.names[0], "train_seconds") * (1 - self.relative_time(self.names[1]))
 
     def rows(self) -> list[dict]:
         """One row per arm: validation accuracy (mean and sd over seeds), mean training time
-        when trained, images/s now."""
+        when trained, the training time relative to one global rate and the images/s, both from
+        the throughput measured now."""
         return [
             {
                 "name": name,
@@ -660,6 +669,7 @@ class LayerSchedules:
                 "val accuracy (%)": 100 - self._mean(name, "val_top1_error"),
                 "val accuracy sd": self._sd(name, "val_top1_error"),
                 "training time (s)": self._mean(name, "train_seconds"),
+                "relative training time": self.relative_time(name),
                 "images/s": self.images_per_s["frozen"]
                 if name.startswith("freeze")
                 else self.images_per_s["global"],
@@ -709,6 +719,7 @@ class LayerSchedules:
                     f"{key}_val_accuracy": 100 - self._mean(name, "val_top1_error"),
                     f"{key}_val_accuracy_sd": self._sd(name, "val_top1_error"),
                     f"{key}_train_seconds": self._mean(name, "train_seconds"),
+                    f"{key}_relative_training_time": self.relative_time(name),
                     f"{key}_epochs_to_within_1_point": reach,
                     f"{key}_steps_to_within_1_point": None
                     if reach is None

@@ -287,13 +287,14 @@ def plot_side_by_side(
 
 def plot_layer_schedules(study, title: str = "") -> plt.Figure:
     """Notebook 04's per-layer schedules (a :class:`zfcore.paper.fig4_evolution.LayerSchedules`;
-    section 4.2's reading of Fig. 4): validation accuracy, training time when trained and step
-    throughput once frozen, one bar per arm."""
+    section 4.2's reading of Fig. 4): validation accuracy, the training time relative to one global
+    rate and the step throughput once frozen (both from the throughput measured now, side by side),
+    one bar per arm."""
     return plot_side_by_side(
         study.rows(),
         [
             ("val accuracy (%)", "validation accuracy (%)"),
-            ("training time (s)", "training time when trained (s)"),
+            ("relative training time", "training time / one global rate's"),
             ("images/s", "images/s once frozen (measured now)"),
         ],
         title=title,
