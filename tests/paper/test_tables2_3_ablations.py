@@ -120,6 +120,42 @@ def test_seed_variance_widens_the_interval_and_is_named():
     assert "3 seeds per network resampled" in v.source and "not included" not in v.source
 
 
+def test_small_set_networks_trained_once_borrow_the_full_sets_spread_and_say_so():
+    n = 300
+    idx = torch.arange(n)
+    seeds = lambda name, cuts, **kw: [  # noqa: E731
+        _record(name, idx < c, idx < c + 40, seed=s, **kw) for s, c in enumerate(cuts)
+    ]
+    small = dict(group="small_train")
+
+    def small_overfit(records):
+        vs = ablations.ablation_verdicts(records, n_boot=500)
+        return next(v for v in vs if v.claim == "wider_conv_and_fc_overfits_small_train")
+
+    recs = {
+        # seeds whose train-val gaps spread widely: 0, 30 and 60 images of 300
+        "zf": [
+            _record("zf", idx < c, idx < c + g, seed=s)
+            for s, (c, g) in enumerate(((240, 0), (210, 30), (180, 60)))
+        ],
+        "small_zf": seeds("small_zf", (200,), variant="zf", **small),
+        "small_conv3_4_5_wide_fc_8192": [
+            _record("w", idx < 190, idx < 290, variant="conv3_4_5_wide_fc_8192", **small)
+        ],
+    }
+    v = small_overfit(recs)
+    assert v.effect == pytest.approx(100 * (290 - 190) / n - 100 * 40 / n)  # gaps 33.3 - 13.3
+    assert "borrow the seed spread pooled from the 3 seeds" in v.source
+    assert "none on the small training set has several seeds yet" in v.source
+    alone = {**recs, "zf": recs["zf"][:1]}  # no network with several seeds anywhere
+    w = small_overfit(alone)
+    assert "seed variance not included" in w.source and "none on the" not in w.source
+    assert (v.high - v.low) > 1.5 * (w.high - w.low)  # the borrowed spread widens the interval
+    recs["small_zf"] = seeds("small_zf", (200, 190), variant="zf", **small)
+    v2 = small_overfit(recs)
+    assert "pooled from the 2 seeds" in v2.source and "none on the" not in v2.source
+
+
 def test_ablation_study_tables_numbers_and_text():
     n = 200
     idx = torch.arange(n)

@@ -29,7 +29,7 @@ error (:func:`zfcore.paper.verdicts.equivalence`), so that it can fail.
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -150,11 +150,30 @@ def _boot(
 ) -> Verdict:
     nets = {n: {s: arrays[n][s] for s in sets} for n in names}
     small = names[0].startswith(SMALL)
-    # a network trained once borrows the seed spread of every network on the same training set
-    pool = {n: {s: a[s] for s in sets} for n, a in arrays.items() if n.startswith(SMALL) == small}
-    return hierarchical_bootstrap(
-        claim, nets, stat, n_boot=n_boot, seed=seed, unit="points", spread_from=pool
+
+    def several_seeds(same_set: bool) -> dict:
+        return {
+            n: {s: a[s] for s in sets}
+            for n, a in arrays.items()
+            if (n.startswith(SMALL) == small) == same_set
+            and set(sets) <= set(a)
+            and len(a[sets[0]]) > 1
+        }
+
+    # a network trained once borrows the seed spread of the networks on the same training set;
+    # while none of them has several seeds, that of the networks on the other set (stated)
+    pool, note = several_seeds(True), ""
+    if not pool and any(len(nets[n][sets[0]]) == 1 for n in nets) and several_seeds(False):
+        pool = several_seeds(False)
+        here, there = ("small", "full") if small else ("full", "small")
+        note = (
+            f"; none on the {here} training set has several seeds yet: those are the {there} "
+            f"set's networks, assumed to vary as much"
+        )
+    v = hierarchical_bootstrap(
+        claim, nets, stat, n_boot=n_boot, seed=seed, unit="points", spread_from=pool or nets
     )
+    return replace(v, source=v.source + note) if note else v
 
 
 def _accuracy_gain(better: str, worse: str):
