@@ -120,6 +120,36 @@ def test_training_time_values_are_computed_from_the_history_numbers():
     assert len(ours(notes)) == 3
 
 
+def test_make_figures_time_adds_its_parts_by_hand():
+    from zfcore.paper.fig4_evolution import RECIPES
+
+    wall = lambda s: {"provenance": {"wall_time_s": s}}  # noqa: E731
+    nums = {
+        "04_training_evolution": {
+            "training_seconds": 1500.0,
+            "validation_seconds": 300.0,
+            "recipe_a_train_minutes": 10.0,
+            "recipe_b_train_minutes": 14.0,
+            **wall(60.0),
+        },
+        "09_ablations": {"study_main_model_trainings": 11.0, "zf_train_minutes": 50.0, **wall(30)},
+        "10_transfer": wall(5400.0),
+    }
+    m = report.make_figures_minutes(nums)
+    assert m["main_model"] == 30.0 and m["recipe_screening"] == len(RECIPES) * 12.0
+    assert m["comparison_study"] == (11 - 1) * 50 / 2  # less the main model, two workers
+    assert m["notebooks"] == (60 + 30 + 5400) / 60 and m["slowest"] == "10_transfer"
+    assert m["total"] == pytest.approx(30 + len(RECIPES) * 12 + 250 + 91.5)
+    text = f"<!-- value:make_figures_time -->?<!-- /value -->\n{report.BEGIN}\n{report.END}\n"
+    out, _ = report.render_readme(text, nums)
+    shown = next(report.VALUE_RE.finditer(out)).group(2)
+    assert "the comparison study 4.2 h on two workers" in shown and "`10` alone 1.5 h" in shown
+    del nums["09_ablations"]["zf_train_minutes"]
+    out, notes = report.render_readme(text, nums)
+    assert next(report.VALUE_RE.finditer(out)).group(2) == "n/a"
+    assert any("make_figures_time" in n for n in notes)
+
+
 def test_verdict_words_outside_the_three_are_flagged():
     nums = {
         "07_occlusion": {

@@ -24,6 +24,7 @@ from ..cache import atomic_write_text
 from ..locations import checkout_root
 from ..report import ReportError
 from . import ITEMS, items_table
+from .fig4_evolution import RECIPES
 from .headline import MISSING, Numbers
 from .verdicts import VERDICTS
 
@@ -32,6 +33,8 @@ __all__ = [
     "Numbers",
     "HEADLINES",
     "VALUES",
+    "TOTALS",
+    "make_figures_minutes",
     "load_numbers",
     "render_block",
     "render_readme",
@@ -72,6 +75,63 @@ VALUES: dict[str, tuple[str, Callable[[Numbers], str]]] = {
     name: (it.notebook, text)
     for it in ITEMS
     for name, text in getattr(_module(it), "README_VALUES", {}).items()
+}
+
+
+def _minutes(data: Mapping[str, Any], *keys: str) -> "float | None":
+    vals = [data.get(k) for k in keys]
+    return None if any(not isinstance(v, (int, float)) for v in vals) else sum(vals) / 60
+
+
+def make_figures_minutes(numbers: Mapping[str, Mapping[str, Any]]) -> "dict[str, float] | None":
+    """What ``make figures`` costs from an empty cache, in wall minutes on the machine that made
+    the numbers, part by part: the main model's training (04's history, validation included),
+    the recipe screening (every recipe at the chosen one's measured minutes), the rest of the
+    comparison study on two workers side by side (09: its main-model trainings less the main
+    model itself, at the Fig. 3 network's measured minutes per worker) and the notebooks' own
+    computations as last run (their JSON's provenance ``wall_time_s``, with what they trained
+    then). None when a part's numbers are missing."""
+    fig4, study = numbers.get("04_training_evolution", {}), numbers.get("09_ablations", {})
+    recipes = [v for k, v in fig4.items() if k.startswith("recipe_") and k.endswith("_minutes")]
+    train = _minutes(fig4, "training_seconds", "validation_seconds")
+    trainings, per_network = study.get("study_main_model_trainings"), study.get("zf_train_minutes")
+    walls = {nb: (d.get("provenance") or {}).get("wall_time_s") for nb, d in numbers.items()}
+    if train is None or not recipes or None in (trainings, per_network) or None in walls.values():
+        return None
+    parts = {
+        "main_model": train,
+        "recipe_screening": len(RECIPES) * sum(recipes) / len(recipes),
+        "comparison_study": (trainings - 1) * per_network / 2,
+        "notebooks": sum(walls.values()) / 60,
+    }
+    slowest = max(walls, key=walls.get)
+    return {
+        **parts,
+        "total": sum(parts.values()),
+        "slowest": slowest,
+        "slowest_minutes": walls[slowest] / 60,
+    }
+
+
+def _make_figures_text(numbers: Mapping[str, Mapping[str, Any]]) -> str:
+    m = make_figures_minutes(numbers)
+    if m is None:
+        return MISSING
+
+    def t(minutes: float) -> str:
+        return f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
+
+    return (
+        f"about {t(m['total'])} here: the main model {t(m['main_model'])}, the recipe screening "
+        f"{t(m['recipe_screening'])}, the rest of the comparison study {t(m['comparison_study'])} "
+        f"on two workers side by side, and the notebooks' own computations "
+        f"{t(m['notebooks'])} as last run (`{m['slowest'][:2]}` alone {t(m['slowest_minutes'])})"
+    )
+
+
+#: Numbers in the README's prose that read several notebooks' JSON: ``name: text(numbers)``.
+TOTALS: dict[str, Callable[[Mapping[str, Mapping[str, Any]]], str]] = {
+    "make_figures_time": _make_figures_text,
 }
 
 
@@ -196,9 +256,14 @@ def render_readme(
 
     def value(m: re.Match) -> str:
         name = m.group(1)
+        if name in TOTALS:
+            shown = TOTALS[name](numbers)
+            if shown == MISSING:
+                notes.append(f"value {name!r} shows {MISSING}: a notebook's numbers are missing")
+            return f"<!-- value:{name} -->{shown}<!-- /value -->"
         if name not in VALUES:
             raise ReportError(
-                f"{source}: unknown generated value {name!r}; known: {sorted(VALUES)}"
+                f"{source}: unknown generated value {name!r}; known: {sorted({**VALUES, **TOTALS})}"
             )
         nb, fn = VALUES[name]
         if nb not in numbers:
