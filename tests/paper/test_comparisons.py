@@ -157,6 +157,22 @@ def test_the_command_line_lists_what_is_recorded(tiny, capsys, monkeypatch):
     assert jobs[0].name == "table3-zf-s0"
 
 
+def test_the_command_line_trains_on_the_device_it_is_given(tiny, capsys, monkeypatch):
+    seen = {}
+
+    def fake_study(P, jobs, workers, threads):
+        seen.update(device=P.device, jobs=[j.name for j in jobs], workers=workers)
+        return {"trained": [], "recorded": [], "seconds": 0.0, "cost": 0.0}
+
+    monkeypatch.setattr(C, "get_profile", lambda profile, **kw: tiny.replace(**kw))
+    monkeypatch.setattr(C, "run_study", fake_study)
+    args = ["--groups", "table3", "--networks", "table3-zf", "--seeds", "1", "--draft"]
+    assert C.main([*args, "--device", "meta", "--workers", "3"]) == 0
+    assert seen == {"device": "meta", "jobs": ["table3-zf-s0"], "workers": 3}
+    assert C.main(args) == 0 and seen["device"] == tiny.device  # the profile's by default
+    assert C.Job("table3").key(tiny) == C.Job("table3").key(tiny.replace(device="meta"))
+
+
 def test_study_cost_sums_every_group_and_seed():
     P = get_profile("tiny")
     small = C._pairs(C.small_train_overrides(P))

@@ -668,6 +668,12 @@ def main(argv: "list[str] | None" = None) -> int:
         help="comma-separated networks to train first and only, e.g. table3-zf,krizhevsky-11x11_4 "
         "(a job's name without its seed; --list shows them)",
     )
+    ap.add_argument(
+        "--device",
+        default=None,
+        help="where to train, e.g. cuda (default: the profile's); not part of any cache key, so "
+        "records made on a GPU and on the CPU complete the same study, each naming its device",
+    )
     ap.add_argument("--workers", type=int, default=2, help="training processes side by side")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
     ap.add_argument(
@@ -683,7 +689,7 @@ def main(argv: "list[str] | None" = None) -> int:
     args = ap.parse_args(argv)
     if not args.draft:  # the study's records are numbers of record, like the figures
         os.environ[SAVE_FIGURES_ENV] = "1"
-    P = get_profile(args.profile)
+    P = get_profile(args.profile, **({"device": args.device} if args.device else {}))
     jobs = study_jobs(P, args.groups.split(","), seeds=args.seeds)
     if args.networks:
         wanted = args.networks.split(",")
