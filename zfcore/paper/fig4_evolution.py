@@ -815,11 +815,10 @@ HEADLINES: list[tuple[str, Callable[[Numbers], str]]] = [
     (
         "Fig. 4: lower layers converge first",
         lambda n: (
-            f"median epoch from which a firing map's top-9 stay final, layers 1-5: "
-            f"{n.seq(layer_keys('map_converged_epoch_median_', ''), 'g')} (rank correlation of "
-            "depth "
-            "with "
-            f"the per-map epoch {n.f('fig4_lower_layers_converge_first_effect', '+.2f')})"
+            f"median epoch from which a firing map's top-9 stay final, layers 1-5 (main run): "
+            f"{n.seq(layer_keys('map_converged_epoch_median_', ''), 'g')}; rank correlation of "
+            f"depth with the per-map epoch, mean of {n.f('convergence_seeds', 'd')} seed(s): "
+            f"{n.f('fig4_lower_layers_converge_first_effect', '+.2f')}"
         ),
     ),
     (
