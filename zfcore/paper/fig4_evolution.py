@@ -768,7 +768,8 @@ def layer_schedules(
             f"no record of the arm(s) {empty}: run the study (python -m zfcore.paper.comparisons "
             f"--groups table3,per_layer)"
         )
-    ips = compare_throughput(p, {"global": [], "frozen": list(freeze)})
+    # five alternating rounds of five steps: the median stays put on a machine whose load drifts
+    ips = compare_throughput(p, {"global": [], "frozen": list(freeze)}, steps=5, rounds=5)
     return LayerSchedules(
         comparison_overrides(p)["epochs"], freeze, layer_lr, arms, ips, p.n_train // p.batch_size
     )
