@@ -527,7 +527,25 @@ HEADLINES: list[tuple[str, Callable[[Numbers], str]]] = [
             f"{n.f('conv3_4_5_wide_val_top1_error', '.2f', unit=' %')}"
         ),
     ),
+    (
+        "Table 3: widening both the middle conv and the fc layers overfits",
+        lambda n: (
+            NOT_RECORDED
+            if n.get("conv3_4_5_wide_fc_8192_seeds") is None
+            else "validation minus eval-mode training top-1 error: Fig. 3 "
+            f"{_gap_text(n, 'zf')}, wide conv + fc 8192 {_gap_text(n, 'conv3_4_5_wide_fc_8192')} "
+            f"points on the full training set; on {n.f('small_train_images', ',d')} images "
+            f"{_gap_text(n, 'small_zf')} and {_gap_text(n, 'small_conv3_4_5_wide_fc_8192')}"
+        ),
+    ),
 ]
+
+
+def _gap_text(n: Numbers, network: str) -> str:
+    """A network's val - train (eval mode) top-1 error in points, from notebook 09's numbers."""
+    keys = [f"{network}_val_top1_error", f"{network}_train_top1_error"]
+    return n.calc(lambda val, train: val - train, keys, "+.2f")
+
 
 #: Numbers of notebook 09_ablations in the README's prose (``<!-- value:NAME -->``).
 README_VALUES: dict[str, Callable[[Numbers], str]] = {
