@@ -166,8 +166,11 @@ class Job:
         return dict(arch=self.arch, variant=self.variant, **kw)
 
     def spec(self, profile: Profile):
-        kw = self.training_kwargs(profile)
-        return make_spec(profile, kw.pop("arch"), kw.pop("variant"), **kw)
+        return make_spec(profile, **self.training_kwargs(profile))
+
+    def run(self, profile: Profile, progress: bool = False):
+        """This job's training run on ``profile``: from the cache, else trained first."""
+        return training_run(profile, progress=progress, **self.training_kwargs(profile))
 
     def key(self, profile: Profile) -> str:
         """The training configuration's hash (the cache key of its weights) and the record's
@@ -496,8 +499,7 @@ def record_network(
     """Train ``job`` (or load it from the cache), evaluate it in eval mode and write its record
     to ``figures/<profile>/study/<job name>.json`` (atomically)."""
     P = get_profile(profile)
-    kw = job.training_kwargs(P)
-    run = training_run(P, kw.pop("arch"), kw.pop("variant"), progress=progress, **kw)
+    run = job.run(P, progress=progress)
     model = run.model().to(P.device)
     train_set, val_set = evaluation_sources(P)
     v1, v5 = per_image_correct(model, val_set, k=(1, 5), device=P.device)

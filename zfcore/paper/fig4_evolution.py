@@ -486,14 +486,11 @@ def fig3_seed_runs(
     model's own run), so that Fig. 4's convergence reading can be repeated over initialisation
     and data order. Runs not on disk are trained, or with ``train_missing=False`` left out."""
     P = get_profile(profile)
-    runs = []
-    for job in study_jobs(P, ("table3",), ["zf"], seeds):
-        if train_missing:
-            kw = job.training_kwargs(P)
-            runs.append(training_run(P, kw.pop("arch"), kw.pop("variant"), progress=False, **kw))
-        elif (run := cached_run(job.spec(P))) is not None:
-            runs.append(run)
-    return runs
+    runs = [
+        job.run(P) if train_missing else cached_run(job.spec(P))
+        for job in study_jobs(P, ("table3",), ["zf"], seeds)
+    ]
+    return [r for r in runs if r is not None]
 
 
 def depth_verdict(

@@ -78,11 +78,6 @@ VALUES: dict[str, tuple[str, Callable[[Numbers], str]]] = {
 }
 
 
-def _minutes(data: Mapping[str, Any], *keys: str) -> "float | None":
-    vals = [data.get(k) for k in keys]
-    return None if any(not isinstance(v, (int, float)) for v in vals) else sum(vals) / 60
-
-
 def make_figures_minutes(numbers: Mapping[str, Mapping[str, Any]]) -> "dict[str, float] | None":
     """What ``make figures`` costs from an empty cache, in wall minutes on the machine that made
     the numbers, part by part: the main model's training (04's history, validation included),
@@ -93,13 +88,13 @@ def make_figures_minutes(numbers: Mapping[str, Mapping[str, Any]]) -> "dict[str,
     then). None when a part's numbers are missing."""
     fig4, study = numbers.get("04_training_evolution", {}), numbers.get("09_ablations", {})
     recipes = [v for k, v in fig4.items() if k.startswith("recipe_") and k.endswith("_minutes")]
-    train = _minutes(fig4, "training_seconds", "validation_seconds")
+    train, val = fig4.get("training_seconds"), fig4.get("validation_seconds")
     trainings, per_network = study.get("study_main_model_trainings"), study.get("zf_train_minutes")
     walls = {nb: (d.get("provenance") or {}).get("wall_time_s") for nb, d in numbers.items()}
-    if train is None or not recipes or None in (trainings, per_network) or None in walls.values():
+    if not recipes or None in (train, val, trainings, per_network) or None in walls.values():
         return None
     parts = {
-        "main_model": train,
+        "main_model": (train + val) / 60,
         "recipe_screening": len(RECIPES) * sum(recipes) / len(recipes),
         "comparison_study": (trainings - 1) * per_network / 2,
         "notebooks": sum(walls.values()) / 60,
