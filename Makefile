@@ -45,7 +45,8 @@ figures: env
 
 bench: env
 	@set -e; for f in benchmarks/[a-z]*.py; do \
-	  m=$$(basename $$f .py); echo "== benchmarks.$$m"; $(PY) -m benchmarks.$$m; done
+	  m=$$(basename $$f .py); echo "== benchmarks.$$m"; $(PY) -m benchmarks.$$m --save figures/benchmarks; done; \
+	$(PY) -m zfcore.paper.readme readme
 
 site: env
 	$(PY) -m zfcore.site --profile $(PROFILE)

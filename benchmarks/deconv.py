@@ -42,6 +42,7 @@ import warnings
 import torch
 from torch import nn
 
+from benchmarks._result import parse
 from zfcore.deconv import CHUNK_SIZE, NORMALISATION, layer_activations, project, requests
 from zfcore.models import zfnet
 from zfcore.profiles import get_profile
@@ -128,7 +129,7 @@ def main(argv=None):
         help="requests per chunk (ours and bound; default: project's own, deconv.CHUNK_SIZE)",
     )
     ap.add_argument("--sweep", action="store_true", help="also time project at other chunk sizes")
-    args = ap.parse_args(argv)
+    args, record = parse(ap, argv, "deconv")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     p = get_profile(args.profile)
@@ -239,12 +240,25 @@ def main(argv=None):
         f"a bound); max rel diff vs captum {rel:.1e}; {bs} per chunk and all {n} at once "
         f"{'agree bit for bit' if same_bits else 'DIFFER'}"
     )
-    print(
-        f"RESULT deconv speedup_vs_loop={speedup_loop:.2f} speedup_vs_captum={speedup_captum:.2f} "
-        f"max_rel_diff_captum={rel:.1e} overhead_vs_same_work_bound={overhead:.2f} "
-        f"overhead_vs_same_work_bound_no_lrn={overhead_plain:.2f} chunk_size={bs} "
-        f"captum_best_chunk={best_chunk} proj_per_s_no_lrn={n / t['ours_plain']:.1f} "
-        f"captum_proj_per_s={n / t_captum:.1f} chunked_equals_unchunked={same_bits}"
+    record.finish(
+        {
+            "speedup_vs_loop": f"{speedup_loop:.2f}",
+            "speedup_vs_captum": f"{speedup_captum:.2f}",
+            "max_rel_diff_captum": f"{rel:.1e}",
+            "overhead_vs_same_work_bound": f"{overhead:.2f}",
+            "overhead_vs_same_work_bound_no_lrn": f"{overhead_plain:.2f}",
+            "chunk_size": f"{bs}",
+            "captum_best_chunk": f"{best_chunk}",
+            "proj_per_s_no_lrn": f"{n / t['ours_plain']:.1f}",
+            "captum_proj_per_s": f"{n / t_captum:.1f}",
+            "chunked_equals_unchunked": f"{same_bits}",
+        },
+        summary=f"{p.name}, layer 5, {n} projections, {args.threads} thread(s): `project` in "
+        f"chunks of {bs} at {speedup_captum:.2f}x Captum's `Deconvolution` at its best chunking "
+        f"({best_chunk} per call; same outputs to {rel:.0e}), {speedup_loop:.1f}x a per-request "
+        f"loop, {overhead:.2f}x a same-work bound that chunks the same way; chunked output "
+        f"{'identical' if same_bits else 'NOT identical'} to unchunked",
+        target=">= 1.2x Captum at its best chunking, <= 1.25x the same-work bound",
     )
 
 

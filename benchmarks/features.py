@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks._result import parse
 from zfcore.features import LAYERS, extract_features, pool_map
 from zfcore.models import zfnet
 from zfcore.profiles import get_profile
@@ -108,7 +109,7 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--peak-of", default=None, help=argparse.SUPPRESS
     )  # internal: one method's peak
-    args = ap.parse_args(argv)
+    args, record = parse(ap, argv, "features")
     if args.quick:
         args.images, args.repeats = min(args.images, 48), 1
     torch.set_num_threads(args.threads)
@@ -174,12 +175,21 @@ def main(argv=None) -> int:
         f"target: all layers in one pass <= 1.3x the deepest layer alone: "
         f"{'met' if overhead <= 1.3 else 'missed'} ({overhead:.2f}x)"
     )
-    print(
-        f"RESULT features overhead_vs_deepest={overhead:.3f} "
-        f"images_per_s={args.images / best['all_one_pass']:.1f} "
-        f"peak_mb={peaks['all_one_pass']:.1f} "
-        f"speedup_vs_each_layer={best['each_own_pass'] / best['all_one_pass']:.2f} "
-        f"ratio_vs_torchvision_fx={best['all_one_pass'] / best['torchvision_fx']:.3f}"
+    each = best["each_own_pass"] / best["all_one_pass"]
+    fx = best["all_one_pass"] / best["torchvision_fx"]
+    record.finish(
+        {
+            "overhead_vs_deepest": f"{overhead:.3f}",
+            "images_per_s": f"{args.images / best['all_one_pass']:.1f}",
+            "peak_mb": f"{peaks['all_one_pass']:.1f}",
+            "speedup_vs_each_layer": f"{each:.2f}",
+            "ratio_vs_torchvision_fx": f"{fx:.3f}",
+        },
+        summary=f"layers 1-7 of ZF-mini in one pass: {overhead:.2f}x the time of the deepest layer "
+        f"alone, {each:.1f}x faster than one pass per layer, {fx:.2f}x the time of torchvision's "
+        f"feature extractor (`create_feature_extractor`) on the same layers; "
+        f"{args.images / best['all_one_pass']:.0f} images/s, {args.threads} thread(s)",
+        target="<= 1.3x the deepest layer alone",
     )
     return 0
 

@@ -15,6 +15,7 @@ import time
 import torch
 from torchvision.models import alexnet as tv_alexnet
 
+from benchmarks._result import parse
 from zfcore.models import zfnet
 from zfcore.profiles import get_profile
 
@@ -36,7 +37,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="small batches, one repeat")
     ap.add_argument("--profiles", nargs="+", default=["tiny", "mini", "imagenet"])
     ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args(argv)
+    args, record = parse(ap, argv, "forward")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     repeats = 1 if args.quick else 5
@@ -56,7 +57,17 @@ def main(argv=None):
         )
         result[f"{name}_images_per_s"] = f"{ours:.0f}"
         result[f"{name}_ratio_vs_alexnet"] = f"{ours / peer:.2f}"
-    print("RESULT forward " + " ".join(f"{k}={v}" for k, v in result.items()))
+    record.finish(
+        result,
+        summary="forward throughput (images/s), ZF layout against torchvision's AlexNet at the "
+        f"same input ({args.threads} threads): "
+        + "; ".join(
+            f"{name} {result[f'{name}_images_per_s']} images/s, "
+            f"{result[f'{name}_ratio_vs_alexnet']}x AlexNet's"
+            for name in args.profiles
+        ),
+        target="none (a reference)",
+    )
 
 
 if __name__ == "__main__":

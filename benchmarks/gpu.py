@@ -61,6 +61,8 @@ from pathlib import Path
 
 import torch
 
+from benchmarks._result import parse
+
 ROOT = Path(__file__).resolve().parent.parent
 #: Shares of the budget: training, projection, occlusion, mining and features; the rest is slack
 #: for start-up, the reference runs' tails and the summary.
@@ -892,7 +894,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     ap.add_argument("--cache-dir", default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    args, record = parse(ap, argv, "gpu")
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS, if asked
     # exact float32 everywhere (TF32 would move the agreement checks by 1e-3); training's
     # bfloat16 comes from its recipe's autocast
@@ -981,8 +983,8 @@ def main(argv=None) -> int:
 
     print(f"{passed}/{len(rep.checks)} agreement checks passed; {wall:.0f} s in all")
     train_ratio = tr.get("images_per_s", math.nan) / tr.get("bare_images_per_s", math.nan)
-    print(
-        f"RESULT gpu device={device.type} checks_passed={passed}/{len(rep.checks)} "
+    line = (
+        f"device={device.type} checks_passed={passed}/{len(rep.checks)} "
         f"all_agree={'yes' if passed == len(rep.checks) else 'no'} "
         f"train_precision={tr.get('precision', 'none')} train_steps={tr.get('steps', 0)} "
         f"train_images_per_s={f(tr.get('images_per_s'), '.0f')} "
@@ -1004,6 +1006,17 @@ def main(argv=None) -> int:
         f"features_images_per_s={f(mi.get('features_per_s'), '.0f')} "
         f"figures_estimate_min={f(minutes, '.1f')} stopped_early={len(notes)} "
         f"init_s={init_s:.1f} wall_s={wall:.0f}"
+    )
+    record.finish(
+        dict(kv.split("=", 1) for kv in line.split()),
+        summary=f"{device.type} ({name}), {threads} CPU threads: {passed}/{len(rep.checks)} "
+        f"agreement checks passed; training {f(tr.get('images_per_s'), '.0f')} images/s "
+        f"({f(train_ratio)}x the speed of a bare loop); deconvnet "
+        f"{f(pr.get('deconvnet', {}).get('speedup'))}x Captum; exact occlusion "
+        f"{f(zf.get('speedup_exact'))}x Captum on ZF-mini, {f(alex.get('speedup_exact'))}x on "
+        f"AlexNet; `make figures` on this device about {f(minutes, '.0f')} min of compute"
+        + (f"; {len(notes)} part(s) stopped early at the budget" if notes else ""),
+        target="every check agrees with the CPU",
     )
     return 0
 

@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from torch.utils.data import DataLoader  # noqa: E402
 
+from benchmarks._result import parse  # noqa: E402
 from tests.helpers.memory import available, peak_growth_mb, write_scene_photos  # noqa: E402
 from zfcore import models  # noqa: E402
 from zfcore.data.images import PhotoStream, load_folder  # noqa: E402
@@ -75,7 +76,7 @@ def main(argv=None) -> int:
         help="where to write the photos (default: a temporary folder)",
     )
     ap.add_argument("--no-baseline", action="store_true", help="skip the in-memory baseline")
-    args = ap.parse_args(argv)
+    args, record = parse(ap, argv, "memory")
     if not available():
         print("needs Linux (fork and /proc/self/clear_refs)")
         return 1
@@ -130,7 +131,19 @@ def main(argv=None) -> int:
             f"baseline_peak_mb_{large}={peak[('mine_in_memory', large)]:.1f}",
             f"baseline_extra_mb={extra('mine_in_memory'):.1f}",
         ]
-    print("RESULT memory " + " ".join(res))
+    summary = (
+        f"mining {large:,} scene photos from a folder (profile {P.name}, {P.image_size} px) adds "
+        f"{extra('mine_stream'):.0f} MB of peak memory over {small:,}; extracting their "
+        f"features adds {extra('features_stream'):.0f} MB (the features themselves "
+        f"{more[('features_stream', large)]['result_mb']:.0f} MB)"
+    )
+    if not args.no_baseline:
+        summary += f"; loading the folder into memory first adds {extra('mine_in_memory'):.0f} MB"
+    record.finish(
+        dict(kv.split("=") for kv in " ".join(res).split()),
+        summary=summary,
+        target="flat: peak memory independent of the folder's size",
+    )
     return 0
 
 

@@ -20,6 +20,7 @@ import time
 
 import torch
 
+from benchmarks._result import parse
 from zfcore.mining import mine_topk
 from zfcore.models import forward_layers, zfnet
 from zfcore.profiles import get_profile
@@ -34,7 +35,7 @@ def main(argv=None):
     ap.add_argument("--profile", default="mini")
     ap.add_argument("--batches", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
-    args = ap.parse_args(argv)
+    args, record = parse(ap, argv, "mining")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     p = get_profile(args.profile)
@@ -85,8 +86,14 @@ def main(argv=None):
         f"overhead vs inference to layer 5 {overhead:.2f}x (target <= 1.3); "
         f"{best['mining'] / best['inference_full']:.2f}x the whole network's forward pass"
     )
-    print(
-        f"RESULT mining overhead_vs_inference={overhead:.2f} images_per_s={n / best['mining']:.1f}"
+    whole = best["mining"] / best["inference_full"]
+    record.finish(
+        {"overhead_vs_inference": f"{overhead:.2f}", "images_per_s": f"{n / best['mining']:.1f}"},
+        summary=f"top-9 of every map of layers 1-5 ({maps} maps) in one streaming pass over {n} "
+        f"images: {overhead:.2f}x plain inference up to layer 5 ({whole:.2f}x the whole network's "
+        f"forward pass), {n / best['mining']:.0f} images/s, {args.threads} thread(s), "
+        f"profile {p.name}",
+        target="<= 1.3x inference to layer 5",
     )
 
 

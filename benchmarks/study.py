@@ -43,6 +43,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks._result import parse
 from benchmarks.train import bare_loop, schedule_images, training_batches
 from zfcore import train as T
 from zfcore.paper.comparisons import EARLY_LAYERS, job_cost, run_study, study_jobs
@@ -169,7 +170,7 @@ def main(argv=None) -> int:
         default=None,
         help="torch threads of the one-process arm (default: every core)",
     )
-    args = ap.parse_args(argv)
+    args, record = parse(ap, argv, "study")
     profile = args.profile or ("tiny" if args.quick else "mini")
     steps = args.steps or (4 if args.quick else 6)
     rounds = args.rounds or (1 if args.quick else 4)
@@ -245,11 +246,26 @@ def main(argv=None) -> int:
         "(estimates count training steps only: rendering the scenes, validation and the records' "
         "evaluation excluded)"
     )
-    print(
-        f"RESULT study speedup_side_by_side={speedup:.3f} images_per_s_side_by_side={ips_side:.1f} "
-        f"images_per_s_one_process={ips_one:.1f} study_hours_side_by_side={hours_side:.3g} "
-        f"study_hours_one_process={hours_one:.3g} main_model_minutes={main_min:.1f} "
-        f"batch_size={p.batch_size} workers={workers} threads={args.threads} profile={profile}"
+    record.finish(
+        {
+            "speedup_side_by_side": f"{speedup:.3f}",
+            "images_per_s_side_by_side": f"{ips_side:.1f}",
+            "images_per_s_one_process": f"{ips_one:.1f}",
+            "study_hours_side_by_side": f"{hours_side:.3g}",
+            "study_hours_one_process": f"{hours_one:.3g}",
+            "main_model_minutes": f"{main_min:.1f}",
+            "batch_size": f"{p.batch_size}",
+            "workers": f"{workers}",
+            "threads": f"{args.threads}",
+            "profile": profile,
+        },
+        summary=f"the comparison study's {workers} processes of {args.threads} thread(s) side by "
+        f"side against one {one_threads}-thread process training the same networks in turn "
+        f"({profile}, {p.precision}, batches of {p.batch_size}): {speedup:.2f}x ({ips_side:.0f} "
+        f"against {ips_one:.0f} images/s), so its {n_jobs} trainings ({cost:.0f} main-model "
+        f"trainings) take about {hours_side:.1f} h of training steps side by side against "
+        f"{hours_one:.1f} h one at a time",
+        target=">= 1x one at a time",
     )
     return 0
 

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
+from benchmarks._result import parse
 from zfcore import train as T
 from zfcore.data import get_dataset
 from zfcore.models import clip_filters_
@@ -118,7 +119,7 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: the profile's)"
     )
-    args = ap.parse_args(argv)
+    args, record = parse(ap, argv, "train")
     profile = args.profile or ("tiny" if args.quick else "mini")
     n_batches = args.batches or (4 if args.quick else 8)
     rounds = args.rounds or (1 if args.quick else 5)
@@ -177,7 +178,21 @@ def main(argv=None) -> int:
     # loop, i.e. what the training history's train_seconds counts. (The whole call above adds
     # fixed costs per epoch, amortised over only a few batches here; the per-epoch validation of
     # the real run is in its history's val_seconds.)
-    main = ""
+    fields = {
+        "images_per_s": f"{ips_loop:.1f}",
+        "overhead_vs_bare_loop": f"{r_loop:.3f}",
+        "bare_images_per_s": f"{ips_bare:.1f}",
+        "whole_call_overhead": f"{r_call:.3f}",
+        "speedup_vs_default_format_loop": f"{r_plain / r_loop:.3f}",
+        "speedup_vs_fp32_loop": f"{r_fp32 / r_loop:.3f}",
+        "precision": p.precision,
+    }
+    summary = (
+        f"{profile} in {p.precision}, batches of {batch_size}, {torch.get_num_threads()} "
+        f"thread(s): the trainer's loop at {r_loop:.2f}x the time of a bare PyTorch loop on the "
+        f"same batches ({r_call:.2f}x with validation on one batch and the checkpoints of an "
+        f"{n_batches}-batch epoch), {ips_loop:.0f} images/s"
+    )
     if batch_size == full.batch_size:
         steps = full.epochs * (full.n_train // full.batch_size)
         main_minutes = schedule_images(full) / ips_loop / 60
@@ -187,19 +202,18 @@ def main(argv=None) -> int:
             f"this rate (training steps only: rendering the scenes and the per-epoch validation "
             f"excluded)"
         )
-        main = f"main_model_minutes={main_minutes:.1f} "
+        fields["main_model_minutes"] = f"{main_minutes:.1f}"
+        summary += (
+            f"; at that rate the main model's {steps} steps take {main_minutes:.1f} min of "
+            f"training steps"
+        )
     else:
         print(
             f"(no estimate of the main model: it trains on batches of {full.batch_size}, "
             f"not {batch_size})"
         )
-    print(
-        f"RESULT train images_per_s={ips_loop:.1f} overhead_vs_bare_loop={r_loop:.3f} "
-        f"bare_images_per_s={ips_bare:.1f} whole_call_overhead={r_call:.3f} "
-        f"speedup_vs_default_format_loop={r_plain / r_loop:.3f} "
-        f"speedup_vs_fp32_loop={r_fp32 / r_loop:.3f} precision={p.precision} "
-        f"{main}batch_size={batch_size} profile={profile}"
-    )
+    fields.update(batch_size=f"{batch_size}", profile=profile)
+    record.finish(fields, summary=summary, target="<= 1.1x the bare loop")
     return 0
 
 

@@ -4,6 +4,9 @@ Each paper module's ``HEADLINES`` says, for its notebook, which paper claim a li
 reports and how its numbers read (a key the notebook no longer writes shows as ``n/a``); the
 verdicts come from the notebooks' ``verdict_<claim>`` keys::
 
+The README's benchmark table comes the same way from ``figures/benchmarks/<name>.json``, which
+``python -m benchmarks.<name> --save figures/benchmarks`` writes (``make bench`` runs them all)::
+
     python -m zfcore.paper.readme readme  # rewrite README.md's results, values and paper map
     python -m zfcore.paper.readme check   # exit 1, naming the lines, where README and JSON differ
 """
@@ -36,7 +39,9 @@ __all__ = [
     "TOTALS",
     "make_figures_minutes",
     "load_numbers",
+    "load_benchmarks",
     "render_block",
+    "render_benchmarks",
     "render_readme",
     "check_readme",
     "main",
@@ -147,6 +152,86 @@ def load_numbers(figures: "str | Path") -> dict[str, dict]:
     return out
 
 
+#: The generated benchmark table (README.md), from ``figures/benchmarks/<name>.json``.
+BENCH_BEGIN, BENCH_END = "<!-- benchmarks:begin -->", "<!-- benchmarks:end -->"
+#: The benchmark table's row order; a benchmark not listed follows, alphabetically.
+BENCHMARK_ORDER = (
+    "deconv",
+    "occlusion",
+    "mining",
+    "features",
+    "train",
+    "study",
+    "data",
+    "explorer",
+    "memory",
+    "forward",
+    "gpu",
+)
+
+
+def load_benchmarks(folder: "str | Path") -> dict[str, dict]:
+    """``{benchmark: its saved run}`` for every ``<name>.json`` in ``folder`` (what
+    ``python -m benchmarks.<name> --save folder`` writes), in :data:`BENCHMARK_ORDER`; an empty
+    dict when the folder does not exist."""
+    folder = Path(folder)
+    out = {}
+    for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            out[p.stem] = json.loads(p.read_text())
+        except json.JSONDecodeError as e:
+            raise ReportError(f"{p} is not valid JSON ({e}); rerun its benchmark") from None
+    rank = {name: i for i, name in enumerate(BENCHMARK_ORDER)}
+    return dict(sorted(out.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
+
+
+def _measured(prov: Mapping[str, Any]) -> str:
+    """Where and when a benchmark ran: date, commit, CPUs, torch threads, 1-minute load."""
+    commit = str(prov.get("commit") or "not recorded")
+    if commit not in ("unknown", "not recorded"):
+        commit = commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
+    load = [v for v in prov.get("load_average_1min") or [] if v is not None]
+    shown = "-".join(f"{v:.1f}" for v in dict.fromkeys(load)) if load else MISSING
+    return (
+        f"{str(prov.get('date') or MISSING)[:10]}, `{commit}`, {prov.get('cpus', MISSING)} CPUs "
+        f"({prov.get('cpu', MISSING)}), {prov.get('torch_threads', MISSING)} torch thread(s), "
+        f"load {shown}"
+    )
+
+
+def render_benchmarks(results: Mapping[str, Mapping[str, Any]]) -> tuple[str, list[str]]:
+    """The README's benchmark table (Markdown) from :func:`load_benchmarks`, and notes on what
+    a saved run lacks."""
+    lines = [
+        "| benchmark | result | target | measured (date, commit, CPUs, threads, load) |",
+        "| --- | --- | --- | --- |",
+    ]
+    notes = []
+    for name, run in results.items():
+        for key in ("summary", "target", "provenance"):
+            if key not in run:
+                notes.append(f"benchmarks/{name}.json has no {key!r} (shown as {MISSING})")
+        cells = [run.get("summary", MISSING), run.get("target", MISSING)]
+        cells.append(_measured(run.get("provenance") or {}))
+        lines.append(f"| `{name}` | " + " | ".join(map(_cell, cells)) + " |")
+    if not results:
+        lines.append("| (none saved yet) | `make bench` writes them | | |")
+        notes.append("no saved benchmark run: the table is empty")
+    return "\n".join(lines), notes
+
+
+def _replace_block(text: str, begin: str, end: str, block: str, source: str, what: str) -> str:
+    """``text`` with the part between ``begin`` and ``end`` replaced by ``block``."""
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+        raise ReportError(
+            f"{source} needs exactly one '{begin}' followed by one '{end}' around the "
+            f"generated {what}; add them where it goes"
+        )
+    head, rest = text.split(begin)
+    _, tail = rest.split(end)
+    return f"{head}{begin}\n{block}\n{end}{tail}"
+
+
 def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -237,17 +322,17 @@ def render_readme(
     numbers: Mapping[str, Mapping[str, Any]],
     profile: str = "mini",
     source: str = "README.md",
+    benchmarks: "Mapping[str, Mapping[str, Any]] | None" = None,
 ) -> tuple[str, list[str]]:
-    """``text`` with its results block and its ``<!-- value:NAME -->`` values regenerated."""
-    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
-        raise ReportError(
-            f"{source} needs exactly one '{BEGIN}' followed by one '{END}' around the "
-            f"generated results table; add them where the table goes"
-        )
+    """``text`` with its results block, its ``<!-- value:NAME -->`` values and (given
+    ``benchmarks``, :func:`load_benchmarks`, and where ``text`` has the markers) its benchmark
+    table regenerated."""
     block, notes = render_block(numbers, profile)
-    head, rest = text.split(BEGIN)
-    _, tail = rest.split(END)
-    text = f"{head}{BEGIN}\n{block}\n{END}{tail}"
+    text = _replace_block(text, BEGIN, END, block, source, "results table")
+    if benchmarks is not None and (BENCH_BEGIN in text or BENCH_END in text):
+        table, more = render_benchmarks(benchmarks)
+        text = _replace_block(text, BENCH_BEGIN, BENCH_END, table, source, "benchmark table")
+        notes += more
 
     def value(m: re.Match) -> str:
         name = m.group(1)
@@ -280,10 +365,11 @@ def check_readme(
     numbers: Mapping[str, Mapping[str, Any]],
     profile: str = "mini",
     source: str = "README.md",
+    benchmarks: "Mapping[str, Mapping[str, Any]] | None" = None,
 ) -> list[str]:
     """The lines where ``text`` differs from what :func:`render_readme` makes of ``numbers``
-    (a unified diff, empty when they agree)."""
-    want, _ = render_readme(text, numbers, profile, source)
+    (and ``benchmarks``) (a unified diff, empty when they agree)."""
+    want, _ = render_readme(text, numbers, profile, source, benchmarks)
     return list(
         difflib.unified_diff(
             text.splitlines(),
@@ -319,15 +405,24 @@ def main(argv: "list[str] | None" = None) -> int:
         help="folder of <notebook>.json (default: figures/<profile> of the checkout, "
         "else of the working directory)",
     )
+    ap.add_argument(
+        "--benchmarks",
+        type=Path,
+        default=None,
+        help="folder of saved benchmark runs, <name>.json (default: figures/benchmarks beside "
+        "the profile's folder)",
+    )
     args = ap.parse_args(argv)
     figures = args.figures or here / "figures" / args.profile
+    bench_dir = args.benchmarks or figures.parent / "benchmarks"
     try:
         if not args.readme.is_file():
             raise ReportError(f"{args.readme} does not exist; pass --readme PATH")
         text = args.readme.read_text()
         numbers = load_numbers(figures)
+        benchmarks = load_benchmarks(bench_dir)
         if args.command == "readme":
-            new, notes = render_readme(text, numbers, args.profile, str(args.readme))
+            new, notes = render_readme(text, numbers, args.profile, str(args.readme), benchmarks)
             for note in notes:
                 print(f"note: {note}")
             if new != text:
@@ -341,7 +436,7 @@ def main(argv: "list[str] | None" = None) -> int:
                     atomic_write_text(args.contributing, render_paper_map(old))
                     print(f"{args.contributing}: paper map regenerated")
             return 0
-        diff = check_readme(text, numbers, args.profile, str(args.readme))
+        diff = check_readme(text, numbers, args.profile, str(args.readme), benchmarks)
         if args.contributing.is_file():
             old = args.contributing.read_text()
             diff += list(
