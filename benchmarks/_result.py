@@ -63,6 +63,7 @@ class Record:
         self.name, self.save, self.argv = name, save, argv
         self.started = time.perf_counter()
         self.load_start = _load()
+        self.commit = git_commit()  # the code that runs: read before a long run, not after
 
     def finish(self, fields: Mapping[str, str], *, summary: str, target: str) -> dict:
         """Print ``RESULT <name> key=value ...`` (``fields``: values already formatted, no
@@ -81,7 +82,7 @@ class Record:
             "target": target,
             "command": f"python -m benchmarks.{self.name} {shlex.join(self.argv)}".strip(),
             "provenance": {
-                "commit": git_commit(),
+                "commit": self.commit,
                 "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "wall_time_s": round(time.perf_counter() - self.started, 1),
                 "cpu": _cpu_model(),
