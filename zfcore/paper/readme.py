@@ -2,9 +2,8 @@
 
 Each paper module's ``HEADLINES`` says, for its notebook, which paper claim a line of the README
 reports and how its numbers read (a key the notebook no longer writes shows as ``n/a``); the
-verdicts come from the notebooks' ``verdict_<claim>`` keys::
-
-The README's benchmark table comes the same way from ``figures/benchmarks/<name>.json``, which
+verdicts come from the notebooks' ``verdict_<claim>`` keys. The README's benchmark table comes
+the same way from ``figures/benchmarks/<name>.json``, which
 ``python -m benchmarks.<name> --save figures/benchmarks`` writes (``make bench`` runs them all)::
 
     python -m zfcore.paper.readme readme  # rewrite README.md's results, values and paper map
@@ -143,13 +142,29 @@ def load_numbers(figures: "str | Path") -> dict[str, dict]:
             f"{folder} is not a folder of notebook numbers; run the notebooks first "
             f"(make figures) or pass --figures"
         )
+    return _read_jsons(folder, "notebook")
+
+
+def _read_jsons(folder: Path, made_by: str) -> dict[str, dict]:
+    """``{stem: parsed JSON}`` for every ``*.json`` in ``folder``, sorted by name; a file that
+    is not JSON names itself and what to rerun (its ``made_by``)."""
     out = {}
     for p in sorted(folder.glob("*.json")):
         try:
             out[p.stem] = json.loads(p.read_text())
         except json.JSONDecodeError as e:
-            raise ReportError(f"{p} is not valid JSON ({e}); rerun its notebook") from None
+            raise ReportError(f"{p} is not valid JSON ({e}); rerun its {made_by}") from None
     return out
+
+
+def _short_commit(commit: "str | None") -> str:
+    """A provenance commit as shown in the README: 12 hex digits, ``-dirty`` kept."""
+    c = commit or "not recorded"
+    return (
+        c
+        if c in ("unknown", "not recorded")
+        else c[:12] + ("-dirty" if c.endswith("-dirty") else "")
+    )
 
 
 #: The generated benchmark table (README.md), from ``figures/benchmarks/<name>.json``.
@@ -175,21 +190,14 @@ def load_benchmarks(folder: "str | Path") -> dict[str, dict]:
     ``python -m benchmarks.<name> --save folder`` writes), in :data:`BENCHMARK_ORDER`; an empty
     dict when the folder does not exist."""
     folder = Path(folder)
-    out = {}
-    for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            out[p.stem] = json.loads(p.read_text())
-        except json.JSONDecodeError as e:
-            raise ReportError(f"{p} is not valid JSON ({e}); rerun its benchmark") from None
+    out = _read_jsons(folder, "benchmark") if folder.is_dir() else {}
     rank = {name: i for i, name in enumerate(BENCHMARK_ORDER)}
     return dict(sorted(out.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
 
 
 def _measured(prov: Mapping[str, Any]) -> str:
     """Where and when a benchmark ran: date, commit, CPUs, torch threads, 1-minute load."""
-    commit = str(prov.get("commit") or "not recorded")
-    if commit not in ("unknown", "not recorded"):
-        commit = commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
+    commit = _short_commit(prov.get("commit"))
     load = [v for v in prov.get("load_average_1min") or [] if v is not None]
     shown = "-".join(f"{v:.1f}" for v in dict.fromkeys(load)) if load else MISSING
     return (
@@ -258,13 +266,7 @@ def _verdict_rows(numbers: Mapping[str, Mapping[str, Any]]) -> list[str]:
 def _commits(numbers: Mapping[str, Mapping[str, Any]]) -> str:
     seen: dict[str, list[str]] = {}
     for nb, data in numbers.items():
-        prov = data.get("provenance") or {}
-        c = prov.get("commit") or "not recorded"
-        c = (
-            c
-            if c in ("unknown", "not recorded")
-            else c[:12] + ("-dirty" if c.endswith("-dirty") else "")
-        )
+        c = _short_commit((data.get("provenance") or {}).get("commit"))
         seen.setdefault(c, []).append(f"`{nb[:2]}`")
     return "; ".join(f"{c} ({', '.join(nbs)})" for c, nbs in seen.items())
 
