@@ -172,7 +172,15 @@ def test_ablation_study_tables_numbers_and_text():
     }
     main = type("Run", (), {"final": type("F", (), {"val_top1_error": 20.0})()})()
     s = ablations.AblationStudy(6, recs, main, 50)
-    assert s.seeds == 1
+    assert s.seeds == 1 and s.small_train_seeds == 1
+    recs["krizhevsky"].append(
+        _record("krizhevsky", idx < 140, seed=1, group="krizhevsky", arch="krizhevsky")
+    )
+    # `seeds` counts Tables 2-3 only: the small training set's one seed is reported apart
+    assert s.seeds == 2 and s.small_train_seeds == 1 and s.numbers()["small_train_seeds"] == 1
+    assert "2+ seeds per network of Tables 2-3, 1+ per network on 50 images" in s.budget_text()
+    assert ablations.AblationStudy(6, {"zf": recs["zf"]}, main, 50).small_train_seeds == 0
+    recs["krizhevsky"].pop()
     n_ = s.numbers()
     assert n_["zf_val_top1_error"] == pytest.approx(22.5) and n_[
         "zf_val_top1_error_sd"
