@@ -199,7 +199,8 @@ def _measured(prov: Mapping[str, Any]) -> str:
     """Where and when a benchmark ran: date, commit, CPUs, torch threads, 1-minute load."""
     commit = _short_commit(prov.get("commit"))
     load = [v for v in prov.get("load_average_1min") or [] if v is not None]
-    shown = "-".join(f"{v:.1f}" for v in dict.fromkeys(load)) if load else MISSING
+    # rounded first, then de-duplicated: a load of 3.02 then 2.98 reads "3.0", not "3.0-3.0"
+    shown = "-".join(dict.fromkeys(f"{v:.1f}" for v in load)) if load else MISSING
     return (
         f"{str(prov.get('date') or MISSING)[:10]}, `{commit}`, {prov.get('cpus', MISSING)} CPUs "
         f"({prov.get('cpu', MISSING)}), {prov.get('torch_threads', MISSING)} torch thread(s), "
