@@ -247,3 +247,16 @@ def test_benchmark_table_is_generated_from_the_saved_runs(tmp_path, capsys):
     assert report.render_readme(README, _numbers(), benchmarks=runs)[0].count("benchmarks:") == 0
     with pytest.raises(ReportError, match="benchmarks:end"):
         report.render_readme(README + "<!-- benchmarks:begin -->", _numbers(), benchmarks=runs)
+
+
+def test_an_optional_flag_chooses_the_wording_without_a_missing_note():
+    """A key a notebook records only sometimes (04's `per_layer_arms_recorded`, set when the
+    per-layer arms were skipped) is read with `peek`: absent, the full row renders and no
+    "(shown as n/a)" note names it."""
+    from zfcore.paper.headline import Numbers
+
+    n = Numbers("04_training_evolution", {"seeds": 3})
+    assert n.peek("per_layer_arms_recorded") is None and n.missing == []
+    assert n.f("seeds", "d") == "3" and n.get("absent") is None and n.missing == ["absent"]
+    _, notes = report.render_block({"04_training_evolution": {"seeds": 3}}, "mini")
+    assert not any("per_layer_arms_recorded" in x for x in notes)

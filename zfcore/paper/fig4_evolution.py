@@ -823,7 +823,7 @@ HEADLINES: list[tuple[str, Callable[[Numbers], str]]] = [
         "per-layer rates: freezing layers 1-2 once they settle, or slowing them, costs little",
         lambda n: (
             NOT_RECORDED
-            if n.get("per_layer_arms_recorded") is False
+            if n.peek("per_layer_arms_recorded") is False
             else f"{n.f('per_layer_speedup_images_per_s', '.1f', unit='x')} faster steps once "
             "frozen; "
             f"validation accuracy after {n.f('layer_lr_schedule_epochs', 'g')} epochs "

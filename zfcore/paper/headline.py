@@ -39,6 +39,11 @@ class Numbers:
             self.missing.append(key)
         return v
 
+    def peek(self, key: str) -> Any:
+        """The value, or None, without noting it missing: for a key a notebook records only
+        sometimes (a flag saying a part was skipped), read to choose the wording."""
+        return self.data.get(key)
+
     def f(self, key: str, fmt: str = ".2f", *, scale: float = 1.0, unit: str = "") -> str:
         """``key`` times ``scale`` in ``fmt`` plus ``unit``; ``n/a`` when missing."""
         v = self.get(key)

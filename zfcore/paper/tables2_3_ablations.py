@@ -522,7 +522,7 @@ HEADLINES: list[tuple[str, Callable[[Numbers], str]]] = [
         "Table 3: removing layers 6-7 or 3-4 costs little, both a lot",
         lambda n: (
             NOT_RECORDED
-            if n.get("no_layers6_7_seeds") is None
+            if n.peek("no_layers6_7_seeds") is None
             else f"validation top-1 error minus the full network's: without layers 6-7 "
             f"{n.f('cost_removing_layers6_7', '+.2f')}, without 3-4 "
             f"{n.f('cost_removing_layers3_4', '+.2f')}, "
@@ -533,7 +533,7 @@ HEADLINES: list[tuple[str, Callable[[Numbers], str]]] = [
         "Table 3: fc size makes little difference; wider middle conv layers help",
         lambda n: (
             NOT_RECORDED
-            if n.get("fc6_7_2048_seeds") is None
+            if n.peek("fc6_7_2048_seeds") is None
             else f"validation top-1 error: Fig. 3 {n.f('zf_val_top1_error', '.2f', unit=' %')}, "
             "fc 2048 "
             f"{n.f('fc6_7_2048_val_top1_error', '.2f', unit=' %')}, fc 8192 "
@@ -545,7 +545,7 @@ HEADLINES: list[tuple[str, Callable[[Numbers], str]]] = [
         "Table 3: widening both the middle conv and the fc layers overfits",
         lambda n: (
             NOT_RECORDED
-            if n.get("conv3_4_5_wide_fc_8192_seeds") is None
+            if n.peek("conv3_4_5_wide_fc_8192_seeds") is None
             else "validation minus eval-mode training top-1 error: Fig. 3 "
             f"{_gap_text(n, 'zf')}, wide conv + fc 8192 {_gap_text(n, 'conv3_4_5_wide_fc_8192')} "
             f"points on the full training set; on {n.f('small_train_images', ',d')} images "
