@@ -65,10 +65,19 @@ class Record:
         self.load_start = _load()
         self.commit = git_commit()  # the code that runs: read before a long run, not after
 
-    def finish(self, fields: Mapping[str, str], *, summary: str, target: str) -> dict:
+    def finish(
+        self,
+        fields: Mapping[str, str],
+        *,
+        summary: str,
+        target: str,
+        failure: "str | None" = None,
+    ) -> dict:
         """Print ``RESULT <name> key=value ...`` (``fields``: values already formatted, no
         spaces) and, with ``--save DIR``, write ``DIR/<name>.json`` atomically. Returns what
-        was (or would be) saved."""
+        was (or would be) saved. ``failure`` (what went wrong, e.g. "2 steps failed") keeps a
+        broken run out of the saved records: the line is still printed, nothing is written, and
+        the reason is printed to stderr."""
         bad = [k for k, v in fields.items() if not str(v) or " " in str(v) or "=" in str(v)]
         if bad:
             raise ValueError(f"RESULT values must be non-empty and free of spaces and '=': {bad}")
@@ -93,7 +102,9 @@ class Record:
                 "python": platform.python_version(),
             },
         }
-        if self.save is not None:
+        if self.save is not None and failure:
+            print(f"not saved to {self.save}: {failure}; fix it and rerun", file=sys.stderr)
+        elif self.save is not None:
             path = Path(self.save) / f"{self.name}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(path, json.dumps(out, indent=1) + "\n")

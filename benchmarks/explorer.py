@@ -141,6 +141,7 @@ def main(argv: "list[str] | None" = None) -> int:
         f"matplotlib (median over the {len(naive)} states both replayed); first draw "
         f"{first_s:.1f} s",
         target="p95 < 0.5 s",
+        failure=f"{failed} of {args.steps} explorer step(s) failed" if failed else None,
     )
     return 0 if not failed else 1
 

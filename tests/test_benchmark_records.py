@@ -55,6 +55,15 @@ def test_quick_runs_are_not_saved_and_bad_values_are_refused(tmp_path, capsys):
     assert not list(tmp_path.iterdir())
 
 
+def test_a_failed_run_prints_its_line_but_is_not_saved(tmp_path, capsys):
+    _, record = _result.parse(_parser(), ["--save", str(tmp_path)], "demo")
+    out = record.finish({"p95_s": "0.3"}, summary="", target="", failure="2 of 60 steps failed")
+    captured = capsys.readouterr()
+    assert captured.out.strip().splitlines()[-1] == "RESULT demo p95_s=0.3" == out["line"]
+    assert "not saved" in captured.err and "2 of 60 steps failed" in captured.err
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_real_benchmark_saves_a_row_of_the_readme_table(tmp_path):
     from benchmarks import forward
 
