@@ -18,6 +18,7 @@ size is the profile's.
 
     python -m benchmarks.train            # ZF-mini: 8 batches of 64 at 112 px, 5 rounds
     python -m benchmarks.train --quick    # tiny profile, a smoke run
+    python -m benchmarks.train --precision bf16   # what bfloat16 gains (or loses) on this CPU
 """
 
 from __future__ import annotations
@@ -119,13 +120,21 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: the profile's)"
     )
+    ap.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default=None,
+        help="arithmetic of the trainer and the bare loop (default: the profile's); with bf16, "
+        "speedup_vs_fp32_loop says what bfloat16 gains or loses on this CPU",
+    )
     args, record = parse(ap, argv, "train")
     profile = args.profile or ("tiny" if args.quick else "mini")
     n_batches = args.batches or (4 if args.quick else 8)
     rounds = args.rounds or (1 if args.quick else 5)
     full = get_profile(profile)
     batch_size = args.batch_size or full.batch_size
-    spec = T.make_spec(profile, epochs=1, batch_size=batch_size)
+    chosen = {"precision": args.precision} if args.precision else {}
+    spec = T.make_spec(profile, epochs=1, batch_size=batch_size, **chosen)
     p = spec.profile
     threads = args.threads or p.threads
     if threads:

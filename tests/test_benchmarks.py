@@ -48,6 +48,19 @@ def test_train_benchmark_times_the_profiles_own_batches():
     assert schedule_images(mini) == mini.epochs * (mini.n_train - mini.n_train % mini.batch_size)
 
 
+def test_train_benchmark_measures_a_chosen_precision(capsys):
+    """``--precision bf16`` trains the trainer and the bare loop in bfloat16, so
+    ``speedup_vs_fp32_loop`` is what bfloat16 gains or loses on this CPU (the README points
+    there instead of typing a ratio)."""
+    from benchmarks import train
+
+    assert train.main(["--quick", "--precision", "bf16", "--batches", "1"]) == 0
+    out = capsys.readouterr().out
+    assert ", bf16, " in out  # the header names the arithmetic both loops ran in
+    assert out.strip().splitlines()[-1].split()[1:2] == ["train"]
+    assert " precision=bf16 " in out.strip().splitlines()[-1]
+
+
 def test_study_benchmark_reports_both_ways_of_training():
     from zfcore.profiles import get_profile
 
