@@ -221,3 +221,13 @@ class Report:
     def load(self) -> dict:
         p = self.dir / f"{self.notebook}.json"
         return json.loads(p.read_text()) if p.is_file() else {}
+
+
+if __name__ == "__main__":
+    # ``python -m zfcore.report check`` (or ``readme``): the README generator and its check,
+    # which live in :mod:`zfcore.paper.readme`; without this, the command would exit 0 silently.
+    import sys
+
+    from zfcore.paper.readme import main
+
+    sys.exit(main())

@@ -260,3 +260,23 @@ def test_an_optional_flag_chooses_the_wording_without_a_missing_note():
     assert n.f("seeds", "d") == "3" and n.get("absent") is None and n.missing == ["absent"]
     _, notes = report.render_block({"04_training_evolution": {"seeds": 3}}, "mini")
     assert not any("per_layer_arms_recorded" in x for x in notes)
+
+
+def test_zfcore_report_check_runs_the_readme_check(tmp_path):
+    """``python -m zfcore.report check`` (the name issue trackers use) is the README check, not
+    a module that exits 0 without checking anything."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "README.md"
+    bad.write_text("# no markers\n")
+    run = lambda *a: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "zfcore.report", "check", *a],
+        cwd=repo_root(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = run("--readme", str(bad))
+    assert out.returncode == 2 and "results:begin" in out.stdout + out.stderr
+    assert run().returncode == 0  # the committed README agrees with the committed figures
