@@ -223,11 +223,13 @@ class Report:
         return json.loads(p.read_text()) if p.is_file() else {}
 
 
+
 if __name__ == "__main__":
-    # ``python -m zfcore.report check`` (or ``readme``): the README generator and its check,
-    # which live in :mod:`zfcore.paper.readme`; without this, the command would exit 0 silently.
+    # This module only writes a notebook's outputs. The README generator and its check sit a
+    # floor up (zfcore.paper.readme); say so rather than exit 0 having checked nothing.
     import sys
 
-    from zfcore.paper.readme import main
-
-    sys.exit(main())
+    sys.exit(
+        "zfcore.report has no command line: the README's check is "
+        "`python -m zfcore.paper.readme check` (and `... readme` regenerates it)"
+    )

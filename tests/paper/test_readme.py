@@ -262,21 +262,20 @@ def test_an_optional_flag_chooses_the_wording_without_a_missing_note():
     assert not any("per_layer_arms_recorded" in x for x in notes)
 
 
-def test_zfcore_report_check_runs_the_readme_check(tmp_path):
-    """``python -m zfcore.report check`` (the name issue trackers use) is the README check, not
-    a module that exits 0 without checking anything."""
+
+def test_zfcore_report_names_the_readme_check_instead_of_passing_silently():
+    """``python -m zfcore.report check`` (the name older notes use) checked nothing and exited 0;
+    it now fails and names the real command, which does check."""
     import subprocess
     import sys
 
-    bad = tmp_path / "README.md"
-    bad.write_text("# no markers\n")
-    run = lambda *a: subprocess.run(  # noqa: E731
-        [sys.executable, "-m", "zfcore.report", "check", *a],
+    run = lambda module: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", module, "check"],
         cwd=repo_root(),
         capture_output=True,
         text=True,
         timeout=120,
     )
-    out = run("--readme", str(bad))
-    assert out.returncode == 2 and "results:begin" in out.stdout + out.stderr
-    assert run().returncode == 0  # the committed README agrees with the committed figures
+    old = run("zfcore.report")
+    assert old.returncode == 1 and "python -m zfcore.paper.readme check" in old.stderr
+    assert run("zfcore.paper.readme").returncode == 0  # README agrees with the figures
