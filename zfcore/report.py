@@ -223,7 +223,6 @@ class Report:
         return json.loads(p.read_text()) if p.is_file() else {}
 
 
-
 if __name__ == "__main__":
     # This module only writes a notebook's outputs. The README generator and its check sit a
     # floor up (zfcore.paper.readme); say so rather than exit 0 having checked nothing.

@@ -262,7 +262,6 @@ def test_an_optional_flag_chooses_the_wording_without_a_missing_note():
     assert not any("per_layer_arms_recorded" in x for x in notes)
 
 
-
 def test_zfcore_report_names_the_readme_check_instead_of_passing_silently():
     """``python -m zfcore.report check`` (the name older notes use) checked nothing and exited 0;
     it now fails and names the real command, which does check."""
