@@ -262,19 +262,26 @@ def test_an_optional_flag_chooses_the_wording_without_a_missing_note():
     assert not any("per_layer_arms_recorded" in x for x in notes)
 
 
-def test_zfcore_report_names_the_readme_check_instead_of_passing_silently():
-    """``python -m zfcore.report check`` (the name older notes use) checked nothing and exited 0;
-    it now fails and names the real command, which does check."""
+def test_python_m_zfcore_report_is_the_readme_check(tmp_path):
+    """``python -m zfcore.report check`` is ``zfcore-report check`` (it used to check nothing
+    and exit 0): it fails on a README without markers and passes on the committed one."""
     import subprocess
     import sys
 
-    run = lambda module: subprocess.run(  # noqa: E731
-        [sys.executable, "-m", module, "check"],
+    bad = tmp_path / "README.md"
+    bad.write_text("# no markers\n")
+    run = lambda *a: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "zfcore.report", "check", *a],
         cwd=repo_root(),
         capture_output=True,
         text=True,
         timeout=120,
     )
-    old = run("zfcore.report")
-    assert old.returncode == 1 and "python -m zfcore.paper.readme check" in old.stderr
-    assert run("zfcore.paper.readme").returncode == 0  # README agrees with the figures
+    out = run("--readme", str(bad))
+    assert out.returncode == 2 and "results:begin" in out.stdout + out.stderr
+    good = run()
+    assert good.returncode == 0 and "agrees with" in good.stdout
+    # importing the engine's module does not load the paper (the entry point is its own module)
+    probe = "import sys, zfcore.report; print([m for m in sys.modules if 'zfcore.paper' in m])"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert loaded.stdout.strip() == "[]", loaded.stderr

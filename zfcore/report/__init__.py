@@ -21,12 +21,12 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .cache import atomic_savefig, atomic_write_json, atomic_write_text, config_hash
-from .errors import ZFCoreError
-from .locations import figures_output_dir, writable_dir
-from .models import model_fingerprint
-from .profiles import Profile, get_profile, repo_root
-from .study import plain
+from ..cache import atomic_savefig, atomic_write_json, atomic_write_text, config_hash
+from ..errors import ZFCoreError
+from ..locations import figures_output_dir, writable_dir
+from ..models import model_fingerprint
+from ..profiles import Profile, get_profile, repo_root
+from ..study import plain
 
 __all__ = [
     "Report",
@@ -87,7 +87,7 @@ def profile_hash(profile: "str | Profile") -> str:
 
 
 def _zfcore_version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__
 
@@ -221,14 +221,3 @@ class Report:
     def load(self) -> dict:
         p = self.dir / f"{self.notebook}.json"
         return json.loads(p.read_text()) if p.is_file() else {}
-
-
-if __name__ == "__main__":
-    # This module only writes a notebook's outputs. The README generator and its check sit a
-    # floor up (zfcore.paper.readme); say so rather than exit 0 having checked nothing.
-    import sys
-
-    sys.exit(
-        "zfcore.report has no command line: the README's check is "
-        "`python -m zfcore.paper.readme check` (and `... readme` regenerates it)"
-    )
